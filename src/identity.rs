@@ -1,0 +1,353 @@
+//! Client identities: a certificate chain and the private key that goes with it.
+//!
+//! A [`ClientIdentity`] is what a client presents in the TLS handshake and what
+//! its tokens are bound to. It is loaded once (from PEM files, PEM bytes or
+//! DER), checked (the key must belong to the leaf certificate), and then cheap
+//! to clone: the parsed key and the leaf's [`Thumbprint`] are shared.
+//!
+//! ```no_run
+//! use tower_token_binding::ClientIdentity;
+//!
+//! # fn main() -> Result<(), tower_token_binding::IdentityError> {
+//! let identity = ClientIdentity::from_pem_files("client.pem", "client.key")?;
+//! println!("tokens will be bound to x5t#S256={}", identity.thumbprint());
+//! # Ok(())
+//! # }
+//! ```
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::client::ResolvesClientCert;
+use rustls::sign::CertifiedKey;
+use rustls::{ClientConfig, RootCertStore, SignatureScheme};
+use rustls_pki_types::pem::{self, PemObject};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::thumbprint::Thumbprint;
+use crate::tls;
+
+/// A client certificate chain with its private key, and the leaf's thumbprint.
+///
+/// Cloning is cheap (a reference count). `Debug` shows the thumbprint and the
+/// chain length, never key material.
+#[derive(Clone)]
+pub struct ClientIdentity {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    certified: Arc<CertifiedKey>,
+    thumbprint: Thumbprint,
+}
+
+impl ClientIdentity {
+    /// Loads an identity from PEM: certificates from `cert_pem` (the leaf
+    /// first, then any intermediates) and the private key from `key_pem`
+    /// (PKCS#8 `PRIVATE KEY`, PKCS#1 `RSA PRIVATE KEY` or SEC1
+    /// `EC PRIVATE KEY`).
+    ///
+    /// Only certificate sections are read from `cert_pem` and only key sections
+    /// from `key_pem`, so a combined file may be passed as both.
+    pub fn from_pem(
+        cert_pem: impl AsRef<[u8]>,
+        key_pem: impl AsRef<[u8]>,
+    ) -> Result<Self, IdentityError> {
+        let chain = certificates_from_pem(cert_pem.as_ref())?;
+        let key = key_from_pem(key_pem.as_ref())?;
+        Self::from_der(chain, key)
+    }
+
+    /// Loads an identity from a certificate PEM file and a key PEM file (they
+    /// may be the same file). See [`from_pem`](Self::from_pem) for the formats.
+    ///
+    /// The files are read synchronously: load identities at start-up, or in
+    /// [`spawn_blocking`](https://docs.rs/tokio/latest/tokio/task/fn.spawn_blocking.html).
+    pub fn from_pem_files(
+        cert_path: impl AsRef<Path>,
+        key_path: impl AsRef<Path>,
+    ) -> Result<Self, IdentityError> {
+        let (cert_path, key_path) = (cert_path.as_ref(), key_path.as_ref());
+        let cert_pem = read(cert_path)?;
+        let key_pem = read(key_path)?;
+        let chain = certificates_from_pem(&cert_pem).map_err(|e| e.at(cert_path))?;
+        let key = key_from_pem(&key_pem).map_err(|e| e.at(key_path))?;
+        Self::from_der(chain, key).map_err(|e| match e.kind {
+            IdentityErrorKind::KeyMismatch => e.at(key_path),
+            _ => e.at(cert_path),
+        })
+    }
+
+    /// Builds an identity from DER: the chain (leaf first) and the leaf's key.
+    pub fn from_der(
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+    ) -> Result<Self, IdentityError> {
+        let Some(leaf) = chain.first() else {
+            return Err(IdentityError::new(IdentityErrorKind::NoCertificate));
+        };
+        let thumbprint = Thumbprint::from_certificate(leaf);
+        let signing_key = tls::provider()
+            .key_provider
+            .load_private_key(key)
+            .map_err(|e| IdentityError::new(IdentityErrorKind::UnsupportedKey).with_source(e))?;
+        let certified = CertifiedKey::new(chain, signing_key);
+        match certified.keys_match() {
+            // `Unknown`: the key cannot tell its public half; rustls accepts
+            // such keys too. aws-lc-rs keys always can.
+            Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {}
+            Err(rustls::Error::InconsistentKeys(_)) => {
+                return Err(IdentityError::new(IdentityErrorKind::KeyMismatch));
+            }
+            Err(e) => {
+                return Err(
+                    IdentityError::new(IdentityErrorKind::InvalidCertificate).with_source(e)
+                );
+            }
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                certified: Arc::new(certified),
+                thumbprint,
+            }),
+        })
+    }
+
+    /// The RFC 8705 `x5t#S256` thumbprint of the leaf certificate, computed
+    /// once when the identity was loaded.
+    pub fn thumbprint(&self) -> Thumbprint {
+        self.inner.thumbprint
+    }
+
+    /// The leaf (end-entity) certificate.
+    pub fn leaf(&self) -> &CertificateDer<'static> {
+        // `from_der` refused an empty chain.
+        &self.inner.certified.cert[0]
+    }
+
+    /// The whole chain, leaf first.
+    pub fn chain(&self) -> &[CertificateDer<'static>] {
+        &self.inner.certified.cert
+    }
+
+    /// The chain and signing key as rustls uses them.
+    pub fn certified_key(&self) -> &Arc<CertifiedKey> {
+        &self.inner.certified
+    }
+
+    /// A rustls client-certificate resolver that always presents this identity.
+    pub fn cert_resolver(&self) -> Arc<dyn ResolvesClientCert> {
+        Arc::new(PresentIdentity(self.inner.certified.clone()))
+    }
+
+    /// A rustls client config that trusts `roots` and presents this identity.
+    ///
+    /// Built with the crate's aws-lc-rs provider and rustls' safe default
+    /// protocol versions, with a session-resumption store of its own: never
+    /// share one config between identities. ALPN is left empty for the HTTP
+    /// connector (hyper-rustls) to set.
+    pub fn client_config(
+        &self,
+        roots: impl Into<Arc<RootCertStore>>,
+    ) -> Result<ClientConfig, IdentityError> {
+        let config = ClientConfig::builder_with_provider(tls::provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| IdentityError::new(IdentityErrorKind::Tls).with_source(e))?
+            .with_root_certificates(roots)
+            .with_client_cert_resolver(self.cert_resolver());
+        Ok(config)
+    }
+}
+
+impl fmt::Debug for ClientIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientIdentity")
+            .field("thumbprint", &self.inner.thumbprint)
+            .field("chain_len", &self.inner.certified.cert.len())
+            .field("key", &format_args!("<redacted>"))
+            .finish()
+    }
+}
+
+/// Presents one certified key, whatever the server asks.
+struct PresentIdentity(Arc<CertifiedKey>);
+
+impl fmt::Debug for PresentIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PresentIdentity").finish_non_exhaustive()
+    }
+}
+
+impl ResolvesClientCert for PresentIdentity {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        sigschemes: &[SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        // Presenting a certificate whose key cannot sign with any scheme the
+        // server offered would fail the handshake later with a worse error.
+        self.0.key.choose_scheme(sigschemes).map(|_| self.0.clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, IdentityError> {
+    std::fs::read(path).map_err(|e| {
+        IdentityError::new(IdentityErrorKind::Io)
+            .with_source(e)
+            .at(path)
+    })
+}
+
+fn certificates_from_pem(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, IdentityError> {
+    let chain = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(pem_error)?;
+    if chain.is_empty() {
+        return Err(IdentityError::new(IdentityErrorKind::NoCertificate));
+    }
+    Ok(chain)
+}
+
+fn key_from_pem(pem: &[u8]) -> Result<PrivateKeyDer<'static>, IdentityError> {
+    let mut keys = PrivateKeyDer::pem_slice_iter(pem);
+    let key = match keys.next() {
+        Some(key) => key.map_err(pem_error)?,
+        None if contains(pem, b"-----BEGIN ENCRYPTED PRIVATE KEY-----") => {
+            return Err(IdentityError::new(IdentityErrorKind::EncryptedKey));
+        }
+        None => return Err(IdentityError::new(IdentityErrorKind::NoPrivateKey)),
+    };
+    if keys.next().is_some() {
+        return Err(IdentityError::new(IdentityErrorKind::MultipleKeys));
+    }
+    Ok(key)
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+fn pem_error(e: pem::Error) -> IdentityError {
+    IdentityError::new(IdentityErrorKind::MalformedPem).with_source(e)
+}
+
+/// The error returned when a client identity cannot be loaded.
+///
+/// [`kind`](Self::kind) says what went wrong, [`path`](Self::path) which file
+/// it was about (when loading from files), and the source chain has the
+/// underlying I/O, PEM or rustls error.
+pub struct IdentityError {
+    kind: IdentityErrorKind,
+    path: Option<PathBuf>,
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+/// What went wrong loading a client identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum IdentityErrorKind {
+    /// A file could not be read.
+    Io,
+    /// The PEM has a malformed section.
+    MalformedPem,
+    /// There is no certificate.
+    NoCertificate,
+    /// There is no private key (PKCS#8, PKCS#1 or SEC1).
+    NoPrivateKey,
+    /// The only key is an encrypted PKCS#8 key, which is not supported.
+    EncryptedKey,
+    /// There is more than one private key.
+    MultipleKeys,
+    /// The private key is of a type or curve the crypto provider cannot use.
+    UnsupportedKey,
+    /// The private key does not belong to the leaf certificate.
+    KeyMismatch,
+    /// The leaf certificate cannot be parsed.
+    InvalidCertificate,
+    /// A TLS configuration could not be built.
+    Tls,
+}
+
+impl IdentityError {
+    fn new(kind: IdentityErrorKind) -> Self {
+        Self {
+            kind,
+            path: None,
+            source: None,
+        }
+    }
+
+    fn with_source(mut self, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        self.source = Some(source.into());
+        self
+    }
+
+    fn at(mut self, path: &Path) -> Self {
+        self.path = Some(path.to_owned());
+        self
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> IdentityErrorKind {
+        self.kind
+    }
+
+    /// The file the error is about, when loading from files.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+}
+
+impl fmt::Display for IdentityError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use IdentityErrorKind as K;
+        if let Some(path) = &self.path {
+            write!(f, "{}: ", path.display())?;
+        }
+        f.write_str(match self.kind {
+            K::Io => "cannot read the file",
+            K::MalformedPem => "malformed PEM",
+            K::NoCertificate => "no certificate found (expected a PEM CERTIFICATE section)",
+            K::NoPrivateKey => {
+                "no private key found (expected a PEM PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY section)"
+            }
+            K::EncryptedKey => "the private key is encrypted; decrypt it first",
+            K::MultipleKeys => "more than one private key found; expected exactly one",
+            K::UnsupportedKey => "the private key is of an unsupported type",
+            K::KeyMismatch => "the private key does not belong to the certificate",
+            K::InvalidCertificate => "the certificate cannot be parsed",
+            K::Tls => "cannot build the TLS configuration",
+        })?;
+        if let Some(source) = &self.source {
+            write!(f, ": {source}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for IdentityError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("IdentityError");
+        d.field("kind", &self.kind);
+        if let Some(path) = &self.path {
+            d.field("path", path);
+        }
+        if let Some(source) = &self.source {
+            d.field("source", source);
+        }
+        d.finish()
+    }
+}
+
+impl std::error::Error for IdentityError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}

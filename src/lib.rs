@@ -1,0 +1,68 @@
+//! OAuth 2.0 certificate-bound access tokens ([RFC 8705], "mTLS proof of
+//! possession", what Microsoft Entra calls token binding) for [tower], [hyper]
+//! and [axum].
+//!
+//! A bearer token works for whoever holds it. A certificate-bound token
+//! carries the thumbprint of the client's TLS certificate in its `cnf` claim,
+//! and a resource server accepts it only on a connection whose client
+//! certificate has that thumbprint: a stolen token is useless without the key.
+//!
+//! # The pieces
+//!
+//! - [`Thumbprint`]: the `x5t#S256` of a certificate (SHA-256 of the leaf's
+//!   DER, base64url without padding), parsed strictly, compared in constant
+//!   time.
+//! - [`Confirmation`]: the `cnf` claim, read strictly.
+//! - [`ClientIdentity`]: a certificate chain and its private key, checked to
+//!   belong together, with the leaf's thumbprint computed once.
+//! - [`server`]: what a resource server needs to accept client certificates.
+//! - [`test_util`] (feature `test-util`): a generated PKI and an embedded
+//!   authorization server that issues bound RFC 9068 JWT access tokens, for
+//!   tests and demos.
+//!
+//! # Feature flags
+//!
+//! | feature | default | what it adds |
+//! | --- | --- | --- |
+//! | `client` | yes | the client half (HTTPS client plumbing: hyper-rustls, hyper-util's client) |
+//! | `server` | yes | the server half ([`server`]: client-certificate acceptance, hyper-util's server) |
+//! | `axum` | no | axum integration (implies `server`) |
+//! | `test-util` | no | [`test_util`]: test PKI and authorization server (implies `client`, `server`) |
+//!
+//! Both halves are on by default because the types they share (thumbprints,
+//! identities, `cnf`) are the bulk of the crate and most of the build cost is
+//! rustls and hyper, which each half needs anyway; a service that is only a
+//! client or only a server can turn the other off with
+//! `default-features = false`.
+//!
+//! # Crypto
+//!
+//! Everything uses one crypto provider, aws-lc-rs, passed explicitly to the
+//! rustls configs this crate builds; the process-wide rustls default is
+//! neither read nor installed.
+//!
+//! [RFC 8705]: https://www.rfc-editor.org/rfc/rfc8705
+//! [tower]: https://docs.rs/tower
+//! [hyper]: https://docs.rs/hyper
+//! [axum]: https://docs.rs/axum
+
+#![warn(missing_docs, rust_2018_idioms, unreachable_pub)]
+#![deny(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod cnf;
+pub mod identity;
+pub mod thumbprint;
+mod tls;
+
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
+pub mod server;
+
+#[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
+pub mod test_util;
+
+pub use cnf::{Confirmation, InvalidConfirmation};
+pub use identity::{ClientIdentity, IdentityError, IdentityErrorKind};
+pub use thumbprint::{ParseThumbprintError, Thumbprint};

@@ -1,0 +1,737 @@
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use rcgen::{KeyPair, PKCS_ECDSA_P256_SHA256};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio_rustls::TlsAcceptor;
+
+use super::{Error, TestPki};
+use crate::server::AnyClientCertVerifier;
+use crate::{Confirmation, Thumbprint, tls};
+
+/// Largest token request body the issuer reads.
+const MAX_BODY: usize = 64 * 1024;
+/// How long a client may take over its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An embedded OAuth 2.0 authorization server for tests and demos.
+///
+/// **Not for production**: it issues tokens to any client that asks (unless
+/// told [which clients have secrets](TestIssuerBuilder::client_secret)) and
+/// keeps its keys in memory. It is a real server all the same: HTTPS on
+/// `127.0.0.1` with a certificate from a [`TestPki`], HTTP/1.1 and HTTP/2.
+///
+/// - `POST /token` and its RFC 8705 mTLS alias `POST /mtls/token` serve the
+///   `client_credentials` grant. The access token is an RFC 9068 `at+jwt`
+///   signed with ES256, with `iss`, `sub`, `aud`, `exp`, `iat`, `nbf`, `jti`,
+///   `client_id`, `scope` and, when the client presented a certificate in the
+///   handshake, `cnf.x5t#S256` of that certificate. The client is named by
+///   HTTP Basic authentication or a `client_id` form parameter. The `resource`
+///   parameter (RFC 8707) sets `aud`; `token_type=mtls_pop` (Microsoft Entra's
+///   flavour) needs a certificate and answers `"token_type": "mtls_pop"`.
+/// - `GET /jwks` publishes the signing keys (every key it has used, so tokens
+///   signed before a [rotation](Self::rotate_signing_key) still verify).
+/// - `GET /.well-known/oauth-authorization-server` (and
+///   `/.well-known/openid-configuration`) publishes RFC 8414 metadata with
+///   `tls_client_certificate_bound_access_tokens: true` and
+///   `mtls_endpoint_aliases.token_endpoint`.
+///
+/// It counts token requests, tokens issued and JWKS fetches, for tests that
+/// assert how often a client or a server came. Dropping it stops the server
+/// and closes its connections.
+///
+/// ```
+/// use tower_token_binding::test_util::{TestIssuer, TestPki};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), tower_token_binding::test_util::Error> {
+/// let pki = TestPki::new()?;
+/// let issuer = TestIssuer::builder()
+///     .audience("https://api.example")
+///     .token_lifetime(std::time::Duration::from_secs(300))
+///     .start(&pki)
+///     .await?;
+/// assert_eq!(issuer.tokens_issued(), 0);
+///
+/// // Tokens for hand-made test cases, signed with the issuer's key.
+/// let claims = issuer.claims("client-1", None);
+/// let token = issuer.sign(&claims)?;
+/// assert_eq!(token.split('.').count(), 3);
+/// # Ok(())
+/// # }
+/// ```
+pub struct TestIssuer {
+    addr: SocketAddr,
+    state: Arc<State>,
+    task: JoinHandle<()>,
+}
+
+impl fmt::Debug for TestIssuer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TestIssuer")
+            .field("issuer", &self.state.issuer)
+            .field("tokens_issued", &self.tokens_issued())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for TestIssuer {
+    fn drop(&mut self) {
+        // Aborting the accept loop drops its `JoinSet`, which aborts every
+        // connection task.
+        self.task.abort();
+    }
+}
+
+/// Builds a [`TestIssuer`].
+#[derive(Debug, Clone)]
+pub struct TestIssuerBuilder {
+    audience: String,
+    scope: Option<String>,
+    lifetime: Duration,
+    secrets: HashMap<String, Secret>,
+}
+
+#[derive(Clone)]
+struct Secret(String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl Default for TestIssuerBuilder {
+    fn default() -> Self {
+        Self {
+            audience: "https://api.test".to_owned(),
+            scope: None,
+            lifetime: Duration::from_secs(3600),
+            secrets: HashMap::new(),
+        }
+    }
+}
+
+impl TestIssuerBuilder {
+    /// The `aud` of tokens issued without a `resource` parameter.
+    /// Default `https://api.test`.
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.audience = audience.into();
+        self
+    }
+
+    /// The `scope` of tokens requested without one. Default: none.
+    pub fn default_scope(mut self, scope: impl Into<String>) -> Self {
+        self.scope = Some(scope.into());
+        self
+    }
+
+    /// How long issued tokens live (`expires_in`). Default one hour.
+    pub fn token_lifetime(mut self, lifetime: Duration) -> Self {
+        self.lifetime = lifetime;
+        self
+    }
+
+    /// Makes `client_id` a confidential client: its token requests must carry
+    /// `secret` (`client_secret_basic` or `client_secret_post`), or get
+    /// `invalid_client`. Clients not registered this way need no secret.
+    pub fn client_secret(
+        mut self,
+        client_id: impl Into<String>,
+        secret: impl Into<String>,
+    ) -> Self {
+        self.secrets.insert(client_id.into(), Secret(secret.into()));
+        self
+    }
+
+    /// Starts the issuer on `127.0.0.1` with a new server certificate from
+    /// `pki`. Clients may present any certificate (CA-issued or self-signed;
+    /// the handshake signature is verified) or none.
+    pub async fn start(self, pki: &TestPki) -> Result<TestIssuer, Error> {
+        tls::ensure_jwt_provider();
+        let config = pki.server_config(Arc::new(AnyClientCertVerifier::optional()))?;
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| Error::new("cannot listen on 127.0.0.1", e))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| Error::new("cannot read the listening address", e))?;
+        let state = Arc::new(State {
+            issuer: format!("https://{addr}"),
+            audience: self.audience,
+            scope: self.scope,
+            lifetime: self.lifetime,
+            secrets: self.secrets,
+            keys: RwLock::new(Keys {
+                current: SigningKey::generate(1)?,
+                retired: Vec::new(),
+            }),
+            token_requests: AtomicUsize::new(0),
+            tokens_issued: AtomicUsize::new(0),
+            jwks_fetches: AtomicUsize::new(0),
+        });
+        let task = tokio::spawn(accept_loop(
+            listener,
+            TlsAcceptor::from(Arc::new(config)),
+            state.clone(),
+        ));
+        Ok(TestIssuer { addr, state, task })
+    }
+}
+
+impl TestIssuer {
+    /// A builder, to set the audience, lifetime or client secrets.
+    pub fn builder() -> TestIssuerBuilder {
+        TestIssuerBuilder::default()
+    }
+
+    /// Starts an issuer with the default settings.
+    pub async fn start(pki: &TestPki) -> Result<Self, Error> {
+        Self::builder().start(pki).await
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The issuer identifier (`iss`), `https://127.0.0.1:PORT`, which is also
+    /// the base of its URLs.
+    pub fn issuer(&self) -> &str {
+        &self.state.issuer
+    }
+
+    /// The audience of tokens issued without a `resource` parameter.
+    pub fn audience(&self) -> &str {
+        &self.state.audience
+    }
+
+    /// The plain token endpoint, `…/token`.
+    pub fn token_endpoint(&self) -> String {
+        format!("{}/token", self.state.issuer)
+    }
+
+    /// The RFC 8705 mTLS alias of the token endpoint, `…/mtls/token`.
+    pub fn mtls_token_endpoint(&self) -> String {
+        format!("{}/mtls/token", self.state.issuer)
+    }
+
+    /// The JWKS URL, `…/jwks`.
+    pub fn jwks_uri(&self) -> String {
+        format!("{}/jwks", self.state.issuer)
+    }
+
+    /// The RFC 8414 metadata URL.
+    pub fn metadata_url(&self) -> String {
+        format!(
+            "{}/.well-known/oauth-authorization-server",
+            self.state.issuer
+        )
+    }
+
+    /// Token requests received, answered or refused.
+    pub fn token_requests(&self) -> usize {
+        self.state.token_requests.load(Ordering::SeqCst)
+    }
+
+    /// Access tokens issued.
+    pub fn tokens_issued(&self) -> usize {
+        self.state.tokens_issued.load(Ordering::SeqCst)
+    }
+
+    /// Times the JWKS was fetched.
+    pub fn jwks_fetches(&self) -> usize {
+        self.state.jwks_fetches.load(Ordering::SeqCst)
+    }
+
+    /// The published key set, as `GET /jwks` serves it.
+    pub fn jwks(&self) -> Value {
+        self.state.jwks()
+    }
+
+    /// The `kid` of the key new tokens are signed with.
+    pub fn current_kid(&self) -> String {
+        self.state.read_keys().current.kid.clone()
+    }
+
+    /// Switches to a new signing key (a new `kid`) and returns its `kid`.
+    /// The old keys stay published.
+    pub fn rotate_signing_key(&self) -> Result<String, Error> {
+        let mut keys = self
+            .state
+            .keys
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let next = SigningKey::generate(keys.retired.len() + 2)?;
+        let kid = next.kid.clone();
+        let old = std::mem::replace(&mut keys.current, next);
+        keys.retired.push(old);
+        Ok(kid)
+    }
+
+    /// The claims the issuer would put in a token for `client_id` (bound to
+    /// `thumbprint` when given), with `iat` now; a starting point for
+    /// hand-made tokens.
+    pub fn claims(&self, client_id: &str, thumbprint: Option<Thumbprint>) -> Value {
+        self.state.claims(
+            client_id,
+            &self.state.audience,
+            self.state.scope.as_deref(),
+            thumbprint,
+        )
+    }
+
+    /// Signs `claims` as an `at+jwt` with the current key (ES256, with `kid`).
+    pub fn sign(&self, claims: &Value) -> Result<String, Error> {
+        let keys = self.state.read_keys();
+        keys.current.sign(&keys.current.header(), claims)
+    }
+
+    /// Signs `claims` with the current key under `header` as given (its `alg`
+    /// must be ES256 for the signature to work; `typ` and `kid` are used as
+    /// they are), for tokens with faulty headers.
+    pub fn sign_with_header(&self, header: &Header, claims: &Value) -> Result<String, Error> {
+        self.state.read_keys().current.sign(header, claims)
+    }
+}
+
+struct State {
+    issuer: String,
+    audience: String,
+    scope: Option<String>,
+    lifetime: Duration,
+    secrets: HashMap<String, Secret>,
+    keys: RwLock<Keys>,
+    token_requests: AtomicUsize,
+    tokens_issued: AtomicUsize,
+    jwks_fetches: AtomicUsize,
+}
+
+struct Keys {
+    current: SigningKey,
+    retired: Vec<SigningKey>,
+}
+
+struct SigningKey {
+    kid: String,
+    encoding: EncodingKey,
+    jwk: Value,
+}
+
+impl SigningKey {
+    fn generate(serial: usize) -> Result<Self, Error> {
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)
+            .map_err(|e| Error::new("cannot generate a signing key", e))?;
+        // An uncompressed P-256 point: 0x04 || x (32 bytes) || y (32 bytes).
+        let point = key.public_key_raw();
+        if point.len() != 65 {
+            return Err(Error::new(
+                "unexpected public key encoding",
+                format!("{} bytes", point.len()),
+            ));
+        }
+        let kid = format!("test-key-{serial}");
+        let jwk = json!({
+            "kty": "EC",
+            "crv": "P-256",
+            "x": URL_SAFE_NO_PAD.encode(&point[1..33]),
+            "y": URL_SAFE_NO_PAD.encode(&point[33..65]),
+            "kid": kid,
+            "use": "sig",
+            "alg": "ES256",
+        });
+        Ok(Self {
+            kid,
+            encoding: EncodingKey::from_ec_der(&key.serialize_der()),
+            jwk,
+        })
+    }
+
+    fn header(&self) -> Header {
+        let mut header = Header::new(Algorithm::ES256);
+        header.typ = Some("at+jwt".to_owned());
+        header.kid = Some(self.kid.clone());
+        header
+    }
+
+    fn sign(&self, header: &Header, claims: &Value) -> Result<String, Error> {
+        jsonwebtoken::encode(header, claims, &self.encoding)
+            .map_err(|e| Error::new("cannot sign the token", e))
+    }
+}
+
+impl State {
+    fn read_keys(&self) -> std::sync::RwLockReadGuard<'_, Keys> {
+        self.keys
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn jwks(&self) -> Value {
+        let keys = self.read_keys();
+        let all: Vec<&Value> = std::iter::once(&keys.current.jwk)
+            .chain(keys.retired.iter().map(|k| &k.jwk))
+            .collect();
+        json!({ "keys": all })
+    }
+
+    fn metadata(&self) -> Value {
+        let iss = &self.issuer;
+        json!({
+            "issuer": iss,
+            "token_endpoint": format!("{iss}/token"),
+            "jwks_uri": format!("{iss}/jwks"),
+            "grant_types_supported": ["client_credentials"],
+            "response_types_supported": ["token"],
+            "token_endpoint_auth_methods_supported": [
+                "tls_client_auth",
+                "self_signed_tls_client_auth",
+                "client_secret_basic",
+                "client_secret_post",
+                "none"
+            ],
+            "tls_client_certificate_bound_access_tokens": true,
+            "mtls_endpoint_aliases": { "token_endpoint": format!("{iss}/mtls/token") },
+        })
+    }
+
+    fn claims(
+        &self,
+        client_id: &str,
+        audience: &str,
+        scope: Option<&str>,
+        thumbprint: Option<Thumbprint>,
+    ) -> Value {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let mut claims = json!({
+            "iss": self.issuer,
+            "sub": client_id,
+            "aud": audience,
+            "iat": now,
+            "nbf": now,
+            "exp": now + self.lifetime.as_secs(),
+            "jti": jti(),
+            "client_id": client_id,
+        });
+        if let Some(scope) = scope {
+            claims["scope"] = json!(scope);
+        }
+        if let Some(thumbprint) = thumbprint {
+            claims["cnf"] = json!(Confirmation::bound_to(thumbprint));
+        }
+        claims
+    }
+}
+
+fn jti() -> String {
+    let mut bytes = [0u8; 16];
+    // Without randomness the jti is still unique enough for a test server.
+    let _ = tls::provider().secure_random.fill(&mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, state: Arc<State>) {
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _peer)) = accepted else { continue };
+                connections.spawn(serve_connection(stream, acceptor.clone(), state.clone()));
+            }
+            // Reap finished connections so the set does not grow.
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+}
+
+async fn serve_connection(stream: tokio::net::TcpStream, acceptor: TlsAcceptor, state: Arc<State>) {
+    let Ok(Ok(tls)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await else {
+        return;
+    };
+    let peer = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .map(Thumbprint::from_certificate);
+    let service = hyper::service::service_fn(move |request| {
+        let state = state.clone();
+        async move { Ok::<_, Infallible>(route(&state, peer, request).await) }
+    });
+    let _ = auto::Builder::new(TokioExecutor::new())
+        .serve_connection(TokioIo::new(tls), service)
+        .await;
+}
+
+type Reply = Response<Full<Bytes>>;
+
+async fn route(state: &State, peer: Option<Thumbprint>, request: Request<Incoming>) -> Reply {
+    let path = request.uri().path();
+    match (request.method(), path) {
+        (&Method::POST, "/token" | "/mtls/token") => token(state, peer, request).await,
+        (_, "/token" | "/mtls/token") => method_not_allowed("POST"),
+        (&Method::GET, "/jwks") => {
+            state.jwks_fetches.fetch_add(1, Ordering::SeqCst);
+            json_reply(StatusCode::OK, &state.jwks())
+        }
+        (
+            &Method::GET,
+            "/.well-known/oauth-authorization-server" | "/.well-known/openid-configuration",
+        ) => json_reply(StatusCode::OK, &state.metadata()),
+        (
+            _,
+            "/jwks"
+            | "/.well-known/oauth-authorization-server"
+            | "/.well-known/openid-configuration",
+        ) => method_not_allowed("GET"),
+        _ => json_reply(StatusCode::NOT_FOUND, &json!({ "error": "not_found" })),
+    }
+}
+
+async fn token(state: &State, peer: Option<Thumbprint>, request: Request<Incoming>) -> Reply {
+    state.token_requests.fetch_add(1, Ordering::SeqCst);
+    match issue(state, peer, request).await {
+        Ok(reply) => {
+            state.tokens_issued.fetch_add(1, Ordering::SeqCst);
+            reply
+        }
+        Err(refusal) => refusal.into_response(),
+    }
+}
+
+/// An RFC 6749 section 5.2 error response.
+struct Refusal {
+    status: StatusCode,
+    error: &'static str,
+    description: String,
+    basic_challenge: bool,
+}
+
+impl Refusal {
+    fn bad_request(error: &'static str, description: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            error,
+            description: description.into(),
+            basic_challenge: false,
+        }
+    }
+
+    fn invalid_client(description: impl Into<String>, basic_challenge: bool) -> Self {
+        Self {
+            status: StatusCode::UNAUTHORIZED,
+            error: "invalid_client",
+            description: description.into(),
+            basic_challenge,
+        }
+    }
+
+    fn into_response(self) -> Reply {
+        let mut response = json_reply(
+            self.status,
+            &json!({ "error": self.error, "error_description": self.description }),
+        );
+        if self.basic_challenge {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"tower-token-binding test issuer\""),
+            );
+        }
+        response
+    }
+}
+
+async fn issue(
+    state: &State,
+    peer: Option<Thumbprint>,
+    request: Request<Incoming>,
+) -> Result<Reply, Refusal> {
+    let basic = basic_credentials(request.headers())?;
+    let body = match Limited::new(request.into_body(), MAX_BODY).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => {
+            return Err(Refusal::bad_request(
+                "invalid_request",
+                format!("the request body is unreadable or over {MAX_BODY} bytes"),
+            ));
+        }
+    };
+    let mut form: HashMap<String, String> = HashMap::new();
+    for (name, value) in form_urlencoded::parse(&body) {
+        if form.insert(name.to_string(), value.to_string()).is_some() {
+            return Err(Refusal::bad_request(
+                "invalid_request",
+                format!("parameter {name:?} is repeated"),
+            ));
+        }
+    }
+    match form.get("grant_type").map(String::as_str) {
+        Some("client_credentials") => {}
+        Some(other) => {
+            return Err(Refusal::bad_request(
+                "unsupported_grant_type",
+                format!("grant_type {other:?} is not supported; use client_credentials"),
+            ));
+        }
+        None => {
+            return Err(Refusal::bad_request(
+                "invalid_request",
+                "grant_type is missing",
+            ));
+        }
+    }
+
+    let used_basic = basic.is_some();
+    let (client_id, secret) = match (basic, form.get("client_id")) {
+        (Some((id, _)), Some(form_id)) if &id != form_id => {
+            return Err(Refusal::bad_request(
+                "invalid_request",
+                "client_id in the form differs from the one in the Authorization header",
+            ));
+        }
+        (Some((id, secret)), _) => {
+            if form.contains_key("client_secret") {
+                return Err(Refusal::bad_request(
+                    "invalid_request",
+                    "more than one client authentication method used",
+                ));
+            }
+            (id, Some(secret))
+        }
+        (None, Some(id)) => (id.clone(), form.get("client_secret").cloned()),
+        (None, None) => {
+            return Err(Refusal::invalid_client("no client_id given", false));
+        }
+    };
+    if let Some(Secret(expected)) = state.secrets.get(&client_id) {
+        let given = secret.as_deref().unwrap_or_default();
+        let same: bool =
+            subtle::ConstantTimeEq::ct_eq(given.as_bytes(), expected.as_bytes()).into();
+        if !same {
+            return Err(Refusal::invalid_client(
+                "client authentication failed",
+                used_basic,
+            ));
+        }
+    }
+
+    let mtls_pop = match form.get("token_type").map(String::as_str) {
+        None | Some("Bearer" | "bearer") => false,
+        Some("mtls_pop") => true,
+        Some(other) => {
+            return Err(Refusal::bad_request(
+                "invalid_request",
+                format!("token_type {other:?} is not supported"),
+            ));
+        }
+    };
+    if mtls_pop && peer.is_none() {
+        return Err(Refusal::bad_request(
+            "invalid_request",
+            "token_type mtls_pop needs a client certificate",
+        ));
+    }
+
+    let audience = form.get("resource").unwrap_or(&state.audience);
+    let scope = form
+        .get("scope")
+        .map(String::as_str)
+        .or(state.scope.as_deref());
+    let claims = state.claims(&client_id, audience, scope, peer);
+    let access_token = {
+        let keys = state.read_keys();
+        keys.current.sign(&keys.current.header(), &claims)
+    }
+    .map_err(|e| Refusal {
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+        error: "server_error",
+        description: e.to_string(),
+        basic_challenge: false,
+    })?;
+
+    let mut answer = json!({
+        "access_token": access_token,
+        "token_type": if mtls_pop { "mtls_pop" } else { "Bearer" },
+        "expires_in": state.lifetime.as_secs(),
+    });
+    if let Some(scope) = scope {
+        answer["scope"] = json!(scope);
+    }
+    let mut reply = json_reply(StatusCode::OK, &answer);
+    reply
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(reply)
+}
+
+/// Reads RFC 6749 section 2.3.1 Basic client credentials, if sent.
+fn basic_credentials(headers: &http::HeaderMap) -> Result<Option<(String, String)>, Refusal> {
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    let bad = || Refusal::invalid_client("malformed Basic credentials", true);
+    if values.next().is_some() {
+        return Err(bad());
+    }
+    let value = value.to_str().map_err(|_| bad())?;
+    let (scheme, encoded) = value.split_once(' ').ok_or_else(bad)?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Err(Refusal::invalid_client(
+            "only Basic client authentication is supported in the Authorization header",
+            true,
+        ));
+    }
+    let decoded = STANDARD.decode(encoded.trim()).map_err(|_| bad())?;
+    let decoded = String::from_utf8(decoded).map_err(|_| bad())?;
+    let (id, secret) = decoded.split_once(':').ok_or_else(bad)?;
+    let unescape = |s: &str| -> Result<String, Refusal> {
+        // application/x-www-form-urlencoded: '+' is a space.
+        let s = s.replace('+', " ");
+        percent_encoding::percent_decode_str(&s)
+            .decode_utf8()
+            .map(|c| c.into_owned())
+            .map_err(|_| bad())
+    };
+    Ok(Some((unescape(id)?, unescape(secret)?)))
+}
+
+fn json_reply(status: StatusCode, body: &Value) -> Reply {
+    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+fn method_not_allowed(allow: &'static str) -> Reply {
+    let mut response = json_reply(
+        StatusCode::METHOD_NOT_ALLOWED,
+        &json!({ "error": "method_not_allowed" }),
+    );
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    response
+}

@@ -1,0 +1,81 @@
+//! Test helpers: a throwaway PKI and an embedded authorization server.
+//!
+//! **For tests and demos only.** Everything here is generated at run time, keys
+//! included, and the authorization server issues tokens to whoever asks: it
+//! exists so that bound tokens can be exercised for real (real certificates,
+//! real TLS on loopback, real ES256 signatures) without an external identity
+//! provider. Enable it with the `test-util` feature, usually as a
+//! dev-dependency:
+//!
+//! ```toml
+//! [dev-dependencies]
+//! tower-token-binding = { version = "0.1", features = ["test-util"] }
+//! ```
+//!
+//! ```
+//! use tower_token_binding::test_util::{TestIssuer, TestPki};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), tower_token_binding::test_util::Error> {
+//! let pki = TestPki::new()?;
+//! let client = pki.client_cert("client-1")?;
+//! let issuer = TestIssuer::start(&pki).await?;
+//!
+//! // The issuer listens on 127.0.0.1 with a certificate from `pki`.
+//! assert!(issuer.token_endpoint().starts_with("https://127.0.0.1:"));
+//! let identity = client.identity()?;
+//! assert_eq!(identity.thumbprint(), client.thumbprint());
+//! # Ok(())
+//! # }
+//! ```
+
+mod issuer;
+mod pki;
+
+pub use issuer::{TestIssuer, TestIssuerBuilder};
+pub use pki::{TestCert, TestPki};
+
+use std::fmt;
+
+/// The error returned by the test helpers.
+#[derive(Debug)]
+pub struct Error {
+    message: String,
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl Error {
+    pub(crate) fn new(
+        message: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Self {
+            message: message.into(),
+            source: Some(source.into()),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)?;
+        if let Some(source) = &self.source {
+            write!(f, ": {source}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl From<crate::IdentityError> for Error {
+    fn from(e: crate::IdentityError) -> Self {
+        Self::new("cannot load the identity", e)
+    }
+}

@@ -1,0 +1,29 @@
+//! TLS plumbing shared by both halves: the one crypto provider.
+
+use std::sync::{Arc, OnceLock};
+
+use rustls::crypto::CryptoProvider;
+
+/// The crate's crypto provider: aws-lc-rs, passed explicitly to every rustls
+/// config the crate builds. The process-wide rustls default is never read or
+/// installed.
+pub(crate) fn provider() -> Arc<CryptoProvider> {
+    static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
+    PROVIDER
+        .get_or_init(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        .clone()
+}
+
+/// jsonwebtoken picks its crypto backend process-wide. With only its
+/// `aws_lc_rs` feature in the build it picks that one by itself; when some
+/// other crate in the build also enables `rust_crypto`, nothing is picked and
+/// jsonwebtoken would panic on first use. Installing aws-lc-rs first avoids
+/// that; if the application installed a provider already, theirs stays.
+pub(crate) fn ensure_jwt_provider() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        let _ = jsonwebtoken::crypto::CryptoProvider::install_default(
+            &jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER,
+        );
+    });
+}
