@@ -12,14 +12,14 @@
 //!
 //! let claims: serde_json::Value = serde_json::json!({
 //!     "sub": "client-1",
-//!     "cnf": { "x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2" },
+//!     "cnf": { "x5t#S256": "Vzrq3apkZkKiGiwuO02jxmUBAplmWl_3UyG6Loi9KPc" },
 //! });
 //! let cnf = Confirmation::from_claims(&claims).unwrap().expect("the token is bound");
-//! let expected: Thumbprint = "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2".parse().unwrap();
+//! let expected: Thumbprint = "Vzrq3apkZkKiGiwuO02jxmUBAplmWl_3UyG6Loi9KPc".parse().unwrap();
 //! assert!(cnf.is_bound_to(&expected));
 //!
 //! // A `cnf` that is not an object is an error, not an unbound token.
-//! let bad = serde_json::json!({ "cnf": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2" });
+//! let bad = serde_json::json!({ "cnf": "Vzrq3apkZkKiGiwuO02jxmUBAplmWl_3UyG6Loi9KPc" });
 //! assert!(Confirmation::from_claims(&bad).is_err());
 //! ```
 //!

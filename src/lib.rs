@@ -66,3 +66,7 @@ pub mod test_util;
 pub use cnf::{Confirmation, InvalidConfirmation};
 pub use identity::{ClientIdentity, IdentityError, IdentityErrorKind};
 pub use thumbprint::{ParseThumbprintError, Thumbprint};
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

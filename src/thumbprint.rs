@@ -44,7 +44,7 @@ const ENCODED_LEN: usize = 43;
 /// Equality is checked in constant time, so comparing the thumbprint of a
 /// connection's certificate with the one in a token does not leak how many
 /// leading bytes matched.
-#[derive(Clone, Copy, Hash)]
+#[derive(Clone, Copy)]
 pub struct Thumbprint([u8; 32]);
 
 impl Thumbprint {
@@ -87,6 +87,13 @@ impl PartialEq for Thumbprint {
 
 impl Eq for Thumbprint {}
 
+impl std::hash::Hash for Thumbprint {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // Consistent with `eq`: equal thumbprints have equal digests.
+        self.0.hash(state);
+    }
+}
+
 impl From<&CertificateDer<'_>> for Thumbprint {
     fn from(certificate: &CertificateDer<'_>) -> Self {
         Self::from_certificate(certificate)
@@ -116,6 +123,10 @@ impl FromStr for Thumbprint {
 
     /// Parses the exact RFC 8705 form: 43 characters of base64url, no padding,
     /// no whitespace, canonical (unused trailing bits zero).
+    ///
+    /// Canonical matters: a lenient decoder would take several strings for one
+    /// digest. (The example value printed in RFC 8705 section 3.1 is not
+    /// canonical, and is refused.)
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         use ParseThumbprintErrorKind as K;
         let err = |kind| Err(ParseThumbprintError { kind });
@@ -289,6 +300,22 @@ mod tests {
         // 43 characters carry 258 bits: the last 2 must be zero, and 'B' is 0b000001.
         assert_eq!(kind(&format!("{}B", &good[..42])), K::NonCanonical);
         assert!(format!("{}A", &good[..42]).parse::<Thumbprint>().is_ok());
+    }
+
+    #[test]
+    fn the_rfc_8705_example_value_is_not_canonical() {
+        // RFC 8705 section 3.1 shows "bwcK...-dg2"; its last character carries
+        // non-zero unused bits, so no SHA-256 encoder produces it. The
+        // canonical form of the same digest ends in "dg0".
+        assert_eq!(
+            kind("bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"),
+            ParseThumbprintErrorKind::NonCanonical
+        );
+        assert!(
+            "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg0"
+                .parse::<Thumbprint>()
+                .is_ok()
+        );
     }
 
     #[test]

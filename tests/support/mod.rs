@@ -28,7 +28,12 @@ pub fn https_client(pki: &TestPki, identity: Option<&ClientIdentity>) -> HttpsCl
 pub async fn send(client: &HttpsClient, request: Request<Full<Bytes>>) -> (StatusCode, Value) {
     let response = client.request(request).await.expect("request");
     let status = response.status();
-    let body = response.into_body().collect().await.expect("body").to_bytes();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
     let json = serde_json::from_slice(&body)
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()));
     (status, json)
@@ -57,8 +62,11 @@ pub async fn post_form(
     if let Some((id, secret)) = basic {
         use base64::Engine as _;
         let enc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-        let credentials = base64::engine::general_purpose::STANDARD
-            .encode(format!("{}:{}", enc(id), enc(secret)));
+        let credentials = base64::engine::general_purpose::STANDARD.encode(format!(
+            "{}:{}",
+            enc(id),
+            enc(secret)
+        ));
         request.headers_mut().insert(
             header::AUTHORIZATION,
             format!("Basic {credentials}").parse().unwrap(),
