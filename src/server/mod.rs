@@ -8,6 +8,8 @@
 //! [`AnyClientCertVerifier`] accepts such certificates while still checking
 //! that the client holds the key (the handshake signature).
 
+mod peer;
 mod verifier;
 
+pub use peer::PeerCertificate;
 pub use verifier::AnyClientCertVerifier;
