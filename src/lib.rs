@@ -15,7 +15,11 @@
 //! - [`Confirmation`]: the `cnf` claim, read strictly.
 //! - [`ClientIdentity`]: a certificate chain and its private key, checked to
 //!   belong together, with the leaf's thumbprint computed once.
-//! - [`server`]: what a resource server needs to accept client certificates.
+//! - [`server`]: what a resource server needs to accept client certificates
+//!   and see them on every request ([`server::PeerCertificate`]).
+//! - [`validation`]: [`CnfValidationLayer`], which validates RFC 9068 JWT
+//!   access tokens (keys from a JWKS) and accepts a bound token only with
+//!   the client certificate it is bound to, answering per RFC 6750.
 //! - [`test_util`] (feature `test-util`): a generated PKI and an embedded
 //!   authorization server that issues bound RFC 9068 JWT access tokens, for
 //!   tests and demos.
@@ -59,6 +63,10 @@ mod tls;
 #[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub mod server;
 
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
+pub mod validation;
+
 #[cfg(feature = "test-util")]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod test_util;
@@ -66,6 +74,8 @@ pub mod test_util;
 pub use cnf::{Confirmation, InvalidConfirmation};
 pub use identity::{ClientIdentity, IdentityError, IdentityErrorKind};
 pub use thumbprint::{ParseThumbprintError, Thumbprint};
+#[cfg(feature = "server")]
+pub use validation::CnfValidationLayer;
 
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

@@ -19,7 +19,7 @@ pub(crate) fn provider() -> Arc<CryptoProvider> {
 /// other crate in the build also enables `rust_crypto`, nothing is picked and
 /// jsonwebtoken would panic on first use. Installing aws-lc-rs first avoids
 /// that; if the application installed a provider already, theirs stays.
-#[cfg(feature = "test-util")]
+#[cfg(feature = "server")]
 pub(crate) fn ensure_jwt_provider() {
     static ONCE: OnceLock<()> = OnceLock::new();
     ONCE.get_or_init(|| {

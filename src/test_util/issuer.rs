@@ -2,7 +2,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -185,6 +185,7 @@ impl TestIssuerBuilder {
             token_requests: AtomicUsize::new(0),
             tokens_issued: AtomicUsize::new(0),
             jwks_fetches: AtomicUsize::new(0),
+            down: AtomicBool::new(false),
         });
         let task = tokio::spawn(accept_loop(
             listener,
@@ -270,6 +271,24 @@ impl TestIssuer {
         self.state.read_keys().current.kid.clone()
     }
 
+    /// Stops publishing every key but the current one, as an authorization
+    /// server does some time after a rotation. Tokens signed with the old keys
+    /// no longer verify for anyone who fetches the JWKS again.
+    pub fn retire_old_keys(&self) {
+        self.state
+            .keys
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .retired
+            .clear();
+    }
+
+    /// Makes every endpoint answer `503 Service Unavailable` (`true`) or work
+    /// again (`false`): an authorization server that is down.
+    pub fn set_down(&self, down: bool) {
+        self.state.down.store(down, Ordering::SeqCst);
+    }
+
     /// Switches to a new signing key (a new `kid`) and returns its `kid`.
     /// The old keys stay published.
     pub fn rotate_signing_key(&self) -> Result<String, Error> {
@@ -321,6 +340,7 @@ struct State {
     token_requests: AtomicUsize,
     tokens_issued: AtomicUsize,
     jwks_fetches: AtomicUsize,
+    down: AtomicBool,
 }
 
 struct Keys {
@@ -486,6 +506,12 @@ type Reply = Response<Full<Bytes>>;
 
 async fn route(state: &State, peer: Option<Thumbprint>, request: Request<Incoming>) -> Reply {
     let path = request.uri().path();
+    if state.down.load(Ordering::SeqCst) {
+        return json_reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({ "error": "temporarily_unavailable" }),
+        );
+    }
     match (request.method(), path) {
         (&Method::POST, "/token" | "/mtls/token") => token(state, peer, request).await,
         (_, "/token" | "/mtls/token") => method_not_allowed("POST"),

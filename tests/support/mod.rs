@@ -74,3 +74,25 @@ pub async fn post_form(
     }
     send(client, request).await
 }
+
+/// Like [`https_client`], HTTP/1.1 only.
+pub fn https_client_http1(pki: &TestPki, identity: Option<&ClientIdentity>) -> HttpsClient {
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(pki.client_config(identity).expect("client config"))
+        .https_only()
+        .enable_http1()
+        .build();
+    Client::builder(TokioExecutor::new()).build(connector)
+}
+
+/// Like [`https_client`], HTTP/2 only.
+pub fn https_client_http2(pki: &TestPki, identity: Option<&ClientIdentity>) -> HttpsClient {
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(pki.client_config(identity).expect("client config"))
+        .https_only()
+        .enable_http2()
+        .build();
+    Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build(connector)
+}

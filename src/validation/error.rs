@@ -1,0 +1,104 @@
+use std::fmt;
+
+/// Why an access token was not accepted by a [`ValidateToken`](super::ValidateToken).
+///
+/// The [`kind`](Self::kind) decides the HTTP answer: every kind is a `401`
+/// `invalid_token` except [`TokenErrorKind::KeysUnavailable`], a `503`
+/// (the server cannot check any token, which is not the client's fault).
+#[derive(Debug, Clone)]
+pub struct TokenError {
+    kind: TokenErrorKind,
+    detail: Option<String>,
+}
+
+/// What was wrong with a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TokenErrorKind {
+    /// Not a well-formed JWT (segments, base64url, JSON).
+    Malformed,
+    /// The `typ` header is not `at+jwt` (RFC 9068 section 4).
+    WrongType,
+    /// The `alg` is not allowed (including `none` and HMAC with public keys).
+    DisallowedAlgorithm,
+    /// No key in the key set matches the token's `kid` and `alg`.
+    UnknownKey,
+    /// The signature does not verify.
+    BadSignature,
+    /// `iss` is not the expected issuer.
+    WrongIssuer,
+    /// `aud` does not name this resource server.
+    WrongAudience,
+    /// `exp` has passed (beyond the leeway).
+    Expired,
+    /// `nbf` is still in the future (beyond the leeway).
+    NotYetValid,
+    /// A required claim is missing or has the wrong type.
+    MissingClaim,
+    /// `cnf` is present but malformed.
+    InvalidConfirmation,
+    /// No keys could be loaded to check tokens with (the JWKS endpoint is
+    /// down and no earlier key set is known).
+    KeysUnavailable,
+    /// Some other reason, from a custom validator.
+    Other,
+}
+
+impl TokenError {
+    /// A token error of `kind`.
+    pub fn new(kind: TokenErrorKind) -> Self {
+        Self { kind, detail: None }
+    }
+
+    /// A token error of `kind` with a detail for logs and `Display` (never
+    /// sent to the client; do not put the token in it).
+    pub fn with_detail(kind: TokenErrorKind, detail: impl Into<String>) -> Self {
+        Self {
+            kind,
+            detail: Some(detail.into()),
+        }
+    }
+
+    /// What was wrong.
+    pub fn kind(&self) -> TokenErrorKind {
+        self.kind
+    }
+
+    /// The fixed, client-safe description of the kind, as sent in
+    /// `error_description`.
+    pub fn description(&self) -> &'static str {
+        self.kind.description()
+    }
+}
+
+impl TokenErrorKind {
+    pub(crate) fn description(self) -> &'static str {
+        match self {
+            Self::Malformed => "the access token is not a well-formed JWT",
+            Self::WrongType => "the access token is not of type at+jwt",
+            Self::DisallowedAlgorithm => "the access token is signed with an algorithm not allowed",
+            Self::UnknownKey => "the access token is signed with an unknown key",
+            Self::BadSignature => "the access token signature is invalid",
+            Self::WrongIssuer => "the access token has the wrong issuer",
+            Self::WrongAudience => "the access token is not meant for this resource",
+            Self::Expired => "the access token has expired",
+            Self::NotYetValid => "the access token is not valid yet",
+            Self::MissingClaim => "the access token lacks a required claim",
+            Self::InvalidConfirmation => "the access token cnf claim is malformed",
+            Self::KeysUnavailable => "the token signing keys are unavailable",
+            Self::Other => "the access token is invalid",
+        }
+    }
+}
+
+impl fmt::Display for TokenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.description())?;
+        if let Some(detail) = &self.detail {
+            write!(f, " ({detail})")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for TokenError {}

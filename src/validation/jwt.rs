@@ -1,0 +1,362 @@
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::errors::ErrorKind as JwtErrorKind;
+use jsonwebtoken::{Algorithm, Validation, decode, decode_header};
+use serde_json::{Map, Value};
+
+use super::cache::{TokenDigest, VerifiedCache, digest};
+use super::jwks::{JwksError, JwksSource, KeySet, Keys};
+use super::{TokenError, TokenErrorKind, ValidateToken, VerifiedToken};
+
+/// The asymmetric algorithms allowed by default.
+const DEFAULT_ALGORITHMS: &[Algorithm] = &[
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::EdDSA,
+];
+
+/// Validates RFC 9068 JWT access tokens with jsonwebtoken: the default
+/// [`ValidateToken`].
+///
+/// Checks, in this order: the JWT shape; `typ` is `at+jwt` or
+/// `application/at+jwt`; `alg` is allowed (asymmetric only by default, so
+/// `none` and HMAC-with-a-public-key never pass); a key with the token's
+/// `kid` and algorithm is in the key set (an unknown `kid` refetches a remote
+/// JWKS, at most once per cooldown); the signature; `iss`; `aud`; `exp` and
+/// `nbf` with a leeway (default 30 s); `sub` is present; `cnf`, if present, is
+/// well-formed. Whether `cnf` matches the client certificate is the layer's
+/// check, on every request.
+///
+/// Verified tokens are remembered (keyed by a SHA-256 digest of the whole
+/// token, bounded, until the token's `exp`, forgotten when the key set
+/// changes), so a token seen before costs a hash and a lookup.
+///
+/// ```
+/// use tower_token_binding::validation::{JwksSource, JwtValidator};
+///
+/// let validator = JwtValidator::builder()
+///     .issuer("https://issuer.example")
+///     .audience("https://api.example")
+///     .jwks(JwksSource::remote("https://issuer.example/jwks").unwrap())
+///     .build()
+///     .unwrap();
+/// # let _ = validator;
+/// ```
+#[derive(Clone)]
+pub struct JwtValidator {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    keys: Keys,
+    /// One prepared `Validation` per allowed algorithm.
+    validations: Vec<(Algorithm, Validation)>,
+    leeway: u64,
+    cache: VerifiedCache,
+}
+
+impl fmt::Debug for JwtValidator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JwtValidator")
+            .field(
+                "algorithms",
+                &self
+                    .inner
+                    .validations
+                    .iter()
+                    .map(|(a, _)| a)
+                    .collect::<Vec<_>>(),
+            )
+            .field("leeway", &self.inner.leeway)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`JwtValidator`]. `issuer`, `audience` and `jwks` are required.
+#[derive(Debug, Clone)]
+pub struct JwtValidatorBuilder {
+    issuer: Option<String>,
+    audiences: Vec<String>,
+    jwks: Option<JwksSource>,
+    algorithms: Vec<Algorithm>,
+    leeway: Duration,
+    cache_capacity: usize,
+}
+
+impl JwtValidator {
+    /// A builder.
+    pub fn builder() -> JwtValidatorBuilder {
+        JwtValidatorBuilder {
+            issuer: None,
+            audiences: Vec::new(),
+            jwks: None,
+            algorithms: DEFAULT_ALGORITHMS.to_vec(),
+            leeway: Duration::from_secs(30),
+            cache_capacity: 10_000,
+        }
+    }
+
+    /// Validates `token` without the cache, in the calling task.
+    async fn validate_uncached(
+        self,
+        token: String,
+        key: TokenDigest,
+    ) -> Result<VerifiedToken, TokenError> {
+        let inner = &self.inner;
+        let keys = match &inner.keys {
+            Keys::Static(keys) => keys.clone(),
+            Keys::Remote(remote) => remote
+                .keys()
+                .await
+                .ok_or_else(|| TokenError::new(TokenErrorKind::KeysUnavailable))?,
+        };
+        let result = match self.verify(&token, &keys) {
+            Err(e) if e.kind() == TokenErrorKind::UnknownKey => match &inner.keys {
+                Keys::Remote(remote) => {
+                    let kid = decode_header(&token).ok().and_then(|h| h.kid);
+                    if keys.has_kid(kid.as_deref()) {
+                        Err(e)
+                    } else {
+                        match remote.refetch_for_unknown_kid().await {
+                            Some(fresh) if fresh.generation != keys.generation => {
+                                self.verify(&token, &fresh).map(|t| (t, fresh.generation))
+                            }
+                            _ => Err(e),
+                        }
+                    }
+                }
+                Keys::Static(_) => Err(e),
+            },
+            other => other.map(|t| (t, keys.generation)),
+        };
+        let (verified, generation) = result?;
+        if inner.keys.generation() != generation {
+            // The key set changed under us: what was cached is stale.
+            inner.cache.clear();
+        }
+        if let Some(exp) = verified.expires_at() {
+            let now = now();
+            inner.cache.insert(
+                key,
+                verified.clone(),
+                exp.saturating_add(inner.leeway),
+                generation,
+                now,
+            );
+        }
+        Ok(verified)
+    }
+
+    /// Checks `token` against `keys`.
+    fn verify(&self, token: &str, keys: &KeySet) -> Result<VerifiedToken, TokenError> {
+        use TokenErrorKind as K;
+        let header = decode_header(token)
+            .map_err(|e| TokenError::with_detail(K::Malformed, e.to_string()))?;
+        let typ_ok = header.typ.as_deref().is_some_and(|t| {
+            t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt")
+        });
+        if !typ_ok {
+            return Err(TokenError::new(K::WrongType));
+        }
+        let Some((_, validation)) = self
+            .inner
+            .validations
+            .iter()
+            .find(|(a, _)| *a == header.alg)
+        else {
+            return Err(TokenError::with_detail(
+                K::DisallowedAlgorithm,
+                format!("{:?}", header.alg),
+            ));
+        };
+        let key = keys
+            .find(header.kid.as_deref(), header.alg)
+            .ok_or_else(|| TokenError::new(K::UnknownKey))?;
+        let data = decode::<Map<String, Value>>(token, key, validation).map_err(map_jwt_error)?;
+        VerifiedToken::from_claims(data.claims)
+            .map_err(|e| TokenError::with_detail(K::InvalidConfirmation, e.to_string()))
+    }
+}
+
+fn map_jwt_error(e: jsonwebtoken::errors::Error) -> TokenError {
+    use TokenErrorKind as K;
+    let kind = match e.kind() {
+        JwtErrorKind::InvalidSignature
+        | JwtErrorKind::InvalidEcdsaKey
+        | JwtErrorKind::InvalidEddsaKey
+        | JwtErrorKind::InvalidRsaKey(_)
+        | JwtErrorKind::InvalidKeyFormat => K::BadSignature,
+        JwtErrorKind::ExpiredSignature => K::Expired,
+        JwtErrorKind::ImmatureSignature => K::NotYetValid,
+        JwtErrorKind::InvalidIssuer => K::WrongIssuer,
+        JwtErrorKind::InvalidAudience => K::WrongAudience,
+        JwtErrorKind::MissingRequiredClaim(_) | JwtErrorKind::InvalidClaimFormat(_) => {
+            K::MissingClaim
+        }
+        JwtErrorKind::InvalidAlgorithm
+        | JwtErrorKind::UnsupportedAlgorithm
+        | JwtErrorKind::MissingAlgorithm
+        | JwtErrorKind::InvalidAlgorithmName => K::DisallowedAlgorithm,
+        JwtErrorKind::InvalidToken
+        | JwtErrorKind::Base64(_)
+        | JwtErrorKind::Json(_)
+        | JwtErrorKind::Utf8(_) => K::Malformed,
+        _ => K::Other,
+    };
+    TokenError::with_detail(kind, e.to_string())
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl JwtValidatorBuilder {
+    /// The expected `iss`, exactly.
+    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.issuer = Some(issuer.into());
+        self
+    }
+
+    /// An accepted `aud`: this resource server. May be called more than once.
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.audiences.push(audience.into());
+        self
+    }
+
+    /// Where the signing keys come from.
+    pub fn jwks(mut self, jwks: impl Into<JwksSource>) -> Self {
+        self.jwks = Some(jwks.into());
+        self
+    }
+
+    /// The allowed signature algorithms, replacing the default (every
+    /// asymmetric algorithm jsonwebtoken knows). HMAC algorithms can be named
+    /// but never verify: keys from a JWKS are never symmetric.
+    pub fn algorithms(mut self, algorithms: impl IntoIterator<Item = Algorithm>) -> Self {
+        self.algorithms = algorithms.into_iter().collect();
+        self
+    }
+
+    /// Clock skew allowed for `exp` and `nbf`. Default 30 s.
+    pub fn leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = leeway;
+        self
+    }
+
+    /// How many verified tokens to remember. Default 10 000; 0 turns the
+    /// cache off.
+    pub fn cache_capacity(mut self, capacity: usize) -> Self {
+        self.cache_capacity = capacity;
+        self
+    }
+
+    /// Builds the validator. Needs a Tokio runtime only later, when a remote
+    /// JWKS is fetched.
+    pub fn build(self) -> Result<JwtValidator, JwksError> {
+        crate::tls::ensure_jwt_provider();
+        let issuer = self
+            .issuer
+            .ok_or_else(|| JwksError::config("JwtValidator needs an issuer"))?;
+        if self.audiences.is_empty() {
+            return Err(JwksError::config("JwtValidator needs an audience"));
+        }
+        let jwks = self
+            .jwks
+            .ok_or_else(|| JwksError::config("JwtValidator needs a JWKS source"))?;
+        if self.algorithms.is_empty() {
+            return Err(JwksError::config(
+                "JwtValidator needs at least one algorithm",
+            ));
+        }
+        let leeway = self.leeway.as_secs();
+        let validations = self
+            .algorithms
+            .iter()
+            .map(|&alg| {
+                let mut v = Validation::new(alg);
+                v.set_issuer(&[&issuer]);
+                v.set_audience(&self.audiences);
+                v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+                v.leeway = leeway;
+                v.validate_exp = true;
+                v.validate_nbf = true;
+                (alg, v)
+            })
+            .collect();
+        Ok(JwtValidator {
+            inner: Arc::new(Inner {
+                keys: jwks.into_keys()?,
+                validations,
+                leeway,
+                cache: VerifiedCache::new(self.cache_capacity),
+            }),
+        })
+    }
+}
+
+impl ValidateToken for JwtValidator {
+    type Future = JwtFuture;
+
+    fn validate(&self, token: &str) -> JwtFuture {
+        let key = digest(token);
+        let generation = self.inner.keys.generation();
+        if let Some(hit) = self.inner.cache.get(&key, now(), generation) {
+            return JwtFuture {
+                state: FutureState::Ready(Some(Ok(hit))),
+            };
+        }
+        let this = self.clone();
+        let token = token.to_owned();
+        JwtFuture {
+            state: FutureState::Pending(Box::pin(this.validate_uncached(token, key))),
+        }
+    }
+}
+
+type BoxFuture = Pin<Box<dyn Future<Output = Result<VerifiedToken, TokenError>> + Send>>;
+
+/// The future of [`JwtValidator`]: ready at once on a cache hit.
+pub struct JwtFuture {
+    state: FutureState,
+}
+
+enum FutureState {
+    Ready(Option<Result<VerifiedToken, TokenError>>),
+    Pending(BoxFuture),
+}
+
+impl fmt::Debug for JwtFuture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JwtFuture").finish_non_exhaustive()
+    }
+}
+
+impl Future for JwtFuture {
+    type Output = Result<VerifiedToken, TokenError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.state {
+            FutureState::Ready(result) => Poll::Ready(result.take().unwrap_or_else(|| {
+                Err(TokenError::with_detail(
+                    TokenErrorKind::Other,
+                    "polled after completion",
+                ))
+            })),
+            FutureState::Pending(future) => future.as_mut().poll(cx),
+        }
+    }
+}

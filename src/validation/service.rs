@@ -1,0 +1,214 @@
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{HeaderMap, Request, Response, header};
+use tower::Service;
+
+use super::future::ResponseFuture;
+use super::layer::Settings;
+use super::rejection::{Rejection, RejectionKind, Scheme};
+use super::{CnfValidationLayer, ValidateToken};
+
+/// Middleware that validates access tokens and their certificate binding.
+///
+/// Built by [`CnfValidationLayer`]; see the [module docs](super).
+#[derive(Clone, Debug)]
+pub struct CnfValidation<S, V> {
+    inner: S,
+    validator: V,
+    settings: Arc<Settings>,
+}
+
+impl<S, V> CnfValidation<S, V> {
+    /// Wraps `inner`, validating with `validator`, binding required.
+    pub fn new(inner: S, validator: V) -> Self {
+        Self::from_parts(inner, validator, Arc::new(Settings::default()))
+    }
+
+    pub(crate) fn from_parts(inner: S, validator: V, settings: Arc<Settings>) -> Self {
+        Self {
+            inner,
+            validator,
+            settings,
+        }
+    }
+
+    /// A layer; the same as [`CnfValidationLayer::new`].
+    pub fn layer(validator: V) -> CnfValidationLayer<V> {
+        CnfValidationLayer::new(validator)
+    }
+
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+}
+
+impl<S, V, ReqBody, ResBody> Service<Request<ReqBody>> for CnfValidation<S, V>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    V: ValidateToken,
+    ResBody: Default,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, ReqBody, V::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let (scheme, validation) = match credentials(&request) {
+            Ok((scheme, token)) => (scheme, self.validator.validate(token)),
+            Err(rejection) => {
+                tracing::debug!(rejection = ?rejection.kind(), "request refused");
+                return ResponseFuture::rejected(
+                    rejection
+                        .into_response(self.settings.terse, self.settings.scope_param.as_deref()),
+                );
+            }
+        };
+        // The ready service goes into the future; a clone stays (not ready).
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        ResponseFuture::validating(validation, request, inner, self.settings.clone(), scheme)
+    }
+}
+
+/// Finds the access token: `Authorization: Bearer <token>` or
+/// `Authorization: mtls_pop <token>` (scheme word case-insensitive), once.
+fn credentials<B>(request: &Request<B>) -> Result<(Scheme, &str), Rejection> {
+    let in_query = request.uri().query().is_some_and(has_access_token_param);
+    let headers = request.headers();
+    let Some(value) = single_authorization(headers)? else {
+        return Err(Rejection::new(
+            if in_query {
+                RejectionKind::TokenInQuery
+            } else {
+                RejectionKind::MissingCredentials
+            },
+            Scheme::Bearer,
+        ));
+    };
+    let malformed = |scheme| Rejection::new(RejectionKind::MalformedAuthorization, scheme);
+    let value = value.to_str().map_err(|_| malformed(Scheme::Bearer))?;
+    let (word, rest) = value.split_once(' ').unwrap_or((value, ""));
+    let scheme = if word.eq_ignore_ascii_case("bearer") {
+        Scheme::Bearer
+    } else if word.eq_ignore_ascii_case("mtls_pop") {
+        Scheme::MtlsPop
+    } else {
+        // Another scheme (Basic, DPoP, ...): no credentials we understand.
+        return Err(Rejection::new(
+            RejectionKind::MissingCredentials,
+            Scheme::Bearer,
+        ));
+    };
+    let token = rest.trim_start_matches(' ');
+    if !is_b64token(token) {
+        return Err(malformed(scheme));
+    }
+    if in_query {
+        return Err(Rejection::new(RejectionKind::MultipleTokens, scheme));
+    }
+    Ok((scheme, token))
+}
+
+fn single_authorization(headers: &HeaderMap) -> Result<Option<&http::HeaderValue>, Rejection> {
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(Rejection::new(
+            RejectionKind::MultipleTokens,
+            Scheme::Bearer,
+        ));
+    }
+    Ok(first)
+}
+
+/// RFC 6750 section 2.1: `b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" /
+/// "~" / "+" / "/" ) *"="`.
+fn is_b64token(token: &str) -> bool {
+    let body = token.trim_end_matches('=');
+    !body.is_empty()
+        && body.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+        })
+}
+
+fn has_access_token_param(query: &str) -> bool {
+    query
+        .split('&')
+        .any(|pair| pair.split('=').next() == Some("access_token"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(values: &[&str], uri: &str) -> Result<(Scheme, String), RejectionKind> {
+        let mut builder = Request::get(uri);
+        for v in values {
+            builder = builder.header(header::AUTHORIZATION, *v);
+        }
+        let request = builder.body(()).unwrap();
+        credentials(&request)
+            .map(|(s, t)| (s, t.to_owned()))
+            .map_err(|r| r.kind())
+    }
+
+    #[test]
+    fn schemes_and_tokens() {
+        use RejectionKind as K;
+        assert_eq!(
+            parse(&["Bearer abc.def-_~+/=="], "/"),
+            Ok((Scheme::Bearer, "abc.def-_~+/==".into()))
+        );
+        assert_eq!(
+            parse(&["bEaReR  abc"], "/"),
+            Ok((Scheme::Bearer, "abc".into()))
+        );
+        assert_eq!(
+            parse(&["MTLS_POP abc"], "/"),
+            Ok((Scheme::MtlsPop, "abc".into()))
+        );
+        assert_eq!(parse(&[], "/"), Err(K::MissingCredentials));
+        assert_eq!(
+            parse(&["Basic dXNlcjpwYXNz"], "/"),
+            Err(K::MissingCredentials)
+        );
+        assert_eq!(parse(&["Bearer"], "/"), Err(K::MalformedAuthorization));
+        assert_eq!(parse(&["Bearer "], "/"), Err(K::MalformedAuthorization));
+        assert_eq!(parse(&["Bearer a b"], "/"), Err(K::MalformedAuthorization));
+        assert_eq!(parse(&["Bearer a,b"], "/"), Err(K::MalformedAuthorization));
+        assert_eq!(parse(&["Bearer ==="], "/"), Err(K::MalformedAuthorization));
+        assert_eq!(parse(&["Bearer a=b"], "/"), Err(K::MalformedAuthorization));
+        assert_eq!(
+            parse(&["Bearer a", "Bearer b"], "/"),
+            Err(K::MultipleTokens)
+        );
+        assert_eq!(
+            parse(&["Bearer a"], "/?x=1&access_token=b"),
+            Err(K::MultipleTokens)
+        );
+        assert_eq!(parse(&[], "/?access_token=b"), Err(K::TokenInQuery));
+        assert_eq!(
+            parse(&["Bearer a"], "/?not_access_token=b"),
+            Ok((Scheme::Bearer, "a".into()))
+        );
+    }
+
+    #[test]
+    fn non_ascii_header_is_malformed() {
+        let mut request = Request::new(());
+        request.headers_mut().insert(
+            header::AUTHORIZATION,
+            http::HeaderValue::from_bytes(b"Bearer \xff\xfe").unwrap(),
+        );
+        assert_eq!(
+            credentials(&request).unwrap_err().kind(),
+            RejectionKind::MalformedAuthorization
+        );
+    }
+}

@@ -1,0 +1,153 @@
+use std::fmt;
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use crate::{Confirmation, InvalidConfirmation};
+
+/// A validated access token: its claims, and its `cnf` read strictly.
+///
+/// [`CnfValidationLayer`](super::CnfValidationLayer) puts one into the
+/// extensions of every request it lets through; with the `axum` feature it is
+/// also an extractor. Cloning is cheap (a reference count).
+///
+/// ```
+/// use tower_token_binding::validation::VerifiedToken;
+///
+/// let claims = serde_json::json!({ "sub": "svc", "scope": "read write" });
+/// let token = VerifiedToken::from_claims(claims.as_object().unwrap().clone()).unwrap();
+/// assert_eq!(token.subject(), Some("svc"));
+/// assert!(token.has_scope("write"));
+/// assert!(token.confirmation().is_none());
+/// ```
+#[derive(Clone)]
+pub struct VerifiedToken {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    claims: Map<String, Value>,
+    cnf: Option<Confirmation>,
+}
+
+impl VerifiedToken {
+    /// Wraps claims that a [`ValidateToken`](super::ValidateToken)
+    /// implementation has verified. Fails when `cnf` is present but malformed.
+    pub fn from_claims(claims: Map<String, Value>) -> Result<Self, InvalidConfirmation> {
+        let cnf = match claims.get("cnf") {
+            None => None,
+            Some(cnf) => Some(Confirmation::from_value(cnf)?),
+        };
+        Ok(Self {
+            inner: Arc::new(Inner { claims, cnf }),
+        })
+    }
+
+    /// All claims.
+    pub fn claims(&self) -> &Map<String, Value> {
+        &self.inner.claims
+    }
+
+    fn str_claim(&self, name: &str) -> Option<&str> {
+        self.inner.claims.get(name).and_then(Value::as_str)
+    }
+
+    /// `sub`.
+    pub fn subject(&self) -> Option<&str> {
+        self.str_claim("sub")
+    }
+
+    /// `client_id` (RFC 9068), or `azp` as Microsoft Entra v1 tokens carry it.
+    pub fn client_id(&self) -> Option<&str> {
+        self.str_claim("client_id")
+            .or_else(|| self.str_claim("azp"))
+    }
+
+    /// `iss`.
+    pub fn issuer(&self) -> Option<&str> {
+        self.str_claim("iss")
+    }
+
+    /// `exp`, seconds since the Unix epoch.
+    pub fn expires_at(&self) -> Option<u64> {
+        self.inner.claims.get("exp").and_then(Value::as_u64)
+    }
+
+    /// The `scope` claim as it is (space-separated, RFC 9068 section 2.2.3).
+    pub fn scope(&self) -> Option<&str> {
+        self.str_claim("scope")
+    }
+
+    /// The granted scopes: `scope` split on spaces, or else `scp` (a string
+    /// or an array of strings, as Microsoft Entra and others send it).
+    pub fn scopes(&self) -> impl Iterator<Item = &str> {
+        let from_string = self
+            .scope()
+            .or_else(|| self.str_claim("scp"))
+            .into_iter()
+            .flat_map(|s| s.split(' '))
+            .filter(|s| !s.is_empty());
+        let from_array = self
+            .inner
+            .claims
+            .get("scp")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str);
+        from_string.chain(from_array)
+    }
+
+    /// Whether `scope` was granted.
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes().any(|s| s == scope)
+    }
+
+    /// The `cnf` claim, when the token is bound to something.
+    pub fn confirmation(&self) -> Option<&Confirmation> {
+        self.inner.cnf.as_ref()
+    }
+}
+
+impl fmt::Debug for VerifiedToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerifiedToken")
+            .field("sub", &self.subject())
+            .field("client_id", &self.client_id())
+            .field("scope", &self.scope())
+            .field(
+                "x5t#S256",
+                &self.confirmation().and_then(Confirmation::thumbprint),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn token(claims: Value) -> VerifiedToken {
+        VerifiedToken::from_claims(claims.as_object().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn scopes_from_scope_or_scp() {
+        assert!(token(json!({ "scope": "a  b" })).scopes().eq(["a", "b"]));
+        assert!(token(json!({ "scp": "a b" })).scopes().eq(["a", "b"]));
+        assert!(
+            token(json!({ "scp": ["a", 1, "b"] }))
+                .scopes()
+                .eq(["a", "b"])
+        );
+        assert!(token(json!({})).scopes().next().is_none());
+        assert!(!token(json!({ "scope": "ab" })).has_scope("a"));
+    }
+
+    #[test]
+    fn malformed_cnf_is_refused() {
+        let claims = json!({ "cnf": "x" }).as_object().unwrap().clone();
+        assert!(VerifiedToken::from_claims(claims).is_err());
+    }
+}
