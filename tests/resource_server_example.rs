@@ -1,0 +1,246 @@
+//! Drives `examples/resource_server.rs` as a separate process, the way a test
+//! outside Rust would.
+#![cfg(all(feature = "test-util", feature = "axum"))]
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use http::{Request, StatusCode, header};
+use http_body_util::Full;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use support::{get_json, https_client, send};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tower_token_binding::test_util::{TestIssuer, TestPki};
+
+/// The example binary cargo built next to this test, built on demand.
+fn example_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap();
+    let path = dir.join("examples").join("resource_server");
+    if !path.exists() {
+        let status = std::process::Command::new(env!("CARGO"))
+            .args(["build", "--all-features", "--example", "resource_server"])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    path
+}
+
+struct Server {
+    child: Child,
+    url: String,
+}
+
+async fn start(args: &[&str]) -> Server {
+    let mut child = Command::new(example_binary())
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(std::time::Duration::from_secs(60), lines.next_line())
+        .await
+        .expect("the server announces itself")
+        .unwrap()
+        .expect("a line");
+    let url = line
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    Server { child, url }
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+async fn token(
+    pki: &TestPki,
+    issuer: &TestIssuer,
+    identity: Option<&tower_token_binding::ClientIdentity>,
+) -> String {
+    let (status, body) = support::post_form(
+        &https_client(pki, identity),
+        &issuer.token_endpoint(),
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_id", "svc"),
+            ("scope", "read"),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    body["access_token"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn over_mtls_with_a_remote_jwks() {
+    let pki = TestPki::new().unwrap();
+    let issuer = TestIssuer::start(&pki).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let server_cert = pki.server_cert().unwrap();
+    let cert = write(dir.path(), "server.pem", server_cert.cert_pem());
+    let key = write(dir.path(), "server.key", server_cert.key_pem());
+    let ca = write(dir.path(), "ca.pem", &pki.ca_pem());
+    let jwks_uri = issuer.jwks_uri();
+    let mut server = start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--tls-cert",
+        &cert,
+        "--tls-key",
+        &key,
+        "--any-client-cert",
+        "--issuer",
+        issuer.issuer(),
+        "--audience",
+        issuer.audience(),
+        "--jwks-url",
+        &jwks_uri,
+        "--jwks-ca",
+        &ca,
+        "--required-scope",
+        "read",
+    ])
+    .await;
+    assert!(
+        server.url.starts_with("https://127.0.0.1:"),
+        "{}",
+        server.url
+    );
+
+    let client_cert = TestPki::self_signed_client("svc.example").unwrap();
+    let identity = client_cert.identity().unwrap();
+    let bound = token(&pki, &issuer, Some(&identity)).await;
+    let whoami = format!("{}/whoami", server.url);
+    let get = |token: &str| {
+        Request::get(&whoami)
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(Full::<Bytes>::default())
+            .unwrap()
+    };
+
+    let (status, body) = send(&https_client(&pki, Some(&identity)), get(&bound)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["sub"], "svc");
+    assert_eq!(body["client_id"], "svc");
+    assert_eq!(body["scope"], "read");
+    assert_eq!(body["x5t#S256"], identity.thumbprint().to_string());
+
+    // The stolen token from another certificate, or none.
+    let thief = pki
+        .client_cert("thief.example")
+        .unwrap()
+        .identity()
+        .unwrap();
+    let (status, _) = send(&https_client(&pki, Some(&thief)), get(&bound)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = send(&https_client(&pki, None), get(&bound)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // No token; a valid token on another path.
+    let (status, _) = get_json(&https_client(&pki, Some(&identity)), &whoami).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let other = Request::get(format!("{}/nothing", server.url))
+        .header(header::AUTHORIZATION, format!("Bearer {bound}"))
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    let (status, _) = send(&https_client(&pki, Some(&identity)), other).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    server.child.kill().await.unwrap();
+}
+
+#[tokio::test]
+async fn behind_a_proxy_with_a_jwks_file() {
+    let pki = TestPki::new().unwrap();
+    let issuer = TestIssuer::start(&pki).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let jwks = write(dir.path(), "jwks.json", &issuer.jwks().to_string());
+    let mut server = start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--issuer",
+        issuer.issuer(),
+        "--audience",
+        issuer.audience(),
+        "--jwks-file",
+        &jwks,
+        "--trust-client-cert-header",
+    ])
+    .await;
+    assert!(
+        server.url.starts_with("http://127.0.0.1:"),
+        "{}",
+        server.url
+    );
+
+    let client_cert = pki.client_cert("svc.example").unwrap();
+    let identity = client_cert.identity().unwrap();
+    let bound = token(&pki, &issuer, Some(&identity)).await;
+    let plain: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let forwarded = |cert_header: &str| {
+        Request::get(format!("{}/whoami", server.url))
+            .header(header::AUTHORIZATION, format!("Bearer {bound}"))
+            .header("client-cert", cert_header)
+            .body(Full::<Bytes>::default())
+            .unwrap()
+    };
+    let der = base64::engine::general_purpose::STANDARD.encode(client_cert.cert());
+
+    let response = plain.request(forwarded(&format!(":{der}:"))).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let response = plain
+        .request(forwarded("not a byte sequence"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let other = pki.client_cert("other.example").unwrap();
+    let other = base64::engine::general_purpose::STANDARD.encode(other.cert());
+    let response = plain
+        .request(forwarded(&format!(":{other}:")))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+
+    server.child.kill().await.unwrap();
+}
+
+#[tokio::test]
+async fn bad_arguments_exit_with_a_message() {
+    let output = Command::new(example_binary())
+        .args(["--listen", "127.0.0.1:0", "--bogus"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("unknown argument"));
+    let output = Command::new(example_binary())
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--issuer",
+            "x",
+            "--audience",
+            "y",
+            "--jwks-file",
+            "/nonexistent.json",
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("/nonexistent.json"));
+}
