@@ -69,10 +69,7 @@ impl ClientIdentity {
         key_path: impl AsRef<Path>,
     ) -> Result<Self, IdentityError> {
         let (cert_path, key_path) = (cert_path.as_ref(), key_path.as_ref());
-        let cert_pem = read(cert_path)?;
-        let key_pem = read(key_path)?;
-        let chain = certificates_from_pem(&cert_pem).map_err(|e| e.at(cert_path))?;
-        let key = key_from_pem(&key_pem).map_err(|e| e.at(key_path))?;
+        let (chain, key) = read_pem_files(cert_path, key_path)?;
         Self::from_der(chain, key).map_err(|e| match e.kind {
             IdentityErrorKind::KeyMismatch => e.at(key_path),
             _ => e.at(cert_path),
@@ -195,6 +192,20 @@ impl ResolvesClientCert for PresentIdentity {
     }
 }
 
+/// Reads a certificate chain (leaf first) and its private key from PEM
+/// files; errors name the file they are about. Shared with the server's TLS
+/// configuration.
+pub(crate) fn read_pem_files(
+    cert_path: &Path,
+    key_path: &Path,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), IdentityError> {
+    let cert_pem = read(cert_path)?;
+    let key_pem = read(key_path)?;
+    let chain = certificates_from_pem(&cert_pem).map_err(|e| e.at(cert_path))?;
+    let key = key_from_pem(&key_pem).map_err(|e| e.at(key_path))?;
+    Ok((chain, key))
+}
+
 fn read(path: &Path) -> Result<Vec<u8>, IdentityError> {
     std::fs::read(path).map_err(|e| {
         IdentityError::new(IdentityErrorKind::Io)
@@ -300,6 +311,18 @@ impl IdentityError {
     /// The file the error is about, when loading from files.
     pub fn path(&self) -> Option<&Path> {
         self.path.as_deref()
+    }
+
+    /// Kind, path and source, for errors of other types built from this one.
+    #[cfg(feature = "server")]
+    pub(crate) fn into_parts(
+        self,
+    ) -> (
+        IdentityErrorKind,
+        Option<PathBuf>,
+        Option<Box<dyn std::error::Error + Send + Sync>>,
+    ) {
+        (self.kind, self.path, self.source)
     }
 }
 

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::ClientCertVerifier;
 use rustls::{RootCertStore, ServerConfig};
-use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use super::AnyClientCertVerifier;
@@ -95,46 +94,13 @@ impl ServerTlsConfig {
         key_path: impl AsRef<Path>,
     ) -> Result<ServerConfig, ServerTlsError> {
         let (cert_path, key_path) = (cert_path.as_ref(), key_path.as_ref());
-        let cert_pem = read(cert_path)?;
-        let key_pem = read(key_path)?;
-        let chain = CertificateDer::pem_slice_iter(&cert_pem)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| {
-                ServerTlsError::new(ServerTlsErrorKind::MalformedPem)
-                    .with_source(e)
-                    .at(cert_path)
-            })?;
-        if chain.is_empty() {
-            return Err(ServerTlsError::new(ServerTlsErrorKind::NoCertificate).at(cert_path));
-        }
-        let mut keys = PrivateKeyDer::pem_slice_iter(&key_pem);
-        let key = match keys.next() {
-            Some(Ok(key)) => key,
-            Some(Err(e)) => {
-                return Err(ServerTlsError::new(ServerTlsErrorKind::MalformedPem)
-                    .with_source(e)
-                    .at(key_path));
-            }
-            None => {
-                return Err(ServerTlsError::new(ServerTlsErrorKind::NoPrivateKey).at(key_path));
-            }
-        };
-        if keys.next().is_some() {
-            return Err(ServerTlsError::new(ServerTlsErrorKind::MultipleKeys).at(key_path));
-        }
+        let (chain, key) =
+            crate::identity::read_pem_files(cert_path, key_path).map_err(ServerTlsError::from)?;
         self.build(chain, key).map_err(|e| match e.kind {
             ServerTlsErrorKind::KeyMismatch | ServerTlsErrorKind::Tls => e.at(key_path),
             _ => e,
         })
     }
-}
-
-fn read(path: &Path) -> Result<Vec<u8>, ServerTlsError> {
-    std::fs::read(path).map_err(|e| {
-        ServerTlsError::new(ServerTlsErrorKind::Io)
-            .with_source(e)
-            .at(path)
-    })
 }
 
 /// How a server asks for and checks client certificates.
@@ -253,6 +219,8 @@ pub enum ServerTlsErrorKind {
     NoPrivateKey,
     /// There is more than one private key.
     MultipleKeys,
+    /// The only key is an encrypted PKCS#8 key, which is not supported.
+    EncryptedKey,
     /// The private key does not belong to the server certificate.
     KeyMismatch,
     /// The client-certificate verifier cannot be built (for example, no
@@ -292,6 +260,24 @@ impl ServerTlsError {
     }
 }
 
+impl From<crate::IdentityError> for ServerTlsError {
+    fn from(e: crate::IdentityError) -> Self {
+        use crate::IdentityErrorKind as I;
+        let (kind, path, source) = e.into_parts();
+        let kind = match kind {
+            I::Io => ServerTlsErrorKind::Io,
+            I::MalformedPem => ServerTlsErrorKind::MalformedPem,
+            I::NoCertificate => ServerTlsErrorKind::NoCertificate,
+            I::NoPrivateKey => ServerTlsErrorKind::NoPrivateKey,
+            I::EncryptedKey => ServerTlsErrorKind::EncryptedKey,
+            I::MultipleKeys => ServerTlsErrorKind::MultipleKeys,
+            I::KeyMismatch => ServerTlsErrorKind::KeyMismatch,
+            _ => ServerTlsErrorKind::Tls,
+        };
+        Self { kind, path, source }
+    }
+}
+
 impl fmt::Display for ServerTlsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         use ServerTlsErrorKind as K;
@@ -306,6 +292,7 @@ impl fmt::Display for ServerTlsError {
                 "no private key found (expected a PEM PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY section)"
             }
             K::MultipleKeys => "more than one private key found; expected exactly one",
+            K::EncryptedKey => "the private key is encrypted; decrypt it first",
             K::KeyMismatch => "the private key does not belong to the server certificate",
             K::ClientVerifier => "cannot build the client-certificate verifier",
             K::Tls => "cannot build the TLS configuration",
@@ -342,6 +329,7 @@ impl std::error::Error for ServerTlsError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rustls_pki_types::pem::PemObject;
 
     const CERT: &[u8] = include_bytes!("../../tests/data/leaf.pem");
     const KEY: &[u8] = include_bytes!("../../tests/data/leaf.key");

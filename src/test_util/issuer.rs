@@ -12,23 +12,18 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use rcgen::{KeyPair, PKCS_ECDSA_P256_SHA256};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
-use tokio::task::{JoinHandle, JoinSet};
-use tokio_rustls::TlsAcceptor;
+use tokio::task::JoinHandle;
 
 use super::{Error, TestPki};
-use crate::server::AnyClientCertVerifier;
+use crate::server::{AnyClientCertVerifier, PeerCertificate};
 use crate::{Confirmation, Thumbprint, tls};
 
 /// Largest token request body the issuer reads.
 const MAX_BODY: usize = 64 * 1024;
-/// How long a client may take over its TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// An embedded OAuth 2.0 authorization server for tests and demos.
 ///
@@ -93,8 +88,7 @@ impl fmt::Debug for TestIssuer {
 
 impl Drop for TestIssuer {
     fn drop(&mut self) {
-        // Aborting the accept loop drops its `JoinSet`, which aborts every
-        // connection task.
+        // Dropping the server future closes every connection.
         self.task.abort();
     }
 }
@@ -187,11 +181,24 @@ impl TestIssuerBuilder {
             jwks_fetches: AtomicUsize::new(0),
             down: AtomicBool::new(false),
         });
-        let task = tokio::spawn(accept_loop(
-            listener,
-            TlsAcceptor::from(Arc::new(config)),
-            state.clone(),
-        ));
+        let service = {
+            let state = state.clone();
+            tower::service_fn(move |request: Request<Incoming>| {
+                let state = state.clone();
+                async move {
+                    let peer = request
+                        .extensions()
+                        .get::<PeerCertificate>()
+                        .map(PeerCertificate::thumbprint);
+                    Ok::<_, Infallible>(route(&state, peer, request).await)
+                }
+            })
+        };
+        let server = crate::server::serve(listener, Arc::new(config), service);
+        let task = tokio::spawn(async move {
+            // It runs until the issuer is dropped; it returns no error.
+            let _ = server.await;
+        });
         Ok(TestIssuer { addr, state, task })
     }
 }
@@ -467,39 +474,6 @@ fn jti() -> String {
     // Without randomness the jti is still unique enough for a test server.
     let _ = tls::provider().secure_random.fill(&mut bytes);
     URL_SAFE_NO_PAD.encode(bytes)
-}
-
-async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, state: Arc<State>) {
-    let mut connections = JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let Ok((stream, _peer)) = accepted else { continue };
-                connections.spawn(serve_connection(stream, acceptor.clone(), state.clone()));
-            }
-            // Reap finished connections so the set does not grow.
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-        }
-    }
-}
-
-async fn serve_connection(stream: tokio::net::TcpStream, acceptor: TlsAcceptor, state: Arc<State>) {
-    let Ok(Ok(tls)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await else {
-        return;
-    };
-    let peer = tls
-        .get_ref()
-        .1
-        .peer_certificates()
-        .and_then(|chain| chain.first())
-        .map(Thumbprint::from_certificate);
-    let service = hyper::service::service_fn(move |request| {
-        let state = state.clone();
-        async move { Ok::<_, Infallible>(route(&state, peer, request).await) }
-    });
-    let _ = auto::Builder::new(TokioExecutor::new())
-        .serve_connection(TokioIo::new(tls), service)
-        .await;
 }
 
 type Reply = Response<Full<Bytes>>;
