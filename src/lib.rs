@@ -29,8 +29,8 @@
 //! | feature | default | what it adds |
 //! | --- | --- | --- |
 //! | `client` | yes | the client half (HTTPS client plumbing: hyper-rustls, hyper-util's client) |
-//! | `server` | yes | the server half ([`server`]: client-certificate acceptance, hyper-util's server) |
-//! | `axum` | no | axum integration (implies `server`) |
+//! | `server` | yes | the server half: [`server`] (TLS serving with a [`server::PeerCertificate`] on every request, RFC 9440 trusted-proxy mode) and [`validation`] ([`CnfValidationLayer`], with an HTTPS client to fetch JWKS) |
+//! | `axum` | no | [`validation::VerifiedToken`] as an axum extractor, axum's `ConnectInfo` on served requests (implies `server`) |
 //! | `test-util` | no | [`test_util`]: test PKI and authorization server (implies `client`, `server`) |
 //!
 //! Both halves are on by default because the types they share (thumbprints,
