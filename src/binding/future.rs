@@ -1,0 +1,131 @@
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use http::{Request, Response, StatusCode};
+use pin_project_lite::pin_project;
+use tower::Service;
+
+use super::layer::Settings;
+use super::service::{UsedToken, authorize};
+use crate::token::{Acquire, BoxError, CachedToken, TokenCache};
+
+pin_project! {
+    /// Response future for [`TokenBinding`](super::TokenBinding).
+    pub struct ResponseFuture<S, ReqBody>
+    where
+        S: Service<Request<ReqBody>>,
+    {
+        #[pin]
+        state: State<S, ReqBody>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S, ReqBody>
+    where
+        S: Service<Request<ReqBody>>,
+    {
+        Acquiring {
+            acquire: Acquire,
+            request: Option<Request<ReqBody>>,
+            inner: Option<S>,
+            settings: Settings,
+            cache: TokenCache,
+        },
+        Calling {
+            #[pin]
+            future: S::Future,
+            token: Option<Arc<CachedToken>>,
+        },
+        Failed {
+            error: Option<BoxError>,
+        },
+    }
+}
+
+impl<S, ReqBody> ResponseFuture<S, ReqBody>
+where
+    S: Service<Request<ReqBody>>,
+{
+    pub(crate) fn acquiring(
+        acquire: Acquire,
+        request: Request<ReqBody>,
+        inner: S,
+        settings: Settings,
+        cache: TokenCache,
+    ) -> Self {
+        Self {
+            state: State::Acquiring {
+                acquire,
+                request: Some(request),
+                inner: Some(inner),
+                settings,
+                cache,
+            },
+        }
+    }
+
+    pub(crate) fn calling(future: S::Future, token: Option<Arc<CachedToken>>) -> Self {
+        Self {
+            state: State::Calling { future, token },
+        }
+    }
+
+    pub(crate) fn failed(error: BoxError) -> Self {
+        Self {
+            state: State::Failed { error: Some(error) },
+        }
+    }
+}
+
+impl<S, ReqBody, ResBody> Future for ResponseFuture<S, ReqBody>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    S::Error: Into<BoxError>,
+{
+    type Output = Result<Response<ResBody>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Acquiring {
+                    acquire,
+                    request,
+                    inner,
+                    settings,
+                    cache,
+                } => {
+                    let token = ready!(Pin::new(acquire).poll(cx))?;
+                    let (Some(mut request), Some(mut inner)) = (request.take(), inner.take())
+                    else {
+                        return Poll::Ready(Err("ResponseFuture polled after completion".into()));
+                    };
+                    authorize(&mut request, &token, *settings, cache)?;
+                    let future = inner.call(request);
+                    this.state.set(State::Calling {
+                        future,
+                        token: Some(token),
+                    });
+                }
+                StateProj::Calling { future, token } => {
+                    let mut response = ready!(future.poll(cx)).map_err(Into::into)?;
+                    if response.status() == StatusCode::UNAUTHORIZED {
+                        if let Some(token) = token.take() {
+                            response.extensions_mut().insert(UsedToken(token));
+                        }
+                    }
+                    return Poll::Ready(Ok(response));
+                }
+                StateProj::Failed { error } => {
+                    return Poll::Ready(Err(error
+                        .take()
+                        .unwrap_or_else(|| "ResponseFuture polled after completion".into())));
+                }
+            }
+        }
+    }
+}

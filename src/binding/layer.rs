@@ -1,0 +1,109 @@
+use tower::Layer;
+
+use super::{HeaderWord, InvalidTokenRetry, Scheme, TokenBinding};
+use crate::ClientIdentity;
+use crate::token::{TokenCache, TokenSource};
+
+/// Authorizes every request with a token from a [`TokenCache`] and hands the
+/// inner service the identity the token is bound to.
+///
+/// See the [module docs](super) for the schemes, the order of layers and an
+/// example.
+#[derive(Clone, Debug)]
+pub struct TokenBindingLayer {
+    pub(crate) cache: Option<TokenCache>,
+    pub(crate) identity: Option<ClientIdentity>,
+    pub(crate) settings: Settings,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Settings {
+    pub(crate) scheme: Scheme,
+    pub(crate) word: HeaderWord,
+    pub(crate) allow_unbound_fallback: bool,
+}
+
+impl TokenBindingLayer {
+    /// Certificate-bound tokens from `source` (RFC 8705): each request gets
+    /// `Authorization: Bearer <token>` and, in its extensions, the
+    /// [`ClientIdentity`] the token is bound to. A token that comes back
+    /// unbound is an error unless [unbound fallback](Self::allow_unbound_fallback)
+    /// is allowed.
+    pub fn bound(source: impl TokenSource) -> Self {
+        Self::with_cache(TokenCache::new(source), Scheme::MtlsPop)
+    }
+
+    /// Plain bearer tokens from `source`: `Authorization: Bearer <token>`, no
+    /// identity.
+    pub fn bearer(source: impl TokenSource) -> Self {
+        Self::with_cache(TokenCache::new(source), Scheme::Bearer)
+    }
+
+    /// No token: every request gets `identity` in its extensions, for a
+    /// connection that presents it, and no `Authorization` header.
+    pub fn mtls_only(identity: ClientIdentity) -> Self {
+        Self {
+            cache: None,
+            identity: Some(identity),
+            settings: Settings {
+                scheme: Scheme::MtlsOnly,
+                word: HeaderWord::Bearer,
+                allow_unbound_fallback: false,
+            },
+        }
+    }
+
+    /// Tokens from an existing `cache` (to share it, or to set its timings),
+    /// under `scheme`. With [`Scheme::MtlsOnly`] the token is not sent; its
+    /// identity is.
+    pub fn with_cache(cache: TokenCache, scheme: Scheme) -> Self {
+        Self {
+            cache: Some(cache),
+            identity: None,
+            settings: Settings {
+                scheme,
+                word: HeaderWord::Bearer,
+                allow_unbound_fallback: false,
+            },
+        }
+    }
+
+    /// The word before a bound token in `Authorization`: `Bearer` (RFC 8705,
+    /// the default) or `mtls_pop` (Microsoft Entra).
+    pub fn header_word(mut self, word: HeaderWord) -> Self {
+        self.settings.word = word;
+        self
+    }
+
+    /// Lets a bound scheme send an unbound token when the source returns one,
+    /// as `Authorization: Bearer` without an identity. Each time is logged at
+    /// warn level and counted in [`CacheStats::unbound_fallbacks`](crate::token::CacheStats).
+    /// Off by default: falling back is a choice, never silent.
+    pub fn allow_unbound_fallback(mut self) -> Self {
+        self.settings.allow_unbound_fallback = true;
+        self
+    }
+
+    /// The token cache, for its counters or to invalidate a token.
+    pub fn cache(&self) -> Option<&TokenCache> {
+        self.cache.as_ref()
+    }
+
+    /// A `tower::retry` policy that, on `401` with `error="invalid_token"`,
+    /// drops the token this layer sent and retries once, so that the retried
+    /// request carries a fresh token. Put the retry layer *outside* this one.
+    pub fn retry_policy(&self) -> InvalidTokenRetry {
+        InvalidTokenRetry::new(self.cache.clone())
+    }
+}
+
+impl<S> Layer<S> for TokenBindingLayer {
+    type Service = TokenBinding<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        TokenBinding {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}

@@ -1,0 +1,148 @@
+use std::fmt;
+use std::str::FromStr;
+
+/// How requests are authorized.
+///
+/// | scheme | token | client certificate |
+/// | --- | --- | --- |
+/// | [`Bearer`](Self::Bearer) | an unbound token | none from the layer |
+/// | [`MtlsPop`](Self::MtlsPop) | a token bound to a certificate (RFC 8705) | the one the token is bound to |
+/// | [`MtlsOnly`](Self::MtlsOnly) | none | a fixed identity |
+///
+/// Parsing is case-insensitive: `bearer`, `mtls_pop`, `mtls`.
+///
+/// ```
+/// use tower_token_binding::binding::Scheme;
+///
+/// assert_eq!("MTLS_POP".parse::<Scheme>().unwrap(), Scheme::MtlsPop);
+/// assert_eq!("Bearer".parse::<Scheme>().unwrap(), Scheme::Bearer);
+/// assert_eq!("mtls".parse::<Scheme>().unwrap(), Scheme::MtlsOnly);
+/// assert!("basic".parse::<Scheme>().is_err());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scheme {
+    /// A plain bearer token, bound to nothing.
+    Bearer,
+    /// A certificate-bound token, sent over a connection presenting that
+    /// certificate.
+    MtlsPop,
+    /// No token: the client certificate is the only credential.
+    MtlsOnly,
+}
+
+/// The word before the token in `Authorization`, for bound tokens.
+///
+/// RFC 8705 keeps `Bearer` (the default); Microsoft Entra's mTLS PoP tokens
+/// go with `mtls_pop`. Parsing is case-insensitive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum HeaderWord {
+    /// `Authorization: Bearer <token>`.
+    #[default]
+    Bearer,
+    /// `Authorization: mtls_pop <token>`.
+    MtlsPop,
+}
+
+impl HeaderWord {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            HeaderWord::Bearer => "Bearer",
+            HeaderWord::MtlsPop => "mtls_pop",
+        }
+    }
+
+    pub(crate) fn index(self) -> usize {
+        match self {
+            HeaderWord::Bearer => 0,
+            HeaderWord::MtlsPop => 1,
+        }
+    }
+}
+
+impl fmt::Display for Scheme {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Scheme::Bearer => "bearer",
+            Scheme::MtlsPop => "mtls_pop",
+            Scheme::MtlsOnly => "mtls",
+        })
+    }
+}
+
+impl fmt::Display for HeaderWord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Scheme {
+    type Err = ParseSchemeError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.eq_ignore_ascii_case("bearer") {
+            Ok(Scheme::Bearer)
+        } else if s.eq_ignore_ascii_case("mtls_pop") {
+            Ok(Scheme::MtlsPop)
+        } else if s.eq_ignore_ascii_case("mtls") {
+            Ok(Scheme::MtlsOnly)
+        } else {
+            Err(ParseSchemeError {
+                expected: "bearer, mtls_pop or mtls",
+            })
+        }
+    }
+}
+
+impl FromStr for HeaderWord {
+    type Err = ParseSchemeError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.eq_ignore_ascii_case("bearer") {
+            Ok(HeaderWord::Bearer)
+        } else if s.eq_ignore_ascii_case("mtls_pop") {
+            Ok(HeaderWord::MtlsPop)
+        } else {
+            Err(ParseSchemeError {
+                expected: "bearer or mtls_pop",
+            })
+        }
+    }
+}
+
+/// The error for a string that names no [`Scheme`] or [`HeaderWord`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseSchemeError {
+    expected: &'static str,
+}
+
+impl fmt::Display for ParseSchemeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "unknown scheme; expected {}", self.expected)
+    }
+}
+
+impl std::error::Error for ParseSchemeError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_and_print() {
+        for s in ["bearer", "BEARER", "Bearer"] {
+            assert_eq!(s.parse::<Scheme>(), Ok(Scheme::Bearer));
+            assert_eq!(s.parse::<HeaderWord>(), Ok(HeaderWord::Bearer));
+        }
+        for s in ["mtls_pop", "MTLS_POP", "Mtls_Pop"] {
+            assert_eq!(s.parse::<Scheme>(), Ok(Scheme::MtlsPop));
+            assert_eq!(s.parse::<HeaderWord>(), Ok(HeaderWord::MtlsPop));
+        }
+        assert_eq!("MTLS".parse::<Scheme>(), Ok(Scheme::MtlsOnly));
+        assert!("mtls".parse::<HeaderWord>().is_err());
+        assert!("".parse::<Scheme>().is_err());
+        assert!(" bearer".parse::<Scheme>().is_err());
+        for scheme in [Scheme::Bearer, Scheme::MtlsPop, Scheme::MtlsOnly] {
+            assert_eq!(scheme.to_string().parse::<Scheme>(), Ok(scheme));
+        }
+    }
+}

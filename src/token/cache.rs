@@ -1,0 +1,454 @@
+use std::fmt;
+use std::future::Future;
+use std::hash::{BuildHasher, Hasher};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use futures_util::FutureExt as _;
+use futures_util::future::{BoxFuture, Shared};
+use http::HeaderValue;
+
+use super::{
+    AccessToken, BoxError, CacheKey, Token, TokenSource, TokenUnavailable, TokenUnavailableKind,
+};
+
+/// A token cache in front of a [`TokenSource`].
+///
+/// - **One fetch for everyone**: however many requests find the cache empty
+///   (or the token expired) at once, the source is asked once and all of them
+///   wait for that answer.
+/// - **Refresh ahead**: once a token has lived a share of its lifetime
+///   (default 80 %, minus a random jitter of up to 10 % so that many
+///   processes do not all refresh together), the next request triggers a
+///   refresh in the background and is served the current token at once.
+/// - **Failures**: a failed refresh while the token is still valid keeps it
+///   in service and retries with exponential backoff; without a valid token,
+///   callers get [`TokenUnavailable`], and the source is not asked again
+///   before the backoff has passed.
+/// - **Keys**: a token is served only under the [`CacheKey`] it was fetched
+///   under; when the source's key changes (a renewed certificate), the old
+///   token is never served again.
+/// - [`invalidate`](Self::invalidate) drops a token a server rejected.
+///
+/// The fast path (a fresh token) takes a read lock for a pointer copy; no
+/// lock is ever held while the source is asked. Cloning is cheap and clones
+/// share the cache.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_token_binding::token::{Token, TokenCache};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let cache = TokenCache::new(|| async {
+///     Ok(Token::new("a token").expires_in(Duration::from_secs(600)))
+/// });
+/// let token = cache.get().await.unwrap();
+/// assert_eq!(token.token().access_token().secret(), "a token");
+/// let _again = cache.get().await.unwrap();
+/// assert_eq!(cache.stats().fetches, 1);
+/// assert_eq!(cache.stats().hits, 1);
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct TokenCache {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    source: Box<dyn DynSource>,
+    current: RwLock<Option<Arc<CachedToken>>>,
+    flight: Mutex<Flight>,
+    config: Config,
+    fetches: AtomicU64,
+    hits: AtomicU64,
+    failures: AtomicU64,
+    fallbacks: AtomicU64,
+}
+
+#[derive(Default)]
+struct Flight {
+    fetch: Option<SharedFetch>,
+    failures: u32,
+    retry_at: Option<Instant>,
+    last_error: Option<TokenUnavailable>,
+}
+
+type SharedFetch = Shared<BoxFuture<'static, Result<Arc<CachedToken>, TokenUnavailable>>>;
+
+#[derive(Clone, Debug)]
+struct Config {
+    refresh_share: f64,
+    jitter_share: f64,
+    min_backoff: Duration,
+    max_backoff: Duration,
+}
+
+/// Counters of a [`TokenCache`], since it was made.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CacheStats {
+    /// Times the source was asked for a token.
+    pub fetches: u64,
+    /// Requests served a cached token without waiting.
+    pub hits: u64,
+    /// Fetches that failed.
+    pub failures: u64,
+    /// Requests sent with an unbound token where a bound one was wanted,
+    /// because the user allowed that fallback.
+    pub unbound_fallbacks: u64,
+}
+
+/// A token as the cache holds it, with when it is due for refresh.
+pub struct CachedToken {
+    token: Token,
+    key: CacheKey,
+    refresh_at: Instant,
+    usable_until: Option<Instant>,
+    /// `Authorization` values, built once per header word.
+    pub(crate) headers: [OnceLock<Option<HeaderValue>>; 2],
+}
+
+impl CachedToken {
+    fn new(token: Token, key: CacheKey, config: &Config) -> Self {
+        let now = Instant::now();
+        let (refresh_at, usable_until) = match token.expiry() {
+            Some(expiry) => {
+                let lifetime = expiry.saturating_duration_since(now);
+                let jitter = lifetime.mul_f64(config.jitter_share * random_unit());
+                let refresh_at = now
+                    + lifetime
+                        .mul_f64(config.refresh_share)
+                        .saturating_sub(jitter);
+                // Stop using a token a little before it expires: it still has
+                // to travel. A tenth of its lifetime, at most 10 s.
+                let margin = (lifetime / 10).min(Duration::from_secs(10));
+                (refresh_at, Some(expiry - margin))
+            }
+            None => (far_future(now), None),
+        };
+        Self {
+            token,
+            key,
+            refresh_at,
+            usable_until,
+            headers: Default::default(),
+        }
+    }
+
+    /// The token.
+    pub fn token(&self) -> &Token {
+        &self.token
+    }
+
+    /// The key it was fetched under.
+    pub fn key(&self) -> &CacheKey {
+        &self.key
+    }
+
+    fn usable_at(&self, now: Instant) -> bool {
+        self.usable_until.is_none_or(|until| now < until)
+    }
+}
+
+impl fmt::Debug for CachedToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CachedToken")
+            .field("token", &self.token)
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+fn far_future(now: Instant) -> Instant {
+    now + Duration::from_secs(100 * 365 * 24 * 3600)
+}
+
+/// A random number in [0, 1), from the standard library's hasher seeds.
+fn random_unit() -> f64 {
+    let bits = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    (bits >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Builds a [`TokenCache`] with other than the default timings.
+#[derive(Debug, Clone)]
+pub struct TokenCacheBuilder {
+    config: Config,
+}
+
+impl TokenCacheBuilder {
+    /// Refresh once a token has lived this share of its lifetime (0 to 1).
+    /// Default 0.8.
+    pub fn refresh_share(mut self, share: f64) -> Self {
+        self.config.refresh_share = share.clamp(0.0, 1.0);
+        self
+    }
+
+    /// Refresh up to this share of the lifetime earlier, at random (0 to 1).
+    /// Default 0.1.
+    pub fn jitter_share(mut self, share: f64) -> Self {
+        self.config.jitter_share = share.clamp(0.0, 1.0);
+        self
+    }
+
+    /// The first wait after a failed fetch, doubled after each further
+    /// failure up to `max`. Default 500 ms to 30 s.
+    pub fn backoff(mut self, min: Duration, max: Duration) -> Self {
+        self.config.min_backoff = min;
+        self.config.max_backoff = max.max(min);
+        self
+    }
+
+    /// Builds the cache in front of `source`.
+    pub fn build(self, source: impl TokenSource) -> TokenCache {
+        TokenCache {
+            inner: Arc::new(Inner {
+                source: Box::new(source),
+                current: RwLock::new(None),
+                flight: Mutex::new(Flight::default()),
+                config: self.config,
+                fetches: AtomicU64::new(0),
+                hits: AtomicU64::new(0),
+                failures: AtomicU64::new(0),
+                fallbacks: AtomicU64::new(0),
+            }),
+        }
+    }
+}
+
+impl TokenCache {
+    /// A cache with the default timings in front of `source`.
+    pub fn new(source: impl TokenSource) -> Self {
+        Self::builder().build(source)
+    }
+
+    /// A builder, to change the refresh share, jitter or backoff.
+    pub fn builder() -> TokenCacheBuilder {
+        TokenCacheBuilder {
+            config: Config {
+                refresh_share: 0.8,
+                jitter_share: 0.1,
+                min_backoff: Duration::from_millis(500),
+                max_backoff: Duration::from_secs(30),
+            },
+        }
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> CacheStats {
+        let i = &self.inner;
+        CacheStats {
+            fetches: i.fetches.load(Ordering::Relaxed),
+            hits: i.hits.load(Ordering::Relaxed),
+            failures: i.failures.load(Ordering::Relaxed),
+            unbound_fallbacks: i.fallbacks.load(Ordering::Relaxed),
+        }
+    }
+
+    pub(crate) fn count_fallback(&self) {
+        self.inner.fallbacks.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A valid token, fetching one if needed.
+    pub fn get(&self) -> Acquire {
+        match self.try_get() {
+            Some(hit) => Acquire(AcquireState::Ready(Some(Ok(hit)))),
+            None => Acquire(AcquireState::Waiting(self.clone().slow_get().boxed())),
+        }
+    }
+
+    /// The fast path: a usable token under the current key, without waiting.
+    /// Starts a background refresh when the token is due for one.
+    pub(crate) fn try_get(&self) -> Option<Arc<CachedToken>> {
+        let key = self.inner.source.cache_key();
+        let now = Instant::now();
+        let entry = {
+            let current = self.inner.current.read().unwrap_or_else(|p| p.into_inner());
+            let entry = current.as_ref()?;
+            if !entry.key.same(&key) || !entry.usable_at(now) {
+                return None;
+            }
+            entry.clone()
+        };
+        if now >= entry.refresh_at {
+            self.refresh_in_background(key, now);
+        }
+        self.inner.hits.fetch_add(1, Ordering::Relaxed);
+        Some(entry)
+    }
+
+    async fn slow_get(self) -> Result<Arc<CachedToken>, TokenUnavailable> {
+        if let Some(hit) = self.try_get() {
+            return Ok(hit);
+        }
+        let fetch = {
+            let mut flight = self.lock_flight();
+            match &flight.fetch {
+                Some(fetch) => fetch.clone(),
+                None => {
+                    if let (Some(retry_at), Some(error)) = (flight.retry_at, &flight.last_error) {
+                        if Instant::now() < retry_at {
+                            return Err(error.backing_off());
+                        }
+                    }
+                    self.start_fetch(&mut flight, self.inner.source.cache_key())
+                }
+            }
+        };
+        fetch.await
+    }
+
+    fn refresh_in_background(&self, key: CacheKey, now: Instant) {
+        let Ok(mut flight) = self.inner.flight.try_lock() else {
+            // Someone else is deciding right now.
+            return;
+        };
+        if flight.fetch.is_some() || flight.retry_at.is_some_and(|at| now < at) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let fetch = self.start_fetch(&mut flight, key);
+        drop(flight);
+        runtime.spawn(fetch);
+    }
+
+    fn lock_flight(&self) -> std::sync::MutexGuard<'_, Flight> {
+        self.inner.flight.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts the one fetch; the caller holds the flight lock.
+    fn start_fetch(&self, flight: &mut Flight, key: CacheKey) -> SharedFetch {
+        let this = self.clone();
+        let source = self.inner.source.fetch();
+        let fetch = async move {
+            this.inner.fetches.fetch_add(1, Ordering::Relaxed);
+            let result = source.await;
+            this.finish_fetch(result, key)
+        }
+        .boxed()
+        .shared();
+        flight.fetch = Some(fetch.clone());
+        fetch
+    }
+
+    fn finish_fetch(
+        &self,
+        result: Result<Token, BoxError>,
+        key: CacheKey,
+    ) -> Result<Arc<CachedToken>, TokenUnavailable> {
+        match result {
+            Ok(token) => {
+                let entry = Arc::new(CachedToken::new(token, key, &self.inner.config));
+                *self
+                    .inner
+                    .current
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner()) = Some(entry.clone());
+                let mut flight = self.lock_flight();
+                *flight = Flight::default();
+                tracing::debug!(key = ?entry.key, "access token fetched");
+                Ok(entry)
+            }
+            Err(e) => {
+                self.inner.failures.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, "access token fetch failed");
+                let error = TokenUnavailable::new(TokenUnavailableKind::Fetch, Some(e));
+                let mut flight = self.lock_flight();
+                let config = &self.inner.config;
+                let backoff = config
+                    .min_backoff
+                    .saturating_mul(1u32 << flight.failures.min(16))
+                    .min(config.max_backoff);
+                flight.failures = flight.failures.saturating_add(1);
+                flight.retry_at = Some(Instant::now() + backoff);
+                flight.last_error = Some(error.clone());
+                flight.fetch = None;
+                Err(error)
+            }
+        }
+    }
+
+    /// Drops `token` if it is the one cached (a server rejected it), so that
+    /// the next request fetches a new one. Returns whether it was dropped; a
+    /// token already replaced is left alone, so many rejections of one token
+    /// lead to one new fetch.
+    pub fn invalidate(&self, token: &AccessToken) -> bool {
+        let mut current = self
+            .inner
+            .current
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        if current
+            .as_ref()
+            .is_some_and(|entry| entry.token.access_token() == token)
+        {
+            *current = None;
+            tracing::debug!("access token invalidated");
+            true
+        } else {
+            false
+        }
+    }
+}
+
+impl fmt::Debug for TokenCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenCache")
+            .field("config", &self.inner.config)
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The future of [`TokenCache::get`]: ready at once on a cache hit.
+pub struct Acquire(AcquireState);
+
+enum AcquireState {
+    Ready(Option<Result<Arc<CachedToken>, TokenUnavailable>>),
+    Waiting(BoxFuture<'static, Result<Arc<CachedToken>, TokenUnavailable>>),
+}
+
+impl fmt::Debug for Acquire {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Acquire").finish_non_exhaustive()
+    }
+}
+
+impl Future for Acquire {
+    type Output = Result<Arc<CachedToken>, TokenUnavailable>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.0 {
+            AcquireState::Ready(result) => Poll::Ready(result.take().unwrap_or_else(|| {
+                Err(TokenUnavailable::new(
+                    TokenUnavailableKind::Fetch,
+                    Some("polled after completion".into()),
+                ))
+            })),
+            AcquireState::Waiting(future) => future.as_mut().poll(cx),
+        }
+    }
+}
+
+/// [`TokenSource`] with its future boxed, so the cache is not generic.
+trait DynSource: Send + Sync + 'static {
+    fn fetch(&self) -> BoxFuture<'static, Result<Token, BoxError>>;
+    fn cache_key(&self) -> CacheKey;
+}
+
+impl<S: TokenSource> DynSource for S {
+    fn fetch(&self) -> BoxFuture<'static, Result<Token, BoxError>> {
+        TokenSource::fetch(self).boxed()
+    }
+
+    fn cache_key(&self) -> CacheKey {
+        TokenSource::cache_key(self)
+    }
+}

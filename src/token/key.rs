@@ -1,0 +1,104 @@
+use std::fmt;
+use std::sync::Arc;
+
+use crate::Thumbprint;
+
+/// What a cached token is cached under: everything that changes the token.
+///
+/// Built by a [`TokenSource`](super::TokenSource) from its settings (token
+/// endpoint, client id, scope or resource, binding mode...) and the
+/// [`Thumbprint`] of the certificate its tokens are bound to: the whole
+/// certificate, never just its public key, so a renewed certificate with the
+/// same key is a new key here too. Cheap to clone and compare.
+///
+/// ```
+/// use tower_token_binding::Thumbprint;
+/// use tower_token_binding::token::CacheKey;
+///
+/// let a = CacheKey::builder()
+///     .part("token_endpoint", "https://login.example/token")
+///     .part("client_id", "svc")
+///     .thumbprint(Thumbprint::from_der(b"certificate A"))
+///     .build();
+/// let b = CacheKey::builder()
+///     .part("token_endpoint", "https://login.example/token")
+///     .part("client_id", "svc")
+///     .thumbprint(Thumbprint::from_der(b"certificate B"))
+///     .build();
+/// assert_ne!(a, b);
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct CacheKey(Arc<Parts>);
+
+#[derive(PartialEq, Eq, Hash, Default)]
+struct Parts {
+    parts: Vec<(String, String)>,
+    thumbprint: Option<Thumbprint>,
+}
+
+impl CacheKey {
+    /// A builder.
+    pub fn builder() -> CacheKeyBuilder {
+        CacheKeyBuilder::default()
+    }
+
+    /// The key of a source whose tokens never change in kind.
+    pub fn constant() -> Self {
+        static CONSTANT: std::sync::OnceLock<CacheKey> = std::sync::OnceLock::new();
+        CONSTANT
+            .get_or_init(|| CacheKey(Arc::new(Parts::default())))
+            .clone()
+    }
+
+    /// The thumbprint in the key, if any.
+    pub fn thumbprint(&self) -> Option<Thumbprint> {
+        self.0.thumbprint
+    }
+
+    /// Compares, first by pointer (the common case: the same key again).
+    pub(crate) fn same(&self, other: &CacheKey) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self == other
+    }
+}
+
+impl fmt::Debug for CacheKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_map();
+        for (name, value) in &self.0.parts {
+            d.entry(name, value);
+        }
+        if let Some(t) = &self.0.thumbprint {
+            d.entry(&"x5t#S256", t);
+        }
+        d.finish()
+    }
+}
+
+/// Builds a [`CacheKey`].
+#[derive(Default, Debug)]
+pub struct CacheKeyBuilder {
+    parts: Vec<(String, String)>,
+    thumbprint: Option<Thumbprint>,
+}
+
+impl CacheKeyBuilder {
+    /// Adds a named setting. Never put a secret here: keys show in `Debug`.
+    pub fn part(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.parts.push((name.into(), value.into()));
+        self
+    }
+
+    /// The thumbprint of the certificate the tokens are bound to.
+    pub fn thumbprint(mut self, thumbprint: Thumbprint) -> Self {
+        self.thumbprint = Some(thumbprint);
+        self
+    }
+
+    /// Builds the key.
+    pub fn build(self) -> CacheKey {
+        CacheKey(Arc::new(Parts {
+            parts: self.parts,
+            thumbprint: self.thumbprint,
+        }))
+    }
+}

@@ -1,0 +1,21 @@
+//! Access tokens on the client side: where they come from and how they are
+//! cached.
+//!
+//! A [`TokenSource`] yields a [`Token`] (the access token, its type, its
+//! expiry and the [`ClientIdentity`](crate::ClientIdentity) it is bound to);
+//! a [`TokenCache`] in front of it fetches once for many callers, refreshes
+//! ahead of expiry and backs off on failure.
+//! [`TokenBindingLayer`](crate::TokenBindingLayer) uses one for every request.
+
+mod cache;
+mod error;
+mod key;
+mod source;
+#[allow(clippy::module_inception)]
+mod token;
+
+pub use cache::{Acquire, CacheStats, CachedToken, TokenCache, TokenCacheBuilder};
+pub use error::{TokenUnavailable, TokenUnavailableKind};
+pub use key::{CacheKey, CacheKeyBuilder};
+pub use source::{BoxError, StaticToken, TokenSource};
+pub use token::{AccessToken, Token};

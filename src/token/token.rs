@@ -1,0 +1,119 @@
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use subtle::ConstantTimeEq;
+
+use crate::ClientIdentity;
+
+/// An access token string: a secret.
+///
+/// `Debug` never shows it and there is no `Display`; read it with
+/// [`secret`](Self::secret) where it is sent. Cloning is cheap. Equality is
+/// checked in constant time.
+#[derive(Clone)]
+pub struct AccessToken(Arc<str>);
+
+impl AccessToken {
+    /// Wraps a token string.
+    pub fn new(token: impl Into<Arc<str>>) -> Self {
+        Self(token.into())
+    }
+
+    /// The token itself, for the request it authorizes.
+    pub fn secret(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AccessToken(<redacted>)")
+    }
+}
+
+impl PartialEq for AccessToken {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_bytes().ct_eq(other.0.as_bytes()).into()
+    }
+}
+
+impl Eq for AccessToken {}
+
+/// A token as a [`TokenSource`](super::TokenSource) yields it: the access
+/// token, its type as the server named it, when it expires, and the client
+/// identity it is bound to (if any).
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_token_binding::token::Token;
+///
+/// let token = Token::new("eyJ...").expires_in(Duration::from_secs(3600));
+/// assert_eq!(token.token_type(), "Bearer");
+/// assert!(token.identity().is_none());
+/// assert!(!format!("{token:?}").contains("eyJ"));
+/// ```
+#[derive(Clone, Debug)]
+pub struct Token {
+    access_token: AccessToken,
+    token_type: Arc<str>,
+    expires_at: Option<Instant>,
+    identity: Option<ClientIdentity>,
+}
+
+impl Token {
+    /// A token of type `Bearer` that does not expire and is bound to nothing.
+    pub fn new(access_token: impl Into<Arc<str>>) -> Self {
+        Self {
+            access_token: AccessToken::new(access_token),
+            token_type: Arc::from("Bearer"),
+            expires_at: None,
+            identity: None,
+        }
+    }
+
+    /// Sets the lifetime, from now (`expires_in` of a token response).
+    pub fn expires_in(mut self, lifetime: Duration) -> Self {
+        self.expires_at = Instant::now().checked_add(lifetime);
+        self
+    }
+
+    /// Sets the moment it expires.
+    pub fn expires_at(mut self, at: Instant) -> Self {
+        self.expires_at = Some(at);
+        self
+    }
+
+    /// Sets the `token_type` the server answered (`Bearer`, `mtls_pop`, ...).
+    pub fn with_token_type(mut self, token_type: impl Into<Arc<str>>) -> Self {
+        self.token_type = token_type.into();
+        self
+    }
+
+    /// Marks the token as bound to `identity`: requests that carry it must go
+    /// out over a TLS connection presenting that identity.
+    pub fn bound_to(mut self, identity: ClientIdentity) -> Self {
+        self.identity = Some(identity);
+        self
+    }
+
+    /// The access token.
+    pub fn access_token(&self) -> &AccessToken {
+        &self.access_token
+    }
+
+    /// The `token_type` the server answered.
+    pub fn token_type(&self) -> &str {
+        &self.token_type
+    }
+
+    /// When it expires; `None` if unknown.
+    pub fn expiry(&self) -> Option<Instant> {
+        self.expires_at
+    }
+
+    /// The identity it is bound to; `None` for an unbound (bearer) token.
+    pub fn identity(&self) -> Option<&ClientIdentity> {
+        self.identity.as_ref()
+    }
+}
