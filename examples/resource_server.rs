@@ -143,7 +143,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
         layer = layer.allow_unbound();
     }
     for scope in &args.required_scopes {
-        layer = layer.required_scope(scope);
+        layer = layer.try_required_scope(scope)?;
     }
 
     let listener = TcpListener::bind(&listen)

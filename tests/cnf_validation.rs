@@ -412,6 +412,12 @@ async fn jwt_faults_are_invalid_token() {
     c["iss"] = json!("https://evil.example");
     tokens.push(("wrong iss", issuer.sign(&c).unwrap()));
     let mut c = good();
+    c["iss"] = json!([issuer.issuer(), "https://evil.example"]);
+    tokens.push(("iss array", issuer.sign(&c).unwrap()));
+    let mut c = good();
+    c["sub"] = json!(42);
+    tokens.push(("sub not a string", issuer.sign(&c).unwrap()));
+    let mut c = good();
     c["aud"] = json!("https://another.api");
     tokens.push(("wrong aud", issuer.sign(&c).unwrap()));
     let mut c = good();

@@ -100,7 +100,7 @@ where
                     let result = ready!(validation.poll(cx));
                     let (Some(mut request), Some(mut inner)) = (request.take(), inner.take())
                     else {
-                        // Only reachable if polled after a panic in `call`.
+                        // Only reachable when polled again after completion.
                         let rejection = Rejection::new(RejectionKind::MissingCredentials, *scheme);
                         return Poll::Ready(Ok(rejection.into_response(true, None)));
                     };

@@ -117,7 +117,7 @@ pub struct RemoteJwks {
 impl fmt::Debug for RemoteJwks {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RemoteJwks")
-            .field("url", &self.url)
+            .field("url", &redacted(&self.url))
             .field("refresh_interval", &self.refresh_interval)
             .field("unknown_kid_cooldown", &self.cooldown)
             .field("timeout", &self.timeout)
@@ -169,6 +169,17 @@ impl RemoteJwks {
         self.timeout = timeout;
         self
     }
+}
+
+/// The URL without any `user:password@` or query it may carry, for logs.
+fn redacted(url: &Uri) -> String {
+    let port = url.port_u16().map(|p| format!(":{p}")).unwrap_or_default();
+    format!(
+        "{}://{}{port}{}",
+        url.scheme_str().unwrap_or("https"),
+        url.host().unwrap_or_default(),
+        url.path()
+    )
 }
 
 /// The error for a key set that cannot be used or fetched.
@@ -304,12 +315,26 @@ pub(crate) struct Remote {
     fetch: Mutex<FetchTimes>,
     refreshing: AtomicBool,
     generation: AtomicU64,
+    /// When the next background refresh is due, in ms since `started`.
+    next_refresh: AtomicU64,
+    started: Instant,
+}
+
+/// Clears a flag when dropped.
+struct ClearOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for ClearOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
 }
 
 #[derive(Default)]
 struct FetchTimes {
+    /// The last fetch of any kind.
     last_attempt: Option<Instant>,
-    last_success: Option<Instant>,
+    /// The last fetch for a token with an unknown `kid`.
+    last_unknown_kid: Option<Instant>,
 }
 
 impl Remote {
@@ -336,6 +361,8 @@ impl Remote {
             fetch: Mutex::new(FetchTimes::default()),
             refreshing: AtomicBool::new(false),
             generation: AtomicU64::new(0),
+            next_refresh: AtomicU64::new(0),
+            started: Instant::now(),
         })
     }
 
@@ -353,86 +380,127 @@ impl Remote {
                 self.refresh_if_stale();
                 Some(keys)
             }
-            None => self.fetch_once_per_cooldown().await,
+            None => self.fetch_once_per_cooldown(false).await,
         }
     }
 
     /// Fetches the keys again because a token had a `kid` not in them,
     /// unless a fetch happened within the cooldown; then returns the keys as
     /// they are.
-    pub(crate) async fn refetch_for_unknown_kid(&self) -> Option<Arc<KeySet>> {
-        self.fetch_once_per_cooldown().await
+    pub(crate) async fn refetch_for_unknown_kid(self: &Arc<Self>) -> Option<Arc<KeySet>> {
+        self.fetch_once_per_cooldown(true).await
     }
 
-    async fn fetch_once_per_cooldown(&self) -> Option<Arc<KeySet>> {
+    /// Fetches unless someone fetched while we waited for the lock, or the
+    /// last fetch of this kind (for an unknown `kid`; or any, while there are
+    /// no keys at all) is younger than the cooldown.
+    async fn fetch_once_per_cooldown(self: &Arc<Self>, unknown_kid: bool) -> Option<Arc<KeySet>> {
         let asked = Instant::now();
-        let mut times = self.fetch.lock().await;
-        if let Some(last) = times.last_attempt {
-            // Someone fetched while we waited for the lock, or recently.
-            if last >= asked || asked.duration_since(last) < self.config.cooldown {
-                return self.current();
+        let this = self.clone();
+        let fetch = async move {
+            let mut times = this.fetch.lock().await;
+            if times.last_attempt.is_some_and(|last| last >= asked) {
+                return;
             }
+            let gate = if unknown_kid {
+                times.last_unknown_kid
+            } else {
+                times.last_attempt
+            };
+            if gate.is_some_and(|last| asked.duration_since(last) < this.config.cooldown) {
+                return;
+            }
+            if unknown_kid {
+                times.last_unknown_kid = Some(Instant::now());
+            }
+            this.fetch_locked(&mut times).await;
+        };
+        // In its own task: a request that is dropped (client gone, timeout)
+        // must not cancel the fetch it started, or the cooldown would be
+        // spent with nothing fetched.
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                let _ = runtime.spawn(fetch).await;
+            }
+            Err(_) => fetch.await,
         }
-        self.fetch_locked(&mut times).await;
         self.current()
     }
 
-    fn refresh_if_stale(self: &Arc<Self>) {
+    /// Starts a background refresh when the keys are older than the refresh
+    /// interval. Cheap when they are not: one atomic load.
+    pub(crate) fn refresh_if_stale(self: &Arc<Self>) {
+        if self.millis_since_start() < self.next_refresh.load(Ordering::Relaxed) {
+            return;
+        }
         if self.refreshing.swap(true, Ordering::AcqRel) {
             return;
         }
-        let Ok(mut times) = self.fetch.try_lock() else {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             self.refreshing.store(false, Ordering::Release);
             return;
         };
-        let now = Instant::now();
-        let stale = times
-            .last_success
-            .is_none_or(|t| now.duration_since(t) >= self.config.refresh_interval);
-        let cooled = times
-            .last_attempt
-            .is_none_or(|t| now.duration_since(t) >= self.config.cooldown);
-        if !(stale && cooled) || tokio::runtime::Handle::try_current().is_err() {
-            self.refreshing.store(false, Ordering::Release);
-            return;
-        }
-        // Claim the attempt now, so concurrent callers do not also spawn.
-        times.last_attempt = Some(now);
-        drop(times);
         let this = self.clone();
-        tokio::spawn(async move {
+        runtime.spawn(async move {
+            // Cleared however the task ends (done, panicked, or dropped with
+            // its runtime), so that refreshing never stops for good.
+            let _clear = ClearOnDrop(&this.refreshing);
             let mut times = this.fetch.lock().await;
-            this.fetch_locked(&mut times).await;
-            drop(times);
-            this.refreshing.store(false, Ordering::Release);
+            let cooled = times
+                .last_attempt
+                .is_none_or(|t| t.elapsed() >= this.config.cooldown);
+            if cooled {
+                this.fetch_locked(&mut times).await;
+            }
         });
+    }
+
+    fn millis_since_start(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
     async fn fetch_locked(&self, times: &mut FetchTimes) {
         times.last_attempt = Some(Instant::now());
+        // The next background refresh: after the interval if this works, after
+        // the cooldown if not (set again below on success).
+        self.next_refresh.store(
+            self.millis_since_start().saturating_add(
+                u64::try_from(self.config.cooldown.as_millis()).unwrap_or(u64::MAX),
+            ),
+            Ordering::Relaxed,
+        );
         let generation = self.generation.load(Ordering::Acquire);
         match tokio::time::timeout(self.config.timeout, self.download()).await {
             Ok(Ok(bytes)) => match KeySet::parse(&bytes, generation) {
+                Ok(keys) if keys.keys.is_empty() => {
+                    tracing::warn!(url = %redacted(&self.config.url), "JWKS has no usable signing key; keeping the last good keys")
+                }
                 Ok(mut keys) => {
-                    times.last_success = Some(Instant::now());
+                    self.next_refresh.store(
+                        self.millis_since_start().saturating_add(
+                            u64::try_from(self.config.refresh_interval.as_millis())
+                                .unwrap_or(u64::MAX),
+                        ),
+                        Ordering::Relaxed,
+                    );
                     let mut current = self.current.write().unwrap_or_else(|p| p.into_inner());
                     let changed = current.as_ref().is_none_or(|old| old.source != keys.source);
                     if changed {
                         keys.generation = generation + 1;
                         self.generation.store(keys.generation, Ordering::Release);
-                        tracing::debug!(url = %self.config.url, keys = keys.keys.len(), "JWKS loaded");
+                        tracing::debug!(url = %redacted(&self.config.url), keys = keys.keys.len(), "JWKS loaded");
                         *current = Some(Arc::new(keys));
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(url = %self.config.url, error = %e, "JWKS refused; keeping the last good keys")
+                    tracing::warn!(url = %redacted(&self.config.url), error = %e, "JWKS refused; keeping the last good keys")
                 }
             },
             Ok(Err(e)) => {
-                tracing::warn!(url = %self.config.url, error = %e, "JWKS fetch failed; keeping the last good keys")
+                tracing::warn!(url = %redacted(&self.config.url), error = %e, "JWKS fetch failed; keeping the last good keys")
             }
             Err(_) => {
-                tracing::warn!(url = %self.config.url, "JWKS fetch timed out; keeping the last good keys")
+                tracing::warn!(url = %redacted(&self.config.url), "JWKS fetch timed out; keeping the last good keys")
             }
         }
     }

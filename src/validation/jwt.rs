@@ -184,6 +184,14 @@ impl JwtValidator {
             .find(header.kid.as_deref(), header.alg)
             .ok_or_else(|| TokenError::new(K::UnknownKey))?;
         let data = decode::<Map<String, Value>>(token, key, validation).map_err(map_jwt_error)?;
+        // RFC 7519: `iss` and `sub` are strings. jsonwebtoken would take an
+        // `iss` array that merely contains ours.
+        if !data.claims.get("iss").is_some_and(Value::is_string) {
+            return Err(TokenError::new(K::WrongIssuer));
+        }
+        if !data.claims.get("sub").is_some_and(Value::is_string) {
+            return Err(TokenError::new(K::MissingClaim));
+        }
         VerifiedToken::from_claims(data.claims)
             .map_err(|e| TokenError::with_detail(K::InvalidConfirmation, e.to_string()))
     }
@@ -315,6 +323,10 @@ impl ValidateToken for JwtValidator {
         let key = digest(token);
         let generation = self.inner.keys.generation();
         if let Some(hit) = self.inner.cache.get(&key, now(), generation) {
+            if let Keys::Remote(remote) = &self.inner.keys {
+                // Keys can change while every request is a cache hit.
+                remote.refresh_if_stale();
+            }
             return JwtFuture {
                 state: FutureState::Ready(Some(Ok(hit))),
             };

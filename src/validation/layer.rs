@@ -44,11 +44,35 @@ impl<V> CnfValidationLayer<V> {
 
     /// Requires every token to grant `scope` (`403 insufficient_scope`
     /// otherwise). May be called more than once.
-    pub fn required_scope(mut self, scope: impl Into<String>) -> Self {
+    ///
+    /// # Panics
+    ///
+    /// If `scope` is not an RFC 6749 scope token (one or more of the visible
+    /// ASCII characters other than `"` and `\`): a misconfiguration. Use
+    /// [`try_required_scope`](Self::try_required_scope) for scopes that come
+    /// from input.
+    pub fn required_scope(self, scope: impl Into<String>) -> Self {
+        match self.try_required_scope(scope) {
+            Ok(layer) => layer,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// Like [`required_scope`](Self::required_scope), with an error instead
+    /// of a panic for a malformed scope.
+    pub fn try_required_scope(mut self, scope: impl Into<String>) -> Result<Self, InvalidScope> {
+        let scope = scope.into();
+        let valid = !scope.is_empty()
+            && scope
+                .bytes()
+                .all(|b| matches!(b, 0x21 | 0x23..=0x5B | 0x5D..=0x7E));
+        if !valid {
+            return Err(InvalidScope { scope });
+        }
         let settings = Arc::make_mut(&mut self.settings);
-        settings.required_scopes.push(scope.into());
+        settings.required_scopes.push(scope);
         settings.scope_param = Some(settings.required_scopes.join(" "));
-        self
+        Ok(self)
     }
 
     /// Leaves `error_description` out of the `WWW-Authenticate` challenges.
@@ -63,5 +87,37 @@ impl<S, V: Clone> Layer<S> for CnfValidationLayer<V> {
 
     fn layer(&self, inner: S) -> Self::Service {
         CnfValidation::from_parts(inner, self.validator.clone(), self.settings.clone())
+    }
+}
+
+/// A required scope that is not an RFC 6749 scope token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidScope {
+    scope: String,
+}
+
+impl std::fmt::Display for InvalidScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:?} is not a scope token (RFC 6749 section 3.3: visible ASCII other than '\"' and '\\', no spaces)",
+            self.scope
+        )
+    }
+}
+
+impl std::error::Error for InvalidScope {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_are_checked() {
+        let layer = || CnfValidationLayer::new(());
+        assert!(layer().try_required_scope("read:all").is_ok());
+        for bad in ["", "a b", "é", "a\"b", "a\\b", "tab\t"] {
+            assert!(layer().try_required_scope(bad).is_err(), "{bad:?}");
+        }
     }
 }

@@ -106,7 +106,7 @@ pub use extract::MissingVerifiedToken;
 pub use future::ResponseFuture;
 pub use jwks::{JwksError, JwksSource, RemoteJwks};
 pub use jwt::{JwtFuture, JwtValidator, JwtValidatorBuilder};
-pub use layer::CnfValidationLayer;
+pub use layer::{CnfValidationLayer, InvalidScope};
 pub use rejection::{Rejection, RejectionKind};
 pub use service::CnfValidation;
 pub use token::VerifiedToken;

@@ -207,8 +207,8 @@ fn challenge(scheme: Scheme, kind: RejectionKind, terse: bool, scope: Option<&st
             value.push('"');
         }
     }
-    // Everything above is printable ASCII; scopes come from the server's own
-    // configuration and were checked when it was set.
+    // Everything above is printable ASCII: the descriptions are ours and
+    // scopes were checked by `CnfValidationLayer::try_required_scope`.
     HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("Bearer"))
 }
 

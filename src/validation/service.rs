@@ -138,9 +138,37 @@ fn is_b64token(token: &str) -> bool {
 }
 
 fn has_access_token_param(query: &str) -> bool {
-    query
-        .split('&')
-        .any(|pair| pair.split('=').next() == Some("access_token"))
+    query.split('&').any(|pair| {
+        let name = pair.split('=').next().unwrap_or_default();
+        percent_decode(name).as_deref() == Some(b"access_token".as_slice())
+    })
+}
+
+/// Percent-decodes a query parameter name (`access%5Ftoken` is
+/// `access_token` too); `None` for a malformed escape.
+fn percent_decode(name: &str) -> Option<Vec<u8>> {
+    let bytes = name.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = bytes.get(i + 1..i + 3)?;
+                let hex = std::str::from_utf8(hex).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    Some(out)
 }
 
 #[cfg(test)]
@@ -193,6 +221,9 @@ mod tests {
             Err(K::MultipleTokens)
         );
         assert_eq!(parse(&[], "/?access_token=b"), Err(K::TokenInQuery));
+        assert_eq!(parse(&[], "/?access%5Ftoken=b"), Err(K::TokenInQuery));
+        assert_eq!(parse(&[], "/?%61ccess_token=b"), Err(K::TokenInQuery));
+        assert_eq!(parse(&[], "/?access%5=b"), Err(K::MissingCredentials));
         assert_eq!(
             parse(&["Bearer a"], "/?not_access_token=b"),
             Ok((Scheme::Bearer, "a".into()))

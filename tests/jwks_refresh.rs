@@ -1,0 +1,100 @@
+//! `JwtValidator` with a remote JWKS: fetches survive cancelled requests,
+//! and keys are refreshed even when every request is a cache hit.
+#![cfg(feature = "test-util")]
+
+use std::time::{Duration, Instant};
+
+use futures_util::FutureExt as _;
+use tower_token_binding::Thumbprint;
+use tower_token_binding::test_util::{TestIssuer, TestPki};
+use tower_token_binding::validation::{JwksSource, JwtValidator, TokenErrorKind, ValidateToken};
+
+fn validator(
+    pki: &TestPki,
+    issuer: &TestIssuer,
+    refresh: Duration,
+    cooldown: Duration,
+) -> JwtValidator {
+    JwtValidator::builder()
+        .issuer(issuer.issuer())
+        .audience(issuer.audience())
+        .jwks(
+            JwksSource::remote(&issuer.jwks_uri())
+                .unwrap()
+                .root_store(pki.root_store())
+                .refresh_interval(refresh)
+                .unknown_kid_cooldown(cooldown),
+        )
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_request_does_not_waste_the_cooldown() {
+    let pki = TestPki::new().unwrap();
+    let issuer = TestIssuer::start(&pki).await.unwrap();
+    let validator = validator(
+        &pki,
+        &issuer,
+        Duration::from_secs(3600),
+        Duration::from_secs(3600),
+    );
+    let claims = || issuer.claims("svc", Some(Thumbprint::from_der(b"cert")));
+    validator
+        .validate(&issuer.sign(&claims()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(issuer.jwks_fetches(), 1);
+
+    // A new key; the first request that shows it is dropped mid-way.
+    issuer.rotate_signing_key().unwrap();
+    let token = issuer.sign(&claims()).unwrap();
+    assert!(
+        validator.validate(&token).now_or_never().is_none(),
+        "it waits for the JWKS"
+    );
+
+    // The fetch it started still happens, and the next request sees the key,
+    // although the cooldown is an hour.
+    let verified = validator.validate(&token).await;
+    assert!(verified.is_ok(), "{verified:?}");
+    assert_eq!(issuer.jwks_fetches(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_are_refreshed_while_every_request_is_a_cache_hit() {
+    let pki = TestPki::new().unwrap();
+    let issuer = TestIssuer::start(&pki).await.unwrap();
+    let validator = validator(&pki, &issuer, Duration::from_millis(200), Duration::ZERO);
+    let token = issuer
+        .sign(&issuer.claims("svc", Some(Thumbprint::from_der(b"cert"))))
+        .unwrap();
+    validator.validate(&token).await.unwrap();
+    validator.validate(&token).await.unwrap();
+    assert_eq!(issuer.jwks_fetches(), 1);
+
+    // The issuer drops the key the token was signed with.
+    issuer.rotate_signing_key().unwrap();
+    issuer.retire_old_keys();
+
+    // Cache hits past the refresh interval refresh the keys in the
+    // background; once the key set has changed, the cached verification is
+    // not trusted any more and the token, re-checked, fails.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match validator.validate(&token).await {
+            Ok(_) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "the removed key was never noticed"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => {
+                assert_eq!(e.kind(), TokenErrorKind::UnknownKey);
+                break;
+            }
+        }
+    }
+    assert!(issuer.jwks_fetches() >= 2);
+}
