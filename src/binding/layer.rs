@@ -35,12 +35,56 @@ impl TokenBindingLayer {
 
     /// Plain bearer tokens from `source`: `Authorization: Bearer <token>`, no
     /// identity.
+    ///
+    /// ```
+    /// use std::convert::Infallible;
+    /// use http::{Request, Response, header};
+    /// use tower::{ServiceBuilder, ServiceExt};
+    /// use tower_token_binding::{ClientIdentity, TokenBindingLayer};
+    /// use tower_token_binding::token::Token;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let service = ServiceBuilder::new()
+    ///     .layer(TokenBindingLayer::bearer(|| async { Ok(Token::new("plain")) }))
+    ///     .service_fn(|request: Request<()>| async move {
+    ///         assert!(request.extensions().get::<ClientIdentity>().is_none());
+    ///         Ok::<_, Infallible>(Response::new(request.headers()[header::AUTHORIZATION].clone()))
+    ///     });
+    /// let response = service.oneshot(Request::new(())).await.unwrap();
+    /// assert_eq!(response.body(), "Bearer plain");
+    /// # }
+    /// ```
     pub fn bearer(source: impl TokenSource) -> Self {
         Self::with_cache(TokenCache::new(source), Scheme::Bearer)
     }
 
     /// No token: every request gets `identity` in its extensions, for a
     /// connection that presents it, and no `Authorization` header.
+    ///
+    /// ```
+    /// use std::convert::Infallible;
+    /// use http::{Request, Response, header};
+    /// use tower::{ServiceBuilder, ServiceExt};
+    /// use tower_token_binding::{ClientIdentity, TokenBindingLayer};
+    /// # use tower_token_binding::test_util::TestPki;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    /// # let identity = TestPki::self_signed_client("svc.example")?.identity()?;
+    /// let expected = identity.thumbprint();
+    /// let service = ServiceBuilder::new()
+    ///     .layer(TokenBindingLayer::mtls_only(identity))
+    ///     .service_fn(|request: Request<()>| async move {
+    ///         assert!(request.headers().get(header::AUTHORIZATION).is_none());
+    ///         let identity = request.extensions().get::<ClientIdentity>().unwrap();
+    ///         Ok::<_, Infallible>(Response::new(identity.thumbprint()))
+    ///     });
+    /// let response = service.oneshot(Request::new(())).await?;
+    /// assert_eq!(*response.body(), expected);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn mtls_only(identity: ClientIdentity) -> Self {
         Self {
             cache: None,
