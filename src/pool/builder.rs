@@ -1,0 +1,162 @@
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rustls::RootCertStore;
+
+use super::error::{Kind, PoolError};
+use super::service::{Inner, MtlsClientPool, Slots, Unidentified};
+
+/// Builds an [`MtlsClientPool`].
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_token_binding::pool::MtlsClientPool;
+///
+/// # fn main() -> Result<(), tower_token_binding::pool::PoolError> {
+/// let roots = rustls::RootCertStore::empty(); // your CA; or .platform_roots()
+/// let pool: MtlsClientPool<http_body_util::Empty<bytes::Bytes>> = MtlsClientPool::builder()
+///     .root_store(roots)
+///     .max_identities(16)
+///     .identity_idle_timeout(Duration::from_secs(300))
+///     .connect_timeout(Duration::from_secs(5))
+///     .build()?;
+/// # let _ = pool;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct PoolBuilder {
+    pub(crate) roots: Option<Arc<RootCertStore>>,
+    pub(crate) connect_timeout: Option<Duration>,
+    pub(crate) pool_idle_timeout: Duration,
+    pub(crate) max_identities: usize,
+    pub(crate) identity_idle_timeout: Duration,
+    pub(crate) http1: bool,
+    pub(crate) http2: bool,
+    pub(crate) unidentified: Unidentified,
+}
+
+impl Default for PoolBuilder {
+    fn default() -> Self {
+        Self {
+            roots: None,
+            connect_timeout: Some(Duration::from_secs(10)),
+            pool_idle_timeout: Duration::from_secs(90),
+            max_identities: 64,
+            identity_idle_timeout: Duration::from_secs(600),
+            http1: true,
+            http2: true,
+            unidentified: Unidentified::Plain,
+        }
+    }
+}
+
+impl PoolBuilder {
+    /// Trusts `roots` for servers' certificates.
+    pub fn root_store(mut self, roots: impl Into<Arc<RootCertStore>>) -> Self {
+        self.roots = Some(roots.into());
+        self
+    }
+
+    /// Trusts the platform's root certificates (the default when no
+    /// [`root_store`](Self::root_store) is given).
+    pub fn platform_roots(mut self) -> Self {
+        self.roots = None;
+        self
+    }
+
+    /// How long a TCP connect may take. Default 10 s.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = Some(timeout);
+        self
+    }
+
+    /// How long an idle keep-alive connection is kept. Default 90 s.
+    pub fn pool_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.pool_idle_timeout = timeout;
+        self
+    }
+
+    /// At most this many identities (each with its own connections) are
+    /// kept; one more evicts the least recently used. Default 64; at least 1.
+    pub fn max_identities(mut self, max: usize) -> Self {
+        self.max_identities = max.max(1);
+        self
+    }
+
+    /// An identity unused for this long is dropped with its connections.
+    /// Default 10 minutes.
+    pub fn identity_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.identity_idle_timeout = timeout;
+        self
+    }
+
+    /// Speaks HTTP/1.1 only (no `h2` in ALPN).
+    pub fn http1_only(mut self) -> Self {
+        self.http1 = true;
+        self.http2 = false;
+        self
+    }
+
+    /// Speaks HTTP/2 only (`h2` in ALPN, and over cleartext with prior
+    /// knowledge).
+    pub fn http2_only(mut self) -> Self {
+        self.http1 = false;
+        self.http2 = true;
+        self
+    }
+
+    /// Refuses requests that carry no [`ClientIdentity`](crate::ClientIdentity)
+    /// (with [`PoolError::is_no_identity`]) instead of sending them without a
+    /// client certificate.
+    pub fn refuse_unidentified(mut self) -> Self {
+        self.unidentified = Unidentified::Refuse;
+        self
+    }
+
+    /// Builds the pool.
+    ///
+    /// Fails when no roots were given and the platform has none.
+    pub fn build<B>(self) -> Result<MtlsClientPool<B>, PoolError>
+    where
+        B: http_body::Body + Send + 'static,
+        B::Data: Send,
+    {
+        let roots = match &self.roots {
+            Some(roots) => roots.clone(),
+            None => Arc::new(platform_roots()?),
+        };
+        let plain = super::service::build_client(&self, &roots, None)?;
+        Ok(MtlsClientPool {
+            inner: Arc::new(Inner {
+                roots,
+                plain,
+                slots: Mutex::new(Slots {
+                    map: HashMap::new(),
+                    last_sweep: Instant::now(),
+                }),
+                built: AtomicU64::new(0),
+                evicted: AtomicU64::new(0),
+                config: self,
+            }),
+        })
+    }
+}
+
+fn platform_roots() -> Result<RootCertStore, PoolError> {
+    let found = rustls_native_certs::load_native_certs();
+    let mut roots = RootCertStore::empty();
+    roots.add_parsable_certificates(found.certs);
+    if roots.is_empty() {
+        return Err(PoolError::new(
+            Kind::Config,
+            Some(
+                "no platform root certificates found; give roots with PoolBuilder::root_store"
+                    .into(),
+            ),
+        ));
+    }
+    Ok(roots)
+}

@@ -1,0 +1,361 @@
+//! `MtlsClientPool` over real TLS on loopback, against a server that records
+//! the client certificate of every connection.
+#![cfg(feature = "test-util")]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+use tower_token_binding::pool::{MtlsClientPool, PoolBuilder};
+use tower_token_binding::server::{self, AnyClientCertVerifier, ConnectionInfo, PeerCertificate};
+use tower_token_binding::test_util::TestPki;
+use tower_token_binding::{ClientIdentity, Thumbprint};
+
+/// What the server saw: the certificate of each connection, by remote address.
+#[derive(Clone, Default)]
+struct Seen(Arc<Mutex<HashMap<SocketAddr, Option<Thumbprint>>>>);
+
+impl Seen {
+    fn connections(&self) -> usize {
+        self.0.lock().unwrap().len()
+    }
+
+    fn connections_of(&self, thumbprint: Thumbprint) -> usize {
+        self.0
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|t| **t == Some(thumbprint))
+            .count()
+    }
+}
+
+struct Server {
+    base: String,
+    seen: Seen,
+}
+
+async fn start_server(pki: &TestPki) -> Server {
+    let tls = pki
+        .server_config(Arc::new(AnyClientCertVerifier::optional()))
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!(
+        "https://localhost:{}",
+        listener.local_addr().unwrap().port()
+    );
+    let seen = Seen::default();
+    let record = seen.clone();
+    let service = tower::service_fn(move |request: Request<Incoming>| {
+        let record = record.clone();
+        async move {
+            let peer = request
+                .extensions()
+                .get::<PeerCertificate>()
+                .map(PeerCertificate::thumbprint);
+            let remote = request
+                .extensions()
+                .get::<ConnectionInfo>()
+                .unwrap()
+                .remote_addr();
+            record.0.lock().unwrap().insert(remote, peer);
+            if request.uri().path() == "/slow" {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            let body = json!({
+                "x5t#S256": peer.map(|t| t.to_string()),
+                "connection": remote.to_string(),
+                "version": format!("{:?}", request.version()),
+            });
+            Ok::<_, std::convert::Infallible>(Response::new(body.to_string()))
+        }
+    });
+    tokio::spawn(server::serve(listener, tls, service).into_future());
+    Server { base, seen }
+}
+
+type Pool = MtlsClientPool<Empty<Bytes>>;
+
+fn pool(pki: &TestPki, configure: impl FnOnce(PoolBuilder) -> PoolBuilder) -> Pool {
+    configure(MtlsClientPool::builder().root_store(pki.root_store()))
+        .build()
+        .unwrap()
+}
+
+/// Sends `GET url` with `identity`, returns what the server said.
+async fn get(pool: &Pool, url: &str, identity: Option<&ClientIdentity>) -> Value {
+    let mut request = Request::get(url).body(Empty::new()).unwrap();
+    if let Some(identity) = identity {
+        request.extensions_mut().insert(identity.clone());
+    }
+    let response = pool.clone().oneshot(request).await.expect("response");
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    serde_json::from_slice(&body).unwrap()
+}
+
+fn identities(pki: &TestPki, n: usize) -> Vec<ClientIdentity> {
+    (0..n)
+        .map(|i| {
+            pki.client_cert(&format!("client-{i}.example"))
+                .unwrap()
+                .identity()
+                .unwrap()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_thousand_sequential_requests_with_one_identity_make_one_handshake() {
+    let pki = TestPki::new().unwrap();
+    let server = start_server(&pki).await;
+    let pool = pool(&pki, |b| b);
+    let identity = &identities(&pki, 1)[0];
+    let url = format!("{}/", server.base);
+    for _ in 0..1000 {
+        let seen = get(&pool, &url, Some(identity)).await;
+        assert_eq!(seen["x5t#S256"], identity.thumbprint().to_string());
+    }
+    assert_eq!(server.seen.connections(), 1);
+    assert_eq!(pool.stats().clients_built, 1);
+}
+
+#[tokio::test]
+async fn alternating_identities_make_two_handshakes_and_never_mix() {
+    let pki = TestPki::new().unwrap();
+    let server = start_server(&pki).await;
+    let pool = pool(&pki, |b| b);
+    let ids = identities(&pki, 2);
+    let url = format!("{}/", server.base);
+    for i in 0..200 {
+        let identity = &ids[i % 2];
+        let seen = get(&pool, &url, Some(identity)).await;
+        assert_eq!(
+            seen["x5t#S256"],
+            identity.thumbprint().to_string(),
+            "request {i}"
+        );
+    }
+    assert_eq!(server.seen.connections(), 2);
+    assert_eq!(server.seen.connections_of(ids[0].thumbprint()), 1);
+    assert_eq!(server.seen.connections_of(ids[1].thumbprint()), 1);
+}
+
+async fn concurrent_over_ten_identities(http2: bool) {
+    let pki = TestPki::new().unwrap();
+    let server = start_server(&pki).await;
+    let pool = pool(&pki, |b| {
+        if http2 {
+            b.http2_only()
+        } else {
+            b.http1_only()
+        }
+    });
+    let ids = identities(&pki, 10);
+    let url = format!("{}/", server.base);
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..200 {
+        let (pool, url, identity) = (pool.clone(), url.clone(), ids[i % 10].clone());
+        tasks.spawn(async move {
+            let seen = get(&pool, &url, Some(&identity)).await;
+            (identity.thumbprint(), seen)
+        });
+    }
+    let mut cross = 0;
+    while let Some(result) = tasks.join_next().await {
+        let (mine, seen) = result.unwrap();
+        if seen["x5t#S256"] != mine.to_string() {
+            cross += 1;
+        }
+        assert_eq!(seen["version"], if http2 { "HTTP/2.0" } else { "HTTP/1.1" });
+    }
+    assert_eq!(cross, 0, "requests that went out with another identity");
+    assert_eq!(pool.stats().clients_built, 10, "one client per identity");
+    if http2 {
+        assert_eq!(
+            server.seen.connections(),
+            10,
+            "one HTTP/2 connection per identity"
+        );
+    } else {
+        for identity in &ids {
+            let n = server.seen.connections_of(identity.thumbprint());
+            assert!(
+                (1..=20).contains(&n),
+                "{n} HTTP/1.1 connections for 20 concurrent requests"
+            );
+        }
+    }
+    // Sequential requests afterwards reuse the connections.
+    let before = server.seen.connections();
+    for identity in &ids {
+        get(&pool, &url, Some(identity)).await;
+    }
+    assert_eq!(server.seen.connections(), before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_concurrent_requests_over_ten_identities_http1() {
+    concurrent_over_ten_identities(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_concurrent_requests_over_ten_identities_http2() {
+    concurrent_over_ten_identities(true).await;
+}
+
+#[tokio::test]
+async fn a_rotated_certificate_is_presented_on_the_next_request() {
+    let pki = TestPki::new().unwrap();
+    let server = start_server(&pki).await;
+    let pool = pool(&pki, |b| b);
+    let old = pki.client_cert("svc.example").unwrap();
+    let renewed = pki.reissue(&old).unwrap();
+    let url = format!("{}/", server.base);
+
+    let seen = get(&pool, &url, Some(&old.identity().unwrap())).await;
+    assert_eq!(seen["x5t#S256"], old.thumbprint().to_string());
+    let seen = get(&pool, &url, Some(&renewed.identity().unwrap())).await;
+    assert_eq!(seen["x5t#S256"], renewed.thumbprint().to_string());
+    assert_eq!(
+        server.seen.connections(),
+        2,
+        "a new connection for the new certificate"
+    );
+}
+
+#[tokio::test]
+async fn the_pool_is_bounded_and_hot_identities_keep_their_connections() {
+    let pki = TestPki::new().unwrap();
+    let server = start_server(&pki).await;
+    let pool = pool(&pki, |b| b.max_identities(4));
+    let ids = identities(&pki, 10);
+    let url = format!("{}/", server.base);
+
+    // Four identities within the cap: no eviction, four connections.
+    for _ in 0..25 {
+        for identity in &ids[..4] {
+            get(&pool, &url, Some(identity)).await;
+            assert!(pool.stats().identities <= 4);
+        }
+    }
+    assert_eq!(server.seen.connections(), 4);
+    assert_eq!(pool.stats().evicted, 0);
+
+    // Ten cycling, with a hot one in between: never more than four held, the
+    // least recently used goes, and the hot identity keeps its connection.
+    let hot = &ids[0];
+    for round in 0..3 {
+        for cold in &ids[1..] {
+            get(&pool, &url, Some(hot)).await;
+            let seen = get(&pool, &url, Some(cold)).await;
+            assert_eq!(seen["x5t#S256"], cold.thumbprint().to_string());
+            let stats = pool.stats();
+            assert!(stats.identities <= 4, "round {round}: {stats:?}");
+            assert!(pool.holds(&hot.thumbprint()));
+        }
+    }
+    assert_eq!(server.seen.connections_of(hot.thumbprint()), 1);
+    assert!(pool.stats().evicted > 0);
+}
+
+#[tokio::test]
+async fn eviction_does_not_disturb_a_request_in_flight() {
+    let pki = TestPki::new().unwrap();
+    let server = start_server(&pki).await;
+    let pool = pool(&pki, |b| b.max_identities(2));
+    let ids = identities(&pki, 5);
+    let slow = {
+        let (pool, url, identity) = (
+            pool.clone(),
+            format!("{}/slow", server.base),
+            ids[0].clone(),
+        );
+        tokio::spawn(async move { get(&pool, &url, Some(&identity)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    for identity in &ids[1..] {
+        get(&pool, &format!("{}/", server.base), Some(identity)).await;
+    }
+    assert!(
+        !pool.holds(&ids[0].thumbprint()),
+        "evicted while its request ran"
+    );
+    let seen = slow.await.unwrap();
+    assert_eq!(seen["x5t#S256"], ids[0].thumbprint().to_string());
+}
+
+#[tokio::test]
+async fn idle_identities_are_dropped() {
+    let pki = TestPki::new().unwrap();
+    let server = start_server(&pki).await;
+    let pool = pool(&pki, |b| {
+        b.identity_idle_timeout(Duration::from_millis(200))
+    });
+    let ids = identities(&pki, 3);
+    let url = format!("{}/", server.base);
+    get(&pool, &url, Some(&ids[0])).await;
+    get(&pool, &url, Some(&ids[1])).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    get(&pool, &url, Some(&ids[2])).await;
+    assert_eq!(pool.stats().identities, 1);
+    assert_eq!(pool.stats().evicted, 2);
+}
+
+#[tokio::test]
+async fn requests_without_identity_and_the_errors() {
+    let pki = TestPki::new().unwrap();
+    let server = start_server(&pki).await;
+    let url = format!("{}/", server.base);
+    let identity = &identities(&pki, 1)[0];
+
+    // Without identity: no client certificate.
+    let plain = pool(&pki, |b| b);
+    let seen = get(&plain, &url, None).await;
+    assert_eq!(seen["x5t#S256"], Value::Null);
+    assert_eq!(plain.stats().identities, 0);
+
+    // Refused when the pool says so.
+    let strict = pool(&pki, |b| b.refuse_unidentified());
+    let error = strict
+        .clone()
+        .oneshot(Request::get(&url).body(Empty::new()).unwrap())
+        .await
+        .unwrap_err();
+    assert!(error.is_no_identity(), "{error}");
+
+    // An identity never goes out over plain HTTP.
+    let mut request = Request::get(url.replace("https://", "http://"))
+        .body(Empty::new())
+        .unwrap();
+    request.extensions_mut().insert(identity.clone());
+    let error = plain.clone().oneshot(request).await.unwrap_err();
+    assert!(error.is_config(), "{error}");
+
+    // A server whose certificate we do not trust: a TLS connect error.
+    let other = TestPki::new().unwrap();
+    let untrusting = pool(&other, |b| b);
+    let mut request = Request::get(&url).body(Empty::new()).unwrap();
+    request.extensions_mut().insert(identity.clone());
+    let error = untrusting.clone().oneshot(request).await.unwrap_err();
+    assert!(error.is_connect() && error.is_tls(), "{error:?}");
+
+    // Nobody listening: a connect error, not TLS.
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let mut request = Request::get(format!("https://localhost:{closed}/"))
+        .body(Empty::new())
+        .unwrap();
+    request.extensions_mut().insert(identity.clone());
+    let error = plain.clone().oneshot(request).await.unwrap_err();
+    assert!(error.is_connect() && !error.is_tls(), "{error:?}");
+}
