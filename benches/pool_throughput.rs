@@ -52,12 +52,16 @@ fn bench(c: &mut Criterion) {
 
     let plain = {
         let _guard = runtime.enter();
+        // Configured as the pool configures its clients: TCP_NODELAY.
+        let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(pki.client_config(Some(&identity)).unwrap())
             .https_only()
             .enable_http1()
             .enable_http2()
-            .build();
+            .wrap_connector(http);
         Client::builder(TokioExecutor::new()).build::<_, Empty<Bytes>>(connector)
     };
     let pool: MtlsClientPool<Empty<Bytes>> = {

@@ -225,8 +225,7 @@ where
     let mut client = Client::builder(TokioExecutor::new());
     client
         .pool_idle_timeout(config.pool_idle_timeout)
-        .pool_timer(TokioTimer::new())
-        .timer(TokioTimer::new());
+        .pool_timer(TokioTimer::new());
     if !config.http1 {
         client.http2_only(true);
     }

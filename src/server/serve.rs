@@ -459,6 +459,11 @@ async fn connection<S, B>(
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
+    // Small responses go out at once rather than waiting on Nagle's
+    // algorithm and the client's delayed ACK (40 ms stalls on keep-alive).
+    if let Err(e) = tcp.set_nodelay(true) {
+        tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+    }
     let local_addr = match tcp.local_addr() {
         Ok(addr) => addr,
         Err(e) => {
