@@ -93,6 +93,25 @@ impl Drop for TestIssuer {
     }
 }
 
+/// A way for the token endpoint to misbehave, for tests of clients
+/// ([`TestIssuer::set_fault`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Fault {
+    /// Answer only after this long.
+    Delay(Duration),
+    /// Answer `200` with a body that is not JSON.
+    Garbage,
+    /// Answer `200` with a JSON body of this many bytes.
+    Oversized(usize),
+    /// Answer with this `token_type`, whatever was asked.
+    TokenType(String),
+    /// Bind tokens to this certificate instead of the client's.
+    BindTo(Thumbprint),
+    /// Leave `cnf` out of tokens, certificate or not.
+    Unbound,
+}
+
 /// Builds a [`TestIssuer`].
 #[derive(Debug, Clone)]
 pub struct TestIssuerBuilder {
@@ -180,6 +199,8 @@ impl TestIssuerBuilder {
             tokens_issued: AtomicUsize::new(0),
             jwks_fetches: AtomicUsize::new(0),
             down: AtomicBool::new(false),
+            mtls_token_requests: AtomicUsize::new(0),
+            fault: std::sync::Mutex::new(None),
         });
         let service = {
             let state = state.clone();
@@ -290,6 +311,20 @@ impl TestIssuer {
             .clear();
     }
 
+    /// Makes the token endpoint misbehave (`Some`) or behave (`None`).
+    pub fn set_fault(&self, fault: Option<Fault>) {
+        *self
+            .state
+            .fault
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = fault;
+    }
+
+    /// Token requests received at the mTLS alias, `…/mtls/token`.
+    pub fn mtls_token_requests(&self) -> usize {
+        self.state.mtls_token_requests.load(Ordering::SeqCst)
+    }
+
     /// Makes every endpoint answer `503 Service Unavailable` (`true`) or work
     /// again (`false`): an authorization server that is down.
     pub fn set_down(&self, down: bool) {
@@ -348,6 +383,8 @@ struct State {
     tokens_issued: AtomicUsize,
     jwks_fetches: AtomicUsize,
     down: AtomicBool,
+    mtls_token_requests: AtomicUsize,
+    fault: std::sync::Mutex<Option<Fault>>,
 }
 
 struct Keys {
@@ -509,7 +546,38 @@ async fn route(state: &State, peer: Option<Thumbprint>, request: Request<Incomin
 
 async fn token(state: &State, peer: Option<Thumbprint>, request: Request<Incoming>) -> Reply {
     state.token_requests.fetch_add(1, Ordering::SeqCst);
-    match issue(state, peer, request).await {
+    if request.uri().path() == "/mtls/token" {
+        state.mtls_token_requests.fetch_add(1, Ordering::SeqCst);
+    }
+    let fault = state
+        .fault
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .clone();
+    match &fault {
+        Some(Fault::Delay(delay)) => tokio::time::sleep(*delay).await,
+        Some(Fault::Garbage) => {
+            let mut reply = Response::new(Full::new(Bytes::from_static(b"<html>oops</html>")));
+            reply
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+            return reply;
+        }
+        Some(Fault::Oversized(size)) => {
+            let filler = "x".repeat(*size);
+            return json_reply(
+                StatusCode::OK,
+                &json!({ "access_token": filler, "token_type": "Bearer" }),
+            );
+        }
+        _ => {}
+    }
+    let peer = match &fault {
+        Some(Fault::BindTo(other)) => Some(*other),
+        Some(Fault::Unbound) => None,
+        _ => peer,
+    };
+    match issue(state, peer, request, fault.as_ref()).await {
         Ok(reply) => {
             state.tokens_issued.fetch_add(1, Ordering::SeqCst);
             reply
@@ -564,6 +632,7 @@ async fn issue(
     state: &State,
     peer: Option<Thumbprint>,
     request: Request<Incoming>,
+    fault: Option<&Fault>,
 ) -> Result<Reply, Refusal> {
     let basic = basic_credentials(request.headers())?;
     let body = match Limited::new(request.into_body(), MAX_BODY).collect().await {
@@ -644,7 +713,7 @@ async fn issue(
             ));
         }
     };
-    if mtls_pop && peer.is_none() {
+    if mtls_pop && peer.is_none() && fault != Some(&Fault::Unbound) {
         return Err(Refusal::bad_request(
             "invalid_request",
             "token_type mtls_pop needs a client certificate",
@@ -670,7 +739,11 @@ async fn issue(
 
     let mut answer = json!({
         "access_token": access_token,
-        "token_type": if mtls_pop { "mtls_pop" } else { "Bearer" },
+        "token_type": match fault {
+            Some(Fault::TokenType(t)) => t.as_str(),
+            _ if mtls_pop => "mtls_pop",
+            _ => "Bearer",
+        },
         "expires_in": state.lifetime.as_secs(),
     });
     if let Some(scope) = scope {
