@@ -1,0 +1,278 @@
+//! A command-line client that calls an API with certificate-bound tokens,
+//! using the crate exactly as a user would: OAuth client credentials over
+//! mTLS, the token cache, `TokenBindingLayer` with the retry policy, and the
+//! per-certificate pool.
+//!
+//! ```text
+//! cargo run --example client -- (--issuer URL | --token-url URL) --client-id ID \
+//!     [--client-secret S] [--auth tls_client_auth|self_signed_tls_client_auth|client_secret_basic|client_secret_post] \
+//!     --cert client.pem --key client.key [--ca ca.pem] [--scope "a b"] [--resource URI] \
+//!     [--scheme bearer|mtls_pop|mtls] [--header-word bearer|mtls_pop] \
+//!     [--requests N] [--concurrency C] URL
+//! ```
+//!
+//! Prints `status=CODE` per response, the body of the last response, and a
+//! final line `requests=N ok=K token_fetches=F`. Exits 0 only when every
+//! response was 2xx. `--header-word mtls_pop` also asks for Microsoft
+//! Entra's `mtls_pop` tokens. Set `RUST_LOG=tower_token_binding=debug` for
+//! details.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::{BodyExt, Full};
+use rustls::RootCertStore;
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+use tokio::sync::Mutex;
+use tower::retry::RetryLayer;
+use tower::{ServiceBuilder, ServiceExt};
+use tower_token_binding::binding::{HeaderWord, Scheme};
+use tower_token_binding::pool::MtlsClientPool;
+use tower_token_binding::source::ClientCredentials;
+use tower_token_binding::token::TokenCache;
+use tower_token_binding::{ClientIdentity, TokenBindingLayer};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+const USAGE: &str = "usage: client (--issuer URL | --token-url URL) --client-id ID [--client-secret S] \
+[--auth tls_client_auth|self_signed_tls_client_auth|client_secret_basic|client_secret_post] \
+--cert PEM --key PEM [--ca PEM] [--scope \"a b\"] [--resource URI] [--scheme bearer|mtls_pop|mtls] \
+[--header-word bearer|mtls_pop] [--requests N] [--concurrency C] URL";
+
+#[derive(Default)]
+struct Args {
+    issuer: Option<String>,
+    token_url: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    auth: Option<String>,
+    cert: Option<String>,
+    key: Option<String>,
+    ca: Option<String>,
+    scope: Option<String>,
+    resource: Option<String>,
+    scheme: Option<String>,
+    header_word: Option<String>,
+    requests: Option<String>,
+    concurrency: Option<String>,
+    url: Option<String>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args::default();
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut value = || {
+            it.next()
+                .ok_or_else(|| format!("{arg} needs a value\n{USAGE}"))
+        };
+        let slot = match arg.as_str() {
+            "--issuer" => &mut args.issuer,
+            "--token-url" => &mut args.token_url,
+            "--client-id" => &mut args.client_id,
+            "--client-secret" => &mut args.client_secret,
+            "--auth" => &mut args.auth,
+            "--cert" => &mut args.cert,
+            "--key" => &mut args.key,
+            "--ca" => &mut args.ca,
+            "--scope" => &mut args.scope,
+            "--resource" => &mut args.resource,
+            "--scheme" => &mut args.scheme,
+            "--header-word" => &mut args.header_word,
+            "--requests" => &mut args.requests,
+            "--concurrency" => &mut args.concurrency,
+            "-h" | "--help" => return Err(USAGE.to_owned()),
+            other if other.starts_with("--") => {
+                return Err(format!("unknown argument {other:?}\n{USAGE}"));
+            }
+            _ => {
+                if args.url.replace(arg.clone()).is_some() {
+                    return Err(format!("more than one URL given\n{USAGE}"));
+                }
+                continue;
+            }
+        };
+        *slot = Some(value()?);
+    }
+    for (missing, what) in [
+        (args.url.is_none(), "the URL to call"),
+        (args.client_id.is_none(), "--client-id"),
+        (args.cert.is_none(), "--cert"),
+        (args.key.is_none(), "--key"),
+        (
+            args.issuer.is_none() && args.token_url.is_none(),
+            "--issuer or --token-url",
+        ),
+    ] {
+        if missing {
+            return Err(format!("{what} is required\n{USAGE}"));
+        }
+    }
+    Ok(args)
+}
+
+fn required(value: Option<String>, what: &str) -> Result<String, String> {
+    value.ok_or_else(|| format!("{what} is required\n{USAGE}"))
+}
+
+fn number(value: Option<String>, what: &str, default: usize) -> Result<usize, String> {
+    match value {
+        None => Ok(default),
+        Some(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| format!("{what} must be a positive number, got {v:?}")),
+    }
+}
+
+fn root_store(path: &str) -> Result<RootCertStore, BoxError> {
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(path).map_err(|e| format!("{path}: {e}"))? {
+        roots
+            .add(cert.map_err(|e| format!("{path}: {e}"))?)
+            .map_err(|e| format!("{path}: {e}"))?;
+    }
+    if roots.is_empty() {
+        return Err(format!("{path}: no certificate found").into());
+    }
+    Ok(roots)
+}
+
+async fn run(args: Args) -> Result<bool, BoxError> {
+    let url = required(args.url, "the URL to call")?;
+    let client_id = required(args.client_id, "--client-id")?;
+    let identity = ClientIdentity::from_pem_files(
+        required(args.cert, "--cert")?,
+        required(args.key, "--key")?,
+    )?;
+    let requests = number(args.requests, "--requests", 1)?;
+    let concurrency = number(args.concurrency, "--concurrency", 1)?;
+    let scheme: Scheme = args.scheme.as_deref().unwrap_or("mtls_pop").parse()?;
+    let word: HeaderWord = args.header_word.as_deref().unwrap_or("bearer").parse()?;
+
+    // One pool for the token endpoint and the API: one identity, one client.
+    let mut pool = MtlsClientPool::builder();
+    if let Some(ca) = &args.ca {
+        pool = pool.root_store(root_store(ca)?);
+    }
+    let pool: MtlsClientPool<Full<Bytes>> = pool.build()?;
+
+    let auth = match (args.auth.as_deref(), &args.client_secret) {
+        (Some(auth), _) => auth.to_owned(),
+        (None, Some(_)) => "client_secret_basic".to_owned(),
+        (None, None) => "tls_client_auth".to_owned(),
+    };
+    let mut source = ClientCredentials::builder()
+        .client_id(client_id)
+        .pool(pool.clone());
+    source = match (args.issuer, args.token_url) {
+        (Some(issuer), None) => source.issuer(issuer),
+        (None, Some(url)) => source.token_endpoint(url),
+        _ => return Err(format!("give exactly one of --issuer and --token-url\n{USAGE}").into()),
+    };
+    let secret = || {
+        args.client_secret
+            .clone()
+            .ok_or_else(|| format!("--auth {auth} needs --client-secret"))
+    };
+    source = match auth.as_str() {
+        "tls_client_auth" => source.tls_client_auth(identity.clone()),
+        "self_signed_tls_client_auth" => source.self_signed_tls_client_auth(identity.clone()),
+        "client_secret_basic" => source
+            .identity(identity.clone())
+            .client_secret_basic(secret()?),
+        "client_secret_post" => source
+            .identity(identity.clone())
+            .client_secret_post(secret()?),
+        other => return Err(format!("unknown --auth {other:?}\n{USAGE}").into()),
+    };
+    if let Some(scope) = args.scope {
+        source = source.scope(scope);
+    }
+    if let Some(resource) = args.resource {
+        source = source.resource(resource);
+    }
+    if word == HeaderWord::MtlsPop {
+        source = source.entra_mtls_pop();
+    }
+    let cache = TokenCache::new(source.build()?);
+    let binding = TokenBindingLayer::with_cache(cache.clone(), scheme).header_word(word);
+    let client = ServiceBuilder::new()
+        .layer(RetryLayer::new(binding.retry_policy()))
+        .layer(binding)
+        .service(pool);
+
+    let next = Arc::new(AtomicUsize::new(0));
+    let ok = Arc::new(AtomicUsize::new(0));
+    let last_body = Arc::new(Mutex::new(String::new()));
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..concurrency.min(requests) {
+        let (client, url, next, ok, last_body) = (
+            client.clone(),
+            url.clone(),
+            next.clone(),
+            ok.clone(),
+            last_body.clone(),
+        );
+        workers.spawn(async move {
+            while next.fetch_add(1, Ordering::SeqCst) < requests {
+                let request = Request::get(&url).body(Full::default())?;
+                let response = client.clone().oneshot(request).await?;
+                let status = response.status();
+                let body = response.into_body().collect().await?.to_bytes();
+                println!("status={}", status.as_u16());
+                if status.is_success() {
+                    ok.fetch_add(1, Ordering::SeqCst);
+                }
+                *last_body.lock().await = String::from_utf8_lossy(&body).into_owned();
+            }
+            Ok::<_, BoxError>(())
+        });
+    }
+    while let Some(result) = workers.join_next().await {
+        result??;
+    }
+    let ok = ok.load(Ordering::SeqCst);
+    println!("{}", last_body.lock().await);
+    println!(
+        "requests={requests} ok={ok} token_fetches={}",
+        cache.stats().fetches
+    );
+    Ok(ok == requests)
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    let args = match parse_args() {
+        Ok(args) => args,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(args).await {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            let mut message = e.to_string();
+            let mut source = e.source();
+            while let Some(cause) = source {
+                if !message.contains(&cause.to_string()) {
+                    message.push_str(&format!(": {cause}"));
+                }
+                source = cause.source();
+            }
+            eprintln!("client: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

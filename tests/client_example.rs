@@ -1,0 +1,209 @@
+//! `examples/client.rs` against `examples/resource_server.rs` and the test
+//! authorization server, all as separate processes talking over loopback.
+#![cfg(all(feature = "test-util", feature = "axum"))]
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tower_token_binding::test_util::{TestIssuer, TestPki};
+
+fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let path = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join(name);
+    if !path.exists() {
+        let status = std::process::Command::new(env!("CARGO"))
+            .args(["build", "--all-features", "--example", name])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    path
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+/// Starts the resource server; returns the process and its URL.
+async fn resource_server(args: &[&str]) -> (Child, String) {
+    let mut child = Command::new(example("resource_server"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let url = line.strip_prefix("listening on ").unwrap().to_owned();
+    (child, url)
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+async fn client(args: &[&str]) -> Run {
+    let output = Command::new(example("client"))
+        .args(args)
+        .output()
+        .await
+        .unwrap();
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+#[tokio::test]
+async fn fifty_requests_one_token() {
+    let pki = TestPki::new().unwrap();
+    let issuer = TestIssuer::start(&pki).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let server = pki.server_cert().unwrap();
+    let (cert, key) = server.write_pem_files(dir.path(), "server").unwrap();
+    let ca = write(dir.path(), "ca.pem", &pki.ca_pem());
+    let (cert, key) = (
+        cert.to_str().unwrap().to_owned(),
+        key.to_str().unwrap().to_owned(),
+    );
+    let jwks = issuer.jwks_uri();
+    let (_server, url) = resource_server(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--tls-cert",
+        &cert,
+        "--tls-key",
+        &key,
+        "--any-client-cert",
+        "--issuer",
+        issuer.issuer(),
+        "--audience",
+        issuer.audience(),
+        "--jwks-url",
+        &jwks,
+        "--jwks-ca",
+        &ca,
+    ])
+    .await;
+    let whoami = format!("{url}/whoami");
+
+    let me = pki.client_cert("svc.example").unwrap();
+    let (my_cert, my_key) = me.write_pem_files(dir.path(), "client").unwrap();
+    let (my_cert, my_key) = (my_cert.to_str().unwrap(), my_key.to_str().unwrap());
+
+    let run = client(&[
+        "--issuer",
+        issuer.issuer(),
+        "--client-id",
+        "svc",
+        "--cert",
+        my_cert,
+        "--key",
+        my_key,
+        "--ca",
+        &ca,
+        "--requests",
+        "50",
+        "--concurrency",
+        "5",
+        &whoami,
+    ])
+    .await;
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(
+        run.stdout.matches("status=200").count(),
+        50,
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains(&me.thumbprint().to_string()),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .trim_end()
+            .ends_with("requests=50 ok=50 token_fetches=1"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(issuer.tokens_issued(), 1);
+
+    // Unbound bearer tokens are refused by the server: exit 1, the 401s shown.
+    let run = client(&[
+        "--token-url",
+        &issuer.token_endpoint(),
+        "--client-id",
+        "svc",
+        "--cert",
+        my_cert,
+        "--key",
+        my_key,
+        "--ca",
+        &ca,
+        "--scheme",
+        "bearer",
+        "--requests",
+        "2",
+        &whoami,
+    ])
+    .await;
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(
+        run.stdout.matches("status=401").count(),
+        2,
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("requests=2 ok=0"), "{}", run.stdout);
+
+    // A clear message when the token endpoint cannot be reached.
+    let run = client(&[
+        "--token-url",
+        "https://127.0.0.1:1/token",
+        "--client-id",
+        "svc",
+        "--cert",
+        my_cert,
+        "--key",
+        my_key,
+        "--ca",
+        &ca,
+        &whoami,
+    ])
+    .await;
+    assert_ne!(run.code, 0);
+    assert!(
+        run.stderr.contains("client: cannot get an access token"),
+        "{}",
+        run.stderr
+    );
+
+    // Bad arguments.
+    let run = client(&["--client-id", "svc", &whoami]).await;
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains("required") || run.stderr.contains("usage"),
+        "{}",
+        run.stderr
+    );
+}
