@@ -15,6 +15,15 @@
 //! - [`Confirmation`]: the `cnf` claim, read strictly.
 //! - [`ClientIdentity`]: a certificate chain and its private key, checked to
 //!   belong together, with the leaf's thumbprint computed once.
+//! - [`token`]: token sources and the [`TokenCache`](token::TokenCache) (one
+//!   fetch for many callers, refresh ahead, backoff); [`source`]: OAuth
+//!   client credentials over mTLS ([`source::ClientCredentials`]).
+//! - [`binding`]: [`TokenBindingLayer`], which puts a (bound) token on every
+//!   request and the [`ClientIdentity`] it is bound to in its extensions,
+//!   and the retry policy for `invalid_token`.
+//! - [`pool`]: [`MtlsClientPool`](pool::MtlsClientPool), one hyper-util
+//!   client per certificate thumbprint: the inner service that presents the
+//!   identity.
 //! - [`server`]: what a resource server needs to accept client certificates
 //!   and see them on every request ([`server::PeerCertificate`]).
 //! - [`validation`]: [`CnfValidationLayer`], which validates RFC 9068 JWT
@@ -28,7 +37,7 @@
 //!
 //! | feature | default | what it adds |
 //! | --- | --- | --- |
-//! | `client` | yes | the client half (HTTPS client plumbing: hyper-rustls, hyper-util's client) |
+//! | `client` | yes | the client half: [`token`], [`source`], [`binding`], [`pool`] (hyper-rustls, hyper-util's client) |
 //! | `server` | yes | the server half: [`server`] (TLS serving with a [`server::PeerCertificate`] on every request, RFC 9440 trusted-proxy mode) and [`validation`] ([`CnfValidationLayer`], with an HTTPS client to fetch JWKS) |
 //! | `axum` | no | [`validation::VerifiedToken`] as an axum extractor, axum's `ConnectInfo` on served requests (implies `server`) |
 //! | `test-util` | no | [`test_util`]: test PKI and authorization server (implies `client`, `server`) |
