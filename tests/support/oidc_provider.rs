@@ -1,0 +1,425 @@
+//! The real RFC 8705 peer: `oidc-provider` (npm) run by Node, for interop tests.
+//!
+//! Include it with
+//!
+//! ```ignore
+//! #[path = "support/oidc_provider.rs"]
+//! mod oidc_provider;
+//! use oidc_provider::{InteropClient, OidcProvider};
+//! ```
+//!
+//! (the module must be named `oidc_provider` at the crate root for
+//! [`require_node!`] to find [`skip_or_fail`]).
+//!
+//! [`OidcProvider::start`] writes a server certificate from the test PKI, the
+//! CA and the clients into a temporary directory, runs
+//! `node tests/interop/server.mjs` and waits for its `listening on` line. The
+//! process is killed when the [`OidcProvider`] is dropped.
+//!
+//! Without `node` or without `tests/interop/node_modules` the peer cannot
+//! run. Then, when the environment variable `CI` is set, starting it fails
+//! with an error that says to run `npm ci --prefix tests/interop`; otherwise
+//! the error starts with `SKIPPED:` and [`skip_or_fail`] / [`require_node!`]
+//! turn it into a loud skip.
+#![allow(dead_code, unreachable_pub)]
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
+use tokio::process::{Child, ChildStdin, Command};
+use tower_token_binding::test_util::{TestCert, TestPki};
+
+/// The audience of tokens requested without a `resource` parameter.
+pub const DEFAULT_RESOURCE: &str = "https://api.test";
+
+/// How long the peer may take to print its `listening on` line.
+pub const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+const LISTENING: &str = "listening on ";
+const INSTALL_HINT: &str = "run `npm ci --prefix tests/interop`";
+
+/// Starts the peer or, when Node or the npm packages are missing outside CI,
+/// skips the test loudly and `return`s from it; any other error panics.
+///
+/// ```ignore
+/// let provider = require_node!(OidcProvider::start(&pki, &clients));
+/// ```
+///
+/// With no argument it only checks the prerequisites:
+///
+/// ```ignore
+/// require_node!();
+/// ```
+#[macro_export]
+macro_rules! require_node {
+    () => {
+        if let Err(error) = $crate::oidc_provider::node_available() {
+            $crate::oidc_provider::skip_or_fail(&error);
+            return;
+        }
+    };
+    ($start:expr) => {
+        match $start.await {
+            Ok(provider) => provider,
+            Err(error) => {
+                $crate::oidc_provider::skip_or_fail(&error);
+                return;
+            }
+        }
+    };
+}
+
+/// Prints a loud skip notice (not captured by the test harness) if `error`
+/// starts with `SKIPPED:`; panics with `error` otherwise.
+#[track_caller]
+pub fn skip_or_fail(error: &str) {
+    if error.starts_with("SKIPPED:") {
+        // Straight to the process's stderr: libtest would swallow `eprintln!`
+        // from a passing test.
+        use std::io::Write as _;
+        let line = "!".repeat(78);
+        let test = std::thread::current().name().unwrap_or("?").to_owned();
+        let _ = writeln!(
+            std::io::stderr().lock(),
+            "\n{line}\n{test}: {error}\n{line}\n"
+        );
+    } else {
+        panic!("{error}");
+    }
+}
+
+/// Whether the environment variable `CI` says this is a CI run.
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")
+}
+
+/// `tests/interop`.
+pub fn interop_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop")
+}
+
+/// Checks that `node` runs and the npm packages are installed.
+///
+/// `Err` starts with `SKIPPED:` unless `CI` is set.
+pub fn node_available() -> Result<(), String> {
+    let problem = match std::process::Command::new("node")
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+    {
+        Err(e) => Some(format!("cannot run `node --version`: {e}")),
+        Ok(out) if !out.status.success() => Some(format!(
+            "`node --version` failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
+        Ok(_) => {
+            let package = interop_dir().join("node_modules/oidc-provider/package.json");
+            (!package.is_file()).then(|| format!("{} is missing", package.display()))
+        }
+    };
+    match problem {
+        None => Ok(()),
+        Some(problem) if in_ci() => Err(format!(
+            "the oidc-provider interop peer cannot run in CI: {problem}; {INSTALL_HINT}"
+        )),
+        Some(problem) => Err(format!(
+            "SKIPPED: oidc-provider interop test not run: {problem}; {INSTALL_HINT} \
+             (with Node.js >= 20) to run it"
+        )),
+    }
+}
+
+/// A client registered with the peer: oidc-provider client metadata.
+///
+/// Every client gets the client credentials grant only, no redirect URIs and
+/// certificate-bound access tokens (`tls_client_certificate_bound_access_tokens:
+/// true`) unless [`InteropClient::with`] says otherwise.
+#[derive(Clone, Debug)]
+pub struct InteropClient {
+    metadata: serde_json::Map<String, Value>,
+}
+
+impl InteropClient {
+    fn new(client_id: &str, auth_method: &str) -> Self {
+        let metadata = json!({
+            "client_id": client_id,
+            "token_endpoint_auth_method": auth_method,
+            "grant_types": ["client_credentials"],
+            "response_types": [],
+            "redirect_uris": [],
+            "tls_client_certificate_bound_access_tokens": true,
+        });
+        let Value::Object(metadata) = metadata else {
+            unreachable!()
+        };
+        Self { metadata }
+    }
+
+    /// RFC 8705 `tls_client_auth`: a certificate from the test CA whose DNS
+    /// subject alternative names include `san_dns`.
+    pub fn tls_client_auth(client_id: &str, san_dns: &str) -> Self {
+        Self::new(client_id, "tls_client_auth").with("tls_client_auth_san_dns", san_dns)
+    }
+
+    /// RFC 8705 `self_signed_tls_client_auth`: exactly the certificate `cert`
+    /// (registered in `jwks` as `x5c`; the peer derives the key parameters).
+    pub fn self_signed(client_id: &str, cert: &TestCert) -> Self {
+        let der = base64::engine::general_purpose::STANDARD.encode(cert.cert());
+        Self::new(client_id, "self_signed_tls_client_auth")
+            .with("jwks", json!({ "keys": [{ "x5c": [der] }] }))
+    }
+
+    /// `client_secret_basic` with `secret` (tokens are still bound to the
+    /// certificate the client presents).
+    pub fn client_secret_basic(client_id: &str, secret: &str) -> Self {
+        Self::new(client_id, "client_secret_basic").with("client_secret", secret)
+    }
+
+    /// Sets (or with `Value::Null`, removes) one metadata field, for example
+    /// `scope` or `tls_client_certificate_bound_access_tokens`.
+    pub fn with(mut self, field: &str, value: impl Into<Value>) -> Self {
+        match value.into() {
+            Value::Null => self.metadata.remove(field),
+            value => self.metadata.insert(field.to_owned(), value),
+        };
+        self
+    }
+
+    /// The client id.
+    pub fn client_id(&self) -> &str {
+        self.metadata["client_id"].as_str().unwrap_or_default()
+    }
+
+    /// `token_endpoint_auth_method`.
+    pub fn auth_method(&self) -> &str {
+        self.metadata["token_endpoint_auth_method"]
+            .as_str()
+            .unwrap_or_default()
+    }
+
+    /// `client_secret`, if any.
+    pub fn client_secret(&self) -> Option<&str> {
+        self.metadata.get("client_secret").and_then(Value::as_str)
+    }
+
+    /// The metadata as sent to the peer.
+    pub fn metadata(&self) -> Value {
+        Value::Object(self.metadata.clone())
+    }
+}
+
+/// How to run the peer; `Default` is what [`OidcProvider::start`] uses.
+#[derive(Clone, Debug, Default)]
+pub struct OidcProviderOptions {
+    /// Publish RFC 8705 section 5 `mtls_endpoint_aliases` (token and
+    /// introspection endpoints under `/mtls/`) and ignore client certificates
+    /// on the regular endpoints, like a deployment whose default endpoints do
+    /// not do mutual TLS: there, mTLS client authentication fails with
+    /// `invalid_client` and certificate-bound token requests with
+    /// `invalid_grant`.
+    pub mtls_endpoint_aliases: bool,
+    /// Access token lifetime (whole seconds, at least 1); 600 s if `None`.
+    pub token_ttl: Option<Duration>,
+    /// The audience of tokens requested without `resource`;
+    /// [`DEFAULT_RESOURCE`] if `None`.
+    pub default_resource: Option<String>,
+}
+
+/// A running `oidc-provider`, killed on drop.
+#[derive(Debug)]
+pub struct OidcProvider {
+    issuer: String,
+    options: OidcProviderOptions,
+    child: Child,
+    // Closing it tells the peer to exit, should `kill_on_drop` not be reached.
+    stdin: Option<ChildStdin>,
+    log: Arc<Mutex<Vec<u8>>>,
+    // Holds the PEM and clients files while the peer runs.
+    _dir: tempfile::TempDir,
+}
+
+impl OidcProvider {
+    /// Starts the peer with a fresh server certificate from `pki` (trusting
+    /// `pki`'s CA for `tls_client_auth`) and `clients`.
+    pub async fn start(pki: &TestPki, clients: &[InteropClient]) -> Result<Self, String> {
+        Self::start_with(pki, clients, OidcProviderOptions::default()).await
+    }
+
+    /// [`OidcProvider::start`] with `options`.
+    pub async fn start_with(
+        pki: &TestPki,
+        clients: &[InteropClient],
+        options: OidcProviderOptions,
+    ) -> Result<Self, String> {
+        node_available()?;
+
+        let dir = tempfile::tempdir().map_err(|e| format!("cannot make a temp dir: {e}"))?;
+        let server = pki
+            .server_cert()
+            .map_err(|e| format!("cannot make a server certificate: {e}"))?;
+        let (cert_path, key_path) = server
+            .write_pem_files(dir.path(), "server")
+            .map_err(|e| format!("cannot write the server certificate: {e}"))?;
+        let ca_path = dir.path().join("ca.pem");
+        std::fs::write(&ca_path, pki.ca_pem()).map_err(|e| format!("cannot write the CA: {e}"))?;
+        let clients_path = dir.path().join("clients.json");
+        let clients_json: Vec<Value> = clients.iter().map(InteropClient::metadata).collect();
+        std::fs::write(
+            &clients_path,
+            serde_json::to_vec_pretty(&clients_json).expect("JSON"),
+        )
+        .map_err(|e| format!("cannot write the clients: {e}"))?;
+
+        let mut command = Command::new("node");
+        command
+            .arg(interop_dir().join("server.mjs"))
+            .arg("--cert")
+            .arg(&cert_path)
+            .arg("--key")
+            .arg(&key_path)
+            .arg("--ca")
+            .arg(&ca_path)
+            .arg("--clients")
+            .arg(&clients_path)
+            .current_dir(interop_dir())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        if options.mtls_endpoint_aliases {
+            command.arg("--mtls-aliases");
+        }
+        if let Some(ttl) = options.token_ttl {
+            command
+                .arg("--token-ttl")
+                .arg(ttl.as_secs().max(1).to_string());
+        }
+        if let Some(resource) = &options.default_resource {
+            command.arg("--default-resource").arg(resource);
+        }
+        let mut child = command
+            .spawn()
+            .map_err(|e| format!("cannot run node: {e}"))?;
+
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let stderr_task = tokio::spawn(collect(child.stderr.take().expect("piped"), log.clone()));
+        let mut stdout = BufReader::new(child.stdout.take().expect("piped")).lines();
+
+        let first = tokio::time::timeout(START_TIMEOUT, stdout.next_line()).await;
+        let issuer = match first {
+            Ok(Ok(Some(line))) if line.starts_with(LISTENING) => {
+                line[LISTENING.len()..].trim().to_owned()
+            }
+            outcome => {
+                let what = match outcome {
+                    Ok(Ok(Some(line))) => format!("printed {line:?} instead of `listening on`"),
+                    Ok(Ok(None)) => "exited before listening".to_owned(),
+                    Ok(Err(e)) => format!("stdout failed: {e}"),
+                    Err(_) => format!("did not listen within {START_TIMEOUT:?}"),
+                };
+                let _ = child.start_kill();
+                let status = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
+                let _ = tokio::time::timeout(Duration::from_secs(5), stderr_task).await;
+                let stderr = String::from_utf8_lossy(&log.lock().unwrap()).into_owned();
+                return Err(format!(
+                    "oidc-provider interop peer {what} (exit: {status:?}); stderr:\n{stderr}"
+                ));
+            }
+        };
+        // Nothing else is expected on stdout; keep draining it regardless.
+        tokio::spawn(async move { while let Ok(Some(_)) = stdout.next_line().await {} });
+
+        Ok(Self {
+            issuer,
+            options,
+            stdin: child.stdin.take(),
+            child,
+            log,
+            _dir: dir,
+        })
+    }
+
+    /// The issuer, `https://127.0.0.1:PORT`.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// `/.well-known/openid-configuration`.
+    pub fn discovery_url(&self) -> String {
+        format!("{}/.well-known/openid-configuration", self.issuer)
+    }
+
+    /// The regular token endpoint (`token_endpoint` in the discovery
+    /// document). With [`OidcProviderOptions::mtls_endpoint_aliases`] it
+    /// ignores client certificates.
+    pub fn token_endpoint(&self) -> String {
+        format!("{}/token", self.issuer)
+    }
+
+    /// The token endpoint that does mutual TLS: the
+    /// `mtls_endpoint_aliases.token_endpoint` when aliases are published,
+    /// [`OidcProvider::token_endpoint`] otherwise.
+    pub fn mtls_token_endpoint(&self) -> String {
+        if self.options.mtls_endpoint_aliases {
+            format!("{}/mtls/token", self.issuer)
+        } else {
+            self.token_endpoint()
+        }
+    }
+
+    /// The token introspection endpoint (RFC 7662), regular.
+    pub fn introspection_endpoint(&self) -> String {
+        format!("{}/token/introspection", self.issuer)
+    }
+
+    /// The JWKS with the peer's ES256 signing key.
+    pub fn jwks_uri(&self) -> String {
+        format!("{}/jwks", self.issuer)
+    }
+
+    /// The audience of tokens requested without `resource`.
+    pub fn default_resource(&self) -> &str {
+        self.options
+            .default_resource
+            .as_deref()
+            .unwrap_or(DEFAULT_RESOURCE)
+    }
+
+    /// What the peer wrote to stderr so far (warnings, and one line per
+    /// failed token or introspection request with oidc-provider's reason).
+    pub fn log(&self) -> String {
+        String::from_utf8_lossy(&self.log.lock().unwrap()).into_owned()
+    }
+
+    /// Stops the peer and waits for it to exit.
+    pub async fn stop(mut self) {
+        self.stdin.take();
+        let _ = self.child.kill().await;
+    }
+}
+
+impl Drop for OidcProvider {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("oidc-provider interop peer stderr:\n{}", self.log());
+        }
+        // `kill_on_drop` kills the process; closing stdin also asks it to go.
+        self.stdin.take();
+    }
+}
+
+async fn collect(mut from: impl AsyncRead + Unpin, into: Arc<Mutex<Vec<u8>>>) {
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = from.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        into.lock().unwrap().extend_from_slice(&buf[..n]);
+    }
+}
