@@ -18,16 +18,13 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use serde_json::{Value, json};
+use serde_json::Value;
 use support::{HttpsClient, https_client, post_form};
 use tower::retry::RetryLayer;
 use tower::{Service, ServiceBuilder, ServiceExt};
-use tower_token_binding::server::{self, AnyClientCertVerifier, PeerCertificate};
 use tower_token_binding::test_util::{TestIssuer, TestPki};
 use tower_token_binding::token::{BoxError, Token};
-use tower_token_binding::validation::{
-    CnfValidationLayer, JwksSource, JwtValidator, VerifiedToken,
-};
+use tower_token_binding::validation::CnfValidationLayer;
 use tower_token_binding::{ClientIdentity, Thumbprint, TokenBindingLayer};
 
 /// Test scaffolding for the inner service: sends each request with a client
@@ -65,43 +62,10 @@ impl Service<Request<Full<Bytes>>> for PresentIdentity {
     }
 }
 
-async fn whoami(
-    request: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
-    let token = request.extensions().get::<VerifiedToken>().cloned();
-    let peer = request.extensions().get::<PeerCertificate>().cloned();
-    let body = json!({
-        "sub": token.as_ref().and_then(|t| t.subject()),
-        "x5t#S256": peer.map(|p| p.thumbprint().to_string()),
-    });
-    Ok(Response::new(Full::new(Bytes::from(body.to_string()))))
-}
-
 /// A resource server behind `CnfValidationLayer`; returns its URL.
 async fn resource_server(pki: &TestPki, issuer: &TestIssuer) -> String {
-    let validator = JwtValidator::builder()
-        .issuer(issuer.issuer())
-        .audience(issuer.audience())
-        .jwks(
-            JwksSource::remote(&issuer.jwks_uri())
-                .unwrap()
-                .root_store(pki.root_store())
-                .unknown_kid_cooldown(Duration::ZERO),
-        )
-        .build()
-        .unwrap();
-    let tls = pki
-        .server_config(Arc::new(AnyClientCertVerifier::optional()))
-        .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let service = ServiceBuilder::new()
-        .layer(CnfValidationLayer::new(validator))
-        .service_fn(whoami);
-    tokio::spawn(async move {
-        let _ = server::serve(listener, Arc::new(tls), service).await;
-    });
-    format!("https://localhost:{port}/whoami")
+    let validator = support::jwt_validator(pki, issuer, Duration::ZERO);
+    support::start_api(pki, CnfValidationLayer::new(validator)).await
 }
 
 /// Client credentials over mTLS, written out by hand (the crate's own

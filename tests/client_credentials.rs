@@ -3,26 +3,23 @@
 //! slow endpoint), plus the whole client stack against a resource server.
 #![cfg(feature = "test-util")]
 
-use std::sync::Arc;
+mod support;
+
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Response, StatusCode};
+use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tower::retry::RetryLayer;
 use tower::{ServiceBuilder, ServiceExt};
 use tower_token_binding::pool::MtlsClientPool;
-use tower_token_binding::server::{self, AnyClientCertVerifier, PeerCertificate};
 use tower_token_binding::source::{
     ClientCredentials, TokenEndpointError, TokenEndpointErrorKind as Kind,
 };
 use tower_token_binding::test_util::{Fault, TestIssuer, TestPki};
 use tower_token_binding::token::{TokenSource, TokenUnavailable};
-use tower_token_binding::validation::{
-    CnfValidationLayer, JwksSource, JwtValidator, VerifiedToken,
-};
+use tower_token_binding::validation::CnfValidationLayer;
 use tower_token_binding::{ClientIdentity, Thumbprint, TokenBindingLayer};
 
 async fn fetch(
@@ -315,44 +312,18 @@ fn misconfigurations_are_refused_at_build() {
     );
 }
 
-async fn whoami(
-    request: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
-    let token = request.extensions().get::<VerifiedToken>().cloned();
-    let peer = request.extensions().get::<PeerCertificate>().cloned();
-    let body = json!({
-        "sub": token.as_ref().and_then(|t| t.subject()),
-        "x5t#S256": peer.map(|p| p.thumbprint().to_string()),
-    });
-    Ok(Response::new(Full::new(Bytes::from(body.to_string()))))
-}
-
 #[tokio::test]
 async fn the_whole_client_stack_over_one_pool() {
     let s = setup().await;
-    let validator = JwtValidator::builder()
-        .issuer(s.issuer.issuer())
-        .audience(s.issuer.audience())
-        .jwks(
-            JwksSource::remote(&s.issuer.jwks_uri())
-                .unwrap()
-                .root_store(s.pki.root_store()),
-        )
-        .build()
-        .unwrap();
-    let tls = s
-        .pki
-        .server_config(Arc::new(AnyClientCertVerifier::optional()))
-        .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let api = format!(
-        "https://localhost:{}/whoami",
-        listener.local_addr().unwrap().port()
-    );
-    let service = ServiceBuilder::new()
-        .layer(CnfValidationLayer::new(validator))
-        .service_fn(whoami);
-    tokio::spawn(server::serve(listener, tls, service).into_future());
+    let api = support::start_api(
+        &s.pki,
+        CnfValidationLayer::new(support::jwt_validator(
+            &s.pki,
+            &s.issuer,
+            Duration::from_secs(10),
+        )),
+    )
+    .await;
 
     let pool: MtlsClientPool<Full<Bytes>> = MtlsClientPool::builder()
         .root_store(s.pki.root_store())

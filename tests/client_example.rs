@@ -2,55 +2,17 @@
 //! authorization server, all as separate processes talking over loopback.
 #![cfg(all(feature = "test-util", feature = "axum"))]
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::Duration;
+mod support;
 
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use std::path::Path;
+
+use tokio::process::Command;
 use tower_token_binding::test_util::{TestIssuer, TestPki};
-
-fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let path = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join(name);
-    if !path.exists() {
-        let status = std::process::Command::new(env!("CARGO"))
-            .args(["build", "--all-features", "--example", name])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-    path
-}
 
 fn write(dir: &Path, name: &str, text: &str) -> String {
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
     path.to_str().unwrap().to_owned()
-}
-
-/// Starts the resource server; returns the process and its URL.
-async fn resource_server(args: &[&str]) -> (Child, String) {
-    let mut child = Command::new(example("resource_server"))
-        .args(args)
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    let url = line.strip_prefix("listening on ").unwrap().to_owned();
-    (child, url)
 }
 
 struct Run {
@@ -60,7 +22,7 @@ struct Run {
 }
 
 async fn client(args: &[&str]) -> Run {
-    let output = Command::new(example("client"))
+    let output = Command::new(support::example_binary("client"))
         .args(args)
         .output()
         .await
@@ -85,23 +47,26 @@ async fn fifty_requests_one_token() {
         key.to_str().unwrap().to_owned(),
     );
     let jwks = issuer.jwks_uri();
-    let (_server, url) = resource_server(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--tls-cert",
-        &cert,
-        "--tls-key",
-        &key,
-        "--any-client-cert",
-        "--issuer",
-        issuer.issuer(),
-        "--audience",
-        issuer.audience(),
-        "--jwks-url",
-        &jwks,
-        "--jwks-ca",
-        &ca,
-    ])
+    let (_server, url) = support::spawn_announcing(
+        "resource_server",
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+            "--any-client-cert",
+            "--issuer",
+            issuer.issuer(),
+            "--audience",
+            issuer.audience(),
+            "--jwks-url",
+            &jwks,
+            "--jwks-ca",
+            &ca,
+        ],
+    )
     .await;
     let whoami = format!("{url}/whoami");
 

@@ -5,87 +5,23 @@
 
 mod support;
 
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use bytes::Bytes;
-use http::{Request, Response, StatusCode, header};
+use http::{Request, StatusCode, header};
 use http_body_util::Full;
-use hyper::body::Incoming;
 use serde_json::{Value, json};
 use support::{HttpsClient, https_client, post_form};
-use tower::ServiceBuilder;
-use tower_token_binding::server::{AnyClientCertVerifier, PeerCertificate};
 use tower_token_binding::test_util::{TestCert, TestIssuer, TestPki};
-use tower_token_binding::validation::{
-    CnfValidationLayer, JwksSource, JwtValidator, VerifiedToken,
-};
+use tower_token_binding::validation::{CnfValidationLayer, JwtValidator};
 use tower_token_binding::{ClientIdentity, Thumbprint};
-
-/// The handler behind the layer: who the caller is, as the layer saw it.
-async fn whoami(
-    request: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
-    let token = request.extensions().get::<VerifiedToken>();
-    let peer = request.extensions().get::<PeerCertificate>();
-    let body = json!({
-        "sub": token.and_then(|t| t.subject()),
-        "client_id": token.and_then(|t| t.client_id()),
-        "x5t#S256": peer.map(|p| p.thumbprint().to_string()),
-    });
-    Ok(Response::new(Full::new(Bytes::from(body.to_string()))))
-}
-
-struct Api {
-    addr: SocketAddr,
-    _server: tokio::task::JoinHandle<()>,
-}
-
-impl Api {
-    fn url(&self) -> String {
-        format!("https://localhost:{}/whoami", self.addr.port())
-    }
-}
-
-fn validator(pki: &TestPki, issuer: &TestIssuer, cooldown: Duration) -> JwtValidator {
-    JwtValidator::builder()
-        .issuer(issuer.issuer())
-        .audience(issuer.audience())
-        .jwks(
-            JwksSource::remote(&issuer.jwks_uri())
-                .unwrap()
-                .root_store(pki.root_store())
-                .unknown_kid_cooldown(cooldown),
-        )
-        .build()
-        .unwrap()
-}
-
-/// Serves `whoami` behind `layer` over TLS, client certificates optional.
-async fn start_api(pki: &TestPki, layer: CnfValidationLayer<JwtValidator>) -> Api {
-    let tls = Arc::new(
-        pki.server_config(Arc::new(AnyClientCertVerifier::optional()))
-            .unwrap(),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let service = ServiceBuilder::new().layer(layer).service_fn(whoami);
-    let server = tokio::spawn(async move {
-        let _ = tower_token_binding::server::serve(listener, tls, service).await;
-    });
-    Api {
-        addr,
-        _server: server,
-    }
-}
 
 struct Setup {
     pki: TestPki,
     issuer: TestIssuer,
-    api: Api,
+    api: String,
 }
 
 async fn setup() -> Setup {
@@ -102,8 +38,10 @@ async fn setup_with(
         .start(&pki)
         .await
         .unwrap();
-    let layer = configure(CnfValidationLayer::new(validator(&pki, &issuer, cooldown)));
-    let api = start_api(&pki, layer).await;
+    let layer = configure(CnfValidationLayer::new(support::jwt_validator(
+        &pki, &issuer, cooldown,
+    )));
+    let api = support::start_api(&pki, layer).await;
     Setup { pki, issuer, api }
 }
 
@@ -124,10 +62,10 @@ async fn fetch_token(setup: &Setup, identity: Option<&ClientIdentity>) -> String
 /// Calls the API with `authorization` on a connection presenting `identity`.
 async fn call(
     client: &HttpsClient,
-    api: &Api,
+    api: &str,
     authorization: Option<&str>,
 ) -> (StatusCode, Option<String>, Value) {
-    let mut request = Request::get(api.url());
+    let mut request = Request::get(api.to_owned());
     if let Some(value) = authorization {
         request = request.header(header::AUTHORIZATION, value);
     }
@@ -339,7 +277,7 @@ async fn an_untrusted_client_cert_header_is_never_believed() {
         https_client(&setup.pki, None),
         https_client(&setup.pki, Some(&thief)),
     ] {
-        let request = Request::get(setup.api.url())
+        let request = Request::get(setup.api.clone())
             .header(header::AUTHORIZATION, bearer(&token))
             .header("client-cert", &forged)
             .body(Full::default())
@@ -522,7 +460,7 @@ async fn rfc_6750_answers() {
         assert_refused(&outcome, StatusCode::BAD_REQUEST, "invalid_request");
     }
     // Sent twice: two headers, or a header and the query.
-    let request = Request::get(setup.api.url())
+    let request = Request::get(setup.api.clone())
         .header(header::AUTHORIZATION, bearer(&token))
         .header(header::AUTHORIZATION, bearer(&token))
         .body(Full::default())
@@ -532,7 +470,7 @@ async fn rfc_6750_answers() {
         StatusCode::BAD_REQUEST,
         "invalid_request",
     );
-    let request = Request::get(format!("{}?access_token={token}", setup.api.url()))
+    let request = Request::get(format!("{}?access_token={token}", setup.api.clone()))
         .header(header::AUTHORIZATION, bearer(&token))
         .body(Full::default())
         .unwrap();
@@ -646,7 +584,7 @@ async fn random_kids_fetch_the_jwks_at_most_once_per_cooldown() {
             )
             .unwrap();
         let client = client.clone();
-        let url = setup.api.url();
+        let url = setup.api.clone();
         tasks.spawn(async move {
             let request = Request::get(url)
                 .header(header::AUTHORIZATION, bearer(&token))
@@ -710,9 +648,9 @@ async fn no_keys_at_all_is_a_503_not_a_401() {
     let pki = TestPki::new().unwrap();
     let issuer = TestIssuer::start(&pki).await.unwrap();
     issuer.set_down(true);
-    let api = start_api(
+    let api = support::start_api(
         &pki,
-        CnfValidationLayer::new(validator(&pki, &issuer, Duration::ZERO)),
+        CnfValidationLayer::new(support::jwt_validator(&pki, &issuer, Duration::ZERO)),
     )
     .await;
     let cert = pki.client_cert("a.example").unwrap();
@@ -752,7 +690,7 @@ async fn two_clients_on_concurrent_connections_each_only_with_its_own_token() {
                 b.thumbprint(),
             )
         };
-        let url = setup.api.url();
+        let url = setup.api.clone();
         tasks.spawn(async move {
             let get = |token: &str| {
                 Request::get(url.clone())

@@ -4,8 +4,7 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::Path;
 
 use base64::Engine as _;
 use bytes::Bytes;
@@ -14,49 +13,16 @@ use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use support::{get_json, https_client, send};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 use tower_token_binding::test_util::{TestIssuer, TestPki};
 
-/// The example binary cargo built next to this test, built on demand.
-fn example_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap();
-    let path = dir.join("examples").join("resource_server");
-    if !path.exists() {
-        let status = std::process::Command::new(env!("CARGO"))
-            .args(["build", "--all-features", "--example", "resource_server"])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-    path
-}
-
 struct Server {
-    child: Child,
+    child: tokio::process::Child,
     url: String,
 }
 
 async fn start(args: &[&str]) -> Server {
-    let mut child = Command::new(example_binary())
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let line = tokio::time::timeout(std::time::Duration::from_secs(60), lines.next_line())
-        .await
-        .expect("the server announces itself")
-        .unwrap()
-        .expect("a line");
-    let url = line
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_owned();
+    let (child, url) = support::spawn_announcing("resource_server", args).await;
     Server { child, url }
 }
 
@@ -220,14 +186,14 @@ async fn behind_a_proxy_with_a_jwks_file() {
 
 #[tokio::test]
 async fn bad_arguments_exit_with_a_message() {
-    let output = Command::new(example_binary())
+    let output = Command::new(support::example_binary("resource_server"))
         .args(["--listen", "127.0.0.1:0", "--bogus"])
         .output()
         .await
         .unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("unknown argument"));
-    let output = Command::new(example_binary())
+    let output = Command::new(support::example_binary("resource_server"))
         .args([
             "--listen",
             "127.0.0.1:0",

@@ -96,3 +96,105 @@ pub fn https_client_http2(pki: &TestPki, identity: Option<&ClientIdentity>) -> H
         .http2_only(true)
         .build(connector)
 }
+
+/// `JwtValidator` for `issuer`'s tokens, its JWKS fetched over HTTPS.
+pub fn jwt_validator(
+    pki: &TestPki,
+    issuer: &tower_token_binding::test_util::TestIssuer,
+    cooldown: std::time::Duration,
+) -> tower_token_binding::validation::JwtValidator {
+    use tower_token_binding::validation::{JwksSource, JwtValidator};
+    JwtValidator::builder()
+        .issuer(issuer.issuer())
+        .audience(issuer.audience())
+        .jwks(
+            JwksSource::remote(&issuer.jwks_uri())
+                .unwrap()
+                .root_store(pki.root_store())
+                .unknown_kid_cooldown(cooldown),
+        )
+        .build()
+        .unwrap()
+}
+
+/// A handler that says who called, as the server layers saw it.
+pub async fn whoami(
+    request: Request<hyper::body::Incoming>,
+) -> Result<http::Response<Full<Bytes>>, std::convert::Infallible> {
+    use tower_token_binding::server::PeerCertificate;
+    use tower_token_binding::validation::VerifiedToken;
+    let token = request.extensions().get::<VerifiedToken>();
+    let peer = request.extensions().get::<PeerCertificate>();
+    let body = serde_json::json!({
+        "sub": token.and_then(|t| t.subject()),
+        "client_id": token.and_then(|t| t.client_id()),
+        "x5t#S256": peer.map(|p| p.thumbprint().to_string()),
+    });
+    Ok(http::Response::new(Full::new(Bytes::from(
+        body.to_string(),
+    ))))
+}
+
+/// Serves [`whoami`] behind `layer` over TLS (client certificates optional,
+/// any accepted) and returns its URL, `https://localhost:PORT/whoami`.
+pub async fn start_api(
+    pki: &TestPki,
+    layer: tower_token_binding::CnfValidationLayer<tower_token_binding::validation::JwtValidator>,
+) -> String {
+    use std::sync::Arc;
+    use tower_token_binding::server::{self, AnyClientCertVerifier};
+    let tls = pki
+        .server_config(Arc::new(AnyClientCertVerifier::optional()))
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let service = tower::ServiceBuilder::new().layer(layer).service_fn(whoami);
+    tokio::spawn(server::serve(listener, tls, service).into_future());
+    format!("https://localhost:{port}/whoami")
+}
+
+/// The path of an example binary cargo built next to this test (built on
+/// demand when missing).
+pub fn example_binary(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let path = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join(name);
+    if !path.exists() {
+        let status = std::process::Command::new(env!("CARGO"))
+            .args(["build", "--all-features", "--example", name])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    path
+}
+
+/// Runs the example `name` with `args` and waits for its first line,
+/// `listening on URL`; returns the process and the URL.
+pub async fn spawn_announcing(name: &str, args: &[&str]) -> (tokio::process::Child, String) {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(example_binary(name))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(std::time::Duration::from_secs(60), lines.next_line())
+        .await
+        .expect("the process announces itself")
+        .unwrap()
+        .expect("a line");
+    let url = line
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    (child, url)
+}
