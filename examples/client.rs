@@ -25,8 +25,6 @@ use bytes::Bytes;
 use http::Request;
 use http_body_util::{BodyExt, Full};
 use rustls::RootCertStore;
-use rustls_pki_types::CertificateDer;
-use rustls_pki_types::pem::PemObject;
 use tokio::sync::Mutex;
 use tower::retry::RetryLayer;
 use tower::{ServiceBuilder, ServiceExt};
@@ -131,16 +129,9 @@ fn number(value: Option<String>, what: &str, default: usize) -> Result<usize, St
 }
 
 fn root_store(path: &str) -> Result<RootCertStore, BoxError> {
-    let mut roots = RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(path).map_err(|e| format!("{path}: {e}"))? {
-        roots
-            .add(cert.map_err(|e| format!("{path}: {e}"))?)
-            .map_err(|e| format!("{path}: {e}"))?;
-    }
-    if roots.is_empty() {
-        return Err(format!("{path}: no certificate found").into());
-    }
-    Ok(roots)
+    Ok(tower_token_binding::identity::root_store_from_pem_file(
+        path,
+    )?)
 }
 
 async fn run(args: Args) -> Result<bool, BoxError> {

@@ -27,8 +27,6 @@ use std::sync::Arc;
 use axum::routing::get;
 use axum::{Extension, Json, Router};
 use rustls::RootCertStore;
-use rustls_pki_types::CertificateDer;
-use rustls_pki_types::pem::PemObject;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tower_token_binding::server::forwarded::ForwardedClientCertLayer;
@@ -94,16 +92,9 @@ fn required(value: &Option<String>, flag: &str) -> Result<String, String> {
 }
 
 fn root_store(path: &str) -> Result<RootCertStore, BoxError> {
-    let mut roots = RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(path).map_err(|e| format!("{path}: {e}"))? {
-        roots
-            .add(cert.map_err(|e| format!("{path}: {e}"))?)
-            .map_err(|e| format!("{path}: {e}"))?;
-    }
-    if roots.is_empty() {
-        return Err(format!("{path}: no certificate found").into());
-    }
-    Ok(roots)
+    Ok(tower_token_binding::identity::root_store_from_pem_file(
+        path,
+    )?)
 }
 
 async fn whoami(token: VerifiedToken, peer: Option<Extension<PeerCertificate>>) -> Json<Value> {

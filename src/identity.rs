@@ -192,6 +192,28 @@ impl ResolvesClientCert for PresentIdentity {
     }
 }
 
+/// Reads trust anchors from a PEM file (every `CERTIFICATE` section) into a
+/// rustls root store: to trust a private CA, for the TLS client or the JWKS
+/// fetcher.
+///
+/// ```no_run
+/// let roots = tower_token_binding::identity::root_store_from_pem_file("ca.pem")?;
+/// # Ok::<(), tower_token_binding::IdentityError>(())
+/// ```
+pub fn root_store_from_pem_file(path: impl AsRef<Path>) -> Result<RootCertStore, IdentityError> {
+    let path = path.as_ref();
+    let certificates = certificates_from_pem(&read(path)?).map_err(|e| e.at(path))?;
+    let mut roots = RootCertStore::empty();
+    for certificate in certificates {
+        roots.add(certificate).map_err(|e| {
+            IdentityError::new(IdentityErrorKind::InvalidCertificate)
+                .with_source(e)
+                .at(path)
+        })?;
+    }
+    Ok(roots)
+}
+
 /// Reads a certificate chain (leaf first) and its private key from PEM
 /// files; errors name the file they are about. Shared with the server's TLS
 /// configuration.

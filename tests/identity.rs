@@ -226,3 +226,18 @@ fn clones_share_the_loaded_identity() {
         clone.certified_key()
     ));
 }
+
+#[test]
+fn root_stores_from_pem_files() {
+    use tower_token_binding::identity::root_store_from_pem_file;
+    assert_eq!(
+        root_store_from_pem_file(path("chain.pem")).unwrap().len(),
+        2
+    );
+    assert_eq!(root_store_from_pem_file(path("ca.pem")).unwrap().len(), 1);
+    let err = root_store_from_pem_file(path("client-pkcs8.key")).unwrap_err();
+    assert_eq!(err.kind(), Kind::NoCertificate);
+    assert!(err.to_string().contains("client-pkcs8.key"), "{err}");
+    let err = root_store_from_pem_file(path("absent.pem")).unwrap_err();
+    assert_eq!(err.kind(), Kind::Io);
+}
