@@ -1,31 +1,48 @@
-//! What the crate does so far, end to end on loopback: a generated PKI, the
-//! embedded authorization server, and bound tokens fetched over real mTLS.
+//! The whole story on loopback, in a few seconds: a certificate-bound token
+//! works, the same token stolen and replayed from another certificate is
+//! refused, a renewed certificate gets a fresh token and fresh connections,
+//! a rejected token is replaced by the retry policy, and 1,000 concurrent
+//! calls cost one token.
 //!
 //! ```text
 //! cargo run --example demo
 //! ```
 //!
-//! It exits 0 only if every step behaved as it says. (The full demo, with a
-//! resource server and the client layer, grows here as those parts land.)
+//! Everything runs in this process on 127.0.0.1 with a PKI generated at
+//! start: the crate's test authorization server, a resource server behind
+//! `CnfValidationLayer`, and the client stack a user would build
+//! (`ClientCredentials` → `TokenCache` → `TokenBindingLayer` with the retry
+//! policy → `MtlsClientPool`). It exits 0 only if every step behaved as it
+//! says.
 
+use std::collections::HashSet;
+use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
 
 use bytes::Bytes;
-use http::{Request, header};
+use http::{Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
-use serde_json::Value;
+use hyper::body::Incoming;
+use serde_json::{Value, json};
+use tower::retry::RetryLayer;
+use tower::{ServiceBuilder, ServiceExt};
+use tower_token_binding::pool::MtlsClientPool;
+use tower_token_binding::server::{self, AnyClientCertVerifier, ConnectionInfo, PeerCertificate};
+use tower_token_binding::source::ClientCredentials;
 use tower_token_binding::test_util::{TestIssuer, TestPki};
-use tower_token_binding::{ClientIdentity, Confirmation};
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use tower_token_binding::token::{BoxError, CacheKey, Token, TokenCache, TokenSource};
+use tower_token_binding::validation::{
+    CnfValidationLayer, JwksSource, JwtValidator, VerifiedToken,
+};
+use tower_token_binding::{ClientIdentity, TokenBindingLayer};
 
 #[tokio::main]
 async fn main() -> ExitCode {
     match run().await {
         Ok(()) => {
-            println!("\nall steps behaved as expected");
+            println!("\nevery step behaved as expected");
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -35,85 +52,346 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run() -> Result<(), BoxError> {
-    let pki = TestPki::new()?;
-    let issuer = TestIssuer::start(&pki).await?;
-    println!("authorization server: {}", issuer.issuer());
-
-    let a = pki.client_cert("client-a.example")?.identity()?;
-    let b = TestPki::self_signed_client("client-b.example")?.identity()?;
-    println!("client A (CA-issued):   x5t#S256={}", a.thumbprint());
-    println!("client B (self-signed): x5t#S256={}", b.thumbprint());
-
-    println!("\n1. client A asks for a token over mTLS");
-    let claims = fetch_claims(&pki, &issuer, Some(&a)).await?;
-    let cnf = Confirmation::from_claims(&claims)?.ok_or("the token has no cnf claim")?;
-    let bound = cnf.thumbprint().ok_or("the cnf claim has no x5t#S256")?;
-    println!("   token cnf.x5t#S256={bound}");
-    check(
-        cnf.is_bound_to(&a.thumbprint()),
-        "   bound to A's certificate: yes",
-    )?;
-    check(
-        !cnf.is_bound_to(&b.thumbprint()),
-        "   would a server accept it from B's certificate? no",
-    )?;
-
-    println!("\n2. client B asks for a token with its self-signed certificate");
-    let claims = fetch_claims(&pki, &issuer, Some(&b)).await?;
-    let cnf = Confirmation::from_claims(&claims)?.ok_or("the token has no cnf claim")?;
-    check(
-        cnf.is_bound_to(&b.thumbprint()),
-        "   bound to B's certificate: yes",
-    )?;
-
-    println!("\n3. a client without a certificate asks for a token");
-    let claims = fetch_claims(&pki, &issuer, None).await?;
-    check(
-        Confirmation::from_claims(&claims)?.is_none(),
-        "   the token is unbound (no cnf): a bearer token",
-    )?;
-
-    println!("\ntokens issued: {}", issuer.tokens_issued());
-    check(issuer.tokens_issued() == 3, "three requests, three tokens")?;
-    Ok(())
-}
-
-fn check(ok: bool, what: &str) -> Result<(), BoxError> {
+fn check(ok: bool, what: impl AsRef<str>) -> Result<(), BoxError> {
     if ok {
-        println!("{what}");
+        println!("   ok: {}", what.as_ref());
         Ok(())
     } else {
-        Err(format!("not as expected: {what}").into())
+        Err(format!("not as expected: {}", what.as_ref()).into())
     }
 }
 
-/// Gets a token with the client credentials grant and returns its claims
-/// (read without checking the signature: this step only shows the binding).
-async fn fetch_claims(
-    pki: &TestPki,
+/// The first characters of a thumbprint, enough to tell them apart.
+fn short(thumbprint: impl std::fmt::Display) -> String {
+    let text = thumbprint.to_string();
+    format!("{}…", text.get(..12).unwrap_or(&text))
+}
+
+/// The thumbprint the server saw, shortened.
+fn seen(outcome: &Outcome) -> String {
+    outcome.body["x5t#S256"]
+        .as_str()
+        .map_or("none".to_owned(), short)
+}
+
+/// The resource server: TLS asking for client certificates, the
+/// `CnfValidationLayer`, and a handler that says who called. Counts TLS
+/// connections (handshakes).
+struct Api {
+    url: String,
+    connections: Arc<Mutex<HashSet<SocketAddr>>>,
+}
+
+impl Api {
+    fn handshakes(&self) -> usize {
+        self.connections.lock().map(|c| c.len()).unwrap_or(0)
+    }
+}
+
+async fn start_api(pki: &TestPki, issuer: &TestIssuer) -> Result<Api, BoxError> {
+    let validator = JwtValidator::builder()
+        .issuer(issuer.issuer())
+        .audience(issuer.audience())
+        .jwks(JwksSource::remote(&issuer.jwks_uri())?.root_store(pki.root_store()))
+        .build()?;
+    let connections = Arc::new(Mutex::new(HashSet::new()));
+    let seen = connections.clone();
+    let handler = move |request: Request<Incoming>| {
+        let seen = seen.clone();
+        async move {
+            if let (Some(info), Ok(mut seen)) =
+                (request.extensions().get::<ConnectionInfo>(), seen.lock())
+            {
+                seen.insert(info.remote_addr());
+            }
+            let token = request.extensions().get::<VerifiedToken>();
+            let peer = request.extensions().get::<PeerCertificate>();
+            let body = json!({
+                "client_id": token.and_then(|t| t.client_id()),
+                "x5t#S256": peer.map(|p| p.thumbprint().to_string()),
+            });
+            Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from(
+                body.to_string(),
+            ))))
+        }
+    };
+    let service = ServiceBuilder::new()
+        .layer(CnfValidationLayer::new(validator))
+        .service_fn(handler);
+    let tls = pki.server_config(Arc::new(AnyClientCertVerifier::optional()))?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("https://localhost:{}/whoami", listener.local_addr()?.port());
+    tokio::spawn(server::serve(listener, tls, service).into_future());
+    Ok(Api { url, connections })
+}
+
+/// Client credentials whose certificate can be renewed while running: the
+/// cache key follows the current certificate.
+#[derive(Clone)]
+struct Renewable(Arc<RwLock<ClientCredentials>>);
+
+impl TokenSource for Renewable {
+    type Future = <ClientCredentials as TokenSource>::Future;
+
+    fn fetch(&self) -> Self::Future {
+        self.current().fetch()
+    }
+
+    fn cache_key(&self) -> CacheKey {
+        self.current().cache_key()
+    }
+}
+
+impl Renewable {
+    fn current(&self) -> ClientCredentials {
+        match self.0.read() {
+            Ok(source) => source.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+}
+
+fn credentials(
     issuer: &TestIssuer,
-    identity: Option<&ClientIdentity>,
-) -> Result<Value, BoxError> {
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(pki.client_config(identity)?)
-        .https_only()
-        .enable_http1()
-        .build();
-    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
-    let request = Request::post(issuer.token_endpoint())
-        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(Full::new(Bytes::from_static(
-            b"grant_type=client_credentials&client_id=demo",
-        )))?;
-    let response = client.request(request).await?;
+    identity: ClientIdentity,
+    pool: &MtlsClientPool<Full<Bytes>>,
+) -> Result<ClientCredentials, BoxError> {
+    Ok(ClientCredentials::builder()
+        .issuer(issuer.issuer())
+        .client_id("demo-client")
+        .tls_client_auth(identity)
+        .pool(pool.clone())
+        .build()?)
+}
+
+/// What one call saw.
+struct Outcome {
+    status: StatusCode,
+    error: Option<String>,
+    body: Value,
+}
+
+async fn outcome(response: Response<Incoming>) -> Result<Outcome, BoxError> {
     let status = response.status();
-    let body: Value = serde_json::from_slice(&response.into_body().collect().await?.to_bytes())?;
+    let error = response
+        .headers()
+        .get(header::WWW_AUTHENTICATE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let bytes = response.into_body().collect().await?.to_bytes();
+    Ok(Outcome {
+        status,
+        error,
+        body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    })
+}
+
+/// Sends `token` by hand, over a connection presenting `identity` (or none):
+/// what an attacker holding a stolen token can do.
+async fn replay(
+    pki: &TestPki,
+    url: &str,
+    token: &Token,
+    identity: Option<&ClientIdentity>,
+) -> Result<Outcome, BoxError> {
+    let pool: MtlsClientPool<Full<Bytes>> = MtlsClientPool::builder()
+        .root_store(pki.root_store())
+        .build()?;
+    let mut request = Request::get(url)
+        .header(
+            header::AUTHORIZATION,
+            format!("Bearer {}", token.access_token().secret()),
+        )
+        .body(Full::default())?;
+    if let Some(identity) = identity {
+        request.extensions_mut().insert(identity.clone());
+    }
+    outcome(pool.oneshot(request).await?).await
+}
+
+async fn run() -> Result<(), BoxError> {
+    let pki = TestPki::new()?;
+    let issuer = TestIssuer::start(&pki).await?;
+    let api = start_api(&pki, &issuer).await?;
+    let a_cert = pki.client_cert("client-a.example")?;
+    let a = a_cert.identity()?;
+    let b = TestPki::self_signed_client("client-b.example")?.identity()?;
+    println!("authorization server  {}", issuer.issuer());
+    println!("resource server       {}", api.url);
+    println!("client A certificate  x5t#S256={}", a.thumbprint());
+    println!("client B certificate  x5t#S256={}", b.thumbprint());
+
+    // The client stack, as a user builds it.
+    let pool: MtlsClientPool<Full<Bytes>> = MtlsClientPool::builder()
+        .root_store(pki.root_store())
+        .build()?;
+    let source = Renewable(Arc::new(RwLock::new(credentials(
+        &issuer,
+        a.clone(),
+        &pool,
+    )?)));
+    let cache = TokenCache::new(source.clone());
+    let binding =
+        TokenBindingLayer::with_cache(cache.clone(), tower_token_binding::binding::Scheme::MtlsPop);
+    let retries = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = {
+        let (pool, retries) = (pool.clone(), retries.clone());
+        tower::service_fn(move |request: Request<Full<Bytes>>| {
+            retries.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            pool.clone().oneshot(request)
+        })
+    };
+    let client = ServiceBuilder::new()
+        .layer(RetryLayer::new(binding.retry_policy()))
+        .layer(binding)
+        .service(counted);
+    let call = |url: String| {
+        let client = client.clone();
+        async move {
+            let response = client
+                .oneshot(Request::get(url).body(Full::default())?)
+                .await?;
+            outcome(response).await
+        }
+    };
+
+    println!("\n1. Client A gets a token bound to its certificate and calls the API");
+    let first = call(api.url.clone()).await?;
+    let token = cache.get().await?;
+    let token = token.token().clone();
+    let cnf = jsonwebtoken::dangerous::insecure_decode::<Value>(token.access_token().secret())?
+        .claims["cnf"]["x5t#S256"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    println!("   token cnf.x5t#S256 = {}", short(&cnf));
     println!(
-        "   POST /token -> {status}, token_type={}",
-        body["token_type"]
+        "   GET /whoami -> {} (server saw certificate {})",
+        first.status,
+        seen(&first)
     );
-    let token = body["access_token"].as_str().ok_or("no access_token")?;
-    let claims = jsonwebtoken::dangerous::insecure_decode::<Value>(token)?.claims;
-    Ok(claims)
+    check(
+        first.status == StatusCode::OK,
+        "200 with its own certificate",
+    )?;
+    check(
+        cnf == a.thumbprint().to_string(),
+        "the token is bound to A's certificate",
+    )?;
+
+    println!("\n2. The same token, stolen, replayed with client B's certificate");
+    let stolen = replay(&pki, &api.url, &token, Some(&b)).await?;
+    println!(
+        "   GET /whoami -> {}  WWW-Authenticate: {}",
+        stolen.status,
+        stolen.error.as_deref().unwrap_or("")
+    );
+    check(
+        stolen.status == StatusCode::UNAUTHORIZED
+            && stolen
+                .error
+                .as_deref()
+                .is_some_and(|e| e.contains("error=\"invalid_token\"")),
+        "401 invalid_token: the token is useless without A's key",
+    )?;
+
+    println!("\n3. The same token with no client certificate at all");
+    let bare = replay(&pki, &api.url, &token, None).await?;
+    println!(
+        "   GET /whoami -> {}  WWW-Authenticate: {}",
+        bare.status,
+        bare.error.as_deref().unwrap_or("")
+    );
+    check(bare.status == StatusCode::UNAUTHORIZED, "401 invalid_token")?;
+
+    println!("\n4. Client A's certificate is renewed (same key, new certificate)");
+    let (fetches, handshakes) = (cache.stats().fetches, api.handshakes());
+    let renewed = pki.reissue(&a_cert)?.identity()?;
+    println!("   new x5t#S256 = {}", short(renewed.thumbprint()));
+    *source.0.write().map_err(|_| "poisoned")? = credentials(&issuer, renewed.clone(), &pool)?;
+    let after = call(api.url.clone()).await?;
+    println!(
+        "   GET /whoami -> {} (server saw {}); tokens fetched +{}, TLS handshakes at the API +{}",
+        after.status,
+        seen(&after),
+        cache.stats().fetches - fetches,
+        api.handshakes() - handshakes
+    );
+    check(
+        after.status == StatusCode::OK
+            && after.body["x5t#S256"] == renewed.thumbprint().to_string(),
+        "200, over a connection presenting the new certificate",
+    )?;
+    check(
+        cache.stats().fetches - fetches == 1 && api.handshakes() - handshakes == 1,
+        "exactly one new token and one new connection",
+    )?;
+
+    println!(
+        "   The authorization server rolls its signing key; a new API instance trusts only the new key"
+    );
+    issuer.rotate_signing_key()?;
+    issuer.retire_old_keys();
+    let api2 = start_api(&pki, &issuer).await?;
+    let (fetches, calls) = (
+        cache.stats().fetches,
+        retries.load(std::sync::atomic::Ordering::SeqCst),
+    );
+    let retried = call(api2.url.clone()).await?;
+    let sent = retries.load(std::sync::atomic::Ordering::SeqCst) - calls;
+    println!(
+        "   GET /whoami (new API) -> {}; requests sent {sent} (1 retry), tokens fetched +{}",
+        retried.status,
+        cache.stats().fetches - fetches
+    );
+    check(
+        retried.status == StatusCode::OK && sent == 2 && cache.stats().fetches - fetches == 1,
+        "401 invalid_token, then the retry policy dropped the token, got a new one, and the call succeeded",
+    )?;
+
+    println!("\n5. 1,000 concurrent calls from a fresh client (cold cache, new pool)");
+    let pool: MtlsClientPool<Full<Bytes>> = MtlsClientPool::builder()
+        .root_store(pki.root_store())
+        .build()?;
+    let binding = TokenBindingLayer::bound(credentials(&issuer, a.clone(), &pool)?);
+    let fresh_cache = binding.cache().cloned().ok_or("no cache")?;
+    let fresh = ServiceBuilder::new()
+        .layer(RetryLayer::new(binding.retry_policy()))
+        .layer(binding)
+        .service(pool.clone());
+    let handshakes = api2.handshakes();
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..1000 {
+        let (client, url) = (fresh.clone(), api2.url.clone());
+        tasks.spawn(async move {
+            let response = client
+                .oneshot(Request::get(url).body(Full::default())?)
+                .await?;
+            Ok::<_, BoxError>(response.status())
+        });
+    }
+    let mut ok = 0;
+    while let Some(result) = tasks.join_next().await {
+        if result?? == StatusCode::OK {
+            ok += 1;
+        }
+    }
+    let elapsed = started.elapsed();
+    let handshakes = api2.handshakes() - handshakes;
+    println!(
+        "   {ok} of 1000 answered 200 in {:.0} ms; token fetches: {}; TLS handshakes: {handshakes}",
+        elapsed.as_secs_f64() * 1000.0,
+        fresh_cache.stats().fetches
+    );
+    check(ok == 1000, "every call succeeded")?;
+    check(
+        fresh_cache.stats().fetches == 1,
+        "one token fetch for 1,000 concurrent calls",
+    )?;
+    check(
+        (1..=16).contains(&handshakes),
+        "a handful of connections at most, reused (HTTP/2 by ALPN)",
+    )?;
+    Ok(())
 }
