@@ -28,3 +28,13 @@ pub(crate) fn ensure_jwt_provider() {
         );
     });
 }
+
+/// The platform's root certificates (rustls-native-certs); `None` when it
+/// has none that parse.
+#[cfg(any(feature = "client", feature = "server"))]
+pub(crate) fn platform_roots() -> Option<rustls::RootCertStore> {
+    let found = rustls_native_certs::load_native_certs();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add_parsable_certificates(found.certs);
+    (!roots.is_empty()).then_some(roots)
+}

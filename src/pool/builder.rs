@@ -126,7 +126,12 @@ impl PoolBuilder {
     {
         let roots = match &self.roots {
             Some(roots) => roots.clone(),
-            None => Arc::new(platform_roots()?),
+            None => Arc::new(crate::tls::platform_roots().ok_or_else(|| {
+                PoolError::new(
+                    Kind::Config,
+                    Some("no platform root certificates found; give roots with PoolBuilder::root_store".into()),
+                )
+            })?),
         };
         let plain = super::service::build_client(&self, &roots, None)?;
         Ok(MtlsClientPool {
@@ -143,20 +148,4 @@ impl PoolBuilder {
             }),
         })
     }
-}
-
-fn platform_roots() -> Result<RootCertStore, PoolError> {
-    let found = rustls_native_certs::load_native_certs();
-    let mut roots = RootCertStore::empty();
-    roots.add_parsable_certificates(found.certs);
-    if roots.is_empty() {
-        return Err(PoolError::new(
-            Kind::Config,
-            Some(
-                "no platform root certificates found; give roots with PoolBuilder::root_store"
-                    .into(),
-            ),
-        ));
-    }
-    Ok(roots)
 }

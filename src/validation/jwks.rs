@@ -341,7 +341,11 @@ impl Remote {
     fn new(config: RemoteJwks) -> Result<Self, JwksError> {
         let roots = match &config.roots {
             Some(roots) => roots.clone(),
-            None => Arc::new(platform_roots()?),
+            None => Arc::new(tls::platform_roots().ok_or_else(|| {
+                JwksError::config(
+                    "no platform root certificates found; give the JWKS server's roots with RemoteJwks::root_store",
+                )
+            })?),
         };
         let tls = rustls::ClientConfig::builder_with_provider(tls::provider())
             .with_safe_default_protocol_versions()
@@ -527,18 +531,6 @@ impl Remote {
             .map(|body| body.to_bytes())
             .map_err(|e| JwksError::config(format!("cannot read the JWKS: {e}")))
     }
-}
-
-fn platform_roots() -> Result<RootCertStore, JwksError> {
-    let found = rustls_native_certs::load_native_certs();
-    let mut roots = RootCertStore::empty();
-    roots.add_parsable_certificates(found.certs);
-    if roots.is_empty() {
-        return Err(JwksError::config(
-            "no platform root certificates found; give the JWKS server's roots with RemoteJwks::root_store",
-        ));
-    }
-    Ok(roots)
 }
 
 #[cfg(test)]
