@@ -66,6 +66,9 @@
 #[cfg(feature = "client")]
 #[cfg_attr(docsrs, doc(cfg(feature = "client")))]
 pub mod binding;
+#[cfg(feature = "client")]
+#[cfg_attr(docsrs, doc(cfg(feature = "client")))]
+pub mod client;
 pub mod cnf;
 pub mod identity;
 pub mod thumbprint;
@@ -97,6 +100,8 @@ pub mod test_util;
 
 #[cfg(feature = "client")]
 pub use binding::TokenBindingLayer;
+#[cfg(feature = "client")]
+pub use client::BoundClient;
 pub use cnf::{Confirmation, InvalidConfirmation};
 pub use identity::{ClientIdentity, IdentityError, IdentityErrorKind};
 pub use thumbprint::{ParseThumbprintError, Thumbprint};

@@ -1,7 +1,7 @@
 use tower::Layer;
 
 use super::{HeaderWord, InvalidTokenRetry, Scheme, TokenBinding};
-use crate::ClientIdentity;
+use crate::identity::{IdentitySource, SharedIdentity};
 use crate::token::{TokenCache, TokenSource};
 
 /// Authorizes every request with a token from a [`TokenCache`] and hands the
@@ -12,7 +12,7 @@ use crate::token::{TokenCache, TokenSource};
 #[derive(Clone, Debug)]
 pub struct TokenBindingLayer {
     pub(crate) cache: Option<TokenCache>,
-    pub(crate) identity: Option<ClientIdentity>,
+    pub(crate) identity: Option<SharedIdentity>,
     pub(crate) settings: Settings,
 }
 
@@ -26,7 +26,7 @@ pub(crate) struct Settings {
 impl TokenBindingLayer {
     /// Certificate-bound tokens from `source` (RFC 8705): each request gets
     /// `Authorization: Bearer <token>` and, in its extensions, the
-    /// [`ClientIdentity`] the token is bound to. A token that comes back
+    /// [`ClientIdentity`](crate::ClientIdentity) the token is bound to. A token that comes back
     /// unbound is an error unless [unbound fallback](Self::allow_unbound_fallback)
     /// is allowed.
     pub fn bound(source: impl TokenSource) -> Self {
@@ -59,8 +59,12 @@ impl TokenBindingLayer {
         Self::with_cache(TokenCache::new(source), Scheme::Bearer)
     }
 
-    /// No token: every request gets `identity` in its extensions, for a
+    /// No token: every request gets the identity in its extensions, for a
     /// connection that presents it, and no `Authorization` header.
+    ///
+    /// `identity` is a [`ClientIdentity`](crate::ClientIdentity), or any
+    /// [`IdentitySource`] (such as a [`ReloadingIdentity`](crate::identity::ReloadingIdentity)),
+    /// asked for its current identity on every request.
     ///
     /// ```
     /// use std::convert::Infallible;
@@ -85,10 +89,10 @@ impl TokenBindingLayer {
     /// # Ok(())
     /// # }
     /// ```
-    pub fn mtls_only(identity: ClientIdentity) -> Self {
+    pub fn mtls_only(identity: impl IdentitySource) -> Self {
         Self {
             cache: None,
-            identity: Some(identity),
+            identity: Some(SharedIdentity::new(identity)),
             settings: Settings {
                 scheme: Scheme::MtlsOnly,
                 word: HeaderWord::Bearer,

@@ -48,7 +48,7 @@ where
         let Some(cache) = &self.layer.cache else {
             // mTLS only, with a fixed identity.
             if let Some(identity) = &self.layer.identity {
-                request.extensions_mut().insert(identity.clone());
+                request.extensions_mut().insert(identity.current());
             }
             return ResponseFuture::calling(self.inner.call(request), None);
         };

@@ -1,7 +1,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -13,6 +13,7 @@ use serde_json::Value;
 use tower::ServiceExt;
 
 use super::{ConfigError, TokenEndpointError, TokenEndpointErrorKind as Kind};
+use crate::identity::{IdentitySource, SharedIdentity};
 use crate::pool::MtlsClientPool;
 use crate::token::{BoxError, CacheKey, Token, TokenSource};
 use crate::{ClientIdentity, Confirmation};
@@ -70,13 +71,15 @@ struct Inner {
     endpoint: Endpoint,
     client_id: String,
     auth: Auth,
-    identity: Option<ClientIdentity>,
+    identity: SharedIdentity,
     params: Vec<(String, String)>,
     entra: bool,
     default_lifetime: Duration,
     timeout: Duration,
     pool: MtlsClientPool<Full<Bytes>>,
-    key: CacheKey,
+    /// The key without a thumbprint, and the latest key with one.
+    base_key: CacheKey,
+    key: RwLock<CacheKey>,
 }
 
 enum Endpoint {
@@ -121,7 +124,7 @@ impl fmt::Debug for Secret {
 impl fmt::Debug for ClientCredentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClientCredentials")
-            .field("key", &self.inner.key)
+            .field("key", &self.cache_key())
             .field("timeout", &self.inner.timeout)
             .finish_non_exhaustive()
     }
@@ -135,7 +138,7 @@ pub struct ClientCredentialsBuilder {
     issuer: Option<String>,
     client_id: Option<String>,
     auth: Option<Auth>,
-    identity: Option<ClientIdentity>,
+    identity: Option<SharedIdentity>,
     params: Vec<(String, String)>,
     entra: bool,
     default_lifetime: Option<Duration>,
@@ -161,9 +164,10 @@ impl ClientCredentials {
         ClientCredentialsBuilder::default()
     }
 
-    /// The identity tokens are bound to.
-    pub fn identity(&self) -> Option<&ClientIdentity> {
-        self.inner.identity.as_ref()
+    /// The identity tokens are bound to now (a [`ReloadingIdentity`](crate::identity::ReloadingIdentity)
+    /// moves on when its files are renewed).
+    pub fn identity(&self) -> ClientIdentity {
+        self.inner.identity.current()
     }
 }
 
@@ -187,18 +191,19 @@ impl ClientCredentialsBuilder {
     }
 
     /// `tls_client_auth`: authenticate with `identity`, a CA-issued
-    /// certificate, and bind tokens to it.
-    pub fn tls_client_auth(mut self, identity: ClientIdentity) -> Self {
+    /// certificate, and bind tokens to it. A fixed [`ClientIdentity`], or
+    /// any [`IdentitySource`] such as a [`ReloadingIdentity`](crate::identity::ReloadingIdentity).
+    pub fn tls_client_auth(mut self, identity: impl IdentitySource) -> Self {
         self.auth = Some(Auth::CaIssued);
-        self.identity = Some(identity);
+        self.identity = Some(SharedIdentity::new(identity));
         self
     }
 
     /// `self_signed_tls_client_auth`: authenticate with `identity`, a
     /// certificate registered with the server, and bind tokens to it.
-    pub fn self_signed_tls_client_auth(mut self, identity: ClientIdentity) -> Self {
+    pub fn self_signed_tls_client_auth(mut self, identity: impl IdentitySource) -> Self {
         self.auth = Some(Auth::SelfSigned);
-        self.identity = Some(identity);
+        self.identity = Some(SharedIdentity::new(identity));
         self
     }
 
@@ -217,8 +222,8 @@ impl ClientCredentialsBuilder {
     }
 
     /// The certificate to present (and bind tokens to) with a client secret.
-    pub fn identity(mut self, identity: ClientIdentity) -> Self {
-        self.identity = Some(identity);
+    pub fn identity(mut self, identity: impl IdentitySource) -> Self {
+        self.identity = Some(SharedIdentity::new(identity));
         self
     }
 
@@ -277,7 +282,7 @@ impl ClientCredentialsBuilder {
             .filter(|id| !id.is_empty())
             .ok_or_else(|| ConfigError::new("a client_id is required"))?;
         let auth = self.auth.unwrap_or(Auth::None);
-        if self.identity.is_none() {
+        let Some(identity) = self.identity else {
             return Err(ConfigError::new(match auth {
                 Auth::SecretBasic(_) | Auth::SecretPost(_) => {
                     "certificate-bound tokens need a client certificate: set identity(...) next to the client secret"
@@ -286,7 +291,7 @@ impl ClientCredentialsBuilder {
                     "choose a client authentication: tls_client_auth, self_signed_tls_client_auth or a client secret with an identity"
                 }
             }));
-        }
+        };
         let endpoint = match (self.token_endpoint, self.issuer) {
             (Some(url), None) => Endpoint::Fixed(https_uri(&url, "token endpoint")?),
             (None, Some(issuer)) => {
@@ -333,21 +338,21 @@ impl ClientCredentialsBuilder {
         for (name, value) in &self.params {
             key = key.part(name, value);
         }
-        if let Some(identity) = &self.identity {
-            key = key.thumbprint(identity.thumbprint());
-        }
+        let base_key = key.build();
+        let key = RwLock::new(base_key.with_thumbprint(identity.current().thumbprint()));
         Ok(ClientCredentials {
             inner: Arc::new(Inner {
                 endpoint,
                 client_id,
                 auth,
-                identity: self.identity,
+                identity,
                 params: self.params,
                 entra: self.entra,
                 default_lifetime: self.default_lifetime.unwrap_or(Duration::from_secs(300)),
                 timeout: self.timeout.unwrap_or(Duration::from_secs(10)),
                 pool,
-                key: key.build(),
+                base_key,
+                key,
             }),
         })
     }
@@ -373,8 +378,17 @@ impl TokenSource for ClientCredentials {
         Box::pin(async move { this.request_token().await.map_err(BoxError::from) })
     }
 
+    /// The settings and the thumbprint of the current identity.
     fn cache_key(&self) -> CacheKey {
-        self.inner.key.clone()
+        let thumbprint = self.inner.identity.current().thumbprint();
+        let key = self.inner.key.read().unwrap_or_else(|p| p.into_inner());
+        if key.thumbprint() == Some(thumbprint) {
+            return key.clone();
+        }
+        drop(key);
+        let key = self.inner.base_key.with_thumbprint(thumbprint);
+        *self.inner.key.write().unwrap_or_else(|p| p.into_inner()) = key.clone();
+        key
     }
 }
 
@@ -412,21 +426,24 @@ impl ClientCredentials {
             })?
     }
 
-    fn request(&self, method: Method, uri: Uri, body: Full<Bytes>) -> Request<Full<Bytes>> {
+    fn request(
+        method: Method,
+        uri: Uri,
+        body: Full<Bytes>,
+        identity: &ClientIdentity,
+    ) -> Request<Full<Bytes>> {
         let mut request = Request::new(body);
         *request.method_mut() = method;
         *request.uri_mut() = uri;
         request
             .headers_mut()
             .insert(header::ACCEPT, HeaderValue::from_static("application/json"));
-        if let Some(identity) = &self.inner.identity {
-            request.extensions_mut().insert(identity.clone());
-        }
+        request.extensions_mut().insert(identity.clone());
         request
     }
 
     /// The token endpoint: given, or discovered (once).
-    async fn token_endpoint(&self) -> Result<Uri, TokenEndpointError> {
+    async fn token_endpoint(&self, identity: &ClientIdentity) -> Result<Uri, TokenEndpointError> {
         let (issuer, resolved) = match &self.inner.endpoint {
             Endpoint::Fixed(uri) => return Ok(uri.clone()),
             Endpoint::Discover { issuer, resolved } => (issuer, resolved),
@@ -440,7 +457,7 @@ impl ClientCredentials {
                 continue;
             };
             let (status, body) = match self
-                .exchange(self.request(Method::GET, uri, Full::default()))
+                .exchange(Self::request(Method::GET, uri, Full::default(), identity))
                 .await
             {
                 Ok(answer) => answer,
@@ -485,16 +502,20 @@ impl ClientCredentials {
             .and_then(|a| a.get("token_endpoint"))
             .and_then(Value::as_str);
         let plain = metadata.get("token_endpoint").and_then(Value::as_str);
-        let chosen = match (self.inner.identity.is_some(), alias, plain) {
-            (true, Some(alias), _) => alias,
-            (_, _, Some(plain)) => plain,
+        let chosen = match (alias, plain) {
+            (Some(alias), _) => alias,
+            (None, Some(plain)) => plain,
             _ => return Err("the metadata has no token_endpoint".to_owned()),
         };
         https_uri(chosen, "token endpoint").map_err(|e| e.to_string())
     }
 
     /// The client-credentials request (RFC 6749 section 4.4.2).
-    fn token_request(&self, endpoint: Uri) -> Result<Request<Full<Bytes>>, TokenEndpointError> {
+    fn token_request(
+        &self,
+        endpoint: Uri,
+        identity: &ClientIdentity,
+    ) -> Result<Request<Full<Bytes>>, TokenEndpointError> {
         let inner = &self.inner;
         let mut form = form_urlencoded::Serializer::new(String::new());
         form.append_pair("grant_type", "client_credentials");
@@ -514,10 +535,11 @@ impl ClientCredentials {
         for (name, value) in &inner.params {
             form.append_pair(name, value);
         }
-        let mut request = self.request(
+        let mut request = Self::request(
             Method::POST,
             endpoint,
             Full::new(Bytes::from(form.finish())),
+            identity,
         );
         request.headers_mut().insert(
             header::CONTENT_TYPE,
@@ -543,16 +565,24 @@ impl ClientCredentials {
     }
 
     async fn request_token(&self) -> Result<Token, TokenEndpointError> {
-        let endpoint = self.token_endpoint().await?;
-        let request = self.token_request(endpoint)?;
+        // One identity for the whole exchange, even if it is renewed
+        // meanwhile: the token is bound to the certificate that asked.
+        let identity = self.inner.identity.current();
+        let endpoint = self.token_endpoint(&identity).await?;
+        let request = self.token_request(endpoint, &identity)?;
         let (status, body) = self.exchange(request).await?;
         if !status.is_success() {
             return Err(oauth_error(status, &body));
         }
-        self.read_token(status, &body)
+        self.read_token(status, &body, identity)
     }
 
-    fn read_token(&self, status: StatusCode, body: &[u8]) -> Result<Token, TokenEndpointError> {
+    fn read_token(
+        &self,
+        status: StatusCode,
+        body: &[u8],
+        identity: ClientIdentity,
+    ) -> Result<Token, TokenEndpointError> {
         let invalid = |message: String| {
             TokenEndpointError::new(Kind::InvalidResponse)
                 .status(status)
@@ -596,18 +626,15 @@ impl ClientCredentials {
         let token = Token::new(access_token)
             .with_token_type(token_type)
             .expires_in(lifetime);
-        let Some(identity) = &self.inner.identity else {
-            return Ok(token);
-        };
         match jwt_confirmation(access_token) {
             // Not a JWT: opaque to us; the server binds it.
-            JwtCnf::NotJwt => Ok(token.bound_to(identity.clone())),
+            JwtCnf::NotJwt => Ok(token.bound_to(identity)),
             JwtCnf::Unbound => {
                 tracing::warn!("the token endpoint returned a JWT without cnf: an unbound token");
                 Ok(token)
             }
             JwtCnf::Bound(cnf) if cnf.is_bound_to(&identity.thumbprint()) => {
-                Ok(token.bound_to(identity.clone()))
+                Ok(token.bound_to(identity))
             }
             JwtCnf::Bound(cnf) => Err(TokenEndpointError::new(Kind::CertificateMismatch)
                 .status(status)

@@ -55,6 +55,14 @@ impl CacheKey {
         self.0.thumbprint
     }
 
+    /// This key with `thumbprint` in place of the one it has (if any).
+    pub(crate) fn with_thumbprint(&self, thumbprint: Thumbprint) -> Self {
+        CacheKey(Arc::new(Parts {
+            parts: self.0.parts.clone(),
+            thumbprint: Some(thumbprint),
+        }))
+    }
+
     /// Compares, first by pointer (the common case: the same key again).
     pub(crate) fn same(&self, other: &CacheKey) -> bool {
         Arc::ptr_eq(&self.0, &other.0) || self == other

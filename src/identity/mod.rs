@@ -28,6 +28,18 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use crate::thumbprint::Thumbprint;
 use crate::tls;
 
+#[cfg(feature = "client")]
+mod reloading;
+#[cfg(feature = "client")]
+mod source;
+
+#[cfg(feature = "client")]
+pub use reloading::{Reload, ReloadStats, ReloadingIdentity, ReloadingIdentityBuilder};
+#[cfg(feature = "client")]
+pub use source::IdentitySource;
+#[cfg(feature = "client")]
+pub(crate) use source::SharedIdentity;
+
 /// A client certificate chain with its private key, and the leaf's thumbprint.
 ///
 /// Cloning is cheap (a reference count). `Debug` shows the thumbprint and the
@@ -69,11 +81,7 @@ impl ClientIdentity {
         key_path: impl AsRef<Path>,
     ) -> Result<Self, IdentityError> {
         let (cert_path, key_path) = (cert_path.as_ref(), key_path.as_ref());
-        let (chain, key) = read_pem_files(cert_path, key_path)?;
-        Self::from_der(chain, key).map_err(|e| match e.kind {
-            IdentityErrorKind::KeyMismatch => e.at(key_path),
-            _ => e.at(cert_path),
-        })
+        from_pem_pair(cert_path, key_path, &read(cert_path)?, &read(key_path)?)
     }
 
     /// Builds an identity from DER: the chain (leaf first) and the leaf's key.
@@ -226,6 +234,22 @@ pub(crate) fn read_pem_files(
     let chain = certificates_from_pem(&cert_pem).map_err(|e| e.at(cert_path))?;
     let key = key_from_pem(&key_pem).map_err(|e| e.at(key_path))?;
     Ok((chain, key))
+}
+
+/// An identity from the contents of a certificate file and a key file;
+/// errors name the file they are about.
+fn from_pem_pair(
+    cert_path: &Path,
+    key_path: &Path,
+    cert_pem: &[u8],
+    key_pem: &[u8],
+) -> Result<ClientIdentity, IdentityError> {
+    let chain = certificates_from_pem(cert_pem).map_err(|e| e.at(cert_path))?;
+    let key = key_from_pem(key_pem).map_err(|e| e.at(key_path))?;
+    ClientIdentity::from_der(chain, key).map_err(|e| match e.kind {
+        IdentityErrorKind::KeyMismatch => e.at(key_path),
+        _ => e.at(cert_path),
+    })
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, IdentityError> {

@@ -1,0 +1,57 @@
+//! The whole client in one expression: [`BoundClient`].
+//!
+//! [`BoundClient::builder`] stacks the composable pieces of this crate in
+//! the right order, with defaults that suit most services:
+//!
+//! ```text
+//! BoundClient
+//!   Retry(InvalidTokenRetry)       401 invalid_token: drop that token, send again (once)
+//!     TokenBindingLayer            Authorization + the identity the token is bound to
+//!       TokenCache                 one fetch for all callers, refreshed ahead of expiry
+//!         ClientCredentials        OAuth client credentials over mTLS (or your TokenSource)
+//!     MtlsClientPool               one hyper client per certificate thumbprint
+//! ```
+//!
+//! With [`identity_files`](BoundClientBuilder::identity_files), the
+//! certificate and key are a [`ReloadingIdentity`](crate::identity::ReloadingIdentity):
+//! when a renewal agent rewrites them, the next request gets a token bound
+//! to the new certificate, over a new connection that presents it, without a
+//! restart.
+//!
+//! ```
+//! use tower_token_binding::BoundClient;
+//! # use tower_token_binding::test_util::{TestIssuer, TestPki};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! # let pki = TestPki::new()?;
+//! # let issuer = TestIssuer::start(&pki).await?;
+//! # let dir = tempfile::tempdir()?;
+//! # let (cert, key) = pki.client_cert("svc.example")?.write_pem_files(dir.path(), "client")?;
+//! # let ca = dir.path().join("ca.pem");
+//! # std::fs::write(&ca, pki.ca_pem())?;
+//! let client = BoundClient::builder()
+//!     .issuer(issuer.issuer())
+//!     .client_id("svc")
+//!     .identity_files(&cert, &key)
+//!     .root_ca_file(&ca)
+//!     .build()?;
+//! // Every call now carries a bound token over an mTLS connection:
+//! // client.get("https://api.example/orders").await?;
+//! # let _ = client;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Every misconfiguration is a [`BuildError`] from `build()`, not a surprise
+//! at the first request.
+
+mod builder;
+mod error;
+mod future;
+mod service;
+
+pub use builder::BoundClientBuilder;
+pub use error::{BuildError, BuildErrorKind};
+pub use future::ResponseFuture;
+pub use service::BoundClient;

@@ -1,0 +1,145 @@
+use std::fmt;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use tower::Service;
+use tower::retry::Retry;
+
+use super::builder::BoundClientBuilder;
+use super::future::ResponseFuture;
+use crate::ClientIdentity;
+use crate::binding::{InvalidTokenRetry, TokenBinding};
+use crate::identity::SharedIdentity;
+use crate::pool::MtlsClientPool;
+use crate::token::{BoxError, TokenCache};
+
+/// The whole client stack for certificate-bound tokens, ready to call.
+///
+/// From the outside in: a `tower::retry` layer with [`InvalidTokenRetry`]
+/// (a `401 invalid_token` drops the token and sends once more), the
+/// [`TokenBindingLayer`](crate::TokenBindingLayer) with its
+/// [`TokenCache`], and an [`MtlsClientPool`] that sends each request over a
+/// connection presenting the certificate its token is bound to.
+///
+/// It is a `tower::Service<Request<B>>` (response `Response<Incoming>`, error
+/// [`BoxError`]: a [`TokenUnavailable`](crate::token::TokenUnavailable), a
+/// [`PoolError`](crate::pool::PoolError)... to downcast), and cheap to clone:
+/// clones share the token cache and the connections. Request bodies must be
+/// `Clone` for the retry (`Full<Bytes>`, the default, is).
+///
+/// See [`BoundClient::builder`] for the one expression that builds it.
+pub struct BoundClient<B = Full<Bytes>> {
+    pub(crate) service: Retry<InvalidTokenRetry, TokenBinding<MtlsClientPool<B>>>,
+    pub(crate) cache: Option<TokenCache>,
+    pub(crate) pool: MtlsClientPool<B>,
+    pub(crate) identity: Option<SharedIdentity>,
+    pub(crate) max_body: usize,
+}
+
+impl<B> Clone for BoundClient<B> {
+    fn clone(&self) -> Self {
+        Self {
+            service: self.service.clone(),
+            cache: self.cache.clone(),
+            pool: self.pool.clone(),
+            identity: self.identity.clone(),
+            max_body: self.max_body,
+        }
+    }
+}
+
+impl<B> fmt::Debug for BoundClient<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BoundClient")
+            .field("identity", &self.identity)
+            .field("cache", &self.cache)
+            .field("pool", &self.pool.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl BoundClient {
+    /// A builder: where tokens come from, the identity, the scheme, and
+    /// every default to override.
+    pub fn builder() -> BoundClientBuilder {
+        BoundClientBuilder::default()
+    }
+
+    /// Sends a `GET` to `url` and reads the response body (see
+    /// [`send`](Self::send)).
+    pub async fn get(&self, url: &str) -> Result<Response<Bytes>, BoxError> {
+        let request = Request::get(url)
+            .body(Full::default())
+            .map_err(|e| format!("invalid request URL {url:?}: {e}"))?;
+        self.send(request).await
+    }
+}
+
+impl<B> BoundClient<B> {
+    /// The token cache, for its counters; `None` with
+    /// [`Scheme::MtlsOnly`](crate::binding::Scheme::MtlsOnly).
+    pub fn cache(&self) -> Option<&TokenCache> {
+        self.cache.as_ref()
+    }
+
+    /// The connection pool, for its counters.
+    pub fn pool(&self) -> &MtlsClientPool<B> {
+        &self.pool
+    }
+
+    /// The identity presented now, when the client was given one.
+    pub fn identity(&self) -> Option<ClientIdentity> {
+        self.identity.as_ref().map(SharedIdentity::current)
+    }
+}
+
+impl<B> BoundClient<B>
+where
+    B: http_body::Body + Clone + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    /// Sends `request` through the whole stack and reads the response body,
+    /// up to [`max_response_body`](BoundClientBuilder::max_response_body)
+    /// bytes. Any status is a response; errors are failures to get a token,
+    /// to connect, or to read.
+    pub async fn send(&self, request: Request<B>) -> Result<Response<Bytes>, BoxError> {
+        let response = tower::ServiceExt::oneshot(self.clone(), request).await?;
+        let (parts, body) = response.into_parts();
+        let body = Limited::new(body, self.max_body)
+            .collect()
+            .await
+            .map_err(|e| {
+                format!(
+                    "cannot read the response body (limit {} bytes): {e}",
+                    self.max_body
+                )
+            })?
+            .to_bytes();
+        Ok(Response::from_parts(parts, body))
+    }
+}
+
+impl<B> Service<Request<B>> for BoundClient<B>
+where
+    B: http_body::Body + Clone + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<Incoming>;
+    type Error = BoxError;
+    type Future = ResponseFuture<B>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.service.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        ResponseFuture {
+            inner: self.service.call(request),
+        }
+    }
+}

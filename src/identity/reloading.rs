@@ -1,0 +1,306 @@
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+
+use super::{ClientIdentity, IdentityError, IdentitySource};
+
+/// The default time between two looks at the files.
+const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(30);
+
+/// A client identity loaded from a certificate file and a key file, and
+/// loaded again whenever they change on disk: for certificates that
+/// cert-manager, a Vault agent or a SPIFFE helper renews in place.
+///
+/// - The files are read at once by [`build`](ReloadingIdentityBuilder::build)
+///   (an error there is an error to fix), then polled every
+///   [`poll_interval`](ReloadingIdentityBuilder::poll_interval) (default
+///   30 s) by a background task on the Tokio runtime. A poll compares a
+///   SHA-256 of both files' contents with the last one seen, so it works on
+///   any file system, symlinked Kubernetes secret volumes included, and
+///   costs two small reads.
+/// - New contents that make a valid pair replace the identity. A pair that
+///   does not (a certificate written before its key, a truncated file, a
+///   key that does not belong to the certificate) is refused: the current
+///   identity stays, a warning is logged, and the files are tried again
+///   when they change next.
+/// - Token sources given this identity ([`ClientCredentials`](crate::source::ClientCredentials))
+///   key their tokens on its thumbprint, so the next request after a
+///   renewal gets a token bound to the new certificate, over a connection
+///   of the [pool](crate::pool::MtlsClientPool) that presents it.
+///
+/// Clones share one identity and one poller; the poller stops when the last
+/// clone is dropped. Outside a Tokio runtime nothing is polled until the
+/// identity is first used inside one.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use tower_token_binding::identity::{IdentitySource, ReloadingIdentity};
+///
+/// # fn main() -> Result<(), tower_token_binding::IdentityError> {
+/// let identity = ReloadingIdentity::builder("/var/run/secrets/tls.crt", "/var/run/secrets/tls.key")
+///     .poll_interval(Duration::from_secs(10))
+///     .build()?;
+/// println!("presenting x5t#S256={}", identity.current().thumbprint());
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct ReloadingIdentity {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    cert_path: PathBuf,
+    key_path: PathBuf,
+    interval: Duration,
+    identity: watch::Sender<ClientIdentity>,
+    /// A digest of the contents last examined, good or bad.
+    seen: Mutex<[u8; 32]>,
+    polling: AtomicBool,
+    reloads: AtomicU64,
+    refused: AtomicU64,
+}
+
+/// Counters of a [`ReloadingIdentity`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ReloadStats {
+    /// Times new files replaced the identity.
+    pub reloads: u64,
+    /// Times new files were refused (unreadable, malformed, or a key that
+    /// does not match the certificate).
+    pub refused: u64,
+}
+
+/// What one look at the files found.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Reload {
+    /// The files are as they were last seen.
+    Unchanged,
+    /// The files changed and now hold this identity.
+    Reloaded(ClientIdentity),
+    /// The files changed and do not make a usable identity; the current one
+    /// stays.
+    Refused(IdentityError),
+}
+
+/// Builds a [`ReloadingIdentity`].
+#[derive(Debug, Clone)]
+pub struct ReloadingIdentityBuilder {
+    cert_path: PathBuf,
+    key_path: PathBuf,
+    interval: Duration,
+}
+
+impl ReloadingIdentityBuilder {
+    /// How often the files are looked at. Default 30 s; at least 10 ms.
+    pub fn poll_interval(mut self, interval: Duration) -> Self {
+        self.interval = interval.max(Duration::from_millis(10));
+        self
+    }
+
+    /// Loads the files: an error if they do not make an identity now.
+    pub fn build(self) -> Result<ReloadingIdentity, IdentityError> {
+        let (cert_pem, key_pem) = read_pair(&self.cert_path, &self.key_path)?;
+        let identity = super::from_pem_pair(&self.cert_path, &self.key_path, &cert_pem, &key_pem)?;
+        let shared = Arc::new(Shared {
+            identity: watch::Sender::new(identity),
+            seen: Mutex::new(digest(&cert_pem, &key_pem)),
+            cert_path: self.cert_path,
+            key_path: self.key_path,
+            interval: self.interval,
+            polling: AtomicBool::new(false),
+            reloads: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+        });
+        let identity = ReloadingIdentity { shared };
+        identity.ensure_polling();
+        Ok(identity)
+    }
+}
+
+impl ReloadingIdentity {
+    /// A builder for the certificate file (PEM, leaf first) and key file
+    /// (PEM; may be the same file).
+    pub fn builder(
+        cert_path: impl AsRef<Path>,
+        key_path: impl AsRef<Path>,
+    ) -> ReloadingIdentityBuilder {
+        ReloadingIdentityBuilder {
+            cert_path: cert_path.as_ref().to_owned(),
+            key_path: key_path.as_ref().to_owned(),
+            interval: DEFAULT_POLL_INTERVAL,
+        }
+    }
+
+    /// Loads the files, polled every 30 s.
+    pub fn from_pem_files(
+        cert_path: impl AsRef<Path>,
+        key_path: impl AsRef<Path>,
+    ) -> Result<Self, IdentityError> {
+        Self::builder(cert_path, key_path).build()
+    }
+
+    /// A receiver that sees every new identity (as a
+    /// [`watch`](tokio::sync::watch) channel does: the latest one).
+    pub fn subscribe(&self) -> watch::Receiver<ClientIdentity> {
+        self.ensure_polling();
+        self.shared.identity.subscribe()
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> ReloadStats {
+        ReloadStats {
+            reloads: self.shared.reloads.load(Ordering::Relaxed),
+            refused: self.shared.refused.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Looks at the files now, without waiting for the next poll (after a
+    /// renewal hook, say).
+    pub async fn reload_now(&self) -> Reload {
+        self.shared.check().await
+    }
+
+    /// Starts the poller on the current Tokio runtime if none runs.
+    fn ensure_polling(&self) {
+        if self.shared.polling.load(Ordering::Acquire) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if self.shared.polling.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let weak = Arc::downgrade(&self.shared);
+        let interval = self.shared.interval;
+        runtime.spawn(poll(weak, interval));
+    }
+}
+
+impl IdentitySource for ReloadingIdentity {
+    fn current(&self) -> ClientIdentity {
+        self.ensure_polling();
+        self.shared.identity.borrow().clone()
+    }
+}
+
+impl fmt::Debug for ReloadingIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReloadingIdentity")
+            .field("cert_path", &self.shared.cert_path)
+            .field("key_path", &self.shared.key_path)
+            .field("poll_interval", &self.shared.interval)
+            .field("thumbprint", &self.shared.identity.borrow().thumbprint())
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+/// The poller: ends when the last handle is gone. If the runtime drops it,
+/// `polling` goes back to false so the next use restarts it elsewhere.
+async fn poll(shared: Weak<Shared>, interval: Duration) {
+    struct Stopped(Weak<Shared>);
+    impl Drop for Stopped {
+        fn drop(&mut self) {
+            if let Some(shared) = self.0.upgrade() {
+                shared.polling.store(false, Ordering::Release);
+            }
+        }
+    }
+    let _stopped = Stopped(shared.clone());
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        shared.check().await;
+    }
+}
+
+impl Shared {
+    async fn check(self: &Arc<Self>) -> Reload {
+        let (cert_path, key_path) = (self.cert_path.clone(), self.key_path.clone());
+        let read = tokio::task::spawn_blocking(move || read_pair(&cert_path, &key_path)).await;
+        let (cert_pem, key_pem) = match read {
+            Ok(Ok(pair)) => pair,
+            Ok(Err(e)) => return self.refuse(e, true),
+            Err(join) => {
+                // The blocking pool is shutting down: nothing to do.
+                tracing::debug!(error = %join, "identity files not read");
+                return Reload::Unchanged;
+            }
+        };
+        let seen = digest(&cert_pem, &key_pem);
+        if !self.first_sight(seen) {
+            return Reload::Unchanged;
+        }
+        match super::from_pem_pair(&self.cert_path, &self.key_path, &cert_pem, &key_pem) {
+            Ok(identity) if identity.chain() == self.identity.borrow().chain() => {
+                // The same certificate again (rewritten, or back after a
+                // read error).
+                Reload::Unchanged
+            }
+            Ok(identity) => {
+                let old = self.identity.send_replace(identity.clone()).thumbprint();
+                self.reloads.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(
+                    cert = %self.cert_path.display(),
+                    old = %old,
+                    new = %identity.thumbprint(),
+                    "client identity reloaded"
+                );
+                Reload::Reloaded(identity)
+            }
+            Err(e) => self.refuse(e, false),
+        }
+    }
+
+    /// Records `digest` as examined; false if it already was.
+    fn first_sight(&self, digest: [u8; 32]) -> bool {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if *seen == digest {
+            return false;
+        }
+        *seen = digest;
+        true
+    }
+
+    fn refuse(&self, error: IdentityError, unreadable: bool) -> Reload {
+        // `check` recorded a bad pair's contents as seen, so it is warned
+        // about once; an unreadable file, once per distinct error.
+        let fresh =
+            !unreadable || self.first_sight(digest(error.to_string().as_bytes(), b"unreadable"));
+        if fresh {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                error = %error,
+                current = %self.identity.borrow().thumbprint(),
+                "new client identity files refused; keeping the current identity"
+            );
+        }
+        Reload::Refused(error)
+    }
+}
+
+fn read_pair(cert_path: &Path, key_path: &Path) -> Result<(Vec<u8>, Vec<u8>), IdentityError> {
+    Ok((super::read(cert_path)?, super::read(key_path)?))
+}
+
+fn digest(cert_pem: &[u8], key_pem: &[u8]) -> [u8; 32] {
+    let mut hash = Sha256::new();
+    hash.update((cert_pem.len() as u64).to_be_bytes());
+    hash.update(cert_pem);
+    hash.update(key_pem);
+    hash.finalize().into()
+}

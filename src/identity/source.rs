@@ -1,0 +1,87 @@
+use std::fmt;
+use std::sync::Arc;
+
+use super::ClientIdentity;
+
+/// Where the client identity to present comes from, request after request.
+///
+/// A fixed [`ClientIdentity`] is one; a [`ReloadingIdentity`](super::ReloadingIdentity)
+/// (certificate and key files that a renewal agent rewrites) is another; so
+/// is any closure `Fn() -> ClientIdentity`. Token sources and the
+/// certificate-only binding ask for the [`current`](Self::current) identity
+/// each time they need one, so that a renewed certificate is used from the
+/// next token on.
+///
+/// `current` is called on every request: keep it cheap (a clone of an
+/// `Arc`), and never block in it.
+///
+/// ```
+/// use std::sync::{Arc, RwLock};
+/// use tower_token_binding::ClientIdentity;
+/// use tower_token_binding::identity::IdentitySource;
+/// # use tower_token_binding::test_util::TestPki;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+/// # let identity = TestPki::self_signed_client("svc.example")?.identity()?;
+/// // A fixed identity:
+/// let fixed: &dyn IdentitySource = &identity;
+/// assert_eq!(fixed.current().thumbprint(), identity.thumbprint());
+///
+/// // One that something else swaps:
+/// let slot = Arc::new(RwLock::new(identity.clone()));
+/// let swapped = {
+///     let slot = slot.clone();
+///     move || slot.read().unwrap().clone()
+/// };
+/// assert_eq!(swapped.current().thumbprint(), identity.thumbprint());
+/// # Ok(())
+/// # }
+/// ```
+pub trait IdentitySource: Send + Sync + 'static {
+    /// The identity to present now.
+    fn current(&self) -> ClientIdentity;
+}
+
+impl IdentitySource for ClientIdentity {
+    fn current(&self) -> ClientIdentity {
+        self.clone()
+    }
+}
+
+impl<F> IdentitySource for F
+where
+    F: Fn() -> ClientIdentity + Send + Sync + 'static,
+{
+    fn current(&self) -> ClientIdentity {
+        self()
+    }
+}
+
+/// A shared, type-erased [`IdentitySource`], whose `Debug` shows the current
+/// thumbprint.
+#[derive(Clone)]
+pub(crate) struct SharedIdentity(Arc<dyn IdentitySource>);
+
+impl SharedIdentity {
+    pub(crate) fn new(source: impl IdentitySource) -> Self {
+        Self(Arc::new(source))
+    }
+
+    pub(crate) fn current(&self) -> ClientIdentity {
+        self.0.current()
+    }
+}
+
+impl IdentitySource for SharedIdentity {
+    fn current(&self) -> ClientIdentity {
+        self.0.current()
+    }
+}
+
+impl fmt::Debug for SharedIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("IdentitySource")
+            .field(&self.current().thumbprint())
+            .finish()
+    }
+}
