@@ -10,33 +10,35 @@
 //!
 //! Everything runs in this process on 127.0.0.1 with a PKI generated at
 //! start: the crate's test authorization server, a resource server behind
-//! `CnfValidationLayer`, and the client stack a user would build
-//! (`ClientCredentials` → `TokenCache` → `TokenBindingLayer` with the retry
-//! policy → `MtlsClientPool`). It exits 0 only if every step behaved as it
-//! says.
+//! `CnfValidationLayer`, and the client a user would build in one expression
+//! (`BoundClient`: the retry policy, `TokenBindingLayer`, the token cache,
+//! client credentials and the per-certificate pool), its certificate and key
+//! read from files that are watched for renewal. It exits 0 only if every
+//! step behaved as it says.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::Instant;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use serde_json::{Value, json};
-use tower::retry::RetryLayer;
 use tower::{ServiceBuilder, ServiceExt};
+use tower_token_binding::BoundClient;
+use tower_token_binding::ClientIdentity;
+use tower_token_binding::identity::ReloadingIdentity;
 use tower_token_binding::pool::MtlsClientPool;
 use tower_token_binding::server::{self, AnyClientCertVerifier, ConnectionInfo, PeerCertificate};
-use tower_token_binding::source::ClientCredentials;
 use tower_token_binding::test_util::{TestIssuer, TestPki};
-use tower_token_binding::token::{BoxError, CacheKey, Token, TokenCache, TokenSource};
+use tower_token_binding::token::{BoxError, Token};
 use tower_token_binding::validation::{
     CnfValidationLayer, JwksSource, JwtValidator, VerifiedToken,
 };
-use tower_token_binding::{ClientIdentity, TokenBindingLayer};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -76,15 +78,20 @@ fn seen(outcome: &Outcome) -> String {
 
 /// The resource server: TLS asking for client certificates, the
 /// `CnfValidationLayer`, and a handler that says who called. Counts TLS
-/// connections (handshakes).
+/// connections (handshakes) and requests.
 struct Api {
     url: String,
     connections: Arc<Mutex<HashSet<SocketAddr>>>,
+    requests: Arc<AtomicUsize>,
 }
 
 impl Api {
     fn handshakes(&self) -> usize {
         self.connections.lock().map(|c| c.len()).unwrap_or(0)
+    }
+
+    fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
     }
 }
 
@@ -95,7 +102,9 @@ async fn start_api(pki: &TestPki, issuer: &TestIssuer) -> Result<Api, BoxError> 
         .jwks(JwksSource::remote(&issuer.jwks_uri())?.root_store(pki.root_store()))
         .build()?;
     let connections = Arc::new(Mutex::new(HashSet::new()));
+    let requests = Arc::new(AtomicUsize::new(0));
     let seen = connections.clone();
+    let counter = requests.clone();
     let handler = move |request: Request<Incoming>| {
         let seen = seen.clone();
         async move {
@@ -116,52 +125,21 @@ async fn start_api(pki: &TestPki, issuer: &TestIssuer) -> Result<Api, BoxError> 
         }
     };
     let service = ServiceBuilder::new()
+        .map_request(move |request: Request<Incoming>| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            request
+        })
         .layer(CnfValidationLayer::new(validator))
         .service_fn(handler);
     let tls = pki.server_config(Arc::new(AnyClientCertVerifier::optional()))?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("https://localhost:{}/whoami", listener.local_addr()?.port());
     tokio::spawn(server::serve(listener, tls, service).into_future());
-    Ok(Api { url, connections })
-}
-
-/// Client credentials whose certificate can be renewed while running: the
-/// cache key follows the current certificate.
-#[derive(Clone)]
-struct Renewable(Arc<RwLock<ClientCredentials>>);
-
-impl TokenSource for Renewable {
-    type Future = <ClientCredentials as TokenSource>::Future;
-
-    fn fetch(&self) -> Self::Future {
-        self.current().fetch()
-    }
-
-    fn cache_key(&self) -> CacheKey {
-        self.current().cache_key()
-    }
-}
-
-impl Renewable {
-    fn current(&self) -> ClientCredentials {
-        match self.0.read() {
-            Ok(source) => source.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
-    }
-}
-
-fn credentials(
-    issuer: &TestIssuer,
-    identity: ClientIdentity,
-    pool: &MtlsClientPool<Full<Bytes>>,
-) -> Result<ClientCredentials, BoxError> {
-    Ok(ClientCredentials::builder()
-        .issuer(issuer.issuer())
-        .client_id("demo-client")
-        .tls_client_auth(identity)
-        .pool(pool.clone())
-        .build()?)
+    Ok(Api {
+        url,
+        connections,
+        requests,
+    })
 }
 
 /// What one call saw.
@@ -221,37 +199,30 @@ async fn run() -> Result<(), BoxError> {
     println!("client A certificate  x5t#S256={}", a.thumbprint());
     println!("client B certificate  x5t#S256={}", b.thumbprint());
 
-    // The client stack, as a user builds it.
-    let pool: MtlsClientPool<Full<Bytes>> = MtlsClientPool::builder()
+    // Client A's certificate and key, in files a renewal agent rewrites.
+    let dir = tempfile::tempdir()?;
+    let (cert_path, key_path) = a_cert.write_pem_files(dir.path(), "client-a")?;
+    let identity = ReloadingIdentity::builder(&cert_path, &key_path)
+        .poll_interval(Duration::from_millis(100))
+        .build()?;
+
+    // The client, in one expression.
+    let client = BoundClient::builder()
+        .issuer(issuer.issuer())
+        .client_id("demo-client")
+        .identity(identity.clone())
         .root_store(pki.root_store())
         .build()?;
-    let source = Renewable(Arc::new(RwLock::new(credentials(
-        &issuer,
-        a.clone(),
-        &pool,
-    )?)));
-    let cache = TokenCache::new(source.clone());
-    let binding =
-        TokenBindingLayer::with_cache(cache.clone(), tower_token_binding::binding::Scheme::MtlsPop);
-    let retries = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counted = {
-        let (pool, retries) = (pool.clone(), retries.clone());
-        tower::service_fn(move |request: Request<Full<Bytes>>| {
-            retries.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            pool.clone().oneshot(request)
-        })
-    };
-    let client = ServiceBuilder::new()
-        .layer(RetryLayer::new(binding.retry_policy()))
-        .layer(binding)
-        .service(counted);
+    let cache = client.cache().cloned().ok_or("no token cache")?;
     let call = |url: String| {
         let client = client.clone();
         async move {
-            let response = client
-                .oneshot(Request::get(url).body(Full::default())?)
-                .await?;
-            outcome(response).await
+            outcome(
+                client
+                    .oneshot(Request::get(url).body(Full::default())?)
+                    .await?,
+            )
+            .await
         }
     };
 
@@ -304,11 +275,19 @@ async fn run() -> Result<(), BoxError> {
     );
     check(bare.status == StatusCode::UNAUTHORIZED, "401 invalid_token")?;
 
-    println!("\n4. Client A's certificate is renewed (same key, new certificate)");
+    println!("\n4. Client A's certificate is renewed on disk (same key, new certificate)");
     let (fetches, handshakes) = (cache.stats().fetches, api.handshakes());
-    let renewed = pki.reissue(&a_cert)?.identity()?;
+    let renewed_cert = pki.reissue(&a_cert)?;
+    let renewed = renewed_cert.identity()?;
     println!("   new x5t#S256 = {}", short(renewed.thumbprint()));
-    *source.0.write().map_err(|_| "poisoned")? = credentials(&issuer, renewed.clone(), &pool)?;
+    let mut changes = identity.subscribe();
+    let written = Instant::now();
+    std::fs::write(&cert_path, renewed_cert.cert_pem())?;
+    tokio::time::timeout(Duration::from_secs(10), changes.changed()).await??;
+    println!(
+        "   the file watcher loaded it after {} ms (polling every 100 ms)",
+        written.elapsed().as_millis()
+    );
     let after = call(api.url.clone()).await?;
     println!(
         "   GET /whoami -> {} (server saw {}); tokens fetched +{}, TLS handshakes at the API +{}",
@@ -333,12 +312,9 @@ async fn run() -> Result<(), BoxError> {
     issuer.rotate_signing_key()?;
     issuer.retire_old_keys();
     let api2 = start_api(&pki, &issuer).await?;
-    let (fetches, calls) = (
-        cache.stats().fetches,
-        retries.load(std::sync::atomic::Ordering::SeqCst),
-    );
+    let fetches = cache.stats().fetches;
     let retried = call(api2.url.clone()).await?;
-    let sent = retries.load(std::sync::atomic::Ordering::SeqCst) - calls;
+    let sent = api2.requests();
     println!(
         "   GET /whoami (new API) -> {}; requests sent {sent} (1 retry), tokens fetched +{}",
         retried.status,
@@ -350,15 +326,13 @@ async fn run() -> Result<(), BoxError> {
     )?;
 
     println!("\n5. 1,000 concurrent calls from a fresh client (cold cache, new pool)");
-    let pool: MtlsClientPool<Full<Bytes>> = MtlsClientPool::builder()
+    let fresh = BoundClient::builder()
+        .issuer(issuer.issuer())
+        .client_id("demo-client")
+        .identity(a.clone())
         .root_store(pki.root_store())
         .build()?;
-    let binding = TokenBindingLayer::bound(credentials(&issuer, a.clone(), &pool)?);
-    let fresh_cache = binding.cache().cloned().ok_or("no cache")?;
-    let fresh = ServiceBuilder::new()
-        .layer(RetryLayer::new(binding.retry_policy()))
-        .layer(binding)
-        .service(pool.clone());
+    let fresh_cache = fresh.cache().cloned().ok_or("no token cache")?;
     let handshakes = api2.handshakes();
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
