@@ -1,7 +1,8 @@
 //! A command-line client that calls an API with certificate-bound tokens,
-//! using the crate exactly as a user would: OAuth client credentials over
-//! mTLS, the token cache, `TokenBindingLayer` with the retry policy, and the
-//! per-certificate pool.
+//! using the crate exactly as a user would: a `BoundClient` built in one
+//! expression (OAuth client credentials over mTLS, the token cache,
+//! `TokenBindingLayer` with the retry policy, and the per-certificate pool),
+//! its certificate and key files watched for renewal.
 //!
 //! ```text
 //! cargo run --example client -- (--issuer URL | --token-url URL) --client-id ID \
@@ -21,18 +22,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use bytes::Bytes;
-use http::Request;
-use http_body_util::{BodyExt, Full};
-use rustls::RootCertStore;
 use tokio::sync::Mutex;
-use tower::retry::RetryLayer;
-use tower::{ServiceBuilder, ServiceExt};
+use tower_token_binding::BoundClient;
 use tower_token_binding::binding::{HeaderWord, Scheme};
-use tower_token_binding::pool::MtlsClientPool;
-use tower_token_binding::source::ClientCredentials;
-use tower_token_binding::token::TokenCache;
-use tower_token_binding::{ClientIdentity, TokenBindingLayer};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -128,75 +120,62 @@ fn number(value: Option<String>, what: &str, default: usize) -> Result<usize, St
     }
 }
 
-fn root_store(path: &str) -> Result<RootCertStore, BoxError> {
-    Ok(tower_token_binding::identity::root_store_from_pem_file(
-        path,
-    )?)
-}
-
 async fn run(args: Args) -> Result<bool, BoxError> {
     let url = required(args.url, "the URL to call")?;
-    let client_id = required(args.client_id, "--client-id")?;
-    let identity = ClientIdentity::from_pem_files(
-        required(args.cert, "--cert")?,
-        required(args.key, "--key")?,
-    )?;
     let requests = number(args.requests, "--requests", 1)?;
     let concurrency = number(args.concurrency, "--concurrency", 1)?;
     let scheme: Scheme = args.scheme.as_deref().unwrap_or("mtls_pop").parse()?;
     let word: HeaderWord = args.header_word.as_deref().unwrap_or("bearer").parse()?;
 
-    // One pool for the token endpoint and the API: one identity, one client.
-    let mut pool = MtlsClientPool::builder();
+    // The whole client stack in one expression; the certificate and key
+    // files are watched, so a renewal on disk is picked up while running.
+    let mut builder = BoundClient::builder()
+        .identity_files(required(args.cert, "--cert")?, required(args.key, "--key")?)
+        .scheme(scheme);
+    if scheme != Scheme::MtlsOnly {
+        builder = builder
+            .client_id(required(args.client_id, "--client-id")?)
+            .header_word(word);
+        builder = match (args.issuer, args.token_url) {
+            (Some(issuer), None) => builder.issuer(issuer),
+            (None, Some(url)) => builder.token_endpoint(url),
+            _ => {
+                return Err(
+                    format!("give exactly one of --issuer and --token-url\n{USAGE}").into(),
+                );
+            }
+        };
+        let auth = match (args.auth.as_deref(), &args.client_secret) {
+            (Some(auth), _) => auth.to_owned(),
+            (None, Some(_)) => "client_secret_basic".to_owned(),
+            (None, None) => "tls_client_auth".to_owned(),
+        };
+        let secret = || {
+            args.client_secret
+                .clone()
+                .ok_or_else(|| format!("--auth {auth} needs --client-secret"))
+        };
+        builder = match auth.as_str() {
+            "tls_client_auth" => builder,
+            "self_signed_tls_client_auth" => builder.self_signed_tls_client_auth(),
+            "client_secret_basic" => builder.client_secret_basic(secret()?),
+            "client_secret_post" => builder.client_secret_post(secret()?),
+            other => return Err(format!("unknown --auth {other:?}\n{USAGE}").into()),
+        };
+        if let Some(scope) = args.scope {
+            builder = builder.scope(scope);
+        }
+        if let Some(resource) = args.resource {
+            builder = builder.resource(resource);
+        }
+        if word == HeaderWord::MtlsPop {
+            builder = builder.entra_mtls_pop();
+        }
+    }
     if let Some(ca) = &args.ca {
-        pool = pool.root_store(root_store(ca)?);
+        builder = builder.root_ca_file(ca);
     }
-    let pool: MtlsClientPool<Full<Bytes>> = pool.build()?;
-
-    let auth = match (args.auth.as_deref(), &args.client_secret) {
-        (Some(auth), _) => auth.to_owned(),
-        (None, Some(_)) => "client_secret_basic".to_owned(),
-        (None, None) => "tls_client_auth".to_owned(),
-    };
-    let mut source = ClientCredentials::builder()
-        .client_id(client_id)
-        .pool(pool.clone());
-    source = match (args.issuer, args.token_url) {
-        (Some(issuer), None) => source.issuer(issuer),
-        (None, Some(url)) => source.token_endpoint(url),
-        _ => return Err(format!("give exactly one of --issuer and --token-url\n{USAGE}").into()),
-    };
-    let secret = || {
-        args.client_secret
-            .clone()
-            .ok_or_else(|| format!("--auth {auth} needs --client-secret"))
-    };
-    source = match auth.as_str() {
-        "tls_client_auth" => source.tls_client_auth(identity.clone()),
-        "self_signed_tls_client_auth" => source.self_signed_tls_client_auth(identity.clone()),
-        "client_secret_basic" => source
-            .identity(identity.clone())
-            .client_secret_basic(secret()?),
-        "client_secret_post" => source
-            .identity(identity.clone())
-            .client_secret_post(secret()?),
-        other => return Err(format!("unknown --auth {other:?}\n{USAGE}").into()),
-    };
-    if let Some(scope) = args.scope {
-        source = source.scope(scope);
-    }
-    if let Some(resource) = args.resource {
-        source = source.resource(resource);
-    }
-    if word == HeaderWord::MtlsPop {
-        source = source.entra_mtls_pop();
-    }
-    let cache = TokenCache::new(source.build()?);
-    let binding = TokenBindingLayer::with_cache(cache.clone(), scheme).header_word(word);
-    let client = ServiceBuilder::new()
-        .layer(RetryLayer::new(binding.retry_policy()))
-        .layer(binding)
-        .service(pool);
+    let client = builder.build()?;
 
     let next = Arc::new(AtomicUsize::new(0));
     let ok = Arc::new(AtomicUsize::new(0));
@@ -212,10 +191,9 @@ async fn run(args: Args) -> Result<bool, BoxError> {
         );
         workers.spawn(async move {
             while next.fetch_add(1, Ordering::SeqCst) < requests {
-                let request = Request::get(&url).body(Full::default())?;
-                let response = client.clone().oneshot(request).await?;
+                let response = client.get(&url).await?;
                 let status = response.status();
-                let body = response.into_body().collect().await?.to_bytes();
+                let body = response.into_body();
                 println!("status={}", status.as_u16());
                 if status.is_success() {
                     ok.fetch_add(1, Ordering::SeqCst);
@@ -230,10 +208,8 @@ async fn run(args: Args) -> Result<bool, BoxError> {
     }
     let ok = ok.load(Ordering::SeqCst);
     println!("{}", last_body.lock().await);
-    println!(
-        "requests={requests} ok={ok} token_fetches={}",
-        cache.stats().fetches
-    );
+    let fetches = client.cache().map_or(0, |cache| cache.stats().fetches);
+    println!("requests={requests} ok={ok} token_fetches={fetches}");
     Ok(ok == requests)
 }
 
