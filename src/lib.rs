@@ -7,6 +7,14 @@
 //! and a resource server accepts it only on a connection whose client
 //! certificate has that thumbprint: a stolen token is useless without the key.
 //!
+//! # In one expression
+//!
+//! - [`client`]: [`BoundClient`], the whole client stack (retry on
+//!   `invalid_token`, [`TokenBindingLayer`], the token cache, OAuth client
+//!   credentials over mTLS, the per-certificate pool) from an issuer, a
+//!   client id and certificate files that are watched for renewal
+//!   ([`identity::ReloadingIdentity`]).
+//!
 //! # The pieces
 //!
 //! - [`Thumbprint`]: the `x5t#S256` of a certificate (SHA-256 of the leaf's
@@ -14,7 +22,10 @@
 //!   time.
 //! - [`Confirmation`]: the `cnf` claim, read strictly.
 //! - [`ClientIdentity`]: a certificate chain and its private key, checked to
-//!   belong together, with the leaf's thumbprint computed once.
+//!   belong together, with the leaf's thumbprint computed once;
+//!   [`identity::IdentitySource`] for identities that change (a
+//!   [`ReloadingIdentity`](identity::ReloadingIdentity) follows renewed
+//!   files).
 //! - [`token`]: token sources and the [`TokenCache`](token::TokenCache) (one
 //!   fetch for many callers, refresh ahead, backoff); [`source`]: OAuth
 //!   client credentials over mTLS ([`source::ClientCredentials`]).
@@ -37,7 +48,7 @@
 //!
 //! | feature | default | what it adds |
 //! | --- | --- | --- |
-//! | `client` | yes | the client half: [`token`], [`source`], [`binding`], [`pool`] (hyper-rustls, hyper-util's client) |
+//! | `client` | yes | the client half: [`client`], [`token`], [`source`], [`binding`], [`pool`], identity reloading (hyper-rustls, hyper-util's client) |
 //! | `server` | yes | the server half: [`server`] (TLS serving with a [`server::PeerCertificate`] on every request, RFC 9440 trusted-proxy mode) and [`validation`] ([`CnfValidationLayer`], with an HTTPS client to fetch JWKS) |
 //! | `axum` | no | [`validation::VerifiedToken`] as an axum extractor, axum's `ConnectInfo` on served requests (implies `server`) |
 //! | `test-util` | no | [`test_util`]: test PKI and authorization server (implies `client`, `server`) |

@@ -225,6 +225,7 @@ pub fn root_store_from_pem_file(path: impl AsRef<Path>) -> Result<RootCertStore,
 /// Reads a certificate chain (leaf first) and its private key from PEM
 /// files; errors name the file they are about. Shared with the server's TLS
 /// configuration.
+#[cfg(feature = "server")]
 pub(crate) fn read_pem_files(
     cert_path: &Path,
     key_path: &Path,
