@@ -67,6 +67,8 @@
 #[cfg_attr(docsrs, doc(cfg(feature = "client")))]
 pub mod binding;
 pub mod cnf;
+#[cfg(any(feature = "client", feature = "server"))]
+mod discovery;
 pub mod identity;
 pub mod thumbprint;
 mod tls;
