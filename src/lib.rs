@@ -81,6 +81,8 @@ pub mod binding;
 #[cfg_attr(docsrs, doc(cfg(feature = "client")))]
 pub mod client;
 pub mod cnf;
+#[cfg(any(feature = "client", feature = "server"))]
+mod discovery;
 pub mod identity;
 pub mod thumbprint;
 mod tls;

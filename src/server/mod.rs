@@ -1,5 +1,41 @@
 //! The server half: accepting client certificates for certificate-bound tokens.
 //!
+//! # In one expression
+//!
+//! [`ResourceServer`] is the whole resource server from an issuer URL, an
+//! audience and the server's TLS files: the signing keys are found through
+//! the issuer's metadata, client certificates are asked for (any
+//! certificate by default, as RFC 8705 self-signed clients need), and the
+//! [`CnfValidationLayer`](crate::CnfValidationLayer) accepts a token only
+//! with the certificate it is bound to. Every default can be changed on
+//! [`ResourceServerBuilder`]; the pieces below are what it is made of, for
+//! when you need to stack them differently.
+//!
+#![cfg_attr(feature = "axum", doc = "```no_run")]
+#![cfg_attr(not(feature = "axum"), doc = "```ignore")]
+//! use axum::{Router, routing::get};
+//! use tower_token_binding::server::ResourceServer;
+//! use tower_token_binding::validation::VerifiedToken;
+//!
+//! async fn hello(token: VerifiedToken) -> String {
+//!     format!("hello {}", token.subject().unwrap_or("?"))
+//! }
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let listener = tokio::net::TcpListener::bind("0.0.0.0:8443").await?;
+//! ResourceServer::builder()
+//!     .issuer("https://login.example.com")
+//!     .audience("https://api.example.com")
+//!     .tls_pem_files("server.pem", "server.key")
+//!     .build()?
+//!     .serve(listener, Router::new().route("/hello", get(hello)))
+//!     .await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Client certificates
+//!
 //! A resource server that accepts RFC 8705 bound tokens asks every client for
 //! a certificate in the TLS handshake. Clients that use
 //! `self_signed_tls_client_auth` (RFC 8705 section 2.2) present certificates
@@ -51,10 +87,14 @@
 mod config;
 pub mod forwarded;
 mod peer;
+mod resource_server;
 mod serve;
 mod verifier;
 
 pub use config::{ClientCertMode, ServerTlsConfig, ServerTlsError, ServerTlsErrorKind};
 pub use peer::PeerCertificate;
+pub use resource_server::{
+    ResourceServer, ResourceServerBuilder, ResourceServerError, ResourceServerErrorKind,
+};
 pub use serve::{ConnectionInfo, Serve, ServeFuture, serve};
 pub use verifier::AnyClientCertVerifier;

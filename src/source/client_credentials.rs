@@ -13,6 +13,7 @@ use serde_json::Value;
 use tower::ServiceExt;
 
 use super::{ConfigError, TokenEndpointError, TokenEndpointErrorKind as Kind};
+use crate::discovery::{self, DiscoveryError, Fetched, Metadata, UrlError};
 use crate::identity::{IdentitySource, SharedIdentity};
 use crate::pool::MtlsClientPool;
 use crate::token::{BoxError, CacheKey, Token, TokenSource};
@@ -359,15 +360,14 @@ impl ClientCredentialsBuilder {
 }
 
 fn https_uri(url: &str, what: &str) -> Result<Uri, ConfigError> {
-    let uri: Uri = url
-        .parse()
-        .map_err(|_| ConfigError::new(format!("the {what} {url:?} is not a valid URL")))?;
-    if uri.scheme() != Some(&http::uri::Scheme::HTTPS) || uri.host().is_none() {
-        return Err(ConfigError::new(format!(
-            "the {what} must be an https:// URL (mutual TLS, and secrets, need TLS), got {url:?}"
-        )));
-    }
-    Ok(uri)
+    discovery::https_uri(url).map_err(|e| {
+        ConfigError::new(match e {
+            UrlError::Invalid => format!("the {what} {url:?} is not a valid URL"),
+            UrlError::NotHttps => format!(
+                "the {what} must be an https:// URL (mutual TLS, and secrets, need TLS), got {url:?}"
+            ),
+        })
+    })
 }
 
 impl TokenSource for ClientCredentials {
@@ -451,57 +451,39 @@ impl ClientCredentials {
         if let Some(uri) = resolved.lock().unwrap_or_else(|p| p.into_inner()).clone() {
             return Ok(uri);
         }
-        let mut failures = Vec::new();
-        for url in metadata_urls(issuer) {
-            let Ok(uri) = url.parse::<Uri>() else {
-                continue;
-            };
-            let (status, body) = match self
+        let metadata = discovery::fetch_metadata(issuer, |uri| async move {
+            match self
                 .exchange(Self::request(Method::GET, uri, Full::default(), identity))
                 .await
             {
-                Ok(answer) => answer,
+                Ok((status, body)) => Fetched::Answer(status, body),
                 Err(e) if e.kind() == Kind::Transport || e.kind() == Kind::Timeout => {
-                    return Err(e);
+                    Fetched::Failed(e)
                 }
-                Err(e) => {
-                    failures.push(format!("{url}: {e}"));
-                    continue;
-                }
-            };
-            if !status.is_success() {
-                failures.push(format!("{url}: {status}"));
-                continue;
+                Err(e) => Fetched::Unusable(e.to_string()),
             }
-            let endpoint = self.pick_endpoint(issuer, &body).map_err(|message| {
-                TokenEndpointError::new(Kind::Discovery).message(format!("{url}: {message}"))
-            })?;
-            tracing::debug!(%endpoint, "token endpoint discovered");
-            *resolved.lock().unwrap_or_else(|p| p.into_inner()) = Some(endpoint.clone());
-            return Ok(endpoint);
-        }
-        Err(TokenEndpointError::new(Kind::Discovery).message(failures.join("; ")))
+        })
+        .await
+        .map_err(|e| match e {
+            DiscoveryError::Fetch(e) => e,
+            DiscoveryError::NoMetadata(message) => {
+                TokenEndpointError::new(Kind::Discovery).message(message)
+            }
+        })?;
+        let endpoint = self.pick_endpoint(&metadata).map_err(|message| {
+            TokenEndpointError::new(Kind::Discovery)
+                .message(format!("{}: {message}", metadata.url()))
+        })?;
+        tracing::debug!(endpoint = %discovery::redacted(&endpoint), "token endpoint discovered");
+        *resolved.lock().unwrap_or_else(|p| p.into_inner()) = Some(endpoint.clone());
+        Ok(endpoint)
     }
 
-    /// RFC 8414 checks, then the mTLS alias if there is one (RFC 8705
-    /// section 5).
-    fn pick_endpoint(&self, issuer: &str, body: &[u8]) -> Result<Uri, String> {
-        let metadata: Value =
-            serde_json::from_slice(body).map_err(|e| format!("the metadata is not JSON: {e}"))?;
-        let claimed = metadata
-            .get("issuer")
-            .and_then(Value::as_str)
-            .ok_or("the metadata has no issuer")?;
-        if claimed.trim_end_matches('/') != issuer {
-            return Err(format!(
-                "the metadata is for issuer {claimed:?}, not {issuer:?}"
-            ));
-        }
-        let alias = metadata
-            .get("mtls_endpoint_aliases")
-            .and_then(|a| a.get("token_endpoint"))
-            .and_then(Value::as_str);
-        let plain = metadata.get("token_endpoint").and_then(Value::as_str);
+    /// The mTLS alias if there is one (RFC 8705 section 5), else the plain
+    /// token endpoint; the metadata's issuer is checked already (RFC 8414).
+    fn pick_endpoint(&self, metadata: &Metadata) -> Result<Uri, String> {
+        let alias = metadata.mtls_alias("token_endpoint");
+        let plain = metadata.string("token_endpoint");
         let chosen = match (alias, plain) {
             (Some(alias), _) => alias,
             (None, Some(plain)) => plain,
@@ -702,43 +684,9 @@ fn oauth_error(status: StatusCode, body: &[u8]) -> TokenEndpointError {
     }
 }
 
-/// RFC 8414 section 3 (with the well-known part inserted before the
-/// issuer's path), then OpenID Connect Discovery.
-fn metadata_urls(issuer: &str) -> Vec<String> {
-    let (origin, path) = match issuer.find("://").map(|i| i + 3) {
-        Some(start) => match issuer[start..].find('/') {
-            Some(slash) => issuer.split_at(start + slash),
-            None => (issuer, ""),
-        },
-        None => (issuer, ""),
-    };
-    vec![
-        format!("{origin}/.well-known/oauth-authorization-server{path}"),
-        format!("{issuer}/.well-known/openid-configuration"),
-    ]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn metadata_urls_follow_rfc_8414() {
-        assert_eq!(
-            metadata_urls("https://as.example"),
-            [
-                "https://as.example/.well-known/oauth-authorization-server",
-                "https://as.example/.well-known/openid-configuration"
-            ]
-        );
-        assert_eq!(
-            metadata_urls("https://as.example/tenant/v2"),
-            [
-                "https://as.example/.well-known/oauth-authorization-server/tenant/v2",
-                "https://as.example/tenant/v2/.well-known/openid-configuration"
-            ]
-        );
-    }
 
     #[test]
     fn jwt_cnf() {

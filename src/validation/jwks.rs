@@ -6,7 +6,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Uri, header};
+use http::{Request, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -18,14 +18,17 @@ use serde_json::Value;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
+use crate::discovery::{self, DiscoveryError, Fetched, MAX_METADATA_BYTES, UrlError, redacted};
 use crate::tls;
 
 const MAX_JWKS_BYTES: usize = 1024 * 1024;
 
 /// Where a [`JwtValidator`](super::JwtValidator) gets its signing keys.
 ///
-/// Either a fixed key set ([`JwksSource::from_json`]) or a JWKS URL
-/// ([`JwksSource::remote`], configured through [`RemoteJwks`]).
+/// Either a fixed key set ([`JwksSource::from_json`]), a JWKS URL
+/// ([`JwksSource::remote`]), or the JWKS URL an issuer publishes in its
+/// metadata ([`JwksSource::discover`]); the last two are configured
+/// through [`RemoteJwks`].
 ///
 /// ```
 /// use std::time::Duration;
@@ -36,7 +39,10 @@ const MAX_JWKS_BYTES: usize = 1024 * 1024;
 ///     .unwrap()
 ///     .refresh_interval(Duration::from_secs(600))
 ///     .unknown_kid_cooldown(Duration::from_secs(30));
-/// # let _ = (fixed, remote);
+/// let discovered = JwksSource::discover("https://issuer.example")
+///     .unwrap()
+///     .timeout(Duration::from_secs(5));
+/// # let _ = (fixed, remote, discovered);
 /// ```
 #[derive(Clone)]
 pub struct JwksSource {
@@ -79,6 +85,43 @@ impl JwksSource {
         RemoteJwks::new(url)
     }
 
+    /// Keys fetched over HTTPS from the `jwks_uri` that `issuer` publishes
+    /// in its metadata, configured further through the returned
+    /// [`RemoteJwks`] (trusted roots, refresh interval, cooldown and timeout
+    /// apply to the metadata requests too).
+    ///
+    /// The JWKS URL is found at the first key fetch, not here: from RFC 8414
+    /// metadata (`/.well-known/oauth-authorization-server`, inserted between
+    /// the host and the issuer's path), else from OpenID Connect Discovery
+    /// (`{issuer}/.well-known/openid-configuration`). The metadata must name
+    /// the same `issuer` (a trailing slash aside) and an `https://`
+    /// `jwks_uri`; bodies are read up to 64 KiB. The URL found is kept, and
+    /// looked up again only if the JWKS endpoint answers with a `4xx`
+    /// status (the issuer moved it). A failed discovery is a failed key
+    /// fetch like any other: the last good keys stay in use, and it is tried
+    /// again after the [cooldown](RemoteJwks::unknown_kid_cooldown).
+    ///
+    /// `issuer` must be an `https://` URL without user info, query or
+    /// fragment (RFC 8414 section 2).
+    ///
+    /// ```
+    /// use tower_token_binding::validation::{JwksSource, JwtValidator};
+    ///
+    /// let validator = JwtValidator::builder()
+    ///     .issuer("https://login.example.com/tenant")
+    ///     .audience("https://api.example.com")
+    ///     .jwks(JwksSource::discover("https://login.example.com/tenant").unwrap())
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = validator;
+    ///
+    /// assert!(JwksSource::discover("http://login.example.com").is_err());
+    /// assert!(JwksSource::discover("https://login.example.com/?tenant=1").is_err());
+    /// ```
+    pub fn discover(issuer: &str) -> Result<RemoteJwks, JwksError> {
+        RemoteJwks::discover(issuer)
+    }
+
     pub(crate) fn into_keys(self) -> Result<Keys, JwksError> {
         match self.kind {
             SourceKind::Static(keys) => Ok(Keys::Static(keys)),
@@ -107,18 +150,30 @@ impl From<RemoteJwks> for JwksSource {
 /// - When a fetch fails, the last good keys stay in use.
 #[derive(Clone)]
 pub struct RemoteJwks {
-    url: Uri,
+    target: Target,
     roots: Option<Arc<RootCertStore>>,
     refresh_interval: Duration,
     cooldown: Duration,
     timeout: Duration,
 }
 
+/// Where the keys are.
+#[derive(Clone)]
+enum Target {
+    /// At this URL.
+    Url(Uri),
+    /// At the `jwks_uri` in this issuer's metadata (no trailing slash).
+    Discover(String),
+}
+
 impl fmt::Debug for RemoteJwks {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RemoteJwks")
-            .field("url", &redacted(&self.url))
-            .field("refresh_interval", &self.refresh_interval)
+        let mut d = f.debug_struct("RemoteJwks");
+        match &self.target {
+            Target::Url(url) => d.field("url", &redacted(url)),
+            Target::Discover(issuer) => d.field("issuer", issuer),
+        };
+        d.field("refresh_interval", &self.refresh_interval)
             .field("unknown_kid_cooldown", &self.cooldown)
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
@@ -127,25 +182,48 @@ impl fmt::Debug for RemoteJwks {
 
 impl RemoteJwks {
     fn new(url: &str) -> Result<Self, JwksError> {
-        let url: Uri = url
-            .parse()
-            .map_err(|_| JwksError::config(format!("{url:?} is not a valid URL")))?;
-        if url.scheme_str() != Some("https") || url.host().is_none() {
-            return Err(JwksError::config(format!(
-                "the JWKS URL must be an https:// URL, got {url}"
-            )));
+        let url = discovery::https_uri(url).map_err(|e| match e {
+            UrlError::Invalid => JwksError::config(format!("{url:?} is not a valid URL")),
+            UrlError::NotHttps => {
+                JwksError::config(format!("the JWKS URL must be an https:// URL, got {url}"))
+            }
+        })?;
+        Ok(Self::with_target(Target::Url(url)))
+    }
+
+    fn discover(issuer: &str) -> Result<Self, JwksError> {
+        let uri = discovery::https_uri(issuer).map_err(|e| match e {
+            UrlError::Invalid => {
+                JwksError::config(format!("the issuer {issuer:?} is not a valid URL"))
+            }
+            UrlError::NotHttps => JwksError::config(format!(
+                "the issuer must be an https:// URL, got {issuer:?}"
+            )),
+        })?;
+        let userinfo = uri.authority().is_some_and(|a| a.as_str().contains('@'));
+        if userinfo || uri.query().is_some() || issuer.contains('#') {
+            return Err(JwksError::config(
+                "the issuer must be a URL without user info, query or fragment (RFC 8414 section 2)",
+            ));
         }
-        Ok(Self {
-            url,
+        Ok(Self::with_target(Target::Discover(
+            issuer.trim_end_matches('/').to_owned(),
+        )))
+    }
+
+    fn with_target(target: Target) -> Self {
+        Self {
+            target,
             roots: None,
             refresh_interval: Duration::from_secs(300),
             cooldown: Duration::from_secs(10),
             timeout: Duration::from_secs(10),
-        })
+        }
     }
 
-    /// Trusts `roots` for the JWKS server's certificate, instead of the
-    /// platform's root certificates.
+    /// Trusts `roots` for the JWKS server's certificate (and the metadata
+    /// server's, with [`JwksSource::discover`]), instead of the platform's
+    /// root certificates.
     pub fn root_store(mut self, roots: impl Into<Arc<RootCertStore>>) -> Self {
         self.roots = Some(roots.into());
         self
@@ -164,22 +242,12 @@ impl RemoteJwks {
         self
     }
 
-    /// How long one fetch may take, body included.
+    /// How long one request may take, body included (each of the metadata
+    /// and JWKS requests, with [`JwksSource::discover`]). Default 10 s.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
     }
-}
-
-/// The URL without any `user:password@` or query it may carry, for logs.
-fn redacted(url: &Uri) -> String {
-    let port = url.port_u16().map(|p| format!(":{p}")).unwrap_or_default();
-    format!(
-        "{}://{}{port}{}",
-        url.scheme_str().unwrap_or("https"),
-        url.host().unwrap_or_default(),
-        url.path()
-    )
 }
 
 /// The error for a key set that cannot be used or fetched.
@@ -312,7 +380,7 @@ pub(crate) struct Remote {
     config: RemoteJwks,
     client: HttpsClient,
     current: RwLock<Option<Arc<KeySet>>>,
-    fetch: Mutex<FetchTimes>,
+    fetch: Mutex<FetchState>,
     refreshing: AtomicBool,
     generation: AtomicU64,
     /// When the next background refresh is due, in ms since `started`.
@@ -329,12 +397,34 @@ impl Drop for ClearOnDrop<'_> {
     }
 }
 
+/// What the fetches share, behind the fetch lock.
 #[derive(Default)]
-struct FetchTimes {
+struct FetchState {
     /// The last fetch of any kind.
     last_attempt: Option<Instant>,
     /// The last fetch for a token with an unknown `kid`.
     last_unknown_kid: Option<Instant>,
+    /// The JWKS URL found in the issuer's metadata, when discovering.
+    discovered: Option<Uri>,
+}
+
+/// How a fetch failed.
+enum FetchError {
+    /// The server answered with this status.
+    Status(StatusCode),
+    /// No answer: connection, TLS, timeout.
+    Transport(String),
+    /// A success, with a body that cannot be read or is over the limit.
+    Body(String),
+}
+
+impl fmt::Display for FetchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FetchError::Status(status) => write!(f, "the server answered {status}"),
+            FetchError::Transport(message) | FetchError::Body(message) => f.write_str(message),
+        }
+    }
 }
 
 impl Remote {
@@ -362,7 +452,7 @@ impl Remote {
             config,
             client: Client::builder(TokioExecutor::new()).build(connector),
             current: RwLock::new(None),
-            fetch: Mutex::new(FetchTimes::default()),
+            fetch: Mutex::new(FetchState::default()),
             refreshing: AtomicBool::new(false),
             generation: AtomicU64::new(0),
             next_refresh: AtomicU64::new(0),
@@ -402,22 +492,22 @@ impl Remote {
         let asked = Instant::now();
         let this = self.clone();
         let fetch = async move {
-            let mut times = this.fetch.lock().await;
-            if times.last_attempt.is_some_and(|last| last >= asked) {
+            let mut state = this.fetch.lock().await;
+            if state.last_attempt.is_some_and(|last| last >= asked) {
                 return;
             }
             let gate = if unknown_kid {
-                times.last_unknown_kid
+                state.last_unknown_kid
             } else {
-                times.last_attempt
+                state.last_attempt
             };
             if gate.is_some_and(|last| asked.duration_since(last) < this.config.cooldown) {
                 return;
             }
             if unknown_kid {
-                times.last_unknown_kid = Some(Instant::now());
+                state.last_unknown_kid = Some(Instant::now());
             }
-            this.fetch_locked(&mut times).await;
+            this.fetch_locked(&mut state).await;
         };
         // In its own task: a request that is dropped (client gone, timeout)
         // must not cancel the fetch it started, or the cooldown would be
@@ -449,12 +539,12 @@ impl Remote {
             // Cleared however the task ends (done, panicked, or dropped with
             // its runtime), so that refreshing never stops for good.
             let _clear = ClearOnDrop(&this.refreshing);
-            let mut times = this.fetch.lock().await;
-            let cooled = times
+            let mut state = this.fetch.lock().await;
+            let cooled = state
                 .last_attempt
                 .is_none_or(|t| t.elapsed() >= this.config.cooldown);
             if cooled {
-                this.fetch_locked(&mut times).await;
+                this.fetch_locked(&mut state).await;
             }
         });
     }
@@ -463,8 +553,8 @@ impl Remote {
         u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    async fn fetch_locked(&self, times: &mut FetchTimes) {
-        times.last_attempt = Some(Instant::now());
+    async fn fetch_locked(&self, state: &mut FetchState) {
+        state.last_attempt = Some(Instant::now());
         // The next background refresh: after the interval if this works, after
         // the cooldown if not (set again below on success).
         self.next_refresh.store(
@@ -474,10 +564,18 @@ impl Remote {
             Ordering::Relaxed,
         );
         let generation = self.generation.load(Ordering::Acquire);
-        match tokio::time::timeout(self.config.timeout, self.download()).await {
-            Ok(Ok(bytes)) => match KeySet::parse(&bytes, generation) {
+        let url = match self.jwks_url(state).await {
+            Ok(url) => url,
+            Err(e) => {
+                tracing::warn!(error = %e, "JWKS discovery failed; keeping the last good keys");
+                return;
+            }
+        };
+        let shown = redacted(&url);
+        match self.get(&url, MAX_JWKS_BYTES).await {
+            Ok(bytes) => match KeySet::parse(&bytes, generation) {
                 Ok(keys) if keys.keys.is_empty() => {
-                    tracing::warn!(url = %redacted(&self.config.url), "JWKS has no usable signing key; keeping the last good keys")
+                    tracing::warn!(url = %shown, "JWKS has no usable signing key; keeping the last good keys")
                 }
                 Ok(mut keys) => {
                     self.next_refresh.store(
@@ -492,44 +590,91 @@ impl Remote {
                     if changed {
                         keys.generation = generation + 1;
                         self.generation.store(keys.generation, Ordering::Release);
-                        tracing::debug!(url = %redacted(&self.config.url), keys = keys.keys.len(), "JWKS loaded");
+                        tracing::debug!(url = %shown, keys = keys.keys.len(), "JWKS loaded");
                         *current = Some(Arc::new(keys));
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(url = %redacted(&self.config.url), error = %e, "JWKS refused; keeping the last good keys")
+                    tracing::warn!(url = %shown, error = %e, "JWKS refused; keeping the last good keys")
                 }
             },
-            Ok(Err(e)) => {
-                tracing::warn!(url = %redacted(&self.config.url), error = %e, "JWKS fetch failed; keeping the last good keys")
-            }
-            Err(_) => {
-                tracing::warn!(url = %redacted(&self.config.url), "JWKS fetch timed out; keeping the last good keys")
+            Err(e) => {
+                if matches!(e, FetchError::Status(status) if status.is_client_error()) {
+                    // Perhaps the issuer moved its keys: look again next time.
+                    state.discovered = None;
+                }
+                tracing::warn!(url = %shown, error = %e, "JWKS fetch failed; keeping the last good keys")
             }
         }
     }
 
-    async fn download(&self) -> Result<Bytes, JwksError> {
-        let request = Request::get(self.config.url.clone())
+    /// The JWKS URL: configured, found earlier, or found now in the issuer's
+    /// metadata.
+    async fn jwks_url(&self, state: &mut FetchState) -> Result<Uri, JwksError> {
+        let issuer = match &self.config.target {
+            Target::Url(url) => return Ok(url.clone()),
+            Target::Discover(issuer) => issuer,
+        };
+        if let Some(url) = &state.discovered {
+            return Ok(url.clone());
+        }
+        let metadata = discovery::fetch_metadata(issuer, |uri| async move {
+            match self.get(&uri, MAX_METADATA_BYTES).await {
+                Ok(body) => Fetched::Answer(StatusCode::OK, body),
+                Err(FetchError::Status(status)) => Fetched::Answer(status, Bytes::new()),
+                Err(e @ FetchError::Body(_)) => Fetched::Unusable(e.to_string()),
+                Err(e @ FetchError::Transport(_)) => Fetched::Failed(e),
+            }
+        })
+        .await
+        .map_err(|e| match e {
+            DiscoveryError::Fetch(e) => {
+                JwksError::config(format!("no metadata from issuer {issuer}: {e}"))
+            }
+            DiscoveryError::NoMetadata(message) => JwksError::config(format!(
+                "no usable metadata from issuer {issuer}: {message}"
+            )),
+        })?;
+        let url = metadata
+            .https_url("jwks_uri")
+            .map_err(|message| JwksError::config(format!("{}: {message}", metadata.url())))?;
+        tracing::debug!(%issuer, url = %redacted(&url), "JWKS URL discovered");
+        state.discovered = Some(url.clone());
+        Ok(url)
+    }
+
+    /// `GET url` within the timeout; the body (up to `limit` bytes) of a
+    /// success, else why not.
+    async fn get(&self, url: &Uri, limit: usize) -> Result<Bytes, FetchError> {
+        let request = Request::get(url.clone())
             .header(header::ACCEPT, "application/json")
             .body(Empty::new())
-            .map_err(|e| JwksError::config(e.to_string()))?;
-        let response = self
-            .client
-            .request(request)
+            .map_err(|e| FetchError::Transport(e.to_string()))?;
+        let exchange = async {
+            let response = self
+                .client
+                .request(request)
+                .await
+                .map_err(|e| FetchError::Transport(format!("request failed: {e}")))?;
+            if !response.status().is_success() {
+                return Err(FetchError::Status(response.status()));
+            }
+            Limited::new(response.into_body(), limit)
+                .collect()
+                .await
+                .map(|body| body.to_bytes())
+                .map_err(|e| {
+                    FetchError::Body(format!("cannot read the body (limit {limit} bytes): {e}"))
+                })
+        };
+        tokio::time::timeout(self.config.timeout, exchange)
             .await
-            .map_err(|e| JwksError::config(format!("request failed: {e}")))?;
-        if !response.status().is_success() {
-            return Err(JwksError::config(format!(
-                "the JWKS endpoint answered {}",
-                response.status()
-            )));
-        }
-        Limited::new(response.into_body(), MAX_JWKS_BYTES)
-            .collect()
-            .await
-            .map(|body| body.to_bytes())
-            .map_err(|e| JwksError::config(format!("cannot read the JWKS: {e}")))
+            .unwrap_or_else(|_| {
+                Err(FetchError::Transport(format!(
+                    "no answer within {:?}",
+                    self.config.timeout
+                )))
+            })
     }
 }
 
@@ -573,5 +718,38 @@ mod tests {
         assert!(JwksSource::remote("http://issuer.example/jwks").is_err());
         assert!(JwksSource::remote("not a url").is_err());
         assert!(JwksSource::remote("https://issuer.example/jwks").is_ok());
+    }
+
+    #[test]
+    fn only_https_issuers_without_extras() {
+        for bad in [
+            "http://issuer.example",
+            "issuer.example",
+            "not a url",
+            "",
+            "https://",
+            "https://user:pw@issuer.example",
+            "https://issuer.example/?tenant=1",
+            "https://issuer.example/#frag",
+        ] {
+            assert!(JwksSource::discover(bad).is_err(), "{bad:?}");
+        }
+        let remote = JwksSource::discover("https://issuer.example/tenant/").unwrap();
+        assert_eq!(
+            format!("{remote:?}"),
+            "RemoteJwks { issuer: \"https://issuer.example/tenant\", refresh_interval: 300s, \
+             unknown_kid_cooldown: 10s, timeout: 10s, .. }"
+        );
+    }
+
+    #[test]
+    fn debug_hides_userinfo_and_query() {
+        let remote = JwksSource::remote("https://u:pw@issuer.example/jwks?sig=s3cret").unwrap();
+        let debug = format!("{remote:?}");
+        assert!(debug.contains("https://issuer.example/jwks"), "{debug}");
+        assert!(
+            !debug.contains("pw") && !debug.contains("s3cret"),
+            "{debug}"
+        );
     }
 }

@@ -1,0 +1,711 @@
+//! [`ResourceServer`]: an issuer URL, an audience and TLS files in, a
+//! running resource server that accepts certificate-bound tokens out.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Request, Response};
+use http_body::Body;
+use hyper::body::Incoming;
+use jsonwebtoken::Algorithm;
+use rustls::{RootCertStore, ServerConfig};
+use tokio::net::TcpListener;
+use tower::Service;
+
+use super::{ClientCertMode, Serve, ServerTlsConfig, ServerTlsError, ServerTlsErrorKind};
+use crate::tls;
+use crate::validation::{CnfValidation, CnfValidationLayer, JwksSource, JwtValidator};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A resource server for RFC 8705 certificate-bound access tokens, set up in
+/// one expression: the TLS server of [`serve()`](super::serve()) (client
+/// certificates on every request) in front of a [`CnfValidationLayer`] with a
+/// [`JwtValidator`] whose keys come from the issuer's published JWKS.
+///
+/// [`ResourceServer::builder`] takes the issuer, the audience and the TLS
+/// certificate; everything else has a default that can be changed (see
+/// [`ResourceServerBuilder`]). [`build`](ResourceServerBuilder::build) is
+/// synchronous, reads the files and checks every setting, so a
+/// misconfiguration is a [`ResourceServerError`] at start-up, never a panic
+/// or a failure at the first request. Nothing is fetched then: the issuer's
+/// metadata and keys are fetched at the first request with a token (see
+/// [`JwksSource::discover`]), and the last good keys are kept when the
+/// issuer is unreachable later.
+///
+/// [`serve`](Self::serve) wraps any service that [`serve()`](super::serve())
+/// accepts (an axum `Router`, a `tower::service_fn`) with the validation
+/// layer and returns the usual [`Serve`], so graceful shutdown and the
+/// handshake timeout work as there. To stack the layers yourself, take
+/// [`layer`](Self::layer) and [`tls_config`](Self::tls_config).
+///
+#[cfg_attr(feature = "axum", doc = "```no_run")]
+#[cfg_attr(not(feature = "axum"), doc = "```ignore")]
+/// use axum::{Router, routing::get};
+/// use tower_token_binding::server::ResourceServer;
+/// use tower_token_binding::validation::VerifiedToken;
+///
+/// async fn hello(token: VerifiedToken) -> String {
+///     format!("hello {}", token.subject().unwrap_or("?"))
+/// }
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let app = Router::new().route("/hello", get(hello));
+/// let listener = tokio::net::TcpListener::bind("0.0.0.0:8443").await?;
+/// ResourceServer::builder()
+///     .issuer("https://login.example.com")   // JWKS found through its metadata
+///     .audience("https://api.example.com")
+///     .tls_pem_files("server.pem", "server.key")
+///     .build()?
+///     .serve(listener, app)
+///     .with_graceful_shutdown(async { let _ = tokio::signal::ctrl_c().await; })
+///     .await?;
+/// # Ok(())
+/// # }
+/// ```
+///
+/// The same against the test issuer of [`test_util`](crate::test_util),
+/// with a client that gets a token bound to its certificate and calls over
+/// mutual TLS with it (the client half of this crate):
+///
+#[cfg_attr(all(feature = "axum", feature = "test-util"), doc = "```")]
+#[cfg_attr(not(all(feature = "axum", feature = "test-util")), doc = "```ignore")]
+/// use axum::{Router, routing::get};
+/// use bytes::Bytes;
+/// use http::{Request, StatusCode};
+/// use http_body_util::{BodyExt, Empty};
+/// use tower::ServiceExt;
+/// use tower_token_binding::TokenBindingLayer;
+/// use tower_token_binding::pool::MtlsClientPool;
+/// use tower_token_binding::server::ResourceServer;
+/// use tower_token_binding::source::ClientCredentials;
+/// use tower_token_binding::test_util::{TestIssuer, TestPki};
+/// use tower_token_binding::validation::VerifiedToken;
+///
+/// async fn hello(token: VerifiedToken) -> String {
+///     format!("hello {}", token.subject().unwrap_or("?"))
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+/// let pki = TestPki::new()?;
+/// let issuer = TestIssuer::start(&pki).await?;
+/// let dir = tempfile::tempdir()?;
+/// let (cert, key) = pki.server_cert()?.write_pem_files(dir.path(), "server")?;
+///
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+/// let url = format!("https://localhost:{}/hello", listener.local_addr()?.port());
+/// let server = ResourceServer::builder()
+///     .issuer(issuer.issuer())
+///     .audience(issuer.audience())
+///     .tls_pem_files(&cert, &key)
+///     .issuer_root_store(pki.root_store()) // the test CA, not the platform's roots
+///     .build()?
+///     .serve(listener, Router::new().route("/hello", get(hello)));
+/// let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+/// let running = tokio::spawn(
+///     server.with_graceful_shutdown(async move { let _ = stopped.await; }).into_future(),
+/// );
+///
+/// // The client: tokens bound to its certificate, sent over connections that present it.
+/// let identity = TestPki::self_signed_client("svc.example")?.identity()?;
+/// let source = ClientCredentials::builder()
+///     .issuer(issuer.issuer())
+///     .client_id("svc")
+///     .self_signed_tls_client_auth(identity)
+///     .root_store(pki.root_store())
+///     .build()?;
+/// let pool: MtlsClientPool<Empty<Bytes>> = MtlsClientPool::builder()
+///     .root_store(pki.root_store())
+///     .build()?;
+/// let client = TokenBindingLayer::bound(source).layer(pool);
+///
+/// let response = client.oneshot(Request::get(url).body(Empty::new())?).await?;
+/// assert_eq!(response.status(), StatusCode::OK);
+/// assert_eq!(response.into_body().collect().await?.to_bytes(), "hello svc");
+/// assert_eq!(issuer.jwks_fetches(), 1);
+///
+/// stop.send(()).unwrap();
+/// running.await??;
+/// # Ok(())
+/// # }
+/// # use std::future::IntoFuture as _;
+/// # use tower::Layer as _;
+/// ```
+#[derive(Clone)]
+pub struct ResourceServer {
+    issuer: String,
+    layer: CnfValidationLayer<JwtValidator>,
+    tls: Arc<ServerConfig>,
+    handshake_timeout: Option<Duration>,
+}
+
+impl fmt::Debug for ResourceServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The TLS config holds the server's private key: left out.
+        f.debug_struct("ResourceServer")
+            .field("issuer", &self.issuer)
+            .field("layer", &self.layer)
+            .field("handshake_timeout", &self.handshake_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ResourceServer {
+    /// A builder. [`issuer`](ResourceServerBuilder::issuer),
+    /// [`audience`](ResourceServerBuilder::audience) and the TLS certificate
+    /// ([`tls_pem_files`](ResourceServerBuilder::tls_pem_files) or
+    /// [`tls_config`](ResourceServerBuilder::tls_config)) are required.
+    pub fn builder() -> ResourceServerBuilder {
+        ResourceServerBuilder::default()
+    }
+
+    /// The configured validation layer, to stack it yourself (behind a
+    /// TLS-terminating proxy with
+    /// [`ForwardedClientCertLayer`](super::forwarded::ForwardedClientCertLayer),
+    /// on some routes only, ...). Cheap: the validator and its keys are
+    /// shared with the server's.
+    pub fn layer(&self) -> CnfValidationLayer<JwtValidator> {
+        self.layer.clone()
+    }
+
+    /// The rustls server config [`serve`](Self::serve) uses.
+    pub fn tls_config(&self) -> Arc<ServerConfig> {
+        self.tls.clone()
+    }
+
+    /// Serves `service` on `listener` over TLS, behind the validation layer:
+    /// [`serve()`](super::serve()) with [`layer`](Self::layer) around
+    /// `service`, the TLS config and the handshake timeout of the builder.
+    ///
+    /// Await the returned [`Serve`] to run it; configure it first as usual
+    /// ([`with_graceful_shutdown`](Serve::with_graceful_shutdown),
+    /// [`shutdown_timeout`](Serve::shutdown_timeout)). Requests that reach
+    /// `service` carry the [`VerifiedToken`](crate::validation::VerifiedToken)
+    /// and the [`PeerCertificate`](super::PeerCertificate) in their
+    /// extensions.
+    pub fn serve<S, B>(
+        self,
+        listener: TcpListener,
+        service: S,
+    ) -> Serve<CnfValidation<S, JwtValidator>>
+    where
+        S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+        S::Error: Into<BoxError>,
+        S::Future: Send + 'static,
+        B: Body + Default + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
+        use tower::Layer as _;
+        let serve = super::serve(listener, self.tls, self.layer.layer(service));
+        match self.handshake_timeout {
+            Some(timeout) => serve.handshake_timeout(timeout),
+            None => serve,
+        }
+    }
+}
+
+/// Builds a [`ResourceServer`]; [`build`](Self::build) refuses what cannot
+/// work.
+///
+/// | setting | default |
+/// | --- | --- |
+/// | [`issuer`](Self::issuer) | required |
+/// | [`audience`](Self::audience) | required |
+/// | [`tls_pem_files`](Self::tls_pem_files) or [`tls_config`](Self::tls_config) | required |
+/// | [`client_cert_mode`](Self::client_cert_mode), [`client_ca_file`](Self::client_ca_file) | [`ClientCertMode::any_certificate`], optional |
+/// | [`required_scope`](Self::required_scope) | none |
+/// | [`allow_unbound`](Self::allow_unbound) | bound tokens only |
+/// | [`algorithms`](Self::algorithms) | every asymmetric algorithm |
+/// | [`leeway`](Self::leeway) | 30 s |
+/// | [`issuer_root_store`](Self::issuer_root_store), [`issuer_root_ca_file`](Self::issuer_root_ca_file) | the platform's roots |
+/// | [`jwks_refresh_interval`](Self::jwks_refresh_interval) | 5 min |
+/// | [`jwks_unknown_kid_cooldown`](Self::jwks_unknown_kid_cooldown) | 10 s |
+/// | [`issuer_timeout`](Self::issuer_timeout) | 10 s |
+/// | [`terse`](Self::terse) | `error_description` in challenges |
+/// | [`handshake_timeout`](Self::handshake_timeout) | 10 s |
+///
+/// A setter called twice keeps the last value, except
+/// [`audience`](Self::audience) and [`required_scope`](Self::required_scope),
+/// which add one more.
+#[derive(Clone, Default)]
+pub struct ResourceServerBuilder {
+    issuer: Option<String>,
+    audiences: Vec<String>,
+    tls: Option<Tls>,
+    client_certs: Option<ClientCerts>,
+    scopes: Vec<String>,
+    allow_unbound: bool,
+    algorithms: Option<Vec<Algorithm>>,
+    leeway: Option<Duration>,
+    issuer_roots: Option<IssuerRoots>,
+    refresh_interval: Option<Duration>,
+    cooldown: Option<Duration>,
+    issuer_timeout: Option<Duration>,
+    terse: bool,
+    handshake_timeout: Option<Duration>,
+}
+
+#[derive(Clone)]
+enum Tls {
+    PemFiles { cert: PathBuf, key: PathBuf },
+    Config(Arc<ServerConfig>),
+}
+
+#[derive(Clone, Debug)]
+enum ClientCerts {
+    Mode(ClientCertMode),
+    CaFile(PathBuf),
+}
+
+#[derive(Clone)]
+enum IssuerRoots {
+    Store(Arc<RootCertStore>),
+    CaFile(PathBuf),
+}
+
+impl fmt::Debug for ResourceServerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResourceServerBuilder")
+            .field("issuer", &self.issuer)
+            .field("audiences", &self.audiences)
+            .field(
+                "tls",
+                &self.tls.as_ref().map(|tls| match tls {
+                    Tls::PemFiles { cert, key } => {
+                        format!("{} + {}", cert.display(), key.display())
+                    }
+                    Tls::Config(_) => "a rustls ServerConfig".to_owned(),
+                }),
+            )
+            .field("client_certs", &self.client_certs)
+            .field("required_scopes", &self.scopes)
+            .field("allow_unbound", &self.allow_unbound)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ResourceServerBuilder {
+    /// The issuer (authorization server) whose tokens are accepted: the
+    /// exact `iss` they carry, and where the signing keys are found
+    /// ([`JwksSource::discover`]: RFC 8414 metadata, else OpenID Connect
+    /// Discovery). An `https://` URL. Required.
+    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.issuer = Some(issuer.into());
+        self
+    }
+
+    /// An `aud` accepted: this resource server's identifier. Required; may
+    /// be called more than once to accept several.
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.audiences.push(audience.into());
+        self
+    }
+
+    /// The server's certificate chain (leaf first) and private key from PEM
+    /// files (they may be the same file), read by [`build`](Self::build).
+    /// Replaces a [`tls_config`](Self::tls_config).
+    pub fn tls_pem_files(mut self, cert: impl AsRef<Path>, key: impl AsRef<Path>) -> Self {
+        self.tls = Some(Tls::PemFiles {
+            cert: cert.as_ref().to_owned(),
+            key: key.as_ref().to_owned(),
+        });
+        self
+    }
+
+    /// A ready rustls config, instead of [`tls_pem_files`](Self::tls_pem_files)
+    /// (which it replaces). It decides how client certificates are checked,
+    /// so it cannot be combined with
+    /// [`client_cert_mode`](Self::client_cert_mode) or
+    /// [`client_ca_file`](Self::client_ca_file); build it with
+    /// [`ServerTlsConfig`] so that clients are asked for certificates.
+    pub fn tls_config(mut self, config: impl Into<Arc<ServerConfig>>) -> Self {
+        self.tls = Some(Tls::Config(config.into()));
+        self
+    }
+
+    /// How client certificates are asked for and checked. Default
+    /// [`ClientCertMode::any_certificate`], optional: RFC 8705 clients may
+    /// use self-signed certificates, and the token's binding to the
+    /// certificate is the check that matters; a client without one still
+    /// connects and gets a proper `401` for a bound token.
+    pub fn client_cert_mode(mut self, mode: ClientCertMode) -> Self {
+        self.client_certs = Some(ClientCerts::Mode(mode));
+        self
+    }
+
+    /// Accepts only client certificates issued by the CAs in this PEM file
+    /// (RFC 8705 `tls_client_auth`), still optional:
+    /// [`ClientCertMode::trusted_roots`] with the file's certificates, read
+    /// by [`build`](Self::build).
+    pub fn client_ca_file(mut self, path: impl AsRef<Path>) -> Self {
+        self.client_certs = Some(ClientCerts::CaFile(path.as_ref().to_owned()));
+        self
+    }
+
+    /// Requires every token to grant `scope` (`403 insufficient_scope`
+    /// otherwise). May be called more than once. A malformed scope is an
+    /// error from [`build`](Self::build).
+    pub fn required_scope(mut self, scope: impl Into<String>) -> Self {
+        self.scopes.push(scope.into());
+        self
+    }
+
+    /// Also accepts tokens without `cnf` (plain bearer tokens); see
+    /// [`CnfValidationLayer::allow_unbound`]. Bound tokens are still checked
+    /// against the client certificate.
+    pub fn allow_unbound(mut self) -> Self {
+        self.allow_unbound = true;
+        self
+    }
+
+    /// The signature algorithms allowed; see
+    /// [`JwtValidatorBuilder::algorithms`](crate::validation::JwtValidatorBuilder::algorithms).
+    /// Default: every asymmetric algorithm.
+    pub fn algorithms(mut self, algorithms: impl IntoIterator<Item = Algorithm>) -> Self {
+        self.algorithms = Some(algorithms.into_iter().collect());
+        self
+    }
+
+    /// Clock skew allowed for `exp` and `nbf`. Default 30 s.
+    pub fn leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = Some(leeway);
+        self
+    }
+
+    /// Trusts `roots` for the issuer's HTTPS certificate (metadata and JWKS),
+    /// instead of the platform's root certificates.
+    pub fn issuer_root_store(mut self, roots: impl Into<Arc<RootCertStore>>) -> Self {
+        self.issuer_roots = Some(IssuerRoots::Store(roots.into()));
+        self
+    }
+
+    /// Trusts the CA certificates in this PEM file for the issuer's HTTPS
+    /// certificate, instead of the platform's roots; read by
+    /// [`build`](Self::build).
+    pub fn issuer_root_ca_file(mut self, path: impl AsRef<Path>) -> Self {
+        self.issuer_roots = Some(IssuerRoots::CaFile(path.as_ref().to_owned()));
+        self
+    }
+
+    /// How often the signing keys are fetched again in the background.
+    /// Default 5 minutes. See [`RemoteJwks`](crate::validation::RemoteJwks).
+    pub fn jwks_refresh_interval(mut self, interval: Duration) -> Self {
+        self.refresh_interval = Some(interval);
+        self
+    }
+
+    /// The least time between two key fetches caused by unknown `kid`s or
+    /// by failures. Default 10 s. See
+    /// [`RemoteJwks::unknown_kid_cooldown`](crate::validation::RemoteJwks::unknown_kid_cooldown).
+    pub fn jwks_unknown_kid_cooldown(mut self, cooldown: Duration) -> Self {
+        self.cooldown = Some(cooldown);
+        self
+    }
+
+    /// How long each request to the issuer (metadata, JWKS) may take.
+    /// Default 10 s.
+    pub fn issuer_timeout(mut self, timeout: Duration) -> Self {
+        self.issuer_timeout = Some(timeout);
+        self
+    }
+
+    /// Leaves `error_description` out of the `WWW-Authenticate` challenges;
+    /// see [`CnfValidationLayer::terse`].
+    pub fn terse(mut self) -> Self {
+        self.terse = true;
+        self
+    }
+
+    /// How long a client may take over its TLS handshake; see
+    /// [`Serve::handshake_timeout`]. Default 10 s.
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = Some(timeout);
+        self
+    }
+
+    /// Checks the settings, reads the files and builds the server. Needs no
+    /// Tokio runtime and makes no request.
+    pub fn build(self) -> Result<ResourceServer, ResourceServerError> {
+        use ResourceServerErrorKind as K;
+        let issuer = self
+            .issuer
+            .ok_or_else(|| ResourceServerError::new(K::MissingIssuer))?;
+        let jwks = JwksSource::discover(&issuer)
+            .map_err(|e| ResourceServerError::new(K::InvalidIssuer).with_source(e))?;
+        if self.audiences.is_empty() {
+            return Err(ResourceServerError::new(K::MissingAudience));
+        }
+        if self.audiences.iter().any(|a| a.trim().is_empty()) {
+            return Err(ResourceServerError::new(K::EmptyAudience));
+        }
+        if self.algorithms.as_ref().is_some_and(Vec::is_empty) {
+            return Err(ResourceServerError::new(K::NoAlgorithms));
+        }
+
+        let invalid_scope = |e| ResourceServerError::new(K::InvalidScope).with_source(e);
+        // Checked now, before any file is read; applied once the validator
+        // is built.
+        for scope in &self.scopes {
+            CnfValidationLayer::new(())
+                .try_required_scope(scope.as_str())
+                .map_err(invalid_scope)?;
+        }
+
+        let tls = match (self.tls, self.client_certs) {
+            (None, _) => return Err(ResourceServerError::new(K::MissingTls)),
+            (Some(Tls::Config(_)), Some(_)) => {
+                return Err(
+                    ResourceServerError::new(K::ConflictingOptions).with_message(
+                        "client_cert_mode and client_ca_file cannot change a ready tls_config: \
+                     set client certificates in the ServerConfig, or use tls_pem_files",
+                    ),
+                );
+            }
+            (Some(Tls::Config(config)), None) => config,
+            (Some(Tls::PemFiles { cert, key }), client_certs) => {
+                let mode = match client_certs {
+                    None => ClientCertMode::any_certificate(),
+                    Some(ClientCerts::Mode(mode)) => mode,
+                    Some(ClientCerts::CaFile(path)) => {
+                        let roots =
+                            crate::identity::root_store_from_pem_file(&path).map_err(|e| {
+                                ResourceServerError::new(K::ClientCa)
+                                    .at(&path)
+                                    .with_source(e)
+                            })?;
+                        ClientCertMode::trusted_roots(roots)
+                    }
+                };
+                // The verifier first, so that its failure is not blamed on
+                // the certificate files.
+                mode.verifier()
+                    .map_err(|e| ResourceServerError::new(K::ClientCa).with_source(e))?;
+                let config = ServerTlsConfig::new(mode)
+                    .build_from_pem_files(&cert, &key)
+                    .map_err(|e| tls_file_error(e, &cert, &key))?;
+                Arc::new(config)
+            }
+        };
+
+        let roots = match self.issuer_roots {
+            Some(IssuerRoots::Store(roots)) => roots,
+            Some(IssuerRoots::CaFile(path)) => Arc::new(
+                crate::identity::root_store_from_pem_file(&path).map_err(|e| {
+                    ResourceServerError::new(K::IssuerTls)
+                        .at(&path)
+                        .with_source(e)
+                })?,
+            ),
+            None => Arc::new(tls::platform_roots().ok_or_else(|| {
+                ResourceServerError::new(K::IssuerTls).with_message(
+                    "no platform root certificates found; trust the issuer with \
+                     issuer_root_store or issuer_root_ca_file",
+                )
+            })?),
+        };
+        let mut remote = jwks.root_store(roots);
+        if let Some(interval) = self.refresh_interval {
+            remote = remote.refresh_interval(interval);
+        }
+        if let Some(cooldown) = self.cooldown {
+            remote = remote.unknown_kid_cooldown(cooldown);
+        }
+        if let Some(timeout) = self.issuer_timeout {
+            remote = remote.timeout(timeout);
+        }
+
+        let mut validator = JwtValidator::builder().issuer(&issuer).jwks(remote);
+        for audience in self.audiences {
+            validator = validator.audience(audience);
+        }
+        if let Some(algorithms) = self.algorithms {
+            validator = validator.algorithms(algorithms);
+        }
+        if let Some(leeway) = self.leeway {
+            validator = validator.leeway(leeway);
+        }
+        let validator = validator
+            .build()
+            .map_err(|e| ResourceServerError::new(K::IssuerTls).with_source(e))?;
+
+        let mut layer = CnfValidationLayer::new(validator);
+        for scope in self.scopes {
+            layer = layer.try_required_scope(scope).map_err(invalid_scope)?;
+        }
+        if self.allow_unbound {
+            layer = layer.allow_unbound();
+        }
+        if self.terse {
+            layer = layer.terse();
+        }
+        Ok(ResourceServer {
+            issuer,
+            layer,
+            tls,
+            handshake_timeout: self.handshake_timeout,
+        })
+    }
+}
+
+/// A TLS error while reading the server's files, naming the file.
+fn tls_file_error(e: ServerTlsError, cert: &Path, key: &Path) -> ResourceServerError {
+    let path = match (e.path(), e.kind()) {
+        (Some(path), _) => path.to_owned(),
+        // Errors without a file are about the pair: name the key, which
+        // does not belong to the certificate.
+        (None, ServerTlsErrorKind::KeyMismatch) => key.to_owned(),
+        (None, _) => cert.to_owned(),
+    };
+    ResourceServerError::new(ResourceServerErrorKind::Tls)
+        .at(&path)
+        .with_source(e)
+}
+
+/// The error returned by [`ResourceServerBuilder::build`].
+///
+/// [`kind`](Self::kind) says what is wrong, [`path`](Self::path) which file
+/// it is about (for the file settings), and the source chain has the
+/// underlying error ([`ServerTlsError`], [`IdentityError`](crate::IdentityError),
+/// [`JwksError`](crate::validation::JwksError),
+/// [`InvalidScope`](crate::validation::InvalidScope)).
+pub struct ResourceServerError {
+    kind: ResourceServerErrorKind,
+    path: Option<PathBuf>,
+    message: Option<&'static str>,
+    source: Option<BoxError>,
+}
+
+/// What is wrong with a [`ResourceServerBuilder`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ResourceServerErrorKind {
+    /// No [`issuer`](ResourceServerBuilder::issuer).
+    MissingIssuer,
+    /// The issuer is not an `https://` URL without user info, query or
+    /// fragment.
+    InvalidIssuer,
+    /// No [`audience`](ResourceServerBuilder::audience).
+    MissingAudience,
+    /// An audience is empty (or blank).
+    EmptyAudience,
+    /// A [required scope](ResourceServerBuilder::required_scope) is not an
+    /// RFC 6749 scope token.
+    InvalidScope,
+    /// [`algorithms`](ResourceServerBuilder::algorithms) is empty.
+    NoAlgorithms,
+    /// Neither [`tls_pem_files`](ResourceServerBuilder::tls_pem_files) nor
+    /// [`tls_config`](ResourceServerBuilder::tls_config).
+    MissingTls,
+    /// The server's certificate or key file cannot be read or used (the
+    /// key does not belong to the certificate, ...); [`path`](ResourceServerError::path)
+    /// names the file.
+    Tls,
+    /// The [client CA file](ResourceServerBuilder::client_ca_file) cannot be
+    /// read or holds no certificate, or the client-certificate verifier
+    /// cannot be built.
+    ClientCa,
+    /// No trust for the issuer's HTTPS: the
+    /// [CA file](ResourceServerBuilder::issuer_root_ca_file) cannot be read,
+    /// the platform has no root certificates, or the HTTPS client cannot be
+    /// built.
+    IssuerTls,
+    /// Settings that do not go together.
+    ConflictingOptions,
+}
+
+impl ResourceServerError {
+    fn new(kind: ResourceServerErrorKind) -> Self {
+        Self {
+            kind,
+            path: None,
+            message: None,
+            source: None,
+        }
+    }
+
+    fn with_source(mut self, source: impl Into<BoxError>) -> Self {
+        self.source = Some(source.into());
+        self
+    }
+
+    fn with_message(mut self, message: &'static str) -> Self {
+        self.message = Some(message);
+        self
+    }
+
+    fn at(mut self, path: &Path) -> Self {
+        self.path = Some(path.to_owned());
+        self
+    }
+
+    /// What is wrong.
+    pub fn kind(&self) -> ResourceServerErrorKind {
+        self.kind
+    }
+
+    /// The file the error is about, if any.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+}
+
+impl fmt::Display for ResourceServerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use ResourceServerErrorKind as K;
+        f.write_str(match self.kind {
+            K::MissingIssuer => "an issuer is required (ResourceServerBuilder::issuer)",
+            K::InvalidIssuer => "invalid issuer",
+            K::MissingAudience => "an audience is required (ResourceServerBuilder::audience)",
+            K::EmptyAudience => "an audience must not be empty",
+            K::InvalidScope => "invalid required scope",
+            K::NoAlgorithms => "at least one signature algorithm must be allowed",
+            K::MissingTls => {
+                "the server's TLS certificate is required (ResourceServerBuilder::tls_pem_files or tls_config)"
+            }
+            K::Tls => "server TLS",
+            K::ClientCa => "client certificate trust",
+            K::IssuerTls => "trust for the issuer's HTTPS",
+            K::ConflictingOptions => "conflicting settings",
+        })?;
+        // A source about a file names it already.
+        if let (Some(path), None) = (&self.path, &self.source) {
+            write!(f, ": {}", path.display())?;
+        }
+        if let Some(message) = self.message {
+            write!(f, ": {message}")?;
+        }
+        if let Some(source) = &self.source {
+            write!(f, ": {source}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for ResourceServerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("ResourceServerError");
+        d.field("kind", &self.kind);
+        if let Some(path) = &self.path {
+            d.field("path", path);
+        }
+        if let Some(message) = self.message {
+            d.field("message", &message);
+        }
+        if let Some(source) = &self.source {
+            d.field("source", source);
+        }
+        d.finish()
+    }
+}
+
+impl std::error::Error for ResourceServerError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
