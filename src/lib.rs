@@ -14,6 +14,9 @@
 //!   credentials over mTLS, the per-certificate pool) from an issuer, a
 //!   client id and certificate files that are watched for renewal
 //!   ([`identity::ReloadingIdentity`]).
+//! - [`server::ResourceServer`]: the resource server, from an issuer URL
+//!   (keys found through discovery), an audience and TLS files, serving an
+//!   axum `Router` or any tower service behind [`CnfValidationLayer`].
 //!
 //! # The pieces
 //!

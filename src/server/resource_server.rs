@@ -73,14 +73,9 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 #[cfg_attr(all(feature = "axum", feature = "test-util"), doc = "```")]
 #[cfg_attr(not(all(feature = "axum", feature = "test-util")), doc = "```ignore")]
 /// use axum::{Router, routing::get};
-/// use bytes::Bytes;
-/// use http::{Request, StatusCode};
-/// use http_body_util::{BodyExt, Empty};
-/// use tower::ServiceExt;
-/// use tower_token_binding::TokenBindingLayer;
-/// use tower_token_binding::pool::MtlsClientPool;
+/// use http::StatusCode;
+/// use tower_token_binding::BoundClient;
 /// use tower_token_binding::server::ResourceServer;
-/// use tower_token_binding::source::ClientCredentials;
 /// use tower_token_binding::test_util::{TestIssuer, TestPki};
 /// use tower_token_binding::validation::VerifiedToken;
 ///
@@ -110,21 +105,17 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// );
 ///
 /// // The client: tokens bound to its certificate, sent over connections that present it.
-/// let identity = TestPki::self_signed_client("svc.example")?.identity()?;
-/// let source = ClientCredentials::builder()
+/// let client = BoundClient::builder()
 ///     .issuer(issuer.issuer())
 ///     .client_id("svc")
-///     .self_signed_tls_client_auth(identity)
+///     .self_signed_tls_client_auth()
+///     .identity(TestPki::self_signed_client("svc.example")?.identity()?)
 ///     .root_store(pki.root_store())
 ///     .build()?;
-/// let pool: MtlsClientPool<Empty<Bytes>> = MtlsClientPool::builder()
-///     .root_store(pki.root_store())
-///     .build()?;
-/// let client = TokenBindingLayer::bound(source).layer(pool);
 ///
-/// let response = client.oneshot(Request::get(url).body(Empty::new())?).await?;
+/// let response = client.get(&url).await?;
 /// assert_eq!(response.status(), StatusCode::OK);
-/// assert_eq!(response.into_body().collect().await?.to_bytes(), "hello svc");
+/// assert_eq!(response.body(), "hello svc");
 /// assert_eq!(issuer.jwks_fetches(), 1);
 ///
 /// stop.send(()).unwrap();
@@ -132,7 +123,6 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// # Ok(())
 /// # }
 /// # use std::future::IntoFuture as _;
-/// # use tower::Layer as _;
 /// ```
 #[derive(Clone)]
 pub struct ResourceServer {
