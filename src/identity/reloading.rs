@@ -1,7 +1,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -59,8 +59,10 @@ struct Shared {
     key_path: PathBuf,
     interval: Duration,
     identity: watch::Sender<ClientIdentity>,
-    /// A digest of the contents last examined, good or bad.
-    seen: Mutex<[u8; 32]>,
+    /// A digest of the contents last examined, good or bad. Held for a
+    /// whole check, so that two checks (the poller and `reload_now`) never
+    /// interleave and a stale read cannot put back an older pair.
+    seen: tokio::sync::Mutex<[u8; 32]>,
     polling: AtomicBool,
     reloads: AtomicU64,
     refused: AtomicU64,
@@ -111,7 +113,7 @@ impl ReloadingIdentityBuilder {
         let identity = super::from_pem_pair(&self.cert_path, &self.key_path, &cert_pem, &key_pem)?;
         let shared = Arc::new(Shared {
             identity: watch::Sender::new(identity),
-            seen: Mutex::new(digest(&cert_pem, &key_pem)),
+            seen: tokio::sync::Mutex::new(digest(&cert_pem, &key_pem)),
             cert_path: self.cert_path,
             key_path: self.key_path,
             interval: self.interval,
@@ -230,19 +232,23 @@ async fn poll(shared: Weak<Shared>, interval: Duration) {
 
 impl Shared {
     async fn check(self: &Arc<Self>) -> Reload {
+        let mut seen = self.seen.lock().await;
         let (cert_path, key_path) = (self.cert_path.clone(), self.key_path.clone());
         let read = tokio::task::spawn_blocking(move || read_pair(&cert_path, &key_path)).await;
         let (cert_pem, key_pem) = match read {
             Ok(Ok(pair)) => pair,
-            Ok(Err(e)) => return self.refuse(e, true),
+            Ok(Err(e)) => {
+                // Warned about once per distinct error.
+                let fresh = first_sight(&mut seen, digest(e.to_string().as_bytes(), b"unreadable"));
+                return self.refuse(e, fresh);
+            }
             Err(join) => {
                 // The blocking pool is shutting down: nothing to do.
                 tracing::debug!(error = %join, "identity files not read");
                 return Reload::Unchanged;
             }
         };
-        let seen = digest(&cert_pem, &key_pem);
-        if !self.first_sight(seen) {
+        if !first_sight(&mut seen, digest(&cert_pem, &key_pem)) {
             return Reload::Unchanged;
         }
         match super::from_pem_pair(&self.cert_path, &self.key_path, &cert_pem, &key_pem) {
@@ -262,25 +268,12 @@ impl Shared {
                 );
                 Reload::Reloaded(identity)
             }
-            Err(e) => self.refuse(e, false),
+            // Warned about once per contents: they are recorded as seen.
+            Err(e) => self.refuse(e, true),
         }
     }
 
-    /// Records `digest` as examined; false if it already was.
-    fn first_sight(&self, digest: [u8; 32]) -> bool {
-        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        if *seen == digest {
-            return false;
-        }
-        *seen = digest;
-        true
-    }
-
-    fn refuse(&self, error: IdentityError, unreadable: bool) -> Reload {
-        // `check` recorded a bad pair's contents as seen, so it is warned
-        // about once; an unreadable file, once per distinct error.
-        let fresh =
-            !unreadable || self.first_sight(digest(error.to_string().as_bytes(), b"unreadable"));
+    fn refuse(&self, error: IdentityError, fresh: bool) -> Reload {
         if fresh {
             self.refused.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(
@@ -291,6 +284,15 @@ impl Shared {
         }
         Reload::Refused(error)
     }
+}
+
+/// Records `digest` as examined; false if it already was.
+fn first_sight(seen: &mut [u8; 32], digest: [u8; 32]) -> bool {
+    if *seen == digest {
+        return false;
+    }
+    *seen = digest;
+    true
 }
 
 fn read_pair(cert_path: &Path, key_path: &Path) -> Result<(Vec<u8>, Vec<u8>), IdentityError> {
