@@ -362,7 +362,7 @@ impl BoundClientBuilder {
             .build::<B>()
             .map_err(|e| build_pool("API").with_source(e))?;
 
-        let cache = if self.scheme == Scheme::MtlsOnly && self.token_source.is_none() {
+        let cache = if self.scheme == Scheme::MtlsOnly {
             None
         } else if let Some(source) = self.token_source {
             Some(source(self.cache))
