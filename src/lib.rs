@@ -87,6 +87,8 @@ pub mod cnf;
 #[cfg(any(feature = "client", feature = "server"))]
 mod discovery;
 pub mod identity;
+#[cfg(feature = "server")]
+mod json;
 pub mod thumbprint;
 mod tls;
 

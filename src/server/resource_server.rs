@@ -16,7 +16,9 @@ use tower::Service;
 
 use super::{ClientCertMode, Serve, ServerTlsConfig, ServerTlsError, ServerTlsErrorKind};
 use crate::tls;
-use crate::validation::{CnfValidation, CnfValidationLayer, JwksSource, JwtValidator};
+use crate::validation::{
+    CnfValidation, CnfValidationLayer, JwksSource, JwtValidator, RELAXABLE_CLAIMS,
+};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -211,6 +213,7 @@ impl ResourceServer {
 /// | [`allow_unbound`](Self::allow_unbound) | bound tokens only |
 /// | [`algorithms`](Self::algorithms) | every asymmetric algorithm |
 /// | [`leeway`](Self::leeway) | 30 s |
+/// | [`allow_missing_claims`](Self::allow_missing_claims) | every RFC 9068 claim required |
 /// | [`issuer_root_store`](Self::issuer_root_store), [`issuer_root_ca_file`](Self::issuer_root_ca_file) | the platform's roots |
 /// | [`jwks_refresh_interval`](Self::jwks_refresh_interval) | 5 min |
 /// | [`jwks_unknown_kid_cooldown`](Self::jwks_unknown_kid_cooldown) | 10 s |
@@ -231,6 +234,7 @@ pub struct ResourceServerBuilder {
     allow_unbound: bool,
     algorithms: Option<Vec<Algorithm>>,
     leeway: Option<Duration>,
+    allow_missing: Vec<String>,
     issuer_roots: Option<IssuerRoots>,
     refresh_interval: Option<Duration>,
     cooldown: Option<Duration>,
@@ -366,6 +370,21 @@ impl ResourceServerBuilder {
         self
     }
 
+    /// Accepts tokens without some of the claims RFC 9068 requires (`sub`,
+    /// `client_id`, `iat`, `jti`); see
+    /// [`JwtValidatorBuilder::allow_missing_claims`](crate::validation::JwtValidatorBuilder::allow_missing_claims).
+    /// Adds to earlier calls; any other name is an error from
+    /// [`build`](Self::build).
+    pub fn allow_missing_claims<I>(mut self, claims: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        self.allow_missing
+            .extend(claims.into_iter().map(Into::into));
+        self
+    }
+
     /// Trusts `roots` for the issuer's HTTPS certificate (metadata and JWKS),
     /// instead of the platform's root certificates.
     pub fn issuer_root_store(mut self, roots: impl Into<Arc<RootCertStore>>) -> Self {
@@ -434,6 +453,18 @@ impl ResourceServerBuilder {
         }
         if self.algorithms.as_ref().is_some_and(Vec::is_empty) {
             return Err(ResourceServerError::new(K::NoAlgorithms));
+        }
+        if let Some(name) = self
+            .allow_missing
+            .iter()
+            .find(|name| !RELAXABLE_CLAIMS.contains(&name.as_str()))
+        {
+            return Err(
+                ResourceServerError::new(K::ClaimAlwaysRequired).with_source(format!(
+                    "{name:?} cannot be allowed to be missing; only {} can",
+                    RELAXABLE_CLAIMS.join(", ")
+                )),
+            );
         }
 
         let invalid_scope = |e| ResourceServerError::new(K::InvalidScope).with_source(e);
@@ -519,6 +550,7 @@ impl ResourceServerBuilder {
             validator = validator.leeway(leeway);
         }
         let validator = validator
+            .allow_missing_claims(self.allow_missing)
             .build()
             .map_err(|e| ResourceServerError::new(K::IssuerTls).with_source(e))?;
 
@@ -587,6 +619,10 @@ pub enum ResourceServerErrorKind {
     InvalidScope,
     /// [`algorithms`](ResourceServerBuilder::algorithms) is empty.
     NoAlgorithms,
+    /// [`allow_missing_claims`](ResourceServerBuilder::allow_missing_claims)
+    /// names a claim that is always required (`iss`, `aud`, `exp`) or one
+    /// it does not know; see [`RELAXABLE_CLAIMS`].
+    ClaimAlwaysRequired,
     /// Neither [`tls_pem_files`](ResourceServerBuilder::tls_pem_files) nor
     /// [`tls_config`](ResourceServerBuilder::tls_config).
     MissingTls,
@@ -653,6 +689,7 @@ impl fmt::Display for ResourceServerError {
             K::EmptyAudience => "an audience must not be empty",
             K::InvalidScope => "invalid required scope",
             K::NoAlgorithms => "at least one signature algorithm must be allowed",
+            K::ClaimAlwaysRequired => "a claim that cannot be allowed to be missing",
             K::MissingTls => {
                 "the server's TLS certificate is required (ResourceServerBuilder::tls_pem_files or tls_config)"
             }

@@ -370,6 +370,26 @@ impl TestIssuer {
     pub fn sign_with_header(&self, header: &Header, claims: &Value) -> Result<String, Error> {
         self.state.read_keys().current.sign(header, claims)
     }
+
+    /// Signs the JSON texts `header` and `payload` exactly as given (ES256,
+    /// current key), for tokens no serializer would write: a member named
+    /// twice, escapes, odd spacing. `header` should name `"alg":"ES256"` and
+    /// the [current kid](Self::current_kid) for the signature to verify.
+    pub fn sign_raw(&self, header: &str, payload: &str) -> Result<String, Error> {
+        let signing_input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header),
+            URL_SAFE_NO_PAD.encode(payload)
+        );
+        let keys = self.state.read_keys();
+        let signature = jsonwebtoken::crypto::sign(
+            signing_input.as_bytes(),
+            &keys.current.encoding,
+            Algorithm::ES256,
+        )
+        .map_err(|e| Error::new("cannot sign the token", e))?;
+        Ok(format!("{signing_input}.{signature}"))
+    }
 }
 
 struct State {

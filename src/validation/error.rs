@@ -1,3 +1,4 @@
+use std::borrow::Cow;
 use std::fmt;
 
 /// Why an access token was not accepted by a [`ValidateToken`](super::ValidateToken).
@@ -8,6 +9,7 @@ use std::fmt;
 #[derive(Debug, Clone)]
 pub struct TokenError {
     kind: TokenErrorKind,
+    claim: Option<&'static str>,
     detail: Option<String>,
 }
 
@@ -33,8 +35,13 @@ pub enum TokenErrorKind {
     Expired,
     /// `nbf` is still in the future (beyond the leeway).
     NotYetValid,
-    /// A required claim is missing or has the wrong type.
+    /// A required claim is missing or has the wrong type;
+    /// [`TokenError::claim`] names it.
     MissingClaim,
+    /// The JWT header or payload names a JSON member twice (two `cnf`, two
+    /// `alg`, two `x5t#S256` inside `cnf`, ...). Parsers disagree on which
+    /// one counts, so such a token is refused before anything else is read.
+    DuplicateMember,
     /// `cnf` is present but malformed.
     InvalidConfirmation,
     /// No keys could be loaded to check tokens with (the JWKS endpoint is
@@ -47,7 +54,21 @@ pub enum TokenErrorKind {
 impl TokenError {
     /// A token error of `kind`.
     pub fn new(kind: TokenErrorKind) -> Self {
-        Self { kind, detail: None }
+        Self {
+            kind,
+            claim: None,
+            detail: None,
+        }
+    }
+
+    /// A [`TokenErrorKind::MissingClaim`] error naming `claim`, which is
+    /// absent or of the wrong type. The name goes into `error_description`.
+    pub fn missing_claim(claim: &'static str) -> Self {
+        Self {
+            kind: TokenErrorKind::MissingClaim,
+            claim: Some(claim),
+            detail: None,
+        }
     }
 
     /// A token error of `kind` with a detail for logs and `Display` (never
@@ -55,8 +76,13 @@ impl TokenError {
     pub fn with_detail(kind: TokenErrorKind, detail: impl Into<String>) -> Self {
         Self {
             kind,
+            claim: None,
             detail: Some(detail.into()),
         }
+    }
+
+    pub(crate) fn set_detail(&mut self, detail: String) {
+        self.detail = Some(detail);
     }
 
     /// What was wrong.
@@ -64,10 +90,19 @@ impl TokenError {
         self.kind
     }
 
-    /// The fixed, client-safe description of the kind, as sent in
-    /// `error_description`.
-    pub fn description(&self) -> &'static str {
-        self.kind.description()
+    /// The claim that is missing or malformed, for
+    /// [`TokenErrorKind::MissingClaim`].
+    pub fn claim(&self) -> Option<&str> {
+        self.claim
+    }
+
+    /// The client-safe description, as sent in `error_description`: fixed
+    /// per kind, naming the claim for a missing one.
+    pub fn description(&self) -> Cow<'static, str> {
+        match self.claim {
+            Some(claim) => Cow::Owned(format!("the access token lacks a valid {claim} claim")),
+            None => Cow::Borrowed(self.kind.description()),
+        }
     }
 }
 
@@ -84,6 +119,7 @@ impl TokenErrorKind {
             Self::Expired => "the access token has expired",
             Self::NotYetValid => "the access token is not valid yet",
             Self::MissingClaim => "the access token lacks a required claim",
+            Self::DuplicateMember => "the access token names a JSON member twice",
             Self::InvalidConfirmation => "the access token cnf claim is malformed",
             Self::KeysUnavailable => "the token signing keys are unavailable",
             Self::Other => "the access token is invalid",
@@ -93,7 +129,7 @@ impl TokenErrorKind {
 
 impl fmt::Display for TokenError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.description())?;
+        f.write_str(&self.description())?;
         if let Some(detail) = &self.detail {
             write!(f, " ({detail})")?;
         }

@@ -5,6 +5,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::errors::ErrorKind as JwtErrorKind;
 use jsonwebtoken::{Algorithm, Validation, decode, decode_header};
 use serde_json::{Map, Value};
@@ -12,6 +14,7 @@ use serde_json::{Map, Value};
 use super::cache::{TokenDigest, VerifiedCache, digest};
 use super::jwks::{JwksError, JwksSource, KeySet, Keys};
 use super::{TokenError, TokenErrorKind, ValidateToken, VerifiedToken};
+use crate::json::{StrictJsonError, check_no_duplicate_members};
 
 /// The asymmetric algorithms allowed by default.
 const DEFAULT_ALGORITHMS: &[Algorithm] = &[
@@ -26,17 +29,39 @@ const DEFAULT_ALGORITHMS: &[Algorithm] = &[
     Algorithm::EdDSA,
 ];
 
+/// The claims RFC 9068 section 2.2 requires that a validator may be told to
+/// do without ([`JwtValidatorBuilder::allow_missing_claims`]). `iss`, `aud`
+/// and `exp` are always required: without them a token is not tied to an
+/// issuer, a resource or a lifetime.
+pub const RELAXABLE_CLAIMS: &[&str] = &["sub", "client_id", "iat", "jti"];
+
 /// Validates RFC 9068 JWT access tokens with jsonwebtoken: the default
 /// [`ValidateToken`].
 ///
-/// Checks, in this order: the JWT shape; `typ` is `at+jwt` or
-/// `application/at+jwt`; `alg` is allowed (asymmetric only by default, so
-/// `none` and HMAC-with-a-public-key never pass); a key with the token's
-/// `kid` and algorithm is in the key set (an unknown `kid` refetches a remote
-/// JWKS, at most once per cooldown); the signature; `iss`; `aud`; `exp` and
-/// `nbf` with a leeway (default 30 s); `sub` is present; `cnf`, if present, is
-/// well-formed. Whether `cnf` matches the client certificate is the layer's
-/// check, on every request.
+/// Strict by default. Checks, in this order:
+///
+/// 1. the JWT shape, and that neither the header nor the payload names a
+///    JSON member twice, at any depth (two `alg`, two `cnf`, two `x5t#S256`
+///    inside `cnf`): parsers disagree on which one counts, so such a token
+///    is refused before anything else is read;
+/// 2. `typ` is `at+jwt` or `application/at+jwt` (RFC 9068 section 4);
+/// 3. `alg` is allowed (asymmetric only by default, so `none` and
+///    HMAC-with-a-public-key never pass);
+/// 4. a key with the token's `kid` and algorithm is in the key set (an
+///    unknown `kid` refetches a remote JWKS, at most once per cooldown);
+/// 5. the signature;
+/// 6. `iss` (exactly, a string), `aud`, `exp` and `nbf` with a leeway
+///    (default 30 s);
+/// 7. the other claims RFC 9068 section 2.2 requires: `sub`, `client_id`,
+///    `jti` (non-empty strings) and `iat` (a number, not in the future
+///    beyond the leeway). An issuer that leaves some out can be accepted
+///    with [`allow_missing_claims`](JwtValidatorBuilder::allow_missing_claims),
+///    naming each one; a claim that is present is checked all the same;
+/// 8. `cnf`, if present, is well-formed.
+///
+/// A missing claim is answered `401 invalid_token` with an
+/// `error_description` that names it. Whether `cnf` matches the client
+/// certificate is the layer's check, on every request.
 ///
 /// Verified tokens are remembered (keyed by a SHA-256 digest of the whole
 /// token, bounded, until the token's `exp`, forgotten when the key set
@@ -63,6 +88,8 @@ struct Inner {
     /// One prepared `Validation` per allowed algorithm.
     validations: Vec<(Algorithm, Validation)>,
     leeway: u64,
+    /// The relaxable claims that are required all the same.
+    required: Vec<&'static str>,
     cache: VerifiedCache,
 }
 
@@ -79,6 +106,7 @@ impl fmt::Debug for JwtValidator {
                     .collect::<Vec<_>>(),
             )
             .field("leeway", &self.inner.leeway)
+            .field("required", &self.inner.required)
             .finish_non_exhaustive()
     }
 }
@@ -91,6 +119,7 @@ pub struct JwtValidatorBuilder {
     jwks: Option<JwksSource>,
     algorithms: Vec<Algorithm>,
     leeway: Duration,
+    allow_missing: Vec<String>,
     cache_capacity: usize,
 }
 
@@ -103,6 +132,7 @@ impl JwtValidator {
             jwks: None,
             algorithms: DEFAULT_ALGORITHMS.to_vec(),
             leeway: Duration::from_secs(30),
+            allow_missing: Vec::new(),
             cache_capacity: 10_000,
         }
     }
@@ -161,6 +191,7 @@ impl JwtValidator {
     /// Checks `token` against `keys`.
     fn verify(&self, token: &str, keys: &KeySet) -> Result<VerifiedToken, TokenError> {
         use TokenErrorKind as K;
+        refuse_duplicate_members(token)?;
         let header = decode_header(token)
             .map_err(|e| TokenError::with_detail(K::Malformed, e.to_string()))?;
         let typ_ok = header.typ.as_deref().is_some_and(|t| {
@@ -184,17 +215,75 @@ impl JwtValidator {
             .find(header.kid.as_deref(), header.alg)
             .ok_or_else(|| TokenError::new(K::UnknownKey))?;
         let data = decode::<Map<String, Value>>(token, key, validation).map_err(map_jwt_error)?;
-        // RFC 7519: `iss` and `sub` are strings. jsonwebtoken would take an
-        // `iss` array that merely contains ours.
-        if !data.claims.get("iss").is_some_and(Value::is_string) {
-            return Err(TokenError::new(K::WrongIssuer));
-        }
-        if !data.claims.get("sub").is_some_and(Value::is_string) {
-            return Err(TokenError::new(K::MissingClaim));
-        }
+        self.check_claims(&data.claims)?;
         VerifiedToken::from_claims(data.claims)
             .map_err(|e| TokenError::with_detail(K::InvalidConfirmation, e.to_string()))
     }
+
+    /// RFC 9068 section 2.2, beyond what jsonwebtoken checks.
+    fn check_claims(&self, claims: &Map<String, Value>) -> Result<(), TokenError> {
+        // RFC 7519: `iss` is a string. jsonwebtoken would take an `iss`
+        // array that merely contains ours.
+        if !claims.get("iss").is_some_and(Value::is_string) {
+            return Err(TokenError::new(TokenErrorKind::WrongIssuer));
+        }
+        for &name in RELAXABLE_CLAIMS {
+            match claims.get(name) {
+                Some(value) if well_typed(name, value) => {}
+                // Present but malformed: refused even where it may be missing.
+                Some(_) => return Err(TokenError::missing_claim(name)),
+                None if self.inner.required.contains(&name) => {
+                    return Err(TokenError::missing_claim(name));
+                }
+                None => {}
+            }
+        }
+        let iat = claims.get("iat").and_then(Value::as_f64);
+        if iat.is_some_and(|iat| iat > now().saturating_add(self.inner.leeway) as f64) {
+            return Err(TokenError::with_detail(
+                TokenErrorKind::NotYetValid,
+                "iat is in the future",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The type RFC 9068 section 2.2 gives each relaxable claim.
+fn well_typed(name: &str, value: &Value) -> bool {
+    match name {
+        "iat" => value.is_number(),
+        _ => value.as_str().is_some_and(|s| !s.is_empty()),
+    }
+}
+
+/// Step 1: three segments, and no JSON member named twice in the header or
+/// the payload.
+fn refuse_duplicate_members(token: &str) -> Result<(), TokenError> {
+    use TokenErrorKind as K;
+    let mut segments = token.split('.');
+    let (Some(header), Some(payload), Some(_), None) = (
+        segments.next(),
+        segments.next(),
+        segments.next(),
+        segments.next(),
+    ) else {
+        return Err(TokenError::with_detail(K::Malformed, "not three segments"));
+    };
+    for (part, segment) in [("header", header), ("payload", payload)] {
+        let json = URL_SAFE_NO_PAD
+            .decode(segment)
+            .map_err(|e| TokenError::with_detail(K::Malformed, format!("{part}: {e}")))?;
+        check_no_duplicate_members(&json).map_err(|e| match e {
+            StrictJsonError::DuplicateMember(name) => {
+                TokenError::with_detail(K::DuplicateMember, format!("{part}: {name:?} twice"))
+            }
+            StrictJsonError::Malformed(e) => {
+                TokenError::with_detail(K::Malformed, format!("{part}: {e}"))
+            }
+        })?;
+    }
+    Ok(())
 }
 
 fn map_jwt_error(e: jsonwebtoken::errors::Error) -> TokenError {
@@ -209,8 +298,17 @@ fn map_jwt_error(e: jsonwebtoken::errors::Error) -> TokenError {
         JwtErrorKind::ImmatureSignature => K::NotYetValid,
         JwtErrorKind::InvalidIssuer => K::WrongIssuer,
         JwtErrorKind::InvalidAudience => K::WrongAudience,
-        JwtErrorKind::MissingRequiredClaim(_) | JwtErrorKind::InvalidClaimFormat(_) => {
-            K::MissingClaim
+        JwtErrorKind::MissingRequiredClaim(name) | JwtErrorKind::InvalidClaimFormat(name) => {
+            let mut error = match name.as_str() {
+                "exp" => TokenError::missing_claim("exp"),
+                "iss" => TokenError::missing_claim("iss"),
+                "aud" => TokenError::missing_claim("aud"),
+                "nbf" => TokenError::missing_claim("nbf"),
+                "sub" => TokenError::missing_claim("sub"),
+                _ => TokenError::new(K::MissingClaim),
+            };
+            error.set_detail(e.to_string());
+            return error;
         }
         JwtErrorKind::InvalidAlgorithm
         | JwtErrorKind::UnsupportedAlgorithm
@@ -265,6 +363,46 @@ impl JwtValidatorBuilder {
         self
     }
 
+    /// Accepts tokens that lack some of the claims RFC 9068 section 2.2
+    /// requires, for issuers that leave them out; each must be one of
+    /// [`RELAXABLE_CLAIMS`] (`sub`, `client_id`, `iat`, `jti`), anything else
+    /// is an error from [`build`](Self::build). Adds to earlier calls.
+    ///
+    /// A claim allowed to be missing is still checked when present. Microsoft
+    /// Entra access tokens, for example, carry `azp` or `appid` instead of
+    /// `client_id` and `uti` instead of `jti`:
+    ///
+    /// ```
+    /// use tower_token_binding::validation::{JwksSource, JwtValidator};
+    ///
+    /// let validator = JwtValidator::builder()
+    ///     .issuer("https://login.microsoftonline.com/tenant/v2.0")
+    ///     .audience("api://orders")
+    ///     .jwks(JwksSource::remote("https://login.microsoftonline.com/tenant/discovery/v2.0/keys").unwrap())
+    ///     .allow_missing_claims(["client_id", "jti"])
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = validator;
+    ///
+    /// // `exp` cannot be done without.
+    /// let refused = JwtValidator::builder()
+    ///     .issuer("https://issuer.example")
+    ///     .audience("https://api.example")
+    ///     .jwks(JwksSource::remote("https://issuer.example/jwks").unwrap())
+    ///     .allow_missing_claims(["exp"])
+    ///     .build();
+    /// assert!(refused.is_err());
+    /// ```
+    pub fn allow_missing_claims<I>(mut self, claims: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        self.allow_missing
+            .extend(claims.into_iter().map(Into::into));
+        self
+    }
+
     /// How many verified tokens to remember. Default 10 000; 0 turns the
     /// cache off.
     pub fn cache_capacity(mut self, capacity: usize) -> Self {
@@ -290,6 +428,22 @@ impl JwtValidatorBuilder {
                 "JwtValidator needs at least one algorithm",
             ));
         }
+        if let Some(name) = self
+            .allow_missing
+            .iter()
+            .find(|name| !RELAXABLE_CLAIMS.contains(&name.as_str()))
+        {
+            return Err(JwksError::config(format!(
+                "JwtValidator cannot accept tokens without {name:?}: only {} may be allowed \
+                 to be missing (iss, aud and exp are always required)",
+                RELAXABLE_CLAIMS.join(", ")
+            )));
+        }
+        let required = RELAXABLE_CLAIMS
+            .iter()
+            .copied()
+            .filter(|claim| !self.allow_missing.iter().any(|name| name == claim))
+            .collect();
         let leeway = self.leeway.as_secs();
         let validations = self
             .algorithms
@@ -298,7 +452,8 @@ impl JwtValidatorBuilder {
                 let mut v = Validation::new(alg);
                 v.set_issuer(&[&issuer]);
                 v.set_audience(&self.audiences);
-                v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+                // `sub` is checked with the other relaxable claims.
+                v.set_required_spec_claims(&["exp", "iss", "aud"]);
                 v.leeway = leeway;
                 v.validate_exp = true;
                 v.validate_nbf = true;
@@ -310,6 +465,7 @@ impl JwtValidatorBuilder {
                 keys: jwks.into_keys()?,
                 validations,
                 leeway,
+                required,
                 cache: VerifiedCache::new(self.cache_capacity),
             }),
         })

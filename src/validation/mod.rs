@@ -105,7 +105,7 @@ pub use error::{TokenError, TokenErrorKind};
 pub use extract::MissingVerifiedToken;
 pub use future::ResponseFuture;
 pub use jwks::{JwksError, JwksSource, RemoteJwks};
-pub use jwt::{JwtFuture, JwtValidator, JwtValidatorBuilder};
+pub use jwt::{JwtFuture, JwtValidator, JwtValidatorBuilder, RELAXABLE_CLAIMS};
 pub use layer::{CnfValidationLayer, InvalidScope};
 pub use rejection::{Rejection, RejectionKind};
 pub use service::CnfValidation;

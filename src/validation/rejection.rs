@@ -1,3 +1,4 @@
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
@@ -46,9 +47,9 @@ pub enum RejectionKind {
     /// The token is bound to another certificate than the request's:
     /// `401 invalid_token`.
     CertificateMismatch,
-    /// The token's `cnf` binds it to something other than a certificate
-    /// (for example a DPoP key), which this server cannot check:
-    /// `401 invalid_token`.
+    /// The token's `cnf` has no `x5t#S256`: it binds the token to something
+    /// other than a certificate (for example a DPoP key), which this server
+    /// cannot check: `401 invalid_token`.
     UnsupportedConfirmation,
     /// The token is not bound, and binding is required: `401 invalid_token`.
     UnboundToken,
@@ -108,7 +109,9 @@ impl RejectionKind {
         }
     }
 
-    /// The `error_description` sent unless the layer is terse.
+    /// The `error_description` sent unless the layer is terse (for
+    /// [`InvalidToken`](Self::InvalidToken), [`Rejection::description`] can
+    /// say more, such as which claim is missing).
     pub fn description(self) -> &'static str {
         match self {
             Self::MissingCredentials => "no access token",
@@ -123,7 +126,7 @@ impl RejectionKind {
                 "the access token is bound to a different client certificate"
             }
             Self::UnsupportedConfirmation => {
-                "the access token is bound to a key this server cannot check"
+                "the access token cnf claim has no x5t#S256 certificate thumbprint"
             }
             Self::UnboundToken => "the access token is not certificate-bound",
             Self::InsufficientScope => "the access token lacks a required scope",
@@ -168,6 +171,16 @@ impl Rejection {
         self.inner.token_error.as_ref()
     }
 
+    /// The `error_description` sent unless the layer is terse: the
+    /// validator's [description](TokenError::description) for an invalid
+    /// token (naming a missing claim), the kind's otherwise.
+    pub fn description(&self) -> Cow<'static, str> {
+        match &self.inner.token_error {
+            Some(e) => e.description(),
+            None => Cow::Borrowed(self.inner.kind.description()),
+        }
+    }
+
     /// The RFC 6750 response: status, `WWW-Authenticate` challenge (with
     /// `error_description` unless `terse`, and `scope` for
     /// `insufficient_scope`), `Cache-Control: no-store`, an empty body, and
@@ -177,7 +190,8 @@ impl Rejection {
         let mut response = Response::new(B::default());
         *response.status_mut() = kind.status();
         if kind != RejectionKind::KeysUnavailable {
-            let challenge = challenge(self.inner.scheme, kind, terse, scope);
+            let description = (!terse).then(|| self.description());
+            let challenge = challenge(self.inner.scheme, kind, description.as_deref(), scope);
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, challenge);
@@ -190,15 +204,20 @@ impl Rejection {
     }
 }
 
-fn challenge(scheme: Scheme, kind: RejectionKind, terse: bool, scope: Option<&str>) -> HeaderValue {
+fn challenge(
+    scheme: Scheme,
+    kind: RejectionKind,
+    description: Option<&str>,
+    scope: Option<&str>,
+) -> HeaderValue {
     let mut value = String::from(scheme.word());
     if let Some(code) = kind.error_code() {
         value.push_str(" error=\"");
         value.push_str(code);
         value.push('"');
-        if !terse {
+        if let Some(description) = description {
             value.push_str(", error_description=\"");
-            push_quoted(&mut value, kind.description());
+            push_quoted(&mut value, description);
             value.push('"');
         }
         if let (RejectionKind::InsufficientScope, Some(scope)) = (kind, scope) {
@@ -207,18 +226,23 @@ fn challenge(scheme: Scheme, kind: RejectionKind, terse: bool, scope: Option<&st
             value.push('"');
         }
     }
-    // Everything above is printable ASCII: the descriptions are ours and
-    // scopes were checked by `CnfValidationLayer::try_required_scope`.
+    // Everything above is printable ASCII: `push_quoted` sees to it.
     HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("Bearer"))
 }
 
-/// Escapes for an RFC 7230 quoted-string.
+/// Escapes for an RFC 7230 quoted-string. RFC 6750 allows only printable
+/// ASCII in `error_description` and `scope`; anything else (a custom
+/// validator's claim name, say) becomes `?`.
 fn push_quoted(out: &mut String, text: &str) {
     for c in text.chars() {
         if c == '"' || c == '\\' {
             out.push('\\');
         }
-        out.push(c);
+        out.push(if c == ' ' || c.is_ascii_graphic() {
+            c
+        } else {
+            '?'
+        });
     }
 }
 
@@ -238,6 +262,8 @@ impl fmt::Display for Rejection {
         match &self.inner.token_error {
             Some(e) => write!(f, "{e}"),
             None => f.write_str(self.inner.kind.description()),
+            // (`description` adds nothing here: `TokenError`'s `Display`
+            // already names the claim.)
         }
     }
 }
@@ -288,6 +314,22 @@ mod tests {
             www(pop, true, None)
                 .unwrap()
                 .starts_with("mtls_pop error=\"invalid_token\"")
+        );
+    }
+
+    #[test]
+    fn a_missing_claim_is_named_and_descriptions_stay_ascii() {
+        let missing = Rejection::token(TokenError::missing_claim("jti"), Scheme::Bearer);
+        assert_eq!(
+            www(missing, false, None).unwrap(),
+            "Bearer error=\"invalid_token\", error_description=\"the access token lacks a valid jti claim\""
+        );
+        let odd = Rejection::token(TokenError::missing_claim("caf\u{e9}\n"), Scheme::Bearer);
+        assert!(www(odd, false, None).unwrap().contains("valid caf?? claim"));
+        let terse = Rejection::token(TokenError::missing_claim("jti"), Scheme::Bearer);
+        assert_eq!(
+            www(terse, true, None).unwrap(),
+            "Bearer error=\"invalid_token\""
         );
     }
 }
