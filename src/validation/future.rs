@@ -37,6 +37,11 @@ pin_project! {
             settings: Arc<Settings>,
             scheme: Scheme,
         },
+        /// The token passed: waiting for the inner service to be ready.
+        Authorized {
+            request: Option<Request<ReqBody>>,
+            inner: S,
+        },
         Calling {
             #[pin]
             future: S::Future,
@@ -98,8 +103,7 @@ where
                     scheme,
                 } => {
                     let result = ready!(validation.poll(cx));
-                    let (Some(mut request), Some(mut inner)) = (request.take(), inner.take())
-                    else {
+                    let (Some(mut request), Some(inner)) = (request.take(), inner.take()) else {
                         // Only reachable when polled again after completion.
                         let rejection = Rejection::new(RejectionKind::MissingCredentials, *scheme);
                         return Poll::Ready(Ok(rejection.into_response(true, None)));
@@ -116,8 +120,10 @@ where
                     match verdict {
                         Ok(token) => {
                             request.extensions_mut().insert(token);
-                            let future = inner.call(request);
-                            this.state.set(State::Calling { future });
+                            this.state.set(State::Authorized {
+                                request: Some(request),
+                                inner,
+                            });
                         }
                         Err(rejection) => {
                             tracing::debug!(
@@ -129,6 +135,17 @@ where
                                 .into_response(settings.terse, settings.scope_param.as_deref())));
                         }
                     }
+                }
+                StateProj::Authorized { request, inner } => {
+                    ready!(inner.poll_ready(cx))?;
+                    let Some(request) = request.take() else {
+                        // Only reachable when polled again after completion.
+                        let rejection =
+                            Rejection::new(RejectionKind::MissingCredentials, Scheme::Bearer);
+                        return Poll::Ready(Ok(rejection.into_response(true, None)));
+                    };
+                    let future = inner.call(request);
+                    this.state.set(State::Calling { future });
                 }
                 StateProj::Calling { future } => return future.poll(cx),
                 StateProj::Rejected { response } => {

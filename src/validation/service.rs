@@ -54,8 +54,13 @@ where
     type Error = S::Error;
     type Future = ResponseFuture<S, ReqBody, V::Future>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
+    /// Always ready: the inner service is asked for readiness only once the
+    /// token is verified, in the response future, so a request that waits
+    /// for signing keys holds none of the inner service's capacity (a
+    /// concurrency permit, a `Buffer` slot), and a refused request never
+    /// takes any.
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
@@ -69,9 +74,9 @@ where
                 );
             }
         };
-        // The ready service goes into the future; a clone stays (not ready).
-        let clone = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, clone);
+        // A clone goes into the future, which drives it to readiness after
+        // the token is verified (`ServiceExt::oneshot`'s pattern).
+        let inner = self.inner.clone();
         ResponseFuture::validating(validation, request, inner, self.settings.clone(), scheme)
     }
 }
@@ -241,5 +246,59 @@ mod tests {
             credentials(&request).unwrap_err().kind(),
             RejectionKind::MalformedAuthorization
         );
+    }
+
+    /// A request waiting for its token to be verified (a slow JWKS fetch,
+    /// say) holds no permit of the inner service, so another request gets
+    /// through a concurrency limit of one meanwhile.
+    #[tokio::test]
+    async fn a_slow_validation_holds_none_of_the_inner_capacity() {
+        use std::convert::Infallible;
+        use std::sync::Arc;
+        use std::time::Duration;
+
+        use tokio::sync::Notify;
+        use tower::{ServiceBuilder, ServiceExt};
+
+        use crate::validation::{TokenError, TokenErrorKind, VerifiedToken};
+
+        let release = Arc::new(Notify::new());
+        let gate = release.clone();
+        let validator = move |token: &str| {
+            let slow = token == "slow";
+            let gate = gate.clone();
+            async move {
+                if slow {
+                    gate.notified().await;
+                }
+                let claims = serde_json::json!({ "sub": "svc" });
+                VerifiedToken::from_claims(claims.as_object().cloned().unwrap_or_default())
+                    .map_err(|_| TokenError::new(TokenErrorKind::Other))
+            }
+        };
+        let service = ServiceBuilder::new()
+            .layer(CnfValidationLayer::new(validator).allow_unbound())
+            .concurrency_limit(1)
+            .service_fn(|_: Request<()>| async { Ok::<_, Infallible>(Response::new(())) });
+        let request = |token: &str| {
+            Request::get("/")
+                .header(header::AUTHORIZATION, format!("Bearer {token}"))
+                .body(())
+                .unwrap()
+        };
+
+        let slow = tokio::spawn(service.clone().oneshot(request("slow")));
+        tokio::task::yield_now().await;
+        // Not a timing assertion: a bound on a wait that, before, never ended.
+        let fast = tokio::time::timeout(
+            Duration::from_secs(10),
+            service.clone().oneshot(request("fast")),
+        )
+        .await
+        .expect("the fast request waited for the slow one's validation");
+        assert_eq!(fast.unwrap().status(), http::StatusCode::OK);
+
+        release.notify_one();
+        assert_eq!(slow.await.unwrap().unwrap().status(), http::StatusCode::OK);
     }
 }
