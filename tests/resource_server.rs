@@ -345,6 +345,19 @@ fn every_misconfiguration_is_a_typed_error() {
     assert!(good(&f).required_scope("read:all").build().is_ok());
     assert_eq!(kind(good(&f).algorithms([])).0, Kind::NoAlgorithms);
 
+    // Claims: only sub, client_id, iat and jti may be allowed to be missing.
+    assert!(
+        good(&f)
+            .allow_missing_claims(["jti", "iat"])
+            .build()
+            .is_ok()
+    );
+    for always in ["iss", "aud", "exp", "cnf"] {
+        let (k, _, message) = kind(good(&f).allow_missing_claims([always]));
+        assert_eq!(k, Kind::ClaimAlwaysRequired);
+        assert!(message.contains(always), "{message}");
+    }
+
     // TLS.
     let no_tls = ResourceServer::builder()
         .issuer("https://login.example.com")

@@ -16,9 +16,8 @@ use tower::Service;
 
 use super::{ClientCertMode, Serve, ServerTlsConfig, ServerTlsError, ServerTlsErrorKind};
 use crate::tls;
-use crate::validation::{
-    CnfValidation, CnfValidationLayer, JwksSource, JwtValidator, RELAXABLE_CLAIMS,
-};
+use crate::validation::jwt::check_relaxable;
+use crate::validation::{CnfValidation, CnfValidationLayer, JwksSource, JwtValidator};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -454,17 +453,8 @@ impl ResourceServerBuilder {
         if self.algorithms.as_ref().is_some_and(Vec::is_empty) {
             return Err(ResourceServerError::new(K::NoAlgorithms));
         }
-        if let Some(name) = self
-            .allow_missing
-            .iter()
-            .find(|name| !RELAXABLE_CLAIMS.contains(&name.as_str()))
-        {
-            return Err(
-                ResourceServerError::new(K::ClaimAlwaysRequired).with_source(format!(
-                    "{name:?} cannot be allowed to be missing; only {} can",
-                    RELAXABLE_CLAIMS.join(", ")
-                )),
-            );
+        if let Err(refusal) = check_relaxable(&self.allow_missing) {
+            return Err(ResourceServerError::new(K::ClaimAlwaysRequired).with_source(refusal));
         }
 
         let invalid_scope = |e| ResourceServerError::new(K::InvalidScope).with_source(e);
@@ -621,7 +611,8 @@ pub enum ResourceServerErrorKind {
     NoAlgorithms,
     /// [`allow_missing_claims`](ResourceServerBuilder::allow_missing_claims)
     /// names a claim that is always required (`iss`, `aud`, `exp`) or one
-    /// it does not know; see [`RELAXABLE_CLAIMS`].
+    /// it does not know; see
+    /// [`RELAXABLE_CLAIMS`](crate::validation::RELAXABLE_CLAIMS).
     ClaimAlwaysRequired,
     /// Neither [`tls_pem_files`](ResourceServerBuilder::tls_pem_files) nor
     /// [`tls_config`](ResourceServerBuilder::tls_config).

@@ -249,6 +249,21 @@ impl JwtValidator {
     }
 }
 
+/// Refuses a name in `allow_missing` that is not one of [`RELAXABLE_CLAIMS`].
+pub(crate) fn check_relaxable(allow_missing: &[String]) -> Result<(), String> {
+    match allow_missing
+        .iter()
+        .find(|name| !RELAXABLE_CLAIMS.contains(&name.as_str()))
+    {
+        None => Ok(()),
+        Some(name) => Err(format!(
+            "cannot accept tokens without {name:?}: only {} may be allowed to be missing \
+             (iss, aud and exp are always required)",
+            RELAXABLE_CLAIMS.join(", ")
+        )),
+    }
+}
+
 /// The type RFC 9068 section 2.2 gives each relaxable claim.
 fn well_typed(name: &str, value: &Value) -> bool {
     match name {
@@ -428,16 +443,8 @@ impl JwtValidatorBuilder {
                 "JwtValidator needs at least one algorithm",
             ));
         }
-        if let Some(name) = self
-            .allow_missing
-            .iter()
-            .find(|name| !RELAXABLE_CLAIMS.contains(&name.as_str()))
-        {
-            return Err(JwksError::config(format!(
-                "JwtValidator cannot accept tokens without {name:?}: only {} may be allowed \
-                 to be missing (iss, aud and exp are always required)",
-                RELAXABLE_CLAIMS.join(", ")
-            )));
+        if let Err(refusal) = check_relaxable(&self.allow_missing) {
+            return Err(JwksError::config(format!("JwtValidator {refusal}")));
         }
         let required = RELAXABLE_CLAIMS
             .iter()

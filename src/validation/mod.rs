@@ -93,7 +93,7 @@ mod error;
 mod extract;
 mod future;
 mod jwks;
-mod jwt;
+pub(crate) mod jwt;
 mod layer;
 mod rejection;
 mod service;
