@@ -3,8 +3,9 @@
 //! method, `CnfValidationLayer` accepts them with their certificate only, and
 //! the example client runs against the example resource server.
 //!
-//! Needs Node.js and `npm ci --prefix tests/interop`; without them these tests
-//! skip loudly, or fail when `CI` is set.
+//! Needs Node.js 20 or later with npm (the support installs the npm packages
+//! on first use); without them these tests skip loudly, or fail when `CI` is
+//! set.
 #![cfg(all(feature = "test-util", feature = "axum"))]
 
 #[path = "support/oidc_provider.rs"]
