@@ -256,7 +256,6 @@ async fn the_example_client_against_the_example_server_and_oidc_provider() {
     let ca = dir.path().join("ca.pem");
     std::fs::write(&ca, peer.pki.ca_pem()).unwrap();
     let (cert, key, ca) = (path(cert), path(key), path(ca));
-    let jwks = peer.provider.jwks_uri();
     let (_server, url) = support::spawn_announcing(
         "resource_server",
         &[
@@ -272,9 +271,7 @@ async fn the_example_client_against_the_example_server_and_oidc_provider() {
             peer.provider.issuer(),
             "--audience",
             DEFAULT_RESOURCE,
-            "--jwks-url",
-            &jwks,
-            "--jwks-ca",
+            "--issuer-ca",
             &ca,
         ],
     )
