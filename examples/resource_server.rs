@@ -1,46 +1,54 @@
-//! A resource server that accepts RFC 8705 certificate-bound access tokens.
+//! A resource server that accepts RFC 8705 certificate-bound access tokens:
+//! [`ResourceServer`] set up from the command line.
 //!
 //! ```text
 //! cargo run --example resource_server -- --listen 127.0.0.1:0 \
 //!     --tls-cert server.pem --tls-key server.key \
-//!     (--client-ca ca.pem | --any-client-cert) \
-//!     --issuer ISS --audience AUD \
-//!     (--jwks-url URL [--jwks-ca ca.pem] | --jwks-file jwks.json) \
-//!     [--allow-unbound] [--required-scope SCOPE] [--trust-client-cert-header]
+//!     [--client-ca ca.pem | --any-client-cert] \
+//!     --issuer ISS --audience AUD [--issuer-ca ca.pem] \
+//!     [--allow-unbound] [--required-scope SCOPE]... [--terse]
 //! ```
+//!
+//! The signing keys are found through the issuer's metadata (RFC 8414, else
+//! OpenID Connect Discovery) and fetched at the first request with a token;
+//! `--issuer-ca` trusts these CA certificates for the issuer's HTTPS instead
+//! of the platform's. Client certificates are optional and any certificate
+//! is accepted (self-signed included, the handshake signature checked)
+//! unless `--client-ca` names the CAs that must have issued them.
 //!
 //! Once it listens it prints `listening on https://ADDR:PORT` (the real
 //! port) and flushes stdout. `GET /whoami` answers
 //! `{"sub", "client_id", "scope", "x5t#S256"}`; everything else gets the
 //! answer of `CnfValidationLayer` (401, 400, 403) or, with a valid token,
-//! 404. With `--trust-client-cert-header` it serves plain HTTP and takes the
-//! client certificate from the RFC 9440 `Client-Cert` header of a
-//! TLS-terminating proxy in front of it; then `--tls-cert`, `--tls-key`,
-//! `--client-ca` and `--any-client-cert` are not used.
+//! 404.
+//!
+//! With `--trust-client-cert-header` it serves plain HTTP behind a
+//! TLS-terminating proxy and takes the client certificate from the RFC 9440
+//! `Client-Cert` header the proxy sets; then `--tls-cert`, `--tls-key`,
+//! `--client-ca` and `--any-client-cert` are not used, and `--jwks-file`
+//! may give the issuer's keys instead of fetching them.
 //!
 //! Set `RUST_LOG=tower_token_binding=debug` to see why requests are refused.
 
 use std::io::Write as _;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use axum::routing::get;
 use axum::{Extension, Json, Router};
-use rustls::RootCertStore;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tower_token_binding::server::forwarded::ForwardedClientCertLayer;
-use tower_token_binding::server::{self, ClientCertMode, PeerCertificate, ServerTlsConfig};
+use tower_token_binding::server::{PeerCertificate, ResourceServer};
 use tower_token_binding::validation::{
     CnfValidationLayer, JwksSource, JwtValidator, VerifiedToken,
 };
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-const USAGE: &str = "usage: resource_server --listen ADDR --tls-cert PEM --tls-key PEM \
-(--client-ca PEM | --any-client-cert) --issuer ISS --audience AUD \
-(--jwks-url URL [--jwks-ca PEM] | --jwks-file JSON) [--allow-unbound] \
-[--required-scope SCOPE]... [--trust-client-cert-header]";
+const USAGE: &str = "usage: resource_server --listen ADDR --issuer ISS --audience AUD \
+[--issuer-ca PEM] [--allow-unbound] [--required-scope SCOPE]... [--terse] \
+(--tls-cert PEM --tls-key PEM [--client-ca PEM | --any-client-cert] \
+| --trust-client-cert-header [--jwks-file JSON])";
 
 #[derive(Default)]
 struct Args {
@@ -51,11 +59,11 @@ struct Args {
     any_client_cert: bool,
     issuer: Option<String>,
     audience: Option<String>,
-    jwks_url: Option<String>,
-    jwks_ca: Option<String>,
+    issuer_ca: Option<String>,
     jwks_file: Option<String>,
     allow_unbound: bool,
     required_scopes: Vec<String>,
+    terse: bool,
     trust_client_cert_header: bool,
 }
 
@@ -72,11 +80,11 @@ fn parse_args() -> Result<Args, String> {
             "--any-client-cert" => args.any_client_cert = true,
             "--issuer" => args.issuer = Some(value()?),
             "--audience" => args.audience = Some(value()?),
-            "--jwks-url" => args.jwks_url = Some(value()?),
-            "--jwks-ca" => args.jwks_ca = Some(value()?),
+            "--issuer-ca" => args.issuer_ca = Some(value()?),
             "--jwks-file" => args.jwks_file = Some(value()?),
             "--allow-unbound" => args.allow_unbound = true,
             "--required-scope" => args.required_scopes.push(value()?),
+            "--terse" => args.terse = true,
             "--trust-client-cert-header" => args.trust_client_cert_header = true,
             "-h" | "--help" => return Err(USAGE.to_owned()),
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
@@ -89,12 +97,6 @@ fn required(value: &Option<String>, flag: &str) -> Result<String, String> {
     value
         .clone()
         .ok_or_else(|| format!("{flag} is required\n{USAGE}"))
-}
-
-fn root_store(path: &str) -> Result<RootCertStore, BoxError> {
-    Ok(tower_token_binding::identity::root_store_from_pem_file(
-        path,
-    )?)
 }
 
 async fn whoami(token: VerifiedToken, peer: Option<Extension<PeerCertificate>>) -> Json<Value> {
@@ -110,19 +112,95 @@ async fn run(args: Args) -> Result<(), BoxError> {
     let listen = required(&args.listen, "--listen")?;
     let issuer = required(&args.issuer, "--issuer")?;
     let audience = required(&args.audience, "--audience")?;
-    let jwks = match (&args.jwks_url, &args.jwks_file) {
-        (Some(url), None) => {
-            let mut remote = JwksSource::remote(url)?;
-            if let Some(ca) = &args.jwks_ca {
-                remote = remote.root_store(root_store(ca)?);
-            }
-            JwksSource::from(remote)
+    let app = Router::new().route("/whoami", get(whoami));
+
+    if args.trust_client_cert_header {
+        return behind_a_proxy(args, listen, issuer, audience, app).await;
+    }
+    if args.jwks_file.is_some() {
+        return Err(format!(
+            "--jwks-file works with --trust-client-cert-header only; otherwise the \
+             keys are found through the issuer's metadata\n{USAGE}"
+        )
+        .into());
+    }
+
+    let mut server = ResourceServer::builder()
+        .issuer(issuer)
+        .audience(audience)
+        .tls_pem_files(
+            required(&args.tls_cert, "--tls-cert")?,
+            required(&args.tls_key, "--tls-key")?,
+        );
+    server = match (&args.client_ca, args.any_client_cert) {
+        (Some(ca), false) => server.client_ca_file(ca),
+        // The default: any certificate, or none.
+        (None, _) => server,
+        (Some(_), true) => {
+            return Err(
+                format!("give at most one of --client-ca and --any-client-cert\n{USAGE}").into(),
+            );
         }
-        (None, Some(file)) => {
+    };
+    if let Some(ca) = &args.issuer_ca {
+        server = server.issuer_root_ca_file(ca);
+    }
+    if args.allow_unbound {
+        server = server.allow_unbound();
+    }
+    for scope in &args.required_scopes {
+        server = server.required_scope(scope);
+    }
+    if args.terse {
+        server = server.terse();
+    }
+    // Every setting is checked and every file read here, before listening.
+    let server = server.build()?;
+
+    let listener = TcpListener::bind(&listen)
+        .await
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    announce(&format!("listening on https://{}", listener.local_addr()?))?;
+    server
+        .serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
+}
+
+/// Plain HTTP behind a TLS-terminating proxy, the client certificate taken
+/// from the proxy's `Client-Cert` header.
+///
+/// Stacked by hand because `ResourceServer` terminates TLS itself and reads
+/// the certificate of its own connections: here the layers it is made of
+/// are put together without its TLS, with `ForwardedClientCertLayer` in
+/// front of `CnfValidationLayer`, and the keys may come from a file instead
+/// of the issuer.
+async fn behind_a_proxy(
+    args: Args,
+    listen: String,
+    issuer: String,
+    audience: String,
+    app: Router,
+) -> Result<(), BoxError> {
+    let jwks = match (&args.jwks_file, &args.issuer_ca) {
+        (Some(_), Some(_)) => {
+            return Err(format!("give at most one of --jwks-file and --issuer-ca\n{USAGE}").into());
+        }
+        (Some(file), None) => {
             let text = std::fs::read_to_string(file).map_err(|e| format!("{file}: {e}"))?;
             JwksSource::from_json(&text).map_err(|e| format!("{file}: {e}"))?
         }
-        _ => return Err(format!("give exactly one of --jwks-url and --jwks-file\n{USAGE}").into()),
+        (None, ca) => {
+            let mut remote = JwksSource::discover(&issuer)?;
+            if let Some(ca) = ca {
+                remote =
+                    remote.root_store(tower_token_binding::identity::root_store_from_pem_file(ca)?);
+            }
+            JwksSource::from(remote)
+        }
     };
     let validator = JwtValidator::builder()
         .issuer(issuer)
@@ -136,36 +214,16 @@ async fn run(args: Args) -> Result<(), BoxError> {
     for scope in &args.required_scopes {
         layer = layer.try_required_scope(scope)?;
     }
+    if args.terse {
+        layer = layer.terse();
+    }
+    let app = app.layer(layer).layer(ForwardedClientCertLayer::new());
 
     let listener = TcpListener::bind(&listen)
         .await
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-    let addr = listener.local_addr()?;
-    let app = Router::new().route("/whoami", get(whoami)).layer(layer);
-
-    if args.trust_client_cert_header {
-        let app = app.layer(ForwardedClientCertLayer::new());
-        announce(&format!("listening on http://{addr}"))?;
-        axum::serve(listener, app).await?;
-        return Ok(());
-    }
-
-    let mode = match (&args.client_ca, args.any_client_cert) {
-        (Some(ca), false) => ClientCertMode::trusted_roots(root_store(ca)?),
-        (None, true) => ClientCertMode::any_certificate(),
-        _ => {
-            return Err(
-                format!("give exactly one of --client-ca and --any-client-cert\n{USAGE}").into(),
-            );
-        }
-    }
-    .optional();
-    let tls = ServerTlsConfig::new(mode).build_from_pem_files(
-        required(&args.tls_cert, "--tls-cert")?,
-        required(&args.tls_key, "--tls-key")?,
-    )?;
-    announce(&format!("listening on https://{addr}"))?;
-    server::serve(listener, Arc::new(tls), app)
+    announce(&format!("listening on http://{}", listener.local_addr()?))?;
+    axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })

@@ -46,7 +46,6 @@ async fn fifty_requests_one_token() {
         cert.to_str().unwrap().to_owned(),
         key.to_str().unwrap().to_owned(),
     );
-    let jwks = issuer.jwks_uri();
     let (_server, url) = support::spawn_announcing(
         "resource_server",
         &[
@@ -61,9 +60,7 @@ async fn fifty_requests_one_token() {
             issuer.issuer(),
             "--audience",
             issuer.audience(),
-            "--jwks-url",
-            &jwks,
-            "--jwks-ca",
+            "--issuer-ca",
             &ca,
         ],
     )

@@ -3,8 +3,9 @@
 //! method, `CnfValidationLayer` accepts them with their certificate only, and
 //! the example client runs against the example resource server.
 //!
-//! Needs Node.js and `npm ci --prefix tests/interop`; without them these tests
-//! skip loudly, or fail when `CI` is set.
+//! Needs Node.js 20 or later with npm (the support installs the npm packages
+//! on first use); without them these tests skip loudly, or fail when `CI` is
+//! set.
 #![cfg(all(feature = "test-util", feature = "axum"))]
 
 #[path = "support/oidc_provider.rs"]
@@ -255,7 +256,6 @@ async fn the_example_client_against_the_example_server_and_oidc_provider() {
     let ca = dir.path().join("ca.pem");
     std::fs::write(&ca, peer.pki.ca_pem()).unwrap();
     let (cert, key, ca) = (path(cert), path(key), path(ca));
-    let jwks = peer.provider.jwks_uri();
     let (_server, url) = support::spawn_announcing(
         "resource_server",
         &[
@@ -271,9 +271,7 @@ async fn the_example_client_against_the_example_server_and_oidc_provider() {
             peer.provider.issuer(),
             "--audience",
             DEFAULT_RESOURCE,
-            "--jwks-url",
-            &jwks,
-            "--jwks-ca",
+            "--issuer-ca",
             &ca,
         ],
     )

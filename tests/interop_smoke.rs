@@ -2,8 +2,9 @@
 //! authenticates clients with mutual TLS and issues certificate-bound JWT
 //! access tokens that verify against its published JWKS.
 //!
-//! Needs Node.js and `npm ci --prefix tests/interop`; without them these tests
-//! skip loudly, or fail when `CI` is set.
+//! Needs Node.js 20 or later with npm (the support installs the npm packages
+//! on first use); without them these tests skip loudly, or fail when `CI` is
+//! set.
 #![cfg(feature = "test-util")]
 
 #[path = "support/oidc_provider.rs"]

@@ -53,7 +53,7 @@ async fn token(
 }
 
 #[tokio::test]
-async fn over_mtls_with_a_remote_jwks() {
+async fn over_mtls_with_the_keys_found_through_the_issuer() {
     let pki = TestPki::new().unwrap();
     let issuer = TestIssuer::start(&pki).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -61,7 +61,6 @@ async fn over_mtls_with_a_remote_jwks() {
     let cert = write(dir.path(), "server.pem", server_cert.cert_pem());
     let key = write(dir.path(), "server.key", server_cert.key_pem());
     let ca = write(dir.path(), "ca.pem", &pki.ca_pem());
-    let jwks_uri = issuer.jwks_uri();
     let mut server = start(&[
         "--listen",
         "127.0.0.1:0",
@@ -74,9 +73,7 @@ async fn over_mtls_with_a_remote_jwks() {
         issuer.issuer(),
         "--audience",
         issuer.audience(),
-        "--jwks-url",
-        &jwks_uri,
-        "--jwks-ca",
+        "--issuer-ca",
         &ca,
         "--required-scope",
         "read",
@@ -125,28 +122,54 @@ async fn over_mtls_with_a_remote_jwks() {
         .unwrap();
     let (status, _) = send(&https_client(&pki, Some(&identity)), other).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    // The keys came from the jwks_uri in the issuer's metadata, once.
+    assert_eq!(issuer.jwks_fetches(), 1);
 
     server.child.kill().await.unwrap();
 }
 
 #[tokio::test]
 async fn behind_a_proxy_with_a_jwks_file() {
+    let fetches = behind_a_proxy(|dir, _, issuer| {
+        vec![
+            "--jwks-file".to_owned(),
+            write(dir, "jwks.json", &issuer.jwks().to_string()),
+        ]
+    })
+    .await;
+    assert_eq!(fetches, 0, "the keys come from the file");
+}
+
+#[tokio::test]
+async fn behind_a_proxy_with_the_keys_found_through_the_issuer() {
+    let fetches = behind_a_proxy(|dir, pki, _| {
+        vec![
+            "--issuer-ca".to_owned(),
+            write(dir, "ca.pem", &pki.ca_pem()),
+        ]
+    })
+    .await;
+    assert_eq!(fetches, 1);
+}
+
+/// The example in trusted-proxy mode, its keys set by `keys`; returns the
+/// issuer's JWKS fetches.
+async fn behind_a_proxy(keys: impl FnOnce(&Path, &TestPki, &TestIssuer) -> Vec<String>) -> usize {
     let pki = TestPki::new().unwrap();
     let issuer = TestIssuer::start(&pki).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let jwks = write(dir.path(), "jwks.json", &issuer.jwks().to_string());
-    let mut server = start(&[
+    let keys = keys(dir.path(), &pki, &issuer);
+    let mut args = vec![
         "--listen",
         "127.0.0.1:0",
         "--issuer",
         issuer.issuer(),
         "--audience",
         issuer.audience(),
-        "--jwks-file",
-        &jwks,
         "--trust-client-cert-header",
-    ])
-    .await;
+    ];
+    args.extend(keys.iter().map(String::as_str));
+    let mut server = start(&args).await;
     assert!(
         server.url.starts_with("http://127.0.0.1:"),
         "{}",
@@ -182,31 +205,84 @@ async fn behind_a_proxy_with_a_jwks_file() {
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
 
     server.child.kill().await.unwrap();
+    issuer.jwks_fetches()
+}
+
+/// Runs the example with `args`, expecting it to fail at once; returns its
+/// exit code and stderr.
+async fn refused(args: &[&str]) -> (Option<i32>, String) {
+    let output = Command::new(support::example_binary("resource_server"))
+        .args(args)
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success(), "{args:?} was accepted");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }
 
 #[tokio::test]
 async fn bad_arguments_exit_with_a_message() {
-    let output = Command::new(support::example_binary("resource_server"))
-        .args(["--listen", "127.0.0.1:0", "--bogus"])
-        .output()
-        .await
-        .unwrap();
-    assert!(!output.status.success());
-    assert!(String::from_utf8_lossy(&output.stderr).contains("unknown argument"));
-    let output = Command::new(support::example_binary("resource_server"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--issuer",
-            "x",
-            "--audience",
-            "y",
-            "--jwks-file",
-            "/nonexistent.json",
-        ])
-        .output()
-        .await
-        .unwrap();
-    assert!(!output.status.success());
-    assert!(String::from_utf8_lossy(&output.stderr).contains("/nonexistent.json"));
+    let (code, stderr) = refused(&["--help"]).await;
+    assert_eq!(code, Some(2));
+    assert!(stderr.starts_with("usage: resource_server"), "{stderr}");
+    let (_, stderr) = refused(&["--listen", "127.0.0.1:0", "--bogus"]).await;
+    assert!(stderr.contains("unknown argument"), "{stderr}");
+
+    let base = [
+        "--listen",
+        "127.0.0.1:0",
+        "--issuer",
+        "https://x",
+        "--audience",
+        "y",
+    ];
+    let with = |more: &[&'static str]| [&base[..], more].concat();
+    // ResourceServer's build refuses a missing file, naming it, before
+    // anything listens.
+    let (_, stderr) = refused(&with(&[
+        "--tls-cert",
+        "/nonexistent.pem",
+        "--tls-key",
+        "/nonexistent.key",
+    ]))
+    .await;
+    assert!(stderr.contains("/nonexistent.pem"), "{stderr}");
+    let (_, stderr) = refused(&with(&[
+        "--trust-client-cert-header",
+        "--jwks-file",
+        "/nonexistent.json",
+    ]))
+    .await;
+    assert!(stderr.contains("/nonexistent.json"), "{stderr}");
+    // Options that do not go together.
+    let (_, stderr) = refused(&with(&[
+        "--tls-cert",
+        "a.pem",
+        "--tls-key",
+        "a.key",
+        "--client-ca",
+        "ca.pem",
+        "--any-client-cert",
+    ]))
+    .await;
+    assert!(
+        stderr.contains("at most one of --client-ca and --any-client-cert"),
+        "{stderr}"
+    );
+    let (_, stderr) = refused(&with(&[
+        "--tls-cert",
+        "a.pem",
+        "--tls-key",
+        "a.key",
+        "--jwks-file",
+        "jwks.json",
+    ]))
+    .await;
+    assert!(
+        stderr.contains("--jwks-file works with --trust-client-cert-header only"),
+        "{stderr}"
+    );
 }

@@ -39,7 +39,8 @@ async fn echo(request: Request<String>) -> Result<Response<Seen>, Infallible> {
 
 /// A source that counts its fetches, takes `delay`, and yields tokens
 /// `token-1`, `token-2`, ... with the lifetime `lifetime(n)`, bound to
-/// `identity` if any; fails from fetch number `fail_from` on.
+/// `identity` if any; fails from fetch number `fail_from` on; from fetch
+/// number `held_from` on, waits until [`Counting::release`].
 #[derive(Clone)]
 struct Counting {
     fetches: Arc<AtomicUsize>,
@@ -47,6 +48,9 @@ struct Counting {
     lifetime: fn(usize) -> Duration,
     identity: Option<ClientIdentity>,
     fail_from: usize,
+    held_from: usize,
+    // No permits: held fetches wait until it is closed.
+    gate: Arc<tokio::sync::Semaphore>,
 }
 
 impl Counting {
@@ -57,6 +61,8 @@ impl Counting {
             lifetime,
             identity: None,
             fail_from: usize::MAX,
+            held_from: usize::MAX,
+            gate: Arc::new(tokio::sync::Semaphore::new(0)),
         }
     }
 
@@ -68,6 +74,16 @@ impl Counting {
     fn failing_from(mut self, n: usize) -> Self {
         self.fail_from = n;
         self
+    }
+
+    fn held_from(mut self, n: usize) -> Self {
+        self.held_from = n;
+        self
+    }
+
+    /// Lets held fetches, and every later one, go on.
+    fn release(&self) {
+        self.gate.close();
     }
 
     fn count(&self) -> usize {
@@ -87,7 +103,12 @@ impl TokenSource for Counting {
             self.identity.clone(),
             n >= self.fail_from,
         );
+        let gate = (n >= self.held_from).then(|| self.gate.clone());
         Box::pin(async move {
+            if let Some(gate) = gate {
+                // Closed by `release`; no permit is ever added.
+                let _ = gate.acquire().await;
+            }
             tokio::time::sleep(delay).await;
             if fail {
                 return Err(format!("token endpoint down (fetch {n})").into());
@@ -170,8 +191,8 @@ async fn after_expiry_a_thousand_concurrent_requests_make_one_more_fetch() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refresh_ahead_happens_in_the_background_and_nobody_waits() {
-    // Lifetime 4 s; refresh due after 1 s; the source takes 300 ms.
-    let source = Counting::new(Duration::from_millis(300), |_| Duration::from_secs(4));
+    // Lifetime 4 s; refresh due after 1 s; the refresh waits until released.
+    let source = Counting::new(Duration::ZERO, |_| Duration::from_secs(4)).held_from(2);
     let cache = TokenCache::builder()
         .refresh_share(0.25)
         .jitter_share(0.0)
@@ -185,10 +206,12 @@ async fn refresh_ahead_happens_in_the_background_and_nobody_waits() {
     );
 
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    // Due for refresh: these are served the current token at once (the
-    // refresh takes 300 ms, so a waiting request would see token-2), and
-    // start exactly one refresh.
-    let responses = call_many(service.clone(), 100).await;
+    // Due for refresh: these are served the current token at once (a
+    // request that waited for the refresh would wait until it is released),
+    // and start exactly one refresh.
+    let responses = tokio::time::timeout(Duration::from_secs(10), call_many(service.clone(), 100))
+        .await
+        .expect("no request waits for the refresh");
     assert!(responses.iter().all(|r| auth(r) == "Bearer token-1"));
     // The token is still valid: the refresh is ahead of expiry.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -199,6 +222,7 @@ async fn refresh_ahead_happens_in_the_background_and_nobody_waits() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    source.release();
     // Once done, requests get the new token.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -217,11 +241,13 @@ async fn refresh_ahead_happens_in_the_background_and_nobody_waits() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_refresh_keeps_serving_the_valid_token_and_backs_off() {
-    let source = Counting::new(Duration::ZERO, |_| Duration::from_secs(4)).failing_from(2);
+    // Lifetime 10 s; refresh due after 1 s; a backoff of 2 s, far longer
+    // than the 50 requests that must all fall within it.
+    let source = Counting::new(Duration::ZERO, |_| Duration::from_secs(10)).failing_from(2);
     let cache = TokenCache::builder()
-        .refresh_share(0.25)
+        .refresh_share(0.1)
         .jitter_share(0.0)
-        .backoff(Duration::from_millis(300), Duration::from_secs(5))
+        .backoff(Duration::from_secs(2), Duration::from_secs(5))
         .build(source.clone());
     let service = ServiceBuilder::new()
         .layer(TokenBindingLayer::with_cache(cache.clone(), Scheme::Bearer))
@@ -251,7 +277,7 @@ async fn a_failing_refresh_keeps_serving_the_valid_token_and_backs_off() {
     }
     assert_eq!(source.count(), 2, "one failed refresh, then backing off");
     // After the backoff, one more attempt; still the valid token.
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
     assert_eq!(
         auth(&service.clone().oneshot(Request::new(String::new())).await),
         "Bearer token-1"
@@ -270,8 +296,12 @@ async fn a_failing_refresh_keeps_serving_the_valid_token_and_backs_off() {
 async fn an_expired_token_and_a_failing_source_give_every_caller_the_error() {
     let source =
         Counting::new(Duration::from_millis(50), |_| Duration::from_millis(300)).failing_from(2);
+    // A backoff far longer than the 200 requests take.
+    let cache = TokenCache::builder()
+        .backoff(Duration::from_secs(10), Duration::from_secs(10))
+        .build(source.clone());
     let service = ServiceBuilder::new()
-        .layer(TokenBindingLayer::bearer(source.clone()))
+        .layer(TokenBindingLayer::with_cache(cache, Scheme::Bearer))
         .service_fn(echo);
     assert_eq!(
         auth(&service.clone().oneshot(Request::new(String::new())).await),

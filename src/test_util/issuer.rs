@@ -42,6 +42,8 @@ const MAX_BODY: usize = 64 * 1024;
 ///   flavour) needs a certificate and answers `"token_type": "mtls_pop"`.
 /// - `GET /jwks` publishes the signing keys (every key it has used, so tokens
 ///   signed before a [rotation](Self::rotate_signing_key) still verify).
+///   [`hold_jwks`](Self::hold_jwks) keeps its answers back, for tests that
+///   need a key fetch in flight.
 /// - `GET /.well-known/oauth-authorization-server` (and
 ///   `/.well-known/openid-configuration`) publishes RFC 8414 metadata with
 ///   `tls_client_certificate_bound_access_tokens: true` and
@@ -198,6 +200,7 @@ impl TestIssuerBuilder {
             token_requests: AtomicUsize::new(0),
             tokens_issued: AtomicUsize::new(0),
             jwks_fetches: AtomicUsize::new(0),
+            jwks_hold: tokio::sync::watch::Sender::new(JwksHoldState::default()),
             down: AtomicBool::new(false),
             mtls_token_requests: AtomicUsize::new(0),
             fault: std::sync::Mutex::new(None),
@@ -284,9 +287,50 @@ impl TestIssuer {
         self.state.tokens_issued.load(Ordering::SeqCst)
     }
 
-    /// Times the JWKS was fetched.
+    /// Times the JWKS was fetched: `GET /jwks` requests received, including
+    /// those [held](Self::hold_jwks) and not answered yet.
     pub fn jwks_fetches(&self) -> usize {
         self.state.jwks_fetches.load(Ordering::SeqCst)
+    }
+
+    /// Holds the answers to `GET /jwks` until the returned guard is dropped
+    /// (or [released](JwksHold::release)): requests that arrive meanwhile are
+    /// counted by [`jwks_fetches`](Self::jwks_fetches) and then wait, and are
+    /// answered with the key set as it is when they are let go.
+    ///
+    /// For tests that need a key fetch to be truly in flight, for instance
+    /// to drop the request that started it, without racing the fetch.
+    ///
+    /// ```
+    /// use tower_token_binding::test_util::{TestIssuer, TestPki};
+    /// use tower_token_binding::validation::{JwksSource, JwtValidator, ValidateToken};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    /// let pki = TestPki::new()?;
+    /// let issuer = TestIssuer::start(&pki).await?;
+    /// let validator = JwtValidator::builder()
+    ///     .issuer(issuer.issuer())
+    ///     .audience(issuer.audience())
+    ///     .jwks(JwksSource::remote(&issuer.jwks_uri())?.root_store(pki.root_store()))
+    ///     .build()?;
+    /// let token = issuer.sign(&issuer.claims("svc", None))?;
+    ///
+    /// let hold = issuer.hold_jwks();
+    /// let validating = tokio::spawn(validator.validate(&token));
+    /// hold.until_waiting(1).await; // the key fetch has arrived, and waits
+    /// assert!(!validating.is_finished());
+    /// hold.release();
+    /// assert!(validating.await?.is_ok());
+    /// assert_eq!(issuer.jwks_fetches(), 1);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn hold_jwks(&self) -> JwksHold {
+        self.state.jwks_hold.send_modify(|hold| hold.holds += 1);
+        JwksHold {
+            state: self.state.clone(),
+        }
     }
 
     /// The published key set, as `GET /jwks` serves it.
@@ -402,6 +446,7 @@ struct State {
     token_requests: AtomicUsize,
     tokens_issued: AtomicUsize,
     jwks_fetches: AtomicUsize,
+    jwks_hold: tokio::sync::watch::Sender<JwksHoldState>,
     down: AtomicBool,
     mtls_token_requests: AtomicUsize,
     fault: std::sync::Mutex<Option<Fault>>,
@@ -546,10 +591,7 @@ async fn route(state: &State, peer: Option<Thumbprint>, request: Request<Incomin
     match (request.method(), path) {
         (&Method::POST, "/token" | "/mtls/token") => token(state, peer, request).await,
         (_, "/token" | "/mtls/token") => method_not_allowed("POST"),
-        (&Method::GET, "/jwks") => {
-            state.jwks_fetches.fetch_add(1, Ordering::SeqCst);
-            json_reply(StatusCode::OK, &state.jwks())
-        }
+        (&Method::GET, "/jwks") => jwks(state).await,
         (
             &Method::GET,
             "/.well-known/oauth-authorization-server" | "/.well-known/openid-configuration",
@@ -562,6 +604,73 @@ async fn route(state: &State, peer: Option<Thumbprint>, request: Request<Incomin
         ) => method_not_allowed("GET"),
         _ => json_reply(StatusCode::NOT_FOUND, &json!({ "error": "not_found" })),
     }
+}
+
+/// Holds the answers to `GET /jwks` while it lives; from
+/// [`TestIssuer::hold_jwks`].
+#[must_use = "JWKS answers are held only while the guard lives"]
+pub struct JwksHold {
+    state: Arc<State>,
+}
+
+impl fmt::Debug for JwksHold {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JwksHold")
+            .field("waiting", &self.waiting())
+            .finish()
+    }
+}
+
+impl JwksHold {
+    /// `GET /jwks` requests waiting now.
+    pub fn waiting(&self) -> usize {
+        self.state.jwks_hold.borrow().waiting
+    }
+
+    /// Waits until at least `n` `GET /jwks` requests are waiting.
+    pub async fn until_waiting(&self, n: usize) {
+        let mut hold = self.state.jwks_hold.subscribe();
+        // The sender lives in `self.state`: this cannot fail.
+        let _ = hold.wait_for(|hold| hold.waiting >= n).await;
+    }
+
+    /// Lets the held requests be answered (when no other hold is left);
+    /// the same as dropping the guard.
+    pub fn release(self) {}
+}
+
+impl Drop for JwksHold {
+    fn drop(&mut self) {
+        self.state.jwks_hold.send_modify(|hold| hold.holds -= 1);
+    }
+}
+
+/// The [`JwksHold`]s alive, and the `GET /jwks` requests they hold.
+#[derive(Debug, Default)]
+struct JwksHoldState {
+    holds: usize,
+    waiting: usize,
+}
+
+/// `GET /jwks`, once no [`JwksHold`] is left.
+async fn jwks(state: &State) -> Reply {
+    state.jwks_fetches.fetch_add(1, Ordering::SeqCst);
+    let mut hold = state.jwks_hold.subscribe();
+    if hold.borrow_and_update().holds > 0 {
+        // Counted as waiting until answered, or until the client goes away
+        // and the request future is dropped.
+        struct Waiting<'a>(&'a tokio::sync::watch::Sender<JwksHoldState>);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.send_modify(|hold| hold.waiting -= 1);
+            }
+        }
+        state.jwks_hold.send_modify(|hold| hold.waiting += 1);
+        let _waiting = Waiting(&state.jwks_hold);
+        // The sender lives in `state`, so this ends only when released.
+        let _ = hold.wait_for(|hold| hold.holds == 0).await;
+    }
+    json_reply(StatusCode::OK, &state.jwks())
 }
 
 async fn token(state: &State, peer: Option<Thumbprint>, request: Request<Incoming>) -> Reply {

@@ -32,7 +32,7 @@
 mod issuer;
 mod pki;
 
-pub use issuer::{Fault, TestIssuer, TestIssuerBuilder};
+pub use issuer::{Fault, JwksHold, TestIssuer, TestIssuerBuilder};
 pub use pki::{TestCert, TestPki};
 
 use std::fmt;

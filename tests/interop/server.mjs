@@ -141,9 +141,18 @@ const opts = options();
 const clients = loadClients(opts.clients);
 
 // A fresh ES256 signing key for every run, published at the jwks_uri.
-const { privateKey } = crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' });
+// Encoded as a JWK by the key generation itself: exporting the KeyObject
+// that generateKeyPairSync returns can deadlock Node 20 when a garbage
+// collection during the export frees the key generation job, whose
+// destructor takes the lock the export holds (the process then hangs before
+// it listens).
+const { privateKey } = crypto.generateKeyPairSync('ec', {
+  namedCurve: 'P-256',
+  publicKeyEncoding: { format: 'jwk' },
+  privateKeyEncoding: { format: 'jwk' },
+});
 const signingKey = {
-  ...privateKey.export({ format: 'jwk' }),
+  ...privateKey,
   kid: crypto.randomBytes(12).toString('base64url'),
   alg: 'ES256',
   use: 'sig',

@@ -16,17 +16,24 @@
 //! `node tests/interop/server.mjs` and waits for its `listening on` line. The
 //! process is killed when the [`OidcProvider`] is dropped.
 //!
-//! Without `node` or without `tests/interop/node_modules` the peer cannot
-//! run. Then, when the environment variable `CI` is set, starting it fails
-//! with an error that says to run `npm ci --prefix tests/interop`; otherwise
-//! the error starts with `SKIPPED:` and [`skip_or_fail`] / [`require_node!`]
-//! turn it into a loud skip.
+//! The npm packages are installed on first use ([`ensure_peer`]): once per
+//! test binary, `npm ci --prefix tests/interop --no-audit --no-fund` runs
+//! unless `tests/interop/node_modules` already matches
+//! `tests/interop/package-lock.json`. Test binaries run in parallel take
+//! turns through the lock file `tests/interop/.npm-install.lock`.
+//!
+//! Without `node` or `npm` (or with a Node.js older than 20) the peer cannot
+//! run. Then, when the environment variable `CI` is set, starting it fails;
+//! otherwise the error starts with `SKIPPED:` and [`skip_or_fail`] /
+//! [`require_node!`] turn it into a loud skip. A failed install is a failure
+//! either way.
 #![allow(dead_code, unreachable_pub)]
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 use serde_json::{Value, json};
@@ -41,10 +48,18 @@ pub const DEFAULT_RESOURCE: &str = "https://api.test";
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 const LISTENING: &str = "listening on ";
-const INSTALL_HINT: &str = "run `npm ci --prefix tests/interop`";
+const INSTALL_HINT: &str = "install Node.js 20 or later (with npm)";
 
-/// Starts the peer or, when Node or the npm packages are missing outside CI,
-/// skips the test loudly and `return`s from it; any other error panics.
+/// The oldest Node.js major version oidc-provider runs on.
+const NODE_MAJOR: u32 = 20;
+
+/// How old an install lock may get before it is taken for the leftover of
+/// a run that was killed (on Unix, a lock whose process is gone is taken for
+/// one at once).
+const STALE_LOCK: Duration = Duration::from_secs(600);
+
+/// Starts the peer or, when Node or npm is missing outside CI, skips the
+/// test loudly and `return`s from it; any other error panics.
 ///
 /// ```ignore
 /// let provider = require_node!(OidcProvider::start(&pki, &clients));
@@ -58,7 +73,7 @@ const INSTALL_HINT: &str = "run `npm ci --prefix tests/interop`";
 #[macro_export]
 macro_rules! require_node {
     () => {
-        if let Err(error) = $crate::oidc_provider::node_available() {
+        if let Err(error) = $crate::oidc_provider::ensure_peer() {
             $crate::oidc_provider::skip_or_fail(&error);
             return;
         }
@@ -81,7 +96,6 @@ pub fn skip_or_fail(error: &str) {
     if error.starts_with("SKIPPED:") {
         // Straight to the process's stderr: libtest would swallow `eprintln!`
         // from a passing test.
-        use std::io::Write as _;
         let line = "!".repeat(78);
         let test = std::thread::current().name().unwrap_or("?").to_owned();
         let _ = writeln!(
@@ -103,36 +117,239 @@ pub fn interop_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop")
 }
 
-/// Checks that `node` runs and the npm packages are installed.
+/// Makes sure the peer can run: `node` (20 or later) and `npm` are there,
+/// and the npm packages are installed, installing them if needed. The
+/// outcome is kept for the rest of the test binary.
 ///
-/// `Err` starts with `SKIPPED:` unless `CI` is set.
-pub fn node_available() -> Result<(), String> {
-    let problem = match std::process::Command::new("node")
+/// `Err` starts with `SKIPPED:` when Node or npm is missing, unless `CI` is
+/// set.
+pub fn ensure_peer() -> Result<(), String> {
+    static READY: OnceLock<Result<(), String>> = OnceLock::new();
+    READY.get_or_init(prepare).clone()
+}
+
+fn prepare() -> Result<(), String> {
+    if let Err(problem) = tools() {
+        return Err(if in_ci() {
+            format!("the oidc-provider interop peer cannot run in CI: {problem}; {INSTALL_HINT}")
+        } else {
+            format!(
+                "SKIPPED: oidc-provider interop test not run: {problem}; {INSTALL_HINT} \
+                 to run it"
+            )
+        });
+    }
+    install().map_err(|e| format!("cannot install the oidc-provider interop peer: {e}"))
+}
+
+/// Says to the terminal what takes time (libtest would hide `eprintln!`).
+fn announce(message: &str) {
+    let _ = writeln!(
+        std::io::stderr().lock(),
+        "oidc-provider interop peer: {message}"
+    );
+}
+
+fn npm() -> &'static str {
+    if cfg!(windows) { "npm.cmd" } else { "npm" }
+}
+
+/// The output of `program --version`, or why it cannot be run.
+fn version_of(program: &str) -> Result<String, String> {
+    match std::process::Command::new(program)
         .arg("--version")
         .stdin(Stdio::null())
         .output()
     {
-        Err(e) => Some(format!("cannot run `node --version`: {e}")),
-        Ok(out) if !out.status.success() => Some(format!(
-            "`node --version` failed ({}): {}",
+        Err(e) => Err(format!("cannot run `{program} --version`: {e}")),
+        Ok(out) if !out.status.success() => Err(format!(
+            "`{program} --version` failed ({}): {}",
             out.status,
             String::from_utf8_lossy(&out.stderr).trim()
         )),
-        Ok(_) => {
-            let package = interop_dir().join("node_modules/oidc-provider/package.json");
-            (!package.is_file()).then(|| format!("{} is missing", package.display()))
-        }
-    };
-    match problem {
-        None => Ok(()),
-        Some(problem) if in_ci() => Err(format!(
-            "the oidc-provider interop peer cannot run in CI: {problem}; {INSTALL_HINT}"
-        )),
-        Some(problem) => Err(format!(
-            "SKIPPED: oidc-provider interop test not run: {problem}; {INSTALL_HINT} \
-             (with Node.js >= 20) to run it"
-        )),
+        Ok(out) => Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned()),
     }
+}
+
+/// Checks that `node` (recent enough) and `npm` run.
+fn tools() -> Result<(), String> {
+    let node = version_of("node")?;
+    let major = node
+        .trim_start_matches('v')
+        .split('.')
+        .next()
+        .and_then(|major| major.parse::<u32>().ok());
+    match major {
+        Some(major) if major >= NODE_MAJOR => {}
+        _ => return Err(format!("Node.js {node} is older than {NODE_MAJOR}")),
+    }
+    version_of(npm()).map(drop)
+}
+
+/// Installs the npm packages unless `node_modules` already matches the
+/// lockfile, taking turns with other test binaries.
+fn install() -> Result<(), String> {
+    if installed().is_ok() {
+        return Ok(());
+    }
+    let _lock = InstallLock::acquire()?;
+    // Another test binary may have installed them while we waited.
+    let why = match installed() {
+        Ok(()) => return Ok(()),
+        Err(why) => why,
+    };
+    let dir = interop_dir();
+    announce(&format!(
+        "{why}; running `npm ci --prefix {} --no-audit --no-fund`",
+        dir.display()
+    ));
+    let output = std::process::Command::new(npm())
+        .arg("ci")
+        .arg("--prefix")
+        .arg(&dir)
+        .args(["--no-audit", "--no-fund"])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run npm: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "`npm ci --prefix {}` failed ({}):\n{}{}",
+            dir.display(),
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    installed().map_err(|why| format!("`npm ci` succeeded, but {why}"))?;
+    announce("installed");
+    Ok(())
+}
+
+fn read_json(path: &Path) -> Result<serde_json::Map<String, Value>, String> {
+    let text =
+        std::fs::read(path).map_err(|e| format!("{} cannot be read: {e}", path.display()))?;
+    match serde_json::from_slice(&text) {
+        Ok(Value::Object(object)) => Ok(object),
+        _ => Err(format!("{} is not a JSON object", path.display())),
+    }
+}
+
+/// Whether `node_modules` is complete and matches `package-lock.json`, by
+/// the record npm keeps of what it installed
+/// (`node_modules/.package-lock.json`): every package the lockfile wants
+/// (optional ones may be missing) at the same version and integrity, nothing
+/// else, and each one's `package.json` on disk. `Err` says what differs.
+fn installed() -> Result<(), String> {
+    let dir = interop_dir();
+    let wanted = read_json(&dir.join("package-lock.json"))?;
+    let Ok(have) = read_json(&dir.join("node_modules/.package-lock.json")) else {
+        return Err("tests/interop/node_modules is not installed".to_owned());
+    };
+    let packages = |lock: &serde_json::Map<String, Value>| {
+        lock.get("packages")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let (wanted, have) = (packages(&wanted), packages(&have));
+    for (path, entry) in wanted.iter().filter(|(path, _)| !path.is_empty()) {
+        match have.get(path) {
+            Some(installed)
+                if installed.get("version") == entry.get("version")
+                    && installed.get("integrity") == entry.get("integrity") => {}
+            Some(_) => return Err(format!("{path} differs from package-lock.json")),
+            None if entry.get("optional") == Some(&Value::Bool(true)) => {}
+            None => return Err(format!("{path} is not installed")),
+        }
+    }
+    for path in have.keys() {
+        if !wanted.contains_key(path) {
+            return Err(format!("{path} is not in package-lock.json"));
+        }
+        if !dir.join(path).join("package.json").is_file() {
+            return Err(format!("{path} is incomplete"));
+        }
+    }
+    Ok(())
+}
+
+/// `tests/interop/.npm-install.lock`, held while npm installs; removed on
+/// drop.
+struct InstallLock(PathBuf);
+
+impl InstallLock {
+    /// Creates the lock file, waiting while another process holds it.
+    fn acquire() -> Result<Self, String> {
+        let path = interop_dir().join(".npm-install.lock");
+        let mut told = false;
+        loop {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(mut file) => {
+                    let _ = writeln!(file, "{}", std::process::id());
+                    return Ok(Self(path));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    if let Some(why) = stale(&path) {
+                        announce(&format!("removing {} ({why})", path.display()));
+                        let _ = std::fs::remove_file(&path);
+                        continue;
+                    }
+                    if !told {
+                        announce(&format!(
+                            "waiting for another test's npm install ({} exists)",
+                            path.display()
+                        ));
+                        told = true;
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(e) => return Err(format!("cannot create {}: {e}", path.display())),
+            }
+        }
+    }
+}
+
+impl Drop for InstallLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Why the lock file at `path` is a leftover (its process was killed), if
+/// it is one.
+fn stale(path: &Path) -> Option<String> {
+    let modified = std::fs::metadata(path).ok()?.modified().ok()?;
+    let age = SystemTime::now()
+        .duration_since(modified)
+        .unwrap_or_default();
+    if age > STALE_LOCK {
+        return Some(format!("{} s old", age.as_secs()));
+    }
+    // Empty or unreadable: just created, the pid not written yet.
+    let pid: u32 = std::fs::read_to_string(path).ok()?.trim().parse().ok()?;
+    (!process_alive(pid)?).then(|| format!("process {pid} that made it is gone"))
+}
+
+/// Whether process `pid` runs; `None` where that cannot be told.
+fn process_alive(pid: u32) -> Option<bool> {
+    if !cfg!(unix) {
+        return None;
+    }
+    if Path::new("/proc/self").exists() {
+        return Some(Path::new(&format!("/proc/{pid}")).exists());
+    }
+    // `kill -0` signals nothing; it says whether the process exists.
+    std::process::Command::new("kill")
+        .args(["-0", &pid.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .ok()
+        .map(|status| status.success())
 }
 
 /// A client registered with the peer: oidc-provider client metadata.
@@ -257,7 +474,7 @@ impl OidcProvider {
         clients: &[InteropClient],
         options: OidcProviderOptions,
     ) -> Result<Self, String> {
-        node_available()?;
+        ensure_peer()?;
 
         let dir = tempfile::tempdir().map_err(|e| format!("cannot make a temp dir: {e}"))?;
         let server = pki
