@@ -364,6 +364,79 @@ async fn jwks_rotation_without_restart() {
     );
 }
 
+/// A request waiting for a JWKS fetch holds none of the handler's capacity:
+/// behind a concurrency limit of one, another request (its token already
+/// verified) is answered meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_jwks_fetch_does_not_block_the_handler_for_others() {
+    use std::sync::Arc;
+    use tower_token_binding::server::{self, AnyClientCertVerifier};
+
+    let pki = TestPki::new().unwrap();
+    let issuer = TestIssuer::start(&pki).await.unwrap();
+    // No JWKS timeout to end the wait: only the hold's release does.
+    let validator = JwtValidator::builder()
+        .issuer(issuer.issuer())
+        .audience(issuer.audience())
+        .jwks(
+            tower_token_binding::validation::JwksSource::remote(&issuer.jwks_uri())
+                .unwrap()
+                .root_store(pki.root_store())
+                .unknown_kid_cooldown(Duration::ZERO)
+                .timeout(Duration::from_secs(3600)),
+        )
+        .build()
+        .unwrap();
+    let layer = CnfValidationLayer::new(validator);
+    let service = tower::ServiceBuilder::new()
+        .layer(layer)
+        .concurrency_limit(1)
+        .service_fn(support::whoami);
+    let tls = pki
+        .server_config(Arc::new(AnyClientCertVerifier::optional()))
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api = format!(
+        "https://localhost:{}/whoami",
+        listener.local_addr().unwrap().port()
+    );
+    tokio::spawn(server::serve(listener, tls, service).into_future());
+
+    let cert = pki.client_cert("a.example").unwrap();
+    let client = https_client(&pki, Some(&identity(&cert)));
+    let claims = || issuer.claims("svc", Some(cert.thumbprint()));
+    let known = issuer.sign(&claims()).unwrap();
+    assert_eq!(
+        call(&client, &api, Some(&bearer(&known))).await.0,
+        StatusCode::OK
+    );
+
+    // A token under a new key: its request waits for a JWKS fetch, held.
+    issuer.rotate_signing_key().unwrap();
+    let fresh = issuer.sign(&claims()).unwrap();
+    let hold = issuer.hold_jwks();
+    let waiting = tokio::spawn({
+        let (client, api) = (client.clone(), api.clone());
+        async move { call(&client, &api, Some(&bearer(&fresh))).await.0 }
+    });
+    hold.until_waiting(1).await;
+
+    // Before, the waiting request held the only permit until its fetch
+    // ended, which it does not while held: the bound is for a hang, not a
+    // timing.
+    let other = tokio::time::timeout(
+        Duration::from_secs(60),
+        call(&client, &api, Some(&bearer(&known))),
+    )
+    .await
+    .expect("the handler was blocked by a request waiting for the JWKS");
+    assert_eq!(other.0, StatusCode::OK);
+    assert_eq!(hold.waiting(), 1, "the first request still waits");
+
+    hold.release();
+    assert_eq!(waiting.await.unwrap(), StatusCode::OK);
+}
+
 #[tokio::test]
 async fn random_kids_fetch_the_jwks_at_most_once_per_cooldown() {
     let setup = setup().await; // cooldown: one hour
