@@ -5,6 +5,7 @@
 
 mod support;
 
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -98,6 +99,43 @@ async fn tls_client_auth_gets_a_token_bound_to_our_certificate() {
         source.cache_key().thumbprint(),
         Some(s.identity.thumbprint())
     );
+}
+
+#[test]
+fn the_cache_key_follows_the_current_identity() {
+    let pki = TestPki::new().unwrap();
+    let first = pki.client_cert("svc.example").unwrap().identity().unwrap();
+    let second = pki.client_cert("svc.example").unwrap().identity().unwrap();
+    let slot = Arc::new(RwLock::new(first.clone()));
+    let current = {
+        let slot = slot.clone();
+        move || slot.read().unwrap().clone()
+    };
+    let source = ClientCredentials::builder()
+        .client_id("svc")
+        .token_endpoint("https://as.example/token")
+        .root_store(pki.root_store())
+        .tls_client_auth(current)
+        .build()
+        .unwrap();
+
+    let key = source.cache_key();
+    assert_eq!(key.thumbprint(), Some(first.thumbprint()));
+    assert_eq!(
+        source.cache_key(),
+        key,
+        "the same key while nothing changes"
+    );
+
+    *slot.write().unwrap() = second.clone();
+    let renewed = source.cache_key();
+    assert_eq!(renewed.thumbprint(), Some(second.thumbprint()));
+    assert_ne!(renewed, key);
+    assert_eq!(source.cache_key(), renewed);
+
+    // Back to the first identity: its key again.
+    *slot.write().unwrap() = first;
+    assert_eq!(source.cache_key(), key);
 }
 
 #[tokio::test]

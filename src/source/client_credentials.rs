@@ -1,9 +1,10 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use bytes::Bytes;
@@ -78,9 +79,10 @@ struct Inner {
     default_lifetime: Duration,
     timeout: Duration,
     pool: MtlsClientPool<Full<Bytes>>,
-    /// The key without a thumbprint, and the latest key with one.
+    /// The key without a thumbprint, and the latest key with one: read
+    /// without a lock on every request, replaced when the identity changes.
     base_key: CacheKey,
-    key: RwLock<CacheKey>,
+    key: ArcSwap<CacheKey>,
 }
 
 enum Endpoint {
@@ -340,7 +342,7 @@ impl ClientCredentialsBuilder {
             key = key.part(name, value);
         }
         let base_key = key.build();
-        let key = RwLock::new(base_key.with_thumbprint(identity.current().thumbprint()));
+        let key = ArcSwap::from_pointee(base_key.with_thumbprint(identity.current().thumbprint()));
         Ok(ClientCredentials {
             inner: Arc::new(Inner {
                 endpoint,
@@ -379,15 +381,17 @@ impl TokenSource for ClientCredentials {
     }
 
     /// The settings and the thumbprint of the current identity.
+    ///
+    /// Asked on every request: the key made for the current thumbprint is
+    /// read without a lock, and made again only when the identity changed.
     fn cache_key(&self) -> CacheKey {
         let thumbprint = self.inner.identity.current().thumbprint();
-        let key = self.inner.key.read().unwrap_or_else(|p| p.into_inner());
+        let key = self.inner.key.load();
         if key.thumbprint() == Some(thumbprint) {
-            return key.clone();
+            return CacheKey::clone(&key);
         }
-        drop(key);
         let key = self.inner.base_key.with_thumbprint(thumbprint);
-        *self.inner.key.write().unwrap_or_else(|p| p.into_inner()) = key.clone();
+        self.inner.key.store(Arc::new(key.clone()));
         key
     }
 }
