@@ -380,6 +380,18 @@ fn build_refuses_each_misconfiguration() {
     );
     assert_eq!(kind, K::TokenSource);
     assert!(message.contains("client_id"), "{message}");
+    // Issuers with user info, a query or a fragment (RFC 8414 section 2);
+    // the message names what is wrong and never repeats a password.
+    for (issuer, hint) in [
+        ("https://svc:s3cret@login.example", "user info"),
+        ("https://login.example/?tenant=s3cret", "query"),
+        ("https://login.example/t#s3cret", "fragment"),
+    ] {
+        let (kind, message) = refused(client().issuer(issuer).identity(identity()));
+        assert_eq!(kind, K::TokenSource, "{issuer}: {message}");
+        assert!(message.contains(hint), "{issuer}: {message}");
+        assert!(!message.contains("s3cret"), "{issuer}: {message}");
+    }
     // Settings that cannot go together.
     for (builder, hint) in [
         (

@@ -292,6 +292,40 @@ async fn discovery_failures_are_typed() {
     assert_eq!(fetch(&source).await.unwrap_err().kind(), Kind::Discovery);
 }
 
+#[tokio::test]
+async fn the_metadata_must_name_the_issuer_exactly() {
+    let s = setup().await;
+    // The test issuer's metadata says `https://127.0.0.1:PORT`; configured
+    // with a trailing slash, the two differ (RFC 8414 section 3.3), and the
+    // error shows both so that the user sees why.
+    let configured = format!("{}/", s.issuer.issuer());
+    let source = s
+        .builder()
+        .issuer(&configured)
+        .tls_client_auth(s.identity.clone())
+        .build()
+        .unwrap();
+    let e = fetch(&source).await.unwrap_err();
+    assert_eq!(e.kind(), Kind::Discovery, "{e}");
+    let message = e.to_string();
+    assert!(message.contains(&format!("{configured:?}")), "{message}");
+    assert!(
+        message.contains(&format!("{:?}", s.issuer.issuer())),
+        "{message}"
+    );
+    assert!(message.contains("trailing slash"), "{message}");
+    assert_eq!(s.issuer.token_requests(), 0);
+
+    // Configured as the metadata writes it: found.
+    let source = s
+        .builder()
+        .issuer(s.issuer.issuer())
+        .tls_client_auth(s.identity.clone())
+        .build()
+        .unwrap();
+    fetch(&source).await.unwrap();
+}
+
 #[test]
 fn misconfigurations_are_refused_at_build() {
     let identity = TestPki::self_signed_client("svc.example")
@@ -340,6 +374,21 @@ fn misconfigurations_are_refused_at_build() {
             .tls_client_auth(identity.clone()))
         .contains("not both")
     );
+    // Issuers with user info, a query or a fragment (RFC 8414 section 2),
+    // refused without repeating what may be a secret.
+    for (issuer, hint) in [
+        ("https://c:s3cret@as.example", "user info"),
+        ("https://as.example?key=s3cret", "query"),
+        ("https://as.example/#s3cret", "fragment"),
+        ("http://as.example", "https://"),
+    ] {
+        let message = err(base()
+            .client_id("c")
+            .issuer(issuer)
+            .tls_client_auth(identity.clone()));
+        assert!(message.contains(hint), "{issuer}: {message}");
+        assert!(!message.contains("s3cret"), "{issuer}: {message}");
+    }
     assert!(
         base()
             .client_id("c")

@@ -132,9 +132,12 @@ impl fmt::Debug for BoundClientBuilder {
 impl BoundClientBuilder {
     // Where tokens come from.
 
-    /// The authorization server's issuer URL (`https://`): the token endpoint
-    /// is discovered from its metadata, preferring the mTLS alias (RFC 8705
-    /// section 5). Either this or [`token_endpoint`](Self::token_endpoint).
+    /// The authorization server's issuer URL (`https://`, without user
+    /// info, query or fragment: [`build`](Self::build) refuses those): the
+    /// token endpoint is discovered from its metadata, preferring the mTLS
+    /// alias (RFC 8705 section 5), and the metadata must name this issuer
+    /// exactly, trailing slash included (RFC 8414 section 3.3). Either this
+    /// or [`token_endpoint`](Self::token_endpoint).
     pub fn issuer(mut self, url: impl Into<String>) -> Self {
         self.issuer = Some(url.into());
         self

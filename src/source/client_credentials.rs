@@ -181,7 +181,10 @@ impl ClientCredentialsBuilder {
         self
     }
 
-    /// The issuer, for discovery of the token endpoint.
+    /// The issuer, for discovery of the token endpoint: an `https://` URL
+    /// without user info, query or fragment (RFC 8414 section 2), which
+    /// [`build`](Self::build) checks. The metadata found must name this
+    /// issuer exactly, trailing slash included (RFC 8414 section 3.3).
     pub fn issuer(mut self, url: impl Into<String>) -> Self {
         self.issuer = Some(url.into());
         self
@@ -298,9 +301,11 @@ impl ClientCredentialsBuilder {
         let endpoint = match (self.token_endpoint, self.issuer) {
             (Some(url), None) => Endpoint::Fixed(https_uri(&url, "token endpoint")?),
             (None, Some(issuer)) => {
-                https_uri(&issuer, "issuer")?;
+                discovery::issuer_uri(&issuer).map_err(|e| ConfigError::new(e.message(&issuer)))?;
+                // Kept as given: the metadata must name it exactly (RFC
+                // 8414 section 3.3).
                 Endpoint::Discover {
-                    issuer: issuer.trim_end_matches('/').to_owned(),
+                    issuer,
                     resolved: Mutex::new(None),
                 }
             }
