@@ -273,6 +273,11 @@ async fn identity_files_rotate_while_requests_flow() {
             .all(|x| *x == b.thumbprint().to_string())
     );
     assert_eq!(identity.current().thumbprint(), b.thumbprint());
+    // A's client went with the first request that saw B replace it, not
+    // after the pool's idle bound.
+    assert!(!client.pool().holds(&a.thumbprint()));
+    assert!(client.pool().holds(&b.thumbprint()));
+    assert_eq!(client.pool().stats().retired, 1);
 
     // A half-written pair: C's certificate with B's key. Refused; B goes on.
     let refused_before = identity.stats().refused;

@@ -18,6 +18,9 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+#[cfg(feature = "client")]
+use std::sync::atomic::Ordering;
 
 use rustls::client::ResolvesClientCert;
 use rustls::sign::CertifiedKey;
@@ -52,6 +55,35 @@ pub struct ClientIdentity {
 struct Inner {
     certified: Arc<CertifiedKey>,
     thumbprint: Thumbprint,
+    /// The identities that took each other's place, this one included.
+    #[cfg_attr(not(feature = "client"), allow(dead_code))]
+    line: Arc<Line>,
+    /// This identity's place in `line`.
+    #[cfg_attr(not(feature = "client"), allow(dead_code))]
+    generation: u64,
+}
+
+/// A line of identities, each replacing the one before: what the files of a
+/// [`ReloadingIdentity`] held over time, say.
+#[derive(Debug, Default)]
+#[cfg_attr(not(feature = "client"), allow(dead_code))]
+struct Line {
+    /// The generation of the newest identity in the line that took over.
+    newest: AtomicU64,
+    /// The latest generation handed out.
+    issued: AtomicU64,
+}
+
+/// How many times an identity took another's place, process-wide: a pool
+/// that saw this count last time has nothing new to retire, which it learns
+/// with one atomic load per request.
+#[cfg(feature = "client")]
+static REPLACEMENTS: AtomicU64 = AtomicU64::new(0);
+
+/// The count of replacements so far (see [`REPLACEMENTS`]).
+#[cfg(feature = "client")]
+pub(crate) fn replacements() -> u64 {
+    REPLACEMENTS.load(Ordering::Acquire)
 }
 
 impl ClientIdentity {
@@ -115,8 +147,77 @@ impl ClientIdentity {
             inner: Arc::new(Inner {
                 certified: Arc::new(certified),
                 thumbprint,
+                line: Arc::default(),
+                generation: 0,
             }),
         })
+    }
+
+    /// This identity, taking the place of `previous`: `previous` (and any
+    /// identity it replaced) is [retired](Self::is_retired) from now on.
+    ///
+    /// An [`MtlsClientPool`](crate::pool::MtlsClientPool) drops the
+    /// connections of a retired identity on its next request (requests in
+    /// flight on them finish first), instead of keeping them until they are
+    /// idle. A [`ReloadingIdentity`] replaces its identity this way when it
+    /// loads renewed files; call it yourself when you swap identities by hand
+    /// behind an [`IdentitySource`].
+    ///
+    /// ```
+    /// # use tower_token_binding::test_util::TestPki;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    /// # let pki = TestPki::new()?;
+    /// # let old = pki.client_cert("svc.example")?.identity()?;
+    /// # let renewed = pki.client_cert("svc.example")?.identity()?;
+    /// assert!(!old.is_retired());
+    /// let renewed = renewed.replacing(&old);
+    /// assert!(old.is_retired());
+    /// assert!(!renewed.is_retired());
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "client")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "client")))]
+    pub fn replacing(self, previous: &ClientIdentity) -> ClientIdentity {
+        let successor = self.next_in_line(previous);
+        successor.take_over();
+        successor
+    }
+
+    /// Whether another identity has [replaced](Self::replacing) this one.
+    #[cfg(feature = "client")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "client")))]
+    pub fn is_retired(&self) -> bool {
+        self.inner.line.newest.load(Ordering::Acquire) > self.inner.generation
+    }
+
+    /// This identity as the next in `previous`'s line, not yet taking over:
+    /// `previous` stays current until [`take_over`](Self::take_over).
+    #[cfg(feature = "client")]
+    pub(crate) fn next_in_line(self, previous: &ClientIdentity) -> ClientIdentity {
+        let line = previous.inner.line.clone();
+        let generation = line.issued.fetch_add(1, Ordering::AcqRel) + 1;
+        ClientIdentity {
+            inner: Arc::new(Inner {
+                certified: self.inner.certified.clone(),
+                thumbprint: self.inner.thumbprint,
+                line,
+                generation,
+            }),
+        }
+    }
+
+    /// Retires every identity of this one's line that came before it.
+    #[cfg(feature = "client")]
+    pub(crate) fn take_over(&self) {
+        let line = &self.inner.line;
+        if line
+            .newest
+            .fetch_max(self.inner.generation, Ordering::AcqRel)
+            < self.inner.generation
+        {
+            REPLACEMENTS.fetch_add(1, Ordering::AcqRel);
+        }
     }
 
     /// The RFC 8705 `x5t#S256` thumbprint of the leaf certificate, computed

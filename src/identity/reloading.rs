@@ -32,6 +32,12 @@ const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(30);
 ///   key their tokens on its thumbprint, so the next request after a
 ///   renewal gets a token bound to the new certificate, over a connection
 ///   of the [pool](crate::pool::MtlsClientPool) that presents it.
+/// - The new identity [replaces](ClientIdentity::replacing) the old one, so
+///   every [`MtlsClientPool`](crate::pool::MtlsClientPool) drops the old
+///   one's connections on its next request: the old private key is not
+///   used past the renewal, whether the pool is under a
+///   [`BoundClient`](crate::BoundClient) or stacked by hand under a
+///   [`TokenBindingLayer`](crate::TokenBindingLayer).
 ///
 /// Clones share one identity and one poller; the poller stops when the last
 /// clone is dropped. Outside a Tokio runtime nothing is polled until the
@@ -258,7 +264,12 @@ impl Shared {
                 Reload::Unchanged
             }
             Ok(identity) => {
+                // Published first, then the old one retired: no request
+                // finds the current identity retired.
+                let previous = self.identity.borrow().clone();
+                let identity = identity.next_in_line(&previous);
                 let old = self.identity.send_replace(identity.clone()).thumbprint();
+                identity.take_over();
                 self.reloads.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(
                     cert = %self.cert_path.display(),

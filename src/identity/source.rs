@@ -15,6 +15,12 @@ use super::ClientIdentity;
 /// `current` is called on every request: keep it cheap (a clone of an
 /// `Arc`), and never block in it.
 ///
+/// A source that swaps its identity by hand should make the new one
+/// [replace](ClientIdentity::replacing) the old one, as a
+/// [`ReloadingIdentity`](super::ReloadingIdentity) does: pools then drop the
+/// old identity's connections on their next request instead of keeping them
+/// until they are idle.
+///
 /// ```
 /// use std::sync::{Arc, RwLock};
 /// use tower_token_binding::ClientIdentity;
@@ -34,6 +40,14 @@ use super::ClientIdentity;
 ///     move || slot.read().unwrap().clone()
 /// };
 /// assert_eq!(swapped.current().thumbprint(), identity.thumbprint());
+///
+/// // The swap: the new identity replaces the old one.
+/// # let renewed = TestPki::self_signed_client("svc.example")?.identity()?;
+/// let mut current = slot.write().unwrap();
+/// *current = renewed.clone().replacing(&current);
+/// # drop(current);
+/// assert!(identity.is_retired());
+/// assert_eq!(swapped.current().thumbprint(), renewed.thumbprint());
 /// # Ok(())
 /// # }
 /// ```
