@@ -229,7 +229,10 @@ impl BoundClientBuilder {
     /// The client certificate and key, from PEM files that are watched: when
     /// a renewal rewrites them, the next request gets a token bound to the
     /// new certificate, over a connection presenting it. See
-    /// [`ReloadingIdentity`].
+    /// [`ReloadingIdentity`]. A certificate that has expired or is not valid
+    /// yet is refused at [`build`](Self::build); to present one anyway, give
+    /// [`identity`](Self::identity) a `ReloadingIdentity` built with
+    /// [`accept_outside_validity`](crate::identity::ReloadingIdentityBuilder::accept_outside_validity).
     pub fn identity_files(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
         self.identity = Some(IdentityChoice::Files(cert.into(), key.into()));
         self

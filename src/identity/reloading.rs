@@ -2,12 +2,12 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
-use super::{ClientIdentity, IdentityError, IdentitySource};
+use super::{ClientIdentity, IdentityError, IdentityErrorKind, IdentityLoader, IdentitySource};
 
 /// The default time between two looks at the files.
 const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(30);
@@ -25,9 +25,13 @@ const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(30);
 ///   costs two small reads.
 /// - New contents that make a valid pair replace the identity. A pair that
 ///   does not (a certificate written before its key, a truncated file, a
-///   key that does not belong to the certificate) is refused: the current
-///   identity stays, a warning is logged, and the files are tried again
-///   when they change next.
+///   key that does not belong to the certificate, a certificate that has
+///   expired) is refused: the current identity stays, a warning naming the
+///   file (and the certificate's dates, if they are the reason) is logged,
+///   and the files are tried again when they change next. A certificate
+///   that is not valid yet is also tried again once it is.
+/// - A certificate that expires within 24 hours is logged at warn level,
+///   once per certificate, at load or at the poll that finds it so close.
 /// - Token sources given this identity ([`ClientCredentials`](crate::source::ClientCredentials))
 ///   key their tokens on its thumbprint, so the next request after a
 ///   renewal gets a token bound to the new certificate, over a connection
@@ -65,13 +69,23 @@ struct Shared {
     key_path: PathBuf,
     interval: Duration,
     identity: watch::Sender<ClientIdentity>,
-    /// A digest of the contents last examined, good or bad. Held for a
-    /// whole check, so that two checks (the poller and `reload_now`) never
-    /// interleave and a stale read cannot put back an older pair.
-    seen: tokio::sync::Mutex<[u8; 32]>,
+    loader: IdentityLoader,
+    /// The contents last examined, good or bad. Held for a whole check, so
+    /// that two checks (the poller and `reload_now`) never interleave and a
+    /// stale read cannot put back an older pair.
+    seen: tokio::sync::Mutex<Seen>,
     polling: AtomicBool,
     reloads: AtomicU64,
     refused: AtomicU64,
+}
+
+/// What the last check examined.
+struct Seen {
+    /// A digest of the contents.
+    digest: [u8; 32],
+    /// When contents refused for a certificate not valid yet become worth
+    /// trying again, unchanged.
+    retry_at: Option<SystemTime>,
 }
 
 /// Counters of a [`ReloadingIdentity`].
@@ -80,8 +94,9 @@ struct Shared {
 pub struct ReloadStats {
     /// Times new files replaced the identity.
     pub reloads: u64,
-    /// Times new files were refused (unreadable, malformed, or a key that
-    /// does not match the certificate).
+    /// Times new files were refused (unreadable, malformed, a key that
+    /// does not match the certificate, or a certificate outside its
+    /// validity period).
     pub refused: u64,
 }
 
@@ -104,6 +119,7 @@ pub struct ReloadingIdentityBuilder {
     cert_path: PathBuf,
     key_path: PathBuf,
     interval: Duration,
+    loader: IdentityLoader,
 }
 
 impl ReloadingIdentityBuilder {
@@ -113,13 +129,30 @@ impl ReloadingIdentityBuilder {
         self
     }
 
-    /// Loads the files: an error if they do not make an identity now.
+    /// Accepts certificates that have expired or are not valid yet, at
+    /// build and at every reload (see
+    /// [`IdentityLoader::accept_outside_validity`]).
+    pub fn accept_outside_validity(mut self) -> Self {
+        self.loader = self.loader.accept_outside_validity();
+        self
+    }
+
+    /// Loads the files: an error if they do not make an identity now
+    /// (including a certificate outside its validity period, unless
+    /// [accepted](Self::accept_outside_validity)).
     pub fn build(self) -> Result<ReloadingIdentity, IdentityError> {
         let (cert_pem, key_pem) = read_pair(&self.cert_path, &self.key_path)?;
-        let identity = super::from_pem_pair(&self.cert_path, &self.key_path, &cert_pem, &key_pem)?;
+        let identity =
+            self.loader
+                .pem_pair(&self.cert_path, &self.key_path, &cert_pem, &key_pem)?;
+        identity.warn_if_expiring(SystemTime::now(), Some(&self.cert_path));
         let shared = Arc::new(Shared {
             identity: watch::Sender::new(identity),
-            seen: tokio::sync::Mutex::new(digest(&cert_pem, &key_pem)),
+            loader: self.loader,
+            seen: tokio::sync::Mutex::new(Seen {
+                digest: digest(&cert_pem, &key_pem),
+                retry_at: None,
+            }),
             cert_path: self.cert_path,
             key_path: self.key_path,
             interval: self.interval,
@@ -144,6 +177,7 @@ impl ReloadingIdentity {
             cert_path: cert_path.as_ref().to_owned(),
             key_path: key_path.as_ref().to_owned(),
             interval: DEFAULT_POLL_INTERVAL,
+            loader: IdentityLoader::default(),
         }
     }
 
@@ -245,7 +279,10 @@ impl Shared {
             Ok(Ok(pair)) => pair,
             Ok(Err(e)) => {
                 // Warned about once per distinct error.
-                let fresh = first_sight(&mut seen, digest(e.to_string().as_bytes(), b"unreadable"));
+                let fresh = first_sight(
+                    &mut seen.digest,
+                    digest(e.to_string().as_bytes(), b"unreadable"),
+                );
                 return self.refuse(e, fresh);
             }
             Err(join) => {
@@ -254,13 +291,25 @@ impl Shared {
                 return Reload::Unchanged;
             }
         };
-        if !first_sight(&mut seen, digest(&cert_pem, &key_pem)) {
+        let now = SystemTime::now();
+        let retry = seen.retry_at.is_some_and(|at| now >= at);
+        if !first_sight(&mut seen.digest, digest(&cert_pem, &key_pem)) && !retry {
+            self.identity
+                .borrow()
+                .warn_if_expiring(now, Some(&self.cert_path));
             return Reload::Unchanged;
         }
-        match super::from_pem_pair(&self.cert_path, &self.key_path, &cert_pem, &key_pem) {
+        seen.retry_at = None;
+        match self
+            .loader
+            .pem_pair(&self.cert_path, &self.key_path, &cert_pem, &key_pem)
+        {
             Ok(identity) if identity.chain() == self.identity.borrow().chain() => {
                 // The same certificate again (rewritten, or back after a
                 // read error).
+                self.identity
+                    .borrow()
+                    .warn_if_expiring(now, Some(&self.cert_path));
                 Reload::Unchanged
             }
             Ok(identity) => {
@@ -277,10 +326,17 @@ impl Shared {
                     new = %identity.thumbprint(),
                     "client identity reloaded"
                 );
+                identity.warn_if_expiring(now, Some(&self.cert_path));
                 Reload::Reloaded(identity)
             }
-            // Warned about once per contents: they are recorded as seen.
-            Err(e) => self.refuse(e, true),
+            Err(e) => {
+                if e.kind() == IdentityErrorKind::NotYetValid {
+                    // Unchanged files become valid with time: look again then.
+                    seen.retry_at = e.not_before();
+                }
+                // Warned about once per contents: they are recorded as seen.
+                self.refuse(e, !retry)
+            }
         }
     }
 

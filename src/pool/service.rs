@@ -3,7 +3,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -88,6 +88,9 @@ pub(crate) struct Slot<B> {
     /// The identity the client presents.
     identity: ClientIdentity,
     last_used: Instant,
+    /// When its certificate comes within a day of expiring, to be logged
+    /// (once per identity).
+    expiry_warning_at: Option<Instant>,
 }
 
 /// What to do with a request that carries no identity.
@@ -165,6 +168,10 @@ where
         }
         if let Some(slot) = slots.map.get_mut(&thumbprint) {
             slot.last_used = now;
+            if slot.expiry_warning_at.is_some_and(|at| now >= at) {
+                slot.expiry_warning_at = None;
+                slot.identity.warn_if_expiring(SystemTime::now(), None);
+            }
             return Ok(slot.client.clone());
         }
         if identity.is_retired() {
@@ -200,6 +207,7 @@ where
                 client: client.clone(),
                 identity: identity.clone(),
                 last_used: now,
+                expiry_warning_at: now.checked_add(identity.expiry_warning_in(SystemTime::now())),
             },
         );
         Ok(client)
