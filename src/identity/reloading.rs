@@ -4,10 +4,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
 
+use arc_swap::ArcSwap;
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
-use super::{ClientIdentity, IdentityError, IdentityErrorKind, IdentityLoader, IdentitySource};
+use super::{
+    ClientIdentity, IdentityError, IdentityErrorKind, IdentityLoader, IdentitySource, Inner,
+};
+use crate::Thumbprint;
 
 /// The default time between two looks at the files.
 const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(30);
@@ -68,6 +72,9 @@ struct Shared {
     cert_path: PathBuf,
     key_path: PathBuf,
     interval: Duration,
+    /// The identity now: read on every request, without a lock.
+    current: ArcSwap<Inner>,
+    /// The same, for subscribers.
     identity: watch::Sender<ClientIdentity>,
     loader: IdentityLoader,
     /// The contents last examined, good or bad. Held for a whole check, so
@@ -147,6 +154,7 @@ impl ReloadingIdentityBuilder {
                 .pem_pair(&self.cert_path, &self.key_path, &cert_pem, &key_pem)?;
         identity.warn_if_expiring(SystemTime::now(), Some(&self.cert_path));
         let shared = Arc::new(Shared {
+            current: ArcSwap::new(identity.inner.clone()),
             identity: watch::Sender::new(identity),
             loader: self.loader,
             seen: tokio::sync::Mutex::new(Seen {
@@ -230,7 +238,12 @@ impl ReloadingIdentity {
 impl IdentitySource for ReloadingIdentity {
     fn current(&self) -> ClientIdentity {
         self.ensure_polling();
-        self.shared.identity.borrow().clone()
+        self.shared.current()
+    }
+
+    fn thumbprint(&self) -> Thumbprint {
+        self.ensure_polling();
+        self.shared.current.load().thumbprint
     }
 }
 
@@ -240,7 +253,7 @@ impl fmt::Debug for ReloadingIdentity {
             .field("cert_path", &self.shared.cert_path)
             .field("key_path", &self.shared.key_path)
             .field("poll_interval", &self.shared.interval)
-            .field("thumbprint", &self.shared.identity.borrow().thumbprint())
+            .field("thumbprint", &self.shared.current().thumbprint())
             .field("stats", &self.stats())
             .finish()
     }
@@ -271,6 +284,12 @@ async fn poll(shared: Weak<Shared>, interval: Duration) {
 }
 
 impl Shared {
+    fn current(&self) -> ClientIdentity {
+        ClientIdentity {
+            inner: self.current.load_full(),
+        }
+    }
+
     async fn check(self: &Arc<Self>) -> Reload {
         let mut seen = self.seen.lock().await;
         let (cert_path, key_path) = (self.cert_path.clone(), self.key_path.clone());
@@ -294,9 +313,7 @@ impl Shared {
         let now = SystemTime::now();
         let retry = seen.retry_at.is_some_and(|at| now >= at);
         if !first_sight(&mut seen.digest, digest(&cert_pem, &key_pem)) && !retry {
-            self.identity
-                .borrow()
-                .warn_if_expiring(now, Some(&self.cert_path));
+            self.current().warn_if_expiring(now, Some(&self.cert_path));
             return Reload::Unchanged;
         }
         seen.retry_at = None;
@@ -304,21 +321,21 @@ impl Shared {
             .loader
             .pem_pair(&self.cert_path, &self.key_path, &cert_pem, &key_pem)
         {
-            Ok(identity) if identity.chain() == self.identity.borrow().chain() => {
+            Ok(identity) if identity.chain() == self.current().chain() => {
                 // The same certificate again (rewritten, or back after a
                 // read error).
-                self.identity
-                    .borrow()
-                    .warn_if_expiring(now, Some(&self.cert_path));
+                self.current().warn_if_expiring(now, Some(&self.cert_path));
                 Reload::Unchanged
             }
             Ok(identity) => {
                 // Published first, then the old one retired: no request
                 // finds the current identity retired.
-                let previous = self.identity.borrow().clone();
+                let previous = self.current();
                 let identity = identity.next_in_line(&previous);
-                let old = self.identity.send_replace(identity.clone()).thumbprint();
+                self.current.store(identity.inner.clone());
+                self.identity.send_replace(identity.clone());
                 identity.take_over();
+                let old = previous.thumbprint();
                 self.reloads.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(
                     cert = %self.cert_path.display(),
@@ -345,7 +362,7 @@ impl Shared {
             self.refused.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(
                 error = %error,
-                current = %self.identity.borrow().thumbprint(),
+                current = %self.current().thumbprint(),
                 "new client identity files refused; keeping the current identity"
             );
         }

@@ -79,9 +79,11 @@ struct Inner {
     default_lifetime: Duration,
     timeout: Duration,
     pool: MtlsClientPool<Full<Bytes>>,
-    /// The key without a thumbprint, and the latest key with one: read
-    /// without a lock on every request, replaced when the identity changes.
+    /// The key without a thumbprint; the key for the identity the source
+    /// was built with; and the latest key, replaced when the identity
+    /// changes. All read without a lock on every request.
     base_key: CacheKey,
+    first_key: CacheKey,
     key: ArcSwap<CacheKey>,
 }
 
@@ -347,7 +349,8 @@ impl ClientCredentialsBuilder {
             key = key.part(name, value);
         }
         let base_key = key.build();
-        let key = ArcSwap::from_pointee(base_key.with_thumbprint(identity.current().thumbprint()));
+        let first_key = base_key.with_thumbprint(identity.thumbprint());
+        let key = ArcSwap::from_pointee(first_key.clone());
         Ok(ClientCredentials {
             inner: Arc::new(Inner {
                 endpoint,
@@ -360,6 +363,7 @@ impl ClientCredentialsBuilder {
                 timeout: self.timeout.unwrap_or(Duration::from_secs(10)),
                 pool,
                 base_key,
+                first_key,
                 key,
             }),
         })
@@ -390,7 +394,11 @@ impl TokenSource for ClientCredentials {
     /// Asked on every request: the key made for the current thumbprint is
     /// read without a lock, and made again only when the identity changed.
     fn cache_key(&self) -> CacheKey {
-        let thumbprint = self.inner.identity.current().thumbprint();
+        let thumbprint = self.inner.identity.thumbprint();
+        if self.inner.first_key.thumbprint() == Some(thumbprint) {
+            // No renewal yet, or back to the first certificate.
+            return self.inner.first_key.clone();
+        }
         let key = self.inner.key.load();
         if key.thumbprint() == Some(thumbprint) {
             return CacheKey::clone(&key);
