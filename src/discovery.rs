@@ -48,10 +48,88 @@ pub(crate) fn redacted(url: &Uri) -> String {
     )
 }
 
-/// Whether the issuer a metadata document claims is the one it was fetched
-/// for (RFC 8414 section 3.3), a trailing slash aside.
-pub(crate) fn same_issuer(claimed: &str, expected: &str) -> bool {
-    claimed.trim_end_matches('/') == expected.trim_end_matches('/')
+/// Why a string is not a usable issuer identifier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum IssuerError {
+    /// Not an `https://` URL with a host.
+    Url(UrlError),
+    /// It carries `user:password@` (which has no place in an identifier,
+    /// and would be a secret in logs).
+    UserInfo,
+    /// It has a query (RFC 8414 section 2).
+    Query,
+    /// It has a fragment (RFC 8414 section 2).
+    Fragment,
+}
+
+impl IssuerError {
+    /// A message for a user who configured `issuer`; never repeats user
+    /// info or a query, which may hold secrets.
+    pub(crate) fn message(self, issuer: &str) -> String {
+        let shown = issuer
+            .parse::<Uri>()
+            .ok()
+            .filter(|uri| uri.host().is_some())
+            .map_or_else(|| format!("{issuer:?}"), |uri| redacted(&uri));
+        match self {
+            IssuerError::Url(UrlError::Invalid) => {
+                format!("the issuer {issuer:?} is not a valid URL")
+            }
+            IssuerError::Url(UrlError::NotHttps) => {
+                format!("the issuer must be an https:// URL, got {shown}")
+            }
+            IssuerError::UserInfo => format!(
+                "the issuer {shown} must not carry user info (user:password@): an issuer identifier is a plain https URL"
+            ),
+            IssuerError::Query => format!(
+                "the issuer {shown} must not have a query (?...): RFC 8414 section 2 forbids it"
+            ),
+            IssuerError::Fragment => format!(
+                "the issuer {shown} must not have a fragment (#...): RFC 8414 section 2 forbids it"
+            ),
+        }
+    }
+}
+
+/// Parses `issuer` as an issuer identifier (RFC 8414 section 2): an
+/// `https://` URL with a host, without user info, query or fragment.
+pub(crate) fn issuer_uri(issuer: &str) -> Result<Uri, IssuerError> {
+    // `http::Uri` does not keep fragments: look at the string itself.
+    let (without_fragment, fragment) = match issuer.split_once('#') {
+        Some((before, _)) => (before, true),
+        None => (issuer, false),
+    };
+    let uri = https_uri(without_fragment).map_err(IssuerError::Url)?;
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        return Err(IssuerError::UserInfo);
+    }
+    if uri.query().is_some() {
+        return Err(IssuerError::Query);
+    }
+    if fragment {
+        return Err(IssuerError::Fragment);
+    }
+    Ok(uri)
+}
+
+/// Checks the issuer a metadata document claims against the one it was
+/// fetched for: RFC 8414 section 3.3 wants them identical, character for
+/// character. The error message shows both, and says so when only a
+/// trailing slash differs.
+pub(crate) fn check_issuer(claimed: &str, expected: &str) -> Result<(), String> {
+    if claimed == expected {
+        return Ok(());
+    }
+    let slash = if claimed.trim_end_matches('/') == expected.trim_end_matches('/') {
+        " (they differ by a trailing slash only, but RFC 8414 section 3.3 wants the \
+         issuer identical to the one configured: configure the issuer exactly as the \
+         metadata writes it)"
+    } else {
+        ""
+    };
+    Err(format!(
+        "the metadata is for issuer {claimed:?}, not {expected:?}{slash}"
+    ))
 }
 
 /// Where an issuer's metadata may be, in the order to try: RFC 8414 section
@@ -91,11 +169,7 @@ impl Metadata {
             .get("issuer")
             .and_then(Value::as_str)
             .ok_or_else(|| format!("{url}: the metadata has no issuer"))?;
-        if !same_issuer(claimed, issuer) {
-            return Err(format!(
-                "{url}: the metadata is for issuer {claimed:?}, not {issuer:?}"
-            ));
-        }
+        check_issuer(claimed, issuer).map_err(|e| format!("{url}: {e}"))?;
         Ok(Self { url, value })
     }
 
@@ -230,12 +304,52 @@ mod tests {
     }
 
     #[test]
-    fn issuers_compare_with_a_trailing_slash_aside() {
-        assert!(same_issuer("https://as.example/", "https://as.example"));
-        assert!(same_issuer("https://as.example/t", "https://as.example/t/"));
-        assert!(!same_issuer("https://as.example/t", "https://as.example"));
-        assert!(!same_issuer("https://evil.example", "https://as.example"));
-        assert!(!same_issuer("http://as.example", "https://as.example"));
+    fn issuers_compare_exactly() {
+        assert!(check_issuer("https://as.example", "https://as.example").is_ok());
+        assert!(check_issuer("https://as.example/t/", "https://as.example/t/").is_ok());
+        for (claimed, expected) in [
+            ("https://as.example/", "https://as.example"),
+            ("https://as.example/t", "https://as.example/t/"),
+        ] {
+            let e = check_issuer(claimed, expected).unwrap_err();
+            assert!(e.contains(&format!("{claimed:?}")), "{e}");
+            assert!(e.contains(&format!("{expected:?}")), "{e}");
+            assert!(e.contains("trailing slash"), "{e}");
+        }
+        for (claimed, expected) in [
+            ("https://as.example/t", "https://as.example"),
+            ("https://evil.example", "https://as.example"),
+            ("http://as.example", "https://as.example"),
+            ("https://AS.example", "https://as.example"),
+        ] {
+            let e = check_issuer(claimed, expected).unwrap_err();
+            assert!(!e.contains("trailing slash"), "{e}");
+        }
+    }
+
+    #[test]
+    fn issuer_identifiers_have_no_user_info_query_or_fragment() {
+        assert_eq!(
+            issuer_uri("https://as.example/t").unwrap(),
+            "https://as.example/t"
+        );
+        assert!(issuer_uri("https://as.example:8443/").is_ok());
+        let refused = |issuer: &str| issuer_uri(issuer).unwrap_err();
+        assert_eq!(refused("https://user:pw@as.example"), IssuerError::UserInfo);
+        assert_eq!(refused("https://as.example?tenant=1"), IssuerError::Query);
+        assert_eq!(refused("https://as.example/t#frag"), IssuerError::Fragment);
+        assert_eq!(refused("https://as.example#"), IssuerError::Fragment);
+        assert_eq!(
+            refused("http://as.example"),
+            IssuerError::Url(UrlError::NotHttps)
+        );
+        assert_eq!(refused("not a url"), IssuerError::Url(UrlError::Invalid));
+        // The message never repeats the password or the query.
+        let message = IssuerError::UserInfo.message("https://user:s3cret@as.example/");
+        assert!(message.contains("https://as.example/"), "{message}");
+        assert!(!message.contains("s3cret"), "{message}");
+        let message = IssuerError::Query.message("https://as.example/?key=s3cret");
+        assert!(!message.contains("s3cret"), "{message}");
     }
 
     #[test]
@@ -269,7 +383,7 @@ mod tests {
     #[test]
     fn endpoints_must_be_https() {
         let metadata = |jwks_uri: Value| {
-            let body = json!({ "issuer": "https://as.example/", "jwks_uri": jwks_uri });
+            let body = json!({ "issuer": "https://as.example", "jwks_uri": jwks_uri });
             Metadata::parse(
                 "https://as.example",
                 String::new(),

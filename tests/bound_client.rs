@@ -273,6 +273,11 @@ async fn identity_files_rotate_while_requests_flow() {
             .all(|x| *x == b.thumbprint().to_string())
     );
     assert_eq!(identity.current().thumbprint(), b.thumbprint());
+    // A's client went with the first request that saw B replace it, not
+    // after the pool's idle bound.
+    assert!(!client.pool().holds(&a.thumbprint()));
+    assert!(client.pool().holds(&b.thumbprint()));
+    assert_eq!(client.pool().stats().retired, 1);
 
     // A half-written pair: C's certificate with B's key. Refused; B goes on.
     let refused_before = identity.stats().refused;
@@ -380,6 +385,18 @@ fn build_refuses_each_misconfiguration() {
     );
     assert_eq!(kind, K::TokenSource);
     assert!(message.contains("client_id"), "{message}");
+    // Issuers with user info, a query or a fragment (RFC 8414 section 2);
+    // the message names what is wrong and never repeats a password.
+    for (issuer, hint) in [
+        ("https://svc:s3cret@login.example", "user info"),
+        ("https://login.example/?tenant=s3cret", "query"),
+        ("https://login.example/t#s3cret", "fragment"),
+    ] {
+        let (kind, message) = refused(client().issuer(issuer).identity(identity()));
+        assert_eq!(kind, K::TokenSource, "{issuer}: {message}");
+        assert!(message.contains(hint), "{issuer}: {message}");
+        assert!(!message.contains("s3cret"), "{issuer}: {message}");
+    }
     // Settings that cannot go together.
     for (builder, hint) in [
         (

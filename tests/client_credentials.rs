@@ -5,6 +5,7 @@
 
 mod support;
 
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -98,6 +99,43 @@ async fn tls_client_auth_gets_a_token_bound_to_our_certificate() {
         source.cache_key().thumbprint(),
         Some(s.identity.thumbprint())
     );
+}
+
+#[test]
+fn the_cache_key_follows_the_current_identity() {
+    let pki = TestPki::new().unwrap();
+    let first = pki.client_cert("svc.example").unwrap().identity().unwrap();
+    let second = pki.client_cert("svc.example").unwrap().identity().unwrap();
+    let slot = Arc::new(RwLock::new(first.clone()));
+    let current = {
+        let slot = slot.clone();
+        move || slot.read().unwrap().clone()
+    };
+    let source = ClientCredentials::builder()
+        .client_id("svc")
+        .token_endpoint("https://as.example/token")
+        .root_store(pki.root_store())
+        .tls_client_auth(current)
+        .build()
+        .unwrap();
+
+    let key = source.cache_key();
+    assert_eq!(key.thumbprint(), Some(first.thumbprint()));
+    assert_eq!(
+        source.cache_key(),
+        key,
+        "the same key while nothing changes"
+    );
+
+    *slot.write().unwrap() = second.clone();
+    let renewed = source.cache_key();
+    assert_eq!(renewed.thumbprint(), Some(second.thumbprint()));
+    assert_ne!(renewed, key);
+    assert_eq!(source.cache_key(), renewed);
+
+    // Back to the first identity: its key again.
+    *slot.write().unwrap() = first;
+    assert_eq!(source.cache_key(), key);
 }
 
 #[tokio::test]
@@ -262,6 +300,40 @@ async fn discovery_failures_are_typed() {
     assert_eq!(fetch(&source).await.unwrap_err().kind(), Kind::Discovery);
 }
 
+#[tokio::test]
+async fn the_metadata_must_name_the_issuer_exactly() {
+    let s = setup().await;
+    // The test issuer's metadata says `https://127.0.0.1:PORT`; configured
+    // with a trailing slash, the two differ (RFC 8414 section 3.3), and the
+    // error shows both so that the user sees why.
+    let configured = format!("{}/", s.issuer.issuer());
+    let source = s
+        .builder()
+        .issuer(&configured)
+        .tls_client_auth(s.identity.clone())
+        .build()
+        .unwrap();
+    let e = fetch(&source).await.unwrap_err();
+    assert_eq!(e.kind(), Kind::Discovery, "{e}");
+    let message = e.to_string();
+    assert!(message.contains(&format!("{configured:?}")), "{message}");
+    assert!(
+        message.contains(&format!("{:?}", s.issuer.issuer())),
+        "{message}"
+    );
+    assert!(message.contains("trailing slash"), "{message}");
+    assert_eq!(s.issuer.token_requests(), 0);
+
+    // Configured as the metadata writes it: found.
+    let source = s
+        .builder()
+        .issuer(s.issuer.issuer())
+        .tls_client_auth(s.identity.clone())
+        .build()
+        .unwrap();
+    fetch(&source).await.unwrap();
+}
+
 #[test]
 fn misconfigurations_are_refused_at_build() {
     let identity = TestPki::self_signed_client("svc.example")
@@ -310,6 +382,21 @@ fn misconfigurations_are_refused_at_build() {
             .tls_client_auth(identity.clone()))
         .contains("not both")
     );
+    // Issuers with user info, a query or a fragment (RFC 8414 section 2),
+    // refused without repeating what may be a secret.
+    for (issuer, hint) in [
+        ("https://c:s3cret@as.example", "user info"),
+        ("https://as.example?key=s3cret", "query"),
+        ("https://as.example/#s3cret", "fragment"),
+        ("http://as.example", "https://"),
+    ] {
+        let message = err(base()
+            .client_id("c")
+            .issuer(issuer)
+            .tls_client_auth(identity.clone()));
+        assert!(message.contains(hint), "{issuer}: {message}");
+        assert!(!message.contains("s3cret"), "{issuer}: {message}");
+    }
     assert!(
         base()
             .client_id("c")

@@ -12,7 +12,9 @@ use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
 use serde_json::{Value, json};
-use tower::ServiceExt;
+use tower::{ServiceBuilder, ServiceExt};
+use tower_token_binding::TokenBindingLayer;
+use tower_token_binding::identity::{IdentitySource, Reload, ReloadingIdentity};
 use tower_token_binding::pool::{MtlsClientPool, PoolBuilder};
 use tower_token_binding::server::{self, AnyClientCertVerifier, ConnectionInfo, PeerCertificate};
 use tower_token_binding::test_util::TestPki;
@@ -39,6 +41,7 @@ impl Seen {
 
 struct Server {
     base: String,
+    addr: SocketAddr,
     seen: Seen,
 }
 
@@ -47,10 +50,8 @@ async fn start_server(pki: &TestPki) -> Server {
         .server_config(Arc::new(AnyClientCertVerifier::optional()))
         .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!(
-        "https://localhost:{}",
-        listener.local_addr().unwrap().port()
-    );
+    let addr = listener.local_addr().unwrap();
+    let base = format!("https://localhost:{}", addr.port());
     let seen = Seen::default();
     let record = seen.clone();
     let service = tower::service_fn(move |request: Request<Incoming>| {
@@ -78,7 +79,76 @@ async fn start_server(pki: &TestPki) -> Server {
         }
     });
     tokio::spawn(server::serve(listener, tls, service).into_future());
-    Server { base, seen }
+    Server { base, addr, seen }
+}
+
+/// A TCP proxy in front of a server, which knows which of the connections
+/// it forwards are closed. Each is known by the address the server sees it
+/// come from (the proxy's side of the upstream connection).
+#[derive(Clone, Default)]
+struct Proxy {
+    closed: Arc<Mutex<HashMap<SocketAddr, bool>>>,
+}
+
+impl Proxy {
+    /// Starts a proxy to `upstream`; returns it and its URL,
+    /// `https://localhost:PORT`.
+    async fn start(upstream: SocketAddr) -> (Proxy, String) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!(
+            "https://localhost:{}",
+            listener.local_addr().unwrap().port()
+        );
+        let proxy = Proxy::default();
+        let record = proxy.clone();
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let mut outbound = tokio::net::TcpStream::connect(upstream).await.unwrap();
+                let seen_as = outbound.local_addr().unwrap();
+                record.closed.lock().unwrap().insert(seen_as, false);
+                let record = record.clone();
+                tokio::spawn(async move {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    record.closed.lock().unwrap().insert(seen_as, true);
+                });
+            }
+        });
+        (proxy, url)
+    }
+
+    /// Whether the connections the server saw as `addrs` are all closed.
+    fn all_closed(&self, addrs: &[SocketAddr]) -> bool {
+        let closed = self.closed.lock().unwrap();
+        addrs.iter().all(|a| closed.get(a) == Some(&true))
+    }
+
+    /// Whether any of them is closed.
+    fn any_closed(&self, addrs: &[SocketAddr]) -> bool {
+        let closed = self.closed.lock().unwrap();
+        addrs.iter().any(|a| closed.get(a) == Some(&true))
+    }
+}
+
+impl Seen {
+    /// The connections that presented `thumbprint`.
+    fn addrs_of(&self, thumbprint: Thumbprint) -> Vec<SocketAddr> {
+        let seen = self.0.lock().unwrap();
+        seen.iter()
+            .filter(|(_, t)| **t == Some(thumbprint))
+            .map(|(a, _)| *a)
+            .collect()
+    }
+}
+
+/// Waits (up to 10 s) for `done`.
+async fn eventually(mut done: impl FnMut() -> bool) -> bool {
+    for _ in 0..1000 {
+        if done() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
 }
 
 type Pool = MtlsClientPool<Empty<Bytes>>;
@@ -358,4 +428,119 @@ async fn requests_without_identity_and_the_errors() {
     request.extensions_mut().insert(identity.clone());
     let error = plain.clone().oneshot(request).await.unwrap_err();
     assert!(error.is_connect() && !error.is_tls(), "{error:?}");
+}
+
+#[tokio::test]
+async fn a_replaced_identity_loses_its_connections_on_the_next_request() {
+    let pki = TestPki::new().unwrap();
+    let server = start_server(&pki).await;
+    let (proxy, base) = Proxy::start(server.addr).await;
+    let dir = tempfile::tempdir().unwrap();
+    let old = pki.client_cert("svc.example").unwrap();
+    let renewed = pki.reissue(&old).unwrap();
+    let (cert, key) = old.write_pem_files(dir.path(), "client").unwrap();
+    // Polled rarely: the test reloads itself.
+    let identity = ReloadingIdentity::builder(&cert, &key)
+        .poll_interval(Duration::from_secs(3600))
+        .build()
+        .unwrap();
+
+    // Stacked by hand: the layer puts the current identity on each request,
+    // the pool presents it. Default timeouts: nothing ages out during the
+    // test.
+    let pool = pool(&pki, |b| b);
+    let client = ServiceBuilder::new()
+        .layer(TokenBindingLayer::mtls_only(identity.clone()))
+        .service(pool.clone());
+    let get = |path: &str| {
+        let request = Request::get(format!("{base}{path}"))
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        let client = client.clone();
+        async move {
+            let response = client.oneshot(request).await.expect("response");
+            assert_eq!(response.status(), StatusCode::OK);
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            serde_json::from_slice::<Value>(&body).unwrap()
+        }
+    };
+
+    let seen = get("/").await;
+    assert_eq!(seen["x5t#S256"], old.thumbprint().to_string());
+    let old_connections = server.seen.addrs_of(old.thumbprint());
+    assert_eq!(old_connections.len(), 1);
+
+    // A request with the old identity is in flight when the files are
+    // renewed.
+    let in_flight = tokio::spawn(get("/slow"));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    std::fs::write(&cert, renewed.cert_pem()).unwrap();
+    assert!(matches!(identity.reload_now().await, Reload::Reloaded(_)));
+    assert_eq!(identity.current().thumbprint(), renewed.thumbprint());
+
+    // The next request presents the new certificate, and drops the old
+    // identity's client at once: not after the 10-minute idle bound.
+    let seen = get("/").await;
+    assert_eq!(seen["x5t#S256"], renewed.thumbprint().to_string());
+    assert!(!pool.holds(&old.thumbprint()));
+    assert!(pool.holds(&renewed.thumbprint()));
+    let stats = pool.stats();
+    assert_eq!((stats.identities, stats.retired), (1, 1), "{stats:?}");
+
+    // The request in flight finishes, with the old certificate.
+    let seen = in_flight.await.unwrap();
+    assert_eq!(seen["x5t#S256"], old.thumbprint().to_string());
+
+    // Then the old identity's connections close; the new one's stays open.
+    let old_connections = server.seen.addrs_of(old.thumbprint());
+    assert!(
+        eventually(|| proxy.all_closed(&old_connections)).await,
+        "a connection with the old certificate is still open"
+    );
+    let new_connections = server.seen.addrs_of(renewed.thumbprint());
+    assert_eq!(new_connections.len(), 1);
+    assert!(!proxy.any_closed(&new_connections));
+    let seen = get("/").await;
+    assert_eq!(seen["x5t#S256"], renewed.thumbprint().to_string());
+    assert_eq!(server.seen.addrs_of(renewed.thumbprint()).len(), 1);
+}
+
+#[tokio::test]
+async fn a_request_that_still_carries_a_replaced_identity_keeps_no_connection() {
+    let pki = TestPki::new().unwrap();
+    let server = start_server(&pki).await;
+    let (proxy, base) = Proxy::start(server.addr).await;
+    let url = format!("{base}/");
+    let pool = pool(&pki, |b| b);
+    let old = pki.client_cert("svc.example").unwrap().identity().unwrap();
+    let renewed = pki.client_cert("svc.example").unwrap().identity().unwrap();
+
+    get(&pool, &url, Some(&old)).await;
+    // Replaced by hand, as an `IdentitySource` that swaps identities does.
+    let renewed = renewed.replacing(&old);
+    assert!(old.is_retired() && !renewed.is_retired());
+
+    // A request whose token was bound to the old identity before the swap
+    // still goes out with it, over the client it had; that client is not
+    // kept, and its connection closes after the request.
+    let seen = get(&pool, &url, Some(&old)).await;
+    assert_eq!(seen["x5t#S256"], old.thumbprint().to_string());
+    assert!(!pool.holds(&old.thumbprint()));
+    assert_eq!(pool.stats().retired, 1);
+    let old_connections = server.seen.addrs_of(old.thumbprint());
+    assert_eq!(old_connections.len(), 1, "the old connection was reused");
+    assert!(eventually(|| proxy.all_closed(&old_connections)).await);
+
+    // Another late one: a connection of its own, closed after it.
+    let seen = get(&pool, &url, Some(&old)).await;
+    assert_eq!(seen["x5t#S256"], old.thumbprint().to_string());
+    assert!(!pool.holds(&old.thumbprint()));
+    let old_connections = server.seen.addrs_of(old.thumbprint());
+    assert_eq!(old_connections.len(), 2);
+    assert!(eventually(|| proxy.all_closed(&old_connections)).await);
+
+    // The new identity gets a client that is kept.
+    get(&pool, &url, Some(&renewed)).await;
+    assert!(pool.holds(&renewed.thumbprint()));
+    assert_eq!(pool.stats().identities, 1);
 }

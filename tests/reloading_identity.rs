@@ -52,6 +52,7 @@ async fn reloads_a_new_pair_and_refuses_a_broken_one() {
         other => panic!("{other:?}"),
     }
     assert_eq!(identity.current().thumbprint(), b.thumbprint());
+    assert_eq!(IdentitySource::thumbprint(&identity), b.thumbprint());
 
     // A truncated certificate, then a missing key: refused, B stays.
     write(&cert, &b.cert_pem()[..b.cert_pem().len() / 2]);

@@ -610,8 +610,8 @@ async fn a_path_issuer_is_looked_up_at_its_well_known_urls() {
     let iss = format!("{}/tenant/v2", metadata.base);
     metadata.set("/keys/tenant", StatusCode::OK, &signer.jwks());
     let document = json!({
-        // A trailing slash on either side is the same issuer.
-        "issuer": format!("{iss}/"),
+        // Exactly the issuer configured (RFC 8414 section 3.3).
+        "issuer": iss,
         "jwks_uri": format!("{}/keys/tenant", metadata.base),
     });
 

@@ -132,9 +132,12 @@ impl fmt::Debug for BoundClientBuilder {
 impl BoundClientBuilder {
     // Where tokens come from.
 
-    /// The authorization server's issuer URL (`https://`): the token endpoint
-    /// is discovered from its metadata, preferring the mTLS alias (RFC 8705
-    /// section 5). Either this or [`token_endpoint`](Self::token_endpoint).
+    /// The authorization server's issuer URL (`https://`, without user
+    /// info, query or fragment: [`build`](Self::build) refuses those): the
+    /// token endpoint is discovered from its metadata, preferring the mTLS
+    /// alias (RFC 8705 section 5), and the metadata must name this issuer
+    /// exactly, trailing slash included (RFC 8414 section 3.3). Either this
+    /// or [`token_endpoint`](Self::token_endpoint).
     pub fn issuer(mut self, url: impl Into<String>) -> Self {
         self.issuer = Some(url.into());
         self
@@ -226,7 +229,10 @@ impl BoundClientBuilder {
     /// The client certificate and key, from PEM files that are watched: when
     /// a renewal rewrites them, the next request gets a token bound to the
     /// new certificate, over a connection presenting it. See
-    /// [`ReloadingIdentity`].
+    /// [`ReloadingIdentity`]. A certificate that has expired or is not valid
+    /// yet is refused at [`build`](Self::build); to present one anyway, give
+    /// [`identity`](Self::identity) a `ReloadingIdentity` built with
+    /// [`accept_outside_validity`](crate::identity::ReloadingIdentityBuilder::accept_outside_validity).
     pub fn identity_files(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
         self.identity = Some(IdentityChoice::Files(cert.into(), key.into()));
         self

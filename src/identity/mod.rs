@@ -18,6 +18,8 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
 
 use rustls::client::ResolvesClientCert;
 use rustls::sign::CertifiedKey;
@@ -32,6 +34,7 @@ use crate::tls;
 mod reloading;
 #[cfg(feature = "client")]
 mod source;
+mod validity;
 
 #[cfg(feature = "client")]
 pub use reloading::{Reload, ReloadStats, ReloadingIdentity, ReloadingIdentityBuilder};
@@ -39,6 +42,10 @@ pub use reloading::{Reload, ReloadStats, ReloadingIdentity, ReloadingIdentityBui
 pub use source::IdentitySource;
 #[cfg(feature = "client")]
 pub(crate) use source::SharedIdentity;
+use validity::{Date, Validity, Within};
+
+/// How long before its certificate expires an identity is warned about.
+const EXPIRY_WARNING: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// A client certificate chain with its private key, and the leaf's thumbprint.
 ///
@@ -52,6 +59,39 @@ pub struct ClientIdentity {
 struct Inner {
     certified: Arc<CertifiedKey>,
     thumbprint: Thumbprint,
+    /// The leaf certificate's validity.
+    validity: Validity,
+    /// Whether its coming (or past) expiry was logged.
+    expiry_warned: AtomicBool,
+    /// The identities that took each other's place, this one included.
+    #[cfg_attr(not(feature = "client"), allow(dead_code))]
+    line: Arc<Line>,
+    /// This identity's place in `line`.
+    #[cfg_attr(not(feature = "client"), allow(dead_code))]
+    generation: u64,
+}
+
+/// A line of identities, each replacing the one before: what the files of a
+/// [`ReloadingIdentity`] held over time, say.
+#[derive(Debug, Default)]
+#[cfg_attr(not(feature = "client"), allow(dead_code))]
+struct Line {
+    /// The generation of the newest identity in the line that took over.
+    newest: AtomicU64,
+    /// The latest generation handed out.
+    issued: AtomicU64,
+}
+
+/// How many times an identity took another's place, process-wide: a pool
+/// that saw this count last time has nothing new to retire, which it learns
+/// with one atomic load per request.
+#[cfg(feature = "client")]
+static REPLACEMENTS: AtomicU64 = AtomicU64::new(0);
+
+/// The count of replacements so far (see [`REPLACEMENTS`]).
+#[cfg(feature = "client")]
+pub(crate) fn replacements() -> u64 {
+    REPLACEMENTS.load(Ordering::Acquire)
 }
 
 impl ClientIdentity {
@@ -62,17 +102,21 @@ impl ClientIdentity {
     ///
     /// Only certificate sections are read from `cert_pem` and only key sections
     /// from `key_pem`, so a combined file may be passed as both.
+    ///
+    /// A leaf certificate that has expired or is not valid yet is refused
+    /// ([`IdentityErrorKind::Expired`], [`IdentityErrorKind::NotYetValid`]);
+    /// [`IdentityLoader::accept_outside_validity`] accepts it. One that
+    /// expires within 24 hours is loaded, with a warning logged.
     pub fn from_pem(
         cert_pem: impl AsRef<[u8]>,
         key_pem: impl AsRef<[u8]>,
     ) -> Result<Self, IdentityError> {
-        let chain = certificates_from_pem(cert_pem.as_ref())?;
-        let key = key_from_pem(key_pem.as_ref())?;
-        Self::from_der(chain, key)
+        Self::loader().from_pem(cert_pem, key_pem)
     }
 
     /// Loads an identity from a certificate PEM file and a key PEM file (they
-    /// may be the same file). See [`from_pem`](Self::from_pem) for the formats.
+    /// may be the same file). See [`from_pem`](Self::from_pem) for the
+    /// formats and the checks; errors name the file they are about.
     ///
     /// The files are read synchronously: load identities at start-up, or in
     /// [`spawn_blocking`](https://docs.rs/tokio/latest/tokio/task/fn.spawn_blocking.html).
@@ -80,12 +124,25 @@ impl ClientIdentity {
         cert_path: impl AsRef<Path>,
         key_path: impl AsRef<Path>,
     ) -> Result<Self, IdentityError> {
-        let (cert_path, key_path) = (cert_path.as_ref(), key_path.as_ref());
-        from_pem_pair(cert_path, key_path, &read(cert_path)?, &read(key_path)?)
+        Self::loader().from_pem_files(cert_path, key_path)
     }
 
     /// Builds an identity from DER: the chain (leaf first) and the leaf's key.
+    /// See [`from_pem`](Self::from_pem) for the checks.
     pub fn from_der(
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+    ) -> Result<Self, IdentityError> {
+        Self::loader().from_der(chain, key)
+    }
+
+    /// A loader, to relax a check the constructors make.
+    pub fn loader() -> IdentityLoader {
+        IdentityLoader::default()
+    }
+
+    /// The identity, with every check but the validity period's.
+    fn new(
         chain: Vec<CertificateDer<'static>>,
         key: PrivateKeyDer<'static>,
     ) -> Result<Self, IdentityError> {
@@ -93,6 +150,10 @@ impl ClientIdentity {
             return Err(IdentityError::new(IdentityErrorKind::NoCertificate));
         };
         let thumbprint = Thumbprint::from_certificate(leaf);
+        let validity = Validity::of(leaf).map_err(|e| {
+            IdentityError::new(IdentityErrorKind::InvalidCertificate)
+                .with_source(format!("cannot read its validity dates: {e}"))
+        })?;
         let signing_key = tls::provider()
             .key_provider
             .load_private_key(key)
@@ -115,8 +176,134 @@ impl ClientIdentity {
             inner: Arc::new(Inner {
                 certified: Arc::new(certified),
                 thumbprint,
+                validity,
+                expiry_warned: AtomicBool::new(false),
+                line: Arc::default(),
+                generation: 0,
             }),
         })
+    }
+
+    /// When the leaf certificate becomes valid (its `notBefore`).
+    pub fn not_before(&self) -> SystemTime {
+        self.inner.validity.not_before
+    }
+
+    /// When the leaf certificate expires (its `notAfter`).
+    pub fn not_after(&self) -> SystemTime {
+        self.inner.validity.not_after
+    }
+
+    /// How long until the expiry warning is due, from `now`: zero if it is.
+    #[cfg(feature = "client")]
+    pub(crate) fn expiry_warning_in(&self, now: SystemTime) -> Duration {
+        let due = self.not_after().checked_sub(EXPIRY_WARNING);
+        due.and_then(|due| due.duration_since(now).ok())
+            .unwrap_or_default()
+    }
+
+    /// Logs a warning, once per identity, when the certificate expires
+    /// within 24 hours of `now` (or has expired: an identity loaded with
+    /// [`IdentityLoader::accept_outside_validity`]). `cert` is the file it
+    /// came from, if any.
+    pub(crate) fn warn_if_expiring(&self, now: SystemTime, cert: Option<&Path>) {
+        let validity = &self.inner.validity;
+        let expired = validity.at(now) == Within::Expired;
+        if !expired && now + EXPIRY_WARNING < validity.not_after {
+            return;
+        }
+        if self.inner.expiry_warned.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let message = if expired {
+            "the client certificate has expired (accepted as asked); renew it"
+        } else {
+            "the client certificate expires within 24 hours; renew it"
+        };
+        let (thumbprint, not_before, not_after) = (
+            self.thumbprint(),
+            Date(validity.not_before),
+            Date(validity.not_after),
+        );
+        match cert {
+            Some(cert) => tracing::warn!(
+                cert = %cert.display(),
+                %thumbprint,
+                %not_before,
+                %not_after,
+                "{message}"
+            ),
+            None => tracing::warn!(%thumbprint, %not_before, %not_after, "{message}"),
+        }
+    }
+
+    /// This identity, taking the place of `previous`: `previous` (and any
+    /// identity it replaced) is [retired](Self::is_retired) from now on.
+    ///
+    /// An [`MtlsClientPool`](crate::pool::MtlsClientPool) drops the
+    /// connections of a retired identity on its next request (requests in
+    /// flight on them finish first), instead of keeping them until they are
+    /// idle. A [`ReloadingIdentity`] replaces its identity this way when it
+    /// loads renewed files; call it yourself when you swap identities by hand
+    /// behind an [`IdentitySource`].
+    ///
+    /// ```
+    /// # use tower_token_binding::test_util::TestPki;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    /// # let pki = TestPki::new()?;
+    /// # let old = pki.client_cert("svc.example")?.identity()?;
+    /// # let renewed = pki.client_cert("svc.example")?.identity()?;
+    /// assert!(!old.is_retired());
+    /// let renewed = renewed.replacing(&old);
+    /// assert!(old.is_retired());
+    /// assert!(!renewed.is_retired());
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "client")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "client")))]
+    pub fn replacing(self, previous: &ClientIdentity) -> ClientIdentity {
+        let successor = self.next_in_line(previous);
+        successor.take_over();
+        successor
+    }
+
+    /// Whether another identity has [replaced](Self::replacing) this one.
+    #[cfg(feature = "client")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "client")))]
+    pub fn is_retired(&self) -> bool {
+        self.inner.line.newest.load(Ordering::Acquire) > self.inner.generation
+    }
+
+    /// This identity as the next in `previous`'s line, not yet taking over:
+    /// `previous` stays current until [`take_over`](Self::take_over).
+    #[cfg(feature = "client")]
+    pub(crate) fn next_in_line(self, previous: &ClientIdentity) -> ClientIdentity {
+        let line = previous.inner.line.clone();
+        let generation = line.issued.fetch_add(1, Ordering::AcqRel) + 1;
+        ClientIdentity {
+            inner: Arc::new(Inner {
+                certified: self.inner.certified.clone(),
+                thumbprint: self.inner.thumbprint,
+                validity: self.inner.validity,
+                expiry_warned: AtomicBool::new(self.inner.expiry_warned.load(Ordering::Relaxed)),
+                line,
+                generation,
+            }),
+        }
+    }
+
+    /// Retires every identity of this one's line that came before it.
+    #[cfg(feature = "client")]
+    pub(crate) fn take_over(&self) {
+        let line = &self.inner.line;
+        if line
+            .newest
+            .fetch_max(self.inner.generation, Ordering::AcqRel)
+            < self.inner.generation
+        {
+            REPLACEMENTS.fetch_add(1, Ordering::AcqRel);
+        }
     }
 
     /// The RFC 8705 `x5t#S256` thumbprint of the leaf certificate, computed
@@ -172,6 +359,118 @@ impl fmt::Debug for ClientIdentity {
             .field("chain_len", &self.inner.certified.cert.len())
             .field("key", &format_args!("<redacted>"))
             .finish()
+    }
+}
+
+/// Loads [`ClientIdentity`]s, with the checks of its constructors or with
+/// one relaxed.
+///
+/// By default a leaf certificate outside its validity period (expired, or
+/// not valid yet) is refused: a server would refuse it in the handshake, and
+/// the error at load names the dates. To present one anyway (a server that
+/// does not check dates, a test), say so:
+///
+/// ```
+/// use std::time::{Duration, SystemTime};
+/// use tower_token_binding::{ClientIdentity, IdentityErrorKind};
+/// # use tower_token_binding::test_util::TestPki;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+/// # let pki = TestPki::new()?;
+/// let day = Duration::from_secs(86_400);
+/// let ago = |days: u32| SystemTime::now() - day * days;
+/// # let expired = pki.client_cert_valid("svc.example", ago(30), ago(1))?;
+/// # let (cert, key) = (expired.cert_pem(), expired.key_pem());
+/// let error = ClientIdentity::from_pem(cert, key).unwrap_err();
+/// assert_eq!(error.kind(), IdentityErrorKind::Expired);
+///
+/// let identity = ClientIdentity::loader()
+///     .accept_outside_validity()
+///     .from_pem(cert, key)?;
+/// assert!(identity.not_after() < SystemTime::now());
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct IdentityLoader {
+    accept_outside_validity: bool,
+}
+
+impl IdentityLoader {
+    /// Accepts a leaf certificate that has expired or is not valid yet. An
+    /// expired one is logged at warn level once.
+    pub fn accept_outside_validity(mut self) -> Self {
+        self.accept_outside_validity = true;
+        self
+    }
+
+    /// As [`ClientIdentity::from_pem`], with this loader's checks.
+    pub fn from_pem(
+        &self,
+        cert_pem: impl AsRef<[u8]>,
+        key_pem: impl AsRef<[u8]>,
+    ) -> Result<ClientIdentity, IdentityError> {
+        let chain = certificates_from_pem(cert_pem.as_ref())?;
+        let key = key_from_pem(key_pem.as_ref())?;
+        self.from_der(chain, key)
+    }
+
+    /// As [`ClientIdentity::from_pem_files`], with this loader's checks.
+    pub fn from_pem_files(
+        &self,
+        cert_path: impl AsRef<Path>,
+        key_path: impl AsRef<Path>,
+    ) -> Result<ClientIdentity, IdentityError> {
+        let (cert_path, key_path) = (cert_path.as_ref(), key_path.as_ref());
+        let (cert_pem, key_pem) = (read(cert_path)?, read(key_path)?);
+        let identity = self.pem_pair(cert_path, key_path, &cert_pem, &key_pem)?;
+        identity.warn_if_expiring(SystemTime::now(), Some(cert_path));
+        Ok(identity)
+    }
+
+    /// As [`ClientIdentity::from_der`], with this loader's checks.
+    pub fn from_der(
+        &self,
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+    ) -> Result<ClientIdentity, IdentityError> {
+        let identity = self.check(ClientIdentity::new(chain, key)?)?;
+        identity.warn_if_expiring(SystemTime::now(), None);
+        Ok(identity)
+    }
+
+    /// `identity`, if its validity period is acceptable now.
+    fn check(&self, identity: ClientIdentity) -> Result<ClientIdentity, IdentityError> {
+        if self.accept_outside_validity {
+            return Ok(identity);
+        }
+        let validity = identity.inner.validity;
+        let now = SystemTime::now();
+        let kind = match validity.at(now) {
+            Within::Yes => return Ok(identity),
+            Within::NotYet => IdentityErrorKind::NotYetValid,
+            Within::Expired => IdentityErrorKind::Expired,
+        };
+        Err(IdentityError::new(kind).with_validity(validity, now))
+    }
+
+    /// An identity from the contents of a certificate file and a key file;
+    /// errors name the file they are about. Logs nothing.
+    fn pem_pair(
+        &self,
+        cert_path: &Path,
+        key_path: &Path,
+        cert_pem: &[u8],
+        key_pem: &[u8],
+    ) -> Result<ClientIdentity, IdentityError> {
+        let chain = certificates_from_pem(cert_pem).map_err(|e| e.at(cert_path))?;
+        let key = key_from_pem(key_pem).map_err(|e| e.at(key_path))?;
+        ClientIdentity::new(chain, key)
+            .and_then(|identity| self.check(identity))
+            .map_err(|e| match e.kind {
+                IdentityErrorKind::KeyMismatch => e.at(key_path),
+                _ => e.at(cert_path),
+            })
     }
 }
 
@@ -237,22 +536,6 @@ pub(crate) fn read_pem_files(
     Ok((chain, key))
 }
 
-/// An identity from the contents of a certificate file and a key file;
-/// errors name the file they are about.
-fn from_pem_pair(
-    cert_path: &Path,
-    key_path: &Path,
-    cert_pem: &[u8],
-    key_pem: &[u8],
-) -> Result<ClientIdentity, IdentityError> {
-    let chain = certificates_from_pem(cert_pem).map_err(|e| e.at(cert_path))?;
-    let key = key_from_pem(key_pem).map_err(|e| e.at(key_path))?;
-    ClientIdentity::from_der(chain, key).map_err(|e| match e.kind {
-        IdentityErrorKind::KeyMismatch => e.at(key_path),
-        _ => e.at(cert_path),
-    })
-}
-
 fn read(path: &Path) -> Result<Vec<u8>, IdentityError> {
     std::fs::read(path).map_err(|e| {
         IdentityError::new(IdentityErrorKind::Io)
@@ -302,6 +585,8 @@ fn pem_error(e: pem::Error) -> IdentityError {
 pub struct IdentityError {
     kind: IdentityErrorKind,
     path: Option<PathBuf>,
+    /// The certificate's validity and the time it was checked at.
+    validity: Option<(Validity, SystemTime)>,
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
 
@@ -327,6 +612,12 @@ pub enum IdentityErrorKind {
     KeyMismatch,
     /// The leaf certificate cannot be parsed.
     InvalidCertificate,
+    /// The leaf certificate has expired ([`IdentityError::not_after`] says
+    /// when).
+    Expired,
+    /// The leaf certificate is not valid yet ([`IdentityError::not_before`]
+    /// says from when).
+    NotYetValid,
     /// A TLS configuration could not be built.
     Tls,
 }
@@ -336,8 +627,14 @@ impl IdentityError {
         Self {
             kind,
             path: None,
+            validity: None,
             source: None,
         }
+    }
+
+    fn with_validity(mut self, validity: Validity, now: SystemTime) -> Self {
+        self.validity = Some((validity, now));
+        self
     }
 
     fn with_source(mut self, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
@@ -358,6 +655,20 @@ impl IdentityError {
     /// The file the error is about, when loading from files.
     pub fn path(&self) -> Option<&Path> {
         self.path.as_deref()
+    }
+
+    /// The leaf certificate's `notBefore`, for an
+    /// [`Expired`](IdentityErrorKind::Expired) or
+    /// [`NotYetValid`](IdentityErrorKind::NotYetValid) certificate.
+    pub fn not_before(&self) -> Option<SystemTime> {
+        self.validity.map(|(v, _)| v.not_before)
+    }
+
+    /// The leaf certificate's `notAfter`, for an
+    /// [`Expired`](IdentityErrorKind::Expired) or
+    /// [`NotYetValid`](IdentityErrorKind::NotYetValid) certificate.
+    pub fn not_after(&self) -> Option<SystemTime> {
+        self.validity.map(|(v, _)| v.not_after)
     }
 
     /// Kind, path and source, for errors of other types built from this one.
@@ -391,8 +702,17 @@ impl fmt::Display for IdentityError {
             K::UnsupportedKey => "the private key is of an unsupported type",
             K::KeyMismatch => "the private key does not belong to the certificate",
             K::InvalidCertificate => "the certificate cannot be parsed",
+            K::Expired => "the certificate has expired",
+            K::NotYetValid => "the certificate is not valid yet",
             K::Tls => "cannot build the TLS configuration",
         })?;
+        if let Some((validity, now)) = &self.validity {
+            write!(
+                f,
+                " ({validity}; it is now {}): renew it, or load it with accept_outside_validity",
+                Date(*now)
+            )?;
+        }
         if let Some(source) = &self.source {
             write!(f, ": {source}")?;
         }
@@ -406,6 +726,10 @@ impl fmt::Debug for IdentityError {
         d.field("kind", &self.kind);
         if let Some(path) = &self.path {
             d.field("path", path);
+        }
+        if let Some((validity, _)) = &self.validity {
+            d.field("not_before", &Date(validity.not_before))
+                .field("not_after", &Date(validity.not_after));
         }
         if let Some(source) = &self.source {
             d.field("source", source);

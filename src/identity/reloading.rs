@@ -2,12 +2,16 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
+use arc_swap::ArcSwap;
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
-use super::{ClientIdentity, IdentityError, IdentitySource};
+use super::{
+    ClientIdentity, IdentityError, IdentityErrorKind, IdentityLoader, IdentitySource, Inner,
+};
+use crate::Thumbprint;
 
 /// The default time between two looks at the files.
 const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(30);
@@ -25,13 +29,23 @@ const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(30);
 ///   costs two small reads.
 /// - New contents that make a valid pair replace the identity. A pair that
 ///   does not (a certificate written before its key, a truncated file, a
-///   key that does not belong to the certificate) is refused: the current
-///   identity stays, a warning is logged, and the files are tried again
-///   when they change next.
+///   key that does not belong to the certificate, a certificate that has
+///   expired) is refused: the current identity stays, a warning naming the
+///   file (and the certificate's dates, if they are the reason) is logged,
+///   and the files are tried again when they change next. A certificate
+///   that is not valid yet is also tried again once it is.
+/// - A certificate that expires within 24 hours is logged at warn level,
+///   once per certificate, at load or at the poll that finds it so close.
 /// - Token sources given this identity ([`ClientCredentials`](crate::source::ClientCredentials))
 ///   key their tokens on its thumbprint, so the next request after a
 ///   renewal gets a token bound to the new certificate, over a connection
 ///   of the [pool](crate::pool::MtlsClientPool) that presents it.
+/// - The new identity [replaces](ClientIdentity::replacing) the old one, so
+///   every [`MtlsClientPool`](crate::pool::MtlsClientPool) drops the old
+///   one's connections on its next request: the old private key is not
+///   used past the renewal, whether the pool is under a
+///   [`BoundClient`](crate::BoundClient) or stacked by hand under a
+///   [`TokenBindingLayer`](crate::TokenBindingLayer).
 ///
 /// Clones share one identity and one poller; the poller stops when the last
 /// clone is dropped. Outside a Tokio runtime nothing is polled until the
@@ -58,14 +72,27 @@ struct Shared {
     cert_path: PathBuf,
     key_path: PathBuf,
     interval: Duration,
+    /// The identity now: read on every request, without a lock.
+    current: ArcSwap<Inner>,
+    /// The same, for subscribers.
     identity: watch::Sender<ClientIdentity>,
-    /// A digest of the contents last examined, good or bad. Held for a
-    /// whole check, so that two checks (the poller and `reload_now`) never
-    /// interleave and a stale read cannot put back an older pair.
-    seen: tokio::sync::Mutex<[u8; 32]>,
+    loader: IdentityLoader,
+    /// The contents last examined, good or bad. Held for a whole check, so
+    /// that two checks (the poller and `reload_now`) never interleave and a
+    /// stale read cannot put back an older pair.
+    seen: tokio::sync::Mutex<Seen>,
     polling: AtomicBool,
     reloads: AtomicU64,
     refused: AtomicU64,
+}
+
+/// What the last check examined.
+struct Seen {
+    /// A digest of the contents.
+    digest: [u8; 32],
+    /// When contents refused for a certificate not valid yet become worth
+    /// trying again, unchanged.
+    retry_at: Option<SystemTime>,
 }
 
 /// Counters of a [`ReloadingIdentity`].
@@ -74,8 +101,9 @@ struct Shared {
 pub struct ReloadStats {
     /// Times new files replaced the identity.
     pub reloads: u64,
-    /// Times new files were refused (unreadable, malformed, or a key that
-    /// does not match the certificate).
+    /// Times new files were refused (unreadable, malformed, a key that
+    /// does not match the certificate, or a certificate outside its
+    /// validity period).
     pub refused: u64,
 }
 
@@ -98,6 +126,7 @@ pub struct ReloadingIdentityBuilder {
     cert_path: PathBuf,
     key_path: PathBuf,
     interval: Duration,
+    loader: IdentityLoader,
 }
 
 impl ReloadingIdentityBuilder {
@@ -107,13 +136,31 @@ impl ReloadingIdentityBuilder {
         self
     }
 
-    /// Loads the files: an error if they do not make an identity now.
+    /// Accepts certificates that have expired or are not valid yet, at
+    /// build and at every reload (see
+    /// [`IdentityLoader::accept_outside_validity`]).
+    pub fn accept_outside_validity(mut self) -> Self {
+        self.loader = self.loader.accept_outside_validity();
+        self
+    }
+
+    /// Loads the files: an error if they do not make an identity now
+    /// (including a certificate outside its validity period, unless
+    /// [accepted](Self::accept_outside_validity)).
     pub fn build(self) -> Result<ReloadingIdentity, IdentityError> {
         let (cert_pem, key_pem) = read_pair(&self.cert_path, &self.key_path)?;
-        let identity = super::from_pem_pair(&self.cert_path, &self.key_path, &cert_pem, &key_pem)?;
+        let identity =
+            self.loader
+                .pem_pair(&self.cert_path, &self.key_path, &cert_pem, &key_pem)?;
+        identity.warn_if_expiring(SystemTime::now(), Some(&self.cert_path));
         let shared = Arc::new(Shared {
+            current: ArcSwap::new(identity.inner.clone()),
             identity: watch::Sender::new(identity),
-            seen: tokio::sync::Mutex::new(digest(&cert_pem, &key_pem)),
+            loader: self.loader,
+            seen: tokio::sync::Mutex::new(Seen {
+                digest: digest(&cert_pem, &key_pem),
+                retry_at: None,
+            }),
             cert_path: self.cert_path,
             key_path: self.key_path,
             interval: self.interval,
@@ -138,6 +185,7 @@ impl ReloadingIdentity {
             cert_path: cert_path.as_ref().to_owned(),
             key_path: key_path.as_ref().to_owned(),
             interval: DEFAULT_POLL_INTERVAL,
+            loader: IdentityLoader::default(),
         }
     }
 
@@ -190,7 +238,12 @@ impl ReloadingIdentity {
 impl IdentitySource for ReloadingIdentity {
     fn current(&self) -> ClientIdentity {
         self.ensure_polling();
-        self.shared.identity.borrow().clone()
+        self.shared.current()
+    }
+
+    fn thumbprint(&self) -> Thumbprint {
+        self.ensure_polling();
+        self.shared.current.load().thumbprint
     }
 }
 
@@ -200,7 +253,7 @@ impl fmt::Debug for ReloadingIdentity {
             .field("cert_path", &self.shared.cert_path)
             .field("key_path", &self.shared.key_path)
             .field("poll_interval", &self.shared.interval)
-            .field("thumbprint", &self.shared.identity.borrow().thumbprint())
+            .field("thumbprint", &self.shared.current().thumbprint())
             .field("stats", &self.stats())
             .finish()
     }
@@ -231,6 +284,12 @@ async fn poll(shared: Weak<Shared>, interval: Duration) {
 }
 
 impl Shared {
+    fn current(&self) -> ClientIdentity {
+        ClientIdentity {
+            inner: self.current.load_full(),
+        }
+    }
+
     async fn check(self: &Arc<Self>) -> Reload {
         let mut seen = self.seen.lock().await;
         let (cert_path, key_path) = (self.cert_path.clone(), self.key_path.clone());
@@ -239,7 +298,10 @@ impl Shared {
             Ok(Ok(pair)) => pair,
             Ok(Err(e)) => {
                 // Warned about once per distinct error.
-                let fresh = first_sight(&mut seen, digest(e.to_string().as_bytes(), b"unreadable"));
+                let fresh = first_sight(
+                    &mut seen.digest,
+                    digest(e.to_string().as_bytes(), b"unreadable"),
+                );
                 return self.refuse(e, fresh);
             }
             Err(join) => {
@@ -248,17 +310,32 @@ impl Shared {
                 return Reload::Unchanged;
             }
         };
-        if !first_sight(&mut seen, digest(&cert_pem, &key_pem)) {
+        let now = SystemTime::now();
+        let retry = seen.retry_at.is_some_and(|at| now >= at);
+        if !first_sight(&mut seen.digest, digest(&cert_pem, &key_pem)) && !retry {
+            self.current().warn_if_expiring(now, Some(&self.cert_path));
             return Reload::Unchanged;
         }
-        match super::from_pem_pair(&self.cert_path, &self.key_path, &cert_pem, &key_pem) {
-            Ok(identity) if identity.chain() == self.identity.borrow().chain() => {
+        seen.retry_at = None;
+        match self
+            .loader
+            .pem_pair(&self.cert_path, &self.key_path, &cert_pem, &key_pem)
+        {
+            Ok(identity) if identity.chain() == self.current().chain() => {
                 // The same certificate again (rewritten, or back after a
                 // read error).
+                self.current().warn_if_expiring(now, Some(&self.cert_path));
                 Reload::Unchanged
             }
             Ok(identity) => {
-                let old = self.identity.send_replace(identity.clone()).thumbprint();
+                // Published first, then the old one retired: no request
+                // finds the current identity retired.
+                let previous = self.current();
+                let identity = identity.next_in_line(&previous);
+                self.current.store(identity.inner.clone());
+                self.identity.send_replace(identity.clone());
+                identity.take_over();
+                let old = previous.thumbprint();
                 self.reloads.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(
                     cert = %self.cert_path.display(),
@@ -266,10 +343,17 @@ impl Shared {
                     new = %identity.thumbprint(),
                     "client identity reloaded"
                 );
+                identity.warn_if_expiring(now, Some(&self.cert_path));
                 Reload::Reloaded(identity)
             }
-            // Warned about once per contents: they are recorded as seen.
-            Err(e) => self.refuse(e, true),
+            Err(e) => {
+                if e.kind() == IdentityErrorKind::NotYetValid {
+                    // Unchanged files become valid with time: look again then.
+                    seen.retry_at = e.not_before();
+                }
+                // Warned about once per contents: they are recorded as seen.
+                self.refuse(e, !retry)
+            }
         }
     }
 
@@ -278,7 +362,7 @@ impl Shared {
             self.refused.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(
                 error = %error,
-                current = %self.identity.borrow().thumbprint(),
+                current = %self.current().thumbprint(),
                 "new client identity files refused; keeping the current identity"
             );
         }

@@ -2,6 +2,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::ClientIdentity;
+use crate::Thumbprint;
 
 /// Where the client identity to present comes from, request after request.
 ///
@@ -12,8 +13,14 @@ use super::ClientIdentity;
 /// each time they need one, so that a renewed certificate is used from the
 /// next token on.
 ///
-/// `current` is called on every request: keep it cheap (a clone of an
-/// `Arc`), and never block in it.
+/// `current` and [`thumbprint`](Self::thumbprint) are called on every
+/// request: keep them cheap (a clone of an `Arc`), and never block in them.
+///
+/// A source that swaps its identity by hand should make the new one
+/// [replace](ClientIdentity::replacing) the old one, as a
+/// [`ReloadingIdentity`](super::ReloadingIdentity) does: pools then drop the
+/// old identity's connections on their next request instead of keeping them
+/// until they are idle.
 ///
 /// ```
 /// use std::sync::{Arc, RwLock};
@@ -34,17 +41,37 @@ use super::ClientIdentity;
 ///     move || slot.read().unwrap().clone()
 /// };
 /// assert_eq!(swapped.current().thumbprint(), identity.thumbprint());
+///
+/// // The swap: the new identity replaces the old one.
+/// # let renewed = TestPki::self_signed_client("svc.example")?.identity()?;
+/// let mut current = slot.write().unwrap();
+/// *current = renewed.clone().replacing(&current);
+/// # drop(current);
+/// assert!(identity.is_retired());
+/// assert_eq!(swapped.current().thumbprint(), renewed.thumbprint());
 /// # Ok(())
 /// # }
 /// ```
 pub trait IdentitySource: Send + Sync + 'static {
     /// The identity to present now.
     fn current(&self) -> ClientIdentity;
+
+    /// The thumbprint of the identity to present now: what token sources
+    /// key their tokens on, asked on every request. The default takes it
+    /// from [`current`](Self::current); a source that can tell it without
+    /// cloning an identity may say so.
+    fn thumbprint(&self) -> Thumbprint {
+        self.current().thumbprint()
+    }
 }
 
 impl IdentitySource for ClientIdentity {
     fn current(&self) -> ClientIdentity {
         self.clone()
+    }
+
+    fn thumbprint(&self) -> Thumbprint {
+        ClientIdentity::thumbprint(self)
     }
 }
 
@@ -75,6 +102,10 @@ impl SharedIdentity {
 impl IdentitySource for SharedIdentity {
     fn current(&self) -> ClientIdentity {
         self.0.current()
+    }
+
+    fn thumbprint(&self) -> Thumbprint {
+        self.0.thumbprint()
     }
 }
 

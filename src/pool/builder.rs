@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use rustls::RootCertStore;
 
 use super::error::{Kind, PoolError};
-use super::service::{Inner, MtlsClientPool, Slots, Unidentified};
+use super::service::{Inner, KeepIdle, MtlsClientPool, Slots, Unidentified};
 
 /// Builds an [`MtlsClientPool`].
 ///
@@ -133,7 +133,7 @@ impl PoolBuilder {
                 )
             })?),
         };
-        let plain = super::service::build_client(&self, &roots, None)?;
+        let plain = super::service::build_client(&self, &roots, None, KeepIdle::Yes)?;
         Ok(MtlsClientPool {
             inner: Arc::new(Inner {
                 roots,
@@ -141,9 +141,11 @@ impl PoolBuilder {
                 slots: Mutex::new(Slots {
                     map: HashMap::new(),
                     last_sweep: Instant::now(),
+                    replacements_seen: crate::identity::replacements(),
                 }),
                 built: AtomicU64::new(0),
                 evicted: AtomicU64::new(0),
+                retired: AtomicU64::new(0),
                 config: self,
             }),
         })

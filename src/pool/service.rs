@@ -3,7 +3,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -43,7 +43,14 @@ type HttpsClient<B> = Client<HttpsConnector<HttpConnector>, B>;
 ///   dropped. Eviction never touches requests in flight (they hold their
 ///   client) and never empties the whole pool at once;
 /// - a renewed certificate has a new thumbprint, so requests with it use new
-///   connections at once, and the old client ages out.
+///   connections at once; and when an identity has been
+///   [replaced](ClientIdentity::replacing) (a [`ReloadingIdentity`](crate::identity::ReloadingIdentity)
+///   that loaded renewed files does this), the next request, whichever
+///   identity it carries, drops the client of the identity replaced, so its
+///   idle connections close and its private key is no longer used. Requests
+///   in flight on it finish. A request that still carries the replaced
+///   identity (its token was fetched before the renewal) is sent, over a
+///   connection that is closed after it.
 ///
 /// HTTP/1.1 and HTTP/2 (by ALPN). Cloning is cheap; clones share the pool.
 pub struct MtlsClientPool<B> {
@@ -65,16 +72,25 @@ pub(crate) struct Inner<B> {
     pub(crate) slots: Mutex<Slots<B>>,
     pub(crate) built: AtomicU64,
     pub(crate) evicted: AtomicU64,
+    pub(crate) retired: AtomicU64,
 }
 
 pub(crate) struct Slots<B> {
     pub(crate) map: HashMap<Thumbprint, Slot<B>>,
     pub(crate) last_sweep: Instant,
+    /// The count of identity replacements when the pool last looked for
+    /// clients of retired identities.
+    pub(crate) replacements_seen: u64,
 }
 
 pub(crate) struct Slot<B> {
     client: HttpsClient<B>,
+    /// The identity the client presents.
+    identity: ClientIdentity,
     last_used: Instant,
+    /// When its certificate comes within a day of expiring, to be logged
+    /// (once per identity).
+    expiry_warning_at: Option<Instant>,
 }
 
 /// What to do with a request that carries no identity.
@@ -92,8 +108,11 @@ pub struct PoolStats {
     pub identities: usize,
     /// Clients built, one per new identity.
     pub clients_built: u64,
-    /// Clients dropped, least recently used or idle.
+    /// Clients dropped: least recently used, idle, or of a retired identity.
     pub evicted: u64,
+    /// Of those, the clients dropped because their identity was
+    /// [replaced](ClientIdentity::replacing).
+    pub retired: u64,
 }
 
 impl MtlsClientPool<()> {
@@ -112,6 +131,7 @@ impl<B> MtlsClientPool<B> {
             identities,
             clients_built: self.inner.built.load(Ordering::Relaxed),
             evicted: self.inner.evicted.load(Ordering::Relaxed),
+            retired: self.inner.retired.load(Ordering::Relaxed),
         }
     }
 
@@ -139,9 +159,30 @@ where
         if now.duration_since(slots.last_sweep) >= config.identity_idle_timeout / 2 {
             self.sweep(&mut slots, now);
         }
+        // One atomic load, unless an identity was replaced since last time.
+        let replacements = crate::identity::replacements();
+        let mut retired_client = None;
+        if replacements != slots.replacements_seen {
+            slots.replacements_seen = replacements;
+            retired_client = self.drop_retired(&mut slots, &thumbprint);
+        }
         if let Some(slot) = slots.map.get_mut(&thumbprint) {
             slot.last_used = now;
+            if slot.expiry_warning_at.is_some_and(|at| now >= at) {
+                slot.expiry_warning_at = None;
+                slot.identity.warn_if_expiring(SystemTime::now(), None);
+            }
             return Ok(slot.client.clone());
+        }
+        if identity.is_retired() {
+            // Its token was fetched before the renewal: it goes out with the
+            // identity it is bound to, over the client just dropped or a
+            // one-off client, and no connection is kept for it.
+            drop(slots);
+            return match retired_client {
+                Some(client) => Ok(client),
+                None => build_client(config, &self.inner.roots, Some(identity), KeepIdle::No),
+            };
         }
         while slots.map.len() >= config.max_identities {
             let Some(oldest) = slots
@@ -157,17 +198,47 @@ where
             tracing::debug!(thumbprint = %oldest, "client identity evicted (least recently used)");
         }
         // Built under the lock: once per thumbprint, however many race.
-        let client = build_client(config, &self.inner.roots, Some(identity))?;
+        let client = build_client(config, &self.inner.roots, Some(identity), KeepIdle::Yes)?;
         self.inner.built.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(thumbprint = %thumbprint, "client for a new identity");
         slots.map.insert(
             thumbprint,
             Slot {
                 client: client.clone(),
+                identity: identity.clone(),
                 last_used: now,
+                expiry_warning_at: now.checked_add(identity.expiry_warning_in(SystemTime::now())),
             },
         );
         Ok(client)
+    }
+
+    /// Drops the clients of retired identities; returns the one for
+    /// `thumbprint`, if it was among them, for the request at hand.
+    fn drop_retired(
+        &self,
+        slots: &mut Slots<B>,
+        thumbprint: &Thumbprint,
+    ) -> Option<HttpsClient<B>> {
+        let retired: Vec<Thumbprint> = slots
+            .map
+            .iter()
+            .filter(|(_, slot)| slot.identity.is_retired())
+            .map(|(t, _)| *t)
+            .collect();
+        let mut kept_for_request = None;
+        for t in retired {
+            let Some(slot) = slots.map.remove(&t) else {
+                continue;
+            };
+            self.inner.evicted.fetch_add(1, Ordering::Relaxed);
+            self.inner.retired.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(thumbprint = %t, "client of a replaced identity dropped");
+            if t == *thumbprint {
+                kept_for_request = Some(slot.client);
+            }
+        }
+        kept_for_request
     }
 
     /// Drops identities idle for longer than the idle timeout.
@@ -188,12 +259,22 @@ where
     }
 }
 
+/// Whether a client keeps idle connections for reuse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum KeepIdle {
+    Yes,
+    /// Each connection closes once its requests are done: for a retired
+    /// identity's last requests.
+    No,
+}
+
 /// A hyper-util client: with `identity`, HTTPS only and presenting it;
 /// without, HTTPS or HTTP and presenting nothing.
 pub(crate) fn build_client<B>(
     config: &PoolBuilder,
     roots: &Arc<RootCertStore>,
     identity: Option<&ClientIdentity>,
+    keep_idle: KeepIdle,
 ) -> Result<HttpsClient<B>, PoolError>
 where
     B: http_body::Body + Send + 'static,
@@ -226,6 +307,9 @@ where
     client
         .pool_idle_timeout(config.pool_idle_timeout)
         .pool_timer(TokioTimer::new());
+    if keep_idle == KeepIdle::No {
+        client.pool_max_idle_per_host(0);
+    }
     if !config.http1 {
         client.http2_only(true);
     }

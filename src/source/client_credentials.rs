@@ -1,9 +1,10 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use bytes::Bytes;
@@ -78,9 +79,12 @@ struct Inner {
     default_lifetime: Duration,
     timeout: Duration,
     pool: MtlsClientPool<Full<Bytes>>,
-    /// The key without a thumbprint, and the latest key with one.
+    /// The key without a thumbprint; the key for the identity the source
+    /// was built with; and the latest key, replaced when the identity
+    /// changes. All read without a lock on every request.
     base_key: CacheKey,
-    key: RwLock<CacheKey>,
+    first_key: CacheKey,
+    key: ArcSwap<CacheKey>,
 }
 
 enum Endpoint {
@@ -179,7 +183,10 @@ impl ClientCredentialsBuilder {
         self
     }
 
-    /// The issuer, for discovery of the token endpoint.
+    /// The issuer, for discovery of the token endpoint: an `https://` URL
+    /// without user info, query or fragment (RFC 8414 section 2), which
+    /// [`build`](Self::build) checks. The metadata found must name this
+    /// issuer exactly, trailing slash included (RFC 8414 section 3.3).
     pub fn issuer(mut self, url: impl Into<String>) -> Self {
         self.issuer = Some(url.into());
         self
@@ -296,9 +303,11 @@ impl ClientCredentialsBuilder {
         let endpoint = match (self.token_endpoint, self.issuer) {
             (Some(url), None) => Endpoint::Fixed(https_uri(&url, "token endpoint")?),
             (None, Some(issuer)) => {
-                https_uri(&issuer, "issuer")?;
+                discovery::issuer_uri(&issuer).map_err(|e| ConfigError::new(e.message(&issuer)))?;
+                // Kept as given: the metadata must name it exactly (RFC
+                // 8414 section 3.3).
                 Endpoint::Discover {
-                    issuer: issuer.trim_end_matches('/').to_owned(),
+                    issuer,
                     resolved: Mutex::new(None),
                 }
             }
@@ -340,7 +349,8 @@ impl ClientCredentialsBuilder {
             key = key.part(name, value);
         }
         let base_key = key.build();
-        let key = RwLock::new(base_key.with_thumbprint(identity.current().thumbprint()));
+        let first_key = base_key.with_thumbprint(identity.thumbprint());
+        let key = ArcSwap::from_pointee(first_key.clone());
         Ok(ClientCredentials {
             inner: Arc::new(Inner {
                 endpoint,
@@ -353,6 +363,7 @@ impl ClientCredentialsBuilder {
                 timeout: self.timeout.unwrap_or(Duration::from_secs(10)),
                 pool,
                 base_key,
+                first_key,
                 key,
             }),
         })
@@ -379,15 +390,21 @@ impl TokenSource for ClientCredentials {
     }
 
     /// The settings and the thumbprint of the current identity.
+    ///
+    /// Asked on every request: the key made for the current thumbprint is
+    /// read without a lock, and made again only when the identity changed.
     fn cache_key(&self) -> CacheKey {
-        let thumbprint = self.inner.identity.current().thumbprint();
-        let key = self.inner.key.read().unwrap_or_else(|p| p.into_inner());
-        if key.thumbprint() == Some(thumbprint) {
-            return key.clone();
+        let thumbprint = self.inner.identity.thumbprint();
+        if self.inner.first_key.thumbprint() == Some(thumbprint) {
+            // No renewal yet, or back to the first certificate.
+            return self.inner.first_key.clone();
         }
-        drop(key);
+        let key = self.inner.key.load();
+        if key.thumbprint() == Some(thumbprint) {
+            return CacheKey::clone(&key);
+        }
         let key = self.inner.base_key.with_thumbprint(thumbprint);
-        *self.inner.key.write().unwrap_or_else(|p| p.into_inner()) = key.clone();
+        self.inner.key.store(Arc::new(key.clone()));
         key
     }
 }

@@ -1,6 +1,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -83,6 +84,22 @@ impl TestPki {
         self.issue(params, new_key()?)
     }
 
+    /// A client certificate as [`client_cert`](Self::client_cert) makes,
+    /// valid from `not_before` to `not_after` (to the second): to test
+    /// certificates that have expired, are not valid yet, or expire soon.
+    pub fn client_cert_valid(
+        &self,
+        name: &str,
+        not_before: SystemTime,
+        not_after: SystemTime,
+    ) -> Result<TestCert, Error> {
+        let mut params = leaf_params(name, &[name])?;
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.not_before = rcgen::date_time_ymd(1970, 1, 1) + seconds_since_1970(not_before)?;
+        params.not_after = rcgen::date_time_ymd(1970, 1, 1) + seconds_since_1970(not_after)?;
+        self.issue(params, new_key()?)
+    }
+
     /// A self-signed client certificate with common name and DNS subject
     /// alternative name `name`.
     pub fn self_signed_client(name: &str) -> Result<TestCert, Error> {
@@ -161,6 +178,14 @@ impl TestPki {
 fn new_key() -> Result<KeyPair, Error> {
     KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)
         .map_err(|e| Error::new("cannot generate a key", e))
+}
+
+/// `time` since 1970, in whole seconds: the precision of certificate dates.
+fn seconds_since_1970(time: SystemTime) -> Result<std::time::Duration, Error> {
+    let since_epoch = time
+        .duration_since(UNIX_EPOCH)
+        .map_err(|e| Error::new("a certificate date before 1970", e))?;
+    Ok(std::time::Duration::from_secs(since_epoch.as_secs()))
 }
 
 fn random_serial() -> Result<SerialNumber, Error> {

@@ -94,15 +94,16 @@ impl JwksSource {
     /// metadata (`/.well-known/oauth-authorization-server`, inserted between
     /// the host and the issuer's path), else from OpenID Connect Discovery
     /// (`{issuer}/.well-known/openid-configuration`). The metadata must name
-    /// the same `issuer` (a trailing slash aside) and an `https://`
-    /// `jwks_uri`; bodies are read up to 64 KiB. The URL found is kept, and
+    /// the same `issuer` and an `https://` `jwks_uri`; bodies are read up to
+    /// 64 KiB. The URL found is kept, and
     /// looked up again only if the JWKS endpoint answers with a `4xx`
     /// status (the issuer moved it). A failed discovery is a failed key
     /// fetch like any other: the last good keys stay in use, and it is tried
     /// again after the [cooldown](RemoteJwks::unknown_kid_cooldown).
     ///
     /// `issuer` must be an `https://` URL without user info, query or
-    /// fragment (RFC 8414 section 2).
+    /// fragment (RFC 8414 section 2), and the metadata must name it exactly,
+    /// trailing slash included (RFC 8414 section 3.3).
     ///
     /// ```
     /// use tower_token_binding::validation::{JwksSource, JwtValidator};
@@ -162,7 +163,7 @@ pub struct RemoteJwks {
 enum Target {
     /// At this URL.
     Url(Uri),
-    /// At the `jwks_uri` in this issuer's metadata (no trailing slash).
+    /// At the `jwks_uri` in this issuer's metadata.
     Discover(String),
 }
 
@@ -192,23 +193,10 @@ impl RemoteJwks {
     }
 
     fn discover(issuer: &str) -> Result<Self, JwksError> {
-        let uri = discovery::https_uri(issuer).map_err(|e| match e {
-            UrlError::Invalid => {
-                JwksError::config(format!("the issuer {issuer:?} is not a valid URL"))
-            }
-            UrlError::NotHttps => JwksError::config(format!(
-                "the issuer must be an https:// URL, got {issuer:?}"
-            )),
-        })?;
-        let userinfo = uri.authority().is_some_and(|a| a.as_str().contains('@'));
-        if userinfo || uri.query().is_some() || issuer.contains('#') {
-            return Err(JwksError::config(
-                "the issuer must be a URL without user info, query or fragment (RFC 8414 section 2)",
-            ));
-        }
-        Ok(Self::with_target(Target::Discover(
-            issuer.trim_end_matches('/').to_owned(),
-        )))
+        discovery::issuer_uri(issuer).map_err(|e| JwksError::config(e.message(issuer)))?;
+        // Kept as given: the metadata must name it exactly (RFC 8414
+        // section 3.3).
+        Ok(Self::with_target(Target::Discover(issuer.to_owned())))
     }
 
     fn with_target(target: Target) -> Self {
@@ -737,7 +725,7 @@ mod tests {
         let remote = JwksSource::discover("https://issuer.example/tenant/").unwrap();
         assert_eq!(
             format!("{remote:?}"),
-            "RemoteJwks { issuer: \"https://issuer.example/tenant\", refresh_interval: 300s, \
+            "RemoteJwks { issuer: \"https://issuer.example/tenant/\", refresh_interval: 300s, \
              unknown_kid_cooldown: 10s, timeout: 10s, .. }"
         );
     }
