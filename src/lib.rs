@@ -43,6 +43,8 @@
 //! - [`validation`]: [`CnfValidationLayer`], which validates RFC 9068 JWT
 //!   access tokens (keys from a JWKS) and accepts a bound token only with
 //!   the client certificate it is bound to, answering per RFC 6750.
+//! - [`replay`]: [`replay::ReplayStore`], whether a proof was seen before,
+//!   and an in-memory store.
 //! - [`test_util`] (feature `test-util`): a generated PKI and an embedded
 //!   authorization server that issues bound RFC 9068 JWT access tokens, for
 //!   tests and demos.
@@ -89,6 +91,7 @@ mod discovery;
 pub mod identity;
 #[cfg(feature = "server")]
 mod json;
+pub mod replay;
 pub mod thumbprint;
 mod tls;
 
