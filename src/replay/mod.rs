@@ -93,7 +93,8 @@ where
 /// What a proof is remembered by: a SHA-256 digest, never the proof itself.
 ///
 /// For DPoP it is the digest of the proof key's thumbprint, the `htu` and
-/// the `jti`, so one client's `jti` cannot collide with another's. Its text form
+/// the `jti` ([`VerifiedProof::replay_key`](crate::proof::dpop::VerifiedProof::replay_key)),
+/// so one client's `jti` cannot collide with another's. Its text form
 /// ([`Display`](fmt::Display)) is base64url, 43 characters, fit for a
 /// Redis key.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
