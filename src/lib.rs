@@ -43,6 +43,12 @@
 //! - [`validation`]: [`CnfValidationLayer`], which validates RFC 9068 JWT
 //!   access tokens (keys from a JWKS) and accepts a bound token only with
 //!   the client certificate it is bound to, answering per RFC 6750.
+//! - [`proof`]: proof-of-possession keys ([`proof::ProofKey`]), public JWKs
+//!   and their RFC 7638 thumbprints, JWS signing and verifying, and DPoP
+//!   (RFC 9449) proofs: made by clients ([`proof::dpop::DpopProofs`]) and
+//!   checked by servers ([`proof::dpop::DpopVerifier`]). In both halves.
+//! - [`replay`]: [`replay::ReplayStore`], whether a proof was seen before,
+//!   and an in-memory store.
 //! - [`test_util`] (feature `test-util`): a generated PKI and an embedded
 //!   authorization server that issues bound RFC 9068 JWT access tokens, for
 //!   tests and demos.
@@ -87,8 +93,9 @@ pub mod cnf;
 #[cfg(any(feature = "client", feature = "server"))]
 mod discovery;
 pub mod identity;
-#[cfg(feature = "server")]
 mod json;
+pub mod proof;
+pub mod replay;
 pub mod thumbprint;
 mod tls;
 
