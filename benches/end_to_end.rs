@@ -14,9 +14,13 @@
 //!   against H is the cost of the layers themselves.
 //!
 //! Keep-alive, 32 requests in flight, 4,000 requests per round; A, B and H
-//! in turns for 5 rounds; medians reported. The last two lines are
-//! `throughput_ratio=<A/B>` and `p99_ratio=<A/B>`. Target: throughput ratio
-//! 0.95 or better.
+//! in turns for 5 rounds; medians reported; first over HTTP/2, then the
+//! same three over HTTP/1.1 (ALPN `http/1.1`). The last lines, in this
+//! order: `token_header_ratio=`, `layers_ratio=`, `throughput_ratio=`,
+//! `p99_ratio=` (HTTP/2), then `http1_token_header_ratio=`,
+//! `http1_layers_ratio=`, `http1_throughput_ratio=`, `http1_p99_ratio=`.
+//! Targets: throughput ratios 0.95 or better, HTTP/2 p99 ratio 1.10 or
+//! less.
 //!
 //! ```text
 //! cargo bench --bench end_to_end
@@ -164,101 +168,128 @@ fn main() {
         );
         tokio::spawn(server::serve(listener, tls, app).into_future());
 
-        // Client A: the crate's stack.
-        let pool: MtlsClientPool<Full<Bytes>> = MtlsClientPool::builder()
-            .root_store(pki.root_store())
-            .build()
-            .unwrap();
-        let source = ClientCredentials::builder()
-            .token_endpoint(issuer.token_endpoint())
-            .client_id("bench")
-            .tls_client_auth(identity.clone())
-            .pool(pool.clone())
-            .build()
-            .unwrap();
-        let binding = TokenBindingLayer::bound(source);
-        let client_a = ServiceBuilder::new()
-            .layer(RetryLayer::new(binding.retry_policy()))
-            .layer(binding)
-            .service(pool)
-            .map_err(BoxError::from);
-
-        // Client B: hyper-util + hyper-rustls with the same certificate.
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(pki.client_config(Some(&identity)).unwrap())
-            .https_only()
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(http);
-        let client_b = tower::service_fn({
-            let client: Client<_, Full<Bytes>> =
-                Client::builder(TokioExecutor::new()).build(connector);
-            move |request| {
-                let client = client.clone();
-                async move { client.request(request).await.map_err(BoxError::from) }
-            }
-        });
-
-        // Client H: client B plus a token-sized sensitive Authorization header.
         let token_len = binding_token_len(&issuer, &pki, &identity).await;
-        let mut header = http::HeaderValue::try_from(format!("Bearer {}", "x".repeat(token_len))).unwrap();
-        header.set_sensitive(true);
-        let client_h = {
-            let client_b = client_b.clone();
-            tower::service_fn(move |mut request: Request<Full<Bytes>>| {
-                request.headers_mut().insert(http::header::AUTHORIZATION, header.clone());
-                client_b.clone().oneshot(request)
-            })
-        };
+        println!("token: {token_len} bytes; {REQUESTS} requests per round, {IN_FLIGHT} in flight");
+        let mut lines = Vec::new();
+        for (protocol, http2) in [("HTTP/2", true), ("HTTP/1.1", false)] {
+            // Client A: the crate's stack.
+            let pool: MtlsClientPool<Full<Bytes>> = {
+                let builder = MtlsClientPool::builder().root_store(pki.root_store());
+                if http2 { builder.http2_only() } else { builder.http1_only() }
+            }
+            .build()
+            .unwrap();
+            let source = ClientCredentials::builder()
+                .token_endpoint(issuer.token_endpoint())
+                .client_id("bench")
+                .tls_client_auth(identity.clone())
+                .pool(pool.clone())
+                .build()
+                .unwrap();
+            let binding = TokenBindingLayer::bound(source);
+            let client_a = ServiceBuilder::new()
+                .layer(RetryLayer::new(binding.retry_policy()))
+                .layer(binding)
+                .service(pool)
+                .map_err(BoxError::from);
 
-        // Warm all (token, JWKS, connections).
-        round(client_a.clone(), &url_a).await;
-        round(client_b.clone(), &url_b).await;
-        round(client_h.clone(), &url_b).await;
+            // Client B: hyper-util + hyper-rustls with the same certificate,
+            // the same protocol by ALPN.
+            let mut http = HttpConnector::new();
+            http.enforce_http(false);
+            http.set_nodelay(true);
+            let builder = hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config(pki.client_config(Some(&identity)).unwrap())
+                .https_only();
+            let connector = if http2 {
+                builder.enable_http2().wrap_connector(http)
+            } else {
+                builder.enable_http1().wrap_connector(http)
+            };
+            let client_b = tower::service_fn({
+                let client: Client<_, Full<Bytes>> = {
+                    let mut builder = Client::builder(TokioExecutor::new());
+                    builder.http2_only(http2);
+                    builder.build(connector)
+                };
+                move |request| {
+                    let client = client.clone();
+                    async move { client.request(request).await.map_err(BoxError::from) }
+                }
+            });
+
+            // Client H: client B plus a token-sized sensitive Authorization header.
+            let mut header =
+                http::HeaderValue::try_from(format!("Bearer {}", "x".repeat(token_len))).unwrap();
+            header.set_sensitive(true);
+            let client_h = {
+                let client_b = client_b.clone();
+                tower::service_fn(move |mut request: Request<Full<Bytes>>| {
+                    request.headers_mut().insert(http::header::AUTHORIZATION, header.clone());
+                    client_b.clone().oneshot(request)
+                })
+            };
+
+            // Warm all (token, JWKS, connections).
+            round(client_a.clone(), &url_a).await;
+            round(client_b.clone(), &url_b).await;
+            round(client_h.clone(), &url_b).await;
+            if quick {
+                continue;
+            }
+
+            let (mut a, mut b, mut h) = (Vec::new(), Vec::new(), Vec::new());
+            for i in 1..=ROUNDS {
+                let ra = round(client_a.clone(), &url_a).await;
+                let rb = round(client_b.clone(), &url_b).await;
+                let rh = round(client_h.clone(), &url_b).await;
+                println!(
+                    "{protocol} round {i}: A {:>6.0} req/s p99 {:>5.0} µs | B {:>6.0} req/s p99 {:>5.0} µs | H {:>6.0} req/s p99 {:>5.0} µs",
+                    ra.throughput,
+                    ra.p99.as_secs_f64() * 1e6,
+                    rb.throughput,
+                    rb.p99.as_secs_f64() * 1e6,
+                    rh.throughput,
+                    rh.p99.as_secs_f64() * 1e6
+                );
+                a.push(ra);
+                b.push(rb);
+                h.push(rh);
+            }
+            let th = median(h.iter().map(|r| r.throughput).collect());
+            let (ta, tb) = (
+                median(a.iter().map(|r| r.throughput).collect()),
+                median(b.iter().map(|r| r.throughput).collect()),
+            );
+            let (pa, pb, ph) = (
+                median(a.iter().map(|r| r.p99).collect()),
+                median(b.iter().map(|r| r.p99).collect()),
+                median(h.iter().map(|r| r.p99).collect()),
+            );
+            println!(
+                "{protocol} median: A {ta:.0} req/s p99 {:.0} µs | B {tb:.0} req/s p99 {:.0} µs | H {th:.0} req/s p99 {:.0} µs",
+                pa.as_secs_f64() * 1e6,
+                pb.as_secs_f64() * 1e6,
+                ph.as_secs_f64() * 1e6
+            );
+            lines.push((http2, th / tb, ta / th, ta / tb, pa.as_secs_f64() / pb.as_secs_f64()));
+        }
         if quick {
             println!("end_to_end: smoke run done");
             return;
         }
-
-        println!("token: {token_len} bytes; {REQUESTS} requests per round, {IN_FLIGHT} in flight");
-        let (mut a, mut b, mut h) = (Vec::new(), Vec::new(), Vec::new());
-        for i in 1..=ROUNDS {
-            let ra = round(client_a.clone(), &url_a).await;
-            let rb = round(client_b.clone(), &url_b).await;
-            let rh = round(client_h.clone(), &url_b).await;
-            println!(
-                "round {i}: A {:>6.0} req/s p99 {:>5.0} µs | B {:>6.0} req/s p99 {:>5.0} µs | H {:>6.0} req/s p99 {:>5.0} µs",
-                ra.throughput,
-                ra.p99.as_secs_f64() * 1e6,
-                rb.throughput,
-                rb.p99.as_secs_f64() * 1e6,
-                rh.throughput,
-                rh.p99.as_secs_f64() * 1e6
-            );
-            a.push(ra);
-            b.push(rb);
-            h.push(rh);
+        for (http2, token_header, layers, throughput, p99) in lines {
+            if http2 {
+                println!("token_header_ratio={token_header:.3} (H/B: carrying a token at all)");
+                println!("layers_ratio={layers:.3} (A/H: the layers themselves)");
+                println!("throughput_ratio={throughput:.3}");
+                println!("p99_ratio={p99:.3}");
+            } else {
+                println!("http1_token_header_ratio={token_header:.3}");
+                println!("http1_layers_ratio={layers:.3}");
+                println!("http1_throughput_ratio={throughput:.3}");
+                println!("http1_p99_ratio={p99:.3}");
+            }
         }
-        let th = median(h.iter().map(|r| r.throughput).collect());
-        let (ta, tb) = (
-            median(a.iter().map(|r| r.throughput).collect()),
-            median(b.iter().map(|r| r.throughput).collect()),
-        );
-        let (pa, pb) = (
-            median(a.iter().map(|r| r.p99).collect()),
-            median(b.iter().map(|r| r.p99).collect()),
-        );
-        println!(
-            "median: A {ta:.0} req/s p99 {:.0} µs | B {tb:.0} req/s p99 {:.0} µs",
-            pa.as_secs_f64() * 1e6,
-            pb.as_secs_f64() * 1e6
-        );
-        println!("token_header_ratio={:.3} (H/B: carrying a token at all)", th / tb);
-        println!("layers_ratio={:.3} (A/H: the layers themselves)", ta / th);
-        println!("throughput_ratio={:.3}", ta / tb);
-        println!("p99_ratio={:.3}", pa.as_secs_f64() / pb.as_secs_f64());
     });
 }
