@@ -84,7 +84,9 @@ pub(crate) struct Slots<B> {
 }
 
 pub(crate) struct Slot<B> {
-    client: HttpsClient<B>,
+    /// Shared with the requests that use it: one reference count per
+    /// request rather than a clone of hyper-util's `Client`.
+    client: Arc<HttpsClient<B>>,
     /// The identity the client presents.
     identity: ClientIdentity,
     last_used: Instant,
@@ -151,7 +153,7 @@ where
     B::Data: Send,
 {
     /// The client for `identity`, built (once) on first use.
-    fn client_for(&self, identity: &ClientIdentity) -> Result<HttpsClient<B>, PoolError> {
+    fn client_for(&self, identity: &ClientIdentity) -> Result<Arc<HttpsClient<B>>, PoolError> {
         let thumbprint = identity.thumbprint();
         let config = &self.inner.config;
         let now = Instant::now();
@@ -181,7 +183,8 @@ where
             drop(slots);
             return match retired_client {
                 Some(client) => Ok(client),
-                None => build_client(config, &self.inner.roots, Some(identity), KeepIdle::No),
+                None => build_client(config, &self.inner.roots, Some(identity), KeepIdle::No)
+                    .map(Arc::new),
             };
         }
         while slots.map.len() >= config.max_identities {
@@ -198,7 +201,12 @@ where
             tracing::debug!(thumbprint = %oldest, "client identity evicted (least recently used)");
         }
         // Built under the lock: once per thumbprint, however many race.
-        let client = build_client(config, &self.inner.roots, Some(identity), KeepIdle::Yes)?;
+        let client = Arc::new(build_client(
+            config,
+            &self.inner.roots,
+            Some(identity),
+            KeepIdle::Yes,
+        )?);
         self.inner.built.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(thumbprint = %thumbprint, "client for a new identity");
         slots.map.insert(
@@ -219,7 +227,7 @@ where
         &self,
         slots: &mut Slots<B>,
         thumbprint: &Thumbprint,
-    ) -> Option<HttpsClient<B>> {
+    ) -> Option<Arc<HttpsClient<B>>> {
         let retired: Vec<Thumbprint> = slots
             .map
             .iter()
@@ -341,21 +349,21 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> ResponseFuture {
-        let client = match request.extensions().get::<ClientIdentity>() {
+        let sending = match request.extensions().get::<ClientIdentity>() {
             Some(identity) => {
                 if request.uri().scheme() != Some(&http::uri::Scheme::HTTPS) {
                     return ResponseFuture::error(PoolError::new(Kind::NotHttps, None));
                 }
                 match self.client_for(identity) {
-                    Ok(client) => client,
+                    Ok(client) => client.request(request),
                     Err(e) => return ResponseFuture::error(e),
                 }
             }
             None if self.inner.config.unidentified == Unidentified::Refuse => {
                 return ResponseFuture::error(PoolError::new(Kind::NoIdentity, None));
             }
-            None => self.inner.plain.clone(),
+            None => self.inner.plain.request(request),
         };
-        ResponseFuture::sending(client.request(request))
+        ResponseFuture::sending(sending)
     }
 }
