@@ -1,6 +1,7 @@
 //! The verified-token cache: the same token again costs a hash and a lookup.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Mutex;
 
 use sha2::{Digest, Sha256};
@@ -15,13 +16,39 @@ pub(crate) fn digest(token: &str) -> TokenDigest {
     Sha256::digest(token.as_bytes()).into()
 }
 
+/// Hashes a [`TokenDigest`] by taking eight of its bytes: it is already a
+/// SHA-256 output, so hashing it again (SipHash) would only cost time. Only
+/// tokens that verified are inserted, so nobody can choose keys to crowd a
+/// bucket.
+#[derive(Default)]
+pub(crate) struct DigestHasher(u64);
+
+impl Hasher for DigestHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        match bytes.first_chunk::<8>() {
+            Some(head) => self.0 ^= u64::from_le_bytes(*head),
+            None => {
+                for &b in bytes {
+                    self.0 = self.0.rotate_left(8) ^ u64::from(b);
+                }
+            }
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type DigestMap<V> = HashMap<TokenDigest, V, BuildHasherDefault<DigestHasher>>;
+
 /// Bounded map from token digest to verified claims.
 ///
 /// An entry is served only until its token expires (plus leeway) and only
 /// under the key-set generation it was verified with. When full, expired
 /// entries go first, then an eighth of the rest; never everything at once.
 pub(crate) struct VerifiedCache {
-    entries: Mutex<HashMap<TokenDigest, Entry>>,
+    entries: Mutex<DigestMap<Entry>>,
     capacity: usize,
 }
 
@@ -34,12 +61,12 @@ struct Entry {
 impl VerifiedCache {
     pub(crate) fn new(capacity: usize) -> Self {
         Self {
-            entries: Mutex::new(HashMap::new()),
+            entries: Mutex::new(DigestMap::default()),
             capacity,
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TokenDigest, Entry>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, DigestMap<Entry>> {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
