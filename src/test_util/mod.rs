@@ -31,6 +31,7 @@
 
 mod issuer;
 mod pki;
+mod token_endpoint;
 
 pub use issuer::{Fault, JwksHold, TestIssuer, TestIssuerBuilder};
 pub use pki::{TestCert, TestPki};
