@@ -108,6 +108,17 @@ impl ClientCredentialsBuilder {
         self
     }
 
+    /// [`identity`](Self::identity), when there is one.
+    pub(crate) fn identity_if_any(self, identity: Option<SharedIdentity>) -> Self {
+        match identity {
+            Some(identity) => Self {
+                identity: Some(identity),
+                ..self
+            },
+            None => self,
+        }
+    }
+
     /// The `scope` to ask for (space-separated).
     pub fn scope(self, scope: impl Into<String>) -> Self {
         self.param("scope", scope)
