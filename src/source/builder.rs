@@ -70,7 +70,7 @@ impl ClientCredentialsBuilder {
 
     /// `tls_client_auth`: authenticate with `identity`, a CA-issued
     /// certificate, and bind tokens to it (to the [DPoP key](Self::dpop)
-    /// instead, when there is one). A fixed [`ClientIdentity`], or
+    /// instead, when there is one). A fixed [`ClientIdentity`](crate::ClientIdentity), or
     /// any [`IdentitySource`] such as a [`ReloadingIdentity`](crate::identity::ReloadingIdentity).
     pub fn tls_client_auth(mut self, identity: impl IdentitySource) -> Self {
         self.auth = Some(Auth::CaIssued);
