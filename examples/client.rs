@@ -1,21 +1,24 @@
-//! A command-line client that calls an API with certificate-bound tokens,
-//! using the crate exactly as a user would: a `BoundClient` built in one
-//! expression (OAuth client credentials over mTLS, the token cache,
+//! A command-line client that calls an API with certificate-bound or DPoP
+//! tokens, using the crate exactly as a user would: a `BoundClient` built in
+//! one expression (OAuth client credentials over mTLS, the token cache,
 //! `TokenBindingLayer` with the retry policy, and the per-certificate pool),
 //! its certificate and key files watched for renewal.
 //!
 //! ```text
 //! cargo run --example client -- (--issuer URL | --token-url URL) --client-id ID \
 //!     [--client-secret S] [--auth tls_client_auth|self_signed_tls_client_auth|client_secret_basic|client_secret_post] \
-//!     --cert client.pem --key client.key [--ca ca.pem] [--scope "a b"] [--resource URI] \
-//!     [--scheme bearer|mtls_pop|mtls] [--header-word bearer|mtls_pop] \
+//!     [--cert client.pem --key client.key] [--ca ca.pem] [--scope "a b"] [--resource URI] \
+//!     [--scheme bearer|mtls_pop|mtls|dpop] [--dpop-key FILE] [--header-word bearer|mtls_pop] \
 //!     [--requests N] [--concurrency C] URL
 //! ```
 //!
 //! Prints `status=CODE` per response, the body of the last response, and a
 //! final line `requests=N ok=K token_fetches=F`. Exits 0 only when every
 //! response was 2xx. `--header-word mtls_pop` also asks for Microsoft
-//! Entra's `mtls_pop` tokens. Set `RUST_LOG=tower_token_binding=debug` for
+//! Entra's `mtls_pop` tokens. `--scheme dpop` binds tokens to a DPoP key
+//! (RFC 9449; from `--dpop-key`, a PEM private key, or a new ES256 key) and
+//! sends a proof with every request; then `--cert` and `--key` are needed
+//! only for `tls_client_auth`. Set `RUST_LOG=tower_token_binding=debug` for
 //! details.
 
 use std::process::ExitCode;
@@ -30,8 +33,8 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 const USAGE: &str = "usage: client (--issuer URL | --token-url URL) --client-id ID [--client-secret S] \
 [--auth tls_client_auth|self_signed_tls_client_auth|client_secret_basic|client_secret_post] \
---cert PEM --key PEM [--ca PEM] [--scope \"a b\"] [--resource URI] [--scheme bearer|mtls_pop|mtls] \
-[--header-word bearer|mtls_pop] [--requests N] [--concurrency C] URL";
+[--cert PEM --key PEM] [--ca PEM] [--scope \"a b\"] [--resource URI] [--scheme bearer|mtls_pop|mtls|dpop] \
+[--dpop-key PEM] [--header-word bearer|mtls_pop] [--requests N] [--concurrency C] URL";
 
 #[derive(Default)]
 struct Args {
@@ -46,6 +49,7 @@ struct Args {
     scope: Option<String>,
     resource: Option<String>,
     scheme: Option<String>,
+    dpop_key: Option<String>,
     header_word: Option<String>,
     requests: Option<String>,
     concurrency: Option<String>,
@@ -72,6 +76,7 @@ fn parse_args() -> Result<Args, String> {
             "--scope" => &mut args.scope,
             "--resource" => &mut args.resource,
             "--scheme" => &mut args.scheme,
+            "--dpop-key" => &mut args.dpop_key,
             "--header-word" => &mut args.header_word,
             "--requests" => &mut args.requests,
             "--concurrency" => &mut args.concurrency,
@@ -88,11 +93,24 @@ fn parse_args() -> Result<Args, String> {
         };
         *slot = Some(value()?);
     }
+    let dpop = args
+        .scheme
+        .as_deref()
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("dpop"));
+    // With DPoP a client secret may authenticate alone; a certificate is
+    // then optional, but comes as a pair.
+    let certificate_optional = dpop && args.client_secret.is_some();
+    let missing_cert = !certificate_optional || args.key.is_some();
+    let missing_key = !certificate_optional || args.cert.is_some();
     for (missing, what) in [
         (args.url.is_none(), "the URL to call"),
         (args.client_id.is_none(), "--client-id"),
-        (args.cert.is_none(), "--cert"),
-        (args.key.is_none(), "--key"),
+        (args.cert.is_none() && missing_cert, "--cert"),
+        (args.key.is_none() && missing_key, "--key"),
+        (
+            args.dpop_key.is_some() && !dpop,
+            "--scheme dpop (for --dpop-key)",
+        ),
         (
             args.issuer.is_none() && args.token_url.is_none(),
             "--issuer or --token-url",
@@ -129,13 +147,20 @@ async fn run(args: Args) -> Result<bool, BoxError> {
 
     // The whole client stack in one expression; the certificate and key
     // files are watched, so a renewal on disk is picked up while running.
-    let mut builder = BoundClient::builder()
-        .identity_files(required(args.cert, "--cert")?, required(args.key, "--key")?)
-        .scheme(scheme);
+    let mut builder = BoundClient::builder().scheme(scheme);
+    if let (Some(cert), Some(key)) = (args.cert, args.key) {
+        builder = builder.identity_files(cert, key);
+    }
+    if let Some(key) = args.dpop_key {
+        builder = builder.dpop_key_file(key);
+    }
     if scheme != Scheme::MtlsOnly {
-        builder = builder
-            .client_id(required(args.client_id, "--client-id")?)
-            .header_word(word);
+        builder = builder.client_id(required(args.client_id, "--client-id")?);
+        if scheme != Scheme::Dpop {
+            builder = builder.header_word(word);
+        } else if args.header_word.is_some() {
+            return Err(format!("--header-word is not for --scheme dpop\n{USAGE}").into());
+        }
         builder = match (args.issuer, args.token_url) {
             (Some(issuer), None) => builder.issuer(issuer),
             (None, Some(url)) => builder.token_endpoint(url),
@@ -176,6 +201,9 @@ async fn run(args: Args) -> Result<bool, BoxError> {
         builder = builder.root_ca_file(ca);
     }
     let client = builder.build()?;
+    if let Some(proofs) = client.dpop_proofs() {
+        eprintln!("DPoP key jkt={}", proofs.thumbprint());
+    }
 
     let next = Arc::new(AtomicUsize::new(0));
     let ok = Arc::new(AtomicUsize::new(0));

@@ -31,10 +31,11 @@
 //!   files).
 //! - [`token`]: token sources and the [`TokenCache`](token::TokenCache) (one
 //!   fetch for many callers, refresh ahead, backoff); [`source`]: OAuth
-//!   client credentials over mTLS ([`source::ClientCredentials`]).
+//!   client credentials over mTLS or with DPoP ([`source::ClientCredentials`]).
 //! - [`binding`]: [`TokenBindingLayer`], which puts a (bound) token on every
-//!   request and the [`ClientIdentity`] it is bound to in its extensions,
-//!   and the retry policy for `invalid_token`.
+//!   request and the [`ClientIdentity`] it is bound to in its extensions
+//!   or, for DPoP-bound tokens, a fresh DPoP proof; and the retry policy
+//!   for `invalid_token` and `use_dpop_nonce`.
 //! - [`pool`]: [`MtlsClientPool`](pool::MtlsClientPool), one hyper-util
 //!   client per certificate thumbprint: the inner service that presents the
 //!   identity.

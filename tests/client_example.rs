@@ -2,11 +2,16 @@
 //! authorization server, all as separate processes talking over loopback.
 #![cfg(all(feature = "test-util", feature = "axum"))]
 
+#[path = "support/dpop_api.rs"]
+mod dpop_api;
 mod support;
 
 use std::path::Path;
 
+use std::sync::atomic::Ordering;
+
 use tokio::process::Command;
+use tower_token_binding::proof::ProofKey;
 use tower_token_binding::test_util::{TestIssuer, TestPki};
 
 fn write(dir: &Path, name: &str, text: &str) -> String {
@@ -166,4 +171,94 @@ async fn fifty_requests_one_token() {
         "{}",
         run.stderr
     );
+}
+
+#[tokio::test]
+async fn dpop_with_a_client_secret_and_a_key_file() {
+    let pki = TestPki::new().unwrap();
+    let issuer = TestIssuer::builder()
+        .client_secret("svc", "s3cret")
+        .require_dpop_nonce()
+        .start(&pki)
+        .await
+        .unwrap();
+    let api = dpop_api::start_api(&pki, dpop_api::Nonces::Required).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = write(dir.path(), "ca.pem", &pki.ca_pem());
+    let key_file = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/client-pkcs8.key");
+    let jkt = ProofKey::from_pem_file(key_file).unwrap().thumbprint();
+    let url = format!("{}/orders?page=1", api.base);
+
+    let run = client(&[
+        "--issuer",
+        issuer.issuer(),
+        "--client-id",
+        "svc",
+        "--client-secret",
+        "s3cret",
+        "--ca",
+        &ca,
+        "--scheme",
+        "dpop",
+        "--dpop-key",
+        key_file,
+        "--requests",
+        "20",
+        "--concurrency",
+        "4",
+        &url,
+    ])
+    .await;
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(
+        run.stdout.matches("status=200").count(),
+        20,
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains(&jkt.to_string()), "{}", run.stdout);
+    assert!(
+        run.stdout
+            .trim_end()
+            .ends_with("requests=20 ok=20 token_fetches=1"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(issuer.dpop_tokens_issued(), 1);
+    // Every request carried its own proof (plus at most one retry for the
+    // nonce per request in flight when it was learned).
+    let requests = api.requests.load(Ordering::SeqCst);
+    assert!((21..=24).contains(&requests), "{requests}");
+
+    // --dpop-key without --scheme dpop, and a header word with DPoP.
+    for args in [
+        &[
+            "--token-url",
+            "https://as.example/token",
+            "--client-id",
+            "svc",
+            "--client-secret",
+            "s",
+            "--dpop-key",
+            key_file,
+            &url,
+        ][..],
+        &[
+            "--token-url",
+            "https://as.example/token",
+            "--client-id",
+            "svc",
+            "--client-secret",
+            "s",
+            "--scheme",
+            "dpop",
+            "--header-word",
+            "mtls_pop",
+            &url,
+        ][..],
+    ] {
+        let run = client(args).await;
+        assert_ne!(run.code, 0, "{}", run.stdout);
+        assert!(!run.stdout.contains("status="), "{}", run.stdout);
+    }
 }

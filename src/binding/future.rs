@@ -8,7 +8,7 @@ use pin_project_lite::pin_project;
 use tower::Service;
 
 use super::layer::Settings;
-use super::service::{UsedToken, authorize};
+use super::service::{NonceOrigin, UsedToken, authorize};
 use crate::token::{Acquire, BoxError, CachedToken, TokenCache};
 
 pin_project! {
@@ -39,6 +39,7 @@ pin_project! {
             #[pin]
             future: S::Future,
             token: Option<Arc<CachedToken>>,
+            origin: Option<NonceOrigin>,
         },
         Failed {
             error: Option<BoxError>,
@@ -68,9 +69,17 @@ where
         }
     }
 
-    pub(crate) fn calling(future: S::Future, token: Option<Arc<CachedToken>>) -> Self {
+    pub(crate) fn calling(
+        future: S::Future,
+        token: Option<Arc<CachedToken>>,
+        origin: Option<NonceOrigin>,
+    ) -> Self {
         Self {
-            state: State::Calling { future, token },
+            state: State::Calling {
+                future,
+                token,
+                origin,
+            },
         }
     }
 
@@ -104,15 +113,27 @@ where
                     else {
                         return Poll::Ready(Err("ResponseFuture polled after completion".into()));
                     };
-                    authorize(&mut request, &token, *settings, cache)?;
+                    let origin = authorize(&mut request, &token, *settings, cache)?;
                     let future = inner.call(request);
                     this.state.set(State::Calling {
                         future,
                         token: Some(token),
+                        origin,
                     });
                 }
-                StateProj::Calling { future, token } => {
+                StateProj::Calling {
+                    future,
+                    token,
+                    origin,
+                } => {
                     let mut response = ready!(future.poll(cx)).map_err(Into::into)?;
+                    if let Some(origin) = origin.take() {
+                        // Every response may carry the origin's next nonce.
+                        origin
+                            .proofs
+                            .nonces()
+                            .remember_from_headers(&origin.uri, response.headers());
+                    }
                     if response.status() == StatusCode::UNAUTHORIZED {
                         if let Some(token) = token.take() {
                             response.extensions_mut().insert(UsedToken(token));

@@ -59,6 +59,66 @@ impl TokenBindingLayer {
         Self::with_cache(TokenCache::new(source), Scheme::Bearer)
     }
 
+    /// DPoP-bound tokens from `source` (RFC 9449): each request gets
+    /// `Authorization: DPoP <token>` and a `DPoP` header with a proof made
+    /// for it (its method, its URI without query and fragment, the time, a
+    /// new `jti`, the token's hash in `ath`, and the origin's nonce when it
+    /// sent one), both marked sensitive. The proofs are signed by the key
+    /// the token is [bound to](crate::token::Token::dpop_bound); a token
+    /// bound to no key is an error unless [unbound
+    /// fallback](Self::allow_unbound_fallback) is allowed. The `DPoP-Nonce`
+    /// of every response is remembered for its origin, and the [retry
+    /// policy](Self::retry_policy) answers `use_dpop_nonce` once.
+    ///
+    /// No client certificate is needed: the inner service can be any HTTP
+    /// client. A token that came with an identity (the certificate that
+    /// authenticated at the token endpoint) puts it in the extensions, for
+    /// an mTLS transport. Request URIs must be absolute.
+    ///
+    /// ```
+    /// use std::convert::Infallible;
+    /// use http::{Request, Response, header};
+    /// use tower::{ServiceBuilder, ServiceExt};
+    /// use tower_token_binding::TokenBindingLayer;
+    /// use tower_token_binding::proof::dpop::{DPOP, DpopProofs, DpopVerifier};
+    /// use tower_token_binding::proof::{Algorithm, ProofKey};
+    /// use tower_token_binding::token::Token;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    /// // A source of tokens bound to `proofs`' key (normally: OAuth client
+    /// // credentials with `.dpop(key)`).
+    /// let proofs = DpopProofs::new(ProofKey::generate(Algorithm::Es256)?);
+    /// let source = {
+    ///     let proofs = proofs.clone();
+    ///     move || {
+    ///         let token = Token::new("a-dpop-token").with_token_type("DPoP").dpop_bound(proofs.clone());
+    ///         async move { Ok(token) }
+    ///     }
+    /// };
+    /// let service = ServiceBuilder::new()
+    ///     .layer(TokenBindingLayer::dpop(source))
+    ///     .service_fn(|request: Request<()>| async move {
+    ///         let proof = request.headers()[DPOP].to_str().unwrap();
+    ///         // What a resource server checks.
+    ///         let verified = DpopVerifier::new()
+    ///             .verify(proof, request.method(), request.uri(), Some("a-dpop-token"), std::time::SystemTime::now())
+    ///             .unwrap();
+    ///         assert!(request.headers()[DPOP].is_sensitive());
+    ///         let auth = request.headers()[header::AUTHORIZATION].clone();
+    ///         Ok::<_, Infallible>(Response::new((auth, verified.jkt())))
+    ///     });
+    /// let request = Request::get("https://api.example/orders?page=2").body(())?;
+    /// let response = service.oneshot(request).await?;
+    /// assert_eq!(response.body().0, "DPoP a-dpop-token");
+    /// assert_eq!(response.body().1, proofs.thumbprint());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn dpop(source: impl TokenSource) -> Self {
+        Self::with_cache(TokenCache::new(source), Scheme::Dpop)
+    }
+
     /// No token: every request gets the identity in its extensions, for a
     /// connection that presents it, and no `Authorization` header.
     ///
@@ -139,7 +199,9 @@ impl TokenBindingLayer {
 
     /// A `tower::retry` policy that, on `401` with `error="invalid_token"`,
     /// drops the token this layer sent and retries once, so that the retried
-    /// request carries a fresh token. Put the retry layer *outside* this one.
+    /// request carries a fresh token; and on `401` with a `DPoP` challenge
+    /// saying `use_dpop_nonce`, retries once with a new proof carrying the
+    /// nonce. Put the retry layer *outside* this one.
     pub fn retry_policy(&self) -> InvalidTokenRetry {
         InvalidTokenRetry::new(self.cache.clone())
     }

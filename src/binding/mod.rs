@@ -17,6 +17,10 @@
 //!   [`header_word`](TokenBindingLayer::header_word), as Microsoft Entra
 //!   wants), identity in the extensions. An unbound token from the source is
 //!   an error unless [allowed](TokenBindingLayer::allow_unbound_fallback).
+//! - [`TokenBindingLayer::dpop`]: DPoP-bound tokens (RFC 9449),
+//!   `Authorization: DPoP <token>` and a fresh `DPoP` proof per request,
+//!   signed by the token's key; nonces remembered per origin. Any inner
+//!   service: no certificate is needed.
 //! - [`TokenBindingLayer::bearer`]: plain bearer tokens, no identity.
 //! - [`TokenBindingLayer::mtls_only`]: no token, just the identity.
 //!

@@ -8,8 +8,9 @@ use std::str::FromStr;
 /// | [`Bearer`](Self::Bearer) | an unbound token | none from the layer |
 /// | [`MtlsPop`](Self::MtlsPop) | a token bound to a certificate (RFC 8705) | the one the token is bound to |
 /// | [`MtlsOnly`](Self::MtlsOnly) | none | a fixed identity |
+/// | [`Dpop`](Self::Dpop) | a token bound to a DPoP key (RFC 9449), with a fresh proof per request | none needed (the one that got the token, if any) |
 ///
-/// Parsing is case-insensitive: `bearer`, `mtls_pop`, `mtls`.
+/// Parsing is case-insensitive: `bearer`, `mtls_pop`, `mtls`, `dpop`.
 ///
 /// ```
 /// use tower_token_binding::binding::Scheme;
@@ -17,6 +18,7 @@ use std::str::FromStr;
 /// assert_eq!("MTLS_POP".parse::<Scheme>().unwrap(), Scheme::MtlsPop);
 /// assert_eq!("Bearer".parse::<Scheme>().unwrap(), Scheme::Bearer);
 /// assert_eq!("mtls".parse::<Scheme>().unwrap(), Scheme::MtlsOnly);
+/// assert_eq!("DPoP".parse::<Scheme>().unwrap(), Scheme::Dpop);
 /// assert!("basic".parse::<Scheme>().is_err());
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -28,6 +30,12 @@ pub enum Scheme {
     MtlsPop,
     /// No token: the client certificate is the only credential.
     MtlsOnly,
+    /// A DPoP-bound token (RFC 9449): `Authorization: DPoP <token>` and a
+    /// `DPoP` proof, signed by the token's key, made for each request. No
+    /// client certificate is needed, so any inner service will do; when the
+    /// token came with an identity, it is in the request's extensions for
+    /// an mTLS transport.
+    Dpop,
 }
 
 /// The word before the token in `Authorization`, for bound tokens.
@@ -65,6 +73,7 @@ impl fmt::Display for Scheme {
             Scheme::Bearer => "bearer",
             Scheme::MtlsPop => "mtls_pop",
             Scheme::MtlsOnly => "mtls",
+            Scheme::Dpop => "dpop",
         })
     }
 }
@@ -85,9 +94,11 @@ impl FromStr for Scheme {
             Ok(Scheme::MtlsPop)
         } else if s.eq_ignore_ascii_case("mtls") {
             Ok(Scheme::MtlsOnly)
+        } else if s.eq_ignore_ascii_case("dpop") {
+            Ok(Scheme::Dpop)
         } else {
             Err(ParseSchemeError {
-                expected: "bearer, mtls_pop or mtls",
+                expected: "bearer, mtls_pop, mtls or dpop",
             })
         }
     }
@@ -141,7 +152,14 @@ mod tests {
         assert!("mtls".parse::<HeaderWord>().is_err());
         assert!("".parse::<Scheme>().is_err());
         assert!(" bearer".parse::<Scheme>().is_err());
-        for scheme in [Scheme::Bearer, Scheme::MtlsPop, Scheme::MtlsOnly] {
+        assert_eq!("dpop".parse::<Scheme>(), Ok(Scheme::Dpop));
+        assert!("dpop".parse::<HeaderWord>().is_err());
+        for scheme in [
+            Scheme::Bearer,
+            Scheme::MtlsPop,
+            Scheme::MtlsOnly,
+            Scheme::Dpop,
+        ] {
             assert_eq!(scheme.to_string().parse::<Scheme>(), Ok(scheme));
         }
     }

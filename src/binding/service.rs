@@ -1,12 +1,13 @@
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::{HeaderValue, Request, Response, header};
+use http::{HeaderValue, Request, Response, Uri, header};
 use tower::Service;
 
 use super::future::ResponseFuture;
 use super::layer::Settings;
 use super::{HeaderWord, Scheme, TokenBindingLayer};
+use crate::proof::dpop::{DPOP, DpopProofs};
 use crate::token::{BoxError, CachedToken, TokenCache, TokenUnavailable, TokenUnavailableKind};
 
 /// Middleware that authorizes requests with (bound) access tokens.
@@ -50,11 +51,13 @@ where
             if let Some(identity) = &self.layer.identity {
                 request.extensions_mut().insert(identity.current());
             }
-            return ResponseFuture::calling(self.inner.call(request), None);
+            return ResponseFuture::calling(self.inner.call(request), None, None);
         };
         match cache.try_get() {
             Some(token) => match authorize(&mut request, &token, settings, cache) {
-                Ok(()) => ResponseFuture::calling(self.inner.call(request), Some(token)),
+                Ok(origin) => {
+                    ResponseFuture::calling(self.inner.call(request), Some(token), origin)
+                }
                 Err(e) => ResponseFuture::failed(e),
             },
             None => {
@@ -67,16 +70,42 @@ where
     }
 }
 
+/// Where a DPoP request went, to learn the `DPoP-Nonce` of its response.
+pub(crate) struct NonceOrigin {
+    pub(crate) proofs: DpopProofs,
+    pub(crate) uri: Uri,
+}
+
+/// The slot of the cached `DPoP <token>` value, after the header words'.
+const DPOP_SLOT: usize = 2;
+
 /// Puts the token's header and identity on the request, as `settings` say.
+/// For a DPoP request, also a fresh proof; then returns where the request
+/// goes, so that the response's nonce is remembered.
 pub(crate) fn authorize<B>(
     request: &mut Request<B>,
     token: &CachedToken,
     settings: Settings,
     cache: &TokenCache,
-) -> Result<(), BoxError> {
+) -> Result<Option<NonceOrigin>, BoxError> {
+    if settings.scheme == Scheme::Dpop {
+        if let Some(proofs) = token.token().dpop_proofs() {
+            return authorize_dpop(request, token, proofs).map(Some);
+        }
+    }
     let identity = token.token().identity();
     let word = match (settings.scheme, identity) {
         (Scheme::Bearer, _) => Some(HeaderWord::Bearer),
+        (Scheme::Dpop, _) if settings.allow_unbound_fallback => {
+            cache.count_fallback();
+            tracing::warn!(
+                "the token source returned a token not bound to a DPoP key; sending it as a bearer token, as allowed"
+            );
+            Some(HeaderWord::Bearer)
+        }
+        (Scheme::Dpop, _) => {
+            return Err(TokenUnavailable::new(TokenUnavailableKind::NotDpopBound, None).into());
+        }
         (Scheme::MtlsPop, Some(_)) => Some(settings.word),
         (Scheme::MtlsPop, None) if settings.allow_unbound_fallback => {
             cache.count_fallback();
@@ -90,25 +119,53 @@ pub(crate) fn authorize<B>(
             return Err(TokenUnavailable::new(TokenUnavailableKind::Unbound, None).into());
         }
     };
-    if settings.scheme != Scheme::Bearer {
+    if matches!(settings.scheme, Scheme::MtlsPop | Scheme::MtlsOnly) {
         if let Some(identity) = identity {
             request.extensions_mut().insert(identity.clone());
         }
     }
     if let Some(word) = word {
-        request
-            .headers_mut()
-            .insert(header::AUTHORIZATION, header_value(token, word)?);
+        request.headers_mut().insert(
+            header::AUTHORIZATION,
+            header_value(token, word.as_str(), word.index())?,
+        );
     }
-    Ok(())
+    Ok(None)
+}
+
+/// `Authorization: DPoP <token>` and a new `DPoP` proof for this request
+/// (its method, its URI without query and fragment, the token's hash, the
+/// origin's nonce), both marked sensitive; the identity that got the token,
+/// if any, for an mTLS transport.
+fn authorize_dpop<B>(
+    request: &mut Request<B>,
+    token: &CachedToken,
+    proofs: &DpopProofs,
+) -> Result<NonceOrigin, BoxError> {
+    let secret = token.token().access_token().secret();
+    let proof = proofs.proof(request.method(), request.uri(), Some(secret))?;
+    let mut proof = HeaderValue::try_from(proof)
+        .map_err(|_| "the DPoP proof has characters not allowed in an HTTP header")?;
+    proof.set_sensitive(true);
+    let authorization = header_value(token, "DPoP", DPOP_SLOT)?;
+    let headers = request.headers_mut();
+    headers.insert(header::AUTHORIZATION, authorization);
+    headers.insert(DPOP, proof);
+    if let Some(identity) = token.token().identity() {
+        request.extensions_mut().insert(identity.clone());
+    }
+    Ok(NonceOrigin {
+        proofs: proofs.clone(),
+        uri: request.uri().clone(),
+    })
 }
 
 /// `<word> <token>`, marked sensitive, built once per token and word.
-fn header_value(token: &CachedToken, word: HeaderWord) -> Result<HeaderValue, BoxError> {
-    token.headers[word.index()]
+fn header_value(token: &CachedToken, word: &str, slot: usize) -> Result<HeaderValue, BoxError> {
+    token.headers[slot]
         .get_or_init(|| {
             let secret = token.token().access_token().secret();
-            let mut value = HeaderValue::try_from(format!("{} {secret}", word.as_str())).ok()?;
+            let mut value = HeaderValue::try_from(format!("{word} {secret}")).ok()?;
             value.set_sensitive(true);
             Some(value)
         })

@@ -14,6 +14,7 @@ use crate::TokenBindingLayer;
 use crate::binding::{HeaderWord, Scheme};
 use crate::identity::{IdentitySource, ReloadingIdentity, SharedIdentity};
 use crate::pool::{MtlsClientPool, PoolBuilder};
+use crate::proof::{Algorithm, ProofKey};
 use crate::source::ClientCredentials;
 use crate::token::{TokenCache, TokenCacheBuilder, TokenSource};
 
@@ -25,12 +26,14 @@ use crate::token::{TokenCache, TokenCacheBuilder, TokenSource};
 /// | setting | default |
 /// | --- | --- |
 /// | scheme | [`Scheme::MtlsPop`]: bound tokens, `Authorization: Bearer` (RFC 8705) |
+/// | DPoP key, with [`Scheme::Dpop`] | a new ES256 key in memory ([`dpop_key`](Self::dpop_key), [`dpop_key_file`](Self::dpop_key_file)) |
 /// | header word | `Bearer`; `mtls_pop` with [`entra_mtls_pop`](Self::entra_mtls_pop) |
 /// | client authentication | `tls_client_auth` with the identity |
 /// | identity files | polled every 30 s ([`identity_poll_interval`](Self::identity_poll_interval)) |
 /// | token refresh | at 80 % of the lifetime, minus up to 10 % jitter; backoff 500 ms to 30 s |
 /// | token endpoint | 10 s per exchange |
 /// | retry on `401 invalid_token` | once |
+/// | retry on `401 use_dpop_nonce` (DPoP) | once |
 /// | pool | platform roots; connect 10 s; 64 identities, idle 10 min; HTTP/2 and HTTP/1.1 |
 /// | response body read by [`send`](BoundClient::send) | 16 MiB |
 ///
@@ -50,6 +53,24 @@ use crate::token::{TokenCache, TokenCacheBuilder, TokenSource};
 /// # Ok(())
 /// # }
 /// ```
+///
+/// DPoP (RFC 9449) instead of a certificate, with one setting: tokens bound
+/// to a key, a fresh proof on every request, no client certificate needed
+/// (a client secret authenticates; a certificate may, too):
+///
+/// ```
+/// use tower_token_binding::BoundClient;
+/// use tower_token_binding::binding::Scheme;
+///
+/// let client = BoundClient::builder()
+///     .token_endpoint("https://login.example.com/oauth2/token")
+///     .client_id("my-service")
+///     .client_secret_basic("s3cret")
+///     .scheme(Scheme::Dpop) // a new ES256 key, unless dpop_key(..) gives one
+///     .build()
+///     .unwrap();
+/// assert!(client.dpop_proofs().is_some());
+/// ```
 pub struct BoundClientBuilder {
     issuer: Option<String>,
     token_endpoint: Option<String>,
@@ -64,6 +85,7 @@ pub struct BoundClientBuilder {
     identity: Option<IdentityChoice>,
     poll_interval: Option<Duration>,
     scheme: Scheme,
+    dpop_key: Option<DpopKey>,
     word: Option<HeaderWord>,
     allow_unbound_fallback: bool,
     cache: TokenCacheBuilder,
@@ -82,6 +104,11 @@ enum SecretMode {
 enum IdentityChoice {
     Source(SharedIdentity),
     Files(PathBuf, PathBuf),
+}
+
+enum DpopKey {
+    Key(ProofKey),
+    File(PathBuf),
 }
 
 enum Roots {
@@ -105,6 +132,7 @@ impl Default for BoundClientBuilder {
             identity: None,
             poll_interval: None,
             scheme: Scheme::MtlsPop,
+            dpop_key: None,
             word: None,
             allow_unbound_fallback: false,
             cache: TokenCache::builder(),
@@ -254,9 +282,26 @@ impl BoundClientBuilder {
 
     // How requests are authorized.
 
-    /// The [`Scheme`]. Default [`Scheme::MtlsPop`].
+    /// The [`Scheme`]. Default [`Scheme::MtlsPop`]. [`Scheme::Dpop`] binds
+    /// tokens to a DPoP key (a new ES256 key unless [`dpop_key`](Self::dpop_key)
+    /// or [`dpop_key_file`](Self::dpop_key_file) gives one) and needs no
+    /// identity when a client secret authenticates.
     pub fn scheme(mut self, scheme: Scheme) -> Self {
         self.scheme = scheme;
+        self
+    }
+
+    /// The DPoP key for [`Scheme::Dpop`] (instead of a new ES256 key made
+    /// at build): tokens are bound to it and every proof is signed by it.
+    pub fn dpop_key(mut self, key: ProofKey) -> Self {
+        self.dpop_key = Some(DpopKey::Key(key));
+        self
+    }
+
+    /// The DPoP key for [`Scheme::Dpop`] from a PEM file (PKCS#8, SEC1 or
+    /// PKCS#1; see [`ProofKey::from_pem`]), read at [`build`](Self::build).
+    pub fn dpop_key_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.dpop_key = Some(DpopKey::File(path.into()));
         self
     }
 
@@ -368,17 +413,36 @@ impl BoundClientBuilder {
             .build::<B>()
             .map_err(|e| build_pool("API").with_source(e))?;
 
+        let dpop = match (self.scheme, self.dpop_key) {
+            (Scheme::Dpop, Some(DpopKey::Key(key))) => Some(key),
+            (Scheme::Dpop, Some(DpopKey::File(path))) => {
+                Some(ProofKey::from_pem_file(&path).map_err(|e| {
+                    BuildError::new(
+                        Kind::DpopKey,
+                        format!("cannot load the DPoP key from {}", path.display()),
+                    )
+                    .with_source(e)
+                })?)
+            }
+            (Scheme::Dpop, None) if self.token_source.is_none() => {
+                Some(ProofKey::generate(Algorithm::Es256).map_err(|e| {
+                    BuildError::new(Kind::DpopKey, "cannot generate a DPoP key").with_source(e)
+                })?)
+            }
+            _ => None,
+        };
+        let mut dpop_proofs = None;
         let cache = if self.scheme == Scheme::MtlsOnly {
             None
         } else if let Some(source) = self.token_source {
             Some(source(self.cache))
         } else {
-            let identity = identity.clone().ok_or_else(|| {
-                BuildError::new(
+            if identity.is_none() && dpop.is_none() {
+                return Err(BuildError::new(
                     Kind::NoIdentity,
                     "client credentials over mTLS need an identity",
-                )
-            })?;
+                ));
+            }
             let token_pool = pool
                 .build::<Full<Bytes>>()
                 .map_err(|e| build_pool("token endpoint").with_source(e))?;
@@ -391,16 +455,23 @@ impl BoundClientBuilder {
             if let Some(id) = self.client_id {
                 credentials = credentials.client_id(id);
             }
-            credentials = match self.secret {
-                Some((SecretMode::Basic, secret)) => {
-                    credentials.client_secret_basic(secret).identity(identity)
+            credentials = match (self.secret, identity.clone()) {
+                (Some((SecretMode::Basic, secret)), identity) => credentials
+                    .client_secret_basic(secret)
+                    .identity_if_any(identity),
+                (Some((SecretMode::Post, secret)), identity) => credentials
+                    .client_secret_post(secret)
+                    .identity_if_any(identity),
+                (None, Some(identity)) if self.self_signed => {
+                    credentials.self_signed_tls_client_auth(identity)
                 }
-                Some((SecretMode::Post, secret)) => {
-                    credentials.client_secret_post(secret).identity(identity)
-                }
-                None if self.self_signed => credentials.self_signed_tls_client_auth(identity),
-                None => credentials.tls_client_auth(identity),
+                (None, Some(identity)) => credentials.tls_client_auth(identity),
+                // `check` asked for one or the other.
+                (None, None) => credentials,
             };
+            if let Some(key) = dpop {
+                credentials = credentials.dpop(key);
+            }
             for (name, value) in self.params {
                 credentials = credentials.param(name, value);
             }
@@ -417,6 +488,7 @@ impl BoundClientBuilder {
                 BuildError::new(Kind::TokenSource, "invalid client-credentials settings")
                     .with_source(e)
             })?;
+            dpop_proofs = source.dpop_proofs().cloned();
             Some(self.cache.build(source))
         };
 
@@ -445,6 +517,7 @@ impl BoundClientBuilder {
             cache,
             pool: api_pool,
             identity,
+            dpop: dpop_proofs,
             max_body: self.max_body,
         })
     }
@@ -471,6 +544,33 @@ impl BoundClientBuilder {
             return conflict(
                 "choose one client authentication: a client secret or self_signed_tls_client_auth",
             );
+        }
+        if self.dpop_key.is_some() && self.scheme != Scheme::Dpop {
+            return conflict(
+                "dpop_key and dpop_key_file are for Scheme::Dpop: set scheme(Scheme::Dpop), or drop the key",
+            );
+        }
+        if self.scheme == Scheme::Dpop {
+            if self.entra || self.word.is_some() {
+                return conflict(
+                    "Scheme::Dpop sends Authorization: DPoP; the header word and Entra's mtls_pop tokens are for certificate-bound tokens",
+                );
+            }
+            if self.token_source.is_some() && self.dpop_key.is_some() {
+                return conflict(
+                    "a token_source brings tokens bound to its own DPoP key (Token::dpop_bound): drop dpop_key, or the token_source",
+                );
+            }
+            if self.token_source.is_none()
+                && oauth_settings
+                && self.secret.is_none()
+                && self.identity.is_none()
+            {
+                return Err(BuildError::new(
+                    Kind::NoIdentity,
+                    "DPoP client credentials need a client authentication: a client secret, or a certificate (identity_files(..) or identity(..)) for tls_client_auth",
+                ));
+            }
         }
         if self.scheme == Scheme::MtlsOnly && (self.token_source.is_some() || oauth_settings) {
             return conflict(
@@ -510,7 +610,7 @@ impl BoundClientBuilder {
                 "nowhere to get tokens from: set issuer(..) or token_endpoint(..) with client_id(..), or token_source(..)",
             ));
         }
-        if self.token_source.is_none() && !has_identity {
+        if self.token_source.is_none() && !has_identity && self.scheme != Scheme::Dpop {
             return Err(BuildError::new(
                 Kind::NoIdentity,
                 if self.secret.is_some() {

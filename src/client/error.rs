@@ -29,6 +29,8 @@ pub enum BuildErrorKind {
     Identity,
     /// The trusted roots cannot be loaded.
     Roots,
+    /// The DPoP key cannot be loaded (or generated).
+    DpopKey,
     /// The HTTPS client cannot be built.
     Pool,
 }

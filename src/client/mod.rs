@@ -5,8 +5,10 @@
 //!
 //! ```text
 //! BoundClient
-//!   Retry(InvalidTokenRetry)       401 invalid_token: drop that token, send again (once)
-//!     TokenBindingLayer            Authorization + the identity the token is bound to
+//!   Retry(InvalidTokenRetry)       401 invalid_token: drop that token, send again (once);
+//!                                  401 use_dpop_nonce: send again with the nonce (once)
+//!     TokenBindingLayer            Authorization + the identity the token is bound to,
+//!                                  or (Scheme::Dpop) a fresh DPoP proof
 //!       TokenCache                 one fetch for all callers, refreshed ahead of expiry
 //!         ClientCredentials        OAuth client credentials over mTLS (or your TokenSource)
 //!     MtlsClientPool               one hyper client per certificate thumbprint
@@ -42,6 +44,10 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! With [`scheme(Scheme::Dpop)`](BoundClientBuilder::scheme), tokens are
+//! bound to a DPoP key (generated, or [given](BoundClientBuilder::dpop_key))
+//! instead of a certificate, and go over connections that need none.
 //!
 //! Every misconfiguration is a [`BuildError`] from `build()`, not a surprise
 //! at the first request.

@@ -14,6 +14,7 @@ use crate::ClientIdentity;
 use crate::binding::{InvalidTokenRetry, TokenBinding};
 use crate::identity::SharedIdentity;
 use crate::pool::MtlsClientPool;
+use crate::proof::dpop::DpopProofs;
 use crate::token::{BoxError, TokenCache};
 
 /// The whole client stack for certificate-bound tokens, ready to call.
@@ -36,6 +37,7 @@ pub struct BoundClient<B = Full<Bytes>> {
     pub(crate) cache: Option<TokenCache>,
     pub(crate) pool: MtlsClientPool<B>,
     pub(crate) identity: Option<SharedIdentity>,
+    pub(crate) dpop: Option<DpopProofs>,
     pub(crate) max_body: usize,
 }
 
@@ -46,6 +48,7 @@ impl<B> Clone for BoundClient<B> {
             cache: self.cache.clone(),
             pool: self.pool.clone(),
             identity: self.identity.clone(),
+            dpop: self.dpop.clone(),
             max_body: self.max_body,
         }
     }
@@ -55,6 +58,7 @@ impl<B> fmt::Debug for BoundClient<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BoundClient")
             .field("identity", &self.identity)
+            .field("dpop", &self.dpop)
             .field("cache", &self.cache)
             .field("pool", &self.pool.stats())
             .finish_non_exhaustive()
@@ -88,6 +92,14 @@ impl<B> BoundClient<B> {
     /// The connection pool, for its counters.
     pub fn pool(&self) -> &MtlsClientPool<B> {
         &self.pool
+    }
+
+    /// The proofs of the DPoP key tokens are bound to, with
+    /// [`Scheme::Dpop`](crate::binding::Scheme::Dpop) and client
+    /// credentials: the key's thumbprint, and the nonces remembered per
+    /// origin.
+    pub fn dpop_proofs(&self) -> Option<&DpopProofs> {
+        self.dpop.as_ref()
     }
 
     /// The identity presented now, when the client was given one.

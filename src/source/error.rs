@@ -31,11 +31,17 @@ pub enum TokenEndpointErrorKind {
     /// ill-typed field, or a body over the size limit.
     InvalidResponse,
     /// The token's type is not what the scheme expects (`Bearer` for RFC
-    /// 8705, `mtls_pop` for Microsoft Entra's flavour).
+    /// 8705, `DPoP` with a DPoP key, `mtls_pop` for Microsoft Entra's
+    /// flavour).
     TokenType,
     /// The token is a JWT bound (`cnf.x5t#S256`) to another certificate
     /// than the one presented.
     CertificateMismatch,
+    /// The token is a JWT bound (`cnf.jkt`) to another DPoP key than ours,
+    /// or to none.
+    KeyMismatch,
+    /// The DPoP proof for the token request could not be made.
+    Proof,
     /// The request or the answer took longer than the timeout.
     Timeout,
     /// The connection failed (TCP, TLS).
@@ -120,6 +126,8 @@ impl fmt::Display for TokenEndpointError {
             K::CertificateMismatch => {
                 "the token endpoint returned a token bound to another certificate than ours"
             }
+            K::KeyMismatch => "the token endpoint returned a token not bound to our DPoP key",
+            K::Proof => "cannot make the DPoP proof for the token request",
             K::Timeout => "the token endpoint did not answer in time",
             K::Transport => "cannot reach the token endpoint",
             K::Discovery => "cannot discover the token endpoint",

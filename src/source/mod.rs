@@ -2,10 +2,14 @@
 //!
 //! [`ClientCredentials`]: OAuth 2.0 client credentials over mutual TLS
 //! (RFC 8705), with discovery, the mTLS endpoint aliases, and Microsoft
-//! Entra's `mtls_pop` flavour.
+//! Entra's `mtls_pop` flavour; or with DPoP (RFC 9449) proofs, for tokens
+//! bound to a key rather than a certificate.
 
+mod builder;
 mod client_credentials;
 mod error;
+mod response;
 
-pub use client_credentials::{ClientCredentials, ClientCredentialsBuilder};
+pub use builder::ClientCredentialsBuilder;
+pub use client_credentials::ClientCredentials;
 pub use error::{ConfigError, TokenEndpointError, TokenEndpointErrorKind};

@@ -7,23 +7,21 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use bytes::Bytes;
-use http::{HeaderValue, Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full, Limited};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use http::{Method, Request, StatusCode};
 use hyper::body::Incoming;
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use rcgen::{KeyPair, PKCS_ECDSA_P256_SHA256};
+use jsonwebtoken::{Algorithm, Header};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use super::signing_key::{Keys, SigningKey};
+use super::token_endpoint::{Reply, json_reply, method_not_allowed, token};
 use super::{Error, TestPki};
+use crate::proof::JwkThumbprint;
+use crate::proof::dpop::{DpopVerifier, StatelessNonces};
 use crate::server::{AnyClientCertVerifier, PeerCertificate};
 use crate::{Confirmation, Thumbprint, tls};
-
-/// Largest token request body the issuer reads.
-const MAX_BODY: usize = 64 * 1024;
 
 /// An embedded OAuth 2.0 authorization server for tests and demos.
 ///
@@ -40,6 +38,14 @@ const MAX_BODY: usize = 64 * 1024;
 ///   HTTP Basic authentication or a `client_id` form parameter. The `resource`
 ///   parameter (RFC 8707) sets `aud`; `token_type=mtls_pop` (Microsoft Entra's
 ///   flavour) needs a certificate and answers `"token_type": "mtls_pop"`.
+/// - DPoP (RFC 9449): a token request with a valid `DPoP` proof (checked by
+///   [`DpopVerifier`]: signature, `htm`, `htu`, `iat`) gets a token bound
+///   to the proof's key, `cnf.jkt`, and `"token_type": "DPoP"`; a client
+///   certificate then only authenticates. A bad proof gets `400
+///   invalid_dpop_proof`. With [`require_dpop_nonce`](TestIssuerBuilder::require_dpop_nonce),
+///   a proof without a current nonce gets `400 use_dpop_nonce` and a
+///   `DPoP-Nonce` header, and every answer carries the current nonce.
+///   Proofs are not checked for replay.
 /// - `GET /jwks` publishes the signing keys (every key it has used, so tokens
 ///   signed before a [rotation](Self::rotate_signing_key) still verify).
 ///   [`hold_jwks`](Self::hold_jwks) keeps its answers back, for tests that
@@ -112,6 +118,12 @@ pub enum Fault {
     BindTo(Thumbprint),
     /// Leave `cnf` out of tokens, certificate or not.
     Unbound,
+    /// Bind DPoP tokens to this key thumbprint (`cnf.jkt`) instead of the
+    /// proof's key.
+    BindToKey(JwkThumbprint),
+    /// Answer every token request that has a `DPoP` proof with `400
+    /// use_dpop_nonce` and a new `DPoP-Nonce`, whatever nonce it carries.
+    UseDpopNonce,
 }
 
 /// Builds a [`TestIssuer`].
@@ -121,10 +133,11 @@ pub struct TestIssuerBuilder {
     scope: Option<String>,
     lifetime: Duration,
     secrets: HashMap<String, Secret>,
+    require_dpop_nonce: bool,
 }
 
 #[derive(Clone)]
-struct Secret(String);
+pub(super) struct Secret(pub(super) String);
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -139,6 +152,7 @@ impl Default for TestIssuerBuilder {
             scope: None,
             lifetime: Duration::from_secs(3600),
             secrets: HashMap::new(),
+            require_dpop_nonce: false,
         }
     }
 }
@@ -175,6 +189,15 @@ impl TestIssuerBuilder {
         self
     }
 
+    /// Requires DPoP proofs to carry a server nonce (RFC 9449 section 8):
+    /// a proof without a current one gets `400` with `error=use_dpop_nonce`
+    /// and a `DPoP-Nonce` header, and every token answer carries the
+    /// current nonce. Nonces change every minute. Off by default.
+    pub fn require_dpop_nonce(mut self) -> Self {
+        self.require_dpop_nonce = true;
+        self
+    }
+
     /// Starts the issuer on `127.0.0.1` with a new server certificate from
     /// `pki`. Clients may present any certificate (CA-issued or self-signed;
     /// the handshake signature is verified) or none.
@@ -187,8 +210,24 @@ impl TestIssuerBuilder {
         let addr = listener
             .local_addr()
             .map_err(|e| Error::new("cannot read the listening address", e))?;
+        let nonces = if self.require_dpop_nonce {
+            Some(
+                StatelessNonces::random()
+                    .map_err(|e| Error::new("cannot make a DPoP nonce secret", e))?,
+            )
+        } else {
+            None
+        };
+        let mut dpop = DpopVerifier::builder();
+        if let Some(nonces) = &nonces {
+            dpop = dpop.nonces(nonces.clone());
+        }
         let state = Arc::new(State {
             issuer: format!("https://{addr}"),
+            dpop: dpop.build(),
+            dpop_nonces: nonces,
+            dpop_nonce_challenges: AtomicUsize::new(0),
+            dpop_tokens_issued: AtomicUsize::new(0),
             audience: self.audience,
             scope: self.scope,
             lifetime: self.lifetime,
@@ -364,6 +403,24 @@ impl TestIssuer {
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = fault;
     }
 
+    /// Token requests refused with `use_dpop_nonce` (see
+    /// [`require_dpop_nonce`](TestIssuerBuilder::require_dpop_nonce)).
+    pub fn dpop_nonce_challenges(&self) -> usize {
+        self.state.dpop_nonce_challenges.load(Ordering::SeqCst)
+    }
+
+    /// DPoP-bound access tokens issued (also counted by
+    /// [`tokens_issued`](Self::tokens_issued)).
+    pub fn dpop_tokens_issued(&self) -> usize {
+        self.state.dpop_tokens_issued.load(Ordering::SeqCst)
+    }
+
+    /// The `DPoP-Nonce` the issuer hands out now, when it
+    /// [requires nonces](TestIssuerBuilder::require_dpop_nonce).
+    pub fn dpop_nonce(&self) -> Option<String> {
+        self.state.current_dpop_nonce()
+    }
+
     /// Token requests received at the mTLS alias, `…/mtls/token`.
     pub fn mtls_token_requests(&self) -> usize {
         self.state.mtls_token_requests.load(Ordering::SeqCst)
@@ -436,76 +493,40 @@ impl TestIssuer {
     }
 }
 
-struct State {
-    issuer: String,
-    audience: String,
-    scope: Option<String>,
-    lifetime: Duration,
-    secrets: HashMap<String, Secret>,
+pub(super) struct State {
+    pub(super) issuer: String,
+    pub(super) audience: String,
+    pub(super) scope: Option<String>,
+    pub(super) lifetime: Duration,
+    pub(super) secrets: HashMap<String, Secret>,
     keys: RwLock<Keys>,
-    token_requests: AtomicUsize,
-    tokens_issued: AtomicUsize,
+    pub(super) token_requests: AtomicUsize,
+    pub(super) tokens_issued: AtomicUsize,
     jwks_fetches: AtomicUsize,
     jwks_hold: tokio::sync::watch::Sender<JwksHoldState>,
     down: AtomicBool,
-    mtls_token_requests: AtomicUsize,
-    fault: std::sync::Mutex<Option<Fault>>,
-}
-
-struct Keys {
-    current: SigningKey,
-    retired: Vec<SigningKey>,
-}
-
-struct SigningKey {
-    kid: String,
-    encoding: EncodingKey,
-    jwk: Value,
-}
-
-impl SigningKey {
-    fn generate(serial: usize) -> Result<Self, Error> {
-        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)
-            .map_err(|e| Error::new("cannot generate a signing key", e))?;
-        // An uncompressed P-256 point: 0x04 || x (32 bytes) || y (32 bytes).
-        let point = key.public_key_raw();
-        if point.len() != 65 {
-            return Err(Error::new(
-                "unexpected public key encoding",
-                format!("{} bytes", point.len()),
-            ));
-        }
-        let kid = format!("test-key-{serial}");
-        let jwk = json!({
-            "kty": "EC",
-            "crv": "P-256",
-            "x": URL_SAFE_NO_PAD.encode(&point[1..33]),
-            "y": URL_SAFE_NO_PAD.encode(&point[33..65]),
-            "kid": kid,
-            "use": "sig",
-            "alg": "ES256",
-        });
-        Ok(Self {
-            kid,
-            encoding: EncodingKey::from_ec_der(&key.serialize_der()),
-            jwk,
-        })
-    }
-
-    fn header(&self) -> Header {
-        let mut header = Header::new(Algorithm::ES256);
-        header.typ = Some("at+jwt".to_owned());
-        header.kid = Some(self.kid.clone());
-        header
-    }
-
-    fn sign(&self, header: &Header, claims: &Value) -> Result<String, Error> {
-        jsonwebtoken::encode(header, claims, &self.encoding)
-            .map_err(|e| Error::new("cannot sign the token", e))
-    }
+    pub(super) mtls_token_requests: AtomicUsize,
+    pub(super) fault: std::sync::Mutex<Option<Fault>>,
+    pub(super) dpop: DpopVerifier,
+    pub(super) dpop_nonces: Option<StatelessNonces>,
+    pub(super) dpop_nonce_challenges: AtomicUsize,
+    pub(super) dpop_tokens_issued: AtomicUsize,
 }
 
 impl State {
+    /// The nonce to hand out now, when nonces are required.
+    pub(super) fn current_dpop_nonce(&self) -> Option<String> {
+        self.dpop_nonces
+            .as_ref()
+            .map(|nonces| nonces.current(SystemTime::now()))
+    }
+
+    /// Signs `claims` as an `at+jwt` with the current key.
+    pub(super) fn sign(&self, claims: &Value) -> Result<String, Error> {
+        let keys = self.read_keys();
+        keys.current.sign(&keys.current.header(), claims)
+    }
+
     fn read_keys(&self) -> std::sync::RwLockReadGuard<'_, Keys> {
         self.keys
             .read()
@@ -537,10 +558,11 @@ impl State {
             ],
             "tls_client_certificate_bound_access_tokens": true,
             "mtls_endpoint_aliases": { "token_endpoint": format!("{iss}/mtls/token") },
+            "dpop_signing_alg_values_supported": self.dpop.algs().split(' ').collect::<Vec<_>>(),
         })
     }
 
-    fn claims(
+    pub(super) fn claims(
         &self,
         client_id: &str,
         audience: &str,
@@ -577,8 +599,6 @@ fn jti() -> String {
     let _ = tls::provider().secure_random.fill(&mut bytes);
     URL_SAFE_NO_PAD.encode(bytes)
 }
-
-type Reply = Response<Full<Bytes>>;
 
 async fn route(state: &State, peer: Option<Thumbprint>, request: Request<Incoming>) -> Reply {
     let path = request.uri().path();
@@ -671,269 +691,4 @@ async fn jwks(state: &State) -> Reply {
         let _ = hold.wait_for(|hold| hold.holds == 0).await;
     }
     json_reply(StatusCode::OK, &state.jwks())
-}
-
-async fn token(state: &State, peer: Option<Thumbprint>, request: Request<Incoming>) -> Reply {
-    state.token_requests.fetch_add(1, Ordering::SeqCst);
-    if request.uri().path() == "/mtls/token" {
-        state.mtls_token_requests.fetch_add(1, Ordering::SeqCst);
-    }
-    let fault = state
-        .fault
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .clone();
-    match &fault {
-        Some(Fault::Delay(delay)) => tokio::time::sleep(*delay).await,
-        Some(Fault::Garbage) => {
-            let mut reply = Response::new(Full::new(Bytes::from_static(b"<html>oops</html>")));
-            reply
-                .headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
-            return reply;
-        }
-        Some(Fault::Oversized(size)) => {
-            let filler = "x".repeat(*size);
-            return json_reply(
-                StatusCode::OK,
-                &json!({ "access_token": filler, "token_type": "Bearer" }),
-            );
-        }
-        _ => {}
-    }
-    let peer = match &fault {
-        Some(Fault::BindTo(other)) => Some(*other),
-        Some(Fault::Unbound) => None,
-        _ => peer,
-    };
-    match issue(state, peer, request, fault.as_ref()).await {
-        Ok(reply) => {
-            state.tokens_issued.fetch_add(1, Ordering::SeqCst);
-            reply
-        }
-        Err(refusal) => refusal.into_response(),
-    }
-}
-
-/// An RFC 6749 section 5.2 error response.
-struct Refusal {
-    status: StatusCode,
-    error: &'static str,
-    description: String,
-    basic_challenge: bool,
-}
-
-impl Refusal {
-    fn bad_request(error: &'static str, description: impl Into<String>) -> Self {
-        Self {
-            status: StatusCode::BAD_REQUEST,
-            error,
-            description: description.into(),
-            basic_challenge: false,
-        }
-    }
-
-    fn invalid_client(description: impl Into<String>, basic_challenge: bool) -> Self {
-        Self {
-            status: StatusCode::UNAUTHORIZED,
-            error: "invalid_client",
-            description: description.into(),
-            basic_challenge,
-        }
-    }
-
-    fn into_response(self) -> Reply {
-        let mut response = json_reply(
-            self.status,
-            &json!({ "error": self.error, "error_description": self.description }),
-        );
-        if self.basic_challenge {
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Basic realm=\"tower-token-binding test issuer\""),
-            );
-        }
-        response
-    }
-}
-
-async fn issue(
-    state: &State,
-    peer: Option<Thumbprint>,
-    request: Request<Incoming>,
-    fault: Option<&Fault>,
-) -> Result<Reply, Refusal> {
-    let basic = basic_credentials(request.headers())?;
-    let body = match Limited::new(request.into_body(), MAX_BODY).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(_) => {
-            return Err(Refusal::bad_request(
-                "invalid_request",
-                format!("the request body is unreadable or over {MAX_BODY} bytes"),
-            ));
-        }
-    };
-    let mut form: HashMap<String, String> = HashMap::new();
-    for (name, value) in form_urlencoded::parse(&body) {
-        if form.insert(name.to_string(), value.to_string()).is_some() {
-            return Err(Refusal::bad_request(
-                "invalid_request",
-                format!("parameter {name:?} is repeated"),
-            ));
-        }
-    }
-    match form.get("grant_type").map(String::as_str) {
-        Some("client_credentials") => {}
-        Some(other) => {
-            return Err(Refusal::bad_request(
-                "unsupported_grant_type",
-                format!("grant_type {other:?} is not supported; use client_credentials"),
-            ));
-        }
-        None => {
-            return Err(Refusal::bad_request(
-                "invalid_request",
-                "grant_type is missing",
-            ));
-        }
-    }
-
-    let used_basic = basic.is_some();
-    let (client_id, secret) = match (basic, form.get("client_id")) {
-        (Some((id, _)), Some(form_id)) if &id != form_id => {
-            return Err(Refusal::bad_request(
-                "invalid_request",
-                "client_id in the form differs from the one in the Authorization header",
-            ));
-        }
-        (Some((id, secret)), _) => {
-            if form.contains_key("client_secret") {
-                return Err(Refusal::bad_request(
-                    "invalid_request",
-                    "more than one client authentication method used",
-                ));
-            }
-            (id, Some(secret))
-        }
-        (None, Some(id)) => (id.clone(), form.get("client_secret").cloned()),
-        (None, None) => {
-            return Err(Refusal::invalid_client("no client_id given", false));
-        }
-    };
-    if let Some(Secret(expected)) = state.secrets.get(&client_id) {
-        let given = secret.as_deref().unwrap_or_default();
-        let same: bool =
-            subtle::ConstantTimeEq::ct_eq(given.as_bytes(), expected.as_bytes()).into();
-        if !same {
-            return Err(Refusal::invalid_client(
-                "client authentication failed",
-                used_basic,
-            ));
-        }
-    }
-
-    let mtls_pop = match form.get("token_type").map(String::as_str) {
-        None | Some("Bearer" | "bearer") => false,
-        Some("mtls_pop") => true,
-        Some(other) => {
-            return Err(Refusal::bad_request(
-                "invalid_request",
-                format!("token_type {other:?} is not supported"),
-            ));
-        }
-    };
-    if mtls_pop && peer.is_none() && fault != Some(&Fault::Unbound) {
-        return Err(Refusal::bad_request(
-            "invalid_request",
-            "token_type mtls_pop needs a client certificate",
-        ));
-    }
-
-    let audience = form.get("resource").unwrap_or(&state.audience);
-    let scope = form
-        .get("scope")
-        .map(String::as_str)
-        .or(state.scope.as_deref());
-    let claims = state.claims(&client_id, audience, scope, peer);
-    let access_token = {
-        let keys = state.read_keys();
-        keys.current.sign(&keys.current.header(), &claims)
-    }
-    .map_err(|e| Refusal {
-        status: StatusCode::INTERNAL_SERVER_ERROR,
-        error: "server_error",
-        description: e.to_string(),
-        basic_challenge: false,
-    })?;
-
-    let mut answer = json!({
-        "access_token": access_token,
-        "token_type": match fault {
-            Some(Fault::TokenType(t)) => t.as_str(),
-            _ if mtls_pop => "mtls_pop",
-            _ => "Bearer",
-        },
-        "expires_in": state.lifetime.as_secs(),
-    });
-    if let Some(scope) = scope {
-        answer["scope"] = json!(scope);
-    }
-    let mut reply = json_reply(StatusCode::OK, &answer);
-    reply
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(reply)
-}
-
-/// Reads RFC 6749 section 2.3.1 Basic client credentials, if sent.
-fn basic_credentials(headers: &http::HeaderMap) -> Result<Option<(String, String)>, Refusal> {
-    let mut values = headers.get_all(header::AUTHORIZATION).iter();
-    let Some(value) = values.next() else {
-        return Ok(None);
-    };
-    let bad = || Refusal::invalid_client("malformed Basic credentials", true);
-    if values.next().is_some() {
-        return Err(bad());
-    }
-    let value = value.to_str().map_err(|_| bad())?;
-    let (scheme, encoded) = value.split_once(' ').ok_or_else(bad)?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return Err(Refusal::invalid_client(
-            "only Basic client authentication is supported in the Authorization header",
-            true,
-        ));
-    }
-    let decoded = STANDARD.decode(encoded.trim()).map_err(|_| bad())?;
-    let decoded = String::from_utf8(decoded).map_err(|_| bad())?;
-    let (id, secret) = decoded.split_once(':').ok_or_else(bad)?;
-    let unescape = |s: &str| -> Result<String, Refusal> {
-        // application/x-www-form-urlencoded: '+' is a space.
-        let s = s.replace('+', " ");
-        percent_encoding::percent_decode_str(&s)
-            .decode_utf8()
-            .map(|c| c.into_owned())
-            .map_err(|_| bad())
-    };
-    Ok(Some((unescape(id)?, unescape(secret)?)))
-}
-
-fn json_reply(status: StatusCode, body: &Value) -> Reply {
-    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
-}
-
-fn method_not_allowed(allow: &'static str) -> Reply {
-    let mut response = json_reply(
-        StatusCode::METHOD_NOT_ALLOWED,
-        &json!({ "error": "method_not_allowed" }),
-    );
-    response
-        .headers_mut()
-        .insert(header::ALLOW, HeaderValue::from_static(allow));
-    response
 }

@@ -31,6 +31,8 @@
 
 mod issuer;
 mod pki;
+mod signing_key;
+mod token_endpoint;
 
 pub use issuer::{Fault, JwksHold, TestIssuer, TestIssuerBuilder};
 pub use pki::{TestCert, TestPki};

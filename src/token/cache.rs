@@ -108,8 +108,9 @@ pub struct CachedToken {
     key: CacheKey,
     refresh_at: Instant,
     usable_until: Option<Instant>,
-    /// `Authorization` values, built once per header word.
-    pub(crate) headers: [OnceLock<Option<HeaderValue>>; 2],
+    /// `Authorization` values, built once per header word (`Bearer`,
+    /// `mtls_pop`, `DPoP`).
+    pub(crate) headers: [OnceLock<Option<HeaderValue>>; 3],
 }
 
 impl CachedToken {

@@ -26,6 +26,9 @@ pub enum TokenUnavailableKind {
     /// The scheme needs a certificate-bound token and the source returned an
     /// unbound one (and falling back to unbound tokens was not allowed).
     Unbound,
+    /// [`Scheme::Dpop`](crate::binding::Scheme::Dpop) needs a token bound
+    /// to a DPoP key, and the source returned one that is not.
+    NotDpopBound,
 }
 
 impl TokenUnavailable {
@@ -58,6 +61,9 @@ impl fmt::Display for TokenUnavailable {
             }
             TokenUnavailableKind::Unbound => {
                 "the token source returned a token not bound to a certificate, and the scheme needs a bound one"
+            }
+            TokenUnavailableKind::NotDpopBound => {
+                "the token source returned a token not bound to a DPoP key, and the DPoP scheme needs one"
             }
         })?;
         if let Some(source) = &self.source {

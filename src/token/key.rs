@@ -2,6 +2,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::Thumbprint;
+use crate::proof::JwkThumbprint;
 
 /// What a cached token is cached under: everything that changes the token.
 ///
@@ -9,7 +10,9 @@ use crate::Thumbprint;
 /// endpoint, client id, scope or resource, binding mode...) and the
 /// [`Thumbprint`] of the certificate its tokens are bound to: the whole
 /// certificate, never just its public key, so a renewed certificate with the
-/// same key is a new key here too. Cheap to clone and compare.
+/// same key is a new key here too. A source of DPoP-bound tokens adds the
+/// [`JwkThumbprint`] (`jkt`) of its proof key, so tokens bound to one key
+/// are never served for another. Cheap to clone and compare.
 ///
 /// ```
 /// use tower_token_binding::Thumbprint;
@@ -34,6 +37,7 @@ pub struct CacheKey(Arc<Parts>);
 struct Parts {
     parts: Vec<(String, String)>,
     thumbprint: Option<Thumbprint>,
+    jkt: Option<JwkThumbprint>,
 }
 
 impl CacheKey {
@@ -55,11 +59,17 @@ impl CacheKey {
         self.0.thumbprint
     }
 
+    /// The `jkt` of the DPoP proof key in the key, if any.
+    pub fn jkt(&self) -> Option<JwkThumbprint> {
+        self.0.jkt
+    }
+
     /// This key with `thumbprint` in place of the one it has (if any).
     pub(crate) fn with_thumbprint(&self, thumbprint: Thumbprint) -> Self {
         CacheKey(Arc::new(Parts {
             parts: self.0.parts.clone(),
             thumbprint: Some(thumbprint),
+            jkt: self.0.jkt,
         }))
     }
 
@@ -78,6 +88,9 @@ impl fmt::Debug for CacheKey {
         if let Some(t) = &self.0.thumbprint {
             d.entry(&"x5t#S256", t);
         }
+        if let Some(jkt) = &self.0.jkt {
+            d.entry(&"jkt", &format_args!("{jkt}"));
+        }
         d.finish()
     }
 }
@@ -87,6 +100,7 @@ impl fmt::Debug for CacheKey {
 pub struct CacheKeyBuilder {
     parts: Vec<(String, String)>,
     thumbprint: Option<Thumbprint>,
+    jkt: Option<JwkThumbprint>,
 }
 
 impl CacheKeyBuilder {
@@ -102,11 +116,19 @@ impl CacheKeyBuilder {
         self
     }
 
+    /// The RFC 7638 thumbprint (`jkt`) of the DPoP key the tokens are
+    /// bound to.
+    pub fn jkt(mut self, jkt: JwkThumbprint) -> Self {
+        self.jkt = Some(jkt);
+        self
+    }
+
     /// Builds the key.
     pub fn build(self) -> CacheKey {
         CacheKey(Arc::new(Parts {
             parts: self.parts,
             thumbprint: self.thumbprint,
+            jkt: self.jkt,
         }))
     }
 }

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 use subtle::ConstantTimeEq;
 
 use crate::ClientIdentity;
+use crate::proof::dpop::DpopProofs;
 
 /// An access token string: a secret.
 ///
@@ -41,8 +42,9 @@ impl PartialEq for AccessToken {
 impl Eq for AccessToken {}
 
 /// A token as a [`TokenSource`](super::TokenSource) yields it: the access
-/// token, its type as the server named it, when it expires, and the client
-/// identity it is bound to (if any).
+/// token, its type as the server named it, when it expires, and what it is
+/// bound to: a client identity (RFC 8705), a DPoP key (RFC 9449), or
+/// nothing.
 ///
 /// ```
 /// use std::time::Duration;
@@ -59,6 +61,7 @@ pub struct Token {
     token_type: Arc<str>,
     expires_at: Option<Instant>,
     identity: Option<ClientIdentity>,
+    dpop: Option<DpopProofs>,
 }
 
 impl Token {
@@ -69,6 +72,7 @@ impl Token {
             token_type: Arc::from("Bearer"),
             expires_at: None,
             identity: None,
+            dpop: None,
         }
     }
 
@@ -97,6 +101,25 @@ impl Token {
         self
     }
 
+    /// Marks the token as bound to the DPoP key of `proofs` (its `cnf.jkt`):
+    /// every request that carries it needs a fresh proof signed by that key
+    /// ([`Scheme::Dpop`](crate::binding::Scheme::Dpop) makes them). The
+    /// proofs' nonce memory goes with the token.
+    ///
+    /// ```
+    /// use tower_token_binding::proof::dpop::DpopProofs;
+    /// use tower_token_binding::proof::{Algorithm, ProofKey};
+    /// use tower_token_binding::token::Token;
+    ///
+    /// let proofs = DpopProofs::new(ProofKey::generate(Algorithm::Es256).unwrap());
+    /// let token = Token::new("eyJ...").with_token_type("DPoP").dpop_bound(proofs.clone());
+    /// assert_eq!(token.dpop_proofs().map(DpopProofs::thumbprint), Some(proofs.thumbprint()));
+    /// ```
+    pub fn dpop_bound(mut self, proofs: DpopProofs) -> Self {
+        self.dpop = Some(proofs);
+        self
+    }
+
     /// The access token.
     pub fn access_token(&self) -> &AccessToken {
         &self.access_token
@@ -112,8 +135,16 @@ impl Token {
         self.expires_at
     }
 
-    /// The identity it is bound to; `None` for an unbound (bearer) token.
+    /// The identity it is bound to (or, for a DPoP-bound token, the one
+    /// that authenticated the client when it was asked for); `None` for a
+    /// token not bound to a certificate.
     pub fn identity(&self) -> Option<&ClientIdentity> {
         self.identity.as_ref()
+    }
+
+    /// The proofs of the DPoP key it is bound to; `None` for a token not
+    /// bound to a DPoP key.
+    pub fn dpop_proofs(&self) -> Option<&DpopProofs> {
+        self.dpop.as_ref()
     }
 }

@@ -1,14 +1,15 @@
-// oidc-provider as the real RFC 8705 peer for tower-token-binding's interop
-// tests: an OAuth 2.0 authorization server that authenticates clients with
-// mutual TLS and issues certificate-bound JWT access tokens (RFC 9068 `at+jwt`
-// with `cnf.x5t#S256`) from the client credentials grant.
+// oidc-provider as the real RFC 8705 and RFC 9449 peer for
+// tower-token-binding's interop tests: an OAuth 2.0 authorization server that
+// authenticates clients with mutual TLS or secrets and issues bound JWT access
+// tokens (RFC 9068 `at+jwt` with `cnf.x5t#S256`, or `cnf.jkt` for DPoP) from
+// the client credentials grant.
 //
 // Usage (every option can also come from the environment variable in
 // brackets):
 //
 //   node server.mjs --cert server.pem --key server.key --ca ca.pem \
 //     --clients clients.json [--default-resource https://api.test] \
-//     [--token-ttl 600] [--mtls-aliases] [--ignore-stdin]
+//     [--token-ttl 600] [--mtls-aliases] [--dpop-nonce] [--ignore-stdin]
 //
 //   --cert, --key  [INTEROP_CERT, INTEROP_KEY]  the server certificate (PEM,
 //                  may hold the chain) and its private key
@@ -24,6 +25,12 @@
 //                  `mtls_endpoint_aliases` under /mtls/ and ignore client
 //                  certificates on the regular endpoints, like a deployment
 //                  whose default endpoints do not do mutual TLS
+//   --dpop-nonce   [INTEROP_DPOP_NONCE=1]  require DPoP proofs to carry a
+//                  server nonce (RFC 9449 section 8; a fresh 32-byte
+//                  nonceSecret per run): a proof without one gets
+//                  `400 use_dpop_nonce` and a `DPoP-Nonce` header. DPoP
+//                  itself is always on: a token request with a valid proof
+//                  gets a token bound to its key (`cnf.jkt`, token_type DPoP)
 //   --ignore-stdin [INTEROP_IGNORE_STDIN=1]  keep running when stdin closes
 //
 // It listens on 127.0.0.1 with an ephemeral port, prints exactly one line to
@@ -60,6 +67,7 @@ function options() {
         'default-resource': { type: 'string' },
         'token-ttl': { type: 'string' },
         'mtls-aliases': { type: 'boolean' },
+        'dpop-nonce': { type: 'boolean' },
         'ignore-stdin': { type: 'boolean' },
       },
       strict: true,
@@ -82,6 +90,7 @@ function options() {
     defaultResource: parsed['default-resource'] ?? env.INTEROP_DEFAULT_RESOURCE ?? 'https://api.test',
     tokenTtl: ttl,
     mtlsAliases: parsed['mtls-aliases'] ?? flag(env.INTEROP_MTLS_ALIASES),
+    dpopNonce: parsed['dpop-nonce'] ?? flag(env.INTEROP_DPOP_NONCE),
     ignoreStdin: parsed['ignore-stdin'] ?? flag(env.INTEROP_IGNORE_STDIN),
   };
 }
@@ -215,6 +224,11 @@ const provider = new Provider(issuer, {
     devInteractions: { enabled: false },
     clientCredentials: { enabled: true },
     introspection: { enabled: true },
+    // RFC 9449: a token request with a valid DPoP proof gets a token bound
+    // to the proof's key; with --dpop-nonce every proof must carry a nonce.
+    dPoP: opts.dpopNonce
+      ? { enabled: true, nonceSecret: crypto.randomBytes(32), requireNonce: () => true }
+      : { enabled: true },
     resourceIndicators: {
       enabled: true,
       defaultResource: (ctx, client, oneOf) => oneOf ?? opts.defaultResource,

@@ -398,6 +398,15 @@ impl InteropClient {
         Self::new(client_id, "client_secret_basic").with("client_secret", secret)
     }
 
+    /// The same client asking for DPoP-bound tokens (RFC 9449) instead of
+    /// certificate-bound ones: `dpop_bound_access_tokens: true` (a token
+    /// request without a proof is refused) and
+    /// `tls_client_certificate_bound_access_tokens: false`.
+    pub fn dpop_bound(self) -> Self {
+        self.with("tls_client_certificate_bound_access_tokens", false)
+            .with("dpop_bound_access_tokens", true)
+    }
+
     /// Sets (or with `Value::Null`, removes) one metadata field, for example
     /// `scope` or `tls_client_certificate_bound_access_tokens`.
     pub fn with(mut self, field: &str, value: impl Into<Value>) -> Self {
@@ -446,6 +455,11 @@ pub struct OidcProviderOptions {
     /// The audience of tokens requested without `resource`;
     /// [`DEFAULT_RESOURCE`] if `None`.
     pub default_resource: Option<String>,
+    /// Require DPoP proofs to carry a server nonce (`features.dPoP` with a
+    /// 32-byte `nonceSecret` and `requireNonce: () => true`): a proof
+    /// without one gets `400 use_dpop_nonce` and a `DPoP-Nonce` header.
+    /// DPoP itself is always on.
+    pub dpop_require_nonce: bool,
 }
 
 /// A running `oidc-provider`, killed on drop.
@@ -511,6 +525,9 @@ impl OidcProvider {
             .kill_on_drop(true);
         if options.mtls_endpoint_aliases {
             command.arg("--mtls-aliases");
+        }
+        if options.dpop_require_nonce {
+            command.arg("--dpop-nonce");
         }
         if let Some(ttl) = options.token_ttl {
             command

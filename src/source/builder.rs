@@ -1,0 +1,335 @@
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::Uri;
+use http_body_util::Full;
+
+use super::ConfigError;
+use super::client_credentials::{Auth, ClientCredentials, Endpoint, Inner, Secret};
+use crate::discovery::{self, UrlError};
+use crate::identity::{IdentitySource, SharedIdentity};
+use crate::pool::MtlsClientPool;
+use crate::proof::ProofKey;
+use crate::proof::dpop::DpopProofs;
+use crate::token::CacheKey;
+
+/// Builds [`ClientCredentials`]; [`build`](Self::build) refuses what cannot
+/// work.
+#[derive(Default)]
+pub struct ClientCredentialsBuilder {
+    token_endpoint: Option<String>,
+    issuer: Option<String>,
+    client_id: Option<String>,
+    auth: Option<Auth>,
+    identity: Option<SharedIdentity>,
+    params: Vec<(String, String)>,
+    entra: bool,
+    default_lifetime: Option<Duration>,
+    timeout: Option<Duration>,
+    pool: Option<MtlsClientPool<Full<Bytes>>>,
+    roots: Option<Arc<rustls::RootCertStore>>,
+    dpop: Option<DpopProofs>,
+}
+
+impl fmt::Debug for ClientCredentialsBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientCredentialsBuilder")
+            .field("token_endpoint", &self.token_endpoint)
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .field("auth", &self.auth.as_ref().map(Auth::name))
+            .field("dpop", &self.dpop)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientCredentialsBuilder {
+    /// The token endpoint, `https://...`. Either this or [`issuer`](Self::issuer).
+    pub fn token_endpoint(mut self, url: impl Into<String>) -> Self {
+        self.token_endpoint = Some(url.into());
+        self
+    }
+
+    /// The issuer, for discovery of the token endpoint: an `https://` URL
+    /// without user info, query or fragment (RFC 8414 section 2), which
+    /// [`build`](Self::build) checks. The metadata found must name this
+    /// issuer exactly, trailing slash included (RFC 8414 section 3.3).
+    pub fn issuer(mut self, url: impl Into<String>) -> Self {
+        self.issuer = Some(url.into());
+        self
+    }
+
+    /// The `client_id`.
+    pub fn client_id(mut self, id: impl Into<String>) -> Self {
+        self.client_id = Some(id.into());
+        self
+    }
+
+    /// `tls_client_auth`: authenticate with `identity`, a CA-issued
+    /// certificate, and bind tokens to it (to the [DPoP key](Self::dpop)
+    /// instead, when there is one). A fixed [`ClientIdentity`](crate::ClientIdentity), or
+    /// any [`IdentitySource`] such as a [`ReloadingIdentity`](crate::identity::ReloadingIdentity).
+    pub fn tls_client_auth(mut self, identity: impl IdentitySource) -> Self {
+        self.auth = Some(Auth::CaIssued);
+        self.identity = Some(SharedIdentity::new(identity));
+        self
+    }
+
+    /// `self_signed_tls_client_auth`: authenticate with `identity`, a
+    /// certificate registered with the server, and bind tokens to it (to
+    /// the [DPoP key](Self::dpop) instead, when there is one).
+    pub fn self_signed_tls_client_auth(mut self, identity: impl IdentitySource) -> Self {
+        self.auth = Some(Auth::SelfSigned);
+        self.identity = Some(SharedIdentity::new(identity));
+        self
+    }
+
+    /// `client_secret_basic` (RFC 6749 section 2.3.1), with tokens bound to
+    /// the certificate set by [`identity`](Self::identity), or to the
+    /// [DPoP key](Self::dpop).
+    pub fn client_secret_basic(mut self, secret: impl Into<String>) -> Self {
+        self.auth = Some(Auth::SecretBasic(Secret(Arc::from(secret.into()))));
+        self
+    }
+
+    /// `client_secret_post`, with tokens bound to the certificate set by
+    /// [`identity`](Self::identity), or to the [DPoP key](Self::dpop).
+    pub fn client_secret_post(mut self, secret: impl Into<String>) -> Self {
+        self.auth = Some(Auth::SecretPost(Secret(Arc::from(secret.into()))));
+        self
+    }
+
+    /// The certificate to present (and bind tokens to) with a client secret.
+    pub fn identity(mut self, identity: impl IdentitySource) -> Self {
+        self.identity = Some(SharedIdentity::new(identity));
+        self
+    }
+
+    /// [`identity`](Self::identity), when there is one.
+    pub(crate) fn identity_if_any(self, identity: Option<SharedIdentity>) -> Self {
+        match identity {
+            Some(identity) => Self {
+                identity: Some(identity),
+                ..self
+            },
+            None => self,
+        }
+    }
+
+    /// The `scope` to ask for (space-separated).
+    pub fn scope(self, scope: impl Into<String>) -> Self {
+        self.param("scope", scope)
+    }
+
+    /// An RFC 8707 `resource` to ask for; may be given more than once.
+    pub fn resource(self, resource: impl Into<String>) -> Self {
+        self.param("resource", resource)
+    }
+
+    /// Any other form parameter.
+    pub fn param(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.params.push((name.into(), value.into()));
+        self
+    }
+
+    /// Microsoft Entra's flavour: asks for `token_type=mtls_pop` and expects
+    /// a `mtls_pop` token back (a `Bearer` answer is an error, as MSAL has
+    /// it). Send such tokens with the `mtls_pop` header word.
+    pub fn entra_mtls_pop(mut self) -> Self {
+        self.entra = true;
+        self
+    }
+
+    /// DPoP (RFC 9449): binds tokens to `key` instead of a certificate.
+    ///
+    /// Every token request carries a `DPoP` proof signed by `key` (no
+    /// `ath`; the nonce the authorization server last sent, if any), with
+    /// any client authentication: a client secret, which then needs no
+    /// certificate, or `tls_client_auth` / `self_signed_tls_client_auth`,
+    /// whose certificate only authenticates. The answer must say
+    /// `token_type: DPoP` (in any case) and, for a JWT, carry this key's
+    /// thumbprint in `cnf.jkt`; the tokens come [bound to the
+    /// key](crate::token::Token::dpop_bound), for
+    /// [`Scheme::Dpop`](crate::binding::Scheme::Dpop). A `400
+    /// use_dpop_nonce` is answered once, with a new proof carrying the
+    /// nonce sent along with it. The cache key holds the key's `jkt`.
+    ///
+    /// ```
+    /// use tower_token_binding::proof::{Algorithm, ProofKey};
+    /// use tower_token_binding::source::ClientCredentials;
+    ///
+    /// let key = ProofKey::generate(Algorithm::Es256).unwrap();
+    /// let jkt = key.thumbprint();
+    /// let source = ClientCredentials::builder()
+    ///     .token_endpoint("https://login.example.com/token")
+    ///     .client_id("my-service")
+    ///     .client_secret_basic("s3cret")
+    ///     .dpop(key)
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(source.dpop_proofs().map(|p| p.thumbprint()), Some(jkt));
+    /// ```
+    pub fn dpop(mut self, key: ProofKey) -> Self {
+        self.dpop = Some(DpopProofs::new(key));
+        self
+    }
+
+    /// [`dpop`](Self::dpop) with proofs made already, to share their nonce
+    /// memory with something else that sends proofs of the same key.
+    pub fn dpop_proofs(mut self, proofs: DpopProofs) -> Self {
+        self.dpop = Some(proofs);
+        self
+    }
+
+    /// The lifetime assumed when the answer has no `expires_in`. Default 5 min.
+    pub fn default_expires_in(mut self, lifetime: Duration) -> Self {
+        self.default_lifetime = Some(lifetime);
+        self
+    }
+
+    /// The most one exchange (request and answer) may take. Default 10 s.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Sends through `pool` (share it with the API calls).
+    pub fn pool(mut self, pool: MtlsClientPool<Full<Bytes>>) -> Self {
+        self.pool = Some(pool);
+        self
+    }
+
+    /// Trusts `roots` for the authorization server (when no pool is given).
+    pub fn root_store(mut self, roots: impl Into<Arc<rustls::RootCertStore>>) -> Self {
+        self.roots = Some(roots.into());
+        self
+    }
+
+    /// Builds the source.
+    pub fn build(self) -> Result<ClientCredentials, ConfigError> {
+        let client_id = self
+            .client_id
+            .filter(|id| !id.is_empty())
+            .ok_or_else(|| ConfigError::new("a client_id is required"))?;
+        let auth = self.auth.unwrap_or(Auth::None);
+        if self.dpop.is_some() && self.entra {
+            return Err(ConfigError::new(
+                "DPoP and Entra's mtls_pop tokens are two different bindings: choose one",
+            ));
+        }
+        let identity = match (self.identity, &self.dpop, &auth) {
+            (Some(identity), _, _) => Some(identity),
+            (None, Some(_), Auth::SecretBasic(_) | Auth::SecretPost(_)) => None,
+            (None, Some(_), _) => {
+                return Err(ConfigError::new(
+                    "choose a client authentication: a client secret, tls_client_auth or self_signed_tls_client_auth",
+                ));
+            }
+            (None, None, Auth::SecretBasic(_) | Auth::SecretPost(_)) => {
+                return Err(ConfigError::new(
+                    "certificate-bound tokens need a client certificate: set identity(...) next to the client secret, or dpop(...) for DPoP-bound tokens",
+                ));
+            }
+            (None, None, _) => {
+                return Err(ConfigError::new(
+                    "choose a client authentication: tls_client_auth, self_signed_tls_client_auth or a client secret with an identity",
+                ));
+            }
+        };
+        let endpoint = match (self.token_endpoint, self.issuer) {
+            (Some(url), None) => Endpoint::Fixed(https_uri(&url, "token endpoint")?),
+            (None, Some(issuer)) => {
+                discovery::issuer_uri(&issuer).map_err(|e| ConfigError::new(e.message(&issuer)))?;
+                // Kept as given: the metadata must name it exactly (RFC
+                // 8414 section 3.3).
+                Endpoint::Discover {
+                    issuer,
+                    resolved: Mutex::new(None),
+                }
+            }
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::new(
+                    "give a token endpoint or an issuer, not both",
+                ));
+            }
+            (None, None) => {
+                return Err(ConfigError::new(
+                    "a token endpoint or an issuer is required",
+                ));
+            }
+        };
+        let pool = match self.pool {
+            Some(pool) => pool,
+            None => {
+                let mut builder = MtlsClientPool::builder();
+                if let Some(roots) = self.roots {
+                    builder = builder.root_store(roots);
+                }
+                builder
+                    .build()
+                    .map_err(|e| ConfigError::new(format!("cannot build the HTTPS client: {e}")))?
+            }
+        };
+        let mut key = CacheKey::builder()
+            .part(
+                "endpoint",
+                match &endpoint {
+                    Endpoint::Fixed(uri) => uri.to_string(),
+                    Endpoint::Discover { issuer, .. } => issuer.clone(),
+                },
+            )
+            .part("client_id", &client_id)
+            .part("auth", auth.name())
+            .part(
+                "flavour",
+                match (&self.dpop, self.entra) {
+                    (Some(_), _) => "dpop",
+                    (None, true) => "mtls_pop",
+                    (None, false) => "rfc8705",
+                },
+            );
+        if let Some(proofs) = &self.dpop {
+            key = key.jkt(proofs.thumbprint());
+        }
+        for (name, value) in &self.params {
+            key = key.part(name, value);
+        }
+        let base_key = key.build();
+        let first_key = match &identity {
+            Some(identity) => base_key.with_thumbprint(identity.thumbprint()),
+            None => base_key.clone(),
+        };
+        let key = ArcSwap::from_pointee(first_key.clone());
+        Ok(ClientCredentials {
+            inner: Arc::new(Inner {
+                endpoint,
+                client_id,
+                auth,
+                identity,
+                params: self.params,
+                entra: self.entra,
+                default_lifetime: self.default_lifetime.unwrap_or(Duration::from_secs(300)),
+                timeout: self.timeout.unwrap_or(Duration::from_secs(10)),
+                pool,
+                dpop: self.dpop,
+                base_key,
+                first_key,
+                key,
+            }),
+        })
+    }
+}
+
+pub(super) fn https_uri(url: &str, what: &str) -> Result<Uri, ConfigError> {
+    discovery::https_uri(url).map_err(|e| {
+        ConfigError::new(match e {
+            UrlError::Invalid => format!("the {what} {url:?} is not a valid URL"),
+            UrlError::NotHttps => format!(
+                "the {what} must be an https:// URL (mutual TLS, and secrets, need TLS), got {url:?}"
+            ),
+        })
+    })
+}

@@ -1,0 +1,254 @@
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use http::StatusCode;
+use serde_json::Value;
+
+use super::client_credentials::Inner;
+use super::{TokenEndpointError, TokenEndpointErrorKind as Kind};
+use crate::proof::dpop::DpopProofs;
+use crate::token::Token;
+use crate::{ClientIdentity, Confirmation};
+
+/// Reads a token response (RFC 6749 section 5.1) and checks it against
+/// what was asked: the type, the lifetime, and what the token is bound to.
+pub(super) fn read_token(
+    inner: &Inner,
+    status: StatusCode,
+    body: &[u8],
+    identity: Option<ClientIdentity>,
+) -> Result<Token, TokenEndpointError> {
+    let invalid = |message: String| {
+        TokenEndpointError::new(Kind::InvalidResponse)
+            .status(status)
+            .message(message)
+    };
+    let answer: Value = serde_json::from_slice(body)
+        .map_err(|e| invalid(format!("the answer is not JSON: {e}")))?;
+    let access_token = answer
+        .get("access_token")
+        .and_then(Value::as_str)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| invalid("no access_token string".to_owned()))?;
+    let token_type = answer
+        .get("token_type")
+        .and_then(Value::as_str)
+        .ok_or_else(|| invalid("no token_type string".to_owned()))?;
+    let expected = match (&inner.dpop, inner.entra) {
+        (Some(_), _) => "DPoP",
+        (None, true) => "mtls_pop",
+        (None, false) => "Bearer",
+    };
+    if !token_type.eq_ignore_ascii_case(expected) {
+        return Err(TokenEndpointError::new(Kind::TokenType)
+            .status(status)
+            .message(format!("expected {expected}, got {token_type:?}")));
+    }
+    let lifetime = match answer.get("expires_in") {
+        None | Some(Value::Null) => inner.default_lifetime,
+        Some(Value::Number(n)) => n
+            .as_f64()
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map(Duration::from_secs_f64)
+            .ok_or_else(|| invalid("expires_in is not a positive number".to_owned()))?,
+        // Some servers send it as a string.
+        Some(Value::String(s)) => s
+            .parse::<u64>()
+            .map(Duration::from_secs)
+            .map_err(|_| invalid("expires_in is not a number".to_owned()))?,
+        Some(_) => return Err(invalid("expires_in is not a number".to_owned())),
+    };
+    let token = Token::new(access_token)
+        .with_token_type(token_type)
+        .expires_in(lifetime);
+    let claims = jwt_confirmation(access_token);
+    match (&inner.dpop, identity) {
+        (Some(proofs), identity) => dpop_bound(token, claims, proofs, identity, status),
+        (None, Some(identity)) => certificate_bound(token, claims, identity, status),
+        // The builder refuses a source with neither.
+        (None, None) => Err(invalid(
+            "neither a certificate nor a DPoP key to bind to".to_owned(),
+        )),
+    }
+}
+
+/// Checks that a token asked for with a certificate is bound to it.
+fn certificate_bound(
+    token: Token,
+    claims: JwtCnf,
+    identity: ClientIdentity,
+    status: StatusCode,
+) -> Result<Token, TokenEndpointError> {
+    match claims {
+        // Not a JWT: opaque to us; the server binds it.
+        JwtCnf::NotJwt => Ok(token.bound_to(identity)),
+        JwtCnf::Unbound => {
+            tracing::warn!("the token endpoint returned a JWT without cnf: an unbound token");
+            Ok(token)
+        }
+        JwtCnf::Bound(cnf) if cnf.is_bound_to(&identity.thumbprint()) => {
+            Ok(token.bound_to(identity))
+        }
+        JwtCnf::Bound(cnf) => Err(TokenEndpointError::new(Kind::CertificateMismatch)
+            .status(status)
+            .message(format!(
+                "cnf.x5t#S256 is {}, our certificate's is {}",
+                cnf.thumbprint()
+                    .map_or("absent".to_owned(), |t| t.to_string()),
+                identity.thumbprint()
+            ))),
+        JwtCnf::Malformed(e) => Err(TokenEndpointError::new(Kind::InvalidResponse)
+            .status(status)
+            .message(format!("the token's cnf claim is malformed: {e}"))),
+    }
+}
+
+/// Checks that a token asked for with a DPoP proof is bound to its key
+/// (`cnf.jkt`) and, when it is bound to a certificate as well, to ours.
+/// The identity that authenticated goes with the token, for transport.
+fn dpop_bound(
+    token: Token,
+    claims: JwtCnf,
+    proofs: &DpopProofs,
+    identity: Option<ClientIdentity>,
+    status: StatusCode,
+) -> Result<Token, TokenEndpointError> {
+    let token = match identity.clone() {
+        Some(identity) => token.bound_to(identity),
+        None => token,
+    };
+    let cnf = match claims {
+        // Not a JWT: opaque to us; `token_type: DPoP` says the server
+        // bound it to the proof's key.
+        JwtCnf::NotJwt => return Ok(token.dpop_bound(proofs.clone())),
+        JwtCnf::Unbound => {
+            tracing::warn!(
+                "the token endpoint returned a JWT without cnf: not bound to our DPoP key"
+            );
+            return Ok(token);
+        }
+        JwtCnf::Bound(cnf) => cnf,
+        JwtCnf::Malformed(e) => {
+            return Err(TokenEndpointError::new(Kind::InvalidResponse)
+                .status(status)
+                .message(format!("the token's cnf claim is malformed: {e}")));
+        }
+    };
+    let ours = proofs.thumbprint();
+    match cnf.other_members().get("jkt") {
+        Some(Value::String(jkt)) if ours.matches_str(jkt) => {}
+        other => {
+            let theirs = match other {
+                Some(Value::String(jkt)) => jkt.clone(),
+                Some(_) => "not a string".to_owned(),
+                None => "absent".to_owned(),
+            };
+            return Err(TokenEndpointError::new(Kind::KeyMismatch)
+                .status(status)
+                .message(format!("cnf.jkt is {theirs}, our DPoP key's is {ours}")));
+        }
+    }
+    if let Some(x5t) = cnf.thumbprint() {
+        let matches = identity
+            .as_ref()
+            .is_some_and(|identity| cnf.is_bound_to(&identity.thumbprint()));
+        if !matches {
+            return Err(TokenEndpointError::new(Kind::CertificateMismatch)
+                .status(status)
+                .message(format!(
+                    "cnf.x5t#S256 is {x5t}, and we presented {}",
+                    identity.map_or("no certificate".to_owned(), |i| i.thumbprint().to_string())
+                )));
+        }
+    }
+    Ok(token.dpop_bound(proofs.clone()))
+}
+
+enum JwtCnf {
+    NotJwt,
+    Unbound,
+    Bound(Confirmation),
+    Malformed(crate::InvalidConfirmation),
+}
+
+/// Reads `cnf` from a JWT's payload, unverified: only to check that the
+/// server bound the token to our certificate.
+fn jwt_confirmation(token: &str) -> JwtCnf {
+    let mut parts = token.split('.');
+    let (Some(_), Some(payload), Some(_), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return JwtCnf::NotJwt;
+    };
+    let Ok(bytes) = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')) else {
+        return JwtCnf::NotJwt;
+    };
+    let Ok(claims) = serde_json::from_slice::<Value>(&bytes) else {
+        return JwtCnf::NotJwt;
+    };
+    match Confirmation::from_claims(&claims) {
+        Ok(None) => JwtCnf::Unbound,
+        Ok(Some(cnf)) => JwtCnf::Bound(cnf),
+        Err(e) => JwtCnf::Malformed(e),
+    }
+}
+
+/// RFC 6749 section 5.2 error, or a plain status error.
+pub(super) fn oauth_error(status: StatusCode, body: &[u8]) -> TokenEndpointError {
+    let parsed: Option<Value> = serde_json::from_slice(body).ok();
+    let error = parsed
+        .as_ref()
+        .and_then(|v| v.get("error"))
+        .and_then(Value::as_str);
+    match error {
+        Some(error) => {
+            let description = parsed
+                .as_ref()
+                .and_then(|v| v.get("error_description"))
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            TokenEndpointError::new(Kind::OAuth)
+                .status(status)
+                .oauth(error.to_owned(), description)
+        }
+        None => TokenEndpointError::new(Kind::Status).status(status),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jwt_cnf() {
+        let enc = |v: Value| URL_SAFE_NO_PAD.encode(v.to_string());
+        assert!(matches!(jwt_confirmation("opaque"), JwtCnf::NotJwt));
+        assert!(matches!(
+            jwt_confirmation(&format!("h.{}.s", enc(serde_json::json!({"sub": "x"})))),
+            JwtCnf::Unbound
+        ));
+        assert!(matches!(
+            jwt_confirmation(&format!("h.{}.s", enc(serde_json::json!({"cnf": "x"})))),
+            JwtCnf::Malformed(_)
+        ));
+        assert!(matches!(jwt_confirmation("a.!!!.c"), JwtCnf::NotJwt));
+    }
+
+    #[test]
+    fn oauth_errors_keep_code_and_description() {
+        let e = oauth_error(
+            StatusCode::UNAUTHORIZED,
+            br#"{"error":"invalid_client","error_description":"no such client"}"#,
+        );
+        assert_eq!(e.kind(), Kind::OAuth);
+        assert_eq!(e.oauth_error(), Some("invalid_client"));
+        assert_eq!(e.oauth_description(), Some("no such client"));
+        assert!(e.to_string().contains("invalid_client"));
+        let e = oauth_error(StatusCode::BAD_GATEWAY, b"<html>");
+        assert_eq!(
+            (e.kind(), e.http_status()),
+            (Kind::Status, Some(StatusCode::BAD_GATEWAY))
+        );
+    }
+}
