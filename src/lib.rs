@@ -127,7 +127,7 @@ pub mod test_util;
 pub use binding::TokenBindingLayer;
 #[cfg(feature = "client")]
 pub use client::BoundClient;
-pub use cnf::{Confirmation, InvalidConfirmation};
+pub use cnf::{Confirmation, InvalidConfirmation, ProvenBinding};
 pub use identity::{ClientIdentity, IdentityError, IdentityErrorKind};
 pub use thumbprint::{ParseThumbprintError, Thumbprint};
 #[cfg(feature = "server")]
