@@ -11,7 +11,7 @@ use super::ResourceServerBuilder;
 ///
 /// [`kind`](Self::kind) says what is wrong, [`path`](Self::path) which file
 /// it is about (for the file settings), and the source chain has the
-/// underlying error ([`ServerTlsError`], [`IdentityError`](crate::IdentityError),
+/// underlying error ([`ServerTlsError`](crate::server::ServerTlsError), [`IdentityError`](crate::IdentityError),
 /// [`JwksError`](crate::validation::JwksError),
 /// [`InvalidScope`](crate::validation::InvalidScope)).
 pub struct ResourceServerError {
