@@ -1,13 +1,26 @@
-//! A resource server that accepts RFC 8705 certificate-bound access tokens:
-//! [`ResourceServer`] set up from the command line.
+//! A resource server that accepts RFC 8705 certificate-bound access tokens
+//! and RFC 9449 DPoP-bound ones: [`ResourceServer`] set up from the command
+//! line.
 //!
 //! ```text
 //! cargo run --example resource_server -- --listen 127.0.0.1:0 \
 //!     --tls-cert server.pem --tls-key server.key \
 //!     [--client-ca ca.pem | --any-client-cert] \
 //!     --issuer ISS --audience AUD [--issuer-ca ca.pem] \
-//!     [--allow-unbound] [--required-scope SCOPE]... [--terse]
+//!     [--allow-unbound] [--required-scope SCOPE]... [--terse] \
+//!     [--dpop-nonce] [--public-origin URL]
 //! ```
+//!
+//! A token bound to a certificate (`cnf.x5t#S256`) is accepted with
+//! `Authorization: Bearer` over a connection with that client certificate;
+//! a token bound to a DPoP key (`cnf.jkt`) with `Authorization: DPoP` and a
+//! fresh `DPoP` proof by that key, each proof once. `--dpop-nonce` makes
+//! proofs carry a server nonce (answered `401 use_dpop_nonce` with a
+//! `DPoP-Nonce` header until they do). `--public-origin` names the origin
+//! clients address, such as `https://api.example.com`, for the proofs'
+//! `htu`: needed behind a proxy, where the server's own address is not the
+//! one clients use; without it, `htu` must name `https` and the request's
+//! `Host`.
 //!
 //! The signing keys are found through the issuer's metadata (RFC 8414, else
 //! OpenID Connect Discovery) and fetched at the first request with a token;
@@ -18,7 +31,9 @@
 //!
 //! Once it listens it prints `listening on https://ADDR:PORT` (the real
 //! port) and flushes stdout. `GET /whoami` answers
-//! `{"sub", "client_id", "scope", "x5t#S256"}`; everything else gets the
+//! `{"sub", "client_id", "scope", "x5t#S256", "binding", "jkt"}` (`binding`:
+//! `certificate`, `dpop` or `none`, what the request proved); everything
+//! else gets the
 //! answer of `CnfValidationLayer` (401, 400, 403) or, with a valid token,
 //! 404.
 //!
@@ -37,6 +52,8 @@ use axum::routing::get;
 use axum::{Extension, Json, Router};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
+use tower_token_binding::ProvenBinding;
+use tower_token_binding::proof::dpop::{DpopVerifier, StatelessNonces};
 use tower_token_binding::server::forwarded::ForwardedClientCertLayer;
 use tower_token_binding::server::{PeerCertificate, ResourceServer};
 use tower_token_binding::validation::{
@@ -47,6 +64,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 const USAGE: &str = "usage: resource_server --listen ADDR --issuer ISS --audience AUD \
 [--issuer-ca PEM] [--allow-unbound] [--required-scope SCOPE]... [--terse] \
+[--dpop-nonce] [--public-origin URL] \
 (--tls-cert PEM --tls-key PEM [--client-ca PEM | --any-client-cert] \
 | --trust-client-cert-header [--jwks-file JSON])";
 
@@ -65,6 +83,8 @@ struct Args {
     required_scopes: Vec<String>,
     terse: bool,
     trust_client_cert_header: bool,
+    dpop_nonce: bool,
+    public_origin: Option<String>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -86,6 +106,8 @@ fn parse_args() -> Result<Args, String> {
             "--required-scope" => args.required_scopes.push(value()?),
             "--terse" => args.terse = true,
             "--trust-client-cert-header" => args.trust_client_cert_header = true,
+            "--dpop-nonce" => args.dpop_nonce = true,
+            "--public-origin" => args.public_origin = Some(value()?),
             "-h" | "--help" => return Err(USAGE.to_owned()),
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
         }
@@ -100,12 +122,29 @@ fn required(value: &Option<String>, flag: &str) -> Result<String, String> {
 }
 
 async fn whoami(token: VerifiedToken, peer: Option<Extension<PeerCertificate>>) -> Json<Value> {
+    let (binding, jkt) = match token.binding() {
+        ProvenBinding::Certificate(_) => ("certificate", None),
+        ProvenBinding::Dpop(jkt) => ("dpop", Some(jkt.to_string())),
+        _ => ("none", None),
+    };
     Json(json!({
         "sub": token.subject(),
         "client_id": token.client_id(),
         "scope": token.scope(),
         "x5t#S256": peer.map(|Extension(p)| p.thumbprint().to_string()),
+        "binding": binding,
+        "jkt": jkt,
     }))
+}
+
+/// The DPoP proof checks: the defaults, with server nonces under a random
+/// secret when asked (one process: no other server needs its nonces).
+fn dpop_verifier(args: &Args) -> Result<DpopVerifier, BoxError> {
+    let mut verifier = DpopVerifier::builder();
+    if args.dpop_nonce {
+        verifier = verifier.nonces(StatelessNonces::random()?);
+    }
+    Ok(verifier.build())
 }
 
 async fn run(args: Args) -> Result<(), BoxError> {
@@ -153,6 +192,10 @@ async fn run(args: Args) -> Result<(), BoxError> {
     }
     if args.terse {
         server = server.terse();
+    }
+    server = server.accept_dpop(dpop_verifier(&args)?);
+    if let Some(origin) = &args.public_origin {
+        server = server.public_origin(origin);
     }
     // Every setting is checked and every file read here, before listening.
     let server = server.build()?;
@@ -216,6 +259,10 @@ async fn behind_a_proxy(
     }
     if args.terse {
         layer = layer.terse();
+    }
+    layer = layer.accept_dpop(dpop_verifier(&args)?);
+    if let Some(origin) = &args.public_origin {
+        layer = layer.try_public_origin(origin)?;
     }
     let app = app.layer(layer).layer(ForwardedClientCertLayer::new());
 

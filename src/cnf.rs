@@ -1,11 +1,16 @@
-//! The `cnf` (confirmation) claim of a certificate-bound token.
+//! The `cnf` (confirmation) claim of a bound token, and which binding a
+//! request proved.
 //!
 //! [RFC 7800] defines `cnf` as a JSON object naming the key a token is bound
 //! to; [RFC 8705 section 3.1] adds the member `x5t#S256`, the
-//! [`Thumbprint`] of the client certificate. [`Confirmation`] reads that claim
-//! strictly: `cnf` must be an object, `x5t#S256` (when present) a string in the
-//! exact thumbprint form, and it may appear once. Other members (for example
-//! DPoP's `jkt`) are kept as they are, never read as a certificate binding.
+//! [`Thumbprint`] of the client certificate, and [RFC 9449 section 6.1] the
+//! member `jkt`, the [`JwkThumbprint`] of a DPoP key. [`Confirmation`] reads
+//! that claim strictly: `cnf` must be an object, `x5t#S256` and `jkt` (when
+//! present) strings in the exact thumbprint form, each at most once. Other
+//! members are kept as they are, never read as a binding.
+//!
+//! [`ProvenBinding`] says which binding a request proved: what a resource
+//! server's handler sees.
 //!
 //! ```
 //! use tower_token_binding::{Confirmation, Thumbprint};
@@ -25,6 +30,7 @@
 //!
 //! [RFC 7800]: https://www.rfc-editor.org/rfc/rfc7800
 //! [RFC 8705 section 3.1]: https://www.rfc-editor.org/rfc/rfc8705#section-3.1
+//! [RFC 9449 section 6.1]: https://www.rfc-editor.org/rfc/rfc9449#section-6.1
 
 use std::fmt;
 
@@ -32,18 +38,37 @@ use serde::de::{self, MapAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde_json::{Map, Value};
 
+use crate::proof::{JwkThumbprint, ParseJwkThumbprintError};
 use crate::thumbprint::{ParseThumbprintError, Thumbprint};
 
 /// The name of the certificate thumbprint member of `cnf`.
 pub const X5T_S256: &str = "x5t#S256";
 
+/// The name of the DPoP key thumbprint member of `cnf` (RFC 9449).
+pub const JKT: &str = "jkt";
+
 /// The `cnf` claim: what a token is bound to.
 ///
 /// Deserializing is strict (see the [module docs](self)); serializing writes
-/// `x5t#S256` followed by the other members that were kept.
+/// `x5t#S256`, then `jkt`, then the other members that were kept.
+///
+/// ```
+/// use tower_token_binding::Confirmation;
+/// use tower_token_binding::proof::{Algorithm, ProofKey};
+///
+/// let key = ProofKey::generate(Algorithm::Es256).unwrap();
+/// let cnf = Confirmation::bound_to_key(key.thumbprint());
+/// let json = serde_json::to_value(&cnf).unwrap();
+/// assert_eq!(json["jkt"], key.thumbprint().to_string());
+/// assert_eq!(Confirmation::from_value(&json).unwrap().jkt(), Some(&key.thumbprint()));
+///
+/// // `jkt` must be a thumbprint: anything else is a malformed `cnf`.
+/// assert!(Confirmation::from_value(&serde_json::json!({ "jkt": "abc" })).is_err());
+/// ```
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Confirmation {
     x5t_s256: Option<Thumbprint>,
+    jkt: Option<JwkThumbprint>,
     other: Map<String, Value>,
 }
 
@@ -52,7 +77,16 @@ impl Confirmation {
     pub fn bound_to(thumbprint: Thumbprint) -> Self {
         Self {
             x5t_s256: Some(thumbprint),
-            other: Map::new(),
+            ..Self::default()
+        }
+    }
+
+    /// A confirmation that binds a token to the DPoP key with thumbprint
+    /// `jkt` (RFC 9449 section 6.1).
+    pub fn bound_to_key(jkt: JwkThumbprint) -> Self {
+        Self {
+            jkt: Some(jkt),
+            ..Self::default()
         }
     }
 
@@ -94,6 +128,17 @@ impl Confirmation {
                 .parse()
                 .map_err(|e| InvalidConfirmation::new(Kind::MalformedThumbprint(e)))?;
             self.x5t_s256 = Some(thumbprint);
+        } else if name == JKT {
+            if self.jkt.is_some() {
+                return Err(InvalidConfirmation::new(Kind::DuplicateJkt));
+            }
+            let Value::String(text) = value else {
+                return Err(InvalidConfirmation::new(Kind::JktNotAString));
+            };
+            let jkt = text
+                .parse()
+                .map_err(|e| InvalidConfirmation::new(Kind::MalformedJkt(e)))?;
+            self.jkt = Some(jkt);
         } else {
             self.other.insert(name, value);
         }
@@ -115,7 +160,13 @@ impl Confirmation {
             .is_some_and(|own| own.matches(thumbprint))
     }
 
-    /// The other members of `cnf` (for example `jkt`), as they were.
+    /// The DPoP key thumbprint, `jkt`, if the token is bound to a DPoP key.
+    pub fn jkt(&self) -> Option<&JwkThumbprint> {
+        self.jkt.as_ref()
+    }
+
+    /// The other members of `cnf` (neither `x5t#S256` nor `jkt`), as they
+    /// were.
     pub fn other_members(&self) -> &Map<String, Value> {
         &self.other
     }
@@ -123,10 +174,15 @@ impl Confirmation {
 
 impl serde::Serialize for Confirmation {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let len = self.other.len() + usize::from(self.x5t_s256.is_some());
+        let len = self.other.len()
+            + usize::from(self.x5t_s256.is_some())
+            + usize::from(self.jkt.is_some());
         let mut map = serializer.serialize_map(Some(len))?;
         if let Some(thumbprint) = &self.x5t_s256 {
             map.serialize_entry(X5T_S256, thumbprint)?;
+        }
+        if let Some(jkt) = &self.jkt {
+            map.serialize_entry(JKT, jkt)?;
         }
         for (name, value) in &self.other {
             map.serialize_entry(name, value)?;
@@ -193,6 +249,12 @@ pub enum InvalidConfirmationKind {
     MalformedThumbprint(ParseThumbprintError),
     /// `x5t#S256` appears more than once.
     DuplicateThumbprint,
+    /// `jkt` is not a string.
+    JktNotAString,
+    /// `jkt` is a string but not a JWK SHA-256 thumbprint.
+    MalformedJkt(ParseJwkThumbprintError),
+    /// `jkt` appears more than once.
+    DuplicateJkt,
 }
 
 impl fmt::Display for InvalidConfirmation {
@@ -203,6 +265,9 @@ impl fmt::Display for InvalidConfirmation {
             Kind::ThumbprintNotAString => write!(f, "cnf.{X5T_S256} is not a string"),
             Kind::MalformedThumbprint(e) => write!(f, "cnf.{X5T_S256} is malformed: {e}"),
             Kind::DuplicateThumbprint => write!(f, "cnf.{X5T_S256} appears more than once"),
+            Kind::JktNotAString => write!(f, "cnf.{JKT} is not a string"),
+            Kind::MalformedJkt(e) => write!(f, "cnf.{JKT} is malformed: {e}"),
+            Kind::DuplicateJkt => write!(f, "cnf.{JKT} appears more than once"),
         }
     }
 }
@@ -211,8 +276,46 @@ impl std::error::Error for InvalidConfirmation {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match &self.kind {
             Kind::MalformedThumbprint(e) => Some(e),
+            Kind::MalformedJkt(e) => Some(e),
             _ => None,
         }
+    }
+}
+
+/// Which binding a request proved for its token: what a resource server's
+/// handler learns from
+/// [`VerifiedToken::binding`](crate::validation::VerifiedToken::binding).
+///
+/// ```
+/// use tower_token_binding::{ProvenBinding, Thumbprint};
+///
+/// let proven = ProvenBinding::Certificate(Thumbprint::from_der(b"client certificate"));
+/// match proven {
+///     ProvenBinding::Certificate(x5t) => println!("mTLS with {x5t}"),
+///     ProvenBinding::Dpop(jkt) => println!("DPoP with key {jkt}"),
+///     ProvenBinding::None => println!("a bearer token"),
+///     _ => println!("another binding"),
+/// }
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ProvenBinding {
+    /// The token is bound to a certificate (`cnf.x5t#S256`, RFC 8705), and
+    /// the request came over a TLS connection with that client certificate.
+    Certificate(Thumbprint),
+    /// The token is bound to a DPoP key (`cnf.jkt`, RFC 9449), and the
+    /// request carried a valid, fresh proof signed by that key.
+    Dpop(JwkThumbprint),
+    /// Nothing was proven: an unbound bearer token, where the server allows
+    /// them.
+    #[default]
+    None,
+}
+
+impl ProvenBinding {
+    /// Whether a binding was proven (the token is not a plain bearer token).
+    pub fn is_bound(&self) -> bool {
+        !matches!(self, Self::None)
     }
 }
 
@@ -235,11 +338,12 @@ mod tests {
     #[test]
     fn reads_a_bound_confirmation_and_keeps_other_members() {
         let t = good();
-        let cnf = json!({ "x5t#S256": t.to_string(), "jkt": "abc" });
+        let cnf = json!({ "x5t#S256": t.to_string(), "kid": "abc" });
         let parsed = Confirmation::from_value(&cnf).unwrap();
         assert!(parsed.is_bound_to(&t));
         assert!(!parsed.is_bound_to(&Thumbprint::from_der(b"other")));
-        assert_eq!(parsed.other_members().get("jkt"), Some(&json!("abc")));
+        assert_eq!(parsed.other_members().get("kid"), Some(&json!("abc")));
+        assert_eq!(parsed.jkt(), None);
         assert_eq!(
             serde_json::from_value::<Confirmation>(cnf.clone()).unwrap(),
             parsed
@@ -253,9 +357,12 @@ mod tests {
             Confirmation::from_claims(&json!({ "sub": "x" })).unwrap(),
             None
         );
-        let only_jkt = Confirmation::from_value(&json!({ "jkt": "abc" })).unwrap();
+        let jkt = JwkThumbprint::from_digest([3; 32]);
+        let only_jkt = Confirmation::from_value(&json!({ "jkt": jkt.to_string() })).unwrap();
         assert_eq!(only_jkt.thumbprint(), None);
+        assert_eq!(only_jkt.jkt(), Some(&jkt));
         assert!(!only_jkt.is_bound_to(&good()));
+        assert!(only_jkt.other_members().is_empty());
     }
 
     #[test]
@@ -275,6 +382,15 @@ mod tests {
             kind_of(json!({ "x5t#S256": format!("{t}=") })),
             K::MalformedThumbprint(_)
         ));
+        assert_eq!(kind_of(json!({ "jkt": 42 })), K::JktNotAString);
+        assert_eq!(kind_of(json!({ "jkt": null })), K::JktNotAString);
+        assert_eq!(kind_of(json!({ "jkt": { "kty": "EC" } })), K::JktNotAString);
+        for bad in ["abc", "", &format!("{t}="), &"ab".repeat(32)] {
+            assert!(
+                matches!(kind_of(json!({ "jkt": bad })), K::MalformedJkt(_)),
+                "{bad:?}"
+            );
+        }
         assert_eq!(
             Confirmation::from_claims(&json!({ "cnf": null }))
                 .unwrap_err()
@@ -297,6 +413,28 @@ mod tests {
         let text = format!(r#"{{"x5t#S256":"{a}","x5t#S256":"{b}"}}"#);
         let err = serde_json::from_str::<Confirmation>(&text).unwrap_err();
         assert!(err.to_string().contains("more than once"), "{err}");
+        let a = JwkThumbprint::from_digest([1; 32]);
+        let b = JwkThumbprint::from_digest([2; 32]);
+        let text = format!(r#"{{"jkt":"{a}","jkt":"{b}"}}"#);
+        let err = serde_json::from_str::<Confirmation>(&text).unwrap_err();
+        assert!(
+            err.to_string().contains("cnf.jkt appears more than once"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn both_bindings_round_trip() {
+        let jkt = JwkThumbprint::from_digest([9; 32]);
+        let cnf = json!({ "x5t#S256": good().to_string(), "jkt": jkt.to_string() });
+        let parsed: Confirmation = serde_json::from_value(cnf.clone()).unwrap();
+        assert_eq!(parsed.jkt(), Some(&jkt));
+        assert_eq!(parsed.thumbprint(), Some(&good()));
+        assert_eq!(serde_json::to_value(&parsed).unwrap(), cnf);
+        assert_eq!(
+            serde_json::to_value(Confirmation::bound_to_key(jkt)).unwrap(),
+            json!({ "jkt": jkt.to_string() })
+        );
     }
 
     #[test]

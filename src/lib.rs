@@ -43,7 +43,9 @@
 //!   and see them on every request ([`server::PeerCertificate`]).
 //! - [`validation`]: [`CnfValidationLayer`], which validates RFC 9068 JWT
 //!   access tokens (keys from a JWKS) and accepts a bound token only with
-//!   the client certificate it is bound to, answering per RFC 6750.
+//!   the client certificate it is bound to or, where DPoP is accepted, with
+//!   a fresh DPoP proof by its key, answering per RFC 6750 and RFC 9449;
+//!   [`ProvenBinding`] tells the handler which was proven.
 //! - [`proof`]: proof-of-possession keys ([`proof::ProofKey`]), public JWKs
 //!   and their RFC 7638 thumbprints, JWS signing and verifying, and DPoP
 //!   (RFC 9449) proofs: made by clients ([`proof::dpop::DpopProofs`]) and
@@ -128,7 +130,7 @@ pub mod test_util;
 pub use binding::TokenBindingLayer;
 #[cfg(feature = "client")]
 pub use client::BoundClient;
-pub use cnf::{Confirmation, InvalidConfirmation};
+pub use cnf::{Confirmation, InvalidConfirmation, ProvenBinding};
 pub use identity::{ClientIdentity, IdentityError, IdentityErrorKind};
 pub use thumbprint::{ParseThumbprintError, Thumbprint};
 #[cfg(feature = "server")]

@@ -189,7 +189,7 @@ async fn unbound_tokens_only_where_allowed() {
     let client = https_client(&strict.pki, None);
     let outcome = call(&client, &strict.api, Some(&bearer(&token))).await;
     assert_refused(&outcome, StatusCode::UNAUTHORIZED, "invalid_token");
-    assert!(outcome.1.unwrap().contains("not certificate-bound"));
+    assert!(outcome.1.unwrap().contains("the access token is not bound"));
 
     let lenient = setup_with(|l| l.allow_unbound(), Duration::from_secs(3600)).await;
     let token = fetch_token(&lenient, None).await;

@@ -344,11 +344,28 @@ fn hostile_tokens(s: &Setup) -> Vec<Case> {
             "cnf claim is malformed",
         ));
     }
-    // A `cnf` that names no certificate (a DPoP key, a SHA-1 `x5t`, nothing)
-    // on a route that requires a certificate binding.
+    // A `jkt` that is not a JWK thumbprint is a malformed `cnf`.
+    for jkt in [
+        json!("abc"),
+        json!(42),
+        json!(format!("{}=", "A".repeat(43))),
+    ] {
+        let mut c = s.good();
+        c["cnf"] = json!({ "jkt": jkt });
+        cases.push(case(
+            format!("cnf.jkt {jkt}"),
+            s.sign(&c),
+            "cnf claim is malformed",
+        ));
+    }
+    // A `cnf` that names no certificate (a DPoP key, a SHA-1 `x5t`,
+    // nothing), or a certificate and a DPoP key both, on a route that
+    // requires a certificate binding.
+    let jkt = "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs";
     for cnf in [
         json!({ "x5t": sha1_like }),
-        json!({ "jkt": "abc" }),
+        json!({ "jkt": jkt }),
+        json!({ "x5t#S256": s.cert.thumbprint().to_string(), "jkt": jkt }),
         json!({}),
     ] {
         let mut c = s.good();
@@ -356,13 +373,13 @@ fn hostile_tokens(s: &Setup) -> Vec<Case> {
         cases.push(case(
             format!("cnf {cnf}"),
             s.sign(&c),
-            "cnf claim has no x5t#S256",
+            "names no binding this server accepts",
         ));
     }
     // Checklist 6: no `cnf` where binding is required (the default).
     let mut c = s.good();
     c.as_object_mut().unwrap().remove("cnf");
-    cases.push(case("no cnf", s.sign(&c), "not certificate-bound"));
+    cases.push(case("no cnf", s.sign(&c), "not bound"));
 
     cases
 }

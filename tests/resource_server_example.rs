@@ -128,6 +128,102 @@ async fn over_mtls_with_the_keys_found_through_the_issuer() {
     server.child.kill().await.unwrap();
 }
 
+/// DPoP next to mTLS, with server nonces and a public origin: a proof
+/// without the nonce is answered `use_dpop_nonce` and the nonce, the retry
+/// with it is accepted, the same proof again (a replay) is refused, and so
+/// is a proof for the server's own address rather than the public origin.
+#[tokio::test]
+async fn dpop_with_nonces_behind_a_public_origin() {
+    use http::Method;
+    use tower_token_binding::proof::dpop::{DPOP, DPOP_NONCE, DpopProofs};
+    use tower_token_binding::proof::{Algorithm, ProofKey};
+
+    let pki = TestPki::new().unwrap();
+    let issuer = TestIssuer::start(&pki).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let server_cert = pki.server_cert().unwrap();
+    let cert = write(dir.path(), "server.pem", server_cert.cert_pem());
+    let key = write(dir.path(), "server.key", server_cert.key_pem());
+    let ca = write(dir.path(), "ca.pem", &pki.ca_pem());
+    let mut server = start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--tls-cert",
+        &cert,
+        "--tls-key",
+        &key,
+        "--issuer",
+        issuer.issuer(),
+        "--audience",
+        issuer.audience(),
+        "--issuer-ca",
+        &ca,
+        "--dpop-nonce",
+        "--public-origin",
+        "https://api.example.com",
+    ])
+    .await;
+
+    let proofs = DpopProofs::new(ProofKey::generate(Algorithm::Es256).unwrap());
+    let mut claims = issuer.claims("svc", None);
+    claims["cnf"] = serde_json::json!({ "jkt": proofs.thumbprint().to_string() });
+    let token = issuer.sign(&claims).unwrap();
+    let public: http::Uri = "https://api.example.com/whoami".parse().unwrap();
+    let whoami = format!("{}/whoami", server.url);
+    let client = https_client(&pki, None);
+    let call = |proof: &str| {
+        Request::get(&whoami)
+            .header(header::AUTHORIZATION, format!("DPoP {token}"))
+            .header(DPOP, proof)
+            .body(Full::<Bytes>::default())
+            .unwrap()
+    };
+
+    // No nonce yet: 401 use_dpop_nonce, and the nonce to use.
+    let proof = proofs.proof(&Method::GET, &public, Some(&token)).unwrap();
+    let response = client.request(call(&proof)).await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let challenge = response.headers()[header::WWW_AUTHENTICATE]
+        .to_str()
+        .unwrap();
+    assert!(
+        challenge.starts_with("DPoP error=\"use_dpop_nonce\""),
+        "{challenge}"
+    );
+    assert!(
+        challenge.ends_with(", Bearer"),
+        "mTLS is accepted too: {challenge}"
+    );
+    let nonce = response.headers()[DPOP_NONCE].to_str().unwrap().to_owned();
+
+    // With it: accepted, the key's thumbprint proven.
+    proofs.nonces().remember(&public, &nonce);
+    let proof = proofs.proof(&Method::GET, &public, Some(&token)).unwrap();
+    let (status, body) = send(&client, call(&proof)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["binding"], "dpop");
+    assert_eq!(body["jkt"], proofs.thumbprint().to_string());
+
+    // A stolen proof, replayed: refused.
+    let response = client.request(call(&proof)).await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let challenge = response.headers()[header::WWW_AUTHENTICATE]
+        .to_str()
+        .unwrap();
+    assert!(
+        challenge.starts_with("DPoP error=\"invalid_dpop_proof\""),
+        "{challenge}"
+    );
+    // A proof for the address the server listens on, not the public origin.
+    let local: http::Uri = whoami.parse().unwrap();
+    proofs.nonces().remember(&local, &nonce);
+    let proof = proofs.proof(&Method::GET, &local, Some(&token)).unwrap();
+    let response = client.request(call(&proof)).await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+
+    server.child.kill().await.unwrap();
+}
+
 #[tokio::test]
 async fn behind_a_proxy_with_a_jwks_file() {
     let fetches = behind_a_proxy(|dir, _, issuer| {
@@ -285,4 +381,14 @@ async fn bad_arguments_exit_with_a_message() {
         stderr.contains("--jwks-file works with --trust-client-cert-header only"),
         "{stderr}"
     );
+    let (_, stderr) = refused(&with(&[
+        "--tls-cert",
+        "a.pem",
+        "--tls-key",
+        "a.key",
+        "--public-origin",
+        "api.example.com",
+    ]))
+    .await;
+    assert!(stderr.contains("invalid public origin"), "{stderr}");
 }

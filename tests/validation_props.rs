@@ -1,5 +1,5 @@
-//! `CnfValidationLayer` never panics on malformed `Authorization` headers or
-//! JWT segments: every input gets a 400 or a 401.
+//! `CnfValidationLayer` never panics on malformed `Authorization` headers,
+//! JWT segments or DPoP proofs: every input gets a 400 or a 401.
 #![cfg(feature = "test-util")]
 
 use std::convert::Infallible;
@@ -9,7 +9,11 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use proptest::prelude::*;
 use tower::{Service, ServiceBuilder, ServiceExt};
-use tower_token_binding::validation::{CnfValidationLayer, JwksSource, JwtValidator};
+use tower_token_binding::proof::dpop::{DPOP, DpopVerifier};
+use tower_token_binding::proof::{Algorithm, ProofKey, jws};
+use tower_token_binding::validation::{
+    CnfValidationLayer, JwksSource, JwtValidator, TokenError, VerifiedToken,
+};
 
 fn service() -> impl Service<Request<()>, Response = Response<String>, Error = Infallible> + Clone {
     let jwks = r#"{"keys":[{"kty":"EC","crv":"P-256","kid":"k",
@@ -26,6 +30,41 @@ fn service() -> impl Service<Request<()>, Response = Response<String>, Error = I
         .service_fn(|_: Request<()>| async {
             Ok::<_, Infallible>(Response::new(String::from("in")))
         })
+}
+
+/// A route that accepts DPoP, with a validator that takes any token as
+/// valid and bound to a DPoP key: only the proof stands in the way.
+fn dpop_service()
+-> impl Service<Request<()>, Response = Response<String>, Error = Infallible> + Clone {
+    let jkt = tower_token_binding::proof::JwkThumbprint::from_digest([5; 32]);
+    let validator = move |_: &str| async move {
+        let claims = serde_json::json!({ "sub": "any", "cnf": { "jkt": jkt.to_string() } });
+        Ok::<_, TokenError>(
+            VerifiedToken::from_claims(claims.as_object().cloned().unwrap()).unwrap(),
+        )
+    };
+    ServiceBuilder::new()
+        .layer(CnfValidationLayer::new(validator).accept_dpop(DpopVerifier::new()))
+        .service_fn(|_: Request<()>| async {
+            Ok::<_, Infallible>(Response::new(String::from("in")))
+        })
+}
+
+/// The answer to `Authorization: DPoP token` with `proof` as the `DPoP`
+/// header, to `https://api.test/x`.
+fn dpop_answer(proof: HeaderValue) -> StatusCode {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let request = Request::get("https://api.test/x")
+        .header(header::AUTHORIZATION, "DPoP token")
+        .header(DPOP, proof)
+        .body(())
+        .unwrap();
+    runtime
+        .block_on(dpop_service().oneshot(request))
+        .unwrap()
+        .status()
 }
 
 fn answer(value: HeaderValue) -> StatusCode {
@@ -78,6 +117,45 @@ proptest! {
             URL_SAFE_NO_PAD.encode(sig)
         );
         let status = answer(HeaderValue::from_str(&format!("Bearer {token}")).unwrap());
+        prop_assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+
+    #[test]
+    fn arbitrary_dpop_header_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+        if let Ok(value) = HeaderValue::from_bytes(&bytes) {
+            let status = dpop_answer(value);
+            prop_assert!(status == StatusCode::BAD_REQUEST || status == StatusCode::UNAUTHORIZED, "{status}");
+        }
+    }
+
+    /// Proofs shaped like a JWS, with a real public key in the header and a
+    /// real signature over random claims (or random segments).
+    #[test]
+    fn arbitrary_dpop_proof_segments(
+        claims in proptest::collection::vec(any::<u8>(), 0..160),
+        sig in proptest::collection::vec(any::<u8>(), 0..80),
+        json_claims in any::<bool>(),
+        signed in any::<bool>(),
+    ) {
+        let key = ProofKey::generate(Algorithm::Es256).unwrap();
+        let header = jws::encode_segment(format!(
+            r#"{{"typ":"dpop+jwt","alg":"ES256","jwk":{}}}"#,
+            key.public_jwk().as_json()
+        ).as_bytes());
+        let claims = if json_claims {
+            format!(
+                r#"{{"jti":"j","htm":"GET","htu":"https://api.test/x","iat":1,"x":{:?}}}"#,
+                String::from_utf8_lossy(&claims)
+            ).into_bytes()
+        } else {
+            claims
+        };
+        let proof = if signed {
+            jws::sign(&key, &header, &claims).unwrap()
+        } else {
+            format!("{header}.{}.{}", URL_SAFE_NO_PAD.encode(&claims), URL_SAFE_NO_PAD.encode(sig))
+        };
+        let status = dpop_answer(HeaderValue::from_str(&proof).unwrap());
         prop_assert_eq!(status, StatusCode::UNAUTHORIZED);
     }
 }

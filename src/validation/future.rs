@@ -3,14 +3,18 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use http::{Request, Response};
+use http::{HeaderValue, Request, Response};
 use pin_project_lite::pin_project;
 use tower::Service;
 
+use super::dpop;
 use super::layer::Settings;
 use super::rejection::{Rejection, RejectionKind, Scheme};
 use super::{TokenError, VerifiedToken};
+use crate::proof::dpop::{DPOP_NONCE, DpopError, DpopErrorKind, VerifiedProof};
+use crate::replay::{ReplayError, ReplayErrorKind, ReplayFuture, ReplayStore as _};
 use crate::server::PeerCertificate;
+use crate::{Confirmation, ProvenBinding};
 
 pin_project! {
     /// Response future for [`CnfValidation`](super::CnfValidation).
@@ -29,6 +33,8 @@ pin_project! {
     where
         S: Service<Request<ReqBody>>,
     {
+        /// The token is being validated (the DPoP proof, if any, passed
+        /// its own checks already).
         Validating {
             #[pin]
             validation: F,
@@ -36,15 +42,26 @@ pin_project! {
             inner: Option<S>,
             settings: Arc<Settings>,
             scheme: Scheme,
+            proof: Option<VerifiedProof>,
         },
-        /// The token passed: waiting for the inner service to be ready.
+        /// Token, binding and scopes passed: asking the replay store
+        /// whether the DPoP proof is new, last.
+        Replaying {
+            check: ReplayFuture,
+            request: Option<Request<ReqBody>>,
+            inner: Option<S>,
+            settings: Arc<Settings>,
+        },
+        /// The request passed: waiting for the inner service to be ready.
         Authorized {
             request: Option<Request<ReqBody>>,
             inner: S,
+            nonce: Option<HeaderValue>,
         },
         Calling {
             #[pin]
             future: S::Future,
+            nonce: Option<HeaderValue>,
         },
         Rejected {
             response: Option<S::Response>,
@@ -62,6 +79,7 @@ where
         inner: S,
         settings: Arc<Settings>,
         scheme: Scheme,
+        proof: Option<VerifiedProof>,
     ) -> Self {
         Self {
             state: State::Validating {
@@ -70,6 +88,7 @@ where
                 inner: Some(inner),
                 settings,
                 scheme,
+                proof,
             },
         }
     }
@@ -81,6 +100,12 @@ where
             },
         }
     }
+}
+
+/// The answer for a future polled again after it completed.
+fn polled_after_completion<B: Default>() -> Response<B> {
+    Rejection::new(RejectionKind::MissingCredentials, Scheme::Bearer)
+        .into_response(&Settings::default())
 }
 
 impl<S, ReqBody, ResBody, F> Future for ResponseFuture<S, ReqBody, F>
@@ -101,92 +126,189 @@ where
                     inner,
                     settings,
                     scheme,
+                    proof,
                 } => {
                     let result = ready!(validation.poll(cx));
                     let (Some(mut request), Some(inner)) = (request.take(), inner.take()) else {
-                        // Only reachable when polled again after completion.
-                        let rejection = Rejection::new(RejectionKind::MissingCredentials, *scheme);
-                        return Poll::Ready(Ok(rejection.into_response(true, None)));
+                        return Poll::Ready(Ok(polled_after_completion()));
                     };
+                    let scheme = *scheme;
                     let verdict =
                         result
-                            .map_err(|e| Rejection::token(e, *scheme))
+                            .map_err(|e| Rejection::token(e, scheme))
                             .and_then(|token| {
                                 let peer = request.extensions().get::<PeerCertificate>();
-                                authorize(&token, peer, settings, *scheme)
-                                    .map(|()| token)
-                                    .map_err(|kind| Rejection::new(kind, *scheme))
+                                authorize(&token, peer, settings, scheme, proof.as_ref())
+                                    .map(|binding| token.with_binding(binding))
+                                    .map_err(|kind| Rejection::new(kind, scheme))
                             });
-                    match verdict {
-                        Ok(token) => {
-                            request.extensions_mut().insert(token);
+                    let token = match verdict {
+                        Ok(token) => token,
+                        Err(rejection) => return Poll::Ready(Ok(refuse(rejection, settings))),
+                    };
+                    request.extensions_mut().insert(token);
+                    let next = match proof.take() {
+                        // Last: only a proof that is otherwise accepted
+                        // reaches the store.
+                        Some(proof) => match &settings.replay_store {
+                            Some(store) => State::Replaying {
+                                check: store.insert_if_absent(
+                                    proof.replay_key(),
+                                    proof.replay_expires_at(),
+                                ),
+                                request: Some(request),
+                                inner: Some(inner),
+                                settings: settings.clone(),
+                            },
+                            None => {
+                                let rejection = Rejection::replay_store(ReplayError::new(
+                                    ReplayErrorKind::Other,
+                                ));
+                                return Poll::Ready(Ok(refuse(rejection, settings)));
+                            }
+                        },
+                        None => State::Authorized {
+                            request: Some(request),
+                            inner,
+                            nonce: dpop::nonce_header(settings, scheme),
+                        },
+                    };
+                    this.state.set(next);
+                }
+                StateProj::Replaying {
+                    check,
+                    request,
+                    inner,
+                    settings,
+                } => {
+                    let fresh = ready!(Pin::new(check).poll(cx));
+                    let (Some(request), Some(inner)) = (request.take(), inner.take()) else {
+                        return Poll::Ready(Ok(polled_after_completion()));
+                    };
+                    let rejection = match fresh {
+                        Ok(true) => {
+                            let nonce = dpop::nonce_header(settings, Scheme::Dpop);
                             this.state.set(State::Authorized {
                                 request: Some(request),
                                 inner,
+                                nonce,
                             });
+                            continue;
                         }
-                        Err(rejection) => {
-                            tracing::debug!(
-                                rejection = ?rejection.kind(),
-                                reason = %rejection,
-                                "request refused"
+                        Ok(false) => {
+                            Rejection::dpop(DpopError::new(DpopErrorKind::Replayed), Scheme::Dpop)
+                        }
+                        Err(e) => {
+                            tracing::warn!(
+                                error = %e,
+                                source = ?std::error::Error::source(&e),
+                                "the DPoP replay store failed: request refused (503)"
                             );
-                            return Poll::Ready(Ok(rejection
-                                .into_response(settings.terse, settings.scope_param.as_deref())));
+                            Rejection::replay_store(e)
                         }
-                    }
+                    };
+                    return Poll::Ready(Ok(refuse(rejection, settings)));
                 }
-                StateProj::Authorized { request, inner } => {
+                StateProj::Authorized {
+                    request,
+                    inner,
+                    nonce,
+                } => {
                     ready!(inner.poll_ready(cx))?;
                     let Some(request) = request.take() else {
-                        // Only reachable when polled again after completion.
-                        let rejection =
-                            Rejection::new(RejectionKind::MissingCredentials, Scheme::Bearer);
-                        return Poll::Ready(Ok(rejection.into_response(true, None)));
+                        return Poll::Ready(Ok(polled_after_completion()));
                     };
+                    let nonce = nonce.take();
                     let future = inner.call(request);
-                    this.state.set(State::Calling { future });
+                    this.state.set(State::Calling { future, nonce });
                 }
-                StateProj::Calling { future } => return future.poll(cx),
+                StateProj::Calling { future, nonce } => {
+                    let mut response = ready!(future.poll(cx))?;
+                    if let Some(nonce) = nonce.take() {
+                        response.headers_mut().entry(DPOP_NONCE).or_insert(nonce);
+                    }
+                    return Poll::Ready(Ok(response));
+                }
                 StateProj::Rejected { response } => {
-                    return Poll::Ready(Ok(response.take().unwrap_or_else(|| {
-                        Rejection::new(RejectionKind::MissingCredentials, Scheme::Bearer)
-                            .into_response(true, None)
-                    })));
+                    return Poll::Ready(Ok(response
+                        .take()
+                        .unwrap_or_else(polled_after_completion)));
                 }
             }
         }
     }
 }
 
-/// RFC 8705 section 3: a bound token only on a connection with its
-/// certificate; then the required scopes.
+/// The response for `rejection`, logged.
+fn refuse<B: Default>(rejection: Rejection, settings: &Settings) -> Response<B> {
+    tracing::debug!(
+        rejection = ?rejection.kind(),
+        reason = %rejection,
+        "request refused"
+    );
+    rejection.into_response(settings)
+}
+
+/// The binding the token's `cnf` names, proven by this request, then the
+/// required scopes:
+///
+/// - `x5t#S256` (RFC 8705 section 3): only on a connection with that client
+///   certificate, and not with the `DPoP` scheme or on a DPoP-only route;
+/// - `jkt` (RFC 9449 section 7.1): only with the `DPoP` scheme and a proof
+///   by that key, on a route that accepts DPoP;
+/// - both: refused, as the binding to prove is ambiguous;
+/// - none: the `DPoP` scheme is refused; an unbound `Bearer` token only
+///   where the layer allows them.
 fn authorize(
     token: &VerifiedToken,
     peer: Option<&PeerCertificate>,
     settings: &Settings,
     scheme: Scheme,
-) -> Result<(), RejectionKind> {
-    match token.confirmation() {
-        Some(cnf) => {
-            let bound = cnf
-                .thumbprint()
-                .ok_or(RejectionKind::UnsupportedConfirmation)?;
-            let peer = peer.ok_or(RejectionKind::NoClientCertificate)?;
-            if !bound.matches(&peer.thumbprint()) {
-                return Err(RejectionKind::CertificateMismatch);
+    proof: Option<&VerifiedProof>,
+) -> Result<ProvenBinding, RejectionKind> {
+    use RejectionKind as K;
+    let cnf = token.confirmation();
+    let x5t = cnf.and_then(Confirmation::thumbprint);
+    let jkt = cnf.and_then(Confirmation::jkt);
+    let binding = match (x5t, jkt) {
+        (Some(_), Some(_)) => return Err(K::UnsupportedConfirmation),
+        (Some(bound), None) => {
+            if scheme == Scheme::Dpop {
+                return Err(K::NotDpopBound);
             }
+            if !settings.accepts_certificates() {
+                return Err(K::UnsupportedConfirmation);
+            }
+            let presented = peer.ok_or(K::NoClientCertificate)?.thumbprint();
+            if !bound.matches(&presented) {
+                return Err(K::CertificateMismatch);
+            }
+            ProvenBinding::Certificate(presented)
         }
-        None if settings.allow_unbound && scheme == Scheme::Bearer => {}
-        None => return Err(RejectionKind::UnboundToken),
-    }
+        (None, Some(bound)) => {
+            if settings.dpop.is_none() {
+                return Err(K::UnsupportedConfirmation);
+            }
+            // A proof exists only for the `DPoP` scheme.
+            let proof = proof.ok_or(K::DpopBoundAsBearer)?;
+            let key = proof.jkt();
+            if !key.matches(bound) {
+                return Err(K::DpopKeyMismatch);
+            }
+            ProvenBinding::Dpop(key)
+        }
+        (None, None) if scheme == Scheme::Dpop => return Err(K::NotDpopBound),
+        (None, None) if cnf.is_some() => return Err(K::UnsupportedConfirmation),
+        (None, None) if settings.allow_unbound && scheme == Scheme::Bearer => ProvenBinding::None,
+        (None, None) => return Err(K::UnboundToken),
+    };
     if let Some(missing) = settings
         .required_scopes
         .iter()
         .find(|scope| !token.has_scope(scope))
     {
         tracing::debug!(scope = %missing, "required scope missing");
-        return Err(RejectionKind::InsufficientScope);
+        return Err(K::InsufficientScope);
     }
-    Ok(())
+    Ok(binding)
 }

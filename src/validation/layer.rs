@@ -3,10 +3,23 @@ use std::sync::Arc;
 use tower::Layer;
 
 use super::CnfValidation;
+use super::dpop::{InvalidPublicOrigin, PublicOrigin};
+use crate::proof::dpop::DpopVerifier;
+use crate::replay::{BoxReplayStore, MemoryReplayStore, ReplayStore};
 
-/// Validates access tokens and their certificate binding (RFC 8705 section 3).
+/// Validates access tokens and their binding: to a client certificate
+/// (RFC 8705 section 3) and, when enabled, to a DPoP key (RFC 9449).
 ///
 /// See the [module docs](super) for what it checks and how it answers.
+///
+/// Which tokens a route accepts:
+///
+/// | layer | `Bearer` / `mtls_pop` + certificate | `DPoP` + proof | unbound `Bearer` |
+/// | --- | --- | --- | --- |
+/// | [`new`](Self::new) | yes | no | no |
+/// | [`new`](Self::new) + [`accept_dpop`](Self::accept_dpop) | yes | yes | no |
+/// | [`new`](Self::new) + [`dpop_only`](Self::dpop_only) | no | yes | no |
+/// | any of these + [`allow_unbound`](Self::allow_unbound) | as above | as above | yes |
 #[derive(Clone, Debug)]
 pub struct CnfValidationLayer<V> {
     validator: V,
@@ -21,6 +34,26 @@ pub(crate) struct Settings {
     /// `required_scopes` joined, for the `scope` challenge parameter.
     pub(crate) scope_param: Option<String>,
     pub(crate) terse: bool,
+    /// Certificate-bound tokens are refused (a DPoP-only route).
+    pub(crate) no_certificates: bool,
+    /// DPoP proofs are accepted, checked by this verifier.
+    pub(crate) dpop: Option<DpopVerifier>,
+    /// Where proofs are remembered; set whenever `dpop` is.
+    pub(crate) replay_store: Option<BoxReplayStore>,
+    pub(crate) public_origin: Option<PublicOrigin>,
+}
+
+impl Settings {
+    /// Whether certificate-bound tokens are accepted.
+    pub(crate) fn accepts_certificates(&self) -> bool {
+        !self.no_certificates
+    }
+
+    /// Whether the route offers the `Bearer` scheme: for certificate-bound
+    /// tokens or unbound ones.
+    pub(crate) fn offers_bearer(&self) -> bool {
+        self.accepts_certificates() || self.allow_unbound
+    }
 }
 
 impl<V> CnfValidationLayer<V> {
@@ -33,10 +66,99 @@ impl<V> CnfValidationLayer<V> {
         }
     }
 
+    /// Also accepts DPoP-bound tokens (`cnf.jkt`, RFC 9449), sent as
+    /// `Authorization: DPoP <token>` with one `DPoP` proof header, checked
+    /// by `verifier` ([`DpopVerifier::new`] for the defaults; its
+    /// [nonces](crate::proof::dpop::DpopVerifierBuilder::nonces) turn on
+    /// server nonces). Certificate-bound tokens are still accepted with
+    /// their certificate.
+    ///
+    /// Per request, after the token is validated (or served from the
+    /// validator's cache): the proof is verified against the request's
+    /// method and URI (see [`public_origin`](Self::public_origin)), the
+    /// token's `cnf.jkt` must be the proof key's thumbprint, and last the
+    /// proof must be new to the [replay store](Self::replay_store) (an
+    /// in-memory one by default). Proofs are never cached.
+    ///
+    /// ```
+    /// use tower_token_binding::CnfValidationLayer;
+    /// use tower_token_binding::proof::dpop::{DpopVerifier, StatelessNonces};
+    ///
+    /// # fn validator() -> impl tower_token_binding::validation::ValidateToken {
+    /// #     |_: &str| async { Err(tower_token_binding::validation::TokenError::new(
+    /// #         tower_token_binding::validation::TokenErrorKind::Other)) }
+    /// # }
+    /// let nonces = StatelessNonces::random().unwrap();
+    /// let layer = CnfValidationLayer::new(validator())
+    ///     .accept_dpop(DpopVerifier::builder().nonces(nonces).build())
+    ///     .public_origin("https://api.example.com");
+    /// # let _ = layer;
+    /// ```
+    pub fn accept_dpop(mut self, verifier: DpopVerifier) -> Self {
+        let settings = Arc::make_mut(&mut self.settings);
+        settings.dpop = Some(verifier);
+        settings
+            .replay_store
+            .get_or_insert_with(|| BoxReplayStore::new(MemoryReplayStore::new()));
+        self
+    }
+
+    /// Accepts DPoP-bound tokens only: [`accept_dpop`](Self::accept_dpop),
+    /// and certificate-bound tokens are refused (`401 invalid_token`).
+    /// Challenges offer `DPoP` alone (and `Bearer` with
+    /// [`allow_unbound`](Self::allow_unbound)).
+    pub fn dpop_only(self, verifier: DpopVerifier) -> Self {
+        let mut layer = self.accept_dpop(verifier);
+        Arc::make_mut(&mut layer.settings).no_certificates = true;
+        layer
+    }
+
+    /// Where DPoP proofs are remembered, to refuse a replayed one: any
+    /// [`ReplayStore`], such as a store shared by every replica of the
+    /// server. Default: a [`MemoryReplayStore`] of this layer (and its
+    /// clones), which other processes do not see.
+    ///
+    /// A store that fails answers `503` with `Retry-After` and a `warn`
+    /// event: the proof is never let through (fail closed).
+    pub fn replay_store(mut self, store: impl ReplayStore) -> Self {
+        Arc::make_mut(&mut self.settings).replay_store = Some(BoxReplayStore::new(store));
+        self
+    }
+
+    /// The origin clients address this server by, such as
+    /// `https://api.example.com`: the scheme and authority of the URI a DPoP
+    /// proof's `htu` must name (its path is the request's; query and
+    /// fragment are ignored). Set it behind a proxy or load balancer.
+    ///
+    /// Without it, `htu` must name `https`, the request's authority (the
+    /// HTTP/2 `:authority`, or the `Host` header, which the client chooses)
+    /// and path. A server that is reached over plain `http`, or by another
+    /// name than its `Host` header says, needs this setting.
+    ///
+    /// # Panics
+    ///
+    /// If `origin` is not an `http` or `https` origin (a host and an
+    /// optional port; no user info, path, query or fragment): a
+    /// misconfiguration. Use [`try_public_origin`](Self::try_public_origin)
+    /// for origins that come from input.
+    pub fn public_origin(self, origin: &str) -> Self {
+        match self.try_public_origin(origin) {
+            Ok(layer) => layer,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// Like [`public_origin`](Self::public_origin), with an error instead of
+    /// a panic for a malformed origin.
+    pub fn try_public_origin(mut self, origin: &str) -> Result<Self, InvalidPublicOrigin> {
+        Arc::make_mut(&mut self.settings).public_origin = Some(PublicOrigin::parse(origin)?);
+        Ok(self)
+    }
+
     /// Also accepts tokens with no `cnf` at all, sent with the `Bearer`
     /// scheme (plain bearer tokens). Tokens that *are* bound are still
-    /// checked against the client certificate, and `mtls_pop` tokens must
-    /// always be bound.
+    /// checked against the client certificate or DPoP proof, and `mtls_pop`
+    /// and `DPoP` tokens must always be bound.
     pub fn allow_unbound(mut self) -> Self {
         Arc::make_mut(&mut self.settings).allow_unbound = true;
         self
@@ -75,6 +197,11 @@ impl<V> CnfValidationLayer<V> {
         Ok(self)
     }
 
+    #[cfg(test)]
+    pub(crate) fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
     /// Leaves `error_description` out of the `WWW-Authenticate` challenges.
     pub fn terse(mut self) -> Self {
         Arc::make_mut(&mut self.settings).terse = true;
@@ -111,6 +238,30 @@ impl std::error::Error for InvalidScope {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn settings_in_any_order() {
+        let layer = CnfValidationLayer::new(())
+            .replay_store(MemoryReplayStore::with_capacity(16))
+            .dpop_only(DpopVerifier::new())
+            .allow_unbound();
+        assert!(layer.settings.dpop.is_some() && layer.settings.replay_store.is_some());
+        assert!(!layer.settings.accepts_certificates());
+        assert!(layer.settings.offers_bearer());
+        let layer = CnfValidationLayer::new(());
+        assert!(layer.settings.offers_bearer() && layer.settings.dpop.is_none());
+        assert!(
+            CnfValidationLayer::new(())
+                .try_public_origin("https://a.example/x")
+                .is_err()
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "not a public origin")]
+    fn a_malformed_origin_is_a_misconfiguration() {
+        let _ = CnfValidationLayer::new(()).public_origin("api.example.com");
+    }
 
     #[test]
     fn scopes_are_checked() {

@@ -1,36 +1,59 @@
-//! `CnfValidationLayer`: accept certificate-bound access tokens only from
-//! the certificate they are bound to.
+//! `CnfValidationLayer`: accept bound access tokens only from the holder
+//! of the key they are bound to: a TLS client certificate (RFC 8705) and,
+//! where enabled, a DPoP key (RFC 9449).
 //!
 //! For every request the middleware
 //!
 //! 1. reads the token from `Authorization` (scheme word `Bearer`, or
-//!    `mtls_pop` as Microsoft Entra sends it; case-insensitive; exactly one
-//!    token, in the header only);
-//! 2. validates it with a [`ValidateToken`], by default a [`JwtValidator`]
-//!    (RFC 9068 JWT access tokens, keys from a JWKS);
-//! 3. checks the binding (RFC 8705 section 3): a token whose `cnf` has an
+//!    `mtls_pop` as Microsoft Entra sends it, or `DPoP` where
+//!    [DPoP is accepted](CnfValidationLayer::accept_dpop), with exactly one
+//!    `DPoP` proof header; case-insensitive; exactly one token, in the
+//!    header only);
+//! 2. for `DPoP`, verifies the proof with the
+//!    [`DpopVerifier`](crate::proof::dpop::DpopVerifier): `typ`, `alg`,
+//!    public `jwk`, signature, `htm`, `htu` (see
+//!    [`public_origin`](CnfValidationLayer::public_origin)), `iat`, `ath`,
+//!    and the server nonce when nonces are on;
+//! 3. validates the token with a [`ValidateToken`], by default a
+//!    [`JwtValidator`] (RFC 9068 JWT access tokens, keys from a JWKS; a
+//!    token seen before is served from its cache);
+//! 4. checks the binding the token's `cnf` names, every request: an
 //!    `x5t#S256` passes only on a request whose
 //!    [`PeerCertificate`](crate::server::PeerCertificate) has that
-//!    thumbprint, compared in constant time. A token with no `cnf` is
-//!    refused unless the layer [allows unbound tokens](CnfValidationLayer::allow_unbound);
-//! 4. checks [required scopes](CnfValidationLayer::required_scope);
-//! 5. puts the [`VerifiedToken`] into the request's extensions and calls the
-//!    inner service.
+//!    thumbprint; a `jkt` only with the `DPoP` scheme and a proof by the key
+//!    with that thumbprint (a downgrade to `Bearer` is refused); both
+//!    compared in constant time. A token with no `cnf` is refused unless
+//!    the layer [allows unbound tokens](CnfValidationLayer::allow_unbound);
+//! 5. checks [required scopes](CnfValidationLayer::required_scope);
+//! 6. for `DPoP`, last, asks the
+//!    [replay store](CnfValidationLayer::replay_store) whether the proof is
+//!    new;
+//! 7. puts the [`VerifiedToken`] into the request's extensions, with the
+//!    [binding proven](VerifiedToken::binding), and calls the inner
+//!    service.
 //!
-//! Refusals are responses, per RFC 6750 section 3, with the [`Rejection`] in
-//! their extensions:
+//! Refusals are responses, per RFC 6750 section 3 and RFC 9449 section
+//! 7.1, with the [`Rejection`] in their extensions:
 //!
 //! | case | status | `WWW-Authenticate` |
 //! | --- | --- | --- |
-//! | no token (or another scheme) | 401 | `Bearer` |
-//! | malformed header, token sent twice, token in the query | 400 | `Bearer error="invalid_request"` |
-//! | bad token, unbound where binding is required, wrong or no certificate | 401 | `Bearer error="invalid_token"` |
+//! | no token (or another scheme) | 401 | `Bearer` (and `DPoP algs="..."` where accepted) |
+//! | malformed header, token sent twice, token in the query, two `DPoP` headers | 400 | `Bearer error="invalid_request"` |
+//! | bad token, unbound where binding is required, wrong or no certificate, DPoP-bound token as `Bearer`, `DPoP` with a token not DPoP-bound, proof by another key | 401 | `Bearer error="invalid_token"` |
+//! | `DPoP` without a proof, bad or replayed proof | 401 | `DPoP error="invalid_dpop_proof", algs="..."` |
+//! | no current server nonce in the proof | 401 | `DPoP error="use_dpop_nonce", algs="..."`, and a `DPoP-Nonce` header |
 //! | missing scope | 403 | `Bearer error="insufficient_scope", scope="..."` |
 //! | no signing keys could be loaded | 503 | none |
+//! | the replay store could not answer | 503 | none; `Retry-After` |
 //!
 //! The challenge carries `error_description` unless the layer is
 //! [terse](CnfValidationLayer::terse), and uses the scheme word of the
-//! request (`mtls_pop` answers `mtls_pop`).
+//! request (`mtls_pop` answers `mtls_pop`, `DPoP` answers `DPoP`). Where
+//! the route accepts both bindings, one `WWW-Authenticate` value carries a
+//! challenge for each scheme, the one with the error first:
+//! `DPoP error="invalid_dpop_proof", algs="ES256 ...", Bearer`. With server
+//! nonces on, every response to a `DPoP` request carries the current
+//! `DPoP-Nonce`.
 //!
 //! ```
 //! use std::convert::Infallible;
@@ -86,8 +109,73 @@
 //! assert_eq!(response.headers()[header::WWW_AUTHENTICATE], "Bearer");
 //! # }
 //! ```
+//!
+//! DPoP-bound tokens next to certificate-bound ones; a proof is accepted
+//! once:
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use http::{Method, Request, Response, StatusCode, header};
+//! use tower::{ServiceBuilder, ServiceExt};
+//! use tower_token_binding::proof::dpop::{DPOP, DpopProofs, DpopVerifier};
+//! use tower_token_binding::proof::{Algorithm, ProofKey};
+//! use tower_token_binding::validation::{CnfValidationLayer, TokenError, TokenErrorKind, VerifiedToken};
+//! use tower_token_binding::{Confirmation, ProvenBinding};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! // The client's DPoP key, and a token bound to it.
+//! let proofs = DpopProofs::new(ProofKey::generate(Algorithm::Es256).unwrap());
+//! let jkt = proofs.thumbprint();
+//! let validator = move |token: &str| {
+//!     let known = token == "dpop-token";
+//!     async move {
+//!         if !known {
+//!             return Err(TokenError::new(TokenErrorKind::Other));
+//!         }
+//!         let claims = serde_json::json!({ "sub": "app", "cnf": Confirmation::bound_to_key(jkt) });
+//!         Ok(VerifiedToken::from_claims(claims.as_object().unwrap().clone()).unwrap())
+//!     }
+//! };
+//!
+//! let service = ServiceBuilder::new()
+//!     .layer(CnfValidationLayer::new(validator).accept_dpop(DpopVerifier::new()))
+//!     .service_fn(|request: Request<String>| async move {
+//!         let token = request.extensions().get::<VerifiedToken>().unwrap();
+//!         assert!(matches!(token.binding(), ProvenBinding::Dpop(_)));
+//!         Ok::<_, Infallible>(Response::new(String::new()))
+//!     });
+//!
+//! let uri = "https://api.example/orders";
+//! let proof = proofs.proof(&Method::GET, &uri.parse().unwrap(), Some("dpop-token")).unwrap();
+//! let request = || {
+//!     Request::get(uri)
+//!         .header(header::AUTHORIZATION, "DPoP dpop-token")
+//!         .header(DPOP, proof.as_str())
+//!         .body(String::new())
+//!         .unwrap()
+//! };
+//! let response = service.clone().oneshot(request()).await.unwrap();
+//! assert_eq!(response.status(), StatusCode::OK);
+//!
+//! // The same proof again: a replay.
+//! let response = service.clone().oneshot(request()).await.unwrap();
+//! assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+//! let challenge = response.headers()[header::WWW_AUTHENTICATE].to_str().unwrap();
+//! assert!(challenge.starts_with("DPoP error=\"invalid_dpop_proof\""));
+//!
+//! // The token as a bearer token: a downgrade, refused.
+//! let mut request = Request::new(String::new());
+//! request.headers_mut().insert(header::AUTHORIZATION, "Bearer dpop-token".parse().unwrap());
+//! let response = service.oneshot(request).await.unwrap();
+//! assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+//! let challenge = response.headers()[header::WWW_AUTHENTICATE].to_str().unwrap();
+//! assert!(challenge.starts_with("Bearer error=\"invalid_token\""));
+//! # }
+//! ```
 
 mod cache;
+mod dpop;
 mod error;
 #[cfg(feature = "axum")]
 mod extract;
@@ -100,6 +188,7 @@ mod service;
 mod token;
 mod validator;
 
+pub use dpop::InvalidPublicOrigin;
 pub use error::{TokenError, TokenErrorKind};
 #[cfg(feature = "axum")]
 pub use extract::MissingVerifiedToken;

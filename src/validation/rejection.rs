@@ -4,7 +4,14 @@ use std::sync::Arc;
 
 use http::{HeaderValue, Response, StatusCode, header};
 
+use super::layer::Settings;
 use super::{TokenError, TokenErrorKind};
+use crate::proof::dpop::{DPOP_NONCE, DpopError, DpopErrorKind};
+use crate::replay::ReplayError;
+
+/// The `Retry-After` of a `503` for a replay store that could not answer,
+/// in seconds.
+const REPLAY_RETRY_AFTER: &str = "5";
 
 /// Why [`CnfValidationLayer`](super::CnfValidationLayer) refused a request.
 ///
@@ -20,6 +27,8 @@ pub struct Rejection {
 struct Inner {
     kind: RejectionKind,
     token_error: Option<TokenError>,
+    dpop_error: Option<DpopError>,
+    replay_error: Option<ReplayError>,
     scheme: Scheme,
 }
 
@@ -47,9 +56,10 @@ pub enum RejectionKind {
     /// The token is bound to another certificate than the request's:
     /// `401 invalid_token`.
     CertificateMismatch,
-    /// The token's `cnf` has no `x5t#S256`: it binds the token to something
-    /// other than a certificate (for example a DPoP key), which this server
-    /// cannot check: `401 invalid_token`.
+    /// The token's `cnf` names no binding this route accepts: only members
+    /// this server cannot check, a DPoP key on a route without DPoP, a
+    /// certificate on a DPoP-only route, or both a certificate and a DPoP
+    /// key: `401 invalid_token`.
     UnsupportedConfirmation,
     /// The token is not bound, and binding is required: `401 invalid_token`.
     UnboundToken,
@@ -57,6 +67,28 @@ pub enum RejectionKind {
     InsufficientScope,
     /// No keys to check tokens with: `503`.
     KeysUnavailable,
+    /// `Authorization: DPoP` without a `DPoP` proof header:
+    /// `401 invalid_dpop_proof`.
+    MissingDpopProof,
+    /// More than one `DPoP` header: `400 invalid_request`.
+    MultipleDpopProofs,
+    /// The DPoP proof was refused, replayed included
+    /// ([`DpopErrorKind::Replayed`]): `401 invalid_dpop_proof`, or
+    /// `401 use_dpop_nonce` with a fresh `DPoP-Nonce` header when the proof
+    /// lacks a current server nonce.
+    InvalidDpopProof(DpopErrorKind),
+    /// A DPoP-bound token (`cnf.jkt`) sent with another scheme than `DPoP`
+    /// (a downgrade to a bearer token): `401 invalid_token`.
+    DpopBoundAsBearer,
+    /// The `DPoP` scheme with a token that is not DPoP-bound (no
+    /// `cnf.jkt`): `401 invalid_token`.
+    NotDpopBound,
+    /// The token is bound to another DPoP key than the proof's:
+    /// `401 invalid_token` (a new key needs a new token).
+    DpopKeyMismatch,
+    /// The replay store could not tell whether the proof is new, so it was
+    /// refused (fail closed): `503` with `Retry-After`.
+    ReplayStoreUnavailable,
 }
 
 /// The scheme word of the `Authorization` header.
@@ -64,6 +96,7 @@ pub enum RejectionKind {
 pub(crate) enum Scheme {
     Bearer,
     MtlsPop,
+    Dpop,
 }
 
 impl Scheme {
@@ -71,6 +104,7 @@ impl Scheme {
         match self {
             Scheme::Bearer => "Bearer",
             Scheme::MtlsPop => "mtls_pop",
+            Scheme::Dpop => "DPoP",
         }
     }
 }
@@ -84,28 +118,41 @@ impl RejectionKind {
             | Self::NoClientCertificate
             | Self::CertificateMismatch
             | Self::UnsupportedConfirmation
-            | Self::UnboundToken => StatusCode::UNAUTHORIZED,
-            Self::MalformedAuthorization | Self::MultipleTokens | Self::TokenInQuery => {
-                StatusCode::BAD_REQUEST
-            }
+            | Self::UnboundToken
+            | Self::MissingDpopProof
+            | Self::InvalidDpopProof(_)
+            | Self::DpopBoundAsBearer
+            | Self::NotDpopBound
+            | Self::DpopKeyMismatch => StatusCode::UNAUTHORIZED,
+            Self::MalformedAuthorization
+            | Self::MultipleTokens
+            | Self::TokenInQuery
+            | Self::MultipleDpopProofs => StatusCode::BAD_REQUEST,
             Self::InsufficientScope => StatusCode::FORBIDDEN,
-            Self::KeysUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::KeysUnavailable | Self::ReplayStoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
-    /// The RFC 6750 `error` code, if the answer carries one.
+    /// The RFC 6750 (or RFC 9449 section 7.1) `error` code, if the answer
+    /// carries one.
     pub fn error_code(self) -> Option<&'static str> {
         match self {
-            Self::MissingCredentials | Self::KeysUnavailable => None,
-            Self::MalformedAuthorization | Self::MultipleTokens | Self::TokenInQuery => {
-                Some("invalid_request")
-            }
+            Self::MissingCredentials | Self::KeysUnavailable | Self::ReplayStoreUnavailable => None,
+            Self::MalformedAuthorization
+            | Self::MultipleTokens
+            | Self::TokenInQuery
+            | Self::MultipleDpopProofs => Some("invalid_request"),
             Self::InsufficientScope => Some("insufficient_scope"),
             Self::InvalidToken(_)
             | Self::NoClientCertificate
             | Self::CertificateMismatch
             | Self::UnsupportedConfirmation
-            | Self::UnboundToken => Some("invalid_token"),
+            | Self::UnboundToken
+            | Self::DpopBoundAsBearer
+            | Self::NotDpopBound
+            | Self::DpopKeyMismatch => Some("invalid_token"),
+            Self::MissingDpopProof => Some("invalid_dpop_proof"),
+            Self::InvalidDpopProof(kind) => Some(DpopError::new(kind).error_code()),
         }
     }
 
@@ -126,23 +173,41 @@ impl RejectionKind {
                 "the access token is bound to a different client certificate"
             }
             Self::UnsupportedConfirmation => {
-                "the access token cnf claim has no x5t#S256 certificate thumbprint"
+                "the access token cnf claim names no binding this server accepts"
             }
-            Self::UnboundToken => "the access token is not certificate-bound",
+            Self::UnboundToken => "the access token is not bound",
             Self::InsufficientScope => "the access token lacks a required scope",
             Self::KeysUnavailable => "the token signing keys are unavailable",
+            Self::MissingDpopProof => "the DPoP scheme requires a DPoP proof header",
+            Self::MultipleDpopProofs => "the DPoP proof header was sent more than once",
+            Self::InvalidDpopProof(kind) => match DpopError::new(kind).description() {
+                Cow::Borrowed(text) => text,
+                Cow::Owned(_) => "the DPoP proof lacks a required claim",
+            },
+            Self::DpopBoundAsBearer => {
+                "the access token is DPoP-bound: send it with the DPoP scheme and a proof"
+            }
+            Self::NotDpopBound => "the access token sent with the DPoP scheme is not DPoP-bound",
+            Self::DpopKeyMismatch => "the access token is bound to another key than the DPoP proof",
+            Self::ReplayStoreUnavailable => "the DPoP replay check is unavailable",
         }
     }
 }
 
 impl Rejection {
     pub(crate) fn new(kind: RejectionKind, scheme: Scheme) -> Self {
+        Self::from_inner(Inner {
+            kind,
+            token_error: None,
+            dpop_error: None,
+            replay_error: None,
+            scheme,
+        })
+    }
+
+    fn from_inner(inner: Inner) -> Self {
         Self {
-            inner: Arc::new(Inner {
-                kind,
-                token_error: None,
-                scheme,
-            }),
+            inner: Arc::new(inner),
         }
     }
 
@@ -151,13 +216,33 @@ impl Rejection {
             TokenErrorKind::KeysUnavailable => RejectionKind::KeysUnavailable,
             other => RejectionKind::InvalidToken(other),
         };
-        Self {
-            inner: Arc::new(Inner {
-                kind,
-                token_error: Some(error),
-                scheme,
-            }),
-        }
+        Self::from_inner(Inner {
+            kind,
+            token_error: Some(error),
+            dpop_error: None,
+            replay_error: None,
+            scheme,
+        })
+    }
+
+    pub(crate) fn dpop(error: DpopError, scheme: Scheme) -> Self {
+        Self::from_inner(Inner {
+            kind: RejectionKind::InvalidDpopProof(error.kind()),
+            token_error: None,
+            dpop_error: Some(error),
+            replay_error: None,
+            scheme,
+        })
+    }
+
+    pub(crate) fn replay_store(error: ReplayError) -> Self {
+        Self::from_inner(Inner {
+            kind: RejectionKind::ReplayStoreUnavailable,
+            token_error: None,
+            dpop_error: None,
+            replay_error: Some(error),
+            scheme: Scheme::Dpop,
+        })
     }
 
     /// What the rejection was for.
@@ -171,47 +256,94 @@ impl Rejection {
         self.inner.token_error.as_ref()
     }
 
+    /// The DPoP verifier's error, for [`RejectionKind::InvalidDpopProof`]
+    /// (a replayed proof's too).
+    pub fn dpop_error(&self) -> Option<&DpopError> {
+        self.inner.dpop_error.as_ref()
+    }
+
     /// The `error_description` sent unless the layer is terse: the
     /// validator's [description](TokenError::description) for an invalid
-    /// token (naming a missing claim), the kind's otherwise.
+    /// token (naming a missing claim), the DPoP verifier's for a refused
+    /// proof, the kind's otherwise.
     pub fn description(&self) -> Cow<'static, str> {
-        match &self.inner.token_error {
-            Some(e) => e.description(),
-            None => Cow::Borrowed(self.inner.kind.description()),
+        match (&self.inner.token_error, &self.inner.dpop_error) {
+            (Some(e), _) => e.description(),
+            (None, Some(e)) => e.description(),
+            (None, None) => Cow::Borrowed(self.inner.kind.description()),
         }
     }
 
-    /// The RFC 6750 response: status, `WWW-Authenticate` challenge (with
-    /// `error_description` unless `terse`, and `scope` for
-    /// `insufficient_scope`), `Cache-Control: no-store`, an empty body, and
-    /// this rejection in the extensions.
-    pub(crate) fn into_response<B: Default>(self, terse: bool, scope: Option<&str>) -> Response<B> {
+    /// The response: status, `WWW-Authenticate` challenges (see
+    /// [`challenges`]), `Cache-Control: no-store`, `Retry-After` for a
+    /// replay store that failed, `DPoP-Nonce` for a `DPoP` request when
+    /// nonces are on, an empty body, and this rejection in the extensions.
+    pub(crate) fn into_response<B: Default>(self, settings: &Settings) -> Response<B> {
         let kind = self.inner.kind;
         let mut response = Response::new(B::default());
         *response.status_mut() = kind.status();
-        if kind != RejectionKind::KeysUnavailable {
-            let description = (!terse).then(|| self.description());
-            let challenge = challenge(self.inner.scheme, kind, description.as_deref(), scope);
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, challenge);
+        let headers = response.headers_mut();
+        match kind {
+            RejectionKind::KeysUnavailable => {}
+            RejectionKind::ReplayStoreUnavailable => {
+                headers.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from_static(REPLAY_RETRY_AFTER),
+                );
+            }
+            _ => {
+                let description = (!settings.terse).then(|| self.description());
+                let offer = Offer {
+                    bearer: settings.offers_bearer(),
+                    dpop_algs: settings.dpop.as_ref().map(|v| v.algs()),
+                };
+                let value = challenges(
+                    self.inner.scheme,
+                    kind,
+                    description.as_deref(),
+                    settings.scope_param.as_deref(),
+                    &offer,
+                );
+                headers.insert(header::WWW_AUTHENTICATE, value);
+            }
         }
-        response
-            .headers_mut()
-            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if let Some(nonce) = super::dpop::nonce_header(settings, self.inner.scheme) {
+            headers.insert(DPOP_NONCE, nonce);
+        }
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         response.extensions_mut().insert(self);
         response
     }
 }
 
-fn challenge(
+/// The schemes a route accepts, for its challenges.
+struct Offer<'a> {
+    bearer: bool,
+    /// With DPoP, the `algs` parameter.
+    dpop_algs: Option<&'a str>,
+}
+
+/// One `WWW-Authenticate` value with a challenge for each scheme the route
+/// accepts (RFC 7235 section 4.1 allows several in one value; one value is
+/// what clients that read a single header see whole).
+///
+/// With an error, the challenge of the request's scheme comes first and
+/// carries it (`DPoP error="invalid_dpop_proof", algs="ES256 ..."`), then
+/// bare challenges for the other schemes: `Bearer`, `DPoP algs="..."`.
+/// Without credentials, bare challenges for every scheme offered (RFC 9449
+/// section 7.2: `Bearer, DPoP algs="ES256 PS256"`).
+fn challenges(
     scheme: Scheme,
     kind: RejectionKind,
     description: Option<&str>,
     scope: Option<&str>,
+    offer: &Offer<'_>,
 ) -> HeaderValue {
-    let mut value = String::from(scheme.word());
+    let mut value = String::new();
+    let mut add_bearer = offer.bearer;
+    let mut add_dpop = offer.dpop_algs;
     if let Some(code) = kind.error_code() {
+        value.push_str(scheme.word());
         value.push_str(" error=\"");
         value.push_str(code);
         value.push('"');
@@ -225,9 +357,45 @@ fn challenge(
             push_quoted(&mut value, scope);
             value.push('"');
         }
+        match scheme {
+            Scheme::Dpop => {
+                if let Some(algs) = add_dpop.take() {
+                    push_algs(&mut value, algs, false);
+                }
+            }
+            // An `mtls_pop` client is answered in its own scheme only.
+            Scheme::Bearer | Scheme::MtlsPop => add_bearer = false,
+        }
+    }
+    if add_bearer {
+        push_separator(&mut value);
+        value.push_str("Bearer");
+    }
+    if let Some(algs) = add_dpop {
+        push_separator(&mut value);
+        value.push_str("DPoP");
+        push_algs(&mut value, algs, true);
+    }
+    if value.is_empty() {
+        value.push_str("Bearer");
     }
     // Everything above is printable ASCII: `push_quoted` sees to it.
     HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("Bearer"))
+}
+
+fn push_separator(value: &mut String) {
+    if !value.is_empty() {
+        value.push_str(", ");
+    }
+}
+
+/// The `algs` parameter: ` algs="..."` right after the scheme word (`bare`),
+/// `, algs="..."` after other parameters.
+fn push_algs(value: &mut String, algs: &str, bare: bool) {
+    value.push_str(if bare { " " } else { ", " });
+    value.push_str("algs=\"");
+    push_quoted(value, algs);
+    value.push('"');
 }
 
 /// Escapes for an RFC 7230 quoted-string. RFC 6750 allows only printable
@@ -253,25 +421,43 @@ impl fmt::Debug for Rejection {
         if let Some(e) = &self.inner.token_error {
             d.field("token_error", e);
         }
+        if let Some(e) = &self.inner.dpop_error {
+            d.field("dpop_error", e);
+        }
+        if let Some(e) = &self.inner.replay_error {
+            d.field("replay_error", e);
+        }
         d.finish()
     }
 }
 
 impl fmt::Display for Rejection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.inner.token_error {
-            Some(e) => write!(f, "{e}"),
-            None => f.write_str(self.inner.kind.description()),
-            // (`description` adds nothing here: `TokenError`'s `Display`
-            // already names the claim.)
+        // (`description` adds nothing here: the errors' `Display` already
+        // names the claim.)
+        match (
+            &self.inner.token_error,
+            &self.inner.dpop_error,
+            &self.inner.replay_error,
+        ) {
+            (Some(e), _, _) => write!(f, "{e}"),
+            (None, Some(e), _) => write!(f, "{e}"),
+            (None, None, Some(e)) => write!(f, "{}: {e}", self.inner.kind.description()),
+            (None, None, None) => f.write_str(self.inner.kind.description()),
         }
     }
 }
 
 impl std::error::Error for Rejection {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        if let Some(e) = &self.inner.token_error {
+            return Some(e);
+        }
+        if let Some(e) = &self.inner.dpop_error {
+            return Some(e);
+        }
         self.inner
-            .token_error
+            .replay_error
             .as_ref()
             .map(|e| e as &(dyn std::error::Error + 'static))
     }
@@ -282,7 +468,16 @@ mod tests {
     use super::*;
 
     fn www(rejection: Rejection, terse: bool, scope: Option<&str>) -> Option<String> {
-        let response: Response<()> = rejection.into_response(terse, scope);
+        let settings = Settings {
+            terse,
+            scope_param: scope.map(str::to_owned),
+            ..Settings::default()
+        };
+        www_with(rejection, &settings)
+    }
+
+    fn www_with(rejection: Rejection, settings: &Settings) -> Option<String> {
+        let response: Response<()> = rejection.into_response(settings);
         response
             .headers()
             .get(header::WWW_AUTHENTICATE)
@@ -302,7 +497,7 @@ mod tests {
         );
         assert_eq!(
             www(r(RejectionKind::UnboundToken), false, None).unwrap(),
-            "Bearer error=\"invalid_token\", error_description=\"the access token is not certificate-bound\""
+            "Bearer error=\"invalid_token\", error_description=\"the access token is not bound\""
         );
         assert_eq!(
             www(r(RejectionKind::InsufficientScope), true, Some("a \"b\"")).unwrap(),
@@ -315,6 +510,71 @@ mod tests {
                 .unwrap()
                 .starts_with("mtls_pop error=\"invalid_token\"")
         );
+    }
+
+    #[test]
+    fn dpop_challenges() {
+        use crate::proof::Algorithm;
+        use crate::proof::dpop::DpopVerifier;
+        let verifier = DpopVerifier::builder()
+            .algorithms([Algorithm::Es256, Algorithm::EdDsa])
+            .build();
+        let both = Settings {
+            terse: true,
+            dpop: Some(verifier.clone()),
+            ..Settings::default()
+        };
+        let dpop_only = Settings {
+            no_certificates: true,
+            ..both.clone()
+        };
+        let missing = |s| {
+            www_with(
+                Rejection::new(RejectionKind::MissingCredentials, Scheme::Bearer),
+                s,
+            )
+        };
+        assert_eq!(missing(&both).unwrap(), "Bearer, DPoP algs=\"ES256 EdDSA\"");
+        assert_eq!(missing(&dpop_only).unwrap(), "DPoP algs=\"ES256 EdDSA\"");
+
+        let proof = |kind| Rejection::dpop(DpopError::new(kind), Scheme::Dpop);
+        assert_eq!(
+            www_with(proof(DpopErrorKind::BadSignature), &both).unwrap(),
+            "DPoP error=\"invalid_dpop_proof\", algs=\"ES256 EdDSA\", Bearer"
+        );
+        assert_eq!(
+            www_with(proof(DpopErrorKind::MissingNonce), &dpop_only).unwrap(),
+            "DPoP error=\"use_dpop_nonce\", algs=\"ES256 EdDSA\""
+        );
+        let bearer = Rejection::new(RejectionKind::DpopBoundAsBearer, Scheme::Bearer);
+        assert_eq!(
+            www_with(bearer, &both).unwrap(),
+            "Bearer error=\"invalid_token\", DPoP algs=\"ES256 EdDSA\""
+        );
+        let verbose = Settings {
+            terse: false,
+            ..both.clone()
+        };
+        let mismatch = Rejection::new(RejectionKind::DpopKeyMismatch, Scheme::Dpop);
+        assert_eq!(
+            www_with(mismatch, &verbose).unwrap(),
+            "DPoP error=\"invalid_token\", error_description=\"the access token is bound to another key than the DPoP proof\", algs=\"ES256 EdDSA\", Bearer"
+        );
+        assert_eq!(
+            RejectionKind::InvalidDpopProof(DpopErrorKind::MissingClaim).description(),
+            "the DPoP proof lacks a required claim"
+        );
+
+        // A failing store: 503, Retry-After, no challenge.
+        let failed = Rejection::replay_store(ReplayError::new(
+            crate::replay::ReplayErrorKind::Unavailable,
+        ));
+        assert!(failed.to_string().contains("unavailable"));
+        assert!(std::error::Error::source(&failed).is_some());
+        let response: Response<()> = failed.into_response(&both);
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "5");
+        assert!(response.headers().get(header::WWW_AUTHENTICATE).is_none());
     }
 
     #[test]

@@ -1,9 +1,10 @@
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::{HeaderMap, Request, Response, header};
+use http::{HeaderMap, HeaderValue, Request, Response, header};
 use tower::Service;
 
+use super::dpop;
 use super::future::ResponseFuture;
 use super::layer::Settings;
 use super::rejection::{Rejection, RejectionKind, Scheme};
@@ -64,26 +65,64 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let (scheme, validation) = match credentials(&request) {
-            Ok((scheme, token)) => (scheme, self.validator.validate(token)),
+        let checked = credentials(&request, &self.settings).and_then(|credentials| {
+            // The proof is checked before the token is validated, so a bad
+            // proof costs no key fetch; its binding to the token and the
+            // replay check come after.
+            let proof = match (credentials.proof, &self.settings.dpop) {
+                (Some(proof), Some(verifier)) => Some(dpop::verify(
+                    verifier,
+                    &self.settings,
+                    &request,
+                    proof,
+                    credentials.token,
+                )?),
+                _ => None,
+            };
+            Ok((
+                credentials.scheme,
+                self.validator.validate(credentials.token),
+                proof,
+            ))
+        });
+        let (scheme, validation, proof) = match checked {
+            Ok(checked) => checked,
             Err(rejection) => {
-                tracing::debug!(rejection = ?rejection.kind(), "request refused");
-                return ResponseFuture::rejected(
-                    rejection
-                        .into_response(self.settings.terse, self.settings.scope_param.as_deref()),
-                );
+                tracing::debug!(rejection = ?rejection.kind(), reason = %rejection, "request refused");
+                return ResponseFuture::rejected(rejection.into_response(&self.settings));
             }
         };
         // A clone goes into the future, which drives it to readiness after
         // the token is verified (`ServiceExt::oneshot`'s pattern).
         let inner = self.inner.clone();
-        ResponseFuture::validating(validation, request, inner, self.settings.clone(), scheme)
+        ResponseFuture::validating(
+            validation,
+            request,
+            inner,
+            self.settings.clone(),
+            scheme,
+            proof,
+        )
     }
 }
 
-/// Finds the access token: `Authorization: Bearer <token>` or
-/// `Authorization: mtls_pop <token>` (scheme word case-insensitive), once.
-fn credentials<B>(request: &Request<B>) -> Result<(Scheme, &str), Rejection> {
+/// What a request presents: its scheme, its token and, for `DPoP`, its
+/// proof header.
+#[derive(Debug)]
+struct Credentials<'a> {
+    scheme: Scheme,
+    token: &'a str,
+    proof: Option<&'a HeaderValue>,
+}
+
+/// Finds the access token: `Authorization: Bearer <token>`,
+/// `Authorization: mtls_pop <token>` or, where DPoP is accepted,
+/// `Authorization: DPoP <token>` with exactly one `DPoP` header (scheme word
+/// case-insensitive), once.
+fn credentials<'a, B>(
+    request: &'a Request<B>,
+    settings: &Settings,
+) -> Result<Credentials<'a>, Rejection> {
     let in_query = request.uri().query().is_some_and(has_access_token_param);
     let headers = request.headers();
     let Some(value) = single_authorization(headers)? else {
@@ -103,8 +142,11 @@ fn credentials<B>(request: &Request<B>) -> Result<(Scheme, &str), Rejection> {
         Scheme::Bearer
     } else if word.eq_ignore_ascii_case("mtls_pop") {
         Scheme::MtlsPop
+    } else if word.eq_ignore_ascii_case("dpop") && settings.dpop.is_some() {
+        Scheme::Dpop
     } else {
-        // Another scheme (Basic, DPoP, ...): no credentials we understand.
+        // Another scheme (Basic, DPoP where it is not accepted, ...): no
+        // credentials we understand.
         return Err(Rejection::new(
             RejectionKind::MissingCredentials,
             Scheme::Bearer,
@@ -117,7 +159,19 @@ fn credentials<B>(request: &Request<B>) -> Result<(Scheme, &str), Rejection> {
     if in_query {
         return Err(Rejection::new(RejectionKind::MultipleTokens, scheme));
     }
-    Ok((scheme, token))
+    let proof = if scheme == Scheme::Dpop {
+        let proof = dpop::proof_header(headers).map_err(|kind| Rejection::new(kind, scheme))?;
+        Some(proof.ok_or_else(|| Rejection::new(RejectionKind::MissingDpopProof, scheme))?)
+    } else {
+        // A `DPoP` header next to another scheme proves nothing and is
+        // ignored; a DPoP-bound token is refused without its scheme.
+        None
+    };
+    Ok(Credentials {
+        scheme,
+        token,
+        proof,
+    })
 }
 
 fn single_authorization(headers: &HeaderMap) -> Result<Option<&http::HeaderValue>, Rejection> {
@@ -181,14 +235,61 @@ mod tests {
     use super::*;
 
     fn parse(values: &[&str], uri: &str) -> Result<(Scheme, String), RejectionKind> {
+        parse_with(values, &[], uri, &Settings::default())
+    }
+
+    fn parse_with(
+        values: &[&str],
+        proofs: &[&str],
+        uri: &str,
+        settings: &Settings,
+    ) -> Result<(Scheme, String), RejectionKind> {
         let mut builder = Request::get(uri);
         for v in values {
             builder = builder.header(header::AUTHORIZATION, *v);
         }
+        for p in proofs {
+            builder = builder.header(crate::proof::dpop::DPOP, *p);
+        }
         let request = builder.body(()).unwrap();
-        credentials(&request)
-            .map(|(s, t)| (s, t.to_owned()))
+        credentials(&request, settings)
+            .map(|c| (c.scheme, c.token.to_owned()))
             .map_err(|r| r.kind())
+    }
+
+    #[test]
+    fn the_dpop_scheme_where_accepted() {
+        use RejectionKind as K;
+        let dpop = CnfValidationLayer::new(())
+            .accept_dpop(crate::proof::dpop::DpopVerifier::new())
+            .settings()
+            .clone();
+        let plain = Settings::default();
+        assert_eq!(
+            parse_with(&["dpop abc"], &["p"], "/", &dpop),
+            Ok((Scheme::Dpop, "abc".into()))
+        );
+        assert_eq!(
+            parse_with(&["DPoP abc"], &["p"], "/", &plain),
+            Err(K::MissingCredentials)
+        );
+        assert_eq!(
+            parse_with(&["DPoP abc"], &[], "/", &dpop),
+            Err(K::MissingDpopProof)
+        );
+        assert_eq!(
+            parse_with(&["DPoP abc"], &["p", "q"], "/", &dpop),
+            Err(K::MultipleDpopProofs)
+        );
+        assert_eq!(
+            parse_with(&["DPoP a b"], &["p"], "/", &dpop),
+            Err(K::MalformedAuthorization)
+        );
+        // A proof next to Bearer is ignored here; the token decides.
+        assert_eq!(
+            parse_with(&["Bearer abc"], &["p", "q"], "/", &dpop),
+            Ok((Scheme::Bearer, "abc".into()))
+        );
     }
 
     #[test]
@@ -243,7 +344,9 @@ mod tests {
             http::HeaderValue::from_bytes(b"Bearer \xff\xfe").unwrap(),
         );
         assert_eq!(
-            credentials(&request).unwrap_err().kind(),
+            credentials(&request, &Settings::default())
+                .unwrap_err()
+                .kind(),
             RejectionKind::MalformedAuthorization
         );
     }

@@ -3,15 +3,19 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use crate::{Confirmation, InvalidConfirmation};
+use crate::{Confirmation, InvalidConfirmation, ProvenBinding};
 
-/// A validated access token: its claims, and its `cnf` read strictly.
+/// A validated access token: its claims, its `cnf` read strictly, and which
+/// binding the request proved.
 ///
 /// [`CnfValidationLayer`](super::CnfValidationLayer) puts one into the
-/// extensions of every request it lets through; with the `axum` feature it is
-/// also an extractor. Cloning is cheap (a reference count).
+/// extensions of every request it lets through, with
+/// [`binding`](Self::binding) set to what that request proved (its client
+/// certificate or its DPoP proof); with the `axum` feature it is also an
+/// extractor. Cloning is cheap (a reference count).
 ///
 /// ```
+/// use tower_token_binding::ProvenBinding;
 /// use tower_token_binding::validation::VerifiedToken;
 ///
 /// let claims = serde_json::json!({ "sub": "svc", "scope": "read write" });
@@ -19,10 +23,13 @@ use crate::{Confirmation, InvalidConfirmation};
 /// assert_eq!(token.subject(), Some("svc"));
 /// assert!(token.has_scope("write"));
 /// assert!(token.confirmation().is_none());
+/// // Set by the layer, per request; a validator's token has proven nothing.
+/// assert_eq!(token.binding(), ProvenBinding::None);
 /// ```
 #[derive(Clone)]
 pub struct VerifiedToken {
     inner: Arc<Inner>,
+    binding: ProvenBinding,
 }
 
 struct Inner {
@@ -40,7 +47,23 @@ impl VerifiedToken {
         };
         Ok(Self {
             inner: Arc::new(Inner { claims, cnf }),
+            binding: ProvenBinding::None,
         })
+    }
+
+    /// This token, as proven by one request (the claims are shared).
+    pub(crate) fn with_binding(mut self, binding: ProvenBinding) -> Self {
+        self.binding = binding;
+        self
+    }
+
+    /// Which binding the request proved: the client certificate the token
+    /// is bound to ([`ProvenBinding::Certificate`]), the DPoP key
+    /// ([`ProvenBinding::Dpop`]), or nothing for an unbound bearer token
+    /// ([`ProvenBinding::None`], also what a token straight from a
+    /// [`ValidateToken`](super::ValidateToken) says).
+    pub fn binding(&self) -> ProvenBinding {
+        self.binding
     }
 
     /// All claims.
@@ -115,10 +138,7 @@ impl fmt::Debug for VerifiedToken {
             .field("sub", &self.subject())
             .field("client_id", &self.client_id())
             .field("scope", &self.scope())
-            .field(
-                "x5t#S256",
-                &self.confirmation().and_then(Confirmation::thumbprint),
-            )
+            .field("binding", &self.binding)
             .finish_non_exhaustive()
     }
 }

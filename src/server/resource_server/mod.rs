@@ -1,5 +1,6 @@
 //! [`ResourceServer`]: an issuer URL, an audience and TLS files in, a
-//! running resource server that accepts certificate-bound tokens out.
+//! running resource server that accepts certificate-bound tokens (and,
+//! when asked, DPoP-bound ones) out.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -14,7 +15,13 @@ use rustls::{RootCertStore, ServerConfig};
 use tokio::net::TcpListener;
 use tower::Service;
 
+mod error;
+
+pub use error::{ResourceServerError, ResourceServerErrorKind};
+
 use super::{ClientCertMode, Serve, ServerTlsConfig, ServerTlsError, ServerTlsErrorKind};
+use crate::proof::dpop::DpopVerifier;
+use crate::replay::{BoxReplayStore, ReplayStore};
 use crate::tls;
 use crate::validation::jwt::check_relaxable;
 use crate::validation::{CnfValidation, CnfValidationLayer, JwksSource, JwtValidator};
@@ -218,6 +225,9 @@ impl ResourceServer {
 /// | [`jwks_unknown_kid_cooldown`](Self::jwks_unknown_kid_cooldown) | 10 s |
 /// | [`issuer_timeout`](Self::issuer_timeout) | 10 s |
 /// | [`terse`](Self::terse) | `error_description` in challenges |
+/// | [`accept_dpop`](Self::accept_dpop) | certificate-bound tokens only |
+/// | [`public_origin`](Self::public_origin) | `https` and the request's authority (DPoP `htu`) |
+/// | [`replay_store`](Self::replay_store) | in memory (DPoP proofs) |
 /// | [`handshake_timeout`](Self::handshake_timeout) | 10 s |
 ///
 /// A setter called twice keeps the last value, except
@@ -240,6 +250,9 @@ pub struct ResourceServerBuilder {
     issuer_timeout: Option<Duration>,
     terse: bool,
     handshake_timeout: Option<Duration>,
+    dpop: Option<DpopVerifier>,
+    public_origin: Option<String>,
+    replay_store: Option<BoxReplayStore>,
 }
 
 #[derive(Clone)]
@@ -277,6 +290,8 @@ impl fmt::Debug for ResourceServerBuilder {
             .field("client_certs", &self.client_certs)
             .field("required_scopes", &self.scopes)
             .field("allow_unbound", &self.allow_unbound)
+            .field("dpop", &self.dpop)
+            .field("public_origin", &self.public_origin)
             .finish_non_exhaustive()
     }
 }
@@ -435,6 +450,47 @@ impl ResourceServerBuilder {
         self
     }
 
+    /// Also accepts DPoP-bound tokens (RFC 9449) next to certificate-bound
+    /// ones, their proofs checked by `verifier`; see
+    /// [`CnfValidationLayer::accept_dpop`]. For server nonces, build the
+    /// verifier with them:
+    ///
+    /// ```
+    /// use tower_token_binding::proof::dpop::{DpopVerifier, StatelessNonces};
+    /// use tower_token_binding::server::ResourceServer;
+    ///
+    /// let builder = ResourceServer::builder()
+    ///     .accept_dpop(
+    ///         DpopVerifier::builder()
+    ///             .nonces(StatelessNonces::random().unwrap())
+    ///             .build(),
+    ///     )
+    ///     .public_origin("https://api.example.com");
+    /// # let _ = builder;
+    /// ```
+    pub fn accept_dpop(mut self, verifier: DpopVerifier) -> Self {
+        self.dpop = Some(verifier);
+        self
+    }
+
+    /// The origin clients address this server by, for the `htu` of DPoP
+    /// proofs (behind a proxy or load balancer); see
+    /// [`CnfValidationLayer::public_origin`]. Needs
+    /// [`accept_dpop`](Self::accept_dpop); a malformed origin is an error
+    /// from [`build`](Self::build).
+    pub fn public_origin(mut self, origin: impl Into<String>) -> Self {
+        self.public_origin = Some(origin.into());
+        self
+    }
+
+    /// Where DPoP proofs are remembered (a store shared by every replica,
+    /// say); see [`CnfValidationLayer::replay_store`]. Default: in memory.
+    /// Needs [`accept_dpop`](Self::accept_dpop).
+    pub fn replay_store(mut self, store: impl ReplayStore) -> Self {
+        self.replay_store = Some(BoxReplayStore::new(store));
+        self
+    }
+
     /// Checks the settings, reads the files and builds the server. Needs no
     /// Tokio runtime and makes no request.
     pub fn build(self) -> Result<ResourceServer, ResourceServerError> {
@@ -455,6 +511,19 @@ impl ResourceServerBuilder {
         }
         if let Err(refusal) = check_relaxable(&self.allow_missing) {
             return Err(ResourceServerError::new(K::ClaimAlwaysRequired).with_source(refusal));
+        }
+
+        if self.dpop.is_none() && (self.public_origin.is_some() || self.replay_store.is_some()) {
+            return Err(
+                ResourceServerError::new(K::ConflictingOptions).with_message(
+                    "public_origin and replay_store are DPoP settings: DPoP is off without accept_dpop",
+                ),
+            );
+        }
+        if let Some(origin) = &self.public_origin {
+            CnfValidationLayer::new(())
+                .try_public_origin(origin)
+                .map_err(|e| ResourceServerError::new(K::InvalidPublicOrigin).with_source(e))?;
         }
 
         let invalid_scope = |e| ResourceServerError::new(K::InvalidScope).with_source(e);
@@ -554,6 +623,17 @@ impl ResourceServerBuilder {
         if self.terse {
             layer = layer.terse();
         }
+        if let Some(store) = self.replay_store {
+            layer = layer.replay_store(store);
+        }
+        if let Some(verifier) = self.dpop {
+            layer = layer.accept_dpop(verifier);
+        }
+        if let Some(origin) = &self.public_origin {
+            layer = layer
+                .try_public_origin(origin)
+                .map_err(|e| ResourceServerError::new(K::InvalidPublicOrigin).with_source(e))?;
+        }
         Ok(ResourceServer {
             issuer,
             layer,
@@ -577,153 +657,42 @@ fn tls_file_error(e: ServerTlsError, cert: &Path, key: &Path) -> ResourceServerE
         .with_source(e)
 }
 
-/// The error returned by [`ResourceServerBuilder::build`].
-///
-/// [`kind`](Self::kind) says what is wrong, [`path`](Self::path) which file
-/// it is about (for the file settings), and the source chain has the
-/// underlying error ([`ServerTlsError`], [`IdentityError`](crate::IdentityError),
-/// [`JwksError`](crate::validation::JwksError),
-/// [`InvalidScope`](crate::validation::InvalidScope)).
-pub struct ResourceServerError {
-    kind: ResourceServerErrorKind,
-    path: Option<PathBuf>,
-    message: Option<&'static str>,
-    source: Option<BoxError>,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// What is wrong with a [`ResourceServerBuilder`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ResourceServerErrorKind {
-    /// No [`issuer`](ResourceServerBuilder::issuer).
-    MissingIssuer,
-    /// The issuer is not an `https://` URL without user info, query or
-    /// fragment.
-    InvalidIssuer,
-    /// No [`audience`](ResourceServerBuilder::audience).
-    MissingAudience,
-    /// An audience is empty (or blank).
-    EmptyAudience,
-    /// A [required scope](ResourceServerBuilder::required_scope) is not an
-    /// RFC 6749 scope token.
-    InvalidScope,
-    /// [`algorithms`](ResourceServerBuilder::algorithms) is empty.
-    NoAlgorithms,
-    /// [`allow_missing_claims`](ResourceServerBuilder::allow_missing_claims)
-    /// names a claim that is always required (`iss`, `aud`, `exp`) or one
-    /// it does not know; see
-    /// [`RELAXABLE_CLAIMS`](crate::validation::RELAXABLE_CLAIMS).
-    ClaimAlwaysRequired,
-    /// Neither [`tls_pem_files`](ResourceServerBuilder::tls_pem_files) nor
-    /// [`tls_config`](ResourceServerBuilder::tls_config).
-    MissingTls,
-    /// The server's certificate or key file cannot be read or used (the
-    /// key does not belong to the certificate, ...); [`path`](ResourceServerError::path)
-    /// names the file.
-    Tls,
-    /// The [client CA file](ResourceServerBuilder::client_ca_file) cannot be
-    /// read or holds no certificate, or the client-certificate verifier
-    /// cannot be built.
-    ClientCa,
-    /// No trust for the issuer's HTTPS: the
-    /// [CA file](ResourceServerBuilder::issuer_root_ca_file) cannot be read,
-    /// the platform has no root certificates, or the HTTPS client cannot be
-    /// built.
-    IssuerTls,
-    /// Settings that do not go together.
-    ConflictingOptions,
-}
-
-impl ResourceServerError {
-    fn new(kind: ResourceServerErrorKind) -> Self {
-        Self {
-            kind,
-            path: None,
-            message: None,
-            source: None,
-        }
-    }
-
-    fn with_source(mut self, source: impl Into<BoxError>) -> Self {
-        self.source = Some(source.into());
-        self
-    }
-
-    fn with_message(mut self, message: &'static str) -> Self {
-        self.message = Some(message);
-        self
-    }
-
-    fn at(mut self, path: &Path) -> Self {
-        self.path = Some(path.to_owned());
-        self
-    }
-
-    /// What is wrong.
-    pub fn kind(&self) -> ResourceServerErrorKind {
-        self.kind
-    }
-
-    /// The file the error is about, if any.
-    pub fn path(&self) -> Option<&Path> {
-        self.path.as_deref()
-    }
-}
-
-impl fmt::Display for ResourceServerError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    #[test]
+    fn dpop_settings_are_checked_at_build() {
         use ResourceServerErrorKind as K;
-        f.write_str(match self.kind {
-            K::MissingIssuer => "an issuer is required (ResourceServerBuilder::issuer)",
-            K::InvalidIssuer => "invalid issuer",
-            K::MissingAudience => "an audience is required (ResourceServerBuilder::audience)",
-            K::EmptyAudience => "an audience must not be empty",
-            K::InvalidScope => "invalid required scope",
-            K::NoAlgorithms => "at least one signature algorithm must be allowed",
-            K::ClaimAlwaysRequired => "a claim that cannot be allowed to be missing",
-            K::MissingTls => {
-                "the server's TLS certificate is required (ResourceServerBuilder::tls_pem_files or tls_config)"
-            }
-            K::Tls => "server TLS",
-            K::ClientCa => "client certificate trust",
-            K::IssuerTls => "trust for the issuer's HTTPS",
-            K::ConflictingOptions => "conflicting settings",
-        })?;
-        // A source about a file names it already.
-        if let (Some(path), None) = (&self.path, &self.source) {
-            write!(f, ": {}", path.display())?;
-        }
-        if let Some(message) = self.message {
-            write!(f, ": {message}")?;
-        }
-        if let Some(source) = &self.source {
-            write!(f, ": {source}")?;
-        }
-        Ok(())
-    }
-}
-
-impl fmt::Debug for ResourceServerError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut d = f.debug_struct("ResourceServerError");
-        d.field("kind", &self.kind);
-        if let Some(path) = &self.path {
-            d.field("path", path);
-        }
-        if let Some(message) = self.message {
-            d.field("message", &message);
-        }
-        if let Some(source) = &self.source {
-            d.field("source", source);
-        }
-        d.finish()
-    }
-}
-
-impl std::error::Error for ResourceServerError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
-            .as_deref()
-            .map(|e| e as &(dyn std::error::Error + 'static))
+        let base = || {
+            ResourceServer::builder()
+                .issuer("https://login.example")
+                .audience("https://api.example")
+        };
+        let kind = |builder: ResourceServerBuilder| builder.build().unwrap_err().kind();
+        assert_eq!(
+            kind(base().public_origin("https://api.example")),
+            K::ConflictingOptions
+        );
+        assert_eq!(
+            kind(base().replay_store(crate::replay::MemoryReplayStore::new())),
+            K::ConflictingOptions
+        );
+        let err = base()
+            .accept_dpop(DpopVerifier::new())
+            .public_origin("api.example")
+            .build()
+            .unwrap_err();
+        assert_eq!(err.kind(), K::InvalidPublicOrigin);
+        assert!(err.to_string().contains("not a public origin"), "{err}");
+        // Good DPoP settings get as far as the missing TLS files.
+        assert_eq!(
+            kind(
+                base()
+                    .accept_dpop(DpopVerifier::new())
+                    .public_origin("https://api.example")
+            ),
+            K::MissingTls
+        );
     }
 }
