@@ -136,14 +136,11 @@ fn dpop_bound(
         }
     };
     let ours = proofs.thumbprint();
-    match cnf.other_members().get("jkt") {
-        Some(Value::String(jkt)) if ours.matches_str(jkt) => {}
+    // `Confirmation` read `jkt` strictly (a thumbprint string, once).
+    match cnf.jkt() {
+        Some(jkt) if ours.matches(jkt) => {}
         other => {
-            let theirs = match other {
-                Some(Value::String(jkt)) => jkt.clone(),
-                Some(_) => "not a string".to_owned(),
-                None => "absent".to_owned(),
-            };
+            let theirs = other.map_or_else(|| "absent".to_owned(), ToString::to_string);
             return Err(TokenEndpointError::new(Kind::KeyMismatch)
                 .status(status)
                 .message(format!("cnf.jkt is {theirs}, our DPoP key's is {ours}")));
