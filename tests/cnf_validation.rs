@@ -542,6 +542,14 @@ async fn no_keys_at_all_is_a_503_not_a_401() {
     let (status, challenge, _) = call(&client, &api, Some(&bearer(&token))).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(challenge, None);
+    // The token may be fine: the client is told to come back, not to drop it.
+    let request = Request::get(api.clone())
+        .header(header::AUTHORIZATION, bearer(&token))
+        .body(Full::default())
+        .unwrap();
+    let response = client.request(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(response.headers()[header::RETRY_AFTER], "5");
 }
 
 #[tokio::test]

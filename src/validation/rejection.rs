@@ -9,9 +9,9 @@ use super::{TokenError, TokenErrorKind};
 use crate::proof::dpop::{DPOP_NONCE, DpopError, DpopErrorKind};
 use crate::replay::ReplayError;
 
-/// The `Retry-After` of a `503` for a replay store that could not answer,
-/// in seconds.
-const REPLAY_RETRY_AFTER: &str = "5";
+/// The `Retry-After` of a `503` (no signing keys, or a replay store that
+/// could not answer), in seconds.
+const RETRY_AFTER: &str = "5";
 
 /// Why [`CnfValidationLayer`](super::CnfValidationLayer) refused a request.
 ///
@@ -276,7 +276,7 @@ impl Rejection {
 
     /// The response: status, `WWW-Authenticate` challenges (see
     /// [`challenges`]), `Cache-Control: no-store`, `Retry-After` for a
-    /// replay store that failed, `DPoP-Nonce` for a `DPoP` request when
+    /// `503` (no signing keys, or a replay store that failed), `DPoP-Nonce` for a `DPoP` request when
     /// nonces are on, an empty body, and this rejection in the extensions.
     pub(crate) fn into_response<B: Default>(self, settings: &Settings) -> Response<B> {
         let kind = self.inner.kind;
@@ -284,12 +284,8 @@ impl Rejection {
         *response.status_mut() = kind.status();
         let headers = response.headers_mut();
         match kind {
-            RejectionKind::KeysUnavailable => {}
-            RejectionKind::ReplayStoreUnavailable => {
-                headers.insert(
-                    header::RETRY_AFTER,
-                    HeaderValue::from_static(REPLAY_RETRY_AFTER),
-                );
+            RejectionKind::KeysUnavailable | RejectionKind::ReplayStoreUnavailable => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER));
             }
             _ => {
                 let description = (!settings.terse).then(|| self.description());
