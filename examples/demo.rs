@@ -1,8 +1,10 @@
 //! The whole story on loopback, in a few seconds: a certificate-bound token
 //! works, the same token stolen and replayed from another certificate is
 //! refused, a renewed certificate gets a fresh token and fresh connections,
-//! a rejected token is replaced by the retry policy, and 1,000 concurrent
-//! calls cost one token.
+//! a rejected token is replaced by the retry policy, 1,000 concurrent
+//! calls cost one token, and a DPoP-bound token (RFC 9449) works with no
+//! certificate at all while the same token with a thief's proof, or with the
+//! client's own proof replayed, is refused.
 //!
 //! ```text
 //! cargo run --example demo
@@ -13,8 +15,9 @@
 //! `CnfValidationLayer`, and the client a user would build in one expression
 //! (`BoundClient`: the retry policy, `TokenBindingLayer`, the token cache,
 //! client credentials and the per-certificate pool), its certificate and key
-//! read from files that are watched for renewal. It exits 0 only if every
-//! step behaved as it says.
+//! read from files that are watched for renewal; then a second client, built
+//! with `Scheme::Dpop`, and an API instance that accepts DPoP next to mTLS.
+//! It exits 0 only if every step behaved as it says.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -24,21 +27,28 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{Request, Response, StatusCode, header};
+use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use serde_json::{Value, json};
 use tower::{ServiceBuilder, ServiceExt};
-use tower_token_binding::BoundClient;
-use tower_token_binding::ClientIdentity;
+use tower_token_binding::binding::Scheme;
 use tower_token_binding::identity::ReloadingIdentity;
 use tower_token_binding::pool::MtlsClientPool;
+use tower_token_binding::proof::dpop::{DPOP, DpopProofs, DpopVerifier};
+use tower_token_binding::proof::{Algorithm, ProofKey};
 use tower_token_binding::server::{self, AnyClientCertVerifier, ConnectionInfo, PeerCertificate};
 use tower_token_binding::test_util::{TestIssuer, TestPki};
 use tower_token_binding::token::{BoxError, Token};
 use tower_token_binding::validation::{
     CnfValidationLayer, JwksSource, JwtValidator, VerifiedToken,
 };
+use tower_token_binding::{BoundClient, ClientIdentity, ProvenBinding};
+
+/// The DPoP client of step 6 authenticates with a secret: it has no
+/// certificate.
+const DPOP_CLIENT: &str = "dpop-client";
+const DPOP_CLIENT_SECRET: &str = "dpop-demo-secret";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -76,13 +86,23 @@ fn seen(outcome: &Outcome) -> String {
         .map_or("none".to_owned(), short)
 }
 
+/// The DPoP key the server saw, shortened.
+fn seen_key(outcome: &Outcome) -> String {
+    outcome.body["jkt"]
+        .as_str()
+        .map_or("none".to_owned(), short)
+}
+
 /// The resource server: TLS asking for client certificates, the
-/// `CnfValidationLayer`, and a handler that says who called. Counts TLS
-/// connections (handshakes) and requests.
+/// `CnfValidationLayer`, and a handler that says who called and which
+/// binding the request proved. Counts TLS connections (handshakes) and
+/// requests, and keeps the `DPoP` proofs it receives, as a request log in
+/// front of the API would.
 struct Api {
     url: String,
     connections: Arc<Mutex<HashSet<SocketAddr>>>,
     requests: Arc<AtomicUsize>,
+    proofs: Arc<Mutex<Vec<String>>>,
 }
 
 impl Api {
@@ -93,9 +113,22 @@ impl Api {
     fn requests(&self) -> usize {
         self.requests.load(Ordering::SeqCst)
     }
+
+    fn captured_proofs(&self) -> Vec<String> {
+        self.proofs.lock().map(|p| p.clone()).unwrap_or_default()
+    }
 }
 
-async fn start_api(pki: &TestPki, issuer: &TestIssuer) -> Result<Api, BoxError> {
+/// Which tokens an API instance accepts.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Accepts {
+    /// Certificate-bound tokens (RFC 8705).
+    Certificates,
+    /// Certificate-bound and DPoP-bound tokens (RFC 9449).
+    CertificatesAndDpop,
+}
+
+async fn start_api(pki: &TestPki, issuer: &TestIssuer, accepts: Accepts) -> Result<Api, BoxError> {
     let validator = JwtValidator::builder()
         .issuer(issuer.issuer())
         .audience(issuer.audience())
@@ -103,8 +136,10 @@ async fn start_api(pki: &TestPki, issuer: &TestIssuer) -> Result<Api, BoxError> 
         .build()?;
     let connections = Arc::new(Mutex::new(HashSet::new()));
     let requests = Arc::new(AtomicUsize::new(0));
+    let proofs = Arc::new(Mutex::new(Vec::new()));
     let seen = connections.clone();
     let counter = requests.clone();
+    let log = proofs.clone();
     let handler = move |request: Request<Incoming>| {
         let seen = seen.clone();
         async move {
@@ -115,21 +150,35 @@ async fn start_api(pki: &TestPki, issuer: &TestIssuer) -> Result<Api, BoxError> 
             }
             let token = request.extensions().get::<VerifiedToken>();
             let peer = request.extensions().get::<PeerCertificate>();
+            let (binding, jkt) = match token.map(VerifiedToken::binding) {
+                Some(ProvenBinding::Certificate(_)) => ("certificate", None),
+                Some(ProvenBinding::Dpop(jkt)) => ("dpop", Some(jkt.to_string())),
+                _ => ("none", None),
+            };
             let body = json!({
                 "client_id": token.and_then(|t| t.client_id()),
                 "x5t#S256": peer.map(|p| p.thumbprint().to_string()),
+                "binding": binding,
+                "jkt": jkt,
             });
             Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from(
                 body.to_string(),
             ))))
         }
     };
+    let mut validation = CnfValidationLayer::new(validator);
+    if accepts == Accepts::CertificatesAndDpop {
+        validation = validation.accept_dpop(DpopVerifier::new());
+    }
     let service = ServiceBuilder::new()
         .map_request(move |request: Request<Incoming>| {
             counter.fetch_add(1, Ordering::SeqCst);
+            if let (Some(proof), Ok(mut log)) = (request.headers().get(DPOP), log.lock()) {
+                log.push(String::from_utf8_lossy(proof.as_bytes()).into_owned());
+            }
             request
         })
-        .layer(CnfValidationLayer::new(validator))
+        .layer(validation)
         .service_fn(handler);
     let tls = pki.server_config(Arc::new(AnyClientCertVerifier::optional()))?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -139,6 +188,7 @@ async fn start_api(pki: &TestPki, issuer: &TestIssuer) -> Result<Api, BoxError> 
         url,
         connections,
         requests,
+        proofs,
     })
 }
 
@@ -187,10 +237,47 @@ async fn replay(
     outcome(pool.oneshot(request).await?).await
 }
 
+/// Sends a DPoP-bound `token` by hand with the DPoP `proof` given, over a
+/// connection presenting no certificate: what an attacker holding a stolen
+/// token (and maybe a captured proof) can do.
+async fn replay_dpop(
+    pki: &TestPki,
+    url: &str,
+    token: &Token,
+    proof: &str,
+) -> Result<Outcome, BoxError> {
+    let pool: MtlsClientPool<Full<Bytes>> = MtlsClientPool::builder()
+        .root_store(pki.root_store())
+        .build()?;
+    let request = Request::get(url)
+        .header(
+            header::AUTHORIZATION,
+            format!("DPoP {}", token.access_token().secret()),
+        )
+        .header(DPOP, proof)
+        .body(Full::default())?;
+    outcome(pool.oneshot(request).await?).await
+}
+
+/// The `cnf` member `name` of an access token (a JWT), read without
+/// verifying it: what the token says it is bound to.
+fn cnf_member(token: &Token, name: &str) -> Result<String, BoxError> {
+    Ok(
+        jsonwebtoken::dangerous::insecure_decode::<Value>(token.access_token().secret())?.claims
+            ["cnf"][name]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+    )
+}
+
 async fn run() -> Result<(), BoxError> {
     let pki = TestPki::new()?;
-    let issuer = TestIssuer::start(&pki).await?;
-    let api = start_api(&pki, &issuer).await?;
+    let issuer = TestIssuer::builder()
+        .client_secret(DPOP_CLIENT, DPOP_CLIENT_SECRET)
+        .start(&pki)
+        .await?;
+    let api = start_api(&pki, &issuer, Accepts::Certificates).await?;
     let a_cert = pki.client_cert("client-a.example")?;
     let a = a_cert.identity()?;
     let b = TestPki::self_signed_client("client-b.example")?.identity()?;
@@ -230,11 +317,7 @@ async fn run() -> Result<(), BoxError> {
     let first = call(api.url.clone()).await?;
     let token = cache.get().await?;
     let token = token.token().clone();
-    let cnf = jsonwebtoken::dangerous::insecure_decode::<Value>(token.access_token().secret())?
-        .claims["cnf"]["x5t#S256"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let cnf = cnf_member(&token, "x5t#S256")?;
     println!("   token cnf.x5t#S256 = {}", short(&cnf));
     println!(
         "   GET /whoami -> {} (server saw certificate {})",
@@ -311,7 +394,7 @@ async fn run() -> Result<(), BoxError> {
     );
     issuer.rotate_signing_key()?;
     issuer.retire_old_keys();
-    let api2 = start_api(&pki, &issuer).await?;
+    let api2 = start_api(&pki, &issuer, Accepts::Certificates).await?;
     let fetches = cache.stats().fetches;
     let retried = call(api2.url.clone()).await?;
     let sent = api2.requests();
@@ -366,6 +449,105 @@ async fn run() -> Result<(), BoxError> {
     check(
         (1..=16).contains(&handshakes),
         "a handful of connections at most, reused (HTTP/2 by ALPN)",
+    )?;
+
+    println!("\n6. DPoP (RFC 9449): a client with no certificate gets a token bound to its key");
+    let api3 = start_api(&pki, &issuer, Accepts::CertificatesAndDpop).await?;
+    // The client, in one expression: a new ES256 key, a client secret.
+    let dpop_client = BoundClient::builder()
+        .issuer(issuer.issuer())
+        .client_id(DPOP_CLIENT)
+        .client_secret_basic(DPOP_CLIENT_SECRET)
+        .root_store(pki.root_store())
+        .scheme(Scheme::Dpop)
+        .build()?;
+    let proofs = dpop_client.dpop_proofs().ok_or("no DPoP key")?;
+    let jkt = proofs.thumbprint().to_string();
+    println!(
+        "   DPoP key {} (generated at build), jkt = {}",
+        proofs.key().algorithm(),
+        short(&jkt)
+    );
+    let first = outcome(
+        dpop_client
+            .clone()
+            .oneshot(Request::get(api3.url.clone()).body(Full::default())?)
+            .await?,
+    )
+    .await?;
+    let token = dpop_client
+        .cache()
+        .ok_or("no token cache")?
+        .get()
+        .await?
+        .token()
+        .clone();
+    let bound_to = cnf_member(&token, "jkt")?;
+    println!(
+        "   token_type {}, cnf.jkt = {}",
+        token.token_type(),
+        short(&bound_to)
+    );
+    println!(
+        "   GET /whoami (an API accepting DPoP next to mTLS) -> {} (server saw DPoP key {}, certificate {})",
+        first.status,
+        seen_key(&first),
+        seen(&first)
+    );
+    check(
+        first.status == StatusCode::OK
+            && first.body["binding"] == "dpop"
+            && first.body["jkt"] == jkt.as_str()
+            && first.body["x5t#S256"].is_null(),
+        "200 with a fresh proof by the client's key, no client certificate",
+    )?;
+    check(
+        token.token_type().eq_ignore_ascii_case("DPoP") && bound_to == jkt,
+        "the token is a DPoP token bound to the client's key",
+    )?;
+    // The proof of the request just answered 200: the only one the API got.
+    let captured = api3.captured_proofs();
+    let [accepted] = captured.as_slice() else {
+        return Err(format!("expected one DPoP proof at the API, saw {}", captured.len()).into());
+    };
+
+    println!("   The token is stolen; the thief signs a proof with its own key");
+    let thief = DpopProofs::new(ProofKey::generate(Algorithm::Es256)?);
+    let thief_proof = thief.proof(
+        &Method::GET,
+        &api3.url.parse()?,
+        Some(token.access_token().secret()),
+    )?;
+    let forged = replay_dpop(&pki, &api3.url, &token, &thief_proof).await?;
+    println!(
+        "   GET /whoami -> {}  WWW-Authenticate: {}",
+        forged.status,
+        forged.error.as_deref().unwrap_or("")
+    );
+    check(
+        forged.status == StatusCode::UNAUTHORIZED
+            && forged
+                .error
+                .as_deref()
+                .is_some_and(|e| e.contains("error=\"invalid_token\"")),
+        "401 invalid_token: the token is useless without the client's key",
+    )?;
+
+    println!(
+        "   The thief replays, verbatim, the client's proof captured from the request answered 200"
+    );
+    let replayed = replay_dpop(&pki, &api3.url, &token, accepted).await?;
+    println!(
+        "   GET /whoami -> {}  WWW-Authenticate: {}",
+        replayed.status,
+        replayed.error.as_deref().unwrap_or("")
+    );
+    check(
+        replayed.status == StatusCode::UNAUTHORIZED
+            && replayed.error.as_deref().is_some_and(|e| {
+                e.contains("error=\"invalid_dpop_proof\"") && e.contains("used before")
+            }),
+        "401 invalid_dpop_proof: a proof is accepted once",
     )?;
     Ok(())
 }
