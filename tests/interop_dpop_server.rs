@@ -266,10 +266,9 @@ async fn proofs_from_the_npm_dpop_package_are_accepted_and_their_replay_refused(
     // Node's fetch may try `localhost` on ::1 first; the server listens on
     // 127.0.0.1, which its certificate names too.
     let url = api.replace("//localhost:", "//127.0.0.1:");
-    // Not Ed25519: `dpop` 2 signs those proofs with the fully-specified
-    // `alg` "Ed25519" (RFC 9864), which our verifier does not know; it
-    // allows "EdDSA" (RFC 8037) only.
-    for alg in ["ES256", "PS256", "RS256"] {
+    // `dpop` 2 signs Ed25519 proofs with the fully-specified `alg`
+    // "Ed25519" (RFC 9864), which the verifier takes as "EdDSA".
+    for alg in ["ES256", "PS256", "RS256", "Ed25519"] {
         let run = npm_dpop_client(&s.pki, &url, alg, |jkt| {
             bound_token(&s.issuer, &json!({ "jkt": jkt }))
         })

@@ -129,7 +129,14 @@ impl Algorithm {
 
     /// The algorithm with this registered name (case-sensitive), or `None`
     /// for any other name, including `none` and the HMAC algorithms.
+    ///
+    /// `Ed25519`, the fully-specified name of RFC 9864 that newer JOSE
+    /// libraries (npm `dpop` 2, for one) write for Ed25519 signatures, is
+    /// [`EdDsa`](Self::EdDsa) too: the same key type and signature.
     pub fn from_name(name: &str) -> Option<Self> {
+        if name == "Ed25519" {
+            return Some(Self::EdDsa);
+        }
         ALL.into_iter().find(|alg| alg.as_str() == name)
     }
 
@@ -238,8 +245,10 @@ mod tests {
         for alg in ALL {
             assert_eq!(Algorithm::from_name(alg.as_str()), Some(alg));
         }
+        assert_eq!(Algorithm::from_name("Ed25519"), Some(Algorithm::EdDsa));
         for name in [
-            "none", "None", "HS256", "HS384", "HS512", "es256", "ES256 ", "", "EdDSA\0",
+            "none", "None", "HS256", "HS384", "HS512", "es256", "ES256 ", "", "EdDSA\0", "Ed448",
+            "ed25519",
         ] {
             assert_eq!(Algorithm::from_name(name), None, "{name:?}");
         }
