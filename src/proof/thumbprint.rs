@@ -4,9 +4,9 @@ use std::fmt;
 use std::str::FromStr;
 
 use aws_lc_rs::digest;
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use subtle::ConstantTimeEq;
+
+use crate::Thumbprint;
 
 /// The RFC 7638 SHA-256 thumbprint of a JWK: DPoP's `jkt` (RFC 9449
 /// section 6), the `kid` of Microsoft's signed HTTP requests.
@@ -67,11 +67,8 @@ impl std::hash::Hash for JwkThumbprint {
 
 impl fmt::Display for JwkThumbprint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut buf = [0u8; 43];
-        let written = URL_SAFE_NO_PAD
-            .encode_slice(self.0, &mut buf)
-            .map_err(|_| fmt::Error)?;
-        f.write_str(std::str::from_utf8(&buf[..written]).map_err(|_| fmt::Error)?)
+        // The same text form as a certificate's x5t#S256.
+        fmt::Display::fmt(&Thumbprint::from_digest(self.0), f)
     }
 }
 
@@ -84,16 +81,12 @@ impl fmt::Debug for JwkThumbprint {
 impl FromStr for JwkThumbprint {
     type Err = ParseJwkThumbprintError;
 
-    /// Parses exactly 43 characters of canonical base64url (no padding).
+    /// Parses exactly 43 characters of canonical base64url (no padding),
+    /// as strictly as a certificate's [`Thumbprint`].
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if s.len() != 43 {
-            return Err(ParseJwkThumbprintError(()));
-        }
-        let mut digest = [0u8; 32];
-        match URL_SAFE_NO_PAD.decode_slice(s, &mut digest) {
-            Ok(32) => Ok(Self(digest)),
-            _ => Err(ParseJwkThumbprintError(())),
-        }
+        s.parse::<Thumbprint>()
+            .map(|t| Self(*t.as_bytes()))
+            .map_err(|_| ParseJwkThumbprintError(()))
     }
 }
 
