@@ -1,3 +1,6 @@
+use std::sync::Arc;
+
+use http::HeaderName;
 use tower::Layer;
 
 use super::{HeaderWord, InvalidTokenRetry, Scheme, TokenBinding};
@@ -16,11 +19,27 @@ pub struct TokenBindingLayer {
     pub(crate) settings: Settings,
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Settings {
     pub(crate) scheme: Scheme,
     pub(crate) word: HeaderWord,
     pub(crate) allow_unbound_fallback: bool,
+    /// With [`Scheme::Pop`]: `q` in every SHR.
+    pub(crate) pop_query: bool,
+    /// With [`Scheme::Pop`]: `h` over these headers in every SHR.
+    pub(crate) pop_headers: Option<Arc<[HeaderName]>>,
+}
+
+impl Settings {
+    fn new(scheme: Scheme) -> Self {
+        Self {
+            scheme,
+            word: HeaderWord::Bearer,
+            allow_unbound_fallback: false,
+            pop_query: false,
+            pop_headers: None,
+        }
+    }
 }
 
 impl TokenBindingLayer {
@@ -119,6 +138,69 @@ impl TokenBindingLayer {
         Self::with_cache(TokenCache::new(source), Scheme::Dpop)
     }
 
+    /// PoP-bound tokens from `source` (Microsoft's signed HTTP requests):
+    /// each request gets `Authorization: PoP <SHR>`, marked sensitive, with
+    /// a signed HTTP request made for it by the key the token is [bound
+    /// to](crate::token::Token::pop_bound): the token (`at`), the method
+    /// (`m`), host (`u`) and path (`p`), the time (`ts`), 128 random bits
+    /// (`nonce`) and the public key (`cnf.jwk`). A token bound to no key
+    /// is an error unless [unbound fallback](Self::allow_unbound_fallback)
+    /// is allowed.
+    ///
+    /// The query, header and body hashes (`q`, `h`, `b`) are not sent: a
+    /// body hash needs the body's bytes before the request goes out, and
+    /// bodies may stream. Make such SHRs yourself with
+    /// [`SignedHttpRequests::signer`](crate::proof::shr::SignedHttpRequests::signer)
+    /// when a resource requires them.
+    ///
+    /// No client certificate is needed: the inner service can be any HTTP
+    /// client. A token that came with an identity puts it in the
+    /// extensions, for an mTLS transport. Request URIs must be absolute.
+    ///
+    /// ```
+    /// use std::convert::Infallible;
+    /// use http::{HeaderMap, Request, Response, header};
+    /// use tower::{ServiceBuilder, ServiceExt};
+    /// use tower_token_binding::TokenBindingLayer;
+    /// use tower_token_binding::proof::shr::{ShrVerifier, SignedHttpRequests};
+    /// use tower_token_binding::proof::{Algorithm, ProofKey};
+    /// use tower_token_binding::token::Token;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    /// // A source of tokens bound to `shrs`' key (normally: OAuth client
+    /// // credentials with `.pop(key)`).
+    /// let shrs = SignedHttpRequests::new(ProofKey::generate(Algorithm::Es256)?);
+    /// let source = {
+    ///     let shrs = shrs.clone();
+    ///     move || {
+    ///         let token = Token::new("a-pop-token").with_token_type("pop").pop_bound(shrs.clone());
+    ///         async move { Ok(token) }
+    ///     }
+    /// };
+    /// let service = ServiceBuilder::new()
+    ///     .layer(TokenBindingLayer::pop(source))
+    ///     .service_fn(|request: Request<()>| async move {
+    ///         let authorization = &request.headers()[header::AUTHORIZATION];
+    ///         assert!(authorization.is_sensitive());
+    ///         let shr = authorization.to_str().unwrap().strip_prefix("PoP ").unwrap();
+    ///         // What a resource server checks.
+    ///         let verified = ShrVerifier::new()
+    ///             .verify(shr, request.method(), request.uri(), &HeaderMap::new(), None, std::time::SystemTime::now())
+    ///             .unwrap();
+    ///         Ok::<_, Infallible>(Response::new((verified.at().to_owned(), verified.kid())))
+    ///     });
+    /// let request = Request::get("https://api.example/orders?page=2").body(())?;
+    /// let response = service.oneshot(request).await?;
+    /// assert_eq!(response.body().0, "a-pop-token");
+    /// assert_eq!(response.body().1, shrs.kid());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn pop(source: impl TokenSource) -> Self {
+        Self::with_cache(TokenCache::new(source), Scheme::Pop)
+    }
+
     /// No token: every request gets the identity in its extensions, for a
     /// connection that presents it, and no `Authorization` header.
     ///
@@ -153,11 +235,7 @@ impl TokenBindingLayer {
         Self {
             cache: None,
             identity: Some(SharedIdentity::new(identity)),
-            settings: Settings {
-                scheme: Scheme::MtlsOnly,
-                word: HeaderWord::Bearer,
-                allow_unbound_fallback: false,
-            },
+            settings: Settings::new(Scheme::MtlsOnly),
         }
     }
 
@@ -168,11 +246,7 @@ impl TokenBindingLayer {
         Self {
             cache: Some(cache),
             identity: None,
-            settings: Settings {
-                scheme,
-                word: HeaderWord::Bearer,
-                allow_unbound_fallback: false,
-            },
+            settings: Settings::new(scheme),
         }
     }
 
@@ -189,6 +263,31 @@ impl TokenBindingLayer {
     /// Off by default: falling back is a choice, never silent.
     pub fn allow_unbound_fallback(mut self) -> Self {
         self.settings.allow_unbound_fallback = true;
+        self
+    }
+
+    /// With [`Scheme::Pop`], puts `q` in every signed HTTP request: the
+    /// names of the request's query parameters, in order, and the hash of
+    /// the raw pairs. Off by default (as MSAL). Other schemes ignore it.
+    pub fn pop_sign_query(mut self) -> Self {
+        self.settings.pop_query = true;
+        self
+    }
+
+    /// With [`Scheme::Pop`], puts `h` in every signed HTTP request: the
+    /// lower-case `names` and the hash of their values (a header given
+    /// several times is taken with its values joined by `", "`). Every
+    /// request must carry each header named, with a visible ASCII value;
+    /// one that does not fails before it is sent. None by default. Other
+    /// schemes ignore it.
+    ///
+    /// There is no body hash (`b`): it needs the body's bytes before the
+    /// request goes out, and bodies may stream. Make such SHRs with
+    /// [`SignedHttpRequests::signer`](crate::proof::shr::SignedHttpRequests::signer)
+    /// for bodies already in memory.
+    pub fn pop_sign_headers(mut self, names: impl IntoIterator<Item = HeaderName>) -> Self {
+        let names: Arc<[HeaderName]> = names.into_iter().collect();
+        self.settings.pop_headers = (!names.is_empty()).then_some(names);
         self
     }
 

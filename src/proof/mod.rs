@@ -11,6 +11,9 @@
 //! - [`jws`]: compact JWS signing and strict verification.
 //! - [`dpop`]: DPoP proofs, made by clients ([`dpop::DpopProofs`]) and
 //!   checked by servers ([`dpop::DpopVerifier`]).
+//! - [`shr`]: Microsoft's signed HTTP requests (the `PoP` scheme), made by
+//!   clients ([`shr::SignedHttpRequests`]) and checked by servers
+//!   ([`shr::ShrVerifier`]).
 //!
 //! Used by both halves of the crate: clients make proofs, servers check
 //! them. Whether a proof was seen before is the [`replay`](crate::replay)
@@ -30,6 +33,7 @@ pub mod dpop;
 mod jwk;
 pub mod jws;
 mod key;
+pub mod shr;
 mod thumbprint;
 
 pub use alg::Algorithm;

@@ -68,7 +68,7 @@ impl<'a> Parts<'a> {
 
 /// The path with percent-encoding normalised and dot segments removed; `/`
 /// for an empty path.
-fn normalize_path(path: &str) -> Cow<'_, str> {
+pub(crate) fn normalize_path(path: &str) -> Cow<'_, str> {
     let path = if path.is_empty() { "/" } else { path };
     let path = if path.contains('%') {
         Cow::Owned(normalize_percent_encoding(path))

@@ -54,7 +54,7 @@ use http::HeaderName;
 
 mod client;
 mod error;
-mod htu;
+pub(crate) mod htu;
 mod nonce_memory;
 mod stateless_nonces;
 mod verifier;

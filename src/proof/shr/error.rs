@@ -1,0 +1,212 @@
+use std::borrow::Cow;
+use std::fmt;
+
+use crate::proof::key::KeyError;
+
+/// Why a signed HTTP request was refused by a
+/// [`ShrVerifier`](super::ShrVerifier).
+///
+/// The answer is a `401` with `WWW-Authenticate: PoP
+/// error="invalid_token"` ([`error_code`](Self::error_code)) and an
+/// `error_description` that may be [`description`](Self::description):
+/// fixed text per kind naming the failed check, safe to send.
+/// [`Display`](fmt::Display) adds a detail for logs.
+#[derive(Debug, Clone)]
+pub struct ShrError {
+    kind: ShrErrorKind,
+    claim: Option<&'static str>,
+    detail: Option<Cow<'static, str>>,
+}
+
+/// What was wrong with a signed HTTP request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ShrErrorKind {
+    /// The SHR is longer than the configured maximum.
+    TooLarge,
+    /// Not a compact JWS with JSON object header and payload.
+    Malformed,
+    /// The header or the payload names a JSON member twice.
+    DuplicateMember,
+    /// The `typ` header is not `pop`.
+    WrongType,
+    /// The `alg` is not allowed (never `none` nor HMAC).
+    DisallowedAlgorithm,
+    /// `cnf.jwk` is missing, is not a public key of a supported type (a
+    /// private member such as `d`, or a symmetric key, is refused), or does
+    /// not fit the `alg`.
+    InvalidKey,
+    /// The header's `kid` is not the thumbprint of `cnf.jwk`.
+    KidMismatch,
+    /// The signature does not verify with `cnf.jwk`.
+    BadSignature,
+    /// A required claim is missing or malformed; [`ShrError::claim`]
+    /// names it.
+    MissingClaim,
+    /// `ts` is older than the lifetime allows.
+    TooOld,
+    /// `ts` is further in the future than the leeway allows.
+    InFuture,
+    /// `m` is not the request's method.
+    MethodMismatch,
+    /// `u` is not the request's host and port.
+    HostMismatch,
+    /// `p` is not the request's path.
+    PathMismatch,
+    /// `q` does not match the request's query.
+    QueryMismatch,
+    /// `h` does not match the request's headers.
+    HeaderMismatch,
+    /// `b` does not match the request's body, or the body is not available
+    /// to check it.
+    BodyMismatch,
+    /// The SHR has been used before.
+    Replayed,
+}
+
+impl ShrError {
+    /// An error of `kind`.
+    pub fn new(kind: ShrErrorKind) -> Self {
+        Self {
+            kind,
+            claim: None,
+            detail: None,
+        }
+    }
+
+    /// A [`ShrErrorKind::MissingClaim`] error naming `claim`.
+    pub(crate) fn missing_claim(claim: &'static str) -> Self {
+        Self {
+            claim: Some(claim),
+            ..Self::new(ShrErrorKind::MissingClaim)
+        }
+    }
+
+    /// This error with a detail for logs (never sent to the client).
+    pub fn with_detail(mut self, detail: impl Into<Cow<'static, str>>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    /// What was wrong.
+    pub fn kind(&self) -> ShrErrorKind {
+        self.kind
+    }
+
+    /// The claim that is missing or malformed, for
+    /// [`ShrErrorKind::MissingClaim`].
+    pub fn claim(&self) -> Option<&'static str> {
+        self.claim
+    }
+
+    /// The OAuth error code of the `PoP` challenge: `invalid_token`.
+    pub fn error_code(&self) -> &'static str {
+        "invalid_token"
+    }
+
+    /// The client-safe description, for `error_description`: fixed per
+    /// kind, naming the failed check (and the claim, for a missing one).
+    pub fn description(&self) -> Cow<'static, str> {
+        use ShrErrorKind as K;
+        Cow::Borrowed(match self.kind {
+            K::TooLarge => "the PoP SHR is too large",
+            K::Malformed => "the PoP SHR is not a well-formed JWS",
+            K::DuplicateMember => "the PoP SHR names a JSON member twice",
+            K::WrongType => "the PoP SHR is not of type pop",
+            K::DisallowedAlgorithm => "the PoP SHR is signed with an algorithm not allowed",
+            K::InvalidKey => "the PoP SHR cnf.jwk is not an acceptable public key",
+            K::KidMismatch => "the PoP SHR kid is not the thumbprint of its cnf.jwk",
+            K::BadSignature => "the PoP SHR signature is invalid",
+            K::MissingClaim => {
+                return match self.claim {
+                    Some(claim) => Cow::Owned(format!("the PoP SHR lacks a valid {claim} claim")),
+                    None => Cow::Borrowed("the PoP SHR lacks a required claim"),
+                };
+            }
+            K::TooOld => "the PoP SHR ts is too old",
+            K::InFuture => "the PoP SHR ts is in the future",
+            K::MethodMismatch => "the PoP SHR method m does not match the request",
+            K::HostMismatch => "the PoP SHR host u does not match the request",
+            K::PathMismatch => "the PoP SHR path p does not match the request",
+            K::QueryMismatch => "the PoP SHR query hash q does not match the request",
+            K::HeaderMismatch => "the PoP SHR header hash h does not match the request",
+            K::BodyMismatch => "the PoP SHR body hash b does not match the request",
+            K::Replayed => "the PoP SHR has been used before",
+        })
+    }
+}
+
+impl fmt::Display for ShrError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.description())?;
+        if let Some(detail) = &self.detail {
+            write!(f, " ({detail})")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ShrError {}
+
+/// Why a signed HTTP request could not be made.
+#[derive(Debug)]
+pub struct CreateShrError {
+    kind: CreateShrErrorKind,
+    source: Option<KeyError>,
+}
+
+/// What kept a signed HTTP request from being made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CreateShrErrorKind {
+    /// The request URI has no scheme or no host: `u` needs both.
+    RelativeUri,
+    /// A header to be hashed into `h` is absent or its value is not
+    /// visible ASCII.
+    Header,
+    /// The system random generator failed (no nonce).
+    Random,
+    /// The key failed to sign.
+    Signing,
+}
+
+impl CreateShrError {
+    pub(crate) fn new(kind: CreateShrErrorKind) -> Self {
+        Self { kind, source: None }
+    }
+
+    pub(crate) fn signing(source: KeyError) -> Self {
+        Self {
+            kind: CreateShrErrorKind::Signing,
+            source: Some(source),
+        }
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> CreateShrErrorKind {
+        self.kind
+    }
+}
+
+impl fmt::Display for CreateShrError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self.kind {
+            CreateShrErrorKind::RelativeUri => {
+                "a signed HTTP request needs an absolute URI (scheme and host)"
+            }
+            CreateShrErrorKind::Header => {
+                "a header to sign is absent or its value is not visible ASCII"
+            }
+            CreateShrErrorKind::Random => "the system random generator failed",
+            CreateShrErrorKind::Signing => "the signed HTTP request could not be signed",
+        })
+    }
+}
+
+impl std::error::Error for CreateShrError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_ref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}

@@ -1,0 +1,274 @@
+use std::fmt;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use http::{HeaderMap, HeaderName, Method, Uri};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::error::{CreateShrError, CreateShrErrorKind};
+use super::{SHR_TYPE, body_hash, header_claim, host_claim, path_claim, query_claim, req_cnf};
+use crate::proof::jwk::PublicJwk;
+use crate::proof::jws;
+use crate::proof::key::ProofKey;
+use crate::proof::thumbprint::JwkThumbprint;
+
+/// Makes the signed HTTP requests (SHRs) of one [`ProofKey`]: one fresh SHR
+/// per request, for `Authorization: PoP <SHR>`.
+///
+/// The header (`{"alg","typ":"pop","kid"}`, the KID being the key's RFC
+/// 7638 thumbprint) is the same for every SHR of the key, so it is encoded
+/// once, here. Each SHR gets the access token (`at`), the time (`ts`), the
+/// request's method (`m`), host (`u`) and path (`p`), a nonce of 128 random
+/// bits and the public key (`cnf.jwk`). The query, header and body hashes
+/// (`q`, `h`, `b`) are opt-in, through [`signer`](Self::signer).
+///
+/// Microsoft's default key is RSA-2048 with PS256
+/// (`ProofKey::generate(Algorithm::Ps256)`); ES256 works too. Cloning is
+/// cheap.
+///
+/// ```
+/// use http::{Method, Uri};
+/// use tower_token_binding::proof::shr::SignedHttpRequests;
+/// use tower_token_binding::proof::{Algorithm, ProofKey};
+///
+/// let shrs = SignedHttpRequests::new(ProofKey::generate(Algorithm::Es256).unwrap());
+/// let uri: Uri = "https://api.example/items?page=2".parse().unwrap();
+///
+/// // m, u, p, ts, nonce, at, cnf:
+/// let shr = shrs.sign(&Method::GET, &uri, "the-access-token").unwrap();
+/// assert_eq!(shr.split('.').count(), 3);
+///
+/// // The same, with the query hashed into q:
+/// let shr = shrs.signer(&Method::GET, &uri, "the-access-token").query().sign().unwrap();
+/// # assert_eq!(shr.split('.').count(), 3);
+/// ```
+#[derive(Clone)]
+pub struct SignedHttpRequests {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    key: ProofKey,
+    header_b64: Box<str>,
+    req_cnf: Box<str>,
+}
+
+/// The payload of an SHR, serialized straight into the JWS being built.
+#[derive(Serialize)]
+struct Claims<'a> {
+    at: &'a str,
+    ts: u64,
+    m: &'a str,
+    u: &'a str,
+    p: &'a str,
+    nonce: &'a str,
+    cnf: Cnf<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    q: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    h: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    b: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Cnf<'a> {
+    jwk: &'a PublicJwk,
+}
+
+impl SignedHttpRequests {
+    /// SHRs signed by `key`.
+    pub fn new(key: ProofKey) -> Self {
+        // `alg` is a registered name and the KID base64url: nothing to
+        // escape.
+        let header = format!(
+            r#"{{"alg":"{}","typ":"{SHR_TYPE}","kid":"{}"}}"#,
+            key.algorithm(),
+            key.thumbprint()
+        );
+        Self {
+            inner: Arc::new(Inner {
+                header_b64: jws::encode_segment(header.as_bytes()).into_boxed_str(),
+                req_cnf: req_cnf(&key).into_boxed_str(),
+                key,
+            }),
+        }
+    }
+
+    /// The key SHRs are signed with.
+    pub fn key(&self) -> &ProofKey {
+        &self.inner.key
+    }
+
+    /// The key's KID: its RFC 7638 thumbprint, the `cnf.kid` of its tokens.
+    pub fn kid(&self) -> JwkThumbprint {
+        self.inner.key.thumbprint()
+    }
+
+    /// The `req_cnf` of a token request for this key (see
+    /// [`req_cnf`](super::req_cnf)).
+    pub fn req_cnf(&self) -> &str {
+        &self.inner.req_cnf
+    }
+
+    /// An SHR for a request with `method` to `uri` (absolute) carrying
+    /// `access_token`, now, with a fresh nonce: `m`, `u`, `p`, `ts`,
+    /// `nonce`, `at` and `cnf`, no `q`, `h` or `b`.
+    pub fn sign(
+        &self,
+        method: &Method,
+        uri: &Uri,
+        access_token: &str,
+    ) -> Result<String, CreateShrError> {
+        self.signer(method, uri, access_token).sign()
+    }
+
+    /// A builder for one SHR, to add `q`, `h` or `b`, or to choose the
+    /// nonce or the time.
+    pub fn signer<'a>(
+        &'a self,
+        method: &'a Method,
+        uri: &'a Uri,
+        access_token: &'a str,
+    ) -> ShrSigner<'a> {
+        ShrSigner {
+            shrs: self,
+            method,
+            uri,
+            access_token,
+            query: false,
+            headers: None,
+            body: None,
+            nonce: None,
+            now: None,
+        }
+    }
+}
+
+impl fmt::Debug for SignedHttpRequests {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SignedHttpRequests")
+            .field("key", &self.inner.key)
+            .finish()
+    }
+}
+
+/// One signed HTTP request being made, from
+/// [`SignedHttpRequests::signer`]: `q`, `h` and `b` are added on demand.
+///
+/// A body hash needs the body's bytes before the request is sent: pass
+/// them with [`body`](Self::body) when the body is already in memory. A
+/// streaming body cannot be hashed without buffering it, so the clients of
+/// this crate send no `b` (a resource that requires one refuses them).
+#[must_use]
+pub struct ShrSigner<'a> {
+    shrs: &'a SignedHttpRequests,
+    method: &'a Method,
+    uri: &'a Uri,
+    access_token: &'a str,
+    query: bool,
+    headers: Option<(&'a HeaderMap, &'a [HeaderName])>,
+    body: Option<&'a [u8]>,
+    nonce: Option<&'a str>,
+    now: Option<SystemTime>,
+}
+
+impl<'a> ShrSigner<'a> {
+    /// Adds `q`: every pair of the URI's query, in order (an empty `q`
+    /// when there is no query).
+    pub fn query(mut self) -> Self {
+        self.query = true;
+        self
+    }
+
+    /// Adds `h` over the headers `names` of `headers` (each must be
+    /// present, with a visible ASCII value).
+    pub fn headers(mut self, headers: &'a HeaderMap, names: &'a [HeaderName]) -> Self {
+        self.headers = Some((headers, names));
+        self
+    }
+
+    /// Adds `b`, the hash of `body`.
+    pub fn body(mut self, body: &'a [u8]) -> Self {
+        self.body = Some(body);
+        self
+    }
+
+    /// Uses `nonce` (a server's, say) instead of a random one.
+    pub fn nonce(mut self, nonce: &'a str) -> Self {
+        self.nonce = Some(nonce);
+        self
+    }
+
+    /// Uses `now` as `ts` instead of the current time.
+    pub fn at_time(mut self, now: SystemTime) -> Self {
+        self.now = Some(now);
+        self
+    }
+
+    /// Signs the SHR.
+    pub fn sign(self) -> Result<String, CreateShrError> {
+        let u = host_claim(self.uri).ok_or(CreateShrError::new(CreateShrErrorKind::RelativeUri))?;
+        let p = path_claim(self.uri.path());
+        let mut nonce_buf = [0u8; 22];
+        let nonce = match self.nonce {
+            Some(nonce) => nonce,
+            None => random_nonce(&mut nonce_buf)?,
+        };
+        let q = self
+            .query
+            .then(|| query_claim(self.uri.query().unwrap_or_default()));
+        let h = match self.headers {
+            Some((headers, names)) => Some(
+                header_claim(headers, names)
+                    .ok_or(CreateShrError::new(CreateShrErrorKind::Header))?,
+            ),
+            None => None,
+        };
+        let claims = Claims {
+            at: self.access_token,
+            ts: self
+                .now
+                .unwrap_or_else(SystemTime::now)
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |since| since.as_secs()),
+            m: self.method.as_str(),
+            u: &u,
+            p: &p,
+            nonce,
+            cnf: Cnf {
+                jwk: self.shrs.inner.key.public_jwk(),
+            },
+            q,
+            h,
+            b: self.body.map(body_hash),
+        };
+        let hint = 200
+            + claims.at.len()
+            + claims.u.len()
+            + claims.p.len()
+            + claims.cnf.jwk.as_json().len()
+            + claims.b.as_ref().map_or(0, |_| 50);
+        let inner = &self.shrs.inner;
+        jws::sign_streamed(&inner.key, &inner.header_b64, hint, |out| {
+            serde_json::to_writer(out, &claims).map_err(std::io::Error::other)
+        })
+        .map_err(CreateShrError::signing)
+    }
+}
+
+/// 128 random bits, base64url.
+fn random_nonce(buf: &mut [u8; 22]) -> Result<&str, CreateShrError> {
+    let mut random = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut random)
+        .map_err(|_| CreateShrError::new(CreateShrErrorKind::Random))?;
+    match URL_SAFE_NO_PAD.encode_slice(random, buf) {
+        Ok(22) => {
+            std::str::from_utf8(buf).map_err(|_| CreateShrError::new(CreateShrErrorKind::Random))
+        }
+        _ => Err(CreateShrError::new(CreateShrErrorKind::Random)),
+    }
+}

@@ -1,0 +1,466 @@
+use std::time::{Duration, SystemTime};
+
+use http::header::{CONTENT_TYPE, ETAG, HOST};
+use http::{HeaderMap, HeaderValue, Method, Uri};
+use serde_json::{Value, json};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use super::*;
+use crate::proof::Algorithm;
+use crate::proof::jws;
+
+fn uri(s: &str) -> Uri {
+    s.parse().unwrap()
+}
+
+#[test]
+fn vectors() {
+    assert_eq!(
+        query_claim("b=bar&a=foo&c=duck"),
+        json!([
+            ["b", "a", "c"],
+            "u4LgkGUWhP9MsKrEjA4dizIllDXluDku6ZqCeyuR-JY"
+        ])
+    );
+    let mut headers = HeaderMap::new();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(ETAG, HeaderValue::from_static("742-3u8f34-3r2nvv3"));
+    assert_eq!(
+        header_claim(&headers, &[CONTENT_TYPE, ETAG]).unwrap(),
+        json!([
+            ["content-type", "etag"],
+            "P6z5XN4tTzHkfwe3XO1YvVUIurSuhvh_UG10N_j-aGs"
+        ])
+    );
+    assert_eq!(
+        body_hash(b"abcd"),
+        "iNQmb9TmM40TuEX88olXnSCciXgjuSF9o-Fhk28DFYk"
+    );
+    assert_eq!(
+        host_claim(&uri("https://www.contoso.com:443/")).unwrap(),
+        "www.contoso.com"
+    );
+    assert_eq!(
+        host_claim(&uri("https://www.contoso.com:81/")).unwrap(),
+        "www.contoso.com:81"
+    );
+    assert_eq!(host_claim(&uri("/relative")), None);
+    assert_eq!(path_claim("/pa th1"), "/pa%20th1");
+    assert_eq!(path_claim(""), "/");
+    assert_eq!(path_claim(uri("https://www.contoso.com").path()), "/");
+}
+
+#[test]
+fn req_cnf_names_the_kid() {
+    let key = ProofKey::generate(Algorithm::Es256).unwrap();
+    let json = URL_SAFE_NO_PAD.decode(req_cnf(&key)).unwrap();
+    let json: Value = serde_json::from_slice(&json).unwrap();
+    assert_eq!(json, json!({"kid": key.thumbprint().to_string()}));
+}
+
+fn request_headers() -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(ETAG, HeaderValue::from_static("742-3u8f34-3r2nvv3"));
+    headers
+}
+
+#[test]
+fn round_trips() {
+    for alg in [Algorithm::Ps256, Algorithm::Es256, Algorithm::Rs256] {
+        let shrs = SignedHttpRequests::new(ProofKey::generate(alg).unwrap());
+        let target = uri("https://api.example:8443/a%20b/c?b=bar&a=foo&c=duck");
+        let headers = request_headers();
+        let names = [CONTENT_TYPE, ETAG];
+        let now = SystemTime::now();
+        let shr = shrs
+            .signer(&Method::POST, &target, "token")
+            .query()
+            .headers(&headers, &names)
+            .body(b"abcd")
+            .at_time(now)
+            .sign()
+            .unwrap();
+        let jws = jws::CompactJws::parse(&shr).unwrap();
+        assert_eq!(jws.typ(), Some("pop"));
+        assert_eq!(jws.header()["kid"], shrs.kid().to_string());
+        assert_eq!(jws.claims()["u"], "api.example:8443");
+        assert_eq!(jws.claims()["p"], "/a%20b/c");
+        assert_eq!(jws.claims()["m"], "POST");
+        assert_eq!(jws.claims()["nonce"].as_str().unwrap().len(), 22);
+        assert_eq!(
+            jws.claims()["cnf"]["jwk"],
+            serde_json::from_str::<Value>(shrs.key().public_jwk().as_json()).unwrap()
+        );
+
+        let verifier = ShrVerifier::builder()
+            .require_query(true)
+            .require_headers([ETAG])
+            .require_body(true)
+            .build();
+        let verified = verifier
+            .verify(&shr, &Method::POST, &target, &headers, Some(b"abcd"), now)
+            .unwrap();
+        assert_eq!(verified.at(), "token");
+        assert_eq!(verified.kid(), shrs.kid());
+        assert!(verified.is_bound_to(&shrs.kid().to_string()));
+        assert!(!verified.is_bound_to("other"));
+        assert_eq!(verified.algorithm(), alg);
+        assert!(verified.replay_expires_at() > now + Duration::from_secs(299));
+        // Origin-form URI with a Host header, lower-case method.
+        let mut with_host = headers.clone();
+        with_host.insert(HOST, HeaderValue::from_static("API.example:8443"));
+        let again = verifier
+            .verify(
+                &shr,
+                &Method::from_bytes(b"post").unwrap(),
+                &uri("/a%20b/c?b=bar&a=foo&c=duck"),
+                &with_host,
+                Some(b"abcd"),
+                now,
+            )
+            .unwrap();
+        assert_eq!(again.replay_key(), verified.replay_key());
+        // Another SHR of the same request: another nonce, another replay key.
+        let other = shrs.sign(&Method::POST, &target, "token").unwrap();
+        let other = ShrVerifier::new()
+            .verify(&other, &Method::POST, &target, &headers, None, now)
+            .unwrap();
+        assert_ne!(other.replay_key(), verified.replay_key());
+    }
+}
+
+#[test]
+fn default_ports_either_way() {
+    let shrs = SignedHttpRequests::new(ProofKey::generate(Algorithm::Es256).unwrap());
+    let now = SystemTime::now();
+    let shr = shrs
+        .signer(&Method::GET, &uri("https://h.example:443/"), "t")
+        .at_time(now)
+        .sign()
+        .unwrap();
+    for target in [
+        "https://h.example/",
+        "https://H.EXAMPLE:443",
+        "https://h.example:443/",
+    ] {
+        ShrVerifier::new()
+            .verify(
+                &shr,
+                &Method::GET,
+                &uri(target),
+                &HeaderMap::new(),
+                None,
+                now,
+            )
+            .unwrap();
+    }
+}
+
+/// An SHR with the payload given, signed by `key` under `header`.
+fn forge(key: &ProofKey, header: &Value, payload: &Value) -> String {
+    let header = jws::encode_segment(header.to_string().as_bytes());
+    jws::sign(key, &header, payload.to_string().as_bytes()).unwrap()
+}
+
+#[test]
+fn refusals() {
+    use ShrErrorKind as K;
+    let key = ProofKey::generate(Algorithm::Es256).unwrap();
+    let other = ProofKey::generate(Algorithm::Es256).unwrap();
+    let now = SystemTime::now();
+    let ts = now.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let jwk: Value = serde_json::from_str(key.public_jwk().as_json()).unwrap();
+    let kid = key.thumbprint().to_string();
+    let header = json!({"alg": "ES256", "typ": "pop", "kid": kid});
+    let target = uri("https://api.example/items?x=1&y=2");
+    let base = json!({
+        "at": "token", "ts": ts, "m": "GET", "u": "api.example", "p": "/items",
+        "nonce": "n-1", "cnf": {"jwk": jwk},
+    });
+    let with = |changes: Value| {
+        let mut payload = base.clone();
+        for (name, value) in changes.as_object().unwrap() {
+            if value.is_null() {
+                payload.as_object_mut().unwrap().remove(name);
+            } else {
+                payload[name] = value.clone();
+            }
+        }
+        payload
+    };
+    // The base is accepted.
+    ShrVerifier::new()
+        .verify(
+            &forge(&key, &header, &base),
+            &Method::GET,
+            &target,
+            &request_headers(),
+            None,
+            now,
+        )
+        .unwrap();
+
+    let mut private_jwk = jwk.clone();
+    private_jwk["d"] = json!("AAAA");
+    let q_ok = query_claim("x=1&y=2");
+    let cases: Vec<(&str, String, K)> = vec![
+        (
+            "other typ",
+            forge(&key, &json!({"alg": "ES256", "typ": "JWT"}), &base),
+            K::WrongType,
+        ),
+        (
+            "no typ",
+            forge(&key, &json!({"alg": "ES256"}), &base),
+            K::WrongType,
+        ),
+        (
+            "wrong kid",
+            forge(
+                &key,
+                &json!({"alg": "ES256", "typ": "pop", "kid": other.thumbprint().to_string()}),
+                &base,
+            ),
+            K::KidMismatch,
+        ),
+        (
+            "private jwk",
+            forge(&key, &header, &with(json!({"cnf": {"jwk": private_jwk}}))),
+            K::InvalidKey,
+        ),
+        (
+            "symmetric jwk",
+            forge(
+                &key,
+                &header,
+                &with(json!({"cnf": {"jwk": {"kty": "oct", "k": "AAAA"}}})),
+            ),
+            K::InvalidKey,
+        ),
+        (
+            "no cnf",
+            forge(&key, &header, &with(json!({"cnf": null}))),
+            K::MissingClaim,
+        ),
+        (
+            "signed by another key",
+            forge(&other, &json!({"alg": "ES256", "typ": "pop"}), &base),
+            K::BadSignature,
+        ),
+        (
+            "RS256 not ES256",
+            forge(&key, &json!({"alg": "PS256", "typ": "pop"}), &base),
+            K::InvalidKey,
+        ),
+        (
+            "10 minutes old",
+            forge(&key, &header, &with(json!({"ts": ts - 600}))),
+            K::TooOld,
+        ),
+        (
+            "10 minutes ahead",
+            forge(&key, &header, &with(json!({"ts": ts + 600}))),
+            K::InFuture,
+        ),
+        (
+            "fractional ts",
+            forge(&key, &header, &with(json!({"ts": 1.5}))),
+            K::MissingClaim,
+        ),
+        (
+            "empty at",
+            forge(&key, &header, &with(json!({"at": ""}))),
+            K::MissingClaim,
+        ),
+        (
+            "no at",
+            forge(&key, &header, &with(json!({"at": null}))),
+            K::MissingClaim,
+        ),
+        (
+            "no nonce",
+            forge(&key, &header, &with(json!({"nonce": null}))),
+            K::MissingClaim,
+        ),
+        (
+            "empty nonce",
+            forge(&key, &header, &with(json!({"nonce": ""}))),
+            K::MissingClaim,
+        ),
+        (
+            "other method",
+            forge(&key, &header, &with(json!({"m": "POST"}))),
+            K::MethodMismatch,
+        ),
+        (
+            "other host",
+            forge(&key, &header, &with(json!({"u": "evil.example"}))),
+            K::HostMismatch,
+        ),
+        (
+            "other port",
+            forge(&key, &header, &with(json!({"u": "api.example:8443"}))),
+            K::HostMismatch,
+        ),
+        (
+            "userinfo",
+            forge(&key, &header, &with(json!({"u": "me@api.example"}))),
+            K::HostMismatch,
+        ),
+        (
+            "other path",
+            forge(&key, &header, &with(json!({"p": "/other"}))),
+            K::PathMismatch,
+        ),
+        (
+            "q mismatch",
+            forge(&key, &header, &with(json!({"q": query_claim("x=1&y=3")}))),
+            K::QueryMismatch,
+        ),
+        (
+            "q names absent",
+            forge(&key, &header, &with(json!({"q": query_claim("z=1")}))),
+            K::QueryMismatch,
+        ),
+        (
+            "q malformed",
+            forge(&key, &header, &with(json!({"q": "x"}))),
+            K::MissingClaim,
+        ),
+        (
+            "h mismatch",
+            forge(&key, &header, &with(json!({"h": [["etag"], "AAAA"]}))),
+            K::HeaderMismatch,
+        ),
+        (
+            "h names absent",
+            forge(&key, &header, &with(json!({"h": [["x-absent"], "AAAA"]}))),
+            K::HeaderMismatch,
+        ),
+        (
+            "b without body",
+            forge(&key, &header, &with(json!({"b": body_hash(b"abcd")}))),
+            K::BodyMismatch,
+        ),
+        (
+            "duplicate member",
+            {
+                let h = jws::encode_segment(header.to_string().as_bytes());
+                jws::sign(&key, &h, br#"{"at":"a","at":"b"}"#).unwrap()
+            },
+            K::DuplicateMember,
+        ),
+        ("not a JWS", "a.b".to_owned(), K::Malformed),
+        (
+            "alg none",
+            format!(
+                "{}.{}.",
+                jws::encode_segment(br#"{"alg":"none","typ":"pop"}"#),
+                jws::encode_segment(base.to_string().as_bytes())
+            ),
+            K::DisallowedAlgorithm,
+        ),
+    ];
+    let verifier = ShrVerifier::new();
+    for (name, shr, want) in &cases {
+        let err = verifier
+            .verify(shr, &Method::GET, &target, &request_headers(), None, now)
+            .unwrap_err();
+        assert_eq!(err.kind(), *want, "{name}: {err}");
+        assert!(err.description().starts_with("the PoP SHR"), "{name}");
+        assert_eq!(err.error_code(), "invalid_token");
+    }
+    // A present q that matches is accepted; so is a present b that matches.
+    let good_q = forge(
+        &key,
+        &header,
+        &with(json!({"q": q_ok, "b": body_hash(b"x")})),
+    );
+    verifier
+        .verify(
+            &good_q,
+            &Method::GET,
+            &target,
+            &request_headers(),
+            Some(b"x"),
+            now,
+        )
+        .unwrap();
+    let err = verifier
+        .verify(
+            &good_q,
+            &Method::GET,
+            &target,
+            &request_headers(),
+            Some(b"y"),
+            now,
+        )
+        .unwrap_err();
+    assert_eq!(err.kind(), K::BodyMismatch);
+
+    // Required but absent.
+    let plain = forge(&key, &header, &base);
+    for (verifier, claim) in [
+        (ShrVerifier::builder().require_query(true).build(), "q"),
+        (ShrVerifier::builder().require_headers([ETAG]).build(), "h"),
+        (ShrVerifier::builder().require_body(true).build(), "b"),
+    ] {
+        let err = verifier
+            .verify(
+                &plain,
+                &Method::GET,
+                &target,
+                &request_headers(),
+                Some(b"x"),
+                now,
+            )
+            .unwrap_err();
+        assert_eq!(err.claim(), Some(claim));
+        assert_eq!(
+            err.description(),
+            format!("the PoP SHR lacks a valid {claim} claim")
+        );
+    }
+    // q required to cover every parameter.
+    let partial = forge(&key, &header, &with(json!({"q": query_claim("x=1")})));
+    verifier
+        .verify(
+            &partial,
+            &Method::GET,
+            &target,
+            &request_headers(),
+            None,
+            now,
+        )
+        .unwrap();
+    let err = ShrVerifier::builder()
+        .require_query(true)
+        .build()
+        .verify(
+            &partial,
+            &Method::GET,
+            &target,
+            &request_headers(),
+            None,
+            now,
+        )
+        .unwrap_err();
+    assert_eq!(err.kind(), K::QueryMismatch);
+    // An algorithm outside the allow-list.
+    let err = ShrVerifier::builder()
+        .algorithms([Algorithm::Ps256])
+        .build()
+        .verify(&plain, &Method::GET, &target, &request_headers(), None, now)
+        .unwrap_err();
+    assert_eq!(err.kind(), K::DisallowedAlgorithm);
+    // Too large.
+    let err = ShrVerifier::builder()
+        .max_size(10)
+        .build()
+        .verify(&plain, &Method::GET, &target, &request_headers(), None, now)
+        .unwrap_err();
+    assert_eq!(err.kind(), K::TooLarge);
+}

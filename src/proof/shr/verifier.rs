@@ -1,0 +1,531 @@
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use http::header::HOST;
+use http::{HeaderMap, HeaderName, Method, Uri};
+use serde_json::{Map, Value};
+use subtle::ConstantTimeEq;
+
+use super::error::{ShrError, ShrErrorKind};
+use super::{SHR_TYPE, body_hash, default_port, header_hash, path_claim, query_hash, query_pairs};
+use crate::proof::alg::{Algorithm, AlgorithmSet};
+use crate::proof::dpop::htu::normalize_path;
+use crate::proof::jwk::PublicJwk;
+use crate::proof::jws::{CompactJws, JwsErrorKind};
+use crate::proof::thumbprint::JwkThumbprint;
+use crate::replay::ReplayKey;
+
+/// The algorithms a [`ShrVerifier`] allows by default.
+const DEFAULT_ALGORITHMS: [Algorithm; 3] = [Algorithm::Ps256, Algorithm::Es256, Algorithm::Rs256];
+
+/// The longest nonce accepted, in bytes.
+const MAX_NONCE_LEN: usize = 256;
+
+/// Checks signed HTTP requests: a pure function of the SHR, the request
+/// and the time.
+///
+/// [`verify`](Self::verify) checks, in this order:
+///
+/// 1. the SHR is at most [`max_size`](ShrVerifierBuilder::max_size) bytes
+///    (16 KiB by default: it carries the access token);
+/// 2. it is a compact JWS whose header and payload are JSON objects naming
+///    no member twice, with no `crit` header;
+/// 3. `typ` is `pop`;
+/// 4. `alg` is in the allow-list (default PS256, ES256, RS256; `none` and
+///    HMAC cannot be allowed);
+/// 5. `cnf.jwk` is an asymmetric public key (no `d` or other private
+///    member) of a supported type that fits `alg`; a header `kid`, when
+///    present, is its RFC 7638 thumbprint;
+/// 6. the signature verifies with that key;
+/// 7. `at` (non-empty), `ts` (whole seconds), `m`, `u`, `p` and `nonce`
+///    (non-empty, at most 256 bytes) are present;
+/// 8. `ts` is not older than the lifetime (5 minutes by default) nor
+///    ahead of `now` beyond the leeway (5 s by default);
+/// 9. `m` is the request method (case-insensitive); `u` the request's host
+///    (case-insensitive) and port (a default port given or omitted on
+///    either side); `p` its path (percent-encoding and dot segments
+///    normalised);
+/// 10. `q`, `h` and `b` when present (and, when required by the builder,
+///     present): `q` over the named query pairs, `h` over the named
+///     headers, `b` over the body (refused when no body is given to
+///     check).
+///
+/// Left to the caller, in this order: validating the access token
+/// ([`VerifiedShr::at`]) as a bare one, checking that its `cnf.kid` names
+/// the SHR's key ([`VerifiedShr::is_bound_to`]), then that the SHR is new
+/// ([`VerifiedShr::replay_key`] through a
+/// [`ReplayStore`](crate::replay::ReplayStore)), last.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_token_binding::proof::Algorithm;
+/// use tower_token_binding::proof::shr::ShrVerifier;
+///
+/// let verifier = ShrVerifier::builder()
+///     .algorithms([Algorithm::Ps256, Algorithm::Es256])
+///     .lifetime(Duration::from_secs(120))
+///     .require_body(true)
+///     .build();
+/// assert_eq!(verifier.algorithms(), [Algorithm::Es256, Algorithm::Ps256]);
+/// ```
+#[derive(Clone, Debug)]
+pub struct ShrVerifier {
+    algorithms: Vec<Algorithm>,
+    lifetime: Duration,
+    leeway: Duration,
+    max_size: usize,
+    require_query: bool,
+    require_headers: Vec<HeaderName>,
+    require_body: bool,
+}
+
+/// Builds a [`ShrVerifier`].
+#[derive(Clone, Debug)]
+pub struct ShrVerifierBuilder {
+    algorithms: AlgorithmSet,
+    lifetime: Duration,
+    leeway: Duration,
+    max_size: usize,
+    require_query: bool,
+    require_headers: Vec<HeaderName>,
+    require_body: bool,
+}
+
+impl ShrVerifierBuilder {
+    /// The algorithms allowed (in place of the default PS256, ES256,
+    /// RS256). An empty list refuses every SHR.
+    pub fn algorithms(mut self, algorithms: impl IntoIterator<Item = Algorithm>) -> Self {
+        self.algorithms = algorithms.into_iter().collect();
+        self
+    }
+
+    /// How old an SHR's `ts` may be. Default: 5 minutes, as
+    /// Microsoft.IdentityModel.
+    pub fn lifetime(mut self, lifetime: Duration) -> Self {
+        self.lifetime = lifetime;
+        self
+    }
+
+    /// How far in the future an SHR's `ts` may be, for clock skew.
+    /// Default: 5 s.
+    pub fn leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = leeway;
+        self
+    }
+
+    /// The longest SHR accepted, in bytes. Default: 16384.
+    pub fn max_size(mut self, bytes: usize) -> Self {
+        self.max_size = bytes;
+        self
+    }
+
+    /// Requires `q`, covering every pair of the request's query. Off by
+    /// default (a `q` present is checked anyway).
+    pub fn require_query(mut self, required: bool) -> Self {
+        self.require_query = required;
+        self
+    }
+
+    /// Requires `h`, covering at least the headers `names`. None by
+    /// default (an `h` present is checked anyway).
+    pub fn require_headers(mut self, names: impl IntoIterator<Item = HeaderName>) -> Self {
+        self.require_headers = names.into_iter().collect();
+        self
+    }
+
+    /// Requires `b` (and so a body given to
+    /// [`verify`](ShrVerifier::verify)). Off by default (a `b` present is
+    /// checked anyway).
+    pub fn require_body(mut self, required: bool) -> Self {
+        self.require_body = required;
+        self
+    }
+
+    /// The verifier.
+    pub fn build(self) -> ShrVerifier {
+        ShrVerifier {
+            algorithms: self.algorithms.iter().collect(),
+            lifetime: self.lifetime,
+            leeway: self.leeway,
+            max_size: self.max_size,
+            require_query: self.require_query,
+            require_headers: self.require_headers,
+            require_body: self.require_body,
+        }
+    }
+}
+
+impl Default for ShrVerifier {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ShrVerifier {
+    /// A verifier with the defaults (see [`ShrVerifierBuilder`]).
+    pub fn new() -> Self {
+        Self::builder().build()
+    }
+
+    /// A builder, starting from the defaults.
+    pub fn builder() -> ShrVerifierBuilder {
+        ShrVerifierBuilder {
+            algorithms: DEFAULT_ALGORITHMS.into_iter().collect(),
+            lifetime: Duration::from_secs(300),
+            leeway: Duration::from_secs(5),
+            max_size: 16 * 1024,
+            require_query: false,
+            require_headers: Vec::new(),
+            require_body: false,
+        }
+    }
+
+    /// The algorithms allowed.
+    pub fn algorithms(&self) -> &[Algorithm] {
+        &self.algorithms
+    }
+
+    /// The lifetime of an SHR.
+    pub fn lifetime(&self) -> Duration {
+        self.lifetime
+    }
+
+    /// Whether `b` is required, so that the caller must buffer the body
+    /// and pass it to [`verify`](Self::verify).
+    pub fn requires_body(&self) -> bool {
+        self.require_body
+    }
+
+    /// Verifies `shr` (the value after `PoP ` in `Authorization`) for a
+    /// request with `method` to `uri`, with `headers` and, when the caller
+    /// has buffered it, `body`, at `now`.
+    ///
+    /// `uri` is the request's URI: absolute (the scheme and authority of
+    /// the server's public origin, behind a proxy the configured one), or
+    /// origin-form, in which case the host comes from the `Host` header and
+    /// the scheme is taken to be `https`.
+    pub fn verify(
+        &self,
+        shr: &str,
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        body: Option<&[u8]>,
+        now: SystemTime,
+    ) -> Result<VerifiedShr, ShrError> {
+        if shr.len() > self.max_size {
+            return Err(ShrError::new(ShrErrorKind::TooLarge));
+        }
+        let jws = CompactJws::parse(shr).map_err(|e| {
+            let kind = match e.kind() {
+                JwsErrorKind::DuplicateMember => ShrErrorKind::DuplicateMember,
+                JwsErrorKind::DisallowedAlgorithm => ShrErrorKind::DisallowedAlgorithm,
+                _ => ShrErrorKind::Malformed,
+            };
+            ShrError::new(kind).with_detail(e.to_string())
+        })?;
+        if !jws
+            .typ()
+            .is_some_and(|typ| typ.eq_ignore_ascii_case(SHR_TYPE))
+        {
+            return Err(ShrError::new(ShrErrorKind::WrongType));
+        }
+        let alg = jws.algorithm();
+        if !self.algorithms.contains(&alg) {
+            return Err(ShrError::new(ShrErrorKind::DisallowedAlgorithm)
+                .with_detail(format!("alg {alg} is not allowed")));
+        }
+        let jwk = match jws.claims().get("cnf") {
+            Some(Value::Object(cnf)) => match cnf.get("jwk") {
+                Some(jwk) => PublicJwk::from_value(jwk).map_err(|e| {
+                    ShrError::new(ShrErrorKind::InvalidKey).with_detail(e.to_string())
+                })?,
+                None => return Err(ShrError::missing_claim("cnf.jwk")),
+            },
+            _ => return Err(ShrError::missing_claim("cnf")),
+        };
+        let kid = jwk.thumbprint();
+        match jws.header().get("kid") {
+            None => {}
+            Some(Value::String(claimed)) if kid.matches_str(claimed) => {}
+            Some(_) => return Err(ShrError::new(ShrErrorKind::KidMismatch)),
+        }
+        jws.verify(&jwk, &self.algorithms).map_err(|e| {
+            let kind = match e.kind() {
+                JwsErrorKind::BadSignature => ShrErrorKind::BadSignature,
+                JwsErrorKind::DisallowedAlgorithm => ShrErrorKind::DisallowedAlgorithm,
+                _ => ShrErrorKind::InvalidKey,
+            };
+            ShrError::new(kind).with_detail(e.to_string())
+        })?;
+
+        let mut claims = jws.into_claims();
+        let ts = ts_claim(&claims)?;
+        let m = string_claim(&claims, "m")?;
+        let u = string_claim(&claims, "u")?;
+        let p = string_claim(&claims, "p")?;
+        let nonce = string_claim(&claims, "nonce")?;
+        if nonce.is_empty() || nonce.len() > MAX_NONCE_LEN {
+            return Err(ShrError::missing_claim("nonce"));
+        }
+        if string_claim(&claims, "at")?.is_empty() {
+            return Err(ShrError::missing_claim("at"));
+        }
+
+        let now_since_epoch = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let ts_since_epoch = Duration::from_secs(ts);
+        if now_since_epoch.saturating_sub(ts_since_epoch) > self.lifetime {
+            return Err(ShrError::new(ShrErrorKind::TooOld));
+        }
+        if ts_since_epoch.saturating_sub(now_since_epoch) > self.leeway {
+            return Err(ShrError::new(ShrErrorKind::InFuture));
+        }
+
+        if !m.eq_ignore_ascii_case(method.as_str()) {
+            return Err(ShrError::new(ShrErrorKind::MethodMismatch));
+        }
+        host_matches(u, uri, headers)
+            .map_err(|why| ShrError::new(ShrErrorKind::HostMismatch).with_detail(why))?;
+        if normalize_path(p) != normalize_path(&path_claim(uri.path())) {
+            return Err(ShrError::new(ShrErrorKind::PathMismatch));
+        }
+        self.check_query(claims.get("q"), uri.query().unwrap_or_default())?;
+        self.check_headers(claims.get("h"), headers)?;
+        self.check_body(claims.get("b"), body)?;
+
+        let replay_key = ReplayKey::from_parts(
+            "shr",
+            &[kid.as_bytes(), nonce.as_bytes(), &ts.to_be_bytes()],
+        );
+        // Acceptable while `now - ts <= lifetime`: remember it a second
+        // longer than that (`ts` has whole seconds).
+        let expires_at = UNIX_EPOCH
+            .checked_add(ts_since_epoch.saturating_add(self.lifetime))
+            .and_then(|t| t.checked_add(Duration::from_secs(1)))
+            .unwrap_or(now);
+        let nonce = nonce.to_owned();
+        let at = match claims.remove("at") {
+            Some(Value::String(at)) => at,
+            _ => return Err(ShrError::missing_claim("at")),
+        };
+        Ok(VerifiedShr {
+            jwk,
+            alg,
+            at,
+            nonce,
+            ts: UNIX_EPOCH.checked_add(ts_since_epoch).unwrap_or(now),
+            replay_key,
+            expires_at,
+        })
+    }
+
+    fn check_query(&self, q: Option<&Value>, query: &str) -> Result<(), ShrError> {
+        let mismatch =
+            |why: &'static str| ShrError::new(ShrErrorKind::QueryMismatch).with_detail(why);
+        let Some(q) = q else {
+            if self.require_query {
+                return Err(ShrError::missing_claim("q"));
+            }
+            return Ok(());
+        };
+        let (names, hash) = names_and_hash(q).ok_or_else(|| ShrError::missing_claim("q"))?;
+        if has_duplicates(&names) {
+            return Err(mismatch("q names a parameter twice"));
+        }
+        if self.require_query && query_pairs(query).any(|(name, _)| !names.contains(&name)) {
+            return Err(mismatch("q does not cover every query parameter"));
+        }
+        let expected = query_hash(query, names.iter().copied())
+            .ok_or_else(|| mismatch("q names a parameter the request lacks"))?;
+        if !bool::from(expected.as_bytes().ct_eq(hash.as_bytes())) {
+            return Err(mismatch("the query hash differs"));
+        }
+        Ok(())
+    }
+
+    fn check_headers(&self, h: Option<&Value>, headers: &HeaderMap) -> Result<(), ShrError> {
+        let mismatch =
+            |why: &'static str| ShrError::new(ShrErrorKind::HeaderMismatch).with_detail(why);
+        let Some(h) = h else {
+            if !self.require_headers.is_empty() {
+                return Err(ShrError::missing_claim("h"));
+            }
+            return Ok(());
+        };
+        let (names, hash) = names_and_hash(h).ok_or_else(|| ShrError::missing_claim("h"))?;
+        if has_duplicates(&names) {
+            return Err(mismatch("h names a header twice"));
+        }
+        if self.require_headers.iter().any(|required| {
+            !names
+                .iter()
+                .any(|n| n.eq_ignore_ascii_case(required.as_str()))
+        }) {
+            return Err(mismatch("h does not cover the headers required"));
+        }
+        let (_, expected) = header_hash(headers, names.iter().copied())
+            .ok_or_else(|| mismatch("h names a header the request lacks"))?;
+        if !bool::from(expected.as_bytes().ct_eq(hash.as_bytes())) {
+            return Err(mismatch("the header hash differs"));
+        }
+        Ok(())
+    }
+
+    fn check_body(&self, b: Option<&Value>, body: Option<&[u8]>) -> Result<(), ShrError> {
+        let claimed = match b {
+            None if self.require_body => return Err(ShrError::missing_claim("b")),
+            None => return Ok(()),
+            Some(Value::String(b)) => b,
+            Some(_) => return Err(ShrError::missing_claim("b")),
+        };
+        let Some(body) = body else {
+            return Err(ShrError::new(ShrErrorKind::BodyMismatch)
+                .with_detail("no body was given to check b against"));
+        };
+        if !bool::from(body_hash(body).as_bytes().ct_eq(claimed.as_bytes())) {
+            return Err(ShrError::new(ShrErrorKind::BodyMismatch));
+        }
+        Ok(())
+    }
+}
+
+/// `[[names...], "hash"]`.
+fn names_and_hash(value: &Value) -> Option<(Vec<&str>, &str)> {
+    let [Value::Array(names), Value::String(hash)] = value.as_array()?.as_slice() else {
+        return None;
+    };
+    let names = names
+        .iter()
+        .map(Value::as_str)
+        .collect::<Option<Vec<_>>>()?;
+    Some((names, hash))
+}
+
+fn has_duplicates(names: &[&str]) -> bool {
+    names
+        .iter()
+        .enumerate()
+        .any(|(i, name)| names[..i].iter().any(|n| n.eq_ignore_ascii_case(name)))
+}
+
+/// Whether `u` names the request's host and port.
+fn host_matches(u: &str, uri: &Uri, headers: &HeaderMap) -> Result<(), &'static str> {
+    let scheme = uri.scheme_str().unwrap_or("https");
+    let default = default_port(scheme);
+    let (host, port) = match uri.authority() {
+        Some(authority) => (authority.host().to_owned(), authority.port_u16()),
+        None => {
+            let host = headers
+                .get(HOST)
+                .and_then(|h| h.to_str().ok())
+                .ok_or("the request has no host")?;
+            let authority: http::uri::Authority = host
+                .parse()
+                .map_err(|_| "the request's Host is not an authority")?;
+            (authority.host().to_owned(), authority.port_u16())
+        }
+    };
+    let claim: http::uri::Authority = u.parse().map_err(|_| "u is not a host")?;
+    if claim.as_str().contains('@') {
+        return Err("u has userinfo");
+    }
+    if !claim.host().eq_ignore_ascii_case(&host) {
+        return Err("u names another host");
+    }
+    if claim.port_u16().or(default) != port.or(default) {
+        return Err("u names another port");
+    }
+    Ok(())
+}
+
+fn string_claim<'a>(
+    claims: &'a Map<String, Value>,
+    name: &'static str,
+) -> Result<&'a str, ShrError> {
+    match claims.get(name) {
+        Some(Value::String(value)) => Ok(value),
+        _ => Err(ShrError::missing_claim(name)),
+    }
+}
+
+/// `ts`: whole Unix seconds, not negative.
+fn ts_claim(claims: &Map<String, Value>) -> Result<u64, ShrError> {
+    match claims.get("ts") {
+        Some(Value::Number(ts)) => ts.as_u64().ok_or_else(|| ShrError::missing_claim("ts")),
+        _ => Err(ShrError::missing_claim("ts")),
+    }
+}
+
+/// A signed HTTP request that passed [`ShrVerifier::verify`].
+///
+/// Left to the caller: validating the access token ([`at`](Self::at)) like
+/// a bare one, checking that its `cnf.kid` names this SHR's key
+/// ([`is_bound_to`](Self::is_bound_to)), and, last, that the SHR is new:
+/// [`replay_key`](Self::replay_key) inserted into a
+/// [`ReplayStore`](crate::replay::ReplayStore) until
+/// [`replay_expires_at`](Self::replay_expires_at).
+#[derive(Clone, Debug)]
+pub struct VerifiedShr {
+    jwk: PublicJwk,
+    alg: Algorithm,
+    at: String,
+    nonce: String,
+    ts: SystemTime,
+    replay_key: ReplayKey,
+    expires_at: SystemTime,
+}
+
+impl VerifiedShr {
+    /// The KID: the RFC 7638 thumbprint of `cnf.jwk`.
+    pub fn kid(&self) -> JwkThumbprint {
+        self.jwk.thumbprint()
+    }
+
+    /// Whether `cnf_kid` (the `kid` member of the access token's `cnf`) is
+    /// the thumbprint of the SHR's key: parsed strictly, compared in
+    /// constant time.
+    pub fn is_bound_to(&self, cnf_kid: &str) -> bool {
+        self.jwk.thumbprint().matches_str(cnf_kid)
+    }
+
+    /// The SHR's public key (`cnf.jwk`).
+    pub fn jwk(&self) -> &PublicJwk {
+        &self.jwk
+    }
+
+    /// The SHR's algorithm.
+    pub fn algorithm(&self) -> Algorithm {
+        self.alg
+    }
+
+    /// The access token (`at`), still to be validated.
+    pub fn at(&self) -> &str {
+        &self.at
+    }
+
+    /// Takes the access token (`at`) out.
+    pub fn into_at(self) -> String {
+        self.at
+    }
+
+    /// The SHR's `nonce`.
+    pub fn nonce(&self) -> &str {
+        &self.nonce
+    }
+
+    /// The SHR's `ts`.
+    pub fn ts(&self) -> SystemTime {
+        self.ts
+    }
+
+    /// What the SHR is remembered by in a replay store: the SHA-256 of the
+    /// KID, the nonce and `ts`.
+    pub fn replay_key(&self) -> ReplayKey {
+        self.replay_key
+    }
+
+    /// Until when the SHR must be remembered: after that its `ts` is out
+    /// of the lifetime and it is refused anyway.
+    pub fn replay_expires_at(&self) -> SystemTime {
+        self.expires_at
+    }
+}
