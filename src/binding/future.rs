@@ -128,11 +128,8 @@ where
                 } => {
                     let mut response = ready!(future.poll(cx)).map_err(Into::into)?;
                     if let Some(origin) = origin.take() {
-                        // Every response may carry the origin's next nonce.
-                        origin
-                            .proofs
-                            .nonces()
-                            .remember_from_headers(&origin.uri, response.headers());
+                        // A response may carry the origin's next nonce.
+                        origin.remember(&response);
                     }
                     if response.status() == StatusCode::UNAUTHORIZED {
                         if let Some(token) = token.take() {

@@ -153,6 +153,12 @@ impl TokenBindingLayer {
     /// [`SignedHttpRequests::signer`](crate::proof::shr::SignedHttpRequests::signer)
     /// when a resource requires them.
     ///
+    /// A `401` with `WWW-Authenticate: PoP nonce="..."` gives the nonce
+    /// the resource wants: it is remembered for the origin, the [retry
+    /// policy](Self::retry_policy) sends the request again once, and that
+    /// SHR carries it. A server nonce is used once; later SHRs have random
+    /// nonces (see [server nonces](crate::proof::shr::SignedHttpRequests#server-nonces)).
+    ///
     /// No client certificate is needed: the inner service can be any HTTP
     /// client. A token that came with an identity puts it in the
     /// extensions, for an mTLS transport. Request URIs must be absolute.

@@ -23,7 +23,9 @@
 //!   service: no certificate is needed.
 //! - [`TokenBindingLayer::pop`]: PoP-bound tokens (Microsoft's signed HTTP
 //!   requests), `Authorization: PoP <SHR>`, a fresh SHR per request signed
-//!   by the token's key. Any inner service: no certificate is needed.
+//!   by the token's key; a nonce a resource asks for (`401`,
+//!   `WWW-Authenticate: PoP nonce="..."`) goes into the next SHR to its
+//!   origin, once. Any inner service: no certificate is needed.
 //! - [`TokenBindingLayer::bearer`]: plain bearer tokens, no identity.
 //! - [`TokenBindingLayer::mtls_only`]: no token, just the identity.
 //!
@@ -93,5 +95,6 @@ mod service;
 pub use future::ResponseFuture;
 pub use layer::TokenBindingLayer;
 pub use retry::InvalidTokenRetry;
+pub(crate) use retry::pop_challenge_nonce;
 pub use scheme::{HeaderWord, ParseSchemeError, Scheme};
 pub use service::TokenBinding;

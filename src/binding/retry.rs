@@ -15,8 +15,18 @@ use crate::token::TokenCache;
 /// DPoP (RFC 9449 section 9): on `401` with a `DPoP` challenge saying
 /// `error="use_dpop_nonce"` and a `DPoP-Nonce` header, it retries once with
 /// the same token; the binding layer has remembered the nonce, and makes a
-/// new proof carrying it for the retried request. Each kind of retry
-/// happens at most its number of times per request: never a loop.
+/// new proof carrying it for the retried request.
+///
+/// PoP (Microsoft's signed HTTP requests): on `401` with a `PoP` challenge
+/// carrying a `nonce` (`WWW-Authenticate: PoP nonce="..."`, as MSAL reads
+/// it), it retries once with the same token; the binding layer has
+/// remembered the nonce, and the retried request's SHR carries it. A
+/// challenge with a nonce is about the nonce: once that budget is spent it
+/// gets no `invalid_token` retry either, so a server that is never
+/// satisfied sees exactly two attempts.
+///
+/// Each kind of retry happens at most its number of times per request:
+/// never a loop.
 ///
 /// The retry layer must be *outside* [`TokenBindingLayer`](super::TokenBindingLayer),
 /// so that the retried request passes through the binding layer again and
@@ -45,16 +55,18 @@ pub struct InvalidTokenRetry {
     cache: Option<TokenCache>,
     attempts: usize,
     nonce_attempts: usize,
+    pop_nonce_attempts: usize,
 }
 
 impl InvalidTokenRetry {
-    /// Retries once with a fresh token from `cache`, and once with a new
-    /// DPoP nonce.
+    /// Retries once with a fresh token from `cache`, once with a new DPoP
+    /// nonce and once with a PoP server nonce.
     pub fn new(cache: Option<TokenCache>) -> Self {
         Self {
             cache,
             attempts: 1,
             nonce_attempts: 1,
+            pop_nonce_attempts: 1,
         }
     }
 
@@ -64,6 +76,7 @@ impl InvalidTokenRetry {
         self.attempts = attempts;
         if attempts == 0 {
             self.nonce_attempts = 0;
+            self.pop_nonce_attempts = 0;
         }
         self
     }
@@ -72,6 +85,13 @@ impl InvalidTokenRetry {
     /// 1: a server asks for a nonce once, and then has one).
     pub fn nonce_attempts(mut self, attempts: usize) -> Self {
         self.nonce_attempts = attempts;
+        self
+    }
+
+    /// How many times to retry one request after a `PoP` challenge with a
+    /// `nonce` (default 1: the retried SHR carries the server's nonce).
+    pub fn pop_nonce_attempts(mut self, attempts: usize) -> Self {
+        self.pop_nonce_attempts = attempts;
         self
     }
 }
@@ -98,6 +118,17 @@ impl<B: Clone, ResBody, E> Policy<Request<B>, Response<ResBody>, E> for InvalidT
             tracing::debug!("the server asked for a DPoP nonce; retrying with it");
             return Some(ready(()));
         }
+        if used.0.token().pop_requests().is_some()
+            && pop_challenge_nonce(response.headers()).is_some()
+        {
+            if self.pop_nonce_attempts == 0 {
+                tracing::debug!("the server asked for a PoP nonce again; not retrying");
+                return None;
+            }
+            self.pop_nonce_attempts -= 1;
+            tracing::debug!("the server asked for a PoP nonce; retrying with it");
+            return Some(ready(()));
+        }
         if self.attempts == 0 || !says_invalid_token(response.headers()) {
             return None;
         }
@@ -112,7 +143,7 @@ impl<B: Clone, ResBody, E> Policy<Request<B>, Response<ResBody>, E> for InvalidT
     }
 
     fn clone_request(&mut self, request: &Request<B>) -> Option<Request<B>> {
-        if self.attempts == 0 && self.nonce_attempts == 0 {
+        if self.attempts == 0 && self.nonce_attempts == 0 && self.pop_nonce_attempts == 0 {
             return None;
         }
         let mut clone = Request::new(request.body().clone());
@@ -137,6 +168,63 @@ pub(crate) fn says_invalid_token(headers: &HeaderMap) -> bool {
 /// Whether a `DPoP` challenge says `error="use_dpop_nonce"`.
 pub(crate) fn says_use_dpop_nonce(headers: &HeaderMap) -> bool {
     says(headers, &["dpop"], "use_dpop_nonce")
+}
+
+/// The `nonce` of a `PoP` challenge (Microsoft's signed HTTP requests, as
+/// MSAL reads it: `WWW-Authenticate: PoP nonce="..."`), unescaped, if the
+/// headers have exactly one such challenge value. The scheme and the
+/// parameter's name are case-insensitive, the value a token or a quoted
+/// string (with `\` escapes), among any other parameters.
+pub(crate) fn pop_challenge_nonce(headers: &HeaderMap) -> Option<String> {
+    let mut found = None;
+    for value in headers
+        .get_all(header::WWW_AUTHENTICATE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+    {
+        for (scheme, params) in challenges(value) {
+            if !scheme.eq_ignore_ascii_case("pop") {
+                continue;
+            }
+            for (_, param) in split_outside_quotes(params) {
+                let Some((name, value)) = param.split_once('=') else {
+                    continue;
+                };
+                if !name.trim().eq_ignore_ascii_case("nonce") {
+                    continue;
+                }
+                let nonce = param_value(value.trim())?;
+                if found.replace(nonce).is_some() {
+                    // Two nonces: which one would the server check?
+                    return None;
+                }
+            }
+        }
+    }
+    found
+}
+
+/// An auth-param's value: a token, or a quoted string with its escapes
+/// undone. `None` when it is neither.
+fn param_value(value: &str) -> Option<String> {
+    let Some(quoted) = value.strip_prefix('"') else {
+        let is_token = !value.is_empty()
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        return is_token.then(|| value.to_owned());
+    };
+    let mut out = String::with_capacity(quoted.len());
+    let mut chars = quoted.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => out.push(chars.next()?),
+            '"' => return chars.as_str().is_empty().then_some(out),
+            c => out.push(c),
+        }
+    }
+    // No closing quote.
+    None
 }
 
 /// Whether a `WWW-Authenticate` value has a challenge of one of `schemes`
@@ -171,9 +259,10 @@ fn challenges(value: &str) -> impl Iterator<Item = (&str, &str)> {
     for (at, piece) in split_outside_quotes(value) {
         let trimmed = piece.trim_start();
         let offset = at + (piece.len() - trimmed.len());
-        let word_end = trimmed.find([' ', '=']).unwrap_or(trimmed.len());
+        let word_end = trimmed.find([' ', '\t', '=']).unwrap_or(trimmed.len());
+        // `name = value` (with spaces around `=`) is a parameter too.
         let is_scheme = word_end > 0
-            && trimmed.as_bytes().get(word_end) != Some(&b'=')
+            && !trimmed[word_end..].trim_start().starts_with('=')
             && trimmed[..word_end]
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
@@ -256,6 +345,47 @@ mod tests {
         assert!(says_invalid_token(&headers(&[
             "DPoP error=\"invalid_token\", algs=\"ES256\""
         ])));
+    }
+
+    #[test]
+    fn reads_the_nonce_of_a_pop_challenge() {
+        let nonce = |values: &[&str]| pop_challenge_nonce(&headers(values));
+        assert_eq!(nonce(&["PoP nonce=\"abc\""]).as_deref(), Some("abc"));
+        // Scheme and name in any case; a token value; spaces around `=`.
+        assert_eq!(nonce(&["pop NONCE=abc-1.2"]).as_deref(), Some("abc-1.2"));
+        assert_eq!(
+            nonce(&["POP realm=\"x\", nonce = \"a b\""]).as_deref(),
+            Some("a b")
+        );
+        // Escapes undone; commas and other schemes' words inside quotes.
+        assert_eq!(
+            nonce(&["PoP error=\"invalid_token\", nonce=\"a\\\"b\\\\c, d\", algs=\"ES256 PS256\""])
+                .as_deref(),
+            Some("a\"b\\c, d")
+        );
+        // Among other challenges, in one value or several.
+        assert_eq!(
+            nonce(&["Bearer realm=\"api\", PoP nonce=\"n1\", DPoP algs=\"ES256\""]).as_deref(),
+            Some("n1")
+        );
+        assert_eq!(
+            nonce(&["Basic realm=x", "PoP nonce=n2"]).as_deref(),
+            Some("n2")
+        );
+        // Not a PoP challenge's nonce.
+        assert_eq!(nonce(&["Bearer nonce=\"n\""]), None);
+        assert_eq!(nonce(&["DPoP nonce=\"n\", PoP realm=\"x\""]), None);
+        assert_eq!(nonce(&["PoP error_description=\"nonce=n\""]), None);
+        assert_eq!(nonce(&["PoP realm=\"x, nonce=n\""]), None);
+        assert_eq!(nonce(&["PoP xnonce=n, nonces=m"]), None);
+        // Malformed, empty or ambiguous.
+        assert_eq!(nonce(&["PoP nonce=\"unterminated"]), None);
+        assert_eq!(nonce(&["PoP nonce=\"a\"b"]), None);
+        assert_eq!(nonce(&["PoP nonce="]), None);
+        assert_eq!(nonce(&["PoP nonce=a/b"]), None);
+        assert_eq!(nonce(&["PoP nonce=n1", "PoP nonce=n2"]), None);
+        assert_eq!(nonce(&["PoP"]), None);
+        assert_eq!(nonce(&[]), None);
     }
 
     #[test]

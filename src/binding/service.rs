@@ -1,7 +1,7 @@
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::{HeaderValue, Request, Response, Uri, header};
+use http::{HeaderValue, Request, Response, StatusCode, Uri, header};
 use tower::Service;
 
 use super::future::ResponseFuture;
@@ -77,18 +77,49 @@ where
     }
 }
 
-/// Where a DPoP request went, to learn the `DPoP-Nonce` of its response.
+/// Where a DPoP or PoP request went, to learn the nonce its response may
+/// carry.
 pub(crate) struct NonceOrigin {
-    pub(crate) proofs: DpopProofs,
+    pub(crate) keys: NonceKeys,
     pub(crate) uri: Uri,
+}
+
+/// Whose nonces a response's nonce is for.
+pub(crate) enum NonceKeys {
+    /// Every response's `DPoP-Nonce` is the origin's next nonce.
+    Dpop(DpopProofs),
+    /// A `401` with `WWW-Authenticate: PoP nonce="..."` gives the nonce
+    /// for the next SHR to the origin.
+    Pop(SignedHttpRequests),
+}
+
+impl NonceOrigin {
+    /// Remembers the nonce of a response to this request, if it has one.
+    pub(crate) fn remember<B>(&self, response: &Response<B>) {
+        match &self.keys {
+            NonceKeys::Dpop(proofs) => {
+                proofs
+                    .nonces()
+                    .remember_from_headers(&self.uri, response.headers());
+            }
+            NonceKeys::Pop(shrs) => {
+                if response.status() == StatusCode::UNAUTHORIZED
+                    && shrs.remember_challenge_nonce(&self.uri, response.headers())
+                {
+                    tracing::debug!("the resource asked for a PoP nonce; the next SHR carries it");
+                }
+            }
+        }
+    }
 }
 
 /// The slot of the cached `DPoP <token>` value, after the header words'.
 const DPOP_SLOT: usize = 2;
 
 /// Puts the token's header and identity on the request, as `settings` say.
-/// For a DPoP request, also a fresh proof; then returns where the request
-/// goes, so that the response's nonce is remembered.
+/// For a DPoP request, also a fresh proof, for a PoP one a fresh SHR; then
+/// returns where the request goes, so that the response's nonce is
+/// remembered.
 pub(crate) fn authorize<B>(
     request: &mut Request<B>,
     token: &CachedToken,
@@ -103,7 +134,10 @@ pub(crate) fn authorize<B>(
     if settings.scheme == Scheme::Pop {
         if let Some(shrs) = token.token().pop_requests() {
             authorize_pop(request, token, shrs, settings)?;
-            return Ok(None);
+            return Ok(Some(NonceOrigin {
+                keys: NonceKeys::Pop(shrs.clone()),
+                uri: request.uri().clone(),
+            }));
         }
     }
     let identity = token.token().identity();
@@ -172,14 +206,15 @@ fn authorize_dpop<B>(
         request.extensions_mut().insert(identity.clone());
     }
     Ok(NonceOrigin {
-        proofs: proofs.clone(),
+        keys: NonceKeys::Dpop(proofs.clone()),
         uri: request.uri().clone(),
     })
 }
 
 /// `Authorization: PoP <SHR>` with a new signed HTTP request for this
-/// request (its method, host and path, the time, a fresh nonce, the token
-/// and the key), marked sensitive; the identity that got the token, if any,
+/// request (its method, host and path, the time, the origin's server nonce
+/// if one waits, else a random one, the token and the key), marked
+/// sensitive; the identity that got the token, if any,
 /// for an mTLS transport. `q` and `h` as the settings say; never `b`: the
 /// body may stream.
 fn authorize_pop<B>(

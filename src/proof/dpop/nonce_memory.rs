@@ -152,12 +152,15 @@ impl NonceMemory {
     /// Returns `false`, remembering nothing, when the URI is not absolute or
     /// the nonce is not `1*NQCHAR` (at most 1 KiB).
     pub fn remember(&self, uri: &Uri, nonce: &str) -> bool {
+        is_nonce(nonce) && self.remember_unchecked(uri, nonce)
+    }
+
+    /// Remembers `nonce`, whose syntax the caller has checked, for `uri`'s
+    /// origin.
+    pub(crate) fn remember_unchecked(&self, uri: &Uri, nonce: &str) -> bool {
         let Some(origin) = Origin::of(uri) else {
             return false;
         };
-        if !is_nonce(nonce) {
-            return false;
-        }
         let hash = origin.hash();
         let mut entries = self.lock();
         entries.tick += 1;
@@ -195,6 +198,19 @@ impl NonceMemory {
             (Some(value), None) => value.to_str().is_ok_and(|nonce| self.remember(uri, nonce)),
             _ => false,
         }
+    }
+
+    /// The nonce remembered for `uri`'s origin, forgetting it: a nonce to
+    /// be used once (the next request to the origin consumes it).
+    pub fn take(&self, uri: &Uri) -> Option<Arc<str>> {
+        let origin = Origin::of(uri)?;
+        let hash = origin.hash();
+        let mut entries = self.lock();
+        let at = entries
+            .list
+            .iter()
+            .position(|entry| origin.matches(hash, entry))?;
+        Some(entries.list.swap_remove(at).nonce)
     }
 
     /// Forgets the nonce of `uri`'s origin.
@@ -276,6 +292,23 @@ mod tests {
         assert_eq!(nonces.len(), 1);
         nonces.forget(&uri("https://API.example:443"));
         assert!(nonces.is_empty());
+    }
+
+    #[test]
+    fn a_taken_nonce_is_used_once() {
+        let nonces = NonceMemory::new();
+        assert!(nonces.remember(&uri("https://api.example/a"), "n1"));
+        assert!(nonces.remember(&uri("https://other.example"), "o1"));
+        assert_eq!(
+            nonces.take(&uri("https://API.example:443/b")).as_deref(),
+            Some("n1")
+        );
+        assert_eq!(nonces.take(&uri("https://api.example")), None);
+        assert_eq!(
+            nonces.get(&uri("https://other.example")).as_deref(),
+            Some("o1")
+        );
+        assert_eq!(nonces.take(&uri("/relative")), None);
     }
 
     #[test]

@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use super::error::{CreateShrError, CreateShrErrorKind};
 use super::{SHR_TYPE, body_hash, header_claim, host_claim, path_claim, query_claim, req_cnf};
+use crate::proof::dpop::NonceMemory;
 use crate::proof::jwk::PublicJwk;
 use crate::proof::jws;
 use crate::proof::key::ProofKey;
@@ -24,6 +25,19 @@ use crate::proof::thumbprint::JwkThumbprint;
 /// request's method (`m`), host (`u`) and path (`p`), a nonce of 128 random
 /// bits and the public key (`cnf.jwk`). The query, header and body hashes
 /// (`q`, `h`, `b`) are opt-in, through [`signer`](Self::signer).
+///
+/// # Server nonces
+///
+/// A resource may ask for its own nonce with a `401` and
+/// `WWW-Authenticate: PoP nonce="..."` (as MSAL reads it).
+/// [`remember_challenge_nonce`](Self::remember_challenge_nonce) keeps it
+/// for the response's origin, and the *next* SHR to that origin carries
+/// it, once: the one after uses a random nonce again. A server nonce is
+/// used once because a server's replay key is (KID, nonce, `ts`): two SHRs
+/// with one nonce in the same second would look like a replay. With
+/// requests in flight at once, only one of them gets the server's nonce;
+/// the others may be asked again (and, through the binding layer's retry
+/// policy, retried once each).
 ///
 /// Microsoft's default key is RSA-2048 with PS256
 /// (`ProofKey::generate(Algorithm::Ps256)`); ES256 works too. Cloning is
@@ -54,6 +68,7 @@ struct Inner {
     key: ProofKey,
     header_b64: Box<str>,
     req_cnf: Box<str>,
+    nonces: NonceMemory,
 }
 
 /// The payload of an SHR, serialized straight into the JWS being built.
@@ -93,6 +108,7 @@ impl SignedHttpRequests {
             inner: Arc::new(Inner {
                 header_b64: jws::encode_segment(header.as_bytes()).into_boxed_str(),
                 req_cnf: req_cnf(&key).into_boxed_str(),
+                nonces: NonceMemory::new(),
                 key,
             }),
         }
@@ -114,9 +130,50 @@ impl SignedHttpRequests {
         &self.inner.req_cnf
     }
 
+    /// The server nonces waiting for the next SHR to their origin (see
+    /// [Server nonces](Self#server-nonces)). Clones share them.
+    pub fn nonces(&self) -> &NonceMemory {
+        &self.inner.nonces
+    }
+
+    /// Remembers the nonce of a `PoP` challenge in a response from `uri`
+    /// (`WWW-Authenticate: PoP nonce="..."`: the scheme and name in any
+    /// case, the value a token or a quoted string, other parameters
+    /// around it) for the next SHR to its origin. Returns whether there
+    /// was exactly one such nonce, of 1 to 256 characters, and it was
+    /// remembered.
+    ///
+    /// ```
+    /// use http::{HeaderMap, HeaderValue, Method, Uri};
+    /// use tower_token_binding::proof::shr::SignedHttpRequests;
+    /// use tower_token_binding::proof::{Algorithm, ProofKey};
+    ///
+    /// let shrs = SignedHttpRequests::new(ProofKey::generate(Algorithm::Es256).unwrap());
+    /// let uri: Uri = "https://api.example/items".parse().unwrap();
+    /// let mut headers = HeaderMap::new();
+    /// headers.insert(
+    ///     "www-authenticate",
+    ///     HeaderValue::from_static(r#"Bearer realm="api", pop error="invalid_token", Nonce="n\"1""#),
+    /// );
+    /// assert!(shrs.remember_challenge_nonce(&uri, &headers));
+    /// assert_eq!(shrs.nonces().get(&uri).as_deref(), Some("n\"1"));
+    /// // The next SHR to the origin takes it; the one after has a random nonce.
+    /// let _ = shrs.sign(&Method::GET, &uri, "the-access-token").unwrap();
+    /// assert!(shrs.nonces().get(&uri).is_none());
+    /// ```
+    pub fn remember_challenge_nonce(&self, uri: &Uri, headers: &HeaderMap) -> bool {
+        crate::binding::pop_challenge_nonce(headers).is_some_and(|nonce| {
+            (1..=MAX_SERVER_NONCE_LEN).contains(&nonce.len())
+                && !nonce.chars().any(char::is_control)
+                && self.inner.nonces.remember_unchecked(uri, &nonce)
+        })
+    }
+
     /// An SHR for a request with `method` to `uri` (absolute) carrying
-    /// `access_token`, now, with a fresh nonce: `m`, `u`, `p`, `ts`,
-    /// `nonce`, `at` and `cnf`, no `q`, `h` or `b`.
+    /// `access_token`, now: `m`, `u`, `p`, `ts`, `nonce`, `at` and `cnf`,
+    /// no `q`, `h` or `b`. The nonce is the server's when its origin gave
+    /// one not yet used (see [Server nonces](Self#server-nonces)), a random
+    /// one otherwise.
     pub fn sign(
         &self,
         method: &Method,
@@ -197,7 +254,8 @@ impl<'a> ShrSigner<'a> {
         self
     }
 
-    /// Uses `nonce` (a server's, say) instead of a random one.
+    /// Uses `nonce` instead of the origin's server nonce or a random one
+    /// (a server nonce waiting for the origin stays for the next SHR).
     pub fn nonce(mut self, nonce: &'a str) -> Self {
         self.nonce = Some(nonce);
         self
@@ -209,14 +267,20 @@ impl<'a> ShrSigner<'a> {
         self
     }
 
-    /// Signs the SHR.
+    /// Signs the SHR. Without a [`nonce`](Self::nonce) given, it takes
+    /// the server nonce waiting for the URI's origin, if any (it is used
+    /// once), and makes a random one otherwise.
     pub fn sign(self) -> Result<String, CreateShrError> {
         let u = host_claim(self.uri).ok_or(CreateShrError::new(CreateShrErrorKind::RelativeUri))?;
         let p = path_claim(self.uri.path());
         let mut nonce_buf = [0u8; 22];
-        let nonce = match self.nonce {
-            Some(nonce) => nonce,
-            None => random_nonce(&mut nonce_buf)?,
+        let server_nonce = match self.nonce {
+            Some(_) => None,
+            None => self.shrs.inner.nonces.take(self.uri),
+        };
+        let nonce = match (self.nonce, server_nonce.as_deref()) {
+            (Some(nonce), _) | (None, Some(nonce)) => nonce,
+            (None, None) => random_nonce(&mut nonce_buf)?,
         };
         let q = self
             .query
@@ -259,6 +323,9 @@ impl<'a> ShrSigner<'a> {
         .map_err(CreateShrError::signing)
     }
 }
+
+/// The longest server nonce kept, in bytes (what `ShrVerifier` accepts).
+const MAX_SERVER_NONCE_LEN: usize = 256;
 
 /// 128 random bits, base64url.
 fn random_nonce(buf: &mut [u8; 22]) -> Result<&str, CreateShrError> {
