@@ -9,6 +9,7 @@
 #[path = "support/pop_api.rs"]
 mod pop_api;
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -16,7 +17,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::HeaderName;
 use http::StatusCode;
 use http::header::CONTENT_TYPE;
-use pop_api::start_api;
+use pop_api::{NonceDemand, server_nonce, start_api, start_api_demanding};
 use serde_json::{Value, json};
 use tower_token_binding::BoundClient;
 use tower_token_binding::binding::{HeaderWord, Scheme};
@@ -397,4 +398,84 @@ async fn misconfigurations_fail_at_build() {
         .scheme(Scheme::Pop)
         .token_source(|| async { Ok(Token::new("t")) });
     assert_eq!(kind(own.pop_key(key())), BuildErrorKind::Conflict);
+}
+
+/// Whether `nonce` is one of the client's own: 128 random bits, base64url.
+fn is_random_nonce(nonce: &Value) -> bool {
+    nonce
+        .as_str()
+        .and_then(|n| URL_SAFE_NO_PAD.decode(n).ok())
+        .is_some_and(|bytes| bytes.len() == 16)
+}
+
+#[tokio::test]
+async fn a_server_nonce_is_used_once_after_one_retry() {
+    let pki = TestPki::new().unwrap();
+    let issuer = issuer(&pki).await;
+    let api = start_api_demanding(&pki, ShrVerifier::new(), NonceDemand::Required).await;
+    let client = client(&pki, &issuer).build().unwrap();
+    let shrs = client.pop_requests().unwrap().clone();
+    let url = format!("{}/orders", api.base);
+
+    // First request: a random nonce, the challenge, one retry with the
+    // server's nonce (quoted-string escapes undone), accepted.
+    let response = client.get(&url).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(api.requests.load(Ordering::SeqCst), 2);
+    assert_eq!(*api.challenged.lock().unwrap(), [server_nonce(1)]);
+    {
+        let seen = api.seen.lock().unwrap();
+        assert!(is_random_nonce(&seen[0].claims["nonce"]));
+        assert_eq!(seen[1].claims["nonce"], server_nonce(1));
+        assert_eq!(seen[0].claims["at"], seen[1].claims["at"]);
+    }
+    // The nonce was consumed by the retried SHR.
+    assert!(shrs.nonces().is_empty());
+    // Same token throughout: a nonce challenge does not drop it.
+    assert_eq!(client.cache().unwrap().stats().fetches, 1);
+
+    // Next request: a random nonce again (the server then wants its new
+    // one, and gets it on the one retry).
+    let response = client.get(&url).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(api.requests.load(Ordering::SeqCst), 4);
+    assert_eq!(
+        *api.challenged.lock().unwrap(),
+        [server_nonce(1), server_nonce(2)]
+    );
+    let seen = api.seen.lock().unwrap();
+    assert!(is_random_nonce(&seen[2].claims["nonce"]));
+    assert_ne!(seen[2].claims["nonce"], server_nonce(1));
+    assert_eq!(seen[3].claims["nonce"], server_nonce(2));
+    assert_eq!(client.cache().unwrap().stats().fetches, 1);
+}
+
+#[tokio::test]
+async fn a_server_never_satisfied_gets_exactly_two_attempts() {
+    let pki = TestPki::new().unwrap();
+    let issuer = issuer(&pki).await;
+    let api = start_api_demanding(&pki, ShrVerifier::new(), NonceDemand::NeverSatisfied).await;
+    let client = client(&pki, &issuer).build().unwrap();
+    let url = format!("{}/orders", api.base);
+
+    let response = client.get(&url).await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(api.requests.load(Ordering::SeqCst), 2);
+    {
+        let seen = api.seen.lock().unwrap();
+        assert!(is_random_nonce(&seen[0].claims["nonce"]));
+        assert_eq!(seen[1].claims["nonce"], server_nonce(2));
+    }
+    // The challenge said invalid_token too, but it was about the nonce:
+    // the token was not dropped.
+    assert_eq!(client.cache().unwrap().stats().fetches, 1);
+
+    // The last challenge's nonce waits for the next request, which has
+    // its own budget: again exactly two attempts.
+    let response = client.get(&url).await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(api.requests.load(Ordering::SeqCst), 4);
+    let seen = api.seen.lock().unwrap();
+    assert_eq!(seen[2].claims["nonce"], server_nonce(3));
+    assert_eq!(seen[3].claims["nonce"], server_nonce(4));
 }

@@ -30,6 +30,27 @@ pub struct Api {
     pub base: String,
     pub requests: Arc<AtomicUsize>,
     pub seen: Arc<Mutex<Vec<Seen>>>,
+    /// The nonces the server asked for, in its challenges' order.
+    pub challenged: Arc<Mutex<Vec<String>>>,
+}
+
+/// Whether the resource wants its own nonce in the SHR.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NonceDemand {
+    /// Any nonce will do.
+    None,
+    /// An SHR without the server's current nonce gets `401` with
+    /// `WWW-Authenticate: PoP ..., nonce="<current>", ...`; a nonce is good
+    /// for one accepted request, then the server has a new one.
+    Required,
+    /// Every SHR gets `401` with a new nonce: never satisfied.
+    NeverSatisfied,
+}
+
+/// The server's nonce number `n`: it has a quote and a backslash, to be
+/// escaped in the challenge's quoted string.
+pub fn server_nonce(n: usize) -> String {
+    format!("srv\"\\{n}")
 }
 
 /// Serves a resource that takes `Authorization: PoP <SHR>`, checks the SHR
@@ -44,6 +65,11 @@ pub async fn start_api(pki: &TestPki) -> Api {
 /// [`start_api`] with the verifier given (one that requires `q` or `h`,
 /// say).
 pub async fn start_api_with(pki: &TestPki, verifier: ShrVerifier) -> Api {
+    start_api_demanding(pki, verifier, NonceDemand::None).await
+}
+
+/// [`start_api_with`], wanting server nonces as `demand` says.
+pub async fn start_api_demanding(pki: &TestPki, verifier: ShrVerifier, demand: NonceDemand) -> Api {
     let tls = pki
         .server_config(Arc::new(AnyClientCertVerifier::optional()))
         .unwrap();
@@ -55,8 +81,10 @@ pub async fn start_api_with(pki: &TestPki, verifier: ShrVerifier) -> Api {
     let requests = Arc::new(AtomicUsize::new(0));
     let seen = Arc::new(Mutex::new(Vec::new()));
     let replays = Arc::new(Mutex::new(HashSet::new()));
+    let challenged = Arc::new(Mutex::new(Vec::new()));
+    let current = Arc::new(AtomicUsize::new(1));
     let service = {
-        let (requests, seen) = (requests.clone(), seen.clone());
+        let (requests, seen, challenged) = (requests.clone(), seen.clone(), challenged.clone());
         tower::service_fn(move |request: Request<Incoming>| {
             requests.fetch_add(1, Ordering::SeqCst);
             let authorization = request
@@ -66,12 +94,43 @@ pub async fn start_api_with(pki: &TestPki, verifier: ShrVerifier) -> Api {
                 .unwrap_or_default()
                 .to_owned();
             let shr = authorization.strip_prefix("PoP ").unwrap_or_default();
+            let mut sent_nonce = None;
             if let Ok(jws) = CompactJws::parse(shr) {
+                let claims = jws.claims().clone();
+                sent_nonce = claims["nonce"].as_str().map(str::to_owned);
                 seen.lock().unwrap().push(Seen {
                     authorization: authorization.clone(),
                     header: jws.header().clone(),
-                    claims: jws.into_claims(),
+                    claims,
                 });
+            }
+            let wanted = server_nonce(current.load(Ordering::SeqCst));
+            let satisfied = match demand {
+                NonceDemand::None => true,
+                NonceDemand::Required => sent_nonce.as_deref() == Some(wanted.as_str()),
+                NonceDemand::NeverSatisfied => false,
+            };
+            if !satisfied {
+                let nonce = match demand {
+                    NonceDemand::NeverSatisfied => {
+                        server_nonce(current.fetch_add(1, Ordering::SeqCst) + 1)
+                    }
+                    _ => wanted,
+                };
+                let escaped = nonce.replace('\\', "\\\\").replace('"', "\\\"");
+                challenged.lock().unwrap().push(nonce);
+                let mut response = Response::new(Full::new(Bytes::new()));
+                *response.status_mut() = StatusCode::UNAUTHORIZED;
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    format!(
+                        "Bearer realm=\"api\", pop realm=\"pop api\", error=\"invalid_token\", \
+                         Nonce=\"{escaped}\", error_description=\"a server nonce is required\""
+                    )
+                    .parse()
+                    .unwrap(),
+                );
+                return std::future::ready(Ok::<_, Infallible>(response));
             }
             let result = verifier
                 .verify(
@@ -90,6 +149,10 @@ pub async fn start_api_with(pki: &TestPki, verifier: ShrVerifier) -> Api {
                     }
                     if !replays.lock().unwrap().insert(verified.replay_key()) {
                         return Err("the PoP SHR has been used before".to_owned());
+                    }
+                    if demand == NonceDemand::Required {
+                        // A server nonce is good for one request.
+                        current.fetch_add(1, Ordering::SeqCst);
                     }
                     Ok(json!({
                         "kid": verified.kid(),
@@ -117,7 +180,7 @@ pub async fn start_api_with(pki: &TestPki, verifier: ShrVerifier) -> Api {
                     .unwrap(),
                 );
             }
-            async move { Ok::<_, Infallible>(response) }
+            std::future::ready(Ok::<_, Infallible>(response))
         })
     };
     tokio::spawn(server::serve(listener, tls, service).into_future());
@@ -125,6 +188,7 @@ pub async fn start_api_with(pki: &TestPki, verifier: ShrVerifier) -> Api {
         base,
         requests,
         seen,
+        challenged,
     }
 }
 
