@@ -1,6 +1,7 @@
 //! `CnfValidationLayer`: accept bound access tokens only from the holder
 //! of the key they are bound to: a TLS client certificate (RFC 8705) and,
-//! where enabled, a DPoP key (RFC 9449).
+//! where enabled, a DPoP key (RFC 9449) or the key of Microsoft's signed
+//! HTTP requests (`PoP`).
 //!
 //! For every request the middleware
 //!
@@ -8,12 +9,18 @@
 //!    `mtls_pop` as Microsoft Entra sends it, or `DPoP` where
 //!    [DPoP is accepted](CnfValidationLayer::accept_dpop), with exactly one
 //!    `DPoP` proof header; case-insensitive; exactly one token, in the
-//!    header only);
+//!    header only) or, where
+//!    [signed HTTP requests are accepted](CnfValidationLayer::accept_pop),
+//!    `PoP` with a signed request (SHR) carrying the token in its `at`; a
+//!    signed request sent with another scheme is refused;
 //! 2. for `DPoP`, verifies the proof with the
 //!    [`DpopVerifier`](crate::proof::dpop::DpopVerifier): `typ`, `alg`,
 //!    public `jwk`, signature, `htm`, `htu` (see
 //!    [`public_origin`](CnfValidationLayer::public_origin)), `iat`, `ath`,
-//!    and the server nonce when nonces are on;
+//!    and the server nonce when nonces are on; for `PoP`, verifies the SHR
+//!    with the [`ShrVerifier`](crate::proof::shr::ShrVerifier): `typ`,
+//!    `alg`, public `cnf.jwk`, signature, `ts`, method `m`, host `u`, path
+//!    `p`, and the query and header hashes `q` and `h` when present;
 //! 3. validates the token with a [`ValidateToken`], by default a
 //!    [`JwtValidator`] (RFC 9068 JWT access tokens, keys from a JWKS; a
 //!    token seen before is served from its cache);
@@ -21,13 +28,14 @@
 //!    `x5t#S256` passes only on a request whose
 //!    [`PeerCertificate`](crate::server::PeerCertificate) has that
 //!    thumbprint; a `jkt` only with the `DPoP` scheme and a proof by the key
-//!    with that thumbprint (a downgrade to `Bearer` is refused); both
-//!    compared in constant time. A token with no `cnf` is refused unless
+//!    with that thumbprint (a downgrade to `Bearer` is refused); a `kid`
+//!    only with the `PoP` scheme and an SHR by the key with that thumbprint
+//!    (sent any other way, refused); compared in constant time. A token with no `cnf` is refused unless
 //!    the layer [allows unbound tokens](CnfValidationLayer::allow_unbound);
 //! 5. checks [required scopes](CnfValidationLayer::required_scope);
-//! 6. for `DPoP`, last, asks the
-//!    [replay store](CnfValidationLayer::replay_store) whether the proof is
-//!    new;
+//! 6. for `DPoP` and `PoP`, last, asks the
+//!    [replay store](CnfValidationLayer::replay_store) whether the proof
+//!    (the SHR: its key, `nonce` and `ts`) is new;
 //! 7. puts the [`VerifiedToken`] into the request's extensions, with the
 //!    [binding proven](VerifiedToken::binding), and calls the inner
 //!    service.
@@ -39,17 +47,18 @@
 //! | --- | --- | --- |
 //! | no token (or another scheme) | 401 | `Bearer` (and `DPoP algs="..."` where accepted) |
 //! | malformed header, token sent twice, token in the query, two `DPoP` headers | 400 | `Bearer error="invalid_request"` |
-//! | bad token, unbound where binding is required, wrong or no certificate, DPoP-bound token as `Bearer`, `DPoP` with a token not DPoP-bound, proof by another key | 401 | `Bearer error="invalid_token"` |
+//! | bad token, unbound where binding is required, wrong or no certificate, DPoP-bound token as `Bearer`, `DPoP` with a token not DPoP-bound, proof by another key, PoP-bound token without an SHR, an SHR as the token | 401 | `Bearer error="invalid_token"` |
 //! | `DPoP` without a proof, bad or replayed proof | 401 | `DPoP error="invalid_dpop_proof", algs="..."` |
 //! | no current server nonce in the proof | 401 | `DPoP error="use_dpop_nonce", algs="..."`, and a `DPoP-Nonce` header |
+//! | `PoP`: bad or replayed SHR, its token invalid, not PoP-bound or bound to another key | 401 | `PoP error="invalid_token"` |
 //! | missing scope | 403 | `Bearer error="insufficient_scope", scope="..."` |
 //! | no signing keys could be loaded | 503 | none |
 //! | the replay store could not answer | 503 | none; `Retry-After` |
 //!
 //! The challenge carries `error_description` unless the layer is
 //! [terse](CnfValidationLayer::terse), and uses the scheme word of the
-//! request (`mtls_pop` answers `mtls_pop`, `DPoP` answers `DPoP`). Where
-//! the route accepts both bindings, one `WWW-Authenticate` value carries a
+//! request (`mtls_pop` answers `mtls_pop`, `DPoP` answers `DPoP`, `PoP`
+//! answers `PoP`). Where the route accepts several bindings, one `WWW-Authenticate` value carries a
 //! challenge for each scheme, the one with the error first:
 //! `DPoP error="invalid_dpop_proof", algs="ES256 ...", Bearer`. With server
 //! nonces on, every response to a `DPoP` request carries the current
@@ -183,6 +192,7 @@ mod future;
 mod jwks;
 pub(crate) mod jwt;
 mod layer;
+mod pop;
 mod rejection;
 mod service;
 mod token;
