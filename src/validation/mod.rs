@@ -182,6 +182,60 @@
 //! assert!(challenge.starts_with("Bearer error=\"invalid_token\""));
 //! # }
 //! ```
+//!
+//! A PoP-bound token inside Microsoft's signed HTTP request, whose `at` the
+//! validator sees; the token alone is refused:
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use http::{Method, Request, Response, StatusCode, header};
+//! use tower::{ServiceBuilder, ServiceExt};
+//! use tower_token_binding::proof::shr::{ShrVerifier, SignedHttpRequests};
+//! use tower_token_binding::proof::{Algorithm, ProofKey};
+//! use tower_token_binding::validation::{CnfValidationLayer, TokenError, TokenErrorKind, VerifiedToken};
+//! use tower_token_binding::{Confirmation, ProvenBinding};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let shrs = SignedHttpRequests::new(ProofKey::generate(Algorithm::Ps256).unwrap());
+//! let kid = shrs.kid();
+//! let validator = move |token: &str| {
+//!     let known = token == "pop-token";
+//!     async move {
+//!         if !known {
+//!             return Err(TokenError::new(TokenErrorKind::Other));
+//!         }
+//!         let claims = serde_json::json!({ "sub": "app", "cnf": Confirmation::bound_to_kid(kid) });
+//!         Ok(VerifiedToken::from_claims(claims.as_object().unwrap().clone()).unwrap())
+//!     }
+//! };
+//! let service = ServiceBuilder::new()
+//!     .layer(CnfValidationLayer::new(validator).accept_pop(ShrVerifier::new()))
+//!     .service_fn(|request: Request<String>| async move {
+//!         let token = request.extensions().get::<VerifiedToken>().unwrap();
+//!         assert!(matches!(token.binding(), ProvenBinding::Pop(_)));
+//!         Ok::<_, Infallible>(Response::new(String::new()))
+//!     });
+//!
+//! let uri = "https://api.example/orders";
+//! let shr = shrs.sign(&Method::GET, &uri.parse().unwrap(), "pop-token").unwrap();
+//! let request = |authorization: String| {
+//!     Request::get(uri)
+//!         .header(header::AUTHORIZATION, authorization)
+//!         .body(String::new())
+//!         .unwrap()
+//! };
+//! let response = service.clone().oneshot(request(format!("PoP {shr}"))).await.unwrap();
+//! assert_eq!(response.status(), StatusCode::OK);
+//!
+//! // The token without its signed request: a downgrade, refused.
+//! let response = service.oneshot(request("Bearer pop-token".into())).await.unwrap();
+//! assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+//! let challenge = response.headers()[header::WWW_AUTHENTICATE].to_str().unwrap();
+//! assert!(challenge.starts_with("Bearer error=\"invalid_token\""));
+//! assert!(challenge.ends_with(", PoP"));
+//! # }
+//! ```
 
 mod cache;
 mod dpop;
