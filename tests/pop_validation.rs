@@ -668,3 +668,41 @@ async fn challenges_list_pop_where_it_is_accepted() {
         "{answer:?}"
     );
 }
+
+/// Scopes are checked after the binding and before the replay store: a
+/// token without a required scope gets `403 insufficient_scope` in the
+/// `PoP` challenge, and its SHR never reaches the store.
+#[tokio::test]
+async fn scopes_before_the_replay_store() {
+    let s = setup(Algorithm::Es256).await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let api = start(
+        &s.pki,
+        layer_of(&s.pki, &s.issuer)
+            .accept_pop(ShrVerifier::new())
+            .required_scope("write")
+            .replay_store(counting_store(calls.clone(), || Ok(true))),
+    )
+    .await;
+    let client = https_client(&s.pki, None);
+    let shr = s.shrs.sign(&Method::GET, &uri(&api), &s.token).unwrap();
+    let answer = send(&client, &Call::pop(&api, shr)).await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN, "{answer:?}");
+    assert!(
+        answer
+            .challenge
+            .starts_with("PoP error=\"insufficient_scope\""),
+        "{answer:?}"
+    );
+    assert!(answer.challenge.contains("scope=\"write\""), "{answer:?}");
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+
+    let mut claims = s.issuer.claims("svc", None);
+    claims["cnf"] = json!({ "kid": s.shrs.kid().to_string() });
+    claims["scope"] = json!("read write");
+    let writer = s.issuer.sign(&claims).unwrap();
+    let shr = s.shrs.sign(&Method::GET, &uri(&api), &writer).unwrap();
+    let answer = send(&client, &Call::pop(&api, shr)).await;
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
