@@ -19,8 +19,8 @@ use crate::{Confirmation, ProvenBinding};
 
 /// What a request proved its key with, besides a client certificate:
 /// checked on its own before the token is validated; its binding to the
-/// token and the replay check come after.
-#[derive(Debug)]
+/// token and the replay check come after. (Not `Debug`: a signed request
+/// holds the access token.)
 pub(crate) enum Proof {
     /// A `DPoP` proof header.
     Dpop(VerifiedProof),
