@@ -1,5 +1,5 @@
-//! A command-line client that calls an API with certificate-bound or DPoP
-//! tokens, using the crate exactly as a user would: a `BoundClient` built in
+//! A command-line client that calls an API with certificate-bound, DPoP or
+//! PoP tokens, using the crate exactly as a user would: a `BoundClient` built in
 //! one expression (OAuth client credentials over mTLS, the token cache,
 //! `TokenBindingLayer` with the retry policy, and the per-certificate pool),
 //! its certificate and key files watched for renewal.
@@ -8,7 +8,8 @@
 //! cargo run --example client -- (--issuer URL | --token-url URL) --client-id ID \
 //!     [--client-secret S] [--auth tls_client_auth|self_signed_tls_client_auth|client_secret_basic|client_secret_post] \
 //!     [--cert client.pem --key client.key] [--ca ca.pem] [--scope "a b"] [--resource URI] \
-//!     [--scheme bearer|mtls_pop|mtls|dpop] [--dpop-key FILE] [--header-word bearer|mtls_pop] \
+//!     [--scheme bearer|mtls_pop|mtls|dpop|pop] [--dpop-key FILE] [--pop-key FILE] \
+//!     [--header-word bearer|mtls_pop] \
 //!     [--requests N] [--concurrency C] URL
 //! ```
 //!
@@ -18,7 +19,10 @@
 //! Entra's `mtls_pop` tokens. `--scheme dpop` binds tokens to a DPoP key
 //! (RFC 9449; from `--dpop-key`, a PEM private key, or a new ES256 key) and
 //! sends a proof with every request; then `--cert` and `--key` are needed
-//! only for `tls_client_auth`. Set `RUST_LOG=tower_token_binding=debug` for
+//! only for `tls_client_auth`. `--scheme pop` does the same with
+//! Microsoft's PoP: tokens bound to a key (`cnf.kid`; from `--pop-key`, or a
+//! new RSA-2048 key signing with PS256) and `Authorization: PoP <SHR>`, a
+//! signed HTTP request made for every request. Set `RUST_LOG=tower_token_binding=debug` for
 //! details.
 
 use std::process::ExitCode;
@@ -33,8 +37,8 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 const USAGE: &str = "usage: client (--issuer URL | --token-url URL) --client-id ID [--client-secret S] \
 [--auth tls_client_auth|self_signed_tls_client_auth|client_secret_basic|client_secret_post] \
-[--cert PEM --key PEM] [--ca PEM] [--scope \"a b\"] [--resource URI] [--scheme bearer|mtls_pop|mtls|dpop] \
-[--dpop-key PEM] [--header-word bearer|mtls_pop] [--requests N] [--concurrency C] URL";
+[--cert PEM --key PEM] [--ca PEM] [--scope \"a b\"] [--resource URI] [--scheme bearer|mtls_pop|mtls|dpop|pop] \
+[--dpop-key PEM] [--pop-key PEM] [--header-word bearer|mtls_pop] [--requests N] [--concurrency C] URL";
 
 #[derive(Default)]
 struct Args {
@@ -50,6 +54,7 @@ struct Args {
     resource: Option<String>,
     scheme: Option<String>,
     dpop_key: Option<String>,
+    pop_key: Option<String>,
     header_word: Option<String>,
     requests: Option<String>,
     concurrency: Option<String>,
@@ -77,6 +82,7 @@ fn parse_args() -> Result<Args, String> {
             "--resource" => &mut args.resource,
             "--scheme" => &mut args.scheme,
             "--dpop-key" => &mut args.dpop_key,
+            "--pop-key" => &mut args.pop_key,
             "--header-word" => &mut args.header_word,
             "--requests" => &mut args.requests,
             "--concurrency" => &mut args.concurrency,
@@ -93,13 +99,15 @@ fn parse_args() -> Result<Args, String> {
         };
         *slot = Some(value()?);
     }
-    let dpop = args
-        .scheme
-        .as_deref()
-        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("dpop"));
-    // With DPoP a client secret may authenticate alone; a certificate is
-    // then optional, but comes as a pair.
-    let certificate_optional = dpop && args.client_secret.is_some();
+    let is = |name: &str| {
+        args.scheme
+            .as_deref()
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case(name))
+    };
+    let (dpop, pop) = (is("dpop"), is("pop"));
+    // With DPoP or PoP a client secret may authenticate alone; a
+    // certificate is then optional, but comes as a pair.
+    let certificate_optional = (dpop || pop) && args.client_secret.is_some();
     let missing_cert = !certificate_optional || args.key.is_some();
     let missing_key = !certificate_optional || args.cert.is_some();
     for (missing, what) in [
@@ -110,6 +118,10 @@ fn parse_args() -> Result<Args, String> {
         (
             args.dpop_key.is_some() && !dpop,
             "--scheme dpop (for --dpop-key)",
+        ),
+        (
+            args.pop_key.is_some() && !pop,
+            "--scheme pop (for --pop-key)",
         ),
         (
             args.issuer.is_none() && args.token_url.is_none(),
@@ -154,12 +166,15 @@ async fn run(args: Args) -> Result<bool, BoxError> {
     if let Some(key) = args.dpop_key {
         builder = builder.dpop_key_file(key);
     }
+    if let Some(key) = args.pop_key {
+        builder = builder.pop_key_file(key);
+    }
     if scheme != Scheme::MtlsOnly {
         builder = builder.client_id(required(args.client_id, "--client-id")?);
-        if scheme != Scheme::Dpop {
+        if !matches!(scheme, Scheme::Dpop | Scheme::Pop) {
             builder = builder.header_word(word);
         } else if args.header_word.is_some() {
-            return Err(format!("--header-word is not for --scheme dpop\n{USAGE}").into());
+            return Err(format!("--header-word is not for --scheme {scheme}\n{USAGE}").into());
         }
         builder = match (args.issuer, args.token_url) {
             (Some(issuer), None) => builder.issuer(issuer),
@@ -203,6 +218,9 @@ async fn run(args: Args) -> Result<bool, BoxError> {
     let client = builder.build()?;
     if let Some(proofs) = client.dpop_proofs() {
         eprintln!("DPoP key jkt={}", proofs.thumbprint());
+    }
+    if let Some(shrs) = client.pop_requests() {
+        eprintln!("PoP key kid={} alg={}", shrs.kid(), shrs.key().algorithm());
     }
 
     let next = Arc::new(AtomicUsize::new(0));

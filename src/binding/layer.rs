@@ -119,6 +119,69 @@ impl TokenBindingLayer {
         Self::with_cache(TokenCache::new(source), Scheme::Dpop)
     }
 
+    /// PoP-bound tokens from `source` (Microsoft's signed HTTP requests):
+    /// each request gets `Authorization: PoP <SHR>`, marked sensitive, with
+    /// a signed HTTP request made for it by the key the token is [bound
+    /// to](crate::token::Token::pop_bound): the token (`at`), the method
+    /// (`m`), host (`u`) and path (`p`), the time (`ts`), 128 random bits
+    /// (`nonce`) and the public key (`cnf.jwk`). A token bound to no key
+    /// is an error unless [unbound fallback](Self::allow_unbound_fallback)
+    /// is allowed.
+    ///
+    /// The query, header and body hashes (`q`, `h`, `b`) are not sent: a
+    /// body hash needs the body's bytes before the request goes out, and
+    /// bodies may stream. Make such SHRs yourself with
+    /// [`SignedHttpRequests::signer`](crate::proof::shr::SignedHttpRequests::signer)
+    /// when a resource requires them.
+    ///
+    /// No client certificate is needed: the inner service can be any HTTP
+    /// client. A token that came with an identity puts it in the
+    /// extensions, for an mTLS transport. Request URIs must be absolute.
+    ///
+    /// ```
+    /// use std::convert::Infallible;
+    /// use http::{HeaderMap, Request, Response, header};
+    /// use tower::{ServiceBuilder, ServiceExt};
+    /// use tower_token_binding::TokenBindingLayer;
+    /// use tower_token_binding::proof::shr::{ShrVerifier, SignedHttpRequests};
+    /// use tower_token_binding::proof::{Algorithm, ProofKey};
+    /// use tower_token_binding::token::Token;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    /// // A source of tokens bound to `shrs`' key (normally: OAuth client
+    /// // credentials with `.pop(key)`).
+    /// let shrs = SignedHttpRequests::new(ProofKey::generate(Algorithm::Es256)?);
+    /// let source = {
+    ///     let shrs = shrs.clone();
+    ///     move || {
+    ///         let token = Token::new("a-pop-token").with_token_type("pop").pop_bound(shrs.clone());
+    ///         async move { Ok(token) }
+    ///     }
+    /// };
+    /// let service = ServiceBuilder::new()
+    ///     .layer(TokenBindingLayer::pop(source))
+    ///     .service_fn(|request: Request<()>| async move {
+    ///         let authorization = &request.headers()[header::AUTHORIZATION];
+    ///         assert!(authorization.is_sensitive());
+    ///         let shr = authorization.to_str().unwrap().strip_prefix("PoP ").unwrap();
+    ///         // What a resource server checks.
+    ///         let verified = ShrVerifier::new()
+    ///             .verify(shr, request.method(), request.uri(), &HeaderMap::new(), None, std::time::SystemTime::now())
+    ///             .unwrap();
+    ///         Ok::<_, Infallible>(Response::new((verified.at().to_owned(), verified.kid())))
+    ///     });
+    /// let request = Request::get("https://api.example/orders?page=2").body(())?;
+    /// let response = service.oneshot(request).await?;
+    /// assert_eq!(response.body().0, "a-pop-token");
+    /// assert_eq!(response.body().1, shrs.kid());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn pop(source: impl TokenSource) -> Self {
+        Self::with_cache(TokenCache::new(source), Scheme::Pop)
+    }
+
     /// No token: every request gets the identity in its extensions, for a
     /// connection that presents it, and no `Authorization` header.
     ///

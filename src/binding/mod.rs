@@ -21,6 +21,9 @@
 //!   `Authorization: DPoP <token>` and a fresh `DPoP` proof per request,
 //!   signed by the token's key; nonces remembered per origin. Any inner
 //!   service: no certificate is needed.
+//! - [`TokenBindingLayer::pop`]: PoP-bound tokens (Microsoft's signed HTTP
+//!   requests), `Authorization: PoP <SHR>`, a fresh SHR per request signed
+//!   by the token's key. Any inner service: no certificate is needed.
 //! - [`TokenBindingLayer::bearer`]: plain bearer tokens, no identity.
 //! - [`TokenBindingLayer::mtls_only`]: no token, just the identity.
 //!

@@ -127,7 +127,11 @@ impl<B: Clone, ResBody, E> Policy<Request<B>, Response<ResBody>, E> for InvalidT
 
 /// Whether a challenge says `error="invalid_token"`.
 pub(crate) fn says_invalid_token(headers: &HeaderMap) -> bool {
-    says(headers, &["bearer", "mtls_pop", "dpop"], "invalid_token")
+    says(
+        headers,
+        &["bearer", "mtls_pop", "dpop", "pop"],
+        "invalid_token",
+    )
 }
 
 /// Whether a `DPoP` challenge says `error="use_dpop_nonce"`.

@@ -9,8 +9,9 @@ use std::str::FromStr;
 /// | [`MtlsPop`](Self::MtlsPop) | a token bound to a certificate (RFC 8705) | the one the token is bound to |
 /// | [`MtlsOnly`](Self::MtlsOnly) | none | a fixed identity |
 /// | [`Dpop`](Self::Dpop) | a token bound to a DPoP key (RFC 9449), with a fresh proof per request | none needed (the one that got the token, if any) |
+/// | [`Pop`](Self::Pop) | a token bound to a key (`cnf.kid`, Microsoft's PoP), inside a fresh signed HTTP request per request | none needed (the one that got the token, if any) |
 ///
-/// Parsing is case-insensitive: `bearer`, `mtls_pop`, `mtls`, `dpop`.
+/// Parsing is case-insensitive: `bearer`, `mtls_pop`, `mtls`, `dpop`, `pop`.
 ///
 /// ```
 /// use tower_token_binding::binding::Scheme;
@@ -19,6 +20,7 @@ use std::str::FromStr;
 /// assert_eq!("Bearer".parse::<Scheme>().unwrap(), Scheme::Bearer);
 /// assert_eq!("mtls".parse::<Scheme>().unwrap(), Scheme::MtlsOnly);
 /// assert_eq!("DPoP".parse::<Scheme>().unwrap(), Scheme::Dpop);
+/// assert_eq!("PoP".parse::<Scheme>().unwrap(), Scheme::Pop);
 /// assert!("basic".parse::<Scheme>().is_err());
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -36,6 +38,13 @@ pub enum Scheme {
     /// token came with an identity, it is in the request's extensions for
     /// an mTLS transport.
     Dpop,
+    /// A PoP-bound token (Microsoft's signed HTTP requests):
+    /// `Authorization: PoP <SHR>`, where the SHR, signed by the token's key
+    /// and made for each request, carries the token, the method, host and
+    /// path, the time and a nonce (see [`crate::proof::shr`]). No client
+    /// certificate is needed; when the token came with an identity, it is
+    /// in the request's extensions for an mTLS transport.
+    Pop,
 }
 
 /// The word before the token in `Authorization`, for bound tokens.
@@ -74,6 +83,7 @@ impl fmt::Display for Scheme {
             Scheme::MtlsPop => "mtls_pop",
             Scheme::MtlsOnly => "mtls",
             Scheme::Dpop => "dpop",
+            Scheme::Pop => "pop",
         })
     }
 }
@@ -96,9 +106,11 @@ impl FromStr for Scheme {
             Ok(Scheme::MtlsOnly)
         } else if s.eq_ignore_ascii_case("dpop") {
             Ok(Scheme::Dpop)
+        } else if s.eq_ignore_ascii_case("pop") {
+            Ok(Scheme::Pop)
         } else {
             Err(ParseSchemeError {
-                expected: "bearer, mtls_pop, mtls or dpop",
+                expected: "bearer, mtls_pop, mtls, dpop or pop",
             })
         }
     }
@@ -159,6 +171,7 @@ mod tests {
             Scheme::MtlsPop,
             Scheme::MtlsOnly,
             Scheme::Dpop,
+            Scheme::Pop,
         ] {
             assert_eq!(scheme.to_string().parse::<Scheme>(), Ok(scheme));
         }

@@ -8,6 +8,7 @@ use super::future::ResponseFuture;
 use super::layer::Settings;
 use super::{HeaderWord, Scheme, TokenBindingLayer};
 use crate::proof::dpop::{DPOP, DpopProofs};
+use crate::proof::shr::{self, SignedHttpRequests};
 use crate::token::{BoxError, CachedToken, TokenCache, TokenUnavailable, TokenUnavailableKind};
 
 /// Middleware that authorizes requests with (bound) access tokens.
@@ -93,18 +94,28 @@ pub(crate) fn authorize<B>(
             return authorize_dpop(request, token, proofs).map(Some);
         }
     }
+    if settings.scheme == Scheme::Pop {
+        if let Some(shrs) = token.token().pop_requests() {
+            authorize_pop(request, token, shrs)?;
+            return Ok(None);
+        }
+    }
     let identity = token.token().identity();
     let word = match (settings.scheme, identity) {
         (Scheme::Bearer, _) => Some(HeaderWord::Bearer),
-        (Scheme::Dpop, _) if settings.allow_unbound_fallback => {
+        (Scheme::Dpop | Scheme::Pop, _) if settings.allow_unbound_fallback => {
             cache.count_fallback();
             tracing::warn!(
-                "the token source returned a token not bound to a DPoP key; sending it as a bearer token, as allowed"
+                scheme = %settings.scheme,
+                "the token source returned a token not bound to a proof key; sending it as a bearer token, as allowed"
             );
             Some(HeaderWord::Bearer)
         }
         (Scheme::Dpop, _) => {
             return Err(TokenUnavailable::new(TokenUnavailableKind::NotDpopBound, None).into());
+        }
+        (Scheme::Pop, _) => {
+            return Err(TokenUnavailable::new(TokenUnavailableKind::NotPopBound, None).into());
         }
         (Scheme::MtlsPop, Some(_)) => Some(settings.word),
         (Scheme::MtlsPop, None) if settings.allow_unbound_fallback => {
@@ -158,6 +169,27 @@ fn authorize_dpop<B>(
         proofs: proofs.clone(),
         uri: request.uri().clone(),
     })
+}
+
+/// `Authorization: PoP <SHR>` with a new signed HTTP request for this
+/// request (its method, host and path, the time, a fresh nonce, the token
+/// and the key), marked sensitive; the identity that got the token, if any,
+/// for an mTLS transport. No `q`, `h` or `b`: the body may stream.
+fn authorize_pop<B>(
+    request: &mut Request<B>,
+    token: &CachedToken,
+    shrs: &SignedHttpRequests,
+) -> Result<(), BoxError> {
+    let secret = token.token().access_token().secret();
+    let signed = shrs.sign(request.method(), request.uri(), secret)?;
+    let mut value = HeaderValue::try_from(format!("{} {signed}", shr::SCHEME))
+        .map_err(|_| "the signed HTTP request has characters not allowed in an HTTP header")?;
+    value.set_sensitive(true);
+    request.headers_mut().insert(header::AUTHORIZATION, value);
+    if let Some(identity) = token.token().identity() {
+        request.extensions_mut().insert(identity.clone());
+    }
+    Ok(())
 }
 
 /// `<word> <token>`, marked sensitive, built once per token and word.

@@ -27,6 +27,7 @@ use crate::token::{TokenCache, TokenCacheBuilder, TokenSource};
 /// | --- | --- |
 /// | scheme | [`Scheme::MtlsPop`]: bound tokens, `Authorization: Bearer` (RFC 8705) |
 /// | DPoP key, with [`Scheme::Dpop`] | a new ES256 key in memory ([`dpop_key`](Self::dpop_key), [`dpop_key_file`](Self::dpop_key_file)) |
+/// | PoP key, with [`Scheme::Pop`] | a new RSA-2048 key in memory, signing with PS256, as MSAL ([`pop_key`](Self::pop_key), [`pop_key_file`](Self::pop_key_file)) |
 /// | header word | `Bearer`; `mtls_pop` with [`entra_mtls_pop`](Self::entra_mtls_pop) |
 /// | client authentication | `tls_client_auth` with the identity |
 /// | identity files | polled every 30 s ([`identity_poll_interval`](Self::identity_poll_interval)) |
@@ -71,6 +72,24 @@ use crate::token::{TokenCache, TokenCacheBuilder, TokenSource};
 ///     .unwrap();
 /// assert!(client.dpop_proofs().is_some());
 /// ```
+///
+/// Microsoft's PoP (signed HTTP requests), likewise with one setting:
+///
+/// ```
+/// use tower_token_binding::BoundClient;
+/// use tower_token_binding::binding::Scheme;
+/// use tower_token_binding::proof::{Algorithm, ProofKey};
+///
+/// let client = BoundClient::builder()
+///     .token_endpoint("https://login.example.com/oauth2/token")
+///     .client_id("my-service")
+///     .client_secret_basic("s3cret")
+///     .scheme(Scheme::Pop)
+///     .pop_key(ProofKey::generate(Algorithm::Es256).unwrap()) // else RSA-2048, PS256
+///     .build()
+///     .unwrap();
+/// assert!(client.pop_requests().is_some());
+/// ```
 pub struct BoundClientBuilder {
     issuer: Option<String>,
     token_endpoint: Option<String>,
@@ -85,7 +104,8 @@ pub struct BoundClientBuilder {
     identity: Option<IdentityChoice>,
     poll_interval: Option<Duration>,
     scheme: Scheme,
-    dpop_key: Option<DpopKey>,
+    dpop_key: Option<KeyChoice>,
+    pop_key: Option<KeyChoice>,
     word: Option<HeaderWord>,
     allow_unbound_fallback: bool,
     cache: TokenCacheBuilder,
@@ -106,7 +126,8 @@ enum IdentityChoice {
     Files(PathBuf, PathBuf),
 }
 
-enum DpopKey {
+/// A DPoP or PoP key: given, or a PEM file read at build.
+enum KeyChoice {
     Key(ProofKey),
     File(PathBuf),
 }
@@ -133,6 +154,7 @@ impl Default for BoundClientBuilder {
             poll_interval: None,
             scheme: Scheme::MtlsPop,
             dpop_key: None,
+            pop_key: None,
             word: None,
             allow_unbound_fallback: false,
             cache: TokenCache::builder(),
@@ -285,7 +307,10 @@ impl BoundClientBuilder {
     /// The [`Scheme`]. Default [`Scheme::MtlsPop`]. [`Scheme::Dpop`] binds
     /// tokens to a DPoP key (a new ES256 key unless [`dpop_key`](Self::dpop_key)
     /// or [`dpop_key_file`](Self::dpop_key_file) gives one) and needs no
-    /// identity when a client secret authenticates.
+    /// identity when a client secret authenticates. [`Scheme::Pop`] does
+    /// the same with a PoP key (a new RSA-2048 PS256 key unless
+    /// [`pop_key`](Self::pop_key) or [`pop_key_file`](Self::pop_key_file)
+    /// gives one) and Microsoft's signed HTTP requests.
     pub fn scheme(mut self, scheme: Scheme) -> Self {
         self.scheme = scheme;
         self
@@ -294,14 +319,31 @@ impl BoundClientBuilder {
     /// The DPoP key for [`Scheme::Dpop`] (instead of a new ES256 key made
     /// at build): tokens are bound to it and every proof is signed by it.
     pub fn dpop_key(mut self, key: ProofKey) -> Self {
-        self.dpop_key = Some(DpopKey::Key(key));
+        self.dpop_key = Some(KeyChoice::Key(key));
         self
     }
 
     /// The DPoP key for [`Scheme::Dpop`] from a PEM file (PKCS#8, SEC1 or
     /// PKCS#1; see [`ProofKey::from_pem`]), read at [`build`](Self::build).
     pub fn dpop_key_file(mut self, path: impl Into<PathBuf>) -> Self {
-        self.dpop_key = Some(DpopKey::File(path.into()));
+        self.dpop_key = Some(KeyChoice::File(path.into()));
+        self
+    }
+
+    /// The PoP key for [`Scheme::Pop`] (instead of a new RSA-2048 PS256
+    /// key made at build): tokens are bound to it (`cnf.kid`) and every
+    /// signed HTTP request is signed by it. PS256 and ES256 are what
+    /// Microsoft's resources accept.
+    pub fn pop_key(mut self, key: ProofKey) -> Self {
+        self.pop_key = Some(KeyChoice::Key(key));
+        self
+    }
+
+    /// The PoP key for [`Scheme::Pop`] from a PEM file (PKCS#8, SEC1 or
+    /// PKCS#1; an RSA key signs with PS256; see [`ProofKey::from_pem`]),
+    /// read at [`build`](Self::build).
+    pub fn pop_key_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.pop_key = Some(KeyChoice::File(path.into()));
         self
     }
 
@@ -414,8 +456,8 @@ impl BoundClientBuilder {
             .map_err(|e| build_pool("API").with_source(e))?;
 
         let dpop = match (self.scheme, self.dpop_key) {
-            (Scheme::Dpop, Some(DpopKey::Key(key))) => Some(key),
-            (Scheme::Dpop, Some(DpopKey::File(path))) => {
+            (Scheme::Dpop, Some(KeyChoice::Key(key))) => Some(key),
+            (Scheme::Dpop, Some(KeyChoice::File(path))) => {
                 Some(ProofKey::from_pem_file(&path).map_err(|e| {
                     BuildError::new(
                         Kind::DpopKey,
@@ -431,13 +473,32 @@ impl BoundClientBuilder {
             }
             _ => None,
         };
+        let pop = match (self.scheme, self.pop_key) {
+            (Scheme::Pop, Some(KeyChoice::Key(key))) => Some(key),
+            (Scheme::Pop, Some(KeyChoice::File(path))) => {
+                Some(ProofKey::from_pem_file(&path).map_err(|e| {
+                    BuildError::new(
+                        Kind::PopKey,
+                        format!("cannot load the PoP key from {}", path.display()),
+                    )
+                    .with_source(e)
+                })?)
+            }
+            (Scheme::Pop, None) if self.token_source.is_none() => {
+                Some(ProofKey::generate(Algorithm::Ps256).map_err(|e| {
+                    BuildError::new(Kind::PopKey, "cannot generate a PoP key").with_source(e)
+                })?)
+            }
+            _ => None,
+        };
         let mut dpop_proofs = None;
+        let mut pop_requests = None;
         let cache = if self.scheme == Scheme::MtlsOnly {
             None
         } else if let Some(source) = self.token_source {
             Some(source(self.cache))
         } else {
-            if identity.is_none() && dpop.is_none() {
+            if identity.is_none() && dpop.is_none() && pop.is_none() {
                 return Err(BuildError::new(
                     Kind::NoIdentity,
                     "client credentials over mTLS need an identity",
@@ -472,6 +533,9 @@ impl BoundClientBuilder {
             if let Some(key) = dpop {
                 credentials = credentials.dpop(key);
             }
+            if let Some(key) = pop {
+                credentials = credentials.pop(key);
+            }
             for (name, value) in self.params {
                 credentials = credentials.param(name, value);
             }
@@ -489,6 +553,7 @@ impl BoundClientBuilder {
                     .with_source(e)
             })?;
             dpop_proofs = source.dpop_proofs().cloned();
+            pop_requests = source.pop_requests().cloned();
             Some(self.cache.build(source))
         };
 
@@ -518,6 +583,7 @@ impl BoundClientBuilder {
             pool: api_pool,
             identity,
             dpop: dpop_proofs,
+            pop: pop_requests,
             max_body: self.max_body,
         })
     }
@@ -549,6 +615,33 @@ impl BoundClientBuilder {
             return conflict(
                 "dpop_key and dpop_key_file are for Scheme::Dpop: set scheme(Scheme::Dpop), or drop the key",
             );
+        }
+        if self.pop_key.is_some() && self.scheme != Scheme::Pop {
+            return conflict(
+                "pop_key and pop_key_file are for Scheme::Pop: set scheme(Scheme::Pop), or drop the key",
+            );
+        }
+        if self.scheme == Scheme::Pop {
+            if self.entra || self.word.is_some() {
+                return conflict(
+                    "Scheme::Pop sends Authorization: PoP; the header word and Entra's mtls_pop tokens are for certificate-bound tokens",
+                );
+            }
+            if self.token_source.is_some() && self.pop_key.is_some() {
+                return conflict(
+                    "a token_source brings tokens bound to its own PoP key (Token::pop_bound): drop pop_key, or the token_source",
+                );
+            }
+            if self.token_source.is_none()
+                && oauth_settings
+                && self.secret.is_none()
+                && self.identity.is_none()
+            {
+                return Err(BuildError::new(
+                    Kind::NoIdentity,
+                    "PoP client credentials need a client authentication: a client secret, or a certificate (identity_files(..) or identity(..)) for tls_client_auth",
+                ));
+            }
         }
         if self.scheme == Scheme::Dpop {
             if self.entra || self.word.is_some() {
@@ -610,7 +703,10 @@ impl BoundClientBuilder {
                 "nowhere to get tokens from: set issuer(..) or token_endpoint(..) with client_id(..), or token_source(..)",
             ));
         }
-        if self.token_source.is_none() && !has_identity && self.scheme != Scheme::Dpop {
+        if self.token_source.is_none()
+            && !has_identity
+            && !matches!(self.scheme, Scheme::Dpop | Scheme::Pop)
+        {
             return Err(BuildError::new(
                 Kind::NoIdentity,
                 if self.secret.is_some() {

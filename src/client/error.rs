@@ -31,6 +31,8 @@ pub enum BuildErrorKind {
     Roots,
     /// The DPoP key cannot be loaded (or generated).
     DpopKey,
+    /// The PoP key cannot be loaded (or generated).
+    PopKey,
     /// The HTTPS client cannot be built.
     Pool,
 }

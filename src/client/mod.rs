@@ -47,7 +47,11 @@
 //!
 //! With [`scheme(Scheme::Dpop)`](BoundClientBuilder::scheme), tokens are
 //! bound to a DPoP key (generated, or [given](BoundClientBuilder::dpop_key))
-//! instead of a certificate, and go over connections that need none.
+//! instead of a certificate, and go over connections that need none. With
+//! [`scheme(Scheme::Pop)`](BoundClientBuilder::scheme), tokens are bound to
+//! a PoP key (a new RSA-2048 PS256 key, or [given](BoundClientBuilder::pop_key))
+//! and sent inside a signed HTTP request made for each request
+//! (`Authorization: PoP <SHR>`), as Microsoft's PoP scheme has it.
 //!
 //! Every misconfiguration is a [`BuildError`] from `build()`, not a surprise
 //! at the first request.

@@ -15,6 +15,7 @@ use crate::binding::{InvalidTokenRetry, TokenBinding};
 use crate::identity::SharedIdentity;
 use crate::pool::MtlsClientPool;
 use crate::proof::dpop::DpopProofs;
+use crate::proof::shr::SignedHttpRequests;
 use crate::token::{BoxError, TokenCache};
 
 /// The whole client stack for certificate-bound tokens, ready to call.
@@ -38,6 +39,7 @@ pub struct BoundClient<B = Full<Bytes>> {
     pub(crate) pool: MtlsClientPool<B>,
     pub(crate) identity: Option<SharedIdentity>,
     pub(crate) dpop: Option<DpopProofs>,
+    pub(crate) pop: Option<SignedHttpRequests>,
     pub(crate) max_body: usize,
 }
 
@@ -49,6 +51,7 @@ impl<B> Clone for BoundClient<B> {
             pool: self.pool.clone(),
             identity: self.identity.clone(),
             dpop: self.dpop.clone(),
+            pop: self.pop.clone(),
             max_body: self.max_body,
         }
     }
@@ -59,6 +62,7 @@ impl<B> fmt::Debug for BoundClient<B> {
         f.debug_struct("BoundClient")
             .field("identity", &self.identity)
             .field("dpop", &self.dpop)
+            .field("pop", &self.pop)
             .field("cache", &self.cache)
             .field("pool", &self.pool.stats())
             .finish_non_exhaustive()
@@ -100,6 +104,13 @@ impl<B> BoundClient<B> {
     /// origin.
     pub fn dpop_proofs(&self) -> Option<&DpopProofs> {
         self.dpop.as_ref()
+    }
+
+    /// The signed HTTP requests of the PoP key tokens are bound to, with
+    /// [`Scheme::Pop`](crate::binding::Scheme::Pop) and client
+    /// credentials: the key and its KID.
+    pub fn pop_requests(&self) -> Option<&SignedHttpRequests> {
+        self.pop.as_ref()
     }
 
     /// The identity presented now, when the client was given one.

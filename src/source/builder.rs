@@ -14,6 +14,7 @@ use crate::identity::{IdentitySource, SharedIdentity};
 use crate::pool::MtlsClientPool;
 use crate::proof::ProofKey;
 use crate::proof::dpop::DpopProofs;
+use crate::proof::shr::SignedHttpRequests;
 use crate::token::CacheKey;
 
 /// Builds [`ClientCredentials`]; [`build`](Self::build) refuses what cannot
@@ -32,6 +33,7 @@ pub struct ClientCredentialsBuilder {
     pool: Option<MtlsClientPool<Full<Bytes>>>,
     roots: Option<Arc<rustls::RootCertStore>>,
     dpop: Option<DpopProofs>,
+    pop: Option<SignedHttpRequests>,
 }
 
 impl fmt::Debug for ClientCredentialsBuilder {
@@ -42,6 +44,7 @@ impl fmt::Debug for ClientCredentialsBuilder {
             .field("client_id", &self.client_id)
             .field("auth", &self.auth.as_ref().map(Auth::name))
             .field("dpop", &self.dpop)
+            .field("pop", &self.pop)
             .finish_non_exhaustive()
     }
 }
@@ -184,6 +187,47 @@ impl ClientCredentialsBuilder {
         self
     }
 
+    /// Microsoft's PoP: binds tokens to `key` (`cnf.kid`), to be sent
+    /// inside signed HTTP requests.
+    ///
+    /// The token request carries `token_type=pop` and `req_cnf` (base64url
+    /// of `{"kid":"<KID>"}`, the KID being the key's RFC 7638 thumbprint),
+    /// with any client authentication: a client secret, which then needs no
+    /// certificate, or `tls_client_auth` / `self_signed_tls_client_auth`,
+    /// whose certificate only authenticates. The answer must say
+    /// `token_type: pop` (in any case) and, for a JWT, carry this key's KID
+    /// in `cnf.kid`; the tokens come [bound to the
+    /// key](crate::token::Token::pop_bound), for
+    /// [`Scheme::Pop`](crate::binding::Scheme::Pop). The cache key holds
+    /// the KID. Microsoft's default key is RSA-2048 with PS256
+    /// (`ProofKey::generate(Algorithm::Ps256)`).
+    ///
+    /// ```
+    /// use tower_token_binding::proof::{Algorithm, ProofKey};
+    /// use tower_token_binding::source::ClientCredentials;
+    ///
+    /// let key = ProofKey::generate(Algorithm::Es256).unwrap();
+    /// let kid = key.thumbprint();
+    /// let source = ClientCredentials::builder()
+    ///     .token_endpoint("https://login.example.com/token")
+    ///     .client_id("my-service")
+    ///     .client_secret_basic("s3cret")
+    ///     .pop(key)
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(source.pop_requests().map(|p| p.kid()), Some(kid));
+    /// ```
+    pub fn pop(mut self, key: ProofKey) -> Self {
+        self.pop = Some(SignedHttpRequests::new(key));
+        self
+    }
+
+    /// [`pop`](Self::pop) with the signed HTTP requests made already.
+    pub fn pop_requests(mut self, shrs: SignedHttpRequests) -> Self {
+        self.pop = Some(shrs);
+        self
+    }
+
     /// The lifetime assumed when the answer has no `expires_in`. Default 5 min.
     pub fn default_expires_in(mut self, lifetime: Duration) -> Self {
         self.default_lifetime = Some(lifetime);
@@ -220,20 +264,26 @@ impl ClientCredentialsBuilder {
                 "DPoP and Entra's mtls_pop tokens are two different bindings: choose one",
             ));
         }
-        let identity = match (self.identity, &self.dpop, &auth) {
+        if self.pop.is_some() && (self.entra || self.dpop.is_some()) {
+            return Err(ConfigError::new(
+                "PoP, DPoP and Entra's mtls_pop tokens are different bindings: choose one",
+            ));
+        }
+        let key_bound = self.dpop.is_some() || self.pop.is_some();
+        let identity = match (self.identity, key_bound, &auth) {
             (Some(identity), _, _) => Some(identity),
-            (None, Some(_), Auth::SecretBasic(_) | Auth::SecretPost(_)) => None,
-            (None, Some(_), _) => {
+            (None, true, Auth::SecretBasic(_) | Auth::SecretPost(_)) => None,
+            (None, true, _) => {
                 return Err(ConfigError::new(
                     "choose a client authentication: a client secret, tls_client_auth or self_signed_tls_client_auth",
                 ));
             }
-            (None, None, Auth::SecretBasic(_) | Auth::SecretPost(_)) => {
+            (None, false, Auth::SecretBasic(_) | Auth::SecretPost(_)) => {
                 return Err(ConfigError::new(
-                    "certificate-bound tokens need a client certificate: set identity(...) next to the client secret, or dpop(...) for DPoP-bound tokens",
+                    "certificate-bound tokens need a client certificate: set identity(...) next to the client secret, or dpop(...) / pop(...) for key-bound tokens",
                 ));
             }
-            (None, None, _) => {
+            (None, false, _) => {
                 return Err(ConfigError::new(
                     "choose a client authentication: tls_client_auth, self_signed_tls_client_auth or a client secret with an identity",
                 ));
@@ -285,14 +335,18 @@ impl ClientCredentialsBuilder {
             .part("auth", auth.name())
             .part(
                 "flavour",
-                match (&self.dpop, self.entra) {
-                    (Some(_), _) => "dpop",
-                    (None, true) => "mtls_pop",
-                    (None, false) => "rfc8705",
+                match (&self.dpop, &self.pop, self.entra) {
+                    (Some(_), _, _) => "dpop",
+                    (None, Some(_), _) => "pop",
+                    (None, None, true) => "mtls_pop",
+                    (None, None, false) => "rfc8705",
                 },
             );
         if let Some(proofs) = &self.dpop {
             key = key.jkt(proofs.thumbprint());
+        }
+        if let Some(shrs) = &self.pop {
+            key = key.part("kid", shrs.kid().to_string());
         }
         for (name, value) in &self.params {
             key = key.part(name, value);
@@ -315,6 +369,7 @@ impl ClientCredentialsBuilder {
                 timeout: self.timeout.unwrap_or(Duration::from_secs(10)),
                 pool,
                 dpop: self.dpop,
+                pop: self.pop,
                 base_key,
                 first_key,
                 key,

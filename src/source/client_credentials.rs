@@ -20,6 +20,7 @@ use crate::discovery::{self, DiscoveryError, Fetched, Metadata};
 use crate::identity::{IdentitySource, SharedIdentity};
 use crate::pool::MtlsClientPool;
 use crate::proof::dpop::{DPOP, DpopProofs};
+use crate::proof::shr::{SHR_TYPE, SignedHttpRequests};
 use crate::token::{BoxError, CacheKey, Token, TokenSource};
 
 /// Largest token or metadata response read.
@@ -75,7 +76,8 @@ pub(super) struct Inner {
     pub(super) endpoint: Endpoint,
     pub(super) client_id: String,
     pub(super) auth: Auth,
-    /// The certificate presented; none with a client secret and DPoP.
+    /// The certificate presented; none with a client secret and DPoP or
+    /// PoP.
     pub(super) identity: Option<SharedIdentity>,
     pub(super) params: Vec<(String, String)>,
     pub(super) entra: bool,
@@ -84,6 +86,8 @@ pub(super) struct Inner {
     pub(super) pool: MtlsClientPool<Full<Bytes>>,
     /// The DPoP key's proofs, when tokens are bound to it.
     pub(super) dpop: Option<DpopProofs>,
+    /// The PoP key's signed HTTP requests, when tokens are bound to it.
+    pub(super) pop: Option<SignedHttpRequests>,
     /// The key without a thumbprint; the key for the identity the source
     /// was built with; and the latest key, replaced when the identity
     /// changes. All read without a lock on every request.
@@ -148,7 +152,7 @@ impl ClientCredentials {
 
     /// The identity presented now (a [`ReloadingIdentity`](crate::identity::ReloadingIdentity)
     /// moves on when its files are renewed): the one tokens are bound to,
-    /// without DPoP. `None` for a client secret with DPoP.
+    /// without DPoP or PoP. `None` for a client secret with DPoP or PoP.
     pub fn identity(&self) -> Option<ClientIdentity> {
         self.inner.identity.as_ref().map(SharedIdentity::current)
     }
@@ -158,6 +162,12 @@ impl ClientCredentials {
     /// holds the nonces of the authorization server.
     pub fn dpop_proofs(&self) -> Option<&DpopProofs> {
         self.inner.dpop.as_ref()
+    }
+
+    /// The signed HTTP requests of the PoP key tokens are bound to, if
+    /// [PoP](ClientCredentialsBuilder::pop) is on.
+    pub fn pop_requests(&self) -> Option<&SignedHttpRequests> {
+        self.inner.pop.as_ref()
     }
 }
 
@@ -328,6 +338,10 @@ impl ClientCredentials {
         }
         if inner.entra {
             form.append_pair("token_type", "mtls_pop");
+        }
+        if let Some(shrs) = &inner.pop {
+            form.append_pair("token_type", SHR_TYPE);
+            form.append_pair("req_cnf", shrs.req_cnf());
         }
         for (name, value) in &inner.params {
             form.append_pair(name, value);

@@ -31,14 +31,14 @@ pub enum TokenEndpointErrorKind {
     /// ill-typed field, or a body over the size limit.
     InvalidResponse,
     /// The token's type is not what the scheme expects (`Bearer` for RFC
-    /// 8705, `DPoP` with a DPoP key, `mtls_pop` for Microsoft Entra's
-    /// flavour).
+    /// 8705, `DPoP` with a DPoP key, `pop` with a PoP key, `mtls_pop` for
+    /// Microsoft Entra's flavour).
     TokenType,
     /// The token is a JWT bound (`cnf.x5t#S256`) to another certificate
     /// than the one presented.
     CertificateMismatch,
-    /// The token is a JWT bound (`cnf.jkt`) to another DPoP key than ours,
-    /// or to none.
+    /// The token is a JWT bound (`cnf.jkt`, or `cnf.kid` for PoP) to
+    /// another key than ours, or to none.
     KeyMismatch,
     /// The DPoP proof for the token request could not be made.
     Proof,
@@ -126,7 +126,7 @@ impl fmt::Display for TokenEndpointError {
             K::CertificateMismatch => {
                 "the token endpoint returned a token bound to another certificate than ours"
             }
-            K::KeyMismatch => "the token endpoint returned a token not bound to our DPoP key",
+            K::KeyMismatch => "the token endpoint returned a token not bound to our proof key",
             K::Proof => "cannot make the DPoP proof for the token request",
             K::Timeout => "the token endpoint did not answer in time",
             K::Transport => "cannot reach the token endpoint",

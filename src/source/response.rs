@@ -8,6 +8,7 @@ use serde_json::Value;
 use super::client_credentials::Inner;
 use super::{TokenEndpointError, TokenEndpointErrorKind as Kind};
 use crate::proof::dpop::DpopProofs;
+use crate::proof::shr::{SHR_TYPE, SignedHttpRequests};
 use crate::token::Token;
 use crate::{ClientIdentity, Confirmation};
 
@@ -35,10 +36,11 @@ pub(super) fn read_token(
         .get("token_type")
         .and_then(Value::as_str)
         .ok_or_else(|| invalid("no token_type string".to_owned()))?;
-    let expected = match (&inner.dpop, inner.entra) {
-        (Some(_), _) => "DPoP",
-        (None, true) => "mtls_pop",
-        (None, false) => "Bearer",
+    let expected = match (&inner.dpop, &inner.pop, inner.entra) {
+        (Some(_), _, _) => "DPoP",
+        (None, Some(_), _) => SHR_TYPE,
+        (None, None, true) => "mtls_pop",
+        (None, None, false) => "Bearer",
     };
     if !token_type.eq_ignore_ascii_case(expected) {
         return Err(TokenEndpointError::new(Kind::TokenType)
@@ -62,6 +64,9 @@ pub(super) fn read_token(
     let token = Token::new(access_token)
         .with_token_type(token_type)
         .expires_in(lifetime);
+    if let Some(shrs) = &inner.pop {
+        return pop_bound(token, access_token, shrs, identity, status);
+    }
     let claims = jwt_confirmation(access_token);
     match (&inner.dpop, identity) {
         (Some(proofs), identity) => dpop_bound(token, claims, proofs, identity, status),
@@ -162,6 +167,53 @@ fn dpop_bound(
     Ok(token.dpop_bound(proofs.clone()))
 }
 
+/// Checks that a PoP token is bound to our key: a JWT's `cnf.kid` must be
+/// our KID (a JWT without `cnf` is returned unbound, with a warning; an
+/// opaque token is taken as bound, as `token_type: pop` says). The identity
+/// that authenticated goes with the token, for transport.
+fn pop_bound(
+    token: Token,
+    access_token: &str,
+    shrs: &SignedHttpRequests,
+    identity: Option<ClientIdentity>,
+    status: StatusCode,
+) -> Result<Token, TokenEndpointError> {
+    let token = match identity {
+        Some(identity) => token.bound_to(identity),
+        None => token,
+    };
+    let Some(claims) = jwt_payload(access_token) else {
+        return Ok(token.pop_bound(shrs.clone()));
+    };
+    let mismatch = |theirs: String| {
+        TokenEndpointError::new(Kind::KeyMismatch)
+            .status(status)
+            .message(format!(
+                "cnf.kid is {theirs}, our PoP key's is {}",
+                shrs.kid()
+            ))
+    };
+    match claims.get("cnf") {
+        None => {
+            tracing::warn!(
+                "the token endpoint returned a JWT without cnf: not bound to our PoP key"
+            );
+            Ok(token)
+        }
+        Some(Value::Object(cnf)) => match cnf.get("kid") {
+            Some(Value::String(kid)) if shrs.kid().matches_str(kid) => {
+                Ok(token.pop_bound(shrs.clone()))
+            }
+            Some(Value::String(kid)) => Err(mismatch(format!("{kid:?}"))),
+            Some(_) => Err(mismatch("not a string".to_owned())),
+            None => Err(mismatch("absent".to_owned())),
+        },
+        Some(_) => Err(TokenEndpointError::new(Kind::InvalidResponse)
+            .status(status)
+            .message("the token's cnf claim is not an object")),
+    }
+}
+
 enum JwtCnf {
     NotJwt,
     Unbound,
@@ -172,16 +224,7 @@ enum JwtCnf {
 /// Reads `cnf` from a JWT's payload, unverified: only to check that the
 /// server bound the token to our certificate.
 fn jwt_confirmation(token: &str) -> JwtCnf {
-    let mut parts = token.split('.');
-    let (Some(_), Some(payload), Some(_), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return JwtCnf::NotJwt;
-    };
-    let Ok(bytes) = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')) else {
-        return JwtCnf::NotJwt;
-    };
-    let Ok(claims) = serde_json::from_slice::<Value>(&bytes) else {
+    let Some(claims) = jwt_payload(token) else {
         return JwtCnf::NotJwt;
     };
     match Confirmation::from_claims(&claims) {
@@ -189,6 +232,18 @@ fn jwt_confirmation(token: &str) -> JwtCnf {
         Ok(Some(cnf)) => JwtCnf::Bound(cnf),
         Err(e) => JwtCnf::Malformed(e),
     }
+}
+
+/// The payload of a JWT, unverified; `None` when the token is not one.
+fn jwt_payload(token: &str) -> Option<Value> {
+    let mut parts = token.split('.');
+    let (Some(_), Some(payload), Some(_), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return None;
+    };
+    let bytes = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
+    serde_json::from_slice::<Value>(&bytes).ok()
 }
 
 /// RFC 6749 section 5.2 error, or a plain status error.

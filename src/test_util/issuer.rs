@@ -46,6 +46,11 @@ use crate::{Confirmation, Thumbprint, tls};
 ///   a proof without a current nonce gets `400 use_dpop_nonce` and a
 ///   `DPoP-Nonce` header, and every answer carries the current nonce.
 ///   Proofs are not checked for replay.
+/// - Microsoft's PoP: `token_type=pop` with a `req_cnf` (base64url of
+///   `{"kid":"<KID>"}`) gets a token bound to that KID, `"cnf": {"kid":
+///   "<KID>", "xms_ksl": "sw"}`, and `"token_type": "pop"`; a certificate
+///   then only authenticates. Possession of the key is not proven at the
+///   token endpoint (as with Entra); the resource checks it, in the SHR.
 /// - `GET /jwks` publishes the signing keys (every key it has used, so tokens
 ///   signed before a [rotation](Self::rotate_signing_key) still verify).
 ///   [`hold_jwks`](Self::hold_jwks) keeps its answers back, for tests that
@@ -119,7 +124,7 @@ pub enum Fault {
     /// Leave `cnf` out of tokens, certificate or not.
     Unbound,
     /// Bind DPoP tokens to this key thumbprint (`cnf.jkt`) instead of the
-    /// proof's key.
+    /// proof's key, and PoP tokens (`cnf.kid`) instead of `req_cnf`'s.
     BindToKey(JwkThumbprint),
     /// Answer every token request that has a `DPoP` proof with `400
     /// use_dpop_nonce` and a new `DPoP-Nonce`, whatever nonce it carries.

@@ -117,6 +117,8 @@ enum Binding {
     None,
     Certificate(Thumbprint),
     Key(JwkThumbprint),
+    /// A PoP key, `cnf.kid`.
+    Kid(JwkThumbprint),
 }
 
 /// The key of the request's `DPoP` proof, checked, if there is one.
@@ -276,9 +278,10 @@ async fn issue(
         }
     }
 
-    let mtls_pop = match form.get("token_type").map(String::as_str) {
-        None | Some("Bearer" | "bearer") => false,
-        Some("mtls_pop") => true,
+    let (mtls_pop, pop) = match form.get("token_type").map(String::as_str) {
+        None | Some("Bearer" | "bearer") => (false, false),
+        Some("mtls_pop") => (true, false),
+        Some(t) if t.eq_ignore_ascii_case("pop") => (false, true),
         Some(other) => {
             return Err(Refusal::bad_request(
                 "invalid_request",
@@ -298,6 +301,30 @@ async fn issue(
             "token_type mtls_pop and a DPoP proof ask for two bindings",
         ));
     }
+    if pop && dpop {
+        return Err(Refusal::bad_request(
+            "invalid_request",
+            "token_type pop and a DPoP proof ask for two bindings",
+        ));
+    }
+    let pop_kid = if pop {
+        Some(req_cnf_kid(form.get("req_cnf"))?)
+    } else if form.contains_key("req_cnf") {
+        return Err(Refusal::bad_request(
+            "invalid_request",
+            "req_cnf is for token_type pop",
+        ));
+    } else {
+        None
+    };
+    // A PoP token is bound to the key of req_cnf (or, by fault, to
+    // another, or to nothing), not to the certificate.
+    let binding = match (pop_kid, fault) {
+        (None, _) => binding,
+        (Some(_), Some(Fault::Unbound)) => Binding::None,
+        (Some(_), Some(Fault::BindToKey(other))) => Binding::Kid(*other),
+        (Some(kid), _) => Binding::Kid(kid),
+    };
 
     let audience = form.get("resource").unwrap_or(&state.audience);
     let scope = form
@@ -306,11 +333,15 @@ async fn issue(
         .or(state.scope.as_deref());
     let certificate = match binding {
         Binding::Certificate(thumbprint) => Some(thumbprint),
-        Binding::None | Binding::Key(_) => None,
+        Binding::None | Binding::Key(_) | Binding::Kid(_) => None,
     };
     let mut claims = state.claims(&client_id, audience, scope, certificate);
     if let Binding::Key(jkt) = binding {
         claims["cnf"] = json!({ "jkt": jkt });
+    }
+    if let Binding::Kid(kid) = binding {
+        // As Entra has it: the key's KID, and where the key is kept.
+        claims["cnf"] = json!({ "kid": kid, "xms_ksl": "sw" });
     }
     let access_token = state.sign(&claims).map_err(|e| Refusal {
         status: StatusCode::INTERNAL_SERVER_ERROR,
@@ -324,6 +355,7 @@ async fn issue(
         "token_type": match fault {
             Some(Fault::TokenType(t)) => t.as_str(),
             _ if mtls_pop => "mtls_pop",
+            _ if pop => "pop",
             _ if dpop => "DPoP",
             _ => "Bearer",
         },
@@ -337,6 +369,25 @@ async fn issue(
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(reply)
+}
+
+/// The KID of a PoP token request's `req_cnf`: base64url of
+/// `{"kid":"<KID>"}`.
+fn req_cnf_kid(req_cnf: Option<&String>) -> Result<JwkThumbprint, Refusal> {
+    let invalid = |description: &str| Refusal::bad_request("invalid_request", description);
+    let req_cnf = req_cnf.ok_or_else(|| invalid("token_type pop needs a req_cnf"))?;
+    let json = base64::Engine::decode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        req_cnf.as_bytes(),
+    )
+    .map_err(|_| invalid("req_cnf is not base64url"))?;
+    let value: serde_json::Value =
+        serde_json::from_slice(&json).map_err(|_| invalid("req_cnf is not JSON"))?;
+    value
+        .get("kid")
+        .and_then(serde_json::Value::as_str)
+        .and_then(|kid| kid.parse().ok())
+        .ok_or_else(|| invalid("req_cnf has no kid that is a JWK SHA-256 thumbprint"))
 }
 
 /// Reads RFC 6749 section 2.3.1 Basic client credentials, if sent.

@@ -29,6 +29,9 @@ pub enum TokenUnavailableKind {
     /// [`Scheme::Dpop`](crate::binding::Scheme::Dpop) needs a token bound
     /// to a DPoP key, and the source returned one that is not.
     NotDpopBound,
+    /// [`Scheme::Pop`](crate::binding::Scheme::Pop) needs a token bound to
+    /// a PoP key, and the source returned one that is not.
+    NotPopBound,
 }
 
 impl TokenUnavailable {
@@ -64,6 +67,9 @@ impl fmt::Display for TokenUnavailable {
             }
             TokenUnavailableKind::NotDpopBound => {
                 "the token source returned a token not bound to a DPoP key, and the DPoP scheme needs one"
+            }
+            TokenUnavailableKind::NotPopBound => {
+                "the token source returned a token not bound to a PoP key, and the PoP scheme needs one"
             }
         })?;
         if let Some(source) = &self.source {

@@ -6,6 +6,7 @@ use subtle::ConstantTimeEq;
 
 use crate::ClientIdentity;
 use crate::proof::dpop::DpopProofs;
+use crate::proof::shr::SignedHttpRequests;
 
 /// An access token string: a secret.
 ///
@@ -62,6 +63,7 @@ pub struct Token {
     expires_at: Option<Instant>,
     identity: Option<ClientIdentity>,
     dpop: Option<DpopProofs>,
+    pop: Option<SignedHttpRequests>,
 }
 
 impl Token {
@@ -73,6 +75,7 @@ impl Token {
             expires_at: None,
             identity: None,
             dpop: None,
+            pop: None,
         }
     }
 
@@ -120,6 +123,25 @@ impl Token {
         self
     }
 
+    /// Marks the token as bound to the key of `shrs` (its `cnf.kid`, a
+    /// Microsoft PoP token): every request that carries it needs a fresh
+    /// signed HTTP request made with that key
+    /// ([`Scheme::Pop`](crate::binding::Scheme::Pop) makes them).
+    ///
+    /// ```
+    /// use tower_token_binding::proof::shr::SignedHttpRequests;
+    /// use tower_token_binding::proof::{Algorithm, ProofKey};
+    /// use tower_token_binding::token::Token;
+    ///
+    /// let shrs = SignedHttpRequests::new(ProofKey::generate(Algorithm::Es256).unwrap());
+    /// let token = Token::new("eyJ...").with_token_type("pop").pop_bound(shrs.clone());
+    /// assert_eq!(token.pop_requests().map(SignedHttpRequests::kid), Some(shrs.kid()));
+    /// ```
+    pub fn pop_bound(mut self, shrs: SignedHttpRequests) -> Self {
+        self.pop = Some(shrs);
+        self
+    }
+
     /// The access token.
     pub fn access_token(&self) -> &AccessToken {
         &self.access_token
@@ -146,5 +168,11 @@ impl Token {
     /// bound to a DPoP key.
     pub fn dpop_proofs(&self) -> Option<&DpopProofs> {
         self.dpop.as_ref()
+    }
+
+    /// The signed HTTP requests of the PoP key it is bound to; `None` for
+    /// a token not bound to a PoP key.
+    pub fn pop_requests(&self) -> Option<&SignedHttpRequests> {
+        self.pop.as_ref()
     }
 }
