@@ -706,3 +706,46 @@ async fn scopes_before_the_replay_store() {
     assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
+
+/// Our client, our server: `BoundClient` with the `PoP` scheme gets a
+/// `cnf.kid` token from the test issuer (`token_type=pop`, `req_cnf`) and
+/// signs every request; the layer accepts each, for the default RSA key
+/// (PS256) and an ES256 one.
+#[tokio::test]
+async fn bound_client_to_the_layer_ps256_and_es256() {
+    use tower_token_binding::BoundClient;
+    use tower_token_binding::binding::Scheme;
+
+    let pki = TestPki::new().unwrap();
+    let issuer = TestIssuer::builder()
+        .client_secret("svc", "s3cret")
+        .start(&pki)
+        .await
+        .unwrap();
+    let api = start(&pki, layer_of(&pki, &issuer).accept_pop(ShrVerifier::new())).await;
+    let builder = || {
+        BoundClient::builder()
+            .token_endpoint(issuer.token_endpoint())
+            .client_id("svc")
+            .client_secret_basic("s3cret")
+            .root_store(pki.root_store())
+            .scheme(Scheme::Pop)
+    };
+    let es256 = ProofKey::generate(Algorithm::Es256).unwrap();
+    for (alg, client) in [
+        (Algorithm::Ps256, builder().build().unwrap()),
+        (Algorithm::Es256, builder().pop_key(es256).build().unwrap()),
+    ] {
+        let shrs = client.pop_requests().unwrap().clone();
+        assert_eq!(shrs.key().algorithm(), alg);
+        for _ in 0..2 {
+            let response = client.get(&format!("{api}?page=2")).await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK, "{alg:?}: {response:?}");
+            assert_eq!(
+                response.body().as_ref(),
+                format!("pop {}", shrs.kid()).as_bytes(),
+                "{alg:?}"
+            );
+        }
+    }
+}
