@@ -441,9 +441,11 @@ async fn every_pop_check_in_one_table() {
             "PoP",
             "the PoP SHR header hash h does not match the request",
         ),
-        // The layer does not read bodies: any `b` is refused, this one too.
+        // This route has no BufferBodyLayer: a `b` cannot be checked and is
+        // refused (see `the_body_hash_with_a_buffered_body` for one that
+        // can).
         refused(
-            "b mismatch",
+            "b without a buffered body",
             b_other,
             "PoP",
             "the PoP SHR body hash b does not match the request",
@@ -748,4 +750,101 @@ async fn bound_client_to_the_layer_ps256_and_es256() {
             );
         }
     }
+}
+
+/// With a `BufferBodyLayer` outside the validation layer, the body hash `b`
+/// is checked: the body signed is accepted, another refused, one over the
+/// limit never read; a verifier that requires `b` refuses an SHR without.
+#[tokio::test]
+async fn the_body_hash_with_a_buffered_body() {
+    use std::future::IntoFuture as _;
+    use tower_token_binding::server::{self, AnyClientCertVerifier};
+    use tower_token_binding::validation::BufferBodyLayer;
+
+    let s = setup(Algorithm::Es256).await;
+    let serve = |verifier: ShrVerifier| {
+        let tls = s
+            .pki
+            .server_config(Arc::new(AnyClientCertVerifier::optional()))
+            .unwrap();
+        let service = tower::ServiceBuilder::new()
+            .layer(BufferBodyLayer::new(64))
+            .layer(layer_of(&s.pki, &s.issuer).accept_pop(verifier))
+            .service_fn(|request: Request<Full<Bytes>>| async move {
+                let body = request.into_body().collect().await.unwrap().to_bytes();
+                Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(body)))
+            });
+        async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = listener.local_addr().unwrap().port();
+            tokio::spawn(server::serve(listener, tls, service).into_future());
+            format!("https://localhost:{port}/items")
+        }
+    };
+    let api = serve(ShrVerifier::new()).await;
+    let client = https_client(&s.pki, None);
+    let post = |shr: String, body: &'static [u8]| Call {
+        method: Method::POST,
+        body,
+        ..Call::pop(&api, shr)
+    };
+    let signed = |body: &[u8]| {
+        s.shrs
+            .signer(&Method::POST, &uri(&api), &s.token)
+            .body(body)
+            .sign()
+            .unwrap()
+    };
+
+    let answer = send(&client, &post(signed(b"abcd"), b"abcd")).await;
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    assert_eq!(answer.body, "abcd", "the handler gets the body too");
+    let answer = send(&client, &post(signed(b"abcd"), b"abce")).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    assert!(
+        answer.challenge.starts_with(
+            "PoP error=\"invalid_token\", error_description=\"the PoP SHR body hash b does not match the request\""
+        ),
+        "{answer:?}"
+    );
+    let big: &'static [u8] = &[b'x'; 65];
+    let answer = send(&client, &post(signed(big), big)).await;
+    assert_eq!(answer.status, StatusCode::PAYLOAD_TOO_LARGE, "{answer:?}");
+    // Without `b`, where it is optional: accepted, the body unsigned.
+    let plain = s.shrs.sign(&Method::POST, &uri(&api), &s.token).unwrap();
+    let answer = send(&client, &post(plain, b"anything")).await;
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+
+    let strict = serve(ShrVerifier::builder().require_body(true).build()).await;
+    let plain = s.shrs.sign(&Method::POST, &uri(&strict), &s.token).unwrap();
+    let answer = send(
+        &client,
+        &Call {
+            url: strict.clone(),
+            ..post(plain, b"abcd")
+        },
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    assert!(
+        answer
+            .challenge
+            .contains("the PoP SHR lacks a valid b claim"),
+        "{answer:?}"
+    );
+    let with_b = s
+        .shrs
+        .signer(&Method::POST, &uri(&strict), &s.token)
+        .body(b"abcd")
+        .sign()
+        .unwrap();
+    let answer = send(
+        &client,
+        &Call {
+            url: strict.clone(),
+            ..post(with_b, b"abcd")
+        },
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
 }

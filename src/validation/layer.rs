@@ -129,9 +129,13 @@ impl<V> CnfValidationLayer<V> {
     /// same one as DPoP proofs'.
     ///
     /// A PoP-bound token sent any other way (as `Bearer`, `DPoP`, ...) is
-    /// refused, and so is an SHR sent as if it were the token. The request
-    /// body is not read by this layer, so an SHR with a body hash `b` is
-    /// refused ([`ShrErrorKind::BodyMismatch`](crate::proof::shr::ShrErrorKind::BodyMismatch)).
+    /// refused, and so is an SHR sent as if it were the token. This layer
+    /// does not read request bodies: an SHR's body hash `b` is checked
+    /// against the [`BufferedBody`](super::BufferedBody) that a
+    /// [`BufferBodyLayer`](super::BufferBodyLayer) outside it put into the
+    /// request, and without one an SHR with `b` (or a verifier that
+    /// [requires it](ShrVerifier::requires_body)) is refused
+    /// ([`ShrErrorKind::BodyMismatch`](crate::proof::shr::ShrErrorKind::BodyMismatch)).
     /// Refusals are `401` with `WWW-Authenticate: PoP error="invalid_token"`
     /// and a description naming the failed check; challenges offer `PoP`.
     ///
@@ -148,18 +152,7 @@ impl<V> CnfValidationLayer<V> {
     ///     .public_origin("https://api.example.com");
     /// # let _ = layer;
     /// ```
-    ///
-    /// # Panics
-    ///
-    /// If `verifier` [requires a body hash](ShrVerifier::requires_body):
-    /// this layer does not buffer request bodies, so every request would be
-    /// refused; a misconfiguration.
     pub fn accept_pop(mut self, verifier: ShrVerifier) -> Self {
-        assert!(
-            !verifier.requires_body(),
-            "CnfValidationLayer::accept_pop: the layer does not read request bodies, so an \
-             ShrVerifier that requires the body hash b would refuse every request"
-        );
         let settings = Arc::make_mut(&mut self.settings);
         settings.pop = Some(verifier);
         settings

@@ -20,7 +20,9 @@
 //!    and the server nonce when nonces are on; for `PoP`, verifies the SHR
 //!    with the [`ShrVerifier`](crate::proof::shr::ShrVerifier): `typ`,
 //!    `alg`, public `cnf.jwk`, signature, `ts`, method `m`, host `u`, path
-//!    `p`, and the query and header hashes `q` and `h` when present;
+//!    `p`, the query and header hashes `q` and `h` when present, and the
+//!    body hash `b` against the body a [`BufferBodyLayer`] outside read
+//!    (without one, an SHR with `b` is refused);
 //! 3. validates the token with a [`ValidateToken`], by default a
 //!    [`JwtValidator`] (RFC 9068 JWT access tokens, keys from a JWKS; a
 //!    token seen before is served from its cache);
@@ -237,6 +239,7 @@
 //! # }
 //! ```
 
+mod body;
 mod cache;
 mod dpop;
 mod error;
@@ -252,6 +255,7 @@ mod service;
 mod token;
 mod validator;
 
+pub use body::{BufferBody, BufferBodyLayer, BufferedBody};
 pub use dpop::InvalidPublicOrigin;
 pub use error::{TokenError, TokenErrorKind};
 #[cfg(feature = "axum")]

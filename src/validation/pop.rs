@@ -7,6 +7,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::{Request, Uri};
 
+use super::BufferedBody;
 use super::dpop::absolute_uri;
 use super::layer::Settings;
 use super::rejection::Rejection;
@@ -15,9 +16,12 @@ use crate::proof::shr::{SHR_TYPE, ShrError, ShrErrorKind, ShrVerifier, VerifiedS
 /// Checks the SHR of a request sent with `Authorization: PoP <SHR>`:
 /// everything [`ShrVerifier::verify`] checks, against the request's method,
 /// absolute URI (the public origin's host when one is configured, else the
-/// request's; its path and query) and headers, now. The body is not read
-/// here: an SHR with a body hash is refused. Its access token, the binding
-/// to it and the replay check come later.
+/// request's; its path and query), headers and, when a [`BufferBodyLayer`]
+/// outside has read it, body, now (without a [`BufferedBody`], an SHR with
+/// a body hash is refused). Its access token, the binding to it and the
+/// replay check come later.
+///
+/// [`BufferBodyLayer`]: super::BufferBodyLayer
 pub(crate) fn verify<B>(
     verifier: &ShrVerifier,
     settings: &Settings,
@@ -34,7 +38,10 @@ pub(crate) fn verify<B>(
             request.method(),
             &uri,
             request.headers(),
-            None,
+            request
+                .extensions()
+                .get::<BufferedBody>()
+                .map(|body| body.bytes().as_ref()),
             SystemTime::now(),
         )
         .map_err(Rejection::shr)

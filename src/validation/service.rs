@@ -355,15 +355,6 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "does not read request bodies")]
-    fn a_required_body_hash_is_a_misconfiguration() {
-        let verifier = crate::proof::shr::ShrVerifier::builder()
-            .require_body(true)
-            .build();
-        let _ = CnfValidationLayer::new(()).accept_pop(verifier);
-    }
-
-    #[test]
     fn schemes_and_tokens() {
         use RejectionKind as K;
         assert_eq!(

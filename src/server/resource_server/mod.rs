@@ -479,7 +479,11 @@ impl ResourceServerBuilder {
 
     /// Also accepts PoP-bound tokens (`cnf.kid`) in Microsoft's signed HTTP
     /// requests (`Authorization: PoP <SHR>`), checked by `verifier`; see
-    /// [`CnfValidationLayer::accept_pop`].
+    /// [`CnfValidationLayer::accept_pop`]. The server does not buffer
+    /// request bodies, so an SHR's body hash `b` is refused here, and a
+    /// verifier that requires it is an error from [`build`](Self::build):
+    /// for that, stack [`layer`](ResourceServer::layer) behind a
+    /// [`BufferBodyLayer`](crate::validation::BufferBodyLayer) yourself.
     ///
     /// ```
     /// use tower_token_binding::proof::shr::ShrVerifier;
@@ -550,8 +554,9 @@ impl ResourceServerBuilder {
         if self.pop.as_ref().is_some_and(ShrVerifier::requires_body) {
             return Err(
                 ResourceServerError::new(K::ConflictingOptions).with_message(
-                    "accept_pop: the validation layer does not read request bodies, so a \
-                     verifier that requires the body hash b would refuse every request",
+                    "accept_pop: the server does not buffer request bodies, so a verifier \
+                     that requires the body hash b would refuse every request; stack \
+                     BufferBodyLayer outside ResourceServer::layer() instead",
                 ),
             );
         }
