@@ -13,13 +13,15 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use http::HeaderName;
 use http::StatusCode;
+use http::header::CONTENT_TYPE;
 use pop_api::start_api;
 use serde_json::{Value, json};
 use tower_token_binding::BoundClient;
 use tower_token_binding::binding::{HeaderWord, Scheme};
 use tower_token_binding::client::{BoundClientBuilder, BuildErrorKind};
-use tower_token_binding::proof::shr::SignedHttpRequests;
+use tower_token_binding::proof::shr::{ShrVerifier, SignedHttpRequests};
 use tower_token_binding::proof::{Algorithm, ProofKey};
 use tower_token_binding::source::{
     ClientCredentials, ClientCredentialsBuilder, TokenEndpointError, TokenEndpointErrorKind,
@@ -287,6 +289,62 @@ async fn a_token_source_with_pop_bound_tokens() {
 }
 
 #[tokio::test]
+async fn q_and_h_on_demand() {
+    let pki = TestPki::new().unwrap();
+    let issuer = issuer(&pki).await;
+    let api = pop_api::start_api_with(
+        &pki,
+        ShrVerifier::builder()
+            .require_query(true)
+            .require_headers([CONTENT_TYPE])
+            .build(),
+    )
+    .await;
+    let url = format!("{}/items?b=bar&a=foo&c=duck", api.base);
+    let request = || {
+        http::Request::get(&url)
+            .header(CONTENT_TYPE, "application/json")
+            .header("x-request-id", "42")
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .unwrap()
+    };
+    // Without q and h, the resource refuses.
+    let plain = client(&pki, &issuer).build().unwrap();
+    let response = plain.send(request()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+
+    let signing = client(&pki, &issuer)
+        .pop_sign_query()
+        .pop_sign_headers([CONTENT_TYPE, HeaderName::from_static("x-request-id")])
+        .build()
+        .unwrap();
+    let response = signing.send(request()).await.unwrap();
+    let body: Value = serde_json::from_slice(response.body()).unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "{body}");
+    let last = api.seen.lock().unwrap().last().unwrap().claims.clone();
+    assert_eq!(
+        last["q"],
+        json!([
+            ["b", "a", "c"],
+            "u4LgkGUWhP9MsKrEjA4dizIllDXluDku6ZqCeyuR-JY"
+        ])
+    );
+    assert_eq!(last["h"][0], json!(["content-type", "x-request-id"]));
+    assert!(!last.contains_key("b"));
+
+    // A request without a header to sign fails before it is sent.
+    let before = api.requests.load(std::sync::atomic::Ordering::SeqCst);
+    let bare = http::Request::get(&url)
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    assert!(signing.send(bare).await.is_err());
+    assert_eq!(
+        api.requests.load(std::sync::atomic::Ordering::SeqCst),
+        before
+    );
+}
+
+#[tokio::test]
 async fn misconfigurations_fail_at_build() {
     let pki = TestPki::new().unwrap();
     let issuer = issuer(&pki).await;
@@ -330,6 +388,10 @@ async fn misconfigurations_fail_at_build() {
     assert_eq!(
         kind(client(&pki, &issuer).pop_key_file("/nonexistent/pop.key")),
         BuildErrorKind::PopKey
+    );
+    assert_eq!(
+        kind(client(&pki, &issuer).scheme(Scheme::Dpop).pop_sign_query()),
+        BuildErrorKind::Conflict
     );
     let own = BoundClient::builder()
         .scheme(Scheme::Pop)

@@ -113,7 +113,7 @@ where
                     else {
                         return Poll::Ready(Err("ResponseFuture polled after completion".into()));
                     };
-                    let origin = authorize(&mut request, &token, *settings, cache)?;
+                    let origin = authorize(&mut request, &token, settings, cache)?;
                     let future = inner.call(request);
                     this.state.set(State::Calling {
                         future,

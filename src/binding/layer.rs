@@ -1,3 +1,6 @@
+use std::sync::Arc;
+
+use http::HeaderName;
 use tower::Layer;
 
 use super::{HeaderWord, InvalidTokenRetry, Scheme, TokenBinding};
@@ -16,11 +19,27 @@ pub struct TokenBindingLayer {
     pub(crate) settings: Settings,
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Settings {
     pub(crate) scheme: Scheme,
     pub(crate) word: HeaderWord,
     pub(crate) allow_unbound_fallback: bool,
+    /// With [`Scheme::Pop`]: `q` in every SHR.
+    pub(crate) pop_query: bool,
+    /// With [`Scheme::Pop`]: `h` over these headers in every SHR.
+    pub(crate) pop_headers: Option<Arc<[HeaderName]>>,
+}
+
+impl Settings {
+    fn new(scheme: Scheme) -> Self {
+        Self {
+            scheme,
+            word: HeaderWord::Bearer,
+            allow_unbound_fallback: false,
+            pop_query: false,
+            pop_headers: None,
+        }
+    }
 }
 
 impl TokenBindingLayer {
@@ -216,11 +235,7 @@ impl TokenBindingLayer {
         Self {
             cache: None,
             identity: Some(SharedIdentity::new(identity)),
-            settings: Settings {
-                scheme: Scheme::MtlsOnly,
-                word: HeaderWord::Bearer,
-                allow_unbound_fallback: false,
-            },
+            settings: Settings::new(Scheme::MtlsOnly),
         }
     }
 
@@ -231,11 +246,7 @@ impl TokenBindingLayer {
         Self {
             cache: Some(cache),
             identity: None,
-            settings: Settings {
-                scheme,
-                word: HeaderWord::Bearer,
-                allow_unbound_fallback: false,
-            },
+            settings: Settings::new(scheme),
         }
     }
 
@@ -252,6 +263,31 @@ impl TokenBindingLayer {
     /// Off by default: falling back is a choice, never silent.
     pub fn allow_unbound_fallback(mut self) -> Self {
         self.settings.allow_unbound_fallback = true;
+        self
+    }
+
+    /// With [`Scheme::Pop`], puts `q` in every signed HTTP request: the
+    /// names of the request's query parameters, in order, and the hash of
+    /// the raw pairs. Off by default (as MSAL). Other schemes ignore it.
+    pub fn pop_sign_query(mut self) -> Self {
+        self.settings.pop_query = true;
+        self
+    }
+
+    /// With [`Scheme::Pop`], puts `h` in every signed HTTP request: the
+    /// lower-case `names` and the hash of their values (a header given
+    /// several times is taken with its values joined by `", "`). Every
+    /// request must carry each header named, with a visible ASCII value;
+    /// one that does not fails before it is sent. None by default. Other
+    /// schemes ignore it.
+    ///
+    /// There is no body hash (`b`): it needs the body's bytes before the
+    /// request goes out, and bodies may stream. Make such SHRs with
+    /// [`SignedHttpRequests::signer`](crate::proof::shr::SignedHttpRequests::signer)
+    /// for bodies already in memory.
+    pub fn pop_sign_headers(mut self, names: impl IntoIterator<Item = HeaderName>) -> Self {
+        let names: Arc<[HeaderName]> = names.into_iter().collect();
+        self.settings.pop_headers = (!names.is_empty()).then_some(names);
         self
     }
 

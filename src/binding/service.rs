@@ -46,7 +46,7 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
-        let settings = self.layer.settings;
+        let settings = &self.layer.settings;
         let Some(cache) = &self.layer.cache else {
             // mTLS only, with a fixed identity.
             if let Some(identity) = &self.layer.identity {
@@ -65,7 +65,13 @@ where
                 // The ready service goes into the future; a clone stays.
                 let clone = self.inner.clone();
                 let inner = std::mem::replace(&mut self.inner, clone);
-                ResponseFuture::acquiring(cache.get(), request, inner, settings, cache.clone())
+                ResponseFuture::acquiring(
+                    cache.get(),
+                    request,
+                    inner,
+                    settings.clone(),
+                    cache.clone(),
+                )
             }
         }
     }
@@ -86,7 +92,7 @@ const DPOP_SLOT: usize = 2;
 pub(crate) fn authorize<B>(
     request: &mut Request<B>,
     token: &CachedToken,
-    settings: Settings,
+    settings: &Settings,
     cache: &TokenCache,
 ) -> Result<Option<NonceOrigin>, BoxError> {
     if settings.scheme == Scheme::Dpop {
@@ -96,7 +102,7 @@ pub(crate) fn authorize<B>(
     }
     if settings.scheme == Scheme::Pop {
         if let Some(shrs) = token.token().pop_requests() {
-            authorize_pop(request, token, shrs)?;
+            authorize_pop(request, token, shrs, settings)?;
             return Ok(None);
         }
     }
@@ -174,14 +180,23 @@ fn authorize_dpop<B>(
 /// `Authorization: PoP <SHR>` with a new signed HTTP request for this
 /// request (its method, host and path, the time, a fresh nonce, the token
 /// and the key), marked sensitive; the identity that got the token, if any,
-/// for an mTLS transport. No `q`, `h` or `b`: the body may stream.
+/// for an mTLS transport. `q` and `h` as the settings say; never `b`: the
+/// body may stream.
 fn authorize_pop<B>(
     request: &mut Request<B>,
     token: &CachedToken,
     shrs: &SignedHttpRequests,
+    settings: &Settings,
 ) -> Result<(), BoxError> {
     let secret = token.token().access_token().secret();
-    let signed = shrs.sign(request.method(), request.uri(), secret)?;
+    let mut signer = shrs.signer(request.method(), request.uri(), secret);
+    if settings.pop_query {
+        signer = signer.query();
+    }
+    if let Some(names) = &settings.pop_headers {
+        signer = signer.headers(request.headers(), names);
+    }
+    let signed = signer.sign()?;
     let mut value = HeaderValue::try_from(format!("{} {signed}", shr::SCHEME))
         .map_err(|_| "the signed HTTP request has characters not allowed in an HTTP header")?;
     value.set_sensitive(true);

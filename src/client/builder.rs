@@ -106,6 +106,8 @@ pub struct BoundClientBuilder {
     scheme: Scheme,
     dpop_key: Option<KeyChoice>,
     pop_key: Option<KeyChoice>,
+    pop_query: bool,
+    pop_headers: Vec<http::HeaderName>,
     word: Option<HeaderWord>,
     allow_unbound_fallback: bool,
     cache: TokenCacheBuilder,
@@ -155,6 +157,8 @@ impl Default for BoundClientBuilder {
             scheme: Scheme::MtlsPop,
             dpop_key: None,
             pop_key: None,
+            pop_query: false,
+            pop_headers: Vec::new(),
             word: None,
             allow_unbound_fallback: false,
             cache: TokenCache::builder(),
@@ -344,6 +348,23 @@ impl BoundClientBuilder {
     /// read at [`build`](Self::build).
     pub fn pop_key_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.pop_key = Some(KeyChoice::File(path.into()));
+        self
+    }
+
+    /// With [`Scheme::Pop`], puts `q` (the query's hash) in every signed
+    /// HTTP request; see [`TokenBindingLayer::pop_sign_query`]. Off by
+    /// default.
+    pub fn pop_sign_query(mut self) -> Self {
+        self.pop_query = true;
+        self
+    }
+
+    /// With [`Scheme::Pop`], puts `h` over the headers `names` in every
+    /// signed HTTP request (every request must carry them); see
+    /// [`TokenBindingLayer::pop_sign_headers`]. None by default. There is
+    /// no body hash: bodies may stream.
+    pub fn pop_sign_headers(mut self, names: impl IntoIterator<Item = http::HeaderName>) -> Self {
+        self.pop_headers = names.into_iter().collect();
         self
     }
 
@@ -575,6 +596,12 @@ impl BoundClientBuilder {
         if self.allow_unbound_fallback {
             layer = layer.allow_unbound_fallback();
         }
+        if self.pop_query {
+            layer = layer.pop_sign_query();
+        }
+        if !self.pop_headers.is_empty() {
+            layer = layer.pop_sign_headers(self.pop_headers.iter().cloned());
+        }
         let retry = layer.retry_policy().attempts(self.retries);
         let service = Retry::new(retry, tower::Layer::layer(&layer, api_pool.clone()));
         Ok(BoundClient {
@@ -619,6 +646,11 @@ impl BoundClientBuilder {
         if self.pop_key.is_some() && self.scheme != Scheme::Pop {
             return conflict(
                 "pop_key and pop_key_file are for Scheme::Pop: set scheme(Scheme::Pop), or drop the key",
+            );
+        }
+        if (self.pop_query || !self.pop_headers.is_empty()) && self.scheme != Scheme::Pop {
+            return conflict(
+                "pop_sign_query and pop_sign_headers are for Scheme::Pop: set scheme(Scheme::Pop), or drop them",
             );
         }
         if self.scheme == Scheme::Pop {

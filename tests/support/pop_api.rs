@@ -38,6 +38,12 @@ pub struct Api {
 /// token: the token's own validation is the server layer's business) names
 /// the SHR's key, refuses a replayed SHR, and records every SHR.
 pub async fn start_api(pki: &TestPki) -> Api {
+    start_api_with(pki, ShrVerifier::new()).await
+}
+
+/// [`start_api`] with the verifier given (one that requires `q` or `h`,
+/// say).
+pub async fn start_api_with(pki: &TestPki, verifier: ShrVerifier) -> Api {
     let tls = pki
         .server_config(Arc::new(AnyClientCertVerifier::optional()))
         .unwrap();
@@ -49,7 +55,6 @@ pub async fn start_api(pki: &TestPki) -> Api {
     let requests = Arc::new(AtomicUsize::new(0));
     let seen = Arc::new(Mutex::new(Vec::new()));
     let replays = Arc::new(Mutex::new(HashSet::new()));
-    let verifier = ShrVerifier::new();
     let service = {
         let (requests, seen) = (requests.clone(), seen.clone());
         tower::service_fn(move |request: Request<Incoming>| {

@@ -3,7 +3,7 @@
 //! (draft-ietf-oauth-signed-http-request as they implement it).
 //!
 //! A PoP token is requested with `token_type=pop` and
-//! [`req_cnf`](req_cnf) (the key's RFC 7638 thumbprint, its KID) and carries
+//! [`req_cnf`] (the key's RFC 7638 thumbprint, its KID) and carries
 //! `"cnf": {"kid": "<KID>"}`. With every request the client sends
 //! `Authorization: PoP <SHR>`: a JWS of type `pop`, signed by the key, whose
 //! payload holds the access token (`at`), the time (`ts`), the request's
@@ -12,7 +12,7 @@
 //! (`h`) and of the body (`b`).
 //!
 //! - Client: [`SignedHttpRequests`] makes the SHRs of one
-//!   [`ProofKey`](super::ProofKey); [`ShrSigner`] adds `q`, `h` or `b` to
+//!   [`ProofKey`]; [`ShrSigner`] adds `q`, `h` or `b` to
 //!   one.
 //! - Server: [`ShrVerifier`] checks an SHR against the request (a pure
 //!   function of the SHR, the request and the time) and returns a

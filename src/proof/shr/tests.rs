@@ -271,6 +271,11 @@ fn refusals() {
             K::MissingClaim,
         ),
         (
+            "empty at",
+            forge(&key, &header, &with(json!({"at": ""}))),
+            K::MissingClaim,
+        ),
+        (
             "no at",
             forge(&key, &header, &with(json!({"at": null}))),
             K::MissingClaim,

@@ -36,8 +36,8 @@ const MAX_NONCE_LEN: usize = 256;
 ///    member) of a supported type that fits `alg`; a header `kid`, when
 ///    present, is its RFC 7638 thumbprint;
 /// 6. the signature verifies with that key;
-/// 7. `at`, `ts`, `m`, `u`, `p` and `nonce` (non-empty, at most 256 bytes)
-///    are present;
+/// 7. `at` (non-empty), `ts` (whole seconds), `m`, `u`, `p` and `nonce`
+///    (non-empty, at most 256 bytes) are present;
 /// 8. `ts` is not older than the lifetime (5 minutes by default) nor
 ///    ahead of `now` beyond the leeway (5 s by default);
 /// 9. `m` is the request method (case-insensitive); `u` the request's host
@@ -267,7 +267,9 @@ impl ShrVerifier {
         if nonce.is_empty() || nonce.len() > MAX_NONCE_LEN {
             return Err(ShrError::missing_claim("nonce"));
         }
-        string_claim(&claims, "at")?;
+        if string_claim(&claims, "at")?.is_empty() {
+            return Err(ShrError::missing_claim("at"));
+        }
 
         let now_since_epoch = now.duration_since(UNIX_EPOCH).unwrap_or_default();
         let ts_since_epoch = Duration::from_secs(ts);
