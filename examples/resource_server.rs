@@ -1,6 +1,7 @@
-//! A resource server that accepts RFC 8705 certificate-bound access tokens
-//! and RFC 9449 DPoP-bound ones: [`ResourceServer`] set up from the command
-//! line.
+//! A resource server that accepts RFC 8705 certificate-bound access tokens,
+//! RFC 9449 DPoP-bound ones and, with `--accept-pop`, PoP-bound ones in
+//! Microsoft's signed HTTP requests: [`ResourceServer`] set up from the
+//! command line.
 //!
 //! ```text
 //! cargo run --example resource_server -- --listen 127.0.0.1:0 \
@@ -8,17 +9,20 @@
 //!     [--client-ca ca.pem | --any-client-cert] \
 //!     --issuer ISS --audience AUD [--issuer-ca ca.pem] \
 //!     [--allow-unbound] [--required-scope SCOPE]... [--terse] \
-//!     [--dpop-nonce] [--public-origin URL]
+//!     [--dpop-nonce] [--accept-pop] [--public-origin URL]
 //! ```
 //!
 //! A token bound to a certificate (`cnf.x5t#S256`) is accepted with
 //! `Authorization: Bearer` over a connection with that client certificate;
 //! a token bound to a DPoP key (`cnf.jkt`) with `Authorization: DPoP` and a
-//! fresh `DPoP` proof by that key, each proof once. `--dpop-nonce` makes
+//! fresh `DPoP` proof by that key, each proof once; with `--accept-pop`, a
+//! token bound to a PoP key (`cnf.kid`) with `Authorization: PoP <SHR>`, a
+//! signed HTTP request by that key carrying the token, each SHR once.
+//! `--dpop-nonce` makes
 //! proofs carry a server nonce (answered `401 use_dpop_nonce` with a
 //! `DPoP-Nonce` header until they do). `--public-origin` names the origin
 //! clients address, such as `https://api.example.com`, for the proofs'
-//! `htu`: needed behind a proxy, where the server's own address is not the
+//! `htu` and the SHRs' `u`: needed behind a proxy, where the server's own address is not the
 //! one clients use; without it, `htu` must name `https` and the request's
 //! `Host`.
 //!
@@ -31,8 +35,9 @@
 //!
 //! Once it listens it prints `listening on https://ADDR:PORT` (the real
 //! port) and flushes stdout. `GET /whoami` answers
-//! `{"sub", "client_id", "scope", "x5t#S256", "binding", "jkt"}` (`binding`:
-//! `certificate`, `dpop` or `none`, what the request proved); everything
+//! `{"sub", "client_id", "scope", "x5t#S256", "binding", "jkt", "kid"}`
+//! (`binding`: `certificate`, `dpop`, `pop` or `none`, what the request
+//! proved); everything
 //! else gets the
 //! answer of `CnfValidationLayer` (401, 400, 403) or, with a valid token,
 //! 404.
@@ -54,6 +59,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tower_token_binding::ProvenBinding;
 use tower_token_binding::proof::dpop::{DpopVerifier, StatelessNonces};
+use tower_token_binding::proof::shr::ShrVerifier;
 use tower_token_binding::server::forwarded::ForwardedClientCertLayer;
 use tower_token_binding::server::{PeerCertificate, ResourceServer};
 use tower_token_binding::validation::{
@@ -64,7 +70,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 const USAGE: &str = "usage: resource_server --listen ADDR --issuer ISS --audience AUD \
 [--issuer-ca PEM] [--allow-unbound] [--required-scope SCOPE]... [--terse] \
-[--dpop-nonce] [--public-origin URL] \
+[--dpop-nonce] [--accept-pop] [--public-origin URL] \
 (--tls-cert PEM --tls-key PEM [--client-ca PEM | --any-client-cert] \
 | --trust-client-cert-header [--jwks-file JSON])";
 
@@ -84,6 +90,7 @@ struct Args {
     terse: bool,
     trust_client_cert_header: bool,
     dpop_nonce: bool,
+    accept_pop: bool,
     public_origin: Option<String>,
 }
 
@@ -107,6 +114,7 @@ fn parse_args() -> Result<Args, String> {
             "--terse" => args.terse = true,
             "--trust-client-cert-header" => args.trust_client_cert_header = true,
             "--dpop-nonce" => args.dpop_nonce = true,
+            "--accept-pop" => args.accept_pop = true,
             "--public-origin" => args.public_origin = Some(value()?),
             "-h" | "--help" => return Err(USAGE.to_owned()),
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
@@ -122,10 +130,11 @@ fn required(value: &Option<String>, flag: &str) -> Result<String, String> {
 }
 
 async fn whoami(token: VerifiedToken, peer: Option<Extension<PeerCertificate>>) -> Json<Value> {
-    let (binding, jkt) = match token.binding() {
-        ProvenBinding::Certificate(_) => ("certificate", None),
-        ProvenBinding::Dpop(jkt) => ("dpop", Some(jkt.to_string())),
-        _ => ("none", None),
+    let (binding, jkt, kid) = match token.binding() {
+        ProvenBinding::Certificate(_) => ("certificate", None, None),
+        ProvenBinding::Dpop(jkt) => ("dpop", Some(jkt.to_string()), None),
+        ProvenBinding::Pop(kid) => ("pop", None, Some(kid.to_string())),
+        _ => ("none", None, None),
     };
     Json(json!({
         "sub": token.subject(),
@@ -134,6 +143,7 @@ async fn whoami(token: VerifiedToken, peer: Option<Extension<PeerCertificate>>) 
         "x5t#S256": peer.map(|Extension(p)| p.thumbprint().to_string()),
         "binding": binding,
         "jkt": jkt,
+        "kid": kid,
     }))
 }
 
@@ -194,6 +204,9 @@ async fn run(args: Args) -> Result<(), BoxError> {
         server = server.terse();
     }
     server = server.accept_dpop(dpop_verifier(&args)?);
+    if args.accept_pop {
+        server = server.accept_pop(ShrVerifier::new());
+    }
     if let Some(origin) = &args.public_origin {
         server = server.public_origin(origin);
     }
@@ -261,6 +274,9 @@ async fn behind_a_proxy(
         layer = layer.terse();
     }
     layer = layer.accept_dpop(dpop_verifier(&args)?);
+    if args.accept_pop {
+        layer = layer.accept_pop(ShrVerifier::new());
+    }
     if let Some(origin) = &args.public_origin {
         layer = layer.try_public_origin(origin)?;
     }

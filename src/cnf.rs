@@ -4,10 +4,13 @@
 //! [RFC 7800] defines `cnf` as a JSON object naming the key a token is bound
 //! to; [RFC 8705 section 3.1] adds the member `x5t#S256`, the
 //! [`Thumbprint`] of the client certificate, and [RFC 9449 section 6.1] the
-//! member `jkt`, the [`JwkThumbprint`] of a DPoP key. [`Confirmation`] reads
-//! that claim strictly: `cnf` must be an object, `x5t#S256` and `jkt` (when
-//! present) strings in the exact thumbprint form, each at most once. Other
-//! members are kept as they are, never read as a binding.
+//! member `jkt`, the [`JwkThumbprint`] of a DPoP key. Microsoft's signed
+//! HTTP requests ("PoP" tokens) bind with the RFC 7800 member `kid`, which
+//! they fill with the same RFC 7638 thumbprint of the client's key.
+//! [`Confirmation`] reads that claim strictly: `cnf` must be an object,
+//! `x5t#S256`, `jkt` and `kid` (when present) strings in the exact
+//! thumbprint form, each at most once. Other members are kept as they are,
+//! never read as a binding.
 //!
 //! [`ProvenBinding`] says which binding a request proved: what a resource
 //! server's handler sees.
@@ -47,10 +50,16 @@ pub const X5T_S256: &str = "x5t#S256";
 /// The name of the DPoP key thumbprint member of `cnf` (RFC 9449).
 pub const JKT: &str = "jkt";
 
+/// The name of the key id member of `cnf` (RFC 7800 section 3.4), which a
+/// PoP token (Microsoft's signed HTTP requests) fills with the RFC 7638
+/// thumbprint of the client's key.
+pub const KID: &str = "kid";
+
 /// The `cnf` claim: what a token is bound to.
 ///
 /// Deserializing is strict (see the [module docs](self)); serializing writes
-/// `x5t#S256`, then `jkt`, then the other members that were kept.
+/// `x5t#S256`, then `jkt`, then `kid`, then the other members that were
+/// kept.
 ///
 /// ```
 /// use tower_token_binding::Confirmation;
@@ -69,6 +78,7 @@ pub const JKT: &str = "jkt";
 pub struct Confirmation {
     x5t_s256: Option<Thumbprint>,
     jkt: Option<JwkThumbprint>,
+    kid: Option<JwkThumbprint>,
     other: Map<String, Value>,
 }
 
@@ -86,6 +96,15 @@ impl Confirmation {
     pub fn bound_to_key(jkt: JwkThumbprint) -> Self {
         Self {
             jkt: Some(jkt),
+            ..Self::default()
+        }
+    }
+
+    /// A confirmation that binds a PoP token (Microsoft's signed HTTP
+    /// requests) to the key whose RFC 7638 thumbprint is `kid`.
+    pub fn bound_to_kid(kid: JwkThumbprint) -> Self {
+        Self {
+            kid: Some(kid),
             ..Self::default()
         }
     }
@@ -139,6 +158,17 @@ impl Confirmation {
                 .parse()
                 .map_err(|e| InvalidConfirmation::new(Kind::MalformedJkt(e)))?;
             self.jkt = Some(jkt);
+        } else if name == KID {
+            if self.kid.is_some() {
+                return Err(InvalidConfirmation::new(Kind::DuplicateKid));
+            }
+            let Value::String(text) = value else {
+                return Err(InvalidConfirmation::new(Kind::KidNotAString));
+            };
+            let kid = text
+                .parse()
+                .map_err(|e| InvalidConfirmation::new(Kind::MalformedKid(e)))?;
+            self.kid = Some(kid);
         } else {
             self.other.insert(name, value);
         }
@@ -165,8 +195,14 @@ impl Confirmation {
         self.jkt.as_ref()
     }
 
-    /// The other members of `cnf` (neither `x5t#S256` nor `jkt`), as they
-    /// were.
+    /// The PoP key thumbprint, `kid`, if the token is bound to the key of
+    /// signed HTTP requests.
+    pub fn kid(&self) -> Option<&JwkThumbprint> {
+        self.kid.as_ref()
+    }
+
+    /// The other members of `cnf` (none of `x5t#S256`, `jkt` and `kid`), as
+    /// they were.
     pub fn other_members(&self) -> &Map<String, Value> {
         &self.other
     }
@@ -176,13 +212,17 @@ impl serde::Serialize for Confirmation {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let len = self.other.len()
             + usize::from(self.x5t_s256.is_some())
-            + usize::from(self.jkt.is_some());
+            + usize::from(self.jkt.is_some())
+            + usize::from(self.kid.is_some());
         let mut map = serializer.serialize_map(Some(len))?;
         if let Some(thumbprint) = &self.x5t_s256 {
             map.serialize_entry(X5T_S256, thumbprint)?;
         }
         if let Some(jkt) = &self.jkt {
             map.serialize_entry(JKT, jkt)?;
+        }
+        if let Some(kid) = &self.kid {
+            map.serialize_entry(KID, kid)?;
         }
         for (name, value) in &self.other {
             map.serialize_entry(name, value)?;
@@ -255,6 +295,12 @@ pub enum InvalidConfirmationKind {
     MalformedJkt(ParseJwkThumbprintError),
     /// `jkt` appears more than once.
     DuplicateJkt,
+    /// `kid` is not a string.
+    KidNotAString,
+    /// `kid` is a string but not a JWK SHA-256 thumbprint.
+    MalformedKid(ParseJwkThumbprintError),
+    /// `kid` appears more than once.
+    DuplicateKid,
 }
 
 impl fmt::Display for InvalidConfirmation {
@@ -268,6 +314,9 @@ impl fmt::Display for InvalidConfirmation {
             Kind::JktNotAString => write!(f, "cnf.{JKT} is not a string"),
             Kind::MalformedJkt(e) => write!(f, "cnf.{JKT} is malformed: {e}"),
             Kind::DuplicateJkt => write!(f, "cnf.{JKT} appears more than once"),
+            Kind::KidNotAString => write!(f, "cnf.{KID} is not a string"),
+            Kind::MalformedKid(e) => write!(f, "cnf.{KID} is malformed: {e}"),
+            Kind::DuplicateKid => write!(f, "cnf.{KID} appears more than once"),
         }
     }
 }
@@ -277,6 +326,7 @@ impl std::error::Error for InvalidConfirmation {
         match &self.kind {
             Kind::MalformedThumbprint(e) => Some(e),
             Kind::MalformedJkt(e) => Some(e),
+            Kind::MalformedKid(e) => Some(e),
             _ => None,
         }
     }
@@ -293,6 +343,7 @@ impl std::error::Error for InvalidConfirmation {
 /// match proven {
 ///     ProvenBinding::Certificate(x5t) => println!("mTLS with {x5t}"),
 ///     ProvenBinding::Dpop(jkt) => println!("DPoP with key {jkt}"),
+///     ProvenBinding::Pop(kid) => println!("a signed HTTP request by key {kid}"),
 ///     ProvenBinding::None => println!("a bearer token"),
 ///     _ => println!("another binding"),
 /// }
@@ -306,6 +357,10 @@ pub enum ProvenBinding {
     /// The token is bound to a DPoP key (`cnf.jkt`, RFC 9449), and the
     /// request carried a valid, fresh proof signed by that key.
     Dpop(JwkThumbprint),
+    /// The token is bound to a PoP key (`cnf.kid`, Microsoft's signed HTTP
+    /// requests), and the request was a valid, fresh signed HTTP request
+    /// (`Authorization: PoP`) by that key, whose thumbprint this is.
+    Pop(JwkThumbprint),
     /// Nothing was proven: an unbound bearer token, where the server allows
     /// them.
     #[default]
@@ -338,11 +393,12 @@ mod tests {
     #[test]
     fn reads_a_bound_confirmation_and_keeps_other_members() {
         let t = good();
-        let cnf = json!({ "x5t#S256": t.to_string(), "kid": "abc" });
+        let cnf = json!({ "x5t#S256": t.to_string(), "xms_ksl": "sw" });
         let parsed = Confirmation::from_value(&cnf).unwrap();
         assert!(parsed.is_bound_to(&t));
         assert!(!parsed.is_bound_to(&Thumbprint::from_der(b"other")));
-        assert_eq!(parsed.other_members().get("kid"), Some(&json!("abc")));
+        assert_eq!(parsed.other_members().get("xms_ksl"), Some(&json!("sw")));
+        assert_eq!(parsed.kid(), None);
         assert_eq!(parsed.jkt(), None);
         assert_eq!(
             serde_json::from_value::<Confirmation>(cnf.clone()).unwrap(),
@@ -390,7 +446,17 @@ mod tests {
                 matches!(kind_of(json!({ "jkt": bad })), K::MalformedJkt(_)),
                 "{bad:?}"
             );
+            assert!(
+                matches!(kind_of(json!({ "kid": bad })), K::MalformedKid(_)),
+                "{bad:?}"
+            );
         }
+        assert_eq!(kind_of(json!({ "kid": 42 })), K::KidNotAString);
+        assert_eq!(kind_of(json!({ "kid": null })), K::KidNotAString);
+        assert_eq!(
+            kind_of(json!({ "kid": { "kty": "RSA" } })),
+            K::KidNotAString
+        );
         assert_eq!(
             Confirmation::from_claims(&json!({ "cnf": null }))
                 .unwrap_err()
@@ -402,6 +468,29 @@ mod tests {
                 .unwrap_err()
                 .kind(),
             &K::ClaimsNotAnObject
+        );
+    }
+
+    #[test]
+    fn a_pop_kid_is_read_strictly_and_round_trips() {
+        let kid = JwkThumbprint::from_digest([5; 32]);
+        // As Entra issues it: the thumbprint, and a member we keep as is.
+        let cnf = json!({ "kid": kid.to_string(), "xms_ksl": "sw" });
+        let parsed: Confirmation = serde_json::from_value(cnf.clone()).unwrap();
+        assert_eq!(parsed.kid(), Some(&kid));
+        assert_eq!(parsed.jkt(), None);
+        assert_eq!(parsed.thumbprint(), None);
+        assert_eq!(parsed.other_members().len(), 1);
+        assert_eq!(serde_json::to_value(&parsed).unwrap(), cnf);
+        assert_eq!(
+            serde_json::to_value(Confirmation::bound_to_kid(kid)).unwrap(),
+            json!({ "kid": kid.to_string() })
+        );
+        let text = format!(r#"{{"kid":"{kid}","kid":"{kid}"}}"#);
+        let err = serde_json::from_str::<Confirmation>(&text).unwrap_err();
+        assert!(
+            err.to_string().contains("cnf.kid appears more than once"),
+            "{err}"
         );
     }
 

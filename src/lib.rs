@@ -44,8 +44,10 @@
 //! - [`validation`]: [`CnfValidationLayer`], which validates RFC 9068 JWT
 //!   access tokens (keys from a JWKS) and accepts a bound token only with
 //!   the client certificate it is bound to or, where DPoP is accepted, with
-//!   a fresh DPoP proof by its key, answering per RFC 6750 and RFC 9449;
-//!   [`ProvenBinding`] tells the handler which was proven.
+//!   a fresh DPoP proof by its key or, where Microsoft's signed HTTP
+//!   requests are accepted, in a fresh `PoP` request signed by its key,
+//!   answering per RFC 6750 and RFC 9449; [`ProvenBinding`] tells the
+//!   handler which was proven.
 //! - [`proof`]: proof-of-possession keys ([`proof::ProofKey`]), public JWKs
 //!   and their RFC 7638 thumbprints, JWS signing and verifying, and DPoP
 //!   (RFC 9449) proofs: made by clients ([`proof::dpop::DpopProofs`]) and

@@ -224,6 +224,87 @@ async fn dpop_with_nonces_behind_a_public_origin() {
     server.child.kill().await.unwrap();
 }
 
+/// `--accept-pop` next to mTLS and DPoP: a signed HTTP request by the
+/// token's key is accepted once and reported as `pop` with its KID; the
+/// token presented bare is refused; challenges offer `PoP`.
+#[tokio::test]
+async fn pop_beside_the_other_bindings() {
+    use http::Method;
+    use tower_token_binding::proof::shr::SignedHttpRequests;
+    use tower_token_binding::proof::{Algorithm, ProofKey};
+
+    let pki = TestPki::new().unwrap();
+    let issuer = TestIssuer::start(&pki).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let server_cert = pki.server_cert().unwrap();
+    let cert = write(dir.path(), "server.pem", server_cert.cert_pem());
+    let key = write(dir.path(), "server.key", server_cert.key_pem());
+    let ca = write(dir.path(), "ca.pem", &pki.ca_pem());
+    let mut server = start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--tls-cert",
+        &cert,
+        "--tls-key",
+        &key,
+        "--issuer",
+        issuer.issuer(),
+        "--audience",
+        issuer.audience(),
+        "--issuer-ca",
+        &ca,
+        "--accept-pop",
+    ])
+    .await;
+
+    let shrs = SignedHttpRequests::new(ProofKey::generate(Algorithm::Ps256).unwrap());
+    let mut claims = issuer.claims("svc", None);
+    claims["cnf"] = serde_json::json!({ "kid": shrs.kid().to_string() });
+    let token = issuer.sign(&claims).unwrap();
+    // The server answers on 127.0.0.1: the SHR's `u` names it.
+    let whoami = format!("{}/whoami", server.url);
+    let client = https_client(&pki, None);
+    let call = |authorization: String| {
+        Request::get(&whoami)
+            .header(header::AUTHORIZATION, authorization)
+            .body(Full::<Bytes>::default())
+            .unwrap()
+    };
+
+    let shr = shrs
+        .sign(&Method::GET, &whoami.parse().unwrap(), &token)
+        .unwrap();
+    let (status, body) = send(&client, call(format!("PoP {shr}"))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["binding"], "pop");
+    assert_eq!(body["kid"], shrs.kid().to_string());
+    assert_eq!(body["sub"], "svc");
+
+    // The same SHR again, and the token without one: refused.
+    let challenge = |response: http::Response<hyper::body::Incoming>| {
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        response.headers()[header::WWW_AUTHENTICATE]
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
+    let replayed = challenge(client.request(call(format!("PoP {shr}"))).await.unwrap());
+    assert!(
+        replayed.starts_with("PoP error=\"invalid_token\""),
+        "{replayed}"
+    );
+    let bare = challenge(
+        client
+            .request(call(format!("Bearer {token}")))
+            .await
+            .unwrap(),
+    );
+    assert!(bare.starts_with("Bearer error=\"invalid_token\""), "{bare}");
+    assert!(bare.ends_with(", PoP"), "PoP is offered: {bare}");
+
+    server.child.kill().await.unwrap();
+}
+
 #[tokio::test]
 async fn behind_a_proxy_with_a_jwks_file() {
     let fetches = behind_a_proxy(|dir, _, issuer| {

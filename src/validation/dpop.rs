@@ -93,6 +93,16 @@ pub(crate) fn proof_header(headers: &HeaderMap) -> Result<Option<&HeaderValue>, 
 /// the request's authority (the HTTP/2 `:authority`, or the `Host` header);
 /// the request's path. `None` when the request names no authority.
 pub(crate) fn request_htu<B>(request: &Request<B>, origin: Option<&PublicOrigin>) -> Option<Uri> {
+    absolute_uri(request, origin, request.uri().path())
+}
+
+/// The absolute URI of `request` as its client addressed it, as for
+/// [`request_htu`], with `path_and_query` after the authority.
+pub(crate) fn absolute_uri<B>(
+    request: &Request<B>,
+    origin: Option<&PublicOrigin>,
+    path_and_query: &str,
+) -> Option<Uri> {
     let (scheme, authority) = match origin {
         Some(origin) => (origin.scheme.clone(), origin.authority.clone()),
         None => {
@@ -112,7 +122,7 @@ pub(crate) fn request_htu<B>(request: &Request<B>, origin: Option<&PublicOrigin>
     Uri::builder()
         .scheme(scheme)
         .authority(authority)
-        .path_and_query(request.uri().path())
+        .path_and_query(path_and_query)
         .build()
         .ok()
 }

@@ -7,14 +7,42 @@ use http::{HeaderValue, Request, Response};
 use pin_project_lite::pin_project;
 use tower::Service;
 
-use super::dpop;
 use super::layer::Settings;
 use super::rejection::{Rejection, RejectionKind, Scheme};
 use super::{TokenError, VerifiedToken};
+use super::{dpop, pop};
 use crate::proof::dpop::{DPOP_NONCE, DpopError, DpopErrorKind, VerifiedProof};
-use crate::replay::{ReplayError, ReplayErrorKind, ReplayFuture, ReplayStore as _};
+use crate::proof::shr::VerifiedShr;
+use crate::replay::{ReplayError, ReplayErrorKind, ReplayFuture, ReplayKey, ReplayStore as _};
 use crate::server::PeerCertificate;
 use crate::{Confirmation, ProvenBinding};
+
+/// What a request proved its key with, besides a client certificate:
+/// checked on its own before the token is validated; its binding to the
+/// token and the replay check come after. (Not `Debug`: a signed request
+/// holds the access token.)
+pub(crate) enum Proof {
+    /// A `DPoP` proof header.
+    Dpop(VerifiedProof),
+    /// A signed HTTP request (`Authorization: PoP`).
+    Pop(VerifiedShr),
+}
+
+impl Proof {
+    fn replay_key(&self) -> ReplayKey {
+        match self {
+            Proof::Dpop(proof) => proof.replay_key(),
+            Proof::Pop(shr) => shr.replay_key(),
+        }
+    }
+
+    fn replay_expires_at(&self) -> std::time::SystemTime {
+        match self {
+            Proof::Dpop(proof) => proof.replay_expires_at(),
+            Proof::Pop(shr) => shr.replay_expires_at(),
+        }
+    }
+}
 
 pin_project! {
     /// Response future for [`CnfValidation`](super::CnfValidation).
@@ -33,8 +61,8 @@ pin_project! {
     where
         S: Service<Request<ReqBody>>,
     {
-        /// The token is being validated (the DPoP proof, if any, passed
-        /// its own checks already).
+        /// The token is being validated (the DPoP proof or the signed
+        /// request, if any, passed its own checks already).
         Validating {
             #[pin]
             validation: F,
@@ -42,15 +70,16 @@ pin_project! {
             inner: Option<S>,
             settings: Arc<Settings>,
             scheme: Scheme,
-            proof: Option<VerifiedProof>,
+            proof: Option<Proof>,
         },
         /// Token, binding and scopes passed: asking the replay store
-        /// whether the DPoP proof is new, last.
+        /// whether the DPoP proof (or the signed request) is new, last.
         Replaying {
             check: ReplayFuture,
             request: Option<Request<ReqBody>>,
             inner: Option<S>,
             settings: Arc<Settings>,
+            scheme: Scheme,
         },
         /// The request passed: waiting for the inner service to be ready.
         Authorized {
@@ -79,7 +108,7 @@ where
         inner: S,
         settings: Arc<Settings>,
         scheme: Scheme,
-        proof: Option<VerifiedProof>,
+        proof: Option<Proof>,
     ) -> Self {
         Self {
             state: State::Validating {
@@ -159,11 +188,13 @@ where
                                 request: Some(request),
                                 inner: Some(inner),
                                 settings: settings.clone(),
+                                scheme,
                             },
                             None => {
-                                let rejection = Rejection::replay_store(ReplayError::new(
-                                    ReplayErrorKind::Other,
-                                ));
+                                let rejection = Rejection::replay_store(
+                                    ReplayError::new(ReplayErrorKind::Other),
+                                    scheme,
+                                );
                                 return Poll::Ready(Ok(refuse(rejection, settings)));
                             }
                         },
@@ -180,14 +211,16 @@ where
                     request,
                     inner,
                     settings,
+                    scheme,
                 } => {
+                    let scheme = *scheme;
                     let fresh = ready!(Pin::new(check).poll(cx));
                     let (Some(request), Some(inner)) = (request.take(), inner.take()) else {
                         return Poll::Ready(Ok(polled_after_completion()));
                     };
                     let rejection = match fresh {
                         Ok(true) => {
-                            let nonce = dpop::nonce_header(settings, Scheme::Dpop);
+                            let nonce = dpop::nonce_header(settings, scheme);
                             this.state.set(State::Authorized {
                                 request: Some(request),
                                 inner,
@@ -195,6 +228,7 @@ where
                             });
                             continue;
                         }
+                        Ok(false) if scheme == Scheme::Pop => pop::replayed(),
                         Ok(false) => {
                             Rejection::dpop(DpopError::new(DpopErrorKind::Replayed), Scheme::Dpop)
                         }
@@ -202,9 +236,9 @@ where
                             tracing::warn!(
                                 error = %e,
                                 source = ?std::error::Error::source(&e),
-                                "the DPoP replay store failed: request refused (503)"
+                                "the replay store failed: request refused (503)"
                             );
-                            Rejection::replay_store(e)
+                            Rejection::replay_store(e, scheme)
                         }
                     };
                     return Poll::Ready(Ok(refuse(rejection, settings)));
@@ -253,26 +287,34 @@ fn refuse<B: Default>(rejection: Rejection, settings: &Settings) -> Response<B> 
 /// required scopes:
 ///
 /// - `x5t#S256` (RFC 8705 section 3): only on a connection with that client
-///   certificate, and not with the `DPoP` scheme or on a DPoP-only route;
+///   certificate, and not with the `DPoP` or `PoP` scheme or on a DPoP-only
+///   route;
 /// - `jkt` (RFC 9449 section 7.1): only with the `DPoP` scheme and a proof
 ///   by that key, on a route that accepts DPoP;
-/// - both: refused, as the binding to prove is ambiguous;
-/// - none: the `DPoP` scheme is refused; an unbound `Bearer` token only
-///   where the layer allows them.
+/// - `kid` (signed HTTP requests): only with the `PoP` scheme and a signed
+///   request by the key with that thumbprint, on a route that accepts them;
+/// - more than one: refused, as the binding to prove is ambiguous;
+/// - none: the `DPoP` and `PoP` schemes are refused; an unbound `Bearer`
+///   token only where the layer allows them.
 fn authorize(
     token: &VerifiedToken,
     peer: Option<&PeerCertificate>,
     settings: &Settings,
     scheme: Scheme,
-    proof: Option<&VerifiedProof>,
+    proof: Option<&Proof>,
 ) -> Result<ProvenBinding, RejectionKind> {
     use RejectionKind as K;
     let cnf = token.confirmation();
     let x5t = cnf.and_then(Confirmation::thumbprint);
     let jkt = cnf.and_then(Confirmation::jkt);
-    let binding = match (x5t, jkt) {
-        (Some(_), Some(_)) => return Err(K::UnsupportedConfirmation),
-        (Some(bound), None) => {
+    let kid = cnf.and_then(Confirmation::kid);
+    let binding = match (x5t, jkt, kid) {
+        (Some(_), Some(_), _) | (Some(_), _, Some(_)) | (_, Some(_), Some(_)) => {
+            return Err(K::UnsupportedConfirmation);
+        }
+        // The `PoP` scheme proves a `kid` and nothing else.
+        (_, _, None) if scheme == Scheme::Pop => return Err(K::NotPopBound),
+        (Some(bound), None, None) => {
             if scheme == Scheme::Dpop {
                 return Err(K::NotDpopBound);
             }
@@ -285,22 +327,40 @@ fn authorize(
             }
             ProvenBinding::Certificate(presented)
         }
-        (None, Some(bound)) => {
+        (None, Some(bound), None) => {
             if settings.dpop.is_none() {
                 return Err(K::UnsupportedConfirmation);
             }
             // A proof exists only for the `DPoP` scheme.
-            let proof = proof.ok_or(K::DpopBoundAsBearer)?;
+            let Some(Proof::Dpop(proof)) = proof else {
+                return Err(K::DpopBoundAsBearer);
+            };
             let key = proof.jkt();
             if !key.matches(bound) {
                 return Err(K::DpopKeyMismatch);
             }
             ProvenBinding::Dpop(key)
         }
-        (None, None) if scheme == Scheme::Dpop => return Err(K::NotDpopBound),
-        (None, None) if cnf.is_some() => return Err(K::UnsupportedConfirmation),
-        (None, None) if settings.allow_unbound && scheme == Scheme::Bearer => ProvenBinding::None,
-        (None, None) => return Err(K::UnboundToken),
+        (None, None, Some(bound)) => {
+            if settings.pop.is_none() {
+                return Err(K::UnsupportedConfirmation);
+            }
+            // A signed request exists only for the `PoP` scheme.
+            let Some(Proof::Pop(shr)) = proof else {
+                return Err(K::PopBoundWithoutSignedRequest);
+            };
+            let key = shr.kid();
+            if !key.matches(bound) {
+                return Err(K::PopKeyMismatch);
+            }
+            ProvenBinding::Pop(key)
+        }
+        (None, None, None) if scheme == Scheme::Dpop => return Err(K::NotDpopBound),
+        (None, None, None) if cnf.is_some() => return Err(K::UnsupportedConfirmation),
+        (None, None, None) if settings.allow_unbound && scheme == Scheme::Bearer => {
+            ProvenBinding::None
+        }
+        (None, None, None) => return Err(K::UnboundToken),
     };
     if let Some(missing) = settings
         .required_scopes

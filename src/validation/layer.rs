@@ -5,21 +5,24 @@ use tower::Layer;
 use super::CnfValidation;
 use super::dpop::{InvalidPublicOrigin, PublicOrigin};
 use crate::proof::dpop::DpopVerifier;
+use crate::proof::shr::ShrVerifier;
 use crate::replay::{BoxReplayStore, MemoryReplayStore, ReplayStore};
 
 /// Validates access tokens and their binding: to a client certificate
-/// (RFC 8705 section 3) and, when enabled, to a DPoP key (RFC 9449).
+/// (RFC 8705 section 3) and, when enabled, to a DPoP key (RFC 9449) or to
+/// the key of Microsoft's signed HTTP requests (`PoP`).
 ///
 /// See the [module docs](super) for what it checks and how it answers.
 ///
 /// Which tokens a route accepts:
 ///
-/// | layer | `Bearer` / `mtls_pop` + certificate | `DPoP` + proof | unbound `Bearer` |
-/// | --- | --- | --- | --- |
-/// | [`new`](Self::new) | yes | no | no |
-/// | [`new`](Self::new) + [`accept_dpop`](Self::accept_dpop) | yes | yes | no |
-/// | [`new`](Self::new) + [`dpop_only`](Self::dpop_only) | no | yes | no |
-/// | any of these + [`allow_unbound`](Self::allow_unbound) | as above | as above | yes |
+/// | layer | `Bearer` / `mtls_pop` + certificate | `DPoP` + proof | `PoP` + signed request | unbound `Bearer` |
+/// | --- | --- | --- | --- | --- |
+/// | [`new`](Self::new) | yes | no | no | no |
+/// | [`new`](Self::new) + [`accept_dpop`](Self::accept_dpop) | yes | yes | no | no |
+/// | [`new`](Self::new) + [`dpop_only`](Self::dpop_only) | no | yes | no | no |
+/// | any of these + [`accept_pop`](Self::accept_pop) | as above | as above | yes | no |
+/// | any of these + [`allow_unbound`](Self::allow_unbound) | as above | as above | as above | yes |
 #[derive(Clone, Debug)]
 pub struct CnfValidationLayer<V> {
     validator: V,
@@ -38,7 +41,11 @@ pub(crate) struct Settings {
     pub(crate) no_certificates: bool,
     /// DPoP proofs are accepted, checked by this verifier.
     pub(crate) dpop: Option<DpopVerifier>,
-    /// Where proofs are remembered; set whenever `dpop` is.
+    /// Signed HTTP requests (`Authorization: PoP`) are accepted, checked
+    /// by this verifier.
+    pub(crate) pop: Option<ShrVerifier>,
+    /// Where proofs and signed requests are remembered; set whenever
+    /// `dpop` or `pop` is.
     pub(crate) replay_store: Option<BoxReplayStore>,
     pub(crate) public_origin: Option<PublicOrigin>,
 }
@@ -103,6 +110,57 @@ impl<V> CnfValidationLayer<V> {
         self
     }
 
+    /// Also accepts PoP-bound tokens (`cnf.kid`, Microsoft's signed HTTP
+    /// requests, as MSAL and Microsoft.IdentityModel do them), sent as
+    /// `Authorization: PoP <SHR>`: a JWS signed by the client's key whose
+    /// payload carries the access token (`at`) and the request it is for.
+    /// Certificate-bound (and, where accepted, DPoP-bound) tokens are still
+    /// accepted with their own proofs.
+    ///
+    /// Per request: the SHR is checked by `verifier` ([`ShrVerifier::new`]
+    /// for the defaults) against the request's method, host (see
+    /// [`public_origin`](Self::public_origin)), path, query and headers,
+    /// now; its `at` is validated like a bare token, by the layer's
+    /// validator (issuer, audience, signature, lifetime, claims; a token
+    /// seen before is served from its cache); the token's `cnf.kid` must be
+    /// the RFC 7638 thumbprint of the SHR's `cnf.jwk` (compared in constant
+    /// time); then the required scopes; and last the SHR (its key, `nonce`
+    /// and `ts`) must be new to the [replay store](Self::replay_store), the
+    /// same one as DPoP proofs'.
+    ///
+    /// A PoP-bound token sent any other way (as `Bearer`, `DPoP`, ...) is
+    /// refused, and so is an SHR sent as if it were the token. This layer
+    /// does not read request bodies: an SHR's body hash `b` is checked
+    /// against the [`BufferedBody`](super::BufferedBody) that a
+    /// [`BufferBodyLayer`](super::BufferBodyLayer) outside it put into the
+    /// request, and without one an SHR with `b` (or a verifier that
+    /// [requires it](ShrVerifier::requires_body)) is refused
+    /// ([`ShrErrorKind::BodyMismatch`](crate::proof::shr::ShrErrorKind::BodyMismatch)).
+    /// Refusals are `401` with `WWW-Authenticate: PoP error="invalid_token"`
+    /// and a description naming the failed check; challenges offer `PoP`.
+    ///
+    /// ```
+    /// use tower_token_binding::CnfValidationLayer;
+    /// use tower_token_binding::proof::shr::ShrVerifier;
+    ///
+    /// # fn validator() -> impl tower_token_binding::validation::ValidateToken {
+    /// #     |_: &str| async { Err(tower_token_binding::validation::TokenError::new(
+    /// #         tower_token_binding::validation::TokenErrorKind::Other)) }
+    /// # }
+    /// let layer = CnfValidationLayer::new(validator())
+    ///     .accept_pop(ShrVerifier::new())
+    ///     .public_origin("https://api.example.com");
+    /// # let _ = layer;
+    /// ```
+    pub fn accept_pop(mut self, verifier: ShrVerifier) -> Self {
+        let settings = Arc::make_mut(&mut self.settings);
+        settings.pop = Some(verifier);
+        settings
+            .replay_store
+            .get_or_insert_with(|| BoxReplayStore::new(MemoryReplayStore::new()));
+        self
+    }
+
     /// Accepts DPoP-bound tokens only: [`accept_dpop`](Self::accept_dpop),
     /// and certificate-bound tokens are refused (`401 invalid_token`).
     /// Challenges offer `DPoP` alone (and `Bearer` with
@@ -113,7 +171,8 @@ impl<V> CnfValidationLayer<V> {
         layer
     }
 
-    /// Where DPoP proofs are remembered, to refuse a replayed one: any
+    /// Where DPoP proofs and signed HTTP requests are remembered, to refuse
+    /// a replayed one: any
     /// [`ReplayStore`], such as a store shared by every replica of the
     /// server. Default: a [`MemoryReplayStore`] of this layer (and its
     /// clones), which other processes do not see.
@@ -128,7 +187,8 @@ impl<V> CnfValidationLayer<V> {
     /// The origin clients address this server by, such as
     /// `https://api.example.com`: the scheme and authority of the URI a DPoP
     /// proof's `htu` must name (its path is the request's; query and
-    /// fragment are ignored). Set it behind a proxy or load balancer.
+    /// fragment are ignored), and the host (and port) a signed HTTP
+    /// request's `u` must name. Set it behind a proxy or load balancer.
     ///
     /// Without it, `htu` must name `https`, the request's authority (the
     /// HTTP/2 `:authority`, or the `Host` header, which the client chooses)
@@ -250,6 +310,10 @@ mod tests {
         assert!(layer.settings.offers_bearer());
         let layer = CnfValidationLayer::new(());
         assert!(layer.settings.offers_bearer() && layer.settings.dpop.is_none());
+        assert!(layer.settings.pop.is_none() && layer.settings.replay_store.is_none());
+        let layer = CnfValidationLayer::new(()).accept_pop(ShrVerifier::new());
+        assert!(layer.settings.pop.is_some() && layer.settings.replay_store.is_some());
+        assert!(layer.settings.accepts_certificates() && layer.settings.dpop.is_none());
         assert!(
             CnfValidationLayer::new(())
                 .try_public_origin("https://a.example/x")

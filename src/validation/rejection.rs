@@ -7,6 +7,7 @@ use http::{HeaderValue, Response, StatusCode, header};
 use super::layer::Settings;
 use super::{TokenError, TokenErrorKind};
 use crate::proof::dpop::{DPOP_NONCE, DpopError, DpopErrorKind};
+use crate::proof::shr::{ShrError, ShrErrorKind};
 use crate::replay::ReplayError;
 
 /// The `Retry-After` of a `503` (no signing keys, or a replay store that
@@ -28,6 +29,7 @@ struct Inner {
     kind: RejectionKind,
     token_error: Option<TokenError>,
     dpop_error: Option<DpopError>,
+    shr_error: Option<ShrError>,
     replay_error: Option<ReplayError>,
     scheme: Scheme,
 }
@@ -86,9 +88,26 @@ pub enum RejectionKind {
     /// The token is bound to another DPoP key than the proof's:
     /// `401 invalid_token` (a new key needs a new token).
     DpopKeyMismatch,
-    /// The replay store could not tell whether the proof is new, so it was
-    /// refused (fail closed): `503` with `Retry-After`.
+    /// The replay store could not tell whether the proof (or the signed
+    /// HTTP request) is new, so it was refused (fail closed): `503` with
+    /// `Retry-After`.
     ReplayStoreUnavailable,
+    /// The signed HTTP request of `Authorization: PoP` was refused,
+    /// replayed included ([`ShrErrorKind::Replayed`]):
+    /// `401 invalid_token` in a `PoP` challenge.
+    InvalidSignedRequest(ShrErrorKind),
+    /// A PoP-bound token (`cnf.kid`) sent without a signed HTTP request
+    /// (as `Bearer`, `mtls_pop` or `DPoP`: a downgrade): `401 invalid_token`.
+    PopBoundWithoutSignedRequest,
+    /// The `PoP` scheme with an access token that is not PoP-bound (no
+    /// `cnf.kid`): `401 invalid_token`.
+    NotPopBound,
+    /// The token's `cnf.kid` is not the thumbprint of the signed HTTP
+    /// request's key: `401 invalid_token`.
+    PopKeyMismatch,
+    /// A signed HTTP request (a JWS of type `pop`) sent as if it were the
+    /// access token, with another scheme than `PoP`: `401 invalid_token`.
+    SignedRequestAsToken,
 }
 
 /// The scheme word of the `Authorization` header.
@@ -97,6 +116,8 @@ pub(crate) enum Scheme {
     Bearer,
     MtlsPop,
     Dpop,
+    /// Microsoft's signed HTTP requests.
+    Pop,
 }
 
 impl Scheme {
@@ -105,6 +126,7 @@ impl Scheme {
             Scheme::Bearer => "Bearer",
             Scheme::MtlsPop => "mtls_pop",
             Scheme::Dpop => "DPoP",
+            Scheme::Pop => "PoP",
         }
     }
 }
@@ -123,7 +145,12 @@ impl RejectionKind {
             | Self::InvalidDpopProof(_)
             | Self::DpopBoundAsBearer
             | Self::NotDpopBound
-            | Self::DpopKeyMismatch => StatusCode::UNAUTHORIZED,
+            | Self::DpopKeyMismatch
+            | Self::InvalidSignedRequest(_)
+            | Self::PopBoundWithoutSignedRequest
+            | Self::NotPopBound
+            | Self::PopKeyMismatch
+            | Self::SignedRequestAsToken => StatusCode::UNAUTHORIZED,
             Self::MalformedAuthorization
             | Self::MultipleTokens
             | Self::TokenInQuery
@@ -150,7 +177,12 @@ impl RejectionKind {
             | Self::UnboundToken
             | Self::DpopBoundAsBearer
             | Self::NotDpopBound
-            | Self::DpopKeyMismatch => Some("invalid_token"),
+            | Self::DpopKeyMismatch
+            | Self::InvalidSignedRequest(_)
+            | Self::PopBoundWithoutSignedRequest
+            | Self::NotPopBound
+            | Self::PopKeyMismatch
+            | Self::SignedRequestAsToken => Some("invalid_token"),
             Self::MissingDpopProof => Some("invalid_dpop_proof"),
             Self::InvalidDpopProof(kind) => Some(DpopError::new(kind).error_code()),
         }
@@ -189,7 +221,21 @@ impl RejectionKind {
             }
             Self::NotDpopBound => "the access token sent with the DPoP scheme is not DPoP-bound",
             Self::DpopKeyMismatch => "the access token is bound to another key than the DPoP proof",
-            Self::ReplayStoreUnavailable => "the DPoP replay check is unavailable",
+            Self::ReplayStoreUnavailable => "the replay check is unavailable",
+            Self::InvalidSignedRequest(kind) => match ShrError::new(kind).description() {
+                Cow::Borrowed(text) => text,
+                Cow::Owned(_) => "the PoP SHR lacks a required claim",
+            },
+            Self::PopBoundWithoutSignedRequest => {
+                "the access token is PoP-bound: send it in a signed HTTP request with the PoP scheme"
+            }
+            Self::NotPopBound => "the access token in the PoP SHR is not PoP-bound (no cnf.kid)",
+            Self::PopKeyMismatch => {
+                "the access token is bound to another key than the PoP SHR (cnf.kid)"
+            }
+            Self::SignedRequestAsToken => {
+                "a PoP signed HTTP request is not an access token: send it with the PoP scheme"
+            }
         }
     }
 }
@@ -200,6 +246,7 @@ impl Rejection {
             kind,
             token_error: None,
             dpop_error: None,
+            shr_error: None,
             replay_error: None,
             scheme,
         })
@@ -220,6 +267,7 @@ impl Rejection {
             kind,
             token_error: Some(error),
             dpop_error: None,
+            shr_error: None,
             replay_error: None,
             scheme,
         })
@@ -230,18 +278,31 @@ impl Rejection {
             kind: RejectionKind::InvalidDpopProof(error.kind()),
             token_error: None,
             dpop_error: Some(error),
+            shr_error: None,
             replay_error: None,
             scheme,
         })
     }
 
-    pub(crate) fn replay_store(error: ReplayError) -> Self {
+    pub(crate) fn shr(error: ShrError) -> Self {
+        Self::from_inner(Inner {
+            kind: RejectionKind::InvalidSignedRequest(error.kind()),
+            token_error: None,
+            dpop_error: None,
+            shr_error: Some(error),
+            replay_error: None,
+            scheme: Scheme::Pop,
+        })
+    }
+
+    pub(crate) fn replay_store(error: ReplayError, scheme: Scheme) -> Self {
         Self::from_inner(Inner {
             kind: RejectionKind::ReplayStoreUnavailable,
             token_error: None,
             dpop_error: None,
+            shr_error: None,
             replay_error: Some(error),
-            scheme: Scheme::Dpop,
+            scheme,
         })
     }
 
@@ -262,15 +323,24 @@ impl Rejection {
         self.inner.dpop_error.as_ref()
     }
 
+    /// The SHR verifier's error, for [`RejectionKind::InvalidSignedRequest`]
+    /// (a replayed SHR's too).
+    pub fn shr_error(&self) -> Option<&ShrError> {
+        self.inner.shr_error.as_ref()
+    }
+
     /// The `error_description` sent unless the layer is terse: the
     /// validator's [description](TokenError::description) for an invalid
     /// token (naming a missing claim), the DPoP verifier's for a refused
-    /// proof, the kind's otherwise.
+    /// proof, the SHR verifier's for a refused signed HTTP request, the
+    /// kind's otherwise.
     pub fn description(&self) -> Cow<'static, str> {
-        match (&self.inner.token_error, &self.inner.dpop_error) {
-            (Some(e), _) => e.description(),
-            (None, Some(e)) => e.description(),
-            (None, None) => Cow::Borrowed(self.inner.kind.description()),
+        let inner = &self.inner;
+        match (&inner.token_error, &inner.dpop_error, &inner.shr_error) {
+            (Some(e), _, _) => e.description(),
+            (None, Some(e), _) => e.description(),
+            (None, None, Some(e)) => e.description(),
+            (None, None, None) => Cow::Borrowed(inner.kind.description()),
         }
     }
 
@@ -292,6 +362,7 @@ impl Rejection {
                 let offer = Offer {
                     bearer: settings.offers_bearer(),
                     dpop_algs: settings.dpop.as_ref().map(|v| v.algs()),
+                    pop: settings.pop.is_some(),
                 };
                 let value = challenges(
                     self.inner.scheme,
@@ -317,6 +388,8 @@ struct Offer<'a> {
     bearer: bool,
     /// With DPoP, the `algs` parameter.
     dpop_algs: Option<&'a str>,
+    /// Signed HTTP requests (`PoP`).
+    pop: bool,
 }
 
 /// One `WWW-Authenticate` value with a challenge for each scheme the route
@@ -325,9 +398,9 @@ struct Offer<'a> {
 ///
 /// With an error, the challenge of the request's scheme comes first and
 /// carries it (`DPoP error="invalid_dpop_proof", algs="ES256 ..."`), then
-/// bare challenges for the other schemes: `Bearer`, `DPoP algs="..."`.
-/// Without credentials, bare challenges for every scheme offered (RFC 9449
-/// section 7.2: `Bearer, DPoP algs="ES256 PS256"`).
+/// bare challenges for the other schemes: `Bearer`, `DPoP algs="..."`,
+/// `PoP`. Without credentials, bare challenges for every scheme offered
+/// (RFC 9449 section 7.2: `Bearer, DPoP algs="ES256 PS256"`).
 fn challenges(
     scheme: Scheme,
     kind: RejectionKind,
@@ -338,6 +411,7 @@ fn challenges(
     let mut value = String::new();
     let mut add_bearer = offer.bearer;
     let mut add_dpop = offer.dpop_algs;
+    let mut add_pop = offer.pop;
     if let Some(code) = kind.error_code() {
         value.push_str(scheme.word());
         value.push_str(" error=\"");
@@ -359,6 +433,7 @@ fn challenges(
                     push_algs(&mut value, algs, false);
                 }
             }
+            Scheme::Pop => add_pop = false,
             // An `mtls_pop` client is answered in its own scheme only.
             Scheme::Bearer | Scheme::MtlsPop => add_bearer = false,
         }
@@ -371,6 +446,10 @@ fn challenges(
         push_separator(&mut value);
         value.push_str("DPoP");
         push_algs(&mut value, algs, true);
+    }
+    if add_pop {
+        push_separator(&mut value);
+        value.push_str("PoP");
     }
     if value.is_empty() {
         value.push_str("Bearer");
@@ -420,6 +499,9 @@ impl fmt::Debug for Rejection {
         if let Some(e) = &self.inner.dpop_error {
             d.field("dpop_error", e);
         }
+        if let Some(e) = &self.inner.shr_error {
+            d.field("shr_error", e);
+        }
         if let Some(e) = &self.inner.replay_error {
             d.field("replay_error", e);
         }
@@ -431,15 +513,19 @@ impl fmt::Display for Rejection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // (`description` adds nothing here: the errors' `Display` already
         // names the claim.)
-        match (
-            &self.inner.token_error,
-            &self.inner.dpop_error,
-            &self.inner.replay_error,
-        ) {
-            (Some(e), _, _) => write!(f, "{e}"),
-            (None, Some(e), _) => write!(f, "{e}"),
-            (None, None, Some(e)) => write!(f, "{}: {e}", self.inner.kind.description()),
-            (None, None, None) => f.write_str(self.inner.kind.description()),
+        let inner = &self.inner;
+        if let Some(e) = &inner.token_error {
+            return write!(f, "{e}");
+        }
+        if let Some(e) = &inner.dpop_error {
+            return write!(f, "{e}");
+        }
+        if let Some(e) = &inner.shr_error {
+            return write!(f, "{e}");
+        }
+        match &inner.replay_error {
+            Some(e) => write!(f, "{}: {e}", inner.kind.description()),
+            None => f.write_str(inner.kind.description()),
         }
     }
 }
@@ -450,6 +536,9 @@ impl std::error::Error for Rejection {
             return Some(e);
         }
         if let Some(e) = &self.inner.dpop_error {
+            return Some(e);
+        }
+        if let Some(e) = &self.inner.shr_error {
             return Some(e);
         }
         self.inner
@@ -562,15 +651,91 @@ mod tests {
         );
 
         // A failing store: 503, Retry-After, no challenge.
-        let failed = Rejection::replay_store(ReplayError::new(
-            crate::replay::ReplayErrorKind::Unavailable,
-        ));
+        let failed = Rejection::replay_store(
+            ReplayError::new(crate::replay::ReplayErrorKind::Unavailable),
+            Scheme::Dpop,
+        );
         assert!(failed.to_string().contains("unavailable"));
         assert!(std::error::Error::source(&failed).is_some());
         let response: Response<()> = failed.into_response(&both);
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(response.headers()[header::RETRY_AFTER], "5");
         assert!(response.headers().get(header::WWW_AUTHENTICATE).is_none());
+    }
+
+    #[test]
+    fn pop_challenges() {
+        use crate::proof::dpop::DpopVerifier;
+        use crate::proof::shr::ShrVerifier;
+        let all = Settings {
+            terse: true,
+            dpop: Some(
+                DpopVerifier::builder()
+                    .algorithms([crate::proof::Algorithm::Es256])
+                    .build(),
+            ),
+            pop: Some(ShrVerifier::new()),
+            ..Settings::default()
+        };
+        let missing = Rejection::new(RejectionKind::MissingCredentials, Scheme::Bearer);
+        assert_eq!(
+            www_with(missing, &all).unwrap(),
+            "Bearer, DPoP algs=\"ES256\", PoP"
+        );
+        let pop_only = Settings {
+            no_certificates: true,
+            dpop: None,
+            ..all.clone()
+        };
+        let missing = Rejection::new(RejectionKind::MissingCredentials, Scheme::Bearer);
+        assert_eq!(www_with(missing, &pop_only).unwrap(), "PoP");
+
+        // The PoP challenge carries the error, with the check that failed.
+        let verbose = Settings {
+            terse: false,
+            ..all.clone()
+        };
+        let stale = Rejection::shr(ShrError::new(ShrErrorKind::TooOld));
+        assert_eq!(
+            stale.kind(),
+            RejectionKind::InvalidSignedRequest(ShrErrorKind::TooOld)
+        );
+        assert!(stale.shr_error().is_some());
+        assert_eq!(
+            www_with(stale, &verbose).unwrap(),
+            "PoP error=\"invalid_token\", error_description=\"the PoP SHR ts is too old\", Bearer, DPoP algs=\"ES256\""
+        );
+        let mismatch = Rejection::new(RejectionKind::PopKeyMismatch, Scheme::Pop);
+        assert!(
+            www_with(mismatch, &verbose)
+                .unwrap()
+                .starts_with("PoP error=\"invalid_token\", error_description=\"the access token is bound to another key than the PoP SHR")
+        );
+        // A PoP-bound token as a bearer token: refused in the Bearer
+        // challenge, PoP still offered.
+        let downgrade = Rejection::new(RejectionKind::PopBoundWithoutSignedRequest, Scheme::Bearer);
+        assert_eq!(
+            www_with(downgrade, &all).unwrap(),
+            "Bearer error=\"invalid_token\", DPoP algs=\"ES256\", PoP"
+        );
+        for kind in [
+            RejectionKind::InvalidSignedRequest(ShrErrorKind::Replayed),
+            RejectionKind::PopBoundWithoutSignedRequest,
+            RejectionKind::NotPopBound,
+            RejectionKind::PopKeyMismatch,
+            RejectionKind::SignedRequestAsToken,
+        ] {
+            assert_eq!(kind.status(), StatusCode::UNAUTHORIZED, "{kind:?}");
+            assert_eq!(kind.error_code(), Some("invalid_token"), "{kind:?}");
+            assert!(kind.description().contains("PoP"), "{kind:?}");
+        }
+        let failed = Rejection::replay_store(
+            ReplayError::new(crate::replay::ReplayErrorKind::Unavailable),
+            Scheme::Pop,
+        );
+        let response: Response<()> = failed.into_response(&all);
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "5");
     }
 
     #[test]

@@ -4,11 +4,11 @@ use std::task::{Context, Poll};
 use http::{HeaderMap, HeaderValue, Request, Response, header};
 use tower::Service;
 
-use super::dpop;
-use super::future::ResponseFuture;
+use super::future::{Proof, ResponseFuture};
 use super::layer::Settings;
 use super::rejection::{Rejection, RejectionKind, Scheme};
 use super::{CnfValidationLayer, ValidateToken};
+use super::{dpop, pop};
 
 /// Middleware that validates access tokens and their certificate binding.
 ///
@@ -66,24 +66,38 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let checked = credentials(&request, &self.settings).and_then(|credentials| {
-            // The proof is checked before the token is validated, so a bad
-            // proof costs no key fetch; its binding to the token and the
-            // replay check come after.
-            let proof = match (credentials.proof, &self.settings.dpop) {
-                (Some(proof), Some(verifier)) => Some(dpop::verify(
-                    verifier,
-                    &self.settings,
-                    &request,
-                    proof,
-                    credentials.token,
-                )?),
+            // The proof (or the signed request) is checked before the token
+            // is validated, so a bad one costs no key fetch; its binding to
+            // the token and the replay check come after.
+            let proof = match (credentials.scheme, credentials.proof) {
+                (Scheme::Pop, _) => match &self.settings.pop {
+                    Some(verifier) => Some(Proof::Pop(pop::verify(
+                        verifier,
+                        &self.settings,
+                        &request,
+                        credentials.token,
+                    )?)),
+                    None => None,
+                },
+                (_, Some(proof)) => match &self.settings.dpop {
+                    Some(verifier) => Some(Proof::Dpop(dpop::verify(
+                        verifier,
+                        &self.settings,
+                        &request,
+                        proof,
+                        credentials.token,
+                    )?)),
+                    None => None,
+                },
                 _ => None,
             };
-            Ok((
-                credentials.scheme,
-                self.validator.validate(credentials.token),
-                proof,
-            ))
+            // With `PoP`, the access token is the SHR's `at`, validated
+            // like a bare one.
+            let token = match &proof {
+                Some(Proof::Pop(shr)) => shr.at(),
+                _ => credentials.token,
+            };
+            Ok((credentials.scheme, self.validator.validate(token), proof))
         });
         let (scheme, validation, proof) = match checked {
             Ok(checked) => checked,
@@ -106,8 +120,8 @@ where
     }
 }
 
-/// What a request presents: its scheme, its token and, for `DPoP`, its
-/// proof header.
+/// What a request presents: its scheme, its token (for `PoP`, the signed
+/// request) and, for `DPoP`, its proof header.
 #[derive(Debug)]
 struct Credentials<'a> {
     scheme: Scheme,
@@ -117,8 +131,10 @@ struct Credentials<'a> {
 
 /// Finds the access token: `Authorization: Bearer <token>`,
 /// `Authorization: mtls_pop <token>` or, where DPoP is accepted,
-/// `Authorization: DPoP <token>` with exactly one `DPoP` header (scheme word
-/// case-insensitive), once.
+/// `Authorization: DPoP <token>` with exactly one `DPoP` header, or, where
+/// signed HTTP requests are accepted, `Authorization: PoP <SHR>` (scheme
+/// word case-insensitive), once. An SHR sent with another scheme is
+/// refused.
 fn credentials<'a, B>(
     request: &'a Request<B>,
     settings: &Settings,
@@ -144,6 +160,8 @@ fn credentials<'a, B>(
         Scheme::MtlsPop
     } else if word.eq_ignore_ascii_case("dpop") && settings.dpop.is_some() {
         Scheme::Dpop
+    } else if word.eq_ignore_ascii_case("pop") && settings.pop.is_some() {
+        Scheme::Pop
     } else {
         // Another scheme (Basic, DPoP where it is not accepted, ...): no
         // credentials we understand.
@@ -158,6 +176,11 @@ fn credentials<'a, B>(
     }
     if in_query {
         return Err(Rejection::new(RejectionKind::MultipleTokens, scheme));
+    }
+    if scheme != Scheme::Pop && pop::is_signed_request(token) {
+        // Not an access token: its `at` is, and only the `PoP` scheme
+        // proves the key it is bound to.
+        return Err(Rejection::new(RejectionKind::SignedRequestAsToken, scheme));
     }
     let proof = if scheme == Scheme::Dpop {
         let proof = dpop::proof_header(headers).map_err(|kind| Rejection::new(kind, scheme))?;
@@ -290,6 +313,45 @@ mod tests {
             parse_with(&["Bearer abc"], &["p", "q"], "/", &dpop),
             Ok((Scheme::Bearer, "abc".into()))
         );
+    }
+
+    #[test]
+    fn the_pop_scheme_where_accepted() {
+        use RejectionKind as K;
+        use base64::Engine as _;
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let pop = CnfValidationLayer::new(())
+            .accept_pop(crate::proof::shr::ShrVerifier::new())
+            .settings()
+            .clone();
+        let plain = Settings::default();
+        assert_eq!(
+            parse_with(&["PoP a.b.c"], &[], "/", &pop),
+            Ok((Scheme::Pop, "a.b.c".into()))
+        );
+        assert_eq!(
+            parse_with(&["pop a.b.c"], &[], "/", &plain),
+            Err(K::MissingCredentials)
+        );
+        assert_eq!(
+            parse_with(&["PoP a.b.c"], &[], "/?access_token=x", &pop),
+            Err(K::MultipleTokens)
+        );
+        // An SHR under another scheme is not an access token.
+        let shr = format!(
+            "{}.e30.c2ln",
+            URL_SAFE_NO_PAD.encode(r#"{"alg":"ES256","typ":"pop"}"#)
+        );
+        for scheme in ["Bearer", "mtls_pop"] {
+            assert_eq!(
+                parse_with(&[&format!("{scheme} {shr}")], &[], "/", &pop),
+                Err(K::SignedRequestAsToken)
+            );
+            assert_eq!(
+                parse_with(&[&format!("{scheme} {shr}")], &[], "/", &plain),
+                Err(K::SignedRequestAsToken)
+            );
+        }
     }
 
     #[test]

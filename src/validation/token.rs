@@ -11,8 +11,8 @@ use crate::{Confirmation, InvalidConfirmation, ProvenBinding};
 /// [`CnfValidationLayer`](super::CnfValidationLayer) puts one into the
 /// extensions of every request it lets through, with
 /// [`binding`](Self::binding) set to what that request proved (its client
-/// certificate or its DPoP proof); with the `axum` feature it is also an
-/// extractor. Cloning is cheap (a reference count).
+/// certificate, its DPoP proof or its signed HTTP request); with the `axum`
+/// feature it is also an extractor. Cloning is cheap (a reference count).
 ///
 /// ```
 /// use tower_token_binding::ProvenBinding;
@@ -59,9 +59,10 @@ impl VerifiedToken {
 
     /// Which binding the request proved: the client certificate the token
     /// is bound to ([`ProvenBinding::Certificate`]), the DPoP key
-    /// ([`ProvenBinding::Dpop`]), or nothing for an unbound bearer token
-    /// ([`ProvenBinding::None`], also what a token straight from a
-    /// [`ValidateToken`](super::ValidateToken) says).
+    /// ([`ProvenBinding::Dpop`]), the key of a signed HTTP request
+    /// ([`ProvenBinding::Pop`], with its KID), or nothing for an unbound
+    /// bearer token ([`ProvenBinding::None`], also what a token straight
+    /// from a [`ValidateToken`](super::ValidateToken) says).
     pub fn binding(&self) -> ProvenBinding {
         self.binding
     }

@@ -69,6 +69,7 @@ pub async fn binding(
     let token = request.extensions().get::<VerifiedToken>();
     let binding = match token.map(VerifiedToken::binding) {
         Some(ProvenBinding::Dpop(jkt)) => format!("dpop {jkt}"),
+        Some(ProvenBinding::Pop(kid)) => format!("pop {kid}"),
         Some(ProvenBinding::Certificate(x5t)) => format!("certificate {x5t}"),
         Some(ProvenBinding::None) => "none".to_owned(),
         other => format!("{other:?}"),

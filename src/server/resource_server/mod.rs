@@ -1,6 +1,6 @@
 //! [`ResourceServer`]: an issuer URL, an audience and TLS files in, a
 //! running resource server that accepts certificate-bound tokens (and,
-//! when asked, DPoP-bound ones) out.
+//! when asked, DPoP-bound and PoP-bound ones) out.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -21,6 +21,7 @@ pub use error::{ResourceServerError, ResourceServerErrorKind};
 
 use super::{ClientCertMode, Serve, ServerTlsConfig, ServerTlsError, ServerTlsErrorKind};
 use crate::proof::dpop::DpopVerifier;
+use crate::proof::shr::ShrVerifier;
 use crate::replay::{BoxReplayStore, ReplayStore};
 use crate::tls;
 use crate::validation::jwt::check_relaxable;
@@ -226,8 +227,9 @@ impl ResourceServer {
 /// | [`issuer_timeout`](Self::issuer_timeout) | 10 s |
 /// | [`terse`](Self::terse) | `error_description` in challenges |
 /// | [`accept_dpop`](Self::accept_dpop) | certificate-bound tokens only |
-/// | [`public_origin`](Self::public_origin) | `https` and the request's authority (DPoP `htu`) |
-/// | [`replay_store`](Self::replay_store) | in memory (DPoP proofs) |
+/// | [`accept_pop`](Self::accept_pop) | certificate-bound tokens only |
+/// | [`public_origin`](Self::public_origin) | `https` and the request's authority (DPoP `htu`, PoP `u`) |
+/// | [`replay_store`](Self::replay_store) | in memory (DPoP proofs, signed HTTP requests) |
 /// | [`handshake_timeout`](Self::handshake_timeout) | 10 s |
 ///
 /// A setter called twice keeps the last value, except
@@ -251,6 +253,7 @@ pub struct ResourceServerBuilder {
     terse: bool,
     handshake_timeout: Option<Duration>,
     dpop: Option<DpopVerifier>,
+    pop: Option<ShrVerifier>,
     public_origin: Option<String>,
     replay_store: Option<BoxReplayStore>,
 }
@@ -291,6 +294,7 @@ impl fmt::Debug for ResourceServerBuilder {
             .field("required_scopes", &self.scopes)
             .field("allow_unbound", &self.allow_unbound)
             .field("dpop", &self.dpop)
+            .field("pop", &self.pop)
             .field("public_origin", &self.public_origin)
             .finish_non_exhaustive()
     }
@@ -473,19 +477,44 @@ impl ResourceServerBuilder {
         self
     }
 
+    /// Also accepts PoP-bound tokens (`cnf.kid`) in Microsoft's signed HTTP
+    /// requests (`Authorization: PoP <SHR>`), checked by `verifier`; see
+    /// [`CnfValidationLayer::accept_pop`]. The server does not buffer
+    /// request bodies, so an SHR's body hash `b` is refused here, and a
+    /// verifier that requires it is an error from [`build`](Self::build):
+    /// for that, stack [`layer`](ResourceServer::layer) behind a
+    /// [`BufferBodyLayer`](crate::validation::BufferBodyLayer) yourself.
+    ///
+    /// ```
+    /// use tower_token_binding::proof::shr::ShrVerifier;
+    /// use tower_token_binding::server::ResourceServer;
+    ///
+    /// let builder = ResourceServer::builder()
+    ///     .accept_pop(ShrVerifier::new())
+    ///     .public_origin("https://api.example.com");
+    /// # let _ = builder;
+    /// ```
+    pub fn accept_pop(mut self, verifier: ShrVerifier) -> Self {
+        self.pop = Some(verifier);
+        self
+    }
+
     /// The origin clients address this server by, for the `htu` of DPoP
-    /// proofs (behind a proxy or load balancer); see
-    /// [`CnfValidationLayer::public_origin`]. Needs
-    /// [`accept_dpop`](Self::accept_dpop); a malformed origin is an error
+    /// proofs and the `u` of signed HTTP requests (behind a proxy or load
+    /// balancer); see [`CnfValidationLayer::public_origin`]. Needs
+    /// [`accept_dpop`](Self::accept_dpop) or
+    /// [`accept_pop`](Self::accept_pop); a malformed origin is an error
     /// from [`build`](Self::build).
     pub fn public_origin(mut self, origin: impl Into<String>) -> Self {
         self.public_origin = Some(origin.into());
         self
     }
 
-    /// Where DPoP proofs are remembered (a store shared by every replica,
-    /// say); see [`CnfValidationLayer::replay_store`]. Default: in memory.
-    /// Needs [`accept_dpop`](Self::accept_dpop).
+    /// Where DPoP proofs and signed HTTP requests are remembered (a store
+    /// shared by every replica, say); see
+    /// [`CnfValidationLayer::replay_store`]. Default: in memory. Needs
+    /// [`accept_dpop`](Self::accept_dpop) or
+    /// [`accept_pop`](Self::accept_pop).
     pub fn replay_store(mut self, store: impl ReplayStore) -> Self {
         self.replay_store = Some(BoxReplayStore::new(store));
         self
@@ -513,10 +542,21 @@ impl ResourceServerBuilder {
             return Err(ResourceServerError::new(K::ClaimAlwaysRequired).with_source(refusal));
         }
 
-        if self.dpop.is_none() && (self.public_origin.is_some() || self.replay_store.is_some()) {
+        let proofs = self.dpop.is_some() || self.pop.is_some();
+        if !proofs && (self.public_origin.is_some() || self.replay_store.is_some()) {
             return Err(
                 ResourceServerError::new(K::ConflictingOptions).with_message(
-                    "public_origin and replay_store are DPoP settings: DPoP is off without accept_dpop",
+                    "public_origin and replay_store are DPoP and PoP settings: both are off \
+                     without accept_dpop or accept_pop",
+                ),
+            );
+        }
+        if self.pop.as_ref().is_some_and(ShrVerifier::requires_body) {
+            return Err(
+                ResourceServerError::new(K::ConflictingOptions).with_message(
+                    "accept_pop: the server does not buffer request bodies, so a verifier \
+                     that requires the body hash b would refuse every request; stack \
+                     BufferBodyLayer outside ResourceServer::layer() instead",
                 ),
             );
         }
@@ -629,6 +669,9 @@ impl ResourceServerBuilder {
         if let Some(verifier) = self.dpop {
             layer = layer.accept_dpop(verifier);
         }
+        if let Some(verifier) = self.pop {
+            layer = layer.accept_pop(verifier);
+        }
         if let Some(origin) = &self.public_origin {
             layer = layer
                 .try_public_origin(origin)
@@ -685,6 +728,16 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.kind(), K::InvalidPublicOrigin);
         assert!(err.to_string().contains("not a public origin"), "{err}");
+        // Good PoP settings too.
+        assert_eq!(
+            kind(
+                base()
+                    .accept_pop(ShrVerifier::new())
+                    .public_origin("https://api.example")
+                    .replay_store(crate::replay::MemoryReplayStore::new())
+            ),
+            K::MissingTls
+        );
         // Good DPoP settings get as far as the missing TLS files.
         assert_eq!(
             kind(

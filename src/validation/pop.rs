@@ -1,0 +1,116 @@
+//! The `PoP` half of [`CnfValidationLayer`](super::CnfValidationLayer):
+//! Microsoft's signed HTTP requests (SHR), checked against the request.
+
+use std::time::SystemTime;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use http::{Request, Uri};
+
+use super::BufferedBody;
+use super::dpop::absolute_uri;
+use super::layer::Settings;
+use super::rejection::Rejection;
+use crate::proof::shr::{SHR_TYPE, ShrError, ShrErrorKind, ShrVerifier, VerifiedShr};
+
+/// Checks the SHR of a request sent with `Authorization: PoP <SHR>`:
+/// everything [`ShrVerifier::verify`] checks, against the request's method,
+/// absolute URI (the public origin's host when one is configured, else the
+/// request's; its path and query), headers and, when a [`BufferBodyLayer`]
+/// outside has read it, body, now (without a [`BufferedBody`], an SHR with
+/// a body hash is refused). Its access token, the binding to it and the
+/// replay check come later.
+///
+/// [`BufferBodyLayer`]: super::BufferBodyLayer
+pub(crate) fn verify<B>(
+    verifier: &ShrVerifier,
+    settings: &Settings,
+    request: &Request<B>,
+    shr: &str,
+) -> Result<VerifiedShr, Rejection> {
+    let path_and_query = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    // Without an authority, a relative URI: no SHR matches it.
+    let uri = absolute_uri(request, settings.public_origin.as_ref(), path_and_query)
+        .unwrap_or_else(|| Uri::from_static("/"));
+    verifier
+        .verify(
+            shr,
+            request.method(),
+            &uri,
+            request.headers(),
+            request
+                .extensions()
+                .get::<BufferedBody>()
+                .map(|body| body.bytes().as_ref()),
+            SystemTime::now(),
+        )
+        .map_err(Rejection::shr)
+}
+
+/// The rejection of a replayed SHR.
+pub(crate) fn replayed() -> Rejection {
+    Rejection::shr(ShrError::new(ShrErrorKind::Replayed))
+}
+
+/// The largest JWS header looked at by [`is_signed_request`], in base64url
+/// characters.
+const MAX_HEADER_LEN: usize = 2048;
+
+/// Whether `token` is a signed HTTP request rather than an access token: a
+/// compact JWS whose header says `"typ": "pop"`. Only the header is decoded
+/// (at most [`MAX_HEADER_LEN`] characters), so a bearer token costs little.
+pub(crate) fn is_signed_request(token: &str) -> bool {
+    let mut segments = token.split('.');
+    let (Some(header), Some(_), Some(_), None) = (
+        segments.next(),
+        segments.next(),
+        segments.next(),
+        segments.next(),
+    ) else {
+        return false;
+    };
+    if header.len() > MAX_HEADER_LEN {
+        return false;
+    }
+    let Ok(bytes) = URL_SAFE_NO_PAD.decode(header) else {
+        return false;
+    };
+    #[derive(serde::Deserialize)]
+    struct Header<'a> {
+        #[serde(borrow)]
+        typ: Option<std::borrow::Cow<'a, str>>,
+    }
+    serde_json::from_slice::<Header<'_>>(&bytes)
+        .ok()
+        .and_then(|h| h.typ)
+        .is_some_and(|typ| typ.eq_ignore_ascii_case(SHR_TYPE))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jws(header: &str) -> String {
+        format!("{}.e30.c2ln", URL_SAFE_NO_PAD.encode(header))
+    }
+
+    #[test]
+    fn signed_requests_are_told_from_tokens() {
+        assert!(is_signed_request(&jws(
+            r#"{"alg":"PS256","typ":"pop","kid":"k"}"#
+        )));
+        assert!(is_signed_request(&jws(r#"{"typ":"POP","alg":"ES256"}"#)));
+        for token in [
+            jws(r#"{"alg":"RS256","typ":"at+jwt"}"#),
+            jws(r#"{"alg":"RS256"}"#),
+            jws(r#"{"typ":7}"#),
+            "opaque-token".to_owned(),
+            "a.b".to_owned(),
+            "a.b.c.d".to_owned(),
+            "!!.e30.c2ln".to_owned(),
+            format!("{}.e30.c2ln", "A".repeat(MAX_HEADER_LEN + 4)),
+        ] {
+            assert!(!is_signed_request(&token), "{token}");
+        }
+    }
+}
