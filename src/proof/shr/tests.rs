@@ -76,7 +76,7 @@ fn round_trips() {
         let names = [CONTENT_TYPE, ETAG];
         let now = SystemTime::now();
         let shr = shrs
-            .signer(&Method::POST, &target, "token")
+            .signer(&Method::POST, &target, "secret-access-token")
             .query()
             .headers(&headers, &names)
             .body(b"abcd")
@@ -103,7 +103,10 @@ fn round_trips() {
         let verified = verifier
             .verify(&shr, &Method::POST, &target, &headers, Some(b"abcd"), now)
             .unwrap();
-        assert_eq!(verified.at(), "token");
+        assert_eq!(verified.at(), "secret-access-token");
+        let debug = format!("{verified:?}");
+        assert!(!debug.contains("secret-access-token"), "{debug}");
+        assert!(debug.contains(&shrs.kid().to_string()), "{debug}");
         assert_eq!(verified.kid(), shrs.kid());
         assert!(verified.is_bound_to(&shrs.kid().to_string()));
         assert!(!verified.is_bound_to("other"));

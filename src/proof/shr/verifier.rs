@@ -1,3 +1,4 @@
+use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::header::HOST;
@@ -463,7 +464,9 @@ fn ts_claim(claims: &Map<String, Value>) -> Result<u64, ShrError> {
 /// [`replay_key`](Self::replay_key) inserted into a
 /// [`ReplayStore`](crate::replay::ReplayStore) until
 /// [`replay_expires_at`](Self::replay_expires_at).
-#[derive(Clone, Debug)]
+///
+/// `Debug` shows the key, algorithm, nonce and time, never the access token.
+#[derive(Clone)]
 pub struct VerifiedShr {
     jwk: PublicJwk,
     alg: Algorithm,
@@ -472,6 +475,17 @@ pub struct VerifiedShr {
     ts: SystemTime,
     replay_key: ReplayKey,
     expires_at: SystemTime,
+}
+
+impl fmt::Debug for VerifiedShr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerifiedShr")
+            .field("kid", &self.kid())
+            .field("alg", &self.alg)
+            .field("nonce", &self.nonce)
+            .field("ts", &self.ts)
+            .finish_non_exhaustive()
+    }
 }
 
 impl VerifiedShr {
