@@ -653,38 +653,23 @@ impl BoundClientBuilder {
                 "pop_sign_query and pop_sign_headers are for Scheme::Pop: set scheme(Scheme::Pop), or drop them",
             );
         }
-        if self.scheme == Scheme::Pop {
+        // DPoP and PoP bind tokens to a proof key the same way, and are
+        // misconfigured the same ways.
+        let proof_scheme = match self.scheme {
+            Scheme::Dpop => Some(("Dpop", "DPoP", self.dpop_key.is_some(), "dpop")),
+            Scheme::Pop => Some(("Pop", "PoP", self.pop_key.is_some(), "pop")),
+            _ => None,
+        };
+        if let Some((variant, word, has_key, lower)) = proof_scheme {
             if self.entra || self.word.is_some() {
-                return conflict(
-                    "Scheme::Pop sends Authorization: PoP; the header word and Entra's mtls_pop tokens are for certificate-bound tokens",
-                );
-            }
-            if self.token_source.is_some() && self.pop_key.is_some() {
-                return conflict(
-                    "a token_source brings tokens bound to its own PoP key (Token::pop_bound): drop pop_key, or the token_source",
-                );
-            }
-            if self.token_source.is_none()
-                && oauth_settings
-                && self.secret.is_none()
-                && self.identity.is_none()
-            {
-                return Err(BuildError::new(
-                    Kind::NoIdentity,
-                    "PoP client credentials need a client authentication: a client secret, or a certificate (identity_files(..) or identity(..)) for tls_client_auth",
+                return conflict(&format!(
+                    "Scheme::{variant} sends Authorization: {word}; the header word and Entra's mtls_pop tokens are for certificate-bound tokens"
                 ));
             }
-        }
-        if self.scheme == Scheme::Dpop {
-            if self.entra || self.word.is_some() {
-                return conflict(
-                    "Scheme::Dpop sends Authorization: DPoP; the header word and Entra's mtls_pop tokens are for certificate-bound tokens",
-                );
-            }
-            if self.token_source.is_some() && self.dpop_key.is_some() {
-                return conflict(
-                    "a token_source brings tokens bound to its own DPoP key (Token::dpop_bound): drop dpop_key, or the token_source",
-                );
+            if self.token_source.is_some() && has_key {
+                return conflict(&format!(
+                    "a token_source brings tokens bound to its own {word} key (Token::{lower}_bound): drop {lower}_key, or the token_source"
+                ));
             }
             if self.token_source.is_none()
                 && oauth_settings
@@ -693,7 +678,9 @@ impl BoundClientBuilder {
             {
                 return Err(BuildError::new(
                     Kind::NoIdentity,
-                    "DPoP client credentials need a client authentication: a client secret, or a certificate (identity_files(..) or identity(..)) for tls_client_auth",
+                    format!(
+                        "{word} client credentials need a client authentication: a client secret, or a certificate (identity_files(..) or identity(..)) for tls_client_auth"
+                    ),
                 ));
             }
         }
