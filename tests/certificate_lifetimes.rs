@@ -28,9 +28,18 @@ const JAN_2099: u64 = 4_070_908_800;
 /// 2100-01-01T00:00:00Z
 const JAN_2100: u64 = 4_102_444_800;
 
-/// Warn-level events, as text, while the guard lives (on this thread).
+/// Warn-level events, as text, while the guard lives.
+///
+/// One global subscriber for the whole test binary, and the tests that
+/// read logs take turns: a thread-local subscriber (`set_default`) per test
+/// lost events now and then when tests ran in parallel, as tracing's
+/// per-callsite interest and global level hint were recomputed while
+/// another test's subscriber came or went.
 #[derive(Clone, Default)]
 struct Logs(Arc<Mutex<Vec<u8>>>);
+
+static LOGS: std::sync::OnceLock<Logs> = std::sync::OnceLock::new();
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 impl std::io::Write for Logs {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
@@ -50,14 +59,23 @@ impl<'a> MakeWriter<'a> for Logs {
 }
 
 impl Logs {
-    fn capture() -> (Logs, tracing::subscriber::DefaultGuard) {
-        let logs = Logs::default();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(logs.clone())
-            .with_ansi(false)
-            .with_max_level(tracing::Level::WARN)
-            .finish();
-        (logs.clone(), tracing::subscriber::set_default(subscriber))
+    fn capture() -> (Logs, std::sync::MutexGuard<'static, ()>) {
+        let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+        let logs = LOGS
+            .get_or_init(|| {
+                let logs = Logs::default();
+                let subscriber = tracing_subscriber::fmt()
+                    .with_writer(logs.clone())
+                    .with_ansi(false)
+                    .with_max_level(tracing::Level::WARN)
+                    .finish();
+                tracing::subscriber::set_global_default(subscriber)
+                    .expect("the only global subscriber of this test binary");
+                logs
+            })
+            .clone();
+        logs.0.lock().unwrap().clear();
+        (logs, turn)
     }
 
     fn lines(&self) -> Vec<String> {
@@ -93,6 +111,8 @@ fn shows_no_key(text: &str, cert: &TestCert) {
 
 #[test]
 fn a_certificate_outside_its_validity_is_refused_at_load() {
+    // Whatever this logs must not land in another test's capture.
+    let (_logs, _turn) = Logs::capture();
     let pki = TestPki::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let expired = pki
@@ -232,6 +252,9 @@ fn a_certificate_that_expires_within_a_day_is_warned_about_once_per_identity() {
 }
 
 #[tokio::test]
+// The guard only makes the log-reading tests take turns; it guards no data
+// and no other task of this test takes it.
+#[allow(clippy::await_holding_lock)]
 async fn a_reloading_identity_keeps_its_identity_when_the_files_are_out_of_date() {
     let (logs, _guard) = Logs::capture();
     let pki = TestPki::new().unwrap();
