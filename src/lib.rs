@@ -65,6 +65,7 @@
 //! | `client` | yes | the client half: [`client`], [`token`], [`source`], [`binding`], [`pool`], identity reloading (hyper-rustls, hyper-util's client) |
 //! | `server` | yes | the server half: [`server`] (TLS serving with a [`server::PeerCertificate`] on every request, RFC 9440 trusted-proxy mode) and [`validation`] ([`CnfValidationLayer`], with an HTTPS client to fetch JWKS) |
 //! | `axum` | no | [`validation::VerifiedToken`] as an axum extractor, axum's `ConnectInfo` on served requests (implies `server`) |
+//! | `metrics` | no | [`metrics`]: counters and a gauge through the `metrics` crate's facade (token fetches, caches, pools, retries, validation outcomes by reason, replays) |
 //! | `test-util` | no | [`test_util`]: test PKI and authorization server (implies `client`, `server`) |
 //!
 //! Both halves are on by default because the types they share (thumbprints,
@@ -99,6 +100,13 @@ pub mod cnf;
 mod discovery;
 pub mod identity;
 mod json;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
+// Without the feature, the same calls, compiled to nothing.
+#[cfg(not(feature = "metrics"))]
+#[allow(dead_code, unreachable_pub)]
+mod metrics;
 pub mod proof;
 pub mod replay;
 pub mod thumbprint;

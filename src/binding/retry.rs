@@ -115,6 +115,7 @@ impl<B: Clone, ResBody, E> Policy<Request<B>, Response<ResBody>, E> for InvalidT
             && says_use_dpop_nonce(response.headers())
         {
             self.nonce_attempts -= 1;
+            crate::metrics::client_retry(crate::metrics::Retry::DpopNonce);
             tracing::debug!("the server asked for a DPoP nonce; retrying with it");
             return Some(ready(()));
         }
@@ -126,6 +127,7 @@ impl<B: Clone, ResBody, E> Policy<Request<B>, Response<ResBody>, E> for InvalidT
                 return None;
             }
             self.pop_nonce_attempts -= 1;
+            crate::metrics::client_retry(crate::metrics::Retry::PopNonce);
             tracing::debug!("the server asked for a PoP nonce; retrying with it");
             return Some(ready(()));
         }
@@ -136,6 +138,7 @@ impl<B: Clone, ResBody, E> Policy<Request<B>, Response<ResBody>, E> for InvalidT
             .as_ref()?
             .invalidate(used.0.token().access_token());
         self.attempts -= 1;
+        crate::metrics::client_retry(crate::metrics::Retry::InvalidToken);
         tracing::debug!(
             "the server rejected the access token as invalid_token; retrying with a new one"
         );

@@ -62,6 +62,7 @@
 //! ```
 
 mod builder;
+mod connector;
 mod error;
 mod future;
 mod service;

@@ -15,12 +15,13 @@ use rustls::RootCertStore;
 use tower::Service;
 
 use super::PoolBuilder;
+use super::connector::CountingConnector;
 use super::error::{Kind, PoolError};
 use super::future::ResponseFuture;
 use crate::token::BoxError;
 use crate::{ClientIdentity, Thumbprint, tls};
 
-type HttpsClient<B> = Client<HttpsConnector<HttpConnector>, B>;
+type HttpsClient<B> = Client<CountingConnector<HttpsConnector<HttpConnector>>, B>;
 
 /// An HTTPS client that presents, for each request, the
 /// [`ClientIdentity`] in the request's extensions: the inner service to put
@@ -93,6 +94,8 @@ pub(crate) struct Slot<B> {
     /// When its certificate comes within a day of expiring, to be logged
     /// (once per identity).
     expiry_warning_at: Option<Instant>,
+    /// Counts the client in the pool-clients gauge while the slot lives.
+    _gauge: crate::metrics::PoolClientGauge,
 }
 
 /// What to do with a request that carries no identity.
@@ -216,6 +219,7 @@ where
                 identity: identity.clone(),
                 last_used: now,
                 expiry_warning_at: now.checked_add(identity.expiry_warning_in(SystemTime::now())),
+                _gauge: crate::metrics::PoolClientGauge::held(),
             },
         );
         Ok(client)
@@ -321,7 +325,7 @@ where
     if !config.http1 {
         client.http2_only(true);
     }
-    Ok(client.build(connector))
+    Ok(client.build(CountingConnector::new(connector, identity.is_some())))
 }
 
 impl<B> fmt::Debug for MtlsClientPool<B> {

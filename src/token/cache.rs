@@ -253,6 +253,7 @@ impl TokenCache {
 
     pub(crate) fn count_fallback(&self) {
         self.inner.fallbacks.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::unbound_fallback();
     }
 
     /// A valid token, fetching one if needed.
@@ -280,6 +281,7 @@ impl TokenCache {
             self.refresh_in_background(key, now);
         }
         self.inner.hits.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::token_cache_hit();
         Some(entry)
     }
 
@@ -287,10 +289,14 @@ impl TokenCache {
         if let Some(hit) = self.try_get() {
             return Ok(hit);
         }
+        crate::metrics::token_cache_miss();
         let fetch = {
             let mut flight = self.lock_flight();
             match &flight.fetch {
-                Some(fetch) => fetch.clone(),
+                Some(fetch) => {
+                    crate::metrics::token_cache_waiter();
+                    fetch.clone()
+                }
                 None => {
                     if let (Some(retry_at), Some(error)) = (flight.retry_at, &flight.last_error) {
                         if Instant::now() < retry_at {
@@ -317,6 +323,7 @@ impl TokenCache {
         };
         let fetch = self.start_fetch(&mut flight, key);
         drop(flight);
+        crate::metrics::token_refresh_ahead();
         runtime.spawn(fetch);
     }
 
@@ -344,6 +351,7 @@ impl TokenCache {
         result: Result<Token, BoxError>,
         key: CacheKey,
     ) -> Result<Arc<CachedToken>, TokenUnavailable> {
+        crate::metrics::token_fetch(&result);
         match result {
             Ok(token) => {
                 let entry = Arc::new(CachedToken::new(token, key, &self.inner.config));

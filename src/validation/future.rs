@@ -86,6 +86,7 @@ pin_project! {
             request: Option<Request<ReqBody>>,
             inner: S,
             nonce: Option<HeaderValue>,
+            scheme: Scheme,
         },
         Calling {
             #[pin]
@@ -191,6 +192,7 @@ where
                                 scheme,
                             },
                             None => {
+                                crate::metrics::replay_check(scheme, None);
                                 let rejection = Rejection::replay_store(
                                     ReplayError::new(ReplayErrorKind::Other),
                                     scheme,
@@ -202,6 +204,7 @@ where
                             request: Some(request),
                             inner,
                             nonce: dpop::nonce_header(settings, scheme),
+                            scheme,
                         },
                     };
                     this.state.set(next);
@@ -215,6 +218,7 @@ where
                 } => {
                     let scheme = *scheme;
                     let fresh = ready!(Pin::new(check).poll(cx));
+                    crate::metrics::replay_check(scheme, fresh.as_ref().ok().copied());
                     let (Some(request), Some(inner)) = (request.take(), inner.take()) else {
                         return Poll::Ready(Ok(polled_after_completion()));
                     };
@@ -225,6 +229,7 @@ where
                                 request: Some(request),
                                 inner,
                                 nonce,
+                                scheme,
                             });
                             continue;
                         }
@@ -247,11 +252,13 @@ where
                     request,
                     inner,
                     nonce,
+                    scheme,
                 } => {
                     ready!(inner.poll_ready(cx))?;
                     let Some(request) = request.take() else {
                         return Poll::Ready(Ok(polled_after_completion()));
                     };
+                    crate::metrics::accepted(*scheme, request.extensions().get::<VerifiedToken>());
                     let nonce = nonce.take();
                     let future = inner.call(request);
                     this.state.set(State::Calling { future, nonce });

@@ -19,6 +19,7 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use crate::discovery::{self, DiscoveryError, Fetched, MAX_METADATA_BYTES, UrlError, redacted};
+use crate::metrics::JwksFetch;
 use crate::tls;
 
 const MAX_JWKS_BYTES: usize = 1024 * 1024;
@@ -555,6 +556,7 @@ impl Remote {
         let url = match self.jwks_url(state).await {
             Ok(url) => url,
             Err(e) => {
+                crate::metrics::jwks_fetch(JwksFetch::Discovery);
                 tracing::warn!(error = %e, "JWKS discovery failed; keeping the last good keys");
                 return;
             }
@@ -563,9 +565,11 @@ impl Remote {
         match self.get(&url, MAX_JWKS_BYTES).await {
             Ok(bytes) => match KeySet::parse(&bytes, generation) {
                 Ok(keys) if keys.keys.is_empty() => {
+                    crate::metrics::jwks_fetch(JwksFetch::Invalid);
                     tracing::warn!(url = %shown, "JWKS has no usable signing key; keeping the last good keys")
                 }
                 Ok(mut keys) => {
+                    crate::metrics::jwks_fetch(JwksFetch::Ok);
                     self.next_refresh.store(
                         self.millis_since_start().saturating_add(
                             u64::try_from(self.config.refresh_interval.as_millis())
@@ -583,10 +587,16 @@ impl Remote {
                     }
                 }
                 Err(e) => {
+                    crate::metrics::jwks_fetch(JwksFetch::Invalid);
                     tracing::warn!(url = %shown, error = %e, "JWKS refused; keeping the last good keys")
                 }
             },
             Err(e) => {
+                crate::metrics::jwks_fetch(match e {
+                    FetchError::Status(_) => JwksFetch::HttpStatus,
+                    FetchError::Transport(_) => JwksFetch::Transport,
+                    FetchError::Body(_) => JwksFetch::Invalid,
+                });
                 if matches!(e, FetchError::Status(status) if status.is_client_error()) {
                     // Perhaps the issuer moved its keys: look again next time.
                     state.discovered = None;

@@ -486,6 +486,7 @@ impl ValidateToken for JwtValidator {
         let key = digest(token);
         let generation = self.inner.keys.generation();
         if let Some(hit) = self.inner.cache.get(&key, now(), generation) {
+            crate::metrics::validation_cache(crate::metrics::Validator::Jwt, true);
             if let Keys::Remote(remote) = &self.inner.keys {
                 // Keys can change while every request is a cache hit.
                 remote.refresh_if_stale();
@@ -494,6 +495,7 @@ impl ValidateToken for JwtValidator {
                 state: FutureState::Ready(Some(Ok(hit))),
             };
         }
+        crate::metrics::validation_cache(crate::metrics::Validator::Jwt, false);
         let this = self.clone();
         let token = token.to_owned();
         JwtFuture {

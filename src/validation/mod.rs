@@ -264,6 +264,7 @@ pub use future::ResponseFuture;
 pub use jwks::{JwksError, JwksSource, RemoteJwks};
 pub use jwt::{JwtFuture, JwtValidator, JwtValidatorBuilder, RELAXABLE_CLAIMS};
 pub use layer::{CnfValidationLayer, InvalidScope};
+pub(crate) use rejection::Scheme;
 pub use rejection::{Rejection, RejectionKind};
 pub use service::CnfValidation;
 pub use token::VerifiedToken;

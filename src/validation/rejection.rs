@@ -350,6 +350,7 @@ impl Rejection {
     /// nonces are on, an empty body, and this rejection in the extensions.
     pub(crate) fn into_response<B: Default>(self, settings: &Settings) -> Response<B> {
         let kind = self.inner.kind;
+        crate::metrics::rejected(kind, self.inner.scheme);
         let mut response = Response::new(B::default());
         *response.status_mut() = kind.status();
         let headers = response.headers_mut();

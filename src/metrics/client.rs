@@ -1,0 +1,125 @@
+//! What the client half records: one small function per event, called in
+//! one line where it happens.
+
+use super::{
+    CLIENT_RETRIES, POOL_CLIENTS, POOL_TLS_CONNECTIONS, TOKEN_CACHE_LOOKUPS, TOKEN_CACHE_WAITERS,
+    TOKEN_FETCHES, TOKEN_REFRESHES_AHEAD, UNBOUND_FALLBACKS, gauge_add, increment,
+};
+use crate::source::{TokenEndpointError, TokenEndpointErrorKind};
+use crate::token::BoxError;
+
+/// A token fetch finished (the token cache's, in the foreground or ahead
+/// of expiry).
+#[inline]
+pub(crate) fn token_fetch<T>(result: &Result<T, BoxError>) {
+    increment(TOKEN_FETCHES, &[("outcome", fetch_outcome(result))]);
+}
+
+/// The `outcome` label of a token fetch.
+pub(crate) fn fetch_outcome<T>(result: &Result<T, BoxError>) -> &'static str {
+    let error = match result {
+        Ok(_) => return "ok",
+        Err(error) => error,
+    };
+    let Some(error) = error.downcast_ref::<TokenEndpointError>() else {
+        return "other";
+    };
+    match error.kind() {
+        TokenEndpointErrorKind::OAuth => "oauth_error",
+        TokenEndpointErrorKind::Status => "http_status",
+        TokenEndpointErrorKind::InvalidResponse => "invalid_response",
+        TokenEndpointErrorKind::TokenType => "token_type",
+        TokenEndpointErrorKind::CertificateMismatch => "certificate_mismatch",
+        TokenEndpointErrorKind::KeyMismatch => "key_mismatch",
+        TokenEndpointErrorKind::Proof => "proof",
+        TokenEndpointErrorKind::Timeout => "timeout",
+        TokenEndpointErrorKind::Transport => "transport",
+        TokenEndpointErrorKind::Discovery => "discovery",
+    }
+}
+
+/// A request was served a cached token without waiting.
+#[inline]
+pub(crate) fn token_cache_hit() {
+    increment(TOKEN_CACHE_LOOKUPS, &[("result", "hit")]);
+}
+
+/// A request found no usable token and waits for a fetch (or is refused
+/// while the cache backs off).
+#[inline]
+pub(crate) fn token_cache_miss() {
+    increment(TOKEN_CACHE_LOOKUPS, &[("result", "miss")]);
+}
+
+/// A request joined a fetch another request had started.
+#[inline]
+pub(crate) fn token_cache_waiter() {
+    increment(TOKEN_CACHE_WAITERS, &[]);
+}
+
+/// A refresh ahead of expiry started in the background.
+#[inline]
+pub(crate) fn token_refresh_ahead() {
+    increment(TOKEN_REFRESHES_AHEAD, &[]);
+}
+
+/// A request went out with an unbound token where a bound one was wanted.
+#[inline]
+pub(crate) fn unbound_fallback() {
+    increment(UNBOUND_FALLBACKS, &[]);
+}
+
+/// Why the client's retry policy sends a request again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Retry {
+    /// `401 invalid_token`: with a new token.
+    InvalidToken,
+    /// `401 use_dpop_nonce`: with the server's DPoP nonce.
+    DpopNonce,
+    /// A `PoP` challenge with a nonce: with that nonce.
+    PopNonce,
+}
+
+impl Retry {
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Retry::InvalidToken => "invalid_token",
+            Retry::DpopNonce => "use_dpop_nonce",
+            Retry::PopNonce => "pop_nonce",
+        }
+    }
+}
+
+/// The retry policy sends a request again.
+#[inline]
+pub(crate) fn client_retry(reason: Retry) {
+    increment(CLIENT_RETRIES, &[("reason", reason.label())]);
+}
+
+/// A pool opened a TLS connection (the handshake is done), presenting a
+/// client certificate or not.
+#[inline]
+pub(crate) fn tls_connection(client_cert: bool) {
+    let presented = if client_cert { "yes" } else { "no" };
+    increment(POOL_TLS_CONNECTIONS, &[("client_cert", presented)]);
+}
+
+/// Counts one per-identity client in the pool-clients gauge while it lives:
+/// kept in the pool's slot, so every way out of the pool (least recently
+/// used, idle, retired identity, the pool dropped) counts it out.
+#[derive(Debug)]
+pub(crate) struct PoolClientGauge(());
+
+impl PoolClientGauge {
+    /// Counts a client in.
+    pub(crate) fn held() -> Self {
+        gauge_add(POOL_CLIENTS, 1.0);
+        Self(())
+    }
+}
+
+impl Drop for PoolClientGauge {
+    fn drop(&mut self) {
+        gauge_add(POOL_CLIENTS, -1.0);
+    }
+}

@@ -1,0 +1,246 @@
+//! What the server half records: one small function per event, called in
+//! one line where it happens.
+
+use super::{
+    ACCEPTED, INTROSPECTIONS, JWKS_FETCHES, REPLAY_CHECKS, VALIDATION_CACHE_LOOKUPS, VALIDATIONS,
+    increment,
+};
+use crate::ProvenBinding;
+use crate::proof::dpop::DpopErrorKind;
+use crate::proof::shr::ShrErrorKind;
+use crate::validation::{RejectionKind, Scheme, TokenErrorKind, VerifiedToken};
+
+/// The validation layer refused a request (every refusal passes here, as
+/// it becomes a response).
+#[inline]
+pub(crate) fn rejected(kind: RejectionKind, scheme: Scheme) {
+    let scheme = match kind {
+        RejectionKind::MissingCredentials => "none",
+        _ => scheme_label(scheme),
+    };
+    increment(
+        VALIDATIONS,
+        &[("outcome", rejection_outcome(kind)), ("scheme", scheme)],
+    );
+}
+
+/// The validation layer let a request through, `token` in its extensions.
+#[inline]
+pub(crate) fn accepted(scheme: Scheme, token: Option<&VerifiedToken>) {
+    increment(
+        VALIDATIONS,
+        &[("outcome", "ok"), ("scheme", scheme_label(scheme))],
+    );
+    let binding = token.map_or(ProvenBinding::None, VerifiedToken::binding);
+    increment(ACCEPTED, &[("binding", binding_label(binding))]);
+}
+
+/// The `scheme` label: the `Authorization` scheme word, lowercased.
+pub(crate) fn scheme_label(scheme: Scheme) -> &'static str {
+    match scheme {
+        Scheme::Bearer => "bearer",
+        Scheme::MtlsPop => "mtls_pop",
+        Scheme::Dpop => "dpop",
+        Scheme::Pop => "pop",
+    }
+}
+
+/// The `binding` label of an accepted request.
+pub(crate) fn binding_label(binding: ProvenBinding) -> &'static str {
+    match binding {
+        ProvenBinding::Certificate(_) => "certificate",
+        ProvenBinding::Dpop(_) => "dpop",
+        ProvenBinding::Pop(_) => "pop",
+        ProvenBinding::None => "none",
+    }
+}
+
+/// The `outcome` label of a refusal: exhaustive, so a new kind of
+/// rejection needs a label here.
+pub(crate) fn rejection_outcome(kind: RejectionKind) -> &'static str {
+    use RejectionKind as K;
+    match kind {
+        K::MissingCredentials => "missing_credentials",
+        K::MalformedAuthorization
+        | K::MultipleTokens
+        | K::MultipleDpopProofs
+        | K::SignedRequestAsToken => "malformed_request",
+        K::TokenInQuery => "token_in_query",
+        K::InvalidToken(kind) => token_outcome(kind),
+        K::NoClientCertificate => "no_client_certificate",
+        K::CertificateMismatch | K::DpopKeyMismatch | K::PopKeyMismatch => "binding_mismatch",
+        K::UnsupportedConfirmation => "unsupported_cnf",
+        K::UnboundToken => "unbound_token",
+        K::InsufficientScope => "insufficient_scope",
+        K::KeysUnavailable => "keys_unavailable",
+        K::MissingDpopProof => "missing_proof",
+        K::InvalidDpopProof(kind) => dpop_outcome(kind),
+        K::DpopBoundAsBearer | K::PopBoundWithoutSignedRequest => "downgrade",
+        K::NotDpopBound | K::NotPopBound => "scheme_mismatch",
+        K::ReplayStoreUnavailable => "replay_store_unavailable",
+        K::InvalidSignedRequest(kind) => shr_outcome(kind),
+    }
+}
+
+fn token_outcome(kind: TokenErrorKind) -> &'static str {
+    use TokenErrorKind as K;
+    match kind {
+        K::Malformed | K::DuplicateMember => "malformed_token",
+        K::WrongType => "wrong_token_type",
+        K::DisallowedAlgorithm => "disallowed_algorithm",
+        K::UnknownKey => "unknown_key",
+        K::BadSignature => "bad_signature",
+        K::WrongIssuer => "wrong_issuer",
+        K::WrongAudience => "wrong_audience",
+        K::Expired => "expired",
+        K::NotYetValid => "not_yet_valid",
+        K::MissingClaim => "missing_claim",
+        K::InvalidConfirmation => "invalid_cnf",
+        K::KeysUnavailable => "keys_unavailable",
+        K::Other => "invalid_token",
+    }
+}
+
+fn dpop_outcome(kind: DpopErrorKind) -> &'static str {
+    use DpopErrorKind as K;
+    match kind {
+        K::Replayed => "replayed",
+        K::MissingNonce | K::InvalidNonce => "nonce_required",
+        K::TooLarge
+        | K::Malformed
+        | K::DuplicateMember
+        | K::WrongType
+        | K::DisallowedAlgorithm
+        | K::InvalidKey
+        | K::BadSignature
+        | K::MissingClaim
+        | K::MethodMismatch
+        | K::UriMismatch
+        | K::IatTooOld
+        | K::IatInFuture
+        | K::AthMismatch => "bad_proof",
+    }
+}
+
+fn shr_outcome(kind: ShrErrorKind) -> &'static str {
+    use ShrErrorKind as K;
+    match kind {
+        K::Replayed => "replayed",
+        K::TooLarge
+        | K::Malformed
+        | K::DuplicateMember
+        | K::WrongType
+        | K::DisallowedAlgorithm
+        | K::InvalidKey
+        | K::KidMismatch
+        | K::BadSignature
+        | K::MissingClaim
+        | K::TooOld
+        | K::InFuture
+        | K::MethodMismatch
+        | K::HostMismatch
+        | K::PathMismatch
+        | K::QueryMismatch
+        | K::HeaderMismatch
+        | K::BodyMismatch => "bad_proof",
+    }
+}
+
+/// Which validator's cache of verified tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Validator {
+    /// [`JwtValidator`](crate::validation::JwtValidator).
+    Jwt,
+    /// An RFC 7662 introspection validator.
+    #[allow(dead_code, reason = "recorded by the introspection validator")]
+    Introspection,
+}
+
+/// A lookup in a validator's cache of verified tokens.
+#[inline]
+pub(crate) fn validation_cache(validator: Validator, hit: bool) {
+    let validator = match validator {
+        Validator::Jwt => "jwt",
+        Validator::Introspection => "introspection",
+    };
+    let result = if hit { "hit" } else { "miss" };
+    increment(
+        VALIDATION_CACHE_LOOKUPS,
+        &[("validator", validator), ("result", result)],
+    );
+}
+
+/// How a fetch of the signing keys (JWKS) ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum JwksFetch {
+    /// A usable key set (changed or not).
+    Ok,
+    /// The issuer's metadata could not be had or names no usable JWKS URL.
+    Discovery,
+    /// The server answered with a status other than success.
+    HttpStatus,
+    /// No answer: connection, TLS, timeout.
+    Transport,
+    /// An answer that is not a usable key set (unreadable, too large, not a
+    /// JWKS, no usable key).
+    Invalid,
+}
+
+/// A fetch of the signing keys ended.
+#[inline]
+pub(crate) fn jwks_fetch(outcome: JwksFetch) {
+    let outcome = match outcome {
+        JwksFetch::Ok => "ok",
+        JwksFetch::Discovery => "discovery",
+        JwksFetch::HttpStatus => "http_status",
+        JwksFetch::Transport => "transport",
+        JwksFetch::Invalid => "invalid",
+    };
+    increment(JWKS_FETCHES, &[("outcome", outcome)]);
+}
+
+/// The replay store answered for a DPoP proof (or, with the `PoP` scheme, a
+/// signed HTTP request): new (`Some(true)`), seen before (`Some(false)`),
+/// or no answer (`None`).
+#[inline]
+pub(crate) fn replay_check(scheme: Scheme, fresh: Option<bool>) {
+    let proof = match scheme {
+        Scheme::Pop => "pop",
+        Scheme::Dpop | Scheme::Bearer | Scheme::MtlsPop => "dpop",
+    };
+    let result = match fresh {
+        Some(true) => "fresh",
+        Some(false) => "replayed",
+        None => "unavailable",
+    };
+    increment(REPLAY_CHECKS, &[("proof", proof), ("result", result)]);
+}
+
+/// How a call to an introspection endpoint ended.
+#[allow(dead_code, reason = "recorded by the introspection validator")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Introspection {
+    /// `"active": true`.
+    Active,
+    /// `"active": false`.
+    Inactive,
+    /// Down, timed out, or a `5xx`.
+    Unavailable,
+    /// An answer that is not an introspection response.
+    InvalidResponse,
+}
+
+/// A call to an introspection endpoint ended: for the introspection
+/// validator, next to its cache lookups
+/// (`validation_cache(Validator::Introspection, hit)`).
+#[allow(dead_code, reason = "recorded by the introspection validator")]
+#[inline]
+pub(crate) fn introspection_call(outcome: Introspection) {
+    let outcome = match outcome {
+        Introspection::Active => "active",
+        Introspection::Inactive => "inactive",
+        Introspection::Unavailable => "unavailable",
+        Introspection::InvalidResponse => "invalid_response",
+    };
+    increment(INTROSPECTIONS, &[("outcome", outcome)]);
+}
