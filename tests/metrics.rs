@@ -17,7 +17,20 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Empty;
+use tower::ServiceExt as _;
+use tower::retry::RetryLayer;
+use tower_token_binding::TokenBindingLayer;
+use tower_token_binding::pool::MtlsClientPool;
+use tower_token_binding::proof::shr::{ShrVerifier, SignedHttpRequests};
+use tower_token_binding::proof::{Algorithm, ProofKey};
+use tower_token_binding::replay::{ReplayError, ReplayErrorKind};
+use tower_token_binding::token::Token;
 
 use dpop::{Call, send, start, uri};
 use http::{Method, Request, StatusCode, header};
@@ -311,6 +324,129 @@ fn a_replayed_dpop_proof_is_counted_once() {
         assert_eq!(seen.count(REPLAY_CHECKS, "proof=dpop,result=fresh"), 1);
         assert_eq!(seen.count(REPLAY_CHECKS, "proof=dpop,result=replayed"), 1);
         seen.assert_bounded(&[&s.token, &proof, &s.proofs.thumbprint().to_string(), "svc"]);
+    });
+}
+
+#[test]
+fn a_replayed_pop_request_and_a_failing_replay_store() {
+    run(|snapshotter| async move {
+        let s = dpop::setup().await;
+        let shrs = SignedHttpRequests::new(ProofKey::generate(Algorithm::Es256).unwrap());
+        let token = dpop::bound_token(
+            &s.issuer,
+            &json!({ "kid": shrs.kid().to_string(), "xms_ksl": "sw" }),
+        );
+        let api = start(&s.pki, dpop::layer(&s).accept_pop(ShrVerifier::new())).await;
+        let client = support::https_client(&s.pki, None);
+        let shr = shrs.sign(&Method::GET, &uri(&api), &token).unwrap();
+        let call = Call {
+            method: Method::GET,
+            url: api.clone(),
+            authorization: format!("PoP {shr}"),
+            proofs: Vec::new(),
+        };
+        assert_eq!(send(&client, &call).await.status, StatusCode::OK);
+        assert_eq!(send(&client, &call).await.status, StatusCode::UNAUTHORIZED);
+
+        // A store that cannot answer: refused with 503.
+        let calls = Arc::new(AtomicUsize::new(0));
+        let store = dpop::counting_store(calls.clone(), || {
+            Err(ReplayError::new(ReplayErrorKind::Unavailable))
+        });
+        let failing = start(
+            &s.pki,
+            dpop::layer(&s)
+                .replay_store(store)
+                .accept_dpop(DpopVerifier::new()),
+        )
+        .await;
+        let proof = s
+            .proofs
+            .proof(&Method::GET, &uri(&failing), Some(&s.token))
+            .unwrap();
+        let answer = send(&client, &Call::dpop(&failing, &s.token, proof)).await;
+        assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+
+        let seen = Seen::take(&snapshotter);
+        let v = VALIDATIONS;
+        assert_eq!(seen.count(v, "outcome=ok,scheme=pop"), 1, "{seen:?}");
+        assert_eq!(seen.count(v, "outcome=replayed,scheme=pop"), 1);
+        assert_eq!(
+            seen.count(v, "outcome=replay_store_unavailable,scheme=dpop"),
+            1
+        );
+        assert_eq!(seen.count(ACCEPTED, "binding=pop"), 1);
+        assert_eq!(seen.count(REPLAY_CHECKS, "proof=pop,result=fresh"), 1);
+        assert_eq!(seen.count(REPLAY_CHECKS, "proof=pop,result=replayed"), 1);
+        assert_eq!(
+            seen.count(REPLAY_CHECKS, "proof=dpop,result=unavailable"),
+            1
+        );
+        let kid = shrs.kid().to_string();
+        seen.assert_bounded(&[&token, &shr, &kid, &s.token, "svc", "whoami"]);
+    });
+}
+
+#[test]
+fn an_invalid_token_answer_is_one_retry_with_a_new_token() {
+    run(|snapshotter| async move {
+        let pki = TestPki::new().unwrap();
+        let issuer = TestIssuer::start(&pki).await.unwrap();
+        let api = start_api(&pki, &issuer).await;
+        let identity = pki.client_cert("svc.example").unwrap().identity().unwrap();
+        // The first token is for another audience; the next ones are good.
+        let mut wrong = issuer.claims("svc", Some(identity.thumbprint()));
+        wrong["aud"] = json!("https://elsewhere.example");
+        let tokens = [
+            issuer.sign(&wrong).unwrap(),
+            issuer
+                .sign(&issuer.claims("svc", Some(identity.thumbprint())))
+                .unwrap(),
+        ];
+        let fetches = Arc::new(AtomicUsize::new(0));
+        let source = {
+            let (identity, tokens, fetches) = (identity.clone(), tokens.clone(), fetches.clone());
+            move || {
+                let n = fetches.fetch_add(1, Ordering::SeqCst).min(1);
+                let token = Token::new(tokens[n].clone())
+                    .expires_in(Duration::from_secs(600))
+                    .bound_to(identity.clone());
+                async move { Ok(token) }
+            }
+        };
+        let binding = TokenBindingLayer::bound(source);
+        let pool: MtlsClientPool<Empty<Bytes>> = MtlsClientPool::builder()
+            .root_store(pki.root_store())
+            .build()
+            .unwrap();
+        let client = tower::ServiceBuilder::new()
+            .layer(RetryLayer::new(binding.retry_policy()))
+            .layer(binding)
+            .service(pool.clone());
+        let request = Request::get(&api).body(Empty::new()).unwrap();
+        let response = client.oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(fetches.load(Ordering::SeqCst), 2);
+
+        let seen = Seen::take(&snapshotter);
+        assert_eq!(
+            seen.count(CLIENT_RETRIES, "reason=invalid_token"),
+            1,
+            "{seen:?}"
+        );
+        assert_eq!(seen.count(TOKEN_FETCHES, "outcome=ok"), 2);
+        assert_eq!(seen.count(TOKEN_CACHE_LOOKUPS, "result=miss"), 2);
+        let v = VALIDATIONS;
+        assert_eq!(seen.count(v, "outcome=wrong_audience,scheme=bearer"), 1);
+        assert_eq!(seen.count(v, "outcome=ok,scheme=bearer"), 1);
+        // One client for the identity (held while the pool lives), one
+        // connection for both tries.
+        assert_eq!(seen.gauge(POOL_CLIENTS), 1.0);
+        assert_eq!(pool.stats().identities, 1);
+        assert_eq!(seen.count(POOL_TLS_CONNECTIONS, "client_cert=yes"), 1);
+        let thumbprint = identity.thumbprint().to_string();
+        seen.assert_bounded(&[&tokens[0], &tokens[1], &thumbprint, "svc", "whoami"]);
     });
 }
 
