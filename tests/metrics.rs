@@ -30,7 +30,7 @@ use tower_token_binding::pool::MtlsClientPool;
 use tower_token_binding::proof::shr::{ShrVerifier, SignedHttpRequests};
 use tower_token_binding::proof::{Algorithm, ProofKey};
 use tower_token_binding::replay::{ReplayError, ReplayErrorKind};
-use tower_token_binding::token::Token;
+use tower_token_binding::token::{Token, TokenCache};
 
 use dpop::{Call, send, start, uri};
 use http::{Method, Request, StatusCode, header};
@@ -39,7 +39,7 @@ use serde_json::json;
 use tower_token_binding::binding::Scheme;
 use tower_token_binding::metrics::{
     ACCEPTED, CLIENT_RETRIES, JWKS_FETCHES, NAMES, POOL_CLIENTS, POOL_TLS_CONNECTIONS,
-    REPLAY_CHECKS, TOKEN_CACHE_LOOKUPS, TOKEN_CACHE_WAITERS, TOKEN_FETCHES,
+    REPLAY_CHECKS, TOKEN_CACHE_LOOKUPS, TOKEN_CACHE_WAITERS, TOKEN_FETCHES, TOKEN_REFRESHES_AHEAD,
     VALIDATION_CACHE_LOOKUPS, VALIDATIONS,
 };
 use tower_token_binding::proof::dpop::{DpopVerifier, StatelessNonces};
@@ -447,6 +447,34 @@ fn an_invalid_token_answer_is_one_retry_with_a_new_token() {
         assert_eq!(seen.count(POOL_TLS_CONNECTIONS, "client_cert=yes"), 1);
         let thumbprint = identity.thumbprint().to_string();
         seen.assert_bounded(&[&tokens[0], &tokens[1], &thumbprint, "svc", "whoami"]);
+    });
+}
+
+#[test]
+fn a_token_due_for_refresh_is_refreshed_ahead_in_the_background() {
+    run(|snapshotter| async move {
+        // Due for refresh as soon as it is fetched.
+        let cache = TokenCache::builder()
+            .refresh_share(0.0)
+            .jitter_share(0.0)
+            .build(|| async { Ok(Token::new("t0k3n").expires_in(Duration::from_secs(600))) });
+        cache.get().await.unwrap();
+        // Served at once, and a refresh starts in the background.
+        cache.get().await.unwrap();
+        for _ in 0..1000 {
+            if cache.stats().fetches == 2 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(cache.stats().fetches, 2);
+
+        let seen = Seen::take(&snapshotter);
+        assert_eq!(seen.count(TOKEN_FETCHES, "outcome=ok"), 2, "{seen:?}");
+        assert_eq!(seen.count(TOKEN_CACHE_LOOKUPS, "result=miss"), 1);
+        assert_eq!(seen.count(TOKEN_CACHE_LOOKUPS, "result=hit"), 1);
+        assert_eq!(seen.count(TOKEN_REFRESHES_AHEAD, ""), 1);
+        seen.assert_bounded(&["t0k3n"]);
     });
 }
 

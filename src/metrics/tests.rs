@@ -276,3 +276,24 @@ fn every_token_endpoint_error_has_a_documented_outcome() {
         );
     }
 }
+
+#[cfg(feature = "client")]
+#[test]
+fn describe_gives_help_texts() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    ::metrics::with_local_recorder(&recorder, || {
+        describe();
+        token_cache_hit();
+    });
+    let snapshot = snapshotter.snapshot().into_vec();
+    let [(key, _, description, _)] = snapshot.as_slice() else {
+        panic!("{snapshot:?}");
+    };
+    assert_eq!(key.key().name(), TOKEN_CACHE_LOOKUPS);
+    assert!(
+        description
+            .as_ref()
+            .is_some_and(|d| d.contains("hit or miss"))
+    );
+}
