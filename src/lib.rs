@@ -54,6 +54,10 @@
 //!   checked by servers ([`proof::dpop::DpopVerifier`]). In both halves.
 //! - [`replay`]: [`replay::ReplayStore`], whether a proof was seen before,
 //!   and an in-memory store.
+//! - [`metrics`] (feature `metrics`): what both halves count (token
+//!   fetches, caches, pools, retries, validation outcomes by reason,
+//!   replays) through the `metrics` crate's facade, under one documented
+//!   naming scheme with bounded labels.
 //! - [`test_util`] (feature `test-util`): a generated PKI and an embedded
 //!   authorization server that issues bound RFC 9068 JWT access tokens, for
 //!   tests and demos.
