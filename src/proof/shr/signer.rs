@@ -161,6 +161,8 @@ impl SignedHttpRequests {
     /// let _ = shrs.sign(&Method::GET, &uri, "the-access-token").unwrap();
     /// assert!(shrs.nonces().get(&uri).is_none());
     /// ```
+    #[cfg(feature = "client")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "client")))]
     pub fn remember_challenge_nonce(&self, uri: &Uri, headers: &HeaderMap) -> bool {
         crate::binding::pop_challenge_nonce(headers).is_some_and(|nonce| {
             (1..=MAX_SERVER_NONCE_LEN).contains(&nonce.len())
@@ -325,6 +327,7 @@ impl<'a> ShrSigner<'a> {
 }
 
 /// The longest server nonce kept, in bytes (what `ShrVerifier` accepts).
+#[cfg(feature = "client")]
 const MAX_SERVER_NONCE_LEN: usize = 256;
 
 /// 128 random bits, base64url.
