@@ -191,16 +191,16 @@ async fn run(args: Args) -> Result<(), BoxError> {
     if args.forwarded.is_some() {
         return behind_a_proxy(args, listen, issuer, audience, app).await;
     }
+    if !args.trusted_proxies.is_empty() || args.trust_any_peer || args.xfcc_element.is_some() {
+        return Err(format!(
+            "--trusted-proxy, --trust-any-peer and --xfcc-element work with --forwarded only\n{USAGE}"
+        )
+        .into());
+    }
     if args.jwks_file.is_some() {
         return Err(format!(
             "--jwks-file works with --forwarded only; otherwise the \
              keys are found through the issuer's metadata\n{USAGE}"
-        )
-        .into());
-    }
-    if !args.trusted_proxies.is_empty() || args.trust_any_peer || args.xfcc_element.is_some() {
-        return Err(format!(
-            "--trusted-proxy, --trust-any-peer and --xfcc-element work with --forwarded only\n{USAGE}"
         )
         .into());
     }
