@@ -129,9 +129,9 @@ impl ForwardedClientCertBuilder {
         }
     }
 
-    /// Trusts the peers whose address is in `network` (CIDR, IPv4 or IPv6;
-    /// `"10.0.0.0/8".parse()?`, or an `IpAddr` for one address). Adds to
-    /// earlier calls.
+    /// Trusts the peers whose address is in `network` (CIDR, IPv4 or IPv6:
+    /// `"10.0.0.0/8".parse()?`; `IpNetwork::from(ip)` for one address).
+    /// Adds to earlier calls.
     ///
     /// The address is the remote address of the TCP connection, read from
     /// the request's [`ConnectionInfo`](crate::server::ConnectionInfo)
@@ -139,21 +139,15 @@ impl ForwardedClientCertBuilder {
     /// `axum` feature, axum's `ConnectInfo<SocketAddr>` (set by
     /// `axum::serve` with `into_make_service_with_connect_info`). A request
     /// with neither comes from an unknown peer, which no network trusts.
-    pub fn trusted_proxy(mut self, network: impl Into<IpNetwork>) -> Self {
-        self.proxies.networks.push(network.into());
+    pub fn trusted_proxy(mut self, network: IpNetwork) -> Self {
+        self.proxies.networks.push(network);
         self
     }
 
     /// Trusts the peers whose address is in any of `networks`; see
     /// [`trusted_proxy`](Self::trusted_proxy).
-    pub fn trusted_proxies<I>(mut self, networks: I) -> Self
-    where
-        I: IntoIterator,
-        I::Item: Into<IpNetwork>,
-    {
-        self.proxies
-            .networks
-            .extend(networks.into_iter().map(Into::into));
+    pub fn trusted_proxies(mut self, networks: impl IntoIterator<Item = IpNetwork>) -> Self {
+        self.proxies.networks.extend(networks);
         self
     }
 

@@ -187,8 +187,10 @@ pub fn xfcc_from_headers(
 /// assert_eq!(entries[0].subject(), Some(r#"CN=a,OU=b "x""#));
 /// assert_eq!(entries[0].uris(), ["spiffe://client"]);
 ///
-/// let error = parse_xfcc_header(r#"Hash=abc;Subject="CN=a"#).unwrap_err();
+/// let error = parse_xfcc_header(format!(r#"Hash={hash};Subject="CN=a"#)).unwrap_err();
 /// assert_eq!(error.kind(), XfccErrorKind::UnterminatedQuote);
+/// let error = parse_xfcc_header("Hash=abc").unwrap_err();
+/// assert_eq!(error.kind(), XfccErrorKind::InvalidHash);
 /// ```
 pub fn parse_xfcc_header(value: impl AsRef<[u8]>) -> Result<Vec<XfccEntry>, XfccError> {
     let s = trim_ows(value.as_ref());
