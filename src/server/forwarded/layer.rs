@@ -4,6 +4,7 @@ use std::sync::Arc;
 use http::header::HeaderName;
 use tower::Layer;
 
+use super::service::WarnLimit;
 use super::trusted::TrustedProxies;
 use super::{CLIENT_CERT, ForwardedClientCert, IpNetwork, X_FORWARDED_CLIENT_CERT, XfccElement};
 use crate::Thumbprint;
@@ -26,6 +27,7 @@ pub(super) struct Config {
     pub(super) header: Header,
     pub(super) proxies: TrustedProxies,
     pub(super) element: XfccElement,
+    pub(super) warnings: WarnLimit,
 }
 
 /// The header a layer reads.
@@ -200,6 +202,7 @@ impl ForwardedClientCertBuilder {
                 header: self.header,
                 proxies: self.proxies,
                 element: self.element.unwrap_or_default(),
+                warnings: WarnLimit::new(),
             }),
         })
     }

@@ -41,7 +41,8 @@
 //!   response's extensions, never guessed at.
 //! - **from any other peer**, the header is removed from the request and
 //!   not read, a `warn` event is logged (with the peer's address, never the
-//!   header's value), and the connection's own `PeerCertificate`, proven in
+//!   header's value; at most one a second per layer, each counting the
+//!   ones left out in `also_ignored`), and the connection's own `PeerCertificate`, proven in
 //!   its TLS handshake, stays as it is: a client that reaches the server
 //!   directly over mutual TLS is served as without a proxy, and one that
 //!   only claims a certificate in a header has none.

@@ -1,6 +1,8 @@
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use http::{Request, Response, StatusCode};
 use tower::Service;
@@ -81,18 +83,22 @@ where
         if !peer.trusted {
             if request.headers().contains_key(&name) {
                 // Never the value: only where it came from.
-                match peer.addr {
-                    Some(addr) => tracing::warn!(
-                        remote_addr = %addr,
-                        header = %name,
-                        "ignoring a forwarded client certificate from a peer that is not a \
-                         trusted proxy",
-                    ),
-                    None => tracing::warn!(
-                        header = %name,
-                        "ignoring a forwarded client certificate from a peer whose address is \
-                         unknown (no ConnectionInfo or ConnectInfo extension)",
-                    ),
+                if let Some(also_ignored) = config.warnings.allow() {
+                    match peer.addr {
+                        Some(addr) => tracing::warn!(
+                            remote_addr = %addr,
+                            header = %name,
+                            also_ignored,
+                            "ignoring a forwarded client certificate from a peer that is not \
+                             a trusted proxy",
+                        ),
+                        None => tracing::warn!(
+                            header = %name,
+                            also_ignored,
+                            "ignoring a forwarded client certificate from a peer whose address \
+                             is unknown (no ConnectionInfo or ConnectInfo extension)",
+                        ),
+                    }
                 }
                 request.headers_mut().remove(&name);
             }
@@ -119,6 +125,51 @@ where
             }
             Err(rejection) => ResponseFuture::rejected(rejection.into_response()),
         }
+    }
+}
+
+/// At most one warning a second for the headers ignored by a layer, so a
+/// flood of requests cannot flood the logs; each warning counts the ones
+/// left out since the previous.
+pub(super) struct WarnLimit {
+    start: Instant,
+    /// Milliseconds after `start` from which the next warning may go out.
+    next: AtomicU64,
+    /// Headers ignored without a warning since the last one.
+    suppressed: AtomicU64,
+}
+
+impl WarnLimit {
+    const INTERVAL_MS: u64 = 1_000;
+
+    pub(super) fn new() -> Self {
+        Self {
+            start: Instant::now(),
+            next: AtomicU64::new(0),
+            suppressed: AtomicU64::new(0),
+        }
+    }
+
+    /// `Some(count left out since the last warning)` when a warning may go
+    /// out now.
+    fn allow(&self) -> Option<u64> {
+        let now = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let next = self.next.load(Ordering::Relaxed);
+        if now >= next
+            && self
+                .next
+                .compare_exchange(
+                    next,
+                    now.saturating_add(Self::INTERVAL_MS),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+        {
+            return Some(self.suppressed.swap(0, Ordering::Relaxed));
+        }
+        self.suppressed.fetch_add(1, Ordering::Relaxed);
+        None
     }
 }
 
@@ -211,6 +262,18 @@ mod tests {
                 .append(name, HeaderValue::from_str(value).unwrap());
         }
         request
+    }
+
+    #[test]
+    fn warnings_are_limited_and_count_the_ones_left_out() {
+        let limit = WarnLimit::new();
+        assert_eq!(limit.allow(), Some(0));
+        assert_eq!(limit.allow(), None);
+        assert_eq!(limit.allow(), None);
+        // As if the interval had passed.
+        limit.next.store(0, Ordering::Relaxed);
+        assert_eq!(limit.allow(), Some(2));
+        assert_eq!(limit.allow(), None);
     }
 
     #[tokio::test]

@@ -52,6 +52,7 @@ pub enum XfccElement {
 /// `Hash` or both (agreeing).
 #[derive(Clone)]
 pub struct XfccEntry {
+    thumbprint: Thumbprint,
     by: Vec<String>,
     hash: Option<Thumbprint>,
     cert: Option<CertificateDer<'static>>,
@@ -64,12 +65,7 @@ pub struct XfccEntry {
 impl XfccEntry {
     /// The certificate's thumbprint: from `Cert` when present, else `Hash`.
     pub fn thumbprint(&self) -> Thumbprint {
-        match (&self.cert, self.hash) {
-            (Some(cert), _) => Thumbprint::from_certificate(cert),
-            (None, Some(hash)) => hash,
-            // Parsing refuses elements with neither.
-            (None, None) => unreachable!("an XFCC entry without Cert or Hash"),
-        }
+        self.thumbprint
     }
 
     /// The certificate as a [`PeerCertificate`]: with its DER when the
@@ -368,14 +364,19 @@ impl Parser<'_> {
 
     fn finish(&self, entry: Builder) -> Result<XfccEntry, XfccError> {
         use XfccErrorKind as K;
-        match (&entry.cert, entry.hash) {
+        let thumbprint = match (&entry.cert, entry.hash) {
             (None, None) => return self.fail(K::NoCertificate),
-            (Some(cert), Some(hash)) if !Thumbprint::from_certificate(cert).matches(&hash) => {
-                return self.fail(K::HashMismatch);
+            (Some(cert), hash) => {
+                let thumbprint = Thumbprint::from_certificate(cert);
+                if hash.is_some_and(|hash| !thumbprint.matches(&hash)) {
+                    return self.fail(K::HashMismatch);
+                }
+                thumbprint
             }
-            _ => {}
-        }
+            (None, Some(hash)) => hash,
+        };
         Ok(XfccEntry {
+            thumbprint,
             by: entry.by,
             hash: entry.hash,
             cert: entry.cert,

@@ -284,3 +284,109 @@ fn errors_say_why_without_the_value() {
     assert!(!error.to_string().contains("hunter2"));
     assert!(!format!("{error:?}").contains("hunter2"));
 }
+
+/// `value` as a quoted XFCC value.
+fn quote(value: &str) -> String {
+    format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// `key` with its letters' case flipped where `mask` has a bit set.
+fn recase(key: &str, mask: u32) -> String {
+    key.chars()
+        .enumerate()
+        .map(|(i, c)| {
+            if mask >> (i % 32) & 1 == 1 {
+                c.to_ascii_lowercase()
+            } else {
+                c.to_ascii_uppercase()
+            }
+        })
+        .collect()
+}
+
+proptest::proptest! {
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+        let _ = parse_xfcc_header(&bytes);
+    }
+
+    #[test]
+    fn lookalikes_never_panic_and_what_is_accepted_is_consistent(
+        s in "[ \t]?([A-Za-z]{0,7}=?(\"[^\"]{0,20}\"?|[a-f0-9%A-Z/:.-]{0,70})[;,]?[ ]?){0,6}",
+    ) {
+        if let Ok(entries) = parse_xfcc_header(&s) {
+            proptest::prop_assert!(!entries.is_empty());
+            for entry in entries {
+                if let Some(cert) = entry.certificate() {
+                    proptest::prop_assert_eq!(entry.thumbprint(), Thumbprint::from_certificate(cert));
+                }
+                if let Some(hash) = entry.hash() {
+                    proptest::prop_assert_eq!(entry.thumbprint(), hash);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn generated_elements_round_trip(
+        form in 0..3u8,
+        mask in proptest::prelude::any::<u32>(),
+        subject in proptest::option::of("[ -~]{0,40}"),
+        uris in proptest::collection::vec("[a-z:/.]{0,20}", 0..3),
+        dns in proptest::collection::vec("[a-z.]{1,20}", 0..3),
+        count in 1..4usize,
+    ) {
+        let pem = url_pem(PEM);
+        let mut pairs = vec![format!("{}=spiffe://proxy", recase("By", mask))];
+        if form != 1 {
+            pairs.push(format!("{}={}", recase("Hash", mask), hash()));
+        }
+        if form != 0 {
+            pairs.push(format!("{}=\"{pem}\"", recase("Cert", mask)));
+        }
+        if let Some(subject) = &subject {
+            pairs.push(format!("{}={}", recase("Subject", mask), quote(subject)));
+        }
+        for uri in &uris {
+            pairs.push(format!("{}={uri}", recase("URI", mask)));
+        }
+        for name in &dns {
+            pairs.push(format!("{}={}", recase("DNS", mask), quote(name)));
+        }
+        let element = pairs.join(";");
+        let value = vec![element; count].join(",");
+        let entries = parse_xfcc_header(&value).unwrap();
+        proptest::prop_assert_eq!(entries.len(), count);
+        let expected: Thumbprint = X5T.trim().parse().unwrap();
+        for entry in &entries {
+            proptest::prop_assert_eq!(entry.thumbprint(), expected);
+            proptest::prop_assert_eq!(entry.certificate().is_some(), form != 0);
+            proptest::prop_assert_eq!(entry.subject(), subject.as_deref());
+            proptest::prop_assert_eq!(entry.uris(), uris.as_slice());
+            proptest::prop_assert_eq!(entry.dns_names(), dns.as_slice());
+            proptest::prop_assert_eq!(entry.by(), ["spiffe://proxy"]);
+        }
+    }
+
+    #[test]
+    fn a_changed_character_is_refused_or_read_consistently(
+        at in proptest::prelude::any::<proptest::sample::Index>(),
+        byte in proptest::prelude::any::<u8>(),
+    ) {
+        let mut value = format!(
+            "Hash={};Cert=\"{}\";Subject=\"CN=a,O=\\\"b\\\"\"",
+            hash(),
+            url_pem(PEM)
+        )
+        .into_bytes();
+        let i = at.index(value.len());
+        value[i] = byte;
+        if let Ok(entries) = parse_xfcc_header(&value) {
+            for entry in entries {
+                if let (Some(cert), Some(hash)) = (entry.certificate(), entry.hash()) {
+                    proptest::prop_assert_eq!(Thumbprint::from_certificate(cert), hash);
+                }
+            }
+        }
+    }
+}
