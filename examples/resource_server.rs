@@ -54,7 +54,8 @@
 //! (`--forwarded xfcc`; `--xfcc-element first|last` takes one of several
 //! elements, where by default exactly one is expected). The header is
 //! believed only from peers whose address is in a `--trusted-proxy`
-//! network (CIDR, such as `10.0.0.0/8` or `::1/128`; repeat it for more);
+//! network (CIDR, such as `10.0.0.0/8` or `::1/128`, or one address; give
+//! several after the flag, comma-separated, or repeat it);
 //! from other peers it is ignored and a warning is logged. Without
 //! `--trusted-proxy` the server refuses to start, unless `--trust-any-peer`
 //! says that everyone who can reach it is the proxy (unsafe anywhere else).
@@ -117,8 +118,26 @@ struct Args {
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args::default();
-    let mut it = std::env::args().skip(1);
+    let mut it = std::env::args().skip(1).peekable();
     while let Some(flag) = it.next() {
+        if flag == "--trusted-proxy" {
+            // One or more networks: repeated, comma-separated, or several
+            // values after one flag.
+            let mut any = false;
+            while let Some(next) = it.next_if(|next| !next.starts_with("--")) {
+                args.trusted_proxies.extend(
+                    next.split(',')
+                        .map(str::trim)
+                        .filter(|n| !n.is_empty())
+                        .map(str::to_owned),
+                );
+                any = true;
+            }
+            if !any {
+                return Err(format!("{flag} needs a value"));
+            }
+            continue;
+        }
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
         match flag.as_str() {
             "--listen" => args.listen = Some(value()?),
@@ -135,7 +154,6 @@ fn parse_args() -> Result<Args, String> {
             "--terse" => args.terse = true,
             "--forwarded" => args.forwarded = Some(value()?),
             "--trust-client-cert-header" => args.forwarded = Some("client-cert".to_owned()),
-            "--trusted-proxy" => args.trusted_proxies.push(value()?),
             "--trust-any-peer" => args.trust_any_peer = true,
             "--xfcc-element" => args.xfcc_element = Some(value()?),
             "--dpop-nonce" => args.dpop_nonce = true,

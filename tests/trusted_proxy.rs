@@ -227,6 +227,26 @@ async fn client_cert_mode_and_trusting_any_peer() {
             &["--forwarded", "client-cert", "--trust-any-peer"],
             StatusCode::OK,
         ),
+        // Several networks after one flag, or comma-separated.
+        (
+            &[
+                "--forwarded",
+                "client-cert",
+                "--trusted-proxy",
+                "10.0.0.0/8",
+                "127.0.0.1/32",
+            ],
+            StatusCode::OK,
+        ),
+        (
+            &[
+                "--trusted-proxy",
+                "10.0.0.0/8,127.0.0.0/8",
+                "--forwarded",
+                "client-cert",
+            ],
+            StatusCode::OK,
+        ),
         (
             &[
                 "--trust-client-cert-header",
@@ -268,10 +288,14 @@ async fn the_forwarded_mode_needs_its_allow_list() {
         "/nonexistent.json",
     ];
     let with = |more: &[&'static str]| [&base[..], more].concat();
-    let cases: [(&[&str], &str); 9] = [
+    let cases: [(&[&str], &str); 10] = [
         (
             &["--forwarded", "xfcc"],
             "--forwarded needs --trusted-proxy",
+        ),
+        (
+            &["--forwarded", "xfcc", "--trusted-proxy"],
+            "--trusted-proxy needs a value",
         ),
         (
             &["--trust-client-cert-header"],
