@@ -121,13 +121,24 @@ async fn xfcc_from_a_trusted_network() {
         status(&client, &url, &token, &[]).await,
         StatusCode::UNAUTHORIZED
     );
-    for bad in ["Hash=abc", "Subject=\"open", &format!("{theirs},{mine}")] {
+    for bad in ["Hash=abc", "Subject=\"open", "By=spiffe://proxy"] {
         assert_eq!(
             status(&client, &url, &token, &[(xfcc, bad)]).await,
             StatusCode::BAD_REQUEST,
             "{bad}"
         );
     }
+    // Two elements where one is expected: no certificate.
+    assert_eq!(
+        status(
+            &client,
+            &url,
+            &token,
+            &[(xfcc, &format!("{mine},{theirs}"))]
+        )
+        .await,
+        StatusCode::UNAUTHORIZED
+    );
     // RFC 9440's header means nothing in XFCC mode.
     let client_cert = format!(
         ":{}:",

@@ -1,10 +1,12 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
 use http::Response;
 use pin_project_lite::pin_project;
+
+use super::XfccError;
 
 pin_project! {
     /// Response future for [`ForwardedClientCert`](super::ForwardedClientCert).
@@ -18,6 +20,16 @@ impl<F, B> ResponseFuture<F, B> {
     pub(super) fn future(future: F) -> Self {
         Self {
             kind: Kind::Future { future },
+        }
+    }
+
+    /// The inner service's response, with `error` in its extensions.
+    pub(super) fn annotated(future: F, error: XfccError) -> Self {
+        Self {
+            kind: Kind::Annotated {
+                future,
+                error: Some(error),
+            },
         }
     }
 
@@ -37,6 +49,11 @@ pin_project! {
             #[pin]
             future: F,
         },
+        Annotated {
+            #[pin]
+            future: F,
+            error: Option<XfccError>,
+        },
         Rejected {
             response: Option<Response<B>>,
         },
@@ -52,6 +69,13 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
             KindProj::Future { future } => future.poll(cx),
+            KindProj::Annotated { future, error } => {
+                let mut result = ready!(future.poll(cx));
+                if let (Ok(response), Some(error)) = (&mut result, error.take()) {
+                    response.extensions_mut().insert(error);
+                }
+                Poll::Ready(result)
+            }
             KindProj::Rejected { response } => {
                 Poll::Ready(Ok(response.take().expect("future polled after completion")))
             }

@@ -14,8 +14,9 @@
 //!   SHA-256 of its DER (`Hash`, which is the thumbprint a bound token
 //!   carries); [`parse_xfcc_header`] says exactly what is accepted. By
 //!   default the header must hold exactly one element, as Envoy's
-//!   `SANITIZE_SET` sends; [`XfccElement`] picks the first or the last of
-//!   several instead.
+//!   `SANITIZE_SET` sends, and a header with several gives no certificate
+//!   (so a bound token gets `401`); [`XfccElement`] picks the first or the
+//!   last of several instead.
 //!
 //! [`ForwardedClientCertLayer`] turns the header into the
 //! [`PeerCertificate`](super::PeerCertificate) extension that

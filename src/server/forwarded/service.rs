@@ -9,13 +9,14 @@ use tower::Service;
 
 use super::future::ResponseFuture;
 use super::layer::{Config, Header};
-use super::{client_cert_from_headers, xfcc_from_headers};
+use super::{XfccErrorKind, client_cert_from_headers, xfcc_from_headers};
 use crate::server::PeerCertificate;
 
 /// Middleware that takes the client certificate from a header set by a
 /// trusted proxy: for requests from a trusted proxy, it replaces the
 /// request's [`PeerCertificate`] with the one in the header (or with none,
-/// when there is no header) and answers a malformed header with
+/// when there is no header, or when an XFCC header has several elements
+/// where one is expected) and answers a malformed header with
 /// `400 Bad Request`; from any other peer, it removes the header, leaves
 /// the connection's own `PeerCertificate` as it is, and logs a `warn`
 /// event.
@@ -112,9 +113,16 @@ where
             Header::ClientCert => {
                 client_cert_from_headers(request.headers()).map_err(Rejection::ClientCert)
             }
-            Header::Xfcc => {
-                xfcc_from_headers(request.headers(), config.element).map_err(Rejection::Xfcc)
-            }
+            Header::Xfcc => match xfcc_from_headers(request.headers(), config.element) {
+                // Not malformed, but which element names the client is
+                // ambiguous: none does, so a bound token gets a 401 from
+                // the validation layer, which says why in its response.
+                Err(error) if error.kind() == XfccErrorKind::MultipleElements => {
+                    tracing::debug!(%error, "no client certificate taken");
+                    return ResponseFuture::annotated(self.inner.call(request), error);
+                }
+                result => result.map_err(Rejection::Xfcc),
+            },
         };
         match parsed {
             Ok(peer) => {
@@ -373,16 +381,18 @@ mod tests {
         let response = service.clone().oneshot(by_cert).await.unwrap();
         assert_eq!(response.into_body(), format!("{} 1", X5T.trim()));
 
-        // Two elements: refused by default.
+        // Two elements: no certificate by default, and the inner service's
+        // response says why.
         let two = format!("{xfcc},{xfcc}");
         let response = service
             .clone()
             .oneshot(request("10.0.0.1:1", &X_FORWARDED_CLIENT_CERT, &[&two]))
             .await
             .unwrap();
-        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(response.status(), StatusCode::OK);
         let error = response.extensions().get::<XfccError>().unwrap();
         assert_eq!(error.kind(), XfccErrorKind::MultipleElements);
+        assert_eq!(response.into_body(), "none 1");
 
         // No address at all: not trusted by any network.
         let mut unknown = Request::new(String::new());

@@ -38,8 +38,11 @@ pub const X_FORWARDED_CLIENT_CERT: HeaderName = HeaderName::from_static("x-forwa
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum XfccElement {
-    /// Exactly one element; a header with more is refused
-    /// ([`XfccErrorKind::MultipleElements`]). The default.
+    /// Exactly one element. The default. From a header with more, no
+    /// certificate is taken (a bound token is then refused with `401`, as
+    /// without a certificate), and the [`XfccError`] of kind
+    /// [`XfccErrorKind::MultipleElements`] is put in the extensions of the
+    /// response.
     #[default]
     Only,
     /// The first element (the proxy farthest from this server).
@@ -517,7 +520,9 @@ pub enum XfccErrorKind {
     /// An element has neither `Cert` nor `Hash`.
     NoCertificate,
     /// More than one element, where exactly one is expected
-    /// ([`XfccElement::Only`]).
+    /// ([`XfccElement::Only`]). Not a malformed header:
+    /// [`ForwardedClientCert`](super::ForwardedClientCert) takes no
+    /// certificate from it rather than answering `400`.
     MultipleElements,
 }
 
