@@ -403,4 +403,48 @@ mod tests {
         let response = service.clone().oneshot(unknown).await.unwrap();
         assert_eq!(response.into_body(), "none 0");
     }
+
+    proptest::proptest! {
+        #[test]
+        fn from_a_proxy_400_exactly_when_the_header_is_malformed(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..120),
+            real in proptest::prelude::any::<bool>(),
+            copies in 1..3usize,
+        ) {
+            use futures_util::FutureExt as _;
+            let value = if real { format!("Hash={}", hash()).into_bytes() } else { bytes };
+            let Ok(value) = HeaderValue::from_bytes(&value) else {
+                return Ok(());
+            };
+            let layer = ForwardedClientCertLayer::xfcc().trust_any_peer().build().unwrap();
+            let service = ServiceBuilder::new().layer(layer).service_fn(echo);
+            let mut request = Request::new(String::new());
+            for _ in 0..copies {
+                request.headers_mut().append(X_FORWARDED_CLIENT_CERT, value.clone());
+            }
+            let expected = xfcc_from_headers(request.headers(), crate::server::forwarded::XfccElement::Only);
+            let response = service
+                .oneshot(request)
+                .now_or_never()
+                .expect("the layer does not wait")
+                .unwrap();
+            match expected {
+                Ok(peer) => {
+                    proptest::prop_assert_eq!(response.status(), StatusCode::OK);
+                    let seen = peer.map_or("none".to_owned(), |p| p.thumbprint().to_string());
+                    proptest::prop_assert_eq!(response.into_body(), format!("{seen} {copies}"));
+                }
+                Err(error) if error.kind() == XfccErrorKind::MultipleElements => {
+                    proptest::prop_assert_eq!(response.status(), StatusCode::OK);
+                    proptest::prop_assert!(response.extensions().get::<XfccError>().is_some());
+                    proptest::prop_assert_eq!(response.into_body(), format!("none {copies}"));
+                }
+                Err(error) => {
+                    proptest::prop_assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+                    let seen = response.extensions().get::<XfccError>().unwrap();
+                    proptest::prop_assert_eq!(seen.kind(), error.kind());
+                }
+            }
+        }
+    }
 }
