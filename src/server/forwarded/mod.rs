@@ -29,7 +29,10 @@
 //! ([`trusted_proxy_certificate`](ForwardedClientCertBuilder::trusted_proxy_certificate)).
 //! Building the layer without the list is an error, unless you call
 //! [`trust_any_peer`](ForwardedClientCertBuilder::trust_any_peer), which
-//! is unsafe wherever anyone but the proxy can reach the server.
+//! is unsafe wherever anyone but the proxy can reach the server. The list
+//! says whom to believe, not what they pass on: the proxy must also remove
+//! or overwrite the header its clients send (Envoy's `SANITIZE_SET`, or
+//! `APPEND_FORWARD` with [`XfccElement::Last`]).
 //!
 //! For each request:
 //!

@@ -45,7 +45,9 @@ pub enum XfccElement {
     /// response.
     #[default]
     Only,
-    /// The first element (the proxy farthest from this server).
+    /// The first element (the proxy farthest from this server). Safe only
+    /// when the first proxy removes the header clients send: with
+    /// `APPEND_FORWARD` everywhere, the first element may be a client's.
     First,
     /// The last element (the proxy nearest to this server).
     Last,
