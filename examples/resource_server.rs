@@ -10,6 +10,11 @@
 //!     --issuer ISS --audience AUD [--issuer-ca ca.pem] \
 //!     [--allow-unbound] [--required-scope SCOPE]... [--terse] \
 //!     [--dpop-nonce] [--accept-pop] [--public-origin URL]
+//!
+//! cargo run --example resource_server -- --listen 127.0.0.1:0 \
+//!     --forwarded xfcc|client-cert (--trusted-proxy CIDR... | --trust-any-peer) \
+//!     [--xfcc-element only|first|last] \
+//!     --issuer ISS --audience AUD [--issuer-ca ca.pem | --jwks-file jwks.json] ...
 //! ```
 //!
 //! A token bound to a certificate (`cnf.x5t#S256`) is accepted with
@@ -42,15 +47,26 @@
 //! answer of `CnfValidationLayer` (401, 400, 403) or, with a valid token,
 //! 404.
 //!
-//! With `--trust-client-cert-header` it serves plain HTTP behind a
-//! TLS-terminating proxy and takes the client certificate from the RFC 9440
-//! `Client-Cert` header the proxy sets; then `--tls-cert`, `--tls-key`,
-//! `--client-ca` and `--any-client-cert` are not used, and `--jwks-file`
-//! may give the issuer's keys instead of fetching them.
+//! With `--forwarded` it serves plain HTTP behind a TLS-terminating proxy
+//! and takes the client certificate from the header the proxy sets: the
+//! RFC 9440 `Client-Cert` header (`--forwarded client-cert`, or its older
+//! name `--trust-client-cert-header`) or Envoy's `x-forwarded-client-cert`
+//! (`--forwarded xfcc`; `--xfcc-element first|last` takes one of several
+//! elements, where by default exactly one is expected). The header is
+//! believed only from peers whose address is in a `--trusted-proxy`
+//! network (CIDR, such as `10.0.0.0/8` or `::1/128`, or one address; give
+//! several after the flag, comma-separated, or repeat it);
+//! from other peers it is ignored and a warning is logged. Without
+//! `--trusted-proxy` the server refuses to start, unless `--trust-any-peer`
+//! says that everyone who can reach it is the proxy (unsafe anywhere else).
+//! In this mode `--tls-cert`, `--tls-key`, `--client-ca` and
+//! `--any-client-cert` are not used, and `--jwks-file` may give the
+//! issuer's keys instead of fetching them.
 //!
 //! Set `RUST_LOG=tower_token_binding=debug` to see why requests are refused.
 
 use std::io::Write as _;
+use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use axum::routing::get;
@@ -60,7 +76,9 @@ use tokio::net::TcpListener;
 use tower_token_binding::ProvenBinding;
 use tower_token_binding::proof::dpop::{DpopVerifier, StatelessNonces};
 use tower_token_binding::proof::shr::ShrVerifier;
-use tower_token_binding::server::forwarded::ForwardedClientCertLayer;
+use tower_token_binding::server::forwarded::{
+    ForwardedClientCertLayer, ForwardedConfigErrorKind, IpNetwork, XfccElement,
+};
 use tower_token_binding::server::{PeerCertificate, ResourceServer};
 use tower_token_binding::validation::{
     CnfValidationLayer, JwksSource, JwtValidator, VerifiedToken,
@@ -72,7 +90,8 @@ const USAGE: &str = "usage: resource_server --listen ADDR --issuer ISS --audienc
 [--issuer-ca PEM] [--allow-unbound] [--required-scope SCOPE]... [--terse] \
 [--dpop-nonce] [--accept-pop] [--public-origin URL] \
 (--tls-cert PEM --tls-key PEM [--client-ca PEM | --any-client-cert] \
-| --trust-client-cert-header [--jwks-file JSON])";
+| --forwarded xfcc|client-cert (--trusted-proxy CIDR... | --trust-any-peer) \
+[--xfcc-element only|first|last] [--jwks-file JSON])";
 
 #[derive(Default)]
 struct Args {
@@ -88,7 +107,10 @@ struct Args {
     allow_unbound: bool,
     required_scopes: Vec<String>,
     terse: bool,
-    trust_client_cert_header: bool,
+    forwarded: Option<String>,
+    trusted_proxies: Vec<String>,
+    trust_any_peer: bool,
+    xfcc_element: Option<String>,
     dpop_nonce: bool,
     accept_pop: bool,
     public_origin: Option<String>,
@@ -96,8 +118,26 @@ struct Args {
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args::default();
-    let mut it = std::env::args().skip(1);
+    let mut it = std::env::args().skip(1).peekable();
     while let Some(flag) = it.next() {
+        if flag == "--trusted-proxy" {
+            // One or more networks: repeated, comma-separated, or several
+            // values after one flag.
+            let mut any = false;
+            while let Some(next) = it.next_if(|next| !next.starts_with("--")) {
+                args.trusted_proxies.extend(
+                    next.split(',')
+                        .map(str::trim)
+                        .filter(|n| !n.is_empty())
+                        .map(str::to_owned),
+                );
+                any = true;
+            }
+            if !any {
+                return Err(format!("{flag} needs a value"));
+            }
+            continue;
+        }
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
         match flag.as_str() {
             "--listen" => args.listen = Some(value()?),
@@ -112,7 +152,10 @@ fn parse_args() -> Result<Args, String> {
             "--allow-unbound" => args.allow_unbound = true,
             "--required-scope" => args.required_scopes.push(value()?),
             "--terse" => args.terse = true,
-            "--trust-client-cert-header" => args.trust_client_cert_header = true,
+            "--forwarded" => args.forwarded = Some(value()?),
+            "--trust-client-cert-header" => args.forwarded = Some("client-cert".to_owned()),
+            "--trust-any-peer" => args.trust_any_peer = true,
+            "--xfcc-element" => args.xfcc_element = Some(value()?),
             "--dpop-nonce" => args.dpop_nonce = true,
             "--accept-pop" => args.accept_pop = true,
             "--public-origin" => args.public_origin = Some(value()?),
@@ -163,12 +206,18 @@ async fn run(args: Args) -> Result<(), BoxError> {
     let audience = required(&args.audience, "--audience")?;
     let app = Router::new().route("/whoami", get(whoami));
 
-    if args.trust_client_cert_header {
+    if args.forwarded.is_some() {
         return behind_a_proxy(args, listen, issuer, audience, app).await;
+    }
+    if !args.trusted_proxies.is_empty() || args.trust_any_peer || args.xfcc_element.is_some() {
+        return Err(format!(
+            "--trusted-proxy, --trust-any-peer and --xfcc-element work with --forwarded only\n{USAGE}"
+        )
+        .into());
     }
     if args.jwks_file.is_some() {
         return Err(format!(
-            "--jwks-file works with --trust-client-cert-header only; otherwise the \
+            "--jwks-file works with --forwarded only; otherwise the \
              keys are found through the issuer's metadata\n{USAGE}"
         )
         .into());
@@ -227,7 +276,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
 }
 
 /// Plain HTTP behind a TLS-terminating proxy, the client certificate taken
-/// from the proxy's `Client-Cert` header.
+/// from the proxy's `Client-Cert` or `x-forwarded-client-cert` header.
 ///
 /// Stacked by hand because `ResourceServer` terminates TLS itself and reads
 /// the certificate of its own connections: here the layers it is made of
@@ -241,6 +290,9 @@ async fn behind_a_proxy(
     audience: String,
     app: Router,
 ) -> Result<(), BoxError> {
+    // Checked before anything else, so a server without its allow-list
+    // never starts.
+    let forwarded = forwarded_layer(&args)?;
     let jwks = match (&args.jwks_file, &args.issuer_ca) {
         (Some(_), Some(_)) => {
             return Err(format!("give at most one of --jwks-file and --issuer-ca\n{USAGE}").into());
@@ -280,18 +332,73 @@ async fn behind_a_proxy(
     if let Some(origin) = &args.public_origin {
         layer = layer.try_public_origin(origin)?;
     }
-    let app = app.layer(layer).layer(ForwardedClientCertLayer::new());
+    let app = app.layer(layer).layer(forwarded);
 
     let listener = TcpListener::bind(&listen)
         .await
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     announce(&format!("listening on http://{}", listener.local_addr()?))?;
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+    // With the peer's address on every request (`ConnectInfo`), which the
+    // trusted-proxy networks are checked against.
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await?;
     Ok(())
+}
+
+/// The forwarded-certificate layer of `--forwarded`, `--trusted-proxy`,
+/// `--trust-any-peer` and `--xfcc-element`.
+fn forwarded_layer(args: &Args) -> Result<ForwardedClientCertLayer, BoxError> {
+    let mut builder = match args.forwarded.as_deref() {
+        Some("xfcc") => ForwardedClientCertLayer::xfcc(),
+        Some("client-cert") => ForwardedClientCertLayer::client_cert(),
+        other => {
+            return Err(format!(
+                "--forwarded takes xfcc or client-cert, not {:?}\n{USAGE}",
+                other.unwrap_or_default()
+            )
+            .into());
+        }
+    };
+    for network in &args.trusted_proxies {
+        let network: IpNetwork = network
+            .parse()
+            .map_err(|e| format!("--trusted-proxy {network}: {e}"))?;
+        builder = builder.trusted_proxy(network);
+    }
+    if args.trust_any_peer {
+        builder = builder.trust_any_peer();
+    }
+    if let Some(element) = &args.xfcc_element {
+        builder = builder.xfcc_element(match element.as_str() {
+            "only" => XfccElement::Only,
+            "first" => XfccElement::First,
+            "last" => XfccElement::Last,
+            other => {
+                return Err(
+                    format!("--xfcc-element takes only, first or last, not {other:?}").into(),
+                );
+            }
+        });
+    }
+    builder.build().map_err(|e| {
+        let hint = match e.kind() {
+            ForwardedConfigErrorKind::NoTrustedProxies => {
+                "--forwarded needs --trusted-proxy CIDR (the proxies' addresses), or \
+                 --trust-any-peer if nothing but the proxy can reach this server"
+            }
+            _ => {
+                "--trust-any-peer cannot be combined with --trusted-proxy, and \
+                  --xfcc-element is for --forwarded xfcc"
+            }
+        };
+        format!("{hint}: {e}").into()
+    })
 }
 
 fn announce(line: &str) -> std::io::Result<()> {

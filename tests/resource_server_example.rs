@@ -344,6 +344,9 @@ async fn behind_a_proxy(keys: impl FnOnce(&Path, &TestPki, &TestIssuer) -> Vec<S
         "--audience",
         issuer.audience(),
         "--trust-client-cert-header",
+        // The test connects from loopback.
+        "--trusted-proxy",
+        "127.0.0.0/8",
     ];
     args.extend(keys.iter().map(String::as_str));
     let mut server = start(&args).await;
@@ -429,6 +432,8 @@ async fn bad_arguments_exit_with_a_message() {
     assert!(stderr.contains("/nonexistent.pem"), "{stderr}");
     let (_, stderr) = refused(&with(&[
         "--trust-client-cert-header",
+        "--trusted-proxy",
+        "127.0.0.1",
         "--jwks-file",
         "/nonexistent.json",
     ]))
@@ -459,7 +464,7 @@ async fn bad_arguments_exit_with_a_message() {
     ]))
     .await;
     assert!(
-        stderr.contains("--jwks-file works with --trust-client-cert-header only"),
+        stderr.contains("--jwks-file works with --forwarded only"),
         "{stderr}"
     );
     let (_, stderr) = refused(&with(&[

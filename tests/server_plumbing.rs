@@ -152,7 +152,8 @@ fn describe<B>(request: &Request<B>) -> String {
     format!(
         "{} {} {}",
         peer.map_or("none".to_owned(), |p| p.thumbprint().to_string()),
-        peer.map_or(0, |p| p.certificate().as_ref().as_ptr() as usize),
+        peer.and_then(PeerCertificate::certificate)
+            .map_or(0, |c| c.as_ref().as_ptr() as usize),
         info.remote_addr(),
     )
 }
@@ -684,8 +685,14 @@ async fn trusted_proxy_mode_believes_the_header_and_nothing_else() {
     let proxy = pki.client_cert("proxy.example").unwrap();
     let client = TestPki::self_signed_client("client.example").unwrap();
     let echo = Echo::default();
+    // The proxy is known by the certificate it connects with.
     let service = ServiceBuilder::new()
-        .layer(ForwardedClientCertLayer::new())
+        .layer(
+            ForwardedClientCertLayer::client_cert()
+                .trusted_proxy_certificate(proxy.thumbprint())
+                .build()
+                .unwrap(),
+        )
         .service(echo.service());
     let server = TestServer::start(
         listener().await,
@@ -801,8 +808,8 @@ async fn echo_peer(request: Request<()>) -> Result<Response<String>, Infallible>
     ))
 }
 
-/// Runs one request through `ForwardedClientCertLayer` (with a stale
-/// `PeerCertificate` already on it) and returns the response.
+/// Runs one request through `ForwardedClientCertLayer` trusting any peer
+/// (with a stale `PeerCertificate` already on it) and returns the response.
 fn through_layer(headers: &[(&str, HeaderValue)]) -> Response<String> {
     let mut request = Request::new(());
     request
@@ -815,7 +822,12 @@ fn through_layer(headers: &[(&str, HeaderValue)]) -> Response<String> {
         );
     }
     ServiceBuilder::new()
-        .layer(ForwardedClientCertLayer::new())
+        .layer(
+            ForwardedClientCertLayer::client_cert()
+                .trust_any_peer()
+                .build()
+                .unwrap(),
+        )
         .service_fn(echo_peer)
         .oneshot(request)
         .now_or_never()
@@ -853,7 +865,7 @@ proptest! {
         let value = format!("{before}:{b64}:{after}");
         let peer = parse_client_cert_header(&value).unwrap();
         prop_assert_eq!(peer.thumbprint(), Thumbprint::from_certificate(der));
-        prop_assert_eq!(peer.certificate(), der);
+        prop_assert_eq!(peer.certificate(), Some(der));
     }
 
     #[test]
@@ -868,7 +880,7 @@ proptest! {
         der[i] = byte;
         let value = format!(":{}:", STANDARD.encode(&der));
         if let Ok(peer) = parse_client_cert_header(&value) {
-            prop_assert_eq!(peer.certificate().as_ref(), der.as_slice());
+            prop_assert_eq!(peer.certificate().unwrap().as_ref(), der.as_slice());
             prop_assert_eq!(peer.thumbprint(), Thumbprint::from_der(&der));
         }
 
@@ -878,7 +890,7 @@ proptest! {
         let i = at.index(text.len());
         text[i] = byte;
         if let Ok(peer) = parse_client_cert_header(&text) {
-            prop_assert_eq!(peer.thumbprint(), Thumbprint::from_certificate(peer.certificate()));
+            prop_assert_eq!(peer.thumbprint(), Thumbprint::from_certificate(peer.certificate().unwrap()));
         }
     }
 

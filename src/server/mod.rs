@@ -54,8 +54,9 @@
 //!   certificate is read once per connection and every request on it carries
 //!   a [`PeerCertificate`] (and a [`ConnectionInfo`]).
 //! - Behind a TLS-terminating proxy, [`forwarded::ForwardedClientCertLayer`]
-//!   takes the certificate from the RFC 9440 `Client-Cert` header instead,
-//!   and only when you add it.
+//!   takes the certificate from the RFC 9440 `Client-Cert` header or Envoy's
+//!   `x-forwarded-client-cert` instead, only when you add it, and only from
+//!   the proxies you list.
 //!
 //! ```
 //! use std::convert::Infallible;

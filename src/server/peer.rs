@@ -13,6 +13,14 @@ use crate::Thumbprint;
 /// A request on a connection without a client certificate has no
 /// `PeerCertificate` extension.
 ///
+/// Behind a TLS-terminating proxy the certificate may be known by its
+/// thumbprint only: Envoy's `x-forwarded-client-cert` header can carry just
+/// the certificate's SHA-256 digest (`Hash=`), not the certificate. Such a
+/// `PeerCertificate` is made with [`from_thumbprint`](Self::from_thumbprint)
+/// and its [`certificate`](Self::certificate) is `None`. The binding check
+/// of [`CnfValidationLayer`](crate::CnfValidationLayer) reads the
+/// [`thumbprint`](Self::thumbprint) only, so it works the same for both.
+///
 /// ```
 /// use tower_token_binding::server::PeerCertificate;
 /// # let der = rustls_pki_types::CertificateDer::from(b"DER bytes".to_vec());
@@ -23,6 +31,7 @@ use crate::Thumbprint;
 ///
 /// let seen = request.extensions().get::<PeerCertificate>().unwrap();
 /// assert_eq!(seen.thumbprint(), peer.thumbprint());
+/// assert!(seen.certificate().is_some());
 /// ```
 #[derive(Clone)]
 pub struct PeerCertificate {
@@ -30,7 +39,7 @@ pub struct PeerCertificate {
 }
 
 struct Inner {
-    leaf: CertificateDer<'static>,
+    leaf: Option<CertificateDer<'static>>,
     thumbprint: Thumbprint,
 }
 
@@ -39,13 +48,40 @@ impl PeerCertificate {
     pub fn new(leaf: CertificateDer<'static>) -> Self {
         let thumbprint = Thumbprint::from_certificate(&leaf);
         Self {
-            inner: Arc::new(Inner { leaf, thumbprint }),
+            inner: Arc::new(Inner {
+                leaf: Some(leaf),
+                thumbprint,
+            }),
         }
     }
 
-    /// The leaf certificate, DER.
-    pub fn certificate(&self) -> &CertificateDer<'static> {
-        &self.inner.leaf
+    /// A certificate known only by its thumbprint, such as the `Hash` of an
+    /// Envoy `x-forwarded-client-cert` element: the binding check works
+    /// with it, and [`certificate`](Self::certificate) is `None`.
+    ///
+    /// ```
+    /// use tower_token_binding::Thumbprint;
+    /// use tower_token_binding::server::PeerCertificate;
+    ///
+    /// let thumbprint = Thumbprint::from_der(b"DER bytes");
+    /// let peer = PeerCertificate::from_thumbprint(thumbprint);
+    /// assert_eq!(peer.thumbprint(), thumbprint);
+    /// assert!(peer.certificate().is_none());
+    /// ```
+    pub fn from_thumbprint(thumbprint: Thumbprint) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                leaf: None,
+                thumbprint,
+            }),
+        }
+    }
+
+    /// The leaf certificate, DER; `None` when only its thumbprint is known
+    /// (see [`from_thumbprint`](Self::from_thumbprint)). Always `Some` for
+    /// the certificates of TLS connections.
+    pub fn certificate(&self) -> Option<&CertificateDer<'static>> {
+        self.inner.leaf.as_ref()
     }
 
     /// The leaf certificate's RFC 8705 `x5t#S256` thumbprint.
@@ -58,6 +94,7 @@ impl fmt::Debug for PeerCertificate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PeerCertificate")
             .field("thumbprint", &self.inner.thumbprint)
-            .finish_non_exhaustive()
+            .field("certificate", &self.inner.leaf.is_some())
+            .finish()
     }
 }

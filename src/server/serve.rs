@@ -299,6 +299,17 @@ pub struct ConnectionInfo {
 }
 
 impl ConnectionInfo {
+    /// The addresses of a connection, for servers other than [`serve`] to
+    /// put in the extensions of its requests (for
+    /// [`ForwardedClientCertLayer`](super::forwarded::ForwardedClientCertLayer)'s
+    /// trusted-proxy networks, say).
+    pub fn new(remote_addr: SocketAddr, local_addr: SocketAddr) -> Self {
+        Self {
+            remote_addr,
+            local_addr,
+        }
+    }
+
     /// The client's address (the peer of the TCP connection).
     pub fn remote_addr(&self) -> SocketAddr {
         self.remote_addr

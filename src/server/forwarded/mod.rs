@@ -1,0 +1,133 @@
+//! Trusted-proxy mode: the client certificate from a header set by a
+//! TLS-terminating proxy, believed only from the proxies you list.
+//!
+//! Behind a TLS-terminating reverse proxy, the application never sees the
+//! client's TLS handshake; the proxy forwards the client certificate in a
+//! header. Two formats are read:
+//!
+//! - [RFC 9440] `Client-Cert` ([`ForwardedClientCertLayer::client_cert`]):
+//!   an RFC 8941 byte sequence, `:` the DER in standard base64 `:`
+//!   ([`parse_client_cert_header`]).
+//! - Envoy's `x-forwarded-client-cert`, XFCC
+//!   ([`ForwardedClientCertLayer::xfcc`]): `By=...;Hash=...;Cert="..."`
+//!   elements, the certificate as URL-encoded PEM (`Cert`) or as the hex
+//!   SHA-256 of its DER (`Hash`, which is the thumbprint a bound token
+//!   carries); [`parse_xfcc_header`] says exactly what is accepted. By
+//!   default the header must hold exactly one element, as Envoy's
+//!   `SANITIZE_SET` sends, and a header with several gives no certificate
+//!   (so a bound token gets `401`); [`XfccElement`] picks the first or the
+//!   last of several instead.
+//!
+//! [`ForwardedClientCertLayer`] turns the header into the
+//! [`PeerCertificate`](super::PeerCertificate) extension that
+//! [`CnfValidationLayer`](crate::CnfValidationLayer) checks bound tokens
+//! against. Whoever can send this header can claim any certificate, so the
+//! layer believes it only from **trusted proxies**, a list you must give:
+//! IP networks (the connection's remote address, see
+//! [`trusted_proxy`](ForwardedClientCertBuilder::trusted_proxy)) or the
+//! thumbprint of the certificate the proxy itself presents over mutual TLS
+//! ([`trusted_proxy_certificate`](ForwardedClientCertBuilder::trusted_proxy_certificate)).
+//! Building the layer without the list is an error, unless you call
+//! [`trust_any_peer`](ForwardedClientCertBuilder::trust_any_peer), which
+//! is unsafe wherever anyone but the proxy can reach the server. The list
+//! says whom to believe, not what they pass on: the proxy must also remove
+//! or overwrite the header its clients send (Envoy's `SANITIZE_SET`, or
+//! `APPEND_FORWARD` with [`XfccElement::Last`]).
+//!
+//! For each request:
+//!
+//! - **from a trusted proxy**, the header is the only source: the layer
+//!   removes any `PeerCertificate` extension (such as the proxy's own
+//!   certificate, when the proxy connects with mTLS through
+//!   [`serve`](super::serve())) and adds one made from the header, if there
+//!   is a header. A malformed header is answered with `400 Bad Request` and
+//!   the reason ([`ClientCertHeaderError`] or [`XfccError`]) in the
+//!   response's extensions, never guessed at.
+//! - **from any other peer**, the header is removed from the request and
+//!   not read, a `warn` event is logged (with the peer's address, never the
+//!   header's value; at most one a second per layer, each counting the
+//!   ones left out in `also_ignored`), and the connection's own `PeerCertificate`, proven in
+//!   its TLS handshake, stays as it is: a client that reaches the server
+//!   directly over mutual TLS is served as without a proxy, and one that
+//!   only claims a certificate in a header has none.
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use std::net::SocketAddr;
+//! use http::{Request, Response, StatusCode};
+//! use tower::{ServiceBuilder, ServiceExt as _};
+//! use tower_token_binding::server::{ConnectionInfo, PeerCertificate};
+//! use tower_token_binding::server::forwarded::{
+//!     ForwardedClientCertLayer, X_FORWARDED_CLIENT_CERT, XfccError, XfccErrorKind,
+//! };
+//! # use tower_token_binding::test_util::TestPki;
+//!
+//! async fn whoami(request: Request<String>) -> Result<Response<String>, Infallible> {
+//!     let peer = request.extensions().get::<PeerCertificate>();
+//!     Ok(Response::new(peer.map_or(String::new(), |p| p.thumbprint().to_string())))
+//! }
+//!
+//! /// A request as `serve` hands it over: with the connection's addresses.
+//! fn from(remote: &str, xfcc: &str) -> Request<String> {
+//!     let mut request = Request::get("/").header(X_FORWARDED_CLIENT_CERT, xfcc);
+//!     let info = ConnectionInfo::new(remote.parse().unwrap(), "10.0.0.1:443".parse().unwrap());
+//!     request.extensions_mut().unwrap().insert(info);
+//!     request.body(String::new()).unwrap()
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let service = ServiceBuilder::new()
+//!     .layer(
+//!         ForwardedClientCertLayer::xfcc()
+//!             .trusted_proxy("10.0.0.0/8".parse()?) // where the proxies are
+//!             .build()?,
+//!     )
+//!     .service_fn(whoami);
+//!
+//! # let cert = TestPki::self_signed_client("client.example")?;
+//! // What Envoy sends: the SHA-256 of the client's certificate, in hex.
+//! let hash: String = cert.thumbprint().as_bytes().iter().map(|b| format!("{b:02x}")).collect();
+//! let xfcc = format!(r#"By=spiffe://proxy;Hash={hash};Subject="CN=client,O=Example""#);
+//!
+//! // From a proxy: believed.
+//! let response = service.clone().oneshot(from("10.1.2.3:5000", &xfcc)).await?;
+//! assert_eq!(response.into_body(), cert.thumbprint().to_string());
+//!
+//! // From anyone else: ignored (and logged).
+//! let response = service.clone().oneshot(from("203.0.113.9:5000", &xfcc)).await?;
+//! assert_eq!(response.into_body(), "");
+//!
+//! // A malformed header from a proxy is a 400, with the reason in the extensions.
+//! let response = service.oneshot(from("10.1.2.3:5000", "Hash=abc")).await?;
+//! assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+//! let error = response.extensions().get::<XfccError>().unwrap();
+//! assert_eq!(error.kind(), XfccErrorKind::InvalidHash);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! [RFC 9440]: https://www.rfc-editor.org/rfc/rfc9440
+
+mod client_cert;
+mod future;
+mod layer;
+mod service;
+mod trusted;
+mod xfcc;
+
+pub use client_cert::{
+    CLIENT_CERT, ClientCertHeaderError, ClientCertHeaderErrorKind, client_cert_from_headers,
+    parse_client_cert_header,
+};
+pub use future::ResponseFuture;
+pub use layer::{
+    ForwardedClientCertBuilder, ForwardedClientCertLayer, ForwardedConfigError,
+    ForwardedConfigErrorKind,
+};
+pub use service::ForwardedClientCert;
+pub use trusted::{IpNetwork, ParseIpNetworkError};
+pub use xfcc::{
+    X_FORWARDED_CLIENT_CERT, XfccElement, XfccEntry, XfccError, XfccErrorKind, parse_xfcc_header,
+    xfcc_from_headers,
+};
