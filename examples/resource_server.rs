@@ -9,7 +9,9 @@
 //!     [--client-ca ca.pem | --any-client-cert] \
 //!     --issuer ISS --audience AUD [--issuer-ca ca.pem] \
 //!     [--allow-unbound] [--required-scope SCOPE]... [--terse] \
-//!     [--dpop-nonce] [--accept-pop] [--public-origin URL]
+//!     [--dpop-nonce] [--accept-pop] [--public-origin URL] \
+//!     [--introspection-client-id ID --introspection-secret S \
+//!      [--introspection-endpoint URL]]
 //! ```
 //!
 //! A token bound to a certificate (`cnf.x5t#S256`) is accepted with
@@ -48,6 +50,13 @@
 //! `--client-ca` and `--any-client-cert` are not used, and `--jwks-file`
 //! may give the issuer's keys instead of fetching them.
 //!
+//! With `--introspection-client-id` and `--introspection-secret`, opaque
+//! access tokens (not three dot-separated segments) are checked by token
+//! introspection (RFC 7662) as that client (`client_secret_basic`), at
+//! `--introspection-endpoint` or the `introspection_endpoint` of the
+//! issuer's metadata; JWTs are still checked locally. Their binding is
+//! checked the same way.
+//!
 //! Set `RUST_LOG=tower_token_binding=debug` to see why requests are refused.
 
 use std::io::Write as _;
@@ -63,7 +72,7 @@ use tower_token_binding::proof::shr::ShrVerifier;
 use tower_token_binding::server::forwarded::ForwardedClientCertLayer;
 use tower_token_binding::server::{PeerCertificate, ResourceServer};
 use tower_token_binding::validation::{
-    CnfValidationLayer, JwksSource, JwtValidator, VerifiedToken,
+    CnfValidationLayer, IntrospectionValidator, JwksSource, JwtValidator, VerifiedToken,
 };
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -71,6 +80,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 const USAGE: &str = "usage: resource_server --listen ADDR --issuer ISS --audience AUD \
 [--issuer-ca PEM] [--allow-unbound] [--required-scope SCOPE]... [--terse] \
 [--dpop-nonce] [--accept-pop] [--public-origin URL] \
+[--introspection-client-id ID --introspection-secret S [--introspection-endpoint URL]] \
 (--tls-cert PEM --tls-key PEM [--client-ca PEM | --any-client-cert] \
 | --trust-client-cert-header [--jwks-file JSON])";
 
@@ -92,6 +102,9 @@ struct Args {
     dpop_nonce: bool,
     accept_pop: bool,
     public_origin: Option<String>,
+    introspection_endpoint: Option<String>,
+    introspection_client_id: Option<String>,
+    introspection_secret: Option<String>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -116,6 +129,9 @@ fn parse_args() -> Result<Args, String> {
             "--dpop-nonce" => args.dpop_nonce = true,
             "--accept-pop" => args.accept_pop = true,
             "--public-origin" => args.public_origin = Some(value()?),
+            "--introspection-endpoint" => args.introspection_endpoint = Some(value()?),
+            "--introspection-client-id" => args.introspection_client_id = Some(value()?),
+            "--introspection-secret" => args.introspection_secret = Some(value()?),
             "-h" | "--help" => return Err(USAGE.to_owned()),
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
         }
@@ -157,6 +173,28 @@ fn dpop_verifier(args: &Args) -> Result<DpopVerifier, BoxError> {
     Ok(verifier.build())
 }
 
+/// Token introspection for opaque tokens, when its flags are given.
+fn introspection(
+    args: &Args,
+) -> Result<Option<tower_token_binding::validation::IntrospectionValidatorBuilder>, String> {
+    let (id, secret) = match (&args.introspection_client_id, &args.introspection_secret) {
+        (None, None) if args.introspection_endpoint.is_none() => return Ok(None),
+        (Some(id), Some(secret)) => (id, secret),
+        _ => {
+            return Err(format!(
+                "--introspection-client-id and --introspection-secret go together\n{USAGE}"
+            ));
+        }
+    };
+    let mut builder = IntrospectionValidator::builder()
+        .client_id(id)
+        .client_secret_basic(secret);
+    if let Some(url) = &args.introspection_endpoint {
+        builder = builder.endpoint(url);
+    }
+    Ok(Some(builder))
+}
+
 async fn run(args: Args) -> Result<(), BoxError> {
     let listen = required(&args.listen, "--listen")?;
     let issuer = required(&args.issuer, "--issuer")?;
@@ -164,6 +202,12 @@ async fn run(args: Args) -> Result<(), BoxError> {
     let app = Router::new().route("/whoami", get(whoami));
 
     if args.trust_client_cert_header {
+        if introspection(&args)?.is_some() {
+            return Err(format!(
+                "the --introspection-* flags work without --trust-client-cert-header only\n{USAGE}"
+            )
+            .into());
+        }
         return behind_a_proxy(args, listen, issuer, audience, app).await;
     }
     if args.jwks_file.is_some() {
@@ -209,6 +253,9 @@ async fn run(args: Args) -> Result<(), BoxError> {
     }
     if let Some(origin) = &args.public_origin {
         server = server.public_origin(origin);
+    }
+    if let Some(introspection) = introspection(&args)? {
+        server = server.introspection(introspection);
     }
     // Every setting is checked and every file read here, before listening.
     let server = server.build()?;

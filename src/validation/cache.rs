@@ -40,7 +40,7 @@ impl Hasher for DigestHasher {
     }
 }
 
-pub(crate) type DigestMap<V> = HashMap<TokenDigest, V, BuildHasherDefault<DigestHasher>>;
+type DigestMap<V> = HashMap<TokenDigest, V, BuildHasherDefault<DigestHasher>>;
 
 /// Bounded map from token digest to verified claims.
 ///

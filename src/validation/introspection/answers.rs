@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use futures_util::future::{BoxFuture, Shared};
 
-use crate::validation::cache::{DigestMap, TokenDigest, VerifiedCache};
+use crate::validation::cache::{TokenDigest, VerifiedCache};
 use crate::validation::{TokenError, VerifiedToken};
 
 /// The shared outcome of one introspection call.
@@ -20,12 +20,13 @@ pub(super) struct Answers {
     /// expired entries first, then an eighth, never all at once).
     active: VerifiedCache,
     /// Definitive refusals (inactive, expired, not ours), until the given
-    /// time. Anyone can send junk tokens, so this map hashes with SipHash
-    /// under a random key rather than the digest's own bytes.
+    /// time. Anyone can send junk tokens, so this map (and the next) hashes
+    /// with SipHash under a random key rather than with the digest's own
+    /// bytes, which only the cache of verified tokens can afford.
     refused: Mutex<HashMap<TokenDigest, (TokenError, u64)>>,
     capacity: usize,
     /// The calls in flight.
-    in_flight: Mutex<DigestMap<InFlight>>,
+    in_flight: Mutex<HashMap<TokenDigest, InFlight>>,
 }
 
 /// What [`Answers::lookup`] found.
@@ -40,7 +41,7 @@ impl Answers {
             active: VerifiedCache::new(capacity),
             refused: Mutex::new(HashMap::new()),
             capacity,
-            in_flight: Mutex::new(DigestMap::default()),
+            in_flight: Mutex::new(HashMap::new()),
         }
     }
 
@@ -48,7 +49,7 @@ impl Answers {
         self.refused.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn in_flight(&self) -> std::sync::MutexGuard<'_, DigestMap<InFlight>> {
+    fn in_flight(&self) -> std::sync::MutexGuard<'_, HashMap<TokenDigest, InFlight>> {
         self.in_flight.lock().unwrap_or_else(|p| p.into_inner())
     }
 
