@@ -93,3 +93,60 @@ pub(super) fn validator(
         JwtOrIntrospection::new(jwt, introspection)
     })
 }
+
+#[cfg(all(test, feature = "test-util"))]
+mod tests {
+    use super::*;
+    use crate::server::{AnyClientCertVerifier, ResourceServer};
+    use crate::test_util::TestPki;
+    use crate::validation::IntrospectionValidator;
+
+    #[test]
+    fn introspection_settings_are_checked_at_build() {
+        let pki = TestPki::new().unwrap();
+        let tls = pki
+            .server_config(Arc::new(AnyClientCertVerifier::optional()))
+            .unwrap();
+        let base = || {
+            ResourceServer::builder()
+                .issuer("https://login.example")
+                .audience("https://api.example")
+                .tls_config(tls.clone())
+                .issuer_root_store(pki.root_store())
+        };
+        // No credentials for the introspection endpoint.
+        let err = base()
+            .introspection(IntrospectionValidator::builder().client_id("api"))
+            .build()
+            .unwrap_err();
+        assert_eq!(err.kind(), ResourceServerErrorKind::Introspection);
+        assert!(err.to_string().contains("authenticate"), "{err}");
+        // The endpoint given, not https.
+        let err = base()
+            .introspection_only(
+                IntrospectionValidator::builder()
+                    .endpoint("http://login.example/introspect")
+                    .client_id("api")
+                    .client_secret_basic("s3cret"),
+            )
+            .build()
+            .unwrap_err();
+        assert_eq!(err.kind(), ResourceServerErrorKind::Introspection);
+        // Good settings: the endpoint is discovered from the issuer.
+        let server = base()
+            .introspection(
+                IntrospectionValidator::builder()
+                    .client_id("api")
+                    .client_secret_basic("s3cret"),
+            )
+            .build()
+            .unwrap();
+        let validator = server.layer();
+        let debug = format!("{validator:?}");
+        assert!(
+            debug.contains("discovered from https://login.example"),
+            "{debug}"
+        );
+        assert!(!debug.contains("s3cret"), "{debug}");
+    }
+}
