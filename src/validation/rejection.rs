@@ -603,6 +603,23 @@ mod tests {
             "Bearer error=\"insufficient_scope\", scope=\"a \\\"b\\\"\""
         );
         assert_eq!(www(r(RejectionKind::KeysUnavailable), false, None), None);
+        assert_eq!(
+            www(r(RejectionKind::IntrospectionUnavailable), false, None),
+            None
+        );
+        let unavailable = Rejection::token(
+            TokenError::new(TokenErrorKind::IntrospectionUnavailable),
+            Scheme::Bearer,
+        );
+        assert_eq!(unavailable.kind(), RejectionKind::IntrospectionUnavailable);
+        let response: Response<()> = unavailable.into_response(&Settings::default());
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "5");
+        let inactive = Rejection::token(TokenError::new(TokenErrorKind::Inactive), Scheme::Bearer);
+        assert_eq!(
+            www_with(inactive, &Settings::default()).unwrap(),
+            "Bearer error=\"invalid_token\", error_description=\"the access token is not active\""
+        );
         let pop = Rejection::new(RejectionKind::NoClientCertificate, Scheme::MtlsPop);
         assert!(
             www(pop, true, None)
