@@ -9,7 +9,9 @@
 //!     [--client-ca ca.pem | --any-client-cert] \
 //!     --issuer ISS --audience AUD [--issuer-ca ca.pem] \
 //!     [--allow-unbound] [--required-scope SCOPE]... [--terse] \
-//!     [--dpop-nonce] [--accept-pop] [--public-origin URL]
+//!     [--dpop-nonce] [--accept-pop] [--public-origin URL] \
+//!     [--introspection-client-id ID --introspection-secret S \
+//!      [--introspection-endpoint URL]]
 //!
 //! cargo run --example resource_server -- --listen 127.0.0.1:0 \
 //!     --forwarded xfcc|client-cert (--trusted-proxy CIDR... | --trust-any-peer) \
@@ -63,6 +65,13 @@
 //! `--any-client-cert` are not used, and `--jwks-file` may give the
 //! issuer's keys instead of fetching them.
 //!
+//! With `--introspection-client-id` and `--introspection-secret`, opaque
+//! access tokens (not three dot-separated segments) are checked by token
+//! introspection (RFC 7662) as that client (`client_secret_basic`), at
+//! `--introspection-endpoint` or the `introspection_endpoint` of the
+//! issuer's metadata; JWTs are still checked locally. Their binding is
+//! checked the same way.
+//!
 //! Set `RUST_LOG=tower_token_binding=debug` to see why requests are refused.
 
 use std::io::Write as _;
@@ -81,7 +90,7 @@ use tower_token_binding::server::forwarded::{
 };
 use tower_token_binding::server::{PeerCertificate, ResourceServer};
 use tower_token_binding::validation::{
-    CnfValidationLayer, JwksSource, JwtValidator, VerifiedToken,
+    CnfValidationLayer, IntrospectionValidator, JwksSource, JwtValidator, VerifiedToken,
 };
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -89,6 +98,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 const USAGE: &str = "usage: resource_server --listen ADDR --issuer ISS --audience AUD \
 [--issuer-ca PEM] [--allow-unbound] [--required-scope SCOPE]... [--terse] \
 [--dpop-nonce] [--accept-pop] [--public-origin URL] \
+[--introspection-client-id ID --introspection-secret S [--introspection-endpoint URL]] \
 (--tls-cert PEM --tls-key PEM [--client-ca PEM | --any-client-cert] \
 | --forwarded xfcc|client-cert (--trusted-proxy CIDR... | --trust-any-peer) \
 [--xfcc-element only|first|last] [--jwks-file JSON])";
@@ -114,6 +124,9 @@ struct Args {
     dpop_nonce: bool,
     accept_pop: bool,
     public_origin: Option<String>,
+    introspection_endpoint: Option<String>,
+    introspection_client_id: Option<String>,
+    introspection_secret: Option<String>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -159,6 +172,9 @@ fn parse_args() -> Result<Args, String> {
             "--dpop-nonce" => args.dpop_nonce = true,
             "--accept-pop" => args.accept_pop = true,
             "--public-origin" => args.public_origin = Some(value()?),
+            "--introspection-endpoint" => args.introspection_endpoint = Some(value()?),
+            "--introspection-client-id" => args.introspection_client_id = Some(value()?),
+            "--introspection-secret" => args.introspection_secret = Some(value()?),
             "-h" | "--help" => return Err(USAGE.to_owned()),
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
         }
@@ -200,6 +216,28 @@ fn dpop_verifier(args: &Args) -> Result<DpopVerifier, BoxError> {
     Ok(verifier.build())
 }
 
+/// Token introspection for opaque tokens, when its flags are given.
+fn introspection(
+    args: &Args,
+) -> Result<Option<tower_token_binding::validation::IntrospectionValidatorBuilder>, String> {
+    let (id, secret) = match (&args.introspection_client_id, &args.introspection_secret) {
+        (None, None) if args.introspection_endpoint.is_none() => return Ok(None),
+        (Some(id), Some(secret)) => (id, secret),
+        _ => {
+            return Err(format!(
+                "--introspection-client-id and --introspection-secret go together\n{USAGE}"
+            ));
+        }
+    };
+    let mut builder = IntrospectionValidator::builder()
+        .client_id(id)
+        .client_secret_basic(secret);
+    if let Some(url) = &args.introspection_endpoint {
+        builder = builder.endpoint(url);
+    }
+    Ok(Some(builder))
+}
+
 async fn run(args: Args) -> Result<(), BoxError> {
     let listen = required(&args.listen, "--listen")?;
     let issuer = required(&args.issuer, "--issuer")?;
@@ -207,6 +245,12 @@ async fn run(args: Args) -> Result<(), BoxError> {
     let app = Router::new().route("/whoami", get(whoami));
 
     if args.forwarded.is_some() {
+        if introspection(&args)?.is_some() {
+            return Err(format!(
+                "the --introspection-* flags work without --forwarded only\n{USAGE}"
+            )
+            .into());
+        }
         return behind_a_proxy(args, listen, issuer, audience, app).await;
     }
     if !args.trusted_proxies.is_empty() || args.trust_any_peer || args.xfcc_element.is_some() {
@@ -258,6 +302,9 @@ async fn run(args: Args) -> Result<(), BoxError> {
     }
     if let Some(origin) = &args.public_origin {
         server = server.public_origin(origin);
+    }
+    if let Some(introspection) = introspection(&args)? {
+        server = server.introspection(introspection);
     }
     // Every setting is checked and every file read here, before listening.
     let server = server.build()?;

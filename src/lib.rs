@@ -67,7 +67,7 @@
 //! | feature | default | what it adds |
 //! | --- | --- | --- |
 //! | `client` | yes | the client half: [`client`], [`token`], [`source`], [`binding`], [`pool`], identity reloading (hyper-rustls, hyper-util's client) |
-//! | `server` | yes | the server half: [`server`] (TLS serving with a [`server::PeerCertificate`] on every request, trusted-proxy mode: RFC 9440 `Client-Cert` and Envoy's `x-forwarded-client-cert`, from listed proxies only) and [`validation`] ([`CnfValidationLayer`], with an HTTPS client to fetch JWKS) |
+//! | `server` | yes | the server half: [`server`] (TLS serving with a [`server::PeerCertificate`] on every request, trusted-proxy mode: RFC 9440 `Client-Cert` and Envoy's `x-forwarded-client-cert`, from listed proxies only) and [`validation`] ([`CnfValidationLayer`], with an HTTPS client to fetch JWKS; token introspection needs `client` too, for its mTLS client pool) |
 //! | `axum` | no | [`validation::VerifiedToken`] as an axum extractor, axum's `ConnectInfo` on served requests (implies `server`) |
 //! | `metrics` | no | [`metrics`]: counters and a gauge through the `metrics` crate's facade (token fetches, caches, pools, retries, validation outcomes by reason, replays) |
 //! | `test-util` | no | [`test_util`]: test PKI and authorization server (implies `client`, `server`) |

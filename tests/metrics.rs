@@ -13,6 +13,8 @@
 
 #[path = "support/dpop.rs"]
 mod dpop;
+#[path = "support/introspection.rs"]
+mod introspection;
 mod support;
 
 use std::collections::BTreeMap;
@@ -38,9 +40,9 @@ use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use serde_json::json;
 use tower_token_binding::binding::Scheme;
 use tower_token_binding::metrics::{
-    ACCEPTED, CLIENT_RETRIES, JWKS_FETCHES, NAMES, POOL_CLIENTS, POOL_TLS_CONNECTIONS,
-    REPLAY_CHECKS, TOKEN_CACHE_LOOKUPS, TOKEN_CACHE_WAITERS, TOKEN_FETCHES, TOKEN_REFRESHES_AHEAD,
-    VALIDATION_CACHE_LOOKUPS, VALIDATIONS,
+    ACCEPTED, CLIENT_RETRIES, INTROSPECTIONS, JWKS_FETCHES, NAMES, POOL_CLIENTS,
+    POOL_TLS_CONNECTIONS, REPLAY_CHECKS, TOKEN_CACHE_LOOKUPS, TOKEN_CACHE_WAITERS, TOKEN_FETCHES,
+    TOKEN_REFRESHES_AHEAD, VALIDATION_CACHE_LOOKUPS, VALIDATIONS,
 };
 use tower_token_binding::proof::dpop::{DpopVerifier, StatelessNonces};
 use tower_token_binding::test_util::{TestIssuer, TestPki};
@@ -524,5 +526,48 @@ fn a_dpop_nonce_challenge_is_one_retry() {
         assert_eq!(seen.count(POOL_TLS_CONNECTIONS, "client_cert=yes"), 0);
         let jkt = client.dpop_proofs().unwrap().thumbprint().to_string();
         seen.assert_bounded(&[&jkt, "svc", SECRET, "whoami"]);
+    });
+}
+
+#[test]
+fn introspection_calls_and_its_answer_cache() {
+    run(|snapshotter| async move {
+        let s = introspection::setup().await;
+        let api = introspection::start(
+            &s.pki,
+            CnfValidationLayer::new(s.validator().build().unwrap()),
+        )
+        .await;
+        let client = support::https_client(&s.pki, Some(&s.client));
+
+        // A bound opaque token, three times: one call, then two answers
+        // from the cache.
+        let token = s.bound_to_client();
+        for _ in 0..3 {
+            let answer = introspection::bearer(&client, &api, &token).await;
+            assert_eq!(answer.status, StatusCode::OK);
+        }
+        // A revoked one, twice: one call, answered "inactive".
+        let revoked = s.bound_to_client();
+        assert!(s.issuer.revoke(&revoked));
+        for _ in 0..2 {
+            let answer = introspection::bearer(&client, &api, &revoked).await;
+            assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+        }
+        assert_eq!(s.issuer.introspection_calls(), 2);
+
+        let seen = Seen::take(&snapshotter);
+        assert_eq!(seen.count(INTROSPECTIONS, "outcome=active"), 1);
+        assert_eq!(seen.count(INTROSPECTIONS, "outcome=inactive"), 1);
+        let lookups = |result| {
+            seen.count(
+                VALIDATION_CACHE_LOOKUPS,
+                &format!("validator=introspection,result={result}"),
+            )
+        };
+        assert_eq!((lookups("hit"), lookups("miss")), (3, 2));
+        assert_eq!(seen.count(VALIDATIONS, "outcome=ok,scheme=bearer"), 3);
+        assert_eq!(seen.count(VALIDATIONS, "outcome=inactive,scheme=bearer"), 2);
+        seen.assert_bounded(&[&token, &revoked, introspection::RS_ID]);
     });
 }

@@ -30,7 +30,7 @@
 //! | [`tower_token_binding_validation_cache_lookups_total`](VALIDATION_CACHE_LOOKUPS) | counter | `validator`, `result` | lookups in the server's cache of verified tokens: `validator` `jwt` or `introspection`, `result` `hit` or `miss` (the binding is checked on every request, hit or miss) |
 //! | [`tower_token_binding_jwks_fetches_total`](JWKS_FETCHES) | counter | `outcome` | fetches of the server's signing keys: `ok`, `discovery` (no usable issuer metadata), `http_status`, `transport`, `invalid` (not a usable key set) |
 //! | [`tower_token_binding_replay_checks_total`](REPLAY_CHECKS) | counter | `proof`, `result` | replay-store checks of otherwise accepted proofs: `proof` `dpop` or `pop`; `result` `fresh`, `replayed` (refused) or `unavailable` (the store did not answer: refused with `503`) |
-//! | [`tower_token_binding_introspections_total`](INTROSPECTIONS) | counter | `outcome` | calls to an RFC 7662 introspection endpoint: `active`, `inactive`, `unavailable` (down, timed out, a `5xx`), `invalid_response` |
+//! | [`tower_token_binding_introspections_total`](INTROSPECTIONS) | counter | `outcome` | calls to an RFC 7662 introspection endpoint: `active`, `inactive` (not active, or refused on its claims), `unavailable` (down, timed out, an error status), `invalid_response` (not an introspection answer) |
 //!
 //! The reasons of refused validations (`outcome`), from
 //! [`RejectionKind`](crate::validation::RejectionKind) and the token, DPoP

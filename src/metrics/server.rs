@@ -78,6 +78,7 @@ pub(crate) fn rejection_outcome(kind: RejectionKind) -> &'static str {
         K::DpopBoundAsBearer | K::PopBoundWithoutSignedRequest => "downgrade",
         K::NotDpopBound | K::NotPopBound => "scheme_mismatch",
         K::ReplayStoreUnavailable => "replay_store_unavailable",
+        K::IntrospectionUnavailable => "introspection_unavailable",
         K::InvalidSignedRequest(kind) => shr_outcome(kind),
     }
 }
@@ -97,6 +98,9 @@ fn token_outcome(kind: TokenErrorKind) -> &'static str {
         K::MissingClaim => "missing_claim",
         K::InvalidConfirmation => "invalid_cnf",
         K::KeysUnavailable => "keys_unavailable",
+        K::Inactive => "inactive",
+        K::TokenTypeMismatch => "token_type_mismatch",
+        K::IntrospectionUnavailable => "introspection_unavailable",
         K::Other => "invalid_token",
     }
 }
@@ -152,7 +156,6 @@ pub(crate) enum Validator {
     /// [`JwtValidator`](crate::validation::JwtValidator).
     Jwt,
     /// An RFC 7662 introspection validator.
-    #[allow(dead_code, reason = "recorded by the introspection validator")]
     Introspection,
 }
 
@@ -217,12 +220,13 @@ pub(crate) fn replay_check(scheme: Scheme, fresh: Option<bool>) {
 }
 
 /// How a call to an introspection endpoint ended.
-#[allow(dead_code, reason = "recorded by the introspection validator")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Introspection {
     /// `"active": true`.
     Active,
-    /// `"active": false`.
+    /// `"active": false`, or an active token refused on its claims
+    /// (expired, another issuer or audience, a `token_type` at odds with
+    /// its `cnf`).
     Inactive,
     /// Down, timed out, or a `5xx`.
     Unavailable,
@@ -233,7 +237,6 @@ pub(crate) enum Introspection {
 /// A call to an introspection endpoint ended: for the introspection
 /// validator, next to its cache lookups
 /// (`validation_cache(Validator::Introspection, hit)`).
-#[allow(dead_code, reason = "recorded by the introspection validator")]
 #[inline]
 pub(crate) fn introspection_call(outcome: Introspection) {
     let outcome = match outcome {

@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use super::introspection::{IntrospectionConfig, IntrospectionState, introspect};
 use super::signing_key::{Keys, SigningKey};
 use super::token_endpoint::{Reply, json_reply, method_not_allowed, token};
 use super::{Error, TestPki};
@@ -59,6 +60,14 @@ use crate::{Confirmation, Thumbprint, tls};
 ///   `/.well-known/openid-configuration`) publishes RFC 8414 metadata with
 ///   `tls_client_certificate_bound_access_tokens: true` and
 ///   `mtls_endpoint_aliases.token_endpoint`.
+/// - `POST /introspect` and its mTLS alias `POST /mtls/introspect` answer
+///   RFC 7662 token introspection for the opaque tokens it issued (with
+///   [`opaque_tokens`](TestIssuerBuilder::opaque_tokens), or by hand with
+///   [`issue_opaque`](Self::issue_opaque)); see
+///   [`introspection_endpoint`](Self::introspection_endpoint). Tokens can be
+///   [revoked](Self::revoke), calls are
+///   [counted](Self::introspection_calls), and the endpoint can be made to
+///   [fail](Self::set_introspection_fault).
 ///
 /// It counts token requests, tokens issued and JWKS fetches, for tests that
 /// assert how often a client or a server came. Dropping it stops the server
@@ -139,6 +148,7 @@ pub struct TestIssuerBuilder {
     lifetime: Duration,
     secrets: HashMap<String, Secret>,
     require_dpop_nonce: bool,
+    pub(super) introspection: IntrospectionConfig,
 }
 
 #[derive(Clone)]
@@ -158,6 +168,7 @@ impl Default for TestIssuerBuilder {
             lifetime: Duration::from_secs(3600),
             secrets: HashMap::new(),
             require_dpop_nonce: false,
+            introspection: IntrospectionConfig::default(),
         }
     }
 }
@@ -248,6 +259,7 @@ impl TestIssuerBuilder {
             down: AtomicBool::new(false),
             mtls_token_requests: AtomicUsize::new(0),
             fault: std::sync::Mutex::new(None),
+            introspection: IntrospectionState::new(self.introspection),
         });
         let service = {
             let state = state.clone();
@@ -280,6 +292,10 @@ impl TestIssuer {
     /// Starts an issuer with the default settings.
     pub async fn start(pki: &TestPki) -> Result<Self, Error> {
         Self::builder().start(pki).await
+    }
+
+    pub(super) fn state(&self) -> &State {
+        &self.state
     }
 
     /// The address it listens on.
@@ -516,6 +532,7 @@ pub(super) struct State {
     pub(super) dpop_nonces: Option<StatelessNonces>,
     pub(super) dpop_nonce_challenges: AtomicUsize,
     pub(super) dpop_tokens_issued: AtomicUsize,
+    pub(super) introspection: IntrospectionState,
 }
 
 impl State {
@@ -562,7 +579,11 @@ impl State {
                 "none"
             ],
             "tls_client_certificate_bound_access_tokens": true,
-            "mtls_endpoint_aliases": { "token_endpoint": format!("{iss}/mtls/token") },
+            "introspection_endpoint": format!("{iss}/introspect"),
+            "mtls_endpoint_aliases": {
+                "token_endpoint": format!("{iss}/mtls/token"),
+                "introspection_endpoint": format!("{iss}/mtls/introspect"),
+            },
             "dpop_signing_alg_values_supported": self.dpop.algs().split(' ').collect::<Vec<_>>(),
         })
     }
@@ -616,6 +637,10 @@ async fn route(state: &State, peer: Option<Thumbprint>, request: Request<Incomin
     match (request.method(), path) {
         (&Method::POST, "/token" | "/mtls/token") => token(state, peer, request).await,
         (_, "/token" | "/mtls/token") => method_not_allowed("POST"),
+        (&Method::POST, "/introspect" | "/mtls/introspect") => {
+            introspect(state, peer, request).await
+        }
+        (_, "/introspect" | "/mtls/introspect") => method_not_allowed("POST"),
         (&Method::GET, "/jwks") => jwks(state).await,
         (
             &Method::GET,

@@ -29,13 +29,17 @@
 //! # }
 //! ```
 
+mod introspection;
 mod issuer;
 mod pki;
 mod signing_key;
 mod token_endpoint;
 
+pub use introspection::IntrospectionFault;
 pub use issuer::{Fault, JwksHold, TestIssuer, TestIssuerBuilder};
+
 pub use pki::{TestCert, TestPki};
+use token_endpoint::basic_auth as basic_credentials;
 
 use std::fmt;
 

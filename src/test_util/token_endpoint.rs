@@ -343,7 +343,12 @@ async fn issue(
         // As Entra has it: the key's KID, and where the key is kept.
         claims["cnf"] = json!({ "kid": kid, "xms_ksl": "sw" });
     }
-    let access_token = state.sign(&claims).map_err(|e| Refusal {
+    let minted = if state.introspection.opaque {
+        state.introspection.issue(claims)
+    } else {
+        state.sign(&claims)
+    };
+    let access_token = minted.map_err(|e| Refusal {
         status: StatusCode::INTERNAL_SERVER_ERROR,
         error: "server_error",
         description: e.to_string(),
@@ -388,6 +393,11 @@ fn req_cnf_kid(req_cnf: Option<&String>) -> Result<JwkThumbprint, Refusal> {
         .and_then(serde_json::Value::as_str)
         .and_then(|kid| kid.parse().ok())
         .ok_or_else(|| invalid("req_cnf has no kid that is a JWK SHA-256 thumbprint"))
+}
+
+/// [`basic_credentials`] for the other endpoints: `Err(())` when malformed.
+pub(super) fn basic_auth(headers: &http::HeaderMap) -> Result<Option<(String, String)>, ()> {
+    basic_credentials(headers).map_err(|_| ())
 }
 
 /// Reads RFC 6749 section 2.3.1 Basic client credentials, if sent.

@@ -4,8 +4,9 @@ use std::fmt;
 /// Why an access token was not accepted by a [`ValidateToken`](super::ValidateToken).
 ///
 /// The [`kind`](Self::kind) decides the HTTP answer: every kind is a `401`
-/// `invalid_token` except [`TokenErrorKind::KeysUnavailable`], a `503`
-/// (the server cannot check any token, which is not the client's fault).
+/// `invalid_token` except [`TokenErrorKind::KeysUnavailable`] and
+/// [`TokenErrorKind::IntrospectionUnavailable`], a `503` with `Retry-After`
+/// (the server cannot check the token now, which is not the client's fault).
 #[derive(Debug, Clone)]
 pub struct TokenError {
     kind: TokenErrorKind,
@@ -47,6 +48,19 @@ pub enum TokenErrorKind {
     /// No keys could be loaded to check tokens with (the JWKS endpoint is
     /// down and no earlier key set is known).
     KeysUnavailable,
+    /// The introspection answer (RFC 7662) says the token is not active:
+    /// revoked, expired or never issued.
+    Inactive,
+    /// The introspection answer's `token_type` does not fit its `cnf`: a
+    /// `DPoP` token without `cnf.jkt`, or a `cnf.jkt` in a token of another
+    /// type (RFC 9449 section 6.2).
+    TokenTypeMismatch,
+    /// The introspection endpoint could not be asked, or gave no usable
+    /// answer (down, too slow, an error status, not an RFC 7662 JSON
+    /// object, `active` not a boolean, a member named twice, a claim of the
+    /// wrong type): the token may be fine, so the client is told to come
+    /// back (`503` with `Retry-After`).
+    IntrospectionUnavailable,
     /// Some other reason, from a custom validator.
     Other,
 }
@@ -122,6 +136,9 @@ impl TokenErrorKind {
             Self::DuplicateMember => "the access token names a JSON member twice",
             Self::InvalidConfirmation => "the access token cnf claim is malformed",
             Self::KeysUnavailable => "the token signing keys are unavailable",
+            Self::Inactive => "the access token is not active",
+            Self::TokenTypeMismatch => "the access token type does not match its cnf claim",
+            Self::IntrospectionUnavailable => "the token introspection endpoint is unavailable",
             Self::Other => "the access token is invalid",
         }
     }

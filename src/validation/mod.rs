@@ -25,7 +25,9 @@
 //!    (without one, an SHR with `b` is refused);
 //! 3. validates the token with a [`ValidateToken`], by default a
 //!    [`JwtValidator`] (RFC 9068 JWT access tokens, keys from a JWKS; a
-//!    token seen before is served from its cache);
+//!    token seen before is served from its cache), or an
+//!    [`IntrospectionValidator`] for opaque tokens (RFC 7662, the answer
+//!    cached), or both, chosen by the token's shape ([`JwtOrIntrospection`]);
 //! 4. checks the binding the token's `cnf` names, every request: an
 //!    `x5t#S256` passes only on a request whose
 //!    [`PeerCertificate`](crate::server::PeerCertificate) has that
@@ -49,12 +51,13 @@
 //! | --- | --- | --- |
 //! | no token (or another scheme) | 401 | `Bearer` (and `DPoP algs="..."` where accepted) |
 //! | malformed header, token sent twice, token in the query, two `DPoP` headers | 400 | `Bearer error="invalid_request"` |
-//! | bad token, unbound where binding is required, wrong or no certificate, DPoP-bound token as `Bearer`, `DPoP` with a token not DPoP-bound, proof by another key, PoP-bound token without an SHR, an SHR as the token | 401 | `Bearer error="invalid_token"` |
+//! | bad token (an [introspection](IntrospectionValidator) answer `active: false` included), unbound where binding is required, wrong or no certificate, DPoP-bound token as `Bearer`, `DPoP` with a token not DPoP-bound, proof by another key, PoP-bound token without an SHR, an SHR as the token | 401 | `Bearer error="invalid_token"` |
 //! | `DPoP` without a proof, bad or replayed proof | 401 | `DPoP error="invalid_dpop_proof", algs="..."` |
 //! | no current server nonce in the proof | 401 | `DPoP error="use_dpop_nonce", algs="..."`, and a `DPoP-Nonce` header |
 //! | `PoP`: bad or replayed SHR, its token invalid, not PoP-bound or bound to another key | 401 | `PoP error="invalid_token"` |
 //! | missing scope | 403 | `Bearer error="insufficient_scope", scope="..."` |
-//! | no signing keys could be loaded | 503 | none |
+//! | no signing keys could be loaded | 503 | none; `Retry-After` |
+//! | the introspection endpoint is down, too slow or answers garbage | 503 | none; `Retry-After` |
 //! | the replay store could not answer | 503 | none; `Retry-After` |
 //!
 //! The challenge carries `error_description` unless the layer is
@@ -246,6 +249,7 @@ mod error;
 #[cfg(feature = "axum")]
 mod extract;
 mod future;
+mod introspection;
 mod jwks;
 pub(crate) mod jwt;
 mod layer;
@@ -261,6 +265,13 @@ pub use error::{TokenError, TokenErrorKind};
 #[cfg(feature = "axum")]
 pub use extract::MissingVerifiedToken;
 pub use future::ResponseFuture;
+#[cfg(feature = "client")]
+#[cfg_attr(docsrs, doc(cfg(feature = "client")))]
+pub use introspection::{
+    IntrospectionConfigError, IntrospectionFuture, IntrospectionValidator,
+    IntrospectionValidatorBuilder,
+};
+pub use introspection::{JwtOrIntrospection, JwtOrIntrospectionFuture};
 pub use jwks::{JwksError, JwksSource, RemoteJwks};
 pub use jwt::{JwtFuture, JwtValidator, JwtValidatorBuilder, RELAXABLE_CLAIMS};
 pub use layer::{CnfValidationLayer, InvalidScope};

@@ -10,8 +10,8 @@ use crate::proof::dpop::{DPOP_NONCE, DpopError, DpopErrorKind};
 use crate::proof::shr::{ShrError, ShrErrorKind};
 use crate::replay::ReplayError;
 
-/// The `Retry-After` of a `503` (no signing keys, or a replay store that
-/// could not answer), in seconds.
+/// The `Retry-After` of a `503` (no signing keys, no introspection answer,
+/// or a replay store that could not answer), in seconds.
 const RETRY_AFTER: &str = "5";
 
 /// Why [`CnfValidationLayer`](super::CnfValidationLayer) refused a request.
@@ -67,8 +67,11 @@ pub enum RejectionKind {
     UnboundToken,
     /// The token lacks a required scope: `403 insufficient_scope`.
     InsufficientScope,
-    /// No keys to check tokens with: `503`.
+    /// No keys to check tokens with: `503` with `Retry-After`.
     KeysUnavailable,
+    /// The introspection endpoint (RFC 7662) is down, too slow or gave no
+    /// usable answer: `503` with `Retry-After` (the token may be fine).
+    IntrospectionUnavailable,
     /// `Authorization: DPoP` without a `DPoP` proof header:
     /// `401 invalid_dpop_proof`.
     MissingDpopProof,
@@ -156,7 +159,9 @@ impl RejectionKind {
             | Self::TokenInQuery
             | Self::MultipleDpopProofs => StatusCode::BAD_REQUEST,
             Self::InsufficientScope => StatusCode::FORBIDDEN,
-            Self::KeysUnavailable | Self::ReplayStoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::KeysUnavailable
+            | Self::IntrospectionUnavailable
+            | Self::ReplayStoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -164,7 +169,10 @@ impl RejectionKind {
     /// carries one.
     pub fn error_code(self) -> Option<&'static str> {
         match self {
-            Self::MissingCredentials | Self::KeysUnavailable | Self::ReplayStoreUnavailable => None,
+            Self::MissingCredentials
+            | Self::KeysUnavailable
+            | Self::IntrospectionUnavailable
+            | Self::ReplayStoreUnavailable => None,
             Self::MalformedAuthorization
             | Self::MultipleTokens
             | Self::TokenInQuery
@@ -210,6 +218,7 @@ impl RejectionKind {
             Self::UnboundToken => "the access token is not bound",
             Self::InsufficientScope => "the access token lacks a required scope",
             Self::KeysUnavailable => "the token signing keys are unavailable",
+            Self::IntrospectionUnavailable => "the token introspection endpoint is unavailable",
             Self::MissingDpopProof => "the DPoP scheme requires a DPoP proof header",
             Self::MultipleDpopProofs => "the DPoP proof header was sent more than once",
             Self::InvalidDpopProof(kind) => match DpopError::new(kind).description() {
@@ -261,6 +270,7 @@ impl Rejection {
     pub(crate) fn token(error: TokenError, scheme: Scheme) -> Self {
         let kind = match error.kind() {
             TokenErrorKind::KeysUnavailable => RejectionKind::KeysUnavailable,
+            TokenErrorKind::IntrospectionUnavailable => RejectionKind::IntrospectionUnavailable,
             other => RejectionKind::InvalidToken(other),
         };
         Self::from_inner(Inner {
@@ -311,8 +321,9 @@ impl Rejection {
         self.inner.kind
     }
 
-    /// The validator's error, for [`RejectionKind::InvalidToken`] and
-    /// [`RejectionKind::KeysUnavailable`].
+    /// The validator's error, for [`RejectionKind::InvalidToken`],
+    /// [`RejectionKind::KeysUnavailable`] and
+    /// [`RejectionKind::IntrospectionUnavailable`].
     pub fn token_error(&self) -> Option<&TokenError> {
         self.inner.token_error.as_ref()
     }
@@ -346,7 +357,8 @@ impl Rejection {
 
     /// The response: status, `WWW-Authenticate` challenges (see
     /// [`challenges`]), `Cache-Control: no-store`, `Retry-After` for a
-    /// `503` (no signing keys, or a replay store that failed), `DPoP-Nonce` for a `DPoP` request when
+    /// `503` (no signing keys, no introspection answer, or a replay store
+    /// that failed), `DPoP-Nonce` for a `DPoP` request when
     /// nonces are on, an empty body, and this rejection in the extensions.
     pub(crate) fn into_response<B: Default>(self, settings: &Settings) -> Response<B> {
         let kind = self.inner.kind;
@@ -355,7 +367,9 @@ impl Rejection {
         *response.status_mut() = kind.status();
         let headers = response.headers_mut();
         match kind {
-            RejectionKind::KeysUnavailable | RejectionKind::ReplayStoreUnavailable => {
+            RejectionKind::KeysUnavailable
+            | RejectionKind::IntrospectionUnavailable
+            | RejectionKind::ReplayStoreUnavailable => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER));
             }
             _ => {
@@ -590,6 +604,23 @@ mod tests {
             "Bearer error=\"insufficient_scope\", scope=\"a \\\"b\\\"\""
         );
         assert_eq!(www(r(RejectionKind::KeysUnavailable), false, None), None);
+        assert_eq!(
+            www(r(RejectionKind::IntrospectionUnavailable), false, None),
+            None
+        );
+        let unavailable = Rejection::token(
+            TokenError::new(TokenErrorKind::IntrospectionUnavailable),
+            Scheme::Bearer,
+        );
+        assert_eq!(unavailable.kind(), RejectionKind::IntrospectionUnavailable);
+        let response: Response<()> = unavailable.into_response(&Settings::default());
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "5");
+        let inactive = Rejection::token(TokenError::new(TokenErrorKind::Inactive), Scheme::Bearer);
+        assert_eq!(
+            www_with(inactive, &Settings::default()).unwrap(),
+            "Bearer error=\"invalid_token\", error_description=\"the access token is not active\""
+        );
         let pop = Rejection::new(RejectionKind::NoClientCertificate, Scheme::MtlsPop);
         assert!(
             www(pop, true, None)

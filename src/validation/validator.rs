@@ -6,9 +6,11 @@ use super::{TokenError, VerifiedToken};
 ///
 /// This is the extension point of [`CnfValidationLayer`](super::CnfValidationLayer):
 /// [`JwtValidator`](super::JwtValidator) is the default (RFC 9068 JWTs with
-/// keys from a JWKS), and any closure `Fn(&str) -> impl Future<Output =
-/// Result<VerifiedToken, TokenError>>` is one too, for introspection or other
-/// token formats. The certificate binding is checked by the layer afterwards,
+/// keys from a JWKS), [`IntrospectionValidator`](super::IntrospectionValidator)
+/// asks the authorization server about opaque tokens (RFC 7662),
+/// [`JwtOrIntrospection`](super::JwtOrIntrospection) picks one of the two by
+/// the token's shape, and any closure `Fn(&str) -> impl Future<Output =
+/// Result<VerifiedToken, TokenError>>` is one too, for other token formats. The certificate binding is checked by the layer afterwards,
 /// for every request, whatever the validator.
 ///
 /// ```

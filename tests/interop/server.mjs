@@ -9,7 +9,8 @@
 //
 //   node server.mjs --cert server.pem --key server.key --ca ca.pem \
 //     --clients clients.json [--default-resource https://api.test] \
-//     [--token-ttl 600] [--mtls-aliases] [--dpop-nonce] [--ignore-stdin]
+//     [--token-ttl 600] [--mtls-aliases] [--dpop-nonce] [--opaque-tokens] \
+//     [--ignore-stdin]
 //
 //   --cert, --key  [INTEROP_CERT, INTEROP_KEY]  the server certificate (PEM,
 //                  may hold the chain) and its private key
@@ -31,6 +32,12 @@
 //                  `400 use_dpop_nonce` and a `DPoP-Nonce` header. DPoP
 //                  itself is always on: a token request with a valid proof
 //                  gets a token bound to its key (`cnf.jkt`, token_type DPoP)
+//   --opaque-tokens [INTEROP_OPAQUE_TOKENS=1]  issue opaque access tokens
+//                  (random strings the provider keeps) instead of JWTs, for
+//                  resource servers that check them by token introspection
+//                  (RFC 7662, always on); the introspection answer carries
+//                  the binding (`cnf.x5t#S256` or `cnf.jkt`). Also turns on
+//                  token revocation (RFC 7009) at /token/revocation
 //   --ignore-stdin [INTEROP_IGNORE_STDIN=1]  keep running when stdin closes
 //
 // It listens on 127.0.0.1 with an ephemeral port, prints exactly one line to
@@ -68,6 +75,7 @@ function options() {
         'token-ttl': { type: 'string' },
         'mtls-aliases': { type: 'boolean' },
         'dpop-nonce': { type: 'boolean' },
+        'opaque-tokens': { type: 'boolean' },
         'ignore-stdin': { type: 'boolean' },
       },
       strict: true,
@@ -91,6 +99,7 @@ function options() {
     tokenTtl: ttl,
     mtlsAliases: parsed['mtls-aliases'] ?? flag(env.INTEROP_MTLS_ALIASES),
     dpopNonce: parsed['dpop-nonce'] ?? flag(env.INTEROP_DPOP_NONCE),
+    opaqueTokens: parsed['opaque-tokens'] ?? flag(env.INTEROP_OPAQUE_TOKENS),
     ignoreStdin: parsed['ignore-stdin'] ?? flag(env.INTEROP_IGNORE_STDIN),
   };
 }
@@ -224,6 +233,7 @@ const provider = new Provider(issuer, {
     devInteractions: { enabled: false },
     clientCredentials: { enabled: true },
     introspection: { enabled: true },
+    revocation: { enabled: opts.opaqueTokens },
     // RFC 9449: a token request with a valid DPoP proof gets a token bound
     // to the proof's key; with --dpop-nonce every proof must carry a nonce.
     dPoP: opts.dpopNonce
@@ -232,12 +242,14 @@ const provider = new Provider(issuer, {
     resourceIndicators: {
       enabled: true,
       defaultResource: (ctx, client, oneOf) => oneOf ?? opts.defaultResource,
-      getResourceServerInfo: (ctx, resource) => ({
-        scope: 'read write',
-        audience: resource,
-        accessTokenFormat: 'jwt',
-        jwt: { sign: { alg: 'ES256' } },
-      }),
+      getResourceServerInfo: (ctx, resource) => (opts.opaqueTokens
+        ? { scope: 'read write', audience: resource, accessTokenFormat: 'opaque' }
+        : {
+          scope: 'read write',
+          audience: resource,
+          accessTokenFormat: 'jwt',
+          jwt: { sign: { alg: 'ES256' } },
+        }),
     },
     mTLS: {
       enabled: true,

@@ -460,6 +460,10 @@ pub struct OidcProviderOptions {
     /// without one gets `400 use_dpop_nonce` and a `DPoP-Nonce` header.
     /// DPoP itself is always on.
     pub dpop_require_nonce: bool,
+    /// Issue opaque access tokens (`accessTokenFormat: 'opaque'`), which
+    /// resource servers check by introspection, and turn on token
+    /// revocation (RFC 7009) at [`OidcProvider::revocation_endpoint`].
+    pub opaque_tokens: bool,
 }
 
 /// A running `oidc-provider`, killed on drop.
@@ -528,6 +532,9 @@ impl OidcProvider {
         }
         if options.dpop_require_nonce {
             command.arg("--dpop-nonce");
+        }
+        if options.opaque_tokens {
+            command.arg("--opaque-tokens");
         }
         if let Some(ttl) = options.token_ttl {
             command
@@ -610,6 +617,12 @@ impl OidcProvider {
     /// The token introspection endpoint (RFC 7662), regular.
     pub fn introspection_endpoint(&self) -> String {
         format!("{}/token/introspection", self.issuer)
+    }
+
+    /// The token revocation endpoint (RFC 7009), with
+    /// [`OidcProviderOptions::opaque_tokens`].
+    pub fn revocation_endpoint(&self) -> String {
+        format!("{}/token/revocation", self.issuer)
     }
 
     /// The JWKS with the peer's ES256 signing key.

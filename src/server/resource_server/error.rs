@@ -65,6 +65,9 @@ pub enum ResourceServerErrorKind {
     /// The [public origin](ResourceServerBuilder::public_origin) is not an
     /// `http` or `https` origin.
     InvalidPublicOrigin,
+    /// The [introspection](ResourceServerBuilder::introspection) settings
+    /// cannot work (see the source).
+    Introspection,
 }
 
 impl ResourceServerError {
@@ -122,6 +125,7 @@ impl fmt::Display for ResourceServerError {
             K::IssuerTls => "trust for the issuer's HTTPS",
             K::ConflictingOptions => "conflicting settings",
             K::InvalidPublicOrigin => "invalid public origin",
+            K::Introspection => "token introspection",
         })?;
         // A source about a file names it already.
         if let (Some(path), None) = (&self.path, &self.source) {

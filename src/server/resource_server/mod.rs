@@ -16,6 +16,8 @@ use tokio::net::TcpListener;
 use tower::Service;
 
 mod error;
+#[cfg(feature = "client")]
+mod introspection;
 
 pub use error::{ResourceServerError, ResourceServerErrorKind};
 
@@ -25,14 +27,18 @@ use crate::proof::shr::ShrVerifier;
 use crate::replay::{BoxReplayStore, ReplayStore};
 use crate::tls;
 use crate::validation::jwt::check_relaxable;
-use crate::validation::{CnfValidation, CnfValidationLayer, JwksSource, JwtValidator};
+use crate::validation::{
+    CnfValidation, CnfValidationLayer, JwksSource, JwtOrIntrospection, JwtValidator,
+};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A resource server for RFC 8705 certificate-bound access tokens, set up in
 /// one expression: the TLS server of [`serve()`](super::serve()) (client
 /// certificates on every request) in front of a [`CnfValidationLayer`] with a
-/// [`JwtValidator`] whose keys come from the issuer's published JWKS.
+/// [`JwtValidator`] whose keys come from the issuer's published JWKS (and,
+/// with [`introspection`](ResourceServerBuilder::introspection), opaque
+/// tokens checked by RFC 7662 introspection: a [`JwtOrIntrospection`]).
 ///
 /// [`ResourceServer::builder`] takes the issuer, the audience and the TLS
 /// certificate; everything else has a default that can be changed (see
@@ -136,7 +142,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 #[derive(Clone)]
 pub struct ResourceServer {
     issuer: String,
-    layer: CnfValidationLayer<JwtValidator>,
+    layer: CnfValidationLayer<JwtOrIntrospection>,
     tls: Arc<ServerConfig>,
     handshake_timeout: Option<Duration>,
 }
@@ -166,7 +172,7 @@ impl ResourceServer {
     /// [`ForwardedClientCertLayer`](super::forwarded::ForwardedClientCertLayer),
     /// on some routes only, ...). Cheap: the validator and its keys are
     /// shared with the server's.
-    pub fn layer(&self) -> CnfValidationLayer<JwtValidator> {
+    pub fn layer(&self) -> CnfValidationLayer<JwtOrIntrospection> {
         self.layer.clone()
     }
 
@@ -189,7 +195,7 @@ impl ResourceServer {
         self,
         listener: TcpListener,
         service: S,
-    ) -> Serve<CnfValidation<S, JwtValidator>>
+    ) -> Serve<CnfValidation<S, JwtOrIntrospection>>
     where
         S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
         S::Error: Into<BoxError>,
@@ -231,6 +237,7 @@ impl ResourceServer {
 /// | [`public_origin`](Self::public_origin) | `https` and the request's authority (DPoP `htu`, PoP `u`) |
 /// | [`replay_store`](Self::replay_store) | in memory (DPoP proofs, signed HTTP requests) |
 /// | [`handshake_timeout`](Self::handshake_timeout) | 10 s |
+/// | [`introspection`](Self::introspection), [`introspection_only`](Self::introspection_only) | JWTs only |
 ///
 /// A setter called twice keeps the last value, except
 /// [`audience`](Self::audience) and [`required_scope`](Self::required_scope),
@@ -256,6 +263,8 @@ pub struct ResourceServerBuilder {
     pop: Option<ShrVerifier>,
     public_origin: Option<String>,
     replay_store: Option<BoxReplayStore>,
+    #[cfg(feature = "client")]
+    introspection: Option<introspection::Introspection>,
 }
 
 #[derive(Clone)]
@@ -278,8 +287,8 @@ enum IssuerRoots {
 
 impl fmt::Debug for ResourceServerBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ResourceServerBuilder")
-            .field("issuer", &self.issuer)
+        let mut d = f.debug_struct("ResourceServerBuilder");
+        d.field("issuer", &self.issuer)
             .field("audiences", &self.audiences)
             .field(
                 "tls",
@@ -295,8 +304,10 @@ impl fmt::Debug for ResourceServerBuilder {
             .field("allow_unbound", &self.allow_unbound)
             .field("dpop", &self.dpop)
             .field("pop", &self.pop)
-            .field("public_origin", &self.public_origin)
-            .finish_non_exhaustive()
+            .field("public_origin", &self.public_origin);
+        #[cfg(feature = "client")]
+        d.field("introspection", &self.introspection);
+        d.finish_non_exhaustive()
     }
 }
 
@@ -627,7 +638,7 @@ impl ResourceServerBuilder {
                 )
             })?),
         };
-        let mut remote = jwks.root_store(roots);
+        let mut remote = jwks.root_store(roots.clone());
         if let Some(interval) = self.refresh_interval {
             remote = remote.refresh_interval(interval);
         }
@@ -652,6 +663,10 @@ impl ResourceServerBuilder {
             .allow_missing_claims(self.allow_missing)
             .build()
             .map_err(|e| ResourceServerError::new(K::IssuerTls).with_source(e))?;
+        #[cfg(feature = "client")]
+        let validator = introspection::validator(self.introspection, validator, &issuer, &roots)?;
+        #[cfg(not(feature = "client"))]
+        let validator = JwtOrIntrospection::jwt_only(validator);
 
         let mut layer = CnfValidationLayer::new(validator);
         for scope in self.scopes {

@@ -1,0 +1,346 @@
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use rustls::RootCertStore;
+
+use super::IntrospectionValidator;
+use super::answers::Answers;
+use super::exchange::{Auth, Endpoint, Exchange, Secret};
+use super::response::Expectations;
+use super::validator::Inner;
+use crate::discovery::{self, UrlError, redacted};
+use crate::identity::{IdentitySource, SharedIdentity};
+use crate::pool::MtlsClientPool;
+
+/// Builds an [`IntrospectionValidator`]; [`build`](Self::build) refuses what
+/// cannot work.
+///
+/// | setting | default |
+/// | --- | --- |
+/// | [`endpoint`](Self::endpoint) or [`discover`](Self::discover) | required |
+/// | [`client_id`](Self::client_id) | required |
+/// | [`client_secret_basic`](Self::client_secret_basic), [`client_secret_post`](Self::client_secret_post) or [`tls_client_auth`](Self::tls_client_auth) | required |
+/// | [`issuer`](Self::issuer) | `iss` not checked, not required |
+/// | [`audience`](Self::audience) | `aud` not required |
+/// | [`require_exp`](Self::require_exp) | `exp` checked when present |
+/// | [`leeway`](Self::leeway) | 30 s |
+/// | [`timeout`](Self::timeout) | 5 s |
+/// | [`cache_ttl`](Self::cache_ttl) | 60 s (never past the token's `exp`) |
+/// | [`inactive_ttl`](Self::inactive_ttl) | 10 s |
+/// | [`cache_capacity`](Self::cache_capacity) | 10 000 |
+/// | [`root_store`](Self::root_store) or [`pool`](Self::pool) | the platform's roots |
+#[derive(Clone, Default)]
+pub struct IntrospectionValidatorBuilder {
+    endpoint: Option<String>,
+    issuer_to_discover: Option<String>,
+    client_id: Option<String>,
+    auth: Option<Auth>,
+    issuer: Option<String>,
+    audiences: Vec<String>,
+    require_exp: bool,
+    leeway: Option<Duration>,
+    timeout: Option<Duration>,
+    cache_ttl: Option<Duration>,
+    inactive_ttl: Option<Duration>,
+    cache_capacity: Option<usize>,
+    roots: Option<Arc<RootCertStore>>,
+    pool: Option<MtlsClientPool<Full<Bytes>>>,
+}
+
+impl fmt::Debug for IntrospectionValidatorBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let endpoint = self.endpoint.as_deref().map(|url| {
+            url.parse()
+                .map_or_else(|_| "<not a URL>".to_owned(), |uri| redacted(&uri))
+        });
+        f.debug_struct("IntrospectionValidatorBuilder")
+            .field("endpoint", &endpoint)
+            .field("discover", &self.issuer_to_discover)
+            .field("client_id", &self.client_id)
+            .field("auth", &self.auth.as_ref().map(Auth::name))
+            .field("issuer", &self.issuer)
+            .field("audiences", &self.audiences)
+            .field("require_exp", &self.require_exp)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A setting of [`IntrospectionValidatorBuilder`] that cannot work.
+#[derive(Debug, Clone)]
+pub struct IntrospectionConfigError {
+    message: String,
+}
+
+impl IntrospectionConfigError {
+    fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for IntrospectionConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "introspection: {}", self.message)
+    }
+}
+
+impl std::error::Error for IntrospectionConfigError {}
+
+impl IntrospectionValidatorBuilder {
+    /// The introspection endpoint, an `https://` URL. Replaces
+    /// [`discover`](Self::discover).
+    pub fn endpoint(mut self, url: impl Into<String>) -> Self {
+        self.endpoint = Some(url.into());
+        self.issuer_to_discover = None;
+        self
+    }
+
+    /// Finds the endpoint in `issuer`'s metadata (RFC 8414, else OpenID
+    /// Connect Discovery) at the first call: `introspection_endpoint`, or,
+    /// with [`tls_client_auth`](Self::tls_client_auth),
+    /// `mtls_endpoint_aliases.introspection_endpoint` when the metadata has
+    /// it (RFC 8705 section 5). The metadata must name `issuer` exactly. A
+    /// failed discovery is a failed call (`503`), tried again at the next
+    /// token. Replaces [`endpoint`](Self::endpoint).
+    pub fn discover(mut self, issuer: impl Into<String>) -> Self {
+        self.issuer_to_discover = Some(issuer.into());
+        self.endpoint = None;
+        self
+    }
+
+    /// The resource server's client ID at the authorization server.
+    /// Required.
+    pub fn client_id(mut self, client_id: impl Into<String>) -> Self {
+        self.client_id = Some(client_id.into());
+        self
+    }
+
+    /// Authenticates with the client ID and `secret` in HTTP Basic
+    /// (`client_secret_basic`, both form-encoded first as RFC 6749 section
+    /// 2.3.1 asks). The secret never reaches `Debug` or the logs.
+    pub fn client_secret_basic(mut self, secret: impl Into<String>) -> Self {
+        self.auth = Some(Auth::SecretBasic(Secret(secret.into().into())));
+        self
+    }
+
+    /// Authenticates with `client_id` and `client_secret` in the request
+    /// body (`client_secret_post`).
+    pub fn client_secret_post(mut self, secret: impl Into<String>) -> Self {
+        self.auth = Some(Auth::SecretPost(Secret(secret.into().into())));
+        self
+    }
+
+    /// Authenticates with a client certificate (`tls_client_auth`, RFC 8705
+    /// section 2; a self-signed one works the same on the wire), presented
+    /// through the crate's [`MtlsClientPool`]; any [`IdentitySource`] (a
+    /// [`ReloadingIdentity`](crate::identity::ReloadingIdentity) follows
+    /// renewals).
+    pub fn tls_client_auth(mut self, identity: impl IdentitySource) -> Self {
+        self.auth = Some(Auth::Tls(SharedIdentity::new(identity)));
+        self
+    }
+
+    /// The exact `iss` the answers must carry; when set, an answer without
+    /// `iss` is refused.
+    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.issuer = Some(issuer.into());
+        self
+    }
+
+    /// An `aud` accepted: this resource server. When any is set, an answer
+    /// must carry an `aud` naming one of them. May be called more than once.
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.audiences.push(audience.into());
+        self
+    }
+
+    /// Refuses answers without `exp` (RFC 7662 makes it optional).
+    pub fn require_exp(mut self) -> Self {
+        self.require_exp = true;
+        self
+    }
+
+    /// Clock skew allowed for `exp` and `nbf`. Default 30 s.
+    pub fn leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = Some(leeway);
+        self
+    }
+
+    /// How long one call may take, connection and answer included (and
+    /// each metadata request with [`discover`](Self::discover)). Default 5 s.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// The longest an active answer is used without asking again (never
+    /// past the token's `exp`). Default 60 s; zero asks every time.
+    pub fn cache_ttl(mut self, ttl: Duration) -> Self {
+        self.cache_ttl = Some(ttl);
+        self
+    }
+
+    /// How long a refusal (inactive, expired, not for us) is remembered, so
+    /// that a flood of junk tokens costs one call each per window. Default
+    /// 10 s; zero asks every time.
+    pub fn inactive_ttl(mut self, ttl: Duration) -> Self {
+        self.inactive_ttl = Some(ttl);
+        self
+    }
+
+    /// How many active answers, and how many refusals, are remembered.
+    /// Default 10 000 each; 0 turns remembering off (one call is still
+    /// shared by concurrent requests with the same token).
+    pub fn cache_capacity(mut self, capacity: usize) -> Self {
+        self.cache_capacity = Some(capacity);
+        self
+    }
+
+    /// Trusts `roots` for the authorization server's certificate instead of
+    /// the platform's roots (ignored with a [`pool`](Self::pool)).
+    pub fn root_store(mut self, roots: impl Into<Arc<RootCertStore>>) -> Self {
+        self.roots = Some(roots.into());
+        self
+    }
+
+    /// Sends the calls through `pool` (for instance the one the client half
+    /// of the service uses) instead of a pool of its own.
+    pub fn pool(mut self, pool: MtlsClientPool<Full<Bytes>>) -> Self {
+        self.pool = Some(pool);
+        self
+    }
+
+    pub(crate) fn has_endpoint(&self) -> bool {
+        self.endpoint.is_some() || self.issuer_to_discover.is_some()
+    }
+
+    pub(crate) fn has_roots(&self) -> bool {
+        self.roots.is_some() || self.pool.is_some()
+    }
+
+    /// Checks the settings and builds the validator. Makes no request and
+    /// needs a Tokio runtime only when tokens are validated.
+    pub fn build(self) -> Result<IntrospectionValidator, IntrospectionConfigError> {
+        let endpoint = match (self.endpoint, self.issuer_to_discover) {
+            (Some(url), _) => Endpoint::Fixed(discovery::https_uri(&url).map_err(|e| match e {
+                UrlError::Invalid => {
+                    IntrospectionConfigError::new("the endpoint is not a valid URL")
+                }
+                UrlError::NotHttps => {
+                    IntrospectionConfigError::new("the endpoint must be an https:// URL")
+                }
+            })?),
+            (None, Some(issuer)) => {
+                discovery::issuer_uri(&issuer)
+                    .map_err(|e| IntrospectionConfigError::new(e.message(&issuer)))?;
+                Endpoint::Discover {
+                    issuer,
+                    resolved: Mutex::new(None),
+                }
+            }
+            (None, None) => {
+                return Err(IntrospectionConfigError::new(
+                    "an endpoint or an issuer to discover it from is required",
+                ));
+            }
+        };
+        let client_id = self
+            .client_id
+            .filter(|id| !id.is_empty())
+            .ok_or_else(|| IntrospectionConfigError::new("a client_id is required"))?;
+        let auth = self.auth.ok_or_else(|| {
+            IntrospectionConfigError::new(
+                "the resource server must authenticate: client_secret_basic, \
+                 client_secret_post or tls_client_auth",
+            )
+        })?;
+        if self.audiences.iter().any(|a| a.trim().is_empty()) {
+            return Err(IntrospectionConfigError::new("an audience is empty"));
+        }
+        let pool = match self.pool {
+            Some(pool) => pool,
+            None => {
+                let mut builder = MtlsClientPool::builder();
+                if let Some(roots) = self.roots {
+                    builder = builder.root_store(roots);
+                }
+                builder.build().map_err(|e| {
+                    IntrospectionConfigError::new(format!("cannot build the HTTPS client: {e}"))
+                })?
+            }
+        };
+        let capacity = self.cache_capacity.unwrap_or(10_000);
+        Ok(IntrospectionValidator {
+            inner: Arc::new(Inner {
+                exchange: Exchange {
+                    endpoint,
+                    client_id,
+                    auth,
+                    pool,
+                    timeout: self.timeout.unwrap_or(Duration::from_secs(5)),
+                },
+                expect: Expectations {
+                    issuer: self.issuer,
+                    audiences: self.audiences,
+                    require_exp: self.require_exp,
+                    leeway: self.leeway.unwrap_or(Duration::from_secs(30)).as_secs(),
+                },
+                cache_ttl: self.cache_ttl.unwrap_or(Duration::from_secs(60)),
+                inactive_ttl: self.inactive_ttl.unwrap_or(Duration::from_secs(10)),
+                answers: Answers::new(capacity),
+            }),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> IntrospectionValidatorBuilder {
+        IntrospectionValidator::builder()
+            .endpoint("https://as.example/introspect")
+            .client_id("rs")
+            .client_secret_post("s3cret")
+    }
+
+    #[test]
+    fn settings_that_cannot_work() {
+        let err = |b: IntrospectionValidatorBuilder| b.build().unwrap_err().to_string();
+        assert!(err(base().endpoint("http://as.example/i")).contains("https"));
+        assert!(err(base().endpoint("not a url")).contains("valid URL"));
+        assert!(err(base().discover("https://as.example/?x=1")).contains("query"));
+        assert!(err(IntrospectionValidator::builder().client_id("rs")).contains("endpoint"));
+        assert!(
+            err(IntrospectionValidator::builder()
+                .endpoint("https://as.example/i")
+                .client_secret_basic("s"))
+            .contains("client_id")
+        );
+        assert!(
+            err(IntrospectionValidator::builder()
+                .endpoint("https://as.example/i")
+                .client_id("rs"))
+            .contains("authenticate")
+        );
+        assert!(err(base().audience(" ")).contains("audience"));
+        assert!(base().build().is_ok());
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug() {
+        let builder = base().endpoint("https://u:pw@as.example/introspect?k=v");
+        let debug = format!("{builder:?}");
+        assert!(!debug.contains("s3cret") && !debug.contains("pw") && !debug.contains("k=v"));
+        let debug = format!("{:?}", builder.build().unwrap());
+        assert!(
+            !debug.contains("s3cret") && !debug.contains("pw"),
+            "{debug}"
+        );
+        assert!(debug.contains("client_secret_post"), "{debug}");
+    }
+}

@@ -1,0 +1,297 @@
+//! Opaque access tokens checked by token introspection (RFC 7662), over real
+//! TLS on loopback: the test issuer keeps the tokens and answers the
+//! introspection calls (counting them), the API runs `CnfValidationLayer`
+//! with an `IntrospectionValidator`, clients present certificates or DPoP
+//! proofs. The binding checks are the same as for JWTs, on every request.
+//! How the resource server authenticates, `ResourceServer`, the example and
+//! the logs are in `tests/introspection_deployment.rs`.
+#![cfg(feature = "test-util")]
+
+#[path = "support/introspection.rs"]
+mod introspection;
+mod support;
+
+use std::time::Duration;
+
+use http::{Method, StatusCode};
+use introspection::{assert_invalid_token, assert_unavailable, bearer, call, setup, start};
+use serde_json::{Value, json};
+use support::https_client;
+use tower_token_binding::proof::dpop::{DpopProofs, DpopVerifier};
+use tower_token_binding::proof::{Algorithm, ProofKey};
+use tower_token_binding::test_util::IntrospectionFault;
+use tower_token_binding::validation::{CnfValidationLayer, JwtOrIntrospection, ValidateToken};
+
+#[tokio::test]
+async fn certificate_bound_opaque_token_needs_its_certificate() {
+    let s = setup().await;
+    let api = start(
+        &s.pki,
+        CnfValidationLayer::new(s.validator().build().unwrap()),
+    )
+    .await;
+    let token = s.bound_to_client();
+
+    let right = https_client(&s.pki, Some(&s.client));
+    let answer = bearer(&right, &api, &token).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(
+        answer.body,
+        json!({ "sub": "svc", "binding": "certificate" })
+    );
+
+    let other = s
+        .pki
+        .client_cert("svc.example")
+        .unwrap()
+        .identity()
+        .unwrap();
+    let answer = bearer(&https_client(&s.pki, Some(&other)), &api, &token).await;
+    assert_invalid_token(&answer, "bound to a different client certificate");
+
+    let answer = bearer(&https_client(&s.pki, None), &api, &token).await;
+    assert_invalid_token(&answer, "no client certificate was presented");
+
+    // The binding was checked per request; the issuer was asked once.
+    assert_eq!(s.issuer.introspection_calls(), 1);
+
+    // A token without cnf: refused where binding is required.
+    let unbound = s.opaque(Value::Null);
+    let answer = bearer(&right, &api, &unbound).await;
+    assert_invalid_token(&answer, "not bound");
+}
+
+#[tokio::test]
+async fn dpop_bound_opaque_token_needs_a_proof_by_its_key() {
+    let s = setup().await;
+    let layer =
+        CnfValidationLayer::new(s.validator().build().unwrap()).accept_dpop(DpopVerifier::new());
+    let api = start(&s.pki, layer).await;
+    let proofs = DpopProofs::new(ProofKey::generate(Algorithm::Es256).unwrap());
+    let token = s.opaque(json!({ "jkt": proofs.thumbprint().to_string() }));
+    let client = https_client(&s.pki, None);
+
+    let proof = proofs
+        .proof(&Method::GET, &api.parse().unwrap(), Some(&token))
+        .unwrap();
+    let answer = call(&client, &api, &format!("DPoP {token}"), Some(&proof)).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.challenge);
+    assert_eq!(answer.body["binding"], "dpop");
+
+    // As a bearer token: a downgrade.
+    let answer = bearer(&client, &api, &token).await;
+    assert_invalid_token(&answer, "DPoP-bound");
+
+    // A proof by another key.
+    let other = DpopProofs::new(ProofKey::generate(Algorithm::Es256).unwrap());
+    let proof = other
+        .proof(&Method::GET, &api.parse().unwrap(), Some(&token))
+        .unwrap();
+    let answer = call(&client, &api, &format!("DPoP {token}"), Some(&proof)).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    assert!(
+        answer.challenge.contains("another key"),
+        "{}",
+        answer.challenge
+    );
+    assert_eq!(s.issuer.introspection_calls(), 1);
+}
+
+#[tokio::test]
+async fn revoked_unknown_and_foreign_tokens_are_refused() {
+    let s = setup().await;
+    let api = start(
+        &s.pki,
+        CnfValidationLayer::new(s.validator().build().unwrap()),
+    )
+    .await;
+    let client = https_client(&s.pki, Some(&s.client));
+
+    let token = s.bound_to_client();
+    assert!(s.issuer.revoke(&token));
+    assert_invalid_token(&bearer(&client, &api, &token).await, "not active");
+    assert_invalid_token(&bearer(&client, &api, "never-issued").await, "not active");
+
+    // Active, but for another resource, or from another issuer.
+    let mut claims = s.issuer.claims("svc", Some(s.client.thumbprint()));
+    claims["aud"] = json!("https://elsewhere.test");
+    let token = s.issuer.issue_opaque(&claims).unwrap();
+    assert_invalid_token(
+        &bearer(&client, &api, &token).await,
+        "not meant for this resource",
+    );
+    let mut claims = s.issuer.claims("svc", Some(s.client.thumbprint()));
+    claims["iss"] = json!("https://evil.test");
+    let token = s.issuer.issue_opaque(&claims).unwrap();
+    assert_invalid_token(&bearer(&client, &api, &token).await, "wrong issuer");
+    let mut claims = s.issuer.claims("svc", Some(s.client.thumbprint()));
+    claims.as_object_mut().unwrap().remove("exp");
+    let token = s.issuer.issue_opaque(&claims).unwrap();
+    assert_invalid_token(&bearer(&client, &api, &token).await, "valid exp claim");
+    // DPoP token_type without cnf.jkt.
+    let mut claims = s.issuer.claims("svc", Some(s.client.thumbprint()));
+    claims["token_type"] = json!("DPoP");
+    let token = s.issuer.issue_opaque(&claims).unwrap();
+    assert_invalid_token(&bearer(&client, &api, &token).await, "type does not match");
+}
+
+#[tokio::test]
+async fn answers_are_cached_by_token_and_refusals_briefly() {
+    let s = setup().await;
+    let api = start(
+        &s.pki,
+        CnfValidationLayer::new(s.validator().build().unwrap()),
+    )
+    .await;
+    let client = https_client(&s.pki, Some(&s.client));
+    let token = s.bound_to_client();
+    for _ in 0..10 {
+        assert_eq!(bearer(&client, &api, &token).await.status, StatusCode::OK);
+    }
+    assert_eq!(s.issuer.introspection_calls(), 1);
+    // Revoked after it was cached: served from the cache until the entry
+    // ends (at most the cache lifetime).
+    s.issuer.revoke(&token);
+    assert_eq!(bearer(&client, &api, &token).await.status, StatusCode::OK);
+    assert_eq!(s.issuer.introspection_calls(), 1);
+
+    // A junk token: one call, then the remembered refusal.
+    for _ in 0..10 {
+        assert_invalid_token(&bearer(&client, &api, "junk").await, "not active");
+    }
+    assert_eq!(s.issuer.introspection_calls(), 2);
+
+    // Without the caches, every request asks.
+    let validator = s
+        .validator()
+        .cache_ttl(Duration::ZERO)
+        .inactive_ttl(Duration::ZERO)
+        .build()
+        .unwrap();
+    let api = start(&s.pki, CnfValidationLayer::new(validator)).await;
+    let live = s.bound_to_client();
+    for _ in 0..3 {
+        assert_eq!(bearer(&client, &api, &live).await.status, StatusCode::OK);
+        assert_invalid_token(&bearer(&client, &api, "junk").await, "not active");
+    }
+    assert_eq!(s.issuer.introspection_calls(), 2 + 6);
+    // And a revocation shows at once.
+    s.issuer.revoke(&live);
+    assert_invalid_token(&bearer(&client, &api, &live).await, "not active");
+}
+
+#[tokio::test]
+async fn one_call_for_fifty_concurrent_requests() {
+    let s = setup().await;
+    let api = start(
+        &s.pki,
+        CnfValidationLayer::new(s.validator().build().unwrap()),
+    )
+    .await;
+    let client = https_client(&s.pki, Some(&s.client));
+    let token = s.bound_to_client();
+    // The answer waits a little, so that the requests overlap.
+    s.issuer
+        .set_introspection_fault(Some(IntrospectionFault::Delay(Duration::from_millis(300))));
+    let requests = (0..50).map(|_| bearer(&client, &api, &token));
+    let answers = futures_util::future::join_all(requests).await;
+    assert!(answers.iter().all(|a| a.status == StatusCode::OK));
+    assert_eq!(s.issuer.introspection_calls(), 1);
+
+    // The same straight on the validator, for an inactive token.
+    let validator = s.validator().build().unwrap();
+    let calls = (0..50).map(|_| validator.validate("nobody-knows-me"));
+    let results = futures_util::future::join_all(calls).await;
+    assert!(results.iter().all(|r| r.is_err()));
+    assert_eq!(s.issuer.introspection_calls(), 2);
+}
+
+#[tokio::test]
+async fn an_endpoint_down_slow_or_talking_garbage_is_a_503() {
+    let s = setup().await;
+    let client = https_client(&s.pki, Some(&s.client));
+    let token = s.bound_to_client();
+
+    // Down: nothing listens at the endpoint.
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let validator = s
+        .validator()
+        .endpoint(format!("https://127.0.0.1:{closed}/introspect"))
+        .build()
+        .unwrap();
+    let api = start(&s.pki, CnfValidationLayer::new(validator)).await;
+    assert_unavailable(&bearer(&client, &api, &token).await);
+
+    let validator = s
+        .validator()
+        .timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let api = start(&s.pki, CnfValidationLayer::new(validator)).await;
+    let faults = [
+        IntrospectionFault::Delay(Duration::from_secs(3)),
+        IntrospectionFault::Unavailable,
+        IntrospectionFault::Garbage,
+        IntrospectionFault::Answer(r#"{"active":"true"}"#.into()),
+        IntrospectionFault::Answer(r#"{"active":true,"active":true}"#.into()),
+        IntrospectionFault::Answer(r#"{"active":false,"active":true}"#.into()),
+        IntrospectionFault::Answer(r#"{"active":true,"exp":"tomorrow"}"#.into()),
+        IntrospectionFault::Answer(r#"["active"]"#.into()),
+        IntrospectionFault::Answer(format!(
+            r#"{{"active":true,"pad":"{}"}}"#,
+            "x".repeat(100_000)
+        )),
+    ];
+    for fault in faults {
+        s.issuer.set_introspection_fault(Some(fault.clone()));
+        let answer = bearer(&client, &api, &token).await;
+        assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE, "{fault:?}");
+        assert_unavailable(&answer);
+    }
+    // Failures are not remembered: once the endpoint is back, the token works.
+    s.issuer.set_introspection_fault(None);
+    assert_eq!(bearer(&client, &api, &token).await.status, StatusCode::OK);
+
+    // Credentials the issuer refuses are the server's problem, not the client's.
+    let validator = s.validator().client_secret_basic("wrong").build().unwrap();
+    let api = start(&s.pki, CnfValidationLayer::new(validator)).await;
+    assert_unavailable(&bearer(&client, &api, &token).await);
+}
+
+#[tokio::test]
+async fn jwts_and_opaque_tokens_by_shape() {
+    let s = setup().await;
+    let jwt = support::jwt_validator(&s.pki, &s.issuer, Duration::from_secs(3600));
+    let both = JwtOrIntrospection::new(jwt, s.validator().build().unwrap());
+    let api = start(&s.pki, CnfValidationLayer::new(both)).await;
+    let client = https_client(&s.pki, Some(&s.client));
+
+    let jwt = s
+        .issuer
+        .sign(&s.issuer.claims("svc", Some(s.client.thumbprint())))
+        .unwrap();
+    assert_eq!(bearer(&client, &api, &jwt).await.status, StatusCode::OK);
+    assert_eq!(
+        s.issuer.introspection_calls(),
+        0,
+        "a JWT is checked locally"
+    );
+    assert_eq!(s.issuer.jwks_fetches(), 1);
+
+    let opaque = s.bound_to_client();
+    assert_eq!(bearer(&client, &api, &opaque).await.status, StatusCode::OK);
+    assert_eq!(s.issuer.introspection_calls(), 1);
+
+    // A JWT-shaped token goes to the JWT validator, however bad.
+    assert_invalid_token(&bearer(&client, &api, "a.b.c").await, "well-formed JWT");
+    assert_eq!(s.issuer.introspection_calls(), 1);
+
+    // Introspection only: the JWT is introspected (and unknown there).
+    let only = JwtOrIntrospection::introspection_only(s.validator().build().unwrap());
+    let api = start(&s.pki, CnfValidationLayer::new(only)).await;
+    assert_invalid_token(&bearer(&client, &api, &jwt).await, "not active");
+    assert_eq!(s.issuer.introspection_calls(), 2);
+}
