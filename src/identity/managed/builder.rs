@@ -1,0 +1,117 @@
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use super::error::ManagedIdentityError;
+use super::imds::{self, Imds};
+use super::{ManagedIdentity, Shared, renewal};
+use crate::identity::rotation::Rotation;
+
+/// Builds a [`ManagedIdentity`] from IMDS v2; see
+/// [`ManagedIdentity::imds_v2`].
+///
+/// | setting | default |
+/// | --- | --- |
+/// | base URL | the builder's, else `AZURE_POD_IDENTITY_AUTHORITY_HOST`, else `http://169.254.169.254` |
+/// | probe timeout | 1 s |
+/// | timeout of each later IMDS request | 10 s |
+/// | scope, resource | none |
+#[derive(Debug, Clone)]
+pub struct ManagedIdentityBuilder {
+    base_url: Option<String>,
+    probe_timeout: Duration,
+    timeout: Duration,
+    params: Vec<(String, String)>,
+}
+
+impl Default for ManagedIdentityBuilder {
+    fn default() -> Self {
+        Self {
+            base_url: None,
+            probe_timeout: Duration::from_secs(1),
+            timeout: Duration::from_secs(10),
+            params: Vec::new(),
+        }
+    }
+}
+
+impl ManagedIdentityBuilder {
+    /// Where IMDS answers, `http://host[:port]`, instead of
+    /// `http://169.254.169.254` (or the `AZURE_POD_IDENTITY_AUTHORITY_HOST`
+    /// environment variable, which this overrides).
+    pub fn base_url(mut self, url: impl Into<String>) -> Self {
+        self.base_url = Some(url.into());
+        self
+    }
+
+    /// How long the probe waits for IMDS before deciding it is not there.
+    /// Default 1 s; at least 10 ms.
+    pub fn probe_timeout(mut self, timeout: Duration) -> Self {
+        self.probe_timeout = timeout.max(Duration::from_millis(10));
+        self
+    }
+
+    /// How long each later IMDS request (the metadata, a credential) may
+    /// take. Default 10 s; at least 10 ms.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout.max(Duration::from_millis(10));
+        self
+    }
+
+    /// The `scope` tokens are asked for (space-separated), such as
+    /// `https://management.azure.com/.default`.
+    pub fn scope(self, scope: impl Into<String>) -> Self {
+        self.param("scope", scope)
+    }
+
+    /// An RFC 8707 `resource` tokens are asked for; may be given more than
+    /// once.
+    pub fn resource(self, resource: impl Into<String>) -> Self {
+        self.param("resource", resource)
+    }
+
+    fn param(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.params.push((name.to_owned(), value.into()));
+        self
+    }
+
+    /// Probes IMDS v2, reads the platform metadata, makes a key and has a
+    /// certificate issued for it; then starts renewing it in the
+    /// background, on the current Tokio runtime.
+    ///
+    /// Off Azure (no answer within the probe timeout, a `404`, a server that
+    /// is not IMDS) this fails with
+    /// [`NotAvailable`](super::ManagedIdentityErrorKind::NotAvailable),
+    /// never hanging longer than the probe timeout. Must be called inside a
+    /// Tokio runtime.
+    pub async fn build(self) -> Result<ManagedIdentity, ManagedIdentityError> {
+        let variable = std::env::var(imds::BASE_URL_VARIABLE).ok();
+        let base = imds::base_url(self.base_url.as_deref(), variable.as_deref())?;
+        let imds = Imds::new(base, self.probe_timeout, self.timeout);
+        imds.probe().await?;
+        let metadata = imds.platform_metadata().await?;
+        let issued = imds.issue(&metadata).await?;
+        tracing::info!(
+            client_id = %issued.endpoint.client_id,
+            tenant_id = %issued.endpoint.tenant_id,
+            identity_type = %issued.endpoint.identity_type,
+            thumbprint = %issued.identity.thumbprint(),
+            not_after = %crate::identity::validity::Date(issued.identity.not_after()),
+            "managed identity certificate issued by IMDS v2"
+        );
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let shared = Arc::new(Shared {
+            imds,
+            metadata,
+            endpoint: issued.endpoint,
+            params: self.params,
+            rotation: Rotation::new(issued.identity),
+            renewing: tokio::sync::Mutex::new(()),
+            renewals: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            _stop: stop,
+        });
+        tokio::spawn(renewal::run(Arc::downgrade(&shared), stopped));
+        Ok(ManagedIdentity { shared })
+    }
+}
