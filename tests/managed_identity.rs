@@ -29,6 +29,8 @@ use tower_token_binding::test_util::{ImdsEmulator, ImdsFault, TestIssuer, TestPk
 use tower_token_binding::token::TokenSource;
 use tower_token_binding::validation::VerifiedToken;
 
+mod support;
+
 const AUDIENCE: &str = "https://api.example";
 
 /// Says who called: the token's client and binding, the connection's
@@ -49,7 +51,7 @@ struct World {
     issuer: TestIssuer,
     imds: ImdsEmulator,
     api: String,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
@@ -96,7 +98,7 @@ async fn world(lifetime: Duration) -> World {
         issuer,
         imds,
         api,
-        _dir: dir,
+        dir,
         _stop: stop,
     }
 }
@@ -430,4 +432,48 @@ async fn a_managed_identity_brings_its_own_settings() {
     assert!(message.contains("MtlsPop"), "{message}");
     // More scope is fine.
     assert!(base().resource(AUDIENCE).build().is_ok());
+}
+
+#[tokio::test]
+async fn the_client_example_runs_on_a_managed_identity() {
+    let w = world(Duration::from_secs(3600)).await;
+    let ca = w.dir.path().join("ca.pem");
+    std::fs::write(&ca, w.pki.ca_pem()).unwrap();
+    let run = |imds: String| {
+        let ca = ca.clone();
+        let api = w.api.clone();
+        async move {
+            tokio::process::Command::new(support::example_binary("client"))
+                .arg("--managed-identity")
+                .args(["--imds-url", &imds])
+                .arg("--ca")
+                .arg(&ca)
+                .args(["--scope", "https://api.example/.default"])
+                .args(["--requests", "5", "--concurrency", "2", &api])
+                .output()
+                .await
+                .unwrap()
+        }
+    };
+
+    let output = run(w.imds.base_url()).await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("requests=5 ok=5 token_fetches=1"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("managed identity client_id="), "{stderr}");
+    assert_eq!(w.imds.credentials_issued(), 1);
+
+    // Off Azure: nothing listens where IMDS should be.
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let output = run(format!("http://{closed}")).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("no IMDS v2"), "{stderr}");
 }
