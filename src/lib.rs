@@ -54,9 +54,13 @@
 //!   checked by servers ([`proof::dpop::DpopVerifier`]). In both halves.
 //! - [`replay`]: [`replay::ReplayStore`], whether a proof was seen before,
 //!   and an in-memory store.
+//! - [`identity::managed`] (feature `managed-identity`): Azure's managed
+//!   identity (IMDS v2) as the identity and token source of a
+//!   [`BoundClient`]: the certificate comes from the platform, renewed
+//!   before it runs out.
 //! - [`test_util`] (feature `test-util`): a generated PKI and an embedded
-//!   authorization server that issues bound RFC 9068 JWT access tokens, for
-//!   tests and demos.
+//!   authorization server that issues bound RFC 9068 JWT access tokens (and,
+//!   with `managed-identity`, an embedded IMDS v2), for tests and demos.
 //!
 //! # Feature flags
 //!
@@ -65,6 +69,7 @@
 //! | `client` | yes | the client half: [`client`], [`token`], [`source`], [`binding`], [`pool`], identity reloading (hyper-rustls, hyper-util's client) |
 //! | `server` | yes | the server half: [`server`] (TLS serving with a [`server::PeerCertificate`] on every request, RFC 9440 trusted-proxy mode) and [`validation`] ([`CnfValidationLayer`], with an HTTPS client to fetch JWKS) |
 //! | `axum` | no | [`validation::VerifiedToken`] as an axum extractor, axum's `ConnectInfo` on served requests (implies `server`) |
+//! | `managed-identity` | no | [`identity::managed`]: Azure managed identity (IMDS v2) as identity and token source (implies `client`; x509-cert, pkcs1) |
 //! | `test-util` | no | [`test_util`]: test PKI and authorization server (implies `client`, `server`) |
 //!
 //! Both halves are on by default because the types they share (thumbprints,

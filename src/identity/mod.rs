@@ -31,6 +31,7 @@ use crate::thumbprint::Thumbprint;
 use crate::tls;
 
 #[cfg(feature = "managed-identity")]
+#[cfg_attr(docsrs, doc(cfg(feature = "managed-identity")))]
 pub mod managed;
 #[cfg(feature = "client")]
 mod reloading;

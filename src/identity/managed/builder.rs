@@ -99,7 +99,6 @@ impl ManagedIdentityBuilder {
             not_after = %crate::identity::validity::Date(issued.identity.not_after()),
             "managed identity certificate issued by IMDS v2"
         );
-        let (stop, stopped) = tokio::sync::oneshot::channel();
         let shared = Arc::new(Shared {
             imds,
             metadata,
@@ -109,9 +108,9 @@ impl ManagedIdentityBuilder {
             renewing: tokio::sync::Mutex::new(()),
             renewals: AtomicU64::new(0),
             failures: AtomicU64::new(0),
-            _stop: stop,
         });
-        tokio::spawn(renewal::run(Arc::downgrade(&shared), stopped));
+        let changes = shared.rotation.subscribe();
+        tokio::spawn(renewal::run(Arc::downgrade(&shared), changes));
         Ok(ManagedIdentity { shared })
     }
 }

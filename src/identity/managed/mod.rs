@@ -74,7 +74,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 
 use super::rotation::Rotation;
 use super::{ClientIdentity, IdentitySource};
@@ -121,8 +121,6 @@ pub(super) struct Shared {
     renewing: tokio::sync::Mutex<()>,
     renewals: AtomicU64,
     failures: AtomicU64,
-    /// Dropped with the last handle, which stops the renewal task.
-    _stop: oneshot::Sender<()>,
 }
 
 /// Counters of a [`ManagedIdentity`].

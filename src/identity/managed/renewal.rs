@@ -3,9 +3,10 @@
 use std::sync::Weak;
 use std::time::{Duration, SystemTime};
 
-use tokio::sync::oneshot;
+use tokio::sync::watch;
 
 use super::Shared;
+use crate::ClientIdentity;
 
 /// Renew once less than this is left (unless half the lifetime passes
 /// first).
@@ -52,9 +53,10 @@ pub(super) fn retry_in(failures: u32, remaining: Duration) -> Duration {
     }
 }
 
-/// Renews the identity of `shared` whenever it is due, until the last
-/// handle is dropped (which drops `stop`'s sender).
-pub(super) async fn run(shared: Weak<Shared>, mut stop: oneshot::Receiver<()>) {
+/// Renews the identity of `shared` whenever it is due. `changes` sees
+/// every new identity (a renewal asked for by hand moves the next one on)
+/// and ends when the last handle is dropped, which ends the task.
+pub(super) async fn run(shared: Weak<Shared>, mut changes: watch::Receiver<ClientIdentity>) {
     let mut failures = 0u32;
     loop {
         let wait = {
@@ -72,13 +74,24 @@ pub(super) async fn run(shared: Weak<Shared>, mut stop: oneshot::Receiver<()>) {
         };
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            _ = &mut stop => return,
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    // The identity is gone.
+                    return;
+                }
+                // Renewed elsewhere: due later.
+                failures = 0;
+                continue;
+            }
         }
         let Some(shared) = shared.upgrade() else {
             return;
         };
         match shared.renew().await {
-            Ok(_) => failures = 0,
+            Ok(_) => {
+                failures = 0;
+                changes.borrow_and_update();
+            }
             Err(e) => {
                 failures = failures.saturating_add(1);
                 let current = shared.rotation.current();
