@@ -25,7 +25,7 @@ use tower_token_binding::identity::managed::{
 };
 use tower_token_binding::pool::MtlsClientPool;
 use tower_token_binding::server::{PeerCertificate, ResourceServer};
-use tower_token_binding::test_util::{ImdsEmulator, ImdsFault, TestIssuer, TestPki};
+use tower_token_binding::test_util::{Fault, ImdsEmulator, ImdsFault, TestIssuer, TestPki};
 use tower_token_binding::token::TokenSource;
 use tower_token_binding::validation::VerifiedToken;
 
@@ -190,8 +190,8 @@ async fn the_whole_flow_ends_at_the_resource_server() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn renewal_before_expiry_fails_no_request() {
-    // The first certificate lives four seconds: renewed after two.
-    let w = world(Duration::from_secs(4)).await;
+    // The first certificate lives six seconds: renewed after three.
+    let w = world(Duration::from_secs(6)).await;
     let identity = managed(&w.imds).await.unwrap();
     let first = identity.current();
     // The renewed one lives long, so there is exactly one renewal to see.
@@ -268,6 +268,34 @@ async fn renewal_before_expiry_fails_no_request() {
     assert_eq!(w.issuer.tokens_issued(), 2);
     assert_eq!(client.cache().unwrap().stats().fetches, 2);
     assert_eq!(identity.stats().failures, 0);
+}
+
+#[tokio::test]
+async fn never_falls_back_to_unbound_tokens() {
+    let w = world(Duration::from_secs(3600)).await;
+    let identity = managed(&w.imds).await.unwrap();
+    // A client (and token cache) of its own for each case.
+    let client = || {
+        BoundClient::builder()
+            .managed_identity(identity.clone())
+            .root_store(w.pki.root_store())
+            .build()
+            .unwrap()
+    };
+
+    // A Bearer answer to an mtls_pop request is an error, not a token.
+    w.issuer
+        .set_fault(Some(Fault::TokenType("Bearer".to_owned())));
+    let error = client().get(&w.api).await.unwrap_err();
+    assert!(error.to_string().contains("access token"), "{error}");
+    // A token without cnf is not sent either.
+    w.issuer.set_fault(Some(Fault::Unbound));
+    let error = client().get(&w.api).await.unwrap_err();
+    assert!(error.to_string().contains("not bound"), "{error}");
+
+    w.issuer.set_fault(None);
+    let (status, body) = call(&client(), &w.api).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
 }
 
 #[tokio::test]

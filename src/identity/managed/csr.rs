@@ -41,7 +41,8 @@ pub(crate) const DOMAIN_COMPONENT: ObjectIdentifier =
 /// `id-RSASSA-PSS` (RFC 4055).
 pub(crate) const RSASSA_PSS: ObjectIdentifier =
     ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.10");
-/// `rsaEncryption`.
+/// `rsaEncryption` (what the emulator checks a request's key is).
+#[cfg_attr(not(any(test, feature = "test-util")), allow(dead_code))]
 pub(crate) const RSA_ENCRYPTION: ObjectIdentifier =
     ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
 /// `id-sha256`.

@@ -30,7 +30,8 @@
 //!    ours, or outside its validity, is refused.
 //! 4. Tokens: client credentials over mutual TLS with that certificate at
 //!    `<mtls_authentication_endpoint>/<tenant_id>/oauth2/v2.0/token`, with
-//!    `token_type=mtls_pop`.
+//!    `token_type=mtls_pop`. There is no fallback to unbound tokens: a
+//!    `Bearer` answer, or a token without `cnf`, is an error.
 //! 5. Renewal: a new key and certificate when less than 24 hours of
 //!    validity remain or half the lifetime has passed, whichever comes
 //!    first (half the lifetime for certificates of a day or less). The new
