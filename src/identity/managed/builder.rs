@@ -84,6 +84,26 @@ impl ManagedIdentityBuilder {
     /// [`NotAvailable`](super::ManagedIdentityErrorKind::NotAvailable),
     /// never hanging longer than the probe timeout. Must be called inside a
     /// Tokio runtime.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_token_binding::identity::managed::{ManagedIdentity, ManagedIdentityErrorKind};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    /// # let nothing_there = format!("http://{closed}");
+    /// // Where nothing answers, as off Azure:
+    /// let error = ManagedIdentity::imds_v2()
+    ///     .base_url(nothing_there)
+    ///     .probe_timeout(Duration::from_millis(200))
+    ///     .build()
+    ///     .await
+    ///     .unwrap_err();
+    /// assert_eq!(error.kind(), ManagedIdentityErrorKind::NotAvailable);
+    /// assert!(error.to_string().contains("no IMDS v2"));
+    /// # }
+    /// ```
     pub async fn build(self) -> Result<ManagedIdentity, ManagedIdentityError> {
         let variable = std::env::var(imds::BASE_URL_VARIABLE).ok();
         let base = imds::base_url(self.base_url.as_deref(), variable.as_deref())?;

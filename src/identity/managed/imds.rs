@@ -329,7 +329,7 @@ impl Imds {
             .map_err(|e| invalid("the credential's certificate is not base64").with_source(e))?;
         check_public_key(&der, key.spki())?;
         let chain = vec![rustls_pki_types::CertificateDer::from(der)];
-        let identity = super::super::ClientIdentity::new(chain, key.private_key()?)
+        let identity = ClientIdentity::new(chain, key.private_key()?)
             .and_then(|identity| IdentityLoader::default().check(identity))
             .map_err(|e| {
                 let kind = match e.kind() {
