@@ -265,6 +265,7 @@ async fn renewal_before_expiry_fails_no_request() {
     assert_eq!(client.pool().stats().retired, 1);
     // A new key, a new certificate, a new token.
     assert_eq!(w.imds.credentials_issued(), 2);
+    assert_eq!(w.imds.metadata_requests(), 2, "read again for the renewal");
     assert_eq!(w.issuer.tokens_issued(), 2);
     assert_eq!(client.cache().unwrap().stats().fetches, 2);
     assert_eq!(identity.stats().failures, 0);
@@ -393,6 +394,12 @@ async fn a_failed_renewal_keeps_the_current_certificate() {
     assert_eq!(identity.thumbprint(), first.thumbprint());
     assert!(!first.is_retired());
     assert_eq!(identity.stats().failures, 1);
+
+    w.imds.set_fault(Some(ImdsFault::GarbageMetadata));
+    let error = identity.renew_now().await.unwrap_err();
+    assert_eq!(error.kind(), Kind::InvalidResponse);
+    assert_eq!(identity.thumbprint(), first.thumbprint());
+    assert_eq!(identity.stats().failures, 2);
 
     w.imds.set_fault(None);
     let renewed = identity.renew_now().await.unwrap();

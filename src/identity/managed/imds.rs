@@ -268,8 +268,22 @@ impl Imds {
         &self,
         metadata: &PlatformMetadata,
     ) -> Result<Issued, ManagedIdentityError> {
-        let key = CredentialKey::generate()?;
-        let csr = key.csr(&metadata.client_id, &metadata.tenant_id, &metadata.cu_id)?;
+        // Finding RSA primes takes a while: off the async threads.
+        let (client_id, tenant_id, cu_id) = (
+            metadata.client_id.clone(),
+            metadata.tenant_id.clone(),
+            metadata.cu_id.clone(),
+        );
+        let (key, csr) = tokio::task::spawn_blocking(move || {
+            let key = CredentialKey::generate()?;
+            let csr = key.csr(&client_id, &tenant_id, &cu_id)?;
+            Ok::<_, ManagedIdentityError>((key, csr))
+        })
+        .await
+        .map_err(|e| {
+            ManagedIdentityError::new(Kind::Crypto, "the key generation did not finish")
+                .with_source(e)
+        })??;
         let body = serde_json::json!({ "csr": STANDARD.encode(&csr) }).to_string();
         let mut request = Request::new(Full::new(Bytes::from(body)));
         *request.method_mut() = Method::POST;

@@ -32,15 +32,15 @@
 //!    `<mtls_authentication_endpoint>/<tenant_id>/oauth2/v2.0/token`, with
 //!    `token_type=mtls_pop`. There is no fallback to unbound tokens: a
 //!    `Bearer` answer, or a token without `cnf`, is an error.
-//! 5. Renewal: a new key and certificate when less than 24 hours of
-//!    validity remain or half the lifetime has passed, whichever comes
-//!    first (half the lifetime for certificates of a day or less). The new
-//!    identity [replaces](crate::ClientIdentity::replacing) the old one as a
-//!    renewed [`ReloadingIdentity`](super::ReloadingIdentity) does: the next
-//!    request gets a token bound to the new certificate over a new
-//!    connection, and pools drop the old one's connections. A failed
-//!    renewal keeps the current certificate and is tried again with
-//!    backoff.
+//! 5. Renewal: when less than 24 hours of validity remain or half the
+//!    lifetime has passed, whichever comes first (half the lifetime for
+//!    certificates of a day or less), the platform metadata is read again
+//!    and a new key gets a new certificate. The new identity
+//!    [replaces](crate::ClientIdentity::replacing) the old one as a renewed
+//!    [`ReloadingIdentity`](super::ReloadingIdentity) does: the next request
+//!    gets a token bound to the new certificate over a new connection, and
+//!    pools drop the old one's connections. A failed renewal keeps the
+//!    current certificate and is tried again with backoff.
 //!
 //! Key attestation (the `attestation_token` some hosts require) is not
 //! done. This module was tested against the embedded emulator of
@@ -113,6 +113,7 @@ pub struct ManagedIdentity {
 
 pub(super) struct Shared {
     imds: Imds,
+    /// As read at build.
     metadata: PlatformMetadata,
     /// From the first credential; a renewal must name the same.
     endpoint: Endpoint,
@@ -224,7 +225,13 @@ impl ManagedIdentity {
 impl Shared {
     async fn renew(&self) -> Result<ClientIdentity, ManagedIdentityError> {
         let _renewing = self.renewing.lock().await;
-        let result = self.imds.issue(&self.metadata).await.and_then(|issued| {
+        // Read again each time, as MSAL does: the request must carry what
+        // the platform says now.
+        let result = match self.imds.platform_metadata().await {
+            Ok(metadata) => self.imds.issue(&metadata).await,
+            Err(e) => Err(e),
+        };
+        let result = result.and_then(|issued| {
             if issued.endpoint != self.endpoint {
                 return Err(ManagedIdentityError::new(
                     ManagedIdentityErrorKind::InvalidResponse,
