@@ -82,6 +82,7 @@ use super::{ClientIdentity, IdentitySource};
 use crate::Thumbprint;
 use crate::source::{ClientCredentials, ClientCredentialsBuilder};
 
+mod answer;
 mod builder;
 mod csr;
 mod error;
@@ -98,7 +99,8 @@ pub(crate) use csr::{
 #[cfg(feature = "test-util")]
 pub(crate) use imds::{API_VERSION, ISSUE_CREDENTIAL_PATH, METADATA_PATH};
 
-use imds::{Endpoint, Imds, PlatformMetadata};
+use answer::{Endpoint, PlatformMetadata};
+use imds::Imds;
 
 /// A client identity, and where to get tokens bound to it, from Azure's
 /// managed identity (IMDS v2); see the [module docs](self).
