@@ -2,7 +2,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use super::error::ManagedIdentityError;
+use super::error::{ManagedIdentityError, ManagedIdentityErrorKind};
 use super::imds::{self, Imds};
 use super::{ManagedIdentity, Shared, renewal};
 use crate::identity::rotation::Rotation;
@@ -82,8 +82,8 @@ impl ManagedIdentityBuilder {
     /// Off Azure (no answer within the probe timeout, a `404`, a server that
     /// is not IMDS) this fails with
     /// [`NotAvailable`](super::ManagedIdentityErrorKind::NotAvailable),
-    /// never hanging longer than the probe timeout. Must be called inside a
-    /// Tokio runtime.
+    /// never hanging longer than the probe timeout. Outside a Tokio runtime
+    /// it fails with [`Config`](super::ManagedIdentityErrorKind::Config).
     ///
     /// ```
     /// use std::time::Duration;
@@ -105,6 +105,13 @@ impl ManagedIdentityBuilder {
     /// # }
     /// ```
     pub async fn build(self) -> Result<ManagedIdentity, ManagedIdentityError> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|e| {
+            ManagedIdentityError::new(
+                ManagedIdentityErrorKind::Config,
+                "a managed identity is built inside a Tokio runtime (it renews in a task of it)",
+            )
+            .with_source(e)
+        })?;
         let variable = std::env::var(imds::BASE_URL_VARIABLE).ok();
         let base = imds::base_url(self.base_url.as_deref(), variable.as_deref())?;
         let imds = Imds::new(base, self.probe_timeout, self.timeout);
@@ -130,7 +137,21 @@ impl ManagedIdentityBuilder {
             failures: AtomicU64::new(0),
         });
         let changes = shared.rotation.subscribe();
-        tokio::spawn(renewal::run(Arc::downgrade(&shared), changes));
+        runtime.spawn(renewal::run(Arc::downgrade(&shared), changes));
         Ok(ManagedIdentity { shared })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outside_a_runtime_the_build_is_an_error_not_a_panic() {
+        let build = ManagedIdentity::imds_v2().build();
+        let error = futures_util::FutureExt::now_or_never(build)
+            .expect("it fails at once")
+            .unwrap_err();
+        assert_eq!(error.kind(), ManagedIdentityErrorKind::Config);
     }
 }

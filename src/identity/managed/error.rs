@@ -26,7 +26,8 @@ pub enum ManagedIdentityErrorKind {
     /// connection was refused, or the answer was not IMDS v2's (a `404`, a
     /// server that is not IMDS). Off Azure, this is the error.
     NotAvailable,
-    /// The settings are invalid (a base URL that is not `http://host[:port]`).
+    /// The settings are invalid (a base URL that is not `http://host[:port]`),
+    /// or the build ran outside a Tokio runtime.
     Config,
     /// IMDS answered a request after the probe with an error status.
     Status,
