@@ -512,3 +512,17 @@ async fn the_client_example_runs_on_a_managed_identity() {
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("no IMDS v2"), "{stderr}");
 }
+
+#[tokio::test]
+async fn renewal_stops_with_the_last_handle() {
+    // Due for renewal after a second.
+    let w = world(Duration::from_secs(2)).await;
+    let identity = managed(&w.imds).await.unwrap();
+    let renewals = identity.subscribe();
+    drop(identity);
+    // The identity is gone with its last handle (the subscription does not
+    // keep it), and nothing renews it any more.
+    assert!(renewals.has_changed().is_err());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(w.imds.credentials_issued(), 1);
+}
