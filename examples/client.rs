@@ -11,6 +11,9 @@
 //!     [--scheme bearer|mtls_pop|mtls|dpop|pop] [--dpop-key FILE] [--pop-key FILE] \
 //!     [--header-word bearer|mtls_pop] \
 //!     [--requests N] [--concurrency C] URL
+//! cargo run --example client -- --managed-identity [--imds-url URL] [--ca ca.pem] \
+//!     [--scope "a b"] [--resource URI] [--header-word bearer|mtls_pop] \
+//!     [--requests N] [--concurrency C] URL
 //! ```
 //!
 //! Prints `status=CODE` per response, the body of the last response, and a
@@ -22,8 +25,11 @@
 //! only for `tls_client_auth`. `--scheme pop` does the same with
 //! Microsoft's PoP: tokens bound to a key (`cnf.kid`; from `--pop-key`, or a
 //! new RSA-2048 key signing with PS256) and `Authorization: PoP <SHR>`, a
-//! signed HTTP request made for every request. Set `RUST_LOG=tower_token_binding=debug` for
-//! details.
+//! signed HTTP request made for every request. `--managed-identity` takes
+//! the certificate, the client id and the token endpoint from Azure's
+//! managed identity (IMDS v2, at `--imds-url` or the default address) and
+//! asks for `mtls_pop` tokens; off Azure it fails at once. Set
+//! `RUST_LOG=tower_token_binding=debug` for details.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -32,13 +38,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::Mutex;
 use tower_token_binding::BoundClient;
 use tower_token_binding::binding::{HeaderWord, Scheme};
+use tower_token_binding::identity::managed::ManagedIdentity;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 const USAGE: &str = "usage: client (--issuer URL | --token-url URL) --client-id ID [--client-secret S] \
 [--auth tls_client_auth|self_signed_tls_client_auth|client_secret_basic|client_secret_post] \
 [--cert PEM --key PEM] [--ca PEM] [--scope \"a b\"] [--resource URI] [--scheme bearer|mtls_pop|mtls|dpop|pop] \
-[--dpop-key PEM] [--pop-key PEM] [--header-word bearer|mtls_pop] [--requests N] [--concurrency C] URL";
+[--dpop-key PEM] [--pop-key PEM] [--header-word bearer|mtls_pop] [--requests N] [--concurrency C] URL
+   or: client --managed-identity [--imds-url URL] [--ca PEM] [--scope \"a b\"] [--resource URI] \
+[--header-word bearer|mtls_pop] [--requests N] [--concurrency C] URL";
 
 #[derive(Default)]
 struct Args {
@@ -59,6 +68,8 @@ struct Args {
     requests: Option<String>,
     concurrency: Option<String>,
     url: Option<String>,
+    managed_identity: bool,
+    imds_url: Option<String>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -86,6 +97,11 @@ fn parse_args() -> Result<Args, String> {
             "--header-word" => &mut args.header_word,
             "--requests" => &mut args.requests,
             "--concurrency" => &mut args.concurrency,
+            "--imds-url" => &mut args.imds_url,
+            "--managed-identity" => {
+                args.managed_identity = true;
+                continue;
+            }
             "-h" | "--help" => return Err(USAGE.to_owned()),
             other if other.starts_with("--") => {
                 return Err(format!("unknown argument {other:?}\n{USAGE}"));
@@ -105,6 +121,36 @@ fn parse_args() -> Result<Args, String> {
             .is_some_and(|scheme| scheme.eq_ignore_ascii_case(name))
     };
     let (dpop, pop) = (is("dpop"), is("pop"));
+    if args.managed_identity {
+        // The identity, the client id and the token endpoint come from IMDS.
+        for (given, what) in [
+            (args.issuer.is_some(), "--issuer"),
+            (args.token_url.is_some(), "--token-url"),
+            (args.client_id.is_some(), "--client-id"),
+            (args.client_secret.is_some(), "--client-secret"),
+            (args.auth.is_some(), "--auth"),
+            (
+                args.cert.is_some() || args.key.is_some(),
+                "--cert and --key",
+            ),
+            (args.scheme.is_some(), "--scheme"),
+            (
+                args.dpop_key.is_some() || args.pop_key.is_some(),
+                "--dpop-key and --pop-key",
+            ),
+        ] {
+            if given {
+                return Err(format!("{what} cannot go with --managed-identity\n{USAGE}"));
+            }
+        }
+        if args.url.is_none() {
+            return Err(format!("the URL to call is required\n{USAGE}"));
+        }
+        return Ok(args);
+    }
+    if args.imds_url.is_some() {
+        return Err(format!("--imds-url is for --managed-identity\n{USAGE}"));
+    }
     // With DPoP or PoP a client secret may authenticate alone; a
     // certificate is then optional, but comes as a pair.
     let certificate_optional = (dpop || pop) && args.client_secret.is_some();
@@ -150,6 +196,37 @@ fn number(value: Option<String>, what: &str, default: usize) -> Result<usize, St
     }
 }
 
+/// A builder with Azure's managed identity: certificate, client id and token
+/// endpoint from IMDS v2, renewed while running.
+async fn managed_identity(
+    imds_url: Option<&str>,
+    scope: Option<&str>,
+    resource: Option<&str>,
+    header_word: Option<&str>,
+) -> Result<tower_token_binding::client::BoundClientBuilder, BoxError> {
+    let mut identity = ManagedIdentity::imds_v2();
+    if let Some(url) = imds_url {
+        identity = identity.base_url(url);
+    }
+    if let Some(scope) = scope {
+        identity = identity.scope(scope);
+    }
+    if let Some(resource) = resource {
+        identity = identity.resource(resource);
+    }
+    let identity = identity.build().await?;
+    eprintln!(
+        "managed identity client_id={} x5t#S256={}",
+        identity.client_id(),
+        identity.thumbprint()
+    );
+    let mut builder = BoundClient::builder().managed_identity(identity);
+    if let Some(word) = header_word {
+        builder = builder.header_word(word.parse()?);
+    }
+    Ok(builder)
+}
+
 async fn run(args: Args) -> Result<bool, BoxError> {
     let url = required(args.url, "the URL to call")?;
     let requests = number(args.requests, "--requests", 1)?;
@@ -160,6 +237,15 @@ async fn run(args: Args) -> Result<bool, BoxError> {
     // The whole client stack in one expression; the certificate and key
     // files are watched, so a renewal on disk is picked up while running.
     let mut builder = BoundClient::builder().scheme(scheme);
+    if args.managed_identity {
+        builder = managed_identity(
+            args.imds_url.as_deref(),
+            args.scope.as_deref(),
+            args.resource.as_deref(),
+            args.header_word.as_deref(),
+        )
+        .await?;
+    }
     if let (Some(cert), Some(key)) = (args.cert, args.key) {
         builder = builder.identity_files(cert, key);
     }
@@ -169,7 +255,7 @@ async fn run(args: Args) -> Result<bool, BoxError> {
     if let Some(key) = args.pop_key {
         builder = builder.pop_key_file(key);
     }
-    if scheme != Scheme::MtlsOnly {
+    if scheme != Scheme::MtlsOnly && !args.managed_identity {
         builder = builder.client_id(required(args.client_id, "--client-id")?);
         if !matches!(scheme, Scheme::Dpop | Scheme::Pop) {
             builder = builder.header_word(word);

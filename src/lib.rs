@@ -58,9 +58,13 @@
 //!   fetches, caches, pools, retries, validation outcomes by reason,
 //!   replays) through the `metrics` crate's facade, under one documented
 //!   naming scheme with bounded labels.
+//! - [`identity::managed`] (feature `managed-identity`): Azure's managed
+//!   identity (IMDS v2) as the identity and token source of a
+//!   [`BoundClient`]: the certificate comes from the platform, renewed
+//!   before it runs out.
 //! - [`test_util`] (feature `test-util`): a generated PKI and an embedded
-//!   authorization server that issues bound RFC 9068 JWT access tokens, for
-//!   tests and demos.
+//!   authorization server that issues bound RFC 9068 JWT access tokens (and,
+//!   with `managed-identity`, an embedded IMDS v2), for tests and demos.
 //!
 //! # Feature flags
 //!
@@ -70,6 +74,7 @@
 //! | `server` | yes | the server half: [`server`] (TLS serving with a [`server::PeerCertificate`] on every request, trusted-proxy mode: RFC 9440 `Client-Cert` and Envoy's `x-forwarded-client-cert`, from listed proxies only) and [`validation`] ([`CnfValidationLayer`], with an HTTPS client to fetch JWKS; token introspection needs `client` too, for its mTLS client pool) |
 //! | `axum` | no | [`validation::VerifiedToken`] as an axum extractor, axum's `ConnectInfo` on served requests (implies `server`) |
 //! | `metrics` | no | [`metrics`]: counters and a gauge through the `metrics` crate's facade (token fetches, caches, pools, retries, validation outcomes by reason, replays) |
+//! | `managed-identity` | no | [`identity::managed`]: Azure managed identity (IMDS v2) as identity and token source (implies `client`; x509-cert, pkcs1) |
 //! | `test-util` | no | [`test_util`]: test PKI and authorization server (implies `client`, `server`) |
 //!
 //! Both halves are on by default because the types they share (thumbprints,

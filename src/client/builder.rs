@@ -115,6 +115,8 @@ pub struct BoundClientBuilder {
     pool: PoolBuilder,
     roots: Option<Roots>,
     max_body: usize,
+    #[cfg(feature = "managed-identity")]
+    managed: Option<crate::identity::managed::ManagedIdentity>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -166,6 +168,8 @@ impl Default for BoundClientBuilder {
             pool: MtlsClientPool::builder(),
             roots: None,
             max_body: 16 * 1024 * 1024,
+            #[cfg(feature = "managed-identity")]
+            managed: None,
         }
     }
 }
@@ -306,6 +310,25 @@ impl BoundClientBuilder {
         self
     }
 
+    /// Azure's managed identity as the identity and the token source at
+    /// once: the certificate IMDS issued (renewed as it runs out), and
+    /// client credentials at its token endpoint for Entra's `mtls_pop`
+    /// tokens bound to it, with its client id and its scope or resource
+    /// (more may be added with [`scope`](Self::scope) and
+    /// [`resource`](Self::resource)). Sent with the `mtls_pop` header word
+    /// unless [`header_word`](Self::header_word) says otherwise.
+    ///
+    /// It replaces the issuer, token endpoint, client id, client
+    /// authentication and identity settings, and goes with
+    /// [`Scheme::MtlsPop`] only: [`build`](Self::build) refuses those
+    /// together with it. See [`crate::identity::managed`].
+    #[cfg(feature = "managed-identity")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "managed-identity")))]
+    pub fn managed_identity(mut self, identity: crate::identity::managed::ManagedIdentity) -> Self {
+        self.managed = Some(identity);
+        self
+    }
+
     // How requests are authorized.
 
     /// The [`Scheme`]. Default [`Scheme::MtlsPop`]. [`Scheme::Dpop`] binds
@@ -437,6 +460,63 @@ impl BoundClientBuilder {
     /// [`build`](Self::build), for request bodies of another type than
     /// `Full<Bytes>` (they must be `Clone`, for the retry).
     pub fn build_with_body<B>(self) -> Result<BoundClient<B>, BuildError>
+    where
+        B: http_body::Body + Send + 'static,
+        B::Data: Send,
+    {
+        self.with_managed_identity()?.build_checked()
+    }
+
+    /// The settings of a managed identity in place of the client-credentials
+    /// and identity settings, which must not be given with it.
+    #[cfg(feature = "managed-identity")]
+    fn with_managed_identity(mut self) -> Result<Self, BuildError> {
+        let Some(managed) = self.managed.take() else {
+            return Ok(self);
+        };
+        let given = [
+            (self.issuer.is_some(), "issuer"),
+            (self.token_endpoint.is_some(), "token_endpoint"),
+            (self.client_id.is_some(), "client_id"),
+            (self.secret.is_some(), "a client secret"),
+            (self.self_signed, "self_signed_tls_client_auth"),
+            (self.token_source.is_some(), "token_source"),
+            (self.identity.is_some(), "identity or identity_files"),
+            (self.entra, "entra_mtls_pop"),
+        ];
+        if let Some((_, name)) = given.iter().find(|(set, _)| *set) {
+            return Err(BuildError::new(
+                Kind::Conflict,
+                format!(
+                    "a managed identity brings its own token endpoint, client id and certificate: drop {name}"
+                ),
+            ));
+        }
+        if self.scheme != Scheme::MtlsPop {
+            return Err(BuildError::new(
+                Kind::Conflict,
+                format!(
+                    "a managed identity gets certificate-bound tokens: use Scheme::MtlsPop, not Scheme::{:?}",
+                    self.scheme
+                ),
+            ));
+        }
+        self.token_endpoint = Some(managed.token_endpoint().to_owned());
+        self.client_id = Some(managed.client_id().to_owned());
+        self.entra = true;
+        let mut params = managed.params().to_vec();
+        params.append(&mut self.params);
+        self.params = params;
+        self.identity = Some(IdentityChoice::Source(SharedIdentity::new(managed)));
+        Ok(self)
+    }
+
+    #[cfg(not(feature = "managed-identity"))]
+    fn with_managed_identity(self) -> Result<Self, BuildError> {
+        Ok(self)
+    }
+
+    fn build_checked<B>(self) -> Result<BoundClient<B>, BuildError>
     where
         B: http_body::Body + Send + 'static,
         B::Data: Send,

@@ -53,6 +53,10 @@
 //! and sent inside a signed HTTP request made for each request
 //! (`Authorization: PoP <SHR>`), as Microsoft's PoP scheme has it.
 //!
+//! With the `managed-identity` feature, `managed_identity(..)` takes the
+//! identity, the client id and the token endpoint from Azure's managed
+//! identity (IMDS v2; see `identity::managed`), renewed as it runs out.
+//!
 //! Every misconfiguration is a [`BuildError`] from `build()`, not a surprise
 //! at the first request.
 

@@ -30,8 +30,13 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use crate::thumbprint::Thumbprint;
 use crate::tls;
 
+#[cfg(feature = "managed-identity")]
+#[cfg_attr(docsrs, doc(cfg(feature = "managed-identity")))]
+pub mod managed;
 #[cfg(feature = "client")]
 mod reloading;
+#[cfg(feature = "client")]
+mod rotation;
 #[cfg(feature = "client")]
 mod source;
 mod validity;

@@ -4,13 +4,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
 
-use arc_swap::ArcSwap;
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
-use super::{
-    ClientIdentity, IdentityError, IdentityErrorKind, IdentityLoader, IdentitySource, Inner,
-};
+use super::rotation::Rotation;
+use super::{ClientIdentity, IdentityError, IdentityErrorKind, IdentityLoader, IdentitySource};
 use crate::Thumbprint;
 
 /// The default time between two looks at the files.
@@ -72,10 +70,9 @@ struct Shared {
     cert_path: PathBuf,
     key_path: PathBuf,
     interval: Duration,
-    /// The identity now: read on every request, without a lock.
-    current: ArcSwap<Inner>,
-    /// The same, for subscribers.
-    identity: watch::Sender<ClientIdentity>,
+    /// The identity now (read on every request, without a lock), and its
+    /// subscribers.
+    rotation: Rotation,
     loader: IdentityLoader,
     /// The contents last examined, good or bad. Held for a whole check, so
     /// that two checks (the poller and `reload_now`) never interleave and a
@@ -154,8 +151,7 @@ impl ReloadingIdentityBuilder {
                 .pem_pair(&self.cert_path, &self.key_path, &cert_pem, &key_pem)?;
         identity.warn_if_expiring(SystemTime::now(), Some(&self.cert_path));
         let shared = Arc::new(Shared {
-            current: ArcSwap::new(identity.inner.clone()),
-            identity: watch::Sender::new(identity),
+            rotation: Rotation::new(identity),
             loader: self.loader,
             seen: tokio::sync::Mutex::new(Seen {
                 digest: digest(&cert_pem, &key_pem),
@@ -201,7 +197,7 @@ impl ReloadingIdentity {
     /// [`watch`](tokio::sync::watch) channel does: the latest one).
     pub fn subscribe(&self) -> watch::Receiver<ClientIdentity> {
         self.ensure_polling();
-        self.shared.identity.subscribe()
+        self.shared.rotation.subscribe()
     }
 
     /// The counters.
@@ -243,7 +239,7 @@ impl IdentitySource for ReloadingIdentity {
 
     fn thumbprint(&self) -> Thumbprint {
         self.ensure_polling();
-        self.shared.current.load().thumbprint
+        self.shared.rotation.thumbprint()
     }
 }
 
@@ -285,9 +281,7 @@ async fn poll(shared: Weak<Shared>, interval: Duration) {
 
 impl Shared {
     fn current(&self) -> ClientIdentity {
-        ClientIdentity {
-            inner: self.current.load_full(),
-        }
+        self.rotation.current()
     }
 
     async fn check(self: &Arc<Self>) -> Reload {
@@ -330,11 +324,7 @@ impl Shared {
             Ok(identity) => {
                 // Published first, then the old one retired: no request
                 // finds the current identity retired.
-                let previous = self.current();
-                let identity = identity.next_in_line(&previous);
-                self.current.store(identity.inner.clone());
-                self.identity.send_replace(identity.clone());
-                identity.take_over();
+                let (identity, previous) = self.rotation.replace(identity);
                 let old = previous.thumbprint();
                 self.reloads.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(

@@ -31,7 +31,9 @@ use crate::{Confirmation, Thumbprint, tls};
 /// keeps its keys in memory. It is a real server all the same: HTTPS on
 /// `127.0.0.1` with a certificate from a [`TestPki`], HTTP/1.1 and HTTP/2.
 ///
-/// - `POST /token` and its RFC 8705 mTLS alias `POST /mtls/token` serve the
+/// - `POST /token`, its RFC 8705 mTLS alias `POST /mtls/token` and Entra's
+///   path shape `POST /<tenant>/oauth2/v2.0/token` (where the
+///   IMDS emulator's token endpoint leads) serve the
 ///   `client_credentials` grant. The access token is an RFC 9068 `at+jwt`
 ///   signed with ES256, with `iss`, `sub`, `aud`, `exp`, `iat`, `nbf`, `jti`,
 ///   `client_id`, `scope` and, when the client presented a certificate in the
@@ -317,6 +319,13 @@ impl TestIssuer {
     /// The plain token endpoint, `…/token`.
     pub fn token_endpoint(&self) -> String {
         format!("{}/token", self.state.issuer)
+    }
+
+    /// The token endpoint in Entra's shape for `tenant`,
+    /// `…/<tenant>/oauth2/v2.0/token` (the same endpoint as
+    /// [`token_endpoint`](Self::token_endpoint)).
+    pub fn tenant_token_endpoint(&self, tenant: &str) -> String {
+        format!("{}/{tenant}/oauth2/v2.0/token", self.state.issuer)
     }
 
     /// The RFC 8705 mTLS alias of the token endpoint, `…/mtls/token`.
@@ -636,11 +645,13 @@ async fn route(state: &State, peer: Option<Thumbprint>, request: Request<Incomin
     }
     match (request.method(), path) {
         (&Method::POST, "/token" | "/mtls/token") => token(state, peer, request).await,
+        (&Method::POST, path) if tenant_token_path(path) => token(state, peer, request).await,
         (_, "/token" | "/mtls/token") => method_not_allowed("POST"),
         (&Method::POST, "/introspect" | "/mtls/introspect") => {
             introspect(state, peer, request).await
         }
         (_, "/introspect" | "/mtls/introspect") => method_not_allowed("POST"),
+        (_, path) if tenant_token_path(path) => method_not_allowed("POST"),
         (&Method::GET, "/jwks") => jwks(state).await,
         (
             &Method::GET,
@@ -654,6 +665,18 @@ async fn route(state: &State, peer: Option<Thumbprint>, request: Request<Incomin
         ) => method_not_allowed("GET"),
         _ => json_reply(StatusCode::NOT_FOUND, &json!({ "error": "not_found" })),
     }
+}
+
+/// Whether `path` is Entra's `/<tenant>/oauth2/v2.0/token`.
+fn tenant_token_path(path: &str) -> bool {
+    path.strip_prefix('/')
+        .and_then(|rest| rest.strip_suffix("/oauth2/v2.0/token"))
+        .is_some_and(|tenant| {
+            !tenant.is_empty()
+                && tenant
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        })
 }
 
 /// Holds the answers to `GET /jwks` while it lives; from

@@ -1,4 +1,5 @@
-//! Test helpers: a throwaway PKI and an embedded authorization server.
+//! Test helpers: a throwaway PKI, an embedded authorization server and,
+//! with `managed-identity`, an embedded IMDS v2.
 //!
 //! **For tests and demos only.** Everything here is generated at run time, keys
 //! included, and the authorization server issues tokens to whoever asks: it
@@ -29,12 +30,17 @@
 //! # }
 //! ```
 
+#[cfg(feature = "managed-identity")]
+mod imds;
 mod introspection;
 mod issuer;
 mod pki;
 mod signing_key;
 mod token_endpoint;
 
+#[cfg(feature = "managed-identity")]
+#[cfg_attr(docsrs, doc(cfg(feature = "managed-identity")))]
+pub use imds::{ImdsEmulator, ImdsEmulatorBuilder, ImdsFault};
 pub use introspection::IntrospectionFault;
 pub use issuer::{Fault, JwksHold, TestIssuer, TestIssuerBuilder};
 

@@ -19,9 +19,10 @@ use crate::{ClientIdentity, Thumbprint, tls};
 /// It issues server certificates for `localhost`, `127.0.0.1` and `::1`, and
 /// client certificates; [`TestPki::self_signed_client`] makes client
 /// certificates no CA vouches for (RFC 8705 `self_signed_tls_client_auth`).
-/// All keys are ECDSA P-256.
+/// All keys are ECDSA P-256. Clones share the CA.
+#[derive(Clone)]
 pub struct TestPki {
-    ca: CertifiedIssuer<'static, KeyPair>,
+    ca: Arc<CertifiedIssuer<'static, KeyPair>>,
 }
 
 impl fmt::Debug for TestPki {
@@ -48,7 +49,7 @@ impl TestPki {
         params.serial_number = Some(random_serial()?);
         let ca = CertifiedIssuer::self_signed(params, new_key()?)
             .map_err(|e| Error::new("cannot make the test CA", e))?;
-        Ok(Self { ca })
+        Ok(Self { ca: Arc::new(ca) })
     }
 
     /// The CA certificate.
@@ -162,9 +163,35 @@ impl TestPki {
         }
     }
 
+    /// A client certificate for `public_key` (whose private half the
+    /// holder keeps), with common name `name`, valid from `not_before` to
+    /// `not_after` (to the second): for a CA that signs requests, such as
+    /// the IMDS emulator.
+    #[cfg(feature = "managed-identity")]
+    pub(crate) fn client_cert_for_key(
+        &self,
+        name: &str,
+        public_key: &impl rcgen::PublicKeyData,
+        not_before: SystemTime,
+        not_after: SystemTime,
+    ) -> Result<CertificateDer<'static>, Error> {
+        let mut params = CertificateParams::default();
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.use_authority_key_identifier_extension = true;
+        params.serial_number = Some(random_serial()?);
+        params.not_before = rcgen::date_time_ymd(1970, 1, 1) + seconds_since_1970(not_before)?;
+        params.not_after = rcgen::date_time_ymd(1970, 1, 1) + seconds_since_1970(not_after)?;
+        let cert = params
+            .signed_by(public_key, &*self.ca)
+            .map_err(|e| Error::new("cannot issue a certificate", e))?;
+        Ok(cert.der().clone())
+    }
+
     fn issue(&self, params: CertificateParams, key: KeyPair) -> Result<TestCert, Error> {
         let cert = params
-            .signed_by(&key, &self.ca)
+            .signed_by(&key, &*self.ca)
             .map_err(|e| Error::new("cannot issue a certificate", e))?;
         Ok(TestCert::new(
             &cert,
