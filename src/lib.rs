@@ -65,6 +65,7 @@
 //! | `client` | yes | the client half: [`client`], [`token`], [`source`], [`binding`], [`pool`], identity reloading (hyper-rustls, hyper-util's client) |
 //! | `server` | yes | the server half: [`server`] (TLS serving with a [`server::PeerCertificate`] on every request, RFC 9440 trusted-proxy mode) and [`validation`] ([`CnfValidationLayer`], with an HTTPS client to fetch JWKS) |
 //! | `axum` | no | [`validation::VerifiedToken`] as an axum extractor, axum's `ConnectInfo` on served requests (implies `server`) |
+//! | `redis` | no | state shared by a fleet, in Redis, Valkey or a Redis Cluster: [`replay::RedisReplayStore`] (one `SET NX PXAT` per proof) and, with `client`, [`token::RedisTokenCache`] (tokens shared under the in-memory cache); `rediss://` through rustls |
 //! | `test-util` | no | [`test_util`]: test PKI and authorization server (implies `client`, `server`) |
 //!
 //! Both halves are on by default because the types they share (thumbprints,
@@ -77,7 +78,10 @@
 //!
 //! Everything uses one crypto provider, aws-lc-rs, passed explicitly to the
 //! rustls configs this crate builds; the process-wide rustls default is
-//! neither read nor installed.
+//! neither read nor installed. One exception, with the `redis` feature and a
+//! `rediss://` URL: the redis client builds its rustls config from the
+//! process default, which rustls sets to aws-lc-rs, the only provider
+//! compiled in (no second provider is pulled in).
 //!
 //! [RFC 8705]: https://www.rfc-editor.org/rfc/rfc8705
 //! [tower]: https://docs.rs/tower
@@ -100,6 +104,8 @@ mod discovery;
 pub mod identity;
 mod json;
 pub mod proof;
+#[cfg(feature = "redis")]
+mod redis_link;
 pub mod replay;
 pub mod thumbprint;
 mod tls;

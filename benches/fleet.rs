@@ -1,0 +1,3 @@
+//! Placeholder: the fleet bench (Redis replay store against the in-memory
+//! one) is written next.
+fn main() {}
