@@ -9,7 +9,7 @@
 //!     [--client-secret S] [--auth tls_client_auth|self_signed_tls_client_auth|client_secret_basic|client_secret_post] \
 //!     [--cert client.pem --key client.key] [--ca ca.pem] [--scope "a b"] [--resource URI] \
 //!     [--scheme bearer|mtls_pop|mtls|dpop|pop] [--dpop-key FILE] [--pop-key FILE] \
-//!     [--header-word bearer|mtls_pop] \
+//!     [--header-word bearer|mtls_pop] [--token-cache redis://HOST:PORT] \
 //!     [--requests N] [--concurrency C] URL
 //! ```
 //!
@@ -22,7 +22,11 @@
 //! only for `tls_client_auth`. `--scheme pop` does the same with
 //! Microsoft's PoP: tokens bound to a key (`cnf.kid`; from `--pop-key`, or a
 //! new RSA-2048 key signing with PS256) and `Authorization: PoP <SHR>`, a
-//! signed HTTP request made for every request. Set `RUST_LOG=tower_token_binding=debug` for
+//! signed HTTP request made for every request. `--token-cache
+//! redis://...` shares tokens with the other processes using the same Redis
+//! (built with `--features redis`): one of them fetches, the others read
+//! it; bound tokens only, never keys (with DPoP, give them all the same
+//! `--dpop-key`). Set `RUST_LOG=tower_token_binding=debug` for
 //! details.
 
 use std::process::ExitCode;
@@ -38,7 +42,8 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 const USAGE: &str = "usage: client (--issuer URL | --token-url URL) --client-id ID [--client-secret S] \
 [--auth tls_client_auth|self_signed_tls_client_auth|client_secret_basic|client_secret_post] \
 [--cert PEM --key PEM] [--ca PEM] [--scope \"a b\"] [--resource URI] [--scheme bearer|mtls_pop|mtls|dpop|pop] \
-[--dpop-key PEM] [--pop-key PEM] [--header-word bearer|mtls_pop] [--requests N] [--concurrency C] URL";
+[--dpop-key PEM] [--pop-key PEM] [--header-word bearer|mtls_pop] [--token-cache redis://HOST:PORT] \
+[--requests N] [--concurrency C] URL";
 
 #[derive(Default)]
 struct Args {
@@ -56,6 +61,7 @@ struct Args {
     dpop_key: Option<String>,
     pop_key: Option<String>,
     header_word: Option<String>,
+    token_cache: Option<String>,
     requests: Option<String>,
     concurrency: Option<String>,
     url: Option<String>,
@@ -84,6 +90,7 @@ fn parse_args() -> Result<Args, String> {
             "--dpop-key" => &mut args.dpop_key,
             "--pop-key" => &mut args.pop_key,
             "--header-word" => &mut args.header_word,
+            "--token-cache" => &mut args.token_cache,
             "--requests" => &mut args.requests,
             "--concurrency" => &mut args.concurrency,
             "-h" | "--help" => return Err(USAGE.to_owned()),
@@ -150,6 +157,24 @@ fn number(value: Option<String>, what: &str, default: usize) -> Result<usize, St
     }
 }
 
+/// Tokens shared through the Redis at `url` (under the in-memory cache).
+#[cfg(feature = "redis")]
+async fn shared_token_cache(
+    builder: tower_token_binding::client::BoundClientBuilder,
+    url: &str,
+) -> Result<tower_token_binding::client::BoundClientBuilder, BoxError> {
+    let cache = tower_token_binding::token::RedisTokenCache::connect(url).await?;
+    Ok(builder.shared_token_cache(cache))
+}
+
+#[cfg(not(feature = "redis"))]
+async fn shared_token_cache(
+    _builder: tower_token_binding::client::BoundClientBuilder,
+    _url: &str,
+) -> Result<tower_token_binding::client::BoundClientBuilder, BoxError> {
+    Err("--token-cache needs the redis feature: cargo run --features redis --example client".into())
+}
+
 async fn run(args: Args) -> Result<bool, BoxError> {
     let url = required(args.url, "the URL to call")?;
     let requests = number(args.requests, "--requests", 1)?;
@@ -214,6 +239,9 @@ async fn run(args: Args) -> Result<bool, BoxError> {
     }
     if let Some(ca) = &args.ca {
         builder = builder.root_ca_file(ca);
+    }
+    if let Some(url) = &args.token_cache {
+        builder = shared_token_cache(builder, url).await?;
     }
     let client = builder.build()?;
     if let Some(proofs) = client.dpop_proofs() {

@@ -9,7 +9,8 @@
 //!     [--client-ca ca.pem | --any-client-cert] \
 //!     --issuer ISS --audience AUD [--issuer-ca ca.pem] \
 //!     [--allow-unbound] [--required-scope SCOPE]... [--terse] \
-//!     [--dpop-nonce] [--accept-pop] [--public-origin URL]
+//!     [--dpop-nonce] [--accept-pop] [--public-origin URL] \
+//!     [--replay-store redis://HOST:PORT]
 //! ```
 //!
 //! A token bound to a certificate (`cnf.x5t#S256`) is accepted with
@@ -48,6 +49,11 @@
 //! `--client-ca` and `--any-client-cert` are not used, and `--jwks-file`
 //! may give the issuer's keys instead of fetching them.
 //!
+//! `--replay-store redis://...` (built with `--features redis`) remembers
+//! DPoP proofs and signed requests in Redis, shared with every replica
+//! using the same Redis: a proof accepted by one is refused by all; when
+//! Redis cannot answer, such requests get `503` with `Retry-After`.
+//!
 //! Set `RUST_LOG=tower_token_binding=debug` to see why requests are refused.
 
 use std::io::Write as _;
@@ -60,6 +66,7 @@ use tokio::net::TcpListener;
 use tower_token_binding::ProvenBinding;
 use tower_token_binding::proof::dpop::{DpopVerifier, StatelessNonces};
 use tower_token_binding::proof::shr::ShrVerifier;
+use tower_token_binding::replay::BoxReplayStore;
 use tower_token_binding::server::forwarded::ForwardedClientCertLayer;
 use tower_token_binding::server::{PeerCertificate, ResourceServer};
 use tower_token_binding::validation::{
@@ -70,7 +77,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 const USAGE: &str = "usage: resource_server --listen ADDR --issuer ISS --audience AUD \
 [--issuer-ca PEM] [--allow-unbound] [--required-scope SCOPE]... [--terse] \
-[--dpop-nonce] [--accept-pop] [--public-origin URL] \
+[--dpop-nonce] [--accept-pop] [--public-origin URL] [--replay-store redis://HOST:PORT] \
 (--tls-cert PEM --tls-key PEM [--client-ca PEM | --any-client-cert] \
 | --trust-client-cert-header [--jwks-file JSON])";
 
@@ -92,6 +99,7 @@ struct Args {
     dpop_nonce: bool,
     accept_pop: bool,
     public_origin: Option<String>,
+    replay_store: Option<String>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -116,6 +124,7 @@ fn parse_args() -> Result<Args, String> {
             "--dpop-nonce" => args.dpop_nonce = true,
             "--accept-pop" => args.accept_pop = true,
             "--public-origin" => args.public_origin = Some(value()?),
+            "--replay-store" => args.replay_store = Some(value()?),
             "-h" | "--help" => return Err(USAGE.to_owned()),
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
         }
@@ -155,6 +164,18 @@ fn dpop_verifier(args: &Args) -> Result<DpopVerifier, BoxError> {
         verifier = verifier.nonces(StatelessNonces::random()?);
     }
     Ok(verifier.build())
+}
+
+/// The replay store shared through the Redis at `url`.
+#[cfg(feature = "redis")]
+async fn replay_store(url: &str) -> Result<BoxReplayStore, BoxError> {
+    let store = tower_token_binding::replay::RedisReplayStore::connect(url).await?;
+    Ok(BoxReplayStore::new(store))
+}
+
+#[cfg(not(feature = "redis"))]
+async fn replay_store(_url: &str) -> Result<BoxReplayStore, BoxError> {
+    Err("--replay-store needs the redis feature: cargo run --features redis --example resource_server".into())
 }
 
 async fn run(args: Args) -> Result<(), BoxError> {
@@ -209,6 +230,9 @@ async fn run(args: Args) -> Result<(), BoxError> {
     }
     if let Some(origin) = &args.public_origin {
         server = server.public_origin(origin);
+    }
+    if let Some(url) = &args.replay_store {
+        server = server.replay_store(replay_store(url).await?);
     }
     // Every setting is checked and every file read here, before listening.
     let server = server.build()?;
@@ -279,6 +303,9 @@ async fn behind_a_proxy(
     }
     if let Some(origin) = &args.public_origin {
         layer = layer.try_public_origin(origin)?;
+    }
+    if let Some(url) = &args.replay_store {
+        layer = layer.replay_store(replay_store(url).await?);
     }
     let app = app.layer(layer).layer(ForwardedClientCertLayer::new());
 
