@@ -53,7 +53,8 @@
 //!   (RFC 9449) proofs: made by clients ([`proof::dpop::DpopProofs`]) and
 //!   checked by servers ([`proof::dpop::DpopVerifier`]). In both halves.
 //! - [`replay`]: [`replay::ReplayStore`], whether a proof was seen before,
-//!   and an in-memory store.
+//!   an in-memory store and (feature `redis`) a Redis one, shared by a
+//!   fleet.
 //! - [`test_util`] (feature `test-util`): a generated PKI and an embedded
 //!   authorization server that issues bound RFC 9068 JWT access tokens, for
 //!   tests and demos.
