@@ -71,6 +71,7 @@ impl RedisLink {
     }
 
     /// Runs `invocation` (EVALSHA, falling back to EVAL once).
+    #[cfg_attr(not(feature = "client"), allow(dead_code))]
     pub(crate) async fn invoke<T: redis::FromRedisValue>(
         &self,
         invocation: redis::ScriptInvocation<'_>,

@@ -9,7 +9,7 @@
 //! in the fleet takes a short lock and fetches; the others wait for its
 //! token with a bounded backoff, and fetch themselves if the lock expires.
 //!
-//! - **Keys**: SHA-256 over the [`CacheKey`](super::CacheKey): token
+//! - **Keys**: SHA-256 over the [`CacheKey`]: token
 //!   endpoint, client id, client authentication, scope, resource, the
 //!   binding mode and what the tokens are bound to (`x5t#S256`, `jkt`,
 //!   `kid`). Never a secret.
@@ -135,7 +135,7 @@ pub trait SharedTokenCache: Send + Sync + 'static {
 }
 
 /// The key of a token in a shared cache: SHA-256 over its
-/// [`CacheKey`](super::CacheKey). Its text form
+/// [`CacheKey`]. Its text form
 /// ([`Display`](fmt::Display)) is base64url, 43 characters.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct SharedKey([u8; 32]);
