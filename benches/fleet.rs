@@ -9,11 +9,16 @@
 //!   one `SET NX PXAT` round trip per request on one multiplexed
 //!   connection.
 //!
-//! Each criterion iteration is one request (the time of a run of requests,
-//! 32 in flight, divided by their number). After the criterion runs, the
+//! Each criterion iteration is one request: the time of a run of at least
+//! 4,096 requests, 32 in flight, divided by their number (20 samples). After the criterion runs, the
 //! same two in turns for 3 rounds of 20,000 requests each, medians, in
 //! plain lines; the last lines: `memory_rps=`, `redis_rps=`,
-//! `redis_over_memory_ratio=` (goal 0.80 or better), then Redis commands
+//! `redis_over_memory_ratio=` (goal 0.80 or better), the CPU time
+//! redis-server spent per command (`INFO cpu`; it runs on the same two
+//! cores as the bench), this process's CPU time per request in both
+//! (`/proc/self/stat`) and `cpu_ratio=`, the throughput ratio that CPU time
+//! predicts when every core is busy (steadier than the wall clock on a
+//! shared machine), then Redis commands
 //! per request, counted by Redis (`INFO commandstats`):
 //! `redis_commands_per_dpop_request=` (1), `redis_commands_per_mtls_request=`
 //! (0: a certificate-bound token needs no replay check) and
@@ -46,6 +51,7 @@ use tower_token_binding::validation::{CnfValidationLayer, JwksSource, JwtValidat
 const IN_FLIGHT: usize = 32;
 const ROUND: usize = 20_000;
 const ROUNDS: usize = 3;
+const MIN_RUN: usize = 4096;
 const CERTIFICATE: &[u8] = b"client certificate";
 
 struct Fixture {
@@ -148,6 +154,40 @@ async fn run(svc: &Svc, requests: Vec<Request<()>>) -> Duration {
     start.elapsed()
 }
 
+/// The CPU time this process has used, in seconds (`/proc/self/stat`,
+/// user and system, in clock ticks of 10 ms); 0 where it cannot be read.
+fn own_cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // The fields after the command name, which ends with ')'.
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15; `rest` starts at field 3.
+    let ticks: f64 = fields
+        .get(11..13)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|v| v.parse::<f64>().ok())
+        .sum();
+    ticks / 100.0
+}
+
+/// The CPU time redis-server has used, in seconds (`INFO cpu`).
+fn redis_cpu(redis: &RedisServer) -> f64 {
+    redis
+        .command(&["INFO", "cpu"])
+        .lines()
+        .filter_map(|line| {
+            line.strip_prefix("used_cpu_sys:")
+                .or_else(|| line.strip_prefix("used_cpu_user:"))
+        })
+        .filter_map(|v| v.trim().parse::<f64>().ok())
+        .sum()
+}
+
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
@@ -174,14 +214,20 @@ fn bench(c: &mut Criterion) {
     let shared = service(&f, BoxReplayStore::new(redis_store.clone()));
 
     let mut group = c.benchmark_group("fleet");
+    // A sample is at least `MIN_RUN` requests (its time per request
+    // scaled to the iterations asked): a short run would measure the
+    // ramp up and down of the 32 tasks, not 32 in flight.
+    group.sample_size(20);
     for (name, svc) in [
         ("dpop_memory_store", &memory),
         ("dpop_redis_store", &shared),
     ] {
         group.bench_function(name, |b| {
             b.iter_custom(|iters| {
-                let requests = dpop_requests(&f, iters as usize);
-                runtime.block_on(run(svc, requests))
+                let n = (iters as usize).max(MIN_RUN);
+                let requests = dpop_requests(&f, n);
+                let took = runtime.block_on(run(svc, requests));
+                took.mul_f64(iters as f64 / n as f64)
             })
         });
     }
@@ -189,14 +235,35 @@ fn bench(c: &mut Criterion) {
 
     // The ratio, in turns, same run.
     let mut rps = [Vec::new(), Vec::new()];
+    let mut own_cpu = [0.0, 0.0];
+    let mut server_cpu = 0.0;
     for _ in 0..ROUNDS {
         for (i, svc) in [&memory, &shared].into_iter().enumerate() {
             let requests = dpop_requests(&f, ROUND);
+            let (server, own) = (redis_cpu(&redis), own_cpu_seconds());
             let took = runtime.block_on(run(svc, requests));
+            own_cpu[i] += own_cpu_seconds() - own;
+            if i == 1 {
+                server_cpu += redis_cpu(&redis) - server;
+            }
             rps[i].push(ROUND as f64 / took.as_secs_f64());
         }
     }
     let [memory_rps, redis_rps] = rps.map(median);
+    let per_request = |seconds: f64| seconds * 1e6 / (ROUNDS * ROUND) as f64;
+    let server_us_per_command = per_request(server_cpu);
+    let [memory_cpu_us, redis_cpu_us] = own_cpu.map(per_request);
+
+    // Memory per remembered proof: all keys are unexpired proofs (the
+    // run is shorter than their lifetime).
+    let keys: f64 = redis.command(&["DBSIZE"]).parse().unwrap_or(0.0);
+    let used: f64 = redis
+        .command(&["INFO", "memory"])
+        .lines()
+        .find_map(|line| line.strip_prefix("used_memory:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0);
+    let bytes_per_proof = used / keys.max(1.0);
 
     // Commands per request, as Redis counts them.
     let commands = |redis: &RedisServer| -> u64 {
@@ -244,6 +311,22 @@ fn bench(c: &mut Criterion) {
     println!("memory_rps={memory_rps:.0}");
     println!("redis_rps={redis_rps:.0}");
     println!("redis_over_memory_ratio={:.3}", redis_rps / memory_rps);
+    println!(
+        "time per request: memory {:.1} us, redis {:.1} us (2 cores: client, server and redis-server)",
+        1e6 / memory_rps,
+        1e6 / redis_rps
+    );
+    println!("cpu_us_per_request_memory={memory_cpu_us:.1}");
+    println!("cpu_us_per_request_redis={redis_cpu_us:.1}");
+    println!("redis_server_cpu_us_per_command={server_us_per_command:.1}");
+    // With every core busy, throughput goes as the inverse of the CPU
+    // time per request, redis-server's included: less noisy than the
+    // wall-clock ratio on a shared machine.
+    println!(
+        "cpu_ratio={:.3}",
+        memory_cpu_us / (redis_cpu_us + server_us_per_command)
+    );
+    println!("redis_keys={keys:.0} redis_bytes_per_proof={bytes_per_proof:.0}");
     println!("redis_commands_per_dpop_request={per_dpop:.3}");
     println!("redis_commands_per_mtls_request={per_mtls:.3}");
     println!("redis_commands_per_l1_token_hit={per_l1_hit:.3}");
