@@ -3,10 +3,13 @@
 //! caches, one certificate) make 300 concurrent cold calls and the issuer
 //! issues one token; Redis killed during 2,000 calls fails none of them
 //! (the fetches without it are counted); garbage in Redis is a miss;
-//! bearer tokens are shared only when allowed; and the same against a
+//! bearer tokens are shared only when allowed; DPoP-bound tokens are
+//! shared by processes with the same DPoP key only; and the same against a
 //! three-node Redis Cluster.
 #![cfg(all(feature = "test-util", feature = "redis"))]
 
+#[path = "support/dpop.rs"]
+mod dpop;
 #[path = "support/redis.rs"]
 mod redis_support;
 mod support;
@@ -18,6 +21,9 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use http::StatusCode;
 use redis_support::{RedisCluster, RedisServer};
+use tower_token_binding::binding::Scheme;
+use tower_token_binding::proof::dpop::DpopVerifier;
+use tower_token_binding::proof::{Algorithm, ProofKey};
 use tower_token_binding::test_util::{TestCert, TestIssuer, TestPki};
 use tower_token_binding::token::{
     RedisCacheStats, RedisTokenCache, SharedCachePolicy, Token, TokenCache,
@@ -326,4 +332,69 @@ async fn the_same_against_a_three_node_cluster() {
     ];
     one_fetch_for_300_cold_calls(&world, shared).await;
     assert_eq!(cluster.keys_per_node().iter().sum::<usize>(), 1);
+}
+
+#[tokio::test]
+async fn dpop_bound_tokens_are_shared_by_processes_with_the_same_key_only() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let pki = TestPki::new().unwrap();
+    let issuer = TestIssuer::builder()
+        .client_secret("svc", "s3cret")
+        .start(&pki)
+        .await
+        .unwrap();
+    let layer = CnfValidationLayer::new(support::jwt_validator(
+        &pki,
+        &issuer,
+        Duration::from_secs(1),
+    ))
+    .accept_dpop(DpopVerifier::new());
+    let api = dpop::start(&pki, layer).await;
+    // Every replica loads the same DPoP key (a file, in practice); the
+    // secret authenticates, no certificate.
+    let key = ProofKey::generate(Algorithm::Es256).unwrap();
+    let stack = |key: ProofKey, shared: RedisTokenCache| {
+        BoundClient::builder()
+            .token_endpoint(issuer.token_endpoint())
+            .client_id("svc")
+            .client_secret_basic("s3cret")
+            .scheme(Scheme::Dpop)
+            .dpop_key(key)
+            .root_store(pki.root_store())
+            .shared_token_cache(shared)
+            .build()
+            .unwrap()
+    };
+    let mut stacks = Vec::new();
+    for _ in 0..3 {
+        stacks.push(stack(key.clone(), connect(&redis.url()).await));
+    }
+    let all = stacks.iter().flat_map(|stack| {
+        let api = &api;
+        (0..50).map(move |_| async move { stack.get(api).await.unwrap() })
+    });
+    let expected = format!("dpop {}", stacks[0].dpop_proofs().unwrap().thumbprint());
+    for response in join_all(all).await {
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.body(), expected.as_bytes());
+    }
+    assert_eq!(
+        issuer.tokens_issued(),
+        1,
+        "one DPoP-bound token for the three"
+    );
+    let value = redis.command(&["GET", &redis.keys()[0]]);
+    assert!(value.contains("\"binding\":\"jkt\""), "{value}");
+    assert!(!value.contains("\"d\""), "no private key: {value}");
+
+    // Another key is another cache entry: its own token.
+    let other = stack(
+        ProofKey::generate(Algorithm::Es256).unwrap(),
+        connect(&redis.url()).await,
+    );
+    assert_eq!(other.get(&api).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(issuer.tokens_issued(), 2);
+    assert_eq!(redis.keys().len(), 2);
 }

@@ -397,7 +397,7 @@ impl SharedTier {
                 );
                 let result = self.fetch_directly(fetch).await;
                 if let Ok(token) = &result {
-                    self.store_token(&shared, &policy, token).await;
+                    self.store_token(&shared, &policy, token, &bind).await;
                 }
                 return result;
             }
@@ -505,7 +505,7 @@ impl SharedTier {
                 self.store.record(SharedCacheEvent::FetchedUnderLock);
                 let result = fetch().await;
                 if let Ok(token) = &result {
-                    self.store_token(shared, policy, token).await;
+                    self.store_token(shared, policy, token, &bind).await;
                 }
                 result
             }
@@ -528,8 +528,18 @@ impl SharedTier {
         fetch().await
     }
 
-    /// Writes `token` if it may be shared and lives long enough.
-    async fn store_token(&self, shared: &SharedKey, policy: &SharedCachePolicy, token: &Token) {
+    /// Writes `token` if it may be shared, lives long enough and, when
+    /// bound, can be bound again by a source like ours (else no process
+    /// could use it).
+    async fn store_token<B>(
+        &self,
+        shared: &SharedKey,
+        policy: &SharedCachePolicy,
+        token: &Token,
+        bind: &B,
+    ) where
+        B: Fn(Token) -> Option<Token>,
+    {
         let binding = binding_of(token);
         if binding == "none" && !policy.allow_bearer {
             tracing::debug!("a bearer token is not shared (not allowed)");
@@ -538,6 +548,15 @@ impl SharedTier {
         let Some(expiry) = token.expiry() else {
             return;
         };
+        if binding != "none" {
+            let bare = Token::new(token.access_token().secret())
+                .with_token_type(token.token_type())
+                .expires_at(expiry);
+            if bind(bare).is_none() {
+                tracing::debug!("a token its source cannot bind again is not shared");
+                return;
+            }
+        }
         let lifetime = expiry.saturating_duration_since(Instant::now());
         let ttl = lifetime.mul_f64(self.ttl_share);
         if ttl < Duration::from_secs(1) {

@@ -93,7 +93,8 @@ async fn bearer_tokens_round_trip_only_when_allowed_and_never_after_a_rejection(
 
     let allowed = SharedCachePolicy::default().allow_bearer_tokens();
     let shared = SharedKey::of(&key());
-    tier.store_token(&shared, &allowed, &token).await;
+    tier.store_token(&shared, &allowed, &token, &unbindable)
+        .await;
     let value = fake.values.lock().unwrap()[&shared.to_string()].clone();
     let read = tier
         .read_entry(&value, &shared, &allowed, &unbindable)
@@ -125,6 +126,35 @@ async fn bearer_tokens_round_trip_only_when_allowed_and_never_after_a_rejection(
                 .is_err()
         );
     }
+}
+
+#[tokio::test]
+async fn bound_tokens_are_stored_only_if_they_can_be_bound_again() {
+    let fake = Arc::new(Fake::default());
+    let tier = tier(&fake);
+    let shared = SharedKey::of(&key());
+    let proofs = crate::proof::dpop::DpopProofs::new(
+        crate::proof::ProofKey::generate(crate::proof::Algorithm::Es256).unwrap(),
+    );
+    let bound = Token::new("bound")
+        .expires_in(Duration::from_secs(600))
+        .dpop_bound(proofs.clone());
+    let policy = SharedCachePolicy::default();
+    tier.store_token(&shared, &policy, &bound, &unbindable)
+        .await;
+    assert!(fake.values.lock().unwrap().is_empty());
+
+    let rebind = move |token: Token| Some(token.dpop_bound(proofs.clone()));
+    tier.store_token(&shared, &policy, &bound, &rebind).await;
+    let value = fake.values.lock().unwrap()[&shared.to_string()].clone();
+    let read = tier.read_entry(&value, &shared, &policy, &rebind).unwrap();
+    assert_eq!(read.access_token().secret(), "bound");
+    assert!(read.dpop_proofs().is_some());
+    assert!(
+        String::from_utf8(value)
+            .unwrap()
+            .contains("\"binding\":\"jkt\"")
+    );
 }
 
 #[tokio::test]
