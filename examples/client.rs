@@ -9,7 +9,7 @@
 //!     [--client-secret S] [--auth tls_client_auth|self_signed_tls_client_auth|client_secret_basic|client_secret_post] \
 //!     [--cert client.pem --key client.key] [--ca ca.pem] [--scope "a b"] [--resource URI] \
 //!     [--scheme bearer|mtls_pop|mtls|dpop|pop] [--dpop-key FILE] [--pop-key FILE] \
-//!     [--header-word bearer|mtls_pop] \
+//!     [--header-word bearer|mtls_pop] [--token-cache redis://HOST:PORT] \
 //!     [--requests N] [--concurrency C] URL
 //! cargo run --example client -- --managed-identity [--imds-url URL] [--ca ca.pem] \
 //!     [--scope "a b"] [--resource URI] [--header-word bearer|mtls_pop] \
@@ -28,8 +28,12 @@
 //! signed HTTP request made for every request. `--managed-identity` takes
 //! the certificate, the client id and the token endpoint from Azure's
 //! managed identity (IMDS v2, at `--imds-url` or the default address) and
-//! asks for `mtls_pop` tokens; off Azure it fails at once. Set
-//! `RUST_LOG=tower_token_binding=debug` for details.
+//! asks for `mtls_pop` tokens; off Azure it fails at once. `--token-cache
+//! redis://...` shares tokens with the other processes using the same Redis
+//! (built with `--features redis`): one of them fetches, the others read
+//! it; bound tokens only, never keys (with DPoP, give them all the same
+//! `--dpop-key`). Set `RUST_LOG=tower_token_binding=debug` for
+//! details.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -45,9 +49,10 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 const USAGE: &str = "usage: client (--issuer URL | --token-url URL) --client-id ID [--client-secret S] \
 [--auth tls_client_auth|self_signed_tls_client_auth|client_secret_basic|client_secret_post] \
 [--cert PEM --key PEM] [--ca PEM] [--scope \"a b\"] [--resource URI] [--scheme bearer|mtls_pop|mtls|dpop|pop] \
-[--dpop-key PEM] [--pop-key PEM] [--header-word bearer|mtls_pop] [--requests N] [--concurrency C] URL
+[--dpop-key PEM] [--pop-key PEM] [--header-word bearer|mtls_pop] [--token-cache redis://HOST:PORT] \
+[--requests N] [--concurrency C] URL
    or: client --managed-identity [--imds-url URL] [--ca PEM] [--scope \"a b\"] [--resource URI] \
-[--header-word bearer|mtls_pop] [--requests N] [--concurrency C] URL";
+[--header-word bearer|mtls_pop] [--token-cache redis://HOST:PORT] [--requests N] [--concurrency C] URL";
 
 #[derive(Default)]
 struct Args {
@@ -65,6 +70,7 @@ struct Args {
     dpop_key: Option<String>,
     pop_key: Option<String>,
     header_word: Option<String>,
+    token_cache: Option<String>,
     requests: Option<String>,
     concurrency: Option<String>,
     url: Option<String>,
@@ -95,6 +101,7 @@ fn parse_args() -> Result<Args, String> {
             "--dpop-key" => &mut args.dpop_key,
             "--pop-key" => &mut args.pop_key,
             "--header-word" => &mut args.header_word,
+            "--token-cache" => &mut args.token_cache,
             "--requests" => &mut args.requests,
             "--concurrency" => &mut args.concurrency,
             "--imds-url" => &mut args.imds_url,
@@ -227,6 +234,24 @@ async fn managed_identity(
     Ok(builder)
 }
 
+/// Tokens shared through the Redis at `url` (under the in-memory cache).
+#[cfg(feature = "redis")]
+async fn shared_token_cache(
+    builder: tower_token_binding::client::BoundClientBuilder,
+    url: &str,
+) -> Result<tower_token_binding::client::BoundClientBuilder, BoxError> {
+    let cache = tower_token_binding::token::RedisTokenCache::connect(url).await?;
+    Ok(builder.shared_token_cache(cache))
+}
+
+#[cfg(not(feature = "redis"))]
+async fn shared_token_cache(
+    _builder: tower_token_binding::client::BoundClientBuilder,
+    _url: &str,
+) -> Result<tower_token_binding::client::BoundClientBuilder, BoxError> {
+    Err("--token-cache needs the redis feature: cargo run --features redis --example client".into())
+}
+
 async fn run(args: Args) -> Result<bool, BoxError> {
     let url = required(args.url, "the URL to call")?;
     let requests = number(args.requests, "--requests", 1)?;
@@ -300,6 +325,9 @@ async fn run(args: Args) -> Result<bool, BoxError> {
     }
     if let Some(ca) = &args.ca {
         builder = builder.root_ca_file(ca);
+    }
+    if let Some(url) = &args.token_cache {
+        builder = shared_token_cache(builder, url).await?;
     }
     let client = builder.build()?;
     if let Some(proofs) = client.dpop_proofs() {

@@ -10,6 +10,7 @@
 //!     --issuer ISS --audience AUD [--issuer-ca ca.pem] \
 //!     [--allow-unbound] [--required-scope SCOPE]... [--terse] \
 //!     [--dpop-nonce] [--accept-pop] [--public-origin URL] \
+//!     [--replay-store redis://HOST:PORT] \
 //!     [--introspection-client-id ID --introspection-secret S \
 //!      [--introspection-endpoint URL]]
 //!
@@ -72,6 +73,11 @@
 //! issuer's metadata; JWTs are still checked locally. Their binding is
 //! checked the same way.
 //!
+//! `--replay-store redis://...` (built with `--features redis`) remembers
+//! DPoP proofs and signed requests in Redis, shared with every replica
+//! using the same Redis: a proof accepted by one is refused by all; when
+//! Redis cannot answer, such requests get `503` with `Retry-After`.
+//!
 //! Set `RUST_LOG=tower_token_binding=debug` to see why requests are refused.
 
 use std::io::Write as _;
@@ -85,6 +91,7 @@ use tokio::net::TcpListener;
 use tower_token_binding::ProvenBinding;
 use tower_token_binding::proof::dpop::{DpopVerifier, StatelessNonces};
 use tower_token_binding::proof::shr::ShrVerifier;
+use tower_token_binding::replay::BoxReplayStore;
 use tower_token_binding::server::forwarded::{
     ForwardedClientCertLayer, ForwardedConfigErrorKind, IpNetwork, XfccElement,
 };
@@ -97,7 +104,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 const USAGE: &str = "usage: resource_server --listen ADDR --issuer ISS --audience AUD \
 [--issuer-ca PEM] [--allow-unbound] [--required-scope SCOPE]... [--terse] \
-[--dpop-nonce] [--accept-pop] [--public-origin URL] \
+[--dpop-nonce] [--accept-pop] [--public-origin URL] [--replay-store redis://HOST:PORT] \
 [--introspection-client-id ID --introspection-secret S [--introspection-endpoint URL]] \
 (--tls-cert PEM --tls-key PEM [--client-ca PEM | --any-client-cert] \
 | --forwarded xfcc|client-cert (--trusted-proxy CIDR... | --trust-any-peer) \
@@ -127,6 +134,7 @@ struct Args {
     introspection_endpoint: Option<String>,
     introspection_client_id: Option<String>,
     introspection_secret: Option<String>,
+    replay_store: Option<String>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -175,6 +183,7 @@ fn parse_args() -> Result<Args, String> {
             "--introspection-endpoint" => args.introspection_endpoint = Some(value()?),
             "--introspection-client-id" => args.introspection_client_id = Some(value()?),
             "--introspection-secret" => args.introspection_secret = Some(value()?),
+            "--replay-store" => args.replay_store = Some(value()?),
             "-h" | "--help" => return Err(USAGE.to_owned()),
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
         }
@@ -236,6 +245,18 @@ fn introspection(
         builder = builder.endpoint(url);
     }
     Ok(Some(builder))
+}
+
+/// The replay store shared through the Redis at `url`.
+#[cfg(feature = "redis")]
+async fn replay_store(url: &str) -> Result<BoxReplayStore, BoxError> {
+    let store = tower_token_binding::replay::RedisReplayStore::connect(url).await?;
+    Ok(BoxReplayStore::new(store))
+}
+
+#[cfg(not(feature = "redis"))]
+async fn replay_store(_url: &str) -> Result<BoxReplayStore, BoxError> {
+    Err("--replay-store needs the redis feature: cargo run --features redis --example resource_server".into())
 }
 
 async fn run(args: Args) -> Result<(), BoxError> {
@@ -305,6 +326,9 @@ async fn run(args: Args) -> Result<(), BoxError> {
     }
     if let Some(introspection) = introspection(&args)? {
         server = server.introspection(introspection);
+    }
+    if let Some(url) = &args.replay_store {
+        server = server.replay_store(replay_store(url).await?);
     }
     // Every setting is checked and every file read here, before listening.
     let server = server.build()?;
@@ -378,6 +402,9 @@ async fn behind_a_proxy(
     }
     if let Some(origin) = &args.public_origin {
         layer = layer.try_public_origin(origin)?;
+    }
+    if let Some(url) = &args.replay_store {
+        layer = layer.replay_store(replay_store(url).await?);
     }
     let app = app.layer(layer).layer(forwarded);
 

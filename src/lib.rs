@@ -53,7 +53,8 @@
 //!   (RFC 9449) proofs: made by clients ([`proof::dpop::DpopProofs`]) and
 //!   checked by servers ([`proof::dpop::DpopVerifier`]). In both halves.
 //! - [`replay`]: [`replay::ReplayStore`], whether a proof was seen before,
-//!   and an in-memory store.
+//!   an in-memory store and (feature `redis`) a Redis one, shared by a
+//!   fleet.
 //! - [`metrics`] (feature `metrics`): what both halves count (token
 //!   fetches, caches, pools, retries, validation outcomes by reason,
 //!   replays) through the `metrics` crate's facade, under one documented
@@ -75,6 +76,7 @@
 //! | `axum` | no | [`validation::VerifiedToken`] as an axum extractor, axum's `ConnectInfo` on served requests (implies `server`) |
 //! | `metrics` | no | [`metrics`]: counters and a gauge through the `metrics` crate's facade (token fetches, caches, pools, retries, validation outcomes by reason, replays) |
 //! | `managed-identity` | no | [`identity::managed`]: Azure managed identity (IMDS v2) as identity and token source (implies `client`; x509-cert, pkcs1) |
+//! | `redis` | no | state shared by a fleet, in Redis, Valkey or a Redis Cluster: [`replay::RedisReplayStore`] (one `SET NX PXAT` per proof) and, with `client`, [`token::RedisTokenCache`] (tokens shared under the in-memory cache); `rediss://` through rustls |
 //! | `test-util` | no | [`test_util`]: test PKI and authorization server (implies `client`, `server`) |
 //!
 //! Both halves are on by default because the types they share (thumbprints,
@@ -87,7 +89,10 @@
 //!
 //! Everything uses one crypto provider, aws-lc-rs, passed explicitly to the
 //! rustls configs this crate builds; the process-wide rustls default is
-//! neither read nor installed.
+//! neither read nor installed. One exception, with the `redis` feature and a
+//! `rediss://` URL: the redis client builds its rustls config from the
+//! process default, which rustls sets to aws-lc-rs, the only provider
+//! compiled in (no second provider is pulled in).
 //!
 //! [RFC 8705]: https://www.rfc-editor.org/rfc/rfc8705
 //! [tower]: https://docs.rs/tower
@@ -117,6 +122,8 @@ pub mod metrics;
 #[allow(dead_code, unreachable_pub)]
 mod metrics;
 pub mod proof;
+#[cfg(feature = "redis")]
+mod redis_link;
 pub mod replay;
 pub mod thumbprint;
 mod tls;

@@ -16,7 +16,7 @@ use crate::identity::{IdentitySource, ReloadingIdentity, SharedIdentity};
 use crate::pool::{MtlsClientPool, PoolBuilder};
 use crate::proof::{Algorithm, ProofKey};
 use crate::source::ClientCredentials;
-use crate::token::{TokenCache, TokenCacheBuilder, TokenSource};
+use crate::token::{SharedTokenCache, TokenCache, TokenCacheBuilder, TokenSource};
 
 /// Builds a [`BoundClient`]; [`build`](Self::build) refuses every
 /// configuration that could not work, before the first request.
@@ -408,7 +408,35 @@ impl BoundClientBuilder {
 
     /// The token cache's timings (refresh share, jitter, backoff).
     pub fn token_cache(mut self, cache: TokenCacheBuilder) -> Self {
-        self.cache = cache;
+        self.cache = cache.keep_shared(self.cache);
+        self
+    }
+
+    /// Shares tokens with the other processes of a fleet through `cache`
+    /// (such as a `RedisTokenCache`, feature `redis`), under the in-memory
+    /// cache: one process fetches for all. Only bound tokens are shared;
+    /// never a key or a secret. For DPoP, give every process the same key
+    /// ([`dpop_key_file`](Self::dpop_key_file)): tokens are shared per key.
+    /// A shared cache that fails is skipped, never failing a request.
+    ///
+    /// ```no_run
+    /// # #[cfg(feature = "redis")]
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    /// use tower_token_binding::BoundClient;
+    /// use tower_token_binding::token::RedisTokenCache;
+    ///
+    /// let client = BoundClient::builder()
+    ///     .issuer("https://login.example.com")
+    ///     .client_id("my-service")
+    ///     .identity_files("/etc/tls/client.pem", "/etc/tls/client.key")
+    ///     .shared_token_cache(RedisTokenCache::connect("redis://redis:6379").await?)
+    ///     .build()?;
+    /// # let _ = client;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn shared_token_cache(mut self, cache: impl SharedTokenCache) -> Self {
+        self.cache = self.cache.shared(cache);
         self
     }
 

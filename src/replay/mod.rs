@@ -14,6 +14,8 @@
 //!
 //! - [`MemoryReplayStore`]: for one process; bounded, sharded, refuses new
 //!   entries when full rather than forgetting unexpired ones.
+//! - `RedisReplayStore` (feature `redis`): shared by a fleet, one
+//!   `SET key 1 NX PXAT t` per proof, failing closed.
 //! - [`BoxReplayStore`]: any store behind one type.
 //! - Any closure `Fn(ReplayKey, SystemTime) -> impl Future<Output =
 //!   Result<bool, ReplayError>>` is a store too.
@@ -44,7 +46,12 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 mod memory;
+#[cfg(feature = "redis")]
+mod redis;
 
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use self::redis::{RedisConnectError, RedisReplayFuture, RedisReplayStore};
 pub use memory::MemoryReplayStore;
 
 /// Remembers which proofs have been seen.

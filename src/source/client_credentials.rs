@@ -200,6 +200,29 @@ impl TokenSource for ClientCredentials {
         self.inner.key.store(Arc::new(key.clone()));
         key
     }
+
+    /// Binds a token from a shared cache as [`fetch`](Self::fetch) would:
+    /// to the DPoP or PoP key, if any, and to the current identity, whose
+    /// thumbprint must be the one in `key` (a certificate renewed meanwhile
+    /// gets a token of its own).
+    fn bind_shared(&self, key: &CacheKey, token: Token) -> Option<Token> {
+        let identity = self.identity();
+        if identity.as_ref().map(ClientIdentity::thumbprint) != key.thumbprint() {
+            return None;
+        }
+        let token = match identity {
+            Some(identity) => token.bound_to(identity),
+            None => token,
+        };
+        if let Some(proofs) = &self.inner.dpop {
+            return Some(token.dpop_bound(proofs.clone()));
+        }
+        if let Some(shrs) = &self.inner.pop {
+            return Some(token.pop_bound(shrs.clone()));
+        }
+        // Certificate-bound: only with a certificate.
+        token.identity().is_some().then_some(token)
+    }
 }
 
 impl ClientCredentials {

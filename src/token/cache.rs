@@ -11,8 +11,10 @@ use futures_util::FutureExt as _;
 use futures_util::future::{BoxFuture, Shared};
 use http::HeaderValue;
 
+use super::shared::SharedTier;
 use super::{
-    AccessToken, BoxError, CacheKey, Token, TokenSource, TokenUnavailable, TokenUnavailableKind,
+    AccessToken, BoxError, CacheKey, SharedTokenCache, Token, TokenSource, TokenUnavailable,
+    TokenUnavailableKind,
 };
 
 /// A token cache in front of a [`TokenSource`].
@@ -32,6 +34,9 @@ use super::{
 ///   under; when the source's key changes (a renewed certificate), the old
 ///   token is never served again.
 /// - [`invalidate`](Self::invalidate) drops a token a server rejected.
+/// - **Shared** ([`TokenCacheBuilder::shared`]): with a
+///   [`SharedTokenCache`] under it, a fetch first looks there, and one
+///   process of a fleet fetches for all (see [`shared`](super::shared)).
 ///
 /// The fast path (a fresh token) takes a read lock for a pointer copy; no
 /// lock is ever held while the source is asked. Cloning is cheap and clones
@@ -63,6 +68,7 @@ struct Inner {
     current: RwLock<Option<Arc<CachedToken>>>,
     flight: Mutex<Flight>,
     config: Config,
+    shared: Option<SharedTier>,
     fetches: AtomicU64,
     hits: AtomicU64,
     failures: AtomicU64,
@@ -176,10 +182,22 @@ fn random_unit() -> f64 {
     (bits >> 11) as f64 / (1u64 << 53) as f64
 }
 
-/// Builds a [`TokenCache`] with other than the default timings.
+/// Builds a [`TokenCache`] with other than the default timings, or with a
+/// shared cache under it.
 #[derive(Debug, Clone)]
 pub struct TokenCacheBuilder {
     config: Config,
+    shared: Option<SharedStore>,
+}
+
+/// A shared cache, as the builder holds it.
+#[derive(Clone)]
+struct SharedStore(Arc<dyn SharedTokenCache>);
+
+impl fmt::Debug for SharedStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SharedTokenCache")
+    }
 }
 
 impl TokenCacheBuilder {
@@ -205,13 +223,47 @@ impl TokenCacheBuilder {
         self
     }
 
+    /// Puts `cache` under this one (L2 under L1): shared by the processes
+    /// of a fleet, so that one of them fetches a token for all. Only bound
+    /// tokens are shared by default, and only with sources that can bind
+    /// a shared token to their own key material
+    /// ([`TokenSource::bind_shared`]); a shared cache that fails or is slow
+    /// is skipped (the source is asked directly).
+    ///
+    /// ```
+    /// # #[cfg(feature = "redis")]
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    /// use tower_token_binding::token::{RedisTokenCache, TokenCache};
+    ///
+    /// let builder = TokenCache::builder()
+    ///     .shared(RedisTokenCache::connect("redis://127.0.0.1:6379").await?);
+    /// # let _ = builder;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn shared(mut self, cache: impl SharedTokenCache) -> Self {
+        self.shared = Some(SharedStore(Arc::new(cache)));
+        self
+    }
+
+    /// This builder, with `previous`' shared cache if it has none.
+    pub(crate) fn keep_shared(mut self, previous: TokenCacheBuilder) -> Self {
+        if self.shared.is_none() {
+            self.shared = previous.shared;
+        }
+        self
+    }
+
     /// Builds the cache in front of `source`.
     pub fn build(self, source: impl TokenSource) -> TokenCache {
+        // Shared entries live until the earliest refresh point.
+        let ttl_share = self.config.refresh_share - self.config.jitter_share;
         TokenCache {
             inner: Arc::new(Inner {
                 source: Box::new(source),
                 current: RwLock::new(None),
                 flight: Mutex::new(Flight::default()),
+                shared: self.shared.map(|store| SharedTier::new(store.0, ttl_share)),
                 config: self.config,
                 fetches: AtomicU64::new(0),
                 hits: AtomicU64::new(0),
@@ -237,6 +289,7 @@ impl TokenCache {
                 min_backoff: Duration::from_millis(500),
                 max_backoff: Duration::from_secs(30),
             },
+            shared: None,
         }
     }
 
@@ -334,10 +387,18 @@ impl TokenCache {
     /// Starts the one fetch; the caller holds the flight lock.
     fn start_fetch(&self, flight: &mut Flight, key: CacheKey) -> SharedFetch {
         let this = self.clone();
-        let source = self.inner.source.fetch();
         let fetch = async move {
-            this.inner.fetches.fetch_add(1, Ordering::Relaxed);
-            let result = source.await;
+            let ask = || {
+                this.inner.fetches.fetch_add(1, Ordering::Relaxed);
+                this.inner.source.fetch()
+            };
+            let result = match &this.inner.shared {
+                Some(tier) => {
+                    let bind = |token| this.inner.source.bind_shared(&key, token);
+                    tier.fetch(&key, ask, bind).await
+                }
+                None => ask().await,
+            };
             this.finish_fetch(result, key)
         }
         .boxed()
@@ -388,7 +449,12 @@ impl TokenCache {
     /// the next request fetches a new one. Returns whether it was dropped; a
     /// token already replaced is left alone, so many rejections of one token
     /// lead to one new fetch.
+    ///
+    /// With a shared cache, the token is never taken from it again either.
     pub fn invalidate(&self, token: &AccessToken) -> bool {
+        if let Some(tier) = &self.inner.shared {
+            tier.reject(token);
+        }
         let mut current = self
             .inner
             .current
@@ -450,6 +516,7 @@ impl Future for Acquire {
 trait DynSource: Send + Sync + 'static {
     fn fetch(&self) -> BoxFuture<'static, Result<Token, BoxError>>;
     fn cache_key(&self) -> CacheKey;
+    fn bind_shared(&self, key: &CacheKey, token: Token) -> Option<Token>;
 }
 
 impl<S: TokenSource> DynSource for S {
@@ -459,5 +526,9 @@ impl<S: TokenSource> DynSource for S {
 
     fn cache_key(&self) -> CacheKey {
         TokenSource::cache_key(self)
+    }
+
+    fn bind_shared(&self, key: &CacheKey, token: Token) -> Option<Token> {
+        TokenSource::bind_shared(self, key, token)
     }
 }

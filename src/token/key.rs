@@ -73,6 +73,31 @@ impl CacheKey {
         }))
     }
 
+    /// SHA-256 over every part, the thumbprint and the `jkt`, each preceded
+    /// by its length: the key of the tokens in a shared cache.
+    pub(crate) fn digest(&self) -> [u8; 32] {
+        use aws_lc_rs::digest;
+        let mut context = digest::Context::new(&digest::SHA256);
+        let mut part = |bytes: &[u8]| {
+            context.update(&(bytes.len() as u64).to_be_bytes());
+            context.update(bytes);
+        };
+        part(b"tower-token-binding cache key v1");
+        for (name, value) in &self.0.parts {
+            part(name.as_bytes());
+            part(value.as_bytes());
+        }
+        let thumbprint = self.0.thumbprint.map(|t| t.to_string());
+        part(b"x5t#S256");
+        part(thumbprint.as_deref().unwrap_or("").as_bytes());
+        let jkt = self.0.jkt.map(|j| j.to_string());
+        part(b"jkt");
+        part(jkt.as_deref().unwrap_or("").as_bytes());
+        let mut out = [0u8; 32];
+        out.copy_from_slice(context.finish().as_ref());
+        out
+    }
+
     /// Compares, first by pointer (the common case: the same key again).
     pub(crate) fn same(&self, other: &CacheKey) -> bool {
         Arc::ptr_eq(&self.0, &other.0) || self == other

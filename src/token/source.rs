@@ -43,6 +43,21 @@ pub trait TokenSource: Send + Sync + 'static {
     fn cache_key(&self) -> CacheKey {
         CacheKey::constant()
     }
+
+    /// `token`, read from a [shared cache](super::SharedTokenCache) under
+    /// `key` (this source's current [`cache_key`](Self::cache_key)), bound as
+    /// a token of [`fetch`](Self::fetch) would be: to this source's
+    /// certificate, DPoP key or PoP key. The shared cache holds no key
+    /// material; each process binds tokens to its own.
+    ///
+    /// `None` when the source cannot (its key changed meanwhile, or it does
+    /// not know how): the shared token is not used. The default is `None`,
+    /// so a shared cache is used only with sources that bind here (such as
+    /// [`ClientCredentials`](crate::source::ClientCredentials)).
+    fn bind_shared(&self, key: &CacheKey, token: Token) -> Option<Token> {
+        let _ = (key, token);
+        None
+    }
 }
 
 impl<F, Fut> TokenSource for F

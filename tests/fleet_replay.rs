@@ -1,0 +1,256 @@
+//! DPoP replay detection shared by a fleet through a real Redis: a proof
+//! accepted by one server is refused by another; Redis killed under
+//! traffic fails closed (503) and the servers recover by themselves when it
+//! is back on the same port; Redis slower than the timeout is down; and the
+//! same against a three-node Redis Cluster.
+#![cfg(all(feature = "test-util", feature = "redis"))]
+
+#[path = "support/dpop.rs"]
+mod dpop;
+#[path = "support/redis.rs"]
+mod redis_support;
+mod support;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use dpop::{Answer, Call, layer, send, setup, start, uri};
+use http::{Method, StatusCode};
+use redis_support::{RedisCluster, RedisServer};
+use support::{HttpsClient, https_client};
+use tower_token_binding::proof::dpop::DpopVerifier;
+use tower_token_binding::replay::RedisReplayStore;
+
+/// Every replica is addressed by clients as this origin (a load balancer
+/// in front), so one proof is valid at any of them.
+const ORIGIN: &str = "https://api.example.com";
+const PUBLIC: &str = "https://api.example.com/whoami";
+
+struct Fleet {
+    s: dpop::Setup,
+    apis: Vec<String>,
+    client: HttpsClient,
+}
+
+impl Fleet {
+    /// Two servers, each with its own connection to the store.
+    async fn start(stores: [RedisReplayStore; 2]) -> Self {
+        let s = setup().await;
+        let mut apis = Vec::new();
+        for store in stores {
+            let layer = layer(&s)
+                .public_origin(ORIGIN)
+                .accept_dpop(DpopVerifier::new())
+                .replay_store(store);
+            apis.push(start(&s.pki, layer).await);
+        }
+        let client = https_client(&s.pki, None);
+        Self { s, apis, client }
+    }
+
+    fn proof(&self) -> String {
+        self.s
+            .proofs
+            .proof(&Method::GET, &uri(PUBLIC), Some(&self.s.token))
+            .unwrap()
+    }
+
+    async fn send(&self, server: usize, proof: &str) -> Answer {
+        let call = Call::dpop(&self.apis[server], &self.s.token, proof.to_owned());
+        send(&self.client, &call).await
+    }
+}
+
+fn is_replay(answer: &Answer) -> bool {
+    answer.status == StatusCode::UNAUTHORIZED && answer.challenge.contains("invalid_dpop_proof")
+}
+
+async fn accepted_once_then_refused_everywhere(fleet: &Fleet, proofs: usize) {
+    for _ in 0..proofs {
+        let proof = fleet.proof();
+        let first = fleet.send(0, &proof).await;
+        assert_eq!(first.status, StatusCode::OK, "{first:?}");
+        for server in [1, 0] {
+            let again = fleet.send(server, &proof).await;
+            assert!(is_replay(&again), "a replay at server {server}: {again:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_proof_accepted_by_one_server_is_refused_by_the_other() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let stores = [
+        RedisReplayStore::connect(&redis.url()).await.unwrap(),
+        RedisReplayStore::connect(&redis.url())
+            .await
+            .unwrap()
+            .prefix("ttb:replay:")
+            .unwrap(),
+    ];
+    let fleet = Fleet::start(stores).await;
+    redis.reset_stats();
+    accepted_once_then_refused_everywhere(&fleet, 5).await;
+
+    // One SET per proof checked, nothing else; keys are digests in a hash
+    // tag, and nothing of the proof or the token reaches Redis.
+    let calls = redis.command_calls();
+    assert_eq!(calls.get("set"), Some(&15), "{calls:?}");
+    let others: u64 = calls
+        .iter()
+        .filter(|(name, _)| {
+            name.as_str() != "set" && !name.starts_with("config") && !name.starts_with("info")
+        })
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(others, 0, "{calls:?}");
+    let keys = redis.keys();
+    assert_eq!(keys.len(), 5, "{keys:?}");
+    for key in &keys {
+        assert!(
+            key.starts_with("ttb:replay:{") && key.ends_with('}'),
+            "{key}"
+        );
+        assert_eq!(key.len(), "ttb:replay:{}".len() + 43, "{key}");
+    }
+    let ttl: i64 = redis.command(&["PTTL", &keys[0]]).parse().unwrap();
+    assert!(ttl > 0, "entries expire by themselves: {ttl}");
+}
+
+/// One proof sent three times, to both servers: the answers.
+async fn round(fleet: &Fleet) -> Vec<Answer> {
+    let proof = fleet.proof();
+    let mut answers = Vec::new();
+    for server in [0, 1, 0] {
+        answers.push(fleet.send(server, &proof).await);
+    }
+    answers
+}
+
+/// Every answer is an acceptance, a refused replay or a 503 (with
+/// `Retry-After`, the handler not run); the proof was accepted at most
+/// once. Returns how many times it was accepted (0 or 1).
+fn check(phase: &str, answers: Vec<Answer>, seen: &mut HashMap<u16, usize>) -> usize {
+    let accepted = answers
+        .iter()
+        .filter(|a| a.status == StatusCode::OK)
+        .count();
+    assert!(
+        accepted <= 1,
+        "{phase}: a proof accepted twice: {answers:?}"
+    );
+    for a in &answers {
+        assert!(
+            a.status == StatusCode::OK
+                || is_replay(a)
+                || (a.status == StatusCode::SERVICE_UNAVAILABLE
+                    && a.retry_after.is_some()
+                    && a.body.is_empty()),
+            "{phase}: {a:?}"
+        );
+        *seen.entry(a.status.as_u16()).or_default() += 1;
+    }
+    accepted
+}
+
+#[tokio::test]
+async fn redis_killed_under_traffic_fails_closed_and_recovers_on_the_same_port() {
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let stores = [
+        RedisReplayStore::connect(&redis.url()).await.unwrap(),
+        RedisReplayStore::connect(&redis.url()).await.unwrap(),
+    ];
+    let fleet = Fleet::start(stores).await;
+    // status -> count, over every request.
+    let mut seen: HashMap<u16, usize> = HashMap::new();
+
+    for _ in 0..20 {
+        let answers = round(&fleet).await;
+        assert_eq!(check("up", answers, &mut seen), 1);
+    }
+    redis.kill();
+    let mut accepted_while_down = 0;
+    for _ in 0..20 {
+        let answers = round(&fleet).await;
+        accepted_while_down += check("down", answers, &mut seen);
+    }
+    assert_eq!(
+        accepted_while_down, 0,
+        "nothing is accepted while Redis is down"
+    );
+    assert!(seen.get(&503).copied().unwrap_or(0) >= 60, "{seen:?}");
+
+    redis.restart();
+    // The servers were not touched: their connections heal by themselves.
+    // Bounded: the reconnection runs in the background.
+    let mut recovered = false;
+    for _ in 0..200 {
+        let answers = round(&fleet).await;
+        if check("restarted", answers, &mut seen) == 1 {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        recovered,
+        "no proof accepted after Redis came back: {seen:?}"
+    );
+    for _ in 0..20 {
+        let answers = round(&fleet).await;
+        assert_eq!(check("after", answers, &mut seen), 1);
+    }
+}
+
+#[tokio::test]
+async fn redis_slower_than_the_timeout_is_down() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let store = || async {
+        RedisReplayStore::connect(&redis.url())
+            .await
+            .unwrap()
+            .timeout(Duration::from_millis(50))
+    };
+    let fleet = Fleet::start([store().await, store().await]).await;
+    accepted_once_then_refused_everywhere(&fleet, 2).await;
+
+    redis.pause(3_000);
+    for server in [0, 1] {
+        let answer = fleet.send(server, &fleet.proof()).await;
+        assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE, "{answer:?}");
+        assert!(answer.retry_after.is_some(), "{answer:?}");
+    }
+    redis.unpause();
+    accepted_once_then_refused_everywhere(&fleet, 2).await;
+}
+
+#[tokio::test]
+async fn the_same_against_a_three_node_cluster() {
+    let Some(cluster) = RedisCluster::start() else {
+        return;
+    };
+    let stores = [
+        RedisReplayStore::connect_cluster(cluster.urls())
+            .await
+            .unwrap(),
+        // Any one node is enough to find the others.
+        RedisReplayStore::connect_cluster(&cluster.urls()[2..])
+            .await
+            .unwrap(),
+    ];
+    let fleet = Fleet::start(stores).await;
+    accepted_once_then_refused_everywhere(&fleet, 30).await;
+    // Each proof its own slot: the keys spread over the nodes.
+    let per_node = cluster.keys_per_node();
+    assert_eq!(per_node.iter().sum::<usize>(), 30, "{per_node:?}");
+    assert!(
+        per_node.iter().filter(|n| **n > 0).count() >= 2,
+        "{per_node:?}"
+    );
+}
