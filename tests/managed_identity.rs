@@ -465,6 +465,10 @@ async fn a_managed_identity_brings_its_own_settings() {
     let (kind, message) = refused(base().scheme(Scheme::Dpop));
     assert_eq!(kind, BuildErrorKind::Conflict);
     assert!(message.contains("MtlsPop"), "{message}");
+    // There is no fallback to unbound tokens.
+    let (kind, message) = refused(base().allow_unbound_fallback());
+    assert_eq!(kind, BuildErrorKind::Conflict);
+    assert!(message.contains("allow_unbound_fallback"), "{message}");
     // More scope is fine.
     assert!(base().resource(AUDIENCE).build().is_ok());
 }

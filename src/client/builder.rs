@@ -483,12 +483,13 @@ impl BoundClientBuilder {
             (self.token_source.is_some(), "token_source"),
             (self.identity.is_some(), "identity or identity_files"),
             (self.entra, "entra_mtls_pop"),
+            (self.allow_unbound_fallback, "allow_unbound_fallback"),
         ];
         if let Some((_, name)) = given.iter().find(|(set, _)| *set) {
             return Err(BuildError::new(
                 Kind::Conflict,
                 format!(
-                    "a managed identity brings its own token endpoint, client id and certificate: drop {name}"
+                    "a managed identity brings its own token endpoint, client id and certificate, and never falls back to unbound tokens: drop {name}"
                 ),
             ));
         }
