@@ -34,13 +34,15 @@
 //!    `Bearer` answer, or a token without `cnf`, is an error.
 //! 5. Renewal: when less than 24 hours of validity remain or half the
 //!    lifetime has passed, whichever comes first (half the lifetime for
-//!    certificates of a day or less), the platform metadata is read again
+//!    certificates of a day or less; the lifetime counted from when the
+//!    certificate arrived, for one dated back), the platform metadata is read again
 //!    and a new key gets a new certificate. The new identity
 //!    [replaces](crate::ClientIdentity::replacing) the old one as a renewed
 //!    [`ReloadingIdentity`](super::ReloadingIdentity) does: the next request
 //!    gets a token bound to the new certificate over a new connection, and
 //!    pools drop the old one's connections. A failed renewal keeps the
-//!    current certificate and is tried again with backoff.
+//!    current certificate and is tried again with backoff (at most 15 s
+//!    apart once it has expired).
 //!
 //! Key attestation (the `attestation_token` some hosts require) is not
 //! done. This module was tested against the embedded emulator of
