@@ -27,7 +27,9 @@
 //!    with `{"csr": "<base64 DER>"}` answers `client_id`, `tenant_id`,
 //!    `certificate` (base64 DER), `identity_type` and
 //!    `mtls_authentication_endpoint`. A certificate for another key than
-//!    ours, or outside its validity, is refused.
+//!    ours, or outside its validity, is refused, and so is a credential for
+//!    another client or tenant than the metadata names (ids compared
+//!    without regard to case).
 //! 4. Tokens: client credentials over mutual TLS with that certificate at
 //!    `<mtls_authentication_endpoint>/<tenant_id>/oauth2/v2.0/token`, with
 //!    `token_type=mtls_pop`. There is no fallback to unbound tokens: a
