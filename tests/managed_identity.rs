@@ -495,6 +495,23 @@ async fn a_managed_identity_brings_its_own_settings() {
 }
 
 #[tokio::test]
+async fn more_scope_joins_the_managed_identity_scope() {
+    let w = world(Duration::from_secs(3600)).await;
+    let identity = managed(&w.imds).await.unwrap();
+    let client = BoundClient::builder()
+        .managed_identity(identity)
+        .scope("extra")
+        .root_store(w.pki.root_store())
+        .build()
+        .unwrap();
+    // One scope parameter (the test issuer refuses a repeated one).
+    let (status, body) = call(&client, &w.api).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["scope"], format!("{AUDIENCE}/.default extra"));
+    assert_eq!(w.issuer.tokens_issued(), 1);
+}
+
+#[tokio::test]
 async fn the_client_example_runs_on_a_managed_identity() {
     let w = world(Duration::from_secs(3600)).await;
     let ca = w.dir.path().join("ca.pem");
