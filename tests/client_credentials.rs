@@ -101,6 +101,33 @@ async fn tls_client_auth_gets_a_token_bound_to_our_certificate() {
     );
 }
 
+#[tokio::test]
+async fn scopes_given_twice_go_out_as_one_scope() {
+    // The test issuer refuses a repeated parameter (RFC 6749 §3.2).
+    let s = setup().await;
+    let source = s
+        .builder()
+        .token_endpoint(s.issuer.token_endpoint())
+        .tls_client_auth(s.identity.clone())
+        .scope("read write")
+        .param("scope", "write admin")
+        .scope("audit")
+        .build()
+        .unwrap();
+    let token = fetch(&source).await.unwrap();
+    let claims = claims(token.access_token().secret());
+    assert_eq!(claims["scope"], "read write admin audit");
+    // The same scopes in one go: the same cached token.
+    let once = s
+        .builder()
+        .token_endpoint(s.issuer.token_endpoint())
+        .tls_client_auth(s.identity.clone())
+        .scope("read write admin audit")
+        .build()
+        .unwrap();
+    assert_eq!(source.cache_key(), once.cache_key());
+}
+
 #[test]
 fn the_cache_key_follows_the_current_identity() {
     let pki = TestPki::new().unwrap();

@@ -383,6 +383,27 @@ async fn a_certificate_for_another_key_is_refused() {
 }
 
 #[tokio::test]
+async fn a_credential_for_another_identity_is_refused() {
+    let w = world(Duration::from_secs(3600)).await;
+    w.imds.set_fault(Some(ImdsFault::ForeignIdentity));
+    let error = managed(&w.imds).await.unwrap_err();
+    assert_eq!(error.kind(), Kind::InvalidResponse, "{error}");
+    let message = error.to_string();
+    assert!(message.contains(ImdsFault::FOREIGN_CLIENT_ID), "{message}");
+    assert!(message.contains(w.imds.client_id()), "{message}");
+
+    // Nor taken at a renewal.
+    w.imds.set_fault(None);
+    let identity = managed(&w.imds).await.unwrap();
+    let first = identity.thumbprint();
+    w.imds.set_fault(Some(ImdsFault::ForeignIdentity));
+    let error = identity.renew_now().await.unwrap_err();
+    assert_eq!(error.kind(), Kind::InvalidResponse, "{error}");
+    assert_eq!(identity.thumbprint(), first);
+    assert_eq!(identity.client_id(), w.imds.client_id());
+}
+
+#[tokio::test]
 async fn a_failed_renewal_keeps_the_current_certificate() {
     let w = world(Duration::from_secs(3600)).await;
     let identity = managed(&w.imds).await.unwrap();
@@ -465,8 +486,29 @@ async fn a_managed_identity_brings_its_own_settings() {
     let (kind, message) = refused(base().scheme(Scheme::Dpop));
     assert_eq!(kind, BuildErrorKind::Conflict);
     assert!(message.contains("MtlsPop"), "{message}");
+    // There is no fallback to unbound tokens.
+    let (kind, message) = refused(base().allow_unbound_fallback());
+    assert_eq!(kind, BuildErrorKind::Conflict);
+    assert!(message.contains("allow_unbound_fallback"), "{message}");
     // More scope is fine.
     assert!(base().resource(AUDIENCE).build().is_ok());
+}
+
+#[tokio::test]
+async fn more_scope_joins_the_managed_identity_scope() {
+    let w = world(Duration::from_secs(3600)).await;
+    let identity = managed(&w.imds).await.unwrap();
+    let client = BoundClient::builder()
+        .managed_identity(identity)
+        .scope("extra")
+        .root_store(w.pki.root_store())
+        .build()
+        .unwrap();
+    // One scope parameter (the test issuer refuses a repeated one).
+    let (status, body) = call(&client, &w.api).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["scope"], format!("{AUDIENCE}/.default extra"));
+    assert_eq!(w.issuer.tokens_issued(), 1);
 }
 
 #[tokio::test]

@@ -8,7 +8,10 @@
 //! (clients, servers, the authorization server) on a current-thread runtime
 //! on that thread, so tests run in parallel without seeing each other's
 //! counts. A count recorded off that thread would be missing, and the exact
-//! assertions would say so.
+//! assertions would say so. The pool-clients gauge is the exception: it is
+//! set to the process's count, which other tests' pools share, so here it
+//! is only bounded below; `tests/metrics_pool_clients.rs`, a binary of its
+//! own, checks it exactly.
 #![cfg(feature = "metrics")]
 
 #[path = "support/dpop.rs"]
@@ -171,8 +174,9 @@ fn ten_requests_one_token_fetch_and_nine_cache_hits() {
         assert_eq!(seen.count(CLIENT_RETRIES, "reason=invalid_token"), 0);
         // One client for the identity in the token endpoint's pool, one in
         // the API's; one mTLS connection each, kept alive (the issuer's
-        // metadata came over the token endpoint's).
-        assert_eq!(seen.gauge(POOL_CLIENTS), 2.0);
+        // metadata came over the token endpoint's). The gauge counts the
+        // whole process's, other tests' too.
+        assert!(seen.gauge(POOL_CLIENTS) >= 2.0, "{seen:?}");
         assert_eq!(client.pool().stats().identities, 1);
         assert_eq!(seen.count(POOL_TLS_CONNECTIONS, "client_cert=yes"), 2);
         assert_eq!(seen.count(POOL_TLS_CONNECTIONS, "client_cert=no"), 0);
@@ -192,9 +196,11 @@ fn ten_requests_one_token_fetch_and_nine_cache_hits() {
         let thumbprint = cert.thumbprint().to_string();
         seen.assert_bounded(&[&token, &thumbprint, "svc", "whoami", "localhost"]);
 
-        // Dropping the client drops its pools' clients.
+        // Dropping the client drops its pools' clients: the gauge is set
+        // to what is left, never below zero.
         drop(client);
-        assert_eq!(Seen::take(&snapshotter).gauge(POOL_CLIENTS), -2.0);
+        let left = Seen::take(&snapshotter);
+        assert!(left.gauge(POOL_CLIENTS) >= 0.0, "{left:?}");
     });
 }
 
@@ -443,8 +449,8 @@ fn an_invalid_token_answer_is_one_retry_with_a_new_token() {
         assert_eq!(seen.count(v, "outcome=wrong_audience,scheme=bearer"), 1);
         assert_eq!(seen.count(v, "outcome=ok,scheme=bearer"), 1);
         // One client for the identity (held while the pool lives), one
-        // connection for both tries.
-        assert_eq!(seen.gauge(POOL_CLIENTS), 1.0);
+        // connection for both tries (the gauge counts other tests' too).
+        assert!(seen.gauge(POOL_CLIENTS) >= 1.0, "{seen:?}");
         assert_eq!(pool.stats().identities, 1);
         assert_eq!(seen.count(POOL_TLS_CONNECTIONS, "client_cert=yes"), 1);
         let thumbprint = identity.thumbprint().to_string();

@@ -235,7 +235,9 @@ impl BoundClientBuilder {
         self
     }
 
-    /// The `scope` to ask for (space-separated).
+    /// The `scope` to ask for (space-separated). Scopes given more than
+    /// once (or by a [managed identity](Self::managed_identity) too) go out
+    /// joined in one `scope` parameter.
     pub fn scope(self, scope: impl Into<String>) -> Self {
         self.param("scope", scope)
     }
@@ -314,8 +316,9 @@ impl BoundClientBuilder {
     /// once: the certificate IMDS issued (renewed as it runs out), and
     /// client credentials at its token endpoint for Entra's `mtls_pop`
     /// tokens bound to it, with its client id and its scope or resource
-    /// (more may be added with [`scope`](Self::scope) and
-    /// [`resource`](Self::resource)). Sent with the `mtls_pop` header word
+    /// (more may be added with [`scope`](Self::scope), joined to its scope
+    /// in one `scope` parameter, and [`resource`](Self::resource)). Sent
+    /// with the `mtls_pop` header word
     /// unless [`header_word`](Self::header_word) says otherwise.
     ///
     /// It replaces the issuer, token endpoint, client id, client
@@ -511,12 +514,13 @@ impl BoundClientBuilder {
             (self.token_source.is_some(), "token_source"),
             (self.identity.is_some(), "identity or identity_files"),
             (self.entra, "entra_mtls_pop"),
+            (self.allow_unbound_fallback, "allow_unbound_fallback"),
         ];
         if let Some((_, name)) = given.iter().find(|(set, _)| *set) {
             return Err(BuildError::new(
                 Kind::Conflict,
                 format!(
-                    "a managed identity brings its own token endpoint, client id and certificate: drop {name}"
+                    "a managed identity brings its own token endpoint, client id and certificate, and never falls back to unbound tokens: drop {name}"
                 ),
             ));
         }

@@ -1,9 +1,11 @@
 //! What the client half records: one small function per event, called in
 //! one line where it happens.
 
+use std::sync::{Mutex, PoisonError};
+
 use super::{
     CLIENT_RETRIES, POOL_CLIENTS, POOL_TLS_CONNECTIONS, TOKEN_CACHE_LOOKUPS, TOKEN_CACHE_WAITERS,
-    TOKEN_FETCHES, TOKEN_REFRESHES_AHEAD, UNBOUND_FALLBACKS, gauge_add, increment,
+    TOKEN_FETCHES, TOKEN_REFRESHES_AHEAD, UNBOUND_FALLBACKS, increment,
 };
 use crate::source::{TokenEndpointError, TokenEndpointErrorKind};
 use crate::token::BoxError;
@@ -110,16 +112,51 @@ pub(crate) fn tls_connection(client_cert: bool) {
 #[derive(Debug)]
 pub(crate) struct PoolClientGauge(());
 
+/// The per-identity clients held by the process's pools. The gauge is set
+/// to this count on each change, not moved by one: a recorder sees the
+/// absolute count whenever it was installed, even when clients it never
+/// saw counted in are counted out.
+static POOL_CLIENTS_HELD: ClientsHeld = ClientsHeld::new();
+
 impl PoolClientGauge {
     /// Counts a client in.
     pub(crate) fn held() -> Self {
-        gauge_add(POOL_CLIENTS, 1.0);
+        POOL_CLIENTS_HELD.change(1);
         Self(())
     }
 }
 
 impl Drop for PoolClientGauge {
     fn drop(&mut self) {
-        gauge_add(POOL_CLIENTS, -1.0);
+        POOL_CLIENTS_HELD.change(-1);
     }
+}
+
+/// A count of clients, set on the pool-clients gauge on each change.
+#[derive(Debug)]
+pub(super) struct ClientsHeld(Mutex<i64>);
+
+impl ClientsHeld {
+    pub(super) const fn new() -> Self {
+        Self(Mutex::new(0))
+    }
+
+    /// Changes the count by `delta` and sets the gauge to it, under the
+    /// lock, so that two changes on two threads cannot leave the gauge at
+    /// the older count. Returns the new count.
+    pub(super) fn change(&self, delta: i64) -> i64 {
+        let mut held = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        *held = held.saturating_add(delta);
+        gauge_set(POOL_CLIENTS, *held);
+        *held
+    }
+}
+
+/// Sets the gauge `name` to `value`.
+#[inline]
+fn gauge_set(name: &'static str, value: i64) {
+    #[cfg(feature = "metrics")]
+    ::metrics::gauge!(name).set(value as f64);
+    #[cfg(not(feature = "metrics"))]
+    let _ = (name, value);
 }

@@ -69,7 +69,8 @@
 //! ```
 //!
 //! Recording goes to the recorder installed when it happens; the crate
-//! keeps no handles, so a recorder installed later sees what comes after.
+//! keeps no handles, so a recorder installed later sees what comes after
+//! (the pool-clients gauge is set to the absolute count at each change).
 
 #[cfg(feature = "client")]
 mod client;
@@ -189,16 +190,6 @@ fn increment(name: &'static str, labels: &[(&'static str, &'static str)]) {
     ::metrics::counter!(name, labels).increment(1);
     #[cfg(not(feature = "metrics"))]
     let _ = (name, labels);
-}
-
-/// Adds `delta` to the gauge `name`.
-#[cfg(feature = "client")]
-#[inline]
-fn gauge_add(name: &'static str, delta: f64) {
-    #[cfg(feature = "metrics")]
-    ::metrics::gauge!(name).increment(delta);
-    #[cfg(not(feature = "metrics"))]
-    let _ = (name, delta);
 }
 
 #[cfg(all(test, feature = "metrics"))]

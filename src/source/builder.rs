@@ -122,7 +122,9 @@ impl ClientCredentialsBuilder {
         }
     }
 
-    /// The `scope` to ask for (space-separated).
+    /// The `scope` to ask for (space-separated). Given more than once, the
+    /// scopes are joined into one `scope` parameter, each named once: a
+    /// token request carries a parameter at most once (RFC 6749 §3.2).
     pub fn scope(self, scope: impl Into<String>) -> Self {
         self.param("scope", scope)
     }
@@ -132,9 +134,18 @@ impl ClientCredentialsBuilder {
         self.param("resource", resource)
     }
 
-    /// Any other form parameter.
+    /// Any other form parameter. A `scope` joins the one given before, as
+    /// with [`scope`](Self::scope).
     pub fn param(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.params.push((name.into(), value.into()));
+        let (name, value) = (name.into(), value.into());
+        let earlier = match name.as_str() {
+            "scope" => self.params.iter_mut().find(|(n, _)| n == "scope"),
+            _ => None,
+        };
+        match earlier {
+            Some((_, scope)) => join_scope(scope, &value),
+            None => self.params.push((name, value)),
+        }
         self
     }
 
@@ -387,4 +398,15 @@ pub(super) fn https_uri(url: &str, what: &str) -> Result<Uri, ConfigError> {
             ),
         })
     })
+}
+
+/// Adds the scopes of `more` that `scope` does not hold yet, space-separated.
+fn join_scope(scope: &mut String, more: &str) {
+    let mut joined: Vec<&str> = scope.split_whitespace().collect();
+    for token in more.split_whitespace() {
+        if !joined.contains(&token) {
+            joined.push(token);
+        }
+    }
+    *scope = joined.join(" ");
 }

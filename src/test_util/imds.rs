@@ -104,6 +104,18 @@ pub enum ImdsFault {
     ForeignCertificate,
     /// `issuecredential` answers `503`.
     CredentialUnavailable,
+    /// The credential names another client and tenant
+    /// ([`FOREIGN_CLIENT_ID`](Self::FOREIGN_CLIENT_ID),
+    /// [`FOREIGN_TENANT_ID`](Self::FOREIGN_TENANT_ID)) than the platform
+    /// metadata.
+    ForeignIdentity,
+}
+
+impl ImdsFault {
+    /// The client id a [`ForeignIdentity`](Self::ForeignIdentity) credential names.
+    pub const FOREIGN_CLIENT_ID: &'static str = "0f0f0f0f-0000-4000-8000-00000000f0f0";
+    /// The tenant id a [`ForeignIdentity`](Self::ForeignIdentity) credential names.
+    pub const FOREIGN_TENANT_ID: &'static str = "0f0f0f0f-0000-4000-8000-0000000f0f0f";
 }
 
 /// Builds an [`ImdsEmulator`].
@@ -453,11 +465,16 @@ async fn issue(state: &State, fault: Option<ImdsFault>, request: Request<Incomin
         }
     };
     state.credentials_issued.fetch_add(1, Ordering::SeqCst);
+    let (client_id, tenant_id) = if fault == Some(ImdsFault::ForeignIdentity) {
+        (ImdsFault::FOREIGN_CLIENT_ID, ImdsFault::FOREIGN_TENANT_ID)
+    } else {
+        (state.client_id.as_str(), state.tenant_id.as_str())
+    };
     json_reply(
         StatusCode::OK,
         &json!({
-            "client_id": state.client_id,
-            "tenant_id": state.tenant_id,
+            "client_id": client_id,
+            "tenant_id": tenant_id,
             "certificate": STANDARD.encode(certificate.as_ref()),
             "identity_type": state.identity_type,
             "mtls_authentication_endpoint": state.mtls_endpoint,

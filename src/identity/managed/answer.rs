@@ -150,6 +150,29 @@ pub(super) fn credential(body: &[u8], key: &CredentialKey) -> Result<Issued, Man
     })
 }
 
+/// Refuses a credential issued to another client or tenant than the
+/// platform metadata names (the ids compared without regard to case, as
+/// GUIDs are). Both ids are named in the error: they are not secrets.
+pub(super) fn check_same_identity(
+    metadata: &PlatformMetadata,
+    endpoint: &Endpoint,
+) -> Result<(), ManagedIdentityError> {
+    let same = |a: &str, b: &str| a.trim().eq_ignore_ascii_case(b.trim().trim_matches('/'));
+    if !same(&endpoint.client_id, &metadata.client_id) {
+        return Err(invalid(format!(
+            "the credential is for client_id {:?}, but the platform metadata names clientId {:?}; refused",
+            endpoint.client_id, metadata.client_id
+        )));
+    }
+    if !same(&endpoint.tenant_id, &metadata.tenant_id) {
+        return Err(invalid(format!(
+            "the credential is for tenant_id {:?}, but the platform metadata names tenantId {:?}; refused",
+            endpoint.tenant_id, metadata.tenant_id
+        )));
+    }
+    Ok(())
+}
+
 fn invalid(message: impl Into<String>) -> ManagedIdentityError {
     ManagedIdentityError::new(Kind::InvalidResponse, message)
 }
@@ -356,6 +379,36 @@ mod tests {
 
     thread_local! {
         static KEY: std::rc::Rc<CredentialKey> = std::rc::Rc::new(CredentialKey::generate().unwrap());
+    }
+
+    #[test]
+    fn the_credential_must_name_the_platform_identity() {
+        let metadata =
+            platform_metadata(br#"{"clientId":"0A1B-c","tenantId":"7E57-t","cuId":{"vmId":"v"}}"#)
+                .unwrap();
+        let endpoint = |client: &str, tenant: &str| Endpoint {
+            client_id: client.to_owned(),
+            tenant_id: tenant.to_owned(),
+            identity_type: "SystemAssigned".to_owned(),
+            token_endpoint: "https://login.test/t/oauth2/v2.0/token".to_owned(),
+        };
+        // The same ids in another case: the same identity.
+        check_same_identity(&metadata, &endpoint("0A1B-c", "7E57-t")).unwrap();
+        check_same_identity(&metadata, &endpoint("0a1b-C", "7e57-T")).unwrap();
+        let error = check_same_identity(&metadata, &endpoint("other", "7E57-t")).unwrap_err();
+        assert_eq!(error.kind(), Kind::InvalidResponse);
+        let message = error.to_string();
+        assert!(
+            message.contains("\"other\"") && message.contains("\"0A1B-c\""),
+            "{message}"
+        );
+        let error = check_same_identity(&metadata, &endpoint("0a1b-c", "elsewhere")).unwrap_err();
+        assert_eq!(error.kind(), Kind::InvalidResponse);
+        let message = error.to_string();
+        assert!(
+            message.contains("\"elsewhere\"") && message.contains("\"7E57-t\""),
+            "{message}"
+        );
     }
 
     #[test]

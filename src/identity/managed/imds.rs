@@ -200,7 +200,8 @@ impl Imds {
     }
 
     /// A new key, a request for it, and the certificate IMDS issues for it:
-    /// checked to be for our key and valid now.
+    /// checked to be for our key, valid now, and issued to the client and
+    /// tenant `metadata` names.
     pub(crate) async fn issue(
         &self,
         metadata: &PlatformMetadata,
@@ -233,7 +234,9 @@ impl Imds {
         );
         headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
         let body = self.expect_ok(request, "the credential").await?;
-        answer::credential(&body, &key)
+        let issued = answer::credential(&body, &key)?;
+        answer::check_same_identity(metadata, &issued.endpoint)?;
+        Ok(issued)
     }
 
     /// The body of a `200` answer; any other status is an error that

@@ -27,20 +27,24 @@
 //!    with `{"csr": "<base64 DER>"}` answers `client_id`, `tenant_id`,
 //!    `certificate` (base64 DER), `identity_type` and
 //!    `mtls_authentication_endpoint`. A certificate for another key than
-//!    ours, or outside its validity, is refused.
+//!    ours, or outside its validity, is refused, and so is a credential for
+//!    another client or tenant than the metadata names (ids compared
+//!    without regard to case).
 //! 4. Tokens: client credentials over mutual TLS with that certificate at
 //!    `<mtls_authentication_endpoint>/<tenant_id>/oauth2/v2.0/token`, with
 //!    `token_type=mtls_pop`. There is no fallback to unbound tokens: a
 //!    `Bearer` answer, or a token without `cnf`, is an error.
 //! 5. Renewal: when less than 24 hours of validity remain or half the
 //!    lifetime has passed, whichever comes first (half the lifetime for
-//!    certificates of a day or less), the platform metadata is read again
+//!    certificates of a day or less; the lifetime counted from when the
+//!    certificate arrived, for one dated back), the platform metadata is read again
 //!    and a new key gets a new certificate. The new identity
 //!    [replaces](crate::ClientIdentity::replacing) the old one as a renewed
 //!    [`ReloadingIdentity`](super::ReloadingIdentity) does: the next request
 //!    gets a token bound to the new certificate over a new connection, and
 //!    pools drop the old one's connections. A failed renewal keeps the
-//!    current certificate and is tried again with backoff.
+//!    current certificate and is tried again with backoff (at most 15 s
+//!    apart once it has expired).
 //!
 //! Key attestation (the `attestation_token` some hosts require) is not
 //! done. This module was tested against the embedded emulator of
