@@ -1,0 +1,366 @@
+//! Building a [`BoundClient`] from its builder's settings: a managed
+//! identity's settings put in place, the settings checked against each
+//! other, then the identity, the token source, the token cache, the pool
+//! and the layers assembled.
+
+use super::*;
+
+impl BoundClientBuilder {
+    /// The settings of a managed identity in place of the client-credentials
+    /// and identity settings, which must not be given with it.
+    #[cfg(feature = "managed-identity")]
+    pub(super) fn with_managed_identity(mut self) -> Result<Self, BuildError> {
+        let Some(managed) = self.managed.take() else {
+            return Ok(self);
+        };
+        let given = [
+            (self.issuer.is_some(), "issuer"),
+            (self.token_endpoint.is_some(), "token_endpoint"),
+            (self.client_id.is_some(), "client_id"),
+            (self.secret.is_some(), "a client secret"),
+            (self.self_signed, "self_signed_tls_client_auth"),
+            (self.token_source.is_some(), "token_source"),
+            (self.identity.is_some(), "identity or identity_files"),
+            (self.entra, "entra_mtls_pop"),
+            (self.allow_unbound_fallback, "allow_unbound_fallback"),
+        ];
+        if let Some((_, name)) = given.iter().find(|(set, _)| *set) {
+            return Err(BuildError::new(
+                Kind::Conflict,
+                format!(
+                    "a managed identity brings its own token endpoint, client id and certificate, and never falls back to unbound tokens: drop {name}"
+                ),
+            ));
+        }
+        if self.scheme != Scheme::MtlsPop {
+            return Err(BuildError::new(
+                Kind::Conflict,
+                format!(
+                    "a managed identity gets certificate-bound tokens: use Scheme::MtlsPop, not Scheme::{:?}",
+                    self.scheme
+                ),
+            ));
+        }
+        self.token_endpoint = Some(managed.token_endpoint().to_owned());
+        self.client_id = Some(managed.client_id().to_owned());
+        self.entra = true;
+        let mut params = managed.params().to_vec();
+        params.append(&mut self.params);
+        self.params = params;
+        self.identity = Some(IdentityChoice::Source(SharedIdentity::new(managed)));
+        Ok(self)
+    }
+
+    #[cfg(not(feature = "managed-identity"))]
+    pub(super) fn with_managed_identity(self) -> Result<Self, BuildError> {
+        Ok(self)
+    }
+
+    pub(super) fn build_checked<B>(self) -> Result<BoundClient<B>, BuildError>
+    where
+        B: http_body::Body + Send + 'static,
+        B::Data: Send,
+    {
+        self.check()?;
+        let identity = match self.identity {
+            Some(IdentityChoice::Source(identity)) => Some(identity),
+            Some(IdentityChoice::Files(cert, key)) => {
+                let mut builder = ReloadingIdentity::builder(&cert, &key);
+                if let Some(interval) = self.poll_interval {
+                    builder = builder.poll_interval(interval);
+                }
+                let identity = builder.build().map_err(|e| {
+                    BuildError::new(Kind::Identity, "cannot load the client identity")
+                        .with_source(e)
+                })?;
+                Some(SharedIdentity::new(identity))
+            }
+            None => None,
+        };
+        let mut pool = self.pool;
+        match self.roots {
+            Some(Roots::Store(roots)) => pool = pool.root_store(roots),
+            Some(Roots::File(path)) => {
+                let roots = crate::identity::root_store_from_pem_file(&path).map_err(|e| {
+                    BuildError::new(Kind::Roots, "cannot load the trusted roots").with_source(e)
+                })?;
+                pool = pool.root_store(roots);
+            }
+            None => {}
+        }
+        let build_pool = |what: &str| {
+            BuildError::new(Kind::Pool, format!("cannot build the {what} HTTPS client"))
+        };
+        let api_pool = pool
+            .clone()
+            .build::<B>()
+            .map_err(|e| build_pool("API").with_source(e))?;
+
+        let dpop = match (self.scheme, self.dpop_key) {
+            (Scheme::Dpop, Some(KeyChoice::Key(key))) => Some(key),
+            (Scheme::Dpop, Some(KeyChoice::File(path))) => {
+                Some(ProofKey::from_pem_file(&path).map_err(|e| {
+                    BuildError::new(
+                        Kind::DpopKey,
+                        format!("cannot load the DPoP key from {}", path.display()),
+                    )
+                    .with_source(e)
+                })?)
+            }
+            (Scheme::Dpop, None) if self.token_source.is_none() => {
+                Some(ProofKey::generate(Algorithm::Es256).map_err(|e| {
+                    BuildError::new(Kind::DpopKey, "cannot generate a DPoP key").with_source(e)
+                })?)
+            }
+            _ => None,
+        };
+        let pop = match (self.scheme, self.pop_key) {
+            (Scheme::Pop, Some(KeyChoice::Key(key))) => Some(key),
+            (Scheme::Pop, Some(KeyChoice::File(path))) => {
+                Some(ProofKey::from_pem_file(&path).map_err(|e| {
+                    BuildError::new(
+                        Kind::PopKey,
+                        format!("cannot load the PoP key from {}", path.display()),
+                    )
+                    .with_source(e)
+                })?)
+            }
+            (Scheme::Pop, None) if self.token_source.is_none() => {
+                Some(ProofKey::generate(Algorithm::Ps256).map_err(|e| {
+                    BuildError::new(Kind::PopKey, "cannot generate a PoP key").with_source(e)
+                })?)
+            }
+            _ => None,
+        };
+        let mut dpop_proofs = None;
+        let mut pop_requests = None;
+        let cache = if self.scheme == Scheme::MtlsOnly {
+            None
+        } else if let Some(source) = self.token_source {
+            Some(source(self.cache))
+        } else {
+            if identity.is_none() && dpop.is_none() && pop.is_none() {
+                return Err(BuildError::new(
+                    Kind::NoIdentity,
+                    "client credentials over mTLS need an identity",
+                ));
+            }
+            let token_pool = pool
+                .build::<Full<Bytes>>()
+                .map_err(|e| build_pool("token endpoint").with_source(e))?;
+            let mut credentials = ClientCredentials::builder().pool(token_pool);
+            credentials = match (self.issuer, self.token_endpoint) {
+                (Some(issuer), _) => credentials.issuer(issuer),
+                (None, Some(endpoint)) => credentials.token_endpoint(endpoint),
+                (None, None) => credentials,
+            };
+            if let Some(id) = self.client_id {
+                credentials = credentials.client_id(id);
+            }
+            credentials = match (self.secret, identity.clone()) {
+                (Some((SecretMode::Basic, secret)), identity) => credentials
+                    .client_secret_basic(secret)
+                    .identity_if_any(identity),
+                (Some((SecretMode::Post, secret)), identity) => credentials
+                    .client_secret_post(secret)
+                    .identity_if_any(identity),
+                (None, Some(identity)) if self.self_signed => {
+                    credentials.self_signed_tls_client_auth(identity)
+                }
+                (None, Some(identity)) => credentials.tls_client_auth(identity),
+                // `check` asked for one or the other.
+                (None, None) => credentials,
+            };
+            if let Some(key) = dpop {
+                credentials = credentials.dpop(key);
+            }
+            if let Some(key) = pop {
+                credentials = credentials.pop(key);
+            }
+            for (name, value) in self.params {
+                credentials = credentials.param(name, value);
+            }
+            if self.entra {
+                credentials = credentials.entra_mtls_pop();
+            }
+            if let Some(timeout) = self.token_timeout {
+                credentials = credentials.timeout(timeout);
+            }
+            if let Some(lifetime) = self.default_expires_in {
+                credentials = credentials.default_expires_in(lifetime);
+            }
+            let source = credentials.build().map_err(|e| {
+                BuildError::new(Kind::TokenSource, "invalid client-credentials settings")
+                    .with_source(e)
+            })?;
+            dpop_proofs = source.dpop_proofs().cloned();
+            pop_requests = source.pop_requests().cloned();
+            Some(self.cache.build(source))
+        };
+
+        let mut layer = match &cache {
+            Some(cache) => TokenBindingLayer::with_cache(cache.clone(), self.scheme),
+            None => {
+                let identity = identity.clone().ok_or_else(|| {
+                    BuildError::new(Kind::NoIdentity, "Scheme::MtlsOnly needs an identity")
+                })?;
+                TokenBindingLayer::mtls_only(identity)
+            }
+        };
+        let word = self.word.unwrap_or(if self.entra {
+            HeaderWord::MtlsPop
+        } else {
+            HeaderWord::Bearer
+        });
+        layer = layer.header_word(word);
+        if self.allow_unbound_fallback {
+            layer = layer.allow_unbound_fallback();
+        }
+        if self.pop_query {
+            layer = layer.pop_sign_query();
+        }
+        if !self.pop_headers.is_empty() {
+            layer = layer.pop_sign_headers(self.pop_headers.iter().cloned());
+        }
+        let retry = layer.retry_policy().attempts(self.retries);
+        let service = Retry::new(retry, tower::Layer::layer(&layer, api_pool.clone()));
+        Ok(BoundClient {
+            service,
+            cache,
+            pool: api_pool,
+            identity,
+            dpop: dpop_proofs,
+            pop: pop_requests,
+            max_body: self.max_body,
+        })
+    }
+
+    /// The settings that cannot go together, whatever the files hold.
+    fn check(&self) -> Result<(), BuildError> {
+        let conflict = |message: &str| Err(BuildError::new(Kind::Conflict, message));
+        let oauth_settings = self.issuer.is_some()
+            || self.token_endpoint.is_some()
+            || self.client_id.is_some()
+            || self.secret.is_some()
+            || self.self_signed
+            || !self.params.is_empty()
+            || self.entra;
+        if self.issuer.is_some() && self.token_endpoint.is_some() {
+            return conflict("give an issuer or a token endpoint, not both");
+        }
+        if self.token_source.is_some() && oauth_settings {
+            return conflict(
+                "a token_source replaces the client-credentials settings (issuer, token endpoint, client id, secret, scope...): give one or the other",
+            );
+        }
+        if self.secret.is_some() && self.self_signed {
+            return conflict(
+                "choose one client authentication: a client secret or self_signed_tls_client_auth",
+            );
+        }
+        if self.dpop_key.is_some() && self.scheme != Scheme::Dpop {
+            return conflict(
+                "dpop_key and dpop_key_file are for Scheme::Dpop: set scheme(Scheme::Dpop), or drop the key",
+            );
+        }
+        if self.pop_key.is_some() && self.scheme != Scheme::Pop {
+            return conflict(
+                "pop_key and pop_key_file are for Scheme::Pop: set scheme(Scheme::Pop), or drop the key",
+            );
+        }
+        if (self.pop_query || !self.pop_headers.is_empty()) && self.scheme != Scheme::Pop {
+            return conflict(
+                "pop_sign_query and pop_sign_headers are for Scheme::Pop: set scheme(Scheme::Pop), or drop them",
+            );
+        }
+        // DPoP and PoP bind tokens to a proof key the same way, and are
+        // misconfigured the same ways.
+        let proof_scheme = match self.scheme {
+            Scheme::Dpop => Some(("Dpop", "DPoP", self.dpop_key.is_some(), "dpop")),
+            Scheme::Pop => Some(("Pop", "PoP", self.pop_key.is_some(), "pop")),
+            _ => None,
+        };
+        if let Some((variant, word, has_key, lower)) = proof_scheme {
+            if self.entra || self.word.is_some() {
+                return conflict(&format!(
+                    "Scheme::{variant} sends Authorization: {word}; the header word and Entra's mtls_pop tokens are for certificate-bound tokens"
+                ));
+            }
+            if self.token_source.is_some() && has_key {
+                return conflict(&format!(
+                    "a token_source brings tokens bound to its own {word} key (Token::{lower}_bound): drop {lower}_key, or the token_source"
+                ));
+            }
+            if self.token_source.is_none()
+                && oauth_settings
+                && self.secret.is_none()
+                && self.identity.is_none()
+            {
+                return Err(BuildError::new(
+                    Kind::NoIdentity,
+                    format!(
+                        "{word} client credentials need a client authentication: a client secret, or a certificate (identity_files(..) or identity(..)) for tls_client_auth"
+                    ),
+                ));
+            }
+        }
+        if self.scheme == Scheme::MtlsOnly && (self.token_source.is_some() || oauth_settings) {
+            return conflict(
+                "Scheme::MtlsOnly sends no token: drop the token settings, or choose Scheme::MtlsPop",
+            );
+        }
+        if self.scheme == Scheme::Bearer {
+            if self.word == Some(HeaderWord::MtlsPop) || self.entra {
+                return conflict(
+                    "the mtls_pop header word and Entra's mtls_pop tokens are for bound tokens: use Scheme::MtlsPop",
+                );
+            }
+            if self.token_source.is_none() && oauth_settings {
+                return conflict(
+                    "Scheme::Bearer sends tokens without a client certificate, but client credentials over mTLS get tokens bound to one: use Scheme::MtlsPop, or token_source(...) for unbound tokens",
+                );
+            }
+            if self.allow_unbound_fallback {
+                return conflict(
+                    "allow_unbound_fallback is for bound schemes; Scheme::Bearer is unbound already",
+                );
+            }
+        }
+        let has_identity = self.identity.is_some();
+        if self.scheme == Scheme::MtlsOnly && !has_identity {
+            return Err(BuildError::new(
+                Kind::NoIdentity,
+                "Scheme::MtlsOnly presents a client certificate: set identity_files(..) or identity(..)",
+            ));
+        }
+        if self.scheme == Scheme::MtlsOnly {
+            return Ok(());
+        }
+        if self.token_source.is_none() && !oauth_settings {
+            return Err(BuildError::new(
+                Kind::NoTokenSource,
+                "nowhere to get tokens from: set issuer(..) or token_endpoint(..) with client_id(..), or token_source(..)",
+            ));
+        }
+        if self.token_source.is_none()
+            && !has_identity
+            && !matches!(self.scheme, Scheme::Dpop | Scheme::Pop)
+        {
+            return Err(BuildError::new(
+                Kind::NoIdentity,
+                if self.secret.is_some() {
+                    "certificate-bound tokens need a client certificate next to the client secret: set identity_files(..) or identity(..)"
+                } else {
+                    "client credentials over mTLS need a client certificate: set identity_files(..) or identity(..)"
+                },
+            ));
+        }
+        if self.issuer.is_none() && self.token_endpoint.is_none() && self.token_source.is_none() {
+            return Err(BuildError::new(
+                Kind::NoTokenSource,
+                "set issuer(..) (discovery) or token_endpoint(..)",
+            ));
+        }
+        Ok(())
+    }
+}
