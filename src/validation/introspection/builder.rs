@@ -1,5 +1,5 @@
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -23,8 +23,9 @@ use crate::pool::MtlsClientPool;
 /// | [`endpoint`](Self::endpoint) or [`discover`](Self::discover) | required |
 /// | [`client_id`](Self::client_id) | required |
 /// | [`client_secret_basic`](Self::client_secret_basic), [`client_secret_post`](Self::client_secret_post) or [`tls_client_auth`](Self::tls_client_auth) | required |
-/// | [`issuer`](Self::issuer) | `iss` not checked, not required |
-/// | [`audience`](Self::audience) | `aud` not required |
+/// | [`issuer`](Self::issuer) | required: `iss` must be exactly it |
+/// | [`audience`](Self::audience) | required: `aud` must name one of them |
+/// | [`allow_missing_audience`](Self::allow_missing_audience) | off: an answer without `aud` is refused |
 /// | [`require_exp`](Self::require_exp) | `exp` checked when present |
 /// | [`leeway`](Self::leeway) | 30 s |
 /// | [`timeout`](Self::timeout) | 5 s |
@@ -40,6 +41,7 @@ pub struct IntrospectionValidatorBuilder {
     auth: Option<Auth>,
     issuer: Option<String>,
     audiences: Vec<String>,
+    allow_missing_audience: bool,
     require_exp: bool,
     leeway: Option<Duration>,
     timeout: Option<Duration>,
@@ -63,6 +65,7 @@ impl fmt::Debug for IntrospectionValidatorBuilder {
             .field("auth", &self.auth.as_ref().map(Auth::name))
             .field("issuer", &self.issuer)
             .field("audiences", &self.audiences)
+            .field("allow_missing_audience", &self.allow_missing_audience)
             .field("require_exp", &self.require_exp)
             .finish_non_exhaustive()
     }
@@ -144,17 +147,35 @@ impl IntrospectionValidatorBuilder {
         self
     }
 
-    /// The exact `iss` the answers must carry; when set, an answer without
-    /// `iss` is refused.
+    /// The exact `iss` the answers must carry; an answer without `iss` is
+    /// refused. Required (with
+    /// [`ResourceServerBuilder::introspection`](crate::server::ResourceServerBuilder::introspection),
+    /// the server's issuer when left unset).
     pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
         self.issuer = Some(issuer.into());
         self
     }
 
-    /// An `aud` accepted: this resource server. When any is set, an answer
-    /// must carry an `aud` naming one of them. May be called more than once.
+    /// An `aud` accepted: this resource server. An answer must carry an
+    /// `aud` naming one of them (unless
+    /// [`allow_missing_audience`](Self::allow_missing_audience)). May be
+    /// called more than once; at least one is required (with
+    /// [`ResourceServerBuilder::introspection`](crate::server::ResourceServerBuilder::introspection),
+    /// the server's audiences when left unset).
     pub fn audience(mut self, audience: impl Into<String>) -> Self {
         self.audiences.push(audience.into());
+        self
+    }
+
+    /// Accepts active answers that carry no `aud`, for authorization
+    /// servers that leave it out of introspection answers (RFC 7662 makes
+    /// it optional; oidc-provider, for one, sends it only for tokens issued
+    /// for a resource). An `aud` that is present must still name one of the
+    /// [audiences](Self::audience), which stay required. What it gives up:
+    /// a token the authorization server issued for another resource server
+    /// without saying so is accepted here.
+    pub fn allow_missing_audience(mut self) -> Self {
+        self.allow_missing_audience = true;
         self
     }
 
@@ -222,6 +243,14 @@ impl IntrospectionValidatorBuilder {
         self.roots.is_some() || self.pool.is_some()
     }
 
+    pub(crate) fn has_issuer(&self) -> bool {
+        self.issuer.is_some()
+    }
+
+    pub(crate) fn has_audience(&self) -> bool {
+        !self.audiences.is_empty()
+    }
+
     /// Checks the settings and builds the validator. Makes no request and
     /// needs a Tokio runtime only when tokens are validated.
     pub fn build(self) -> Result<IntrospectionValidator, IntrospectionConfigError> {
@@ -237,10 +266,7 @@ impl IntrospectionValidatorBuilder {
             (None, Some(issuer)) => {
                 discovery::issuer_uri(&issuer)
                     .map_err(|e| IntrospectionConfigError::new(e.message(&issuer)))?;
-                Endpoint::Discover {
-                    issuer,
-                    resolved: Mutex::new(None),
-                }
+                Endpoint::discover(issuer)
             }
             (None, None) => {
                 return Err(IntrospectionConfigError::new(
@@ -258,6 +284,16 @@ impl IntrospectionValidatorBuilder {
                  client_secret_post or tls_client_auth",
             )
         })?;
+        let issuer = self.issuer.filter(|iss| !iss.is_empty()).ok_or_else(|| {
+            IntrospectionConfigError::new(
+                "an issuer is required: the exact iss the answers must carry",
+            )
+        })?;
+        if self.audiences.is_empty() {
+            return Err(IntrospectionConfigError::new(
+                "an audience is required: the aud the answers must name                  (allow_missing_audience() accepts answers without aud)",
+            ));
+        }
         if self.audiences.iter().any(|a| a.trim().is_empty()) {
             return Err(IntrospectionConfigError::new("an audience is empty"));
         }
@@ -284,8 +320,9 @@ impl IntrospectionValidatorBuilder {
                     timeout: self.timeout.unwrap_or(Duration::from_secs(5)),
                 },
                 expect: Expectations {
-                    issuer: self.issuer,
+                    issuer,
                     audiences: self.audiences,
+                    require_aud: !self.allow_missing_audience,
                     require_exp: self.require_exp,
                     leeway: self.leeway.unwrap_or(Duration::from_secs(30)).as_secs(),
                 },
@@ -306,6 +343,8 @@ mod tests {
             .endpoint("https://as.example/introspect")
             .client_id("rs")
             .client_secret_post("s3cret")
+            .issuer("https://as.example")
+            .audience("https://api.example")
     }
 
     #[test]
@@ -329,6 +368,36 @@ mod tests {
         );
         assert!(err(base().audience(" ")).contains("audience"));
         assert!(base().build().is_ok());
+    }
+
+    #[test]
+    fn issuer_and_audience_are_required() {
+        let bare = || {
+            IntrospectionValidator::builder()
+                .endpoint("https://as.example/introspect")
+                .client_id("rs")
+                .client_secret_post("s3cret")
+        };
+        let err = bare().audience("https://api.example").build().unwrap_err();
+        assert!(err.to_string().contains("issuer is required"), "{err}");
+        let err = bare().issuer("https://as.example").build().unwrap_err();
+        assert!(err.to_string().contains("audience is required"), "{err}");
+        // The relax switch drops the need for aud in the answers, not for
+        // an audience to check a present one against.
+        let err = bare()
+            .issuer("https://as.example")
+            .allow_missing_audience()
+            .build()
+            .unwrap_err();
+        assert!(err.to_string().contains("audience is required"), "{err}");
+        assert!(
+            bare()
+                .issuer("https://as.example")
+                .audience("https://api.example")
+                .allow_missing_audience()
+                .build()
+                .is_ok()
+        );
     }
 
     #[test]

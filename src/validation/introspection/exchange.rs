@@ -63,6 +63,16 @@ pub(super) enum Endpoint {
     },
 }
 
+impl Endpoint {
+    /// Found in `issuer`'s metadata at the first call.
+    pub(super) fn discover(issuer: String) -> Self {
+        Endpoint::Discover {
+            issuer,
+            resolved: Mutex::new(None),
+        }
+    }
+}
+
 impl fmt::Debug for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

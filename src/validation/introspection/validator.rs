@@ -27,11 +27,16 @@ use crate::validation::{TokenError, TokenErrorKind, ValidateToken, VerifiedToken
 ///
 /// - a JSON object that names no member twice, `active` a boolean and
 ///   `true` (`false` is `401 invalid_token`);
-/// - `exp` not passed and `nbf` not ahead (with a leeway, default 30 s);
-///   `iss` exactly the [issuer](IntrospectionValidatorBuilder::issuer) and
-///   `aud` naming an [audience](IntrospectionValidatorBuilder::audience),
-///   each required when configured (`exp` with
+/// - `exp` not passed and `nbf` not ahead (with a leeway, default 30 s;
+///   `exp` required with
 ///   [`require_exp`](IntrospectionValidatorBuilder::require_exp));
+/// - `iss` present and exactly the
+///   [issuer](IntrospectionValidatorBuilder::issuer), and `aud` present and
+///   naming an [audience](IntrospectionValidatorBuilder::audience), as for
+///   a JWT: both settings are required; an answer without `aud` is
+///   accepted only with
+///   [`allow_missing_audience`](IntrospectionValidatorBuilder::allow_missing_audience)
+///   (a present `aud` is still checked);
 /// - `cnf` well-formed, and `token_type`, when present, consistent with it
 ///   (`DPoP` with `cnf.jkt`, anything else without).
 ///
