@@ -295,3 +295,27 @@ async fn jwts_and_opaque_tokens_by_shape() {
     assert_invalid_token(&bearer(&client, &api, &jwt).await, "not active");
     assert_eq!(s.issuer.introspection_calls(), 2);
 }
+
+#[tokio::test]
+async fn a_fractional_exp_ends_the_cached_answer() {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let unix_now = || SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    let s = setup().await;
+    let validator = s.validator().leeway(Duration::ZERO).build().unwrap();
+    // RFC 7519 NumericDates may have a fraction: a few seconds ahead.
+    let exp = unix_now().as_secs() as f64 + 4.5;
+    let mut claims = s.issuer.claims("svc", None);
+    claims["exp"] = json!(exp);
+    let token = s.issuer.issue_opaque(&claims).unwrap();
+    let first = validator.validate(&token).await.unwrap();
+    assert_eq!(first.expires_at(), Some(exp.floor() as u64));
+    assert!(validator.validate(&token).await.is_ok());
+    assert_eq!(s.issuer.introspection_calls(), 1, "cached before exp");
+    // Once the clock reaches exp (rounded down), the answer is not used
+    // again: the issuer is asked anew (whatever it says).
+    while unix_now().as_secs() < exp.floor() as u64 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = validator.validate(&token).await;
+    assert_eq!(s.issuer.introspection_calls(), 2, "not cached past exp");
+}
