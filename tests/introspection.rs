@@ -183,23 +183,29 @@ async fn answers_are_cached_by_token_and_refusals_briefly() {
 #[tokio::test]
 async fn one_call_for_fifty_concurrent_requests() {
     let s = setup().await;
-    let api = start(
-        &s.pki,
-        CnfValidationLayer::new(s.validator().build().unwrap()),
-    )
-    .await;
+    // Nothing remembered: only single flight can make it one call.
+    let uncached = || {
+        s.validator()
+            .cache_ttl(Duration::ZERO)
+            .inactive_ttl(Duration::ZERO)
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap()
+    };
+    let api = start(&s.pki, CnfValidationLayer::new(uncached())).await;
     let client = https_client(&s.pki, Some(&s.client));
     let token = s.bound_to_client();
-    // The answer waits a little, so that the requests overlap.
+    // The answer waits, so that the requests overlap.
     s.issuer
-        .set_introspection_fault(Some(IntrospectionFault::Delay(Duration::from_millis(300))));
+        .set_introspection_fault(Some(IntrospectionFault::Delay(Duration::from_secs(3))));
     let requests = (0..50).map(|_| bearer(&client, &api, &token));
     let answers = futures_util::future::join_all(requests).await;
     assert!(answers.iter().all(|a| a.status == StatusCode::OK));
     assert_eq!(s.issuer.introspection_calls(), 1);
 
     // The same straight on the validator, for an inactive token.
-    let validator = s.validator().build().unwrap();
+    s.issuer.set_introspection_fault(None);
+    let validator = uncached();
     let calls = (0..50).map(|_| validator.validate("nobody-knows-me"));
     let results = futures_util::future::join_all(calls).await;
     assert!(results.iter().all(|r| r.is_err()));
@@ -318,4 +324,45 @@ async fn a_fractional_exp_ends_the_cached_answer() {
     }
     let _ = validator.validate(&token).await;
     assert_eq!(s.issuer.introspection_calls(), 2, "not cached past exp");
+}
+
+#[tokio::test]
+async fn calls_beyond_the_limit_are_a_503_at_once() {
+    use futures_util::FutureExt as _;
+    use tower_token_binding::validation::TokenErrorKind;
+    let s = setup().await;
+    let validator = s
+        .validator()
+        .max_concurrent_calls(2)
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let api = start(&s.pki, CnfValidationLayer::new(validator.clone())).await;
+    let client = https_client(&s.pki, Some(&s.client));
+    // The issuer holds every answer: the calls stay in flight.
+    s.issuer
+        .set_introspection_fault(Some(IntrospectionFault::Delay(Duration::from_secs(60))));
+    let tokens: Vec<String> = (0..5).map(|_| s.bound_to_client()).collect();
+    let held: Vec<_> = tokens[..2].iter().map(|t| validator.validate(t)).collect();
+    // Distinct unknown tokens beyond the limit: refused at once, no call.
+    for token in &tokens[2..] {
+        let refused = validator.validate(token).now_or_never().expect("at once");
+        assert_eq!(
+            refused.unwrap_err().kind(),
+            TokenErrorKind::IntrospectionUnavailable
+        );
+    }
+    // Over HTTP: 503 with Retry-After, the client keeps its token.
+    assert_unavailable(&bearer(&client, &api, &s.bound_to_client()).await);
+    // A token whose call is in flight still joins it.
+    assert!(validator.validate(&tokens[0]).now_or_never().is_none());
+    // The issuer sees the two calls, and no more.
+    for _ in 0..600 {
+        if s.issuer.introspection_calls() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(s.issuer.introspection_calls(), 2);
+    drop(held);
 }

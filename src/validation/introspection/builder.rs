@@ -1,10 +1,12 @@
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
 use rustls::RootCertStore;
+use tokio::sync::Semaphore;
 
 use super::IntrospectionValidator;
 use super::answers::Answers;
@@ -32,6 +34,7 @@ use crate::pool::MtlsClientPool;
 /// | [`cache_ttl`](Self::cache_ttl) | 60 s (never past the token's `exp`) |
 /// | [`inactive_ttl`](Self::inactive_ttl) | 10 s |
 /// | [`cache_capacity`](Self::cache_capacity) | 10 000 |
+/// | [`max_concurrent_calls`](Self::max_concurrent_calls) | 64 |
 /// | [`root_store`](Self::root_store) or [`pool`](Self::pool) | the platform's roots |
 #[derive(Clone, Default)]
 pub struct IntrospectionValidatorBuilder {
@@ -43,6 +46,7 @@ pub struct IntrospectionValidatorBuilder {
     audiences: Vec<String>,
     allow_missing_audience: bool,
     require_exp: bool,
+    max_concurrent_calls: Option<usize>,
     leeway: Option<Duration>,
     timeout: Option<Duration>,
     cache_ttl: Option<Duration>,
@@ -221,6 +225,19 @@ impl IntrospectionValidatorBuilder {
         self
     }
 
+    /// How many introspection calls may be in flight at once (distinct
+    /// tokens; requests with the same token share one call). A token that
+    /// would need one more call is answered at once with
+    /// [`TokenErrorKind::IntrospectionUnavailable`](crate::validation::TokenErrorKind::IntrospectionUnavailable)
+    /// (`503` with `Retry-After`), with a `warn` event (at most one a
+    /// second) and the `overloaded` outcome in the metrics, so that a flood
+    /// of unknown tokens cannot open an outbound request each. Default 64;
+    /// 0 is an error from [`build`](Self::build).
+    pub fn max_concurrent_calls(mut self, limit: usize) -> Self {
+        self.max_concurrent_calls = Some(limit);
+        self
+    }
+
     /// Trusts `roots` for the authorization server's certificate instead of
     /// the platform's roots (ignored with a [`pool`](Self::pool)).
     pub fn root_store(mut self, roots: impl Into<Arc<RootCertStore>>) -> Self {
@@ -297,6 +314,15 @@ impl IntrospectionValidatorBuilder {
         if self.audiences.iter().any(|a| a.trim().is_empty()) {
             return Err(IntrospectionConfigError::new("an audience is empty"));
         }
+        let max_calls = match self.max_concurrent_calls {
+            None => 64,
+            Some(0) => {
+                return Err(IntrospectionConfigError::new(
+                    "max_concurrent_calls must be at least 1",
+                ));
+            }
+            Some(n) => n.min(Semaphore::MAX_PERMITS),
+        };
         let pool = match self.pool {
             Some(pool) => pool,
             None => {
@@ -329,6 +355,9 @@ impl IntrospectionValidatorBuilder {
                 cache_ttl: self.cache_ttl.unwrap_or(Duration::from_secs(60)),
                 inactive_ttl: self.inactive_ttl.unwrap_or(Duration::from_secs(10)),
                 answers: Answers::new(capacity),
+                calls: Arc::new(Semaphore::new(max_calls)),
+                max_calls,
+                last_overload_warning: AtomicU64::new(0),
             }),
         })
     }
@@ -367,6 +396,7 @@ mod tests {
             .contains("authenticate")
         );
         assert!(err(base().audience(" ")).contains("audience"));
+        assert!(err(base().max_concurrent_calls(0)).contains("max_concurrent_calls"));
         assert!(base().build().is_ok());
     }
 
