@@ -366,3 +366,27 @@ async fn calls_beyond_the_limit_are_a_503_at_once() {
     assert_eq!(s.issuer.introspection_calls(), 2);
     drop(held);
 }
+
+#[tokio::test]
+async fn concurrent_first_calls_share_one_discovery() {
+    let s = setup().await;
+    let validator = s.validator().build().unwrap();
+    let tokens: Vec<String> = (0..20).map(|_| s.bound_to_client()).collect();
+    let calls = tokens.iter().map(|t| validator.validate(t));
+    let results = futures_util::future::join_all(calls).await;
+    assert!(results.iter().all(Result::is_ok));
+    assert_eq!(s.issuer.introspection_calls(), 20, "distinct tokens");
+    assert_eq!(s.issuer.metadata_requests(), 1, "one discovery");
+
+    // A failed lookup (the issuer is down; it counts no request then) is
+    // shared by those who waited for it, and tried again by the next call.
+    let validator = s.validator().build().unwrap();
+    s.issuer.set_down(true);
+    let tokens: Vec<String> = (0..20).map(|_| s.bound_to_client()).collect();
+    let calls = tokens.iter().map(|t| validator.validate(t));
+    let results = futures_util::future::join_all(calls).await;
+    assert!(results.iter().all(Result::is_err));
+    s.issuer.set_down(false);
+    assert!(validator.validate(&tokens[0]).await.is_ok());
+    assert_eq!(s.issuer.metadata_requests(), 2);
+}
