@@ -54,7 +54,11 @@ use crate::validation::{TokenError, TokenErrorKind, ValidateToken, VerifiedToken
 /// a refusal for [`inactive_ttl`](IntrospectionValidatorBuilder::inactive_ttl)
 /// (default 10 s); at most
 /// [`cache_capacity`](IntrospectionValidatorBuilder::cache_capacity) of
-/// each. Concurrent requests with the same unknown token share one call.
+/// each. Concurrent requests with the same unknown token share one call,
+/// and at most
+/// [`max_concurrent_calls`](IntrospectionValidatorBuilder::max_concurrent_calls)
+/// calls (default 64) are in flight: a token that would need one more gets
+/// [`TokenErrorKind::IntrospectionUnavailable`] at once, without a call.
 ///
 /// An endpoint that is down, slower than the
 /// [timeout](IntrospectionValidatorBuilder::timeout) (default 5 s), or that
