@@ -70,8 +70,9 @@
 //! access tokens (not three dot-separated segments) are checked by token
 //! introspection (RFC 7662) as that client (`client_secret_basic`), at
 //! `--introspection-endpoint` or the `introspection_endpoint` of the
-//! issuer's metadata; JWTs are still checked locally. Their binding is
-//! checked the same way.
+//! issuer's metadata; the answers must carry `--issuer` as `iss` and name
+//! `--audience` in `aud`, as JWTs must. JWTs are still checked locally.
+//! Their binding is checked the same way.
 //!
 //! `--replay-store redis://...` (built with `--features redis`) remembers
 //! DPoP proofs and signed requests in Redis, shared with every replica
@@ -241,6 +242,13 @@ fn introspection(
     let mut builder = IntrospectionValidator::builder()
         .client_id(id)
         .client_secret_basic(secret);
+    // The answers must name this server's issuer and audience, as JWTs must.
+    if let Some(issuer) = &args.issuer {
+        builder = builder.issuer(issuer);
+    }
+    if let Some(audience) = &args.audience {
+        builder = builder.audience(audience);
+    }
     if let Some(url) = &args.introspection_endpoint {
         builder = builder.endpoint(url);
     }

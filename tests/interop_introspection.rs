@@ -97,6 +97,11 @@ async fn opaque_token(
     token
 }
 
+/// oidc-provider puts `aud` in an introspection answer only when the
+/// token was issued for a resource; the peer runs with resource indicators
+/// and a default resource (`getResourceServerInfo` with `audience`), so
+/// every opaque token here has one and `aud` stays required (no
+/// `allow_missing_audience()`).
 fn introspection(pki: &TestPki, provider: &OidcProvider) -> IntrospectionValidatorBuilder {
     IntrospectionValidator::builder()
         .discover(provider.issuer())

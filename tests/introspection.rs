@@ -183,23 +183,29 @@ async fn answers_are_cached_by_token_and_refusals_briefly() {
 #[tokio::test]
 async fn one_call_for_fifty_concurrent_requests() {
     let s = setup().await;
-    let api = start(
-        &s.pki,
-        CnfValidationLayer::new(s.validator().build().unwrap()),
-    )
-    .await;
+    // Nothing remembered: only single flight can make it one call.
+    let uncached = || {
+        s.validator()
+            .cache_ttl(Duration::ZERO)
+            .inactive_ttl(Duration::ZERO)
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap()
+    };
+    let api = start(&s.pki, CnfValidationLayer::new(uncached())).await;
     let client = https_client(&s.pki, Some(&s.client));
     let token = s.bound_to_client();
-    // The answer waits a little, so that the requests overlap.
+    // The answer waits, so that the requests overlap.
     s.issuer
-        .set_introspection_fault(Some(IntrospectionFault::Delay(Duration::from_millis(300))));
+        .set_introspection_fault(Some(IntrospectionFault::Delay(Duration::from_secs(3))));
     let requests = (0..50).map(|_| bearer(&client, &api, &token));
     let answers = futures_util::future::join_all(requests).await;
     assert!(answers.iter().all(|a| a.status == StatusCode::OK));
     assert_eq!(s.issuer.introspection_calls(), 1);
 
     // The same straight on the validator, for an inactive token.
-    let validator = s.validator().build().unwrap();
+    s.issuer.set_introspection_fault(None);
+    let validator = uncached();
     let calls = (0..50).map(|_| validator.validate("nobody-knows-me"));
     let results = futures_util::future::join_all(calls).await;
     assert!(results.iter().all(|r| r.is_err()));
@@ -294,4 +300,93 @@ async fn jwts_and_opaque_tokens_by_shape() {
     let api = start(&s.pki, CnfValidationLayer::new(only)).await;
     assert_invalid_token(&bearer(&client, &api, &jwt).await, "not active");
     assert_eq!(s.issuer.introspection_calls(), 2);
+}
+
+#[tokio::test]
+async fn a_fractional_exp_ends_the_cached_answer() {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let unix_now = || SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    let s = setup().await;
+    let validator = s.validator().leeway(Duration::ZERO).build().unwrap();
+    // RFC 7519 NumericDates may have a fraction: a few seconds ahead.
+    let exp = unix_now().as_secs() as f64 + 4.5;
+    let mut claims = s.issuer.claims("svc", None);
+    claims["exp"] = json!(exp);
+    let token = s.issuer.issue_opaque(&claims).unwrap();
+    let first = validator.validate(&token).await.unwrap();
+    assert_eq!(first.expires_at(), Some(exp.floor() as u64));
+    assert!(validator.validate(&token).await.is_ok());
+    assert_eq!(s.issuer.introspection_calls(), 1, "cached before exp");
+    // Once the clock reaches exp (rounded down), the answer is not used
+    // again: the issuer is asked anew (whatever it says).
+    while unix_now().as_secs() < exp.floor() as u64 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = validator.validate(&token).await;
+    assert_eq!(s.issuer.introspection_calls(), 2, "not cached past exp");
+}
+
+#[tokio::test]
+async fn calls_beyond_the_limit_are_a_503_at_once() {
+    use futures_util::FutureExt as _;
+    use tower_token_binding::validation::TokenErrorKind;
+    let s = setup().await;
+    let validator = s
+        .validator()
+        .max_concurrent_calls(2)
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let api = start(&s.pki, CnfValidationLayer::new(validator.clone())).await;
+    let client = https_client(&s.pki, Some(&s.client));
+    // The issuer holds every answer: the calls stay in flight.
+    s.issuer
+        .set_introspection_fault(Some(IntrospectionFault::Delay(Duration::from_secs(60))));
+    let tokens: Vec<String> = (0..5).map(|_| s.bound_to_client()).collect();
+    let held: Vec<_> = tokens[..2].iter().map(|t| validator.validate(t)).collect();
+    // Distinct unknown tokens beyond the limit: refused at once, no call.
+    for token in &tokens[2..] {
+        let refused = validator.validate(token).now_or_never().expect("at once");
+        assert_eq!(
+            refused.unwrap_err().kind(),
+            TokenErrorKind::IntrospectionUnavailable
+        );
+    }
+    // Over HTTP: 503 with Retry-After, the client keeps its token.
+    assert_unavailable(&bearer(&client, &api, &s.bound_to_client()).await);
+    // A token whose call is in flight still joins it.
+    assert!(validator.validate(&tokens[0]).now_or_never().is_none());
+    // The issuer sees the two calls, and no more.
+    for _ in 0..600 {
+        if s.issuer.introspection_calls() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(s.issuer.introspection_calls(), 2);
+    drop(held);
+}
+
+#[tokio::test]
+async fn concurrent_first_calls_share_one_discovery() {
+    let s = setup().await;
+    let validator = s.validator().build().unwrap();
+    let tokens: Vec<String> = (0..20).map(|_| s.bound_to_client()).collect();
+    let calls = tokens.iter().map(|t| validator.validate(t));
+    let results = futures_util::future::join_all(calls).await;
+    assert!(results.iter().all(Result::is_ok));
+    assert_eq!(s.issuer.introspection_calls(), 20, "distinct tokens");
+    assert_eq!(s.issuer.metadata_requests(), 1, "one discovery");
+
+    // A failed lookup (the issuer is down; it counts no request then) is
+    // shared by those who waited for it, and tried again by the next call.
+    let validator = s.validator().build().unwrap();
+    s.issuer.set_down(true);
+    let tokens: Vec<String> = (0..20).map(|_| s.bound_to_client()).collect();
+    let calls = tokens.iter().map(|t| validator.validate(t));
+    let results = futures_util::future::join_all(calls).await;
+    assert!(results.iter().all(Result::is_err));
+    s.issuer.set_down(false);
+    assert!(validator.validate(&tokens[0]).await.is_ok());
+    assert_eq!(s.issuer.metadata_requests(), 2);
 }

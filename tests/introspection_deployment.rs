@@ -42,6 +42,8 @@ async fn the_resource_server_authenticates_with_its_certificate_or_a_post_secret
     let builder = || {
         IntrospectionValidator::builder()
             .discover(issuer.issuer())
+            .issuer(issuer.issuer())
+            .audience(issuer.audience())
             .root_store(s.pki.root_store())
     };
 
@@ -277,4 +279,17 @@ async fn the_example_resource_server_with_introspection_flags() {
     let answer = bearer(&https_client(&pki, Some(&client)), &whoami, &fresh).await;
     assert_invalid_token(&answer, "not active");
     assert_eq!(issuer.introspection_calls(), 2);
+    // The example passes --issuer and --audience on: an opaque token for
+    // another resource, or from another issuer, is refused.
+    let mut claims = issuer.claims("svc", Some(client.thumbprint()));
+    claims["aud"] = serde_json::json!("https://elsewhere.example");
+    let foreign = issuer.issue_opaque(&claims).unwrap();
+    let answer = bearer(&https_client(&pki, Some(&client)), &whoami, &foreign).await;
+    assert_invalid_token(&answer, "not meant for this resource");
+    let mut claims = issuer.claims("svc", Some(client.thumbprint()));
+    claims["iss"] = serde_json::json!("https://evil.example");
+    let foreign = issuer.issue_opaque(&claims).unwrap();
+    let answer = bearer(&https_client(&pki, Some(&client)), &whoami, &foreign).await;
+    assert_invalid_token(&answer, "wrong issuer");
+    assert_eq!(issuer.introspection_calls(), 4);
 }

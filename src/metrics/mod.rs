@@ -30,11 +30,11 @@
 //! | [`tower_token_binding_validation_cache_lookups_total`](VALIDATION_CACHE_LOOKUPS) | counter | `validator`, `result` | lookups in the server's cache of verified tokens: `validator` `jwt` or `introspection`, `result` `hit` or `miss` (the binding is checked on every request, hit or miss) |
 //! | [`tower_token_binding_jwks_fetches_total`](JWKS_FETCHES) | counter | `outcome` | fetches of the server's signing keys: `ok`, `discovery` (no usable issuer metadata), `http_status`, `transport`, `invalid` (not a usable key set) |
 //! | [`tower_token_binding_replay_checks_total`](REPLAY_CHECKS) | counter | `proof`, `result` | replay-store checks of otherwise accepted proofs: `proof` `dpop` or `pop`; `result` `fresh`, `replayed` (refused) or `unavailable` (the store did not answer: refused with `503`) |
-//! | [`tower_token_binding_introspections_total`](INTROSPECTIONS) | counter | `outcome` | calls to an RFC 7662 introspection endpoint: `active`, `inactive` (not active, or refused on its claims), `unavailable` (down, timed out, an error status), `invalid_response` (not an introspection answer) |
+//! | [`tower_token_binding_introspections_total`](INTROSPECTIONS) | counter | `outcome` | calls to an RFC 7662 introspection endpoint: `active`, `inactive` (not active, or refused on its claims), `unavailable` (down, timed out, an error status), `invalid_response` (not an introspection answer), `overloaded` (not made: [`max_concurrent_calls`](crate::validation::IntrospectionValidatorBuilder::max_concurrent_calls) calls in flight already; the request gets `503`) |
 //!
 //! The reasons of refused validations (`outcome`), from
 //! [`RejectionKind`](crate::validation::RejectionKind) and the token, DPoP
-//! and signed-request errors it carries:
+//! and signed-request errors it carries; this is every value:
 //!
 //! | `outcome` | refused because |
 //! | --- | --- |
@@ -42,7 +42,10 @@
 //! | `malformed_request` | a malformed `Authorization` header, a token sent twice, two `DPoP` headers, a signed request sent as a token |
 //! | `token_in_query` | the token came in the URI query only |
 //! | `malformed_token`, `wrong_token_type`, `disallowed_algorithm`, `unknown_key`, `bad_signature`, `wrong_issuer`, `wrong_audience`, `expired`, `not_yet_valid`, `missing_claim`, `invalid_cnf`, `invalid_token` | the token itself ([`TokenErrorKind`](crate::validation::TokenErrorKind)) |
+//! | `inactive` | the introspection endpoint says the token is not active (`"active": false`) |
+//! | `token_type_mismatch` | an introspection answer whose `token_type` is at odds with its `cnf` (`DPoP` without `cnf.jkt`, or the other way round) |
 //! | `keys_unavailable` | no signing keys to check it with (`503`) |
+//! | `introspection_unavailable` | the introspection endpoint gave no usable answer (down, timed out, garbage), or too many calls were in flight (`503`) |
 //! | `no_client_certificate` | a certificate-bound token without a client certificate |
 //! | `binding_mismatch` | bound to another certificate, DPoP key or PoP key than the one presented |
 //! | `unbound_token` | an unbound token where binding is required |

@@ -232,6 +232,9 @@ pub(crate) enum Introspection {
     Unavailable,
     /// An answer that is not an introspection response.
     InvalidResponse,
+    /// Not made: `max_concurrent_calls` calls were in flight already
+    /// (answered `503` at once).
+    Overloaded,
 }
 
 /// A call to an introspection endpoint ended: for the introspection
@@ -239,11 +242,19 @@ pub(crate) enum Introspection {
 /// (`validation_cache(Validator::Introspection, hit)`).
 #[inline]
 pub(crate) fn introspection_call(outcome: Introspection) {
-    let outcome = match outcome {
+    increment(
+        INTROSPECTIONS,
+        &[("outcome", introspection_outcome(outcome))],
+    );
+}
+
+/// The `outcome` label of an introspection call.
+pub(crate) fn introspection_outcome(outcome: Introspection) -> &'static str {
+    match outcome {
         Introspection::Active => "active",
         Introspection::Inactive => "inactive",
         Introspection::Unavailable => "unavailable",
         Introspection::InvalidResponse => "invalid_response",
-    };
-    increment(INTROSPECTIONS, &[("outcome", outcome)]);
+        Introspection::Overloaded => "overloaded",
+    }
 }

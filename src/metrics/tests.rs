@@ -11,6 +11,25 @@ fn documented(word: &str) -> bool {
     DOCS.contains(&format!("`{word}`")) || DOCS.contains(&format!("\"{word}\""))
 }
 
+/// The README, whose "Metrics" table lists every label value too.
+const README: &str = include_str!("../../README.md");
+
+/// The table of the module docs that lists why validations are refused.
+fn outcome_table() -> &'static str {
+    let start = DOCS
+        .find("The reasons of refused validations")
+        .expect("the outcome table");
+    let end = DOCS[start..].find("# Plugging in").expect("its end");
+    &DOCS[start..start + end]
+}
+
+/// The line of `text` (a table row) that names `name`.
+fn row<'a>(text: &'a str, name: &str) -> &'a str {
+    text.lines()
+        .find(|line| line.contains(name) && line.trim_start_matches("//! ").starts_with('|'))
+        .unwrap_or_else(|| panic!("no table row names {name}"))
+}
+
 /// What `f` recorded, `name{k=v,...}` to its value, while what `f`
 /// returns is still alive.
 fn recorded<T>(f: impl FnOnce() -> T) -> BTreeMap<String, DebugValue> {
@@ -72,6 +91,9 @@ fn every_rejection_has_a_documented_outcome() {
         T::DuplicateMember,
         T::InvalidConfirmation,
         T::KeysUnavailable,
+        T::Inactive,
+        T::TokenTypeMismatch,
+        T::IntrospectionUnavailable,
         T::Other,
     ];
     let proofs = [
@@ -114,6 +136,7 @@ fn every_rejection_has_a_documented_outcome() {
         K::NotPopBound,
         K::PopKeyMismatch,
         K::SignedRequestAsToken,
+        K::IntrospectionUnavailable,
     ];
     kinds.extend(tokens.map(K::InvalidToken));
     kinds.extend(proofs.map(K::InvalidDpopProof));
@@ -121,8 +144,12 @@ fn every_rejection_has_a_documented_outcome() {
     for kind in kinds {
         let outcome = rejection_outcome(kind);
         assert!(
-            documented(outcome),
-            "{kind:?}: `{outcome}` is not documented"
+            outcome_table().contains(&format!("`{outcome}`")),
+            "{kind:?}: `{outcome}` is not in the outcome table of the module docs"
+        );
+        assert!(
+            row(README, "tower_token_binding_validations_total").contains(&format!("`{outcome}`")),
+            "{kind:?}: `{outcome}` is not in the README's metrics table"
         );
         assert_ne!(outcome, "ok");
     }
@@ -139,6 +166,29 @@ fn every_rejection_has_a_documented_outcome() {
         "replayed"
     );
     assert_eq!(rejection_outcome(K::InvalidToken(T::Expired)), "expired");
+}
+
+#[cfg(feature = "server")]
+#[test]
+fn every_introspection_outcome_is_documented() {
+    use Introspection as I;
+    for outcome in [
+        I::Active,
+        I::Inactive,
+        I::Unavailable,
+        I::InvalidResponse,
+        I::Overloaded,
+    ] {
+        let label = format!("`{}`", introspection_outcome(outcome));
+        assert!(
+            row(DOCS, "(INTROSPECTIONS)").contains(&label),
+            "{outcome:?}: {label} is not in the module docs"
+        );
+        assert!(
+            row(README, "tower_token_binding_introspections_total").contains(&label),
+            "{outcome:?}: {label} is not in the README"
+        );
+    }
 }
 
 #[cfg(feature = "server")]

@@ -80,6 +80,9 @@ pub(super) struct IntrospectionState {
     tokens: Mutex<HashMap<[u8; 32], Value>>,
     calls: AtomicUsize,
     fault: Mutex<Option<IntrospectionFault>>,
+    /// Metadata requests (kept here, with the other counts the
+    /// introspection tests read).
+    pub(super) metadata_requests: AtomicUsize,
 }
 
 impl IntrospectionState {
@@ -90,6 +93,7 @@ impl IntrospectionState {
             tokens: Mutex::new(HashMap::new()),
             calls: AtomicUsize::new(0),
             fault: Mutex::new(None),
+            metadata_requests: AtomicUsize::new(0),
         }
     }
 
@@ -183,6 +187,16 @@ impl TestIssuer {
     /// Introspection requests received, answered or refused.
     pub fn introspection_calls(&self) -> usize {
         self.state().introspection.calls.load(Ordering::SeqCst)
+    }
+
+    /// Metadata requests received (RFC 8414 and OpenID Connect discovery
+    /// alike), from anyone: JWKS sources, token sources and introspection
+    /// validators that discover endpoints.
+    pub fn metadata_requests(&self) -> usize {
+        self.state()
+            .introspection
+            .metadata_requests
+            .load(Ordering::SeqCst)
     }
 
     /// Makes the introspection endpoint misbehave (`Some`) or behave

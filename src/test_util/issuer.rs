@@ -656,7 +656,11 @@ async fn route(state: &State, peer: Option<Thumbprint>, request: Request<Incomin
         (
             &Method::GET,
             "/.well-known/oauth-authorization-server" | "/.well-known/openid-configuration",
-        ) => json_reply(StatusCode::OK, &state.metadata()),
+        ) => {
+            let requests = &state.introspection.metadata_requests;
+            requests.fetch_add(1, Ordering::SeqCst);
+            json_reply(StatusCode::OK, &state.metadata())
+        }
         (
             _,
             "/jwks"

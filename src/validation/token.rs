@@ -92,9 +92,17 @@ impl VerifiedToken {
         self.str_claim("iss")
     }
 
-    /// `exp`, seconds since the Unix epoch.
+    /// `exp`, seconds since the Unix epoch, rounded down: a NumericDate
+    /// may have a fraction (RFC 7519 section 2), and a token is not used
+    /// past it. `None` without a numeric `exp`; a negative one is 0.
     pub fn expires_at(&self) -> Option<u64> {
-        self.inner.claims.get("exp").and_then(Value::as_u64)
+        let exp = self.inner.claims.get("exp")?;
+        exp.as_u64().or_else(|| {
+            exp.as_f64()
+                .filter(|exp| exp.is_finite())
+                // Saturating: out-of-range values become 0 or u64::MAX.
+                .map(|exp| exp.max(0.0).floor() as u64)
+        })
     }
 
     /// The `scope` claim as it is (space-separated, RFC 9068 section 2.2.3).
@@ -151,6 +159,19 @@ mod tests {
 
     fn token(claims: Value) -> VerifiedToken {
         VerifiedToken::from_claims(claims.as_object().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn expires_at_rounds_numeric_dates_down() {
+        let exp = |v: Value| token(json!({ "exp": v })).expires_at();
+        assert_eq!(exp(json!(1_800_000_060)), Some(1_800_000_060));
+        assert_eq!(exp(json!(1_800_000_060.5)), Some(1_800_000_060));
+        assert_eq!(exp(json!(1_800_000_060.999)), Some(1_800_000_060));
+        assert_eq!(exp(json!(-5)), Some(0));
+        assert_eq!(exp(json!(-0.5)), Some(0));
+        assert_eq!(exp(json!(1e300)), Some(u64::MAX));
+        assert_eq!(exp(json!("1800000060")), None);
+        assert_eq!(token(json!({})).expires_at(), None);
     }
 
     #[test]

@@ -12,6 +12,7 @@ use http::header::HeaderName;
 use rustls::server::ParsedCertificate;
 use rustls_pki_types::CertificateDer;
 
+use super::trim_ows;
 use crate::server::PeerCertificate;
 
 /// The RFC 9440 `Client-Cert` header name.
@@ -100,16 +101,6 @@ pub fn parse_client_cert_header(
         return Err(ClientCertHeaderError::new(K::NotCertificate).with_source(e));
     }
     Ok(PeerCertificate::new(der))
-}
-
-fn trim_ows(mut bytes: &[u8]) -> &[u8] {
-    while let [b' ' | b'\t', rest @ ..] = bytes {
-        bytes = rest;
-    }
-    while let [rest @ .., b' ' | b'\t'] = bytes {
-        bytes = rest;
-    }
-    bytes
 }
 
 /// Why a `Client-Cert` header was refused.

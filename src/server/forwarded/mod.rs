@@ -131,3 +131,29 @@ pub use xfcc::{
     X_FORWARDED_CLIENT_CERT, XfccElement, XfccEntry, XfccError, XfccErrorKind, parse_xfcc_header,
     xfcc_from_headers,
 };
+
+/// `bytes` without the optional whitespace (spaces and tabs, RFC 9110
+/// section 5.6.3) around it: header values as the parsers of `Client-Cert`
+/// and `x-forwarded-client-cert` read them.
+fn trim_ows(mut bytes: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = bytes {
+        bytes = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = bytes {
+        bytes = rest;
+    }
+    bytes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::trim_ows;
+
+    #[test]
+    fn trim_ows_takes_spaces_and_tabs_only() {
+        assert_eq!(trim_ows(b" \t:abc: \t "), b":abc:");
+        assert_eq!(trim_ows(b"\r\n a \n"), b"\r\n a \n");
+        assert_eq!(trim_ows(b" \t "), b"");
+        assert_eq!(trim_ows(b""), b"");
+    }
+}

@@ -30,9 +30,16 @@ impl ResourceServerBuilder {
     /// from the [issuer](Self::issuer)'s metadata
     /// (`introspection_endpoint`, or its `mtls_endpoint_aliases` entry with
     /// `tls_client_auth`), and the issuer's
-    /// [roots](Self::issuer_root_store) are trusted. `iss`, `aud` and `exp`
-    /// are checked as `builder` says (opaque tokens often carry no `aud`).
-    /// Replaces an earlier [`introspection_only`](Self::introspection_only).
+    /// [roots](Self::issuer_root_store) are trusted, and the answers must
+    /// carry this builder's [issuer](Self::issuer) as `iss` and name one of
+    /// its [audiences](Self::audience) in `aud`, as JWTs must. Set
+    /// [`issuer`](IntrospectionValidatorBuilder::issuer) or
+    /// [`audience`](IntrospectionValidatorBuilder::audience) on `builder`
+    /// to expect other values, and
+    /// [`allow_missing_audience`](IntrospectionValidatorBuilder::allow_missing_audience)
+    /// for an authorization server that leaves `aud` out of its answers
+    /// (a present `aud` is still checked). Replaces an earlier
+    /// [`introspection_only`](Self::introspection_only).
     ///
     /// ```
     /// use tower_token_binding::server::ResourceServer;
@@ -44,9 +51,8 @@ impl ResourceServerBuilder {
     ///     .introspection(
     ///         IntrospectionValidator::builder()
     ///             .client_id("orders-api")
-    ///             .client_secret_basic("s3cret")
-    ///             .issuer("https://login.example.com"),
-    ///     );
+    ///             .client_secret_basic("s3cret"),
+    ///     ); // iss and aud: the server's
     /// assert!(!format!("{builder:?}").contains("s3cret"));
     /// ```
     pub fn introspection(mut self, builder: IntrospectionValidatorBuilder) -> Self {
@@ -68,11 +74,15 @@ impl ResourceServerBuilder {
     }
 }
 
-/// The server's validator: the JWT one alone, or with introspection.
+/// The server's validator: the JWT one alone, or with introspection. What
+/// the introspection builder leaves unset comes from the server: the
+/// endpoint (discovered from the issuer), the roots, the issuer and the
+/// audiences the answers must name.
 pub(super) fn validator(
     introspection: Option<Introspection>,
     jwt: JwtValidator,
     issuer: &str,
+    audiences: &[String],
     roots: &Arc<RootCertStore>,
 ) -> Result<JwtOrIntrospection, ResourceServerError> {
     let Some(Introspection { mut builder, only }) = introspection else {
@@ -80,6 +90,14 @@ pub(super) fn validator(
     };
     if !builder.has_endpoint() {
         builder = builder.discover(issuer);
+    }
+    if !builder.has_issuer() {
+        builder = builder.issuer(issuer);
+    }
+    if !builder.has_audience() {
+        for audience in audiences {
+            builder = builder.audience(audience.clone());
+        }
     }
     if !builder.has_roots() {
         builder = builder.root_store(roots.clone());
@@ -98,8 +116,12 @@ pub(super) fn validator(
 mod tests {
     use super::*;
     use crate::server::{AnyClientCertVerifier, ResourceServer};
-    use crate::test_util::TestPki;
+    use crate::test_util::{TestIssuer, TestPki};
     use crate::validation::IntrospectionValidator;
+    use bytes::Bytes;
+    use http::{Request, Response, StatusCode, header};
+    use http_body_util::Full;
+    use tower::{ServiceBuilder, ServiceExt as _};
 
     #[test]
     fn introspection_settings_are_checked_at_build() {
@@ -148,5 +170,81 @@ mod tests {
             "{debug}"
         );
         assert!(!debug.contains("s3cret"), "{debug}");
+    }
+
+    /// The server's issuer and audience hold for opaque tokens too, when the
+    /// introspection builder names neither.
+    #[tokio::test]
+    async fn opaque_tokens_for_another_audience_or_issuer_are_refused() {
+        let pki = TestPki::new().unwrap();
+        let issuer = TestIssuer::builder()
+            .client_secret("api", "s3cret")
+            .start(&pki)
+            .await
+            .unwrap();
+        let tls = pki
+            .server_config(Arc::new(AnyClientCertVerifier::optional()))
+            .unwrap();
+        let server = ResourceServer::builder()
+            .issuer(issuer.issuer())
+            .audience(issuer.audience())
+            .tls_config(tls)
+            .issuer_root_store(pki.root_store())
+            .allow_unbound()
+            .introspection(
+                IntrospectionValidator::builder()
+                    .client_id("api")
+                    .client_secret_basic("s3cret"),
+            )
+            .build()
+            .unwrap();
+        let debug = format!("{:?}", server.layer());
+        assert!(debug.contains(issuer.audience()), "{debug}");
+        let call = |claims: serde_json::Value| {
+            let token = issuer.issue_opaque(&claims).unwrap();
+            let service = ServiceBuilder::new().layer(server.layer()).service_fn(
+                |_: Request<Full<Bytes>>| async {
+                    Ok::<_, std::convert::Infallible>(Response::new(Full::<Bytes>::default()))
+                },
+            );
+            let request = Request::get("https://api.example/")
+                .header(header::AUTHORIZATION, format!("Bearer {token}"))
+                .body(Full::<Bytes>::default())
+                .unwrap();
+            async move {
+                let response = service.oneshot(request).await.unwrap();
+                let challenge = response
+                    .headers()
+                    .get(header::WWW_AUTHENTICATE)
+                    .map(|v| v.to_str().unwrap().to_owned())
+                    .unwrap_or_default();
+                (response.status(), challenge)
+            }
+        };
+
+        let ours = issuer.claims("svc", None);
+        assert_eq!(call(ours.clone()).await.0, StatusCode::OK);
+
+        let mut foreign_aud = ours.clone();
+        foreign_aud["aud"] = serde_json::json!("https://elsewhere.example");
+        let (status, challenge) = call(foreign_aud).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{challenge}");
+        assert!(
+            challenge.contains("not meant for this resource"),
+            "{challenge}"
+        );
+
+        let mut foreign_iss = ours.clone();
+        foreign_iss["iss"] = serde_json::json!("https://evil.example");
+        let (status, challenge) = call(foreign_iss).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{challenge}");
+        assert!(challenge.contains("wrong issuer"), "{challenge}");
+
+        let mut no_aud = ours;
+        no_aud.as_object_mut().unwrap().remove("aud");
+        let (status, challenge) = call(no_aud).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{challenge}");
+        assert!(challenge.contains("aud"), "{challenge}");
+        assert_eq!(issuer.introspection_calls(), 4);
     }
 }

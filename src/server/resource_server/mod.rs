@@ -650,8 +650,8 @@ impl ResourceServerBuilder {
         }
 
         let mut validator = JwtValidator::builder().issuer(&issuer).jwks(remote);
-        for audience in self.audiences {
-            validator = validator.audience(audience);
+        for audience in &self.audiences {
+            validator = validator.audience(audience.clone());
         }
         if let Some(algorithms) = self.algorithms {
             validator = validator.algorithms(algorithms);
@@ -664,7 +664,13 @@ impl ResourceServerBuilder {
             .build()
             .map_err(|e| ResourceServerError::new(K::IssuerTls).with_source(e))?;
         #[cfg(feature = "client")]
-        let validator = introspection::validator(self.introspection, validator, &issuer, &roots)?;
+        let validator = introspection::validator(
+            self.introspection,
+            validator,
+            &issuer,
+            &self.audiences,
+            &roots,
+        )?;
         #[cfg(not(feature = "client"))]
         let validator = JwtOrIntrospection::jwt_only(validator);
 

@@ -33,6 +33,8 @@ pub(super) struct Answers {
 pub(super) enum Lookup {
     Known(Result<VerifiedToken, TokenError>),
     Waiting(InFlight),
+    /// No call was in flight, and `start()` could not start one.
+    NotStarted(TokenError),
 }
 
 impl Answers {
@@ -77,14 +79,16 @@ impl Answers {
     }
 
     /// A remembered answer, or the call in flight for this token; or
-    /// `start()`'s call, registered as the one in flight. Looked up under
-    /// the in-flight lock, so a call that finishes meanwhile (it remembers
-    /// its answer before it leaves the in-flight map) is never missed.
+    /// `start()`'s call, registered as the one in flight (or its error).
+    /// Looked up under the in-flight lock, so a call that finishes
+    /// meanwhile (it remembers its answer before it leaves the in-flight
+    /// map) is never missed; `start()` runs under that lock too, so what it
+    /// makes must not leave the map before the lock is released.
     pub(super) fn lookup_or_start(
         &self,
         key: TokenDigest,
         now: u64,
-        start: impl FnOnce() -> InFlight,
+        start: impl FnOnce() -> Result<InFlight, TokenError>,
     ) -> Lookup {
         let mut in_flight = self.in_flight();
         if let Some(known) = self.remembered(&key, now) {
@@ -93,9 +97,13 @@ impl Answers {
         if let Some(call) = in_flight.get(&key) {
             return Lookup::Waiting(call.clone());
         }
-        let call = start();
-        in_flight.insert(key, call.clone());
-        Lookup::Waiting(call)
+        match start() {
+            Ok(call) => {
+                in_flight.insert(key, call.clone());
+                Lookup::Waiting(call)
+            }
+            Err(error) => Lookup::NotStarted(error),
+        }
     }
 
     /// The call for `key` is over.
@@ -207,7 +215,7 @@ mod tests {
         for _ in 0..3 {
             let lookup = answers.lookup_or_start(digest("t"), 0, || {
                 started += 1;
-                async { Ok(token()) }.boxed().shared()
+                Ok(async { Ok(token()) }.boxed().shared())
             });
             match lookup {
                 Lookup::Waiting(call) => calls.push(call),

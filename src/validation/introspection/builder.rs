@@ -1,10 +1,12 @@
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
 use rustls::RootCertStore;
+use tokio::sync::Semaphore;
 
 use super::IntrospectionValidator;
 use super::answers::Answers;
@@ -23,14 +25,16 @@ use crate::pool::MtlsClientPool;
 /// | [`endpoint`](Self::endpoint) or [`discover`](Self::discover) | required |
 /// | [`client_id`](Self::client_id) | required |
 /// | [`client_secret_basic`](Self::client_secret_basic), [`client_secret_post`](Self::client_secret_post) or [`tls_client_auth`](Self::tls_client_auth) | required |
-/// | [`issuer`](Self::issuer) | `iss` not checked, not required |
-/// | [`audience`](Self::audience) | `aud` not required |
+/// | [`issuer`](Self::issuer) | required: `iss` must be exactly it |
+/// | [`audience`](Self::audience) | required: `aud` must name one of them |
+/// | [`allow_missing_audience`](Self::allow_missing_audience) | off: an answer without `aud` is refused |
 /// | [`require_exp`](Self::require_exp) | `exp` checked when present |
 /// | [`leeway`](Self::leeway) | 30 s |
 /// | [`timeout`](Self::timeout) | 5 s |
 /// | [`cache_ttl`](Self::cache_ttl) | 60 s (never past the token's `exp`) |
 /// | [`inactive_ttl`](Self::inactive_ttl) | 10 s |
 /// | [`cache_capacity`](Self::cache_capacity) | 10 000 |
+/// | [`max_concurrent_calls`](Self::max_concurrent_calls) | 64 |
 /// | [`root_store`](Self::root_store) or [`pool`](Self::pool) | the platform's roots |
 #[derive(Clone, Default)]
 pub struct IntrospectionValidatorBuilder {
@@ -40,7 +44,9 @@ pub struct IntrospectionValidatorBuilder {
     auth: Option<Auth>,
     issuer: Option<String>,
     audiences: Vec<String>,
+    allow_missing_audience: bool,
     require_exp: bool,
+    max_concurrent_calls: Option<usize>,
     leeway: Option<Duration>,
     timeout: Option<Duration>,
     cache_ttl: Option<Duration>,
@@ -63,6 +69,7 @@ impl fmt::Debug for IntrospectionValidatorBuilder {
             .field("auth", &self.auth.as_ref().map(Auth::name))
             .field("issuer", &self.issuer)
             .field("audiences", &self.audiences)
+            .field("allow_missing_audience", &self.allow_missing_audience)
             .field("require_exp", &self.require_exp)
             .finish_non_exhaustive()
     }
@@ -144,17 +151,35 @@ impl IntrospectionValidatorBuilder {
         self
     }
 
-    /// The exact `iss` the answers must carry; when set, an answer without
-    /// `iss` is refused.
+    /// The exact `iss` the answers must carry; an answer without `iss` is
+    /// refused. Required (with
+    /// [`ResourceServerBuilder::introspection`](crate::server::ResourceServerBuilder::introspection),
+    /// the server's issuer when left unset).
     pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
         self.issuer = Some(issuer.into());
         self
     }
 
-    /// An `aud` accepted: this resource server. When any is set, an answer
-    /// must carry an `aud` naming one of them. May be called more than once.
+    /// An `aud` accepted: this resource server. An answer must carry an
+    /// `aud` naming one of them (unless
+    /// [`allow_missing_audience`](Self::allow_missing_audience)). May be
+    /// called more than once; at least one is required (with
+    /// [`ResourceServerBuilder::introspection`](crate::server::ResourceServerBuilder::introspection),
+    /// the server's audiences when left unset).
     pub fn audience(mut self, audience: impl Into<String>) -> Self {
         self.audiences.push(audience.into());
+        self
+    }
+
+    /// Accepts active answers that carry no `aud`, for authorization
+    /// servers that leave it out of introspection answers (RFC 7662 makes
+    /// it optional; oidc-provider, for one, sends it only for tokens issued
+    /// for a resource). An `aud` that is present must still name one of the
+    /// [audiences](Self::audience), which stay required. What it gives up:
+    /// a token the authorization server issued for another resource server
+    /// without saying so is accepted here.
+    pub fn allow_missing_audience(mut self) -> Self {
+        self.allow_missing_audience = true;
         self
     }
 
@@ -200,6 +225,19 @@ impl IntrospectionValidatorBuilder {
         self
     }
 
+    /// How many introspection calls may be in flight at once (distinct
+    /// tokens; requests with the same token share one call). A token that
+    /// would need one more call is answered at once with
+    /// [`TokenErrorKind::IntrospectionUnavailable`](crate::validation::TokenErrorKind::IntrospectionUnavailable)
+    /// (`503` with `Retry-After`), with a `warn` event (at most one a
+    /// second) and the `overloaded` outcome in the metrics, so that a flood
+    /// of unknown tokens cannot open an outbound request each. Default 64;
+    /// 0 is an error from [`build`](Self::build).
+    pub fn max_concurrent_calls(mut self, limit: usize) -> Self {
+        self.max_concurrent_calls = Some(limit);
+        self
+    }
+
     /// Trusts `roots` for the authorization server's certificate instead of
     /// the platform's roots (ignored with a [`pool`](Self::pool)).
     pub fn root_store(mut self, roots: impl Into<Arc<RootCertStore>>) -> Self {
@@ -222,6 +260,14 @@ impl IntrospectionValidatorBuilder {
         self.roots.is_some() || self.pool.is_some()
     }
 
+    pub(crate) fn has_issuer(&self) -> bool {
+        self.issuer.is_some()
+    }
+
+    pub(crate) fn has_audience(&self) -> bool {
+        !self.audiences.is_empty()
+    }
+
     /// Checks the settings and builds the validator. Makes no request and
     /// needs a Tokio runtime only when tokens are validated.
     pub fn build(self) -> Result<IntrospectionValidator, IntrospectionConfigError> {
@@ -237,10 +283,7 @@ impl IntrospectionValidatorBuilder {
             (None, Some(issuer)) => {
                 discovery::issuer_uri(&issuer)
                     .map_err(|e| IntrospectionConfigError::new(e.message(&issuer)))?;
-                Endpoint::Discover {
-                    issuer,
-                    resolved: Mutex::new(None),
-                }
+                Endpoint::discover(issuer)
             }
             (None, None) => {
                 return Err(IntrospectionConfigError::new(
@@ -258,9 +301,28 @@ impl IntrospectionValidatorBuilder {
                  client_secret_post or tls_client_auth",
             )
         })?;
+        let issuer = self.issuer.filter(|iss| !iss.is_empty()).ok_or_else(|| {
+            IntrospectionConfigError::new(
+                "an issuer is required: the exact iss the answers must carry",
+            )
+        })?;
+        if self.audiences.is_empty() {
+            return Err(IntrospectionConfigError::new(
+                "an audience is required: the aud the answers must name                  (allow_missing_audience() accepts answers without aud)",
+            ));
+        }
         if self.audiences.iter().any(|a| a.trim().is_empty()) {
             return Err(IntrospectionConfigError::new("an audience is empty"));
         }
+        let max_calls = match self.max_concurrent_calls {
+            None => 64,
+            Some(0) => {
+                return Err(IntrospectionConfigError::new(
+                    "max_concurrent_calls must be at least 1",
+                ));
+            }
+            Some(n) => n.min(Semaphore::MAX_PERMITS),
+        };
         let pool = match self.pool {
             Some(pool) => pool,
             None => {
@@ -284,14 +346,18 @@ impl IntrospectionValidatorBuilder {
                     timeout: self.timeout.unwrap_or(Duration::from_secs(5)),
                 },
                 expect: Expectations {
-                    issuer: self.issuer,
+                    issuer,
                     audiences: self.audiences,
+                    require_aud: !self.allow_missing_audience,
                     require_exp: self.require_exp,
                     leeway: self.leeway.unwrap_or(Duration::from_secs(30)).as_secs(),
                 },
                 cache_ttl: self.cache_ttl.unwrap_or(Duration::from_secs(60)),
                 inactive_ttl: self.inactive_ttl.unwrap_or(Duration::from_secs(10)),
                 answers: Answers::new(capacity),
+                calls: Arc::new(Semaphore::new(max_calls)),
+                max_calls,
+                last_overload_warning: AtomicU64::new(0),
             }),
         })
     }
@@ -306,6 +372,8 @@ mod tests {
             .endpoint("https://as.example/introspect")
             .client_id("rs")
             .client_secret_post("s3cret")
+            .issuer("https://as.example")
+            .audience("https://api.example")
     }
 
     #[test]
@@ -328,7 +396,38 @@ mod tests {
             .contains("authenticate")
         );
         assert!(err(base().audience(" ")).contains("audience"));
+        assert!(err(base().max_concurrent_calls(0)).contains("max_concurrent_calls"));
         assert!(base().build().is_ok());
+    }
+
+    #[test]
+    fn issuer_and_audience_are_required() {
+        let bare = || {
+            IntrospectionValidator::builder()
+                .endpoint("https://as.example/introspect")
+                .client_id("rs")
+                .client_secret_post("s3cret")
+        };
+        let err = bare().audience("https://api.example").build().unwrap_err();
+        assert!(err.to_string().contains("issuer is required"), "{err}");
+        let err = bare().issuer("https://as.example").build().unwrap_err();
+        assert!(err.to_string().contains("audience is required"), "{err}");
+        // The relax switch drops the need for aud in the answers, not for
+        // an audience to check a present one against.
+        let err = bare()
+            .issuer("https://as.example")
+            .allow_missing_audience()
+            .build()
+            .unwrap_err();
+        assert!(err.to_string().contains("audience is required"), "{err}");
+        assert!(
+            bare()
+                .issuer("https://as.example")
+                .audience("https://api.example")
+                .allow_missing_audience()
+                .build()
+                .is_ok()
+        );
     }
 
     #[test]

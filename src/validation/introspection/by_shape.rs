@@ -35,6 +35,8 @@ use crate::validation::{JwtFuture, JwtValidator, TokenError, ValidateToken, Veri
 ///     .discover("https://login.example.com")
 ///     .client_id("api")
 ///     .client_secret_basic("s3cret")
+///     .issuer("https://login.example.com")
+///     .audience("https://api.example.com")
 ///     .build()
 ///     .unwrap();
 /// let layer = CnfValidationLayer::new(JwtOrIntrospection::new(jwt, introspection));

@@ -3,6 +3,7 @@
 //! size limit.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -60,7 +61,26 @@ pub(super) enum Endpoint {
     Discover {
         issuer: String,
         resolved: Mutex<Option<Uri>>,
+        /// One metadata lookup at a time (as the JWKS source fetches under
+        /// its fetch lock): calls that find the endpoint unresolved wait
+        /// here, then take the endpoint, or the failure of the lookup that
+        /// ran while they waited. Holds that failure.
+        lookup: tokio::sync::Mutex<Option<String>>,
+        /// Lookups finished, to tell whether one ran while a call waited.
+        lookups: AtomicU64,
     },
+}
+
+impl Endpoint {
+    /// Found in `issuer`'s metadata at the first call.
+    pub(super) fn discover(issuer: String) -> Self {
+        Endpoint::Discover {
+            issuer,
+            resolved: Mutex::new(None),
+            lookup: tokio::sync::Mutex::new(None),
+            lookups: AtomicU64::new(0),
+        }
+    }
 }
 
 impl fmt::Debug for Endpoint {
@@ -189,15 +209,51 @@ impl Exchange {
             .map_err(|_| NoAnswer(format!("no answer within {:?}", self.timeout)))?
     }
 
-    /// The endpoint: given, or found in the issuer's metadata (once).
+    /// The endpoint: given, or found in the issuer's metadata (once, and
+    /// by one call at a time: concurrent first calls share one lookup).
     async fn endpoint(&self, identity: Option<&ClientIdentity>) -> Result<Uri, NoAnswer> {
-        let (issuer, resolved) = match &self.endpoint {
+        let (issuer, resolved, lookup, lookups) = match &self.endpoint {
             Endpoint::Fixed(uri) => return Ok(uri.clone()),
-            Endpoint::Discover { issuer, resolved } => (issuer, resolved),
+            Endpoint::Discover {
+                issuer,
+                resolved,
+                lookup,
+                lookups,
+            } => (issuer, resolved, lookup, lookups),
         };
-        if let Some(uri) = resolved.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+        let known = || resolved.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(uri) = known() {
             return Ok(uri);
         }
+        let seen = lookups.load(Ordering::Acquire);
+        let mut last_failure = lookup.lock().await;
+        if let Some(uri) = known() {
+            return Ok(uri);
+        }
+        if lookups.load(Ordering::Acquire) != seen {
+            if let Some(failure) = last_failure.as_ref() {
+                // A lookup ran while this call waited, and failed.
+                return Err(NoAnswer(failure.clone()));
+            }
+        }
+        let result = self.discover(issuer, identity).await;
+        match &result {
+            Ok(uri) => {
+                *resolved.lock().unwrap_or_else(|p| p.into_inner()) = Some(uri.clone());
+                *last_failure = None;
+            }
+            Err(failure) => *last_failure = Some(failure.0.clone()),
+        }
+        lookups.fetch_add(1, Ordering::Release);
+        result
+    }
+
+    /// Looks the endpoint up in `issuer`'s metadata.
+    async fn discover(
+        &self,
+        issuer: &str,
+        identity: Option<&ClientIdentity>,
+    ) -> Result<Uri, NoAnswer> {
         let metadata = discovery::fetch_metadata(issuer, |uri| async move {
             let request = get_or_post(Method::GET, uri, Bytes::new(), identity);
             match self.send(request, MAX_METADATA_BYTES).await {
@@ -216,7 +272,6 @@ impl Exchange {
             .pick_endpoint(&metadata)
             .map_err(|message| NoAnswer(format!("{}: {message}", metadata.url())))?;
         tracing::debug!(endpoint = %redacted(&endpoint), "introspection endpoint discovered");
-        *resolved.lock().unwrap_or_else(|p| p.into_inner()) = Some(endpoint.clone());
         Ok(endpoint)
     }
 

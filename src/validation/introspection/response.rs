@@ -8,10 +8,13 @@ use crate::validation::{TokenError, TokenErrorKind, VerifiedToken};
 /// What the answer is checked against.
 #[derive(Debug, Clone)]
 pub(super) struct Expectations {
-    /// The exact `iss`, required when set.
-    pub(super) issuer: Option<String>,
-    /// Accepted `aud` values; one of them is required when not empty.
+    /// The exact `iss`, required.
+    pub(super) issuer: String,
+    /// Accepted `aud` values (never empty): an `aud` that is present must
+    /// name one of them.
     pub(super) audiences: Vec<String>,
+    /// Whether `aud` is required (else checked when present).
+    pub(super) require_aud: bool,
     /// Whether `exp` is required.
     pub(super) require_exp: bool,
     /// Clock skew allowed for `exp` and `nbf`, in seconds.
@@ -41,8 +44,9 @@ impl Refused {
 /// 3. `exp`, `nbf` numbers, `iss` a string, `aud` a string or an array of
 ///    strings, `token_type` a string, when present (otherwise the answer
 ///    is garbage);
-/// 4. `exp` not passed and `nbf` not ahead (beyond the leeway), `iss` exact
-///    and `aud` ours when configured, each required when configured;
+/// 4. `exp` not passed and `nbf` not ahead (beyond the leeway), `iss`
+///    present and exact, `aud` present (unless `require_aud` is off) and
+///    ours, `exp` required when configured;
 /// 5. `cnf` well-formed, and `token_type` consistent with it: `DPoP` needs
 ///    `cnf.jkt`, a `cnf.jkt` needs `DPoP` (RFC 9449 section 6.2).
 pub(super) fn check_answer(
@@ -103,23 +107,22 @@ pub(super) fn check_answer(
     if nbf.is_some_and(|nbf| nbf > now_f + leeway) {
         return Err(Refused::Token(TokenError::new(K::NotYetValid)));
     }
-    if let Some(expected) = &expect.issuer {
-        match iss {
-            None => return Err(Refused::Token(TokenError::missing_claim("iss"))),
-            Some(iss) if iss != expected => {
-                return Err(Refused::Token(TokenError::new(K::WrongIssuer)));
-            }
-            Some(_) => {}
+    match iss {
+        None => return Err(Refused::Token(TokenError::missing_claim("iss"))),
+        Some(iss) if iss != expect.issuer => {
+            return Err(Refused::Token(TokenError::new(K::WrongIssuer)));
         }
+        Some(_) => {}
     }
-    if !expect.audiences.is_empty() {
-        match &aud {
-            None => return Err(Refused::Token(TokenError::missing_claim("aud"))),
-            Some(aud) if !aud.iter().any(|a| expect.audiences.iter().any(|e| e == a)) => {
-                return Err(Refused::Token(TokenError::new(K::WrongAudience)));
-            }
-            Some(_) => {}
+    match &aud {
+        None if expect.require_aud => {
+            return Err(Refused::Token(TokenError::missing_claim("aud")));
         }
+        None => {}
+        Some(aud) if !aud.iter().any(|a| expect.audiences.iter().any(|e| e == a)) => {
+            return Err(Refused::Token(TokenError::new(K::WrongAudience)));
+        }
+        Some(_) => {}
     }
 
     let dpop_type = token_type.is_some_and(|t| t.eq_ignore_ascii_case("DPoP"));
@@ -174,8 +177,9 @@ mod tests {
 
     fn expect() -> Expectations {
         Expectations {
-            issuer: Some("https://as.example".into()),
+            issuer: "https://as.example".into(),
             audiences: vec!["https://api.example".into()],
+            require_aud: true,
             require_exp: true,
             leeway: 30,
         }
@@ -278,14 +282,42 @@ mod tests {
     }
 
     #[test]
-    fn nothing_required_unless_configured() {
+    fn iss_always_required_aud_unless_relaxed() {
         let relaxed = Expectations {
-            issuer: None,
-            audiences: Vec::new(),
+            require_aud: false,
             require_exp: false,
-            leeway: 0,
+            ..expect()
         };
-        assert!(check_answer(br#"{"active":true}"#, &relaxed, NOW).is_ok());
+        let refused = |body: &str| match check_answer(body.as_bytes(), &relaxed, NOW) {
+            Err(Refused::Token(e)) => e.kind(),
+            other => panic!("expected a token refusal, got {other:?}"),
+        };
+        assert_eq!(
+            refused(r#"{"active":true}"#),
+            TokenErrorKind::MissingClaim,
+            "iss"
+        );
+        assert!(
+            check_answer(
+                br#"{"active":true,"iss":"https://as.example"}"#,
+                &relaxed,
+                NOW
+            )
+            .is_ok()
+        );
+        // Without aud required, a present aud is still checked.
+        assert_eq!(
+            refused(r#"{"active":true,"iss":"https://as.example","aud":"other"}"#),
+            TokenErrorKind::WrongAudience
+        );
+        assert!(
+            check_answer(
+                br#"{"active":true,"iss":"https://as.example","aud":"https://api.example"}"#,
+                &relaxed,
+                NOW
+            )
+            .is_ok()
+        );
     }
 
     #[test]

@@ -2,10 +2,12 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::FutureExt as _;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 use super::answers::{Answers, InFlight, Lookup};
 use super::builder::IntrospectionValidatorBuilder;
@@ -27,11 +29,16 @@ use crate::validation::{TokenError, TokenErrorKind, ValidateToken, VerifiedToken
 ///
 /// - a JSON object that names no member twice, `active` a boolean and
 ///   `true` (`false` is `401 invalid_token`);
-/// - `exp` not passed and `nbf` not ahead (with a leeway, default 30 s);
-///   `iss` exactly the [issuer](IntrospectionValidatorBuilder::issuer) and
-///   `aud` naming an [audience](IntrospectionValidatorBuilder::audience),
-///   each required when configured (`exp` with
+/// - `exp` not passed and `nbf` not ahead (with a leeway, default 30 s;
+///   `exp` required with
 ///   [`require_exp`](IntrospectionValidatorBuilder::require_exp));
+/// - `iss` present and exactly the
+///   [issuer](IntrospectionValidatorBuilder::issuer), and `aud` present and
+///   naming an [audience](IntrospectionValidatorBuilder::audience), as for
+///   a JWT: both settings are required; an answer without `aud` is
+///   accepted only with
+///   [`allow_missing_audience`](IntrospectionValidatorBuilder::allow_missing_audience)
+///   (a present `aud` is still checked);
 /// - `cnf` well-formed, and `token_type`, when present, consistent with it
 ///   (`DPoP` with `cnf.jkt`, anything else without).
 ///
@@ -47,7 +54,11 @@ use crate::validation::{TokenError, TokenErrorKind, ValidateToken, VerifiedToken
 /// a refusal for [`inactive_ttl`](IntrospectionValidatorBuilder::inactive_ttl)
 /// (default 10 s); at most
 /// [`cache_capacity`](IntrospectionValidatorBuilder::cache_capacity) of
-/// each. Concurrent requests with the same unknown token share one call.
+/// each. Concurrent requests with the same unknown token share one call,
+/// and at most
+/// [`max_concurrent_calls`](IntrospectionValidatorBuilder::max_concurrent_calls)
+/// calls (default 64) are in flight: a token that would need one more gets
+/// [`TokenErrorKind::IntrospectionUnavailable`] at once, without a call.
 ///
 /// An endpoint that is down, slower than the
 /// [timeout](IntrospectionValidatorBuilder::timeout) (default 5 s), or that
@@ -85,6 +96,28 @@ pub(super) struct Inner {
     pub(super) cache_ttl: Duration,
     pub(super) inactive_ttl: Duration,
     pub(super) answers: Answers,
+    /// One permit per call in flight
+    /// ([`max_concurrent_calls`](IntrospectionValidatorBuilder::max_concurrent_calls)).
+    pub(super) calls: Arc<Semaphore>,
+    pub(super) max_calls: usize,
+    /// When (Unix seconds) the last "too many calls" warning went out: at
+    /// most one a second.
+    pub(super) last_overload_warning: AtomicU64,
+}
+
+/// Takes the token's call out of the in-flight map when dropped: when the
+/// call ends, and also when its task is cancelled (its runtime shuts down)
+/// or panics, or is dropped before it ever ran, so that no later request
+/// waits on a call that will never answer.
+struct Finished {
+    validator: IntrospectionValidator,
+    key: TokenDigest,
+}
+
+impl Drop for Finished {
+    fn drop(&mut self) {
+        self.validator.inner.answers.finished(&self.key);
+    }
 }
 
 impl fmt::Debug for IntrospectionValidator {
@@ -99,6 +132,7 @@ impl fmt::Debug for IntrospectionValidator {
             .field("timeout", &inner.exchange.timeout)
             .field("cache_ttl", &inner.cache_ttl)
             .field("inactive_ttl", &inner.inactive_ttl)
+            .field("max_concurrent_calls", &inner.max_calls)
             .finish_non_exhaustive()
     }
 }
@@ -109,11 +143,74 @@ impl IntrospectionValidator {
         IntrospectionValidatorBuilder::default()
     }
 
-    /// Asks the endpoint, remembers a definitive answer, and leaves the
-    /// in-flight map. Runs in its own task.
+    /// The call for `token`, to be spawned, and the shared future of its
+    /// answer. The call holds `permit` and the [`Finished`] guard, made
+    /// here (not at its first poll), so that it leaves the in-flight map
+    /// however it ends; if it ends without an answer, the waiters get
+    /// `IntrospectionUnavailable`.
+    fn start_call(
+        &self,
+        token: String,
+        key: TokenDigest,
+        permit: OwnedSemaphorePermit,
+    ) -> (impl Future<Output = ()> + Send + 'static, InFlight) {
+        let (answer, answered) = oneshot::channel();
+        let finished = Finished {
+            validator: self.clone(),
+            key,
+        };
+        let this = self.clone();
+        let call = async move {
+            let result = this.call(token, key).await;
+            // Out of the in-flight map before the waiters hear: a request
+            // that comes after finds the remembered answer, or starts anew.
+            drop(finished);
+            drop(permit);
+            let _ = answer.send(result);
+        };
+        let in_flight = async move {
+            answered.await.unwrap_or_else(|_| {
+                Err(TokenError::with_detail(
+                    TokenErrorKind::IntrospectionUnavailable,
+                    "the introspection call ended without an answer",
+                ))
+            })
+        }
+        .boxed()
+        .shared();
+        (call, in_flight)
+    }
+
+    /// The refusal when `max_concurrent_calls` calls are in flight already:
+    /// counted, and a `warn` event at most once a second.
+    fn overloaded(&self, now: u64) -> TokenError {
+        crate::metrics::introspection_call(Introspection::Overloaded);
+        let inner = &self.inner;
+        let last = inner.last_overload_warning.load(Ordering::Relaxed);
+        if last != now
+            && inner
+                .last_overload_warning
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(
+                endpoint = ?inner.exchange.endpoint,
+                max_concurrent_calls = inner.max_calls,
+                "too many token introspection calls in flight; answering 503 \
+                 (at most one such warning a second)"
+            );
+        }
+        TokenError::with_detail(
+            TokenErrorKind::IntrospectionUnavailable,
+            "too many introspection calls in flight",
+        )
+    }
+
+    /// Asks the endpoint and remembers a definitive answer. Runs in its own
+    /// task (see [`start_call`](Self::start_call)).
     async fn call(self, token: String, key: TokenDigest) -> Result<VerifiedToken, TokenError> {
         let inner = &self.inner;
-        let result = match inner.exchange.introspect(&token).await {
+        match inner.exchange.introspect(&token).await {
             Ok(body) => {
                 let now = now();
                 match check_answer(&body, &inner.expect, now) {
@@ -144,9 +241,7 @@ impl IntrospectionValidator {
                 crate::metrics::introspection_call(Introspection::Unavailable);
                 Err(unavailable(&inner.exchange, no_answer.0))
             }
-        };
-        inner.answers.finished(&key);
-        result
+        }
     }
 }
 
@@ -178,27 +273,32 @@ impl ValidateToken for IntrospectionValidator {
             crate::metrics::validation_cache(Validator::Introspection, true);
             return IntrospectionFuture::ready(known);
         }
+        // Without a runtime there is no task to call from (nor a timer for
+        // the timeout): no answer, at once.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return IntrospectionFuture::ready(Err(unavailable(
+                &self.inner.exchange,
+                "no Tokio runtime to call the introspection endpoint from".to_owned(),
+            )));
+        };
+        let mut call = None;
         let lookup = self.inner.answers.lookup_or_start(key, now, || {
-            let call = self.clone().call(token.to_owned(), key);
-            // In its own task: a request that goes away must not cancel the
-            // call the others wait for.
-            match tokio::runtime::Handle::try_current() {
-                Ok(runtime) => {
-                    let task = runtime.spawn(call);
-                    async move {
-                        task.await.unwrap_or_else(|_| {
-                            Err(TokenError::with_detail(
-                                TokenErrorKind::IntrospectionUnavailable,
-                                "the introspection task ended without an answer",
-                            ))
-                        })
-                    }
-                    .boxed()
-                    .shared()
-                }
-                Err(_) => call.boxed().shared(),
-            }
+            let permit = self
+                .inner
+                .calls
+                .clone()
+                .try_acquire_owned()
+                .map_err(|_| self.overloaded(now))?;
+            let (task, in_flight) = self.start_call(token.to_owned(), key, permit);
+            call = Some(task);
+            Ok(in_flight)
         });
+        // In its own task, spawned once the in-flight map is unlocked: a
+        // request that goes away must not cancel the call the others wait
+        // for.
+        if let Some(call) = call {
+            runtime.spawn(call);
+        }
         match lookup {
             Lookup::Known(known) => {
                 crate::metrics::validation_cache(Validator::Introspection, true);
@@ -209,6 +309,10 @@ impl ValidateToken for IntrospectionValidator {
                 IntrospectionFuture {
                     state: State::Waiting(call),
                 }
+            }
+            Lookup::NotStarted(error) => {
+                crate::metrics::validation_cache(Validator::Introspection, false);
+                IntrospectionFuture::ready(Err(error))
             }
         }
     }
@@ -253,5 +357,62 @@ impl Future for IntrospectionFuture {
             })),
             State::Waiting(call) => Pin::new(call).poll(cx),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn validator() -> IntrospectionValidator {
+        IntrospectionValidator::builder()
+            .endpoint("https://127.0.0.1:9/introspect")
+            .client_id("rs")
+            .client_secret_basic("s3cret")
+            .issuer("https://as.example")
+            .audience("https://api.example")
+            .build()
+            .unwrap()
+    }
+
+    fn in_flight(validator: &IntrospectionValidator) -> usize {
+        validator.inner.answers.sizes().2
+    }
+
+    #[test]
+    fn without_a_runtime_no_answer_at_once() {
+        let validator = validator();
+        let result = validator.validate("t").now_or_never();
+        let error = result.expect("ready at once").unwrap_err();
+        assert_eq!(error.kind(), TokenErrorKind::IntrospectionUnavailable);
+        assert_eq!(in_flight(&validator), 0);
+    }
+
+    #[test]
+    fn a_call_that_never_ends_leaves_the_in_flight_map() {
+        let validator = validator();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        // The call is spawned but never runs: the runtime goes away first,
+        // and drops it.
+        let entered = runtime.enter();
+        let waiting = validator.validate("t");
+        drop(entered);
+        assert_eq!(in_flight(&validator), 1);
+        drop(runtime);
+        assert_eq!(in_flight(&validator), 0);
+        // The request that waited hears that there is no answer.
+        let error = waiting.now_or_never().expect("answered").unwrap_err();
+        assert_eq!(error.kind(), TokenErrorKind::IntrospectionUnavailable);
+    }
+
+    #[tokio::test]
+    async fn a_failed_call_leaves_the_in_flight_map() {
+        let validator = validator();
+        let error = validator.validate("t").await.unwrap_err();
+        assert_eq!(error.kind(), TokenErrorKind::IntrospectionUnavailable);
+        assert_eq!(in_flight(&validator), 0);
     }
 }

@@ -22,6 +22,7 @@ use rustls::server::ParsedCertificate;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::{PemObject as _, SectionKind};
 
+use super::trim_ows;
 use crate::Thumbprint;
 use crate::server::PeerCertificate;
 
@@ -395,16 +396,6 @@ impl Parser<'_> {
 
 fn is_ctl(c: u8) -> bool {
     (c < 0x20 && c != b'\t') || c == 0x7f
-}
-
-fn trim_ows(mut bytes: &[u8]) -> &[u8] {
-    while let [b' ' | b'\t', rest @ ..] = bytes {
-        bytes = rest;
-    }
-    while let [rest @ .., b' ' | b'\t'] = bytes {
-        bytes = rest;
-    }
-    bytes
 }
 
 /// 64 hex digits (either case) to 32 bytes.
