@@ -2,7 +2,8 @@
 //! accepted by one server is refused by another; Redis killed under
 //! traffic fails closed (503) and the servers recover by themselves when it
 //! is back on the same port; Redis slower than the timeout is down; and the
-//! same against a three-node Redis Cluster.
+//! same against a three-node Redis Cluster, a node of it killed under
+//! traffic included.
 #![cfg(all(feature = "test-util", feature = "redis"))]
 
 #[path = "support/dpop.rs"]
@@ -252,5 +253,59 @@ async fn the_same_against_a_three_node_cluster() {
     assert!(
         per_node.iter().filter(|n| **n > 0).count() >= 2,
         "{per_node:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_cluster_node_killed_under_traffic_fails_closed_and_recovers() {
+    let Some(mut cluster) = RedisCluster::start() else {
+        return;
+    };
+    let stores = [
+        RedisReplayStore::connect_cluster(cluster.urls())
+            .await
+            .unwrap(),
+        RedisReplayStore::connect_cluster(cluster.urls())
+            .await
+            .unwrap(),
+    ];
+    let fleet = Fleet::start(stores).await;
+    let mut seen: HashMap<u16, usize> = HashMap::new();
+    for _ in 0..10 {
+        let answers = round(&fleet).await;
+        assert_eq!(check("up", answers, &mut seen), 1);
+    }
+
+    // One master gone, no replica to take over: its slots have no server.
+    // Proofs whose keys it held cannot be checked, so they are refused
+    // (503); the others may pass until the cluster marks itself down. No
+    // proof is ever accepted twice.
+    cluster.kill(1);
+    seen.clear();
+    for _ in 0..60 {
+        check("node down", round(&fleet).await, &mut seen);
+    }
+    assert!(
+        seen.get(&503).copied().unwrap_or(0) > 0,
+        "no proof was refused with a node down: {seen:?}"
+    );
+
+    // Back on its port with its slots: the servers heal by themselves.
+    cluster.restart(1);
+    let mut recovered = 0;
+    for _ in 0..400 {
+        if check("restarted", round(&fleet).await, &mut seen) == 1 {
+            recovered += 1;
+            if recovered == 10 {
+                break;
+            }
+        } else {
+            recovered = 0;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    assert_eq!(
+        recovered, 10,
+        "no steady acceptance after the node came back: {seen:?}"
     );
 }

@@ -398,3 +398,63 @@ async fn dpop_bound_tokens_are_shared_by_processes_with_the_same_key_only() {
     assert_eq!(issuer.tokens_issued(), 2);
     assert_eq!(redis.keys().len(), 2);
 }
+
+#[tokio::test]
+async fn a_cluster_node_killed_fails_no_call() {
+    let Some(mut cluster) = RedisCluster::start() else {
+        return;
+    };
+    let world = World::start().await;
+    let mut shared = Vec::new();
+    for _ in 0..3 {
+        shared.push(connect_cluster(&cluster.urls()).await);
+    }
+    let stacks: Vec<BoundClient> = shared.iter().map(|s| world.stack(s.clone())).collect();
+    let stats = || {
+        sum(&shared
+            .iter()
+            .map(RedisTokenCache::stats)
+            .collect::<Vec<_>>())
+    };
+    // Drops one stack's token (as after a 401), then 30 calls per stack.
+    let round = |i: usize| {
+        let stacks = &stacks;
+        let world = &world;
+        async move {
+            let cache = stacks[i % 3].cache().unwrap();
+            if let Ok(current) = cache.get().await {
+                cache.invalidate(current.token().access_token());
+            }
+            calls(world, stacks, 30).await
+        }
+    };
+
+    assert_eq!(calls(&world, &stacks, 30).await, 0);
+    assert_eq!(world.issuer.tokens_issued(), 1);
+    // The node that holds the token's key (and its lock's: one hash tag).
+    let holder = cluster
+        .keys_per_node()
+        .iter()
+        .position(|n| *n == 1)
+        .unwrap();
+
+    cluster.kill(holder);
+    let mut failed = 0;
+    for i in 0..6 {
+        failed += round(i).await;
+    }
+    assert_eq!(failed, 0, "a cluster node down fails no call");
+    let down = stats();
+    assert!(down.fetched_directly >= 6, "{down:?}");
+
+    cluster.restart(holder);
+    for i in 0..6 {
+        failed += round(i).await;
+    }
+    assert_eq!(failed, 0);
+    let up = stats();
+    // Back: tokens are shared through the cluster again, with nothing
+    // restarted on the client side.
+    assert!(up.fetched_under_lock > down.fetched_under_lock, "{up:?}");
+    assert_eq!(world.issuer.tokens_issued() as u64, fetches(&stacks));
+}

@@ -231,8 +231,39 @@ impl RedisCluster {
             "redis-cli --cluster create failed: {}",
             String::from_utf8_lossy(&output.stdout)
         );
-        let deadline = Instant::now() + Duration::from_secs(30);
-        for node in &nodes {
+        let cluster = Self { nodes };
+        cluster.wait_until_up();
+        Some(cluster)
+    }
+
+    /// The nodes' URLs.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(RedisServer::url).collect()
+    }
+
+    /// The nodes.
+    pub fn nodes(&self) -> &[RedisServer] {
+        &self.nodes
+    }
+
+    /// Kills node `i` (SIGKILL). Until the others notice (the node
+    /// timeout), commands for its slots fail; then the cluster refuses
+    /// every command (`CLUSTERDOWN`), as it serves only with all slots.
+    pub fn kill(&mut self, i: usize) {
+        self.nodes[i].kill();
+    }
+
+    /// Starts node `i` again on its port, with its `nodes.conf` (so it
+    /// takes its slots back, empty), and waits until every node says the
+    /// cluster is up.
+    pub fn restart(&mut self, i: usize) {
+        self.nodes[i].restart();
+        self.wait_until_up();
+    }
+
+    fn wait_until_up(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        for node in &self.nodes {
             loop {
                 let info = command_at(node.port, &["CLUSTER", "INFO"]).unwrap_or_default();
                 if info.contains("cluster_state:ok") {
@@ -245,17 +276,6 @@ impl RedisCluster {
                 std::thread::sleep(Duration::from_millis(100));
             }
         }
-        Some(Self { nodes })
-    }
-
-    /// The nodes' URLs.
-    pub fn urls(&self) -> Vec<String> {
-        self.nodes.iter().map(RedisServer::url).collect()
-    }
-
-    /// The nodes.
-    pub fn nodes(&self) -> &[RedisServer] {
-        &self.nodes
     }
 
     /// How many keys each node holds.
