@@ -48,6 +48,8 @@ pub struct IntrospectionValidatorBuilder {
     cache_capacity: Option<usize>,
     roots: Option<Arc<RootCertStore>>,
     pool: Option<MtlsClientPool<Full<Bytes>>>,
+    /// The fleet's shared answers (L2), set in `shared.rs`.
+    pub(super) shared: super::shared::SharedSettings,
 }
 
 impl fmt::Debug for IntrospectionValidatorBuilder {
@@ -292,6 +294,7 @@ impl IntrospectionValidatorBuilder {
                 cache_ttl: self.cache_ttl.unwrap_or(Duration::from_secs(60)),
                 inactive_ttl: self.inactive_ttl.unwrap_or(Duration::from_secs(10)),
                 answers: Answers::new(capacity),
+                shared: self.shared.build(),
             }),
         })
     }

@@ -26,6 +26,9 @@ mod exchange;
 mod response;
 #[cfg(feature = "client")]
 mod validator;
+// The fleet's shared answers (L2).
+#[cfg(feature = "client")]
+mod shared;
 
 #[cfg(feature = "client")]
 pub use builder::{IntrospectionConfigError, IntrospectionValidatorBuilder};

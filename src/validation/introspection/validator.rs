@@ -85,6 +85,8 @@ pub(super) struct Inner {
     pub(super) cache_ttl: Duration,
     pub(super) inactive_ttl: Duration,
     pub(super) answers: Answers,
+    /// The fleet's shared answers (L2), if set.
+    pub(super) shared: Option<super::shared::SharedAnswers>,
 }
 
 impl fmt::Debug for IntrospectionValidator {
@@ -113,6 +115,14 @@ impl IntrospectionValidator {
     /// in-flight map. Runs in its own task.
     async fn call(self, token: String, key: TokenDigest) -> Result<VerifiedToken, TokenError> {
         let inner = &self.inner;
+        // The fleet's shared answers (L2) first, when set.
+        let recall = match super::shared::recall(inner, &key).await {
+            super::shared::Recall::Found(found) => {
+                inner.answers.finished(&key);
+                return found;
+            }
+            missed_or_skipped => missed_or_skipped,
+        };
         let result = match inner.exchange.introspect(&token).await {
             Ok(body) => {
                 let now = now();
@@ -145,6 +155,7 @@ impl IntrospectionValidator {
                 Err(unavailable(&inner.exchange, no_answer.0))
             }
         };
+        super::shared::share(inner, &recall, &key, &token, &result).await;
         inner.answers.finished(&key);
         result
     }
