@@ -2,7 +2,8 @@
 //! replica's in-memory answers: two validators (two replicas, separate
 //! memories) sharing one Redis ask the issuer once per token, active or
 //! not; the binding is still checked on every request; Redis killed, the
-//! replicas ask the endpoint (counted) and no request fails; garbage in
+//! replicas ask the endpoint (counted) and no request fails, and so when
+//! it is slower than the timeout; garbage in
 //! Redis is a miss; neither keys nor values hold the token; and the same
 //! against a three-node Redis Cluster.
 #![cfg(all(feature = "test-util", feature = "redis"))]
@@ -170,6 +171,28 @@ async fn redis_killed_the_endpoint_is_asked() {
     // The answers are remembered in memory meanwhile.
     two.validate(&token).await.unwrap();
     assert_eq!(s.issuer.introspection_calls(), 3);
+}
+
+#[tokio::test]
+async fn redis_slower_than_the_timeout_is_down() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let s = setup().await;
+    let shared = connect(&redis.url()).await;
+    // The default timeout, 100 ms, against a Redis that answers after 3 s.
+    let validator = s.validator().shared_cache(shared.clone()).build().unwrap();
+    let token = s.bound_to_client();
+    redis.pause(3_000);
+    validator.validate(&token).await.unwrap();
+    redis.unpause();
+    assert_eq!(s.issuer.introspection_calls(), 1);
+    let slow = shared.stats();
+    assert_eq!(
+        (slow.unavailable, slow.fetched_directly, slow.stored),
+        (1, 1, 0),
+        "{slow:?}"
+    );
 }
 
 #[tokio::test]

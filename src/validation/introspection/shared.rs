@@ -74,6 +74,12 @@ impl IntrospectionValidatorBuilder {
     /// [`shared_cache_timeout`](Self::shared_cache_timeout) is skipped and
     /// the endpoint asked: it never fails a request.
     ///
+    /// Whoever can write to the cache can make a token look active (a
+    /// value found is checked like an endpoint's answer, against this
+    /// validator's issuer and audiences, but it is believed): guard it as
+    /// well as the introspection credentials. Validators for different
+    /// authorization servers should not share a prefix.
+    ///
     /// ```no_run
     /// # #[cfg(feature = "redis")]
     /// # async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
