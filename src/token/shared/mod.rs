@@ -146,6 +146,12 @@ impl SharedKey {
         Self(key.digest())
     }
 
+    /// A key from a digest made elsewhere (the introspection validator's
+    /// answers, under the SHA-256 of their token).
+    pub(crate) const fn from_digest(digest: [u8; 32]) -> Self {
+        Self(digest)
+    }
+
     /// The 32 bytes of the digest.
     pub const fn as_bytes(&self) -> &[u8; 32] {
         &self.0

@@ -79,6 +79,10 @@ struct Counters {
 }
 
 /// Counters of a [`RedisTokenCache`] (and its clones), since it was made.
+/// Given to an introspection validator's
+/// [`shared_cache`](crate::validation::IntrospectionValidatorBuilder::shared_cache),
+/// the same counters count its answers (no locks there: `hits`, `misses`,
+/// `unusable`, `stored`, `unavailable`, `fetched_directly`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RedisCacheStats {

@@ -54,6 +54,8 @@ pub struct IntrospectionValidatorBuilder {
     cache_capacity: Option<usize>,
     roots: Option<Arc<RootCertStore>>,
     pool: Option<MtlsClientPool<Full<Bytes>>>,
+    /// The fleet's shared answers (L2), set in `shared.rs`.
+    pub(super) shared: super::shared::SharedSettings,
 }
 
 impl fmt::Debug for IntrospectionValidatorBuilder {
@@ -358,6 +360,7 @@ impl IntrospectionValidatorBuilder {
                 calls: Arc::new(Semaphore::new(max_calls)),
                 max_calls,
                 last_overload_warning: AtomicU64::new(0),
+                shared: self.shared.build(),
             }),
         })
     }

@@ -13,6 +13,11 @@
 //! `server` (both on by default): its calls go out through the crate's
 //! [`MtlsClientPool`](crate::pool::MtlsClientPool), which presents the
 //! resource server's certificate for `tls_client_auth`.
+//!
+//! A fleet of resource servers can share the answers (an L2 under each
+//! replica's memory) through a `RedisTokenCache` (feature `redis`) or any
+//! [`SharedTokenCache`](crate::token::SharedTokenCache): see
+//! [`IntrospectionValidatorBuilder::shared_cache`].
 
 mod by_shape;
 
@@ -26,6 +31,9 @@ mod exchange;
 mod response;
 #[cfg(feature = "client")]
 mod validator;
+// The fleet's shared answers (L2).
+#[cfg(feature = "client")]
+mod shared;
 
 #[cfg(feature = "client")]
 pub use builder::{IntrospectionConfigError, IntrospectionValidatorBuilder};

@@ -103,6 +103,8 @@ pub(super) struct Inner {
     /// When (Unix seconds) the last "too many calls" warning went out: at
     /// most one a second.
     pub(super) last_overload_warning: AtomicU64,
+    /// The fleet's shared answers (L2), if set.
+    pub(super) shared: Option<super::shared::SharedAnswers>,
 }
 
 /// Takes the token's call out of the in-flight map when dropped: when the
@@ -210,7 +212,13 @@ impl IntrospectionValidator {
     /// task (see [`start_call`](Self::start_call)).
     async fn call(self, token: String, key: TokenDigest) -> Result<VerifiedToken, TokenError> {
         let inner = &self.inner;
-        match inner.exchange.introspect(&token).await {
+        // The fleet's shared answers (L2) first, when set. (The call leaves
+        // the in-flight map when its task's `Finished` guard drops.)
+        let recall = match super::shared::recall(inner, &key).await {
+            super::shared::Recall::Found(found) => return found,
+            missed_or_skipped => missed_or_skipped,
+        };
+        let result = match inner.exchange.introspect(&token).await {
             Ok(body) => {
                 let now = now();
                 match check_answer(&body, &inner.expect, now) {
@@ -241,7 +249,9 @@ impl IntrospectionValidator {
                 crate::metrics::introspection_call(Introspection::Unavailable);
                 Err(unavailable(&inner.exchange, no_answer.0))
             }
-        }
+        };
+        super::shared::share(inner, &recall, &key, &token, &result).await;
+        result
     }
 }
 
