@@ -148,6 +148,7 @@ impl SharedKey {
 
     /// A key from a digest made elsewhere (the introspection validator's
     /// answers, under the SHA-256 of their token).
+    #[cfg(feature = "server")]
     pub(crate) const fn from_digest(digest: [u8; 32]) -> Self {
         Self(digest)
     }
