@@ -29,15 +29,15 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use crate::thumbprint::Thumbprint;
 use crate::tls;
 
+mod error;
 #[cfg(feature = "managed-identity")]
 #[cfg_attr(docsrs, doc(cfg(feature = "managed-identity")))]
 pub mod managed;
+mod pem_files;
 #[cfg(feature = "client")]
 mod reloading;
 #[cfg(feature = "client")]
 mod rotation;
-mod error;
-mod pem_files;
 #[cfg(feature = "client")]
 mod source;
 mod validity;

@@ -54,7 +54,9 @@ pub(super) fn read(path: &Path) -> Result<Vec<u8>, IdentityError> {
     })
 }
 
-pub(super) fn certificates_from_pem(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, IdentityError> {
+pub(super) fn certificates_from_pem(
+    pem: &[u8],
+) -> Result<Vec<CertificateDer<'static>>, IdentityError> {
     let chain = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(pem_error)?;
