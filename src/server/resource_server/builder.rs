@@ -16,6 +16,8 @@ use super::{ResourceServer, ResourceServerError, ResourceServerErrorKind};
 use crate::proof::dpop::DpopVerifier;
 use crate::proof::shr::ShrVerifier;
 use crate::replay::{BoxReplayStore, ReplayStore};
+#[cfg(doc)]
+use crate::server::Serve;
 use crate::server::{ClientCertMode, ServerTlsConfig, ServerTlsError, ServerTlsErrorKind};
 use crate::tls;
 use crate::validation::jwt::check_relaxable;

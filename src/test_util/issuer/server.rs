@@ -20,6 +20,8 @@ use crate::test_util::token_endpoint::{Reply, json_reply, method_not_allowed, to
 use crate::{Confirmation, Thumbprint, tls};
 
 use super::State;
+#[cfg(doc)]
+use super::TestIssuer;
 
 impl State {
     /// The nonce to hand out now, when nonces are required.
