@@ -20,6 +20,8 @@ use crate::replay::{BoxReplayStore, ReplayStore};
 use crate::server::Serve;
 use crate::server::{ClientCertMode, ServerTlsConfig, ServerTlsError, ServerTlsErrorKind};
 use crate::tls;
+#[cfg(not(feature = "client"))]
+use crate::validation::JwtOrIntrospection;
 use crate::validation::jwt::check_relaxable;
 use crate::validation::{CnfValidationLayer, JwksSource, JwtValidator};
 
