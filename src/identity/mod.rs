@@ -16,7 +16,7 @@
 //! ```
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
@@ -24,15 +24,16 @@ use std::time::{Duration, SystemTime};
 use rustls::client::ResolvesClientCert;
 use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, RootCertStore, SignatureScheme};
-use rustls_pki_types::pem::{self, PemObject};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::thumbprint::Thumbprint;
 use crate::tls;
 
+mod error;
 #[cfg(feature = "managed-identity")]
 #[cfg_attr(docsrs, doc(cfg(feature = "managed-identity")))]
 pub mod managed;
+mod pem_files;
 #[cfg(feature = "client")]
 mod reloading;
 #[cfg(feature = "client")]
@@ -47,6 +48,12 @@ pub use reloading::{Reload, ReloadStats, ReloadingIdentity, ReloadingIdentityBui
 pub use source::IdentitySource;
 #[cfg(feature = "client")]
 pub(crate) use source::SharedIdentity;
+
+pub use error::{IdentityError, IdentityErrorKind};
+#[cfg(feature = "server")]
+pub(crate) use pem_files::read_pem_files;
+pub use pem_files::root_store_from_pem_file;
+use pem_files::{certificates_from_pem, key_from_pem, read};
 use validity::{Date, Validity, Within};
 
 /// How long before its certificate expires an identity is warned about.
@@ -501,252 +508,5 @@ impl ResolvesClientCert for PresentIdentity {
 
     fn has_certs(&self) -> bool {
         true
-    }
-}
-
-/// Reads trust anchors from a PEM file (every `CERTIFICATE` section) into a
-/// rustls root store: to trust a private CA, for the TLS client or the JWKS
-/// fetcher.
-///
-/// ```no_run
-/// let roots = tower_token_binding::identity::root_store_from_pem_file("ca.pem")?;
-/// # Ok::<(), tower_token_binding::IdentityError>(())
-/// ```
-pub fn root_store_from_pem_file(path: impl AsRef<Path>) -> Result<RootCertStore, IdentityError> {
-    let path = path.as_ref();
-    let certificates = certificates_from_pem(&read(path)?).map_err(|e| e.at(path))?;
-    let mut roots = RootCertStore::empty();
-    for certificate in certificates {
-        roots.add(certificate).map_err(|e| {
-            IdentityError::new(IdentityErrorKind::InvalidCertificate)
-                .with_source(e)
-                .at(path)
-        })?;
-    }
-    Ok(roots)
-}
-
-/// Reads a certificate chain (leaf first) and its private key from PEM
-/// files; errors name the file they are about. Shared with the server's TLS
-/// configuration.
-#[cfg(feature = "server")]
-pub(crate) fn read_pem_files(
-    cert_path: &Path,
-    key_path: &Path,
-) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), IdentityError> {
-    let cert_pem = read(cert_path)?;
-    let key_pem = read(key_path)?;
-    let chain = certificates_from_pem(&cert_pem).map_err(|e| e.at(cert_path))?;
-    let key = key_from_pem(&key_pem).map_err(|e| e.at(key_path))?;
-    Ok((chain, key))
-}
-
-fn read(path: &Path) -> Result<Vec<u8>, IdentityError> {
-    std::fs::read(path).map_err(|e| {
-        IdentityError::new(IdentityErrorKind::Io)
-            .with_source(e)
-            .at(path)
-    })
-}
-
-fn certificates_from_pem(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, IdentityError> {
-    let chain = CertificateDer::pem_slice_iter(pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(pem_error)?;
-    if chain.is_empty() {
-        return Err(IdentityError::new(IdentityErrorKind::NoCertificate));
-    }
-    Ok(chain)
-}
-
-fn key_from_pem(pem: &[u8]) -> Result<PrivateKeyDer<'static>, IdentityError> {
-    let mut keys = PrivateKeyDer::pem_slice_iter(pem);
-    let key = match keys.next() {
-        Some(key) => key.map_err(pem_error)?,
-        None if contains(pem, b"-----BEGIN ENCRYPTED PRIVATE KEY-----") => {
-            return Err(IdentityError::new(IdentityErrorKind::EncryptedKey));
-        }
-        None => return Err(IdentityError::new(IdentityErrorKind::NoPrivateKey)),
-    };
-    if keys.next().is_some() {
-        return Err(IdentityError::new(IdentityErrorKind::MultipleKeys));
-    }
-    Ok(key)
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
-}
-
-fn pem_error(e: pem::Error) -> IdentityError {
-    IdentityError::new(IdentityErrorKind::MalformedPem).with_source(e)
-}
-
-/// The error returned when a client identity cannot be loaded.
-///
-/// [`kind`](Self::kind) says what went wrong, [`path`](Self::path) which file
-/// it was about (when loading from files), and the source chain has the
-/// underlying I/O, PEM or rustls error.
-pub struct IdentityError {
-    kind: IdentityErrorKind,
-    path: Option<PathBuf>,
-    /// The certificate's validity and the time it was checked at.
-    validity: Option<(Validity, SystemTime)>,
-    source: Option<Box<dyn std::error::Error + Send + Sync>>,
-}
-
-/// What went wrong loading a client identity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum IdentityErrorKind {
-    /// A file could not be read.
-    Io,
-    /// The PEM has a malformed section.
-    MalformedPem,
-    /// There is no certificate.
-    NoCertificate,
-    /// There is no private key (PKCS#8, PKCS#1 or SEC1).
-    NoPrivateKey,
-    /// The only key is an encrypted PKCS#8 key, which is not supported.
-    EncryptedKey,
-    /// There is more than one private key.
-    MultipleKeys,
-    /// The private key is of a type or curve the crypto provider cannot use.
-    UnsupportedKey,
-    /// The private key does not belong to the leaf certificate.
-    KeyMismatch,
-    /// The leaf certificate cannot be parsed.
-    InvalidCertificate,
-    /// The leaf certificate has expired ([`IdentityError::not_after`] says
-    /// when).
-    Expired,
-    /// The leaf certificate is not valid yet ([`IdentityError::not_before`]
-    /// says from when).
-    NotYetValid,
-    /// A TLS configuration could not be built.
-    Tls,
-}
-
-impl IdentityError {
-    fn new(kind: IdentityErrorKind) -> Self {
-        Self {
-            kind,
-            path: None,
-            validity: None,
-            source: None,
-        }
-    }
-
-    fn with_validity(mut self, validity: Validity, now: SystemTime) -> Self {
-        self.validity = Some((validity, now));
-        self
-    }
-
-    fn with_source(mut self, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
-        self.source = Some(source.into());
-        self
-    }
-
-    fn at(mut self, path: &Path) -> Self {
-        self.path = Some(path.to_owned());
-        self
-    }
-
-    /// What went wrong.
-    pub fn kind(&self) -> IdentityErrorKind {
-        self.kind
-    }
-
-    /// The file the error is about, when loading from files.
-    pub fn path(&self) -> Option<&Path> {
-        self.path.as_deref()
-    }
-
-    /// The leaf certificate's `notBefore`, for an
-    /// [`Expired`](IdentityErrorKind::Expired) or
-    /// [`NotYetValid`](IdentityErrorKind::NotYetValid) certificate.
-    pub fn not_before(&self) -> Option<SystemTime> {
-        self.validity.map(|(v, _)| v.not_before)
-    }
-
-    /// The leaf certificate's `notAfter`, for an
-    /// [`Expired`](IdentityErrorKind::Expired) or
-    /// [`NotYetValid`](IdentityErrorKind::NotYetValid) certificate.
-    pub fn not_after(&self) -> Option<SystemTime> {
-        self.validity.map(|(v, _)| v.not_after)
-    }
-
-    /// Kind, path and source, for errors of other types built from this one.
-    #[cfg(feature = "server")]
-    pub(crate) fn into_parts(
-        self,
-    ) -> (
-        IdentityErrorKind,
-        Option<PathBuf>,
-        Option<Box<dyn std::error::Error + Send + Sync>>,
-    ) {
-        (self.kind, self.path, self.source)
-    }
-}
-
-impl fmt::Display for IdentityError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        use IdentityErrorKind as K;
-        if let Some(path) = &self.path {
-            write!(f, "{}: ", path.display())?;
-        }
-        f.write_str(match self.kind {
-            K::Io => "cannot read the file",
-            K::MalformedPem => "malformed PEM",
-            K::NoCertificate => "no certificate found (expected a PEM CERTIFICATE section)",
-            K::NoPrivateKey => {
-                "no private key found (expected a PEM PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY section)"
-            }
-            K::EncryptedKey => "the private key is encrypted; decrypt it first",
-            K::MultipleKeys => "more than one private key found; expected exactly one",
-            K::UnsupportedKey => "the private key is of an unsupported type",
-            K::KeyMismatch => "the private key does not belong to the certificate",
-            K::InvalidCertificate => "the certificate cannot be parsed",
-            K::Expired => "the certificate has expired",
-            K::NotYetValid => "the certificate is not valid yet",
-            K::Tls => "cannot build the TLS configuration",
-        })?;
-        if let Some((validity, now)) = &self.validity {
-            write!(
-                f,
-                " ({validity}; it is now {}): renew it, or load it with accept_outside_validity",
-                Date(*now)
-            )?;
-        }
-        if let Some(source) = &self.source {
-            write!(f, ": {source}")?;
-        }
-        Ok(())
-    }
-}
-
-impl fmt::Debug for IdentityError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut d = f.debug_struct("IdentityError");
-        d.field("kind", &self.kind);
-        if let Some(path) = &self.path {
-            d.field("path", path);
-        }
-        if let Some((validity, _)) = &self.validity {
-            d.field("not_before", &Date(validity.not_before))
-                .field("not_after", &Date(validity.not_after));
-        }
-        if let Some(source) = &self.source {
-            d.field("source", source);
-        }
-        d.finish()
-    }
-}
-
-impl std::error::Error for IdentityError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
-            .as_deref()
-            .map(|e| e as &(dyn std::error::Error + 'static))
     }
 }

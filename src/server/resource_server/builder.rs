@@ -1,0 +1,534 @@
+//! [`ResourceServerBuilder`]: the settings of a [`ResourceServer`], their
+//! defaults, and [`build`](ResourceServerBuilder::build), which reads the
+//! TLS files and checks every setting up front.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use jsonwebtoken::Algorithm;
+use rustls::{RootCertStore, ServerConfig};
+
+#[cfg(feature = "client")]
+use super::introspection;
+use super::{ResourceServer, ResourceServerError, ResourceServerErrorKind};
+use crate::proof::dpop::DpopVerifier;
+use crate::proof::shr::ShrVerifier;
+use crate::replay::{BoxReplayStore, ReplayStore};
+#[cfg(doc)]
+use crate::server::Serve;
+use crate::server::{ClientCertMode, ServerTlsConfig, ServerTlsError, ServerTlsErrorKind};
+use crate::tls;
+#[cfg(not(feature = "client"))]
+use crate::validation::JwtOrIntrospection;
+use crate::validation::jwt::check_relaxable;
+use crate::validation::{CnfValidationLayer, JwksSource, JwtValidator};
+
+/// Builds a [`ResourceServer`]; [`build`](Self::build) refuses what cannot
+/// work.
+///
+/// | setting | default |
+/// | --- | --- |
+/// | [`issuer`](Self::issuer) | required |
+/// | [`audience`](Self::audience) | required |
+/// | [`tls_pem_files`](Self::tls_pem_files) or [`tls_config`](Self::tls_config) | required |
+/// | [`client_cert_mode`](Self::client_cert_mode), [`client_ca_file`](Self::client_ca_file) | [`ClientCertMode::any_certificate`], optional |
+/// | [`required_scope`](Self::required_scope) | none |
+/// | [`allow_unbound`](Self::allow_unbound) | bound tokens only |
+/// | [`algorithms`](Self::algorithms) | every asymmetric algorithm |
+/// | [`leeway`](Self::leeway) | 30 s |
+/// | [`allow_missing_claims`](Self::allow_missing_claims) | every RFC 9068 claim required |
+/// | [`issuer_root_store`](Self::issuer_root_store), [`issuer_root_ca_file`](Self::issuer_root_ca_file) | the platform's roots |
+/// | [`jwks_refresh_interval`](Self::jwks_refresh_interval) | 5 min |
+/// | [`jwks_unknown_kid_cooldown`](Self::jwks_unknown_kid_cooldown) | 10 s |
+/// | [`issuer_timeout`](Self::issuer_timeout) | 10 s |
+/// | [`terse`](Self::terse) | `error_description` in challenges |
+/// | [`accept_dpop`](Self::accept_dpop) | certificate-bound tokens only |
+/// | [`accept_pop`](Self::accept_pop) | certificate-bound tokens only |
+/// | [`public_origin`](Self::public_origin) | `https` and the request's authority (DPoP `htu`, PoP `u`) |
+/// | [`replay_store`](Self::replay_store) | in memory (DPoP proofs, signed HTTP requests) |
+/// | [`handshake_timeout`](Self::handshake_timeout) | 10 s |
+/// | [`introspection`](Self::introspection), [`introspection_only`](Self::introspection_only) | JWTs only |
+///
+/// A setter called twice keeps the last value, except
+/// [`audience`](Self::audience) and [`required_scope`](Self::required_scope),
+/// which add one more.
+#[derive(Clone, Default)]
+pub struct ResourceServerBuilder {
+    issuer: Option<String>,
+    audiences: Vec<String>,
+    tls: Option<Tls>,
+    client_certs: Option<ClientCerts>,
+    scopes: Vec<String>,
+    allow_unbound: bool,
+    algorithms: Option<Vec<Algorithm>>,
+    leeway: Option<Duration>,
+    allow_missing: Vec<String>,
+    issuer_roots: Option<IssuerRoots>,
+    refresh_interval: Option<Duration>,
+    cooldown: Option<Duration>,
+    issuer_timeout: Option<Duration>,
+    terse: bool,
+    handshake_timeout: Option<Duration>,
+    dpop: Option<DpopVerifier>,
+    pop: Option<ShrVerifier>,
+    public_origin: Option<String>,
+    replay_store: Option<BoxReplayStore>,
+    #[cfg(feature = "client")]
+    pub(super) introspection: Option<introspection::Introspection>,
+}
+
+#[derive(Clone)]
+enum Tls {
+    PemFiles { cert: PathBuf, key: PathBuf },
+    Config(Arc<ServerConfig>),
+}
+
+#[derive(Clone, Debug)]
+enum ClientCerts {
+    Mode(ClientCertMode),
+    CaFile(PathBuf),
+}
+
+#[derive(Clone)]
+enum IssuerRoots {
+    Store(Arc<RootCertStore>),
+    CaFile(PathBuf),
+}
+
+impl fmt::Debug for ResourceServerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("ResourceServerBuilder");
+        d.field("issuer", &self.issuer)
+            .field("audiences", &self.audiences)
+            .field(
+                "tls",
+                &self.tls.as_ref().map(|tls| match tls {
+                    Tls::PemFiles { cert, key } => {
+                        format!("{} + {}", cert.display(), key.display())
+                    }
+                    Tls::Config(_) => "a rustls ServerConfig".to_owned(),
+                }),
+            )
+            .field("client_certs", &self.client_certs)
+            .field("required_scopes", &self.scopes)
+            .field("allow_unbound", &self.allow_unbound)
+            .field("dpop", &self.dpop)
+            .field("pop", &self.pop)
+            .field("public_origin", &self.public_origin);
+        #[cfg(feature = "client")]
+        d.field("introspection", &self.introspection);
+        d.finish_non_exhaustive()
+    }
+}
+
+impl ResourceServerBuilder {
+    /// The issuer (authorization server) whose tokens are accepted: the
+    /// exact `iss` they carry, and where the signing keys are found
+    /// ([`JwksSource::discover`]: RFC 8414 metadata, else OpenID Connect
+    /// Discovery). An `https://` URL. Required.
+    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.issuer = Some(issuer.into());
+        self
+    }
+
+    /// An `aud` accepted: this resource server's identifier. Required; may
+    /// be called more than once to accept several.
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.audiences.push(audience.into());
+        self
+    }
+
+    /// The server's certificate chain (leaf first) and private key from PEM
+    /// files (they may be the same file), read by [`build`](Self::build).
+    /// Replaces a [`tls_config`](Self::tls_config).
+    pub fn tls_pem_files(mut self, cert: impl AsRef<Path>, key: impl AsRef<Path>) -> Self {
+        self.tls = Some(Tls::PemFiles {
+            cert: cert.as_ref().to_owned(),
+            key: key.as_ref().to_owned(),
+        });
+        self
+    }
+
+    /// A ready rustls config, instead of [`tls_pem_files`](Self::tls_pem_files)
+    /// (which it replaces). It decides how client certificates are checked,
+    /// so it cannot be combined with
+    /// [`client_cert_mode`](Self::client_cert_mode) or
+    /// [`client_ca_file`](Self::client_ca_file); build it with
+    /// [`ServerTlsConfig`] so that clients are asked for certificates.
+    pub fn tls_config(mut self, config: impl Into<Arc<ServerConfig>>) -> Self {
+        self.tls = Some(Tls::Config(config.into()));
+        self
+    }
+
+    /// How client certificates are asked for and checked. Default
+    /// [`ClientCertMode::any_certificate`], optional: RFC 8705 clients may
+    /// use self-signed certificates, and the token's binding to the
+    /// certificate is the check that matters; a client without one still
+    /// connects and gets a proper `401` for a bound token.
+    pub fn client_cert_mode(mut self, mode: ClientCertMode) -> Self {
+        self.client_certs = Some(ClientCerts::Mode(mode));
+        self
+    }
+
+    /// Accepts only client certificates issued by the CAs in this PEM file
+    /// (RFC 8705 `tls_client_auth`), still optional:
+    /// [`ClientCertMode::trusted_roots`] with the file's certificates, read
+    /// by [`build`](Self::build).
+    pub fn client_ca_file(mut self, path: impl AsRef<Path>) -> Self {
+        self.client_certs = Some(ClientCerts::CaFile(path.as_ref().to_owned()));
+        self
+    }
+
+    /// Requires every token to grant `scope` (`403 insufficient_scope`
+    /// otherwise). May be called more than once. A malformed scope is an
+    /// error from [`build`](Self::build).
+    pub fn required_scope(mut self, scope: impl Into<String>) -> Self {
+        self.scopes.push(scope.into());
+        self
+    }
+
+    /// Also accepts tokens without `cnf` (plain bearer tokens); see
+    /// [`CnfValidationLayer::allow_unbound`]. Bound tokens are still checked
+    /// against the client certificate.
+    pub fn allow_unbound(mut self) -> Self {
+        self.allow_unbound = true;
+        self
+    }
+
+    /// The signature algorithms allowed; see
+    /// [`JwtValidatorBuilder::algorithms`](crate::validation::JwtValidatorBuilder::algorithms).
+    /// Default: every asymmetric algorithm.
+    pub fn algorithms(mut self, algorithms: impl IntoIterator<Item = Algorithm>) -> Self {
+        self.algorithms = Some(algorithms.into_iter().collect());
+        self
+    }
+
+    /// Clock skew allowed for `exp` and `nbf`. Default 30 s.
+    pub fn leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = Some(leeway);
+        self
+    }
+
+    /// Accepts tokens without some of the claims RFC 9068 requires (`sub`,
+    /// `client_id`, `iat`, `jti`); see
+    /// [`JwtValidatorBuilder::allow_missing_claims`](crate::validation::JwtValidatorBuilder::allow_missing_claims).
+    /// Adds to earlier calls; any other name is an error from
+    /// [`build`](Self::build).
+    pub fn allow_missing_claims<I>(mut self, claims: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        self.allow_missing
+            .extend(claims.into_iter().map(Into::into));
+        self
+    }
+
+    /// Trusts `roots` for the issuer's HTTPS certificate (metadata and JWKS),
+    /// instead of the platform's root certificates.
+    pub fn issuer_root_store(mut self, roots: impl Into<Arc<RootCertStore>>) -> Self {
+        self.issuer_roots = Some(IssuerRoots::Store(roots.into()));
+        self
+    }
+
+    /// Trusts the CA certificates in this PEM file for the issuer's HTTPS
+    /// certificate, instead of the platform's roots; read by
+    /// [`build`](Self::build).
+    pub fn issuer_root_ca_file(mut self, path: impl AsRef<Path>) -> Self {
+        self.issuer_roots = Some(IssuerRoots::CaFile(path.as_ref().to_owned()));
+        self
+    }
+
+    /// How often the signing keys are fetched again in the background.
+    /// Default 5 minutes. See [`RemoteJwks`](crate::validation::RemoteJwks).
+    pub fn jwks_refresh_interval(mut self, interval: Duration) -> Self {
+        self.refresh_interval = Some(interval);
+        self
+    }
+
+    /// The least time between two key fetches caused by unknown `kid`s or
+    /// by failures. Default 10 s. See
+    /// [`RemoteJwks::unknown_kid_cooldown`](crate::validation::RemoteJwks::unknown_kid_cooldown).
+    pub fn jwks_unknown_kid_cooldown(mut self, cooldown: Duration) -> Self {
+        self.cooldown = Some(cooldown);
+        self
+    }
+
+    /// How long each request to the issuer (metadata, JWKS) may take.
+    /// Default 10 s.
+    pub fn issuer_timeout(mut self, timeout: Duration) -> Self {
+        self.issuer_timeout = Some(timeout);
+        self
+    }
+
+    /// Leaves `error_description` out of the `WWW-Authenticate` challenges;
+    /// see [`CnfValidationLayer::terse`].
+    pub fn terse(mut self) -> Self {
+        self.terse = true;
+        self
+    }
+
+    /// How long a client may take over its TLS handshake; see
+    /// [`Serve::handshake_timeout`]. Default 10 s.
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = Some(timeout);
+        self
+    }
+
+    /// Also accepts DPoP-bound tokens (RFC 9449) next to certificate-bound
+    /// ones, their proofs checked by `verifier`; see
+    /// [`CnfValidationLayer::accept_dpop`]. For server nonces, build the
+    /// verifier with them:
+    ///
+    /// ```
+    /// use tower_token_binding::proof::dpop::{DpopVerifier, StatelessNonces};
+    /// use tower_token_binding::server::ResourceServer;
+    ///
+    /// let builder = ResourceServer::builder()
+    ///     .accept_dpop(
+    ///         DpopVerifier::builder()
+    ///             .nonces(StatelessNonces::random().unwrap())
+    ///             .build(),
+    ///     )
+    ///     .public_origin("https://api.example.com");
+    /// # let _ = builder;
+    /// ```
+    pub fn accept_dpop(mut self, verifier: DpopVerifier) -> Self {
+        self.dpop = Some(verifier);
+        self
+    }
+
+    /// Also accepts PoP-bound tokens (`cnf.kid`) in Microsoft's signed HTTP
+    /// requests (`Authorization: PoP <SHR>`), checked by `verifier`; see
+    /// [`CnfValidationLayer::accept_pop`]. The server does not buffer
+    /// request bodies, so an SHR's body hash `b` is refused here, and a
+    /// verifier that requires it is an error from [`build`](Self::build):
+    /// for that, stack [`layer`](ResourceServer::layer) behind a
+    /// [`BufferBodyLayer`](crate::validation::BufferBodyLayer) yourself.
+    ///
+    /// ```
+    /// use tower_token_binding::proof::shr::ShrVerifier;
+    /// use tower_token_binding::server::ResourceServer;
+    ///
+    /// let builder = ResourceServer::builder()
+    ///     .accept_pop(ShrVerifier::new())
+    ///     .public_origin("https://api.example.com");
+    /// # let _ = builder;
+    /// ```
+    pub fn accept_pop(mut self, verifier: ShrVerifier) -> Self {
+        self.pop = Some(verifier);
+        self
+    }
+
+    /// The origin clients address this server by, for the `htu` of DPoP
+    /// proofs and the `u` of signed HTTP requests (behind a proxy or load
+    /// balancer); see [`CnfValidationLayer::public_origin`]. Needs
+    /// [`accept_dpop`](Self::accept_dpop) or
+    /// [`accept_pop`](Self::accept_pop); a malformed origin is an error
+    /// from [`build`](Self::build).
+    pub fn public_origin(mut self, origin: impl Into<String>) -> Self {
+        self.public_origin = Some(origin.into());
+        self
+    }
+
+    /// Where DPoP proofs and signed HTTP requests are remembered (a store
+    /// shared by every replica, say); see
+    /// [`CnfValidationLayer::replay_store`]. Default: in memory. Needs
+    /// [`accept_dpop`](Self::accept_dpop) or
+    /// [`accept_pop`](Self::accept_pop).
+    pub fn replay_store(mut self, store: impl ReplayStore) -> Self {
+        self.replay_store = Some(BoxReplayStore::new(store));
+        self
+    }
+
+    /// Checks the settings, reads the files and builds the server. Needs no
+    /// Tokio runtime and makes no request.
+    pub fn build(self) -> Result<ResourceServer, ResourceServerError> {
+        use ResourceServerErrorKind as K;
+        let issuer = self
+            .issuer
+            .ok_or_else(|| ResourceServerError::new(K::MissingIssuer))?;
+        let jwks = JwksSource::discover(&issuer)
+            .map_err(|e| ResourceServerError::new(K::InvalidIssuer).with_source(e))?;
+        if self.audiences.is_empty() {
+            return Err(ResourceServerError::new(K::MissingAudience));
+        }
+        if self.audiences.iter().any(|a| a.trim().is_empty()) {
+            return Err(ResourceServerError::new(K::EmptyAudience));
+        }
+        if self.algorithms.as_ref().is_some_and(Vec::is_empty) {
+            return Err(ResourceServerError::new(K::NoAlgorithms));
+        }
+        if let Err(refusal) = check_relaxable(&self.allow_missing) {
+            return Err(ResourceServerError::new(K::ClaimAlwaysRequired).with_source(refusal));
+        }
+
+        let proofs = self.dpop.is_some() || self.pop.is_some();
+        if !proofs && (self.public_origin.is_some() || self.replay_store.is_some()) {
+            return Err(
+                ResourceServerError::new(K::ConflictingOptions).with_message(
+                    "public_origin and replay_store are DPoP and PoP settings: both are off \
+                     without accept_dpop or accept_pop",
+                ),
+            );
+        }
+        if self.pop.as_ref().is_some_and(ShrVerifier::requires_body) {
+            return Err(
+                ResourceServerError::new(K::ConflictingOptions).with_message(
+                    "accept_pop: the server does not buffer request bodies, so a verifier \
+                     that requires the body hash b would refuse every request; stack \
+                     BufferBodyLayer outside ResourceServer::layer() instead",
+                ),
+            );
+        }
+        if let Some(origin) = &self.public_origin {
+            CnfValidationLayer::new(())
+                .try_public_origin(origin)
+                .map_err(|e| ResourceServerError::new(K::InvalidPublicOrigin).with_source(e))?;
+        }
+
+        let invalid_scope = |e| ResourceServerError::new(K::InvalidScope).with_source(e);
+        // Checked now, before any file is read; applied once the validator
+        // is built.
+        for scope in &self.scopes {
+            CnfValidationLayer::new(())
+                .try_required_scope(scope.as_str())
+                .map_err(invalid_scope)?;
+        }
+
+        let tls = match (self.tls, self.client_certs) {
+            (None, _) => return Err(ResourceServerError::new(K::MissingTls)),
+            (Some(Tls::Config(_)), Some(_)) => {
+                return Err(
+                    ResourceServerError::new(K::ConflictingOptions).with_message(
+                        "client_cert_mode and client_ca_file cannot change a ready tls_config: \
+                     set client certificates in the ServerConfig, or use tls_pem_files",
+                    ),
+                );
+            }
+            (Some(Tls::Config(config)), None) => config,
+            (Some(Tls::PemFiles { cert, key }), client_certs) => {
+                let mode = match client_certs {
+                    None => ClientCertMode::any_certificate(),
+                    Some(ClientCerts::Mode(mode)) => mode,
+                    Some(ClientCerts::CaFile(path)) => {
+                        let roots =
+                            crate::identity::root_store_from_pem_file(&path).map_err(|e| {
+                                ResourceServerError::new(K::ClientCa)
+                                    .at(&path)
+                                    .with_source(e)
+                            })?;
+                        ClientCertMode::trusted_roots(roots)
+                    }
+                };
+                // The verifier first, so that its failure is not blamed on
+                // the certificate files.
+                mode.verifier()
+                    .map_err(|e| ResourceServerError::new(K::ClientCa).with_source(e))?;
+                let config = ServerTlsConfig::new(mode)
+                    .build_from_pem_files(&cert, &key)
+                    .map_err(|e| tls_file_error(e, &cert, &key))?;
+                Arc::new(config)
+            }
+        };
+
+        let roots = match self.issuer_roots {
+            Some(IssuerRoots::Store(roots)) => roots,
+            Some(IssuerRoots::CaFile(path)) => Arc::new(
+                crate::identity::root_store_from_pem_file(&path).map_err(|e| {
+                    ResourceServerError::new(K::IssuerTls)
+                        .at(&path)
+                        .with_source(e)
+                })?,
+            ),
+            None => Arc::new(tls::platform_roots().ok_or_else(|| {
+                ResourceServerError::new(K::IssuerTls).with_message(
+                    "no platform root certificates found; trust the issuer with \
+                     issuer_root_store or issuer_root_ca_file",
+                )
+            })?),
+        };
+        let mut remote = jwks.root_store(roots.clone());
+        if let Some(interval) = self.refresh_interval {
+            remote = remote.refresh_interval(interval);
+        }
+        if let Some(cooldown) = self.cooldown {
+            remote = remote.unknown_kid_cooldown(cooldown);
+        }
+        if let Some(timeout) = self.issuer_timeout {
+            remote = remote.timeout(timeout);
+        }
+
+        let mut validator = JwtValidator::builder().issuer(&issuer).jwks(remote);
+        for audience in &self.audiences {
+            validator = validator.audience(audience.clone());
+        }
+        if let Some(algorithms) = self.algorithms {
+            validator = validator.algorithms(algorithms);
+        }
+        if let Some(leeway) = self.leeway {
+            validator = validator.leeway(leeway);
+        }
+        let validator = validator
+            .allow_missing_claims(self.allow_missing)
+            .build()
+            .map_err(|e| ResourceServerError::new(K::IssuerTls).with_source(e))?;
+        #[cfg(feature = "client")]
+        let validator = introspection::validator(
+            self.introspection,
+            validator,
+            &issuer,
+            &self.audiences,
+            &roots,
+        )?;
+        #[cfg(not(feature = "client"))]
+        let validator = JwtOrIntrospection::jwt_only(validator);
+
+        let mut layer = CnfValidationLayer::new(validator);
+        for scope in self.scopes {
+            layer = layer.try_required_scope(scope).map_err(invalid_scope)?;
+        }
+        if self.allow_unbound {
+            layer = layer.allow_unbound();
+        }
+        if self.terse {
+            layer = layer.terse();
+        }
+        if let Some(store) = self.replay_store {
+            layer = layer.replay_store(store);
+        }
+        if let Some(verifier) = self.dpop {
+            layer = layer.accept_dpop(verifier);
+        }
+        if let Some(verifier) = self.pop {
+            layer = layer.accept_pop(verifier);
+        }
+        if let Some(origin) = &self.public_origin {
+            layer = layer
+                .try_public_origin(origin)
+                .map_err(|e| ResourceServerError::new(K::InvalidPublicOrigin).with_source(e))?;
+        }
+        Ok(ResourceServer {
+            issuer,
+            layer,
+            tls,
+            handshake_timeout: self.handshake_timeout,
+        })
+    }
+}
+
+/// A TLS error while reading the server's files, naming the file.
+fn tls_file_error(e: ServerTlsError, cert: &Path, key: &Path) -> ResourceServerError {
+    let path = match (e.path(), e.kind()) {
+        (Some(path), _) => path.to_owned(),
+        // Errors without a file are about the pair: name the key, which
+        // does not belong to the certificate.
+        (None, ServerTlsErrorKind::KeyMismatch) => key.to_owned(),
+        (None, _) => cert.to_owned(),
+    };
+    ResourceServerError::new(ResourceServerErrorKind::Tls)
+        .at(&path)
+        .with_source(e)
+}

@@ -1,0 +1,50 @@
+//! Unit tests of the resource server builder: settings refused at build.
+
+use super::*;
+use crate::proof::dpop::DpopVerifier;
+use crate::proof::shr::ShrVerifier;
+
+#[test]
+fn dpop_settings_are_checked_at_build() {
+    use ResourceServerErrorKind as K;
+    let base = || {
+        ResourceServer::builder()
+            .issuer("https://login.example")
+            .audience("https://api.example")
+    };
+    let kind = |builder: ResourceServerBuilder| builder.build().unwrap_err().kind();
+    assert_eq!(
+        kind(base().public_origin("https://api.example")),
+        K::ConflictingOptions
+    );
+    assert_eq!(
+        kind(base().replay_store(crate::replay::MemoryReplayStore::new())),
+        K::ConflictingOptions
+    );
+    let err = base()
+        .accept_dpop(DpopVerifier::new())
+        .public_origin("api.example")
+        .build()
+        .unwrap_err();
+    assert_eq!(err.kind(), K::InvalidPublicOrigin);
+    assert!(err.to_string().contains("not a public origin"), "{err}");
+    // Good PoP settings too.
+    assert_eq!(
+        kind(
+            base()
+                .accept_pop(ShrVerifier::new())
+                .public_origin("https://api.example")
+                .replay_store(crate::replay::MemoryReplayStore::new())
+        ),
+        K::MissingTls
+    );
+    // Good DPoP settings get as far as the missing TLS files.
+    assert_eq!(
+        kind(
+            base()
+                .accept_dpop(DpopVerifier::new())
+                .public_origin("https://api.example")
+        ),
+        K::MissingTls
+    );
+}
