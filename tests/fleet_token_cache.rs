@@ -24,9 +24,10 @@ use redis_support::{RedisCluster, RedisServer};
 use tower_token_binding::binding::Scheme;
 use tower_token_binding::proof::dpop::DpopVerifier;
 use tower_token_binding::proof::{Algorithm, ProofKey};
-use tower_token_binding::test_util::{TestCert, TestIssuer, TestPki};
+use tower_token_binding::test_util::{Fault, TestCert, TestIssuer, TestPki};
 use tower_token_binding::token::{
-    RedisCacheStats, RedisTokenCache, SharedCachePolicy, Token, TokenCache,
+    BoxError, CacheKey, RedisCacheStats, RedisTokenCache, SharedCachePolicy, Token, TokenCache,
+    TokenSource,
 };
 use tower_token_binding::{BoundClient, CnfValidationLayer};
 
@@ -457,4 +458,175 @@ async fn a_cluster_node_killed_fails_no_call() {
     // restarted on the client side.
     assert!(up.fetched_under_lock > down.fetched_under_lock, "{up:?}");
     assert_eq!(world.issuer.tokens_issued() as u64, fetches(&stacks));
+}
+
+#[tokio::test]
+async fn an_unbound_token_fetched_with_a_certificate_never_goes_to_redis() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let pki = TestPki::new().unwrap();
+    let issuer = TestIssuer::start(&pki).await.unwrap();
+    // The API takes plain bearer tokens too: the calls must succeed.
+    let layer = CnfValidationLayer::new(support::jwt_validator(
+        &pki,
+        &issuer,
+        Duration::from_secs(1),
+    ))
+    .allow_unbound();
+    let api = support::start_api(&pki, layer).await;
+    let cert = pki.client_cert("svc.example").unwrap();
+    // The issuer leaves `cnf` out: a DPoP token type, a certificate on the
+    // connection, and a bearer token all the same.
+    issuer.set_fault(Some(Fault::Unbound));
+    let key = ProofKey::generate(Algorithm::Es256).unwrap();
+    let shared = three(&redis.url()).await;
+    let stacks: Vec<BoundClient> = shared
+        .iter()
+        .map(|shared| {
+            BoundClient::builder()
+                .token_endpoint(issuer.mtls_token_endpoint())
+                .client_id("svc")
+                .identity(cert.identity().unwrap())
+                .scheme(Scheme::Dpop)
+                .dpop_key(key.clone())
+                .allow_unbound_fallback()
+                .root_store(pki.root_store())
+                .shared_token_cache(shared.clone())
+                .build()
+                .unwrap()
+        })
+        .collect();
+    let world = World {
+        pki,
+        issuer,
+        api,
+        cert,
+    };
+    assert_eq!(calls(&world, &stacks, 10).await, 0);
+    let stats = sum(&shared
+        .iter()
+        .map(RedisTokenCache::stats)
+        .collect::<Vec<_>>());
+    assert_eq!(stats.stored, 0, "{stats:?}");
+    // At most the short marker that sends waiters to the issuer; no token.
+    for key in redis.keys() {
+        let value = redis.command(&["GET", &key]);
+        assert!(
+            value.contains("\"unshareable\":true") && !value.contains("access_token"),
+            "{key}: {value}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_token_endpoint_slower_than_the_old_lock_still_means_one_fetch() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let world = World::start().await;
+    // Longer than the old 5 s lock, shorter than the endpoint's timeout.
+    world
+        .issuer
+        .set_fault(Some(Fault::Delay(Duration::from_secs(6))));
+    let shared = three(&redis.url()).await;
+    let stacks: Vec<BoundClient> = shared.iter().map(|s| world.stack(s.clone())).collect();
+    assert_eq!(calls(&world, &stacks, 10).await, 0);
+    let stats = sum(&shared
+        .iter()
+        .map(RedisTokenCache::stats)
+        .collect::<Vec<_>>());
+    assert_eq!(world.issuer.tokens_issued(), 1, "{stats:?}");
+    assert_eq!(
+        (stats.fetched_under_lock, stats.fetched_directly, stats.hits),
+        (1, 0, 2),
+        "{stats:?}"
+    );
+}
+
+/// A source that binds shared tokens but fetches bearer tokens (which the
+/// shared cache does not take by default), slowly.
+struct BearerFromABindingSource(Arc<AtomicUsize>);
+
+impl TokenSource for BearerFromABindingSource {
+    type Future = futures_util::future::BoxFuture<'static, Result<Token, BoxError>>;
+
+    fn fetch(&self) -> Self::Future {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Box::pin(async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            Ok(Token::new("bearer").expires_in(Duration::from_secs(600)))
+        })
+    }
+
+    fn bind_shared(&self, _key: &CacheKey, token: Token) -> Option<Token> {
+        Some(token)
+    }
+}
+
+#[tokio::test]
+async fn unshareable_tokens_do_not_queue_the_fleet() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    // A source that cannot bind: the shared cache is not used at all.
+    let asked = Arc::new(AtomicUsize::new(0));
+    let shared = three(&redis.url()).await;
+    let caches: Vec<TokenCache> = shared
+        .iter()
+        .map(|shared| {
+            let asked = asked.clone();
+            TokenCache::builder().shared(shared.clone()).build(move || {
+                asked.fetch_add(1, Ordering::SeqCst);
+                async {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    Ok(Token::new("bearer").expires_in(Duration::from_secs(600)))
+                }
+            })
+        })
+        .collect();
+    for token in join_all(caches.iter().map(TokenCache::get)).await {
+        token.unwrap();
+    }
+    let stats = sum(&shared
+        .iter()
+        .map(RedisTokenCache::stats)
+        .collect::<Vec<_>>());
+    assert_eq!(asked.load(Ordering::SeqCst), 3);
+    assert_eq!(stats, RedisCacheStats::default(), "no Redis at all");
+
+    // A source that binds, with a token that cannot be shared: one takes
+    // the lock, and its marker sends the others to the source at once.
+    let asked = Arc::new(AtomicUsize::new(0));
+    let shared = three(&redis.url()).await;
+    let caches: Vec<TokenCache> = shared
+        .iter()
+        .map(|shared| {
+            TokenCache::builder()
+                .shared(shared.clone())
+                .build(BearerFromABindingSource(asked.clone()))
+        })
+        .collect();
+    for token in join_all(caches.iter().map(TokenCache::get)).await {
+        token.unwrap();
+    }
+    let stats = sum(&shared
+        .iter()
+        .map(RedisTokenCache::stats)
+        .collect::<Vec<_>>());
+    assert_eq!(asked.load(Ordering::SeqCst), 3);
+    assert_eq!(
+        (
+            stats.fetched_under_lock,
+            stats.fetched_directly,
+            stats.stored
+        ),
+        (1, 2, 0),
+        "no chain of locks: {stats:?}"
+    );
+}
+
+/// Three connections to one Redis.
+async fn three(url: &str) -> Vec<RedisTokenCache> {
+    join_all((0..3).map(|_| connect(url))).await
 }
