@@ -304,6 +304,34 @@ mod tests {
         assert!(matches!(jwt_confirmation("a.!!!.c"), JwtCnf::NotJwt));
     }
 
+    #[cfg(feature = "test-util")]
+    #[test]
+    fn opaque_tokens_count_as_certificate_bound_only_when_the_source_says_so() {
+        use crate::token::TokenBinding;
+        let identity = crate::test_util::TestPki::new()
+            .unwrap()
+            .client_cert("svc.example")
+            .unwrap()
+            .identity()
+            .unwrap();
+        let read = |opaque_bound| {
+            let token = Token::new("opaque");
+            certificate_bound(
+                token,
+                jwt_confirmation("opaque"),
+                identity.clone(),
+                opaque_bound,
+                StatusCode::OK,
+            )
+            .unwrap()
+        };
+        let bearer = read(false);
+        // Sent over the certificate's connection, bound to nothing.
+        assert!(bearer.identity().is_some());
+        assert_eq!(bearer.binding(), TokenBinding::None);
+        assert_eq!(read(true).binding(), TokenBinding::Certificate);
+    }
+
     #[test]
     fn oauth_errors_keep_code_and_description() {
         let e = oauth_error(
