@@ -626,6 +626,60 @@ async fn unshareable_tokens_do_not_queue_the_fleet() {
     );
 }
 
+/// A source of DPoP-bound tokens that takes 1.2 s per fetch.
+struct SlowDpopSource(
+    Arc<AtomicUsize>,
+    tower_token_binding::proof::dpop::DpopProofs,
+);
+
+impl TokenSource for SlowDpopSource {
+    type Future = futures_util::future::BoxFuture<'static, Result<Token, BoxError>>;
+
+    fn fetch(&self) -> Self::Future {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        let proofs = self.1.clone();
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(1200)).await;
+            let token = Token::new("slow").with_token_type("DPoP");
+            Ok(token
+                .expires_in(Duration::from_secs(600))
+                .dpop_bound(proofs))
+        })
+    }
+
+    fn bind_shared(&self, _key: &CacheKey, token: Token) -> Option<Token> {
+        Some(token.dpop_bound(self.1.clone()))
+    }
+}
+
+#[tokio::test]
+async fn the_lock_holder_extends_its_lock_while_it_fetches() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let proofs = tower_token_binding::proof::dpop::DpopProofs::new(
+        ProofKey::generate(Algorithm::Es256).unwrap(),
+    );
+    let asked = Arc::new(AtomicUsize::new(0));
+    let mut caches = Vec::new();
+    for _ in 0..3 {
+        // A lock of 300 ms, four times shorter than a fetch.
+        let policy = SharedCachePolicy::default()
+            .timeout(Duration::from_secs(2))
+            .lock_ttl(Duration::from_millis(300));
+        let shared = RedisTokenCache::connect(&redis.url())
+            .await
+            .unwrap()
+            .policy(policy);
+        let source = SlowDpopSource(asked.clone(), proofs.clone());
+        caches.push(TokenCache::builder().shared(shared).build(source));
+    }
+    for token in join_all(caches.iter().map(TokenCache::get)).await {
+        assert_eq!(token.unwrap().token().access_token().secret(), "slow");
+    }
+    assert_eq!(asked.load(Ordering::SeqCst), 1, "one fetch for the three");
+}
+
 /// Three connections to one Redis.
 async fn three(url: &str) -> Vec<RedisTokenCache> {
     join_all((0..3).map(|_| connect(url))).await

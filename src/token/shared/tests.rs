@@ -303,8 +303,8 @@ async fn writes_after_a_fetch_do_not_hold_up_the_caller() {
         put_hangs: true,
         ..Fake::default()
     });
-    // Hours for each operation: a caller that waited for the write would
-    // not be back before the unlock.
+    // A minute for each operation: a caller that waited for the write
+    // would be back only after it timed out and the lock was released.
     struct Slow(Arc<Fake>);
     impl SharedTokenCache for Slow {
         fn get(&self, key: &SharedKey) -> BoxFuture<'static, Result<Option<Vec<u8>>, BoxError>> {
@@ -336,7 +336,7 @@ async fn writes_after_a_fetch_do_not_hold_up_the_caller() {
         fn policy(&self) -> SharedCachePolicy {
             SharedCachePolicy::default()
                 .allow_bearer_tokens()
-                .timeout(Duration::from_secs(3600))
+                .timeout(Duration::from_secs(60))
         }
     }
     let tier = SharedTier::new(Arc::new(Slow(fake.clone())), 0.7);
