@@ -476,8 +476,7 @@ async fn an_unbound_token_fetched_with_a_certificate_never_goes_to_redis() {
     .allow_unbound();
     let api = support::start_api(&pki, layer).await;
     let cert = pki.client_cert("svc.example").unwrap();
-    // The issuer leaves `cnf` out: a DPoP token type, a certificate on the
-    // connection, and a bearer token all the same.
+    // No `cnf`: a bearer token, whatever its type and connection.
     issuer.set_fault(Some(Fault::Unbound));
     let key = ProofKey::generate(Algorithm::Es256).unwrap();
     let shared = three(&redis.url()).await;
@@ -509,7 +508,7 @@ async fn an_unbound_token_fetched_with_a_certificate_never_goes_to_redis() {
         .map(RedisTokenCache::stats)
         .collect::<Vec<_>>());
     assert_eq!(stats.stored, 0, "{stats:?}");
-    // At most the short marker that sends waiters to the issuer; no token.
+    // At most the marker that sends waiters to the issuer; no token.
     for key in redis.keys() {
         let value = redis.command(&["GET", &key]);
         assert!(
@@ -595,8 +594,7 @@ async fn unshareable_tokens_do_not_queue_the_fleet() {
     assert_eq!(asked.load(Ordering::SeqCst), 3);
     assert_eq!(stats, RedisCacheStats::default(), "no Redis at all");
 
-    // A source that binds, with a token that cannot be shared: one takes
-    // the lock, and its marker sends the others to the source at once.
+    // Binds, but its token cannot be shared: the marker frees the waiters.
     let asked = Arc::new(AtomicUsize::new(0));
     let shared = three(&redis.url()).await;
     let caches: Vec<TokenCache> = shared
@@ -626,7 +624,8 @@ async fn unshareable_tokens_do_not_queue_the_fleet() {
     );
 }
 
-/// A source of DPoP-bound tokens that takes 1.2 s per fetch.
+/// A source of DPoP-bound tokens that takes 1.2 s per fetch (a lock of
+/// 300 ms below).
 struct SlowDpopSource(
     Arc<AtomicUsize>,
     tower_token_binding::proof::dpop::DpopProofs,
@@ -663,7 +662,6 @@ async fn the_lock_holder_extends_its_lock_while_it_fetches() {
     let asked = Arc::new(AtomicUsize::new(0));
     let mut caches = Vec::new();
     for _ in 0..3 {
-        // A lock of 300 ms, four times shorter than a fetch.
         let policy = SharedCachePolicy::default()
             .timeout(Duration::from_secs(2))
             .lock_ttl(Duration::from_millis(300));
@@ -680,7 +678,22 @@ async fn the_lock_holder_extends_its_lock_while_it_fetches() {
     assert_eq!(asked.load(Ordering::SeqCst), 1, "one fetch for the three");
 }
 
-/// Three connections to one Redis.
+#[tokio::test]
+async fn caches_made_with_another_prefix_or_policy_share_the_counters() {
+    use tower_token_binding::token::{SharedCacheEvent, SharedTokenCache};
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let base = RedisTokenCache::connect(&redis.url()).await.unwrap();
+    let derived = base
+        .clone()
+        .prefix("other:")
+        .unwrap()
+        .policy(SharedCachePolicy::default());
+    derived.record(SharedCacheEvent::Hit);
+    assert_eq!((base.stats().hits, derived.stats().hits), (1, 1));
+}
+
 async fn three(url: &str) -> Vec<RedisTokenCache> {
     join_all((0..3).map(|_| connect(url))).await
 }
