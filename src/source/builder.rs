@@ -28,6 +28,7 @@ pub struct ClientCredentialsBuilder {
     identity: Option<SharedIdentity>,
     params: Vec<(String, String)>,
     entra: bool,
+    opaque_certificate_bound: bool,
     default_lifetime: Option<Duration>,
     timeout: Option<Duration>,
     pool: Option<MtlsClientPool<Full<Bytes>>>,
@@ -154,6 +155,23 @@ impl ClientCredentialsBuilder {
     /// it). Send such tokens with the `mtls_pop` header word.
     pub fn entra_mtls_pop(mut self) -> Self {
         self.entra = true;
+        self
+    }
+
+    /// Says that the authorization server binds the opaque (non-JWT) tokens
+    /// it issues to this client's certificate (RFC 8705; the client is
+    /// registered with `tls_client_certificate_bound_access_tokens`).
+    ///
+    /// A JWT says how it is bound (`cnf`), but an opaque token does not, and
+    /// neither does the token response: a server that uses the certificate
+    /// only to authenticate the client issues bearer tokens. Without this
+    /// setting (or [`entra_mtls_pop`](Self::entra_mtls_pop), whose
+    /// `mtls_pop` type says it), an opaque token is still sent over the
+    /// certificate's connection but counts as a bearer token
+    /// ([`TokenBinding::None`](crate::token::TokenBinding::None)): a shared
+    /// token cache does not store it unless bearer tokens are allowed there.
+    pub fn opaque_tokens_certificate_bound(mut self) -> Self {
+        self.opaque_certificate_bound = true;
         self
     }
 
@@ -376,6 +394,7 @@ impl ClientCredentialsBuilder {
                 identity,
                 params: self.params,
                 entra: self.entra,
+                opaque_certificate_bound: self.opaque_certificate_bound,
                 default_lifetime: self.default_lifetime.unwrap_or(Duration::from_secs(300)),
                 timeout: self.timeout.unwrap_or(Duration::from_secs(10)),
                 pool,

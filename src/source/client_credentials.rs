@@ -81,6 +81,8 @@ pub(super) struct Inner {
     pub(super) identity: Option<SharedIdentity>,
     pub(super) params: Vec<(String, String)>,
     pub(super) entra: bool,
+    /// Opaque tokens fetched with a certificate are bound to it.
+    pub(super) opaque_certificate_bound: bool,
     pub(super) default_lifetime: Duration,
     pub(super) timeout: Duration,
     pub(super) pool: MtlsClientPool<Full<Bytes>>,
@@ -211,6 +213,9 @@ impl TokenSource for ClientCredentials {
             return None;
         }
         let token = match identity {
+            Some(identity) if self.inner.dpop.is_some() || self.inner.pop.is_some() => {
+                token.with_identity(identity)
+            }
             Some(identity) => token.bound_to(identity),
             None => token,
         };

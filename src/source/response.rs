@@ -70,7 +70,10 @@ pub(super) fn read_token(
     let claims = jwt_confirmation(access_token);
     match (&inner.dpop, identity) {
         (Some(proofs), identity) => dpop_bound(token, claims, proofs, identity, status),
-        (None, Some(identity)) => certificate_bound(token, claims, identity, status),
+        (None, Some(identity)) => {
+            let opaque_bound = inner.entra || inner.opaque_certificate_bound;
+            certificate_bound(token, claims, identity, opaque_bound, status)
+        }
         // The builder refuses a source with neither.
         (None, None) => Err(invalid(
             "neither a certificate nor a DPoP key to bind to".to_owned(),
@@ -79,15 +82,26 @@ pub(super) fn read_token(
 }
 
 /// Checks that a token asked for with a certificate is bound to it.
+///
+/// An opaque token says nothing about its binding, and neither does the
+/// token response (RFC 8705 adds no field to it): an authorization server
+/// may use the certificate only to authenticate the client and issue a
+/// bearer token. So an opaque token counts as bound to the certificate
+/// only when `opaque_bound` (the source asked for `mtls_pop` tokens, whose
+/// type says so, or was told that this server binds its tokens); otherwise
+/// it is sent over the certificate's connection but counts as a bearer
+/// token ([`TokenBinding::None`](crate::token::TokenBinding::None)).
 fn certificate_bound(
     token: Token,
     claims: JwtCnf,
     identity: ClientIdentity,
+    opaque_bound: bool,
     status: StatusCode,
 ) -> Result<Token, TokenEndpointError> {
     match claims {
-        // Not a JWT: opaque to us; the server binds it.
-        JwtCnf::NotJwt => Ok(token.bound_to(identity)),
+        JwtCnf::NotJwt if opaque_bound => Ok(token.bound_to(identity)),
+        // Opaque, and nothing says the server bound it.
+        JwtCnf::NotJwt => Ok(token.with_identity(identity)),
         JwtCnf::Unbound => {
             tracing::warn!("the token endpoint returned a JWT without cnf: an unbound token");
             Ok(token)
@@ -111,7 +125,9 @@ fn certificate_bound(
 
 /// Checks that a token asked for with a DPoP proof is bound to its key
 /// (`cnf.jkt`) and, when it is bound to a certificate as well, to ours.
-/// The identity that authenticated goes with the token, for transport.
+/// The identity that authenticated goes with the token, for transport
+/// only: a JWT without `cnf` stays unbound
+/// ([`TokenBinding::None`](crate::token::TokenBinding::None)).
 fn dpop_bound(
     token: Token,
     claims: JwtCnf,
@@ -120,7 +136,7 @@ fn dpop_bound(
     status: StatusCode,
 ) -> Result<Token, TokenEndpointError> {
     let token = match identity.clone() {
-        Some(identity) => token.bound_to(identity),
+        Some(identity) => token.with_identity(identity),
         None => token,
     };
     let cnf = match claims {
@@ -170,7 +186,8 @@ fn dpop_bound(
 /// Checks that a PoP token is bound to our key: a JWT's `cnf.kid` must be
 /// our KID (a JWT without `cnf` is returned unbound, with a warning; an
 /// opaque token is taken as bound, as `token_type: pop` says). The identity
-/// that authenticated goes with the token, for transport.
+/// that authenticated goes with the token, for transport only: it does not
+/// make the token bound.
 fn pop_bound(
     token: Token,
     access_token: &str,
@@ -179,7 +196,7 @@ fn pop_bound(
     status: StatusCode,
 ) -> Result<Token, TokenEndpointError> {
     let token = match identity {
-        Some(identity) => token.bound_to(identity),
+        Some(identity) => token.with_identity(identity),
         None => token,
     };
     let Some(claims) = jwt_payload(access_token) else {
@@ -285,6 +302,34 @@ mod tests {
             JwtCnf::Malformed(_)
         ));
         assert!(matches!(jwt_confirmation("a.!!!.c"), JwtCnf::NotJwt));
+    }
+
+    #[cfg(feature = "test-util")]
+    #[test]
+    fn opaque_tokens_count_as_certificate_bound_only_when_the_source_says_so() {
+        use crate::token::TokenBinding;
+        let identity = crate::test_util::TestPki::new()
+            .unwrap()
+            .client_cert("svc.example")
+            .unwrap()
+            .identity()
+            .unwrap();
+        let read = |opaque_bound| {
+            let token = Token::new("opaque");
+            certificate_bound(
+                token,
+                jwt_confirmation("opaque"),
+                identity.clone(),
+                opaque_bound,
+                StatusCode::OK,
+            )
+            .unwrap()
+        };
+        let bearer = read(false);
+        // Sent over the certificate's connection, bound to nothing.
+        assert!(bearer.identity().is_some());
+        assert_eq!(bearer.binding(), TokenBinding::None);
+        assert_eq!(read(true).binding(), TokenBinding::Certificate);
     }
 
     #[test]

@@ -255,15 +255,37 @@ impl TokenCacheBuilder {
     }
 
     /// Builds the cache in front of `source`.
+    ///
+    /// The shared cache is left out when nothing could be shared: the
+    /// source cannot bind a shared token
+    /// ([`TokenSource::bind_shared`] answers `None` for a token of its
+    /// current key) and bearer tokens are not allowed
+    /// ([`SharedCachePolicy::allow_bearer_tokens`](super::SharedCachePolicy::allow_bearer_tokens)).
+    /// Each process then fetches by itself, without waiting on the others.
     pub fn build(self, source: impl TokenSource) -> TokenCache {
         // Shared entries live until the earliest refresh point.
         let ttl_share = self.config.refresh_share - self.config.jitter_share;
+        let shared = self.shared.and_then(|store| {
+            if store.0.policy().allows_bearer_tokens() {
+                return Some(store);
+            }
+            let key = source.cache_key();
+            let probe = Token::new("probe").expires_in(Duration::from_secs(60));
+            if source.bind_shared(&key, probe).is_some() {
+                Some(store)
+            } else {
+                tracing::debug!(
+                    "the token source cannot bind shared tokens and bearer tokens are not shared: the shared cache is not used"
+                );
+                None
+            }
+        });
         TokenCache {
             inner: Arc::new(Inner {
                 source: Box::new(source),
                 current: RwLock::new(None),
                 flight: Mutex::new(Flight::default()),
-                shared: self.shared.map(|store| SharedTier::new(store.0, ttl_share)),
+                shared: shared.map(|store| SharedTier::new(store.0, ttl_share)),
                 config: self.config,
                 fetches: AtomicU64::new(0),
                 hits: AtomicU64::new(0),

@@ -25,4 +25,4 @@ pub use shared::{LockOwner, SharedCacheEvent, SharedCachePolicy, SharedKey, Shar
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use shared::{RedisCacheStats, RedisTokenCache};
 pub use source::{BoxError, StaticToken, TokenSource};
-pub use token::{AccessToken, Token};
+pub use token::{AccessToken, Token, TokenBinding};

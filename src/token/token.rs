@@ -44,8 +44,9 @@ impl Eq for AccessToken {}
 
 /// A token as a [`TokenSource`](super::TokenSource) yields it: the access
 /// token, its type as the server named it, when it expires, and what it is
-/// bound to: a client identity (RFC 8705), a DPoP key (RFC 9449), or
-/// nothing.
+/// bound to ([`binding`](Self::binding): a certificate (RFC 8705), a DPoP
+/// key (RFC 9449), a PoP key, or nothing), apart from the client identity
+/// whose TLS connection carries it ([`identity`](Self::identity)).
 ///
 /// ```
 /// use std::time::Duration;
@@ -64,6 +65,24 @@ pub struct Token {
     identity: Option<ClientIdentity>,
     dpop: Option<DpopProofs>,
     pop: Option<SignedHttpRequests>,
+    binding: TokenBinding,
+}
+
+/// How a [`Token`] is bound, as far as its source knows: what a thief would
+/// need besides the token. A shared cache stores a token only when it is
+/// bound (or bearer tokens are explicitly allowed there).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TokenBinding {
+    /// Not bound: a bearer token, usable by whoever holds it (even when it
+    /// travels over a connection with a client certificate).
+    None,
+    /// Bound to a client certificate (RFC 8705, `cnf.x5t#S256`).
+    Certificate,
+    /// Bound to a DPoP key (RFC 9449, `cnf.jkt`).
+    Dpop,
+    /// Bound to a PoP key (Microsoft signed HTTP requests, `cnf.kid`).
+    Pop,
 }
 
 impl Token {
@@ -76,6 +95,7 @@ impl Token {
             identity: None,
             dpop: None,
             pop: None,
+            binding: TokenBinding::None,
         }
     }
 
@@ -97,9 +117,24 @@ impl Token {
         self
     }
 
-    /// Marks the token as bound to `identity`: requests that carry it must go
-    /// out over a TLS connection presenting that identity.
+    /// Marks the token as bound to `identity`'s certificate: requests that
+    /// carry it must go out over a TLS connection presenting that identity.
+    /// ([`binding`](Self::binding) becomes
+    /// [`Certificate`](TokenBinding::Certificate), unless the token is
+    /// already bound to a DPoP or PoP key.)
     pub fn bound_to(mut self, identity: ClientIdentity) -> Self {
+        self.identity = Some(identity);
+        if self.binding == TokenBinding::None {
+            self.binding = TokenBinding::Certificate;
+        }
+        self
+    }
+
+    /// Sends the token over a TLS connection presenting `identity`, without
+    /// saying it is bound to it (a token asked for with a certificate used
+    /// only to authenticate the client). [`binding`](Self::binding) does
+    /// not change.
+    pub fn with_identity(mut self, identity: ClientIdentity) -> Self {
         self.identity = Some(identity);
         self
     }
@@ -120,6 +155,7 @@ impl Token {
     /// ```
     pub fn dpop_bound(mut self, proofs: DpopProofs) -> Self {
         self.dpop = Some(proofs);
+        self.binding = TokenBinding::Dpop;
         self
     }
 
@@ -139,6 +175,7 @@ impl Token {
     /// ```
     pub fn pop_bound(mut self, shrs: SignedHttpRequests) -> Self {
         self.pop = Some(shrs);
+        self.binding = TokenBinding::Pop;
         self
     }
 
@@ -157,11 +194,19 @@ impl Token {
         self.expires_at
     }
 
-    /// The identity it is bound to (or, for a DPoP-bound token, the one
-    /// that authenticated the client when it was asked for); `None` for a
-    /// token not bound to a certificate.
+    /// The identity whose TLS connection carries it: the certificate it is
+    /// bound to, or the one that authenticated the client when it was
+    /// asked for (a DPoP- or PoP-bound token, or one not bound at all);
+    /// `None` without a certificate.
     pub fn identity(&self) -> Option<&ClientIdentity> {
         self.identity.as_ref()
+    }
+
+    /// How it is bound: set by [`bound_to`](Self::bound_to),
+    /// [`dpop_bound`](Self::dpop_bound) and [`pop_bound`](Self::pop_bound),
+    /// never by [`with_identity`](Self::with_identity).
+    pub fn binding(&self) -> TokenBinding {
+        self.binding
     }
 
     /// The proofs of the DPoP key it is bound to; `None` for a token not

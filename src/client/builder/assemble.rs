@@ -183,6 +183,9 @@ impl BoundClientBuilder {
             if self.entra {
                 credentials = credentials.entra_mtls_pop();
             }
+            if self.opaque_bound {
+                credentials = credentials.opaque_tokens_certificate_bound();
+            }
             if let Some(timeout) = self.token_timeout {
                 credentials = credentials.timeout(timeout);
             }

@@ -100,6 +100,7 @@ pub struct BoundClientBuilder {
     self_signed: bool,
     params: Vec<(String, String)>,
     entra: bool,
+    opaque_bound: bool,
     token_timeout: Option<Duration>,
     default_expires_in: Option<Duration>,
     token_source: Option<Box<dyn FnOnce(TokenCacheBuilder) -> TokenCache + Send>>,
@@ -153,6 +154,7 @@ impl Default for BoundClientBuilder {
             self_signed: false,
             params: Vec::new(),
             entra: false,
+            opaque_bound: false,
             token_timeout: None,
             default_expires_in: None,
             token_source: None,
@@ -260,6 +262,17 @@ impl BoundClientBuilder {
     /// (unless [`header_word`](Self::header_word) says otherwise).
     pub fn entra_mtls_pop(mut self) -> Self {
         self.entra = true;
+        self
+    }
+
+    /// Says that the authorization server binds the opaque (non-JWT)
+    /// tokens it issues to this client's certificate; see
+    /// [`ClientCredentialsBuilder::opaque_tokens_certificate_bound`](crate::source::ClientCredentialsBuilder::opaque_tokens_certificate_bound).
+    /// Without it, an opaque `Bearer` token fetched with the certificate
+    /// counts as a bearer token, which a shared token cache does not store
+    /// by default.
+    pub fn opaque_tokens_certificate_bound(mut self) -> Self {
+        self.opaque_bound = true;
         self
     }
 

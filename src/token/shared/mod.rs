@@ -7,7 +7,13 @@
 //! process's L1 has no usable token (its single flight already made that
 //! one task per process), it asks the shared cache; on a miss, one process
 //! in the fleet takes a short lock and fetches; the others wait for its
-//! token with a bounded backoff, and fetch themselves if the lock expires.
+//! token with a bounded backoff, take the lock when it frees, and fetch
+//! themselves only when the store fails or after a hard cap
+//! ([`SharedCachePolicy::max_wait`]). The holder extends its lock while its
+//! fetch runs ([`SharedTokenCache::extend_lock`]), and writes the token and
+//! releases the lock in the background: a request never waits for those
+//! writes. After the first failure of the store, a fetch makes no more
+//! calls to it.
 //!
 //! - **Keys**: SHA-256 over the [`CacheKey`]: token
 //!   endpoint, client id, client authentication, scope, resource, the
@@ -20,7 +26,26 @@
 //! - **Only bound tokens by default**: a stolen certificate- or DPoP-bound
 //!   token is useless without the private key. Bearer tokens are shared
 //!   only after [`SharedCachePolicy::allow_bearer_tokens`], a risk: whoever
-//!   reads the shared cache can then use them.
+//!   reads the shared cache can then use them. What counts is how the token
+//!   is actually bound ([`Token::binding`]), never merely that it travels
+//!   over a connection with a client certificate: a JWT counts as bound
+//!   only with a matching `cnf`; a DPoP or PoP token without `cnf` is a
+//!   bearer token even when a certificate authenticated the client; an
+//!   opaque token fetched with a certificate counts as certificate-bound
+//!   only when its source says the server binds such tokens
+//!   ([`entra_mtls_pop`](crate::source::ClientCredentialsBuilder::entra_mtls_pop)
+//!   or
+//!   [`opaque_tokens_certificate_bound`](crate::source::ClientCredentialsBuilder::opaque_tokens_certificate_bound)):
+//!   RFC 8705 gives the client no sign of it in the token response. A token
+//!   is written only when its source binds a copy read back the same way.
+//! - **Unshareable tokens do not queue the fleet**: a cache whose source
+//!   cannot bind shared tokens
+//!   ([`TokenSource::bind_shared`](super::TokenSource::bind_shared) is
+//!   `None`), with bearer tokens not allowed, does not use the shared cache
+//!   at all. When a fetched token cannot be shared (a bearer token, one
+//!   living less than a second), the fetching process writes a short
+//!   marker instead (10 s), so that the processes waiting for it fetch at
+//!   once rather than one after another.
 //! - **Lifetime**: an entry lives until the token's refresh point (the
 //!   L1's refresh share less its jitter share, 70 % of the lifetime by
 //!   default), so the fleet refreshes well before expiry.
@@ -33,22 +58,25 @@
 //!   a fresh token replaces it.
 //!
 //! [`SharedTokenCache`] is the extension point: four operations (get, put,
-//! lock, unlock). `RedisTokenCache` (feature `redis`) is the provided
+//! lock, unlock), and a fifth with a default (extend a lock). `RedisTokenCache` (feature `redis`) is the provided
 //! implementation.
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
-use super::{AccessToken, BoxError, CacheKey, Token};
+use super::{AccessToken, BoxError, CacheKey, Token, TokenBinding};
 
+mod key;
+mod policy;
 #[cfg(feature = "redis")]
 mod redis;
+
+pub use self::key::{LockOwner, SharedKey};
+pub use self::policy::{SharedCacheEvent, SharedCachePolicy};
 
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
@@ -122,6 +150,21 @@ pub trait SharedTokenCache: Send + Sync + 'static {
         owner: &LockOwner,
     ) -> BoxFuture<'static, Result<(), BoxError>>;
 
+    /// Extends the lock of `key` to `ttl` from now if `owner` still holds
+    /// it: the holder calls it while its fetch runs, so that a slow token
+    /// endpoint does not let the lock expire under it. Default: nothing
+    /// (the lock lives its first `ttl`; choose
+    /// [`SharedCachePolicy::lock_ttl`] longer than a fetch).
+    fn extend_lock(
+        &self,
+        key: &SharedKey,
+        owner: &LockOwner,
+        ttl: Duration,
+    ) -> BoxFuture<'static, Result<(), BoxError>> {
+        let _ = (key, owner, ttl);
+        Box::pin(async { Ok(()) })
+    }
+
     /// The rules the cache follows with this store. Default:
     /// [`SharedCachePolicy::default`].
     fn policy(&self) -> SharedCachePolicy {
@@ -132,164 +175,6 @@ pub trait SharedTokenCache: Send + Sync + 'static {
     fn record(&self, event: SharedCacheEvent) {
         let _ = event;
     }
-}
-
-/// The key of a token in a shared cache: SHA-256 over its
-/// [`CacheKey`]. Its text form
-/// ([`Display`](fmt::Display)) is base64url, 43 characters.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct SharedKey([u8; 32]);
-
-impl SharedKey {
-    /// The key of tokens cached under `key`.
-    pub fn of(key: &CacheKey) -> Self {
-        Self(key.digest())
-    }
-
-    /// A key from a digest made elsewhere (the introspection validator's
-    /// answers, under the SHA-256 of their token).
-    #[cfg(feature = "server")]
-    pub(crate) const fn from_digest(digest: [u8; 32]) -> Self {
-        Self(digest)
-    }
-
-    /// The 32 bytes of the digest.
-    pub const fn as_bytes(&self) -> &[u8; 32] {
-        &self.0
-    }
-}
-
-impl fmt::Display for SharedKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&URL_SAFE_NO_PAD.encode(self.0))
-    }
-}
-
-impl fmt::Debug for SharedKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SharedKey({self})")
-    }
-}
-
-/// Who holds a lock: 128 random bits, new for each attempt to fetch.
-#[derive(Clone, PartialEq, Eq)]
-pub struct LockOwner(String);
-
-impl LockOwner {
-    /// A new random owner.
-    pub fn random() -> Self {
-        let mut bytes = [0u8; 16];
-        // Without randomness, a clock-based owner still differs between
-        // attempts and processes well enough for a lock that only saves
-        // fetches.
-        if aws_lc_rs::rand::fill(&mut bytes).is_err() {
-            let nanos = SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_nanos();
-            bytes = (nanos ^ u128::from(std::process::id())).to_be_bytes();
-        }
-        Self(URL_SAFE_NO_PAD.encode(bytes))
-    }
-
-    /// Its text, stored as the lock's value.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for LockOwner {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "LockOwner({})", self.0)
-    }
-}
-
-/// How a [`TokenCache`](super::TokenCache) uses a [`SharedTokenCache`].
-#[derive(Clone, Debug)]
-pub struct SharedCachePolicy {
-    allow_bearer: bool,
-    timeout: Duration,
-    lock_ttl: Duration,
-    poll: (Duration, Duration),
-}
-
-impl Default for SharedCachePolicy {
-    /// Bound tokens only; 500 ms per operation; a lock lives 5 s at most;
-    /// waiters look every 10 ms at first, backing off to every 200 ms.
-    fn default() -> Self {
-        Self {
-            allow_bearer: false,
-            timeout: Duration::from_millis(500),
-            lock_ttl: Duration::from_secs(5),
-            poll: (Duration::from_millis(10), Duration::from_millis(200)),
-        }
-    }
-}
-
-impl SharedCachePolicy {
-    /// Also shares bearer (unbound) tokens. **A risk**: anyone who can read
-    /// the shared store can use them, as they are not bound to a key. Only
-    /// where the store is as well guarded as the client secret.
-    pub fn allow_bearer_tokens(mut self) -> Self {
-        self.allow_bearer = true;
-        self
-    }
-
-    /// How long one operation may take before the store counts as down for
-    /// this fetch. Default 500 ms (the cache is asked only on the way to a
-    /// token fetch; a short timeout under CPU load would cost fetches).
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
-
-    /// How long a lock lives at most: longer than a token fetch takes
-    /// (the token endpoint's timeout, 10 s by default, is a safe bound;
-    /// default 5 s). A process that waited this long (and a little more)
-    /// fetches itself.
-    pub fn lock_ttl(mut self, ttl: Duration) -> Self {
-        self.lock_ttl = ttl.max(Duration::from_millis(10));
-        self
-    }
-
-    /// How often waiters look for the token: first after `min`, doubling
-    /// up to `max`. Default 10 ms to 200 ms.
-    pub fn poll_interval(mut self, min: Duration, max: Duration) -> Self {
-        let min = min.max(Duration::from_millis(1));
-        self.poll = (min, max.max(min));
-        self
-    }
-
-    /// Whether bearer tokens are shared.
-    pub fn allows_bearer_tokens(&self) -> bool {
-        self.allow_bearer
-    }
-}
-
-/// What happened in a shared cache, as told to
-/// [`SharedTokenCache::record`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum SharedCacheEvent {
-    /// A usable token was found.
-    Hit,
-    /// No token was found (the first look of a fetch).
-    Miss,
-    /// A value was found and ignored: it does not parse, belongs to
-    /// another key, has expired, was rejected by a server, or cannot be
-    /// bound here.
-    Unusable,
-    /// This process took the lock and fetched from the source.
-    FetchedUnderLock,
-    /// Another process held the lock: this one waited.
-    Waited,
-    /// A token was written.
-    Stored,
-    /// An operation failed or timed out.
-    Unavailable,
-    /// The source was asked without the lock: the store was unavailable,
-    /// or the lock was held too long.
-    FetchedDirectly,
 }
 
 /// What goes into the shared store: no key material.
@@ -310,17 +195,43 @@ struct Entry {
 
 const FORMAT: u32 = 1;
 
-/// The kind of binding a token has, as stored.
+/// What a process writes when the token it fetched cannot be shared, so
+/// that the processes waiting for it fetch at once.
+#[derive(Serialize, Deserialize)]
+struct Unshareable {
+    /// Format version.
+    v: u32,
+    /// The shared key again.
+    key: String,
+    unshareable: bool,
+}
+
+/// How long an [`Unshareable`] marker lives.
+const UNSHAREABLE_TTL: Duration = Duration::from_secs(10);
+
+/// The kind of binding a token has, as stored: how it is actually bound,
+/// never the identity that merely carries it.
 fn binding_of(token: &Token) -> &'static str {
-    if token.dpop_proofs().is_some() {
-        "jkt"
-    } else if token.pop_requests().is_some() {
-        "kid"
-    } else if token.identity().is_some() {
-        "x5t#S256"
-    } else {
-        "none"
+    match token.binding() {
+        TokenBinding::Dpop => "jkt",
+        TokenBinding::Pop => "kid",
+        TokenBinding::Certificate => "x5t#S256",
+        _ => "none",
     }
+}
+
+/// What a look in the store found.
+enum Look {
+    Found(Token),
+    Nothing,
+    /// The fetching process said its token cannot be shared.
+    Unshareable,
+}
+
+/// What a process writes after its fetch.
+enum Write {
+    Token(Vec<u8>, Duration),
+    Marker(Vec<u8>),
 }
 
 /// The L1's view of its L2: the store, and the token a server rejected
@@ -373,21 +284,23 @@ impl SharedTier {
         let shared = SharedKey::of(key);
         let owner = LockOwner::random();
         let started = Instant::now();
-        let give_up = policy.lock_ttl + policy.lock_ttl / 2;
         let mut delay = policy.poll.0;
         let mut first = true;
         loop {
             match self.look(&shared, &policy, &bind).await {
-                Ok(Some(token)) => return Ok(token),
-                Ok(None) => {}
-                Err(()) => return self.fetch_directly(fetch).await,
+                Ok(Look::Found(token)) => return Ok(token),
+                Ok(Look::Nothing) => {}
+                Ok(Look::Unshareable) | Err(()) => return self.fetch_directly(fetch).await,
             }
             if first {
                 store.record(SharedCacheEvent::Miss);
             }
-            match self
-                .bounded(&policy, store.try_lock(&shared, &owner, policy.lock_ttl))
-                .await
+            match bounded(
+                store,
+                &policy,
+                store.try_lock(&shared, &owner, policy.lock_ttl),
+            )
+            .await
             {
                 Ok(true) => {
                     return self
@@ -397,14 +310,14 @@ impl SharedTier {
                 Ok(false) => {}
                 Err(()) => return self.fetch_directly(fetch).await,
             }
-            if started.elapsed() >= give_up {
+            if started.elapsed() >= policy.max_wait {
                 tracing::warn!(
                     key = %shared,
                     "the shared token cache's lock was held too long: fetching directly"
                 );
                 let result = self.fetch_directly(fetch).await;
                 if let Ok(token) = &result {
-                    self.store_token(&shared, &policy, token, &bind).await;
+                    self.finish(&shared, &policy, token, &bind, None).await;
                 }
                 return result;
             }
@@ -423,23 +336,29 @@ impl SharedTier {
         shared: &SharedKey,
         policy: &SharedCachePolicy,
         bind: &B,
-    ) -> Result<Option<Token>, ()>
+    ) -> Result<Look, ()>
     where
         B: Fn(Token) -> Option<Token>,
     {
-        let Some(bytes) = self.bounded(policy, self.store.get(shared)).await? else {
-            return Ok(None);
+        let Some(bytes) = bounded(&*self.store, policy, self.store.get(shared)).await? else {
+            return Ok(Look::Nothing);
         };
+        if let Ok(marker) = serde_json::from_slice::<Unshareable>(&bytes) {
+            if marker.v == FORMAT && marker.unshareable && marker.key == shared.to_string() {
+                tracing::debug!(key = %shared, "the fleet's token cannot be shared: fetching directly");
+                return Ok(Look::Unshareable);
+            }
+        }
         match self.read_entry(&bytes, shared, policy, bind) {
             Ok(token) => {
                 self.store.record(SharedCacheEvent::Hit);
                 tracing::debug!(key = %shared, "access token from the shared cache");
-                Ok(Some(token))
+                Ok(Look::Found(token))
             }
             Err(reason) => {
                 self.store.record(SharedCacheEvent::Unusable);
                 tracing::warn!(key = %shared, reason, "a shared token cache entry was ignored");
-                Ok(None)
+                Ok(Look::Nothing)
             }
         }
     }
@@ -506,25 +425,141 @@ impl SharedTier {
     {
         // Another process may have stored a token and released the lock
         // between our look and our lock.
-        let result = match self.look(shared, policy, &bind).await {
-            Ok(Some(token)) => Ok(token),
-            Ok(None) | Err(()) => {
-                self.store.record(SharedCacheEvent::FetchedUnderLock);
-                let result = fetch().await;
-                if let Ok(token) = &result {
-                    self.store_token(shared, policy, token, &bind).await;
-                }
-                result
+        match self.look(shared, policy, &bind).await {
+            Ok(Look::Found(token)) => {
+                self.in_background(self.release(shared, owner, policy))
+                    .await;
+                return Ok(token);
             }
-        };
-        if self
-            .bounded(policy, self.store.unlock(shared, owner))
-            .await
-            .is_err()
-        {
-            tracing::debug!(key = %shared, "cannot release the shared token cache's lock; it expires by itself");
+            Ok(Look::Nothing | Look::Unshareable) => {}
+            // The store failed: no more calls to it for this fetch (the
+            // lock expires by itself).
+            Err(()) => return self.fetch_directly(fetch).await,
+        }
+        self.store.record(SharedCacheEvent::FetchedUnderLock);
+        let (result, store_ok) = self.fetch_extending(shared, owner, policy, fetch).await;
+        if !store_ok {
+            return result;
+        }
+        match &result {
+            Ok(token) => self.finish(shared, policy, token, &bind, Some(owner)).await,
+            Err(_) => {
+                self.in_background(self.release(shared, owner, policy))
+                    .await;
+            }
         }
         result
+    }
+
+    /// Runs `fetch`, extending the lock every third of its lifetime until
+    /// the fetch ends; the flag is `false` when the store failed meanwhile.
+    async fn fetch_extending<F>(
+        &self,
+        shared: &SharedKey,
+        owner: &LockOwner,
+        policy: &SharedCachePolicy,
+        fetch: F,
+    ) -> (Result<Token, BoxError>, bool)
+    where
+        F: FnOnce() -> BoxFuture<'static, Result<Token, BoxError>>,
+    {
+        let mut fetch = fetch();
+        let every = (policy.lock_ttl / 3).max(Duration::from_millis(1));
+        loop {
+            tokio::select! {
+                result = &mut fetch => return (result, true),
+                () = tokio::time::sleep(every) => {}
+            }
+            let extend = self.store.extend_lock(shared, owner, policy.lock_ttl);
+            if bounded(&*self.store, policy, extend).await.is_err() {
+                return (fetch.await, false);
+            }
+        }
+    }
+
+    /// Releasing `owner`'s lock, to run in the background.
+    fn release(
+        &self,
+        shared: &SharedKey,
+        owner: &LockOwner,
+        policy: &SharedCachePolicy,
+    ) -> BoxFuture<'static, ()> {
+        let store = Arc::clone(&self.store);
+        let (shared, owner, policy) = (*shared, owner.clone(), policy.clone());
+        Box::pin(async move {
+            if bounded(&*store, &policy, store.unlock(&shared, &owner))
+                .await
+                .is_err()
+            {
+                tracing::debug!(key = %shared, "cannot release the shared token cache's lock; it expires by itself");
+            }
+        })
+    }
+
+    /// Runs `task` on the runtime in the background; awaits it where there
+    /// is no runtime to spawn on.
+    async fn in_background(&self, task: BoxFuture<'static, ()>) {
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(task);
+            }
+            Err(_) => task.await,
+        }
+    }
+
+    /// After a fetch: writes the token if it may be shared, else a marker
+    /// that lets waiting processes fetch at once; then releases `owner`'s
+    /// lock, if any. In the background: the caller has its token.
+    async fn finish<B>(
+        &self,
+        shared: &SharedKey,
+        policy: &SharedCachePolicy,
+        token: &Token,
+        bind: &B,
+        owner: Option<&LockOwner>,
+    ) where
+        B: Fn(Token) -> Option<Token>,
+    {
+        let write = match self.entry_for(shared, policy, token, bind) {
+            Ok((value, ttl)) => Write::Token(value, ttl),
+            Err(reason) => {
+                tracing::debug!(key = %shared, reason, "the token is not shared");
+                let marker = Unshareable {
+                    v: FORMAT,
+                    key: shared.to_string(),
+                    unshareable: true,
+                };
+                match serde_json::to_vec(&marker) {
+                    Ok(value) => Write::Marker(value),
+                    Err(_) => Write::Marker(Vec::new()),
+                }
+            }
+        };
+        let store = Arc::clone(&self.store);
+        let (key, policy_owned) = (*shared, policy.clone());
+        let release = owner.map(|owner| self.release(shared, owner, policy));
+        let task = async move {
+            let written = match write {
+                Write::Token(value, ttl) => {
+                    let put = store.put(&key, value, ttl);
+                    let written = bounded(&*store, &policy_owned, put).await.is_ok();
+                    if written {
+                        store.record(SharedCacheEvent::Stored);
+                    }
+                    written
+                }
+                Write::Marker(value) if value.is_empty() => true,
+                Write::Marker(value) => {
+                    let put = store.put(&key, value, UNSHAREABLE_TTL);
+                    bounded(&*store, &policy_owned, put).await.is_ok()
+                }
+            };
+            // After a failure, no more calls: the lock expires by itself.
+            if let (true, Some(release)) = (written, release) {
+                release.await;
+            }
+        };
+        self.in_background(Box::pin(task)).await;
     }
 
     async fn fetch_directly<F>(&self, fetch: F) -> Result<Token, BoxError>
@@ -535,80 +570,73 @@ impl SharedTier {
         fetch().await
     }
 
-    /// Writes `token` if it may be shared, lives long enough and, when
-    /// bound, can be bound again by a source like ours (else no process
-    /// could use it).
-    async fn store_token<B>(
+    /// The value to write for `token` and its lifetime in the store; `Err`
+    /// (why) when it may not be shared: a bearer token without the opt-in,
+    /// a token that does not live long enough, or one that a source like
+    /// ours would not bind the same way when it reads it back (else no
+    /// process could use it, or one would take a bearer token for a bound
+    /// one).
+    fn entry_for<B>(
         &self,
         shared: &SharedKey,
         policy: &SharedCachePolicy,
         token: &Token,
         bind: &B,
-    ) where
+    ) -> Result<(Vec<u8>, Duration), &'static str>
+    where
         B: Fn(Token) -> Option<Token>,
     {
-        let binding = binding_of(token);
-        if binding == "none" && !policy.allow_bearer {
-            tracing::debug!("a bearer token is not shared (not allowed)");
-            return;
+        let binding = token.binding();
+        if binding == TokenBinding::None && !policy.allow_bearer {
+            return Err("a bearer token, and bearer tokens are not shared here");
         }
-        let Some(expiry) = token.expiry() else {
-            return;
-        };
-        if binding != "none" {
+        let expiry = token.expiry().ok_or("a token without an expiry")?;
+        if binding != TokenBinding::None {
             let bare = Token::new(token.access_token().secret())
                 .with_token_type(token.token_type())
                 .expires_at(expiry);
-            if bind(bare).is_none() {
-                tracing::debug!("a token its source cannot bind again is not shared");
-                return;
+            let rebound = bind(bare).ok_or("a token its source cannot bind again")?;
+            if rebound.binding() != binding {
+                return Err("a token its source would bind otherwise");
             }
         }
         let lifetime = expiry.saturating_duration_since(Instant::now());
         let ttl = lifetime.mul_f64(self.ttl_share);
         if ttl < Duration::from_secs(1) {
-            return;
+            return Err("a token that expires too soon");
         }
         let expires_at = SystemTime::now() + lifetime;
-        let Ok(since_epoch) = expires_at.duration_since(SystemTime::UNIX_EPOCH) else {
-            return;
-        };
+        let since_epoch = expires_at
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_err(|_| "an expiry out of range")?;
         let entry = Entry {
             v: FORMAT,
             key: shared.to_string(),
             access_token: token.access_token().secret().to_owned(),
             token_type: token.token_type().to_owned(),
             expires_at: u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX),
-            binding: binding.to_owned(),
+            binding: binding_of(token).to_owned(),
         };
-        let Ok(value) = serde_json::to_vec(&entry) else {
-            return;
-        };
-        if self
-            .bounded(policy, self.store.put(shared, value, ttl))
-            .await
-            .is_ok()
-        {
-            self.store.record(SharedCacheEvent::Stored);
-        }
+        let value = serde_json::to_vec(&entry).map_err(|_| "a token that does not serialise")?;
+        Ok((value, ttl))
     }
+}
 
-    /// Runs one store operation within the policy's timeout; a failure is
-    /// logged, counted, and `Err(())`.
-    async fn bounded<T>(
-        &self,
-        policy: &SharedCachePolicy,
-        operation: BoxFuture<'static, Result<T, BoxError>>,
-    ) -> Result<T, ()> {
-        let failure = match tokio::time::timeout(policy.timeout, operation).await {
-            Ok(Ok(value)) => return Ok(value),
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => format!("no answer within {:?}", policy.timeout),
-        };
-        self.store.record(SharedCacheEvent::Unavailable);
-        tracing::warn!(error = %failure, "the shared token cache failed: going on without it");
-        Err(())
-    }
+/// Runs one store operation within the policy's timeout; a failure is
+/// logged, counted, and `Err(())`.
+async fn bounded<T>(
+    store: &dyn SharedTokenCache,
+    policy: &SharedCachePolicy,
+    operation: BoxFuture<'static, Result<T, BoxError>>,
+) -> Result<T, ()> {
+    let failure = match tokio::time::timeout(policy.timeout, operation).await {
+        Ok(Ok(value)) => return Ok(value),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => format!("no answer within {:?}", policy.timeout),
+    };
+    store.record(SharedCacheEvent::Unavailable);
+    tracing::warn!(error = %failure, "the shared token cache failed: going on without it");
+    Err(())
 }
 
 impl fmt::Debug for SharedTier {

@@ -17,19 +17,29 @@ static UNLOCK: LazyLock<redis::Script> = LazyLock::new(|| {
     )
 });
 
+/// Extends a lock only if its value is still ours: compare and `PEXPIRE`,
+/// in one step on the server.
+static EXTEND: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end",
+    )
+});
+
 /// A [`SharedTokenCache`] in Redis (or Valkey, or a Redis Cluster): the
 /// tokens of a fleet, under each process's in-memory
 /// [`TokenCache`](crate::token::TokenCache).
 ///
 /// - A token: `SET <prefix>{<key>} <json> PX <ttl>`, read with `GET`; the
 ///   lock: `SET <prefix>{<key>}:lock <random owner> NX PX <lock ttl>`,
-///   released by a compare-and-delete script. The digest in braces is a
+///   extended by its holder while it fetches (a compare-and-`PEXPIRE`
+///   script) and released by a compare-and-delete script. The digest in braces is a
 ///   hash tag: a token and its lock share a slot; tokens spread over a
 ///   cluster. Default prefix `ttb:token:`.
 /// - Costs: nothing while the in-memory cache has a fresh token (nearly
 ///   every request); one `GET` when a process needs a token the fleet
 ///   has; `GET`, `SET NX`, `GET`, `SET`, `EVALSHA` for the one process
-///   that fetches.
+///   that fetches (the last two after its caller has the token), and one
+///   `EVALSHA` per third of the lock's lifetime while its fetch runs.
 /// - Only bound tokens by default (see
 ///   [`SharedCachePolicy::allow_bearer_tokens`] for the risky opt-in);
 ///   never keys or secrets.
@@ -37,7 +47,9 @@ static UNLOCK: LazyLock<redis::Script> = LazyLock::new(|| {
 ///   process fetches directly and [counts it](Self::stats); a request never
 ///   fails because of Redis. The connection heals by itself.
 ///
-/// Cloning is cheap; clones share the connection and the counters.
+/// Cloning is cheap; clones share the connection and the counters, and so
+/// do the caches made from one with [`prefix`](Self::prefix) or
+/// [`policy`](Self::policy).
 ///
 /// ```no_run
 /// use tower_token_binding::BoundClient;
@@ -63,7 +75,7 @@ struct Inner {
     link: RedisLink,
     prefix: String,
     policy: SharedCachePolicy,
-    counters: Counters,
+    counters: Arc<Counters>,
 }
 
 #[derive(Default)]
@@ -78,7 +90,8 @@ struct Counters {
     fetched_directly: AtomicU64,
 }
 
-/// Counters of a [`RedisTokenCache`] (and its clones), since it was made.
+/// Counters of a [`RedisTokenCache`] (and its clones, and the caches made
+/// from it with another prefix or policy), since it was made.
 /// Given to an introspection validator's
 /// [`shared_cache`](crate::validation::IntrospectionValidatorBuilder::shared_cache),
 /// the same counters count its answers (no locks there: `hits`, `misses`,
@@ -138,7 +151,7 @@ impl RedisTokenCache {
                 link,
                 prefix: Self::DEFAULT_PREFIX.to_owned(),
                 policy: SharedCachePolicy::default(),
-                counters: Counters::default(),
+                counters: Arc::default(),
             }),
         }
     }
@@ -174,7 +187,7 @@ impl RedisTokenCache {
             link: self.inner.link.clone(),
             prefix: self.inner.prefix.clone(),
             policy: self.inner.policy.clone(),
-            counters: Counters::default(),
+            counters: Arc::clone(&self.inner.counters),
         };
         change(&mut inner);
         Self {
@@ -300,6 +313,24 @@ impl SharedTokenCache for RedisTokenCache {
             let mut invocation = UNLOCK.prepare_invoke();
             invocation.key(lock).arg(owner);
             let _released: redis::Value = link.invoke(invocation).await?;
+            Ok(())
+        })
+    }
+
+    fn extend_lock(
+        &self,
+        key: &SharedKey,
+        owner: &LockOwner,
+        ttl: Duration,
+    ) -> BoxFuture<'static, Result<(), BoxError>> {
+        let link = self.inner.link.clone();
+        let lock = self.lock_key(key);
+        let owner = owner.as_str().to_owned();
+        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        Box::pin(async move {
+            let mut invocation = EXTEND.prepare_invoke();
+            invocation.key(lock).arg(owner).arg(ms);
+            let _extended: redis::Value = link.invoke(invocation).await?;
             Ok(())
         })
     }

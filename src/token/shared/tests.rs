@@ -1,6 +1,7 @@
 //! The shared tier against a store in memory.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::*;
 
@@ -11,6 +12,13 @@ struct Fake {
     values: Mutex<HashMap<String, Vec<u8>>>,
     locked_elsewhere: bool,
     failing: bool,
+    /// `get` fails from this call on (counted from 0).
+    get_fails_from: Option<usize>,
+    /// `put` never answers.
+    put_hangs: bool,
+    gets: AtomicUsize,
+    puts: AtomicUsize,
+    unlocks: AtomicUsize,
     events: Mutex<Vec<SharedCacheEvent>>,
 }
 
@@ -27,7 +35,9 @@ fn done<T: Send + 'static>(fail: bool, value: T) -> BoxFuture<'static, Result<T,
 impl SharedTokenCache for Arc<Fake> {
     fn get(&self, key: &SharedKey) -> BoxFuture<'static, Result<Option<Vec<u8>>, BoxError>> {
         let value = self.values.lock().unwrap().get(&key.to_string()).cloned();
-        done(self.failing, value)
+        let n = self.gets.fetch_add(1, Ordering::SeqCst);
+        let fail = self.failing || self.get_fails_from.is_some_and(|from| n >= from);
+        done(fail, value)
     }
     fn put(
         &self,
@@ -35,6 +45,10 @@ impl SharedTokenCache for Arc<Fake> {
         value: Vec<u8>,
         _ttl: Duration,
     ) -> BoxFuture<'static, Result<(), BoxError>> {
+        self.puts.fetch_add(1, Ordering::SeqCst);
+        if self.put_hangs {
+            return Box::pin(std::future::pending());
+        }
         self.values.lock().unwrap().insert(key.to_string(), value);
         done(self.failing, ())
     }
@@ -51,11 +65,13 @@ impl SharedTokenCache for Arc<Fake> {
         _key: &SharedKey,
         _owner: &LockOwner,
     ) -> BoxFuture<'static, Result<(), BoxError>> {
+        self.unlocks.fetch_add(1, Ordering::SeqCst);
         done(self.failing, ())
     }
     fn policy(&self) -> SharedCachePolicy {
         SharedCachePolicy::default()
             .lock_ttl(Duration::from_millis(20))
+            .max_wait(Duration::from_millis(30))
             .poll_interval(Duration::from_millis(1), Duration::from_millis(5))
     }
     fn record(&self, event: SharedCacheEvent) {
@@ -87,15 +103,22 @@ async fn bearer_tokens_round_trip_only_when_allowed_and_never_after_a_rejection(
     let tier = tier(&fake);
     let token = tier.fetch(&key(), fetch("one"), unbindable).await.unwrap();
     assert_eq!(token.access_token().secret(), "one");
-    // Not allowed: nothing stored.
-    assert!(fake.values.lock().unwrap().is_empty());
+    // Not allowed: no token stored, only the marker that lets waiters go.
+    tokio::task::yield_now().await;
+    let values = fake.values.lock().unwrap().clone();
+    assert_eq!(values.len(), 1);
+    let marker = String::from_utf8(values.into_values().next().unwrap()).unwrap();
+    assert!(
+        marker.contains("\"unshareable\":true") && !marker.contains("one"),
+        "{marker}"
+    );
     assert_eq!(fake.events(), [E::Miss, E::FetchedUnderLock]);
 
     let allowed = SharedCachePolicy::default().allow_bearer_tokens();
     let shared = SharedKey::of(&key());
-    tier.store_token(&shared, &allowed, &token, &unbindable)
-        .await;
-    let value = fake.values.lock().unwrap()[&shared.to_string()].clone();
+    let (value, _ttl) = tier
+        .entry_for(&shared, &allowed, &token, &unbindable)
+        .unwrap();
     let read = tier
         .read_entry(&value, &shared, &allowed, &unbindable)
         .unwrap();
@@ -140,13 +163,13 @@ async fn bound_tokens_are_stored_only_if_they_can_be_bound_again() {
         .expires_in(Duration::from_secs(600))
         .dpop_bound(proofs.clone());
     let policy = SharedCachePolicy::default();
-    tier.store_token(&shared, &policy, &bound, &unbindable)
-        .await;
-    assert!(fake.values.lock().unwrap().is_empty());
+    assert!(
+        tier.entry_for(&shared, &policy, &bound, &unbindable)
+            .is_err()
+    );
 
     let rebind = move |token: Token| Some(token.dpop_bound(proofs.clone()));
-    tier.store_token(&shared, &policy, &bound, &rebind).await;
-    let value = fake.values.lock().unwrap()[&shared.to_string()].clone();
+    let (value, _ttl) = tier.entry_for(&shared, &policy, &bound, &rebind).unwrap();
     let read = tier.read_entry(&value, &shared, &policy, &rebind).unwrap();
     assert_eq!(read.access_token().secret(), "bound");
     assert!(read.dpop_proofs().is_some());
@@ -200,4 +223,151 @@ fn keys_and_owners() {
     );
     assert_ne!(LockOwner::random(), LockOwner::random());
     assert!(format!("{a:?}").starts_with("SharedKey("));
+}
+
+#[cfg(feature = "test-util")]
+#[tokio::test]
+async fn a_token_is_stored_only_if_bound_as_its_source_binds_it_again() {
+    let fake = Arc::new(Fake::default());
+    let tier = tier(&fake);
+    let shared = SharedKey::of(&key());
+    let policy = SharedCachePolicy::default();
+    let identity = crate::test_util::TestPki::new()
+        .unwrap()
+        .client_cert("svc.example")
+        .unwrap()
+        .identity()
+        .unwrap();
+    let proofs = crate::proof::dpop::DpopProofs::new(
+        crate::proof::ProofKey::generate(crate::proof::Algorithm::Es256).unwrap(),
+    );
+    // A DPoP source with a certificate: a token without `cnf` travels over
+    // the certificate's connection but is bound to nothing.
+    let unbound = Token::new("unbound")
+        .expires_in(Duration::from_secs(600))
+        .with_identity(identity.clone());
+    assert_eq!(unbound.binding(), TokenBinding::None);
+    let rebind = {
+        let (identity, proofs) = (identity.clone(), proofs.clone());
+        move |token: Token| {
+            Some(
+                token
+                    .with_identity(identity.clone())
+                    .dpop_bound(proofs.clone()),
+            )
+        }
+    };
+    assert!(tier.entry_for(&shared, &policy, &unbound, &rebind).is_err());
+    // Bound otherwise than the source binds it again: not stored either.
+    let certificate = Token::new("cert")
+        .expires_in(Duration::from_secs(600))
+        .bound_to(identity);
+    assert!(
+        tier.entry_for(&shared, &policy, &certificate, &rebind)
+            .is_err()
+    );
+    let dpop = certificate.clone().dpop_bound(proofs);
+    assert!(tier.entry_for(&shared, &policy, &dpop, &rebind).is_ok());
+}
+
+#[tokio::test]
+async fn an_unshareable_marker_sends_waiters_to_the_source_at_once() {
+    use SharedCacheEvent as E;
+    let fake = Arc::new(Fake {
+        locked_elsewhere: true,
+        ..Fake::default()
+    });
+    let shared = SharedKey::of(&key());
+    let marker = serde_json::to_vec(&Unshareable {
+        v: FORMAT,
+        key: shared.to_string(),
+        unshareable: true,
+    })
+    .unwrap();
+    fake.values
+        .lock()
+        .unwrap()
+        .insert(shared.to_string(), marker);
+    let token = tier(&fake)
+        .fetch(&key(), fetch("mine"), unbindable)
+        .await
+        .unwrap();
+    assert_eq!(token.access_token().secret(), "mine");
+    // No lock asked for, no waiting.
+    assert_eq!(fake.events(), [E::FetchedDirectly]);
+}
+
+#[tokio::test]
+async fn writes_after_a_fetch_do_not_hold_up_the_caller() {
+    let fake = Arc::new(Fake {
+        put_hangs: true,
+        ..Fake::default()
+    });
+    // A minute for each operation: a caller that waited for the write
+    // would be back only after it timed out and the lock was released.
+    struct Slow(Arc<Fake>);
+    impl SharedTokenCache for Slow {
+        fn get(&self, key: &SharedKey) -> BoxFuture<'static, Result<Option<Vec<u8>>, BoxError>> {
+            self.0.get(key)
+        }
+        fn put(
+            &self,
+            key: &SharedKey,
+            value: Vec<u8>,
+            ttl: Duration,
+        ) -> BoxFuture<'static, Result<(), BoxError>> {
+            self.0.put(key, value, ttl)
+        }
+        fn try_lock(
+            &self,
+            key: &SharedKey,
+            owner: &LockOwner,
+            ttl: Duration,
+        ) -> BoxFuture<'static, Result<bool, BoxError>> {
+            self.0.try_lock(key, owner, ttl)
+        }
+        fn unlock(
+            &self,
+            key: &SharedKey,
+            owner: &LockOwner,
+        ) -> BoxFuture<'static, Result<(), BoxError>> {
+            self.0.unlock(key, owner)
+        }
+        fn policy(&self) -> SharedCachePolicy {
+            SharedCachePolicy::default()
+                .allow_bearer_tokens()
+                .timeout(Duration::from_secs(60))
+        }
+    }
+    let tier = SharedTier::new(Arc::new(Slow(fake.clone())), 0.7);
+    let token = tier
+        .fetch(&key(), fetch("prompt"), unbindable)
+        .await
+        .unwrap();
+    assert_eq!(token.access_token().secret(), "prompt");
+    tokio::task::yield_now().await;
+    // The write started (in the background) and has not ended; the lock
+    // is released only after it.
+    assert_eq!(fake.puts.load(Ordering::SeqCst), 1);
+    assert_eq!(fake.unlocks.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn no_store_calls_after_the_first_failure_of_a_fetch() {
+    use SharedCacheEvent as E;
+    // The first look answers, the lock is taken, the second look fails.
+    let fake = Arc::new(Fake {
+        get_fails_from: Some(1),
+        ..Fake::default()
+    });
+    let token = tier(&fake)
+        .fetch(&key(), fetch("after-failure"), unbindable)
+        .await
+        .unwrap();
+    assert_eq!(token.access_token().secret(), "after-failure");
+    tokio::task::yield_now().await;
+    assert_eq!(fake.gets.load(Ordering::SeqCst), 2);
+    assert_eq!(fake.puts.load(Ordering::SeqCst), 0);
+    assert_eq!(fake.unlocks.load(Ordering::SeqCst), 0);
+    assert_eq!(fake.events(), [E::Miss, E::Unavailable, E::FetchedDirectly]);
 }
