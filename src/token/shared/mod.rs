@@ -10,10 +10,11 @@
 //! token with a bounded backoff, take the lock when it frees, and fetch
 //! themselves only when the store fails or after a hard cap
 //! ([`SharedCachePolicy::max_wait`]). The holder extends its lock while its
-//! fetch runs ([`SharedTokenCache::extend_lock`]), and writes the token and
-//! releases the lock in the background: a request never waits for those
-//! writes. After the first failure of the store, a fetch makes no more
-//! calls to it.
+//! fetch runs ([`SharedTokenCache::extend_lock`]), then writes the token
+//! and releases the lock before it answers, each bounded by the policy's
+//! timeout, so that a process that ends right after its first request has
+//! still shared its token and freed the lock. After the first failure of
+//! the store, a fetch makes no more calls to it.
 //!
 //! - **Keys**: SHA-256 over the [`CacheKey`]: token
 //!   endpoint, client id, client authentication, scope, resource, the
@@ -427,8 +428,7 @@ impl SharedTier {
         // between our look and our lock.
         match self.look(shared, policy, &bind).await {
             Ok(Look::Found(token)) => {
-                self.in_background(self.release(shared, owner, policy))
-                    .await;
+                self.release(shared, owner, policy).await;
                 return Ok(token);
             }
             Ok(Look::Nothing | Look::Unshareable) => {}
@@ -444,8 +444,7 @@ impl SharedTier {
         match &result {
             Ok(token) => self.finish(shared, policy, token, &bind, Some(owner)).await,
             Err(_) => {
-                self.in_background(self.release(shared, owner, policy))
-                    .await;
+                self.release(shared, owner, policy).await;
             }
         }
         result
@@ -477,7 +476,7 @@ impl SharedTier {
         }
     }
 
-    /// Releasing `owner`'s lock, to run in the background.
+    /// Releasing `owner`'s lock (bounded by the policy's timeout).
     fn release(
         &self,
         shared: &SharedKey,
@@ -496,20 +495,9 @@ impl SharedTier {
         })
     }
 
-    /// Runs `task` on the runtime in the background; awaits it where there
-    /// is no runtime to spawn on.
-    async fn in_background(&self, task: BoxFuture<'static, ()>) {
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                runtime.spawn(task);
-            }
-            Err(_) => task.await,
-        }
-    }
-
     /// After a fetch: writes the token if it may be shared, else a marker
     /// that lets waiting processes fetch at once; then releases `owner`'s
-    /// lock, if any. In the background: the caller has its token.
+    /// lock, if any (after a failed write, the lock expires by itself).
     async fn finish<B>(
         &self,
         shared: &SharedKey,
@@ -559,7 +547,7 @@ impl SharedTier {
                 release.await;
             }
         };
-        self.in_background(Box::pin(task)).await;
+        task.await;
     }
 
     async fn fetch_directly<F>(&self, fetch: F) -> Result<Token, BoxError>
