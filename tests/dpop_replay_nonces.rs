@@ -219,3 +219,65 @@ async fn the_replay_store_is_asked_last_and_proofs_are_never_cached() {
     assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
     assert_eq!(s.issuer.jwks_fetches(), 1);
 }
+
+/// A proof verified while fresh, but whose token takes longer to validate
+/// than the proof's `iat` window has left: refused as too old, and the
+/// replay store is never asked (a store must not be asked to remember a
+/// proof past its lifetime, nor could it).
+#[tokio::test]
+async fn a_proof_that_ages_out_during_a_slow_validation_is_refused() {
+    use http::Request;
+    use http_body_util::Full;
+    use tower::{ServiceBuilder, ServiceExt as _};
+    use tower_token_binding::proof::dpop::DPOP;
+    use tower_token_binding::validation::ValidateToken as _;
+
+    let s = setup().await;
+    let jwt = support::jwt_validator(&s.pki, &s.issuer, Duration::from_secs(3600));
+    // Longer than the window below (1 s back) plus the second of rounding
+    // in `iat`.
+    let slow = move |token: &str| {
+        let validation = jwt.validate(token);
+        async move {
+            tokio::time::sleep(Duration::from_millis(2_100)).await;
+            validation.await
+        }
+    };
+    let calls = Arc::new(AtomicUsize::new(0));
+    let service = ServiceBuilder::new()
+        .layer(
+            tower_token_binding::validation::CnfValidationLayer::new(slow)
+                .accept_dpop(
+                    DpopVerifier::builder()
+                        .iat_window(Duration::from_secs(1), Duration::from_secs(5))
+                        .build(),
+                )
+                .replay_store(counting_store(calls.clone(), || Ok(true))),
+        )
+        .service_fn(|_request: Request<Full<bytes::Bytes>>| async {
+            Ok::<_, std::convert::Infallible>(http::Response::new(Full::<bytes::Bytes>::default()))
+        });
+    let api = "https://api.example/slow";
+    let proof = s
+        .proofs
+        .proof(&Method::GET, &uri(api), Some(&s.token))
+        .unwrap();
+    let request = Request::get(api)
+        .header(http::header::AUTHORIZATION, format!("DPoP {}", s.token))
+        .header(DPOP, proof)
+        .body(Full::default())
+        .unwrap();
+    let response = service.oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let challenge = response
+        .headers()
+        .get(http::header::WWW_AUTHENTICATE)
+        .unwrap()
+        .to_str()
+        .unwrap();
+    assert!(
+        challenge.starts_with("DPoP error=\"invalid_dpop_proof\""),
+        "{challenge}"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 0, "the store is never asked");
+}

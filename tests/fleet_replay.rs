@@ -309,3 +309,40 @@ async fn a_cluster_node_killed_under_traffic_fails_closed_and_recovers() {
         "no steady acceptance after the node came back: {seen:?}"
     );
 }
+
+/// An expiry already past is refused without writing anything, and a new
+/// proof's key is kept for its time left plus the margin, relatively (`PX`),
+/// so it does not depend on Redis' clock.
+#[tokio::test]
+async fn a_past_expiry_is_refused_and_keys_expire_relatively() {
+    use std::time::SystemTime;
+    use tower_token_binding::replay::{ReplayKey, ReplayStore as _};
+
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let store = RedisReplayStore::connect(&redis.url()).await.unwrap();
+    redis.reset_stats();
+    let key = ReplayKey::from_parts("test", &[b"past"]);
+    for past in [Duration::from_secs(1), Duration::from_secs(3600)] {
+        let answer = store
+            .insert_if_absent(key, SystemTime::now() - past)
+            .await
+            .unwrap();
+        assert!(!answer, "a proof past its expiry is never accepted");
+    }
+    assert!(redis.keys().is_empty(), "{:?}", redis.keys());
+    assert_eq!(redis.command_calls().get("set").copied().unwrap_or(0), 0);
+
+    let fresh = ReplayKey::from_parts("test", &[b"fresh"]);
+    let expires_at = SystemTime::now() + Duration::from_secs(60);
+    assert!(store.insert_if_absent(fresh, expires_at).await.unwrap());
+    assert!(!store.insert_if_absent(fresh, expires_at).await.unwrap());
+    let ttl: u64 = redis
+        .command(&["PTTL", &store.redis_key(&fresh)])
+        .trim()
+        .parse()
+        .unwrap();
+    let margin = RedisReplayStore::DEFAULT_EXPIRY_MARGIN.as_millis() as u64;
+    assert!(ttl > 60_000 && ttl <= 60_000 + margin, "{ttl}");
+}
