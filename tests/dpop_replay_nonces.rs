@@ -281,3 +281,83 @@ async fn a_proof_that_ages_out_during_a_slow_validation_is_refused() {
     );
     assert_eq!(calls.load(Ordering::SeqCst), 0, "the store is never asked");
 }
+
+/// Logs shared with a subscriber, as text.
+#[derive(Clone, Default)]
+struct Logs(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
+    type Writer = Logs;
+    fn make_writer(&'a self) -> Logs {
+        self.clone()
+    }
+}
+
+/// A replay store that is down refuses every DPoP request, but warns at
+/// most once a second per layer, not once per request.
+#[tokio::test]
+async fn a_failing_replay_store_does_not_flood_the_logs() {
+    use http::Request;
+    use http_body_util::Full;
+    use tower::{Service as _, ServiceBuilder, ServiceExt as _};
+    use tower_token_binding::proof::dpop::DPOP;
+
+    let logs = Logs::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(logs.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::WARN)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let s = setup().await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let store = counting_store(calls.clone(), || {
+        Err(ReplayError::with_source(
+            ReplayErrorKind::Unavailable,
+            "connection refused",
+        ))
+    });
+    let mut service = ServiceBuilder::new()
+        .layer(
+            layer(&s)
+                .accept_dpop(DpopVerifier::new())
+                .replay_store(store),
+        )
+        .service_fn(|_request: Request<Full<bytes::Bytes>>| async {
+            Ok::<_, std::convert::Infallible>(http::Response::new(Full::<bytes::Bytes>::default()))
+        });
+    let api = "https://api.example/flood";
+    const REQUESTS: usize = 40;
+    for _ in 0..REQUESTS {
+        let proof = s
+            .proofs
+            .proof(&Method::GET, &uri(api), Some(&s.token))
+            .unwrap();
+        let request = Request::get(api)
+            .header(http::header::AUTHORIZATION, format!("DPoP {}", s.token))
+            .header(DPOP, proof)
+            .body(Full::default())
+            .unwrap();
+        let response = service.ready().await.unwrap().call(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), REQUESTS);
+    let text = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
+    let warnings = text.matches("the replay store failed").count();
+    assert!(
+        (1..REQUESTS / 4).contains(&warnings),
+        "{warnings} warnings for {REQUESTS} refusals:\n{text}"
+    );
+    assert!(text.contains("suppressed=0"), "{text}");
+}

@@ -265,11 +265,18 @@ where
                             Rejection::dpop(DpopError::new(DpopErrorKind::Replayed), Scheme::Dpop)
                         }
                         Err(e) => {
-                            tracing::warn!(
-                                error = %e,
-                                source = ?std::error::Error::source(&e),
-                                "the replay store failed: request refused (503)"
-                            );
+                            // Once a second at most per layer: an outage
+                            // refuses every DPoP/PoP request.
+                            if let Some(suppressed) = settings.replay_warnings.allow() {
+                                tracing::warn!(
+                                    error = %e,
+                                    source = ?std::error::Error::source(&e),
+                                    suppressed,
+                                    "the replay store failed: request refused (503); \
+                                     at most one such warning a second, `suppressed` \
+                                     counts those left out since the last"
+                                );
+                            }
                             Rejection::replay_store(e, scheme)
                         }
                     };
