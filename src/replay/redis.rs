@@ -40,7 +40,11 @@ pub use crate::redis_link::RedisConnectError;
 /// - **Heals by itself**: one multiplexed connection per store, shared by
 ///   every request (no pool of blocking connections); after a loss it is
 ///   made again in the background, and the first commands after Redis is
-///   back succeed, without restarting the server.
+///   back succeed, without restarting the server. A connection that goes
+///   silent without an error (a partition) is made anew after a second
+///   in which no command was answered (at most one new connection a
+///   second); TCP keepalive and, on Linux, `TCP_USER_TIMEOUT` (10 s) are
+///   set on every connection.
 /// - The servers' clocks should agree (NTP), as they must for token expiry
 ///   anyway; differences up to the margin are covered.
 ///
