@@ -147,6 +147,8 @@ pub mod token;
 #[cfg(feature = "server")]
 #[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub mod validation;
+#[cfg(feature = "server")]
+mod warn_limit;
 
 #[cfg(feature = "test-util")]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]

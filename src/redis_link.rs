@@ -8,24 +8,119 @@
 //! cluster goes through redis' async `ClusterConnection`, which does the same
 //! per node and follows slot moves. Commands are bounded by the caller's
 //! timeout, never by waiting on a reconnection.
+//!
+//! Neither reconnects when the connection goes silent without an error (a
+//! network partition that drops packets, a peer gone without a reset): the
+//! callers' timeouts fire and nothing else happens, for as long as the
+//! kernel keeps the socket (up to a quarter of an hour). Two guards:
+//!
+//! - TCP settings on every connection: `TCP_NODELAY`, keepalive probes
+//!   after 10 s idle, and (on Linux) `TCP_USER_TIMEOUT` of 10 s, so the
+//!   kernel itself fails a connection whose data goes unacknowledged and
+//!   the reconnection above takes over.
+//! - A watch on the answers: when, for at least [`STALL`], every command
+//!   went unanswered (its caller gave up: dropped before an answer) and
+//!   none was answered, the connection is made anew in the background and
+//!   swapped in; at most one rebuild at a time and one per
+//!   [`REBUILD_INTERVAL`], so an outage never becomes a reconnect storm.
+//!   Commands in flight on the old connection end with their callers'
+//!   timeouts; the next ones go to the new connection.
 
 use std::fmt;
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
+use redis::io::tcp::TcpSettings;
+use redis::io::tcp::socket2::TcpKeepalive;
+use redis::{Cmd, ConnectionInfo, IntoConnectionInfo, Pipeline, RedisFuture, RedisResult, Value};
 
 /// How long a new connection may take to come up.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How long commands may all go unanswered before the connection is made
+/// anew.
+const STALL: Duration = Duration::from_secs(1);
+
+/// How many unanswered commands, at least, over [`STALL`] make a rebuild
+/// (one slow command alone does not).
+const STALL_COMMANDS: u64 = 3;
+
+/// The least time between two rebuilds.
+const REBUILD_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Idle time before the first TCP keepalive probe, and between probes.
+const KEEPALIVE: Duration = Duration::from_secs(10);
+
+/// How long sent data may stay unacknowledged before the kernel fails the
+/// connection (`TCP_USER_TIMEOUT`, Linux).
+#[cfg(any(target_os = "android", target_os = "fuchsia", target_os = "linux"))]
+const USER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// "None" in the atomics of [`Health`].
+const NEVER: u64 = u64::MAX;
+
 /// A connection to a Redis node or cluster. Cloning is cheap: clones share
-/// the connection.
+/// the connection (and its replacement, after a rebuild).
 #[derive(Clone)]
-pub(crate) enum RedisLink {
+pub(crate) struct RedisLink {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    current: ArcSwap<Conn>,
+    maker: Maker,
+    health: Health,
+}
+
+/// One live connection.
+#[derive(Clone)]
+enum Conn {
     Node(ConnectionManager),
     Cluster(ClusterConnection),
+}
+
+/// How to make a connection again.
+enum Maker {
+    Node(redis::Client, ConnectionManagerConfig),
+    Cluster(ClusterClient),
+}
+
+impl Maker {
+    async fn make(&self) -> RedisResult<Conn> {
+        match self {
+            Self::Node(client, config) => Ok(Conn::Node(
+                ConnectionManager::new_with_config(client.clone(), config.clone()).await?,
+            )),
+            Self::Cluster(client) => Ok(Conn::Cluster(client.get_async_connection().await?)),
+        }
+    }
+}
+
+/// The TCP settings of every connection (see the module docs).
+fn tcp_settings() -> TcpSettings {
+    let keepalive = TcpKeepalive::new().with_time(KEEPALIVE);
+    #[cfg(any(
+        target_os = "linux",
+        target_os = "android",
+        target_os = "macos",
+        target_os = "windows"
+    ))]
+    let keepalive = keepalive.with_interval(KEEPALIVE);
+    let settings = TcpSettings::default()
+        .set_nodelay(true)
+        .set_keepalive(keepalive);
+    #[cfg(any(target_os = "android", target_os = "fuchsia", target_os = "linux"))]
+    let settings = settings.set_user_timeout(USER_TIMEOUT);
+    settings
+}
+
+fn with_tcp_settings(url: &str) -> RedisResult<ConnectionInfo> {
+    Ok(url.into_connection_info()?.set_tcp_settings(tcp_settings()))
 }
 
 impl RedisLink {
@@ -33,7 +128,7 @@ impl RedisLink {
     /// `redis+unix://`), once, now: an unreachable node is an error here.
     /// Later losses are healed in the background.
     pub(crate) async fn connect(url: &str) -> RedisResult<Self> {
-        let client = redis::Client::open(url)?;
+        let client = redis::Client::open(with_tcp_settings(url)?)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             // A few quick tries per loss; the next command after a failed
@@ -42,9 +137,9 @@ impl RedisLink {
             .set_number_of_retries(3)
             .set_min_delay(Duration::from_millis(20))
             .set_max_delay(Duration::from_millis(500));
-        Ok(Self::Node(
-            ConnectionManager::new_with_config(client, config).await?,
-        ))
+        let maker = Maker::Node(client, config);
+        let conn = maker.make().await?;
+        Ok(Self::from_parts(conn, maker))
     }
 
     /// Connects to the cluster that the nodes at `urls` (any of its nodes)
@@ -54,20 +149,38 @@ impl RedisLink {
         I: IntoIterator<Item = U>,
         U: AsRef<str>,
     {
-        let nodes: Vec<String> = urls.into_iter().map(|u| u.as_ref().to_owned()).collect();
+        let nodes = urls
+            .into_iter()
+            .map(|u| with_tcp_settings(u.as_ref()))
+            .collect::<RedisResult<Vec<ConnectionInfo>>>()?;
         let client = ClusterClient::builder(nodes)
             .connection_timeout(CONNECT_TIMEOUT)
             .retries(2)
             .min_retry_wait(10)
             .max_retry_wait(200)
             .build()?;
-        Ok(Self::Cluster(client.get_async_connection().await?))
+        let maker = Maker::Cluster(client);
+        let conn = maker.make().await?;
+        Ok(Self::from_parts(conn, maker))
+    }
+
+    fn from_parts(conn: Conn, maker: Maker) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                current: ArcSwap::from_pointee(conn),
+                maker,
+                health: Health::new(),
+            }),
+        }
     }
 
     /// Runs `cmd`.
     pub(crate) async fn query<T: redis::FromRedisValue>(&self, cmd: &Cmd) -> RedisResult<T> {
-        let mut link = self.clone();
-        cmd.query_async(&mut link).await
+        let mut conn = Conn::clone(&self.shared.current.load());
+        let watch = Watch::new(self);
+        let result = cmd.query_async(&mut conn).await;
+        watch.done(&result);
+        result
     }
 
     /// Runs `invocation` (EVALSHA, falling back to EVAL once).
@@ -76,15 +189,165 @@ impl RedisLink {
         &self,
         invocation: redis::ScriptInvocation<'_>,
     ) -> RedisResult<T> {
-        let mut link = self.clone();
-        invocation.invoke_async(&mut link).await
+        let mut conn = Conn::clone(&self.shared.current.load());
+        let watch = Watch::new(self);
+        let result = invocation.invoke_async(&mut conn).await;
+        watch.done(&result);
+        result
     }
 
     /// `"node"` or `"cluster"`, for `Debug`.
     pub(crate) fn kind(&self) -> &'static str {
-        match self {
-            Self::Node(_) => "node",
-            Self::Cluster(_) => "cluster",
+        match **self.shared.current.load() {
+            Conn::Node(_) => "node",
+            Conn::Cluster(_) => "cluster",
+        }
+    }
+
+    /// A command went unanswered (its caller gave up); makes the
+    /// connection anew when that has been all for a while.
+    fn unanswered(&self) {
+        let now = self.shared.health.now_ms();
+        if !self.shared.health.unanswered(now) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            // Outside a runtime (a drop at shutdown): nothing to run it on.
+            self.shared.health.rebuilt();
+            return;
+        };
+        let shared = self.shared.clone();
+        tracing::warn!("Redis has answered no command for {STALL:?}: making the connection anew");
+        runtime.spawn(async move {
+            match tokio::time::timeout(CONNECT_TIMEOUT, shared.maker.make()).await {
+                Ok(Ok(conn)) => {
+                    shared.current.store(Arc::new(conn));
+                    tracing::info!("a new Redis connection replaced the silent one");
+                }
+                Ok(Err(e)) => tracing::warn!(
+                    error_kind = ?e.kind(),
+                    "a new Redis connection could not be made; keeping the old one"
+                ),
+                Err(_) => tracing::warn!(
+                    "a new Redis connection did not come up within {CONNECT_TIMEOUT:?}; \
+                     keeping the old one"
+                ),
+            }
+            shared.health.rebuilt();
+        });
+    }
+}
+
+/// Whether commands are being answered, and when the connection was last
+/// made anew: times in milliseconds since `start`, [`NEVER`] for none.
+struct Health {
+    start: Instant,
+    /// When the first command of the current run of unanswered ones gave
+    /// up.
+    stall_since: AtomicU64,
+    /// How many commands gave up unanswered in the current run.
+    unanswered: AtomicU64,
+    /// When the last rebuild started.
+    last_rebuild: AtomicU64,
+    rebuilding: AtomicBool,
+}
+
+impl Health {
+    fn new() -> Self {
+        Self {
+            start: Instant::now(),
+            stall_since: AtomicU64::new(NEVER),
+            unanswered: AtomicU64::new(0),
+            last_rebuild: AtomicU64::new(NEVER),
+            rebuilding: AtomicBool::new(false),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(NEVER - 1)
+    }
+
+    /// Redis answered a command: the run of unanswered ones is over.
+    fn answered(&self) {
+        if self.stall_since.load(Ordering::Relaxed) != NEVER {
+            self.stall_since.store(NEVER, Ordering::Relaxed);
+            self.unanswered.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// A command gave up unanswered at `now`; `true` when a rebuild must
+    /// start (and is then marked as started: the caller starts it and
+    /// calls [`rebuilt`](Self::rebuilt) when it is over).
+    fn unanswered(&self, now: u64) -> bool {
+        let since = match self.stall_since.compare_exchange(
+            NEVER,
+            now,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        ) {
+            Ok(_) => now,
+            Err(since) => since,
+        };
+        let count = self
+            .unanswered
+            .fetch_add(1, Ordering::Relaxed)
+            .saturating_add(1);
+        let stall_ms = u64::try_from(STALL.as_millis()).unwrap_or(NEVER);
+        if now.saturating_sub(since) < stall_ms || count < STALL_COMMANDS {
+            return false;
+        }
+        let last = self.last_rebuild.load(Ordering::Relaxed);
+        let interval_ms = u64::try_from(REBUILD_INTERVAL.as_millis()).unwrap_or(NEVER);
+        if last != NEVER && now.saturating_sub(last) < interval_ms {
+            return false;
+        }
+        if self.rebuilding.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        self.last_rebuild.store(now, Ordering::Relaxed);
+        // A new run: the next rebuild needs another stall of its own.
+        self.stall_since.store(NEVER, Ordering::Relaxed);
+        self.unanswered.store(0, Ordering::Relaxed);
+        true
+    }
+
+    /// The rebuild is over, done or not.
+    fn rebuilt(&self) {
+        self.rebuilding.store(false, Ordering::Release);
+    }
+}
+
+/// Watches one command: answered (any reply from Redis, an error reply
+/// included), or dropped before an answer (its caller's timeout).
+struct Watch<'a> {
+    link: &'a RedisLink,
+    finished: bool,
+}
+
+impl<'a> Watch<'a> {
+    fn new(link: &'a RedisLink) -> Self {
+        Self {
+            link,
+            finished: false,
+        }
+    }
+
+    fn done<T>(mut self, result: &RedisResult<T>) {
+        self.finished = true;
+        match result {
+            // An error reply came over the connection: it is alive.
+            Ok(_) => self.link.shared.health.answered(),
+            Err(e) if e.code().is_some() => self.link.shared.health.answered(),
+            // Lost connections are the connection manager's to heal.
+            Err(_) => {}
+        }
+    }
+}
+
+impl Drop for Watch<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.link.unanswered();
         }
     }
 }
@@ -96,7 +359,7 @@ impl fmt::Debug for RedisLink {
     }
 }
 
-impl ConnectionLike for RedisLink {
+impl ConnectionLike for Conn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
             Self::Node(c) => c.req_packed_command(cmd),
@@ -202,5 +465,69 @@ impl std::error::Error for RedisConnectError {
         self.source
             .as_ref()
             .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rebuild_after_a_second_of_only_unanswered_commands() {
+        let health = Health::new();
+        // Unanswered commands, 50 ms apart: no rebuild before a full
+        // second of them.
+        let mut rebuilds = Vec::new();
+        for t in (0..=1_000).step_by(50) {
+            if health.unanswered(t) {
+                rebuilds.push(t);
+            }
+        }
+        assert_eq!(rebuilds, [1_000]);
+        // While it runs, and for a second after it started, no other.
+        for t in (1_050..=2_500).step_by(50) {
+            assert!(!health.unanswered(t), "{t}");
+        }
+        health.rebuilt();
+        // The run that began after the rebuild started (at 1,050) has
+        // lasted a second, and a second has passed since the last one.
+        assert!(health.unanswered(2_550));
+        health.rebuilt();
+        // Still silent: at most one rebuild per second, however many
+        // commands give up.
+        let mut more = 0;
+        for t in 2_551..12_551 {
+            if health.unanswered(t) {
+                more += 1;
+                health.rebuilt();
+            }
+        }
+        assert!(more <= 10, "{more} rebuilds in 10 s");
+    }
+
+    #[test]
+    fn an_answer_ends_the_stall_and_one_slow_command_is_not_one() {
+        let health = Health::new();
+        assert!(!health.unanswered(0));
+        assert!(!health.unanswered(500));
+        health.answered();
+        // A new run: from 900, not from 0.
+        assert!(!health.unanswered(900));
+        assert!(!health.unanswered(1_500));
+        assert!(!health.unanswered(1_899));
+        // Two commands a second apart are not enough.
+        let lone = Health::new();
+        assert!(!lone.unanswered(0));
+        assert!(!lone.unanswered(5_000));
+        assert!(lone.unanswered(5_001));
+    }
+
+    #[test]
+    fn connections_get_keepalive_and_nodelay() {
+        let settings = tcp_settings();
+        assert!(settings.nodelay());
+        assert!(settings.keepalive().is_some());
+        let info = with_tcp_settings("redis://127.0.0.1:6379").unwrap();
+        assert!(info.tcp_settings().nodelay());
     }
 }

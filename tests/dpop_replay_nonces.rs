@@ -219,3 +219,145 @@ async fn the_replay_store_is_asked_last_and_proofs_are_never_cached() {
     assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
     assert_eq!(s.issuer.jwks_fetches(), 1);
 }
+
+/// A proof verified while fresh, but whose token takes longer to validate
+/// than the proof's `iat` window has left: refused as too old, and the
+/// replay store is never asked (a store must not be asked to remember a
+/// proof past its lifetime, nor could it).
+#[tokio::test]
+async fn a_proof_that_ages_out_during_a_slow_validation_is_refused() {
+    use http::Request;
+    use http_body_util::Full;
+    use tower::{ServiceBuilder, ServiceExt as _};
+    use tower_token_binding::proof::dpop::DPOP;
+    use tower_token_binding::validation::ValidateToken as _;
+
+    let s = setup().await;
+    let jwt = support::jwt_validator(&s.pki, &s.issuer, Duration::from_secs(3600));
+    // Longer than the window below (1 s back) plus the second of rounding
+    // in `iat`.
+    let slow = move |token: &str| {
+        let validation = jwt.validate(token);
+        async move {
+            tokio::time::sleep(Duration::from_millis(2_100)).await;
+            validation.await
+        }
+    };
+    let calls = Arc::new(AtomicUsize::new(0));
+    let service = ServiceBuilder::new()
+        .layer(
+            tower_token_binding::validation::CnfValidationLayer::new(slow)
+                .accept_dpop(
+                    DpopVerifier::builder()
+                        .iat_window(Duration::from_secs(1), Duration::from_secs(5))
+                        .build(),
+                )
+                .replay_store(counting_store(calls.clone(), || Ok(true))),
+        )
+        .service_fn(|_request: Request<Full<bytes::Bytes>>| async {
+            Ok::<_, std::convert::Infallible>(http::Response::new(Full::<bytes::Bytes>::default()))
+        });
+    let api = "https://api.example/slow";
+    let proof = s
+        .proofs
+        .proof(&Method::GET, &uri(api), Some(&s.token))
+        .unwrap();
+    let request = Request::get(api)
+        .header(http::header::AUTHORIZATION, format!("DPoP {}", s.token))
+        .header(DPOP, proof)
+        .body(Full::default())
+        .unwrap();
+    let response = service.oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let challenge = response
+        .headers()
+        .get(http::header::WWW_AUTHENTICATE)
+        .unwrap()
+        .to_str()
+        .unwrap();
+    assert!(
+        challenge.starts_with("DPoP error=\"invalid_dpop_proof\""),
+        "{challenge}"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 0, "the store is never asked");
+}
+
+/// Logs shared with a subscriber, as text.
+#[derive(Clone, Default)]
+struct Logs(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
+    type Writer = Logs;
+    fn make_writer(&'a self) -> Logs {
+        self.clone()
+    }
+}
+
+/// A replay store that is down refuses every DPoP request, but warns at
+/// most once a second per layer, not once per request.
+#[tokio::test]
+async fn a_failing_replay_store_does_not_flood_the_logs() {
+    use http::Request;
+    use http_body_util::Full;
+    use tower::{Service as _, ServiceBuilder, ServiceExt as _};
+    use tower_token_binding::proof::dpop::DPOP;
+
+    let logs = Logs::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(logs.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::WARN)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let s = setup().await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let store = counting_store(calls.clone(), || {
+        Err(ReplayError::with_source(
+            ReplayErrorKind::Unavailable,
+            "connection refused",
+        ))
+    });
+    let mut service = ServiceBuilder::new()
+        .layer(
+            layer(&s)
+                .accept_dpop(DpopVerifier::new())
+                .replay_store(store),
+        )
+        .service_fn(|_request: Request<Full<bytes::Bytes>>| async {
+            Ok::<_, std::convert::Infallible>(http::Response::new(Full::<bytes::Bytes>::default()))
+        });
+    let api = "https://api.example/flood";
+    const REQUESTS: usize = 40;
+    for _ in 0..REQUESTS {
+        let proof = s
+            .proofs
+            .proof(&Method::GET, &uri(api), Some(&s.token))
+            .unwrap();
+        let request = Request::get(api)
+            .header(http::header::AUTHORIZATION, format!("DPoP {}", s.token))
+            .header(DPOP, proof)
+            .body(Full::default())
+            .unwrap();
+        let response = service.ready().await.unwrap().call(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), REQUESTS);
+    let text = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
+    let warnings = text.matches("the replay store failed").count();
+    assert!(
+        (1..REQUESTS / 4).contains(&warnings),
+        "{warnings} warnings for {REQUESTS} refusals:\n{text}"
+    );
+    assert!(text.contains("suppressed=0"), "{text}");
+}

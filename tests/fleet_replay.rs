@@ -309,3 +309,206 @@ async fn a_cluster_node_killed_under_traffic_fails_closed_and_recovers() {
         "no steady acceptance after the node came back: {seen:?}"
     );
 }
+
+/// An expiry already past is refused without writing anything, and a new
+/// proof's key is kept for its time left plus the margin, relatively (`PX`),
+/// so it does not depend on Redis' clock.
+#[tokio::test]
+async fn a_past_expiry_is_refused_and_keys_expire_relatively() {
+    use std::time::SystemTime;
+    use tower_token_binding::replay::{ReplayKey, ReplayStore as _};
+
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let store = RedisReplayStore::connect(&redis.url()).await.unwrap();
+    redis.reset_stats();
+    let key = ReplayKey::from_parts("test", &[b"past"]);
+    for past in [Duration::from_secs(1), Duration::from_secs(3600)] {
+        let answer = store
+            .insert_if_absent(key, SystemTime::now() - past)
+            .await
+            .unwrap();
+        assert!(!answer, "a proof past its expiry is never accepted");
+    }
+    assert!(redis.keys().is_empty(), "{:?}", redis.keys());
+    assert_eq!(redis.command_calls().get("set").copied().unwrap_or(0), 0);
+
+    let fresh = ReplayKey::from_parts("test", &[b"fresh"]);
+    let expires_at = SystemTime::now() + Duration::from_secs(60);
+    assert!(store.insert_if_absent(fresh, expires_at).await.unwrap());
+    assert!(!store.insert_if_absent(fresh, expires_at).await.unwrap());
+    let ttl: u64 = redis
+        .command(&["PTTL", &store.redis_key(&fresh)])
+        .trim()
+        .parse()
+        .unwrap();
+    let margin = RedisReplayStore::DEFAULT_EXPIRY_MARGIN.as_millis() as u64;
+    assert!(ttl > 60_000 && ttl <= 60_000 + margin, "{ttl}");
+}
+
+/// A loopback TCP proxy in front of Redis that can go silent: while
+/// blackholed, it forwards nothing and keeps every socket open (a
+/// partition without a reset); a connection that saw the blackhole stays
+/// silent for good, and only connections made after it ends are forwarded.
+struct SilentProxy {
+    port: u16,
+    blackhole: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    connections: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl SilentProxy {
+    async fn start(upstream: u16) -> Self {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let blackhole = Arc::new(AtomicBool::new(false));
+        let connections = Arc::new(AtomicUsize::new(0));
+        let (hole, count) = (blackhole.clone(), connections.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                let hole = hole.clone();
+                tokio::spawn(async move {
+                    let (mut from_client, mut to_client) = client.into_split();
+                    let mut buf = vec![0u8; 16 * 1024];
+                    if hole.load(Ordering::SeqCst) {
+                        // Never forwarded: read and drop, socket kept.
+                        while let Ok(n) = from_client.read(&mut buf).await {
+                            if n == 0 {
+                                return;
+                            }
+                        }
+                        return;
+                    }
+                    let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
+                    else {
+                        return;
+                    };
+                    let (mut from_server, mut to_server) = server.into_split();
+                    let dead = Arc::new(AtomicBool::new(false));
+                    let (hole2, dead2) = (hole.clone(), dead.clone());
+                    tokio::spawn(async move {
+                        let mut buf = vec![0u8; 16 * 1024];
+                        while let Ok(n) = from_server.read(&mut buf).await {
+                            if n == 0 {
+                                return;
+                            }
+                            if hole2.load(Ordering::SeqCst) {
+                                dead2.store(true, Ordering::SeqCst);
+                            }
+                            if dead2.load(Ordering::SeqCst) {
+                                continue;
+                            }
+                            if to_client.write_all(&buf[..n]).await.is_err() {
+                                return;
+                            }
+                        }
+                    });
+                    while let Ok(n) = from_client.read(&mut buf).await {
+                        if n == 0 {
+                            return;
+                        }
+                        if hole.load(Ordering::SeqCst) {
+                            dead.store(true, Ordering::SeqCst);
+                        }
+                        if dead.load(Ordering::SeqCst) {
+                            continue;
+                        }
+                        if to_server.write_all(&buf[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        Self {
+            port,
+            blackhole,
+            connections,
+            task,
+        }
+    }
+
+    fn set_blackhole(&self, on: bool) {
+        self.blackhole
+            .store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn connections(&self) -> usize {
+        self.connections.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for SilentProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A connection gone silent (no reset, no error, only timeouts) is made
+/// anew by the store itself: after the partition ends, proofs are checked
+/// again within a bounded number of rounds, without restarting anything,
+/// and with far fewer new connections than timeouts (no reconnect storm).
+/// A proof accepted before the partition is still refused after it.
+#[tokio::test]
+async fn a_silent_connection_is_replaced() {
+    use std::time::SystemTime;
+    use tower_token_binding::replay::{ReplayKey, ReplayStore as _};
+
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let proxy = SilentProxy::start(redis.port()).await;
+    let store = RedisReplayStore::connect(&format!("redis://127.0.0.1:{}", proxy.port))
+        .await
+        .unwrap()
+        .timeout(Duration::from_millis(50));
+    let later = || SystemTime::now() + Duration::from_secs(60);
+    let key = |n: usize| ReplayKey::from_parts("silent", &[&n.to_be_bytes()]);
+    assert!(store.insert_if_absent(key(0), later()).await.unwrap());
+
+    proxy.set_blackhole(true);
+    let mut failed = 0;
+    for n in 1..=10 {
+        let answer = store.insert_if_absent(key(n), later()).await;
+        assert!(answer.unwrap_err().is_unavailable());
+        failed += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    proxy.set_blackhole(false);
+
+    const ROUNDS: usize = 150;
+    let mut recovered_after = None;
+    for round in 0..ROUNDS {
+        match store.insert_if_absent(key(100 + round), later()).await {
+            Ok(fresh) => {
+                assert!(fresh, "a new key");
+                recovered_after = Some(round);
+                break;
+            }
+            Err(e) => {
+                assert!(e.is_unavailable(), "{e}");
+                failed += 1;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let rounds = recovered_after.expect("the store never recovered from the silent connection");
+    eprintln!(
+        "recovered after {rounds} rounds; {failed} requests failed; {} connections",
+        proxy.connections()
+    );
+    // Proofs seen before the partition are still replays.
+    assert!(!store.insert_if_absent(key(0), later()).await.unwrap());
+    // Each rebuild takes at least three unanswered commands.
+    assert!(
+        proxy.connections() <= 2 + failed / 3,
+        "{} connections for {failed} failures",
+        proxy.connections()
+    );
+}

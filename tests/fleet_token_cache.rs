@@ -284,6 +284,36 @@ async fn garbage_in_redis_is_a_miss() {
     assert_eq!(shared.stats().stored, 1, "{:?}", shared.stats());
 }
 
+/// A value over the size limit is garbage, never parsed: a miss, the
+/// token fetched again and the value replaced; no call fails. (Here a
+/// valid entry padded with 1 MiB of JSON whitespace, which a parser would
+/// accept.)
+#[tokio::test]
+async fn a_huge_value_in_redis_is_a_miss() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let world = World::start().await;
+    let first = connect(&redis.url()).await;
+    assert_eq!(calls(&world, &[world.stack(first)], 1).await, 0);
+    let key = redis.keys().pop().unwrap();
+    let entry = redis.command(&["GET", &key]);
+    assert!(entry.starts_with('{'), "a token entry is JSON");
+    let huge = format!("{entry}{}", " ".repeat(1 << 20));
+    assert!(huge.len() > RedisTokenCache::MAX_VALUE_LEN);
+    assert_eq!(redis.command(&["SET", &key, &huge]), "OK");
+
+    let shared = connect(&redis.url()).await;
+    let before = world.issuer.tokens_issued();
+    assert_eq!(calls(&world, &[world.stack(shared.clone())], 5).await, 0);
+    assert_eq!(world.issuer.tokens_issued(), before + 1);
+    let stats = shared.stats();
+    assert_eq!((stats.hits, stats.stored), (0, 1), "{stats:?}");
+    assert!(stats.unusable >= 1, "{stats:?}");
+    let replaced = redis.command(&["GET", &key]);
+    assert!(replaced.len() <= RedisTokenCache::MAX_VALUE_LEN, "replaced");
+}
+
 #[tokio::test]
 async fn bearer_tokens_are_shared_only_when_allowed() {
     let Some(redis) = RedisServer::start() else {

@@ -377,3 +377,53 @@ async fn every_pop_check_in_one_table() {
     }
     assert!(failures.is_empty(), "{failures:#?}");
 }
+
+/// An SHR verified while fresh, whose token then takes longer to validate
+/// than the SHR's lifetime has left: refused as too old, and the replay
+/// store is never asked.
+#[tokio::test]
+async fn an_shr_that_ages_out_during_a_slow_validation_is_refused() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tower::{ServiceBuilder, ServiceExt as _};
+    use tower_token_binding::proof::shr::ShrVerifier;
+    use tower_token_binding::validation::ValidateToken as _;
+
+    let s = setup(Algorithm::Es256).await;
+    let jwt = support::jwt_validator(&s.pki, &s.issuer, Duration::from_secs(3600));
+    // Longer than the lifetime below plus the second of rounding in `ts`.
+    let slow = move |token: &str| {
+        let validation = jwt.validate(token);
+        async move {
+            tokio::time::sleep(Duration::from_millis(2_100)).await;
+            validation.await
+        }
+    };
+    let calls = Arc::new(AtomicUsize::new(0));
+    let service = ServiceBuilder::new()
+        .layer(
+            tower_token_binding::validation::CnfValidationLayer::new(slow)
+                .accept_pop(
+                    ShrVerifier::builder()
+                        .lifetime(Duration::from_secs(1))
+                        .build(),
+                )
+                .replay_store(dpop::counting_store(calls.clone(), || Ok(true))),
+        )
+        .service_fn(
+            |_request: http::Request<http_body_util::Full<bytes::Bytes>>| async {
+                Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::<
+                    bytes::Bytes,
+                >::default()))
+            },
+        );
+    let api = "https://api.example:443/slow";
+    let shr = s.shrs.sign(&Method::GET, &uri(api), &s.token).unwrap();
+    let request = http::Request::get(api)
+        .header(http::header::AUTHORIZATION, format!("PoP {shr}"))
+        .body(http_body_util::Full::default())
+        .unwrap();
+    let response = service.oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(calls.load(Ordering::SeqCst), 0, "the store is never asked");
+}

@@ -114,7 +114,8 @@ impl MemoryReplayStore {
     /// [`insert_if_absent`](ReplayStore::insert_if_absent) with the current
     /// time given, synchronously: `Ok(true)` if `key` is new (and is now
     /// remembered until `expires_at`), `Ok(false)` if it is remembered and
-    /// has not expired at `now`.
+    /// has not expired at `now`, or if `expires_at` is not after `now` (a
+    /// proof past its lifetime is refused, never accepted unremembered).
     pub fn insert_at(
         &self,
         key: ReplayKey,
@@ -122,8 +123,9 @@ impl MemoryReplayStore {
         now: SystemTime,
     ) -> Result<bool, ReplayError> {
         if expires_at <= now {
-            // Expired already: nothing to remember.
-            return Ok(true);
+            // Past its lifetime: it could not be remembered, so it is not
+            // accepted (fail closed).
+            return Ok(false);
         }
         let slot = Slot(*key.as_bytes());
         let shard = &self.inner.shards[self.inner.hasher.shard(&slot)];
@@ -313,15 +315,24 @@ mod tests {
     }
 
     #[test]
-    fn an_expiry_in_the_past_is_not_remembered() {
+    fn an_expiry_in_the_past_is_refused_and_not_remembered() {
         let store = MemoryReplayStore::new();
         let now = SystemTime::now();
-        assert!(store.insert_at(key(1), now, now).unwrap());
+        assert!(!store.insert_at(key(1), now, now).unwrap());
         assert!(
-            store
+            !store
                 .insert_at(key(1), now - Duration::from_secs(1), now)
                 .unwrap()
         );
+        assert!(store.is_empty());
+    }
+
+    #[tokio::test]
+    async fn as_a_replay_store_a_past_expiry_is_not_accepted() {
+        let store = MemoryReplayStore::new();
+        let past = SystemTime::now() - Duration::from_secs(1);
+        assert!(!store.insert_if_absent(key(9), past).await.unwrap());
+        assert!(!store.insert_if_absent(key(9), past).await.unwrap());
         assert!(store.is_empty());
     }
 

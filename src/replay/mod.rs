@@ -5,7 +5,7 @@
 //! otherwise be accepted reach the store, and garbage cannot fill it. The
 //! check is one call, [`ReplayStore::insert_if_absent`]: remember this
 //! [`ReplayKey`] until `expires_at`, and say whether it was new. That is
-//! one round trip to a shared store (Redis' `SET key 1 NX PXAT t`), so a
+//! one round trip to a shared store (Redis' `SET key 1 NX PX ms`), so a
 //! fleet of servers refuses a proof that any of them accepted.
 //!
 //! A store that cannot answer returns an error, and the request must then be
@@ -15,7 +15,7 @@
 //! - [`MemoryReplayStore`]: for one process; bounded, sharded, refuses new
 //!   entries when full rather than forgetting unexpired ones.
 //! - `RedisReplayStore` (feature `redis`): shared by a fleet, one
-//!   `SET key 1 NX PXAT t` per proof, failing closed.
+//!   `SET key 1 NX PX ms` per proof, failing closed.
 //! - [`BoxReplayStore`]: any store behind one type.
 //! - Any closure `Fn(ReplayKey, SystemTime) -> impl Future<Output =
 //!   Result<bool, ReplayError>>` is a store too.
@@ -62,6 +62,12 @@ pub use memory::MemoryReplayStore;
 /// proof); if it is, answer `false` (a replay: refuse it). An error means
 /// the store could not tell, and the proof must be refused.
 ///
+/// An `expires_at` that is not in the future (by the store's clock) is
+/// answered `false`: such a proof is past its lifetime, so it cannot be
+/// remembered for any time at all, and accepting it unremembered would let
+/// it be replayed. A store never answers `true` without remembering the key
+/// until at least `expires_at`.
+///
 /// The future owns what it needs (`'static`), so a store may make a network
 /// round trip. Closures are stores:
 ///
@@ -81,7 +87,8 @@ pub trait ReplayStore: Clone + Send + Sync + 'static {
     /// Remembers `key` until `expires_at` unless it is already remembered:
     /// `Ok(true)` when it was new, `Ok(false)` when it is a replay.
     ///
-    /// An `expires_at` already past is new and need not be remembered.
+    /// An `expires_at` already past (or now) is refused: `Ok(false)`, and
+    /// nothing is remembered.
     fn insert_if_absent(&self, key: ReplayKey, expires_at: SystemTime) -> Self::Future;
 }
 

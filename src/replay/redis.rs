@@ -13,10 +13,21 @@ pub use crate::redis_link::RedisConnectError;
 /// A [`ReplayStore`] in Redis (or Valkey), shared by a fleet of servers: a
 /// proof accepted by one of them is refused by all the others.
 ///
-/// - **One command per proof**: `SET <prefix>{<key>} 1 NX PXAT <expiry>`.
+/// - **One command per proof**: `SET <prefix>{<key>} 1 NX PX <ms>`.
 ///   `OK` means the key was new (accept the proof); no answer means it was
-///   there (a replay). The entry expires by itself when the proof could no
-///   longer be accepted anyway.
+///   there (a replay). The entry expires by itself once the proof could no
+///   longer be accepted anyway, plus a margin.
+/// - **Relative expiry, with a margin**: `<ms>` is the time left until the
+///   proof's expiry by this server's clock, plus
+///   [`DEFAULT_EXPIRY_MARGIN`](Self::DEFAULT_EXPIRY_MARGIN) (5 s, the
+///   default DPoP and SHR future-`iat`/`ts` leeway; see
+///   [`expiry_margin`](Self::expiry_margin)). Being relative, it does not
+///   depend on Redis' clock agreeing with ours (an absolute `PXAT` in
+///   Redis' past would be answered `OK` and keep nothing); the margin
+///   covers servers of the fleet whose clocks are a little behind the one
+///   that stored the key. A proof whose expiry has already passed is
+///   refused without asking Redis, so no key is ever written with an
+///   expiry in the past.
 /// - **Keys**: a [`ReplayKey`] is a SHA-256 digest, so the proof, the token
 ///   and the `jti` never reach Redis; in the key it is base64url, inside
 ///   braces, a Redis Cluster hash tag: each proof its own slot, spread over
@@ -29,9 +40,13 @@ pub use crate::redis_link::RedisConnectError;
 /// - **Heals by itself**: one multiplexed connection per store, shared by
 ///   every request (no pool of blocking connections); after a loss it is
 ///   made again in the background, and the first commands after Redis is
-///   back succeed, without restarting the server.
-/// - `PXAT` is an absolute time: the servers' and Redis' clocks should agree
-///   (NTP), as they must for token expiry anyway.
+///   back succeed, without restarting the server. A connection that goes
+///   silent without an error (a partition) is made anew after a second
+///   in which no command was answered (at most one new connection a
+///   second); TCP keepalive and, on Linux, `TCP_USER_TIMEOUT` (10 s) are
+///   set on every connection.
+/// - The servers' clocks should agree (NTP), as they must for token expiry
+///   anyway; differences up to the margin are covered.
 ///
 /// Cloning is cheap; clones share the connection.
 ///
@@ -58,6 +73,7 @@ struct Inner {
     link: RedisLink,
     prefix: String,
     timeout: Duration,
+    margin: Duration,
 }
 
 impl RedisReplayStore {
@@ -65,6 +81,12 @@ impl RedisReplayStore {
     pub const DEFAULT_PREFIX: &'static str = "ttb:replay:";
     /// The default time Redis has to answer.
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(50);
+    /// How much longer than a proof's expiry its key is kept by default:
+    /// 5 s, at least the default future leeway of
+    /// [`DpopVerifier`](crate::proof::dpop::DpopVerifier) and
+    /// [`ShrVerifier`](crate::proof::shr::ShrVerifier), for clock skew
+    /// between the servers of a fleet.
+    pub const DEFAULT_EXPIRY_MARGIN: Duration = Duration::from_secs(5);
 
     /// Connects to the Redis node at `url` (`redis://[user:password@]host:port[/db]`,
     /// `rediss://...` for TLS, `redis+unix:///path`). Fails when the URL is
@@ -110,6 +132,7 @@ impl RedisReplayStore {
                 link,
                 prefix: Self::DEFAULT_PREFIX.to_owned(),
                 timeout: Self::DEFAULT_TIMEOUT,
+                margin: Self::DEFAULT_EXPIRY_MARGIN,
             }),
         }
     }
@@ -128,11 +151,20 @@ impl RedisReplayStore {
         self.with(|inner| inner.timeout = timeout)
     }
 
+    /// How much longer than a proof's expiry its key is kept in Redis
+    /// (default [`DEFAULT_EXPIRY_MARGIN`](Self::DEFAULT_EXPIRY_MARGIN)):
+    /// at least the largest clock difference between the servers sharing
+    /// the store, and at least the verifiers' future leeway.
+    pub fn expiry_margin(self, margin: Duration) -> Self {
+        self.with(|inner| inner.margin = margin)
+    }
+
     fn with(self, change: impl FnOnce(&mut Inner)) -> Self {
         let mut inner = Inner {
             link: self.inner.link.clone(),
             prefix: self.inner.prefix.clone(),
             timeout: self.inner.timeout,
+            margin: self.inner.margin,
         };
         change(&mut inner);
         Self {
@@ -160,6 +192,7 @@ impl fmt::Debug for RedisReplayStore {
             .field("link", &self.inner.link)
             .field("prefix", &self.inner.prefix)
             .field("timeout", &self.inner.timeout)
+            .field("expiry_margin", &self.inner.margin)
             .finish()
     }
 }
@@ -168,20 +201,16 @@ impl ReplayStore for RedisReplayStore {
     type Future = RedisReplayFuture;
 
     fn insert_if_absent(&self, key: ReplayKey, expires_at: SystemTime) -> RedisReplayFuture {
-        let Ok(since_epoch) = expires_at.duration_since(SystemTime::UNIX_EPOCH) else {
-            return RedisReplayFuture::ready(Ok(true));
+        let Some(keep_ms) = keep_for_ms(expires_at, SystemTime::now(), self.inner.margin) else {
+            // Past its lifetime: refused, and nothing written (fail closed).
+            return RedisReplayFuture::ready(Ok(false));
         };
-        if expires_at <= SystemTime::now() {
-            // Expired already: new, and nothing to remember.
-            return RedisReplayFuture::ready(Ok(true));
-        }
-        let at_ms = u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX);
         let mut cmd = redis::cmd("SET");
         cmd.arg(self.redis_key(&key))
             .arg(1)
             .arg("NX")
-            .arg("PXAT")
-            .arg(at_ms);
+            .arg("PX")
+            .arg(keep_ms);
         let link = self.inner.link.clone();
         let timeout = self.inner.timeout;
         RedisReplayFuture {
@@ -197,6 +226,19 @@ impl ReplayStore for RedisReplayStore {
             }),
         }
     }
+}
+
+/// How many milliseconds Redis keeps a proof expiring at `expires_at`,
+/// asked at `now`: the time left (rounded up) plus `margin`; `None` when
+/// `expires_at` is not after `now` (the proof is refused, nothing is
+/// written). Never zero, so never an expiry in the past.
+fn keep_for_ms(expires_at: SystemTime, now: SystemTime, margin: Duration) -> Option<u64> {
+    let left = expires_at
+        .duration_since(now)
+        .ok()
+        .filter(|d| !d.is_zero())?;
+    let ms = left.saturating_add(margin).as_nanos().div_ceil(1_000_000);
+    Some(u64::try_from(ms).unwrap_or(u64::MAX).max(1))
 }
 
 /// `SET ... NX`: `OK` when set (new), nil when the key was there (a
@@ -269,6 +311,23 @@ mod tests {
         let e = read_set_answer(&secret).unwrap_err();
         let text = std::error::Error::source(&e).unwrap().to_string();
         assert!(!text.contains("secret"), "{text}");
+    }
+
+    #[test]
+    fn the_expiry_is_relative_with_a_margin_and_never_past() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let margin = Duration::from_secs(5);
+        assert_eq!(
+            keep_for_ms(now + Duration::from_secs(61), now, margin),
+            Some(66_000)
+        );
+        assert_eq!(
+            keep_for_ms(now + Duration::from_nanos(1), now, Duration::ZERO),
+            Some(1)
+        );
+        assert_eq!(keep_for_ms(now, now, margin), None);
+        assert_eq!(keep_for_ms(now - Duration::from_secs(1), now, margin), None);
+        assert_eq!(keep_for_ms(SystemTime::UNIX_EPOCH, now, margin), None);
     }
 
     #[test]

@@ -2,6 +2,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
+use std::time::SystemTime;
 
 use http::{HeaderValue, Request, Response};
 use pin_project_lite::pin_project;
@@ -12,7 +13,7 @@ use super::rejection::{Rejection, RejectionKind, Scheme};
 use super::{TokenError, VerifiedToken};
 use super::{dpop, pop};
 use crate::proof::dpop::{DPOP_NONCE, DpopError, DpopErrorKind, VerifiedProof};
-use crate::proof::shr::VerifiedShr;
+use crate::proof::shr::{ShrError, ShrErrorKind, VerifiedShr};
 use crate::replay::{ReplayError, ReplayErrorKind, ReplayFuture, ReplayKey, ReplayStore as _};
 use crate::server::PeerCertificate;
 use crate::{Confirmation, ProvenBinding};
@@ -36,10 +37,28 @@ impl Proof {
         }
     }
 
-    fn replay_expires_at(&self) -> std::time::SystemTime {
+    fn replay_expires_at(&self) -> SystemTime {
         match self {
             Proof::Dpop(proof) => proof.replay_expires_at(),
             Proof::Pop(shr) => shr.replay_expires_at(),
+        }
+    }
+
+    /// `None` while the proof's `iat` (the SHR's `ts`) is still within the
+    /// verifier's window at `now`; else the rejection of a proof too old.
+    /// Checked again right before the replay store is asked: the token's
+    /// validation (a key fetch, an introspection call) may have taken long
+    /// enough for the proof to age out since it was verified.
+    fn too_old_at(&self, now: SystemTime) -> Option<Rejection> {
+        match self {
+            Proof::Dpop(proof) if !proof.is_acceptable_at(now) => Some(Rejection::dpop(
+                DpopError::new(DpopErrorKind::IatTooOld),
+                Scheme::Dpop,
+            )),
+            Proof::Pop(shr) if !shr.is_acceptable_at(now) => {
+                Some(Rejection::shr(ShrError::new(ShrErrorKind::TooOld)))
+            }
+            _ => None,
         }
     }
 }
@@ -178,28 +197,36 @@ where
                     };
                     request.extensions_mut().insert(token);
                     let next = match proof.take() {
-                        // Last: only a proof that is otherwise accepted
-                        // reaches the store.
-                        Some(proof) => match &settings.replay_store {
-                            Some(store) => State::Replaying {
-                                check: store.insert_if_absent(
-                                    proof.replay_key(),
-                                    proof.replay_expires_at(),
-                                ),
-                                request: Some(request),
-                                inner: Some(inner),
-                                settings: settings.clone(),
-                                scheme,
-                            },
-                            None => {
-                                crate::metrics::replay_check(scheme, None);
-                                let rejection = Rejection::replay_store(
-                                    ReplayError::new(ReplayErrorKind::Other),
-                                    scheme,
-                                );
+                        // Still within its window now, however long the
+                        // token took: else it would reach the store past
+                        // its lifetime.
+                        Some(proof) => {
+                            if let Some(rejection) = proof.too_old_at(SystemTime::now()) {
                                 return Poll::Ready(Ok(refuse(rejection, settings)));
                             }
-                        },
+                            // Last: only a proof that is otherwise accepted
+                            // reaches the store.
+                            match &settings.replay_store {
+                                Some(store) => State::Replaying {
+                                    check: store.insert_if_absent(
+                                        proof.replay_key(),
+                                        proof.replay_expires_at(),
+                                    ),
+                                    request: Some(request),
+                                    inner: Some(inner),
+                                    settings: settings.clone(),
+                                    scheme,
+                                },
+                                None => {
+                                    crate::metrics::replay_check(scheme, None);
+                                    let rejection = Rejection::replay_store(
+                                        ReplayError::new(ReplayErrorKind::Other),
+                                        scheme,
+                                    );
+                                    return Poll::Ready(Ok(refuse(rejection, settings)));
+                                }
+                            }
+                        }
                         None => State::Authorized {
                             request: Some(request),
                             inner,
@@ -238,11 +265,18 @@ where
                             Rejection::dpop(DpopError::new(DpopErrorKind::Replayed), Scheme::Dpop)
                         }
                         Err(e) => {
-                            tracing::warn!(
-                                error = %e,
-                                source = ?std::error::Error::source(&e),
-                                "the replay store failed: request refused (503)"
-                            );
+                            // Once a second at most per layer: an outage
+                            // refuses every DPoP/PoP request.
+                            if let Some(suppressed) = settings.replay_warnings.allow() {
+                                tracing::warn!(
+                                    error = %e,
+                                    source = ?std::error::Error::source(&e),
+                                    suppressed,
+                                    "the replay store failed: request refused (503); \
+                                     at most one such warning a second, `suppressed` \
+                                     counts those left out since the last"
+                                );
+                            }
                             Rejection::replay_store(e, scheme)
                         }
                     };

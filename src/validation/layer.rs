@@ -7,6 +7,7 @@ use super::dpop::{InvalidPublicOrigin, PublicOrigin};
 use crate::proof::dpop::DpopVerifier;
 use crate::proof::shr::ShrVerifier;
 use crate::replay::{BoxReplayStore, MemoryReplayStore, ReplayStore};
+use crate::warn_limit::WarnLimit;
 
 /// Validates access tokens and their binding: to a client certificate
 /// (RFC 8705 section 3) and, when enabled, to a DPoP key (RFC 9449) or to
@@ -48,6 +49,8 @@ pub(crate) struct Settings {
     /// `dpop` or `pop` is.
     pub(crate) replay_store: Option<BoxReplayStore>,
     pub(crate) public_origin: Option<PublicOrigin>,
+    /// At most one `warn` event a second for a failing replay store.
+    pub(crate) replay_warnings: Arc<WarnLimit>,
 }
 
 impl Settings {
@@ -178,7 +181,8 @@ impl<V> CnfValidationLayer<V> {
     /// clones), which other processes do not see.
     ///
     /// A store that fails answers `503` with `Retry-After` and a `warn`
-    /// event: the proof is never let through (fail closed).
+    /// event (at most one a second per layer, counting those left out):
+    /// the proof is never let through (fail closed).
     pub fn replay_store(mut self, store: impl ReplayStore) -> Self {
         Arc::make_mut(&mut self.settings).replay_store = Some(BoxReplayStore::new(store));
         self

@@ -279,16 +279,19 @@ impl DpopVerifier {
         );
         // The proof is acceptable while `now - iat <= max_age`: remember it
         // a second longer than that (`iat` has whole seconds).
-        let expires_at = UNIX_EPOCH
+        let acceptable_until = UNIX_EPOCH
             .checked_add(iat_since_epoch.saturating_add(self.max_age))
-            .and_then(|t| t.checked_add(Duration::from_secs(1)))
             .unwrap_or(now);
+        let expires_at = acceptable_until
+            .checked_add(Duration::from_secs(1))
+            .unwrap_or(acceptable_until);
         Ok(VerifiedProof {
             jti: jti.to_owned(),
             iat: UNIX_EPOCH.checked_add(iat_since_epoch).unwrap_or(now),
             alg,
             jwk,
             replay_key,
+            acceptable_until,
             expires_at,
         })
     }
@@ -333,6 +336,8 @@ pub struct VerifiedProof {
     jti: String,
     iat: SystemTime,
     replay_key: ReplayKey,
+    /// The last instant at which the `iat` window accepts the proof.
+    acceptable_until: SystemTime,
     expires_at: SystemTime,
 }
 
@@ -379,5 +384,14 @@ impl VerifiedProof {
     /// out of the window and the proof is refused anyway.
     pub fn replay_expires_at(&self) -> SystemTime {
         self.expires_at
+    }
+
+    /// Whether the proof's `iat` is still within the verifier's window at
+    /// `now` (it was at [`verify`](DpopVerifier::verify) time). Check it
+    /// again right before asking the replay store when anything slow (a
+    /// token validation, a key fetch) came in between: a proof that has
+    /// aged out of the window must be refused, not remembered.
+    pub fn is_acceptable_at(&self, now: SystemTime) -> bool {
+        now <= self.acceptable_until
     }
 }

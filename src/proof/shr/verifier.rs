@@ -299,10 +299,12 @@ impl ShrVerifier {
         );
         // Acceptable while `now - ts <= lifetime`: remember it a second
         // longer than that (`ts` has whole seconds).
-        let expires_at = UNIX_EPOCH
+        let acceptable_until = UNIX_EPOCH
             .checked_add(ts_since_epoch.saturating_add(self.lifetime))
-            .and_then(|t| t.checked_add(Duration::from_secs(1)))
             .unwrap_or(now);
+        let expires_at = acceptable_until
+            .checked_add(Duration::from_secs(1))
+            .unwrap_or(acceptable_until);
         let nonce = nonce.to_owned();
         let at = match claims.remove("at") {
             Some(Value::String(at)) => at,
@@ -315,6 +317,7 @@ impl ShrVerifier {
             nonce,
             ts: UNIX_EPOCH.checked_add(ts_since_epoch).unwrap_or(now),
             replay_key,
+            acceptable_until,
             expires_at,
         })
     }
@@ -474,6 +477,8 @@ pub struct VerifiedShr {
     nonce: String,
     ts: SystemTime,
     replay_key: ReplayKey,
+    /// The last instant at which the lifetime accepts the SHR.
+    acceptable_until: SystemTime,
     expires_at: SystemTime,
 }
 
@@ -541,5 +546,14 @@ impl VerifiedShr {
     /// of the lifetime and it is refused anyway.
     pub fn replay_expires_at(&self) -> SystemTime {
         self.expires_at
+    }
+
+    /// Whether the SHR's `ts` is still within the verifier's lifetime at
+    /// `now` (it was at [`verify`](ShrVerifier::verify) time). Check it
+    /// again right before asking the replay store when anything slow (a
+    /// token validation, a key fetch) came in between: an SHR that has
+    /// aged out must be refused, not remembered.
+    pub fn is_acceptable_at(&self, now: SystemTime) -> bool {
+        now <= self.acceptable_until
     }
 }

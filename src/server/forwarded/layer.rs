@@ -4,10 +4,10 @@ use std::sync::Arc;
 use http::header::HeaderName;
 use tower::Layer;
 
-use super::service::WarnLimit;
 use super::trusted::TrustedProxies;
 use super::{CLIENT_CERT, ForwardedClientCert, IpNetwork, X_FORWARDED_CLIENT_CERT, XfccElement};
 use crate::Thumbprint;
+use crate::warn_limit::WarnLimit;
 
 /// Layer that applies [`ForwardedClientCert`]: takes the client certificate
 /// from a header set by a trusted TLS-terminating proxy, the RFC 9440

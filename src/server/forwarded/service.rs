@@ -1,8 +1,6 @@
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
-use std::time::Instant;
 
 use http::{Request, Response, StatusCode};
 use tower::Service;
@@ -136,51 +134,6 @@ where
     }
 }
 
-/// At most one warning a second for the headers ignored by a layer, so a
-/// flood of requests cannot flood the logs; each warning counts the ones
-/// left out since the previous.
-pub(super) struct WarnLimit {
-    start: Instant,
-    /// Milliseconds after `start` from which the next warning may go out.
-    next: AtomicU64,
-    /// Headers ignored without a warning since the last one.
-    suppressed: AtomicU64,
-}
-
-impl WarnLimit {
-    const INTERVAL_MS: u64 = 1_000;
-
-    pub(super) fn new() -> Self {
-        Self {
-            start: Instant::now(),
-            next: AtomicU64::new(0),
-            suppressed: AtomicU64::new(0),
-        }
-    }
-
-    /// `Some(count left out since the last warning)` when a warning may go
-    /// out now.
-    fn allow(&self) -> Option<u64> {
-        let now = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let next = self.next.load(Ordering::Relaxed);
-        if now >= next
-            && self
-                .next
-                .compare_exchange(
-                    next,
-                    now.saturating_add(Self::INTERVAL_MS),
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                )
-                .is_ok()
-        {
-            return Some(self.suppressed.swap(0, Ordering::Relaxed));
-        }
-        self.suppressed.fetch_add(1, Ordering::Relaxed);
-        None
-    }
-}
-
 /// A malformed header: `400 Bad Request`, the reason in the extensions.
 enum Rejection {
     ClientCert(super::ClientCertHeaderError),
@@ -270,18 +223,6 @@ mod tests {
                 .append(name, HeaderValue::from_str(value).unwrap());
         }
         request
-    }
-
-    #[test]
-    fn warnings_are_limited_and_count_the_ones_left_out() {
-        let limit = WarnLimit::new();
-        assert_eq!(limit.allow(), Some(0));
-        assert_eq!(limit.allow(), None);
-        assert_eq!(limit.allow(), None);
-        // As if the interval had passed.
-        limit.next.store(0, Ordering::Relaxed);
-        assert_eq!(limit.allow(), Some(2));
-        assert_eq!(limit.allow(), None);
     }
 
     #[tokio::test]

@@ -43,6 +43,9 @@ static EXTEND: LazyLock<redis::Script> = LazyLock::new(|| {
 /// - Only bound tokens by default (see
 ///   [`SharedCachePolicy::allow_bearer_tokens`] for the risky opt-in);
 ///   never keys or secrets.
+/// - Values are at most [`MAX_VALUE_LEN`](Self::MAX_VALUE_LEN) bytes
+///   (64 KiB): a larger one read from Redis is garbage (a miss, replaced
+///   by the next fetch), never parsed; a larger one is never written.
 /// - Redis down or slow (each command bounded, 500 ms by default): the
 ///   process fetches directly and [counts it](Self::stats); a request never
 ///   fails because of Redis. The connection heals by itself.
@@ -122,6 +125,11 @@ pub struct RedisCacheStats {
 impl RedisTokenCache {
     /// The default key prefix.
     pub const DEFAULT_PREFIX: &'static str = "ttb:token:";
+    /// The largest value read or written, in bytes: 64 KiB, far above a
+    /// token entry or an introspection answer (a few KiB), far below
+    /// what would cost much to parse. A larger value read from Redis is
+    /// treated as garbage (a miss) before any parsing.
+    pub const MAX_VALUE_LEN: usize = 64 * 1024;
 
     /// Connects to the Redis node at `url` (`redis://`, `rediss://`,
     /// `redis+unix://`). Fails when the URL is invalid or the node cannot be
@@ -233,6 +241,16 @@ impl fmt::Debug for RedisTokenCache {
     }
 }
 
+/// A value read from Redis, or, when it is over
+/// [`RedisTokenCache::MAX_VALUE_LEN`], nothing: garbage, never parsed.
+fn within_limit(bytes: Vec<u8>) -> Vec<u8> {
+    if bytes.len() > RedisTokenCache::MAX_VALUE_LEN {
+        Vec::new()
+    } else {
+        bytes
+    }
+}
+
 /// A `SET ... NX` answer: `OK` when set, nil when not.
 fn was_set(value: &redis::Value) -> Result<bool, BoxError> {
     match value {
@@ -251,8 +269,8 @@ impl SharedTokenCache for RedisTokenCache {
         Box::pin(async move {
             match link.query::<redis::Value>(&cmd).await {
                 Ok(redis::Value::Nil) => Ok(None),
-                Ok(redis::Value::BulkString(bytes)) => Ok(Some(bytes)),
-                Ok(redis::Value::SimpleString(text)) => Ok(Some(text.into_bytes())),
+                Ok(redis::Value::BulkString(bytes)) => Ok(Some(within_limit(bytes))),
+                Ok(redis::Value::SimpleString(text)) => Ok(Some(within_limit(text.into_bytes()))),
                 // Some other type under our key: garbage, to be replaced.
                 Ok(_) => Ok(Some(Vec::new())),
                 Err(e) if e.code() == Some("WRONGTYPE") => Ok(Some(Vec::new())),
@@ -267,6 +285,15 @@ impl SharedTokenCache for RedisTokenCache {
         value: Vec<u8>,
         ttl: Duration,
     ) -> BoxFuture<'static, Result<(), BoxError>> {
+        if value.len() > Self::MAX_VALUE_LEN {
+            // It would be read back as garbage: not written.
+            return Box::pin(std::future::ready(Err(format!(
+                "a value of {} bytes, over the {}-byte limit, was not stored",
+                value.len(),
+                Self::MAX_VALUE_LEN
+            )
+            .into())));
+        }
         let link = self.inner.link.clone();
         let mut cmd = redis::cmd("SET");
         let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
@@ -364,5 +391,12 @@ mod tests {
         assert!(was_set(&redis::Value::Okay).unwrap());
         assert!(!was_set(&redis::Value::Nil).unwrap());
         assert!(was_set(&redis::Value::Int(1)).is_err());
+    }
+
+    #[test]
+    fn values_over_the_limit_are_garbage() {
+        let max = RedisTokenCache::MAX_VALUE_LEN;
+        assert_eq!(within_limit(vec![b' '; max]).len(), max);
+        assert!(within_limit(vec![b' '; max + 1]).is_empty());
     }
 }

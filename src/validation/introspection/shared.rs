@@ -28,7 +28,6 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
@@ -43,6 +42,7 @@ use crate::json::check_no_duplicate_members;
 use crate::token::{BoxError, SharedCacheEvent, SharedKey, SharedTokenCache};
 use crate::validation::cache::TokenDigest;
 use crate::validation::{TokenError, TokenErrorKind, VerifiedToken};
+use crate::warn_limit::WarnLimit;
 
 /// How long one operation on the store may take by default.
 const DEFAULT_TIMEOUT: Duration = Duration::from_millis(100);
@@ -126,7 +126,7 @@ impl SharedSettings {
         self.store.map(|store| SharedAnswers {
             store,
             timeout,
-            last_warning: AtomicU64::new(0),
+            warnings: WarnLimit::every(Duration::from_secs(WARN_EVERY_SECS)),
         })
     }
 }
@@ -135,8 +135,8 @@ impl SharedSettings {
 pub(super) struct SharedAnswers {
     store: Arc<dyn SharedTokenCache>,
     timeout: Duration,
-    /// When the last `warn` event was given, unix seconds.
-    last_warning: AtomicU64,
+    /// At most one `warn` event every [`WARN_EVERY_SECS`].
+    warnings: WarnLimit,
 }
 
 impl fmt::Debug for SharedAnswers {
@@ -341,16 +341,10 @@ impl SharedAnswers {
             Err(_) => format!("no answer within {:?}", self.timeout),
         };
         self.store.record(SharedCacheEvent::Unavailable);
-        let now = now();
-        let last = self.last_warning.load(Ordering::Relaxed);
-        if now >= last.saturating_add(WARN_EVERY_SECS)
-            && self
-                .last_warning
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
+        if let Some(suppressed) = self.warnings.allow() {
             tracing::warn!(
                 error = %failure,
+                suppressed,
                 "the shared introspection cache failed: asking the endpoint (warned at most every 10 s)"
             );
         } else {
