@@ -43,9 +43,9 @@ use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use serde_json::json;
 use tower_token_binding::binding::Scheme;
 use tower_token_binding::metrics::{
-    ACCEPTED, CLIENT_RETRIES, INTROSPECTIONS, JWKS_FETCHES, NAMES, POOL_CLIENTS,
-    POOL_TLS_CONNECTIONS, REPLAY_CHECKS, TOKEN_CACHE_LOOKUPS, TOKEN_CACHE_WAITERS, TOKEN_FETCHES,
-    TOKEN_REFRESHES_AHEAD, VALIDATION_CACHE_LOOKUPS, VALIDATIONS,
+    ACCEPTED, CLIENT_RETRIES, FORWARDED_CERTIFICATES, INTROSPECTIONS, JWKS_FETCHES, NAMES,
+    POOL_CLIENTS, POOL_TLS_CONNECTIONS, REPLAY_CHECKS, TOKEN_CACHE_LOOKUPS, TOKEN_CACHE_WAITERS,
+    TOKEN_FETCHES, TOKEN_REFRESHES_AHEAD, VALIDATION_CACHE_LOOKUPS, VALIDATIONS,
 };
 use tower_token_binding::proof::dpop::{DpopVerifier, StatelessNonces};
 use tower_token_binding::test_util::{TestIssuer, TestPki};
@@ -575,5 +575,68 @@ fn introspection_calls_and_its_answer_cache() {
         assert_eq!(seen.count(VALIDATIONS, "outcome=ok,scheme=bearer"), 3);
         assert_eq!(seen.count(VALIDATIONS, "outcome=inactive,scheme=bearer"), 2);
         seen.assert_bounded(&[&token, &revoked, introspection::RS_ID]);
+    });
+}
+
+#[test]
+fn forwarded_certificate_headers_by_result() {
+    use tower_token_binding::server::ConnectionInfo;
+    use tower_token_binding::server::forwarded::{
+        ForwardedClientCertLayer, X_FORWARDED_CLIENT_CERT,
+    };
+
+    run(|snapshotter| async move {
+        let cert = TestPki::self_signed_client("client.example").unwrap();
+        let hash: String = cert
+            .thumbprint()
+            .as_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let service = tower::ServiceBuilder::new()
+            .layer(
+                ForwardedClientCertLayer::xfcc()
+                    .trusted_proxy("10.0.0.0/8".parse().unwrap())
+                    .build()
+                    .unwrap(),
+            )
+            .service_fn(|_: Request<()>| async {
+                Ok::<_, std::convert::Infallible>(http::Response::new(()))
+            });
+        let from = |remote: &str, xfcc: &str| {
+            let mut request = Request::get("/")
+                .header(X_FORWARDED_CLIENT_CERT, xfcc)
+                .body(())
+                .unwrap();
+            request.extensions_mut().insert(ConnectionInfo::new(
+                remote.parse().unwrap(),
+                "10.0.0.1:443".parse().unwrap(),
+            ));
+            request
+        };
+        let one = format!("Hash={hash}");
+        let two = format!("Hash={hash},Hash={hash}");
+        for (remote, xfcc, status) in [
+            ("10.1.2.3:5000", one.as_str(), StatusCode::OK),
+            ("10.1.2.3:5000", one.as_str(), StatusCode::OK),
+            ("10.1.2.3:5000", two.as_str(), StatusCode::OK),
+            ("10.1.2.3:5000", "Hash=abc", StatusCode::BAD_REQUEST),
+            ("203.0.113.9:5000", one.as_str(), StatusCode::OK),
+        ] {
+            let response = service.clone().oneshot(from(remote, xfcc)).await.unwrap();
+            assert_eq!(response.status(), status, "{remote} {xfcc}");
+        }
+        let seen = Seen::take(&snapshotter);
+        let count = |result: &str| seen.count(FORWARDED_CERTIFICATES, &format!("result={result}"));
+        assert_eq!(
+            [
+                count("used"),
+                count("none_taken"),
+                count("malformed"),
+                count("ignored")
+            ],
+            [2, 1, 1, 1]
+        );
+        seen.assert_bounded(&[&hash]);
     });
 }

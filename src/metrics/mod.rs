@@ -31,6 +31,7 @@
 //! | [`tower_token_binding_jwks_fetches_total`](JWKS_FETCHES) | counter | `outcome` | fetches of the server's signing keys: `ok`, `discovery` (no usable issuer metadata), `http_status`, `transport`, `invalid` (not a usable key set) |
 //! | [`tower_token_binding_replay_checks_total`](REPLAY_CHECKS) | counter | `proof`, `result` | replay-store checks of otherwise accepted proofs: `proof` `dpop` or `pop`; `result` `fresh`, `replayed` (refused) or `unavailable` (the store did not answer: refused with `503`) |
 //! | [`tower_token_binding_introspections_total`](INTROSPECTIONS) | counter | `outcome` | calls to an RFC 7662 introspection endpoint: `active`, `inactive` (not active, or refused on its claims), `unavailable` (down, timed out, an error status), `invalid_response` (not an introspection answer), `overloaded` (not made: [`max_concurrent_calls`](crate::validation::IntrospectionValidatorBuilder::max_concurrent_calls) calls in flight already; the request gets `503`) |
+//! | [`tower_token_binding_forwarded_certificates_total`](FORWARDED_CERTIFICATES) | counter | `result` | requests with a forwarded client certificate header at a [`ForwardedClientCertLayer`](crate::server::forwarded::ForwardedClientCertLayer): `used` (from a trusted proxy, certificate taken), `none_taken` (from a trusted proxy, several XFCC elements and none chosen), `malformed` (from a trusted proxy, refused with `400`), `ignored` (from a peer that is not a trusted proxy: removed, not read) |
 //!
 //! The reasons of refused validations (`outcome`), from
 //! [`RejectionKind`](crate::validation::RejectionKind) and the token, DPoP
@@ -115,9 +116,12 @@ pub const JWKS_FETCHES: &str = "tower_token_binding_jwks_fetches_total";
 pub const REPLAY_CHECKS: &str = "tower_token_binding_replay_checks_total";
 /// Calls to a token introspection endpoint, by `outcome`.
 pub const INTROSPECTIONS: &str = "tower_token_binding_introspections_total";
+/// Requests carrying a forwarded client certificate header (RFC 9440
+/// `Client-Cert` or Envoy's XFCC), by `result`.
+pub const FORWARDED_CERTIFICATES: &str = "tower_token_binding_forwarded_certificates_total";
 
 /// Every name above, for checks and dashboards.
-pub const NAMES: [&str; 14] = [
+pub const NAMES: [&str; 15] = [
     TOKEN_FETCHES,
     TOKEN_CACHE_LOOKUPS,
     TOKEN_CACHE_WAITERS,
@@ -132,6 +136,7 @@ pub const NAMES: [&str; 14] = [
     JWKS_FETCHES,
     REPLAY_CHECKS,
     INTROSPECTIONS,
+    FORWARDED_CERTIFICATES,
 ];
 
 /// Gives every metric of this crate its help text, on the recorder
@@ -182,6 +187,10 @@ pub fn describe() {
             "Replay-store checks of proofs, by proof and result"
         );
         describe_counter!(INTROSPECTIONS, "Token introspection calls, by outcome");
+        describe_counter!(
+            FORWARDED_CERTIFICATES,
+            "Requests with a forwarded client certificate header, by result"
+        );
     }
 }
 

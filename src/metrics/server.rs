@@ -2,8 +2,8 @@
 //! one line where it happens.
 
 use super::{
-    ACCEPTED, INTROSPECTIONS, JWKS_FETCHES, REPLAY_CHECKS, VALIDATION_CACHE_LOOKUPS, VALIDATIONS,
-    increment,
+    ACCEPTED, FORWARDED_CERTIFICATES, INTROSPECTIONS, JWKS_FETCHES, REPLAY_CHECKS,
+    VALIDATION_CACHE_LOOKUPS, VALIDATIONS, increment,
 };
 use crate::ProvenBinding;
 use crate::proof::dpop::DpopErrorKind;
@@ -246,6 +246,31 @@ pub(crate) fn introspection_call(outcome: Introspection) {
         INTROSPECTIONS,
         &[("outcome", introspection_outcome(outcome))],
     );
+}
+
+/// What a forwarded-certificate layer did with a request's header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Forwarded {
+    /// From a trusted proxy; the certificate was taken.
+    Used,
+    /// From a trusted proxy; several XFCC elements, none chosen.
+    NoneTaken,
+    /// From a trusted proxy; malformed, refused with `400`.
+    Malformed,
+    /// From a peer that is not a trusted proxy; removed, not read.
+    Ignored,
+}
+
+/// A request with a forwarded client certificate header.
+#[inline]
+pub(crate) fn forwarded_certificate(result: Forwarded) {
+    let result = match result {
+        Forwarded::Used => "used",
+        Forwarded::NoneTaken => "none_taken",
+        Forwarded::Malformed => "malformed",
+        Forwarded::Ignored => "ignored",
+    };
+    increment(FORWARDED_CERTIFICATES, &[("result", result)]);
 }
 
 /// The `outcome` label of an introspection call.

@@ -8,6 +8,7 @@ use tower::Service;
 use super::future::ResponseFuture;
 use super::layer::{Config, Header};
 use super::{XfccErrorKind, client_cert_from_headers, xfcc_from_headers};
+use crate::metrics::Forwarded;
 use crate::server::PeerCertificate;
 
 /// Middleware that takes the client certificate from a header set by a
@@ -81,6 +82,7 @@ where
         let peer = config.proxies.check(request.extensions());
         if !peer.trusted {
             if request.headers().contains_key(&name) {
+                crate::metrics::forwarded_certificate(Forwarded::Ignored);
                 // Never the value: only where it came from.
                 if let Some(also_ignored) = config.warnings.allow() {
                     match peer.addr {
@@ -116,6 +118,7 @@ where
                 // ambiguous: none does, so a bound token gets a 401 from
                 // the validation layer, which says why in its response.
                 Err(error) if error.kind() == XfccErrorKind::MultipleElements => {
+                    crate::metrics::forwarded_certificate(Forwarded::NoneTaken);
                     tracing::debug!(%error, "no client certificate taken");
                     return ResponseFuture::annotated(self.inner.call(request), error);
                 }
@@ -125,11 +128,15 @@ where
         match parsed {
             Ok(peer) => {
                 if let Some(peer) = peer {
+                    crate::metrics::forwarded_certificate(Forwarded::Used);
                     request.extensions_mut().insert(peer);
                 }
                 ResponseFuture::future(self.inner.call(request))
             }
-            Err(rejection) => ResponseFuture::rejected(rejection.into_response()),
+            Err(rejection) => {
+                crate::metrics::forwarded_certificate(Forwarded::Malformed);
+                ResponseFuture::rejected(rejection.into_response())
+            }
         }
     }
 }
