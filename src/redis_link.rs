@@ -131,6 +131,10 @@ impl RedisLink {
         let client = redis::Client::open(with_tcp_settings(url)?)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            // The callers bound every command themselves; a timeout of the
+            // manager's own would answer first with an error that hides the
+            // silence from the stall watch.
+            .set_response_timeout(None)
             // A few quick tries per loss; the next command after a failed
             // round starts another, so a node that comes back is found
             // again without a restart.
@@ -218,7 +222,11 @@ impl RedisLink {
         };
         let shared = self.shared.clone();
         tracing::warn!("Redis has answered no command for {STALL:?}: making the connection anew");
+        // Whatever becomes of the task (it ends, or its runtime shuts down
+        // and drops it), the next rebuild may start afterwards.
+        let done = RebuildDone(shared.clone());
         runtime.spawn(async move {
+            let _done = done;
             match tokio::time::timeout(CONNECT_TIMEOUT, shared.maker.make()).await {
                 Ok(Ok(conn)) => {
                     shared.current.store(Arc::new(conn));
@@ -233,8 +241,16 @@ impl RedisLink {
                      keeping the old one"
                 ),
             }
-            shared.health.rebuilt();
         });
+    }
+}
+
+/// Ends a rebuild when dropped: when its task ends, or is dropped unrun.
+struct RebuildDone(Arc<Shared>);
+
+impl Drop for RebuildDone {
+    fn drop(&mut self) {
+        self.0.health.rebuilt();
     }
 }
 
@@ -338,6 +354,10 @@ impl<'a> Watch<'a> {
             // An error reply came over the connection: it is alive.
             Ok(_) => self.link.shared.health.answered(),
             Err(e) if e.code().is_some() => self.link.shared.health.answered(),
+            // The client's own response timeout (the cluster client keeps
+            // one): no answer, as when the caller's timeout drops the
+            // command.
+            Err(e) if e.is_timeout() => self.link.unanswered(),
             // Lost connections are the connection manager's to heal.
             Err(_) => {}
         }

@@ -281,6 +281,14 @@ async fn a_lying_slow_or_broken_endpoint_is_refused() {
     let e = fetch(&impatient).await.unwrap_err();
     assert!(e.is_timeout(), "{e}");
 
+    // A lifetime no clock can hold, or none at all: refused, never a panic.
+    for expires_in in ["1e20", "1.8e308", "-5", "\"soon\"", "true"] {
+        s.issuer
+            .set_fault(Some(Fault::ExpiresIn(expires_in.to_owned())));
+        let e = fetch(&source).await.unwrap_err();
+        assert_eq!(e.kind(), Kind::InvalidResponse, "{expires_in}: {e}");
+    }
+
     s.issuer.set_fault(Some(Fault::Garbage));
     assert_eq!(
         fetch(&source).await.unwrap_err().kind(),

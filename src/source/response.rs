@@ -52,7 +52,7 @@ pub(super) fn read_token(
         Some(Value::Number(n)) => n
             .as_f64()
             .filter(|s| s.is_finite() && *s >= 0.0)
-            .map(Duration::from_secs_f64)
+            .and_then(|s| Duration::try_from_secs_f64(s).ok())
             .ok_or_else(|| invalid("expires_in is not a positive number".to_owned()))?,
         // Some servers send it as a string.
         Some(Value::String(s)) => s

@@ -369,6 +369,9 @@ async fn issue(
     if let Some(scope) = scope {
         answer["scope"] = json!(scope);
     }
+    if let Some(Fault::ExpiresIn(raw)) = &fault {
+        answer["expires_in"] = serde_json::from_str(raw).unwrap_or_else(|_| json!(raw));
+    }
     let mut reply = json_reply(StatusCode::OK, &answer);
     reply
         .headers_mut()

@@ -144,6 +144,9 @@ pub enum Fault {
     /// Answer every token request that has a `DPoP` proof with `400
     /// use_dpop_nonce` and a new `DPoP-Nonce`, whatever nonce it carries.
     UseDpopNonce,
+    /// Answer with this `expires_in`, given as JSON text (`"1e20"`,
+    /// `"-5"`, `"\"soon\""`), whatever the token's lifetime.
+    ExpiresIn(String),
 }
 
 /// Builds a [`TestIssuer`].

@@ -14,7 +14,8 @@
 //! and releases the lock before it answers, each bounded by the policy's
 //! timeout, so that a process that ends right after its first request has
 //! still shared its token and freed the lock. After the first failure of
-//! the store, a fetch makes no more calls to it.
+//! the store, a fetch makes no more calls to it but one bounded try to
+//! release its lock (else the fleet would wait out the lock's lifetime).
 //!
 //! - **Keys**: SHA-256 over the [`CacheKey`]: token
 //!   endpoint, client id, client authentication, scope, resource, the
@@ -327,7 +328,7 @@ impl SharedTier {
                 first = false;
             }
             tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(policy.poll.1);
+            delay = delay.saturating_mul(2).min(policy.poll.1);
         }
     }
 
@@ -387,7 +388,9 @@ impl SharedTier {
         if self.is_rejected(&entry.access_token) {
             return Err("the token a server rejected");
         }
-        let expires_at = SystemTime::UNIX_EPOCH + Duration::from_millis(entry.expires_at);
+        let expires_at = SystemTime::UNIX_EPOCH
+            .checked_add(Duration::from_millis(entry.expires_at))
+            .ok_or("an expiry out of range")?;
         let remaining = expires_at
             .duration_since(SystemTime::now())
             .map_err(|_| "an expired token")?;
@@ -432,13 +435,19 @@ impl SharedTier {
                 return Ok(token);
             }
             Ok(Look::Nothing | Look::Unshareable) => {}
-            // The store failed: no more calls to it for this fetch (the
-            // lock expires by itself).
-            Err(()) => return self.fetch_directly(fetch).await,
+            // The store failed: one bounded try to free our lock, then no
+            // more calls to it for this fetch.
+            Err(()) => {
+                self.release(shared, owner, policy).await;
+                return self.fetch_directly(fetch).await;
+            }
         }
         self.store.record(SharedCacheEvent::FetchedUnderLock);
         let (result, store_ok) = self.fetch_extending(shared, owner, policy, fetch).await;
         if !store_ok {
+            // One bounded try to free the lock, so that the fleet does not
+            // wait out its lifetime; then no more calls.
+            self.release(shared, owner, policy).await;
             return result;
         }
         match &result {
@@ -497,7 +506,7 @@ impl SharedTier {
 
     /// After a fetch: writes the token if it may be shared, else a marker
     /// that lets waiting processes fetch at once; then releases `owner`'s
-    /// lock, if any (after a failed write, the lock expires by itself).
+    /// lock, if any (also after a failed write: one bounded try).
     async fn finish<B>(
         &self,
         shared: &SharedKey,
@@ -523,31 +532,24 @@ impl SharedTier {
                 }
             }
         };
-        let store = Arc::clone(&self.store);
-        let (key, policy_owned) = (*shared, policy.clone());
-        let release = owner.map(|owner| self.release(shared, owner, policy));
-        let task = async move {
-            let written = match write {
-                Write::Token(value, ttl) => {
-                    let put = store.put(&key, value, ttl);
-                    let written = bounded(&*store, &policy_owned, put).await.is_ok();
-                    if written {
-                        store.record(SharedCacheEvent::Stored);
-                    }
-                    written
+        match write {
+            Write::Token(value, ttl) => {
+                let put = self.store.put(shared, value, ttl);
+                if bounded(&*self.store, policy, put).await.is_ok() {
+                    self.store.record(SharedCacheEvent::Stored);
                 }
-                Write::Marker(value) if value.is_empty() => true,
-                Write::Marker(value) => {
-                    let put = store.put(&key, value, UNSHAREABLE_TTL);
-                    bounded(&*store, &policy_owned, put).await.is_ok()
-                }
-            };
-            // After a failure, no more calls: the lock expires by itself.
-            if let (true, Some(release)) = (written, release) {
-                release.await;
             }
-        };
-        task.await;
+            Write::Marker(value) if value.is_empty() => {}
+            Write::Marker(value) => {
+                let put = self.store.put(shared, value, UNSHAREABLE_TTL);
+                let _ = bounded(&*self.store, policy, put).await;
+            }
+        }
+        // Even after a failed write, one bounded try to free the lock, so
+        // that the fleet does not wait out its lifetime.
+        if let Some(owner) = owner {
+            self.release(shared, owner, policy).await;
+        }
     }
 
     async fn fetch_directly<F>(&self, fetch: F) -> Result<Token, BoxError>
@@ -593,8 +595,9 @@ impl SharedTier {
         if ttl < Duration::from_secs(1) {
             return Err("a token that expires too soon");
         }
-        let expires_at = SystemTime::now() + lifetime;
-        let since_epoch = expires_at
+        let since_epoch = SystemTime::now()
+            .checked_add(lifetime)
+            .ok_or("an expiry out of range")?
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_err(|_| "an expiry out of range")?;
         let entry = Entry {
