@@ -21,8 +21,11 @@
 //! - A watch on the answers: when, for at least [`STALL`], every command
 //!   went unanswered (its caller gave up: dropped before an answer) and
 //!   none was answered, the connection is made anew in the background and
-//!   swapped in; at most one rebuild at a time and one per
-//!   [`REBUILD_INTERVAL`], so an outage never becomes a reconnect storm.
+//!   swapped in; at most one rebuild at a time, the first at least
+//!   [`REBUILD_INTERVAL`] after the one before, and each that does not
+//!   bring answers back waits twice as long for the next (up to
+//!   [`MAX_REBUILD_INTERVAL`]), so neither an outage nor a Redis that is
+//!   merely slow gets a reconnect storm from a fleet.
 //!   Commands in flight on the old connection end with their callers'
 //!   timeouts; the next ones go to the new connection.
 
@@ -52,6 +55,9 @@ const STALL_COMMANDS: u64 = 3;
 
 /// The least time between two rebuilds.
 const REBUILD_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The longest time between two rebuilds, however long answers stay away.
+const MAX_REBUILD_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Idle time before the first TCP keepalive probe, and between probes.
 const KEEPALIVE: Duration = Duration::from_secs(10);
@@ -265,7 +271,14 @@ struct Health {
     unanswered: AtomicU64,
     /// When the last rebuild started.
     last_rebuild: AtomicU64,
+    /// The time the next rebuild waits after the last, in milliseconds:
+    /// doubled by each rebuild, back to [`REBUILD_INTERVAL`] at an answer.
+    interval_ms: AtomicU64,
     rebuilding: AtomicBool,
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(NEVER)
 }
 
 impl Health {
@@ -275,6 +288,7 @@ impl Health {
             stall_since: AtomicU64::new(NEVER),
             unanswered: AtomicU64::new(0),
             last_rebuild: AtomicU64::new(NEVER),
+            interval_ms: AtomicU64::new(millis(REBUILD_INTERVAL)),
             rebuilding: AtomicBool::new(false),
         }
     }
@@ -285,6 +299,10 @@ impl Health {
 
     /// Redis answered a command: the run of unanswered ones is over.
     fn answered(&self) {
+        let base = millis(REBUILD_INTERVAL);
+        if self.interval_ms.load(Ordering::Relaxed) != base {
+            self.interval_ms.store(base, Ordering::Relaxed);
+        }
         if self.stall_since.load(Ordering::Relaxed) != NEVER {
             self.stall_since.store(NEVER, Ordering::Relaxed);
             self.unanswered.store(0, Ordering::Relaxed);
@@ -308,12 +326,11 @@ impl Health {
             .unanswered
             .fetch_add(1, Ordering::Relaxed)
             .saturating_add(1);
-        let stall_ms = u64::try_from(STALL.as_millis()).unwrap_or(NEVER);
-        if now.saturating_sub(since) < stall_ms || count < STALL_COMMANDS {
+        if now.saturating_sub(since) < millis(STALL) || count < STALL_COMMANDS {
             return false;
         }
         let last = self.last_rebuild.load(Ordering::Relaxed);
-        let interval_ms = u64::try_from(REBUILD_INTERVAL.as_millis()).unwrap_or(NEVER);
+        let interval_ms = self.interval_ms.load(Ordering::Relaxed);
         if last != NEVER && now.saturating_sub(last) < interval_ms {
             return false;
         }
@@ -321,6 +338,13 @@ impl Health {
             return false;
         }
         self.last_rebuild.store(now, Ordering::Relaxed);
+        // If this one does not bring answers back, the next waits longer.
+        self.interval_ms.store(
+            interval_ms
+                .saturating_mul(2)
+                .min(millis(MAX_REBUILD_INTERVAL)),
+            Ordering::Relaxed,
+        );
         // A new run: the next rebuild needs another stall of its own.
         self.stall_since.store(NEVER, Ordering::Relaxed);
         self.unanswered.store(0, Ordering::Relaxed);
@@ -509,20 +533,27 @@ mod tests {
             assert!(!health.unanswered(t), "{t}");
         }
         health.rebuilt();
-        // The run that began after the rebuild started (at 1,050) has
-        // lasted a second, and a second has passed since the last one.
-        assert!(health.unanswered(2_550));
-        health.rebuilt();
-        // Still silent: at most one rebuild per second, however many
-        // commands give up.
-        let mut more = 0;
-        for t in 2_551..12_551 {
+        // Still silent: each rebuild that brought no answer doubles the
+        // wait for the next (2 s, 4 s, 8 s, 16 s, then 30 s at most),
+        // however many commands give up meanwhile.
+        let mut rebuilds = Vec::new();
+        for t in (1_050..=120_000).step_by(50) {
             if health.unanswered(t) {
-                more += 1;
+                rebuilds.push(t);
                 health.rebuilt();
             }
         }
-        assert!(more <= 10, "{more} rebuilds in 10 s");
+        assert_eq!(rebuilds, [3_000, 7_000, 15_000, 31_000, 61_000, 91_000]);
+        // An answer: the next stall is rebuilt after a second again.
+        health.answered();
+        let mut after = None;
+        for t in (120_050..=125_000).step_by(50) {
+            if health.unanswered(t) {
+                after = Some(t);
+                break;
+            }
+        }
+        assert_eq!(after, Some(121_050));
     }
 
     #[test]
