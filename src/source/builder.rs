@@ -8,7 +8,8 @@ use http::Uri;
 use http_body_util::Full;
 
 use super::ConfigError;
-use super::client_credentials::{Auth, ClientCredentials, Endpoint, Inner, Secret};
+use super::client_auth::Secret;
+use super::client_credentials::{Auth, ClientCredentials, Endpoint, Inner};
 use crate::discovery::{self, UrlError};
 use crate::identity::{IdentitySource, SharedIdentity};
 use crate::pool::MtlsClientPool;

@@ -5,14 +5,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Full, Limited};
 use tower::ServiceExt;
 
 use super::builder::{ClientCredentialsBuilder, https_uri};
+use super::client_auth::{Secret, basic_authorization, json_request};
 use super::response::{oauth_error, read_token};
 use super::{TokenEndpointError, TokenEndpointErrorKind as Kind};
 use crate::ClientIdentity;
@@ -124,16 +123,6 @@ impl Auth {
             Auth::SecretPost(_) => "client_secret_post",
             Auth::None => "none",
         }
-    }
-}
-
-/// A client secret: never printed.
-#[derive(Clone)]
-pub(super) struct Secret(pub(super) Arc<str>);
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
     }
 }
 
@@ -274,24 +263,6 @@ impl ClientCredentials {
             })?
     }
 
-    fn request(
-        method: Method,
-        uri: Uri,
-        body: Full<Bytes>,
-        identity: Option<&ClientIdentity>,
-    ) -> Request<Full<Bytes>> {
-        let mut request = Request::new(body);
-        *request.method_mut() = method;
-        *request.uri_mut() = uri;
-        request
-            .headers_mut()
-            .insert(header::ACCEPT, HeaderValue::from_static("application/json"));
-        if let Some(identity) = identity {
-            request.extensions_mut().insert(identity.clone());
-        }
-        request
-    }
-
     /// The token endpoint: given, or discovered (once).
     async fn token_endpoint(
         &self,
@@ -306,7 +277,7 @@ impl ClientCredentials {
         }
         let metadata = discovery::fetch_metadata(issuer, |uri| async move {
             match self
-                .exchange(Self::request(Method::GET, uri, Full::default(), identity))
+                .exchange(json_request(Method::GET, uri, Bytes::new(), identity))
                 .await
             {
                 Ok((status, body)) => Fetched::Answer(status, body),
@@ -374,30 +345,17 @@ impl ClientCredentials {
         for (name, value) in &inner.params {
             form.append_pair(name, value);
         }
-        let mut request = Self::request(
-            Method::POST,
-            endpoint,
-            Full::new(Bytes::from(form.finish())),
-            identity,
-        );
+        let mut request =
+            json_request(Method::POST, endpoint, Bytes::from(form.finish()), identity);
         request.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/x-www-form-urlencoded"),
         );
         if let Auth::SecretBasic(secret) = &inner.auth {
-            let encode =
-                |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-            let credentials = STANDARD.encode(format!(
-                "{}:{}",
-                encode(&inner.client_id),
-                encode(&secret.0)
-            ));
-            let mut value =
-                HeaderValue::try_from(format!("Basic {credentials}")).map_err(|_| {
-                    TokenEndpointError::new(Kind::InvalidResponse)
-                        .message("the client credentials make no valid header")
-                })?;
-            value.set_sensitive(true);
+            let value = basic_authorization(&inner.client_id, secret).ok_or_else(|| {
+                TokenEndpointError::new(Kind::InvalidResponse)
+                    .message("the client credentials make no valid header")
+            })?;
             request.headers_mut().insert(header::AUTHORIZATION, value);
         }
         if let Some(proofs) = &inner.dpop {

@@ -6,6 +6,7 @@
 //! bound to a key rather than a certificate.
 
 mod builder;
+pub(crate) mod client_auth;
 mod client_credentials;
 mod error;
 mod response;

@@ -3,12 +3,10 @@
 //! size limit.
 
 use std::fmt;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Full, Limited};
@@ -18,19 +16,11 @@ use crate::ClientIdentity;
 use crate::discovery::{self, DiscoveryError, Fetched, MAX_METADATA_BYTES, Metadata, redacted};
 use crate::identity::SharedIdentity;
 use crate::pool::MtlsClientPool;
+pub(super) use crate::source::client_auth::Secret;
+use crate::source::client_auth::{basic_authorization, json_request};
 
 /// Largest introspection answer read.
 pub(super) const MAX_ANSWER_BYTES: usize = 64 * 1024;
-
-/// A client secret: never printed.
-#[derive(Clone)]
-pub(super) struct Secret(pub(super) Arc<str>);
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
 
 /// How the resource server authenticates to the introspection endpoint.
 #[derive(Clone, Debug)]
@@ -160,19 +150,14 @@ impl Exchange {
                 form.append_pair("client_id", &self.client_id);
             }
         }
-        let mut request = get_or_post(Method::POST, endpoint, form.finish().into(), identity);
+        let mut request = json_request(Method::POST, endpoint, form.finish().into(), identity);
         request.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/x-www-form-urlencoded"),
         );
         if let Auth::SecretBasic(secret) = &self.auth {
-            let encode =
-                |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-            let credentials =
-                STANDARD.encode(format!("{}:{}", encode(&self.client_id), encode(&secret.0)));
-            let mut value = HeaderValue::try_from(format!("Basic {credentials}"))
-                .map_err(|_| NoAnswer("the client credentials make no valid header".into()))?;
-            value.set_sensitive(true);
+            let value = basic_authorization(&self.client_id, secret)
+                .ok_or_else(|| NoAnswer("the client credentials make no valid header".into()))?;
             request.headers_mut().insert(header::AUTHORIZATION, value);
         }
         Ok(request)
@@ -255,7 +240,7 @@ impl Exchange {
         identity: Option<&ClientIdentity>,
     ) -> Result<Uri, NoAnswer> {
         let metadata = discovery::fetch_metadata(issuer, |uri| async move {
-            let request = get_or_post(Method::GET, uri, Bytes::new(), identity);
+            let request = json_request(Method::GET, uri, Bytes::new(), identity);
             match self.send(request, MAX_METADATA_BYTES).await {
                 Ok((status, body)) => Fetched::Answer(status, body),
                 Err(e) => Fetched::Failed(e),
@@ -289,22 +274,4 @@ impl Exchange {
             None => metadata.https_url("introspection_endpoint"),
         }
     }
-}
-
-fn get_or_post(
-    method: Method,
-    uri: Uri,
-    body: Bytes,
-    identity: Option<&ClientIdentity>,
-) -> Request<Full<Bytes>> {
-    let mut request = Request::new(Full::new(body));
-    *request.method_mut() = method;
-    *request.uri_mut() = uri;
-    request
-        .headers_mut()
-        .insert(header::ACCEPT, HeaderValue::from_static("application/json"));
-    if let Some(identity) = identity {
-        request.extensions_mut().insert(identity.clone());
-    }
-    request
 }
