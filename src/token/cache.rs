@@ -83,6 +83,14 @@ struct Flight {
     last_error: Option<TokenUnavailable>,
 }
 
+/// What a caller that missed the fast path gets under the flight lock.
+enum Joined {
+    /// A token published since the miss.
+    Cached(Arc<CachedToken>),
+    /// The one fetch, in flight or just started.
+    Fetch(SharedFetch),
+}
+
 type SharedFetch = Shared<BoxFuture<'static, Result<Arc<CachedToken>, TokenUnavailable>>>;
 
 #[derive(Clone, Debug)]
@@ -344,16 +352,9 @@ impl TokenCache {
     pub(crate) fn try_get(&self) -> Option<Arc<CachedToken>> {
         let key = self.inner.source.cache_key();
         let now = Instant::now();
-        let entry = {
-            let current = self.inner.current.read().unwrap_or_else(|p| p.into_inner());
-            let entry = current.as_ref()?;
-            if !entry.key.same(&key) || !entry.usable_at(now) {
-                return None;
-            }
-            entry.clone()
-        };
+        let entry = self.usable(&key, now)?;
         if now >= entry.refresh_at {
-            self.refresh_in_background(key, now);
+            self.refresh_in_background(&entry, key, now);
         }
         self.inner.hits.fetch_add(1, Ordering::Relaxed);
         crate::metrics::token_cache_hit();
@@ -365,32 +366,75 @@ impl TokenCache {
             return Ok(hit);
         }
         crate::metrics::token_cache_miss();
-        let fetch = {
-            let mut flight = self.lock_flight();
-            match &flight.fetch {
-                Some(fetch) => {
-                    crate::metrics::token_cache_waiter();
-                    fetch.clone()
-                }
-                None => {
-                    if let (Some(retry_at), Some(error)) = (flight.retry_at, &flight.last_error) {
-                        if Instant::now() < retry_at {
-                            return Err(error.backing_off());
-                        }
-                    }
-                    self.start_fetch(&mut flight, self.inner.source.cache_key())
-                }
-            }
-        };
-        fetch.await
+        match self.join_or_fetch()? {
+            Joined::Cached(entry) => Ok(entry),
+            Joined::Fetch(fetch) => fetch.await,
+        }
     }
 
-    fn refresh_in_background(&self, key: CacheKey, now: Instant) {
+    /// The part of a miss that decides under the flight lock: the token a
+    /// fetch published since the caller's miss, the fetch in flight, the
+    /// backoff's error, or a new fetch.
+    ///
+    /// The cache is looked at again under the lock: a fetch publishes its
+    /// token and clears the flight in one critical section of that lock
+    /// ([`finish_fetch`](Self::finish_fetch)), so a caller that finds no
+    /// fetch in flight also finds the token of one that has succeeded, and
+    /// never starts a second fetch for a token already cached.
+    fn join_or_fetch(&self) -> Result<Joined, TokenUnavailable> {
+        let key = self.inner.source.cache_key();
+        let mut flight = self.lock_flight();
+        if let Some(entry) = self.usable(&key, Instant::now()) {
+            return Ok(Joined::Cached(entry));
+        }
+        match &flight.fetch {
+            Some(fetch) => {
+                crate::metrics::token_cache_waiter();
+                Ok(Joined::Fetch(fetch.clone()))
+            }
+            None => {
+                if let (Some(retry_at), Some(error)) = (flight.retry_at, &flight.last_error) {
+                    if Instant::now() < retry_at {
+                        return Err(error.backing_off());
+                    }
+                }
+                Ok(Joined::Fetch(self.start_fetch(&mut flight, key)))
+            }
+        }
+    }
+
+    /// The cached token if it is usable under `key` at `now`, without
+    /// counting a hit or starting a refresh.
+    fn usable(&self, key: &CacheKey, now: Instant) -> Option<Arc<CachedToken>> {
+        let current = self.inner.current.read().unwrap_or_else(|p| p.into_inner());
+        current
+            .as_ref()
+            .filter(|entry| entry.key.same(key) && entry.usable_at(now))
+            .cloned()
+    }
+
+    /// Starts a refresh of `seen`, the token a caller found due, unless a
+    /// fetch is in flight, the backoff holds, or `seen` is no longer the
+    /// token cached.
+    fn refresh_in_background(&self, seen: &Arc<CachedToken>, key: CacheKey, now: Instant) {
         let Ok(mut flight) = self.inner.flight.try_lock() else {
             // Someone else is deciding right now.
             return;
         };
         if flight.fetch.is_some() || flight.retry_at.is_some_and(|at| now < at) {
+            return;
+        }
+        // The caller saw `seen` due before taking the lock; a refresh may
+        // have published a fresh token since (and cleared the flight).
+        // Looked at again here, so one refresh stays one.
+        let still_seen = self
+            .inner
+            .current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .is_some_and(|current| Arc::ptr_eq(current, seen));
+        if !still_seen {
             return;
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
@@ -438,13 +482,18 @@ impl TokenCache {
         match result {
             Ok(token) => {
                 let entry = Arc::new(CachedToken::new(token, key, &self.inner.config));
+                // Publish and clear in one critical section of the flight
+                // lock (taken before `current`, as in `join_or_fetch`): no
+                // caller can see "no token and no fetch" once a fetch has
+                // succeeded.
+                let mut flight = self.lock_flight();
                 *self
                     .inner
                     .current
                     .write()
                     .unwrap_or_else(|p| p.into_inner()) = Some(entry.clone());
-                let mut flight = self.lock_flight();
                 *flight = Flight::default();
+                drop(flight);
                 tracing::debug!(key = ?entry.key, "access token fetched");
                 Ok(entry)
             }
@@ -552,5 +601,147 @@ impl<S: TokenSource> DynSource for S {
 
     fn bind_shared(&self, key: &CacheKey, token: Token) -> Option<Token> {
         TokenSource::bind_shared(self, key, token)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The interleavings of the single flight, forced step by step: a test
+    //! calls the halves of a miss (`try_get`, then `join_or_fetch`) itself,
+    //! and lets a fetch land in between.
+
+    use std::sync::atomic::AtomicUsize;
+
+    use tokio::sync::Semaphore;
+
+    use super::*;
+
+    /// A source whose fetches each wait for a permit of `gate`.
+    fn gated(gate: Arc<Semaphore>, asked: Arc<AtomicUsize>) -> impl TokenSource {
+        move || {
+            let gate = gate.clone();
+            let asked = asked.clone();
+            async move {
+                let n = asked.fetch_add(1, Ordering::SeqCst);
+                gate.acquire().await?.forget();
+                Ok::<_, BoxError>(
+                    Token::new(format!("token {n}")).expires_in(Duration::from_secs(600)),
+                )
+            }
+        }
+    }
+
+    async fn until(mut done: impl FnMut() -> bool) {
+        while !done() {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_caller_that_missed_before_a_fetch_landed_takes_its_token() {
+        let gate = Arc::new(Semaphore::new(0));
+        let asked = Arc::new(AtomicUsize::new(0));
+        let cache = TokenCache::new(gated(gate.clone(), asked.clone()));
+
+        // The first caller starts the fetch, which waits at the gate.
+        let first = tokio::spawn(cache.get());
+        until(|| asked.load(Ordering::SeqCst) == 1).await;
+
+        // A second caller misses: no token yet.
+        assert!(cache.try_get().is_none());
+
+        // The fetch lands (token published, flight cleared) before the
+        // second caller takes the flight lock.
+        gate.add_permits(1);
+        let token = first.await.unwrap().unwrap();
+
+        // The second caller goes on from its miss: it takes the token just
+        // published, and starts no fetch.
+        gate.add_permits(1);
+        match cache.join_or_fetch() {
+            Ok(Joined::Cached(entry)) => assert!(Arc::ptr_eq(&entry, &token)),
+            Ok(Joined::Fetch(fetch)) => {
+                let _ = fetch.await;
+                panic!("a second fetch started for a token already cached");
+            }
+            Err(e) => panic!("{e}"),
+        }
+        assert_eq!(cache.stats().fetches, 1);
+        assert_eq!(asked.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_caller_that_missed_during_a_fetch_waits_for_it() {
+        let gate = Arc::new(Semaphore::new(0));
+        let asked = Arc::new(AtomicUsize::new(0));
+        let cache = TokenCache::new(gated(gate.clone(), asked.clone()));
+
+        let first = tokio::spawn(cache.get());
+        until(|| asked.load(Ordering::SeqCst) == 1).await;
+        assert!(cache.try_get().is_none());
+        let Ok(Joined::Fetch(joined)) = cache.join_or_fetch() else {
+            panic!("the fetch in flight is joined");
+        };
+        gate.add_permits(1);
+        let (first, joined) = (first.await.unwrap().unwrap(), joined.await.unwrap());
+        assert!(Arc::ptr_eq(&first, &joined));
+        assert_eq!(cache.stats().fetches, 1);
+    }
+
+    #[tokio::test]
+    async fn many_concurrent_callers_one_fetch() {
+        let gate = Arc::new(Semaphore::new(0));
+        let asked = Arc::new(AtomicUsize::new(0));
+        let cache = TokenCache::new(gated(gate.clone(), asked.clone()));
+        let callers: Vec<_> = (0..1000).map(|_| tokio::spawn(cache.get())).collect();
+        until(|| asked.load(Ordering::SeqCst) == 1).await;
+        gate.add_permits(1000);
+        for caller in callers {
+            caller.await.unwrap().unwrap();
+        }
+        assert_eq!(cache.stats().fetches, 1);
+    }
+
+    #[tokio::test]
+    async fn a_refresh_that_landed_is_not_started_again_by_a_stale_caller() {
+        let gate = Arc::new(Semaphore::new(0));
+        let asked = Arc::new(AtomicUsize::new(0));
+        let cache = TokenCache::new(gated(gate.clone(), asked.clone()));
+        let key = cache.inner.source.cache_key();
+
+        // A token due for refresh (but still usable) is cached.
+        let now = Instant::now();
+        let mut due = CachedToken::new(
+            Token::new("due").expires_in(Duration::from_secs(600)),
+            key.clone(),
+            &cache.inner.config,
+        );
+        due.refresh_at = now;
+        *cache.inner.current.write().unwrap() = Some(Arc::new(due));
+
+        // A caller is served it and starts the refresh ahead.
+        let served = cache.try_get().expect("a usable token");
+        let seen = served.clone();
+        assert_eq!(served.token().access_token().secret(), "due");
+        until(|| asked.load(Ordering::SeqCst) == 1).await;
+
+        // Another caller read the due token too, and is about to ask for a
+        // refresh when the first refresh lands.
+        let stale_now = Instant::now();
+        gate.add_permits(2);
+        until(|| {
+            cache
+                .usable(&key, Instant::now())
+                .is_some_and(|entry| entry.token().access_token().secret() == "token 0")
+        })
+        .await;
+        until(|| cache.lock_flight().fetch.is_none()).await;
+
+        cache.refresh_in_background(&seen, key, stale_now);
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(asked.load(Ordering::SeqCst), 1, "a second refresh started");
+        assert_eq!(cache.stats().fetches, 1);
     }
 }
