@@ -144,6 +144,7 @@ fn shr_outcome(kind: ShrErrorKind) -> &'static str {
         | K::MethodMismatch
         | K::HostMismatch
         | K::PathMismatch
+        | K::TooManyNames
         | K::QueryMismatch
         | K::HeaderMismatch
         | K::BodyMismatch => "bad_proof",

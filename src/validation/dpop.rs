@@ -90,7 +90,9 @@ pub(crate) fn proof_header(headers: &HeaderMap) -> Result<Option<&HeaderValue>, 
 
 /// The URI a DPoP proof's `htu` must name for `request`: the scheme and
 /// authority of the public origin when one is configured, else `https` and
-/// the request's authority (the HTTP/2 `:authority`, or the `Host` header);
+/// the request's authority (the HTTP/2 `:authority` or absolute-form
+/// target, or the `Host` header; none when a target's authority and `Host`
+/// differ);
 /// the request's path. `None` when the request names no authority.
 pub(crate) fn request_htu<B>(request: &Request<B>, origin: Option<&PublicOrigin>) -> Option<Uri> {
     absolute_uri(request, origin, request.uri().path())
@@ -106,12 +108,16 @@ pub(crate) fn absolute_uri<B>(
     let (scheme, authority) = match origin {
         Some(origin) => (origin.scheme.clone(), origin.authority.clone()),
         None => {
-            let authority = match request.uri().authority() {
-                Some(authority) => authority.clone(),
-                None => {
-                    let host = request.headers().get(header::HOST)?.to_str().ok()?;
-                    host.parse::<Authority>().ok()?
-                }
+            let host = match request.headers().get(header::HOST) {
+                Some(host) => Some(host.to_str().ok()?.parse::<Authority>().ok()?),
+                None => None,
+            };
+            let authority = match (request.uri().authority(), host) {
+                // An absolute-form target (or HTTP/2 `:authority`) and a
+                // `Host` that differ: no proof matches such a request.
+                (Some(target), Some(host)) if !same_authority(target, &host) => return None,
+                (Some(target), _) => target.clone(),
+                (None, host) => host?,
             };
             if authority.as_str().contains('@') {
                 return None;
@@ -125,6 +131,14 @@ pub(crate) fn absolute_uri<B>(
         .path_and_query(path_and_query)
         .build()
         .ok()
+}
+
+/// Whether two authorities name the same host (case-insensitively) and
+/// port (443 when none is given: without a public origin the scheme is
+/// taken to be `https`).
+fn same_authority(a: &Authority, b: &Authority) -> bool {
+    a.host().eq_ignore_ascii_case(b.host())
+        && a.port_u16().unwrap_or(443) == b.port_u16().unwrap_or(443)
 }
 
 /// Checks the proof of a request sent with `Authorization: DPoP <token>`:
@@ -237,6 +251,35 @@ mod tests {
             .body(())
             .unwrap();
         assert_eq!(htu(request, None), None);
+        // An absolute-form target whose authority is not Host's: none.
+        let request = Request::get("https://other.example/a")
+            .header(header::HOST, "api.example")
+            .body(())
+            .unwrap();
+        assert_eq!(htu(request, None), None);
+        let request = Request::get("https://api.example:8443/a")
+            .header(header::HOST, "api.example")
+            .body(())
+            .unwrap();
+        assert_eq!(htu(request, None), None);
+        // The same authority written otherwise: as the target says.
+        let request = Request::get("https://API.example:443/a")
+            .header(header::HOST, "api.example")
+            .body(())
+            .unwrap();
+        assert_eq!(
+            htu(request, None).as_deref(),
+            Some("https://API.example:443/a")
+        );
+        // Behind a proxy, the configured origin decides.
+        let request = Request::get("https://other.example/a")
+            .header(header::HOST, "api.example")
+            .body(())
+            .unwrap();
+        assert_eq!(
+            htu(request, Some("https://api.example")).as_deref(),
+            Some("https://api.example/a")
+        );
     }
 
     #[test]

@@ -1,4 +1,5 @@
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tower::Layer;
 
@@ -51,6 +52,8 @@ pub(crate) struct Settings {
     pub(crate) public_origin: Option<PublicOrigin>,
     /// At most one `warn` event a second for a failing replay store.
     pub(crate) replay_warnings: Arc<WarnLimit>,
+    /// Whether the missing public origin was logged (once per layer).
+    pub(crate) origin_warned: Arc<AtomicBool>,
 }
 
 impl Settings {
@@ -277,7 +280,18 @@ impl<S, V: Clone> Layer<S> for CnfValidationLayer<V> {
     type Service = CnfValidation<S, V>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        CnfValidation::from_parts(inner, self.validator.clone(), self.settings.clone())
+        let settings = &self.settings;
+        if (settings.dpop.is_some() || settings.pop.is_some())
+            && settings.public_origin.is_none()
+            && !settings.origin_warned.swap(true, Ordering::Relaxed)
+        {
+            tracing::warn!(
+                "DPoP or PoP is accepted without a public origin: the host of each proof's htu \
+                 (DPoP) or u (PoP) is checked against the Host or :authority the client sent, so \
+                 it binds the proof to no particular server; set public_origin to bind it"
+            );
+        }
+        CnfValidation::from_parts(inner, self.validator.clone(), settings.clone())
     }
 }
 

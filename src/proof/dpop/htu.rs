@@ -3,6 +3,11 @@
 //! normalisations of RFC 3986 sections 6.2.2 and 6.2.3 (case of the scheme
 //! and host, default ports, an empty path as `/`, percent-encoding case and
 //! unreserved characters, dot segments).
+//!
+//! The normalisations apply to the proof's side. The request's path must
+//! already be in normal form ([`is_normal_path`]): a router matches the
+//! raw path, so a proof for `/whoami` must not pass on `/x/../whoami` or
+//! `/%77hoami`, which a router may send elsewhere.
 
 use std::borrow::Cow;
 
@@ -29,6 +34,9 @@ pub(crate) fn matches(claim: &str, request: &Uri) -> Result<(), Mismatch> {
     }
     if claim.port != request.port {
         return Err("htu names another port");
+    }
+    if !is_normal_path(request.path) {
+        return Err("the request path is not in normal form");
     }
     if normalize_path(claim.path) != normalize_path(request.path) {
         return Err("htu names another path");
@@ -82,6 +90,34 @@ pub(crate) fn normalize_path(path: &str) -> Cow<'_, str> {
     }
 }
 
+/// Whether a request's `path` is as a router will match it: no `.` or `..`
+/// segment and no percent-encoded unreserved character (RFC 3986 sections
+/// 6.2.2.2 and 6.2.2.3), so that normalising it changes nothing but the
+/// case of hex digits. Linear in the path.
+pub(crate) fn is_normal_path(path: &str) -> bool {
+    if path
+        .split('/')
+        .any(|segment| segment == "." || segment == "..")
+    {
+        return false;
+    }
+    let bytes = path.as_bytes();
+    bytes.iter().enumerate().all(|(i, byte)| {
+        if *byte != b'%' {
+            return true;
+        }
+        let decoded = match (bytes.get(i + 1), bytes.get(i + 2)) {
+            (Some(hi), Some(lo)) => hex(*hi).zip(hex(*lo)).map(|(h, l)| (h << 4) | l),
+            _ => None,
+        };
+        !decoded.is_some_and(is_unreserved)
+    })
+}
+
+fn is_unreserved(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || b"-._~".contains(&byte)
+}
+
 /// Decodes percent-encoded unreserved characters and upper-cases the hex
 /// digits of the others (RFC 3986 sections 6.2.2.1 and 6.2.2.2). A `%` not
 /// followed by two hex digits is kept as it is.
@@ -95,7 +131,7 @@ fn normalize_percent_encoding(path: &str) -> String {
             _ => None,
         };
         match decoded {
-            Some(byte) if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) => {
+            Some(byte) if is_unreserved(byte) => {
                 out.push(char::from(byte));
                 i += 3;
             }
@@ -172,6 +208,7 @@ mod tests {
             ),
             ("https://api.example/a/./b/../c", "https://api.example/a/c"),
             ("https://api.example/a/%2E%2E/c", "https://api.example/c"),
+            ("https://api.example/%2f", "https://api.example/%2F"),
             ("https://[::1]:8443/x", "https://[::1]:8443/x"),
         ] {
             assert_eq!(check(claim, request), Ok(()), "{claim} vs {request}");
@@ -197,6 +234,52 @@ mod tests {
             assert!(check(claim, request).is_err(), "{claim} vs {request}");
         }
         assert!(check("https://api.example/a", "/a").is_err());
+    }
+
+    #[test]
+    fn request_paths_not_in_normal_form_match_nothing() {
+        for (claim, request) in [
+            (
+                "https://api.example/whoami",
+                "https://api.example/x/../whoami",
+            ),
+            ("https://api.example/whoami", "https://api.example/./whoami"),
+            ("https://api.example/whoami", "https://api.example/%77hoami"),
+            (
+                "https://api.example/x/../whoami",
+                "https://api.example/x/../whoami",
+            ),
+            (
+                "https://api.example/%77hoami",
+                "https://api.example/%77hoami",
+            ),
+            (
+                "https://api.example/a/%2E%2E/c",
+                "https://api.example/a/%2E%2E/c",
+            ),
+        ] {
+            assert_eq!(
+                check(claim, request),
+                Err("the request path is not in normal form"),
+                "{claim} vs {request}"
+            );
+        }
+        for path in [
+            "/",
+            "",
+            "/a/b",
+            "/%2F",
+            "/%2f",
+            "/a/..b/.c",
+            "/é%C3%A9",
+            "/%",
+            "/%zz",
+        ] {
+            assert!(is_normal_path(path), "{path}");
+        }
+        for path in ["/.", "/..", "/a/./b", "/a/../b", "/%61", "/%7E", "/%2e"] {
+            assert!(!is_normal_path(path), "{path}");
+        }
     }
 
     #[test]

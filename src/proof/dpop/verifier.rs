@@ -44,7 +44,9 @@ const MAX_JTI_LEN: usize = 256;
 ///    `iat` are present;
 /// 8. `htm` is the request method, `htu` the request URI (query and
 ///    fragment ignored; scheme and host case, default ports, percent-encoding
-///    and dot segments normalised);
+///    and dot segments of `htu` normalised; the request's path must be in
+///    normal form already, as a router matches it raw: `/x/../a`, `/./a`
+///    or `/%61` is refused);
 /// 9. `iat` is within the window (60 s back, 5 s ahead by default);
 /// 10. with an access token, `ath` is its hash;
 /// 11. with [`StatelessNonces`] configured, `nonce` is current

@@ -53,7 +53,11 @@ pub enum ShrErrorKind {
     HostMismatch,
     /// `p` is not the request's path.
     PathMismatch,
-    /// `q` does not match the request's query.
+    /// `q` or `h` lists more names than the verifier allows
+    /// ([`max_covered_names`](super::ShrVerifierBuilder::max_covered_names)).
+    TooManyNames,
+    /// `q` does not match the request's query, names a parameter the
+    /// request repeats, or (when `q` is required) leaves one out.
     QueryMismatch,
     /// `h` does not match the request's headers.
     HeaderMismatch,
@@ -128,6 +132,7 @@ impl ShrError {
             K::MethodMismatch => "the PoP SHR method m does not match the request",
             K::HostMismatch => "the PoP SHR host u does not match the request",
             K::PathMismatch => "the PoP SHR path p does not match the request",
+            K::TooManyNames => "the PoP SHR q or h lists too many names",
             K::QueryMismatch => "the PoP SHR query hash q does not match the request",
             K::HeaderMismatch => "the PoP SHR header hash h does not match the request",
             K::BodyMismatch => "the PoP SHR body hash b does not match the request",

@@ -268,19 +268,3 @@ fn header_hash<'a>(
     }
     Some((lower, hash(input.as_bytes())))
 }
-
-/// The hash of `q` over the `names` given, each with its first value in
-/// `query`; `None` when a name is absent from the query.
-fn query_hash<'a>(query: &str, names: impl Iterator<Item = &'a str>) -> Option<String> {
-    let mut input = String::with_capacity(query.len());
-    for (i, name) in names.enumerate() {
-        let (_, value) = query_pairs(query).find(|(n, _)| *n == name)?;
-        if i > 0 {
-            input.push('&');
-        }
-        input.push_str(name);
-        input.push('=');
-        input.push_str(value);
-    }
-    Some(hash(input.as_bytes()))
-}

@@ -467,3 +467,136 @@ fn refusals() {
         .unwrap_err();
     assert_eq!(err.kind(), K::TooLarge);
 }
+
+/// A good SHR for `GET target` with the extra claims given.
+fn signed_with(key: &ProofKey, target: &Uri, extra: Value) -> String {
+    let ts = SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let jwk: Value = serde_json::from_str(key.public_jwk().as_json()).unwrap();
+    let mut payload = json!({
+        "at": "token", "ts": ts, "m": "GET", "u": target.authority().unwrap().as_str(),
+        "p": target.path(), "nonce": "n-1", "cnf": {"jwk": jwk},
+    });
+    for (name, value) in extra.as_object().unwrap() {
+        payload[name] = value.clone();
+    }
+    forge(key, &json!({"alg": "ES256", "typ": "pop"}), &payload)
+}
+
+fn verify_get(verifier: &ShrVerifier, shr: &str, target: &Uri) -> Result<VerifiedShr, ShrError> {
+    verifier.verify(
+        shr,
+        &Method::GET,
+        target,
+        &request_headers(),
+        None,
+        SystemTime::now(),
+    )
+}
+
+#[test]
+fn q_and_h_list_at_most_the_cap_of_names() {
+    let key = ProofKey::generate(Algorithm::Es256).unwrap();
+    let cap = ShrVerifier::DEFAULT_MAX_COVERED_NAMES;
+    let query = |n: usize| {
+        (0..n)
+            .map(|i| format!("p{i}={i}"))
+            .collect::<Vec<_>>()
+            .join("&")
+    };
+    // At the cap: accepted.
+    let at_cap = uri(&format!("https://api.example/items?{}", query(cap)));
+    let shr = signed_with(&key, &at_cap, json!({"q": query_claim(&query(cap))}));
+    verify_get(&ShrVerifier::new(), &shr, &at_cap).unwrap();
+
+    // One past it: refused, before the signature is looked at (a forged
+    // signature gives the same answer).
+    let past = uri(&format!("https://api.example/items?{}", query(cap + 1)));
+    let shr = signed_with(&key, &past, json!({"q": query_claim(&query(cap + 1))}));
+    let err = verify_get(&ShrVerifier::new(), &shr, &past).unwrap_err();
+    assert_eq!(err.kind(), ShrErrorKind::TooManyNames, "{err}");
+    assert_eq!(err.error_code(), "invalid_token");
+    let (signed, _) = shr.rsplit_once('.').unwrap();
+    let err = verify_get(&ShrVerifier::new(), &format!("{signed}.AAAA"), &past).unwrap_err();
+    assert_eq!(err.kind(), ShrErrorKind::TooManyNames, "{err}");
+
+    // h likewise.
+    let names: Vec<String> = (0..=cap).map(|i| format!("x-h{i}")).collect();
+    let target = uri("https://api.example/items");
+    let shr = signed_with(&key, &target, json!({"h": [names, "AAAA"]}));
+    let err = verify_get(&ShrVerifier::new(), &shr, &target).unwrap_err();
+    assert_eq!(err.kind(), ShrErrorKind::TooManyNames, "{err}");
+
+    // The cap is a setting.
+    let shr = signed_with(&key, &at_cap, json!({"q": query_claim(&query(cap))}));
+    let err = verify_get(
+        &ShrVerifier::builder().max_covered_names(cap - 1).build(),
+        &shr,
+        &at_cap,
+    )
+    .unwrap_err();
+    assert_eq!(err.kind(), ShrErrorKind::TooManyNames);
+}
+
+#[test]
+fn q_does_not_cover_a_repeated_parameter() {
+    let key = ProofKey::generate(Algorithm::Es256).unwrap();
+    let target = uri("https://api.example/whoami?a=1&a=2");
+    let shr = signed_with(&key, &target, json!({"q": query_claim("a=1")}));
+    for verifier in [
+        ShrVerifier::new(),
+        ShrVerifier::builder().require_query(true).build(),
+    ] {
+        let err = verify_get(&verifier, &shr, &target).unwrap_err();
+        assert_eq!(err.kind(), ShrErrorKind::QueryMismatch, "{err}");
+    }
+    // Nor when q lists the name once for each value.
+    let err = verify_get(
+        &ShrVerifier::new(),
+        &signed_with(&key, &target, json!({"q": query_claim("a=1&a=2")})),
+        &target,
+    )
+    .unwrap_err();
+    assert_eq!(err.kind(), ShrErrorKind::QueryMismatch, "{err}");
+
+    // A repeated parameter that q does not list is left to the
+    // application, unless q must cover every parameter.
+    let target = uri("https://api.example/whoami?a=1&b=1&b=2");
+    let shr = signed_with(&key, &target, json!({"q": query_claim("a=1")}));
+    verify_get(&ShrVerifier::new(), &shr, &target).unwrap();
+    let err = verify_get(
+        &ShrVerifier::builder().require_query(true).build(),
+        &shr,
+        &target,
+    )
+    .unwrap_err();
+    assert_eq!(err.kind(), ShrErrorKind::QueryMismatch, "{err}");
+
+    // Names that differ only in case are two parameters in a query, but
+    // q may not list both.
+    let target = uri("https://api.example/whoami?a=1&A=2");
+    let shr = signed_with(&key, &target, json!({"q": query_claim("a=1&A=2")}));
+    let err = verify_get(&ShrVerifier::new(), &shr, &target).unwrap_err();
+    assert_eq!(err.kind(), ShrErrorKind::QueryMismatch, "{err}");
+}
+
+#[test]
+fn q_at_the_cap_against_a_query_of_thousands_of_pairs() {
+    // The names q may list against about the longest query a URI holds
+    // (64 KiB): the worst case within the caps, which the `pop_query`
+    // bench measures.
+    let key = ProofKey::generate(Algorithm::Es256).unwrap();
+    let cap = ShrVerifier::DEFAULT_MAX_COVERED_NAMES;
+    let covered: Vec<String> = (0..cap).map(|i| format!("n{i}=v")).collect();
+    let query = covered
+        .iter()
+        .cloned()
+        .chain((0..5_000).map(|i| format!("junk{i}=x")))
+        .collect::<Vec<_>>()
+        .join("&");
+    let target = uri(&format!("https://api.example/items?{query}"));
+    let shr = signed_with(&key, &target, json!({"q": query_claim(&covered.join("&"))}));
+    verify_get(&ShrVerifier::new(), &shr, &target).unwrap();
+}

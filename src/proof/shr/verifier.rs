@@ -1,3 +1,4 @@
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -7,9 +8,9 @@ use serde_json::{Map, Value};
 use subtle::ConstantTimeEq;
 
 use super::error::{ShrError, ShrErrorKind};
-use super::{SHR_TYPE, body_hash, default_port, header_hash, path_claim, query_hash, query_pairs};
+use super::{SHR_TYPE, body_hash, default_port, hash, header_hash, path_claim, query_pairs};
 use crate::proof::alg::{Algorithm, AlgorithmSet};
-use crate::proof::dpop::htu::normalize_path;
+use crate::proof::dpop::htu::{is_normal_path, normalize_path};
 use crate::proof::jwk::PublicJwk;
 use crate::proof::jws::{CompactJws, JwsErrorKind};
 use crate::proof::thumbprint::JwkThumbprint;
@@ -43,12 +44,23 @@ const MAX_NONCE_LEN: usize = 256;
 ///    ahead of `now` beyond the leeway (5 s by default);
 /// 9. `m` is the request method (case-insensitive); `u` the request's host
 ///    (case-insensitive) and port (a default port given or omitted on
-///    either side); `p` its path (percent-encoding and dot segments
-///    normalised);
+///    either side); `p` its path (percent-encoding and dot segments of `p`
+///    normalised; the request's path must be in normal form already, as a
+///    router matches it raw: `/x/../a`, `/./a` or `/%61` is refused);
 /// 10. `q`, `h` and `b` when present (and, when required by the builder,
 ///     present): `q` over the named query pairs, `h` over the named
 ///     headers, `b` over the body (refused when no body is given to
 ///     check).
+///
+/// `q` and `h` list at most
+/// [`max_covered_names`](ShrVerifierBuilder::max_covered_names) names
+/// each (64 by default), checked before the signature; every check of
+/// them is linear in the names and the request's query pairs. A name that
+/// `q` lists must appear once in the query: a repeated parameter cannot be
+/// covered (as the signed HTTP request draft says of repeated parameters),
+/// so a request that repeats one is refused rather than checked on its
+/// first value. With [`require_query`](ShrVerifierBuilder::require_query),
+/// a parameter that `q` does not list is refused too.
 ///
 /// Left to the caller, in this order: validating the access token
 /// ([`VerifiedShr::at`]) as a bare one, checking that its `cnf.kid` names
@@ -74,6 +86,7 @@ pub struct ShrVerifier {
     lifetime: Duration,
     leeway: Duration,
     max_size: usize,
+    max_covered_names: usize,
     require_query: bool,
     require_headers: Vec<HeaderName>,
     require_body: bool,
@@ -86,6 +99,7 @@ pub struct ShrVerifierBuilder {
     lifetime: Duration,
     leeway: Duration,
     max_size: usize,
+    max_covered_names: usize,
     require_query: bool,
     require_headers: Vec<HeaderName>,
     require_body: bool,
@@ -119,8 +133,17 @@ impl ShrVerifierBuilder {
         self
     }
 
-    /// Requires `q`, covering every pair of the request's query. Off by
-    /// default (a `q` present is checked anyway).
+    /// The most names `q` or `h` may list; an SHR that lists more is
+    /// refused (`401 invalid_token`) before its signature is checked.
+    /// Default: [`ShrVerifier::DEFAULT_MAX_COVERED_NAMES`] (64).
+    pub fn max_covered_names(mut self, names: usize) -> Self {
+        self.max_covered_names = names;
+        self
+    }
+
+    /// Requires `q`, covering every pair of the request's query: a request
+    /// with a parameter that `q` does not list is refused. Off by default
+    /// (a `q` present is checked anyway).
     pub fn require_query(mut self, required: bool) -> Self {
         self.require_query = required;
         self
@@ -148,6 +171,7 @@ impl ShrVerifierBuilder {
             lifetime: self.lifetime,
             leeway: self.leeway,
             max_size: self.max_size,
+            max_covered_names: self.max_covered_names,
             require_query: self.require_query,
             require_headers: self.require_headers,
             require_body: self.require_body,
@@ -162,6 +186,10 @@ impl Default for ShrVerifier {
 }
 
 impl ShrVerifier {
+    /// The most names `q` or `h` may list, by default: a request signed
+    /// by Microsoft's clients covers a few.
+    pub const DEFAULT_MAX_COVERED_NAMES: usize = 64;
+
     /// A verifier with the defaults (see [`ShrVerifierBuilder`]).
     pub fn new() -> Self {
         Self::builder().build()
@@ -174,6 +202,7 @@ impl ShrVerifier {
             lifetime: Duration::from_secs(300),
             leeway: Duration::from_secs(5),
             max_size: 16 * 1024,
+            max_covered_names: Self::DEFAULT_MAX_COVERED_NAMES,
             require_query: false,
             require_headers: Vec::new(),
             require_body: false,
@@ -244,6 +273,18 @@ impl ShrVerifier {
             },
             _ => return Err(ShrError::missing_claim("cnf")),
         };
+        for claim in ["q", "h"] {
+            if jws
+                .claims()
+                .get(claim)
+                .and_then(|value| value.get(0))
+                .and_then(Value::as_array)
+                .is_some_and(|names| names.len() > self.max_covered_names)
+            {
+                return Err(ShrError::new(ShrErrorKind::TooManyNames)
+                    .with_detail(format!("{claim} lists more names than allowed")));
+            }
+        }
         let kid = jwk.thumbprint();
         match jws.header().get("kid") {
             None => {}
@@ -286,6 +327,10 @@ impl ShrVerifier {
         }
         host_matches(u, uri, headers)
             .map_err(|why| ShrError::new(ShrErrorKind::HostMismatch).with_detail(why))?;
+        if !is_normal_path(uri.path()) {
+            return Err(ShrError::new(ShrErrorKind::PathMismatch)
+                .with_detail("the request path is not in normal form"));
+        }
         if normalize_path(p) != normalize_path(&path_claim(uri.path())) {
             return Err(ShrError::new(ShrErrorKind::PathMismatch));
         }
@@ -331,16 +376,40 @@ impl ShrVerifier {
             }
             return Ok(());
         };
-        let (names, hash) = names_and_hash(q).ok_or_else(|| ShrError::missing_claim("q"))?;
+        let (names, hash_claimed) = names_and_hash(q, self.max_covered_names)
+            .ok_or_else(|| ShrError::missing_claim("q"))?;
         if has_duplicates(&names) {
             return Err(mismatch("q names a parameter twice"));
         }
-        if self.require_query && query_pairs(query).any(|(name, _)| !names.contains(&name)) {
-            return Err(mismatch("q does not cover every query parameter"));
+        // The query, parsed once: each name's first value and how often it
+        // appears.
+        let mut pairs: HashMap<&str, (&str, usize)> = HashMap::new();
+        for (name, value) in query_pairs(query) {
+            pairs.entry(name).or_insert((value, 0)).1 += 1;
         }
-        let expected = query_hash(query, names.iter().copied())
-            .ok_or_else(|| mismatch("q names a parameter the request lacks"))?;
-        if !bool::from(expected.as_bytes().ct_eq(hash.as_bytes())) {
+        if self.require_query {
+            let listed: HashSet<&str> = names.iter().copied().collect();
+            if pairs.keys().any(|name| !listed.contains(name)) {
+                return Err(mismatch("q does not cover every query parameter"));
+            }
+        }
+        let mut input = String::with_capacity(query.len());
+        for (i, name) in names.iter().enumerate() {
+            let (value, times) = pairs
+                .get(name)
+                .ok_or_else(|| mismatch("q names a parameter the request lacks"))?;
+            if *times > 1 {
+                return Err(mismatch("q names a parameter the request repeats"));
+            }
+            if i > 0 {
+                input.push('&');
+            }
+            input.push_str(name);
+            input.push('=');
+            input.push_str(value);
+        }
+        let expected = hash(input.as_bytes());
+        if !bool::from(expected.as_bytes().ct_eq(hash_claimed.as_bytes())) {
             return Err(mismatch("the query hash differs"));
         }
         Ok(())
@@ -355,15 +424,16 @@ impl ShrVerifier {
             }
             return Ok(());
         };
-        let (names, hash) = names_and_hash(h).ok_or_else(|| ShrError::missing_claim("h"))?;
-        if has_duplicates(&names) {
+        let (names, hash) = names_and_hash(h, self.max_covered_names)
+            .ok_or_else(|| ShrError::missing_claim("h"))?;
+        let Some(lower) = distinct_lower_case(&names) else {
             return Err(mismatch("h names a header twice"));
-        }
-        if self.require_headers.iter().any(|required| {
-            !names
-                .iter()
-                .any(|n| n.eq_ignore_ascii_case(required.as_str()))
-        }) {
+        };
+        if self
+            .require_headers
+            .iter()
+            .any(|required| !lower.contains(required.as_str()))
+        {
             return Err(mismatch("h does not cover the headers required"));
         }
         let (_, expected) = header_hash(headers, names.iter().copied())
@@ -392,11 +462,14 @@ impl ShrVerifier {
     }
 }
 
-/// `[[names...], "hash"]`.
-fn names_and_hash(value: &Value) -> Option<(Vec<&str>, &str)> {
+/// `[[names...], "hash"]`, with at most `max` names.
+fn names_and_hash(value: &Value, max: usize) -> Option<(Vec<&str>, &str)> {
     let [Value::Array(names), Value::String(hash)] = value.as_array()?.as_slice() else {
         return None;
     };
+    if names.len() > max {
+        return None;
+    }
     let names = names
         .iter()
         .map(Value::as_str)
@@ -404,11 +477,20 @@ fn names_and_hash(value: &Value) -> Option<(Vec<&str>, &str)> {
     Some((names, hash))
 }
 
+/// The names in lower case, or `None` when two are the same but for case.
+/// Linear in the names.
+fn distinct_lower_case(names: &[&str]) -> Option<HashSet<String>> {
+    let mut seen = HashSet::with_capacity(names.len());
+    for name in names {
+        if !seen.insert(name.to_ascii_lowercase()) {
+            return None;
+        }
+    }
+    Some(seen)
+}
+
 fn has_duplicates(names: &[&str]) -> bool {
-    names
-        .iter()
-        .enumerate()
-        .any(|(i, name)| names[..i].iter().any(|n| n.eq_ignore_ascii_case(name)))
+    distinct_lower_case(names).is_none()
 }
 
 /// Whether `u` names the request's host and port.
