@@ -1,0 +1,233 @@
+//! What the parsers of attacker input cost at their worst within their
+//! caps, each next to an ordinary input measured in the same run.
+//!
+//! - `pop_plain`: `ShrVerifier::verify` of an ES256 SHR for a GET with no
+//!   `q` or `h` (the yardstick of the PoP rows).
+//! - `pop_q_at_cap`: `q` listing the most names allowed (64) over a query
+//!   of about 60 KB (5,000 more pairs): the worst case of the `q` check,
+//!   which once cost names × pairs.
+//! - `pop_h_at_cap`: `h` listing 64 headers of a request that has them.
+//! - `dpop_plain` / `dpop_at_cap`: `DpopVerifier::verify` of an ordinary
+//!   proof and of one padded to the 4 KiB cap with a long `jti`-like
+//!   claim.
+//! - `client_cert_valid` / `client_cert_junk_64k`: `Client-Cert` (RFC 9440)
+//!   with the test certificate, and a 64 KiB byte sequence of base64 that
+//!   is not a certificate.
+//! - `xfcc_valid` / `xfcc_64k`: Envoy's header with one element, and 64 KiB
+//!   of `Hash=` elements (the last taken).
+//!
+//! Each prints as criterion does; BENCHMARKS.md has the ratios.
+
+use std::hint::black_box;
+use std::time::SystemTime;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
+use tower_token_binding::proof::dpop::{DpopProofs, DpopVerifier};
+use tower_token_binding::proof::shr::{ShrVerifier, SignedHttpRequests, header_claim, query_claim};
+use tower_token_binding::proof::{Algorithm, ProofKey, jws};
+use tower_token_binding::server::forwarded::{
+    XfccElement, parse_client_cert_header, xfcc_from_headers,
+};
+
+const CERT_PEM: &[u8] = include_bytes!("../tests/data/client.pem");
+
+fn access_token() -> String {
+    "eyJhbGciOiJFUzI1NiIsInR5cCI6ImF0K2p3dCJ9.".to_owned() + &"a".repeat(430)
+}
+
+fn headers_of(host: &str) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(http::header::HOST, HeaderValue::from_str(host).unwrap());
+    headers
+}
+
+fn pop(c: &mut Criterion) {
+    let mut group = c.benchmark_group("hostile_input");
+    let token = access_token();
+    let shrs = SignedHttpRequests::new(ProofKey::generate(Algorithm::Es256).unwrap());
+    let verifier = ShrVerifier::new();
+    let now = SystemTime::now();
+    let cap = ShrVerifier::DEFAULT_MAX_COVERED_NAMES;
+
+    let plain: Uri = "https://api.example/items".parse().unwrap();
+    let headers = headers_of("api.example");
+    let shr = shrs.sign(&Method::GET, &plain, &token).unwrap();
+    verifier
+        .verify(&shr, &Method::GET, &plain, &headers, None, now)
+        .unwrap();
+    group.bench_function("pop_plain", |b| {
+        b.iter(|| {
+            verifier
+                .verify(black_box(&shr), &Method::GET, &plain, &headers, None, now)
+                .unwrap()
+        })
+    });
+
+    let covered: Vec<String> = (0..cap).map(|i| format!("n{i}=v")).collect();
+    let query = covered
+        .iter()
+        .cloned()
+        .chain((0..5_000).map(|i| format!("junk{i}=x")))
+        .collect::<Vec<_>>()
+        .join("&");
+    let long: Uri = format!("https://api.example/items?{query}")
+        .parse()
+        .unwrap();
+    // q over the 64 names only (the signer would cover every pair).
+    let shr = {
+        let key = shrs.key();
+        let jwk: serde_json::Value = serde_json::from_str(key.public_jwk().as_json()).unwrap();
+        let ts = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let payload = serde_json::json!({
+            "at": token, "ts": ts, "m": "GET", "u": "api.example", "p": "/items",
+            "nonce": "bench", "cnf": {"jwk": jwk},
+            "q": query_claim(&covered.join("&")),
+        });
+        let header = jws::encode_segment(br#"{"alg":"ES256","typ":"pop"}"#);
+        jws::sign(key, &header, payload.to_string().as_bytes()).unwrap()
+    };
+    verifier
+        .verify(&shr, &Method::GET, &long, &headers, None, now)
+        .unwrap();
+    group.bench_function("pop_q_at_cap", |b| {
+        b.iter(|| {
+            verifier
+                .verify(black_box(&shr), &Method::GET, &long, &headers, None, now)
+                .unwrap()
+        })
+    });
+
+    let mut many = headers_of("api.example");
+    let names: Vec<HeaderName> = (0..cap)
+        .map(|i| HeaderName::from_bytes(format!("x-h{i}").as_bytes()).unwrap())
+        .collect();
+    for name in &names {
+        many.insert(
+            name.clone(),
+            HeaderValue::from_static("a value of some length"),
+        );
+    }
+    assert!(header_claim(&many, &names).is_some());
+    let shr = shrs
+        .signer(&Method::GET, &plain, &token)
+        .headers(&many, &names)
+        .sign()
+        .unwrap();
+    verifier
+        .verify(&shr, &Method::GET, &plain, &many, None, now)
+        .unwrap();
+    group.bench_function("pop_h_at_cap", |b| {
+        b.iter(|| {
+            verifier
+                .verify(black_box(&shr), &Method::GET, &plain, &many, None, now)
+                .unwrap()
+        })
+    });
+
+    // DPoP: an ordinary proof, and one at the 4 KiB cap.
+    let proofs = DpopProofs::new(ProofKey::generate(Algorithm::Es256).unwrap());
+    let dpop = DpopVerifier::new();
+    let proof = proofs.proof(&Method::GET, &plain, Some(&token)).unwrap();
+    group.bench_function("dpop_plain", |b| {
+        b.iter(|| {
+            dpop.verify(black_box(&proof), &Method::GET, &plain, Some(&token), now)
+                .unwrap()
+        })
+    });
+    let padded = {
+        let key = proofs.key();
+        let jwk: serde_json::Value = serde_json::from_str(key.public_jwk().as_json()).unwrap();
+        let header = serde_json::json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": jwk});
+        let header = jws::encode_segment(header.to_string().as_bytes());
+        let with_pad = |pad: usize| {
+            let claims = serde_json::json!({
+                "jti": "bench", "htm": "GET", "htu": "https://api.example/items",
+                "iat": now.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs(),
+                "ath": tower_token_binding::proof::dpop::access_token_hash(&token),
+                "pad": "p".repeat(pad),
+            });
+            jws::sign(key, &header, claims.to_string().as_bytes()).unwrap()
+        };
+        // The longest proof within the cap.
+        let mut pad = 0;
+        while with_pad(pad + 1).len() <= 4096 {
+            pad += 1;
+        }
+        with_pad(pad)
+    };
+    assert!(padded.len() <= 4096, "{}", padded.len());
+    dpop.verify(&padded, &Method::GET, &plain, Some(&token), now)
+        .unwrap();
+    group.bench_function("dpop_at_cap", |b| {
+        b.iter(|| {
+            dpop.verify(black_box(&padded), &Method::GET, &plain, Some(&token), now)
+                .unwrap()
+        })
+    });
+
+    // Client-Cert: the test certificate, and 64 KiB that is not one.
+    let der = rustls_pki_types::pem::PemObject::from_pem_slice(CERT_PEM)
+        .map(|cert: rustls_pki_types::CertificateDer<'static>| cert.to_vec())
+        .unwrap();
+    use base64::Engine as _;
+    let valid = format!(
+        ":{}:",
+        base64::engine::general_purpose::STANDARD.encode(&der)
+    );
+    parse_client_cert_header(&valid).unwrap();
+    group.bench_function("client_cert_valid", |b| {
+        b.iter(|| parse_client_cert_header(black_box(&valid)).unwrap())
+    });
+    let junk = format!(":{}:", "A".repeat(64 * 1024));
+    assert!(parse_client_cert_header(&junk).is_err());
+    group.bench_function("client_cert_junk_64k", |b| {
+        b.iter(|| parse_client_cert_header(black_box(&junk)).unwrap_err())
+    });
+
+    // XFCC: one element, and 64 KiB of elements.
+    let hash = "a".repeat(64);
+    let mut one = HeaderMap::new();
+    let pem_escaped: String = percent_encode(CERT_PEM);
+    one.insert(
+        "x-forwarded-client-cert",
+        HeaderValue::from_str(&format!("Hash={hash};Cert=\"{pem_escaped}\"")).unwrap(),
+    );
+    xfcc_from_headers(&one, XfccElement::Only).unwrap().unwrap();
+    group.bench_function("xfcc_valid", |b| {
+        b.iter(|| xfcc_from_headers(black_box(&one), XfccElement::Only).unwrap())
+    });
+    let element = format!("Hash={hash}");
+    let count = 64 * 1024 / (element.len() + 1);
+    let long = vec![element; count].join(",");
+    let mut many = HeaderMap::new();
+    many.insert(
+        "x-forwarded-client-cert",
+        HeaderValue::from_str(&long).unwrap(),
+    );
+    let _ = xfcc_from_headers(&many, XfccElement::Last);
+    group.bench_function("xfcc_64k", |b| {
+        b.iter(|| xfcc_from_headers(black_box(&many), XfccElement::Last))
+    });
+    group.finish();
+}
+
+/// Percent-encodes every byte outside the unreserved set, as Envoy does.
+fn percent_encode(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(b) {
+                char::from(*b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+criterion_group!(benches, pop);
+criterion_main!(benches);
