@@ -28,6 +28,8 @@ pub(crate) struct Settings {
     pub(crate) pop_query: bool,
     /// With [`Scheme::Pop`]: `h` over these headers in every SHR.
     pub(crate) pop_headers: Option<Arc<[HeaderName]>>,
+    /// Tokens may go over plain `http` to loopback addresses.
+    pub(crate) http_to_loopback: bool,
 }
 
 impl Settings {
@@ -38,6 +40,7 @@ impl Settings {
             allow_unbound_fallback: false,
             pop_query: false,
             pop_headers: None,
+            http_to_loopback: false,
         }
     }
 }
@@ -269,6 +272,19 @@ impl TokenBindingLayer {
     /// Off by default: falling back is a choice, never silent.
     pub fn allow_unbound_fallback(mut self) -> Self {
         self.settings.allow_unbound_fallback = true;
+        self
+    }
+
+    /// Lets tokens go over plain `http` to loopback addresses (`localhost`,
+    /// 127.0.0.0/8, `::1`), for tests against a local server without TLS.
+    /// Off by default: a request that carries a token to an absolute URI
+    /// other than `https` fails with
+    /// [`InsecureTransport`](super::InsecureTransport) before the token is
+    /// fetched or attached, whatever the scheme. Never for production: the
+    /// token, and a DPoP proof or signed request made for it, travel in
+    /// clear text.
+    pub fn allow_http_to_loopback(mut self) -> Self {
+        self.settings.http_to_loopback = true;
         self
     }
 

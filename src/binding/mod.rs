@@ -91,6 +91,7 @@ mod layer;
 mod retry;
 mod scheme;
 mod service;
+mod transport;
 
 pub use future::ResponseFuture;
 pub use layer::TokenBindingLayer;
@@ -98,3 +99,4 @@ pub use retry::InvalidTokenRetry;
 pub(crate) use retry::pop_challenge_nonce;
 pub use scheme::{HeaderWord, ParseSchemeError, Scheme};
 pub use service::TokenBinding;
+pub use transport::InsecureTransport;

@@ -6,7 +6,7 @@ use tower::Service;
 
 use super::future::ResponseFuture;
 use super::layer::Settings;
-use super::{HeaderWord, Scheme, TokenBindingLayer};
+use super::{HeaderWord, Scheme, TokenBindingLayer, transport};
 use crate::proof::dpop::{DPOP, DpopProofs};
 use crate::proof::shr::{self, SignedHttpRequests};
 use crate::token::{BoxError, CachedToken, TokenCache, TokenUnavailable, TokenUnavailableKind};
@@ -54,6 +54,11 @@ where
             }
             return ResponseFuture::calling(self.inner.call(request), None, None);
         };
+        // A token travels over TLS: refused before it is fetched.
+        if let Err(e) = transport::check(request.uri(), settings.scheme, settings.http_to_loopback)
+        {
+            return ResponseFuture::failed(e.into());
+        }
         match cache.try_get() {
             Some(token) => match authorize(&mut request, &token, settings, cache) {
                 Ok(origin) => {

@@ -219,6 +219,9 @@ impl BoundClientBuilder {
         if self.allow_unbound_fallback {
             layer = layer.allow_unbound_fallback();
         }
+        if self.allow_http_to_loopback {
+            layer = layer.allow_http_to_loopback();
+        }
         if self.pop_query {
             layer = layer.pop_sign_query();
         }

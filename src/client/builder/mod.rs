@@ -113,6 +113,7 @@ pub struct BoundClientBuilder {
     pop_headers: Vec<http::HeaderName>,
     word: Option<HeaderWord>,
     allow_unbound_fallback: bool,
+    allow_http_to_loopback: bool,
     cache: TokenCacheBuilder,
     retries: usize,
     pool: PoolBuilder,
@@ -167,6 +168,7 @@ impl Default for BoundClientBuilder {
             pop_headers: Vec::new(),
             word: None,
             allow_unbound_fallback: false,
+            allow_http_to_loopback: false,
             cache: TokenCache::builder(),
             retries: 1,
             pool: MtlsClientPool::builder(),
@@ -421,6 +423,16 @@ impl BoundClientBuilder {
     /// [`TokenBindingLayer::allow_unbound_fallback`].
     pub fn allow_unbound_fallback(mut self) -> Self {
         self.allow_unbound_fallback = true;
+        self
+    }
+
+    /// Lets tokens go over plain `http` to loopback addresses, for tests;
+    /// see [`TokenBindingLayer::allow_http_to_loopback`]. Off by default:
+    /// a request that would carry a token to a URI other than `https`
+    /// fails with [`InsecureTransport`](crate::binding::InsecureTransport)
+    /// before the token is fetched.
+    pub fn allow_http_to_loopback(mut self) -> Self {
+        self.allow_http_to_loopback = true;
         self
     }
 
