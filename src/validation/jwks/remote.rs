@@ -137,21 +137,28 @@ impl Remote {
                 self.refresh_if_stale();
                 Some(keys)
             }
-            None => self.fetch_once_per_cooldown(false).await,
+            None => self.fetch_once_per_cooldown(None).await,
         }
     }
 
-    /// Fetches the keys again because a token had a `kid` not in them,
-    /// unless a fetch happened within the cooldown; then returns the keys as
-    /// they are.
-    pub(crate) async fn refetch_for_unknown_kid(self: &Arc<Self>) -> Option<Arc<KeySet>> {
-        self.fetch_once_per_cooldown(true).await
+    /// Fetches the keys again because a token had `kid`, which is not in
+    /// them, unless keys published meanwhile hold it, or a fetch happened
+    /// within the cooldown; then returns the keys as they are.
+    pub(crate) async fn refetch_for_unknown_kid(
+        self: &Arc<Self>,
+        kid: &str,
+    ) -> Option<Arc<KeySet>> {
+        self.fetch_once_per_cooldown(Some(kid.to_owned())).await
     }
 
-    /// Fetches unless someone fetched while we waited for the lock, or the
-    /// last fetch of this kind (for an unknown `kid`; or any, while there are
-    /// no keys at all) is younger than the cooldown.
-    async fn fetch_once_per_cooldown(self: &Arc<Self>, unknown_kid: bool) -> Option<Arc<KeySet>> {
+    /// Fetches unless someone fetched while we waited for the lock, or (for
+    /// an unknown `kid`) the keys hold that `kid` by now, or the last fetch
+    /// of this kind (for an unknown `kid`; or any, while there are no keys
+    /// at all) is younger than the cooldown.
+    async fn fetch_once_per_cooldown(
+        self: &Arc<Self>,
+        unknown_kid: Option<String>,
+    ) -> Option<Arc<KeySet>> {
         let asked = Instant::now();
         let this = self.clone();
         let fetch = async move {
@@ -159,7 +166,15 @@ impl Remote {
             if state.last_attempt.is_some_and(|last| last >= asked) {
                 return;
             }
-            let gate = if unknown_kid {
+            if let Some(kid) = &unknown_kid {
+                // A fetch that started before this caller asked (a
+                // background refresh, say) may have published the key
+                // while it waited for the lock.
+                if this.current().is_some_and(|keys| keys.has_kid(Some(kid))) {
+                    return;
+                }
+            }
+            let gate = if unknown_kid.is_some() {
                 state.last_unknown_kid
             } else {
                 state.last_attempt
@@ -167,7 +182,7 @@ impl Remote {
             if gate.is_some_and(|last| asked.duration_since(last) < this.config.cooldown) {
                 return;
             }
-            if unknown_kid {
+            if unknown_kid.is_some() {
                 state.last_unknown_kid = Some(Instant::now());
             }
             this.fetch_locked(&mut state).await;
