@@ -51,12 +51,13 @@ pub(crate) struct Remote {
     started: Instant,
 }
 
-/// Clears a flag when dropped.
-struct ClearOnDrop<'a>(&'a AtomicBool);
+/// A background refresh under way: clears [`Remote::refreshing`] when
+/// dropped.
+struct Refreshing(Arc<Remote>);
 
-impl Drop for ClearOnDrop<'_> {
+impl Drop for Refreshing {
     fn drop(&mut self) {
-        self.0.store(false, Ordering::Release);
+        self.0.refreshing.store(false, Ordering::Release);
     }
 }
 
@@ -212,11 +213,12 @@ impl Remote {
             self.refreshing.store(false, Ordering::Release);
             return;
         };
-        let this = self.clone();
+        // Cleared however the task ends (done, panicked, or dropped with its
+        // runtime, even before its first poll), so that refreshing never
+        // stops for good: made here, not in the task.
+        let refreshing = Refreshing(self.clone());
         runtime.spawn(async move {
-            // Cleared however the task ends (done, panicked, or dropped with
-            // its runtime), so that refreshing never stops for good.
-            let _clear = ClearOnDrop(&this.refreshing);
+            let this = &refreshing.0;
             let mut state = this.fetch.lock().await;
             let cooled = state
                 .last_attempt
@@ -362,5 +364,37 @@ impl Remote {
                     self.config.timeout
                 )))
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refresh_dropped_before_it_ran_does_not_stop_refreshing() {
+        let config = RemoteJwks::new("https://issuer.example/jwks")
+            .unwrap()
+            .root_store(rustls::RootCertStore::empty());
+        let remote = Arc::new(Remote::new(config).unwrap());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+
+        // The keys are due (never fetched): a refresh task is spawned, and
+        // never polled, since the runtime never runs.
+        {
+            let _entered = runtime.enter();
+            remote.refresh_if_stale();
+        }
+        assert!(remote.refreshing.load(Ordering::Acquire));
+
+        // The runtime shuts down, dropping the task before its first poll.
+        drop(runtime);
+        assert!(
+            !remote.refreshing.load(Ordering::Acquire),
+            "a refresh that never ran still counts as under way"
+        );
     }
 }
