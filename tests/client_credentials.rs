@@ -181,6 +181,23 @@ async fn discovery_prefers_the_mtls_alias() {
 }
 
 #[tokio::test]
+async fn concurrent_first_fetches_share_one_discovery() {
+    let s = setup().await;
+    let source = s
+        .builder()
+        .issuer(s.issuer.issuer())
+        .self_signed_tls_client_auth(s.identity.clone())
+        .build()
+        .unwrap();
+    // Both find the endpoint unresolved before either lookup answers.
+    let (first, second) = tokio::join!(fetch(&source), fetch(&source));
+    first.unwrap();
+    second.unwrap();
+    assert_eq!(s.issuer.metadata_requests(), 1, "one metadata lookup");
+    assert_eq!(s.issuer.token_requests(), 2);
+}
+
+#[tokio::test]
 async fn client_secrets_with_a_bound_certificate() {
     let s = setup().await;
     for basic in [true, false] {

@@ -2,6 +2,9 @@
 //! and keys are refreshed even when every request is a cache hit.
 #![cfg(feature = "test-util")]
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt as _;
@@ -104,4 +107,40 @@ async fn keys_are_refreshed_while_every_request_is_a_cache_hit() {
         }
     }
     assert!(issuer.jwks_fetches() >= 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_published_by_a_refresh_in_flight_is_not_fetched_again() {
+    let pki = TestPki::new().unwrap();
+    let issuer = TestIssuer::start(&pki).await.unwrap();
+    // Unknown `kid`s may fetch at once: only the fix stops the second fetch.
+    let validator = validator(&pki, &issuer, Duration::from_millis(100), Duration::ZERO);
+    let claims = || issuer.claims("svc", Some(Thumbprint::from_der(b"cert")));
+    let old = issuer.sign(&claims()).unwrap();
+    validator.validate(&old).await.unwrap();
+    assert_eq!(issuer.jwks_fetches(), 1);
+
+    // The keys are due for a refresh; a cache hit starts it in the
+    // background, and it waits at the issuer holding the fetch lock.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    issuer.rotate_signing_key().unwrap();
+    let new = issuer.sign(&claims()).unwrap();
+    let hold = issuer.hold_jwks();
+    validator.validate(&old).await.unwrap();
+    hold.until_waiting(1).await;
+    assert_eq!(issuer.jwks_fetches(), 2);
+
+    // A request with the new key fails on the keys it has, and asks for a
+    // fetch (polled once: it has read the old keys, and waits for the
+    // lock).
+    let mut request = validator.validate(&new);
+    let polled = std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut request).poll(cx))).await;
+    assert!(polled.is_pending());
+
+    // The refresh lands with the new key: the request takes it, and no
+    // second fetch is made.
+    hold.release();
+    let verified = request.await;
+    assert!(verified.is_ok(), "{verified:?}");
+    assert_eq!(issuer.jwks_fetches(), 2, "the new key was fetched twice");
 }

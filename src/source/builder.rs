@@ -1,5 +1,5 @@
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -325,10 +325,7 @@ impl ClientCredentialsBuilder {
                 discovery::issuer_uri(&issuer).map_err(|e| ConfigError::new(e.message(&issuer)))?;
                 // Kept as given: the metadata must name it exactly (RFC
                 // 8414 section 3.3).
-                Endpoint::Discover {
-                    issuer,
-                    resolved: Mutex::new(None),
-                }
+                Endpoint::discover(issuer)
             }
             (Some(_), Some(_)) => {
                 return Err(ConfigError::new(

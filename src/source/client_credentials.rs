@@ -102,7 +102,22 @@ pub(super) enum Endpoint {
     Discover {
         issuer: String,
         resolved: Mutex<Option<Uri>>,
+        /// One metadata lookup at a time: fetches that find the endpoint
+        /// unresolved wait here, then take the endpoint a lookup found
+        /// while they waited (or look it up themselves after a failure).
+        lookup: tokio::sync::Mutex<()>,
     },
+}
+
+impl Endpoint {
+    /// Found in `issuer`'s metadata at the first fetch.
+    pub(super) fn discover(issuer: String) -> Self {
+        Endpoint::Discover {
+            issuer,
+            resolved: Mutex::new(None),
+            lookup: tokio::sync::Mutex::new(()),
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -263,16 +278,27 @@ impl ClientCredentials {
             })?
     }
 
-    /// The token endpoint: given, or discovered (once).
+    /// The token endpoint: given, or discovered (once, and by one fetch at
+    /// a time: concurrent first fetches share one lookup).
     async fn token_endpoint(
         &self,
         identity: Option<&ClientIdentity>,
     ) -> Result<Uri, TokenEndpointError> {
-        let (issuer, resolved) = match &self.inner.endpoint {
+        let (issuer, resolved, lookup) = match &self.inner.endpoint {
             Endpoint::Fixed(uri) => return Ok(uri.clone()),
-            Endpoint::Discover { issuer, resolved } => (issuer, resolved),
+            Endpoint::Discover {
+                issuer,
+                resolved,
+                lookup,
+            } => (issuer, resolved, lookup),
         };
-        if let Some(uri) = resolved.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+        let known = || resolved.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(uri) = known() {
+            return Ok(uri);
+        }
+        let _lookup = lookup.lock().await;
+        // A lookup may have finished while this fetch waited.
+        if let Some(uri) = known() {
             return Ok(uri);
         }
         let metadata = discovery::fetch_metadata(issuer, |uri| async move {

@@ -155,15 +155,16 @@ impl JwtValidator {
             Err(e) if e.kind() == TokenErrorKind::UnknownKey => match &inner.keys {
                 Keys::Remote(remote) => {
                     let kid = decode_header(&token).ok().and_then(|h| h.kid);
-                    if keys.has_kid(kid.as_deref()) {
-                        Err(e)
-                    } else {
-                        match remote.refetch_for_unknown_kid().await {
-                            Some(fresh) if fresh.generation != keys.generation => {
-                                self.verify(&token, &fresh).map(|t| (t, fresh.generation))
+                    match kid {
+                        Some(kid) if !keys.has_kid(Some(&kid)) => {
+                            match remote.refetch_for_unknown_kid(&kid).await {
+                                Some(fresh) if fresh.generation != keys.generation => {
+                                    self.verify(&token, &fresh).map(|t| (t, fresh.generation))
+                                }
+                                _ => Err(e),
                             }
-                            _ => Err(e),
                         }
+                        _ => Err(e),
                     }
                 }
                 Keys::Static(_) => Err(e),

@@ -206,7 +206,7 @@ impl ManagedIdentity {
     /// Renews the key and certificate now, without waiting until they are
     /// due; returns the new identity. On failure the current one stays.
     pub async fn renew_now(&self) -> Result<ClientIdentity, ManagedIdentityError> {
-        self.shared.renew().await
+        self.shared.renew(None).await
     }
 
     /// OAuth client credentials for this identity, ready to build: its
@@ -229,8 +229,22 @@ impl ManagedIdentity {
 }
 
 impl Shared {
-    async fn renew(&self) -> Result<ClientIdentity, ManagedIdentityError> {
+    /// Renews the credential (one renewal at a time). With `seen`, the
+    /// thumbprint a decision to renew was based on: when the identity is
+    /// another one by the time the renewal lock is taken (renewed
+    /// meanwhile, by [`renew_now`](ManagedIdentity::renew_now) say), that
+    /// identity is returned, and IMDS is not asked again.
+    async fn renew(
+        &self,
+        seen: Option<Thumbprint>,
+    ) -> Result<ClientIdentity, ManagedIdentityError> {
         let _renewing = self.renewing.lock().await;
+        if let Some(seen) = seen {
+            let current = self.rotation.current();
+            if current.thumbprint() != seen {
+                return Ok(current);
+            }
+        }
         // Read again each time, as MSAL does: the request must carry what
         // the platform says now.
         let result = match self.imds.platform_metadata().await {
@@ -291,5 +305,75 @@ impl fmt::Debug for ManagedIdentity {
             .field("thumbprint", &self.thumbprint())
             .field("stats", &self.stats())
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(all(test, feature = "test-util"))]
+mod tests {
+    //! The interleavings of a renewal by the task with one by hand, forced
+    //! step by step: the test calls `Shared::renew` as the task does, with
+    //! the thumbprint the task found due.
+
+    use std::time::Duration;
+
+    use super::*;
+    use crate::test_util::{ImdsEmulator, TestIssuer, TestPki};
+
+    async fn managed() -> (ManagedIdentity, ImdsEmulator, TestIssuer, TestPki) {
+        let pki = TestPki::new().unwrap();
+        let issuer = TestIssuer::start(&pki).await.unwrap();
+        // A week: the task itself is not due during the test.
+        let imds = ImdsEmulator::builder()
+            .certificate_lifetime(Duration::from_secs(7 * 24 * 3600))
+            .start(&pki, &issuer)
+            .await
+            .unwrap();
+        let identity = ManagedIdentity::imds_v2()
+            .base_url(imds.base_url())
+            .probe_timeout(Duration::from_millis(300))
+            .scope("https://api.example/.default")
+            .build()
+            .await
+            .unwrap();
+        assert_eq!(imds.credentials_issued(), 1);
+        (identity, imds, issuer, pki)
+    }
+
+    #[tokio::test]
+    async fn a_renewal_found_due_is_not_made_after_one_by_hand() {
+        let (identity, imds, _issuer, _pki) = managed().await;
+
+        // The task finds the identity due for renewal.
+        let seen = identity.thumbprint();
+
+        // A renewal by hand lands before the task goes on.
+        let by_hand = identity.renew_now().await.unwrap();
+        assert_eq!(imds.credentials_issued(), 2);
+
+        // The task goes on from its decision: it takes the renewed identity,
+        // and IMDS issues nothing more.
+        let renewed = identity.shared.renew(Some(seen)).await.unwrap();
+        assert_eq!(renewed.thumbprint(), by_hand.thumbprint());
+        assert_eq!(imds.credentials_issued(), 2, "renewed twice");
+        assert_eq!(identity.stats().renewals, 1);
+    }
+
+    #[tokio::test]
+    async fn a_renewal_found_due_waits_for_one_by_hand_and_takes_it() {
+        let (identity, imds, _issuer, _pki) = managed().await;
+        let seen = identity.thumbprint();
+
+        // The renewal by hand holds the renewal lock (it is polled first)
+        // when the task's renewal asks for it.
+        let (by_hand, task) = tokio::join!(identity.renew_now(), identity.shared.renew(Some(seen)));
+        assert_eq!(task.unwrap().thumbprint(), by_hand.unwrap().thumbprint());
+        assert_eq!(imds.credentials_issued(), 2, "renewed twice");
+
+        // A renewal for the identity as it is does go to IMDS.
+        let current = identity.thumbprint();
+        let renewed = identity.shared.renew(Some(current)).await.unwrap();
+        assert_ne!(renewed.thumbprint(), current);
+        assert_eq!(imds.credentials_issued(), 3);
+        assert_eq!(identity.stats().renewals, 2);
     }
 }

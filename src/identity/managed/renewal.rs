@@ -83,13 +83,15 @@ pub(super) async fn run(shared: Weak<Shared>, mut changes: watch::Receiver<Clien
     // started.
     let mut received = SystemTime::now();
     loop {
-        let wait = {
+        // How long to wait, and for which identity: a renewal by hand while
+        // the task waits or goes on to renew makes it due later.
+        let (wait, seen) = {
             let Some(shared) = shared.upgrade() else {
                 return;
             };
             let current = shared.rotation.current();
             let now = SystemTime::now();
-            if failures == 0 {
+            let wait = if failures == 0 {
                 wait_until(
                     renewal_due(current.not_before(), current.not_after(), received),
                     now,
@@ -97,7 +99,8 @@ pub(super) async fn run(shared: Weak<Shared>, mut changes: watch::Receiver<Clien
             } else {
                 let remaining = current.not_after().duration_since(now).unwrap_or_default();
                 retry_in(failures, remaining)
-            }
+            };
+            (wait, current.thumbprint())
         };
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
@@ -115,7 +118,10 @@ pub(super) async fn run(shared: Weak<Shared>, mut changes: watch::Receiver<Clien
         let Some(shared) = shared.upgrade() else {
             return;
         };
-        match shared.renew().await {
+        // Only if the identity is still the one found due: one renewed by
+        // hand since (before the select saw it, or while this one waited
+        // for the renewal lock) is taken as is.
+        match shared.renew(Some(seen)).await {
             Ok(identity) => {
                 changes.borrow_and_update();
                 let now = SystemTime::now();

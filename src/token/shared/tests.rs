@@ -16,6 +16,11 @@ struct Fake {
     get_fails_from: Option<usize>,
     /// `put` never answers.
     put_hangs: bool,
+    /// Written by "another process" when `try_lock` is called: a token it
+    /// stored (and a lock it freed) between our look and our lock.
+    written_before_lock: Mutex<Option<Vec<u8>>>,
+    /// The policy allows bearer tokens.
+    allow_bearer: bool,
     gets: AtomicUsize,
     puts: AtomicUsize,
     unlocks: AtomicUsize,
@@ -54,10 +59,13 @@ impl SharedTokenCache for Arc<Fake> {
     }
     fn try_lock(
         &self,
-        _key: &SharedKey,
+        key: &SharedKey,
         _owner: &LockOwner,
         _ttl: Duration,
     ) -> BoxFuture<'static, Result<bool, BoxError>> {
+        if let Some(value) = self.written_before_lock.lock().unwrap().take() {
+            self.values.lock().unwrap().insert(key.to_string(), value);
+        }
         done(self.failing, !self.locked_elsewhere)
     }
     fn unlock(
@@ -69,10 +77,15 @@ impl SharedTokenCache for Arc<Fake> {
         done(self.failing, ())
     }
     fn policy(&self) -> SharedCachePolicy {
-        SharedCachePolicy::default()
+        let policy = SharedCachePolicy::default()
             .lock_ttl(Duration::from_millis(20))
             .max_wait(Duration::from_millis(30))
-            .poll_interval(Duration::from_millis(1), Duration::from_millis(5))
+            .poll_interval(Duration::from_millis(1), Duration::from_millis(5));
+        if self.allow_bearer {
+            policy.allow_bearer_tokens()
+        } else {
+            policy
+        }
     }
     fn record(&self, event: SharedCacheEvent) {
         self.events.lock().unwrap().push(event);
@@ -368,4 +381,38 @@ async fn after_a_failure_only_the_lock_is_freed() {
     assert_eq!(fake.puts.load(Ordering::SeqCst), 0);
     assert_eq!(fake.unlocks.load(Ordering::SeqCst), 1);
     assert_eq!(fake.events(), [E::Miss, E::Unavailable, E::FetchedDirectly]);
+}
+
+#[tokio::test]
+async fn a_token_stored_between_our_look_and_our_lock_is_taken() {
+    use SharedCacheEvent as E;
+    let fake = Arc::new(Fake {
+        allow_bearer: true,
+        ..Fake::default()
+    });
+    let tier = tier(&fake);
+    let shared = SharedKey::of(&key());
+    let theirs = Token::new("theirs").expires_in(Duration::from_secs(600));
+    let (value, _ttl) = tier
+        .entry_for(&shared, &fake.policy(), &theirs, &unbindable)
+        .unwrap();
+    // We look and find nothing; another process stores its token and frees
+    // the lock; then we win the lock.
+    *fake.written_before_lock.lock().unwrap() = Some(value);
+    let token = tier
+        .fetch(
+            &key(),
+            || -> BoxFuture<'static, Result<Token, BoxError>> {
+                panic!("fetched from the source although the fleet's token was stored")
+            },
+            unbindable,
+        )
+        .await
+        .unwrap();
+    // Its token, found by the look under the lock, and our lock freed once.
+    assert_eq!(token.access_token().secret(), "theirs");
+    assert_eq!(fake.gets.load(Ordering::SeqCst), 2);
+    assert_eq!(fake.puts.load(Ordering::SeqCst), 0);
+    assert_eq!(fake.unlocks.load(Ordering::SeqCst), 1);
+    assert_eq!(fake.events(), [E::Miss, E::Hit]);
 }

@@ -229,4 +229,54 @@ mod tests {
         answers.finished(&digest("t"));
         assert_eq!(answers.sizes().2, 0);
     }
+
+    /// The interleaving of issue 31, forced step by step: a request misses
+    /// (`remembered`, without the in-flight lock) while a call is in
+    /// flight, the call remembers its answer and leaves the in-flight map,
+    /// and only then does the request go on to `lookup_or_start`. It must
+    /// find the answer, and start no second call.
+    fn missed_then_call_ended(
+        remember: impl FnOnce(&Answers, TokenDigest),
+    ) -> Result<VerifiedToken, TokenError> {
+        let answers = Answers::new(4);
+        let key = digest("t");
+
+        // A call starts for the token.
+        let lookup = answers.lookup_or_start(key, 0, || Ok(async { Ok(token()) }.boxed().shared()));
+        assert!(matches!(lookup, Lookup::Waiting(_)));
+
+        // Another request misses: no answer yet.
+        assert!(answers.remembered(&key, 0).is_none());
+
+        // The call ends: its answer remembered, then out of the map.
+        remember(&answers, key);
+        answers.finished(&key);
+        assert_eq!(answers.sizes().2, 0);
+
+        // The request goes on from its miss.
+        match answers.lookup_or_start(key, 0, || {
+            panic!("a second call started for a token already answered")
+        }) {
+            Lookup::Known(known) => known,
+            Lookup::Waiting(_) => panic!("waiting for a call that is over"),
+            Lookup::NotStarted(error) => panic!("{error}"),
+        }
+    }
+
+    #[test]
+    fn a_request_that_missed_before_an_active_answer_takes_it() {
+        let known = missed_then_call_ended(|answers, key| {
+            answers.remember_active(key, token(), 100, 0);
+        });
+        assert!(known.is_ok());
+    }
+
+    #[test]
+    fn a_request_that_missed_before_a_refusal_takes_it() {
+        let known = missed_then_call_ended(|answers, key| {
+            let error = TokenError::new(TokenErrorKind::Inactive);
+            answers.remember_refused(key, error, 100, 0);
+        });
+        assert_eq!(known.unwrap_err().kind(), TokenErrorKind::Inactive);
+    }
 }

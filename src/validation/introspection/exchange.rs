@@ -73,6 +73,20 @@ impl Endpoint {
     }
 }
 
+impl Endpoint {
+    /// Forgets the discovered endpoint, if it is still `used` (the one a
+    /// call sent to): a call that used an endpoint found before must not
+    /// wipe one found since, which a lookup just paid for.
+    fn forget(&self, used: &Uri) {
+        if let Endpoint::Discover { resolved, .. } = self {
+            let mut resolved = resolved.lock().unwrap_or_else(|p| p.into_inner());
+            if resolved.as_ref() == Some(used) {
+                *resolved = None;
+            }
+        }
+    }
+}
+
 impl fmt::Debug for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -111,10 +125,8 @@ impl Exchange {
             (StatusCode::OK, body) => Ok(body),
             (status, _) => {
                 if status.is_client_error() {
-                    if let Endpoint::Discover { resolved, .. } = &self.endpoint {
-                        // Perhaps the issuer moved it: look again next time.
-                        *resolved.lock().unwrap_or_else(|p| p.into_inner()) = None;
-                    }
+                    // Perhaps the issuer moved it: look again next time.
+                    self.endpoint.forget(&endpoint);
                 }
                 let hint = match status {
                     StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
@@ -273,5 +285,43 @@ impl Exchange {
             }),
             None => metadata.https_url("introspection_endpoint"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolved(endpoint: &Endpoint) -> Option<Uri> {
+        match endpoint {
+            Endpoint::Discover { resolved, .. } => resolved.lock().unwrap().clone(),
+            Endpoint::Fixed(_) => unreachable!(),
+        }
+    }
+
+    fn resolve(endpoint: &Endpoint, uri: &Uri) {
+        if let Endpoint::Discover { resolved, .. } = endpoint {
+            *resolved.lock().unwrap() = Some(uri.clone());
+        }
+    }
+
+    #[test]
+    fn a_refusal_from_an_old_endpoint_keeps_the_one_found_since() {
+        let old = Uri::from_static("https://as.example.com/old/introspect");
+        let new = Uri::from_static("https://as.example.com/new/introspect");
+        let endpoint = Endpoint::discover("https://as.example.com".into());
+
+        // A call takes the old endpoint; meanwhile another's 4xx made it be
+        // looked up again, and the new one is found.
+        resolve(&endpoint, &new);
+
+        // The call that used the old one is refused in turn: the new one
+        // stays.
+        endpoint.forget(&old);
+        assert_eq!(resolved(&endpoint), Some(new.clone()));
+
+        // A refusal from the endpoint in use does forget it.
+        endpoint.forget(&new);
+        assert_eq!(resolved(&endpoint), None);
     }
 }

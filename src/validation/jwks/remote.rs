@@ -51,12 +51,13 @@ pub(crate) struct Remote {
     started: Instant,
 }
 
-/// Clears a flag when dropped.
-struct ClearOnDrop<'a>(&'a AtomicBool);
+/// A background refresh under way: clears [`Remote::refreshing`] when
+/// dropped.
+struct Refreshing(Arc<Remote>);
 
-impl Drop for ClearOnDrop<'_> {
+impl Drop for Refreshing {
     fn drop(&mut self) {
-        self.0.store(false, Ordering::Release);
+        self.0.refreshing.store(false, Ordering::Release);
     }
 }
 
@@ -137,21 +138,28 @@ impl Remote {
                 self.refresh_if_stale();
                 Some(keys)
             }
-            None => self.fetch_once_per_cooldown(false).await,
+            None => self.fetch_once_per_cooldown(None).await,
         }
     }
 
-    /// Fetches the keys again because a token had a `kid` not in them,
-    /// unless a fetch happened within the cooldown; then returns the keys as
-    /// they are.
-    pub(crate) async fn refetch_for_unknown_kid(self: &Arc<Self>) -> Option<Arc<KeySet>> {
-        self.fetch_once_per_cooldown(true).await
+    /// Fetches the keys again because a token had `kid`, which is not in
+    /// them, unless keys published meanwhile hold it, or a fetch happened
+    /// within the cooldown; then returns the keys as they are.
+    pub(crate) async fn refetch_for_unknown_kid(
+        self: &Arc<Self>,
+        kid: &str,
+    ) -> Option<Arc<KeySet>> {
+        self.fetch_once_per_cooldown(Some(kid.to_owned())).await
     }
 
-    /// Fetches unless someone fetched while we waited for the lock, or the
-    /// last fetch of this kind (for an unknown `kid`; or any, while there are
-    /// no keys at all) is younger than the cooldown.
-    async fn fetch_once_per_cooldown(self: &Arc<Self>, unknown_kid: bool) -> Option<Arc<KeySet>> {
+    /// Fetches unless someone fetched while we waited for the lock, or (for
+    /// an unknown `kid`) the keys hold that `kid` by now, or the last fetch
+    /// of this kind (for an unknown `kid`; or any, while there are no keys
+    /// at all) is younger than the cooldown.
+    async fn fetch_once_per_cooldown(
+        self: &Arc<Self>,
+        unknown_kid: Option<String>,
+    ) -> Option<Arc<KeySet>> {
         let asked = Instant::now();
         let this = self.clone();
         let fetch = async move {
@@ -159,7 +167,15 @@ impl Remote {
             if state.last_attempt.is_some_and(|last| last >= asked) {
                 return;
             }
-            let gate = if unknown_kid {
+            if let Some(kid) = &unknown_kid {
+                // A fetch that started before this caller asked (a
+                // background refresh, say) may have published the key
+                // while it waited for the lock.
+                if this.current().is_some_and(|keys| keys.has_kid(Some(kid))) {
+                    return;
+                }
+            }
+            let gate = if unknown_kid.is_some() {
                 state.last_unknown_kid
             } else {
                 state.last_attempt
@@ -167,7 +183,7 @@ impl Remote {
             if gate.is_some_and(|last| asked.duration_since(last) < this.config.cooldown) {
                 return;
             }
-            if unknown_kid {
+            if unknown_kid.is_some() {
                 state.last_unknown_kid = Some(Instant::now());
             }
             this.fetch_locked(&mut state).await;
@@ -197,11 +213,12 @@ impl Remote {
             self.refreshing.store(false, Ordering::Release);
             return;
         };
-        let this = self.clone();
+        // Cleared however the task ends (done, panicked, or dropped with its
+        // runtime, even before its first poll), so that refreshing never
+        // stops for good: made here, not in the task.
+        let refreshing = Refreshing(self.clone());
         runtime.spawn(async move {
-            // Cleared however the task ends (done, panicked, or dropped with
-            // its runtime), so that refreshing never stops for good.
-            let _clear = ClearOnDrop(&this.refreshing);
+            let this = &refreshing.0;
             let mut state = this.fetch.lock().await;
             let cooled = state
                 .last_attempt
@@ -347,5 +364,37 @@ impl Remote {
                     self.config.timeout
                 )))
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refresh_dropped_before_it_ran_does_not_stop_refreshing() {
+        let config = RemoteJwks::new("https://issuer.example/jwks")
+            .unwrap()
+            .root_store(rustls::RootCertStore::empty());
+        let remote = Arc::new(Remote::new(config).unwrap());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+
+        // The keys are due (never fetched): a refresh task is spawned, and
+        // never polled, since the runtime never runs.
+        {
+            let _entered = runtime.enter();
+            remote.refresh_if_stale();
+        }
+        assert!(remote.refreshing.load(Ordering::Acquire));
+
+        // The runtime shuts down, dropping the task before its first poll.
+        drop(runtime);
+        assert!(
+            !remote.refreshing.load(Ordering::Acquire),
+            "a refresh that never ran still counts as under way"
+        );
     }
 }
