@@ -298,13 +298,66 @@ async fn a_lying_slow_or_broken_endpoint_is_refused() {
     let e = fetch(&impatient).await.unwrap_err();
     assert!(e.is_timeout(), "{e}");
 
-    // A lifetime no clock can hold, or none at all: refused, never a panic.
-    for expires_in in ["1e20", "1.8e308", "-5", "\"soon\"", "true"] {
+    // A lifetime no clock can hold, past the maximum (24 h by default), a
+    // sign, or none at all: refused, never a panic nor a token that never
+    // expires.
+    for expires_in in [
+        "1e20",
+        "1e19",
+        "1.8e308",
+        "\"18446744073709551615\"",
+        "\"99999999999999999999999\"",
+        "86401",
+        "\"86401\"",
+        "-5",
+        "\"+7\"",
+        "\" 7\"",
+        "\"7 \"",
+        "\"\"",
+        "\"soon\"",
+        "true",
+        "0",
+        "\"0\"",
+        "0.0",
+    ] {
         s.issuer
             .set_fault(Some(Fault::ExpiresIn(expires_in.to_owned())));
         let e = fetch(&source).await.unwrap_err();
         assert_eq!(e.kind(), Kind::InvalidResponse, "{expires_in}: {e}");
+        assert!(e.to_string().contains("expires_in"), "{expires_in}: {e}");
     }
+    for (expires_in, lifetime) in [("\"7\"", 7), ("86400", 86_400), ("600.0", 600)] {
+        s.issuer
+            .set_fault(Some(Fault::ExpiresIn(expires_in.to_owned())));
+        let token = fetch(&source).await.unwrap();
+        let left = token.expiry().unwrap() - std::time::Instant::now();
+        assert!(
+            left <= Duration::from_secs(lifetime)
+                && left > Duration::from_secs(lifetime) - Duration::from_secs(5),
+            "{expires_in}: {left:?}"
+        );
+    }
+    // The maximum is a setting.
+    let long_lived = s
+        .builder()
+        .token_endpoint(s.issuer.token_endpoint())
+        .tls_client_auth(s.identity.clone())
+        .max_expires_in(Duration::from_secs(7 * 24 * 3600))
+        .build()
+        .unwrap();
+    s.issuer
+        .set_fault(Some(Fault::ExpiresIn("172800".to_owned())));
+    fetch(&long_lived).await.unwrap();
+
+    // expires_in 0 is an error, so a cache backs off rather than fetching
+    // for every request.
+    s.issuer.set_fault(Some(Fault::ExpiresIn("0".to_owned())));
+    let before = s.issuer.token_requests();
+    let cache = tower_token_binding::token::TokenCache::new(source.clone());
+    for _ in 0..5 {
+        assert!(cache.get().await.is_err());
+    }
+    assert_eq!(s.issuer.token_requests() - before, 1);
 
     s.issuer.set_fault(Some(Fault::Garbage));
     assert_eq!(

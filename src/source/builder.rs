@@ -18,6 +18,9 @@ use crate::proof::dpop::DpopProofs;
 use crate::proof::shr::SignedHttpRequests;
 use crate::token::CacheKey;
 
+/// The default of [`ClientCredentialsBuilder::max_expires_in`]: 24 hours.
+const MAX_EXPIRES_IN: Duration = Duration::from_secs(24 * 3600);
+
 /// Builds [`ClientCredentials`]; [`build`](Self::build) refuses what cannot
 /// work.
 #[derive(Default)]
@@ -31,6 +34,7 @@ pub struct ClientCredentialsBuilder {
     entra: bool,
     opaque_certificate_bound: bool,
     default_lifetime: Option<Duration>,
+    max_lifetime: Option<Duration>,
     timeout: Option<Duration>,
     pool: Option<MtlsClientPool<Full<Bytes>>>,
     roots: Option<Arc<rustls::RootCertStore>>,
@@ -264,6 +268,18 @@ impl ClientCredentialsBuilder {
         self
     }
 
+    /// The longest `expires_in` accepted: an answer that says more is
+    /// refused ([`InvalidResponse`](super::TokenEndpointErrorKind::InvalidResponse)),
+    /// as is one of `0` (a token already expired) or one that is not
+    /// whole digits or a non-negative number. Default 24 hours: access
+    /// tokens of Entra, Okta, Auth0 and Keycloak live minutes to hours, and
+    /// a lifetime that cannot be represented would make a token that is
+    /// never refreshed.
+    pub fn max_expires_in(mut self, lifetime: Duration) -> Self {
+        self.max_lifetime = Some(lifetime);
+        self
+    }
+
     /// The most one exchange (request and answer) may take. Default 10 s.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
@@ -394,6 +410,7 @@ impl ClientCredentialsBuilder {
                 entra: self.entra,
                 opaque_certificate_bound: self.opaque_certificate_bound,
                 default_lifetime: self.default_lifetime.unwrap_or(Duration::from_secs(300)),
+                max_lifetime: self.max_lifetime.unwrap_or(MAX_EXPIRES_IN),
                 timeout: self.timeout.unwrap_or(Duration::from_secs(10)),
                 pool,
                 dpop: self.dpop,

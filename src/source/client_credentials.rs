@@ -83,6 +83,8 @@ pub(super) struct Inner {
     /// Opaque tokens fetched with a certificate are bound to it.
     pub(super) opaque_certificate_bound: bool,
     pub(super) default_lifetime: Duration,
+    /// The longest `expires_in` accepted.
+    pub(super) max_lifetime: Duration,
     pub(super) timeout: Duration,
     pub(super) pool: MtlsClientPool<Full<Bytes>>,
     /// The DPoP key's proofs, when tokens are bound to it.

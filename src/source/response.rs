@@ -49,17 +49,7 @@ pub(super) fn read_token(
     }
     let lifetime = match answer.get("expires_in") {
         None | Some(Value::Null) => inner.default_lifetime,
-        Some(Value::Number(n)) => n
-            .as_f64()
-            .filter(|s| s.is_finite() && *s >= 0.0)
-            .and_then(|s| Duration::try_from_secs_f64(s).ok())
-            .ok_or_else(|| invalid("expires_in is not a positive number".to_owned()))?,
-        // Some servers send it as a string.
-        Some(Value::String(s)) => s
-            .parse::<u64>()
-            .map(Duration::from_secs)
-            .map_err(|_| invalid("expires_in is not a number".to_owned()))?,
-        Some(_) => return Err(invalid("expires_in is not a number".to_owned())),
+        Some(value) => expires_in(value, inner.max_lifetime).map_err(invalid)?,
     };
     let token = Token::new(access_token)
         .with_token_type(token_type)
@@ -79,6 +69,39 @@ pub(super) fn read_token(
             "neither a certificate nor a DPoP key to bind to".to_owned(),
         )),
     }
+}
+
+/// The lifetime an `expires_in` says: a non-negative number of seconds
+/// (JSON number, or a string of decimal digits as some servers send), not
+/// `0` (a token already expired: refused, so the cache backs off rather
+/// than fetching for every request) and at most `max`, so that the expiry
+/// is always a representable instant and the token is refreshed.
+fn expires_in(value: &Value, max: Duration) -> Result<Duration, String> {
+    let seconds = match value {
+        Value::Number(n) => n
+            .as_f64()
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .ok_or_else(|| "expires_in is not a positive number".to_owned())?,
+        // Digits only: no sign, no space, no exponent.
+        Value::String(s)
+            if !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            s.parse::<u64>()
+                .map_err(|_| "expires_in is out of range".to_owned())? as f64
+        }
+        Value::String(_) => return Err("expires_in is not a string of digits".to_owned()),
+        _ => return Err("expires_in is not a number".to_owned()),
+    };
+    if seconds == 0.0 {
+        return Err("expires_in is 0: the token is expired already".to_owned());
+    }
+    if seconds > max.as_secs_f64() {
+        return Err(format!(
+            "expires_in is {seconds} s, more than the {} s allowed (max_expires_in)",
+            max.as_secs()
+        ));
+    }
+    Ok(Duration::from_secs_f64(seconds))
 }
 
 /// Checks that a token asked for with a certificate is bound to it.

@@ -192,6 +192,9 @@ impl BoundClientBuilder {
             if let Some(lifetime) = self.default_expires_in {
                 credentials = credentials.default_expires_in(lifetime);
             }
+            if let Some(lifetime) = self.max_expires_in {
+                credentials = credentials.max_expires_in(lifetime);
+            }
             let source = credentials.build().map_err(|e| {
                 BuildError::new(Kind::TokenSource, "invalid client-credentials settings")
                     .with_source(e)

@@ -103,6 +103,7 @@ pub struct BoundClientBuilder {
     opaque_bound: bool,
     token_timeout: Option<Duration>,
     default_expires_in: Option<Duration>,
+    max_expires_in: Option<Duration>,
     token_source: Option<Box<dyn FnOnce(TokenCacheBuilder) -> TokenCache + Send>>,
     identity: Option<IdentityChoice>,
     poll_interval: Option<Duration>,
@@ -158,6 +159,7 @@ impl Default for BoundClientBuilder {
             opaque_bound: false,
             token_timeout: None,
             default_expires_in: None,
+            max_expires_in: None,
             token_source: None,
             identity: None,
             poll_interval: None,
@@ -288,6 +290,14 @@ impl BoundClientBuilder {
     /// Default 5 minutes.
     pub fn default_expires_in(mut self, lifetime: Duration) -> Self {
         self.default_expires_in = Some(lifetime);
+        self
+    }
+
+    /// The longest `expires_in` accepted from the token endpoint; see
+    /// [`ClientCredentialsBuilder::max_expires_in`](crate::source::ClientCredentialsBuilder::max_expires_in).
+    /// Default 24 hours.
+    pub fn max_expires_in(mut self, lifetime: Duration) -> Self {
+        self.max_expires_in = Some(lifetime);
         self
     }
 
