@@ -51,6 +51,9 @@ pub(crate) struct Settings {
     pub(crate) public_origin: Option<PublicOrigin>,
     /// At most one `warn` event a second for a failing replay store.
     pub(crate) replay_warnings: Arc<WarnLimit>,
+    /// At most one `warn` event a second for proof keys over their share
+    /// of the replay store.
+    pub(crate) replay_share_warnings: Arc<WarnLimit>,
 }
 
 impl Settings {
