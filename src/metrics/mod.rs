@@ -29,7 +29,7 @@
 //! | [`tower_token_binding_accepted_total`](ACCEPTED) | counter | `binding` | requests let through, by the binding they proved: `certificate`, `dpop`, `pop`, `none` (unbound, where allowed) |
 //! | [`tower_token_binding_validation_cache_lookups_total`](VALIDATION_CACHE_LOOKUPS) | counter | `validator`, `result` | lookups in the server's cache of verified tokens: `validator` `jwt` or `introspection`, `result` `hit` or `miss` (the binding is checked on every request, hit or miss) |
 //! | [`tower_token_binding_jwks_fetches_total`](JWKS_FETCHES) | counter | `outcome` | fetches of the server's signing keys: `ok`, `discovery` (no usable issuer metadata), `http_status`, `transport`, `invalid` (not a usable key set) |
-//! | [`tower_token_binding_replay_checks_total`](REPLAY_CHECKS) | counter | `proof`, `result` | replay-store checks of otherwise accepted proofs: `proof` `dpop` or `pop`; `result` `fresh`, `replayed` (refused) or `unavailable` (the store did not answer: refused with `503`) |
+//! | [`tower_token_binding_replay_checks_total`](REPLAY_CHECKS) | counter | `proof`, `result` | replay-store checks of otherwise accepted proofs: `proof` `dpop` or `pop`; `result` `fresh`, `replayed` (refused), `share_exceeded` (the proof's key holds its share of the store: refused with `429`) or `unavailable` (the store did not answer: refused with `503`) |
 //! | [`tower_token_binding_introspections_total`](INTROSPECTIONS) | counter | `outcome` | calls to an RFC 7662 introspection endpoint: `active`, `inactive` (not active, or refused on its claims), `unavailable` (down, timed out, an error status), `invalid_response` (not an introspection answer), `overloaded` (not made: [`max_concurrent_calls`](crate::validation::IntrospectionValidatorBuilder::max_concurrent_calls) calls in flight already; the request gets `503`) |
 //! | [`tower_token_binding_forwarded_certificates_total`](FORWARDED_CERTIFICATES) | counter | `result` | requests with a forwarded client certificate header at a [`ForwardedClientCertLayer`](crate::server::forwarded::ForwardedClientCertLayer): `used` (from a trusted proxy, certificate taken), `none_taken` (from a trusted proxy, several XFCC elements and none chosen), `malformed` (from a trusted proxy, refused with `400`), `ignored` (from a peer that is not a trusted proxy: removed, not read) |
 //!
@@ -58,6 +58,7 @@
 //! | `nonce_required` | a DPoP proof without the server's current nonce (`use_dpop_nonce`) |
 //! | `replayed` | a DPoP proof or signed HTTP request seen before |
 //! | `replay_store_unavailable` | the replay store could not answer (`503`) |
+//! | `replay_share_exceeded` | the proof's key holds its share of the replay store (`429`) |
 //! | `insufficient_scope` | a required scope is missing (`403`) |
 //!
 //! # Plugging in an exporter

@@ -8,6 +8,7 @@ use super::{
 use crate::ProvenBinding;
 use crate::proof::dpop::DpopErrorKind;
 use crate::proof::shr::ShrErrorKind;
+use crate::replay::ReplayErrorKind;
 use crate::validation::{RejectionKind, Scheme, TokenErrorKind, VerifiedToken};
 
 /// The validation layer refused a request (every refusal passes here, as
@@ -78,6 +79,7 @@ pub(crate) fn rejection_outcome(kind: RejectionKind) -> &'static str {
         K::DpopBoundAsBearer | K::PopBoundWithoutSignedRequest => "downgrade",
         K::NotDpopBound | K::NotPopBound => "scheme_mismatch",
         K::ReplayStoreUnavailable => "replay_store_unavailable",
+        K::ReplayShareExceeded => "replay_share_exceeded",
         K::IntrospectionUnavailable => "introspection_unavailable",
         K::InvalidSignedRequest(kind) => shr_outcome(kind),
     }
@@ -204,18 +206,20 @@ pub(crate) fn jwks_fetch(outcome: JwksFetch) {
 }
 
 /// The replay store answered for a DPoP proof (or, with the `PoP` scheme, a
-/// signed HTTP request): new (`Some(true)`), seen before (`Some(false)`),
-/// or no answer (`None`).
+/// signed HTTP request): new (`Ok(true)`), seen before (`Ok(false)`), the
+/// proof's key over its share (`Err(OwnerShareExceeded)`), or no answer
+/// (any other error).
 #[inline]
-pub(crate) fn replay_check(scheme: Scheme, fresh: Option<bool>) {
+pub(crate) fn replay_check(scheme: Scheme, answer: Result<bool, ReplayErrorKind>) {
     let proof = match scheme {
         Scheme::Pop => "pop",
         Scheme::Dpop | Scheme::Bearer | Scheme::MtlsPop => "dpop",
     };
-    let result = match fresh {
-        Some(true) => "fresh",
-        Some(false) => "replayed",
-        None => "unavailable",
+    let result = match answer {
+        Ok(true) => "fresh",
+        Ok(false) => "replayed",
+        Err(ReplayErrorKind::OwnerShareExceeded) => "share_exceeded",
+        Err(_) => "unavailable",
     };
     increment(REPLAY_CHECKS, &[("proof", proof), ("result", result)]);
 }

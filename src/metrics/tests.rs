@@ -132,6 +132,7 @@ fn every_rejection_has_a_documented_outcome() {
         K::NotDpopBound,
         K::DpopKeyMismatch,
         K::ReplayStoreUnavailable,
+        K::ReplayShareExceeded,
         K::PopBoundWithoutSignedRequest,
         K::NotPopBound,
         K::PopKeyMismatch,
@@ -194,6 +195,7 @@ fn every_introspection_outcome_is_documented() {
 #[cfg(feature = "server")]
 #[test]
 fn server_events_record_bounded_labels() {
+    use crate::replay::ReplayErrorKind;
     use crate::validation::{RejectionKind, Scheme};
     let seen = recorded(|| {
         rejected(RejectionKind::MissingCredentials, Scheme::Bearer);
@@ -203,8 +205,9 @@ fn server_events_record_bounded_labels() {
         validation_cache(Validator::Jwt, true);
         validation_cache(Validator::Introspection, false);
         jwks_fetch(JwksFetch::Transport);
-        replay_check(Scheme::Pop, Some(false));
-        replay_check(Scheme::Dpop, None);
+        replay_check(Scheme::Pop, Ok(false));
+        replay_check(Scheme::Dpop, Err(ReplayErrorKind::Unavailable));
+        replay_check(Scheme::Dpop, Err(ReplayErrorKind::OwnerShareExceeded));
         introspection_call(Introspection::Inactive);
     });
     let count = |key: &str| match seen.get(key) {
@@ -232,8 +235,12 @@ fn server_events_record_bounded_labels() {
     let r = REPLAY_CHECKS;
     assert_eq!(count(&format!("{r}{{proof=pop,result=replayed}}")), 1);
     assert_eq!(count(&format!("{r}{{proof=dpop,result=unavailable}}")), 1);
+    assert_eq!(
+        count(&format!("{r}{{proof=dpop,result=share_exceeded}}")),
+        1
+    );
     assert_eq!(count(&format!("{INTROSPECTIONS}{{outcome=inactive}}")), 1);
-    assert_eq!(seen.len(), 10, "{seen:?}");
+    assert_eq!(seen.len(), 11, "{seen:?}");
 }
 
 #[cfg(feature = "client")]

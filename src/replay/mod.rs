@@ -12,8 +12,16 @@
 //! refused (fail closed): a replay is never let through because the store
 //! was down or full.
 //!
+//! The layer also says whose proof it is: [`ReplayStore::insert_if_absent_for`]
+//! takes a [`ReplayOwner`], a digest of the proof key's thumbprint (DPoP's
+//! `jkt`, the `kid` of a signed HTTP request), so that a store can keep one
+//! key from taking all of it. A store that does not use the owner (a
+//! closure, a store of yours implementing only `insert_if_absent`) works as
+//! before.
+//!
 //! - [`MemoryReplayStore`]: for one process; bounded, sharded, refuses new
-//!   entries when full rather than forgetting unexpired ones.
+//!   entries when full rather than forgetting unexpired ones, and holds each
+//!   key to a share of it.
 //! - `RedisReplayStore` (feature `redis`): shared by a fleet, one
 //!   `SET key 1 NX PX ms` per proof, failing closed.
 //! - [`BoxReplayStore`]: any store behind one type.
@@ -45,6 +53,8 @@ use aws_lc_rs::digest;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
+use crate::proof::JwkThumbprint;
+
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
@@ -68,6 +78,13 @@ pub use memory::MemoryReplayStore;
 /// it be replayed. A store never answers `true` without remembering the key
 /// until at least `expires_at`.
 ///
+/// [`CnfValidationLayer`](crate::validation::CnfValidationLayer) calls
+/// [`insert_if_absent_for`](Self::insert_if_absent_for), which also names
+/// the proof's [`ReplayOwner`]; by default it is `insert_if_absent`, the
+/// owner unused. A store that limits what one owner may hold overrides it
+/// and refuses an owner over its part with
+/// [`ReplayErrorKind::OwnerShareExceeded`].
+///
 /// The future owns what it needs (`'static`), so a store may make a network
 /// round trip. Closures are stores:
 ///
@@ -90,6 +107,24 @@ pub trait ReplayStore: Clone + Send + Sync + 'static {
     /// An `expires_at` already past (or now) is refused: `Ok(false)`, and
     /// nothing is remembered.
     fn insert_if_absent(&self, key: ReplayKey, expires_at: SystemTime) -> Self::Future;
+
+    /// [`insert_if_absent`](Self::insert_if_absent) for a proof made with
+    /// `owner`'s key: a store may refuse it with
+    /// [`ReplayErrorKind::OwnerShareExceeded`] when that owner holds more
+    /// of the store than it may, so that one key cannot fill the store for
+    /// everyone.
+    ///
+    /// Provided: `insert_if_absent`, the owner unused. A store that wraps
+    /// another should forward this method too, or the owner is lost.
+    fn insert_if_absent_for(
+        &self,
+        key: ReplayKey,
+        owner: ReplayOwner,
+        expires_at: SystemTime,
+    ) -> Self::Future {
+        let _ = owner;
+        self.insert_if_absent(key, expires_at)
+    }
 }
 
 impl<F, Fut> ReplayStore for F
@@ -156,8 +191,61 @@ impl fmt::Debug for ReplayKey {
     }
 }
 
-/// Why a [`ReplayStore`] could not tell whether a proof is new. The proof
-/// must be refused (a `503`: the client is not at fault).
+/// Whose proof an entry is: a SHA-256 digest of the proof key's RFC 7638
+/// thumbprint ([`of_key`](Self::of_key)), the same for a key's DPoP proofs
+/// (`jkt`) and its signed HTTP requests (`kid`).
+///
+/// A public value (the thumbprint is in the client's tokens), not a
+/// secret; what a store counts entries by, so that one key cannot take all
+/// of it. Its text form ([`Display`](fmt::Display)) is base64url, 43
+/// characters.
+///
+/// ```
+/// use tower_token_binding::proof::{Algorithm, ProofKey};
+/// use tower_token_binding::replay::ReplayOwner;
+///
+/// let key = ProofKey::generate(Algorithm::Es256).unwrap();
+/// let owner = ReplayOwner::of_key(&key.public_jwk().thumbprint());
+/// assert_eq!(owner, ReplayOwner::from_digest(*owner.as_bytes()));
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ReplayOwner([u8; 32]);
+
+impl ReplayOwner {
+    /// The owner of the proofs made with the key of `thumbprint`: SHA-256
+    /// over the domain `"replay-owner"` and the thumbprint's 32 bytes (as
+    /// [`ReplayKey::from_parts`] does it).
+    pub fn of_key(thumbprint: &JwkThumbprint) -> Self {
+        Self(*ReplayKey::from_parts("replay-owner", &[thumbprint.as_bytes()]).as_bytes())
+    }
+
+    /// An owner from a 32-byte digest computed elsewhere.
+    pub const fn from_digest(digest: [u8; 32]) -> Self {
+        Self(digest)
+    }
+
+    /// The 32 bytes of the digest.
+    pub const fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl fmt::Display for ReplayOwner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&ReplayKey(self.0), f)
+    }
+}
+
+impl fmt::Debug for ReplayOwner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ReplayOwner({self})")
+    }
+}
+
+/// Why a [`ReplayStore`] could not tell whether a proof is new, or would
+/// not remember it. The proof must be refused: a `503` (the client is not
+/// at fault), or a `429` for [`ReplayErrorKind::OwnerShareExceeded`] (its
+/// key holds more of the store than it may).
 #[derive(Debug)]
 pub struct ReplayError {
     kind: ReplayErrorKind,
@@ -175,6 +263,13 @@ pub enum ReplayErrorKind {
     Unavailable,
     /// Some other failure.
     Other,
+    /// The proof's key ([`ReplayOwner`]) holds as many unexpired entries as
+    /// the store lets one key hold now: its share, or, in a store nearly
+    /// full, as many as are still free
+    /// ([`MemoryReplayStore`](MemoryReplayStore#a-share-per-key)). Its
+    /// client sends more proofs than its part; other keys' proofs are
+    /// still accepted. Answered `429` with `Retry-After` by the layer.
+    OwnerShareExceeded,
 }
 
 impl ReplayError {
@@ -208,6 +303,12 @@ impl ReplayError {
     pub fn is_unavailable(&self) -> bool {
         self.kind == ReplayErrorKind::Unavailable
     }
+
+    /// Whether the proof's key holds more of the store than it may
+    /// ([`ReplayErrorKind::OwnerShareExceeded`]).
+    pub fn is_owner_share_exceeded(&self) -> bool {
+        self.kind == ReplayErrorKind::OwnerShareExceeded
+    }
 }
 
 impl fmt::Display for ReplayError {
@@ -216,6 +317,9 @@ impl fmt::Display for ReplayError {
             ReplayErrorKind::Full => "the replay store is full",
             ReplayErrorKind::Unavailable => "the replay store is unavailable",
             ReplayErrorKind::Other => "the replay store failed",
+            ReplayErrorKind::OwnerShareExceeded => {
+                "the proof key holds its share of the replay store"
+            }
         })
     }
 }
@@ -244,12 +348,31 @@ pub struct BoxReplayStore {
 
 trait Erased: Send + Sync + 'static {
     fn boxed_insert(&self, key: ReplayKey, expires_at: SystemTime) -> ReplayFuture;
+    fn boxed_insert_for(
+        &self,
+        key: ReplayKey,
+        owner: ReplayOwner,
+        expires_at: SystemTime,
+    ) -> ReplayFuture;
 }
 
 impl<S: ReplayStore> Erased for S {
     fn boxed_insert(&self, key: ReplayKey, expires_at: SystemTime) -> ReplayFuture {
         ReplayFuture {
             inner: Box::pin(ReplayStore::insert_if_absent(self, key, expires_at)),
+        }
+    }
+
+    fn boxed_insert_for(
+        &self,
+        key: ReplayKey,
+        owner: ReplayOwner,
+        expires_at: SystemTime,
+    ) -> ReplayFuture {
+        ReplayFuture {
+            inner: Box::pin(ReplayStore::insert_if_absent_for(
+                self, key, owner, expires_at,
+            )),
         }
     }
 }
@@ -274,6 +397,15 @@ impl ReplayStore for BoxReplayStore {
 
     fn insert_if_absent(&self, key: ReplayKey, expires_at: SystemTime) -> ReplayFuture {
         self.inner.boxed_insert(key, expires_at)
+    }
+
+    fn insert_if_absent_for(
+        &self,
+        key: ReplayKey,
+        owner: ReplayOwner,
+        expires_at: SystemTime,
+    ) -> ReplayFuture {
+        self.inner.boxed_insert_for(key, owner, expires_at)
     }
 }
 
@@ -345,5 +477,67 @@ mod tests {
         let memory = BoxReplayStore::new(MemoryReplayStore::new());
         assert!(memory.clone().insert_if_absent(key, later).await.unwrap());
         assert!(!memory.insert_if_absent(key, later).await.unwrap());
+    }
+
+    #[test]
+    fn owners_are_digests_of_thumbprints() {
+        let thumbprint = JwkThumbprint::from_digest([3; 32]);
+        let owner = ReplayOwner::of_key(&thumbprint);
+        assert_ne!(owner.as_bytes(), thumbprint.as_bytes());
+        assert_eq!(
+            owner,
+            ReplayOwner::of_key(&JwkThumbprint::from_digest([3; 32]))
+        );
+        assert_ne!(
+            owner,
+            ReplayOwner::of_key(&JwkThumbprint::from_digest([4; 32]))
+        );
+        assert_eq!(ReplayOwner::from_digest(*owner.as_bytes()), owner);
+        assert_eq!(owner.to_string().len(), 43);
+        assert_eq!(format!("{owner:?}"), format!("ReplayOwner({owner})"));
+    }
+
+    #[tokio::test]
+    async fn the_owner_reaches_the_store_through_a_box_and_closures_ignore_it() {
+        let later = SystemTime::now() + Duration::from_secs(60);
+        let owner = ReplayOwner::from_digest([1; 32]);
+        let key = |n: u32| ReplayKey::from_parts("t", &[&n.to_be_bytes()]);
+
+        // A closure: the provided method, the owner unused.
+        let seen = Arc::new(AtomicUsize::new(0));
+        let counted = seen.clone();
+        let closure = move |_key: ReplayKey, _expires_at: SystemTime| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            async { Ok::<_, ReplayError>(true) }
+        };
+        assert!(
+            closure
+                .insert_if_absent_for(key(0), owner, later)
+                .await
+                .unwrap()
+        );
+        let boxed = BoxReplayStore::new(closure);
+        assert!(
+            boxed
+                .insert_if_absent_for(key(0), owner, later)
+                .await
+                .unwrap()
+        );
+        assert_eq!(seen.load(Ordering::SeqCst), 2);
+
+        // A boxed memory store of one entry a shard: the owner gets one
+        // entry per shard, then is refused; another owner is not.
+        let store = MemoryReplayStore::with_capacity(16);
+        let boxed = BoxReplayStore::new(store.clone());
+        let mut refused = None;
+        for n in 0..17 {
+            if let Err(e) = boxed.insert_if_absent_for(key(n), owner, later).await {
+                refused = Some(n);
+                assert!(e.is_owner_share_exceeded(), "{e}");
+                break;
+            }
+        }
+        let refused = refused.expect("17 keys in 16 shards of one");
+        assert_eq!(store.held_by(owner), refused as usize);
     }
 }

@@ -45,6 +45,21 @@ pub use crate::redis_link::RedisConnectError;
 ///   in which no command was answered (at most one new connection a
 ///   second); TCP keepalive and, on Linux, `TCP_USER_TIMEOUT` (10 s) are
 ///   set on every connection.
+/// - **No share per key**: every new proof is stored, whatever its key
+///   already holds
+///   ([`insert_if_absent_for`](ReplayStore::insert_if_absent_for) is
+///   `insert_if_absent`), unlike
+///   [`MemoryReplayStore`](super::MemoryReplayStore#a-share-per-key).
+///   Counting per key would cost a second command per proof (Redis does
+///   not lower a count when a key expires, so a counter per key and time
+///   window, `INCR` and `PEXPIRE`), for a store that holds far more: about
+///   160 bytes per proof, so a gigabyte holds some 6.5 million. Give Redis
+///   `maxmemory` room for the fleet's proofs over their lifetime, with the
+///   `noeviction` policy: a Redis out of memory refuses writes, and DPoP
+///   and `PoP` requests then get `503` (fail closed), whereas an evicting
+///   policy would forget proofs that could then be replayed. A client
+///   flooding with one valid token is best stopped before the store, by
+///   rate limiting per client.
 /// - The servers' clocks should agree (NTP), as they must for token expiry
 ///   anyway; differences up to the margin are covered.
 ///

@@ -12,9 +12,12 @@ use super::layer::Settings;
 use super::rejection::{Rejection, RejectionKind, Scheme};
 use super::{TokenError, VerifiedToken};
 use super::{dpop, pop};
+use crate::proof::JwkThumbprint;
 use crate::proof::dpop::{DPOP_NONCE, DpopError, DpopErrorKind, VerifiedProof};
 use crate::proof::shr::{ShrError, ShrErrorKind, VerifiedShr};
-use crate::replay::{ReplayError, ReplayErrorKind, ReplayFuture, ReplayKey, ReplayStore as _};
+use crate::replay::{
+    ReplayError, ReplayErrorKind, ReplayFuture, ReplayKey, ReplayOwner, ReplayStore as _,
+};
 use crate::server::PeerCertificate;
 use crate::{Confirmation, ProvenBinding};
 
@@ -34,6 +37,15 @@ impl Proof {
         match self {
             Proof::Dpop(proof) => proof.replay_key(),
             Proof::Pop(shr) => shr.replay_key(),
+        }
+    }
+
+    /// The proof's key: DPoP's `jkt`, the SHR's `kid`. Its digest is the
+    /// owner the replay store counts the proof against.
+    fn key(&self) -> JwkThumbprint {
+        match self {
+            Proof::Dpop(proof) => proof.jkt(),
+            Proof::Pop(shr) => shr.kid(),
         }
     }
 
@@ -95,6 +107,8 @@ pin_project! {
         /// whether the DPoP proof (or the signed request) is new, last.
         Replaying {
             check: ReplayFuture,
+            // The proof's key, for the warning when it is over its share.
+            key: JwkThumbprint,
             request: Option<Request<ReqBody>>,
             inner: Option<S>,
             settings: Arc<Settings>,
@@ -206,19 +220,27 @@ where
                             }
                             // Last: only a proof that is otherwise accepted
                             // reaches the store.
+                            // Counted against the proof's key, so that one
+                            // key cannot fill the store for everyone.
+                            let key = proof.key();
                             match &settings.replay_store {
                                 Some(store) => State::Replaying {
-                                    check: store.insert_if_absent(
+                                    check: store.insert_if_absent_for(
                                         proof.replay_key(),
+                                        ReplayOwner::of_key(&key),
                                         proof.replay_expires_at(),
                                     ),
+                                    key,
                                     request: Some(request),
                                     inner: Some(inner),
                                     settings: settings.clone(),
                                     scheme,
                                 },
                                 None => {
-                                    crate::metrics::replay_check(scheme, None);
+                                    crate::metrics::replay_check(
+                                        scheme,
+                                        Err(ReplayErrorKind::Other),
+                                    );
                                     let rejection = Rejection::replay_store(
                                         ReplayError::new(ReplayErrorKind::Other),
                                         scheme,
@@ -238,6 +260,7 @@ where
                 }
                 StateProj::Replaying {
                     check,
+                    key,
                     request,
                     inner,
                     settings,
@@ -245,7 +268,13 @@ where
                 } => {
                     let scheme = *scheme;
                     let fresh = ready!(Pin::new(check).poll(cx));
-                    crate::metrics::replay_check(scheme, fresh.as_ref().ok().copied());
+                    crate::metrics::replay_check(
+                        scheme,
+                        fresh
+                            .as_ref()
+                            .map(|fresh| *fresh)
+                            .map_err(ReplayError::kind),
+                    );
                     let (Some(request), Some(inner)) = (request.take(), inner.take()) else {
                         return Poll::Ready(Ok(polled_after_completion()));
                     };
@@ -263,6 +292,22 @@ where
                         Ok(false) if scheme == Scheme::Pop => pop::replayed(),
                         Ok(false) => {
                             Rejection::dpop(DpopError::new(DpopErrorKind::Replayed), Scheme::Dpop)
+                        }
+                        Err(e) if e.is_owner_share_exceeded() => {
+                            // The client of this key sends more proofs
+                            // than its part of the store: it alone is
+                            // refused (429). Once a second at most.
+                            if let Some(suppressed) = settings.replay_share_warnings.allow() {
+                                tracing::warn!(
+                                    key = %key,
+                                    suppressed,
+                                    "a proof key holds its share of the replay store: \
+                                     request refused (429); at most one such warning a \
+                                     second, `suppressed` counts those left out since \
+                                     the last"
+                                );
+                            }
+                            Rejection::replay_store(e, scheme)
                         }
                         Err(e) => {
                             // Once a second at most per layer: an outage

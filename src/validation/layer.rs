@@ -54,6 +54,9 @@ pub(crate) struct Settings {
     pub(crate) replay_warnings: Arc<WarnLimit>,
     /// Whether the missing public origin was logged (once per layer).
     pub(crate) origin_warned: Arc<AtomicBool>,
+    /// At most one `warn` event a second for proof keys over their share
+    /// of the replay store.
+    pub(crate) replay_share_warnings: Arc<WarnLimit>,
 }
 
 impl Settings {

@@ -72,6 +72,11 @@ pub enum RejectionKind {
     /// HTTP request) is new, so it was refused (fail closed): `503` with
     /// `Retry-After`.
     ReplayStoreUnavailable,
+    /// The proof's key holds its share of the replay store
+    /// ([`ReplayErrorKind::OwnerShareExceeded`](crate::replay::ReplayErrorKind::OwnerShareExceeded)):
+    /// its client sends more proofs than its part, and only its requests
+    /// are refused: `429` with `Retry-After`.
+    ReplayShareExceeded,
     /// The signed HTTP request of `Authorization: PoP` was refused,
     /// replayed included ([`ShrErrorKind::Replayed`]):
     /// `401 invalid_token` in a `PoP` challenge.
@@ -118,6 +123,7 @@ impl RejectionKind {
             Self::KeysUnavailable
             | Self::IntrospectionUnavailable
             | Self::ReplayStoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::ReplayShareExceeded => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -128,7 +134,8 @@ impl RejectionKind {
             Self::MissingCredentials
             | Self::KeysUnavailable
             | Self::IntrospectionUnavailable
-            | Self::ReplayStoreUnavailable => None,
+            | Self::ReplayStoreUnavailable
+            | Self::ReplayShareExceeded => None,
             Self::MalformedAuthorization
             | Self::MultipleTokens
             | Self::TokenInQuery
@@ -187,6 +194,7 @@ impl RejectionKind {
             Self::NotDpopBound => "the access token sent with the DPoP scheme is not DPoP-bound",
             Self::DpopKeyMismatch => "the access token is bound to another key than the DPoP proof",
             Self::ReplayStoreUnavailable => "the replay check is unavailable",
+            Self::ReplayShareExceeded => "too many proofs by this key are remembered: retry later",
             Self::InvalidSignedRequest(kind) => match ShrError::new(kind).description() {
                 Cow::Borrowed(text) => text,
                 Cow::Owned(_) => "the PoP SHR lacks a required claim",

@@ -27,7 +27,9 @@ use challenge::{Offer, challenges};
 pub use kind::RejectionKind;
 
 /// The `Retry-After` of a `503` (no signing keys, no introspection answer,
-/// or a replay store that could not answer), in seconds.
+/// or a replay store that could not answer) and of a `429` (a proof key
+/// over its share of the replay store: its oldest entries expire one after
+/// the other, so some room comes back within seconds), in seconds.
 const RETRY_AFTER: &str = "5";
 
 /// Why [`CnfValidationLayer`](super::CnfValidationLayer) refused a request.
@@ -127,9 +129,16 @@ impl Rejection {
         })
     }
 
+    /// The replay store's refusal: `429` for a key over its share, `503`
+    /// for anything else.
     pub(crate) fn replay_store(error: ReplayError, scheme: Scheme) -> Self {
+        let kind = if error.is_owner_share_exceeded() {
+            RejectionKind::ReplayShareExceeded
+        } else {
+            RejectionKind::ReplayStoreUnavailable
+        };
         Self::from_inner(Inner {
-            kind: RejectionKind::ReplayStoreUnavailable,
+            kind,
             token_error: None,
             dpop_error: None,
             shr_error: None,
@@ -180,7 +189,8 @@ impl Rejection {
     /// The response: status, `WWW-Authenticate` challenges (see
     /// [`challenges`]), `Cache-Control: no-store`, `Retry-After` for a
     /// `503` (no signing keys, no introspection answer, or a replay store
-    /// that failed), `DPoP-Nonce` for a `DPoP` request when
+    /// that failed) and for a `429` (a key over its share of the replay
+    /// store; no challenge either: the credentials are fine), `DPoP-Nonce` for a `DPoP` request when
     /// nonces are on, an empty body, and this rejection in the extensions.
     pub(crate) fn into_response<B: Default>(self, settings: &Settings) -> Response<B> {
         let kind = self.inner.kind;
@@ -191,7 +201,8 @@ impl Rejection {
         match kind {
             RejectionKind::KeysUnavailable
             | RejectionKind::IntrospectionUnavailable
-            | RejectionKind::ReplayStoreUnavailable => {
+            | RejectionKind::ReplayStoreUnavailable
+            | RejectionKind::ReplayShareExceeded => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER));
             }
             _ => {

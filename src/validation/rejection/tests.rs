@@ -133,6 +133,25 @@ fn dpop_challenges() {
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(response.headers()[header::RETRY_AFTER], "5");
     assert!(response.headers().get(header::WWW_AUTHENTICATE).is_none());
+
+    // A key over its share: 429 for that client alone, Retry-After, no
+    // challenge (its credentials are fine).
+    let flooding = Rejection::replay_store(
+        ReplayError::new(crate::replay::ReplayErrorKind::OwnerShareExceeded),
+        Scheme::Dpop,
+    );
+    assert_eq!(flooding.kind(), RejectionKind::ReplayShareExceeded);
+    assert_eq!(
+        flooding.to_string(),
+        "too many proofs by this key are remembered: retry later: \
+         the proof key holds its share of the replay store"
+    );
+    assert_eq!(RejectionKind::ReplayShareExceeded.error_code(), None);
+    let response: Response<()> = flooding.into_response(&both);
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(response.headers()[header::RETRY_AFTER], "5");
+    assert!(response.headers().get(header::WWW_AUTHENTICATE).is_none());
+    assert!(response.extensions().get::<Rejection>().is_some());
 }
 
 #[test]
