@@ -8,6 +8,7 @@ use pin_project_lite::pin_project;
 use tower::Service;
 
 use super::layer::Settings;
+use super::retry::says_invalid_token;
 use super::service::{NonceOrigin, UsedToken, authorize};
 use crate::token::{Acquire, BoxError, CachedToken, TokenCache};
 
@@ -38,7 +39,7 @@ pin_project! {
         Calling {
             #[pin]
             future: S::Future,
-            token: Option<Arc<CachedToken>>,
+            token: Option<(Arc<CachedToken>, TokenCache)>,
             origin: Option<NonceOrigin>,
         },
         Failed {
@@ -71,7 +72,7 @@ where
 
     pub(crate) fn calling(
         future: S::Future,
-        token: Option<Arc<CachedToken>>,
+        token: Option<(Arc<CachedToken>, TokenCache)>,
         origin: Option<NonceOrigin>,
     ) -> Self {
         Self {
@@ -115,9 +116,10 @@ where
                     };
                     let origin = authorize(&mut request, &token, settings, cache)?;
                     let future = inner.call(request);
+                    let cache = cache.clone();
                     this.state.set(State::Calling {
                         future,
-                        token: Some(token),
+                        token: Some((token, cache)),
                         origin,
                     });
                 }
@@ -131,9 +133,17 @@ where
                         // A response may carry the origin's next nonce.
                         origin.remember(&response);
                     }
-                    if response.status() == StatusCode::UNAUTHORIZED {
-                        if let Some(token) = token.take() {
+                    if let Some((token, cache)) = token.take() {
+                        let sent = token.token().access_token();
+                        if response.status() == StatusCode::UNAUTHORIZED {
+                            // Rejected: dropped here, once per token, so
+                            // that any retry layer outside gets a new one.
+                            if says_invalid_token(response.headers()) {
+                                cache.invalidate(sent);
+                            }
                             response.extensions_mut().insert(UsedToken(token));
+                        } else if !response.status().is_server_error() {
+                            cache.accepted(sent);
                         }
                     }
                     return Poll::Ready(Ok(response));

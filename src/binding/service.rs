@@ -61,9 +61,11 @@ where
         }
         match cache.try_get() {
             Some(token) => match authorize(&mut request, &token, settings, cache) {
-                Ok(origin) => {
-                    ResponseFuture::calling(self.inner.call(request), Some(token), origin)
-                }
+                Ok(origin) => ResponseFuture::calling(
+                    self.inner.call(request),
+                    Some((token, cache.clone())),
+                    origin,
+                ),
                 Err(e) => ResponseFuture::failed(e),
             },
             None => {

@@ -29,7 +29,7 @@ pin_project! {
         B::Error: Into<BoxError>,
     {
         #[pin]
-        pub(crate) inner: Inner<B>,
+        pub(crate) inner: tokio::time::Timeout<Inner<B>>,
     }
 }
 
@@ -42,6 +42,10 @@ where
     type Output = Result<Response<Incoming>, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.project().inner.poll(cx)
+        match self.project().inner.poll(cx) {
+            Poll::Ready(Ok(result)) => Poll::Ready(result),
+            Poll::Ready(Err(_)) => Poll::Ready(Err(tower::timeout::error::Elapsed::new().into())),
+            Poll::Pending => Poll::Pending,
+        }
     }
 }

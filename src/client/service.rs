@@ -1,5 +1,6 @@
 use std::fmt;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -41,6 +42,7 @@ pub struct BoundClient<B = Full<Bytes>> {
     pub(crate) dpop: Option<DpopProofs>,
     pub(crate) pop: Option<SignedHttpRequests>,
     pub(crate) max_body: usize,
+    pub(crate) timeout: Duration,
 }
 
 impl<B> Clone for BoundClient<B> {
@@ -53,6 +55,7 @@ impl<B> Clone for BoundClient<B> {
             dpop: self.dpop.clone(),
             pop: self.pop.clone(),
             max_body: self.max_body,
+            timeout: self.timeout,
         }
     }
 }
@@ -117,6 +120,16 @@ impl<B> BoundClient<B> {
     pub fn identity(&self) -> Option<ClientIdentity> {
         self.identity.as_ref().map(SharedIdentity::current)
     }
+
+    /// The client's own retry policy, for a `tower::retry` layer of your
+    /// own (around a [`TokenBindingLayer`](crate::TokenBindingLayer) over
+    /// another transport, say): `401 invalid_token` once with a new token,
+    /// a DPoP or PoP nonce challenge once. Any other retry policy composes
+    /// too: the binding layer drops a rejected token itself, so the next
+    /// attempt gets a new one.
+    pub fn retry_policy(&self) -> InvalidTokenRetry {
+        InvalidTokenRetry::new(self.cache.clone())
+    }
 }
 
 impl<B> BoundClient<B>
@@ -129,12 +142,22 @@ where
     /// up to [`max_response_body`](BoundClientBuilder::max_response_body)
     /// bytes. Any status is a response; errors are failures to get a token,
     /// to connect, or to read.
+    ///
+    /// The whole call, body included, takes at most the
+    /// [`request_timeout`](BoundClientBuilder::request_timeout) (30 s by
+    /// default); past it, the error is [`tower::timeout::error::Elapsed`].
     pub async fn send(&self, request: Request<B>) -> Result<Response<Bytes>, BoxError> {
+        let deadline = tokio::time::Instant::now().checked_add(self.timeout);
         let response = tower::ServiceExt::oneshot(self.clone(), request).await?;
         let (parts, body) = response.into_parts();
-        let body = Limited::new(body, self.max_body)
-            .collect()
-            .await
+        let read = Limited::new(body, self.max_body).collect();
+        let collected = match deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline, read)
+                .await
+                .map_err(|_| tower::timeout::error::Elapsed::new())?,
+            None => read.await,
+        };
+        let body = collected
             .map_err(|e| {
                 format!(
                     "cannot read the response body (limit {} bytes): {e}",
@@ -162,7 +185,7 @@ where
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         ResponseFuture {
-            inner: self.service.call(request),
+            inner: tokio::time::timeout(self.timeout, self.service.call(request)),
         }
     }
 }

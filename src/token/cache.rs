@@ -2,7 +2,7 @@ use std::fmt;
 use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -33,7 +33,13 @@ use super::{
 /// - **Keys**: a token is served only under the [`CacheKey`] it was fetched
 ///   under; when the source's key changes (a renewed certificate), the old
 ///   token is never served again.
-/// - [`invalidate`](Self::invalidate) drops a token a server rejected.
+/// - **Rejections**: [`invalidate`](Self::invalidate) drops a token a
+///   server rejected, once per token. The first rejection is refetched at
+///   once (a key rotated at the issuer); when the new token is rejected
+///   too, the next fetch waits for the backoff, doubled with each further
+///   rejection, and callers meanwhile get
+///   [`Rejected`](TokenUnavailableKind::Rejected) without a fetch. A token
+///   the server accepts ([`accepted`](Self::accepted)) ends the streak.
 /// - **Shared** ([`TokenCacheBuilder::shared`]): with a
 ///   [`SharedTokenCache`] under it, a fetch first looks there, and one
 ///   process of a fleet fetches for all (see [`shared`](super::shared)).
@@ -73,6 +79,8 @@ struct Inner {
     hits: AtomicU64,
     failures: AtomicU64,
     fallbacks: AtomicU64,
+    /// Tokens rejected one after another since a token was last accepted.
+    rejections: AtomicU32,
 }
 
 #[derive(Default)]
@@ -299,6 +307,7 @@ impl TokenCacheBuilder {
                 hits: AtomicU64::new(0),
                 failures: AtomicU64::new(0),
                 fallbacks: AtomicU64::new(0),
+                rejections: AtomicU32::new(0),
             }),
         }
     }
@@ -521,25 +530,76 @@ impl TokenCache {
     /// token already replaced is left alone, so many rejections of one token
     /// lead to one new fetch.
     ///
+    /// Rejections pace the fetches: the first since a token was
+    /// [accepted](Self::accepted) lets the next request fetch at once; each
+    /// further one makes the next fetch wait for the cache's backoff (500 ms
+    /// by default, doubled each time, at most 30 s), during which callers
+    /// get [`Rejected`](TokenUnavailableKind::Rejected) without a fetch. A
+    /// server that refuses every token thus costs the authorization server
+    /// one fetch per backoff, never one per request.
+    ///
     /// With a shared cache, the token is never taken from it again either.
     pub fn invalidate(&self, token: &AccessToken) -> bool {
         if let Some(tier) = &self.inner.shared {
             tier.reject(token);
         }
+        // The flight lock first, then `current`, as everywhere.
+        let mut flight = self.lock_flight();
         let mut current = self
             .inner
             .current
             .write()
             .unwrap_or_else(|p| p.into_inner());
-        if current
+        if !current
             .as_ref()
             .is_some_and(|entry| entry.token.access_token() == token)
         {
-            *current = None;
-            tracing::debug!("access token invalidated");
-            true
+            return false;
+        }
+        *current = None;
+        drop(current);
+        let streak = self.inner.rejections.fetch_add(1, Ordering::Relaxed) + 1;
+        if streak > 1 {
+            let config = &self.inner.config;
+            let backoff = config
+                .min_backoff
+                .saturating_mul(1u32 << (streak - 2).min(16))
+                .min(config.max_backoff);
+            flight.retry_at = Some(Instant::now() + backoff);
+            flight.last_error = Some(TokenUnavailable::new(
+                TokenUnavailableKind::Rejected,
+                Some(format!("{streak} tokens rejected in a row").into()),
+            ));
+            tracing::warn!(
+                rejected = streak,
+                backoff_ms = backoff.as_millis() as u64,
+                "the resource server rejected another new access token; waiting before fetching again"
+            );
         } else {
-            false
+            tracing::debug!("access token invalidated");
+        }
+        true
+    }
+
+    /// Notes that a server accepted `token` (answered other than `401`):
+    /// a streak of rejections ends, and fetches are no longer paced by it.
+    /// [`TokenBindingLayer`](crate::TokenBindingLayer) calls it for each
+    /// answer; it costs one atomic load when there is no streak.
+    pub fn accepted(&self, token: &AccessToken) {
+        if self.inner.rejections.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        // Only the token cached now ends the streak: an answer to an older
+        // one, arriving late, says nothing of the tokens since.
+        let is_current = self
+            .inner
+            .current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .is_some_and(|entry| entry.token.access_token() == token);
+        if is_current {
+            self.inner.rejections.store(0, Ordering::Relaxed);
         }
     }
 }

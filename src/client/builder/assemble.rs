@@ -241,6 +241,7 @@ impl BoundClientBuilder {
             dpop: dpop_proofs,
             pop: pop_requests,
             max_body: self.max_body,
+            timeout: self.request_timeout,
         })
     }
 

@@ -120,6 +120,7 @@ pub struct BoundClientBuilder {
     pool: PoolBuilder,
     roots: Option<Roots>,
     max_body: usize,
+    request_timeout: Duration,
     #[cfg(feature = "managed-identity")]
     managed: Option<crate::identity::managed::ManagedIdentity>,
 }
@@ -176,6 +177,7 @@ impl Default for BoundClientBuilder {
             pool: MtlsClientPool::builder(),
             roots: None,
             max_body: 16 * 1024 * 1024,
+            request_timeout: Duration::from_secs(30),
             #[cfg(feature = "managed-identity")]
             managed: None,
         }
@@ -509,6 +511,18 @@ impl BoundClientBuilder {
     /// when those are given.
     pub fn pool(mut self, pool: PoolBuilder) -> Self {
         self.pool = pool;
+        self
+    }
+
+    /// The most one call may take, from the moment it is made to the
+    /// response head (for [`Service::call`](tower::Service::call)) or to
+    /// the last byte of the body ([`BoundClient::send`](super::BoundClient::send),
+    /// [`get`](super::BoundClient::get)): the token, the connection, the
+    /// client's own retries and the server's answer together. Past it, the
+    /// call fails with [`tower::timeout::error::Elapsed`]. Default 30 s; a
+    /// server that sends one byte a second never holds a call longer.
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
         self
     }
 

@@ -381,24 +381,28 @@ impl ShrVerifier {
         if has_duplicates(&names) {
             return Err(mismatch("q names a parameter twice"));
         }
-        // The query, parsed once: each name's first value and how often it
-        // appears.
-        let mut pairs: HashMap<&str, (&str, usize)> = HashMap::new();
+        // One pass over the query, looking each pair's name up among the
+        // names q lists (at most `max_covered_names`): each listed name's
+        // first value and how often it appears.
+        let mut listed: HashMap<&str, (Option<&str>, usize)> =
+            names.iter().map(|name| (*name, (None, 0))).collect();
         for (name, value) in query_pairs(query) {
-            pairs.entry(name).or_insert((value, 0)).1 += 1;
-        }
-        if self.require_query {
-            let listed: HashSet<&str> = names.iter().copied().collect();
-            if pairs.keys().any(|name| !listed.contains(name)) {
-                return Err(mismatch("q does not cover every query parameter"));
+            match listed.get_mut(name) {
+                Some((first, times)) => {
+                    first.get_or_insert(value);
+                    *times += 1;
+                }
+                None if self.require_query => {
+                    return Err(mismatch("q does not cover every query parameter"));
+                }
+                None => {}
             }
         }
         let mut input = String::with_capacity(query.len());
         for (i, name) in names.iter().enumerate() {
-            let (value, times) = pairs
-                .get(name)
-                .ok_or_else(|| mismatch("q names a parameter the request lacks"))?;
-            if *times > 1 {
+            let (value, times) = listed.get(name).copied().unwrap_or_default();
+            let value = value.ok_or_else(|| mismatch("q names a parameter the request lacks"))?;
+            if times > 1 {
                 return Err(mismatch("q names a parameter the request repeats"));
             }
             if i > 0 {
