@@ -48,6 +48,16 @@ pub(crate) fn redacted(url: &Uri) -> String {
     )
 }
 
+/// A URL as configuration errors show it: without user info or query
+/// ([`redacted`]); one that does not parse as a URL with a host is not
+/// shown at all, as it may be a secret pasted in the wrong place.
+pub(crate) fn shown(url: &str) -> String {
+    url.parse::<Uri>()
+        .ok()
+        .filter(|uri| uri.host().is_some())
+        .map_or_else(|| "(a value not shown)".to_owned(), |uri| redacted(&uri))
+}
+
 /// Why a string is not a usable issuer identifier.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum IssuerError {
@@ -66,15 +76,9 @@ impl IssuerError {
     /// A message for a user who configured `issuer`; never repeats user
     /// info or a query, which may hold secrets.
     pub(crate) fn message(self, issuer: &str) -> String {
-        let shown = issuer
-            .parse::<Uri>()
-            .ok()
-            .filter(|uri| uri.host().is_some())
-            .map_or_else(|| format!("{issuer:?}"), |uri| redacted(&uri));
+        let shown = shown(issuer);
         match self {
-            IssuerError::Url(UrlError::Invalid) => {
-                format!("the issuer {issuer:?} is not a valid URL")
-            }
+            IssuerError::Url(UrlError::Invalid) => "the issuer is not a valid URL".to_owned(),
             IssuerError::Url(UrlError::NotHttps) => {
                 format!("the issuer must be an https:// URL, got {shown}")
             }

@@ -468,6 +468,21 @@ fn misconfigurations_are_refused_at_build() {
             .tls_client_auth(identity.clone()))
         .contains("https")
     );
+    // The error names the URL without its user info or query.
+    let shown = err(base()
+        .client_id("c")
+        .token_endpoint("http://user:pa55word@as/token?key=s3cret")
+        .tls_client_auth(identity.clone()));
+    assert!(shown.contains("http://as/token"), "{shown}");
+    assert!(
+        !shown.contains("pa55word") && !shown.contains("s3cret"),
+        "{shown}"
+    );
+    let shown = err(base()
+        .client_id("c")
+        .token_endpoint("not a url pa55word")
+        .tls_client_auth(identity.clone()));
+    assert!(!shown.contains("pa55word"), "{shown}");
     assert!(
         err(base()
             .client_id("c")

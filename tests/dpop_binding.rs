@@ -169,6 +169,54 @@ async fn a_server_never_satisfied_with_the_nonce_gets_two_tries_not_a_loop() {
     assert_eq!(setup.issuer.token_requests(), 1);
 }
 
+/// A nonce the nonce memory refuses (here 5,000 bytes) is not worth a
+/// retry: the server would ask for it again.
+#[tokio::test]
+async fn a_use_dpop_nonce_whose_nonce_was_not_taken_is_not_retried() {
+    let proofs = DpopProofs::new(ProofKey::generate(Algorithm::Es256).unwrap());
+    let source = {
+        let proofs = proofs.clone();
+        move || {
+            let token = Token::new("t")
+                .with_token_type("DPoP")
+                .dpop_bound(proofs.clone());
+            async move { Ok(token) }
+        }
+    };
+    for (nonce, calls_wanted) in [("n".repeat(5000), 1), ("fine-nonce".to_owned(), 2)] {
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let binding = TokenBindingLayer::dpop(source.clone());
+        let service = ServiceBuilder::new()
+            .layer(RetryLayer::new(binding.retry_policy()))
+            .layer(binding)
+            .service_fn({
+                let calls = calls.clone();
+                let nonce = nonce.clone();
+                move |_request: Request<String>| {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    let response = Response::builder()
+                        .status(StatusCode::UNAUTHORIZED)
+                        .header(header::WWW_AUTHENTICATE, "DPoP error=\"use_dpop_nonce\"")
+                        .header("dpop-nonce", nonce.as_str())
+                        .body(())
+                        .unwrap();
+                    async move { Ok::<_, Infallible>(response) }
+                }
+            });
+        let request = Request::get("https://api.example/a")
+            .body(String::new())
+            .unwrap();
+        let response = service.oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            calls_wanted,
+            "nonce of {} bytes",
+            nonce.len()
+        );
+    }
+}
+
 #[tokio::test]
 async fn dpop_and_authorization_are_sensitive_and_never_in_debug() {
     let proofs = DpopProofs::new(ProofKey::generate(Algorithm::Es256).unwrap());

@@ -8,8 +8,8 @@ use pin_project_lite::pin_project;
 use tower::Service;
 
 use super::layer::Settings;
-use super::retry::says_invalid_token;
-use super::service::{NonceOrigin, UsedToken, authorize};
+use super::retry::{pop_challenge_nonce, says_invalid_token};
+use super::service::{NonceOrigin, NonceRemembered, UsedToken, authorize};
 use crate::token::{Acquire, BoxError, CachedToken, TokenCache};
 
 pin_project! {
@@ -131,14 +131,21 @@ where
                     let mut response = ready!(future.poll(cx)).map_err(Into::into)?;
                     if let Some(origin) = origin.take() {
                         // A response may carry the origin's next nonce.
-                        origin.remember(&response);
+                        if origin.remember(&response) {
+                            response.extensions_mut().insert(NonceRemembered);
+                        }
                     }
                     if let Some((token, cache)) = token.take() {
                         let sent = token.token().access_token();
                         if response.status() == StatusCode::UNAUTHORIZED {
                             // Rejected: dropped here, once per token, so
                             // that any retry layer outside gets a new one.
-                            if says_invalid_token(response.headers()) {
+                            // A PoP challenge with a nonce is about the
+                            // nonce, whatever its error says.
+                            let headers = response.headers();
+                            let about_nonce = token.token().pop_requests().is_some()
+                                && pop_challenge_nonce(headers).is_some();
+                            if says_invalid_token(headers) && !about_nonce {
                                 cache.invalidate(sent);
                             }
                             response.extensions_mut().insert(UsedToken(token));

@@ -3,8 +3,7 @@ use std::future::{Ready, ready};
 use http::{HeaderMap, Request, Response, StatusCode, header};
 use tower::retry::Policy;
 
-use super::service::UsedToken;
-use crate::proof::dpop::DPOP_NONCE;
+use super::service::{NonceRemembered, UsedToken};
 use crate::token::TokenCache;
 
 /// A `tower::retry` policy for bound tokens: on `401` with
@@ -109,9 +108,12 @@ impl<B: Clone, ResBody, E> Policy<Request<B>, Response<ResBody>, E> for InvalidT
             return None;
         }
         let used = response.extensions().get::<UsedToken>()?;
+        // A nonce retry only when the layer took the nonce: one the nonce
+        // memory refused (too long, malformed) would be asked for again.
+        let remembered = response.extensions().get::<NonceRemembered>().is_some();
         if self.nonce_attempts > 0
             && used.0.token().dpop_proofs().is_some()
-            && response.headers().contains_key(DPOP_NONCE)
+            && remembered
             && says_use_dpop_nonce(response.headers())
         {
             self.nonce_attempts -= 1;
@@ -122,6 +124,10 @@ impl<B: Clone, ResBody, E> Policy<Request<B>, Response<ResBody>, E> for InvalidT
         if used.0.token().pop_requests().is_some()
             && pop_challenge_nonce(response.headers()).is_some()
         {
+            if !remembered {
+                tracing::debug!("the server's PoP nonce was not taken; not retrying");
+                return None;
+            }
             if self.pop_nonce_attempts == 0 {
                 tracing::debug!("the server asked for a PoP nonce again; not retrying");
                 return None;

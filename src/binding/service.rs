@@ -101,20 +101,20 @@ pub(crate) enum NonceKeys {
 }
 
 impl NonceOrigin {
-    /// Remembers the nonce of a response to this request, if it has one.
-    pub(crate) fn remember<B>(&self, response: &Response<B>) {
+    /// Remembers the nonce of a response to this request, if it has one
+    /// that the nonce memory takes; returns whether it did.
+    pub(crate) fn remember<B>(&self, response: &Response<B>) -> bool {
         match &self.keys {
-            NonceKeys::Dpop(proofs) => {
-                proofs
-                    .nonces()
-                    .remember_from_headers(&self.uri, response.headers());
-            }
+            NonceKeys::Dpop(proofs) => proofs
+                .nonces()
+                .remember_from_headers(&self.uri, response.headers()),
             NonceKeys::Pop(shrs) => {
-                if response.status() == StatusCode::UNAUTHORIZED
-                    && shrs.remember_challenge_nonce(&self.uri, response.headers())
-                {
+                let remembered = response.status() == StatusCode::UNAUTHORIZED
+                    && shrs.remember_challenge_nonce(&self.uri, response.headers());
+                if remembered {
                     tracing::debug!("the resource asked for a PoP nonce; the next SHR carries it");
                 }
+                remembered
             }
         }
     }
@@ -261,6 +261,11 @@ fn header_value(token: &CachedToken, word: &str, slot: usize) -> Result<HeaderVa
         .clone()
         .ok_or_else(|| "the access token has characters not allowed in an HTTP header".into())
 }
+
+/// Marks a response whose nonce (`DPoP-Nonce`, or a `PoP` challenge's)
+/// was remembered for the next request: only then is a nonce retry of use.
+#[derive(Clone, Copy)]
+pub(crate) struct NonceRemembered;
 
 /// Marks a response to a request that carried `token`, so that a retry
 /// policy can drop exactly that token.

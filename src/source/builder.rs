@@ -426,9 +426,10 @@ impl ClientCredentialsBuilder {
 pub(super) fn https_uri(url: &str, what: &str) -> Result<Uri, ConfigError> {
     discovery::https_uri(url).map_err(|e| {
         ConfigError::new(match e {
-            UrlError::Invalid => format!("the {what} {url:?} is not a valid URL"),
+            UrlError::Invalid => format!("the {what} is not a valid URL"),
             UrlError::NotHttps => format!(
-                "the {what} must be an https:// URL (mutual TLS, and secrets, need TLS), got {url:?}"
+                "the {what} must be an https:// URL (mutual TLS, and secrets, need TLS), got {}",
+                discovery::shown(url)
             ),
         })
     })

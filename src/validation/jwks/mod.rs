@@ -181,10 +181,11 @@ impl fmt::Debug for RemoteJwks {
 impl RemoteJwks {
     fn new(url: &str) -> Result<Self, JwksError> {
         let url = discovery::https_uri(url).map_err(|e| match e {
-            UrlError::Invalid => JwksError::config(format!("{url:?} is not a valid URL")),
-            UrlError::NotHttps => {
-                JwksError::config(format!("the JWKS URL must be an https:// URL, got {url}"))
-            }
+            UrlError::Invalid => JwksError::config("the JWKS URL is not a valid URL"),
+            UrlError::NotHttps => JwksError::config(format!(
+                "the JWKS URL must be an https:// URL, got {}",
+                discovery::shown(url)
+            )),
         })?;
         Ok(Self::with_target(Target::Url(url)))
     }
