@@ -76,7 +76,7 @@
 //! | `axum` | no | [`validation::VerifiedToken`] as an axum extractor, axum's `ConnectInfo` on served requests (implies `server`) |
 //! | `metrics` | no | [`metrics`]: counters and a gauge through the `metrics` crate's facade (token fetches, caches, pools, retries, validation outcomes by reason, replays) |
 //! | `managed-identity` | no | [`identity::managed`]: Azure managed identity (IMDS v2) as identity and token source (implies `client`; x509-cert, pkcs1) |
-//! | `redis` | no | state shared by a fleet, in Redis, Valkey or a Redis Cluster: [`replay::RedisReplayStore`] (one `SET NX PXAT` per proof) and, with `client`, [`token::RedisTokenCache`] (tokens shared under the in-memory cache; also introspection answers, with `server`); `rediss://` through rustls |
+//! | `redis` | no | state shared by a fleet, in Redis, Valkey or a Redis Cluster: [`replay::RedisReplayStore`] (one `SET NX PX` per proof) and, with `client`, [`token::RedisTokenCache`] (tokens shared under the in-memory cache; also introspection answers, with `server`); `rediss://` through rustls |
 //! | `test-util` | no | [`test_util`]: test PKI and authorization server (implies `client`, `server`) |
 //!
 //! Both halves are on by default because the types they share (thumbprints,

@@ -283,6 +283,15 @@ impl TokenBindingLayer {
     /// fetched or attached, whatever the scheme. Never for production: the
     /// token, and a DPoP proof or signed request made for it, travel in
     /// clear text.
+    ///
+    /// A request that presents a client certificate (`mtls_pop`, or any
+    /// token that came with an identity) still needs `https`: the
+    /// certificate is presented in the TLS handshake, and
+    /// [`MtlsClientPool`](crate::pool::MtlsClientPool) refuses it over
+    /// plain HTTP. A resource server that checks DPoP or `PoP` over plain
+    /// HTTP must say so with
+    /// [`public_origin("http://127.0.0.1:PORT")`](crate::CnfValidationLayer::public_origin):
+    /// without one, it takes the request to have come over `https`.
     pub fn allow_http_to_loopback(mut self) -> Self {
         self.settings.http_to_loopback = true;
         self

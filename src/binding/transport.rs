@@ -68,7 +68,13 @@ impl fmt::Display for InsecureTransport {
             f,
             "a request carrying a {} token must use https, not {} (to {})",
             self.scheme, self.uri_scheme, self.host
-        )
+        )?;
+        if self.uri_scheme.eq_ignore_ascii_case("http") && is_loopback(&self.host) {
+            f.write_str(
+                "; for a test server on loopback without TLS, allow it with allow_http_to_loopback()",
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -149,6 +155,12 @@ mod tests {
         assert_eq!(
             checked("http://api.example/a?secret=1", false).unwrap_err(),
             "a request carrying a dpop token must use https, not http (to api.example)"
+        );
+        // To loopback, the error names the switch.
+        assert!(
+            checked("http://127.0.0.1:8080/a", false)
+                .unwrap_err()
+                .ends_with("allow it with allow_http_to_loopback()")
         );
     }
 }

@@ -30,6 +30,7 @@ use super::service::{Inner, KeepIdle, MtlsClientPool, Slots, Unidentified};
 pub struct PoolBuilder {
     pub(crate) roots: Option<Arc<RootCertStore>>,
     pub(crate) connect_timeout: Option<Duration>,
+    pub(crate) response_timeout: Option<Duration>,
     pub(crate) pool_idle_timeout: Duration,
     pub(crate) max_identities: usize,
     pub(crate) identity_idle_timeout: Duration,
@@ -43,6 +44,7 @@ impl Default for PoolBuilder {
         Self {
             roots: None,
             connect_timeout: Some(Duration::from_secs(10)),
+            response_timeout: None,
             pool_idle_timeout: Duration::from_secs(90),
             max_identities: 64,
             identity_idle_timeout: Duration::from_secs(600),
@@ -70,6 +72,18 @@ impl PoolBuilder {
     /// How long a TCP connect may take. Default 10 s.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = Some(timeout);
+        self
+    }
+
+    /// The most a request may take, from the call to the response head
+    /// (connecting included); past it the call fails with a [`PoolError`]
+    /// whose [`is_timeout`](PoolError::is_timeout) is true. None by
+    /// default: [`BoundClient`](crate::BoundClient) bounds each whole call
+    /// with its own [`request_timeout`](crate::client::BoundClientBuilder::request_timeout)
+    /// (30 s), and a stack of your own takes tower's `TimeoutLayer`, which
+    /// the pool would only duplicate.
+    pub fn response_timeout(mut self, timeout: Duration) -> Self {
+        self.response_timeout = Some(timeout);
         self
     }
 

@@ -20,6 +20,8 @@ pub(crate) enum Kind {
     NoIdentity,
     /// A request with an identity to a URI that is not `https`.
     NotHttps,
+    /// No response head within the response timeout.
+    Timeout,
     /// A TLS configuration could not be built for an identity.
     Config,
     /// Sending the request or reading the response head failed.
@@ -71,12 +73,14 @@ impl PoolError {
         self.chain().into_iter().any(|e| e.is::<rustls::Error>())
     }
 
-    /// Connecting took longer than the connect timeout.
+    /// Connecting took longer than the connect timeout, or the response
+    /// head longer than the [response timeout](super::PoolBuilder::response_timeout).
     pub fn is_timeout(&self) -> bool {
-        self.chain().into_iter().any(|e| {
-            e.downcast_ref::<std::io::Error>()
-                .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
-        })
+        self.kind == Kind::Timeout
+            || self.chain().into_iter().any(|e| {
+                e.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+            })
     }
 
     /// The request carried no [`ClientIdentity`](crate::ClientIdentity) and
@@ -101,6 +105,7 @@ impl fmt::Display for PoolError {
             Kind::NotHttps => "a request with a client identity must use https",
             Kind::Config => "cannot build the TLS configuration for the client identity",
             Kind::Request => "the request failed",
+            Kind::Timeout => "no response within the pool's response timeout",
         })?;
         if let Some(source) = &self.source {
             write!(f, ": {source}")?;

@@ -23,6 +23,10 @@ pin_project! {
             #[pin]
             future: hyper_util::client::legacy::ResponseFuture,
         },
+        Timed {
+            #[pin]
+            future: tokio::time::Timeout<hyper_util::client::legacy::ResponseFuture>,
+        },
         Failed {
             error: Option<PoolError>,
         },
@@ -30,10 +34,17 @@ pin_project! {
 }
 
 impl ResponseFuture {
-    pub(crate) fn sending(future: hyper_util::client::legacy::ResponseFuture) -> Self {
-        Self {
-            state: State::Sending { future },
-        }
+    pub(crate) fn sending(
+        future: hyper_util::client::legacy::ResponseFuture,
+        timeout: Option<std::time::Duration>,
+    ) -> Self {
+        let state = match timeout {
+            Some(timeout) => State::Timed {
+                future: tokio::time::timeout(timeout, future),
+            },
+            None => State::Sending { future },
+        };
+        Self { state }
     }
 
     pub(crate) fn error(error: PoolError) -> Self {
@@ -51,6 +62,13 @@ impl Future for ResponseFuture {
             StateProj::Sending { future } => future
                 .poll(cx)
                 .map_err(|e| PoolError::new(Kind::Request, Some(e.into()))),
+            StateProj::Timed { future } => match future.poll(cx) {
+                Poll::Ready(Ok(result)) => {
+                    Poll::Ready(result.map_err(|e| PoolError::new(Kind::Request, Some(e.into()))))
+                }
+                Poll::Ready(Err(_)) => Poll::Ready(Err(PoolError::new(Kind::Timeout, None))),
+                Poll::Pending => Poll::Pending,
+            },
             StateProj::Failed { error } => Poll::Ready(Err(error.take().unwrap_or_else(|| {
                 PoolError::new(Kind::Request, Some("polled after completion".into()))
             }))),

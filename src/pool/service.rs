@@ -368,6 +368,6 @@ where
             }
             None => self.inner.plain.request(request),
         };
-        ResponseFuture::sending(sending)
+        ResponseFuture::sending(sending, self.inner.config.response_timeout)
     }
 }

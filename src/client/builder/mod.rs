@@ -442,7 +442,8 @@ impl BoundClientBuilder {
     /// see [`TokenBindingLayer::allow_http_to_loopback`]. Off by default:
     /// a request that would carry a token to a URI other than `https`
     /// fails with [`InsecureTransport`](crate::binding::InsecureTransport)
-    /// before the token is fetched.
+    /// before the token is fetched. Certificate-bound schemes still need
+    /// `https` (the certificate is presented in the TLS handshake).
     pub fn allow_http_to_loopback(mut self) -> Self {
         self.allow_http_to_loopback = true;
         self
