@@ -390,3 +390,83 @@ async fn concurrent_first_calls_share_one_discovery() {
     assert!(validator.validate(&tokens[0]).await.is_ok());
     assert_eq!(s.issuer.metadata_requests(), 2);
 }
+
+#[tokio::test]
+async fn tokens_longer_than_the_cap_or_not_b64token_make_no_call() {
+    use tower_token_binding::validation::TokenErrorKind;
+    let s = setup().await;
+    let validator = s.validator().build().unwrap();
+    let api = start(&s.pki, CnfValidationLayer::new(validator.clone())).await;
+    let client = https_client(&s.pki, Some(&s.client));
+
+    // Longer than the cap (4 KiB by default): refused as not one of the
+    // issuer's, without asking it.
+    let oversized = "a".repeat(4097);
+    assert_invalid_token(
+        &bearer(&client, &api, &oversized).await,
+        "cannot be one of this issuer's tokens",
+    );
+    let refused = validator.validate(&oversized).await.unwrap_err();
+    assert_eq!(refused.kind(), TokenErrorKind::UnexpectedShape);
+    // Outside RFC 6750's b64token alphabet: the layer refuses the header
+    // before any validator sees it.
+    for malformed in [
+        "Bearer not%a-token",
+        "Bearer a b",
+        "Bearer to\"ken",
+        "Bearer =",
+    ] {
+        let answer = call(&client, &api, malformed, None).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{malformed}");
+    }
+    assert_eq!(s.issuer.introspection_calls(), 0);
+
+    // At the cap, the issuer is asked; the cap is a setting.
+    let at_cap = "a".repeat(4096);
+    assert_invalid_token(&bearer(&client, &api, &at_cap).await, "not active");
+    assert_eq!(s.issuer.introspection_calls(), 1);
+    let capped = s.validator().max_token_length(43).build().unwrap();
+    let refused = capped.validate(&"a".repeat(44)).await.unwrap_err();
+    assert_eq!(refused.kind(), TokenErrorKind::UnexpectedShape);
+    assert!(capped.validate(&s.bound_to_client()).await.is_ok());
+    assert_eq!(s.issuer.introspection_calls(), 2);
+}
+
+#[tokio::test]
+async fn tokens_the_shape_check_refuses_make_no_call() {
+    use tower_token_binding::validation::TokenErrorKind;
+    let s = setup().await;
+    // The test issuer's opaque tokens: 43 base64url characters.
+    let validator = s
+        .validator()
+        .token_shape(|token: &str| token.len() == 43)
+        .build()
+        .unwrap();
+    let api = start(&s.pki, CnfValidationLayer::new(validator.clone())).await;
+    let client = https_client(&s.pki, Some(&s.client));
+    for junk in [
+        "junk",
+        "a.b",
+        &"A".repeat(42),
+        &"A".repeat(44),
+        &"a".repeat(5000),
+    ] {
+        assert_invalid_token(
+            &bearer(&client, &api, junk).await,
+            "cannot be one of this issuer's tokens",
+        );
+        let refused = validator.validate(junk).await.unwrap_err();
+        assert_eq!(refused.kind(), TokenErrorKind::UnexpectedShape);
+    }
+    assert_eq!(s.issuer.introspection_calls(), 0);
+
+    // The issuer's own tokens pass, and are asked about.
+    let token = s.bound_to_client();
+    assert_eq!(bearer(&client, &api, &token).await.status, StatusCode::OK);
+    // Junk of the right shape is asked about once (then remembered).
+    let well_shaped = "B".repeat(43);
+    for _ in 0..3 {
+        assert_invalid_token(&bearer(&client, &api, &well_shaped).await, "not active");
+    }
+    assert_eq!(s.issuer.introspection_calls(), 2);
+}

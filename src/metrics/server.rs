@@ -100,6 +100,7 @@ fn token_outcome(kind: TokenErrorKind) -> &'static str {
         K::KeysUnavailable => "keys_unavailable",
         K::Inactive => "inactive",
         K::TokenTypeMismatch => "token_type_mismatch",
+        K::UnexpectedShape => "unexpected_shape",
         K::IntrospectionUnavailable => "introspection_unavailable",
         K::Other => "invalid_token",
     }
@@ -236,6 +237,9 @@ pub(crate) enum Introspection {
     /// Not made: `max_concurrent_calls` calls were in flight already
     /// (answered `503` at once).
     Overloaded,
+    /// Not made: the token cannot be the issuer's (longer than
+    /// `max_token_length`, or refused by `token_shape`; answered `401`).
+    UnexpectedShape,
 }
 
 /// A call to an introspection endpoint ended: for the introspection
@@ -282,5 +286,6 @@ pub(crate) fn introspection_outcome(outcome: Introspection) -> &'static str {
         Introspection::Unavailable => "unavailable",
         Introspection::InvalidResponse => "invalid_response",
         Introspection::Overloaded => "overloaded",
+        Introspection::UnexpectedShape => "unexpected_shape",
     }
 }

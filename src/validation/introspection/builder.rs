@@ -12,6 +12,7 @@ use super::IntrospectionValidator;
 use super::answers::Answers;
 use super::exchange::{Auth, Endpoint, Exchange, Secret};
 use super::response::Expectations;
+use super::shape::{DEFAULT_MAX_TOKEN_LENGTH, ShapeCheck, TokenShape};
 use super::validator::Inner;
 use crate::discovery::{self, UrlError, redacted};
 use crate::identity::{IdentitySource, SharedIdentity};
@@ -35,6 +36,8 @@ use crate::pool::MtlsClientPool;
 /// | [`inactive_ttl`](Self::inactive_ttl) | 10 s |
 /// | [`cache_capacity`](Self::cache_capacity) | 10 000 |
 /// | [`max_concurrent_calls`](Self::max_concurrent_calls) | 64 |
+/// | [`max_token_length`](Self::max_token_length) | 4096 bytes: longer tokens are refused without a call |
+/// | [`token_shape`](Self::token_shape) | none: every token within the length is asked about |
 /// | [`root_store`](Self::root_store) or [`pool`](Self::pool) | the platform's roots |
 #[derive(Clone, Default)]
 pub struct IntrospectionValidatorBuilder {
@@ -47,6 +50,8 @@ pub struct IntrospectionValidatorBuilder {
     allow_missing_audience: bool,
     require_exp: bool,
     max_concurrent_calls: Option<usize>,
+    max_token_length: Option<usize>,
+    token_shape: Option<Arc<dyn TokenShape>>,
     leeway: Option<Duration>,
     timeout: Option<Duration>,
     cache_ttl: Option<Duration>,
@@ -73,6 +78,9 @@ impl fmt::Debug for IntrospectionValidatorBuilder {
             .field("audiences", &self.audiences)
             .field("allow_missing_audience", &self.allow_missing_audience)
             .field("require_exp", &self.require_exp)
+            .field("max_concurrent_calls", &self.max_concurrent_calls)
+            .field("max_token_length", &self.max_token_length)
+            .field("token_shape", &self.token_shape.as_ref().map(|_| "set"))
             .finish_non_exhaustive()
     }
 }
@@ -240,6 +248,57 @@ impl IntrospectionValidatorBuilder {
         self
     }
 
+    /// The longest token, in bytes, sent to the introspection endpoint: a
+    /// longer one cannot be the authorization server's and is refused with
+    /// `401 invalid_token`
+    /// ([`UnexpectedShape`](crate::validation::TokenErrorKind::UnexpectedShape))
+    /// without a call, so that junk costs the authorization server
+    /// nothing. Default 4096, far above the opaque tokens of the servers
+    /// this crate is tested with (a few dozen bytes); 0 is an error from
+    /// [`build`](Self::build). (The alphabet needs no check here:
+    /// [`CnfValidationLayer`](crate::CnfValidationLayer) takes only an RFC
+    /// 6750 `b64token` from the `Authorization` header.)
+    pub fn max_token_length(mut self, bytes: usize) -> Self {
+        self.max_token_length = Some(bytes);
+        self
+    }
+
+    /// The shape of the authorization server's access tokens, checked
+    /// before any call: a token it refuses is `401 invalid_token`
+    /// ([`UnexpectedShape`](crate::validation::TokenErrorKind::UnexpectedShape))
+    /// at once, and costs the authorization server nothing. Default: none,
+    /// and then every token within
+    /// [`max_token_length`](Self::max_token_length) that has no remembered
+    /// answer costs one call.
+    ///
+    /// A real authorization server's opaque tokens have a fixed shape (a
+    /// length, a prefix, a checksum; Keycloak, Okta and GitHub-style
+    /// `gho_...` tokens all do), and this is the place to say it: the
+    /// tighter it is, the less a flood of made-up tokens reaches the
+    /// authorization server. Junk of the right shape still costs one call
+    /// per distinct token (then its refusal is remembered for
+    /// [`inactive_ttl`](Self::inactive_ttl)).
+    ///
+    /// ```
+    /// use tower_token_binding::validation::IntrospectionValidator;
+    ///
+    /// let validator = IntrospectionValidator::builder()
+    ///     .endpoint("https://login.example.com/introspect")
+    ///     .client_id("orders-api")
+    ///     .client_secret_basic("s3cret")
+    ///     .issuer("https://login.example.com")
+    ///     .audience("https://orders.example.com")
+    ///     // This issuer's access tokens: "at_" and 40 base64url characters.
+    ///     .token_shape(|token: &str| token.len() == 43 && token.starts_with("at_"))
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = validator;
+    /// ```
+    pub fn token_shape(mut self, shape: impl TokenShape) -> Self {
+        self.token_shape = Some(Arc::new(shape));
+        self
+    }
+
     /// Trusts `roots` for the authorization server's certificate instead of
     /// the platform's roots (ignored with a [`pool`](Self::pool)).
     pub fn root_store(mut self, roots: impl Into<Arc<RootCertStore>>) -> Self {
@@ -325,6 +384,15 @@ impl IntrospectionValidatorBuilder {
             }
             Some(n) => n.min(Semaphore::MAX_PERMITS),
         };
+        let max_token_length = match self.max_token_length {
+            None => DEFAULT_MAX_TOKEN_LENGTH,
+            Some(0) => {
+                return Err(IntrospectionConfigError::new(
+                    "max_token_length must be at least 1",
+                ));
+            }
+            Some(n) => n,
+        };
         let pool = match self.pool {
             Some(pool) => pool,
             None => {
@@ -353,6 +421,10 @@ impl IntrospectionValidatorBuilder {
                     require_aud: !self.allow_missing_audience,
                     require_exp: self.require_exp,
                     leeway: self.leeway.unwrap_or(Duration::from_secs(30)).as_secs(),
+                },
+                shape: ShapeCheck {
+                    max_length: max_token_length,
+                    shape: self.token_shape,
                 },
                 cache_ttl: self.cache_ttl.unwrap_or(Duration::from_secs(60)),
                 inactive_ttl: self.inactive_ttl.unwrap_or(Duration::from_secs(10)),
@@ -400,6 +472,7 @@ mod tests {
         );
         assert!(err(base().audience(" ")).contains("audience"));
         assert!(err(base().max_concurrent_calls(0)).contains("max_concurrent_calls"));
+        assert!(err(base().max_token_length(0)).contains("max_token_length"));
         assert!(base().build().is_ok());
     }
 

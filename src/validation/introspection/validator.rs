@@ -13,6 +13,7 @@ use super::answers::{Answers, InFlight, Lookup};
 use super::builder::IntrospectionValidatorBuilder;
 use super::exchange::Exchange;
 use super::response::{Expectations, Refused, check_answer};
+use super::shape::ShapeCheck;
 use crate::metrics::{Introspection, Validator};
 use crate::validation::cache::{TokenDigest, digest};
 use crate::validation::{TokenError, TokenErrorKind, ValidateToken, VerifiedToken};
@@ -60,6 +61,12 @@ use crate::validation::{TokenError, TokenErrorKind, ValidateToken, VerifiedToken
 /// calls (default 64) are in flight: a token that would need one more gets
 /// [`TokenErrorKind::IntrospectionUnavailable`] at once, without a call.
 ///
+/// Before any call, a token that cannot be the issuer's is refused with
+/// [`TokenErrorKind::UnexpectedShape`] (`401 invalid_token`): longer than
+/// [`max_token_length`](IntrospectionValidatorBuilder::max_token_length)
+/// (default 4 KiB), or refused by the issuer's
+/// [`token_shape`](IntrospectionValidatorBuilder::token_shape).
+///
 /// An endpoint that is down, slower than the
 /// [timeout](IntrospectionValidatorBuilder::timeout) (default 5 s), or that
 /// answers anything but a `200` with a usable RFC 7662 object (up to
@@ -93,6 +100,8 @@ pub struct IntrospectionValidator {
 pub(super) struct Inner {
     pub(super) exchange: Exchange,
     pub(super) expect: Expectations,
+    /// What is refused before any call.
+    pub(super) shape: ShapeCheck,
     pub(super) cache_ttl: Duration,
     pub(super) inactive_ttl: Duration,
     pub(super) answers: Answers,
@@ -135,6 +144,8 @@ impl fmt::Debug for IntrospectionValidator {
             .field("cache_ttl", &inner.cache_ttl)
             .field("inactive_ttl", &inner.inactive_ttl)
             .field("max_concurrent_calls", &inner.max_calls)
+            .field("max_token_length", &inner.shape.max_length)
+            .field("token_shape", &inner.shape.shape.as_ref().map(|_| "set"))
             .finish_non_exhaustive()
     }
 }
@@ -277,6 +288,12 @@ impl ValidateToken for IntrospectionValidator {
     type Future = IntrospectionFuture;
 
     fn validate(&self, token: &str) -> IntrospectionFuture {
+        // What cannot be the issuer's costs it nothing: no call, no slot,
+        // no remembered refusal (nor the digest of a huge token).
+        if let Err(error) = self.inner.shape.check(token) {
+            crate::metrics::introspection_call(Introspection::UnexpectedShape);
+            return IntrospectionFuture::ready(Err(error));
+        }
         let key = digest(token);
         let now = now();
         if let Some(known) = self.inner.answers.remembered(&key, now) {
