@@ -334,6 +334,9 @@ async fn calls_beyond_the_limit_are_a_503_at_once() {
     let validator = s
         .validator()
         .max_concurrent_calls(2)
+        // Both slots for tokens not seen before (the slots kept for
+        // re-checks: a_flood_of_junk_leaves_slots_for_tokens_seen_active).
+        .recheck_reserve(0)
         .timeout(Duration::from_secs(60))
         .build()
         .unwrap();
@@ -469,4 +472,64 @@ async fn tokens_the_shape_check_refuses_make_no_call() {
         assert_invalid_token(&bearer(&client, &api, &well_shaped).await, "not active");
     }
     assert_eq!(s.issuer.introspection_calls(), 2);
+}
+
+/// Issue 25, F4: a flood of made-up tokens of the right shape fills the
+/// call slots while the endpoint is slow (here: held). A token this
+/// validator has seen active before still gets its re-check, in the slots
+/// kept for re-checks (an eighth: 8 of the default 64); a token never seen
+/// gets `503` with `Retry-After` until the flood drains.
+#[tokio::test]
+async fn a_flood_of_junk_leaves_slots_for_tokens_seen_active() {
+    use futures_util::FutureExt as _;
+    use tower_token_binding::validation::TokenErrorKind;
+    let s = setup().await;
+    // Nothing kept in memory: every request for a known token is a
+    // re-check at the endpoint.
+    let validator = s
+        .validator()
+        .cache_ttl(Duration::ZERO)
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let api = start(&s.pki, CnfValidationLayer::new(validator.clone())).await;
+    let client = https_client(&s.pki, Some(&s.client));
+    let known = s.bound_to_client();
+    assert_eq!(bearer(&client, &api, &known).await.status, StatusCode::OK);
+    assert_eq!(s.issuer.introspection_calls(), 1);
+
+    // The endpoint answers nothing for now: the calls stay in flight.
+    let hold = s.issuer.hold_introspection();
+    let junk: Vec<String> = (0..80).map(|i| format!("junk{i:0>39}")).collect();
+    let mut flood: Vec<_> = junk.iter().map(|t| validator.validate(t)).collect();
+    let mut refused = 0;
+    for call in &mut flood {
+        if let Some(result) = call.now_or_never() {
+            let kind = result.unwrap_err().kind();
+            assert_eq!(kind, TokenErrorKind::IntrospectionUnavailable);
+            refused += 1;
+        }
+    }
+    hold.until_waiting(56).await;
+
+    // A token seen active: its re-check gets a kept slot, and its answer.
+    let recheck = tokio::spawn({
+        let (client, api, known) = (client.clone(), api.clone(), known.clone());
+        async move { bearer(&client, &api, &known).await }
+    });
+    // A token never seen: 503 with Retry-After until the flood drains.
+    let fresh = s.bound_to_client();
+    introspection::assert_unavailable(&bearer(&client, &api, &fresh).await);
+
+    hold.until_waiting(57).await;
+    hold.release();
+    let answer = recheck.await.unwrap();
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.challenge);
+    // The junk that got a slot is refused by the issuer; the rest never
+    // reached it.
+    for call in flood {
+        let _ = call.await;
+    }
+    assert_eq!(refused, 80 - 56);
+    assert_eq!(s.issuer.introspection_calls(), 1 + 56 + 1);
 }

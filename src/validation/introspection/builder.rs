@@ -36,6 +36,7 @@ use crate::pool::MtlsClientPool;
 /// | [`inactive_ttl`](Self::inactive_ttl) | 10 s |
 /// | [`cache_capacity`](Self::cache_capacity) | 10 000 |
 /// | [`max_concurrent_calls`](Self::max_concurrent_calls) | 64 |
+/// | [`recheck_reserve`](Self::recheck_reserve) | an eighth of `max_concurrent_calls`, at least 1 (none with 1 call, or nothing remembered) |
 /// | [`max_token_length`](Self::max_token_length) | 4096 bytes: longer tokens are refused without a call |
 /// | [`token_shape`](Self::token_shape) | none: every token within the length is asked about |
 /// | [`root_store`](Self::root_store) or [`pool`](Self::pool) | the platform's roots |
@@ -50,6 +51,7 @@ pub struct IntrospectionValidatorBuilder {
     allow_missing_audience: bool,
     require_exp: bool,
     max_concurrent_calls: Option<usize>,
+    recheck_reserve: Option<usize>,
     max_token_length: Option<usize>,
     token_shape: Option<Arc<dyn TokenShape>>,
     leeway: Option<Duration>,
@@ -79,6 +81,7 @@ impl fmt::Debug for IntrospectionValidatorBuilder {
             .field("allow_missing_audience", &self.allow_missing_audience)
             .field("require_exp", &self.require_exp)
             .field("max_concurrent_calls", &self.max_concurrent_calls)
+            .field("recheck_reserve", &self.recheck_reserve)
             .field("max_token_length", &self.max_token_length)
             .field("token_shape", &self.token_shape.as_ref().map(|_| "set"))
             .finish_non_exhaustive()
@@ -242,9 +245,45 @@ impl IntrospectionValidatorBuilder {
     /// (`503` with `Retry-After`), with a `warn` event (at most one a
     /// second) and the `overloaded` outcome in the metrics, so that a flood
     /// of unknown tokens cannot open an outbound request each. Default 64;
-    /// 0 is an error from [`build`](Self::build).
+    /// 0 is an error from [`build`](Self::build). Some of them are kept
+    /// for re-checks: see [`recheck_reserve`](Self::recheck_reserve).
     pub fn max_concurrent_calls(mut self, limit: usize) -> Self {
         self.max_concurrent_calls = Some(limit);
+        self
+    }
+
+    /// How many of the [`max_concurrent_calls`](Self::max_concurrent_calls)
+    /// are kept for re-checks: calls for tokens the endpoint said were
+    /// active before (until their `exp`, or an hour after the last active
+    /// answer for a token without one; forgotten when refused), whose
+    /// remembered answer has ended. Other tokens share the rest; a
+    /// re-check takes one of the rest while there is one, and a kept one
+    /// only then.
+    ///
+    /// Anyone can send made-up tokens, and while the endpoint is slow a
+    /// flood of them holds every slot it can get: without a reserve, the
+    /// clients already using this resource server would get `503` too
+    /// each time their answer needs asking again (every
+    /// [`cache_ttl`](Self::cache_ttl)). Made-up tokens are never active, so
+    /// they never reach the reserve. A token never seen active (a client's
+    /// first request, or its new token) still gets `503` with
+    /// `Retry-After` while a flood holds the other slots: no memory can
+    /// tell it from junk of the right shape (a
+    /// [`token_shape`](Self::token_shape) narrows what junk can get a slot).
+    ///
+    /// Default: an eighth of `max_concurrent_calls`, at least 1 (8 of the
+    /// default 64). A re-check holds its slot for one round trip, and each
+    /// known token needs one at most every `cache_ttl`, so a few slots
+    /// carry many clients (8 slots at 50 ms a call are 160 re-checks a
+    /// second), while seven eighths stay for tokens not seen before. None
+    /// when `max_concurrent_calls` is 1 (the one slot must serve new
+    /// tokens), or with [`cache_capacity(0)`](Self::cache_capacity)
+    /// (nothing is remembered, so no token is known to have been active).
+    /// It must leave at least one slot for other tokens: a reserve of
+    /// `max_concurrent_calls` or more is an error from
+    /// [`build`](Self::build).
+    pub fn recheck_reserve(mut self, slots: usize) -> Self {
+        self.recheck_reserve = Some(slots);
         self
     }
 
@@ -384,6 +423,18 @@ impl IntrospectionValidatorBuilder {
             }
             Some(n) => n.min(Semaphore::MAX_PERMITS),
         };
+        let capacity = self.cache_capacity.unwrap_or(10_000);
+        let recheck_reserve = match self.recheck_reserve {
+            None if max_calls < 2 || capacity == 0 => 0,
+            None => (max_calls / 8).max(1),
+            Some(n) if n >= max_calls => {
+                return Err(IntrospectionConfigError::new(format!(
+                    "recheck_reserve ({n}) must leave at least one of the \
+                     max_concurrent_calls ({max_calls}) for other tokens"
+                )));
+            }
+            Some(n) => n,
+        };
         let max_token_length = match self.max_token_length {
             None => DEFAULT_MAX_TOKEN_LENGTH,
             Some(0) => {
@@ -405,7 +456,7 @@ impl IntrospectionValidatorBuilder {
                 })?
             }
         };
-        let capacity = self.cache_capacity.unwrap_or(10_000);
+        let leeway = self.leeway.unwrap_or(Duration::from_secs(30)).as_secs();
         Ok(IntrospectionValidator {
             inner: Arc::new(Inner {
                 exchange: Exchange {
@@ -420,7 +471,7 @@ impl IntrospectionValidatorBuilder {
                     audiences: self.audiences,
                     require_aud: !self.allow_missing_audience,
                     require_exp: self.require_exp,
-                    leeway: self.leeway.unwrap_or(Duration::from_secs(30)).as_secs(),
+                    leeway,
                 },
                 shape: ShapeCheck {
                     max_length: max_token_length,
@@ -428,9 +479,11 @@ impl IntrospectionValidatorBuilder {
                 },
                 cache_ttl: self.cache_ttl.unwrap_or(Duration::from_secs(60)),
                 inactive_ttl: self.inactive_ttl.unwrap_or(Duration::from_secs(10)),
-                answers: Answers::new(capacity),
-                calls: Arc::new(Semaphore::new(max_calls)),
+                answers: Answers::new(capacity, leeway),
+                calls: Arc::new(Semaphore::new(max_calls - recheck_reserve)),
+                rechecks: Arc::new(Semaphore::new(recheck_reserve)),
                 max_calls,
+                recheck_reserve,
                 last_overload_warning: AtomicU64::new(0),
                 shared: self.shared.build(),
             }),
@@ -473,7 +526,30 @@ mod tests {
         assert!(err(base().audience(" ")).contains("audience"));
         assert!(err(base().max_concurrent_calls(0)).contains("max_concurrent_calls"));
         assert!(err(base().max_token_length(0)).contains("max_token_length"));
+        assert!(err(base().recheck_reserve(64)).contains("recheck_reserve"));
+        assert!(err(base().max_concurrent_calls(4).recheck_reserve(4)).contains("recheck_reserve"));
         assert!(base().build().is_ok());
+    }
+
+    #[test]
+    fn an_eighth_of_the_calls_is_kept_for_rechecks() {
+        let reserve = |b: IntrospectionValidatorBuilder| {
+            let validator = b.build().unwrap();
+            let inner = &validator.inner;
+            assert_eq!(
+                inner.calls.available_permits() + inner.rechecks.available_permits(),
+                inner.max_calls
+            );
+            inner.recheck_reserve
+        };
+        assert_eq!(reserve(base()), 8);
+        assert_eq!(reserve(base().max_concurrent_calls(1)), 0);
+        assert_eq!(reserve(base().max_concurrent_calls(2)), 1);
+        assert_eq!(reserve(base().max_concurrent_calls(15)), 1);
+        assert_eq!(reserve(base().max_concurrent_calls(16)), 2);
+        assert_eq!(reserve(base().cache_capacity(0)), 0);
+        assert_eq!(reserve(base().recheck_reserve(0)), 0);
+        assert_eq!(reserve(base().recheck_reserve(63)), 63);
     }
 
     #[test]
