@@ -533,3 +533,102 @@ async fn a_flood_of_junk_leaves_slots_for_tokens_seen_active() {
     assert_eq!(refused, 80 - 56);
     assert_eq!(s.issuer.introspection_calls(), 1 + 56 + 1);
 }
+
+/// What a flood of made-up tokens costs the authorization server, counted
+/// at the test issuer (the numbers in the README's introspection section):
+/// one call per distinct token of the right shape (its repeats find the
+/// remembered refusal), none for a token the shape check refuses, and at
+/// most the slots not kept for re-checks in flight at once.
+#[tokio::test]
+async fn what_a_flood_of_junk_costs_the_authorization_server() {
+    use tower_token_binding::validation::{IntrospectionValidator, TokenErrorKind};
+    const K: usize = 200;
+    const REPEATS: usize = 3;
+    let s = setup().await;
+    // Junk that looks like the issuer's tokens (43 base64url characters),
+    // and junk that does not (shorter, longer).
+    let well_shaped: Vec<String> = (0..K).map(|i| format!("{i:A>43}")).collect();
+    let misshapen: Vec<String> = (0..K)
+        .map(|i| {
+            let width = if i % 2 == 0 { 20 + i % 20 } else { 44 + i % 20 };
+            format!("{i:A>width$}")
+        })
+        .collect();
+    let issuer_shape = |token: &str| token.len() == 43;
+
+    // Sends every token REPEATS times, 50 at a time (fewer than the free
+    // slots, so that none is refused for overload); returns the calls the
+    // issuer saw and how many requests were refused without one.
+    let flood = |validator: IntrospectionValidator, tokens: Vec<String>| {
+        let issuer = &s.issuer;
+        async move {
+            let before = issuer.introspection_calls();
+            let mut not_asked = 0;
+            let requests: Vec<&String> = (0..REPEATS).flat_map(|_| &tokens).collect();
+            for wave in requests.chunks(50) {
+                let answers =
+                    futures_util::future::join_all(wave.iter().map(|t| validator.validate(t)))
+                        .await;
+                for answer in answers {
+                    match answer.unwrap_err().kind() {
+                        TokenErrorKind::Inactive => {}
+                        TokenErrorKind::UnexpectedShape => not_asked += 1,
+                        other => panic!("{other:?}"),
+                    }
+                }
+            }
+            (issuer.introspection_calls() - before, not_asked)
+        }
+    };
+    let plain = || s.validator().build().unwrap();
+    let shaped = || s.validator().token_shape(issuer_shape).build().unwrap();
+
+    let (no_check, _) = flood(plain(), well_shaped.clone()).await;
+    let (no_check_misshapen, _) = flood(plain(), misshapen.clone()).await;
+    let (checked_misshapen, refused) = flood(shaped(), misshapen).await;
+    let (checked_well_shaped, _) = flood(shaped(), well_shaped.clone()).await;
+    let oversized: Vec<String> = (0..K).map(|i| format!("{i:A>4100}")).collect();
+    let (capped, refused_by_cap) = flood(plain(), oversized).await;
+    let requests = K * REPEATS;
+    println!("{K} distinct junk tokens, each sent {REPEATS} times ({requests} requests):");
+    println!("  no token_shape, 43-character junk:        {no_check} calls");
+    println!("  no token_shape, junk of other lengths:    {no_check_misshapen} calls");
+    println!("  no token_shape, junk over 4 KiB:          {capped} calls");
+    println!("  token_shape, junk of other lengths:       {checked_misshapen} calls");
+    println!("  token_shape, junk of the issuer's shape:  {checked_well_shaped} calls");
+    assert_eq!(no_check, K);
+    assert_eq!(no_check_misshapen, K);
+    assert_eq!((checked_misshapen, refused), (0, requests));
+    assert_eq!(checked_well_shaped, K);
+    assert_eq!((capped, refused_by_cap), (0, requests));
+
+    // All at once against an endpoint that does not answer: at most the
+    // slots not kept for re-checks (56 of 64) are in flight; the rest are
+    // refused at once, without a call.
+    let validator = s
+        .validator()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let hold = s.issuer.hold_introspection();
+    let before = s.issuer.introspection_calls();
+    let junk: Vec<String> = (0..1000).map(|i| format!("{i:B>43}")).collect();
+    let calls: Vec<_> = junk.iter().map(|t| validator.validate(t)).collect();
+    hold.until_waiting(56).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let in_flight = s.issuer.introspection_calls() - before;
+    hold.release();
+    let answers = futures_util::future::join_all(calls).await;
+    let overloaded = answers
+        .iter()
+        .filter(|a| a.as_ref().unwrap_err().kind() == TokenErrorKind::IntrospectionUnavailable)
+        .count();
+    println!(
+        "1000 distinct well-shaped junk tokens at once, endpoint held: {in_flight} calls \
+         in flight, {overloaded} refused at once (503), {} calls in all",
+        s.issuer.introspection_calls() - before
+    );
+    assert_eq!(in_flight, 56);
+    assert_eq!(overloaded, 1000 - 56);
+    assert_eq!(s.issuer.introspection_calls() - before, 56);
+}

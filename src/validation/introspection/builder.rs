@@ -311,8 +311,7 @@ impl IntrospectionValidatorBuilder {
     /// answer costs one call.
     ///
     /// A real authorization server's opaque tokens have a fixed shape (a
-    /// length, a prefix, a checksum; Keycloak, Okta and GitHub-style
-    /// `gho_...` tokens all do), and this is the place to say it: the
+    /// length, a prefix, a checksum), and this is the place to say it: the
     /// tighter it is, the less a flood of made-up tokens reaches the
     /// authorization server. Junk of the right shape still costs one call
     /// per distinct token (then its refusal is remembered for
