@@ -56,11 +56,8 @@ pub enum TokenErrorKind {
     /// type (RFC 9449 section 6.2).
     TokenTypeMismatch,
     /// The token cannot be one of the authorization server's: longer than
-    /// the introspection validator's
-    /// [`max_token_length`](crate::validation::IntrospectionValidatorBuilder::max_token_length),
-    /// or refused by its
-    /// [`token_shape`](crate::validation::IntrospectionValidatorBuilder::token_shape).
-    /// The authorization server was not asked.
+    /// the introspection validator's `max_token_length`, or refused by its
+    /// `token_shape`. The authorization server was not asked.
     UnexpectedShape,
     /// The introspection endpoint could not be asked, or gave no usable
     /// answer (down, too slow, an error status, not an RFC 7662 JSON
