@@ -234,7 +234,8 @@ pub(crate) enum Introspection {
     Unavailable,
     /// An answer that is not an introspection response.
     InvalidResponse,
-    /// Not made: `max_concurrent_calls` calls were in flight already
+    /// Not made: `max_concurrent_calls` calls were in flight already, or
+    /// all but the `recheck_reserve` for a token not seen active before
     /// (answered `503` at once).
     Overloaded,
     /// Not made: the token cannot be the issuer's (longer than
