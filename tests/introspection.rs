@@ -334,6 +334,9 @@ async fn calls_beyond_the_limit_are_a_503_at_once() {
     let validator = s
         .validator()
         .max_concurrent_calls(2)
+        // Both slots for tokens not seen before (the slots kept for
+        // re-checks: a_flood_of_junk_leaves_slots_for_tokens_seen_active).
+        .recheck_reserve(0)
         .timeout(Duration::from_secs(60))
         .build()
         .unwrap();
@@ -389,4 +392,243 @@ async fn concurrent_first_calls_share_one_discovery() {
     s.issuer.set_down(false);
     assert!(validator.validate(&tokens[0]).await.is_ok());
     assert_eq!(s.issuer.metadata_requests(), 2);
+}
+
+#[tokio::test]
+async fn tokens_longer_than_the_cap_or_not_b64token_make_no_call() {
+    use tower_token_binding::validation::TokenErrorKind;
+    let s = setup().await;
+    let validator = s.validator().build().unwrap();
+    let api = start(&s.pki, CnfValidationLayer::new(validator.clone())).await;
+    let client = https_client(&s.pki, Some(&s.client));
+
+    // Longer than the cap (4 KiB by default): refused as not one of the
+    // issuer's, without asking it.
+    let oversized = "a".repeat(4097);
+    assert_invalid_token(
+        &bearer(&client, &api, &oversized).await,
+        "cannot be one of this issuer's tokens",
+    );
+    let refused = validator.validate(&oversized).await.unwrap_err();
+    assert_eq!(refused.kind(), TokenErrorKind::UnexpectedShape);
+    // Outside RFC 6750's b64token alphabet: the layer refuses the header
+    // before any validator sees it.
+    for malformed in [
+        "Bearer not%a-token",
+        "Bearer a b",
+        "Bearer to\"ken",
+        "Bearer =",
+    ] {
+        let answer = call(&client, &api, malformed, None).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{malformed}");
+    }
+    assert_eq!(s.issuer.introspection_calls(), 0);
+
+    // At the cap, the issuer is asked; the cap is a setting.
+    let at_cap = "a".repeat(4096);
+    assert_invalid_token(&bearer(&client, &api, &at_cap).await, "not active");
+    assert_eq!(s.issuer.introspection_calls(), 1);
+    let capped = s.validator().max_token_length(43).build().unwrap();
+    let refused = capped.validate(&"a".repeat(44)).await.unwrap_err();
+    assert_eq!(refused.kind(), TokenErrorKind::UnexpectedShape);
+    assert!(capped.validate(&s.bound_to_client()).await.is_ok());
+    assert_eq!(s.issuer.introspection_calls(), 2);
+}
+
+#[tokio::test]
+async fn tokens_the_shape_check_refuses_make_no_call() {
+    use tower_token_binding::validation::TokenErrorKind;
+    let s = setup().await;
+    // The test issuer's opaque tokens: 43 base64url characters.
+    let validator = s
+        .validator()
+        .token_shape(|token: &str| token.len() == 43)
+        .build()
+        .unwrap();
+    let api = start(&s.pki, CnfValidationLayer::new(validator.clone())).await;
+    let client = https_client(&s.pki, Some(&s.client));
+    for junk in [
+        "junk",
+        "a.b",
+        &"A".repeat(42),
+        &"A".repeat(44),
+        &"a".repeat(5000),
+    ] {
+        assert_invalid_token(
+            &bearer(&client, &api, junk).await,
+            "cannot be one of this issuer's tokens",
+        );
+        let refused = validator.validate(junk).await.unwrap_err();
+        assert_eq!(refused.kind(), TokenErrorKind::UnexpectedShape);
+    }
+    assert_eq!(s.issuer.introspection_calls(), 0);
+
+    // The issuer's own tokens pass, and are asked about.
+    let token = s.bound_to_client();
+    assert_eq!(bearer(&client, &api, &token).await.status, StatusCode::OK);
+    // Junk of the right shape is asked about once (then remembered).
+    let well_shaped = "B".repeat(43);
+    for _ in 0..3 {
+        assert_invalid_token(&bearer(&client, &api, &well_shaped).await, "not active");
+    }
+    assert_eq!(s.issuer.introspection_calls(), 2);
+}
+
+/// Issue 25, F4: a flood of made-up tokens of the right shape fills the
+/// call slots while the endpoint is slow (here: held). A token this
+/// validator has seen active before still gets its re-check, in the slots
+/// kept for re-checks (an eighth: 8 of the default 64); a token never seen
+/// gets `503` with `Retry-After` until the flood drains.
+#[tokio::test]
+async fn a_flood_of_junk_leaves_slots_for_tokens_seen_active() {
+    use futures_util::FutureExt as _;
+    use tower_token_binding::validation::TokenErrorKind;
+    let s = setup().await;
+    // Nothing kept in memory: every request for a known token is a
+    // re-check at the endpoint.
+    let validator = s
+        .validator()
+        .cache_ttl(Duration::ZERO)
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let api = start(&s.pki, CnfValidationLayer::new(validator.clone())).await;
+    let client = https_client(&s.pki, Some(&s.client));
+    let known = s.bound_to_client();
+    assert_eq!(bearer(&client, &api, &known).await.status, StatusCode::OK);
+    assert_eq!(s.issuer.introspection_calls(), 1);
+
+    // The endpoint answers nothing for now: the calls stay in flight.
+    let hold = s.issuer.hold_introspection();
+    let junk: Vec<String> = (0..80).map(|i| format!("junk{i:0>39}")).collect();
+    let mut flood: Vec<_> = junk.iter().map(|t| validator.validate(t)).collect();
+    let mut refused = 0;
+    for call in &mut flood {
+        if let Some(result) = call.now_or_never() {
+            let kind = result.unwrap_err().kind();
+            assert_eq!(kind, TokenErrorKind::IntrospectionUnavailable);
+            refused += 1;
+        }
+    }
+    hold.until_waiting(56).await;
+
+    // A token seen active: its re-check gets a kept slot, and its answer.
+    let recheck = tokio::spawn({
+        let (client, api, known) = (client.clone(), api.clone(), known.clone());
+        async move { bearer(&client, &api, &known).await }
+    });
+    // A token never seen: 503 with Retry-After until the flood drains.
+    let fresh = s.bound_to_client();
+    introspection::assert_unavailable(&bearer(&client, &api, &fresh).await);
+
+    hold.until_waiting(57).await;
+    hold.release();
+    let answer = recheck.await.unwrap();
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.challenge);
+    // The junk that got a slot is refused by the issuer; the rest never
+    // reached it.
+    for call in flood {
+        let _ = call.await;
+    }
+    assert_eq!(refused, 80 - 56);
+    assert_eq!(s.issuer.introspection_calls(), 1 + 56 + 1);
+}
+
+/// What a flood of made-up tokens costs the authorization server, counted
+/// at the test issuer (the numbers in the README's introspection section):
+/// one call per distinct token of the right shape (its repeats find the
+/// remembered refusal), none for a token the shape check refuses, and at
+/// most the slots not kept for re-checks in flight at once.
+#[tokio::test]
+async fn what_a_flood_of_junk_costs_the_authorization_server() {
+    use tower_token_binding::validation::{IntrospectionValidator, TokenErrorKind};
+    const K: usize = 200;
+    const REPEATS: usize = 3;
+    let s = setup().await;
+    // Junk that looks like the issuer's tokens (43 base64url characters),
+    // and junk that does not (shorter, longer).
+    let well_shaped: Vec<String> = (0..K).map(|i| format!("{i:A>43}")).collect();
+    let misshapen: Vec<String> = (0..K)
+        .map(|i| {
+            let width = if i % 2 == 0 { 20 + i % 20 } else { 44 + i % 20 };
+            format!("{i:A>width$}")
+        })
+        .collect();
+    let issuer_shape = |token: &str| token.len() == 43;
+
+    // Sends every token REPEATS times, 50 at a time (fewer than the free
+    // slots, so that none is refused for overload); returns the calls the
+    // issuer saw and how many requests were refused without one.
+    let flood = |validator: IntrospectionValidator, tokens: Vec<String>| {
+        let issuer = &s.issuer;
+        async move {
+            let before = issuer.introspection_calls();
+            let mut not_asked = 0;
+            let requests: Vec<&String> = (0..REPEATS).flat_map(|_| &tokens).collect();
+            for wave in requests.chunks(50) {
+                let answers =
+                    futures_util::future::join_all(wave.iter().map(|t| validator.validate(t)))
+                        .await;
+                for answer in answers {
+                    match answer.unwrap_err().kind() {
+                        TokenErrorKind::Inactive => {}
+                        TokenErrorKind::UnexpectedShape => not_asked += 1,
+                        other => panic!("{other:?}"),
+                    }
+                }
+            }
+            (issuer.introspection_calls() - before, not_asked)
+        }
+    };
+    let plain = || s.validator().build().unwrap();
+    let shaped = || s.validator().token_shape(issuer_shape).build().unwrap();
+
+    let (no_check, _) = flood(plain(), well_shaped.clone()).await;
+    let (no_check_misshapen, _) = flood(plain(), misshapen.clone()).await;
+    let (checked_misshapen, refused) = flood(shaped(), misshapen).await;
+    let (checked_well_shaped, _) = flood(shaped(), well_shaped.clone()).await;
+    let oversized: Vec<String> = (0..K).map(|i| format!("{i:A>4100}")).collect();
+    let (capped, refused_by_cap) = flood(plain(), oversized).await;
+    let requests = K * REPEATS;
+    println!("{K} distinct junk tokens, each sent {REPEATS} times ({requests} requests):");
+    println!("  no token_shape, 43-character junk:        {no_check} calls");
+    println!("  no token_shape, junk of other lengths:    {no_check_misshapen} calls");
+    println!("  no token_shape, junk over 4 KiB:          {capped} calls");
+    println!("  token_shape, junk of other lengths:       {checked_misshapen} calls");
+    println!("  token_shape, junk of the issuer's shape:  {checked_well_shaped} calls");
+    assert_eq!(no_check, K);
+    assert_eq!(no_check_misshapen, K);
+    assert_eq!((checked_misshapen, refused), (0, requests));
+    assert_eq!(checked_well_shaped, K);
+    assert_eq!((capped, refused_by_cap), (0, requests));
+
+    // All at once against an endpoint that does not answer: at most the
+    // slots not kept for re-checks (56 of 64) are in flight; the rest are
+    // refused at once, without a call.
+    let validator = s
+        .validator()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let hold = s.issuer.hold_introspection();
+    let before = s.issuer.introspection_calls();
+    let junk: Vec<String> = (0..1000).map(|i| format!("{i:B>43}")).collect();
+    let calls: Vec<_> = junk.iter().map(|t| validator.validate(t)).collect();
+    hold.until_waiting(56).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let in_flight = s.issuer.introspection_calls() - before;
+    hold.release();
+    let answers = futures_util::future::join_all(calls).await;
+    let overloaded = answers
+        .iter()
+        .filter(|a| a.as_ref().unwrap_err().kind() == TokenErrorKind::IntrospectionUnavailable)
+        .count();
+    println!(
+        "1000 distinct well-shaped junk tokens at once, endpoint held: {in_flight} calls \
+         in flight, {overloaded} refused at once (503), {} calls in all",
+        s.issuer.introspection_calls() - before
+    );
+    assert_eq!(in_flight, 56);
+    assert_eq!(overloaded, 1000 - 56);
+    assert_eq!(s.issuer.introspection_calls() - before, 56);
 }

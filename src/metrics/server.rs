@@ -102,6 +102,7 @@ fn token_outcome(kind: TokenErrorKind) -> &'static str {
         K::KeysUnavailable => "keys_unavailable",
         K::Inactive => "inactive",
         K::TokenTypeMismatch => "token_type_mismatch",
+        K::UnexpectedShape => "unexpected_shape",
         K::IntrospectionUnavailable => "introspection_unavailable",
         K::Other => "invalid_token",
     }
@@ -237,9 +238,13 @@ pub(crate) enum Introspection {
     Unavailable,
     /// An answer that is not an introspection response.
     InvalidResponse,
-    /// Not made: `max_concurrent_calls` calls were in flight already
+    /// Not made: `max_concurrent_calls` calls were in flight already, or
+    /// all but the `recheck_reserve` for a token not seen active before
     /// (answered `503` at once).
     Overloaded,
+    /// Not made: the token cannot be the issuer's (longer than
+    /// `max_token_length`, or refused by `token_shape`; answered `401`).
+    UnexpectedShape,
 }
 
 /// A call to an introspection endpoint ended: for the introspection
@@ -286,5 +291,6 @@ pub(crate) fn introspection_outcome(outcome: Introspection) -> &'static str {
         Introspection::Unavailable => "unavailable",
         Introspection::InvalidResponse => "invalid_response",
         Introspection::Overloaded => "overloaded",
+        Introspection::UnexpectedShape => "unexpected_shape",
     }
 }

@@ -93,6 +93,7 @@ fn every_rejection_has_a_documented_outcome() {
         T::KeysUnavailable,
         T::Inactive,
         T::TokenTypeMismatch,
+        T::UnexpectedShape,
         T::IntrospectionUnavailable,
         T::Other,
     ];
@@ -179,6 +180,7 @@ fn every_introspection_outcome_is_documented() {
         I::Unavailable,
         I::InvalidResponse,
         I::Overloaded,
+        I::UnexpectedShape,
     ] {
         let label = format!("`{}`", introspection_outcome(outcome));
         assert!(

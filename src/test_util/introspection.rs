@@ -2,8 +2,9 @@
 //! (RFC 7662), and the opaque tokens it answers for.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
@@ -15,7 +16,9 @@ use hyper::body::Incoming;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::issuer::{Secret, State, TestIssuer, TestIssuerBuilder};
+use super::issuer::{
+    HoldState, Secret, State, TestIssuer, TestIssuerBuilder, until_waiting, while_held,
+};
 use super::token_endpoint::{Reply, json_reply};
 use super::{Error, basic_credentials};
 use crate::{Thumbprint, tls};
@@ -80,6 +83,8 @@ pub(super) struct IntrospectionState {
     tokens: Mutex<HashMap<[u8; 32], Value>>,
     calls: AtomicUsize,
     fault: Mutex<Option<IntrospectionFault>>,
+    /// The [`IntrospectionHold`]s alive, and the calls they hold.
+    hold: tokio::sync::watch::Sender<HoldState>,
     /// Metadata requests (kept here, with the other counts the
     /// introspection tests read).
     pub(super) metadata_requests: AtomicUsize,
@@ -93,6 +98,7 @@ impl IntrospectionState {
             tokens: Mutex::new(HashMap::new()),
             calls: AtomicUsize::new(0),
             fault: Mutex::new(None),
+            hold: tokio::sync::watch::Sender::new(HoldState::default()),
             metadata_requests: AtomicUsize::new(0),
         }
     }
@@ -199,6 +205,53 @@ impl TestIssuer {
             .load(Ordering::SeqCst)
     }
 
+    /// Holds the answers of the introspection endpoint until the returned
+    /// guard is dropped (or [released](IntrospectionHold::release)): calls
+    /// that arrive meanwhile are counted by
+    /// [`introspection_calls`](Self::introspection_calls) and then wait,
+    /// and are answered as the token (and the
+    /// [fault](Self::set_introspection_fault)) stands when they are let go.
+    ///
+    /// For tests that need introspection calls truly in flight, for
+    /// instance to fill a validator's call slots, without racing them.
+    ///
+    /// ```
+    /// use tower_token_binding::test_util::{TestIssuer, TestPki};
+    /// use tower_token_binding::validation::{IntrospectionValidator, ValidateToken};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    /// let pki = TestPki::new()?;
+    /// let issuer = TestIssuer::builder()
+    ///     .client_secret("api", "s3cret")
+    ///     .start(&pki)
+    ///     .await?;
+    /// let validator = IntrospectionValidator::builder()
+    ///     .endpoint(issuer.introspection_endpoint())
+    ///     .client_id("api")
+    ///     .client_secret_basic("s3cret")
+    ///     .issuer(issuer.issuer())
+    ///     .audience(issuer.audience())
+    ///     .root_store(pki.root_store())
+    ///     .build()?;
+    /// let token = issuer.issue_opaque(&issuer.claims("svc", None))?;
+    ///
+    /// let hold = issuer.hold_introspection();
+    /// let validating = tokio::spawn(validator.validate(&token));
+    /// hold.until_waiting(1).await; // the call has arrived, and waits
+    /// assert!(!validating.is_finished());
+    /// hold.release();
+    /// assert!(validating.await?.is_ok());
+    /// assert_eq!(issuer.introspection_calls(), 1);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn hold_introspection(&self) -> IntrospectionHold {
+        let state = self.shared_state();
+        state.introspection.hold.send_modify(|hold| hold.holds += 1);
+        IntrospectionHold { state }
+    }
+
     /// Makes the introspection endpoint misbehave (`Some`) or behave
     /// (`None`).
     pub fn set_introspection_fault(&self, fault: Option<IntrospectionFault>) {
@@ -211,6 +264,46 @@ impl TestIssuer {
     }
 }
 
+/// Holds the answers of the introspection endpoint while it lives; from
+/// [`TestIssuer::hold_introspection`].
+#[must_use = "introspection answers are held only while the guard lives"]
+pub struct IntrospectionHold {
+    state: Arc<State>,
+}
+
+impl fmt::Debug for IntrospectionHold {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IntrospectionHold")
+            .field("waiting", &self.waiting())
+            .finish()
+    }
+}
+
+impl IntrospectionHold {
+    /// Introspection calls waiting now.
+    pub fn waiting(&self) -> usize {
+        self.state.introspection.hold.borrow().waiting
+    }
+
+    /// Waits until at least `n` introspection calls are waiting.
+    pub async fn until_waiting(&self, n: usize) {
+        until_waiting(&self.state.introspection.hold, n).await;
+    }
+
+    /// Lets the held calls be answered (when no other hold is left); the
+    /// same as dropping the guard.
+    pub fn release(self) {}
+}
+
+impl Drop for IntrospectionHold {
+    fn drop(&mut self) {
+        self.state
+            .introspection
+            .hold
+            .send_modify(|hold| hold.holds -= 1);
+    }
+}
+
 /// `POST /introspect` and `POST /mtls/introspect`.
 pub(super) async fn introspect(
     state: &State,
@@ -219,6 +312,7 @@ pub(super) async fn introspect(
 ) -> Reply {
     let this = &state.introspection;
     this.calls.fetch_add(1, Ordering::SeqCst);
+    while_held(&this.hold).await;
     let fault = this.fault.lock().unwrap_or_else(|p| p.into_inner()).clone();
     match fault {
         Some(IntrospectionFault::Unavailable) => {

@@ -41,7 +41,7 @@ mod token_endpoint;
 #[cfg(feature = "managed-identity")]
 #[cfg_attr(docsrs, doc(cfg(feature = "managed-identity")))]
 pub use imds::{ImdsEmulator, ImdsEmulatorBuilder, ImdsFault};
-pub use introspection::IntrospectionFault;
+pub use introspection::{IntrospectionFault, IntrospectionHold};
 pub use issuer::{Fault, JwksHold, TestIssuer, TestIssuerBuilder};
 
 pub use pki::{TestCert, TestPki};

@@ -55,6 +55,10 @@ pub enum TokenErrorKind {
     /// `DPoP` token without `cnf.jkt`, or a `cnf.jkt` in a token of another
     /// type (RFC 9449 section 6.2).
     TokenTypeMismatch,
+    /// The token cannot be one of the authorization server's: longer than
+    /// the introspection validator's `max_token_length`, or refused by its
+    /// `token_shape`. The authorization server was not asked.
+    UnexpectedShape,
     /// The introspection endpoint could not be asked, or gave no usable
     /// answer (down, too slow, an error status, not an RFC 7662 JSON
     /// object, `active` not a boolean, a member named twice, a claim of the
@@ -138,6 +142,7 @@ impl TokenErrorKind {
             Self::KeysUnavailable => "the token signing keys are unavailable",
             Self::Inactive => "the access token is not active",
             Self::TokenTypeMismatch => "the access token type does not match its cnf claim",
+            Self::UnexpectedShape => "the access token cannot be one of this issuer's tokens",
             Self::IntrospectionUnavailable => "the token introspection endpoint is unavailable",
             Self::Other => "the access token is invalid",
         }

@@ -269,7 +269,7 @@ pub use future::ResponseFuture;
 #[cfg_attr(docsrs, doc(cfg(feature = "client")))]
 pub use introspection::{
     IntrospectionConfigError, IntrospectionFuture, IntrospectionValidator,
-    IntrospectionValidatorBuilder,
+    IntrospectionValidatorBuilder, TokenShape,
 };
 pub use introspection::{JwtOrIntrospection, JwtOrIntrospectionFuture};
 pub use jwks::{JwksError, JwksSource, RemoteJwks};

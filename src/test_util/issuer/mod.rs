@@ -26,7 +26,8 @@ use crate::{Thumbprint, tls};
 mod server;
 
 pub use server::JwksHold;
-use server::{JwksHoldState, route};
+use server::route;
+pub(super) use server::{HoldState, until_waiting, while_held};
 
 /// An embedded OAuth 2.0 authorization server for tests and demos.
 ///
@@ -72,7 +73,8 @@ use server::{JwksHoldState, route};
 ///   [`issue_opaque`](Self::issue_opaque)); see
 ///   [`introspection_endpoint`](Self::introspection_endpoint). Tokens can be
 ///   [revoked](Self::revoke), calls are
-///   [counted](Self::introspection_calls), and the endpoint can be made to
+///   [counted](Self::introspection_calls) and can be
+///   [held](Self::hold_introspection), and the endpoint can be made to
 ///   [fail](Self::set_introspection_fault).
 ///
 /// It counts token requests, tokens issued and JWKS fetches, for tests that
@@ -264,7 +266,7 @@ impl TestIssuerBuilder {
             token_requests: AtomicUsize::new(0),
             tokens_issued: AtomicUsize::new(0),
             jwks_fetches: AtomicUsize::new(0),
-            jwks_hold: tokio::sync::watch::Sender::new(JwksHoldState::default()),
+            jwks_hold: tokio::sync::watch::Sender::new(HoldState::default()),
             down: AtomicBool::new(false),
             mtls_token_requests: AtomicUsize::new(0),
             fault: std::sync::Mutex::new(None),
@@ -305,6 +307,10 @@ impl TestIssuer {
 
     pub(super) fn state(&self) -> &State {
         &self.state
+    }
+
+    pub(super) fn shared_state(&self) -> Arc<State> {
+        self.state.clone()
     }
 
     /// The address it listens on.
@@ -540,7 +546,7 @@ pub(super) struct State {
     pub(super) token_requests: AtomicUsize,
     pub(super) tokens_issued: AtomicUsize,
     jwks_fetches: AtomicUsize,
-    jwks_hold: tokio::sync::watch::Sender<JwksHoldState>,
+    jwks_hold: tokio::sync::watch::Sender<HoldState>,
     down: AtomicBool,
     pub(super) mtls_token_requests: AtomicUsize,
     pub(super) fault: std::sync::Mutex<Option<Fault>>,

@@ -189,9 +189,7 @@ impl JwksHold {
 
     /// Waits until at least `n` `GET /jwks` requests are waiting.
     pub async fn until_waiting(&self, n: usize) {
-        let mut hold = self.state.jwks_hold.subscribe();
-        // The sender lives in `self.state`: this cannot fail.
-        let _ = hold.wait_for(|hold| hold.waiting >= n).await;
+        until_waiting(&self.state.jwks_hold, n).await;
     }
 
     /// Lets the held requests be answered (when no other hold is left);
@@ -205,30 +203,48 @@ impl Drop for JwksHold {
     }
 }
 
-/// The [`JwksHold`]s alive, and the `GET /jwks` requests they hold.
+/// The holds alive on one endpoint ([`JwksHold`], and the introspection
+/// endpoint's), and the requests they hold.
 #[derive(Debug, Default)]
-pub(super) struct JwksHoldState {
-    pub(super) holds: usize,
-    waiting: usize,
+pub(in crate::test_util) struct HoldState {
+    pub(in crate::test_util) holds: usize,
+    pub(in crate::test_util) waiting: usize,
+}
+
+/// Waits until at least `n` requests are held at the endpoint of `hold`.
+pub(in crate::test_util) async fn until_waiting(
+    hold: &tokio::sync::watch::Sender<HoldState>,
+    n: usize,
+) {
+    let mut hold = hold.subscribe();
+    // The sender outlives this borrow: this cannot fail.
+    let _ = hold.wait_for(|hold| hold.waiting >= n).await;
+}
+
+/// Returns at once when no hold is alive on the endpoint of `hold`, else
+/// when the last one goes; counted as waiting meanwhile (until answered,
+/// or until the client goes away and the request future is dropped).
+pub(in crate::test_util) async fn while_held(hold: &tokio::sync::watch::Sender<HoldState>) {
+    let mut held = hold.subscribe();
+    if held.borrow_and_update().holds == 0 {
+        return;
+    }
+    struct Waiting<'a>(&'a tokio::sync::watch::Sender<HoldState>);
+    impl Drop for Waiting<'_> {
+        fn drop(&mut self) {
+            self.0.send_modify(|hold| hold.waiting -= 1);
+        }
+    }
+    hold.send_modify(|hold| hold.waiting += 1);
+    let _waiting = Waiting(hold);
+    // The sender lives as long as the issuer's state, so this ends only
+    // when released.
+    let _ = held.wait_for(|hold| hold.holds == 0).await;
 }
 
 /// `GET /jwks`, once no [`JwksHold`] is left.
 async fn jwks(state: &State) -> Reply {
     state.jwks_fetches.fetch_add(1, Ordering::SeqCst);
-    let mut hold = state.jwks_hold.subscribe();
-    if hold.borrow_and_update().holds > 0 {
-        // Counted as waiting until answered, or until the client goes away
-        // and the request future is dropped.
-        struct Waiting<'a>(&'a tokio::sync::watch::Sender<JwksHoldState>);
-        impl Drop for Waiting<'_> {
-            fn drop(&mut self) {
-                self.0.send_modify(|hold| hold.waiting -= 1);
-            }
-        }
-        state.jwks_hold.send_modify(|hold| hold.waiting += 1);
-        let _waiting = Waiting(&state.jwks_hold);
-        // The sender lives in `state`, so this ends only when released.
-        let _ = hold.wait_for(|hold| hold.holds == 0).await;
-    }
+    while_held(&state.jwks_hold).await;
     json_reply(StatusCode::OK, &state.jwks())
 }

@@ -12,6 +12,7 @@ use super::IntrospectionValidator;
 use super::answers::Answers;
 use super::exchange::{Auth, Endpoint, Exchange, Secret};
 use super::response::Expectations;
+use super::shape::{DEFAULT_MAX_TOKEN_LENGTH, ShapeCheck, TokenShape};
 use super::validator::Inner;
 use crate::discovery::{self, UrlError, redacted};
 use crate::identity::{IdentitySource, SharedIdentity};
@@ -35,6 +36,9 @@ use crate::pool::MtlsClientPool;
 /// | [`inactive_ttl`](Self::inactive_ttl) | 10 s |
 /// | [`cache_capacity`](Self::cache_capacity) | 10 000 |
 /// | [`max_concurrent_calls`](Self::max_concurrent_calls) | 64 |
+/// | [`recheck_reserve`](Self::recheck_reserve) | an eighth of `max_concurrent_calls`, at least 1 (none with 1 call, or nothing remembered) |
+/// | [`max_token_length`](Self::max_token_length) | 4096 bytes: longer tokens are refused without a call |
+/// | [`token_shape`](Self::token_shape) | none: every token within the length is asked about |
 /// | [`root_store`](Self::root_store) or [`pool`](Self::pool) | the platform's roots |
 #[derive(Clone, Default)]
 pub struct IntrospectionValidatorBuilder {
@@ -47,6 +51,9 @@ pub struct IntrospectionValidatorBuilder {
     allow_missing_audience: bool,
     require_exp: bool,
     max_concurrent_calls: Option<usize>,
+    recheck_reserve: Option<usize>,
+    max_token_length: Option<usize>,
+    token_shape: Option<Arc<dyn TokenShape>>,
     leeway: Option<Duration>,
     timeout: Option<Duration>,
     cache_ttl: Option<Duration>,
@@ -73,6 +80,10 @@ impl fmt::Debug for IntrospectionValidatorBuilder {
             .field("audiences", &self.audiences)
             .field("allow_missing_audience", &self.allow_missing_audience)
             .field("require_exp", &self.require_exp)
+            .field("max_concurrent_calls", &self.max_concurrent_calls)
+            .field("recheck_reserve", &self.recheck_reserve)
+            .field("max_token_length", &self.max_token_length)
+            .field("token_shape", &self.token_shape.as_ref().map(|_| "set"))
             .finish_non_exhaustive()
     }
 }
@@ -234,9 +245,95 @@ impl IntrospectionValidatorBuilder {
     /// (`503` with `Retry-After`), with a `warn` event (at most one a
     /// second) and the `overloaded` outcome in the metrics, so that a flood
     /// of unknown tokens cannot open an outbound request each. Default 64;
-    /// 0 is an error from [`build`](Self::build).
+    /// 0 is an error from [`build`](Self::build). Some of them are kept
+    /// for re-checks: see [`recheck_reserve`](Self::recheck_reserve).
     pub fn max_concurrent_calls(mut self, limit: usize) -> Self {
         self.max_concurrent_calls = Some(limit);
+        self
+    }
+
+    /// How many of the [`max_concurrent_calls`](Self::max_concurrent_calls)
+    /// are kept for re-checks: calls for tokens the endpoint said were
+    /// active before (until their `exp`, or an hour after the last active
+    /// answer for a token without one; forgotten when refused), whose
+    /// remembered answer has ended. Other tokens share the rest; a
+    /// re-check takes one of the rest while there is one, and a kept one
+    /// only then.
+    ///
+    /// Anyone can send made-up tokens, and while the endpoint is slow a
+    /// flood of them holds every slot it can get: without a reserve, the
+    /// clients already using this resource server would get `503` too
+    /// each time their answer needs asking again (every
+    /// [`cache_ttl`](Self::cache_ttl)). Made-up tokens are never active, so
+    /// they never reach the reserve. A token never seen active (a client's
+    /// first request, or its new token) still gets `503` with
+    /// `Retry-After` while a flood holds the other slots: no memory can
+    /// tell it from junk of the right shape (a
+    /// [`token_shape`](Self::token_shape) narrows what junk can get a slot).
+    ///
+    /// Default: an eighth of `max_concurrent_calls`, at least 1 (8 of the
+    /// default 64). A re-check holds its slot for one round trip, and each
+    /// known token needs one at most every `cache_ttl`, so a few slots
+    /// carry many clients (8 slots at 50 ms a call are 160 re-checks a
+    /// second), while seven eighths stay for tokens not seen before. None
+    /// when `max_concurrent_calls` is 1 (the one slot must serve new
+    /// tokens), or with [`cache_capacity(0)`](Self::cache_capacity)
+    /// (nothing is remembered, so no token is known to have been active).
+    /// It must leave at least one slot for other tokens: a reserve of
+    /// `max_concurrent_calls` or more is an error from
+    /// [`build`](Self::build).
+    pub fn recheck_reserve(mut self, slots: usize) -> Self {
+        self.recheck_reserve = Some(slots);
+        self
+    }
+
+    /// The longest token, in bytes, sent to the introspection endpoint: a
+    /// longer one cannot be the authorization server's and is refused with
+    /// `401 invalid_token`
+    /// ([`UnexpectedShape`](crate::validation::TokenErrorKind::UnexpectedShape))
+    /// without a call, so that junk costs the authorization server
+    /// nothing. Default 4096, far above the opaque tokens of the servers
+    /// this crate is tested with (a few dozen bytes); 0 is an error from
+    /// [`build`](Self::build). (The alphabet needs no check here:
+    /// [`CnfValidationLayer`](crate::CnfValidationLayer) takes only an RFC
+    /// 6750 `b64token` from the `Authorization` header.)
+    pub fn max_token_length(mut self, bytes: usize) -> Self {
+        self.max_token_length = Some(bytes);
+        self
+    }
+
+    /// The shape of the authorization server's access tokens, checked
+    /// before any call: a token it refuses is `401 invalid_token`
+    /// ([`UnexpectedShape`](crate::validation::TokenErrorKind::UnexpectedShape))
+    /// at once, and costs the authorization server nothing. Default: none,
+    /// and then every token within
+    /// [`max_token_length`](Self::max_token_length) that has no remembered
+    /// answer costs one call.
+    ///
+    /// A real authorization server's opaque tokens have a fixed shape (a
+    /// length, a prefix, a checksum), and this is the place to say it: the
+    /// tighter it is, the less a flood of made-up tokens reaches the
+    /// authorization server. Junk of the right shape still costs one call
+    /// per distinct token (then its refusal is remembered for
+    /// [`inactive_ttl`](Self::inactive_ttl)).
+    ///
+    /// ```
+    /// use tower_token_binding::validation::IntrospectionValidator;
+    ///
+    /// let validator = IntrospectionValidator::builder()
+    ///     .endpoint("https://login.example.com/introspect")
+    ///     .client_id("orders-api")
+    ///     .client_secret_basic("s3cret")
+    ///     .issuer("https://login.example.com")
+    ///     .audience("https://orders.example.com")
+    ///     // This issuer's access tokens: "at_" and 40 base64url characters.
+    ///     .token_shape(|token: &str| token.len() == 43 && token.starts_with("at_"))
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = validator;
+    /// ```
+    pub fn token_shape(mut self, shape: impl TokenShape) -> Self {
+        self.token_shape = Some(Arc::new(shape));
         self
     }
 
@@ -325,6 +422,27 @@ impl IntrospectionValidatorBuilder {
             }
             Some(n) => n.min(Semaphore::MAX_PERMITS),
         };
+        let capacity = self.cache_capacity.unwrap_or(10_000);
+        let recheck_reserve = match self.recheck_reserve {
+            None if max_calls < 2 || capacity == 0 => 0,
+            None => (max_calls / 8).max(1),
+            Some(n) if n >= max_calls => {
+                return Err(IntrospectionConfigError::new(format!(
+                    "recheck_reserve ({n}) must leave at least one of the \
+                     max_concurrent_calls ({max_calls}) for other tokens"
+                )));
+            }
+            Some(n) => n,
+        };
+        let max_token_length = match self.max_token_length {
+            None => DEFAULT_MAX_TOKEN_LENGTH,
+            Some(0) => {
+                return Err(IntrospectionConfigError::new(
+                    "max_token_length must be at least 1",
+                ));
+            }
+            Some(n) => n,
+        };
         let pool = match self.pool {
             Some(pool) => pool,
             None => {
@@ -337,7 +455,7 @@ impl IntrospectionValidatorBuilder {
                 })?
             }
         };
-        let capacity = self.cache_capacity.unwrap_or(10_000);
+        let leeway = self.leeway.unwrap_or(Duration::from_secs(30)).as_secs();
         Ok(IntrospectionValidator {
             inner: Arc::new(Inner {
                 exchange: Exchange {
@@ -352,13 +470,19 @@ impl IntrospectionValidatorBuilder {
                     audiences: self.audiences,
                     require_aud: !self.allow_missing_audience,
                     require_exp: self.require_exp,
-                    leeway: self.leeway.unwrap_or(Duration::from_secs(30)).as_secs(),
+                    leeway,
+                },
+                shape: ShapeCheck {
+                    max_length: max_token_length,
+                    shape: self.token_shape,
                 },
                 cache_ttl: self.cache_ttl.unwrap_or(Duration::from_secs(60)),
                 inactive_ttl: self.inactive_ttl.unwrap_or(Duration::from_secs(10)),
-                answers: Answers::new(capacity),
-                calls: Arc::new(Semaphore::new(max_calls)),
+                answers: Answers::new(capacity, leeway),
+                calls: Arc::new(Semaphore::new(max_calls - recheck_reserve)),
+                rechecks: Arc::new(Semaphore::new(recheck_reserve)),
                 max_calls,
+                recheck_reserve,
                 last_overload_warning: AtomicU64::new(0),
                 shared: self.shared.build(),
             }),
@@ -400,7 +524,31 @@ mod tests {
         );
         assert!(err(base().audience(" ")).contains("audience"));
         assert!(err(base().max_concurrent_calls(0)).contains("max_concurrent_calls"));
+        assert!(err(base().max_token_length(0)).contains("max_token_length"));
+        assert!(err(base().recheck_reserve(64)).contains("recheck_reserve"));
+        assert!(err(base().max_concurrent_calls(4).recheck_reserve(4)).contains("recheck_reserve"));
         assert!(base().build().is_ok());
+    }
+
+    #[test]
+    fn an_eighth_of_the_calls_is_kept_for_rechecks() {
+        let reserve = |b: IntrospectionValidatorBuilder| {
+            let validator = b.build().unwrap();
+            let inner = &validator.inner;
+            assert_eq!(
+                inner.calls.available_permits() + inner.rechecks.available_permits(),
+                inner.max_calls
+            );
+            inner.recheck_reserve
+        };
+        assert_eq!(reserve(base()), 8);
+        assert_eq!(reserve(base().max_concurrent_calls(1)), 0);
+        assert_eq!(reserve(base().max_concurrent_calls(2)), 1);
+        assert_eq!(reserve(base().max_concurrent_calls(15)), 1);
+        assert_eq!(reserve(base().max_concurrent_calls(16)), 2);
+        assert_eq!(reserve(base().cache_capacity(0)), 0);
+        assert_eq!(reserve(base().recheck_reserve(0)), 0);
+        assert_eq!(reserve(base().recheck_reserve(63)), 63);
     }
 
     #[test]

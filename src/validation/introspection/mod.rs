@@ -34,9 +34,14 @@ mod validator;
 // The fleet's shared answers (L2).
 #[cfg(feature = "client")]
 mod shared;
+// Tokens refused before any call.
+#[cfg(feature = "client")]
+mod shape;
 
 #[cfg(feature = "client")]
 pub use builder::{IntrospectionConfigError, IntrospectionValidatorBuilder};
 pub use by_shape::{JwtOrIntrospection, JwtOrIntrospectionFuture};
+#[cfg(feature = "client")]
+pub use shape::TokenShape;
 #[cfg(feature = "client")]
 pub use validator::{IntrospectionFuture, IntrospectionValidator};

@@ -13,6 +13,7 @@ use super::answers::{Answers, InFlight, Lookup};
 use super::builder::IntrospectionValidatorBuilder;
 use super::exchange::Exchange;
 use super::response::{Expectations, Refused, check_answer};
+use super::shape::ShapeCheck;
 use crate::metrics::{Introspection, Validator};
 use crate::validation::cache::{TokenDigest, digest};
 use crate::validation::{TokenError, TokenErrorKind, ValidateToken, VerifiedToken};
@@ -59,6 +60,18 @@ use crate::validation::{TokenError, TokenErrorKind, ValidateToken, VerifiedToken
 /// [`max_concurrent_calls`](IntrospectionValidatorBuilder::max_concurrent_calls)
 /// calls (default 64) are in flight: a token that would need one more gets
 /// [`TokenErrorKind::IntrospectionUnavailable`] at once, without a call.
+/// An eighth of them
+/// ([`recheck_reserve`](IntrospectionValidatorBuilder::recheck_reserve))
+/// is kept for re-checks, tokens the endpoint said were active before
+/// whose remembered answer has ended, so that a flood of made-up tokens
+/// cannot keep the clients this resource server knows out; a token never
+/// seen active still gets `503` while the flood holds the other slots.
+///
+/// Before any call, a token that cannot be the issuer's is refused with
+/// [`TokenErrorKind::UnexpectedShape`] (`401 invalid_token`): longer than
+/// [`max_token_length`](IntrospectionValidatorBuilder::max_token_length)
+/// (default 4 KiB), or refused by the issuer's
+/// [`token_shape`](IntrospectionValidatorBuilder::token_shape).
 ///
 /// An endpoint that is down, slower than the
 /// [timeout](IntrospectionValidatorBuilder::timeout) (default 5 s), or that
@@ -93,13 +106,20 @@ pub struct IntrospectionValidator {
 pub(super) struct Inner {
     pub(super) exchange: Exchange,
     pub(super) expect: Expectations,
+    /// What is refused before any call.
+    pub(super) shape: ShapeCheck,
     pub(super) cache_ttl: Duration,
     pub(super) inactive_ttl: Duration,
     pub(super) answers: Answers,
-    /// One permit per call in flight
-    /// ([`max_concurrent_calls`](IntrospectionValidatorBuilder::max_concurrent_calls)).
+    /// One permit per call in flight, for any token: the
+    /// [`max_concurrent_calls`](IntrospectionValidatorBuilder::max_concurrent_calls)
+    /// less the [`recheck_reserve`](IntrospectionValidatorBuilder::recheck_reserve).
     pub(super) calls: Arc<Semaphore>,
+    /// The permits kept for re-checks: calls for tokens the endpoint said
+    /// were active before, taken when `calls` has none left.
+    pub(super) rechecks: Arc<Semaphore>,
     pub(super) max_calls: usize,
+    pub(super) recheck_reserve: usize,
     /// When (Unix seconds) the last "too many calls" warning went out: at
     /// most one a second.
     pub(super) last_overload_warning: AtomicU64,
@@ -135,6 +155,9 @@ impl fmt::Debug for IntrospectionValidator {
             .field("cache_ttl", &inner.cache_ttl)
             .field("inactive_ttl", &inner.inactive_ttl)
             .field("max_concurrent_calls", &inner.max_calls)
+            .field("recheck_reserve", &inner.recheck_reserve)
+            .field("max_token_length", &inner.shape.max_length)
+            .field("token_shape", &inner.shape.shape.as_ref().map(|_| "set"))
             .finish_non_exhaustive()
     }
 }
@@ -181,6 +204,22 @@ impl IntrospectionValidator {
         .boxed()
         .shared();
         (call, in_flight)
+    }
+
+    /// A call slot for the token: any free one, else, for a token the
+    /// endpoint said was active before (a re-check), one of those kept for
+    /// re-checks; else the refusal of [`overloaded`](Self::overloaded).
+    fn permit(&self, key: &TokenDigest, now: u64) -> Result<OwnedSemaphorePermit, TokenError> {
+        let inner = &self.inner;
+        if let Ok(permit) = inner.calls.clone().try_acquire_owned() {
+            return Ok(permit);
+        }
+        if inner.recheck_reserve > 0 && inner.answers.was_active(key, now) {
+            if let Ok(permit) = inner.rechecks.clone().try_acquire_owned() {
+                return Ok(permit);
+            }
+        }
+        Err(self.overloaded(now))
     }
 
     /// The refusal when `max_concurrent_calls` calls are in flight already:
@@ -277,6 +316,12 @@ impl ValidateToken for IntrospectionValidator {
     type Future = IntrospectionFuture;
 
     fn validate(&self, token: &str) -> IntrospectionFuture {
+        // What cannot be the issuer's costs it nothing: no call, no slot,
+        // no remembered refusal (nor the digest of a huge token).
+        if let Err(error) = self.inner.shape.check(token) {
+            crate::metrics::introspection_call(Introspection::UnexpectedShape);
+            return IntrospectionFuture::ready(Err(error));
+        }
         let key = digest(token);
         let now = now();
         if let Some(known) = self.inner.answers.remembered(&key, now) {
@@ -293,12 +338,7 @@ impl ValidateToken for IntrospectionValidator {
         };
         let mut call = None;
         let lookup = self.inner.answers.lookup_or_start(key, now, || {
-            let permit = self
-                .inner
-                .calls
-                .clone()
-                .try_acquire_owned()
-                .map_err(|_| self.overloaded(now))?;
+            let permit = self.permit(&key, now)?;
             let (task, in_flight) = self.start_call(token.to_owned(), key, permit);
             call = Some(task);
             Ok(in_flight)
@@ -416,6 +456,44 @@ mod tests {
         // The request that waited hears that there is no answer.
         let error = waiting.now_or_never().expect("answered").unwrap_err();
         assert_eq!(error.kind(), TokenErrorKind::IntrospectionUnavailable);
+    }
+
+    #[test]
+    fn slots_kept_for_tokens_active_before() {
+        let validator = IntrospectionValidator::builder()
+            .endpoint("https://127.0.0.1:9/introspect")
+            .client_id("rs")
+            .client_secret_basic("s3cret")
+            .issuer("https://as.example")
+            .audience("https://api.example")
+            .max_concurrent_calls(3)
+            .recheck_reserve(1)
+            .build()
+            .unwrap();
+        let inner = &validator.inner;
+        let known = digest("known");
+        let active = VerifiedToken::from_claims(serde_json::Map::new()).unwrap();
+        inner.answers.remember_active(known, active, 0, now());
+        let now = now();
+        // Two slots for any token; the third only for a re-check.
+        let junk: Vec<_> = (0..2)
+            .map(|i| validator.permit(&digest(&format!("junk{i}")), now))
+            .collect();
+        assert!(junk.iter().all(Result::is_ok));
+        let refused = validator.permit(&digest("junk2"), now).unwrap_err();
+        assert_eq!(refused.kind(), TokenErrorKind::IntrospectionUnavailable);
+        let recheck = validator.permit(&known, now).expect("a kept slot");
+        // The kept slot is taken: the next re-check waits like the others.
+        assert!(validator.permit(&known, now).is_err());
+        drop(recheck);
+        assert!(validator.permit(&known, now).is_ok());
+        // A re-check takes a free slot of the rest first.
+        drop(junk);
+        let first = validator.permit(&known, now).unwrap();
+        let second = validator.permit(&known, now).unwrap();
+        assert_eq!(inner.calls.available_permits(), 0);
+        assert_eq!(inner.rechecks.available_permits(), 1);
+        drop((first, second));
     }
 
     #[tokio::test]
