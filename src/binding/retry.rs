@@ -397,6 +397,25 @@ mod tests {
         assert_eq!(nonce(&[]), None);
     }
 
+    /// RFC 9110 section 11.2: `auth-param = token BWS "=" BWS ( token /
+    /// quoted-string )`. A server that writes `error = "invalid_token"`
+    /// (spaces around `=`, as `pop_challenge_nonce` already accepts for
+    /// `nonce`) is not understood: the rejected token is neither dropped
+    /// nor retried, and every request until it expires sends it again.
+    #[test]
+    fn invalid_token_with_spaces_around_the_equals_sign_is_recognised() {
+        for value in [
+            "Bearer error = \"invalid_token\"",
+            "Bearer error= invalid_token",
+            "DPoP algs=\"ES256\", error =\"invalid_token\"",
+        ] {
+            assert!(says_invalid_token(&headers(&[value])), "{value}");
+        }
+        assert!(says_use_dpop_nonce(&headers(&[
+            "DPoP error = \"use_dpop_nonce\""
+        ])));
+    }
+
     #[test]
     fn recognises_use_dpop_nonce_challenges() {
         assert!(says_use_dpop_nonce(&headers(&[

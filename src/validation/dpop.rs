@@ -282,6 +282,24 @@ mod tests {
         );
     }
 
+    /// `same_authority` compares `port_u16()`, which is `None` both for no
+    /// port and for a port that does not fit in 16 bits: an absolute-form
+    /// target `https://api.example:99999/a` (or `:65979`) counts as the
+    /// same authority as `Host: api.example`, so the documented rule "an
+    /// absolute-form target whose authority is not Host's matches no
+    /// proof" does not hold, and the htu built from it then passes a proof
+    /// for `https://api.example/a` (the port again read as 443).
+    #[test]
+    fn a_target_port_out_of_range_is_not_hosts_authority() {
+        for target in ["https://api.example:99999/a", "https://api.example:65979/a"] {
+            let request = Request::get(target)
+                .header(header::HOST, "api.example")
+                .body(())
+                .unwrap();
+            assert_eq!(htu(request, None), None, "{target}");
+        }
+    }
+
     #[test]
     fn one_proof_header() {
         let mut headers = HeaderMap::new();
