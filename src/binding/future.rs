@@ -8,7 +8,7 @@ use pin_project_lite::pin_project;
 use tower::Service;
 
 use super::layer::Settings;
-use super::retry::{pop_challenge_nonce, says_invalid_token};
+use super::retry::says_invalid_token;
 use super::service::{NonceOrigin, NonceRemembered, UsedToken, authorize};
 use crate::token::{Acquire, BoxError, CachedToken, TokenCache};
 
@@ -129,9 +129,13 @@ where
                     origin,
                 } => {
                     let mut response = ready!(future.poll(cx)).map_err(Into::into)?;
+                    let mut nonce_taken = false;
+                    let mut sent_server_nonce = false;
                     if let Some(origin) = origin.take() {
                         // A response may carry the origin's next nonce.
+                        sent_server_nonce = origin.server_nonce;
                         if origin.remember(&response) {
+                            nonce_taken = true;
                             response.extensions_mut().insert(NonceRemembered);
                         }
                     }
@@ -140,11 +144,15 @@ where
                         if response.status() == StatusCode::UNAUTHORIZED {
                             // Rejected: dropped here, once per token, so
                             // that any retry layer outside gets a new one.
-                            // A PoP challenge with a nonce is about the
-                            // nonce, whatever its error says.
+                            // A PoP challenge that gives a nonce to a
+                            // request that had none of the server's is
+                            // about the nonce, whatever its error says;
+                            // one to a request that carried the server's
+                            // nonce is about the token.
                             let headers = response.headers();
                             let about_nonce = token.token().pop_requests().is_some()
-                                && pop_challenge_nonce(headers).is_some();
+                                && nonce_taken
+                                && !sent_server_nonce;
                             if says_invalid_token(headers) && !about_nonce {
                                 cache.invalidate(sent);
                             }

@@ -247,13 +247,15 @@ fn says(headers: &HeaderMap, schemes: &[&str], code: &str) -> bool {
         .filter_map(|v| v.to_str().ok())
         .any(|value| {
             let lower = value.to_ascii_lowercase();
-            let quoted = format!("error=\"{code}\"");
-            let bare = format!("error={code}");
             challenges(&lower).any(|(scheme, params)| {
                 schemes.contains(&scheme)
                     && split_outside_quotes(params).into_iter().any(|(_, param)| {
-                        let param = param.trim();
-                        param == quoted || param == bare
+                        // `error = "code"`: spaces around `=` are allowed
+                        // (RFC 9110's BWS).
+                        param.split_once('=').is_some_and(|(name, value)| {
+                            name.trim() == "error"
+                                && param_value(value.trim()).is_some_and(|v| v == code)
+                        })
                     })
             })
         })
@@ -395,6 +397,25 @@ mod tests {
         assert_eq!(nonce(&["PoP nonce=n1", "PoP nonce=n2"]), None);
         assert_eq!(nonce(&["PoP"]), None);
         assert_eq!(nonce(&[]), None);
+    }
+
+    /// RFC 9110 section 11.2: `auth-param = token BWS "=" BWS ( token /
+    /// quoted-string )`. A server that writes `error = "invalid_token"`
+    /// (spaces around `=`, as `pop_challenge_nonce` already accepts for
+    /// `nonce`) is not understood: the rejected token is neither dropped
+    /// nor retried, and every request until it expires sends it again.
+    #[test]
+    fn invalid_token_with_spaces_around_the_equals_sign_is_recognised() {
+        for value in [
+            "Bearer error = \"invalid_token\"",
+            "Bearer error= invalid_token",
+            "DPoP algs=\"ES256\", error =\"invalid_token\"",
+        ] {
+            assert!(says_invalid_token(&headers(&[value])), "{value}");
+        }
+        assert!(says_use_dpop_nonce(&headers(&[
+            "DPoP error = \"use_dpop_nonce\""
+        ])));
     }
 
     #[test]

@@ -89,6 +89,10 @@ where
 pub(crate) struct NonceOrigin {
     pub(crate) keys: NonceKeys,
     pub(crate) uri: Uri,
+    /// The request carried a nonce the server gave (a PoP SHR signed with
+    /// the origin's server nonce): a challenge to it is not about a
+    /// missing nonce.
+    pub(crate) server_nonce: bool,
 }
 
 /// Whose nonces a response's nonce is for.
@@ -140,10 +144,12 @@ pub(crate) fn authorize<B>(
     }
     if settings.scheme == Scheme::Pop {
         if let Some(shrs) = token.token().pop_requests() {
+            let server_nonce = shrs.nonces().get(request.uri()).is_some();
             authorize_pop(request, token, shrs, settings)?;
             return Ok(Some(NonceOrigin {
                 keys: NonceKeys::Pop(shrs.clone()),
                 uri: request.uri().clone(),
+                server_nonce,
             }));
         }
     }
@@ -215,6 +221,7 @@ fn authorize_dpop<B>(
     Ok(NonceOrigin {
         keys: NonceKeys::Dpop(proofs.clone()),
         uri: request.uri().clone(),
+        server_nonce: false,
     })
 }
 

@@ -56,7 +56,8 @@ impl InsecureTransport {
         self.scheme
     }
 
-    /// The request URI's scheme (`http`, ...).
+    /// The request URI's scheme (`http`, ...), or `CONNECT` for an
+    /// authority-form target (a tunnel).
     pub fn uri_scheme(&self) -> &str {
         &self.uri_scheme
     }
@@ -87,6 +88,16 @@ pub(crate) fn check(
     http_to_loopback: bool,
 ) -> Result<(), InsecureTransport> {
     let Some(uri_scheme) = uri.scheme_str() else {
+        // Origin-form (`/path`): the inner service's transport. An
+        // authority-form target (`CONNECT host:port`) opens a tunnel over
+        // plain TCP: refused.
+        if let Some(authority) = uri.authority() {
+            return Err(InsecureTransport {
+                scheme,
+                uri_scheme: "CONNECT".to_owned(),
+                host: authority.host().to_owned(),
+            });
+        }
         return Ok(());
     };
     if uri_scheme.eq_ignore_ascii_case("https") {

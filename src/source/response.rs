@@ -71,11 +71,12 @@ pub(super) fn read_token(
     }
 }
 
-/// The lifetime an `expires_in` says: a non-negative number of seconds
-/// (JSON number, or a string of decimal digits as some servers send), not
-/// `0` (a token already expired: refused, so the cache backs off rather
-/// than fetching for every request) and at most `max`, so that the expiry
-/// is always a representable instant and the token is refreshed.
+/// The lifetime an `expires_in` says: a number of seconds (JSON number,
+/// or a string of decimal digits as some servers send), at least 1 (`0`,
+/// or a fraction of a second, is a token expired on arrival: refused, so
+/// the cache backs off rather than fetching for every request) and at most
+/// `max`, so that the expiry is always a representable instant and the
+/// token is refreshed.
 fn expires_in(value: &Value, max: Duration) -> Result<Duration, String> {
     let seconds = match value {
         Value::Number(n) => n
@@ -92,16 +93,18 @@ fn expires_in(value: &Value, max: Duration) -> Result<Duration, String> {
         Value::String(_) => return Err("expires_in is not a string of digits".to_owned()),
         _ => return Err("expires_in is not a number".to_owned()),
     };
-    if seconds == 0.0 {
-        return Err("expires_in is 0: the token is expired already".to_owned());
-    }
-    if seconds > max.as_secs_f64() {
+    if seconds < 1.0 {
         return Err(format!(
-            "expires_in is {seconds} s, more than the {} s allowed (max_expires_in)",
-            max.as_secs()
+            "expires_in is {seconds}: the token is expired on arrival"
         ));
     }
-    Ok(Duration::from_secs_f64(seconds))
+    match Duration::try_from_secs_f64(seconds) {
+        Ok(lifetime) if lifetime <= max => Ok(lifetime),
+        _ => Err(format!(
+            "expires_in is {seconds} s, more than the {} s allowed (max_expires_in)",
+            max.as_secs()
+        )),
+    }
 }
 
 /// Checks that a token asked for with a certificate is bound to it.

@@ -34,12 +34,11 @@ use super::{
 ///   under; when the source's key changes (a renewed certificate), the old
 ///   token is never served again.
 /// - **Rejections**: [`invalidate`](Self::invalidate) drops a token a
-///   server rejected, once per token. The first rejection is refetched at
-///   once (a key rotated at the issuer); when the new token is rejected
-///   too, the next fetch waits for the backoff, doubled with each further
-///   rejection, and callers meanwhile get
-///   [`Rejected`](TokenUnavailableKind::Rejected) without a fetch. A token
-///   the server accepts ([`accepted`](Self::accepted)) ends the streak.
+///   server rejected, once per token and at most once per backoff: the
+///   first drop is at once (a key rotated at the issuer), and a rejection
+///   within the backoff after a drop keeps the token, doubled with each
+///   drop in a row; a token the server accepts
+///   ([`accepted`](Self::accepted)) ends the streak.
 /// - **Shared** ([`TokenCacheBuilder::shared`]): with a
 ///   [`SharedTokenCache`] under it, a fetch first looks there, and one
 ///   process of a fleet fetches for all (see [`shared`](super::shared)).
@@ -89,6 +88,8 @@ struct Flight {
     failures: u32,
     retry_at: Option<Instant>,
     last_error: Option<TokenUnavailable>,
+    /// No rejected token is dropped before this (after a drop).
+    drops_paced_until: Option<Instant>,
 }
 
 /// What a caller that missed the fast path gets under the flight lock.
@@ -501,7 +502,10 @@ impl TokenCache {
                     .current
                     .write()
                     .unwrap_or_else(|p| p.into_inner()) = Some(entry.clone());
-                *flight = Flight::default();
+                *flight = Flight {
+                    drops_paced_until: flight.drops_paced_until,
+                    ..Flight::default()
+                };
                 drop(flight);
                 tracing::debug!(key = ?entry.key, "access token fetched");
                 Ok(entry)
@@ -530,21 +534,21 @@ impl TokenCache {
     /// token already replaced is left alone, so many rejections of one token
     /// lead to one new fetch.
     ///
-    /// Rejections pace the fetches: the first since a token was
-    /// [accepted](Self::accepted) lets the next request fetch at once; each
-    /// further one makes the next fetch wait for the cache's backoff (500 ms
-    /// by default, doubled each time, at most 30 s), during which callers
-    /// get [`Rejected`](TokenUnavailableKind::Rejected) without a fetch. A
-    /// server that refuses every token thus costs the authorization server
-    /// one fetch per backoff, never one per request.
+    /// Drops are paced: the first since a token was
+    /// [accepted](Self::accepted) happens at once (a key rotated at the
+    /// issuer, a revoked token); after each drop, a rejection within the
+    /// cache's backoff (500 ms by default, doubled with each drop in a row,
+    /// at most 30 s) leaves the token cached, and the request that carried
+    /// it simply keeps its `401`. A server that refuses every token (or
+    /// one API of several that share the token) thus costs the
+    /// authorization server one fetch per backoff, never one per request,
+    /// and never keeps the other APIs from the token they accept.
     ///
     /// With a shared cache, the token is never taken from it again either.
     pub fn invalidate(&self, token: &AccessToken) -> bool {
-        if let Some(tier) = &self.inner.shared {
-            tier.reject(token);
-        }
         // The flight lock first, then `current`, as everywhere.
         let mut flight = self.lock_flight();
+        let now = Instant::now();
         let mut current = self
             .inner
             .current
@@ -556,24 +560,27 @@ impl TokenCache {
         {
             return false;
         }
+        if flight.drops_paced_until.is_some_and(|until| now < until) {
+            tracing::debug!("access token rejected again within the backoff; kept for now");
+            return false;
+        }
         *current = None;
         drop(current);
+        if let Some(tier) = &self.inner.shared {
+            tier.reject(token);
+        }
         let streak = self.inner.rejections.fetch_add(1, Ordering::Relaxed) + 1;
+        let config = &self.inner.config;
+        let backoff = config
+            .min_backoff
+            .saturating_mul(1u32 << (streak - 1).min(16))
+            .min(config.max_backoff);
+        flight.drops_paced_until = Some(now + backoff);
         if streak > 1 {
-            let config = &self.inner.config;
-            let backoff = config
-                .min_backoff
-                .saturating_mul(1u32 << (streak - 2).min(16))
-                .min(config.max_backoff);
-            flight.retry_at = Some(Instant::now() + backoff);
-            flight.last_error = Some(TokenUnavailable::new(
-                TokenUnavailableKind::Rejected,
-                Some(format!("{streak} tokens rejected in a row").into()),
-            ));
             tracing::warn!(
                 rejected = streak,
                 backoff_ms = backoff.as_millis() as u64,
-                "the resource server rejected another new access token; waiting before fetching again"
+                "the resource server rejected another new access token; the next one is dropped no sooner than the backoff"
             );
         } else {
             tracing::debug!("access token invalidated");
@@ -581,8 +588,9 @@ impl TokenCache {
         true
     }
 
-    /// Notes that a server accepted `token` (answered other than `401`):
-    /// a streak of rejections ends, and fetches are no longer paced by it.
+    /// Notes that a server accepted `token` (answered other than `401`): a
+    /// streak of rejections ends, so the next drop's backoff starts again
+    /// from the shortest (the drop right after one is still paced).
     /// [`TokenBindingLayer`](crate::TokenBindingLayer) calls it for each
     /// answer; it costs one atomic load when there is no streak.
     pub fn accepted(&self, token: &AccessToken) {
@@ -651,8 +659,14 @@ trait DynSource: Send + Sync + 'static {
 }
 
 impl<S: TokenSource> DynSource for S {
+    /// The source's fetch, a panic in it an error: the one shared fetch
+    /// must end with an answer, or every caller waiting on it (and every
+    /// later one) would panic too.
     fn fetch(&self) -> BoxFuture<'static, Result<Token, BoxError>> {
-        TokenSource::fetch(self).boxed()
+        std::panic::AssertUnwindSafe(TokenSource::fetch(self))
+            .catch_unwind()
+            .map(|outcome| outcome.unwrap_or_else(|_| Err("the token source panicked".into())))
+            .boxed()
     }
 
     fn cache_key(&self) -> CacheKey {

@@ -32,10 +32,6 @@ pub enum TokenUnavailableKind {
     /// [`Scheme::Pop`](crate::binding::Scheme::Pop) needs a token bound to
     /// a PoP key, and the source returned one that is not.
     NotPopBound,
-    /// The resource server rejected the last tokens as `invalid_token`, one
-    /// after another, and the cache is waiting before it fetches another
-    /// ([`TokenCache::invalidate`](super::TokenCache::invalidate)).
-    Rejected,
 }
 
 impl TokenUnavailable {
@@ -46,16 +42,9 @@ impl TokenUnavailable {
         }
     }
 
-    /// This error, for a caller turned away while the cache backs off: a
-    /// rejection stays one, a failed fetch becomes
-    /// [`BackingOff`](TokenUnavailableKind::BackingOff).
     pub(crate) fn backing_off(&self) -> Self {
-        let kind = match self.kind {
-            TokenUnavailableKind::Rejected => TokenUnavailableKind::Rejected,
-            _ => TokenUnavailableKind::BackingOff,
-        };
         Self {
-            kind,
+            kind: TokenUnavailableKind::BackingOff,
             source: self.source.clone(),
         }
     }
@@ -81,9 +70,6 @@ impl fmt::Display for TokenUnavailable {
             }
             TokenUnavailableKind::NotPopBound => {
                 "the token source returned a token not bound to a PoP key, and the PoP scheme needs one"
-            }
-            TokenUnavailableKind::Rejected => {
-                "the resource server rejected the last access tokens as invalid_token; waiting before fetching another"
             }
         })?;
         if let Some(source) = &self.source {

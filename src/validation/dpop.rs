@@ -137,8 +137,17 @@ pub(crate) fn absolute_uri<B>(
 /// port (443 when none is given: without a public origin the scheme is
 /// taken to be `https`).
 fn same_authority(a: &Authority, b: &Authority) -> bool {
-    a.host().eq_ignore_ascii_case(b.host())
-        && a.port_u16().unwrap_or(443) == b.port_u16().unwrap_or(443)
+    // The port as written (`Authority::port` has none for `:99999`); a
+    // port that is not a u16 matches nothing.
+    let port = |x: &Authority| {
+        let text = x.as_str();
+        let tail = text.rfind(']').map_or(text, |at| &text[at + 1..]);
+        match tail.rsplit_once(':') {
+            Some((_, port)) => port.parse::<u16>().ok(),
+            None => Some(443),
+        }
+    };
+    a.host().eq_ignore_ascii_case(b.host()) && port(a).is_some() && port(a) == port(b)
 }
 
 /// Checks the proof of a request sent with `Authorization: DPoP <token>`:
@@ -280,6 +289,24 @@ mod tests {
             htu(request, Some("https://api.example")).as_deref(),
             Some("https://api.example/a")
         );
+    }
+
+    /// `same_authority` compares `port_u16()`, which is `None` both for no
+    /// port and for a port that does not fit in 16 bits: an absolute-form
+    /// target `https://api.example:99999/a` (or `:65979`) counts as the
+    /// same authority as `Host: api.example`, so the documented rule "an
+    /// absolute-form target whose authority is not Host's matches no
+    /// proof" does not hold, and the htu built from it then passes a proof
+    /// for `https://api.example/a` (the port again read as 443).
+    #[test]
+    fn a_target_port_out_of_range_is_not_hosts_authority() {
+        for target in ["https://api.example:99999/a", "https://api.example:65979/a"] {
+            let request = Request::get(target)
+                .header(header::HOST, "api.example")
+                .body(())
+                .unwrap();
+            assert_eq!(htu(request, None), None, "{target}");
+        }
     }
 
     #[test]

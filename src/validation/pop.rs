@@ -5,7 +5,7 @@ use std::time::SystemTime;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use http::{Request, Uri};
+use http::Request;
 
 use super::BufferedBody;
 use super::dpop::absolute_uri;
@@ -29,9 +29,15 @@ pub(crate) fn verify<B>(
     shr: &str,
 ) -> Result<VerifiedShr, Rejection> {
     let path_and_query = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
-    // Without an authority, a relative URI: no SHR matches it.
-    let uri = absolute_uri(request, settings.public_origin.as_ref(), path_and_query)
-        .unwrap_or_else(|| Uri::from_static("/"));
+    // Without a usable authority (none, user info in Host, a target that
+    // is not Host's) no SHR can match: refused here, never checked against
+    // a stand-in URI.
+    let Some(uri) = absolute_uri(request, settings.public_origin.as_ref(), path_and_query) else {
+        return Err(Rejection::shr(
+            ShrError::new(ShrErrorKind::HostMismatch)
+                .with_detail("the request names no usable authority"),
+        ));
+    };
     verifier
         .verify(
             shr,

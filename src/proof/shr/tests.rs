@@ -574,12 +574,37 @@ fn q_does_not_cover_a_repeated_parameter() {
     .unwrap_err();
     assert_eq!(err.kind(), ShrErrorKind::QueryMismatch, "{err}");
 
-    // Names that differ only in case are two parameters in a query, but
-    // q may not list both.
+    // Names that differ only in case are two parameters, as our signer
+    // and every query parser take them.
     let target = uri("https://api.example/whoami?a=1&A=2");
     let shr = signed_with(&key, &target, json!({"q": query_claim("a=1&A=2")}));
+    verify_get(&ShrVerifier::new(), &shr, &target).unwrap();
+
+    // A covered name repeated in another spelling is still repeated: an
+    // application decodes `%61mount` and `amoun%74` to `amount`.
+    for query in [
+        "amount=1&%61mount=1000000",
+        "amount=1&amoun%74=1000000",
+        "%61%6d%6f%75%6e%74=1000000&amount=1",
+    ] {
+        let target = uri(&format!("https://api.example/pay?{query}"));
+        let shr = signed_with(&key, &target, json!({"q": query_claim("amount=1")}));
+        let err = verify_get(&ShrVerifier::new(), &shr, &target).unwrap_err();
+        assert_eq!(err.kind(), ShrErrorKind::QueryMismatch, "{query}: {err}");
+    }
+    // And q listing one name in two spellings names it twice.
+    let target = uri("https://api.example/pay?amount=1&%61mount=2");
+    let shr = signed_with(
+        &key,
+        &target,
+        json!({"q": query_claim("amount=1&%61mount=2")}),
+    );
     let err = verify_get(&ShrVerifier::new(), &shr, &target).unwrap_err();
     assert_eq!(err.kind(), ShrErrorKind::QueryMismatch, "{err}");
+    // An escaped name covered as the request spells it is fine.
+    let target = uri("https://api.example/pay?a%20b=1");
+    let shr = signed_with(&key, &target, json!({"q": query_claim("a%20b=1")}));
+    verify_get(&ShrVerifier::new(), &shr, &target).unwrap();
 }
 
 #[test]

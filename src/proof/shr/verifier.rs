@@ -1,3 +1,4 @@
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -378,19 +379,25 @@ impl ShrVerifier {
         };
         let (names, hash_claimed) = names_and_hash(q, self.max_covered_names)
             .ok_or_else(|| ShrError::missing_claim("q"))?;
-        if has_duplicates(&names) {
-            return Err(mismatch("q names a parameter twice"));
+        // Names are compared as an application reads them, decoded
+        // (`%61mount` and `amount` are one parameter to `form_urlencoded`
+        // and axum's `Query`), and case-sensitively.
+        let mut listed: HashMap<Cow<'_, str>, Covered<'_>> = HashMap::with_capacity(names.len());
+        for name in &names {
+            if listed
+                .insert(form_decoded(name), Covered::default())
+                .is_some()
+            {
+                return Err(mismatch("q names a parameter twice"));
+            }
         }
-        // One pass over the query, looking each pair's name up among the
-        // names q lists (at most `max_covered_names`): each listed name's
-        // first value and how often it appears.
-        let mut listed: HashMap<&str, (Option<&str>, usize)> =
-            names.iter().map(|name| (*name, (None, 0))).collect();
+        // One pass over the query: each listed name's first spelling and
+        // value, and how often it appears in any spelling.
         for (name, value) in query_pairs(query) {
-            match listed.get_mut(name) {
-                Some((first, times)) => {
-                    first.get_or_insert(value);
-                    *times += 1;
+            match listed.get_mut(&form_decoded(name)) {
+                Some(covered) => {
+                    covered.first.get_or_insert((name, value));
+                    covered.times += 1;
                 }
                 None if self.require_query => {
                     return Err(mismatch("q does not cover every query parameter"));
@@ -400,10 +407,15 @@ impl ShrVerifier {
         }
         let mut input = String::with_capacity(query.len());
         for (i, name) in names.iter().enumerate() {
-            let (value, times) = listed.get(name).copied().unwrap_or_default();
-            let value = value.ok_or_else(|| mismatch("q names a parameter the request lacks"))?;
-            if times > 1 {
+            let covered = listed.get(&form_decoded(name)).copied().unwrap_or_default();
+            let (spelled, value) = covered
+                .first
+                .ok_or_else(|| mismatch("q names a parameter the request lacks"))?;
+            if covered.times > 1 {
                 return Err(mismatch("q names a parameter the request repeats"));
+            }
+            if spelled != *name {
+                return Err(mismatch("q names a parameter the request spells otherwise"));
             }
             if i > 0 {
                 input.push('&');
@@ -466,6 +478,43 @@ impl ShrVerifier {
     }
 }
 
+/// A name `q` lists, as the request has it.
+#[derive(Clone, Copy, Default)]
+struct Covered<'a> {
+    /// The first pair with that name: its spelling and value, raw.
+    first: Option<(&'a str, &'a str)>,
+    /// How many pairs have that name, in any spelling.
+    times: usize,
+}
+
+/// A query parameter's name as `application/x-www-form-urlencoded` decodes
+/// it (`+` a space, percent-escapes undone, invalid UTF-8 replaced);
+/// borrowed when there is nothing to decode.
+fn form_decoded(name: &str) -> Cow<'_, str> {
+    if !name.contains(['%', '+']) {
+        return Cow::Borrowed(name);
+    }
+    let bytes = name.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |at: usize| bytes.get(at).and_then(|b| char::from(*b).to_digit(16));
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => match (hex(i + 1), hex(i + 2)) {
+                (Some(hi), Some(lo)) => {
+                    out.push(((hi << 4) | lo) as u8);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            byte => out.push(byte),
+        }
+        i += 1;
+    }
+    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
+}
+
 /// `[[names...], "hash"]`, with at most `max` names.
 fn names_and_hash(value: &Value, max: usize) -> Option<(Vec<&str>, &str)> {
     let [Value::Array(names), Value::String(hash)] = value.as_array()?.as_slice() else {
@@ -491,10 +540,6 @@ fn distinct_lower_case(names: &[&str]) -> Option<HashSet<String>> {
         }
     }
     Some(seen)
-}
-
-fn has_duplicates(names: &[&str]) -> bool {
-    distinct_lower_case(names).is_none()
 }
 
 /// Whether `u` names the request's host and port.
