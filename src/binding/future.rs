@@ -154,7 +154,7 @@ where
                                 && nonce_taken
                                 && !sent_server_nonce;
                             if says_invalid_token(headers) && !about_nonce {
-                                cache.invalidate(sent);
+                                cache.reject(sent);
                             }
                             response.extensions_mut().insert(UsedToken(token));
                         } else if !response.status().is_server_error() {

@@ -142,7 +142,7 @@ impl<B: Clone, ResBody, E> Policy<Request<B>, Response<ResBody>, E> for InvalidT
         }
         self.cache
             .as_ref()?
-            .invalidate(used.0.token().access_token());
+            .reject(used.0.token().access_token());
         self.attempts -= 1;
         crate::metrics::client_retry(crate::metrics::Retry::InvalidToken);
         tracing::debug!(

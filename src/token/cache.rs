@@ -33,12 +33,12 @@ use super::{
 /// - **Keys**: a token is served only under the [`CacheKey`] it was fetched
 ///   under; when the source's key changes (a renewed certificate), the old
 ///   token is never served again.
-/// - **Rejections**: [`invalidate`](Self::invalidate) drops a token a
-///   server rejected, once per token and at most once per backoff: the
-///   first drop is at once (a key rotated at the issuer), and a rejection
-///   within the backoff after a drop keeps the token, doubled with each
-///   drop in a row; a token the server accepts
-///   ([`accepted`](Self::accepted)) ends the streak.
+/// - **Rejections**: a token a server rejects is dropped once per token
+///   and at most once per backoff: the first drop is at once (a key
+///   rotated at the issuer), and a rejection within the backoff after a
+///   drop keeps the token, the backoff doubled with each drop in a row; a
+///   token the server accepts ([`accepted`](Self::accepted)) ends the
+///   streak. [`invalidate`](Self::invalidate) drops a token at once.
 /// - **Shared** ([`TokenCacheBuilder::shared`]): with a
 ///   [`SharedTokenCache`] under it, a fetch first looks there, and one
 ///   process of a fleet fetches for all (see [`shared`](super::shared)).
@@ -529,23 +529,35 @@ impl TokenCache {
         }
     }
 
-    /// Drops `token` if it is the one cached (a server rejected it), so that
-    /// the next request fetches a new one. Returns whether it was dropped; a
-    /// token already replaced is left alone, so many rejections of one token
-    /// lead to one new fetch.
+    /// Drops `token` if it is the one cached, now, so that the next request
+    /// fetches a new one. Returns whether it was dropped; a token already
+    /// replaced is left alone, so many calls for one token lead to one new
+    /// fetch. With a shared cache, the token is never taken from it again
+    /// either.
     ///
-    /// Drops are paced: the first since a token was
+    /// This is the explicit drop, for a caller that knows the token is bad.
+    /// The drops [`TokenBindingLayer`](crate::TokenBindingLayer) and
+    /// [`InvalidTokenRetry`](crate::binding::InvalidTokenRetry) make on a
+    /// `401 invalid_token` are paced instead: the first since a token was
     /// [accepted](Self::accepted) happens at once (a key rotated at the
-    /// issuer, a revoked token); after each drop, a rejection within the
-    /// cache's backoff (500 ms by default, doubled with each drop in a row,
-    /// at most 30 s) leaves the token cached, and the request that carried
-    /// it simply keeps its `401`. A server that refuses every token (or
-    /// one API of several that share the token) thus costs the
-    /// authorization server one fetch per backoff, never one per request,
-    /// and never keeps the other APIs from the token they accept.
-    ///
-    /// With a shared cache, the token is never taken from it again either.
+    /// issuer, a revoked token); after each, a rejection within the cache's
+    /// backoff (500 ms by default, doubled with each drop in a row, at most
+    /// 30 s) leaves the token cached, and the request that carried it keeps
+    /// its `401`. A server that refuses every token (or one API of several
+    /// that share the token) thus costs the authorization server one fetch
+    /// per backoff, never one per request, and never keeps the other APIs
+    /// from the token they accept.
     pub fn invalidate(&self, token: &AccessToken) -> bool {
+        self.drop_current(token, false)
+    }
+
+    /// Drops `token` as a server's rejection of it: paced, as
+    /// [`invalidate`](Self::invalidate) says.
+    pub(crate) fn reject(&self, token: &AccessToken) -> bool {
+        self.drop_current(token, true)
+    }
+
+    fn drop_current(&self, token: &AccessToken, paced: bool) -> bool {
         // The flight lock first, then `current`, as everywhere.
         let mut flight = self.lock_flight();
         let now = Instant::now();
@@ -560,7 +572,7 @@ impl TokenCache {
         {
             return false;
         }
-        if flight.drops_paced_until.is_some_and(|until| now < until) {
+        if paced && flight.drops_paced_until.is_some_and(|until| now < until) {
             tracing::debug!("access token rejected again within the backoff; kept for now");
             return false;
         }
@@ -568,6 +580,10 @@ impl TokenCache {
         drop(current);
         if let Some(tier) = &self.inner.shared {
             tier.reject(token);
+        }
+        if !paced {
+            tracing::debug!("access token invalidated");
+            return true;
         }
         let streak = self.inner.rejections.fetch_add(1, Ordering::Relaxed) + 1;
         let config = &self.inner.config;
@@ -583,7 +599,7 @@ impl TokenCache {
                 "the resource server rejected another new access token; the next one is dropped no sooner than the backoff"
             );
         } else {
-            tracing::debug!("access token invalidated");
+            tracing::debug!("access token rejected and dropped");
         }
         true
     }
