@@ -263,8 +263,8 @@ impl ResourceServerBuilder {
         self
     }
 
-    /// Leaves `error_description` out of the `WWW-Authenticate` challenges;
-    /// see [`CnfValidationLayer::terse`].
+    /// Leaves `error_description` out of the `WWW-Authenticate` challenges,
+    /// and the one-line body naming the class of fault out of a `503`; see [`CnfValidationLayer::terse`].
     pub fn terse(mut self) -> Self {
         self.terse = true;
         self
