@@ -17,7 +17,7 @@ use crate::identity::SharedIdentity;
 use crate::pool::MtlsClientPool;
 use crate::proof::dpop::DpopProofs;
 use crate::proof::shr::SignedHttpRequests;
-use crate::token::{BoxError, TokenCache};
+use crate::token::{BoxError, Token, TokenCache};
 
 /// The whole client stack for certificate-bound tokens, ready to call.
 ///
@@ -119,6 +119,48 @@ impl<B> BoundClient<B> {
     /// The identity presented now, when the client was given one.
     pub fn identity(&self) -> Option<ClientIdentity> {
         self.identity.as_ref().map(SharedIdentity::current)
+    }
+
+    /// The token requests are sent with now, fetched first if there is none
+    /// (no request is sent): for tests (the token a thief would steal) and
+    /// diagnostics. Its [`access_token`](Token::access_token) is a secret:
+    /// its `Debug`, and so the token's, never shows it.
+    ///
+    /// An error when the token cannot be had (see
+    /// [`TokenUnavailable`](crate::token::TokenUnavailable)), or with
+    /// [`Scheme::MtlsOnly`](crate::binding::Scheme::MtlsOnly), which sends
+    /// no token.
+    ///
+    #[cfg_attr(feature = "test-util", doc = "```")]
+    #[cfg_attr(not(feature = "test-util"), doc = "```ignore")]
+    /// use tower_token_binding::BoundClient;
+    /// use tower_token_binding::test_util::{TestIssuer, TestPki};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    /// let pki = TestPki::new()?;
+    /// let issuer = TestIssuer::start(&pki).await?;
+    /// let identity = pki.client_cert("svc.example")?.identity()?;
+    /// let client = BoundClient::builder()
+    ///     .issuer(issuer.issuer())
+    ///     .client_id("svc")
+    ///     .identity(identity.clone())
+    ///     .root_store(pki.root_store())
+    ///     .build()?;
+    ///
+    /// let token = client.current_token().await?;
+    /// assert_eq!(token.identity().map(|i| i.thumbprint()), Some(identity.thumbprint()));
+    /// assert!(!format!("{token:?}").contains(token.access_token().secret()));
+    /// assert_eq!(issuer.tokens_issued(), 1);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn current_token(&self) -> Result<Token, BoxError> {
+        let cache = self
+            .cache
+            .as_ref()
+            .ok_or("Scheme::MtlsOnly sends no token: this client has none")?;
+        Ok(cache.get().await?.token().clone())
     }
 
     /// The client's own retry policy, for a `tower::retry` layer of your
