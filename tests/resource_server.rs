@@ -384,6 +384,21 @@ fn every_misconfiguration_is_a_typed_error() {
     );
     assert!(message.contains("missing.pem"), "{message}");
     assert!(good(&f).issuer_root_ca_file(&f.ca).build().is_ok());
+    // The client's spelling is the same setting.
+    let (k, path, _) = kind(good(&f).root_ca_file(&f.missing));
+    assert_eq!(
+        (k, path.as_deref()),
+        (Kind::IssuerTls, Some(f.missing.as_path()))
+    );
+    assert!(good(&f).root_ca_file(&f.ca).build().is_ok());
+    // The last of the two spellings wins, as with any setter called twice.
+    assert!(
+        good(&f)
+            .root_ca_file(&f.missing)
+            .issuer_root_ca_file(&f.ca)
+            .build()
+            .is_ok()
+    );
 }
 
 #[tokio::test]

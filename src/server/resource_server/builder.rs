@@ -40,7 +40,7 @@ use crate::validation::{CnfValidationLayer, JwksSource, JwtValidator};
 /// | [`algorithms`](Self::algorithms) | every asymmetric algorithm |
 /// | [`leeway`](Self::leeway) | 30 s |
 /// | [`allow_missing_claims`](Self::allow_missing_claims) | every RFC 9068 claim required |
-/// | [`issuer_root_store`](Self::issuer_root_store), [`issuer_root_ca_file`](Self::issuer_root_ca_file) | the platform's roots |
+/// | [`root_store`](Self::root_store), [`root_ca_file`](Self::root_ca_file) (also named `issuer_root_store`, `issuer_root_ca_file`) | the platform's roots |
 /// | [`jwks_refresh_interval`](Self::jwks_refresh_interval) | 5 min |
 /// | [`jwks_unknown_kid_cooldown`](Self::jwks_unknown_kid_cooldown) | 10 s |
 /// | [`issuer_timeout`](Self::issuer_timeout) | 10 s |
@@ -190,7 +190,7 @@ impl ResourceServerBuilder {
     ///     .issuer("https://login.example")
     ///     .audience("https://api.example")
     ///     .tls_identity(chain, key)
-    ///     .issuer_root_store(pki.root_store())
+    ///     .root_store(pki.root_store())
     ///     .build()?;
     /// # let _ = server;
     /// # Ok(())
@@ -283,19 +283,35 @@ impl ResourceServerBuilder {
         self
     }
 
-    /// Trusts `roots` for the issuer's HTTPS certificate (metadata and JWKS),
-    /// instead of the platform's root certificates.
-    pub fn issuer_root_store(mut self, roots: impl Into<Arc<RootCertStore>>) -> Self {
+    /// Trusts `roots` for the issuer's HTTPS certificate (metadata, JWKS and,
+    /// with [`introspection`](Self::introspection), the introspection
+    /// endpoint), instead of the platform's root certificates. The same name
+    /// as [`BoundClientBuilder::root_store`](crate::client::BoundClientBuilder::root_store).
+    /// Replaces a [`root_ca_file`](Self::root_ca_file).
+    pub fn root_store(mut self, roots: impl Into<Arc<RootCertStore>>) -> Self {
         self.issuer_roots = Some(IssuerRoots::Store(roots.into()));
         self
     }
 
     /// Trusts the CA certificates in this PEM file for the issuer's HTTPS
-    /// certificate, instead of the platform's roots; read by
-    /// [`build`](Self::build).
-    pub fn issuer_root_ca_file(mut self, path: impl AsRef<Path>) -> Self {
+    /// certificate, as [`root_store`](Self::root_store) does, instead of
+    /// the platform's roots; read by [`build`](Self::build). The same name
+    /// as [`BoundClientBuilder::root_ca_file`](crate::client::BoundClientBuilder::root_ca_file).
+    pub fn root_ca_file(mut self, path: impl AsRef<Path>) -> Self {
         self.issuer_roots = Some(IssuerRoots::CaFile(path.as_ref().to_owned()));
         self
+    }
+
+    /// Another name for [`root_store`](Self::root_store), kept for existing
+    /// code (the roots are the issuer's either way).
+    pub fn issuer_root_store(self, roots: impl Into<Arc<RootCertStore>>) -> Self {
+        self.root_store(roots)
+    }
+
+    /// Another name for [`root_ca_file`](Self::root_ca_file), kept for
+    /// existing code.
+    pub fn issuer_root_ca_file(self, path: impl AsRef<Path>) -> Self {
+        self.root_ca_file(path)
     }
 
     /// How often the signing keys are fetched again in the background.
@@ -490,7 +506,7 @@ impl ResourceServerBuilder {
             None => Arc::new(tls::platform_roots().ok_or_else(|| {
                 ResourceServerError::new(K::IssuerTls).with_message(
                     "no platform root certificates found; trust the issuer with \
-                     issuer_root_store or issuer_root_ca_file",
+                     root_store or root_ca_file",
                 )
             })?),
         };

@@ -56,7 +56,7 @@ pub enum ResourceServerErrorKind {
     /// cannot be built.
     ClientCa,
     /// No trust for the issuer's HTTPS: the
-    /// [CA file](ResourceServerBuilder::issuer_root_ca_file) cannot be read,
+    /// [CA file](ResourceServerBuilder::root_ca_file) cannot be read,
     /// the platform has no root certificates, or the HTTPS client cannot be
     /// built.
     IssuerTls,

@@ -109,7 +109,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 ///     .issuer(issuer.issuer())
 ///     .audience(issuer.audience())
 ///     .tls_pem_files(&cert, &key)
-///     .issuer_root_store(pki.root_store()) // the test CA, not the platform's roots
+///     .root_store(pki.root_store()) // the test CA, not the platform's roots
 ///     .build()?
 ///     .serve(listener, Router::new().route("/hello", get(hello)));
 /// let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
