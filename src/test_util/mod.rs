@@ -31,6 +31,7 @@
 //! # }
 //! ```
 
+mod http;
 #[cfg(feature = "managed-identity")]
 mod imds;
 mod introspection;
@@ -39,6 +40,7 @@ mod pki;
 mod signing_key;
 mod token_endpoint;
 
+pub use http::get_with_token;
 #[cfg(feature = "managed-identity")]
 #[cfg_attr(docsrs, doc(cfg(feature = "managed-identity")))]
 pub use imds::{ImdsEmulator, ImdsEmulatorBuilder, ImdsFault};
