@@ -3,7 +3,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Response};
+use http::{Method, Request, Response};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use tower::Service;
@@ -11,6 +11,7 @@ use tower::retry::Retry;
 
 use super::builder::BoundClientBuilder;
 use super::future::ResponseFuture;
+use super::request::RequestBuilder;
 use crate::ClientIdentity;
 use crate::binding::{InvalidTokenRetry, TokenBinding};
 use crate::identity::SharedIdentity;
@@ -86,6 +87,57 @@ impl BoundClient {
             .body(Full::default())
             .map_err(|e| format!("invalid request URL {url:?}: {e}"))?;
         self.send(request).await
+    }
+
+    /// Sends a `POST` of `body` to `url` and reads the response (see
+    /// [`send`](Self::send)). For a content type or other headers, use
+    /// [`request`](Self::request).
+    pub async fn post(
+        &self,
+        url: &str,
+        body: impl Into<Bytes>,
+    ) -> Result<Response<Bytes>, BoxError> {
+        self.request(Method::POST, url).body(body).send().await
+    }
+
+    /// A request with any `method` to `url`, to give headers and a body,
+    /// then [`send`](RequestBuilder::send): the client adds the token and
+    /// picks the connection. An invalid URL or header is the error `send`
+    /// returns.
+    ///
+    #[cfg_attr(feature = "test-util", doc = "```")]
+    #[cfg_attr(not(feature = "test-util"), doc = "```ignore")]
+    /// use http::Method;
+    /// use tower_token_binding::BoundClient;
+    /// # use tower_token_binding::test_util::{TestIssuer, TestPki};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    /// # let pki = TestPki::new()?;
+    /// # let issuer = TestIssuer::start(&pki).await?;
+    /// let client = BoundClient::builder()
+    ///     .issuer(issuer.issuer())
+    ///     .client_id("svc")
+    ///     .identity(pki.client_cert("svc.example")?.identity()?)
+    ///     .root_store(pki.root_store())
+    ///     .build()?;
+    ///
+    /// // Any status is a response: the test issuer's JWKS takes no PUT.
+    /// let response = client
+    ///     .request(Method::PUT, &issuer.jwks_uri())
+    ///     .header("content-type", "application/json")
+    ///     .body(r#"{"keys":[]}"#)
+    ///     .send()
+    ///     .await?;
+    /// assert_eq!(response.status(), 405);
+    ///
+    /// // A bad URL is an error from send, not a panic.
+    /// assert!(client.request(Method::GET, "not a url").send().await.is_err());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn request(&self, method: Method, url: &str) -> RequestBuilder {
+        RequestBuilder::new(self.clone(), method, url)
     }
 }
 
