@@ -314,7 +314,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
         }
     };
     if let Some(ca) = &args.issuer_ca {
-        server = server.issuer_root_ca_file(ca);
+        server = server.root_ca_file(ca);
     }
     if args.allow_unbound {
         server = server.allow_unbound();

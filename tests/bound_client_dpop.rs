@@ -130,7 +130,7 @@ async fn misconfigurations_fail_at_build() {
                 .client_id("svc")
                 .scheme(Scheme::Dpop)
         ),
-        BuildErrorKind::NoIdentity
+        BuildErrorKind::NoClientAuthentication
     );
     // A key file that is not there, or not a key.
     assert_eq!(
@@ -153,5 +153,24 @@ async fn misconfigurations_fail_at_build() {
     assert_eq!(
         kind(BoundClient::builder().scheme(Scheme::Dpop)),
         BuildErrorKind::NoTokenSource
+    );
+}
+
+/// A DPoP client with neither a client secret nor a certificate is told
+/// that it lacks client authentication (the DPoP key binds the token, it
+/// does not authenticate the client), not that it lacks an identity.
+#[test]
+fn a_dpop_client_without_client_authentication_is_told_so() {
+    let error = BoundClient::builder()
+        .token_endpoint("https://login.example/token")
+        .client_id("svc")
+        .scheme(Scheme::Dpop)
+        .build()
+        .unwrap_err();
+    assert_eq!(error.kind(), BuildErrorKind::NoClientAuthentication);
+    let message = error.to_string();
+    assert!(
+        message.contains("client secret") && message.contains("tls_client_auth"),
+        "{message}"
     );
 }

@@ -134,7 +134,10 @@ async fn a_failing_replay_store_refuses_with_503_never_200() {
         assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE, "{answer:?}");
         assert_eq!(answer.retry_after.as_deref(), Some("5"));
         assert_eq!(answer.challenge, "", "not the client's fault: no challenge");
-        assert_eq!(answer.body, "", "the handler never ran");
+        assert_eq!(
+            answer.body, "the replay check is unavailable\n",
+            "the handler never ran; the body names the class of fault"
+        );
     }
     assert_eq!(calls.load(Ordering::SeqCst), 3);
 }

@@ -384,7 +384,7 @@ async fn misconfigurations_fail_at_build() {
                 .client_id("svc")
                 .scheme(Scheme::Pop)
         ),
-        BuildErrorKind::NoIdentity
+        BuildErrorKind::NoClientAuthentication
     );
     assert_eq!(
         kind(client(&pki, &issuer).pop_key_file("/nonexistent/pop.key")),

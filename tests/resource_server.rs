@@ -384,6 +384,21 @@ fn every_misconfiguration_is_a_typed_error() {
     );
     assert!(message.contains("missing.pem"), "{message}");
     assert!(good(&f).issuer_root_ca_file(&f.ca).build().is_ok());
+    // The client's spelling is the same setting.
+    let (k, path, _) = kind(good(&f).root_ca_file(&f.missing));
+    assert_eq!(
+        (k, path.as_deref()),
+        (Kind::IssuerTls, Some(f.missing.as_path()))
+    );
+    assert!(good(&f).root_ca_file(&f.ca).build().is_ok());
+    // The last of the two spellings wins, as with any setter called twice.
+    assert!(
+        good(&f)
+            .root_ca_file(&f.missing)
+            .issuer_root_ca_file(&f.ca)
+            .build()
+            .is_ok()
+    );
 }
 
 #[tokio::test]
@@ -410,4 +425,54 @@ async fn the_layer_and_tls_config_are_there_to_compose() {
         response.headers()[header::WWW_AUTHENTICATE],
         "Bearer error=\"invalid_request\""
     );
+}
+
+/// The server's certificate and key in memory (`tls_identity`): the same
+/// server as with files, none on disk; a chain whose key is another's, or
+/// an empty chain, is a `Tls` error at build.
+#[tokio::test]
+async fn an_in_memory_identity_serves_without_files() {
+    let pki = TestPki::new().unwrap();
+    let issuer = TestIssuer::start(&pki).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "https://localhost:{}/whoami",
+        listener.local_addr().unwrap().port()
+    );
+    let (chain, key) = pki.server_identity().unwrap();
+    let builder = ResourceServer::builder()
+        .issuer(issuer.issuer())
+        .audience(issuer.audience())
+        .tls_identity(chain, key)
+        .issuer_root_store(pki.root_store());
+    let shown = format!("{builder:?}");
+    assert!(shown.contains("a certificate chain in memory"), "{shown}");
+    assert!(!shown.contains("PRIVATE"), "{shown}");
+    let server = builder.build().unwrap();
+    tokio::spawn(
+        server
+            .serve(listener, Router::new().route("/whoami", get(whoami)))
+            .into_future(),
+    );
+
+    let identity = pki.client_cert("svc.example").unwrap().identity().unwrap();
+    let token = bound_token(&pki, &issuer, &identity).await;
+    let (status, challenge, body) =
+        call(&https_client(&pki, Some(&identity)), &url, Some(&token)).await;
+    assert_eq!(status, StatusCode::OK, "{challenge:?} {body}");
+    assert_eq!(body["peer"], identity.thumbprint().to_string());
+
+    // Another certificate's key: refused at build, not at the first handshake.
+    let (chain, _) = pki.server_identity().unwrap();
+    let (_, other_key) = pki.server_identity().unwrap();
+    let refused = |builder: ResourceServerBuilder| builder.build().unwrap_err().kind();
+    let base = || {
+        ResourceServer::builder()
+            .issuer(issuer.issuer())
+            .audience(issuer.audience())
+            .issuer_root_store(pki.root_store())
+    };
+    assert_eq!(refused(base().tls_identity(chain, other_key)), Kind::Tls);
+    let (_, key) = pki.server_identity().unwrap();
+    assert_eq!(refused(base().tls_identity(Vec::new(), key)), Kind::Tls);
 }

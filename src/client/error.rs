@@ -18,6 +18,11 @@ pub enum BuildErrorKind {
     NoTokenSource,
     /// A scheme that presents a client certificate, and no identity.
     NoIdentity,
+    /// A DPoP or PoP client that gets its tokens by client credentials, with
+    /// no way to authenticate at the token endpoint: neither a client secret
+    /// nor a certificate for `tls_client_auth` (the proof key binds the
+    /// token; it does not authenticate the client).
+    NoClientAuthentication,
     /// Two settings that cannot go together (an issuer and a token endpoint,
     /// a token source and client-credentials settings, a token with
     /// [`Scheme::MtlsOnly`](crate::binding::Scheme::MtlsOnly)...).

@@ -63,9 +63,11 @@
 mod builder;
 mod error;
 mod future;
+mod request;
 mod service;
 
 pub use builder::BoundClientBuilder;
 pub use error::{BuildError, BuildErrorKind};
 pub use future::ResponseFuture;
+pub use request::RequestBuilder;
 pub use service::BoundClient;

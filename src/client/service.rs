@@ -3,7 +3,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Response};
+use http::{Method, Request, Response};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use tower::Service;
@@ -11,13 +11,14 @@ use tower::retry::Retry;
 
 use super::builder::BoundClientBuilder;
 use super::future::ResponseFuture;
+use super::request::RequestBuilder;
 use crate::ClientIdentity;
 use crate::binding::{InvalidTokenRetry, TokenBinding};
 use crate::identity::SharedIdentity;
 use crate::pool::MtlsClientPool;
 use crate::proof::dpop::DpopProofs;
 use crate::proof::shr::SignedHttpRequests;
-use crate::token::{BoxError, TokenCache};
+use crate::token::{BoxError, Token, TokenCache};
 
 /// The whole client stack for certificate-bound tokens, ready to call.
 ///
@@ -87,6 +88,57 @@ impl BoundClient {
             .map_err(|e| format!("invalid request URL {url:?}: {e}"))?;
         self.send(request).await
     }
+
+    /// Sends a `POST` of `body` to `url` and reads the response (see
+    /// [`send`](Self::send)). For a content type or other headers, use
+    /// [`request`](Self::request).
+    pub async fn post(
+        &self,
+        url: &str,
+        body: impl Into<Bytes>,
+    ) -> Result<Response<Bytes>, BoxError> {
+        self.request(Method::POST, url).body(body).send().await
+    }
+
+    /// A request with any `method` to `url`, to give headers and a body,
+    /// then [`send`](RequestBuilder::send): the client adds the token and
+    /// picks the connection. An invalid URL or header is the error `send`
+    /// returns.
+    ///
+    #[cfg_attr(feature = "test-util", doc = "```")]
+    #[cfg_attr(not(feature = "test-util"), doc = "```ignore")]
+    /// use http::Method;
+    /// use tower_token_binding::BoundClient;
+    /// # use tower_token_binding::test_util::{TestIssuer, TestPki};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    /// # let pki = TestPki::new()?;
+    /// # let issuer = TestIssuer::start(&pki).await?;
+    /// let client = BoundClient::builder()
+    ///     .issuer(issuer.issuer())
+    ///     .client_id("svc")
+    ///     .identity(pki.client_cert("svc.example")?.identity()?)
+    ///     .root_store(pki.root_store())
+    ///     .build()?;
+    ///
+    /// // Any status is a response: the test issuer's JWKS takes no PUT.
+    /// let response = client
+    ///     .request(Method::PUT, &issuer.jwks_uri())
+    ///     .header("content-type", "application/json")
+    ///     .body(r#"{"keys":[]}"#)
+    ///     .send()
+    ///     .await?;
+    /// assert_eq!(response.status(), 405);
+    ///
+    /// // A bad URL is an error from send, not a panic.
+    /// assert!(client.request(Method::GET, "not a url").send().await.is_err());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn request(&self, method: Method, url: &str) -> RequestBuilder {
+        RequestBuilder::new(self.clone(), method, url)
+    }
 }
 
 impl<B> BoundClient<B> {
@@ -119,6 +171,48 @@ impl<B> BoundClient<B> {
     /// The identity presented now, when the client was given one.
     pub fn identity(&self) -> Option<ClientIdentity> {
         self.identity.as_ref().map(SharedIdentity::current)
+    }
+
+    /// The token requests are sent with now, fetched first if there is none
+    /// (no request is sent): for tests (the token a thief would steal) and
+    /// diagnostics. Its [`access_token`](Token::access_token) is a secret:
+    /// its `Debug`, and so the token's, never shows it.
+    ///
+    /// An error when the token cannot be had (see
+    /// [`TokenUnavailable`](crate::token::TokenUnavailable)), or with
+    /// [`Scheme::MtlsOnly`](crate::binding::Scheme::MtlsOnly), which sends
+    /// no token.
+    ///
+    #[cfg_attr(feature = "test-util", doc = "```")]
+    #[cfg_attr(not(feature = "test-util"), doc = "```ignore")]
+    /// use tower_token_binding::BoundClient;
+    /// use tower_token_binding::test_util::{TestIssuer, TestPki};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    /// let pki = TestPki::new()?;
+    /// let issuer = TestIssuer::start(&pki).await?;
+    /// let identity = pki.client_cert("svc.example")?.identity()?;
+    /// let client = BoundClient::builder()
+    ///     .issuer(issuer.issuer())
+    ///     .client_id("svc")
+    ///     .identity(identity.clone())
+    ///     .root_store(pki.root_store())
+    ///     .build()?;
+    ///
+    /// let token = client.current_token().await?;
+    /// assert_eq!(token.identity().map(|i| i.thumbprint()), Some(identity.thumbprint()));
+    /// assert!(!format!("{token:?}").contains(token.access_token().secret()));
+    /// assert_eq!(issuer.tokens_issued(), 1);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn current_token(&self) -> Result<Token, BoxError> {
+        let cache = self
+            .cache
+            .as_ref()
+            .ok_or("Scheme::MtlsOnly sends no token: this client has none")?;
+        Ok(cache.get().await?.token().clone())
     }
 
     /// The client's own retry policy, for a `tower::retry` layer of your

@@ -2,8 +2,9 @@
 //! with `managed-identity`, an embedded IMDS v2.
 //!
 //! **For tests and demos only.** Everything here is generated at run time, keys
-//! included, and the authorization server issues tokens to whoever asks: it
-//! exists so that bound tokens can be exercised for real (real certificates,
+//! included, and the authorization server has no client registry (clients
+//! name themselves and are checked only as far as that allows: see
+//! [`TestIssuer`]): it exists so that bound tokens can be exercised for real (real certificates,
 //! real TLS on loopback, real ES256 signatures) without an external identity
 //! provider. Enable it with the `test-util` feature, usually as a
 //! dev-dependency:
@@ -30,6 +31,7 @@
 //! # }
 //! ```
 
+mod http;
 #[cfg(feature = "managed-identity")]
 mod imds;
 mod introspection;
@@ -38,6 +40,7 @@ mod pki;
 mod signing_key;
 mod token_endpoint;
 
+pub use http::get_with_token;
 #[cfg(feature = "managed-identity")]
 #[cfg_attr(docsrs, doc(cfg(feature = "managed-identity")))]
 pub use imds::{ImdsEmulator, ImdsEmulatorBuilder, ImdsFault};

@@ -77,6 +77,31 @@ impl TestPki {
         self.issue(params, new_key()?)
     }
 
+    /// A new [server certificate](Self::server_cert)'s chain (leaf, then
+    /// this CA) and private key, in memory: for
+    /// [`ResourceServerBuilder::tls_identity`](crate::server::ResourceServerBuilder::tls_identity)
+    /// or [`ServerTlsConfig::build`](crate::server::ServerTlsConfig::build),
+    /// with no files.
+    ///
+    /// ```
+    /// use tower_token_binding::test_util::TestPki;
+    ///
+    /// # fn main() -> Result<(), tower_token_binding::test_util::Error> {
+    /// let pki = TestPki::new()?;
+    /// let (chain, key) = pki.server_identity()?;
+    /// assert_eq!(chain.len(), 2);
+    /// assert_eq!(&chain[1], pki.ca_cert());
+    /// # let _ = key;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn server_identity(
+        &self,
+    ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), Error> {
+        let cert = self.server_cert()?;
+        Ok((cert.chain(), cert.private_key()))
+    }
+
     /// A client certificate issued by this CA, with common name and DNS
     /// subject alternative name `name` (for RFC 8705 `tls_client_auth_san_dns`).
     pub fn client_cert(&self, name: &str) -> Result<TestCert, Error> {

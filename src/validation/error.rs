@@ -139,7 +139,7 @@ impl TokenErrorKind {
             Self::MissingClaim => "the access token lacks a required claim",
             Self::DuplicateMember => "the access token names a JSON member twice",
             Self::InvalidConfirmation => "the access token cnf claim is malformed",
-            Self::KeysUnavailable => "the token signing keys are unavailable",
+            Self::KeysUnavailable => "the token issuer's keys are unavailable",
             Self::Inactive => "the access token is not active",
             Self::TokenTypeMismatch => "the access token type does not match its cnf claim",
             Self::UnexpectedShape => "the access token cannot be one of this issuer's tokens",

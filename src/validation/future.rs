@@ -166,7 +166,7 @@ where
 }
 
 /// The answer for a future polled again after it completed.
-fn polled_after_completion<B: Default>() -> Response<B> {
+fn polled_after_completion<B: Default + 'static>() -> Response<B> {
     Rejection::new(RejectionKind::MissingCredentials, Scheme::Bearer)
         .into_response(&Settings::default())
 }
@@ -175,7 +175,7 @@ impl<S, ReqBody, ResBody, F> Future for ResponseFuture<S, ReqBody, F>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     F: Future<Output = Result<VerifiedToken, TokenError>>,
-    ResBody: Default,
+    ResBody: Default + 'static,
 {
     type Output = Result<Response<ResBody>, S::Error>;
 
@@ -360,7 +360,7 @@ where
 }
 
 /// The response for `rejection`, logged.
-fn refuse<B: Default>(rejection: Rejection, settings: &Settings) -> Response<B> {
+fn refuse<B: Default + 'static>(rejection: Rejection, settings: &Settings) -> Response<B> {
     tracing::debug!(
         rejection = ?rejection.kind(),
         reason = %rejection,

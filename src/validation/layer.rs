@@ -272,7 +272,12 @@ impl<V> CnfValidationLayer<V> {
         &self.settings
     }
 
-    /// Leaves `error_description` out of the `WWW-Authenticate` challenges.
+    /// Leaves `error_description` out of the `WWW-Authenticate` challenges,
+    /// and the one-line body out of a `503` or `429` (which, outside terse
+    /// mode, names the class of fault, such as "the token issuer's keys are
+    /// unavailable", when the response body type can hold text:
+    /// `axum::body::Body`, `http_body_util::Full<Bytes>`, `String`, `Bytes`
+    /// or `Vec<u8>`).
     pub fn terse(mut self) -> Self {
         Arc::make_mut(&mut self.settings).terse = true;
         self

@@ -49,7 +49,7 @@ impl<S, V, ReqBody, ResBody> Service<Request<ReqBody>> for CnfValidation<S, V>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
     V: ValidateToken,
-    ResBody: Default,
+    ResBody: Default + 'static,
 {
     type Response = Response<ResBody>;
     type Error = S::Error;

@@ -307,7 +307,7 @@ impl BoundClientBuilder {
                 && self.identity.is_none()
             {
                 return Err(BuildError::new(
-                    Kind::NoIdentity,
+                    Kind::NoClientAuthentication,
                     format!(
                         "{word} client credentials need a client authentication: a client secret, or a certificate (identity_files(..) or identity(..)) for tls_client_auth"
                     ),

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use jsonwebtoken::Algorithm;
 use rustls::{RootCertStore, ServerConfig};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 #[cfg(feature = "client")]
 use super::introspection;
@@ -32,14 +33,14 @@ use crate::validation::{CnfValidationLayer, JwksSource, JwtValidator};
 /// | --- | --- |
 /// | [`issuer`](Self::issuer) | required |
 /// | [`audience`](Self::audience) | required |
-/// | [`tls_pem_files`](Self::tls_pem_files) or [`tls_config`](Self::tls_config) | required |
+/// | [`tls_pem_files`](Self::tls_pem_files), [`tls_identity`](Self::tls_identity) or [`tls_config`](Self::tls_config) | required |
 /// | [`client_cert_mode`](Self::client_cert_mode), [`client_ca_file`](Self::client_ca_file) | [`ClientCertMode::any_certificate`], optional |
 /// | [`required_scope`](Self::required_scope) | none |
 /// | [`allow_unbound`](Self::allow_unbound) | bound tokens only |
 /// | [`algorithms`](Self::algorithms) | every asymmetric algorithm |
 /// | [`leeway`](Self::leeway) | 30 s |
 /// | [`allow_missing_claims`](Self::allow_missing_claims) | every RFC 9068 claim required |
-/// | [`issuer_root_store`](Self::issuer_root_store), [`issuer_root_ca_file`](Self::issuer_root_ca_file) | the platform's roots |
+/// | [`root_store`](Self::root_store), [`root_ca_file`](Self::root_ca_file) (also named `issuer_root_store`, `issuer_root_ca_file`) | the platform's roots |
 /// | [`jwks_refresh_interval`](Self::jwks_refresh_interval) | 5 min |
 /// | [`jwks_unknown_kid_cooldown`](Self::jwks_unknown_kid_cooldown) | 10 s |
 /// | [`issuer_timeout`](Self::issuer_timeout) | 10 s |
@@ -81,7 +82,15 @@ pub struct ResourceServerBuilder {
 
 #[derive(Clone)]
 enum Tls {
-    PemFiles { cert: PathBuf, key: PathBuf },
+    PemFiles {
+        cert: PathBuf,
+        key: PathBuf,
+    },
+    /// In memory; the key behind an `Arc`, as `PrivateKeyDer` is not `Clone`.
+    Identity {
+        chain: Vec<CertificateDer<'static>>,
+        key: Arc<PrivateKeyDer<'static>>,
+    },
     Config(Arc<ServerConfig>),
 }
 
@@ -108,6 +117,13 @@ impl fmt::Debug for ResourceServerBuilder {
                     Tls::PemFiles { cert, key } => {
                         format!("{} + {}", cert.display(), key.display())
                     }
+                    Tls::Identity { chain, .. } => match chain.first() {
+                        Some(leaf) => format!(
+                            "a certificate chain in memory (leaf {})",
+                            crate::Thumbprint::from_certificate(leaf)
+                        ),
+                        None => "an empty certificate chain".to_owned(),
+                    },
                     Tls::Config(_) => "a rustls ServerConfig".to_owned(),
                 }),
             )
@@ -142,7 +158,8 @@ impl ResourceServerBuilder {
 
     /// The server's certificate chain (leaf first) and private key from PEM
     /// files (they may be the same file), read by [`build`](Self::build).
-    /// Replaces a [`tls_config`](Self::tls_config).
+    /// Replaces a [`tls_identity`](Self::tls_identity) or a
+    /// [`tls_config`](Self::tls_config).
     pub fn tls_pem_files(mut self, cert: impl AsRef<Path>, key: impl AsRef<Path>) -> Self {
         self.tls = Some(Tls::PemFiles {
             cert: cert.as_ref().to_owned(),
@@ -151,8 +168,48 @@ impl ResourceServerBuilder {
         self
     }
 
+    /// The server's certificate `chain` (leaf first) and private `key`, in
+    /// memory: [`tls_pem_files`](Self::tls_pem_files) without files, for
+    /// certificates from a secret store or made by a test (see
+    /// [`TestPki::server_identity`](crate::test_util::TestPki::server_identity)).
+    /// Checked by [`build`](Self::build) (an empty chain, or a key that is
+    /// not the leaf's, is a [`ResourceServerErrorKind::Tls`] error). Client
+    /// certificates are asked for as with the files. Replaces
+    /// [`tls_pem_files`](Self::tls_pem_files) or
+    /// [`tls_config`](Self::tls_config). The key is never shown by `Debug`.
+    ///
+    #[cfg_attr(feature = "test-util", doc = "```")]
+    #[cfg_attr(not(feature = "test-util"), doc = "```ignore")]
+    /// use tower_token_binding::server::ResourceServer;
+    /// use tower_token_binding::test_util::TestPki;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    /// let pki = TestPki::new()?;
+    /// let (chain, key) = pki.server_identity()?;
+    /// let server = ResourceServer::builder()
+    ///     .issuer("https://login.example")
+    ///     .audience("https://api.example")
+    ///     .tls_identity(chain, key)
+    ///     .root_store(pki.root_store())
+    ///     .build()?;
+    /// # let _ = server;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn tls_identity(
+        mut self,
+        chain: impl IntoIterator<Item = CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+    ) -> Self {
+        self.tls = Some(Tls::Identity {
+            chain: chain.into_iter().collect(),
+            key: Arc::new(key),
+        });
+        self
+    }
+
     /// A ready rustls config, instead of [`tls_pem_files`](Self::tls_pem_files)
-    /// (which it replaces). It decides how client certificates are checked,
+    /// or [`tls_identity`](Self::tls_identity) (which it replaces). It decides how client certificates are checked,
     /// so it cannot be combined with
     /// [`client_cert_mode`](Self::client_cert_mode) or
     /// [`client_ca_file`](Self::client_ca_file); build it with
@@ -226,19 +283,35 @@ impl ResourceServerBuilder {
         self
     }
 
-    /// Trusts `roots` for the issuer's HTTPS certificate (metadata and JWKS),
-    /// instead of the platform's root certificates.
-    pub fn issuer_root_store(mut self, roots: impl Into<Arc<RootCertStore>>) -> Self {
+    /// Trusts `roots` for the issuer's HTTPS certificate (metadata, JWKS and,
+    /// with [`introspection`](Self::introspection), the introspection
+    /// endpoint), instead of the platform's root certificates. The same name
+    /// as [`BoundClientBuilder::root_store`](crate::client::BoundClientBuilder::root_store).
+    /// Replaces a [`root_ca_file`](Self::root_ca_file).
+    pub fn root_store(mut self, roots: impl Into<Arc<RootCertStore>>) -> Self {
         self.issuer_roots = Some(IssuerRoots::Store(roots.into()));
         self
     }
 
     /// Trusts the CA certificates in this PEM file for the issuer's HTTPS
-    /// certificate, instead of the platform's roots; read by
-    /// [`build`](Self::build).
-    pub fn issuer_root_ca_file(mut self, path: impl AsRef<Path>) -> Self {
+    /// certificate, as [`root_store`](Self::root_store) does, instead of
+    /// the platform's roots; read by [`build`](Self::build). The same name
+    /// as [`BoundClientBuilder::root_ca_file`](crate::client::BoundClientBuilder::root_ca_file).
+    pub fn root_ca_file(mut self, path: impl AsRef<Path>) -> Self {
         self.issuer_roots = Some(IssuerRoots::CaFile(path.as_ref().to_owned()));
         self
+    }
+
+    /// Another name for [`root_store`](Self::root_store), kept for existing
+    /// code (the roots are the issuer's either way).
+    pub fn issuer_root_store(self, roots: impl Into<Arc<RootCertStore>>) -> Self {
+        self.root_store(roots)
+    }
+
+    /// Another name for [`root_ca_file`](Self::root_ca_file), kept for
+    /// existing code.
+    pub fn issuer_root_ca_file(self, path: impl AsRef<Path>) -> Self {
+        self.root_ca_file(path)
     }
 
     /// How often the signing keys are fetched again in the background.
@@ -263,8 +336,8 @@ impl ResourceServerBuilder {
         self
     }
 
-    /// Leaves `error_description` out of the `WWW-Authenticate` challenges;
-    /// see [`CnfValidationLayer::terse`].
+    /// Leaves `error_description` out of the `WWW-Authenticate` challenges,
+    /// and the one-line body naming the class of fault out of a `503`; see [`CnfValidationLayer::terse`].
     pub fn terse(mut self) -> Self {
         self.terse = true;
         self
@@ -409,29 +482,16 @@ impl ResourceServerBuilder {
                 );
             }
             (Some(Tls::Config(config)), None) => config,
-            (Some(Tls::PemFiles { cert, key }), client_certs) => {
-                let mode = match client_certs {
-                    None => ClientCertMode::any_certificate(),
-                    Some(ClientCerts::Mode(mode)) => mode,
-                    Some(ClientCerts::CaFile(path)) => {
-                        let roots =
-                            crate::identity::root_store_from_pem_file(&path).map_err(|e| {
-                                ResourceServerError::new(K::ClientCa)
-                                    .at(&path)
-                                    .with_source(e)
-                            })?;
-                        ClientCertMode::trusted_roots(roots)
-                    }
-                };
-                // The verifier first, so that its failure is not blamed on
-                // the certificate files.
-                mode.verifier()
-                    .map_err(|e| ResourceServerError::new(K::ClientCa).with_source(e))?;
-                let config = ServerTlsConfig::new(mode)
+            (Some(Tls::PemFiles { cert, key }), client_certs) => Arc::new(
+                server_tls(client_certs)?
                     .build_from_pem_files(&cert, &key)
-                    .map_err(|e| tls_file_error(e, &cert, &key))?;
-                Arc::new(config)
-            }
+                    .map_err(|e| tls_file_error(e, &cert, &key))?,
+            ),
+            (Some(Tls::Identity { chain, key }), client_certs) => Arc::new(
+                server_tls(client_certs)?
+                    .build(chain, key.clone_key())
+                    .map_err(|e| ResourceServerError::new(K::Tls).with_source(e))?,
+            ),
         };
 
         let roots = match self.issuer_roots {
@@ -446,7 +506,7 @@ impl ResourceServerBuilder {
             None => Arc::new(tls::platform_roots().ok_or_else(|| {
                 ResourceServerError::new(K::IssuerTls).with_message(
                     "no platform root certificates found; trust the issuer with \
-                     issuer_root_store or issuer_root_ca_file",
+                     root_store or root_ca_file",
                 )
             })?),
         };
@@ -517,6 +577,28 @@ impl ResourceServerBuilder {
             handshake_timeout: self.handshake_timeout,
         })
     }
+}
+
+/// The server TLS settings for `client_certs` (any certificate by default),
+/// their verifier checked first, so that its failure is not blamed on the
+/// server's certificate.
+fn server_tls(client_certs: Option<ClientCerts>) -> Result<ServerTlsConfig, ResourceServerError> {
+    use ResourceServerErrorKind as K;
+    let mode = match client_certs {
+        None => ClientCertMode::any_certificate(),
+        Some(ClientCerts::Mode(mode)) => mode,
+        Some(ClientCerts::CaFile(path)) => {
+            let roots = crate::identity::root_store_from_pem_file(&path).map_err(|e| {
+                ResourceServerError::new(K::ClientCa)
+                    .at(&path)
+                    .with_source(e)
+            })?;
+            ClientCertMode::trusted_roots(roots)
+        }
+    };
+    mode.verifier()
+        .map_err(|e| ResourceServerError::new(K::ClientCa).with_source(e))?;
+    Ok(ServerTlsConfig::new(mode))
 }
 
 /// A TLS error while reading the server's files, naming the file.

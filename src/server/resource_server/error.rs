@@ -56,7 +56,7 @@ pub enum ResourceServerErrorKind {
     /// cannot be built.
     ClientCa,
     /// No trust for the issuer's HTTPS: the
-    /// [CA file](ResourceServerBuilder::issuer_root_ca_file) cannot be read,
+    /// [CA file](ResourceServerBuilder::root_ca_file) cannot be read,
     /// the platform has no root certificates, or the HTTPS client cannot be
     /// built.
     IssuerTls,
@@ -118,7 +118,7 @@ impl fmt::Display for ResourceServerError {
             K::NoAlgorithms => "at least one signature algorithm must be allowed",
             K::ClaimAlwaysRequired => "a claim that cannot be allowed to be missing",
             K::MissingTls => {
-                "the server's TLS certificate is required (ResourceServerBuilder::tls_pem_files or tls_config)"
+                "the server's TLS certificate is required (ResourceServerBuilder::tls_pem_files, tls_identity or tls_config)"
             }
             K::Tls => "server TLS",
             K::ClientCa => "client certificate trust",

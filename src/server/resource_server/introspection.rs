@@ -30,7 +30,7 @@ impl ResourceServerBuilder {
     /// from the [issuer](Self::issuer)'s metadata
     /// (`introspection_endpoint`, or its `mtls_endpoint_aliases` entry with
     /// `tls_client_auth`), and the issuer's
-    /// [roots](Self::issuer_root_store) are trusted, and the answers must
+    /// [roots](Self::root_store) are trusted, and the answers must
     /// carry this builder's [issuer](Self::issuer) as `iss` and name one of
     /// its [audiences](Self::audience) in `aud`, as JWTs must. Set
     /// [`issuer`](IntrospectionValidatorBuilder::issuer) or
@@ -134,7 +134,7 @@ mod tests {
                 .issuer("https://login.example")
                 .audience("https://api.example")
                 .tls_config(tls.clone())
-                .issuer_root_store(pki.root_store())
+                .root_store(pki.root_store())
         };
         // No credentials for the introspection endpoint.
         let err = base()
@@ -189,7 +189,7 @@ mod tests {
             .issuer(issuer.issuer())
             .audience(issuer.audience())
             .tls_config(tls)
-            .issuer_root_store(pki.root_store())
+            .root_store(pki.root_store())
             .allow_unbound()
             .introspection(
                 IntrospectionValidator::builder()

@@ -100,16 +100,15 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 /// let pki = TestPki::new()?;
 /// let issuer = TestIssuer::start(&pki).await?;
-/// let dir = tempfile::tempdir()?;
-/// let (cert, key) = pki.server_cert()?.write_pem_files(dir.path(), "server")?;
+/// let (chain, key) = pki.server_identity()?; // in memory: no files
 ///
 /// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
 /// let url = format!("https://localhost:{}/hello", listener.local_addr()?.port());
 /// let server = ResourceServer::builder()
 ///     .issuer(issuer.issuer())
 ///     .audience(issuer.audience())
-///     .tls_pem_files(&cert, &key)
-///     .issuer_root_store(pki.root_store()) // the test CA, not the platform's roots
+///     .tls_identity(chain, key)
+///     .root_store(pki.root_store()) // the test CA, not the platform's roots
 ///     .build()?
 ///     .serve(listener, Router::new().route("/hello", get(hello)));
 /// let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -31,10 +31,24 @@ pub(super) use server::{HoldState, until_waiting, while_held};
 
 /// An embedded OAuth 2.0 authorization server for tests and demos.
 ///
-/// **Not for production**: it issues tokens to any client that asks (unless
-/// told [which clients have secrets](TestIssuerBuilder::client_secret)) and
-/// keeps its keys in memory. It is a real server all the same: HTTPS on
-/// `127.0.0.1` with a certificate from a [`TestPki`], HTTP/1.1 and HTTP/2.
+/// **Not for production**: it keeps its keys in memory and has no client
+/// registry. Clients still authenticate the way real ones do, and it checks
+/// what it can without one:
+///
+/// - a client names itself with its `client_id` (HTTP Basic, or the form
+///   parameter); a request naming none gets `401 invalid_client`;
+/// - a client [registered with a secret](TestIssuerBuilder::client_secret)
+///   must send that secret (`client_secret_basic` or `client_secret_post`),
+///   or gets `401 invalid_client`; any other `client_id` is accepted with
+///   or without a secret;
+/// - a client certificate presented in the TLS handshake is verified (its
+///   handshake signature proves the client holds its key; CA-issued or
+///   self-signed, it is not checked against a CA) and binds the token, but
+///   is not matched against the `client_id`, as a registered
+///   `tls_client_auth` or `self_signed_tls_client_auth` client's would be.
+///
+/// It is a real server all the same: HTTPS on `127.0.0.1` with a
+/// certificate from a [`TestPki`], HTTP/1.1 and HTTP/2.
 ///
 /// - `POST /token`, its RFC 8705 mTLS alias `POST /mtls/token` and Entra's
 ///   path shape `POST /<tenant>/oauth2/v2.0/token` (where the

@@ -229,6 +229,16 @@ impl Remote {
         });
     }
 
+    /// What a failed fetch leaves: the last good keys, or none yet (every
+    /// request with a token is then answered `503`).
+    fn keeping(&self) -> &'static str {
+        if self.current().is_some() {
+            "keeping the last good keys"
+        } else {
+            "no keys yet: requests with a token are answered 503"
+        }
+    }
+
     fn millis_since_start(&self) -> u64 {
         u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
@@ -248,7 +258,7 @@ impl Remote {
             Ok(url) => url,
             Err(e) => {
                 crate::metrics::jwks_fetch(JwksFetch::Discovery);
-                tracing::warn!(error = %e, "JWKS discovery failed; keeping the last good keys");
+                tracing::warn!(error = %e, "JWKS discovery failed; {}", self.keeping());
                 return;
             }
         };
@@ -257,7 +267,7 @@ impl Remote {
             Ok(bytes) => match KeySet::parse(&bytes, generation) {
                 Ok(keys) if keys.keys.is_empty() => {
                     crate::metrics::jwks_fetch(JwksFetch::Invalid);
-                    tracing::warn!(url = %shown, "JWKS has no usable signing key; keeping the last good keys")
+                    tracing::warn!(url = %shown, "JWKS has no usable signing key; {}", self.keeping())
                 }
                 Ok(mut keys) => {
                     crate::metrics::jwks_fetch(JwksFetch::Ok);
@@ -279,7 +289,7 @@ impl Remote {
                 }
                 Err(e) => {
                     crate::metrics::jwks_fetch(JwksFetch::Invalid);
-                    tracing::warn!(url = %shown, error = %e, "JWKS refused; keeping the last good keys")
+                    tracing::warn!(url = %shown, error = %e, "JWKS refused; {}", self.keeping())
                 }
             },
             Err(e) => {
@@ -292,7 +302,7 @@ impl Remote {
                     // Perhaps the issuer moved its keys: look again next time.
                     state.discovered = None;
                 }
-                tracing::warn!(url = %shown, error = %e, "JWKS fetch failed; keeping the last good keys")
+                tracing::warn!(url = %shown, error = %e, "JWKS fetch failed; {}", self.keeping())
             }
         }
     }
@@ -344,7 +354,7 @@ impl Remote {
                 .client
                 .request(request)
                 .await
-                .map_err(|e| FetchError::Transport(format!("request failed: {e}")))?;
+                .map_err(|e| FetchError::Transport(format!("request failed: {}", chain(&e))))?;
             if !response.status().is_success() {
                 return Err(FetchError::Status(response.status()));
             }
@@ -367,9 +377,64 @@ impl Remote {
     }
 }
 
+/// `error` and every cause under it, joined with ": " ("client error
+/// (Connect): invalid peer certificate: UnknownIssuer"), including the
+/// errors that `io::Error`s wrap (`io::Error::source` skips those); a cause
+/// whose text the previous one already shows is left out.
+fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut next = cause(error);
+    // A bound, should a chain ever loop.
+    for _ in 0..16 {
+        let Some(e) = next else { break };
+        let shown = e.to_string();
+        if !shown.is_empty() && !text.ends_with(&shown) {
+            text.push_str(": ");
+            text.push_str(&shown);
+        }
+        next = cause(e);
+    }
+    text
+}
+
+/// The error under `error`: an `io::Error`'s wrapped error, else its source.
+fn cause<'a>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a (dyn std::error::Error + 'static)> {
+    match error
+        .downcast_ref::<std::io::Error>()
+        .and_then(|io| io.get_ref())
+    {
+        Some(inner) => Some(inner),
+        None => error.source(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_chain_names_the_cause_inside_an_io_error() {
+        #[derive(Debug)]
+        struct Outer(std::io::Error);
+        impl fmt::Display for Outer {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("client error (Connect)")
+            }
+        }
+        impl std::error::Error for Outer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let tls = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        let error = Outer(std::io::Error::new(std::io::ErrorKind::InvalidData, tls));
+        assert_eq!(
+            chain(&error),
+            "client error (Connect): invalid peer certificate: UnknownIssuer"
+        );
+    }
 
     #[test]
     fn a_refresh_dropped_before_it_ran_does_not_stop_refreshing() {

@@ -180,7 +180,7 @@ impl RejectionKind {
             }
             Self::UnboundToken => "the access token is not bound",
             Self::InsufficientScope => "the access token lacks a required scope",
-            Self::KeysUnavailable => "the token signing keys are unavailable",
+            Self::KeysUnavailable => "the token issuer's keys are unavailable",
             Self::IntrospectionUnavailable => "the token introspection endpoint is unavailable",
             Self::MissingDpopProof => "the DPoP scheme requires a DPoP proof header",
             Self::MultipleDpopProofs => "the DPoP proof header was sent more than once",

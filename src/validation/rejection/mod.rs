@@ -191,18 +191,42 @@ impl Rejection {
     /// `503` (no signing keys, no introspection answer, or a replay store
     /// that failed) and for a `429` (a key over its share of the replay
     /// store; no challenge either: the credentials are fine), `DPoP-Nonce` for a `DPoP` request when
-    /// nonces are on, an empty body, and this rejection in the extensions.
-    pub(crate) fn into_response<B: Default>(self, settings: &Settings) -> Response<B> {
+    /// nonces are on, and this rejection in the extensions.
+    ///
+    /// The body is empty, except for a `503` or a `429` outside terse mode:
+    /// there, with no challenge to carry a description, a one-line
+    /// `text/plain` body names the class of fault (the kind's
+    /// [description](RejectionKind::description), such as "the token
+    /// issuer's keys are unavailable"; never a URL or the cause's details,
+    /// which go to the log), when the body type can hold text (see
+    /// [`text_body`]).
+    pub(crate) fn into_response<B: Default + 'static>(self, settings: &Settings) -> Response<B> {
         let kind = self.inner.kind;
         crate::metrics::rejected(kind, self.inner.scheme);
-        let mut response = Response::new(B::default());
+        let retry_later = matches!(
+            kind,
+            RejectionKind::KeysUnavailable
+                | RejectionKind::IntrospectionUnavailable
+                | RejectionKind::ReplayStoreUnavailable
+                | RejectionKind::ReplayShareExceeded
+        );
+        let body = if retry_later && !settings.terse {
+            text_body::<B>(format!("{}\n", kind.description()))
+        } else {
+            None
+        };
+        let has_body = body.is_some();
+        let mut response = Response::new(body.unwrap_or_default());
         *response.status_mut() = kind.status();
         let headers = response.headers_mut();
+        if has_body {
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
+        }
         match kind {
-            RejectionKind::KeysUnavailable
-            | RejectionKind::IntrospectionUnavailable
-            | RejectionKind::ReplayStoreUnavailable
-            | RejectionKind::ReplayShareExceeded => {
+            _ if retry_later => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER));
             }
             _ => {
@@ -229,6 +253,32 @@ impl Rejection {
         response.extensions_mut().insert(self);
         response
     }
+}
+
+/// `text` as a body of type `B`, when `B` is one of the body types that
+/// hold bytes given up front: `http_body_util::Full<Bytes>`, `String`,
+/// `Bytes`, `Vec<u8>` and (with the `axum` feature) `axum::body::Body`.
+/// `None` for any other (`Empty`, a boxed body, ...), whose rejections keep
+/// an empty body: the layer asks only `B: Default` of the bodies it wraps.
+fn text_body<B: 'static>(text: String) -> Option<B> {
+    use std::any::Any;
+    let mut slot: Option<B> = None;
+    let any = &mut slot as &mut dyn Any;
+    if let Some(slot) = any.downcast_mut::<Option<http_body_util::Full<bytes::Bytes>>>() {
+        *slot = Some(http_body_util::Full::new(bytes::Bytes::from(text)));
+    } else if let Some(slot) = any.downcast_mut::<Option<String>>() {
+        *slot = Some(text);
+    } else if let Some(slot) = any.downcast_mut::<Option<bytes::Bytes>>() {
+        *slot = Some(bytes::Bytes::from(text));
+    } else if let Some(slot) = any.downcast_mut::<Option<Vec<u8>>>() {
+        *slot = Some(text.into_bytes());
+    } else {
+        #[cfg(feature = "axum")]
+        if let Some(slot) = any.downcast_mut::<Option<axum::body::Body>>() {
+            *slot = Some(axum::body::Body::from(text));
+        }
+    }
+    slot
 }
 
 impl fmt::Debug for Rejection {
