@@ -193,7 +193,13 @@ fn pop(c: &mut Criterion) {
     });
 
     // XFCC: one element, and 64 KiB of elements.
-    let hash = "a".repeat(64);
+    let hash: String = {
+        use sha2::Digest as _;
+        sha2::Sha256::digest(&der)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
     let mut one = HeaderMap::new();
     let pem_escaped: String = percent_encode(CERT_PEM);
     one.insert(
