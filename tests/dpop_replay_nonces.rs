@@ -285,27 +285,6 @@ async fn a_proof_that_ages_out_during_a_slow_validation_is_refused() {
     assert_eq!(calls.load(Ordering::SeqCst), 0, "the store is never asked");
 }
 
-/// Logs shared with a subscriber, as text.
-#[derive(Clone, Default)]
-struct Logs(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Logs {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
-    type Writer = Logs;
-    fn make_writer(&'a self) -> Logs {
-        self.clone()
-    }
-}
-
 /// A replay store that is down refuses every DPoP request, but warns at
 /// most once a second per layer, not once per request.
 #[tokio::test]
@@ -315,13 +294,7 @@ async fn a_failing_replay_store_does_not_flood_the_logs() {
     use tower::{Service as _, ServiceBuilder, ServiceExt as _};
     use tower_token_binding::proof::dpop::DPOP;
 
-    let logs = Logs::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(logs.clone())
-        .with_ansi(false)
-        .with_max_level(tracing::Level::WARN)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (logs, _guard) = support::Logs::capture(tracing::Level::WARN);
 
     let s = setup().await;
     let calls = Arc::new(AtomicUsize::new(0));
@@ -356,7 +329,7 @@ async fn a_failing_replay_store_does_not_flood_the_logs() {
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     }
     assert_eq!(calls.load(Ordering::SeqCst), REQUESTS);
-    let text = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
+    let text = logs.text();
     let warnings = text.matches("the replay store failed").count();
     assert!(
         (1..REQUESTS / 4).contains(&warnings),

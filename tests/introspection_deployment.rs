@@ -9,8 +9,6 @@
 mod introspection;
 mod support;
 
-use std::sync::Arc;
-
 use http::StatusCode;
 use introspection::{
     RS_ID, RS_SECRET, assert_invalid_token, assert_unavailable, bearer, setup, start,
@@ -154,37 +152,13 @@ async fn resource_server_with_opaque_tokens_from_the_token_endpoint() {
     assert_eq!(issuer.jwks_fetches(), 0, "no JWT, no JWKS");
 }
 
-/// Everything logged in this test binary from the moment the log test
-/// starts (one global subscriber, at trace level).
-#[derive(Clone, Default)]
-struct Logs(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Logs {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
-    type Writer = Logs;
-    fn make_writer(&'a self) -> Logs {
-        self.clone()
-    }
-}
-
 #[tokio::test]
 async fn tokens_and_secrets_stay_out_of_logs_and_debug() {
-    let logs = Logs::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(logs.clone())
-        .with_ansi(false)
-        .with_max_level(tracing::Level::TRACE)
-        .finish();
-    tracing::subscriber::set_global_default(subscriber).expect("the only global subscriber");
+    // Everything logged in this test binary from here on (one global
+    // subscriber, at trace level).
+    let logs = support::Logs::default();
+    tracing::subscriber::set_global_default(logs.subscriber(tracing::Level::TRACE))
+        .expect("the only global subscriber");
 
     let s = setup().await;
     let validator = s.validator().build().unwrap();
@@ -205,7 +179,7 @@ async fn tokens_and_secrets_stay_out_of_logs_and_debug() {
         tower_token_binding::validation::TokenErrorKind::IntrospectionUnavailable
     );
 
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let text = logs.text();
     assert!(
         text.lines()
             .any(|l| l.contains("WARN") && l.contains("token introspection failed")),

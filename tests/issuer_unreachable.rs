@@ -5,7 +5,7 @@
 
 #![cfg(all(feature = "test-util", feature = "axum"))]
 
-use std::sync::Arc;
+mod support;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
@@ -15,33 +15,6 @@ use tower_token_binding::test_util::{TestIssuer, TestPki};
 use tower_token_binding::validation::{
     CnfValidationLayer, JwksSource, JwtValidator, Rejection, RejectionKind,
 };
-
-/// Logs shared with a subscriber, as text.
-#[derive(Clone, Default)]
-struct Logs(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Logs {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
-    type Writer = Logs;
-    fn make_writer(&'a self) -> Logs {
-        self.clone()
-    }
-}
-
-impl Logs {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
 
 /// A layer whose validator discovers `issuer`'s keys, trusting only the
 /// root of another PKI than the issuer's.
@@ -69,13 +42,8 @@ fn request(token: &str) -> Request<Empty<Bytes>> {
 
 #[tokio::test]
 async fn an_issuer_with_an_unknown_root_gets_a_503_and_a_warning_naming_the_cause() {
-    let logs = Logs::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(logs.clone())
-        .with_ansi(false)
-        .with_max_level(tracing::Level::WARN)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    // One global subscriber: the JWKS fetch logs from wherever it runs.
+    let logs = support::Logs::global(tracing::Level::WARN);
 
     let pki = TestPki::new().unwrap();
     let issuer = TestIssuer::start(&pki).await.unwrap();

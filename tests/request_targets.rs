@@ -162,43 +162,12 @@ async fn an_absolute_form_target_that_is_not_the_host_matches_no_proof() {
     assert!(answer.contains("invalid_dpop_proof"), "{answer}");
 }
 
-/// Logs shared with a subscriber, as text.
-#[derive(Clone, Default)]
-struct Logs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Logs {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
-    type Writer = Logs;
-    fn make_writer(&'a self) -> Logs {
-        self.clone()
-    }
-}
-
 #[tokio::test]
 async fn proofs_without_a_public_origin_warn_once_per_layer() {
     use tower::Layer as _;
 
-    let logs = Logs::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(logs.clone())
-        .with_ansi(false)
-        .with_max_level(tracing::Level::WARN)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
-    let warnings = || {
-        String::from_utf8_lossy(&logs.0.lock().unwrap())
-            .matches("without a public origin")
-            .count()
-    };
+    let (logs, _guard) = support::Logs::capture(tracing::Level::WARN);
+    let warnings = || logs.text().matches("without a public origin").count();
 
     let s = dpop::setup().await;
     let layer = dpop::layer(&s).accept_dpop(DpopVerifier::new());

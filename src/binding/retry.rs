@@ -140,9 +140,7 @@ impl<B: Clone, ResBody, E> Policy<Request<B>, Response<ResBody>, E> for InvalidT
         if self.attempts == 0 || !says_invalid_token(response.headers()) {
             return None;
         }
-        self.cache
-            .as_ref()?
-            .reject(used.0.token().access_token());
+        self.cache.as_ref()?.reject(used.0.token().access_token());
         self.attempts -= 1;
         crate::metrics::client_retry(crate::metrics::Retry::InvalidToken);
         tracing::debug!(

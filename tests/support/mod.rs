@@ -198,3 +198,70 @@ pub async fn spawn_announcing(name: &str, args: &[&str]) -> (tokio::process::Chi
         .to_owned();
     (child, url)
 }
+
+/// Log lines captured from a `tracing` subscriber, as text.
+#[derive(Clone, Default)]
+pub struct Logs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Logs {
+    /// Captures events at `level` and above on this thread (the thread of
+    /// a `#[tokio::test]` on its current-thread runtime) until the guard
+    /// drops.
+    pub fn capture(level: tracing::Level) -> (Logs, tracing::subscriber::DefaultGuard) {
+        let logs = Logs::default();
+        let guard = tracing::subscriber::set_default(logs.subscriber(level));
+        (logs, guard)
+    }
+
+    /// Captures events at `level` and above from every thread of this test
+    /// binary, from the first call on (one global subscriber, shared by
+    /// the callers): for a test whose events may be emitted where a
+    /// thread's own subscriber would miss them.
+    pub fn global(level: tracing::Level) -> Logs {
+        static GLOBAL: std::sync::OnceLock<Logs> = std::sync::OnceLock::new();
+        GLOBAL
+            .get_or_init(|| {
+                let logs = Logs::default();
+                tracing::subscriber::set_global_default(logs.subscriber(level))
+                    .expect("the only global subscriber of this test binary");
+                logs
+            })
+            .clone()
+    }
+
+    /// A subscriber writing here, without colours, at `level` and above.
+    pub fn subscriber(&self, level: tracing::Level) -> impl tracing::Subscriber + Send + Sync {
+        tracing_subscriber::fmt()
+            .with_writer(self.clone())
+            .with_ansi(false)
+            .with_max_level(level)
+            .finish()
+    }
+
+    /// Everything captured so far.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+
+    /// Forgets what was captured so far.
+    pub fn clear(&self) {
+        self.0.lock().unwrap().clear();
+    }
+}
+
+impl std::io::Write for Logs {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
+    type Writer = Logs;
+    fn make_writer(&'a self) -> Logs {
+        self.clone()
+    }
+}
