@@ -71,3 +71,38 @@ pub use error::{BuildError, BuildErrorKind};
 pub use future::ResponseFuture;
 pub use request::RequestBuilder;
 pub use service::BoundClient;
+
+/// The body of a response from [`BoundClient`] as a `tower::Service`
+/// (hyper's streaming body), re-exported so that a retry policy or a layer
+/// written against it needs no `hyper` dependency of its own.
+/// [`get`](BoundClient::get), [`post`](BoundClient::post) and
+/// [`send`](BoundClient::send) read it into `Bytes` for you.
+///
+/// ```
+/// use http::{Request, Response};
+/// use tower::retry::Policy;
+/// use tower_token_binding::client::Incoming;
+/// use tower_token_binding::token::BoxError;
+///
+/// #[derive(Clone)]
+/// struct RetryOn503;
+///
+/// impl<B: Clone> Policy<Request<B>, Response<Incoming>, BoxError> for RetryOn503 {
+///     type Future = std::future::Ready<()>;
+///     fn retry(
+///         &mut self,
+///         _: &mut Request<B>,
+///         result: &mut Result<Response<Incoming>, BoxError>,
+///     ) -> Option<Self::Future> {
+///         let busy = result.as_ref().is_ok_and(|r| r.status() == 503);
+///         busy.then(|| std::future::ready(()))
+///     }
+///     fn clone_request(&mut self, request: &Request<B>) -> Option<Request<B>> {
+///         let mut clone = Request::new(request.body().clone());
+///         *clone.uri_mut() = request.uri().clone();
+///         *clone.headers_mut() = request.headers().clone();
+///         Some(clone)
+///     }
+/// }
+/// ```
+pub use hyper::body::Incoming;
