@@ -80,7 +80,9 @@ fn answer(value: HeaderValue) -> StatusCode {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(512))]
+    #![proptest_config(ProptestConfig::with_cases(
+        std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(512)
+    ))]
 
     #[test]
     fn arbitrary_authorization_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {

@@ -625,3 +625,67 @@ fn q_at_the_cap_against_a_query_of_thousands_of_pairs() {
     let shr = signed_with(&key, &target, json!({"q": query_claim(&covered.join("&"))}));
     verify_get(&ShrVerifier::new(), &shr, &target).unwrap();
 }
+
+/// Cases for the property tests: `PROPTEST_CASES`, or `default`.
+fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|cases| cases.parse().ok())
+        .unwrap_or(default)
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(cases(256)))]
+
+    /// Our signer's `q` over any query verifies with `q` required, unless
+    /// the query names a parameter twice (in any spelling), which is
+    /// refused; no query makes the verifier panic.
+    #[test]
+    fn a_signed_query_verifies_unless_a_name_repeats(
+        query in "[a-cA%0-9=&+.~_-]{0,80}",
+    ) {
+        static SHRS: std::sync::OnceLock<crate::proof::shr::SignedHttpRequests> =
+            std::sync::OnceLock::new();
+        let shrs = SHRS.get_or_init(|| {
+            crate::proof::shr::SignedHttpRequests::new(ProofKey::generate(Algorithm::Es256).unwrap())
+        });
+        let Ok(target) = format!("https://api.example/items?{query}").parse::<Uri>() else {
+            return Ok(());
+        };
+        let shr = shrs.signer(&Method::GET, &target, "token").query().sign().unwrap();
+        let verified = ShrVerifier::builder()
+            .require_query(true)
+            .build()
+            .verify(&shr, &Method::GET, &target, &request_headers(), None, SystemTime::now());
+        let mut names: Vec<String> = super::query_pairs(target.query().unwrap_or_default())
+            .map(|(name, _)| super::verifier::form_decoded(name).into_owned())
+            .collect();
+        let count = names.len();
+        names.sort();
+        names.dedup();
+        if count > ShrVerifier::DEFAULT_MAX_COVERED_NAMES {
+            proptest::prop_assert!(verified.is_err());
+        } else if names.len() == count {
+            proptest::prop_assert!(verified.is_ok(), "{query}: {:?}", verified.err());
+        } else {
+            proptest::prop_assert!(verified.is_err(), "{query}: a repeated name passed");
+        }
+    }
+
+    /// Any `q` claim and query: an answer, never a panic.
+    #[test]
+    fn arbitrary_q_claims_never_panic(
+        query in "[ -~]{0,80}",
+        names in proptest::collection::vec("[ -~]{0,6}", 0..8),
+        hash in "[A-Za-z0-9_-]{0,43}",
+    ) {
+        static KEY: std::sync::OnceLock<ProofKey> = std::sync::OnceLock::new();
+        let key = KEY.get_or_init(|| ProofKey::generate(Algorithm::Es256).unwrap());
+        let Ok(target) = format!("https://api.example/items?{query}").parse::<Uri>() else {
+            return Ok(());
+        };
+        let shr = signed_with(key, &target, json!({"q": [names, hash]}));
+        let _ = verify_get(&ShrVerifier::builder().require_query(true).build(), &shr, &target);
+        let _ = verify_get(&ShrVerifier::new(), &shr, &target);
+    }
+}

@@ -490,7 +490,7 @@ struct Covered<'a> {
 /// A query parameter's name as `application/x-www-form-urlencoded` decodes
 /// it (`+` a space, percent-escapes undone, invalid UTF-8 replaced);
 /// borrowed when there is nothing to decode.
-fn form_decoded(name: &str) -> Cow<'_, str> {
+pub(super) fn form_decoded(name: &str) -> Cow<'_, str> {
     if !name.contains(['%', '+']) {
         return Cow::Borrowed(name);
     }
