@@ -53,8 +53,6 @@ use aws_lc_rs::digest;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-use crate::proof::JwkThumbprint;
-
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
@@ -205,18 +203,20 @@ impl fmt::Debug for ReplayKey {
 /// use tower_token_binding::replay::ReplayOwner;
 ///
 /// let key = ProofKey::generate(Algorithm::Es256).unwrap();
-/// let owner = ReplayOwner::of_key(&key.public_jwk().thumbprint());
+/// let owner = ReplayOwner::of_key(key.public_jwk().thumbprint().as_bytes());
 /// assert_eq!(owner, ReplayOwner::from_digest(*owner.as_bytes()));
 /// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ReplayOwner([u8; 32]);
 
 impl ReplayOwner {
-    /// The owner of the proofs made with the key of `thumbprint`: SHA-256
-    /// over the domain `"replay-owner"` and the thumbprint's 32 bytes (as
-    /// [`ReplayKey::from_parts`] does it).
-    pub fn of_key(thumbprint: &JwkThumbprint) -> Self {
-        Self(*ReplayKey::from_parts("replay-owner", &[thumbprint.as_bytes()]).as_bytes())
+    /// The owner of the proofs made with the key of `thumbprint` (the 32
+    /// bytes of its RFC 7638 thumbprint, as
+    /// [`JwkThumbprint::as_bytes`](crate::proof::JwkThumbprint::as_bytes)
+    /// gives them): SHA-256 over the domain `"replay-owner"` and those
+    /// bytes (as [`ReplayKey::from_parts`] does it).
+    pub fn of_key(thumbprint: &[u8; 32]) -> Self {
+        Self(*ReplayKey::from_parts("replay-owner", &[&thumbprint[..]]).as_bytes())
     }
 
     /// An owner from a 32-byte digest computed elsewhere.
@@ -481,17 +481,11 @@ mod tests {
 
     #[test]
     fn owners_are_digests_of_thumbprints() {
-        let thumbprint = JwkThumbprint::from_digest([3; 32]);
+        let thumbprint = [3; 32];
         let owner = ReplayOwner::of_key(&thumbprint);
-        assert_ne!(owner.as_bytes(), thumbprint.as_bytes());
-        assert_eq!(
-            owner,
-            ReplayOwner::of_key(&JwkThumbprint::from_digest([3; 32]))
-        );
-        assert_ne!(
-            owner,
-            ReplayOwner::of_key(&JwkThumbprint::from_digest([4; 32]))
-        );
+        assert_ne!(owner.as_bytes(), &thumbprint);
+        assert_eq!(owner, ReplayOwner::of_key(&[3; 32]));
+        assert_ne!(owner, ReplayOwner::of_key(&[4; 32]));
         assert_eq!(ReplayOwner::from_digest(*owner.as_bytes()), owner);
         assert_eq!(owner.to_string().len(), 43);
         assert_eq!(format!("{owner:?}"), format!("ReplayOwner({owner})"));

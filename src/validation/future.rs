@@ -227,7 +227,7 @@ where
                                 Some(store) => State::Replaying {
                                     check: store.insert_if_absent_for(
                                         proof.replay_key(),
-                                        ReplayOwner::of_key(&key),
+                                        ReplayOwner::of_key(key.as_bytes()),
                                         proof.replay_expires_at(),
                                     ),
                                     key,
