@@ -6,7 +6,7 @@
 mod support;
 
 use std::future::IntoFuture as _;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -23,52 +23,11 @@ use tower_token_binding::server::forwarded::{
 use tower_token_binding::server::{self, AnyClientCertVerifier};
 use tower_token_binding::test_util::{TestCert, TestIssuer, TestPki};
 use tower_token_binding::{CnfValidationLayer, Thumbprint};
-use tracing_subscriber::fmt::MakeWriter;
 
-/// Warn-level events of this test binary, as text.
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-static LOGS: OnceLock<Logs> = OnceLock::new();
-
-impl std::io::Write for Logs {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Logs {
-    type Writer = Logs;
-    fn make_writer(&'a self) -> Logs {
-        self.clone()
-    }
-}
-
-/// The one global subscriber of this binary, installed by every test
-/// before anything logs.
-fn logs() -> Logs {
-    LOGS.get_or_init(|| {
-        let logs = Logs::default();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(logs.clone())
-            .with_ansi(false)
-            .with_max_level(tracing::Level::WARN)
-            .finish();
-        tracing::subscriber::set_global_default(subscriber)
-            .expect("the only global subscriber of this test binary");
-        logs
-    })
-    .clone()
-}
-
-impl Logs {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
+/// The one global subscriber of this binary (warn level), installed by
+/// every test before anything logs.
+fn logs() -> support::Logs {
+    support::Logs::global(tracing::Level::WARN)
 }
 
 /// The issuer, and a resource server behind `forwarded` over TLS (client

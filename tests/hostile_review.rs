@@ -29,25 +29,6 @@ use tower_token_binding::source::ClientCredentials;
 use tower_token_binding::test_util::{Fault, TestIssuer, TestPki};
 use tower_token_binding::token::{Token, TokenCache};
 
-/// Writes `request` as it is on a TLS connection to `127.0.0.1:port` and
-/// returns the raw answer.
-async fn raw_tls(pki: &TestPki, port: u16, request: String) -> String {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let config = Arc::new(pki.client_config(None).unwrap());
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
-    let mut tls = tokio_rustls::TlsConnector::from(config)
-        .connect(name, tcp)
-        .await
-        .unwrap();
-    tls.write_all(request.as_bytes()).await.unwrap();
-    let mut answer = Vec::new();
-    let _ = tls.read_to_end(&mut answer).await;
-    String::from_utf8_lossy(&answer).into_owned()
-}
-
 /// When the request's absolute-form authority differs from `Host` (or
 /// `Host` has user info), `validation::pop::verify` gets no absolute URI
 /// and checks the SHR against `Uri::from_static("/")`: `u` against the
@@ -72,7 +53,7 @@ async fn a_pop_shr_for_the_root_path_does_not_pass_when_the_target_is_not_hosts(
         || pop_setup::hand_made(key, &header, &pop_setup::good_payload(key, &root, &s.token));
 
     // Sanity: the root SHR on another path, target and Host agreeing: 401.
-    let answer = raw_tls(
+    let answer = support::raw_tls(
         &s.pki,
         port,
         format!(
@@ -86,7 +67,7 @@ async fn a_pop_shr_for_the_root_path_does_not_pass_when_the_target_is_not_hosts(
     let mut passed = Vec::new();
     // The same SHR for `/`, on another path with an absolute-form target
     // naming another authority than Host.
-    let answer = raw_tls(
+    let answer = support::raw_tls(
         &s.pki,
         port,
         format!(
@@ -100,7 +81,7 @@ async fn a_pop_shr_for_the_root_path_does_not_pass_when_the_target_is_not_hosts(
     }
 
     // Same with user info in Host and an origin-form target.
-    let answer = raw_tls(
+    let answer = support::raw_tls(
         &s.pki,
         port,
         format!(

@@ -6,8 +6,8 @@
 //!   over HTTP/1.1 and HTTP/2, sent as written (hyper's client does not
 //!   normalise paths).
 //! - The authority: an absolute-form target whose authority is not the
-//!   `Host` header's matches no proof; a layer that accepts proofs without
-//!   a public origin says once, at `warn`, what that leaves unchecked.
+//!   `Host` header's matches no proof (the warning of a layer without a
+//!   public origin is tested alone, in `public_origin_warning.rs`).
 #![cfg(feature = "test-util")]
 
 #[path = "support/dpop.rs"]
@@ -118,8 +118,6 @@ async fn a_pop_shr_for_a_path_does_not_pass_on_its_variants() {
 /// on a TLS connection as it is, with a proof for the absolute target.
 #[tokio::test]
 async fn an_absolute_form_target_that_is_not_the_host_matches_no_proof() {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-
     let s = dpop::setup().await;
     let api = dpop::start(&s.pki, dpop::layer(&s).accept_dpop(DpopVerifier::new())).await;
     let host = dpop::uri(&api).authority().unwrap().to_string();
@@ -134,23 +132,7 @@ async fn an_absolute_form_target_that_is_not_the_host_matches_no_proof() {
             s.token
         )
     };
-    let send = |request: String| {
-        let config = std::sync::Arc::new(s.pki.client_config(None).unwrap());
-        async move {
-            let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .unwrap();
-            let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
-            let mut tls = tokio_rustls::TlsConnector::from(config)
-                .connect(name, tcp)
-                .await
-                .unwrap();
-            tls.write_all(request.as_bytes()).await.unwrap();
-            let mut answer = Vec::new();
-            let _ = tls.read_to_end(&mut answer).await;
-            String::from_utf8_lossy(&answer).into_owned()
-        }
-    };
+    let send = |request: String| support::raw_tls(&s.pki, port, request);
     // The absolute target naming the host that Host names: accepted.
     let answer = send(raw(&api, &api)).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
@@ -160,26 +142,4 @@ async fn an_absolute_form_target_that_is_not_the_host_matches_no_proof() {
     let answer = send(raw(other, other)).await;
     assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
     assert!(answer.contains("invalid_dpop_proof"), "{answer}");
-}
-
-#[tokio::test]
-async fn proofs_without_a_public_origin_warn_once_per_layer() {
-    use tower::Layer as _;
-
-    let (logs, _guard) = support::Logs::capture(tracing::Level::WARN);
-    let warnings = || logs.text().matches("without a public origin").count();
-
-    let s = dpop::setup().await;
-    let layer = dpop::layer(&s).accept_dpop(DpopVerifier::new());
-    for _ in 0..3 {
-        let _ = layer.layer(tower::service_fn(dpop::binding));
-    }
-    assert_eq!(warnings(), 1);
-    // With a public origin, or with certificates alone: nothing to say.
-    let _ = dpop::layer(&s)
-        .accept_dpop(DpopVerifier::new())
-        .public_origin("https://api.example")
-        .layer(tower::service_fn(dpop::binding));
-    let _ = dpop::layer(&s).layer(tower::service_fn(dpop::binding));
-    assert_eq!(warnings(), 1);
 }
