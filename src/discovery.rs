@@ -242,6 +242,22 @@ pub(crate) enum DiscoveryError<E> {
 /// passed over.
 pub(crate) async fn fetch_metadata<E, F, Fut>(
     issuer: &str,
+    get: F,
+) -> Result<Metadata, DiscoveryError<E>>
+where
+    F: FnMut(Uri) -> Fut,
+    Fut: Future<Output = Fetched<E>>,
+{
+    fetch_metadata_naming(issuer, issuer, get).await
+}
+
+/// [`fetch_metadata`] from `issuer`'s metadata URLs, for a document that
+/// names `named` as its issuer: a multi-tenant issuer's template, as
+/// Microsoft Entra's `/organizations/v2.0` metadata names
+/// `https://login.microsoftonline.com/{tenantid}/v2.0`.
+pub(crate) async fn fetch_metadata_naming<E, F, Fut>(
+    issuer: &str,
+    named: &str,
     mut get: F,
 ) -> Result<Metadata, DiscoveryError<E>>
 where
@@ -261,7 +277,7 @@ where
                 failures.push(format!("{shown}: {status}"));
             }
             Fetched::Answer(_, body) => {
-                return Metadata::parse(issuer, shown, &body).map_err(DiscoveryError::NoMetadata);
+                return Metadata::parse(named, shown, &body).map_err(DiscoveryError::NoMetadata);
             }
         }
     }

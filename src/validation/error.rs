@@ -10,7 +10,7 @@ use std::fmt;
 #[derive(Debug, Clone)]
 pub struct TokenError {
     kind: TokenErrorKind,
-    claim: Option<&'static str>,
+    claim: Option<Cow<'static, str>>,
     detail: Option<String>,
 }
 
@@ -81,10 +81,10 @@ impl TokenError {
 
     /// A [`TokenErrorKind::MissingClaim`] error naming `claim`, which is
     /// absent or of the wrong type. The name goes into `error_description`.
-    pub fn missing_claim(claim: &'static str) -> Self {
+    pub fn missing_claim(claim: impl Into<Cow<'static, str>>) -> Self {
         Self {
             kind: TokenErrorKind::MissingClaim,
-            claim: Some(claim),
+            claim: Some(claim.into()),
             detail: None,
         }
     }
@@ -111,13 +111,13 @@ impl TokenError {
     /// The claim that is missing or malformed, for
     /// [`TokenErrorKind::MissingClaim`].
     pub fn claim(&self) -> Option<&str> {
-        self.claim
+        self.claim.as_deref()
     }
 
     /// The client-safe description, as sent in `error_description`: fixed
     /// per kind, naming the claim for a missing one.
     pub fn description(&self) -> Cow<'static, str> {
-        match self.claim {
+        match &self.claim {
             Some(claim) => Cow::Owned(format!("the access token lacks a valid {claim} claim")),
             None => Cow::Borrowed(self.kind.description()),
         }

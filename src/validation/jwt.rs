@@ -12,9 +12,12 @@ use jsonwebtoken::{Algorithm, Validation, decode, decode_header};
 use serde_json::{Map, Value};
 
 use super::cache::{TokenDigest, VerifiedCache, digest};
+use super::issuer::{IssuerMatch, Peek, TrustedIssuer};
 use super::jwks::{JwksError, JwksSource, KeySet, Keys};
+use super::profile::{TokenProfile, typ_is_rfc9068};
 use super::{TokenError, TokenErrorKind, ValidateToken, VerifiedToken};
 use crate::json::{StrictJsonError, check_no_duplicate_members};
+use crate::warn_limit::WarnLimit;
 
 /// The asymmetric algorithms allowed by default.
 const DEFAULT_ALGORITHMS: &[Algorithm] = &[
@@ -44,24 +47,34 @@ pub const RELAXABLE_CLAIMS: &[&str] = &["sub", "client_id", "iat", "jti"];
 ///    JSON member twice, at any depth (two `alg`, two `cnf`, two `x5t#S256`
 ///    inside `cnf`): parsers disagree on which one counts, so such a token
 ///    is refused before anything else is read;
-/// 2. `typ` is `at+jwt` or `application/at+jwt` (RFC 9068 section 4);
-/// 3. `alg` is allowed (asymmetric only by default, so `none` and
+/// 2. its `iss` names one of the [trusted issuers](JwtValidatorBuilder::trust),
+///    before any key is fetched; the token is checked against that
+///    issuer's keys only;
+/// 3. `typ` is `at+jwt` or `application/at+jwt` (RFC 9068 section 4), or
+///    what the [token profile](JwtValidatorBuilder::token_profile) adds
+///    (`JWT`, or none; never another kind of JWT);
+/// 4. `alg` is allowed (asymmetric only by default, so `none` and
 ///    HMAC-with-a-public-key never pass);
-/// 4. a key with the token's `kid` and algorithm is in the key set (an
-///    unknown `kid` refetches a remote JWKS, at most once per cooldown);
-/// 5. the signature;
-/// 6. `iss` (exactly, a string), `aud`, `exp` and `nbf` with a leeway
+/// 5. a key with the token's `kid` and algorithm is in the issuer's key set
+///    (an unknown `kid` refetches a remote JWKS, at most once per cooldown);
+/// 6. the signature;
+/// 7. `iss` (exactly, a string; for a multi-tenant issuer, its template
+///    filled from an allowed tenant), `aud`, `exp` and `nbf` with a leeway
 ///    (default 30 s);
-/// 7. the other claims RFC 9068 section 2.2 requires: `sub`, `client_id`,
-///    `jti` (non-empty strings) and `iat` (a number, not in the future
-///    beyond the leeway). An issuer that leaves some out can be accepted
-///    with [`allow_missing_claims`](JwtValidatorBuilder::allow_missing_claims),
+/// 8. the other claims RFC 9068 section 2.2 requires, as the profile names
+///    them: `sub`, the client (`client_id`), the unique id (`jti`) as
+///    non-empty strings, and `iat` (a number, not in the future beyond the
+///    leeway). An issuer that leaves some out can be accepted with
+///    [`allow_missing_claims`](JwtValidatorBuilder::allow_missing_claims),
 ///    naming each one; a claim that is present is checked all the same;
-/// 8. `cnf`, if present, is well-formed.
+/// 9. `cnf`, if present, is well-formed.
 ///
 /// A missing claim is answered `401 invalid_token` with an
 /// `error_description` that names it. Whether `cnf` matches the client
-/// certificate is the layer's check, on every request.
+/// certificate is the layer's check, on every request. When a token is
+/// refused for its shape alone (`typ` `JWT`, say, or `azp` where
+/// `client_id` is expected) and a preset profile would accept that shape,
+/// a `warn` (at most one a second) names the profile.
 ///
 /// Verified tokens are remembered (keyed by a SHA-256 digest of the whole
 /// token, bounded, until the token's `exp`, forgotten when the key set
@@ -84,39 +97,63 @@ pub struct JwtValidator {
 }
 
 struct Inner {
-    keys: Keys,
-    /// One prepared `Validation` per allowed algorithm.
-    validations: Vec<(Algorithm, Validation)>,
+    issuers: Vec<IssuerKeys>,
     leeway: u64,
-    /// The relaxable claims that are required all the same.
-    required: Vec<&'static str>,
+    profile: Arc<TokenProfile>,
+    /// The relaxable claims allowed to be missing beyond the profile's.
+    also_absent: Vec<String>,
     cache: VerifiedCache,
+    /// Paces the warning that names a profile that would accept a token.
+    shape_warning: WarnLimit,
+}
+
+/// A trusted issuer, its keys, and one prepared `Validation` per allowed
+/// algorithm.
+struct IssuerKeys {
+    matcher: IssuerMatch,
+    keys: Keys,
+    validations: Vec<(Algorithm, Validation)>,
+}
+
+impl Inner {
+    /// The generations of all key sets, summed: it grows whenever any of
+    /// them changes.
+    fn generation(&self) -> u64 {
+        self.issuers.iter().fold(0u64, |sum, issuer| {
+            sum.wrapping_add(issuer.keys.generation())
+        })
+    }
 }
 
 impl fmt::Debug for JwtValidator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let issuers: Vec<&IssuerMatch> = self.inner.issuers.iter().map(|i| &i.matcher).collect();
+        let algorithms: Vec<&Algorithm> = self
+            .inner
+            .issuers
+            .first()
+            .map(|i| i.validations.iter().map(|(a, _)| a).collect())
+            .unwrap_or_default();
         f.debug_struct("JwtValidator")
-            .field(
-                "algorithms",
-                &self
-                    .inner
-                    .validations
-                    .iter()
-                    .map(|(a, _)| a)
-                    .collect::<Vec<_>>(),
-            )
+            .field("issuers", &issuers)
+            .field("profile", &self.inner.profile.name())
+            .field("algorithms", &algorithms)
             .field("leeway", &self.inner.leeway)
-            .field("required", &self.inner.required)
+            .field("also_absent", &self.inner.also_absent)
             .finish_non_exhaustive()
     }
 }
 
-/// Builds a [`JwtValidator`]. `issuer`, `audience` and `jwks` are required.
+/// Builds a [`JwtValidator`]. An issuer and its keys ([`issuer`](Self::issuer)
+/// and [`jwks`](Self::jwks), or [`trust`](Self::trust), or both) and an
+/// [`audience`](Self::audience) are required.
 #[derive(Debug, Clone)]
 pub struct JwtValidatorBuilder {
     issuer: Option<String>,
     audiences: Vec<String>,
     jwks: Option<JwksSource>,
+    trusted: Vec<TrustedIssuer>,
+    profile: TokenProfile,
     algorithms: Vec<Algorithm>,
     leeway: Duration,
     allow_missing: Vec<String>,
@@ -130,6 +167,8 @@ impl JwtValidator {
             issuer: None,
             audiences: Vec::new(),
             jwks: None,
+            trusted: Vec::new(),
+            profile: TokenProfile::rfc9068(),
             algorithms: DEFAULT_ALGORITHMS.to_vec(),
             leeway: Duration::from_secs(30),
             allow_missing: Vec::new(),
@@ -144,23 +183,26 @@ impl JwtValidator {
         key: TokenDigest,
     ) -> Result<VerifiedToken, TokenError> {
         let inner = &self.inner;
-        let keys = match &inner.keys {
+        let payload = refuse_duplicate_members(&token)?;
+        // Before any key is fetched: the one issuer this token names.
+        let issuer = self.issuer_of(&payload)?;
+        let keys = match &issuer.keys {
             Keys::Static(keys) => keys.clone(),
             Keys::Remote(remote) => remote
                 .keys()
                 .await
                 .ok_or_else(|| TokenError::new(TokenErrorKind::KeysUnavailable))?,
         };
-        let result = match self.verify(&token, &keys) {
-            Err(e) if e.kind() == TokenErrorKind::UnknownKey => match &inner.keys {
+        let result = match self.verify(&token, &payload, issuer, &keys) {
+            Err(e) if e.kind() == TokenErrorKind::UnknownKey => match &issuer.keys {
                 Keys::Remote(remote) => {
                     let kid = decode_header(&token).ok().and_then(|h| h.kid);
                     match kid {
                         Some(kid) if !keys.has_kid(Some(&kid)) => {
                             match remote.refetch_for_unknown_kid(&kid).await {
-                                Some(fresh) if fresh.generation != keys.generation => {
-                                    self.verify(&token, &fresh).map(|t| (t, fresh.generation))
-                                }
+                                Some(fresh) if fresh.generation != keys.generation => self
+                                    .verify(&token, &payload, issuer, &fresh)
+                                    .map(|t| (t, fresh.generation)),
                                 _ => Err(e),
                             }
                         }
@@ -172,40 +214,65 @@ impl JwtValidator {
             other => other.map(|t| (t, keys.generation)),
         };
         let (verified, generation) = result?;
-        if inner.keys.generation() != generation {
+        // Read before the issuer's own generation: if its keys change in
+        // between, the entry is never served.
+        let all = inner.generation();
+        if issuer.keys.generation() != generation {
             // The key set changed under us: what was cached is stale.
             inner.cache.clear();
-        }
-        if let Some(exp) = verified.expires_at() {
+        } else if let Some(exp) = verified.expires_at() {
             let now = now();
             inner.cache.insert(
                 key,
                 verified.clone(),
                 exp.saturating_add(inner.leeway),
-                generation,
+                all,
                 now,
             );
         }
         Ok(verified)
     }
 
-    /// Checks `token` against `keys`.
-    fn verify(&self, token: &str, keys: &KeySet) -> Result<VerifiedToken, TokenError> {
+    /// The trusted issuer the unverified `payload` names: its `iss` (and,
+    /// for a multi-tenant issuer, its tenant) must match one.
+    fn issuer_of(&self, payload: &[u8]) -> Result<&IssuerKeys, TokenError> {
+        let tenant_claim = self.inner.profile.tenant_claim_name();
+        let peek = Peek::read(payload, tenant_claim).ok_or_else(|| {
+            TokenError::with_detail(TokenErrorKind::Malformed, "payload: not a JSON object")
+        })?;
+        let Some(iss) = peek.iss.as_deref() else {
+            return Err(TokenError::missing_claim("iss"));
+        };
+        self.inner
+            .issuers
+            .iter()
+            .find(|issuer| issuer.matcher.matches(iss, peek.tenant.as_deref()))
+            .ok_or_else(|| {
+                TokenError::with_detail(TokenErrorKind::WrongIssuer, "iss names no trusted issuer")
+            })
+    }
+
+    /// Checks `token` (whose decoded payload is `payload`) against `keys`,
+    /// the keys of `issuer`.
+    fn verify(
+        &self,
+        token: &str,
+        payload: &[u8],
+        issuer: &IssuerKeys,
+        keys: &KeySet,
+    ) -> Result<VerifiedToken, TokenError> {
         use TokenErrorKind as K;
-        refuse_duplicate_members(token)?;
+        let profile = &self.inner.profile;
         let header = decode_header(token)
             .map_err(|e| TokenError::with_detail(K::Malformed, e.to_string()))?;
-        let typ_ok = header.typ.as_deref().is_some_and(|t| {
-            t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt")
-        });
-        if !typ_ok {
-            return Err(TokenError::new(K::WrongType));
+        let typ = header.typ.as_deref();
+        if let Err(e) = profile.check_typ(typ) {
+            if let Ok(claims) = serde_json::from_slice::<Map<String, Value>>(payload) {
+                self.name_fitting_profiles(typ, &claims, &e);
+            }
+            return Err(e);
         }
-        let Some((_, validation)) = self
-            .inner
-            .validations
-            .iter()
-            .find(|(a, _)| *a == header.alg)
+        let Some((_, validation)) = issuer.validations.iter().find(|(a, _)| *a == header.alg)
         else {
             return Err(TokenError::with_detail(
                 K::DisallowedAlgorithm,
@@ -216,28 +283,41 @@ impl JwtValidator {
             .find(header.kid.as_deref(), header.alg)
             .ok_or_else(|| TokenError::new(K::UnknownKey))?;
         let data = decode::<Map<String, Value>>(token, key, validation).map_err(map_jwt_error)?;
-        self.check_claims(&data.claims)?;
-        VerifiedToken::from_claims(data.claims)
+        self.check_claims(issuer, typ, &data.claims)?;
+        VerifiedToken::from_claims_with_profile(data.claims, profile.clone())
             .map_err(|e| TokenError::with_detail(K::InvalidConfirmation, e.to_string()))
     }
 
-    /// RFC 9068 section 2.2, beyond what jsonwebtoken checks.
-    fn check_claims(&self, claims: &Map<String, Value>) -> Result<(), TokenError> {
+    /// RFC 9068 section 2.2 as the profile shapes it, beyond what
+    /// jsonwebtoken checks.
+    fn check_claims(
+        &self,
+        issuer: &IssuerKeys,
+        typ: Option<&str>,
+        claims: &Map<String, Value>,
+    ) -> Result<(), TokenError> {
         // RFC 7519: `iss` is a string. jsonwebtoken would take an `iss`
         // array that merely contains ours.
         if !claims.get("iss").is_some_and(Value::is_string) {
             return Err(TokenError::new(TokenErrorKind::WrongIssuer));
         }
-        for &name in RELAXABLE_CLAIMS {
-            match claims.get(name) {
-                Some(value) if well_typed(name, value) => {}
-                // Present but malformed: refused even where it may be missing.
-                Some(_) => return Err(TokenError::missing_claim(name)),
-                None if self.inner.required.contains(&name) => {
-                    return Err(TokenError::missing_claim(name));
-                }
-                None => {}
-            }
+        // Again on the verified claims: a template's `iss` is checked here
+        // only, and an exact one costs a comparison.
+        let peek = Peek::from_claims(claims, self.inner.profile.tenant_claim_name());
+        if !peek
+            .iss
+            .as_deref()
+            .is_some_and(|iss| issuer.matcher.matches(iss, peek.tenant.as_deref()))
+        {
+            return Err(TokenError::new(TokenErrorKind::WrongIssuer));
+        }
+        if let Err(e) =
+            self.inner
+                .profile
+                .check_claims(claims, &self.inner.also_absent, typ_is_rfc9068(typ))
+        {
+            self.name_fitting_profiles(typ, claims, &e);
+            return Err(e);
         }
         let iat = claims.get("iat").and_then(Value::as_f64);
         if iat.is_some_and(|iat| iat > now().saturating_add(self.inner.leeway) as f64) {
@@ -247,6 +327,37 @@ impl JwtValidator {
             ));
         }
         Ok(())
+    }
+
+    /// Tells the server's operator, at most once a second, which preset
+    /// profiles would accept a token this profile refused for its shape.
+    fn name_fitting_profiles(
+        &self,
+        typ: Option<&str>,
+        claims: &Map<String, Value>,
+        refusal: &TokenError,
+    ) {
+        let Some(left_out) = self.inner.shape_warning.allow() else {
+            return;
+        };
+        let fits = self.inner.profile.presets_that_fit(typ, claims);
+        if fits.is_empty() {
+            return;
+        }
+        let reason = refusal
+            .claim()
+            .map(|claim| format!("no valid {claim} claim"))
+            .unwrap_or_else(|| refusal.to_string());
+        tracing::warn!(
+            profile = %self.inner.profile.name(),
+            would_accept = %fits.join(", "),
+            left_out,
+            "an access token was refused for its shape alone ({reason}); the token profile \
+             {} accepts that shape: set it with token_profile(TokenProfile::{}()) if this \
+             issuer is one of those",
+            fits.join(" or "),
+            fits[0],
+        );
     }
 }
 
@@ -265,17 +376,9 @@ pub(crate) fn check_relaxable(allow_missing: &[String]) -> Result<(), String> {
     }
 }
 
-/// The type RFC 9068 section 2.2 gives each relaxable claim.
-fn well_typed(name: &str, value: &Value) -> bool {
-    match name {
-        "iat" => value.is_number(),
-        _ => value.as_str().is_some_and(|s| !s.is_empty()),
-    }
-}
-
 /// Step 1: three segments, and no JSON member named twice in the header or
-/// the payload.
-fn refuse_duplicate_members(token: &str) -> Result<(), TokenError> {
+/// the payload. Returns the decoded payload.
+fn refuse_duplicate_members(token: &str) -> Result<Vec<u8>, TokenError> {
     use TokenErrorKind as K;
     let mut segments = token.split('.');
     let (Some(header), Some(payload), Some(_), None) = (
@@ -286,6 +389,7 @@ fn refuse_duplicate_members(token: &str) -> Result<(), TokenError> {
     ) else {
         return Err(TokenError::with_detail(K::Malformed, "not three segments"));
     };
+    let mut decoded = Vec::new();
     for (part, segment) in [("header", header), ("payload", payload)] {
         let json = URL_SAFE_NO_PAD
             .decode(segment)
@@ -298,8 +402,9 @@ fn refuse_duplicate_members(token: &str) -> Result<(), TokenError> {
                 TokenError::with_detail(K::Malformed, format!("{part}: {e}"))
             }
         })?;
+        decoded = json;
     }
-    Ok(())
+    Ok(decoded)
 }
 
 fn map_jwt_error(e: jsonwebtoken::errors::Error) -> TokenError {
@@ -347,9 +452,43 @@ fn now() -> u64 {
 }
 
 impl JwtValidatorBuilder {
-    /// The expected `iss`, exactly.
+    /// The expected `iss`, exactly, whose keys are the [`jwks`](Self::jwks):
+    /// the one issuer of most resource servers. For more than one, add each
+    /// with [`trust`](Self::trust).
     pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
         self.issuer = Some(issuer.into());
+        self
+    }
+
+    /// Also trusts `issuer`, with its own keys; may be called more than
+    /// once (Entra v1 and v2 of one tenant, two Keycloak realms, a move
+    /// from one issuer to another). A token is checked only against the
+    /// keys of the issuer its `iss` names; an `iss` that names none is
+    /// refused before any key is fetched. See [`TrustedIssuer`].
+    pub fn trust(mut self, issuer: TrustedIssuer) -> Self {
+        self.trusted.push(issuer);
+        self
+    }
+
+    /// How the issuers shape their tokens: which `typ`, which claims name
+    /// the client and the token, which may be absent, where permissions
+    /// are. Default [`TokenProfile::rfc9068`]; see [`TokenProfile`] for the
+    /// presets (`entra`, `keycloak`, `auth0`, `okta`).
+    ///
+    /// ```
+    /// use tower_token_binding::validation::{JwksSource, JwtValidator, TokenProfile};
+    ///
+    /// let validator = JwtValidator::builder()
+    ///     .issuer("https://kc.example/realms/orders")
+    ///     .audience("orders-api")
+    ///     .jwks(JwksSource::discover("https://kc.example/realms/orders").unwrap())
+    ///     .token_profile(TokenProfile::keycloak())
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = validator;
+    /// ```
+    pub fn token_profile(mut self, profile: TokenProfile) -> Self {
+        self.profile = profile;
         self
     }
 
@@ -430,15 +569,26 @@ impl JwtValidatorBuilder {
     /// JWKS is fetched.
     pub fn build(self) -> Result<JwtValidator, JwksError> {
         crate::tls::ensure_jwt_provider();
-        let issuer = self
-            .issuer
-            .ok_or_else(|| JwksError::config("JwtValidator needs an issuer"))?;
+        let mut trusted = Vec::new();
+        match (self.issuer, self.jwks) {
+            (Some(issuer), Some(jwks)) => trusted.push(TrustedIssuer::new(issuer, jwks)),
+            (Some(_), None) => {
+                return Err(JwksError::config("JwtValidator needs a JWKS source"));
+            }
+            (None, Some(_)) => {
+                return Err(JwksError::config(
+                    "JwtValidator has a JWKS source but no issuer for it",
+                ));
+            }
+            (None, None) => {}
+        }
+        trusted.extend(self.trusted);
+        if trusted.is_empty() {
+            return Err(JwksError::config("JwtValidator needs an issuer"));
+        }
         if self.audiences.is_empty() {
             return Err(JwksError::config("JwtValidator needs an audience"));
         }
-        let jwks = self
-            .jwks
-            .ok_or_else(|| JwksError::config("JwtValidator needs a JWKS source"))?;
         if self.algorithms.is_empty() {
             return Err(JwksError::config(
                 "JwtValidator needs at least one algorithm",
@@ -447,34 +597,61 @@ impl JwtValidatorBuilder {
         if let Err(refusal) = check_relaxable(&self.allow_missing) {
             return Err(JwksError::config(format!("JwtValidator {refusal}")));
         }
-        let required = RELAXABLE_CLAIMS
-            .iter()
-            .copied()
-            .filter(|claim| !self.allow_missing.iter().any(|name| name == claim))
-            .collect();
+        self.profile
+            .check()
+            .map_err(|e| JwksError::config(format!("JwtValidator: {e}")))?;
+        let tenant_claim = self.profile.tenant_claim_name();
+        for (i, issuer) in trusted.iter().enumerate() {
+            issuer
+                .matcher
+                .check(tenant_claim)
+                .map_err(|e| JwksError::config(format!("JwtValidator: {e}")))?;
+            if trusted[..i]
+                .iter()
+                .any(|other| other.issuer() == issuer.issuer())
+            {
+                return Err(JwksError::config(format!(
+                    "JwtValidator trusts the issuer {:?} twice",
+                    issuer.issuer()
+                )));
+            }
+        }
         let leeway = self.leeway.as_secs();
-        let validations = self
-            .algorithms
-            .iter()
-            .map(|&alg| {
-                let mut v = Validation::new(alg);
-                v.set_issuer(&[&issuer]);
-                v.set_audience(&self.audiences);
-                // `sub` is checked with the other relaxable claims.
-                v.set_required_spec_claims(&["exp", "iss", "aud"]);
-                v.leeway = leeway;
-                v.validate_exp = true;
-                v.validate_nbf = true;
-                (alg, v)
-            })
-            .collect();
+        let mut issuers = Vec::with_capacity(trusted.len());
+        for issuer in trusted {
+            let validations = self
+                .algorithms
+                .iter()
+                .map(|&alg| {
+                    let mut v = Validation::new(alg);
+                    match &issuer.matcher {
+                        IssuerMatch::Exact(iss) => v.set_issuer(&[iss]),
+                        // Checked against the template after the signature.
+                        IssuerMatch::Tenants { .. } => v.iss = None,
+                    }
+                    v.set_audience(&self.audiences);
+                    // `sub` is checked with the other relaxable claims.
+                    v.set_required_spec_claims(&["exp", "iss", "aud"]);
+                    v.leeway = leeway;
+                    v.validate_exp = true;
+                    v.validate_nbf = true;
+                    (alg, v)
+                })
+                .collect();
+            issuers.push(IssuerKeys {
+                matcher: issuer.matcher,
+                keys: issuer.jwks.into_keys()?,
+                validations,
+            });
+        }
         Ok(JwtValidator {
             inner: Arc::new(Inner {
-                keys: jwks.into_keys()?,
-                validations,
+                issuers,
                 leeway,
-                required,
+                profile: Arc::new(self.profile),
+                also_absent: self.allow_missing,
                 cache: VerifiedCache::new(self.cache_capacity),
+                shape_warning: WarnLimit::new(),
             }),
         })
     }
@@ -485,12 +662,14 @@ impl ValidateToken for JwtValidator {
 
     fn validate(&self, token: &str) -> JwtFuture {
         let key = digest(token);
-        let generation = self.inner.keys.generation();
+        let generation = self.inner.generation();
         if let Some(hit) = self.inner.cache.get(&key, now(), generation) {
             crate::metrics::validation_cache(crate::metrics::Validator::Jwt, true);
-            if let Keys::Remote(remote) = &self.inner.keys {
-                // Keys can change while every request is a cache hit.
-                remote.refresh_if_stale();
+            for issuer in &self.inner.issuers {
+                if let Keys::Remote(remote) = &issuer.keys {
+                    // Keys can change while every request is a cache hit.
+                    remote.refresh_if_stale();
+                }
             }
             return JwtFuture {
                 state: FutureState::Ready(Some(Ok(hit))),

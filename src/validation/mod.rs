@@ -250,10 +250,12 @@ mod error;
 mod extract;
 mod future;
 mod introspection;
+mod issuer;
 mod jwks;
 pub(crate) mod jwt;
 mod layer;
 mod pop;
+mod profile;
 mod rejection;
 mod service;
 mod token;
@@ -272,9 +274,11 @@ pub use introspection::{
     IntrospectionValidatorBuilder, TokenShape,
 };
 pub use introspection::{JwtOrIntrospection, JwtOrIntrospectionFuture};
+pub use issuer::{TENANT_PLACEHOLDER, TrustedIssuer};
 pub use jwks::{JwksError, JwksSource, RemoteJwks};
 pub use jwt::{JwtFuture, JwtValidator, JwtValidatorBuilder, RELAXABLE_CLAIMS};
 pub use layer::{CnfValidationLayer, InvalidScope};
+pub use profile::{ClaimForm, PRESETS, TokenProfile};
 pub(crate) use rejection::Scheme;
 pub use rejection::{Rejection, RejectionKind};
 pub use service::CnfValidation;

@@ -1,9 +1,13 @@
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use serde_json::{Map, Value};
 
+use super::TokenProfile;
 use crate::{Confirmation, InvalidConfirmation, ProvenBinding};
+
+/// The profile of tokens made with [`VerifiedToken::from_claims`].
+static RFC9068: LazyLock<Arc<TokenProfile>> = LazyLock::new(|| Arc::new(TokenProfile::rfc9068()));
 
 /// A validated access token: its claims, its `cnf` read strictly, and which
 /// binding the request proved.
@@ -35,20 +39,55 @@ pub struct VerifiedToken {
 struct Inner {
     claims: Map<String, Value>,
     cnf: Option<Confirmation>,
+    profile: Arc<TokenProfile>,
 }
 
 impl VerifiedToken {
     /// Wraps claims that a [`ValidateToken`](super::ValidateToken)
-    /// implementation has verified. Fails when `cnf` is present but malformed.
+    /// implementation has verified, read as RFC 9068 shapes them
+    /// ([`TokenProfile::rfc9068`]: the client in `client_id`, permissions
+    /// in `scope`). Fails when `cnf` is present but malformed.
     pub fn from_claims(claims: Map<String, Value>) -> Result<Self, InvalidConfirmation> {
+        Self::from_claims_with_profile(claims, RFC9068.clone())
+    }
+
+    /// Like [`from_claims`](Self::from_claims), for an issuer that shapes
+    /// its tokens as `profile` says: [`client_id`](Self::client_id) and
+    /// [`scopes`](Self::scopes) read the profile's claims.
+    ///
+    /// ```
+    /// use tower_token_binding::validation::{TokenProfile, VerifiedToken};
+    ///
+    /// let claims = serde_json::json!({ "azp": "app", "roles": ["Orders.Read"] });
+    /// let token = VerifiedToken::from_claims_with_profile(
+    ///     claims.as_object().unwrap().clone(),
+    ///     TokenProfile::entra(),
+    /// )
+    /// .unwrap();
+    /// assert_eq!(token.client_id(), Some("app"));
+    /// assert!(token.has_scope("Orders.Read"));
+    /// ```
+    pub fn from_claims_with_profile(
+        claims: Map<String, Value>,
+        profile: impl Into<Arc<TokenProfile>>,
+    ) -> Result<Self, InvalidConfirmation> {
         let cnf = match claims.get("cnf") {
             None => None,
             Some(cnf) => Some(Confirmation::from_value(cnf)?),
         };
         Ok(Self {
-            inner: Arc::new(Inner { claims, cnf }),
+            inner: Arc::new(Inner {
+                claims,
+                cnf,
+                profile: profile.into(),
+            }),
             binding: ProvenBinding::None,
         })
+    }
+
+    /// The profile the claims are read with.
+    pub fn profile(&self) -> &TokenProfile {
+        &self.inner.profile
     }
 
     /// This token, as proven by one request (the claims are shared).
@@ -81,10 +120,12 @@ impl VerifiedToken {
         self.str_claim("sub")
     }
 
-    /// `client_id` (RFC 9068), or `azp` as Microsoft Entra v1 tokens carry it.
+    /// The client the token was issued to, from the claim the
+    /// [profile](Self::profile) names: `client_id` (RFC 9068, Keycloak
+    /// service accounts), `azp` (Entra v2, Keycloak, Auth0), `appid` (Entra
+    /// v1) or `cid` (Okta).
     pub fn client_id(&self) -> Option<&str> {
-        self.str_claim("client_id")
-            .or_else(|| self.str_claim("azp"))
+        self.inner.profile.client_id(&self.inner.claims)
     }
 
     /// `iss`.
@@ -110,24 +151,12 @@ impl VerifiedToken {
         self.str_claim("scope")
     }
 
-    /// The granted scopes: `scope` split on spaces, or else `scp` (a string
-    /// or an array of strings, as Microsoft Entra and others send it).
+    /// The granted scopes (permissions), from the claims the
+    /// [profile](Self::profile) names: `scope` split on spaces (RFC 9068),
+    /// Entra's `scp` and `roles`, Okta's `scp` array, Auth0's `permissions`.
+    /// A required scope is granted when any of them holds it.
     pub fn scopes(&self) -> impl Iterator<Item = &str> {
-        let from_string = self
-            .scope()
-            .or_else(|| self.str_claim("scp"))
-            .into_iter()
-            .flat_map(|s| s.split(' '))
-            .filter(|s| !s.is_empty());
-        let from_array = self
-            .inner
-            .claims
-            .get("scp")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str);
-        from_string.chain(from_array)
+        self.inner.profile.permissions(&self.inner.claims)
     }
 
     /// Whether `scope` was granted.
@@ -175,16 +204,23 @@ mod tests {
     }
 
     #[test]
-    fn scopes_from_scope_or_scp() {
+    fn scopes_as_the_profile_names_them() {
         assert!(token(json!({ "scope": "a  b" })).scopes().eq(["a", "b"]));
-        assert!(token(json!({ "scp": "a b" })).scopes().eq(["a", "b"]));
-        assert!(
-            token(json!({ "scp": ["a", 1, "b"] }))
-                .scopes()
-                .eq(["a", "b"])
-        );
+        // The default reads RFC 9068's claim only.
+        assert!(token(json!({ "scp": "a b" })).scopes().next().is_none());
         assert!(token(json!({})).scopes().next().is_none());
         assert!(!token(json!({ "scope": "ab" })).has_scope("a"));
+        let okta = VerifiedToken::from_claims_with_profile(
+            json!({ "scp": ["a", 1, "b"], "cid": "c" })
+                .as_object()
+                .unwrap()
+                .clone(),
+            TokenProfile::okta(),
+        )
+        .unwrap();
+        assert!(okta.scopes().eq(["a", "b"]));
+        assert_eq!(okta.client_id(), Some("c"));
+        assert_eq!(okta.profile().name(), "okta");
     }
 
     #[test]

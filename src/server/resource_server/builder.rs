@@ -24,15 +24,19 @@ use crate::tls;
 #[cfg(not(feature = "client"))]
 use crate::validation::JwtOrIntrospection;
 use crate::validation::jwt::check_relaxable;
-use crate::validation::{CnfValidationLayer, JwksSource, JwtValidator};
+use crate::validation::{
+    CnfValidationLayer, JwksSource, JwtValidator, TENANT_PLACEHOLDER, TokenProfile, TrustedIssuer,
+};
 
 /// Builds a [`ResourceServer`]; [`build`](Self::build) refuses what cannot
 /// work.
 ///
 /// | setting | default |
 /// | --- | --- |
-/// | [`issuer`](Self::issuer) | required |
+/// | [`issuer`](Self::issuer) | required; more than one may be trusted |
 /// | [`audience`](Self::audience) | required |
+/// | [`token_profile`](Self::token_profile) | [`TokenProfile::rfc9068`] |
+/// | [`allowed_tenants`](Self::allowed_tenants) | none; required for a multi-tenant Entra issuer |
 /// | [`tls_pem_files`](Self::tls_pem_files), [`tls_identity`](Self::tls_identity) or [`tls_config`](Self::tls_config) | required |
 /// | [`client_cert_mode`](Self::client_cert_mode), [`client_ca_file`](Self::client_ca_file) | [`ClientCertMode::any_certificate`], optional |
 /// | [`required_scope`](Self::required_scope) | none |
@@ -53,12 +57,15 @@ use crate::validation::{CnfValidationLayer, JwksSource, JwtValidator};
 /// | [`introspection`](Self::introspection), [`introspection_only`](Self::introspection_only) | JWTs only |
 ///
 /// A setter called twice keeps the last value, except
-/// [`audience`](Self::audience) and [`required_scope`](Self::required_scope),
-/// which add one more.
+/// [`issuer`](Self::issuer), [`audience`](Self::audience),
+/// [`allowed_tenants`](Self::allowed_tenants) and
+/// [`required_scope`](Self::required_scope), which add more.
 #[derive(Clone, Default)]
 pub struct ResourceServerBuilder {
-    issuer: Option<String>,
+    issuers: Vec<String>,
     audiences: Vec<String>,
+    profile: Option<TokenProfile>,
+    tenants: Vec<String>,
     tls: Option<Tls>,
     client_certs: Option<ClientCerts>,
     scopes: Vec<String>,
@@ -109,8 +116,13 @@ enum IssuerRoots {
 impl fmt::Debug for ResourceServerBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("ResourceServerBuilder");
-        d.field("issuer", &self.issuer)
+        d.field("issuers", &self.issuers)
             .field("audiences", &self.audiences)
+            .field(
+                "token_profile",
+                &self.profile.as_ref().map(TokenProfile::name),
+            )
+            .field("allowed_tenants", &self.tenants)
             .field(
                 "tls",
                 &self.tls.as_ref().map(|tls| match tls {
@@ -140,12 +152,84 @@ impl fmt::Debug for ResourceServerBuilder {
 }
 
 impl ResourceServerBuilder {
-    /// The issuer (authorization server) whose tokens are accepted: the
-    /// exact `iss` they carry, and where the signing keys are found
+    /// An issuer (authorization server) whose tokens are accepted: the
+    /// exact `iss` they carry, and where its signing keys are found
     /// ([`JwksSource::discover`]: RFC 8414 metadata, else OpenID Connect
-    /// Discovery). An `https://` URL. Required.
+    /// Discovery). An `https://` URL. Required; may be called more than once
+    /// to trust several issuers, each with its own metadata and keys (Entra
+    /// v1 and v2 of one tenant, two Keycloak realms, a migration). A token
+    /// is checked only against the keys of the issuer its `iss` names, and
+    /// an `iss` that names none is refused before any key is fetched.
+    ///
+    /// Under a profile with a tenant claim ([`TokenProfile::entra`]), a
+    /// Microsoft Entra multi-tenant endpoint
+    /// (`https://login.microsoftonline.com/organizations/v2.0`, or
+    /// `/common/v2.0`) is a multi-tenant issuer: its metadata names
+    /// `https://login.microsoftonline.com/{tenantid}/v2.0`, which is filled
+    /// from each token's `tid`, and the tenant must be one of the
+    /// [`allowed_tenants`](Self::allowed_tenants) (required then).
+    ///
+    /// ```
+    /// use tower_token_binding::server::ResourceServer;
+    /// use tower_token_binding::validation::TokenProfile;
+    ///
+    /// let tenant = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+    /// let builder = ResourceServer::builder()
+    ///     .token_profile(TokenProfile::entra())
+    ///     .issuer(format!("https://login.microsoftonline.com/{tenant}/v2.0"))
+    ///     .issuer(format!("https://sts.windows.net/{tenant}/"))
+    ///     .audience("api://orders");
+    /// # let _ = builder;
+    /// ```
     pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
-        self.issuer = Some(issuer.into());
+        self.issuers.push(issuer.into());
+        self
+    }
+
+    /// How the issuers shape their access tokens; see [`TokenProfile`] and
+    /// its presets (`rfc9068`, the default; `entra`, `keycloak`, `auth0`,
+    /// `okta`). The profile also decides which claims
+    /// [`required_scope`](Self::required_scope) reads (Entra's `scp` and
+    /// `roles`, Okta's `scp` array, ...). It never weakens the signature,
+    /// `iss`, `aud`, expiry or binding checks.
+    ///
+    /// ```
+    /// use tower_token_binding::server::ResourceServer;
+    /// use tower_token_binding::validation::TokenProfile;
+    ///
+    /// let builder = ResourceServer::builder()
+    ///     .issuer("https://kc.example/realms/orders")
+    ///     .audience("orders-api")
+    ///     .token_profile(TokenProfile::keycloak())
+    ///     .required_scope("orders.read");
+    /// # let _ = builder;
+    /// ```
+    pub fn token_profile(mut self, profile: TokenProfile) -> Self {
+        self.profile = Some(profile);
+        self
+    }
+
+    /// The tenants whose tokens a multi-tenant [`issuer`](Self::issuer)
+    /// (Entra `/organizations/v2.0` or `/common/v2.0`) may carry; adds to
+    /// earlier calls. Required with such an issuer, an error without one.
+    ///
+    /// ```
+    /// use tower_token_binding::server::ResourceServer;
+    /// use tower_token_binding::validation::TokenProfile;
+    ///
+    /// let builder = ResourceServer::builder()
+    ///     .token_profile(TokenProfile::entra())
+    ///     .issuer("https://login.microsoftonline.com/organizations/v2.0")
+    ///     .allowed_tenants(["72f988bf-86f1-41af-91ab-2d7cd011db47"])
+    ///     .audience("api://orders");
+    /// # let _ = builder;
+    /// ```
+    pub fn allowed_tenants<I>(mut self, tenants: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        self.tenants.extend(tenants.into_iter().map(Into::into));
         self
     }
 
@@ -420,11 +504,46 @@ impl ResourceServerBuilder {
     /// Tokio runtime and makes no request.
     pub fn build(self) -> Result<ResourceServer, ResourceServerError> {
         use ResourceServerErrorKind as K;
-        let issuer = self
-            .issuer
-            .ok_or_else(|| ResourceServerError::new(K::MissingIssuer))?;
-        let jwks = JwksSource::discover(&issuer)
-            .map_err(|e| ResourceServerError::new(K::InvalidIssuer).with_source(e))?;
+        if self.issuers.is_empty() {
+            return Err(ResourceServerError::new(K::MissingIssuer));
+        }
+        let profile = self.profile.unwrap_or_default();
+        profile
+            .check()
+            .map_err(|e| ResourceServerError::new(K::InvalidTokenProfile).with_source(e))?;
+        for (i, issuer) in self.issuers.iter().enumerate() {
+            if self.issuers[..i].contains(issuer) {
+                return Err(ResourceServerError::new(K::InvalidIssuer)
+                    .with_message("the same issuer is given twice"));
+            }
+        }
+        let mut sources = Vec::with_capacity(self.issuers.len());
+        for issuer in &self.issuers {
+            if issuer.contains(TENANT_PLACEHOLDER) {
+                return Err(ResourceServerError::new(K::InvalidIssuer).with_message(
+                    "an issuer holds {tenantid}: give the multi-tenant endpoint the metadata \
+                     comes from instead (https://login.microsoftonline.com/organizations/v2.0)",
+                ));
+            }
+            let jwks = JwksSource::discover(issuer)
+                .map_err(|e| ResourceServerError::new(K::InvalidIssuer).with_source(e))?;
+            let template = profile
+                .tenant_claim_name()
+                .and_then(|_| multi_tenant_template(issuer));
+            sources.push((issuer.clone(), template, jwks));
+        }
+        let multi_tenant = sources.iter().any(|(_, template, _)| template.is_some());
+        if multi_tenant && self.tenants.is_empty() {
+            return Err(ResourceServerError::new(K::MissingTenants));
+        }
+        if !multi_tenant && !self.tenants.is_empty() {
+            return Err(
+                ResourceServerError::new(K::ConflictingOptions).with_message(
+                    "allowed_tenants needs a multi-tenant issuer (an Entra /organizations/v2.0 \
+                     or /common/v2.0 endpoint, under TokenProfile::entra)",
+                ),
+            );
+        }
         if self.audiences.is_empty() {
             return Err(ResourceServerError::new(K::MissingAudience));
         }
@@ -510,18 +629,29 @@ impl ResourceServerBuilder {
                 )
             })?),
         };
-        let mut remote = jwks.root_store(roots.clone());
-        if let Some(interval) = self.refresh_interval {
-            remote = remote.refresh_interval(interval);
+        #[cfg(feature = "client")]
+        let profile_for_answers = profile.clone();
+        let mut validator = JwtValidator::builder().token_profile(profile);
+        for (issuer, template, jwks) in sources {
+            let mut remote = jwks.root_store(roots.clone());
+            if let Some(interval) = self.refresh_interval {
+                remote = remote.refresh_interval(interval);
+            }
+            if let Some(cooldown) = self.cooldown {
+                remote = remote.unknown_kid_cooldown(cooldown);
+            }
+            if let Some(timeout) = self.issuer_timeout {
+                remote = remote.timeout(timeout);
+            }
+            validator = validator.trust(match template {
+                None => TrustedIssuer::new(issuer, remote),
+                Some(template) => TrustedIssuer::tenants(
+                    template.clone(),
+                    self.tenants.clone(),
+                    remote.metadata_issuer(template),
+                ),
+            });
         }
-        if let Some(cooldown) = self.cooldown {
-            remote = remote.unknown_kid_cooldown(cooldown);
-        }
-        if let Some(timeout) = self.issuer_timeout {
-            remote = remote.timeout(timeout);
-        }
-
-        let mut validator = JwtValidator::builder().issuer(&issuer).jwks(remote);
         for audience in &self.audiences {
             validator = validator.audience(audience.clone());
         }
@@ -539,9 +669,10 @@ impl ResourceServerBuilder {
         let validator = introspection::validator(
             self.introspection,
             validator,
-            &issuer,
+            &self.issuers[0],
             &self.audiences,
             &roots,
+            &profile_for_answers,
         )?;
         #[cfg(not(feature = "client"))]
         let validator = JwtOrIntrospection::jwt_only(validator);
@@ -571,12 +702,27 @@ impl ResourceServerBuilder {
                 .map_err(|e| ResourceServerError::new(K::InvalidPublicOrigin).with_source(e))?;
         }
         Ok(ResourceServer {
-            issuer,
+            issuers: self.issuers,
             layer,
             tls,
             handshake_timeout: self.handshake_timeout,
         })
     }
+}
+
+/// The issuer template of a Microsoft Entra multi-tenant endpoint: the
+/// `organizations` or `common` path segment becomes `{tenantid}`, as the
+/// endpoint's metadata names it. `None` for any other issuer.
+fn multi_tenant_template(issuer: &str) -> Option<String> {
+    let (scheme, rest) = issuer.split_once("://")?;
+    let (authority, path) = rest.split_once('/')?;
+    let mut segments: Vec<&str> = path.split('/').collect();
+    let first = segments.first_mut()?;
+    if *first != "organizations" && *first != "common" {
+        return None;
+    }
+    *first = TENANT_PLACEHOLDER;
+    Some(format!("{scheme}://{authority}/{}", segments.join("/")))
 }
 
 /// The server TLS settings for `client_certs` (any certificate by default),

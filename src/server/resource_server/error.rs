@@ -68,6 +68,16 @@ pub enum ResourceServerErrorKind {
     /// The [introspection](ResourceServerBuilder::introspection) settings
     /// cannot work (see the source).
     Introspection,
+    /// A multi-tenant [issuer](ResourceServerBuilder::issuer) (Entra
+    /// `/organizations/v2.0` or `/common/v2.0` under
+    /// [`TokenProfile::entra`](crate::validation::TokenProfile::entra))
+    /// without [`allowed_tenants`](ResourceServerBuilder::allowed_tenants):
+    /// it would accept tokens from any tenant.
+    MissingTenants,
+    /// The [token profile](ResourceServerBuilder::token_profile) names a
+    /// claim that cannot be shown in a challenge, or lets a claim be absent
+    /// that is always required.
+    InvalidTokenProfile,
 }
 
 impl ResourceServerError {
@@ -126,6 +136,10 @@ impl fmt::Display for ResourceServerError {
             K::ConflictingOptions => "conflicting settings",
             K::InvalidPublicOrigin => "invalid public origin",
             K::Introspection => "token introspection",
+            K::MissingTenants => {
+                "a multi-tenant issuer needs an allow-list of tenants (ResourceServerBuilder::allowed_tenants)"
+            }
+            K::InvalidTokenProfile => "invalid token profile",
         })?;
         // A source about a file names it already.
         if let (Some(path), None) = (&self.path, &self.source) {

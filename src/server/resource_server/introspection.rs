@@ -6,7 +6,9 @@ use std::sync::Arc;
 use rustls::RootCertStore;
 
 use super::{ResourceServerBuilder, ResourceServerError, ResourceServerErrorKind};
-use crate::validation::{IntrospectionValidatorBuilder, JwtOrIntrospection, JwtValidator};
+use crate::validation::{
+    IntrospectionValidatorBuilder, JwtOrIntrospection, JwtValidator, TokenProfile,
+};
 
 /// How the server uses introspection.
 #[derive(Clone, Debug)]
@@ -84,6 +86,7 @@ pub(super) fn validator(
     issuer: &str,
     audiences: &[String],
     roots: &Arc<RootCertStore>,
+    profile: &TokenProfile,
 ) -> Result<JwtOrIntrospection, ResourceServerError> {
     let Some(Introspection { mut builder, only }) = introspection else {
         return Ok(JwtOrIntrospection::jwt_only(jwt));
@@ -101,6 +104,9 @@ pub(super) fn validator(
     }
     if !builder.has_roots() {
         builder = builder.root_store(roots.clone());
+    }
+    if !builder.has_profile() {
+        builder = builder.token_profile(profile.clone());
     }
     let introspection = builder.build().map_err(|e| {
         ResourceServerError::new(ResourceServerErrorKind::Introspection).with_source(e)

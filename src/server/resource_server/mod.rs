@@ -138,7 +138,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// ```
 #[derive(Clone)]
 pub struct ResourceServer {
-    issuer: String,
+    issuers: Vec<String>,
     layer: CnfValidationLayer<JwtOrIntrospection>,
     tls: Arc<ServerConfig>,
     handshake_timeout: Option<Duration>,
@@ -148,7 +148,7 @@ impl fmt::Debug for ResourceServer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The TLS config holds the server's private key: left out.
         f.debug_struct("ResourceServer")
-            .field("issuer", &self.issuer)
+            .field("issuers", &self.issuers)
             .field("layer", &self.layer)
             .field("handshake_timeout", &self.handshake_timeout)
             .finish_non_exhaustive()

@@ -17,6 +17,7 @@ use super::validator::Inner;
 use crate::discovery::{self, UrlError, redacted};
 use crate::identity::{IdentitySource, SharedIdentity};
 use crate::pool::MtlsClientPool;
+use crate::validation::TokenProfile;
 
 /// Builds an [`IntrospectionValidator`]; [`build`](Self::build) refuses what
 /// cannot work.
@@ -61,6 +62,7 @@ pub struct IntrospectionValidatorBuilder {
     cache_capacity: Option<usize>,
     roots: Option<Arc<RootCertStore>>,
     pool: Option<MtlsClientPool<Full<Bytes>>>,
+    profile: Option<TokenProfile>,
     /// The fleet's shared answers (L2), set in `shared.rs`.
     pub(super) shared: super::shared::SharedSettings,
 }
@@ -355,6 +357,10 @@ impl IntrospectionValidatorBuilder {
         self.endpoint.is_some() || self.issuer_to_discover.is_some()
     }
 
+    pub(crate) fn has_profile(&self) -> bool {
+        self.profile.is_some()
+    }
+
     pub(crate) fn has_roots(&self) -> bool {
         self.roots.is_some() || self.pool.is_some()
     }
@@ -365,6 +371,19 @@ impl IntrospectionValidatorBuilder {
 
     pub(crate) fn has_audience(&self) -> bool {
         !self.audiences.is_empty()
+    }
+
+    /// How the authorization server names claims in its answers, where they
+    /// differ from RFC 7662 (`client_id`, `scope`): the same
+    /// [`TokenProfile`] as for its JWTs, so that
+    /// [`VerifiedToken::client_id`](crate::validation::VerifiedToken::client_id),
+    /// [`scopes`](crate::validation::VerifiedToken::scopes) and required
+    /// scopes answer the same for both. Only the claims read change; the
+    /// answer's checks do not. Default [`TokenProfile::rfc9068`] (whose
+    /// claim names are RFC 7662's).
+    pub fn token_profile(mut self, profile: TokenProfile) -> Self {
+        self.profile = Some(profile);
+        self
     }
 
     /// Checks the settings and builds the validator. Makes no request and
@@ -471,6 +490,7 @@ impl IntrospectionValidatorBuilder {
                     require_aud: !self.allow_missing_audience,
                     require_exp: self.require_exp,
                     leeway,
+                    profile: Arc::new(self.profile.unwrap_or_default()),
                 },
                 shape: ShapeCheck {
                     max_length: max_token_length,

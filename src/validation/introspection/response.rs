@@ -1,9 +1,11 @@
 //! Reading an RFC 7662 introspection answer, as strictly as a JWT.
 
+use std::sync::Arc;
+
 use serde_json::{Map, Value};
 
 use crate::json::{StrictJsonError, check_no_duplicate_members};
-use crate::validation::{TokenError, TokenErrorKind, VerifiedToken};
+use crate::validation::{TokenError, TokenErrorKind, TokenProfile, VerifiedToken};
 
 /// What the answer is checked against.
 #[derive(Debug, Clone)]
@@ -19,6 +21,8 @@ pub(super) struct Expectations {
     pub(super) require_exp: bool,
     /// Clock skew allowed for `exp` and `nbf`, in seconds.
     pub(super) leeway: u64,
+    /// How the answer's claims are read (client, permissions).
+    pub(super) profile: Arc<TokenProfile>,
 }
 
 /// How an answer was refused.
@@ -126,12 +130,13 @@ pub(super) fn check_answer(
     }
 
     let dpop_type = token_type.is_some_and(|t| t.eq_ignore_ascii_case("DPoP"));
-    let verified = VerifiedToken::from_claims(claims.clone()).map_err(|e| {
-        Refused::Token(TokenError::with_detail(
-            K::InvalidConfirmation,
-            e.to_string(),
-        ))
-    })?;
+    let verified = VerifiedToken::from_claims_with_profile(claims.clone(), expect.profile.clone())
+        .map_err(|e| {
+            Refused::Token(TokenError::with_detail(
+                K::InvalidConfirmation,
+                e.to_string(),
+            ))
+        })?;
     let jkt = verified.confirmation().and_then(|cnf| cnf.jkt()).is_some();
     if token_type.is_some() && dpop_type != jkt {
         return Err(Refused::Token(TokenError::with_detail(
@@ -182,6 +187,7 @@ mod tests {
             require_aud: true,
             require_exp: true,
             leeway: 30,
+            profile: Arc::new(TokenProfile::rfc9068()),
         }
     }
 

@@ -149,6 +149,8 @@ impl From<RemoteJwks> for JwksSource {
 #[derive(Clone)]
 pub struct RemoteJwks {
     target: Target,
+    /// The issuer the metadata must name, when not the one discovered from.
+    metadata_issuer: Option<String>,
     roots: Option<Arc<RootCertStore>>,
     refresh_interval: Duration,
     cooldown: Duration,
@@ -171,6 +173,9 @@ impl fmt::Debug for RemoteJwks {
             Target::Url(url) => d.field("url", &redacted(url)),
             Target::Discover(issuer) => d.field("issuer", issuer),
         };
+        if let Some(named) = &self.metadata_issuer {
+            d.field("metadata_issuer", named);
+        }
         d.field("refresh_interval", &self.refresh_interval)
             .field("unknown_kid_cooldown", &self.cooldown)
             .field("timeout", &self.timeout)
@@ -200,6 +205,7 @@ impl RemoteJwks {
     fn with_target(target: Target) -> Self {
         Self {
             target,
+            metadata_issuer: None,
             roots: None,
             refresh_interval: Duration::from_secs(300),
             cooldown: Duration::from_secs(10),
@@ -212,6 +218,26 @@ impl RemoteJwks {
     /// root certificates.
     pub fn root_store(mut self, roots: impl Into<Arc<RootCertStore>>) -> Self {
         self.roots = Some(roots.into());
+        self
+    }
+
+    /// With [`JwksSource::discover`] from a multi-tenant endpoint: the
+    /// issuer its metadata names, a template, instead of the URL discovered
+    /// from. Microsoft Entra's `https://login.microsoftonline.com/organizations/v2.0`
+    /// (or `/common/v2.0`) metadata names
+    /// `https://login.microsoftonline.com/{tenantid}/v2.0`; trust its tokens
+    /// with [`TrustedIssuer::tenants`](super::TrustedIssuer::tenants).
+    ///
+    /// ```
+    /// use tower_token_binding::validation::JwksSource;
+    ///
+    /// let keys = JwksSource::discover("https://login.microsoftonline.com/organizations/v2.0")
+    ///     .unwrap()
+    ///     .metadata_issuer("https://login.microsoftonline.com/{tenantid}/v2.0");
+    /// # let _ = keys;
+    /// ```
+    pub fn metadata_issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.metadata_issuer = Some(issuer.into());
         self
     }
 

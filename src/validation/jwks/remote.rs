@@ -317,7 +317,8 @@ impl Remote {
         if let Some(url) = &state.discovered {
             return Ok(url.clone());
         }
-        let metadata = discovery::fetch_metadata(issuer, |uri| async move {
+        let named = self.config.metadata_issuer.as_deref().unwrap_or(issuer);
+        let metadata = discovery::fetch_metadata_naming(issuer, named, |uri| async move {
             match self.get(&uri, MAX_METADATA_BYTES).await {
                 Ok(body) => Fetched::Answer(StatusCode::OK, body),
                 Err(FetchError::Status(status)) => Fetched::Answer(status, Bytes::new()),
