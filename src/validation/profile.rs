@@ -362,6 +362,30 @@ impl TokenProfile {
         })
     }
 
+    /// Whether a token of this shape fits the profile: its header `typ`
+    /// (`None` when absent) and its claims, the checks a
+    /// [`JwtValidator`](super::JwtValidator) makes of the shape (and only
+    /// those: no signature, issuer, audience or time). For diagnosis, as
+    /// `examples/explain.rs` does.
+    ///
+    /// ```
+    /// use tower_token_binding::validation::TokenProfile;
+    ///
+    /// let claims = serde_json::json!({ "sub": "s", "iat": 1, "azp": "app", "uti": "u" });
+    /// let claims = claims.as_object().unwrap();
+    /// assert!(TokenProfile::entra().check_shape(Some("JWT"), claims).is_ok());
+    /// let refused = TokenProfile::rfc9068().check_shape(Some("JWT"), claims).unwrap_err();
+    /// assert_eq!(refused.kind(), tower_token_binding::validation::TokenErrorKind::WrongType);
+    /// ```
+    pub fn check_shape(
+        &self,
+        typ: Option<&str>,
+        claims: &Map<String, Value>,
+    ) -> Result<(), TokenError> {
+        self.check_typ(typ)?;
+        self.check_claims(claims, &[], typ_is_rfc9068(typ))
+    }
+
     /// Whether the profile accepts this header `typ` (`None` when absent).
     pub(crate) fn accepts_typ(&self, typ: Option<&str>) -> bool {
         match typ {
@@ -501,10 +525,7 @@ impl TokenProfile {
                 let Some(preset) = Self::named(name) else {
                     return false;
                 };
-                preset.accepts_typ(typ)
-                    && preset
-                        .check_claims(claims, &[], typ_is_rfc9068(typ))
-                        .is_ok()
+                preset.check_shape(typ, claims).is_ok()
             })
             .collect()
     }
