@@ -7,7 +7,8 @@
 //! cargo run --example resource_server -- --listen 127.0.0.1:0 \
 //!     --tls-cert server.pem --tls-key server.key \
 //!     [--client-ca ca.pem | --any-client-cert] \
-//!     --issuer ISS --audience AUD [--issuer-ca ca.pem] \
+//!     --issuer ISS... --audience AUD [--issuer-ca ca.pem] \
+//!     [--token-profile rfc9068|entra|keycloak|auth0|okta] [--allowed-tenant TID...] \
 //!     [--allow-unbound] [--required-scope SCOPE]... [--terse] \
 //!     [--dpop-nonce] [--accept-pop] [--public-origin URL] \
 //!     [--replay-store redis://HOST:PORT] \
@@ -34,6 +35,16 @@
 //! one clients use; without it, `htu` must name `https` and the request's
 //! `Host`.
 //!
+//! `--token-profile` reads tokens as that issuer shapes them (header `typ`
+//! `JWT` or none, `azp`/`appid`/`cid` for the client, `uti` for the id,
+//! permissions in Entra's `scp` and `roles`, Okta's `scp` array or Auth0's
+//! `permissions`); `--required-scope` looks in the profile's permission
+//! claims. `--issuer` may be given more than once: each issuer's tokens are
+//! checked with its own keys. With `--token-profile entra`, an issuer such
+//! as `https://login.microsoftonline.com/organizations/v2.0` is
+//! multi-tenant, and `--allowed-tenant` (repeated, or comma-separated)
+//! lists the tenants (`tid`) it accepts; it is required then.
+//!
 //! The signing keys are found through the issuer's metadata (RFC 8414, else
 //! OpenID Connect Discovery) and fetched at the first request with a token;
 //! `--issuer-ca` trusts these CA certificates for the issuer's HTTPS instead
@@ -43,7 +54,8 @@
 //!
 //! Once it listens it prints `listening on https://ADDR:PORT` (the real
 //! port) and flushes stdout. `GET /whoami` answers
-//! `{"sub", "client_id", "scope", "x5t#S256", "binding", "jkt", "kid"}`
+//! `{"sub", "client_id", "scope", "scopes", "x5t#S256", "binding", "jkt", "kid"}`
+//! (`client_id` and `scopes` as the token profile reads them)
 //! (`binding`: `certificate`, `dpop`, `pop` or `none`, what the request
 //! proved); everything
 //! else gets the
@@ -98,13 +110,15 @@ use tower_token_binding::server::forwarded::{
 };
 use tower_token_binding::server::{PeerCertificate, ResourceServer};
 use tower_token_binding::validation::{
-    CnfValidationLayer, IntrospectionValidator, JwksSource, JwtValidator, VerifiedToken,
+    CnfValidationLayer, IntrospectionValidator, JwksSource, JwtValidator, PRESETS, TokenProfile,
+    TrustedIssuer, VerifiedToken,
 };
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-const USAGE: &str = "usage: resource_server --listen ADDR --issuer ISS --audience AUD \
-[--issuer-ca PEM] [--allow-unbound] [--required-scope SCOPE]... [--terse] \
+const USAGE: &str = "usage: resource_server --listen ADDR --issuer ISS... --audience AUD \
+[--issuer-ca PEM] [--token-profile rfc9068|entra|keycloak|auth0|okta] [--allowed-tenant TID...] \
+[--allow-unbound] [--required-scope SCOPE]... [--terse] \
 [--dpop-nonce] [--accept-pop] [--public-origin URL] [--replay-store redis://HOST:PORT] \
 [--introspection-client-id ID --introspection-secret S [--introspection-endpoint URL]] \
 (--tls-cert PEM --tls-key PEM [--client-ca PEM | --any-client-cert] \
@@ -118,8 +132,10 @@ struct Args {
     tls_key: Option<String>,
     client_ca: Option<String>,
     any_client_cert: bool,
-    issuer: Option<String>,
+    issuers: Vec<String>,
     audience: Option<String>,
+    token_profile: Option<String>,
+    allowed_tenants: Vec<String>,
     issuer_ca: Option<String>,
     jwks_file: Option<String>,
     allow_unbound: bool,
@@ -167,7 +183,11 @@ fn parse_args() -> Result<Args, String> {
             "--tls-key" => args.tls_key = Some(value()?),
             "--client-ca" => args.client_ca = Some(value()?),
             "--any-client-cert" => args.any_client_cert = true,
-            "--issuer" => args.issuer = Some(value()?),
+            "--issuer" => args.issuers.push(value()?),
+            "--token-profile" => args.token_profile = Some(value()?),
+            "--allowed-tenant" => args
+                .allowed_tenants
+                .extend(value()?.split(',').map(str::to_owned)),
             "--audience" => args.audience = Some(value()?),
             "--issuer-ca" => args.issuer_ca = Some(value()?),
             "--jwks-file" => args.jwks_file = Some(value()?),
@@ -209,6 +229,7 @@ async fn whoami(token: VerifiedToken, peer: Option<Extension<PeerCertificate>>) 
         "sub": token.subject(),
         "client_id": token.client_id(),
         "scope": token.scope(),
+        "scopes": token.scopes().collect::<Vec<_>>(),
         "x5t#S256": peer.map(|Extension(p)| p.thumbprint().to_string()),
         "binding": binding,
         "jkt": jkt,
@@ -242,8 +263,9 @@ fn introspection(
     let mut builder = IntrospectionValidator::builder()
         .client_id(id)
         .client_secret_basic(secret);
-    // The answers must name this server's issuer and audience, as JWTs must.
-    if let Some(issuer) = &args.issuer {
+    // The answers must name this server's (first) issuer and audience, as
+    // JWTs must.
+    if let Some(issuer) = args.issuers.first() {
         builder = builder.issuer(issuer);
     }
     if let Some(audience) = &args.audience {
@@ -269,8 +291,11 @@ async fn replay_store(_url: &str) -> Result<BoxReplayStore, BoxError> {
 
 async fn run(args: Args) -> Result<(), BoxError> {
     let listen = required(&args.listen, "--listen")?;
-    let issuer = required(&args.issuer, "--issuer")?;
+    if args.issuers.is_empty() {
+        return Err(format!("--issuer is required\n{USAGE}").into());
+    }
     let audience = required(&args.audience, "--audience")?;
+    let profile = token_profile(&args)?;
     let app = Router::new().route("/whoami", get(whoami));
 
     if args.forwarded.is_some() {
@@ -280,7 +305,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
             )
             .into());
         }
-        return behind_a_proxy(args, listen, issuer, audience, app).await;
+        return behind_a_proxy(args, listen, profile, audience, app).await;
     }
     if !args.trusted_proxies.is_empty() || args.trust_any_peer || args.xfcc_element.is_some() {
         return Err(format!(
@@ -296,13 +321,17 @@ async fn run(args: Args) -> Result<(), BoxError> {
         .into());
     }
 
-    let mut server = ResourceServer::builder()
-        .issuer(issuer)
-        .audience(audience)
-        .tls_pem_files(
-            required(&args.tls_cert, "--tls-cert")?,
-            required(&args.tls_key, "--tls-key")?,
-        );
+    let mut server = ResourceServer::builder().token_profile(profile);
+    for issuer in &args.issuers {
+        server = server.issuer(issuer);
+    }
+    if !args.allowed_tenants.is_empty() {
+        server = server.allowed_tenants(args.allowed_tenants.iter().cloned());
+    }
+    let mut server = server.audience(audience).tls_pem_files(
+        required(&args.tls_cert, "--tls-cert")?,
+        required(&args.tls_key, "--tls-key")?,
+    );
     server = match (&args.client_ca, args.any_client_cert) {
         (Some(ca), false) => server.client_ca_file(ca),
         // The default: any certificate, or none.
@@ -365,35 +394,51 @@ async fn run(args: Args) -> Result<(), BoxError> {
 async fn behind_a_proxy(
     args: Args,
     listen: String,
-    issuer: String,
+    profile: TokenProfile,
     audience: String,
     app: Router,
 ) -> Result<(), BoxError> {
     // Checked before anything else, so a server without its allow-list
     // never starts.
     let forwarded = forwarded_layer(&args)?;
-    let jwks = match (&args.jwks_file, &args.issuer_ca) {
-        (Some(_), Some(_)) => {
-            return Err(format!("give at most one of --jwks-file and --issuer-ca\n{USAGE}").into());
-        }
-        (Some(file), None) => {
-            let text = std::fs::read_to_string(file).map_err(|e| format!("{file}: {e}"))?;
-            JwksSource::from_json(&text).map_err(|e| format!("{file}: {e}"))?
-        }
-        (None, ca) => {
-            let mut remote = JwksSource::discover(&issuer)?;
-            if let Some(ca) = ca {
-                remote =
-                    remote.root_store(tower_token_binding::identity::root_store_from_pem_file(ca)?);
-            }
-            JwksSource::from(remote)
-        }
-    };
-    let validator = JwtValidator::builder()
-        .issuer(issuer)
+    if !args.allowed_tenants.is_empty() {
+        return Err(format!(
+            "--allowed-tenant (a multi-tenant issuer) works without --forwarded only\n{USAGE}"
+        )
+        .into());
+    }
+    let mut validator = JwtValidator::builder()
         .audience(audience)
-        .jwks(jwks)
-        .build()?;
+        .token_profile(profile);
+    for issuer in &args.issuers {
+        let jwks = match (&args.jwks_file, &args.issuer_ca) {
+            (Some(_), Some(_)) => {
+                return Err(
+                    format!("give at most one of --jwks-file and --issuer-ca\n{USAGE}").into(),
+                );
+            }
+            (Some(_), None) if args.issuers.len() > 1 => {
+                return Err(format!(
+                    "--jwks-file holds the keys of one issuer: give one --issuer with it\n{USAGE}"
+                )
+                .into());
+            }
+            (Some(file), None) => {
+                let text = std::fs::read_to_string(file).map_err(|e| format!("{file}: {e}"))?;
+                JwksSource::from_json(&text).map_err(|e| format!("{file}: {e}"))?
+            }
+            (None, ca) => {
+                let mut remote = JwksSource::discover(issuer)?;
+                if let Some(ca) = ca {
+                    remote = remote
+                        .root_store(tower_token_binding::identity::root_store_from_pem_file(ca)?);
+                }
+                JwksSource::from(remote)
+            }
+        };
+        validator = validator.trust(TrustedIssuer::new(issuer, jwks));
+    }
+    let validator = validator.build()?;
     let mut layer = CnfValidationLayer::new(validator);
     if args.allow_unbound {
         layer = layer.allow_unbound();
@@ -431,6 +476,19 @@ async fn behind_a_proxy(
     })
     .await?;
     Ok(())
+}
+
+/// The profile of `--token-profile`, by default RFC 9068's.
+fn token_profile(args: &Args) -> Result<TokenProfile, String> {
+    match args.token_profile.as_deref() {
+        None => Ok(TokenProfile::rfc9068()),
+        Some(name) => TokenProfile::named(name).ok_or_else(|| {
+            format!(
+                "--token-profile takes one of {}, not {name:?}\n{USAGE}",
+                PRESETS.join(", ")
+            )
+        }),
+    }
 }
 
 /// The forwarded-certificate layer of `--forwarded`, `--trusted-proxy`,

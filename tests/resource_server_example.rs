@@ -478,3 +478,99 @@ async fn bad_arguments_exit_with_a_message() {
     .await;
     assert!(stderr.contains("invalid public origin"), "{stderr}");
 }
+
+/// `--token-profile okta` with two `--issuer`s: an Okta-shaped token (no
+/// `typ`, `cid`, `scp` array) from the second is accepted and read as Okta
+/// shapes it, `--required-scope` looking in `scp`; an unknown profile name
+/// or a multi-tenant issuer without `--allowed-tenant` is refused at start.
+#[tokio::test]
+async fn token_profiles_and_several_issuers() {
+    use tower_token_binding::test_util::get_with_token;
+    let pki = TestPki::new().unwrap();
+    let first = TestIssuer::start(&pki).await.unwrap();
+    let second = TestIssuer::start(&pki).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let server_cert = pki.server_cert().unwrap();
+    let cert = write(dir.path(), "server.pem", server_cert.cert_pem());
+    let key = write(dir.path(), "server.key", server_cert.key_pem());
+    let ca = write(dir.path(), "ca.pem", &pki.ca_pem());
+    let args = [
+        "--listen",
+        "127.0.0.1:0",
+        "--tls-cert",
+        &cert,
+        "--tls-key",
+        &key,
+        "--issuer",
+        first.issuer(),
+        "--issuer",
+        second.issuer(),
+        "--audience",
+        "api://orders",
+        "--issuer-ca",
+        &ca,
+        "--token-profile",
+        "okta",
+        "--required-scope",
+        "orders.read",
+    ];
+    let mut server = start(&args).await;
+    let holder = pki.client_cert("holder.example").unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let token = |scp: &str| {
+        let claims = serde_json::json!({
+            "ver": 1, "jti": format!("AT.{scp}"), "iss": second.issuer(), "aud": "api://orders",
+            "iat": now, "exp": now + 300, "cid": "0oa1b2c3", "sub": "0oa1b2c3", "scp": [scp],
+            "cnf": { "x5t#S256": holder.thumbprint().to_string() },
+        });
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+        header.typ = None;
+        header.kid = Some(second.current_kid());
+        second.sign_with_header(&header, &claims).unwrap()
+    };
+    let url = format!("{}/whoami", server.url);
+    let identity = holder.identity().unwrap();
+    let response = get_with_token(&pki, &url, &token("orders.read"), Some(&identity))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: serde_json::Value = serde_json::from_slice(response.body()).unwrap();
+    assert_eq!(body["client_id"], "0oa1b2c3");
+    assert_eq!(body["scopes"], serde_json::json!(["orders.read"]));
+    let response = get_with_token(&pki, &url, &token("orders.write"), Some(&identity))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert_eq!(first.jwks_fetches(), 0, "the first issuer was never asked");
+    server.child.kill().await.unwrap();
+
+    let mut unknown = args.to_vec();
+    let at = unknown.iter().position(|a| *a == "okta").unwrap();
+    unknown[at] = "google";
+    let (code, stderr) = refused(&unknown).await;
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("--token-profile takes one of rfc9068, entra"),
+        "{stderr}"
+    );
+    let organizations = first.multi_tenant_endpoint();
+    let (_, stderr) = refused(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--tls-cert",
+        &cert,
+        "--tls-key",
+        &key,
+        "--issuer",
+        &organizations,
+        "--audience",
+        "api://orders",
+        "--token-profile",
+        "entra",
+    ])
+    .await;
+    assert!(stderr.contains("allow-list of tenants"), "{stderr}");
+}

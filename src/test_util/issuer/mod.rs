@@ -355,6 +355,22 @@ impl TestIssuer {
         format!("{}/{tenant}/oauth2/v2.0/token", self.state.issuer)
     }
 
+    /// A Microsoft Entra multi-tenant endpoint in this issuer's shape,
+    /// `…/organizations/v2.0`: its OpenID Connect metadata names the issuer
+    /// template `…/{tenantid}/v2.0` and this issuer's JWKS, as Entra's
+    /// does. Tokens for a tenant carry [`tenant_issuer`](Self::tenant_issuer)
+    /// as `iss`.
+    pub fn multi_tenant_endpoint(&self) -> String {
+        format!("{}/organizations/v2.0", self.state.issuer)
+    }
+
+    /// The `iss` of a tenant's tokens under the
+    /// [multi-tenant endpoint](Self::multi_tenant_endpoint),
+    /// `…/<tenant>/v2.0`.
+    pub fn tenant_issuer(&self, tenant: &str) -> String {
+        format!("{}/{tenant}/v2.0", self.state.issuer)
+    }
+
     /// The RFC 8705 mTLS alias of the token endpoint, `…/mtls/token`.
     pub fn mtls_token_endpoint(&self) -> String {
         format!("{}/mtls/token", self.state.issuer)

@@ -145,6 +145,18 @@ pub(super) async fn route(
             json_reply(StatusCode::OK, &state.metadata())
         }
         (
+            &Method::GET,
+            "/organizations/v2.0/.well-known/openid-configuration"
+            | "/common/v2.0/.well-known/openid-configuration",
+        ) => {
+            // Entra's multi-tenant metadata: the issuer is a template.
+            let requests = &state.introspection.metadata_requests;
+            requests.fetch_add(1, Ordering::SeqCst);
+            let mut metadata = state.metadata();
+            metadata["issuer"] = json!(format!("{}/{{tenantid}}/v2.0", state.issuer));
+            json_reply(StatusCode::OK, &metadata)
+        }
+        (
             _,
             "/jwks"
             | "/.well-known/oauth-authorization-server"
