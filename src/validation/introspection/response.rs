@@ -207,6 +207,28 @@ mod tests {
         check_answer(value.to_string().as_bytes(), &expect(), NOW)
     }
 
+    #[test]
+    fn answers_are_read_with_the_profile() {
+        let mut answer = good();
+        answer["cid"] = json!("0oa1");
+        answer["scp"] = json!(["orders.read"]);
+        let okta = Expectations {
+            profile: Arc::new(TokenProfile::okta()),
+            ..expect()
+        };
+        let Ok(token) = check_answer(answer.to_string().as_bytes(), &okta, NOW) else {
+            panic!("refused");
+        };
+        assert_eq!(token.client_id(), Some("0oa1"));
+        assert!(token.has_scope("orders.read"));
+        // The default reads RFC 7662's names.
+        let Ok(token) = check(&answer) else {
+            panic!("refused");
+        };
+        assert_ne!(token.client_id(), Some("0oa1"));
+        assert!(!token.has_scope("orders.read"));
+    }
+
     fn kind(value: &Value) -> TokenErrorKind {
         match check(value) {
             Err(Refused::Token(e)) => e.kind(),
