@@ -33,7 +33,7 @@ use tower_token_binding::replay::MemoryReplayStore;
 use tower_token_binding::server::PeerCertificate;
 use tower_token_binding::test_util::{TestIssuer, TestPki};
 use tower_token_binding::validation::{
-    CnfValidationLayer, JwksSource, JwtValidator, ValidateToken,
+    CnfValidationLayer, JwksSource, JwtValidator, TokenProfile, ValidateToken,
 };
 
 const CERTIFICATE: &[u8] = b"client certificate";
@@ -46,6 +46,9 @@ struct Fixture {
     proofs: DpopProofs,
     /// A token bound to `proofs`' key.
     dpop_token: String,
+    /// The same binding, shaped as Microsoft Entra issues it (`typ` `JWT`,
+    /// `azp`, `uti`, `roles`).
+    entra_token: String,
 }
 
 fn fixture() -> Fixture {
@@ -60,7 +63,19 @@ fn fixture() -> Fixture {
         let proofs = DpopProofs::new(ProofKey::generate(ProofAlgorithm::Es256).unwrap());
         let mut dpop_claims = issuer.claims("svc", None);
         dpop_claims["cnf"] = serde_json::json!({ "jkt": proofs.thumbprint().to_string() });
+        let mut entra = claims.clone();
+        let entra_claims = entra.as_object_mut().unwrap();
+        entra_claims.remove("client_id");
+        let uti = entra_claims.remove("jti").unwrap();
+        entra_claims.insert("azp".into(), "svc".into());
+        entra_claims.insert("uti".into(), uti);
+        entra_claims.insert("tid".into(), "72f988bf-86f1-41af-91ab-2d7cd011db47".into());
+        entra_claims.insert("ver".into(), "2.0".into());
+        entra_claims.insert("roles".into(), serde_json::json!(["Orders.Read"]));
+        let mut entra_header = jsonwebtoken::Header::new(Algorithm::ES256);
+        entra_header.kid = Some(issuer.current_kid());
         Fixture {
+            entra_token: issuer.sign_with_header(&entra_header, &entra).unwrap(),
             token: issuer.sign(&claims).unwrap(),
             jwks: issuer.jwks().to_string(),
             issuer: issuer.issuer().to_owned(),
@@ -72,10 +87,15 @@ fn fixture() -> Fixture {
 }
 
 fn validator(f: &Fixture, cache: usize) -> JwtValidator {
+    validator_with(f, cache, TokenProfile::rfc9068())
+}
+
+fn validator_with(f: &Fixture, cache: usize, profile: TokenProfile) -> JwtValidator {
     JwtValidator::builder()
         .issuer(&f.issuer)
         .audience(&f.audience)
         .jwks(JwksSource::from_json(&f.jwks).unwrap())
+        .token_profile(profile)
         .cache_capacity(cache)
         .build()
         .unwrap()
@@ -91,6 +111,25 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             uncached
                 .validate(black_box(&f.token))
+                .now_or_never()
+                .unwrap()
+                .unwrap()
+        })
+    });
+
+    // The same work under a preset profile: an Entra-shaped token.
+    let entra = validator_with(&f, 0, TokenProfile::entra());
+    assert!(
+        entra
+            .validate(&f.entra_token)
+            .now_or_never()
+            .unwrap()
+            .is_ok()
+    );
+    group.bench_function("full_verification_entra", |b| {
+        b.iter(|| {
+            entra
+                .validate(black_box(&f.entra_token))
                 .now_or_never()
                 .unwrap()
                 .unwrap()

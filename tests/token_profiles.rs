@@ -212,7 +212,7 @@ async fn each_preset_accepts_its_issuers_tokens_with_their_certificate_only() {
 
     for &shape in SHAPES {
         let profile = profile_of(shape);
-        let url = serve(&pki, &[iss.clone()], Some(profile.clone()), &[]).await;
+        let url = serve(&pki, std::slice::from_ref(&iss), Some(profile.clone()), &[]).await;
         let (typ, claims) = shaped(shape, &iss, holder.thumbprint(), SCOPE);
         let good = sign(&issuer, typ, &claims);
 
@@ -318,7 +318,7 @@ async fn the_strict_default_refuses_them_and_names_the_profile_that_fits() {
     for &shape in SHAPES.iter().filter(|&&s| s != "rfc9068") {
         // A server of its own each time: the warning goes out once a second
         // per validator.
-        let url = serve(&pki, &[iss.clone()], None, &[]).await;
+        let url = serve(&pki, std::slice::from_ref(&iss), None, &[]).await;
         let (typ, claims) = shaped(shape, &iss, holder.thumbprint(), SCOPE);
         let token = sign(&issuer, typ, &claims);
         logs.clear();

@@ -523,18 +523,20 @@ impl JwtValidatorBuilder {
     /// [`RELAXABLE_CLAIMS`] (`sub`, `client_id`, `iat`, `jti`), anything else
     /// is an error from [`build`](Self::build). Adds to earlier calls.
     ///
-    /// A claim allowed to be missing is still checked when present. Microsoft
-    /// Entra access tokens, for example, carry `azp` or `appid` instead of
-    /// `client_id` and `uti` instead of `jti`:
+    /// A claim allowed to be missing is still checked when present. For an
+    /// issuer that names these claims differently (Microsoft Entra's `azp`
+    /// and `uti`, Okta's `cid`), a [token profile](Self::token_profile) is
+    /// the better fit: it reads the issuer's claims instead of doing
+    /// without them.
     ///
     /// ```
     /// use tower_token_binding::validation::{JwksSource, JwtValidator};
     ///
     /// let validator = JwtValidator::builder()
-    ///     .issuer("https://login.microsoftonline.com/tenant/v2.0")
-    ///     .audience("api://orders")
-    ///     .jwks(JwksSource::remote("https://login.microsoftonline.com/tenant/discovery/v2.0/keys").unwrap())
-    ///     .allow_missing_claims(["client_id", "jti"])
+    ///     .issuer("https://issuer.example")
+    ///     .audience("https://api.example")
+    ///     .jwks(JwksSource::remote("https://issuer.example/jwks").unwrap())
+    ///     .allow_missing_claims(["jti"])
     ///     .build()
     ///     .unwrap();
     /// # let _ = validator;

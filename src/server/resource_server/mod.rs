@@ -38,8 +38,11 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// with [`introspection`](ResourceServerBuilder::introspection), opaque
 /// tokens checked by RFC 7662 introspection: a [`JwtOrIntrospection`]).
 ///
-/// [`ResourceServer::builder`] takes the issuer, the audience and the TLS
-/// certificate; everything else has a default that can be changed (see
+/// [`ResourceServer::builder`] takes the issuer (or several, each with its
+/// own keys), the audience and the TLS certificate; how the issuer shapes
+/// its tokens is a [`TokenProfile`](crate::validation::TokenProfile) (RFC
+/// 9068 by default; Entra, Keycloak, Auth0, Okta as presets). Everything
+/// else has a default that can be changed (see
 /// [`ResourceServerBuilder`]). [`build`](ResourceServerBuilder::build) is
 /// synchronous, reads the files and checks every setting, so a
 /// misconfiguration is a [`ResourceServerError`] at start-up, never a panic
