@@ -237,7 +237,7 @@ fn hostile_tokens(s: &Setup) -> Vec<Case> {
             issuer
                 .sign_with_header(&s.header(es256, typ), &s.good())
                 .unwrap(),
-            "not of type at+jwt",
+            "typ is not one this server accepts",
         ));
     }
 

@@ -128,7 +128,7 @@ impl TokenErrorKind {
     pub(crate) fn description(self) -> &'static str {
         match self {
             Self::Malformed => "the access token is not a well-formed JWT",
-            Self::WrongType => "the access token is not of type at+jwt",
+            Self::WrongType => "the access token typ is not one this server accepts (at+jwt)",
             Self::DisallowedAlgorithm => "the access token is signed with an algorithm not allowed",
             Self::UnknownKey => "the access token is signed with an unknown key",
             Self::BadSignature => "the access token signature is invalid",
