@@ -113,7 +113,17 @@ fn parse_args() -> Result<Args, String> {
                 }
                 args.token = Some(flag);
             }
-            // Never echoed: it could be a token pasted in the wrong place.
+            // Echoed only when it looks like an option: anything else could
+            // be a token pasted in the wrong place.
+            other
+                if other.starts_with("--")
+                    && other.len() <= 40
+                    && other[2..]
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b == b'-') =>
+            {
+                return Err(format!("unknown option {other}\n{USAGE}"));
+            }
             _ => return Err(format!("unknown option\n{USAGE}")),
         }
     }
@@ -938,7 +948,16 @@ async fn run(args: Args) -> Result<bool, Stop> {
         println!("  {outcome:<8} {check:<10} {why}");
     }
     let failed = checks.failed();
-    if failed == 0 {
+    let unsigned = checks
+        .0
+        .iter()
+        .any(|(outcome, check, _)| *check == "signature" && matches!(outcome, Outcome::Skipped));
+    if failed == 0 && unsigned {
+        println!(
+            "result: every check that ran passed, but the signature was NOT checked \
+             (a server checks it first)"
+        );
+    } else if failed == 0 {
         println!("result: every check that ran passed");
     } else {
         println!("result: {failed} check(s) failed: a server would refuse this token");

@@ -453,3 +453,34 @@ async fn a_multi_tenant_entra_issuer_takes_allowed_tenants_only() {
     let (code, _, _) = status(&pki, &url, &no_tid, Some(&holder)).await;
     assert_eq!(code, StatusCode::UNAUTHORIZED);
 }
+
+/// One Entra tenant, as most APIs trust it: the tenant's own v2 issuer,
+/// whose metadata names it exactly.
+#[tokio::test]
+async fn a_single_tenant_entra_issuer() {
+    let pki = TestPki::new().unwrap();
+    let issuer = TestIssuer::start(&pki).await.unwrap();
+    let holder = pki
+        .client_cert("holder.example")
+        .unwrap()
+        .identity()
+        .unwrap();
+    let tenant_issuer = issuer.tenant_issuer("tenant-one");
+    let url = serve(
+        &pki,
+        std::slice::from_ref(&tenant_issuer),
+        Some(TokenProfile::entra()),
+        &[],
+    )
+    .await;
+    let (typ, claims) = shaped("entra", &tenant_issuer, holder.thumbprint(), SCOPE);
+    let token = issuer.sign_with_typ(typ, &claims).unwrap();
+    let (code, challenge, body) = status(&pki, &url, &token, Some(&holder)).await;
+    assert_eq!(code, StatusCode::OK, "{challenge}");
+    assert_eq!(body["scopes"], json!([SCOPE]));
+    // The issuer's root is another issuer: its tokens are refused.
+    let (typ, claims) = shaped("entra", issuer.issuer(), holder.thumbprint(), SCOPE);
+    let other = issuer.sign_with_typ(typ, &claims).unwrap();
+    let (code, _, _) = status(&pki, &url, &other, Some(&holder)).await;
+    assert_eq!(code, StatusCode::UNAUTHORIZED);
+}

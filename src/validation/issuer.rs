@@ -74,10 +74,14 @@ impl TrustedIssuer {
     /// `/organizations/v2.0` metadata name it: `template` holds `{tenantid}`
     /// (`https://login.microsoftonline.com/{tenantid}/v2.0`), filled from the
     /// token's tenant claim (`tid` under [`TokenProfile::entra`]); the result
-    /// must equal the token's `iss`, and the tenant must be one of `tenants`.
+    /// must equal the token's `iss`, and the tenant must be one of `tenants`
+    /// (GUIDs, compared in lowercase, as Entra writes them).
     /// The allow-list is required: building with an empty one, or under a
     /// profile without a [tenant claim](super::TokenProfile::tenant_claim),
-    /// is an error.
+    /// is an error. [`ResourceServerBuilder`](crate::server::ResourceServerBuilder)
+    /// builds one from Entra's endpoint instead:
+    /// [`issuer`](crate::server::ResourceServerBuilder::issuer)`("https://login.microsoftonline.com/organizations/v2.0")`
+    /// and [`allowed_tenants`](crate::server::ResourceServerBuilder::allowed_tenants).
     ///
     /// ```
     /// use tower_token_binding::validation::{JwksSource, JwtValidator, TokenProfile, TrustedIssuer};
@@ -104,7 +108,11 @@ impl TrustedIssuer {
         Self {
             matcher: IssuerMatch::Tenants {
                 template: template.into(),
-                tenants: tenants.into_iter().map(Into::into).collect(),
+                // Entra's `tid` is a lowercase GUID.
+                tenants: tenants
+                    .into_iter()
+                    .map(|t| t.into().to_ascii_lowercase())
+                    .collect(),
             },
             jwks: jwks.into(),
         }
@@ -151,12 +159,8 @@ impl IssuerMatch {
                         "the multi-tenant issuer {template:?} must hold {TENANT_PLACEHOLDER} once"
                     ));
                 }
-                if tenants.is_empty() || tenants.iter().any(|t| !is_tenant_id(t)) {
-                    return Err(format!(
-                        "the multi-tenant issuer {template:?} needs an allow-list of tenants \
-                         (each 1 to 64 letters, digits, '-' or '.')"
-                    ));
-                }
+                check_tenants(tenants)
+                    .map_err(|e| format!("the multi-tenant issuer {template:?}: {e}"))?;
                 if tenant_claim.is_none() {
                     return Err(format!(
                         "the multi-tenant issuer {template:?} needs a token profile with a \
@@ -166,6 +170,11 @@ impl IssuerMatch {
                 Ok(())
             }
         }
+    }
+
+    /// Whether this is a multi-tenant template.
+    pub(crate) fn is_multi_tenant(&self) -> bool {
+        matches!(self, IssuerMatch::Tenants { .. })
     }
 
     /// Whether an unverified token naming `iss` (and `tenant`, its tenant
@@ -191,6 +200,20 @@ impl IssuerMatch {
                     && &iss[head.len()..iss.len() - tail.len()] == tenant
             }
         }
+    }
+}
+
+/// Checks an allow-list of tenants: not empty, each a tenant identifier.
+pub(crate) fn check_tenants(tenants: &[String]) -> Result<(), String> {
+    if tenants.is_empty() {
+        return Err("an allow-list of tenants is required".to_owned());
+    }
+    match tenants.iter().find(|t| !is_tenant_id(t)) {
+        None => Ok(()),
+        Some(t) => Err(format!(
+            "the tenant {:?} is not a tenant identifier (1 to 64 letters, digits, '-' or '.')",
+            t.chars().take(80).collect::<String>()
+        )),
     }
 }
 

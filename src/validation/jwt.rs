@@ -57,6 +57,8 @@ pub const RELAXABLE_CLAIMS: &[&str] = &["sub", "client_id", "iat", "jti"];
 ///    HMAC-with-a-public-key never pass);
 /// 5. a key with the token's `kid` and algorithm is in the issuer's key set
 ///    (an unknown `kid` refetches a remote JWKS, at most once per cooldown);
+///    a token without `kid` is checked with the one key of its algorithm's
+///    family, and refused when the set has several;
 /// 6. the signature;
 /// 7. `iss` (exactly, a string; for a multi-tenant issuer, its template
 ///    filled from an allowed tenant), `aud`, `exp` and `nbf` with a leeway
@@ -103,6 +105,8 @@ struct Inner {
     /// The relaxable claims allowed to be missing beyond the profile's.
     also_absent: Vec<String>,
     cache: VerifiedCache,
+    /// Longer tokens are refused before any work.
+    max_token_length: usize,
     /// Paces the warning that names a profile that would accept a token.
     shape_warning: WarnLimit,
 }
@@ -158,7 +162,12 @@ pub struct JwtValidatorBuilder {
     leeway: Duration,
     allow_missing: Vec<String>,
     cache_capacity: usize,
+    max_token_length: usize,
 }
+
+/// The default [`JwtValidatorBuilder::max_token_length`]: 16 KiB, what
+/// hyper lets a whole HTTP/2 header list hold by default.
+pub const DEFAULT_MAX_JWT_LENGTH: usize = 16 * 1024;
 
 impl JwtValidator {
     /// A builder.
@@ -173,6 +182,7 @@ impl JwtValidator {
             leeway: Duration::from_secs(30),
             allow_missing: Vec::new(),
             cache_capacity: 10_000,
+            max_token_length: DEFAULT_MAX_JWT_LENGTH,
         }
     }
 
@@ -193,7 +203,7 @@ impl JwtValidator {
                 .await
                 .ok_or_else(|| TokenError::new(TokenErrorKind::KeysUnavailable))?,
         };
-        let result = match self.verify(&token, &payload, issuer, &keys) {
+        let result = match self.verify(&token, issuer, &keys) {
             Err(e) if e.kind() == TokenErrorKind::UnknownKey => match &issuer.keys {
                 Keys::Remote(remote) => {
                     let kid = decode_header(&token).ok().and_then(|h| h.kid);
@@ -201,7 +211,7 @@ impl JwtValidator {
                         Some(kid) if !keys.has_kid(Some(&kid)) => {
                             match remote.refetch_for_unknown_kid(&kid).await {
                                 Some(fresh) if fresh.generation != keys.generation => self
-                                    .verify(&token, &payload, issuer, &fresh)
+                                    .verify(&token, issuer, &fresh)
                                     .map(|t| (t, fresh.generation)),
                                 _ => Err(e),
                             }
@@ -248,16 +258,30 @@ impl JwtValidator {
             .iter()
             .find(|issuer| issuer.matcher.matches(iss, peek.tenant.as_deref()))
             .ok_or_else(|| {
-                TokenError::with_detail(TokenErrorKind::WrongIssuer, "iss names no trusted issuer")
+                let detail = match peek.tenant.as_deref() {
+                    Some(tenant)
+                        if self
+                            .inner
+                            .issuers
+                            .iter()
+                            .any(|i| i.matcher.is_multi_tenant()) =>
+                    {
+                        format!(
+                            "iss {} (tenant {}) names no trusted issuer, or a tenant not allowed",
+                            shown(iss),
+                            shown(tenant)
+                        )
+                    }
+                    _ => format!("iss {} names no trusted issuer", shown(iss)),
+                };
+                TokenError::with_detail(TokenErrorKind::WrongIssuer, detail)
             })
     }
 
-    /// Checks `token` (whose decoded payload is `payload`) against `keys`,
-    /// the keys of `issuer`.
+    /// Checks `token` against `keys`, the keys of `issuer`.
     fn verify(
         &self,
         token: &str,
-        payload: &[u8],
         issuer: &IssuerKeys,
         keys: &KeySet,
     ) -> Result<VerifiedToken, TokenError> {
@@ -267,11 +291,32 @@ impl JwtValidator {
             .map_err(|e| TokenError::with_detail(K::Malformed, e.to_string()))?;
         let typ = header.typ.as_deref();
         if let Err(e) = profile.check_typ(typ) {
-            if let Ok(claims) = serde_json::from_slice::<Map<String, Value>>(payload) {
-                self.name_fitting_profiles(typ, &claims, &e);
+            // Refused before any signature work. Only when a warning may go
+            // out (once a second) is the signature checked all the same, so
+            // that the advice is given for the issuer's own tokens only.
+            if let Some(left_out) = self.inner.shape_warning.allow() {
+                if let Ok(claims) = self.decode_signed(token, &header, issuer, keys) {
+                    self.name_fitting_profiles(typ, &claims, &e, left_out);
+                }
             }
             return Err(e);
         }
+        let claims = self.decode_signed(token, &header, issuer, keys)?;
+        self.check_claims(issuer, typ, &claims)?;
+        VerifiedToken::from_claims_with_profile(claims, profile.clone())
+            .map_err(|e| TokenError::with_detail(K::InvalidConfirmation, e.to_string()))
+    }
+
+    /// The claims of `token`, once its algorithm, key, signature, `iss`,
+    /// `aud`, `exp` and `nbf` are checked.
+    fn decode_signed(
+        &self,
+        token: &str,
+        header: &jsonwebtoken::Header,
+        issuer: &IssuerKeys,
+        keys: &KeySet,
+    ) -> Result<Map<String, Value>, TokenError> {
+        use TokenErrorKind as K;
         let Some((_, validation)) = issuer.validations.iter().find(|(a, _)| *a == header.alg)
         else {
             return Err(TokenError::with_detail(
@@ -283,9 +328,7 @@ impl JwtValidator {
             .find(header.kid.as_deref(), header.alg)
             .ok_or_else(|| TokenError::new(K::UnknownKey))?;
         let data = decode::<Map<String, Value>>(token, key, validation).map_err(map_jwt_error)?;
-        self.check_claims(issuer, typ, &data.claims)?;
-        VerifiedToken::from_claims_with_profile(data.claims, profile.clone())
-            .map_err(|e| TokenError::with_detail(K::InvalidConfirmation, e.to_string()))
+        Ok(data.claims)
     }
 
     /// RFC 9068 section 2.2 as the profile shapes it, beyond what
@@ -316,7 +359,9 @@ impl JwtValidator {
                 .profile
                 .check_claims(claims, &self.inner.also_absent, typ_is_rfc9068(typ))
         {
-            self.name_fitting_profiles(typ, claims, &e);
+            if let Some(left_out) = self.inner.shape_warning.allow() {
+                self.name_fitting_profiles(typ, claims, &e, left_out);
+            }
             return Err(e);
         }
         let iat = claims.get("iat").and_then(Value::as_f64);
@@ -329,32 +374,33 @@ impl JwtValidator {
         Ok(())
     }
 
-    /// Tells the server's operator, at most once a second, which preset
-    /// profiles would accept a token this profile refused for its shape.
+    /// Tells the server's operator which preset profiles would accept a
+    /// token, signed by a trusted issuer, that this profile refused for its
+    /// shape (the caller paces it: once a second).
     fn name_fitting_profiles(
         &self,
         typ: Option<&str>,
         claims: &Map<String, Value>,
         refusal: &TokenError,
+        left_out: u64,
     ) {
-        let Some(left_out) = self.inner.shape_warning.allow() else {
-            return;
-        };
         let fits = self.inner.profile.presets_that_fit(typ, claims);
         if fits.is_empty() {
             return;
         }
-        let reason = refusal
-            .claim()
-            .map(|claim| format!("no valid {claim} claim"))
-            .unwrap_or_else(|| refusal.to_string());
+        let reason = match (refusal.claim(), typ) {
+            (Some(claim), _) => format!("it has no valid {claim} claim"),
+            (None, Some(typ)) => format!("its header typ is {}", shown(typ)),
+            (None, None) => "its header has no typ".to_owned(),
+        };
         tracing::warn!(
             profile = %self.inner.profile.name(),
             would_accept = %fits.join(", "),
-            left_out,
-            "an access token was refused for its shape alone ({reason}); the token profile \
-             {} accepts that shape: set it with token_profile(TokenProfile::{}()) if this \
-             issuer is one of those",
+            warnings_left_out = left_out,
+            "an access token signed by a trusted issuer was refused for its shape alone: {reason}, \
+             which the {} token profile does not accept; the {} profile accepts that shape: set \
+             it with token_profile(TokenProfile::{}()) if this issuer is one of those",
+            self.inner.profile.name(),
             fits.join(" or "),
             fits[0],
         );
@@ -374,6 +420,15 @@ pub(crate) fn check_relaxable(allow_missing: &[String]) -> Result<(), String> {
             RELAXABLE_CLAIMS.join(", ")
         )),
     }
+}
+
+/// `text` from a token, for logs: quoted, escaped, at most 100 characters.
+fn shown(text: &str) -> String {
+    let mut shown: String = text.chars().take(100).collect();
+    if shown.len() < text.len() {
+        shown.push_str("...");
+    }
+    format!("{shown:?}")
 }
 
 /// Step 1: three segments, and no JSON member named twice in the header or
@@ -560,6 +615,15 @@ impl JwtValidatorBuilder {
         self
     }
 
+    /// The longest token looked at, in bytes; a longer one is refused
+    /// (`401 invalid_token`) before it is hashed, decoded or verified.
+    /// Default [`DEFAULT_MAX_JWT_LENGTH`] (16 KiB); raise it for an issuer
+    /// whose tokens are larger (Entra tokens with many `groups`, say).
+    pub fn max_token_length(mut self, bytes: usize) -> Self {
+        self.max_token_length = bytes;
+        self
+    }
+
     /// How many verified tokens to remember. Default 10 000; 0 turns the
     /// cache off.
     pub fn cache_capacity(mut self, capacity: usize) -> Self {
@@ -653,6 +717,7 @@ impl JwtValidatorBuilder {
                 profile: Arc::new(self.profile),
                 also_absent: self.allow_missing,
                 cache: VerifiedCache::new(self.cache_capacity),
+                max_token_length: self.max_token_length,
                 shape_warning: WarnLimit::new(),
             }),
         })
@@ -663,6 +728,18 @@ impl ValidateToken for JwtValidator {
     type Future = JwtFuture;
 
     fn validate(&self, token: &str) -> JwtFuture {
+        if token.len() > self.inner.max_token_length {
+            return JwtFuture {
+                state: FutureState::Ready(Some(Err(TokenError::with_detail(
+                    TokenErrorKind::Malformed,
+                    format!(
+                        "{} bytes, longer than max_token_length ({})",
+                        token.len(),
+                        self.inner.max_token_length
+                    ),
+                )))),
+            };
+        }
         let key = digest(token);
         let generation = self.inner.generation();
         if let Some(hit) = self.inner.cache.get(&key, now(), generation) {

@@ -250,7 +250,7 @@ mod error;
 mod extract;
 mod future;
 mod introspection;
-mod issuer;
+pub(crate) mod issuer;
 mod jwks;
 pub(crate) mod jwt;
 mod layer;
@@ -276,7 +276,9 @@ pub use introspection::{
 pub use introspection::{JwtOrIntrospection, JwtOrIntrospectionFuture};
 pub use issuer::{TENANT_PLACEHOLDER, TrustedIssuer};
 pub use jwks::{JwksError, JwksSource, RemoteJwks};
-pub use jwt::{JwtFuture, JwtValidator, JwtValidatorBuilder, RELAXABLE_CLAIMS};
+pub use jwt::{
+    DEFAULT_MAX_JWT_LENGTH, JwtFuture, JwtValidator, JwtValidatorBuilder, RELAXABLE_CLAIMS,
+};
 pub use layer::{CnfValidationLayer, InvalidScope};
 pub use profile::{ClaimForm, PRESETS, TokenProfile};
 pub(crate) use rejection::Scheme;

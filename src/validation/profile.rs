@@ -43,9 +43,9 @@ pub enum ClaimForm {
 /// | preset | header `typ` | client | unique id | permissions |
 /// | --- | --- | --- | --- | --- |
 /// | [`rfc9068`](Self::rfc9068) (the default) | `at+jwt` | `client_id` | `jti` | `scope` (space-separated) |
-/// | [`entra`](Self::entra) (v1 and v2) | `JWT` | `azp` (v2), `appid` (v1) | `uti` | `scp` (space-separated, delegated), `roles` (array, app-only) |
+/// | [`entra`](Self::entra) (v1 and v2) | `JWT` | `azp` (v2), `appid` (v1) | `uti` | `scp` (space-separated, delegated), else `roles` (array, app-only) |
 /// | [`keycloak`](Self::keycloak) | `JWT` | `client_id`, `azp` | `jti` | `scope` (space-separated) |
-/// | [`auth0`](Self::auth0) | `JWT` | `client_id`, `azp` | none | `scope` (space-separated), `permissions` (array, RBAC) |
+/// | [`auth0`](Self::auth0) | `JWT` | `client_id`, `azp` | none | `scope` (space-separated), else `permissions` (array, RBAC) |
 /// | [`okta`](Self::okta) | none | `cid` | `jti` | `scp` (array) |
 ///
 /// Any other issuer (Ping, Curity, ForgeRock, Cognito...) gets a profile of
@@ -110,14 +110,16 @@ impl TokenProfile {
     /// Microsoft Entra ID access tokens, v1 and v2: header `typ` `JWT`; the
     /// client in `azp` (v2) or `appid` (v1); `uti` instead of `jti`;
     /// delegated permissions in `scp` (space-separated), application
-    /// permissions in `roles` (an array); the tenant in `tid`, which fills
+    /// permissions in `roles` (an array), read only when there is no `scp`
+    /// (in a delegated token `roles` are the user's app roles, not what the
+    /// client was granted); the tenant in `tid`, which fills
     /// the `{tenantid}` of a multi-tenant issuer
     /// ([`TrustedIssuer::tenants`](super::TrustedIssuer::tenants)). An
     /// mTLS-bound (`mtls_pop`) token carries `cnf.x5t#S256`.
     ///
     /// ```text
     /// header  {"typ":"JWT","alg":"RS256","kid":"...","x5t":"..."}
-    /// payload {"aud":"api://orders","iss":"https://login.microsoftonline.com/{tid}/v2.0",
+    /// payload {"aud":"<API client id>","iss":"https://login.microsoftonline.com/{tid}/v2.0",
     ///          "iat":...,"nbf":...,"exp":...,"azp":"<client app id>","azpacr":"2",
     ///          "oid":"...","sub":"...","tid":"...","uti":"...","ver":"2.0",
     ///          "roles":["Orders.Read"],"cnf":{"x5t#S256":"..."}}
@@ -166,8 +168,8 @@ impl TokenProfile {
 
     /// Auth0 access tokens in Auth0's default token profile: header `typ`
     /// `JWT`; the client in `azp` (or `client_id` in Auth0's RFC 9068
-    /// profile); no unique id; `scope`, and `permissions` (an array) where
-    /// RBAC is on.
+    /// profile); no unique id; `scope`, or else `permissions` (an array,
+    /// where RBAC is on).
     ///
     /// ```text
     /// header  {"alg":"RS256","typ":"JWT","kid":"..."}
@@ -300,11 +302,11 @@ impl TokenProfile {
         self
     }
 
-    /// The claims that carry permissions, and the form of each; replaces
-    /// the profile's. [`VerifiedToken::scopes`](super::VerifiedToken::scopes)
-    /// reads them all, in order, and a required scope is granted when any
-    /// of them holds it. A claim of another form than the one named gives
-    /// nothing.
+    /// The claims that carry permissions, and the form of each, in order
+    /// of preference; replaces the profile's.
+    /// [`VerifiedToken::scopes`](super::VerifiedToken::scopes) reads the
+    /// first one the token carries (see [`permissions`](Self::permissions)),
+    /// and a required scope is granted when it holds it.
     pub fn permission_claims<I, N>(mut self, claims: I) -> Self
     where
         I: IntoIterator<Item = (N, ClaimForm)>,
@@ -337,29 +339,38 @@ impl TokenProfile {
             .find_map(|name| claims.get(name.as_ref()).and_then(Value::as_str))
     }
 
-    /// The permissions the token grants, read from this profile's
-    /// [permission claims](Self::permission_claims): space-separated ones
-    /// split on spaces, arrays read for their strings.
+    /// The permissions the token grants, read from the first of this
+    /// profile's [permission claims](Self::permission_claims) that the token
+    /// carries: space-separated ones split on spaces, arrays read for their
+    /// strings. A claim of another form than the one named gives nothing
+    /// (and the claims after it are not read).
+    ///
+    /// One claim, never a union: under [`entra`](Self::entra) a delegated
+    /// token's `scp` is what the client was granted, and the `roles` it may
+    /// also carry are the user's app roles, which must not stand in for a
+    /// scope; `roles` counts only in an app-only token, which has no `scp`.
+    /// Likewise Auth0's `permissions` counts only without `scope`.
     pub fn permissions<'a>(
         &'a self,
         claims: &'a Map<String, Value>,
     ) -> impl Iterator<Item = &'a str> + 'a {
-        self.permissions.iter().flat_map(move |(name, form)| {
-            let value = claims.get(name.as_ref());
-            let spaced = match (form, value) {
-                (ClaimForm::SpaceSeparated, Some(Value::String(s))) => Some(s.split(' ')),
-                _ => None,
-            };
-            let listed = match (form, value) {
-                (ClaimForm::Array, Some(Value::Array(items))) => Some(items.iter()),
-                _ => None,
-            };
-            spaced
-                .into_iter()
-                .flatten()
-                .filter(|s| !s.is_empty())
-                .chain(listed.into_iter().flatten().filter_map(Value::as_str))
-        })
+        let first = self
+            .permissions
+            .iter()
+            .find_map(|(name, form)| claims.get(name.as_ref()).map(|value| (form, value)));
+        let spaced = match first {
+            Some((ClaimForm::SpaceSeparated, Value::String(s))) => Some(s.split(' ')),
+            _ => None,
+        };
+        let listed = match first {
+            Some((ClaimForm::Array, Value::Array(items))) => Some(items.iter()),
+            _ => None,
+        };
+        spaced
+            .into_iter()
+            .flatten()
+            .filter(|s| !s.is_empty())
+            .chain(listed.into_iter().flatten().filter_map(Value::as_str))
     }
 
     /// Whether a token of this shape fits the profile: its header `typ`
@@ -627,27 +638,35 @@ mod tests {
 
     #[test]
     fn each_preset_reads_its_client_and_permissions() {
-        let entra_app = map(json!({ "azp": "app", "roles": ["Orders.Read"], "scp": 5 }));
+        let entra_app = map(json!({ "azp": "app", "roles": ["Orders.Read"] }));
         let entra_v1 = map(json!({ "appid": "app1", "scp": "Orders.Read Orders.Write" }));
         let okta = map(json!({ "cid": "0oa", "scp": ["a", 1, "b"] }));
         let auth0 = map(json!({ "azp": "x", "scope": "read:a", "permissions": ["read:b"] }));
+        let auth0_rbac = map(json!({ "azp": "x", "permissions": ["read:b"] }));
+        let delegated = map(json!({ "azp": "x", "scp": "Orders.Read", "roles": ["Admin"] }));
         let e = TokenProfile::entra();
         assert_eq!(e.client_id(&entra_app), Some("app"));
         assert!(e.permissions(&entra_app).eq(["Orders.Read"]));
         assert_eq!(e.client_id(&entra_v1), Some("app1"));
         assert!(e.permissions(&entra_v1).eq(["Orders.Read", "Orders.Write"]));
         assert!(TokenProfile::okta().permissions(&okta).eq(["a", "b"]));
+        // One claim, the first the token carries: never a union.
+        assert!(TokenProfile::auth0().permissions(&auth0).eq(["read:a"]));
         assert!(
             TokenProfile::auth0()
-                .permissions(&auth0)
-                .eq(["read:a", "read:b"])
+                .permissions(&auth0_rbac)
+                .eq(["read:b"])
         );
+        assert!(e.permissions(&delegated).eq(["Orders.Read"]));
         // The strict default reads RFC 9068 claims only.
         let r = TokenProfile::rfc9068();
         assert_eq!(r.client_id(&entra_app), None);
         assert!(r.permissions(&okta).next().is_none());
-        // An array where a string is named gives nothing, and the reverse.
-        let wrong = map(json!({ "scp": ["x"], "roles": "y" }));
+        // An array where a string is named gives nothing, and the reverse;
+        // a malformed first claim does not fall back to the next.
+        let wrong = map(json!({ "scp": ["x"], "roles": ["y"] }));
+        assert!(e.permissions(&wrong).next().is_none());
+        let wrong = map(json!({ "roles": "y" }));
         assert!(e.permissions(&wrong).next().is_none());
     }
 

@@ -146,15 +146,19 @@ impl VerifiedToken {
         })
     }
 
-    /// The `scope` claim as it is (space-separated, RFC 9068 section 2.2.3).
+    /// The `scope` claim as it is (space-separated, RFC 9068 section 2.2.3),
+    /// whatever the profile: `None` for an Entra or Okta token, whose
+    /// permissions are elsewhere. [`scopes`](Self::scopes) reads them under
+    /// every profile.
     pub fn scope(&self) -> Option<&str> {
         self.str_claim("scope")
     }
 
-    /// The granted scopes (permissions), from the claims the
-    /// [profile](Self::profile) names: `scope` split on spaces (RFC 9068),
-    /// Entra's `scp` and `roles`, Okta's `scp` array, Auth0's `permissions`.
-    /// A required scope is granted when any of them holds it.
+    /// The granted scopes (permissions), from the first of the claims the
+    /// [profile](Self::profile) names that the token carries: `scope` split
+    /// on spaces (RFC 9068), Entra's `scp` (else `roles`, in an app-only
+    /// token), Okta's `scp` array, Auth0's `scope` (else `permissions`). See
+    /// [`TokenProfile::permissions`].
     pub fn scopes(&self) -> impl Iterator<Item = &str> {
         self.inner.profile.permissions(&self.inner.claims)
     }

@@ -167,7 +167,11 @@ impl ResourceServerBuilder {
     /// `/common/v2.0`) is a multi-tenant issuer: its metadata names
     /// `https://login.microsoftonline.com/{tenantid}/v2.0`, which is filled
     /// from each token's `tid`, and the tenant must be one of the
-    /// [`allowed_tenants`](Self::allowed_tenants) (required then).
+    /// [`allowed_tenants`](Self::allowed_tenants) (required then). With
+    /// [`JwtValidator`] itself, the same is a
+    /// [`TrustedIssuer::tenants`](crate::validation::TrustedIssuer::tenants).
+    /// Under a profile without a tenant claim such an endpoint is one exact
+    /// issuer, which no token names, and a `warn` says so at build.
     ///
     /// ```
     /// use tower_token_binding::server::ResourceServer;
@@ -527,14 +531,39 @@ impl ResourceServerBuilder {
             }
             let jwks = JwksSource::discover(issuer)
                 .map_err(|e| ResourceServerError::new(K::InvalidIssuer).with_source(e))?;
-            let template = profile
-                .tenant_claim_name()
-                .and_then(|_| multi_tenant_template(issuer));
+            let template = multi_tenant_template(issuer);
+            if template.is_some() && profile.tenant_claim_name().is_none() {
+                tracing::warn!(
+                    %issuer,
+                    profile = %profile.name(),
+                    "this issuer looks like a Microsoft Entra multi-tenant endpoint, whose \
+                     tokens each name their own tenant's issuer; under this token profile it is \
+                     trusted as one exact issuer, which those tokens never name: use \
+                     token_profile(TokenProfile::entra()) and allowed_tenants"
+                );
+            }
+            let template = template.filter(|_| profile.tenant_claim_name().is_some());
             sources.push((issuer.clone(), template, jwks));
         }
         let multi_tenant = sources.iter().any(|(_, template, _)| template.is_some());
         if multi_tenant && self.tenants.is_empty() {
             return Err(ResourceServerError::new(K::MissingTenants));
+        }
+        if multi_tenant {
+            crate::validation::issuer::check_tenants(&self.tenants)
+                .map_err(|e| ResourceServerError::new(K::InvalidIssuer).with_source(e))?;
+            let templates: Vec<&String> =
+                sources.iter().filter_map(|(_, t, _)| t.as_ref()).collect();
+            if templates
+                .iter()
+                .enumerate()
+                .any(|(i, t)| templates[..i].contains(t))
+            {
+                return Err(ResourceServerError::new(K::InvalidIssuer).with_message(
+                    "two issuers are the same multi-tenant issuer (an Entra /organizations \
+                     and /common endpoint name the same template): give one",
+                ));
+            }
         }
         if !multi_tenant && !self.tenants.is_empty() {
             return Err(

@@ -364,9 +364,13 @@ impl TestIssuer {
         format!("{}/organizations/v2.0", self.state.issuer)
     }
 
-    /// The `iss` of a tenant's tokens under the
-    /// [multi-tenant endpoint](Self::multi_tenant_endpoint),
-    /// `…/<tenant>/v2.0`.
+    /// The `iss` of a tenant's tokens, `…/<tenant>/v2.0`, as Entra's v2
+    /// issuer for one tenant: its OpenID Connect metadata is served (naming
+    /// this issuer and this issuer's JWKS), so it can be given to
+    /// [`ResourceServerBuilder::issuer`](crate::server::ResourceServerBuilder::issuer)
+    /// as a single-tenant issuer; it is also what the
+    /// [multi-tenant endpoint](Self::multi_tenant_endpoint)'s template gives
+    /// for `tenant`.
     pub fn tenant_issuer(&self, tenant: &str) -> String {
         format!("{}/{tenant}/v2.0", self.state.issuer)
     }
@@ -538,9 +542,36 @@ impl TestIssuer {
         keys.current.sign(&keys.current.header(), claims)
     }
 
+    /// Signs `claims` as [`sign`](Self::sign) does (ES256, the current key
+    /// and its `kid`), with the header `typ` given: `Some("JWT")` as Entra,
+    /// Keycloak and Auth0 send it, `None` for none as Okta sends it, or any
+    /// other value to see it refused.
+    ///
+    /// ```
+    /// use tower_token_binding::test_util::{TestIssuer, TestPki};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), tower_token_binding::test_util::Error> {
+    /// let pki = TestPki::new()?;
+    /// let issuer = TestIssuer::start(&pki).await?;
+    /// let claims = serde_json::json!({ "iss": issuer.issuer(), "cid": "app", "scp": ["orders.read"] });
+    /// let okta_shaped = issuer.sign_with_typ(None, &claims)?;
+    /// # let _ = okta_shaped;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn sign_with_typ(&self, typ: Option<&str>, claims: &Value) -> Result<String, Error> {
+        let keys = self.state.read_keys();
+        let mut header = keys.current.header();
+        header.typ = typ.map(str::to_owned);
+        keys.current.sign(&header, claims)
+    }
+
     /// Signs `claims` with the current key under `header` as given (its `alg`
     /// must be ES256 for the signature to work; `typ` and `kid` are used as
-    /// they are), for tokens with faulty headers.
+    /// they are: set `kid` to [`current_kid`](Self::current_kid) for the
+    /// token to find its key), for tokens with faulty headers. For another
+    /// `typ` alone, [`sign_with_typ`](Self::sign_with_typ) needs no header.
     pub fn sign_with_header(&self, header: &Header, claims: &Value) -> Result<String, Error> {
         self.state.read_keys().current.sign(header, claims)
     }

@@ -144,6 +144,15 @@ pub(super) async fn route(
             requests.fetch_add(1, Ordering::SeqCst);
             json_reply(StatusCode::OK, &state.metadata())
         }
+        (&Method::GET, path) if tenant_metadata_path(path).is_some() => {
+            // Entra's per-tenant metadata: the issuer names the tenant.
+            let tenant = tenant_metadata_path(path).unwrap_or_default();
+            let requests = &state.introspection.metadata_requests;
+            requests.fetch_add(1, Ordering::SeqCst);
+            let mut metadata = state.metadata();
+            metadata["issuer"] = json!(format!("{}/{tenant}/v2.0", state.issuer));
+            json_reply(StatusCode::OK, &metadata)
+        }
         (
             &Method::GET,
             "/organizations/v2.0/.well-known/openid-configuration"
@@ -164,6 +173,22 @@ pub(super) async fn route(
         ) => method_not_allowed("GET"),
         _ => json_reply(StatusCode::NOT_FOUND, &json!({ "error": "not_found" })),
     }
+}
+
+/// The tenant of Entra's per-tenant metadata path,
+/// `/<tenant>/v2.0/.well-known/openid-configuration` (not `organizations`
+/// or `common`, whose metadata names the template).
+fn tenant_metadata_path(path: &str) -> Option<&str> {
+    path.strip_prefix('/')
+        .and_then(|rest| rest.strip_suffix("/v2.0/.well-known/openid-configuration"))
+        .filter(|tenant| {
+            !tenant.is_empty()
+                && *tenant != "organizations"
+                && *tenant != "common"
+                && tenant
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        })
 }
 
 /// Whether `path` is Entra's `/<tenant>/oauth2/v2.0/token`.
