@@ -15,6 +15,17 @@
 //!   is not a certificate.
 //! - `xfcc_valid` / `xfcc_64k`: Envoy's header with one element, and 64 KiB
 //!   of `Hash=` elements (the last taken).
+//! - `jwt_plain` / `jwt_at_cap`: `JwtValidator` (cache off) on an ordinary
+//!   certificate-bound access token, and on one at the 16 KiB cap
+//!   (`max_token_length`) whose payload is about 1,000 small members, the
+//!   worst case of the duplicate-member pass and the issuer peek; both
+//!   verify.
+//! - `jwt_untrusted_iss_plain` / `jwt_untrusted_iss_at_cap`: the same
+//!   shapes naming an issuer that is not trusted, refused before any key is
+//!   looked at.
+//! - `jwt_typ_at_cap`: the large token with header `typ` `JWT` under the
+//!   default profile, refused before the signature (the signature is checked
+//!   at most once a second, to name the profile that fits).
 //!
 //! Each prints as criterion does; BENCHMARKS.md has the ratios.
 
@@ -22,12 +33,18 @@ use std::hint::black_box;
 use std::time::SystemTime;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use futures_util::FutureExt as _;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
+use tower_token_binding::Thumbprint;
 use tower_token_binding::proof::dpop::{DpopProofs, DpopVerifier};
 use tower_token_binding::proof::shr::{ShrVerifier, SignedHttpRequests, header_claim, query_claim};
 use tower_token_binding::proof::{Algorithm, ProofKey, jws};
 use tower_token_binding::server::forwarded::{
     XfccElement, parse_client_cert_header, xfcc_from_headers,
+};
+use tower_token_binding::test_util::{TestIssuer, TestPki};
+use tower_token_binding::validation::{
+    DEFAULT_MAX_JWT_LENGTH, JwksSource, JwtValidator, TokenErrorKind, ValidateToken,
 };
 
 const CERT_PEM: &[u8] = include_bytes!("../tests/data/client.pem");
@@ -239,5 +256,71 @@ fn percent_encode(bytes: &[u8]) -> String {
         .collect()
 }
 
-criterion_group!(benches, pop);
+/// The JWT validator's early passes at the token length cap.
+fn jwt(c: &mut Criterion) {
+    let mut group = c.benchmark_group("hostile_input");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (validator, tokens) = runtime.block_on(async {
+        let pki = TestPki::new().unwrap();
+        let issuer = TestIssuer::start(&pki).await.unwrap();
+        let validator = JwtValidator::builder()
+            .issuer(issuer.issuer())
+            .audience(issuer.audience())
+            .jwks(JwksSource::from_json(&issuer.jwks().to_string()).unwrap())
+            .cache_capacity(0)
+            .build()
+            .unwrap();
+        let plain = issuer.claims("svc", Some(Thumbprint::from_der(b"certificate")));
+        // Small members until the token is just under the cap.
+        let mut large = plain.clone();
+        let mut i = 0;
+        while issuer.sign(&large).unwrap().len() < DEFAULT_MAX_JWT_LENGTH - 16 {
+            large[format!("m{i}")] = serde_json::json!(i);
+            i += 1;
+        }
+        large
+            .as_object_mut()
+            .unwrap()
+            .remove(&format!("m{}", i - 1));
+        let untrusted = |claims: &serde_json::Value| {
+            let mut claims = claims.clone();
+            claims["iss"] = serde_json::json!("https://untrusted.example");
+            issuer.sign(&claims).unwrap()
+        };
+        let tokens = [
+            ("jwt_plain", issuer.sign(&plain).unwrap(), None),
+            ("jwt_at_cap", issuer.sign(&large).unwrap(), None),
+            (
+                "jwt_untrusted_iss_plain",
+                untrusted(&plain),
+                Some(TokenErrorKind::WrongIssuer),
+            ),
+            (
+                "jwt_untrusted_iss_at_cap",
+                untrusted(&large),
+                Some(TokenErrorKind::WrongIssuer),
+            ),
+            (
+                "jwt_typ_at_cap",
+                issuer.sign_with_typ(Some("JWT"), &large).unwrap(),
+                Some(TokenErrorKind::WrongType),
+            ),
+        ];
+        (validator, tokens)
+    });
+    for (name, token, refusal) in &tokens {
+        assert!(token.len() <= DEFAULT_MAX_JWT_LENGTH, "{name}");
+        let outcome = validator.validate(token).now_or_never().unwrap();
+        assert_eq!(outcome.err().map(|e| e.kind()), *refusal, "{name}");
+        group.bench_function(*name, |b| {
+            b.iter(|| validator.validate(black_box(token)).now_or_never().unwrap())
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, pop, jwt);
 criterion_main!(benches);

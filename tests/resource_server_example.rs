@@ -526,10 +526,7 @@ async fn token_profiles_and_several_issuers() {
             "iat": now, "exp": now + 300, "cid": "0oa1b2c3", "sub": "0oa1b2c3", "scp": [scp],
             "cnf": { "x5t#S256": holder.thumbprint().to_string() },
         });
-        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
-        header.typ = None;
-        header.kid = Some(second.current_kid());
-        second.sign_with_header(&header, &claims).unwrap()
+        second.sign_with_typ(None, &claims).unwrap()
     };
     let url = format!("{}/whoami", server.url);
     let identity = holder.identity().unwrap();

@@ -155,10 +155,7 @@ fn rand_id() -> String {
 }
 
 fn sign(issuer: &TestIssuer, typ: Option<&str>, claims: &Value) -> String {
-    let mut header = Header::new(Algorithm::ES256);
-    header.typ = typ.map(str::to_owned);
-    header.kid = Some(issuer.current_kid());
-    issuer.sign_with_header(&header, claims).unwrap()
+    issuer.sign_with_typ(typ, claims).unwrap()
 }
 
 /// The profile that preset shape is read with.
