@@ -15,6 +15,9 @@
 //!   is not a certificate.
 //! - `xfcc_valid` / `xfcc_64k`: Envoy's header with one element, and 64 KiB
 //!   of `Hash=` elements (the last taken).
+//! - `escaped_pem_valid` / `escaped_pem_64k`: a URL-escaped PEM (nginx's
+//!   `$ssl_client_escaped_cert`) of the test certificate, and a chain of
+//!   escaped copies up to the 64 KiB cap, every section decoded.
 //! - `jwt_plain` / `jwt_at_cap`: `JwtValidator` (cache off) on an ordinary
 //!   certificate-bound access token, and on one at the 16 KiB cap
 //!   (`max_token_length`) whose payload is about 1,000 small members, the
@@ -40,7 +43,8 @@ use tower_token_binding::proof::dpop::{DpopProofs, DpopVerifier};
 use tower_token_binding::proof::shr::{ShrVerifier, SignedHttpRequests, header_claim, query_claim};
 use tower_token_binding::proof::{Algorithm, ProofKey, jws};
 use tower_token_binding::server::forwarded::{
-    XfccElement, parse_client_cert_header, xfcc_from_headers,
+    MAX_ESCAPED_PEM_LENGTH, XfccElement, parse_client_cert_header, parse_escaped_pem,
+    xfcc_from_headers,
 };
 use tower_token_binding::test_util::{TestIssuer, TestPki};
 use tower_token_binding::validation::{
@@ -238,6 +242,19 @@ fn pop(c: &mut Criterion) {
     let _ = xfcc_from_headers(&many, XfccElement::Last);
     group.bench_function("xfcc_64k", |b| {
         b.iter(|| xfcc_from_headers(black_box(&many), XfccElement::Last))
+    });
+
+    let escaped = percent_encode(CERT_PEM);
+    parse_escaped_pem(&escaped).unwrap().unwrap();
+    group.bench_function("escaped_pem_valid", |b| {
+        b.iter(|| parse_escaped_pem(black_box(&escaped)).unwrap())
+    });
+    let copies = MAX_ESCAPED_PEM_LENGTH / escaped.len();
+    let chain = escaped.repeat(copies);
+    assert!(chain.len() <= MAX_ESCAPED_PEM_LENGTH);
+    parse_escaped_pem(&chain).unwrap().unwrap();
+    group.bench_function("escaped_pem_64k", |b| {
+        b.iter(|| parse_escaped_pem(black_box(&chain)).unwrap())
     });
     group.finish();
 }

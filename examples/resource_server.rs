@@ -16,7 +16,8 @@
 //!      [--introspection-endpoint URL]]
 //!
 //! cargo run --example resource_server -- --listen 127.0.0.1:0 \
-//!     --forwarded xfcc|client-cert (--trusted-proxy CIDR... | --trust-any-peer) \
+//!     --forwarded xfcc|client-cert|escaped-pem (--trusted-proxy CIDR... | --trust-any-peer) \
+//!     [--forwarded-header NAME|nginx|ingress-nginx|aws-alb-leaf|aws-alb-chain|traefik] \
 //!     [--xfcc-element only|first|last] \
 //!     --issuer ISS --audience AUD [--issuer-ca ca.pem | --jwks-file jwks.json] ...
 //! ```
@@ -65,9 +66,14 @@
 //! With `--forwarded` it serves plain HTTP behind a TLS-terminating proxy
 //! and takes the client certificate from the header the proxy sets: the
 //! RFC 9440 `Client-Cert` header (`--forwarded client-cert`, or its older
-//! name `--trust-client-cert-header`) or Envoy's `x-forwarded-client-cert`
+//! name `--trust-client-cert-header`), Envoy's `x-forwarded-client-cert`
 //! (`--forwarded xfcc`; `--xfcc-element first|last` takes one of several
-//! elements, where by default exactly one is expected). The header is
+//! elements, where by default exactly one is expected), or a URL-escaped
+//! PEM as nginx, ingress-nginx, AWS ALB and Traefik send it
+//! (`--forwarded escaped-pem`) in the header `--forwarded-header` names:
+//! the header's name, or `nginx` (`X-SSL-Client-Cert`), `ingress-nginx`
+//! (`ssl-client-cert`), `aws-alb-leaf`, `aws-alb-chain` or `traefik` for the
+//! name that product uses; an empty value means no certificate. The header is
 //! believed only from peers whose address is in a `--trusted-proxy`
 //! network (CIDR, such as `10.0.0.0/8` or `::1/128`, or one address; give
 //! several after the flag, comma-separated, or repeat it);
@@ -99,6 +105,7 @@ use std::process::ExitCode;
 
 use axum::routing::get;
 use axum::{Extension, Json, Router};
+use http::HeaderName;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tower_token_binding::ProvenBinding;
@@ -106,7 +113,7 @@ use tower_token_binding::proof::dpop::{DpopVerifier, StatelessNonces};
 use tower_token_binding::proof::shr::ShrVerifier;
 use tower_token_binding::replay::BoxReplayStore;
 use tower_token_binding::server::forwarded::{
-    ForwardedClientCertLayer, ForwardedConfigErrorKind, IpNetwork, XfccElement,
+    self, ForwardedClientCertLayer, ForwardedConfigErrorKind, IpNetwork, XfccElement,
 };
 use tower_token_binding::server::{PeerCertificate, ResourceServer};
 use tower_token_binding::validation::{
@@ -122,7 +129,8 @@ const USAGE: &str = "usage: resource_server --listen ADDR --issuer ISS... --audi
 [--dpop-nonce] [--accept-pop] [--public-origin URL] [--replay-store redis://HOST:PORT] \
 [--introspection-client-id ID --introspection-secret S [--introspection-endpoint URL]] \
 (--tls-cert PEM --tls-key PEM [--client-ca PEM | --any-client-cert] \
-| --forwarded xfcc|client-cert (--trusted-proxy CIDR... | --trust-any-peer) \
+| --forwarded xfcc|client-cert|escaped-pem (--trusted-proxy CIDR... | --trust-any-peer) \
+[--forwarded-header NAME]
 [--xfcc-element only|first|last] [--jwks-file JSON])";
 
 #[derive(Default)]
@@ -145,6 +153,7 @@ struct Args {
     trusted_proxies: Vec<String>,
     trust_any_peer: bool,
     xfcc_element: Option<String>,
+    forwarded_header: Option<String>,
     dpop_nonce: bool,
     accept_pop: bool,
     public_origin: Option<String>,
@@ -198,6 +207,7 @@ fn parse_args() -> Result<Args, String> {
             "--trust-client-cert-header" => args.forwarded = Some("client-cert".to_owned()),
             "--trust-any-peer" => args.trust_any_peer = true,
             "--xfcc-element" => args.xfcc_element = Some(value()?),
+            "--forwarded-header" => args.forwarded_header = Some(value()?),
             "--dpop-nonce" => args.dpop_nonce = true,
             "--accept-pop" => args.accept_pop = true,
             "--public-origin" => args.public_origin = Some(value()?),
@@ -307,9 +317,14 @@ async fn run(args: Args) -> Result<(), BoxError> {
         }
         return behind_a_proxy(args, listen, profile, audience, app).await;
     }
-    if !args.trusted_proxies.is_empty() || args.trust_any_peer || args.xfcc_element.is_some() {
+    if !args.trusted_proxies.is_empty()
+        || args.trust_any_peer
+        || args.xfcc_element.is_some()
+        || args.forwarded_header.is_some()
+    {
         return Err(format!(
-            "--trusted-proxy, --trust-any-peer and --xfcc-element work with --forwarded only\n{USAGE}"
+            "--trusted-proxy, --trust-any-peer, --xfcc-element and --forwarded-header work \
+             with --forwarded only\n{USAGE}"
         )
         .into());
     }
@@ -491,15 +506,45 @@ fn token_profile(args: &Args) -> Result<TokenProfile, String> {
     }
 }
 
+/// The header of `--forwarded-header`: a product's preset, or a name.
+fn escaped_pem_header(name: &str) -> Result<HeaderName, String> {
+    Ok(match name {
+        "nginx" => forwarded::NGINX,
+        "ingress-nginx" => forwarded::INGRESS_NGINX,
+        "aws-alb-leaf" => forwarded::AWS_ALB_LEAF,
+        "aws-alb-chain" => forwarded::AWS_ALB_CHAIN,
+        "traefik" => forwarded::TRAEFIK,
+        name => HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| format!("--forwarded-header {name:?} is not a header name"))?,
+    })
+}
+
 /// The forwarded-certificate layer of `--forwarded`, `--trusted-proxy`,
 /// `--trust-any-peer` and `--xfcc-element`.
 fn forwarded_layer(args: &Args) -> Result<ForwardedClientCertLayer, BoxError> {
-    let mut builder = match args.forwarded.as_deref() {
-        Some("xfcc") => ForwardedClientCertLayer::xfcc(),
-        Some("client-cert") => ForwardedClientCertLayer::client_cert(),
-        other => {
+    let mut builder = match (args.forwarded.as_deref(), &args.forwarded_header) {
+        (Some("xfcc"), None) => ForwardedClientCertLayer::xfcc(),
+        (Some("client-cert"), None) => ForwardedClientCertLayer::client_cert(),
+        (Some("escaped-pem"), Some(name)) => {
+            ForwardedClientCertLayer::escaped_pem(escaped_pem_header(name)?)
+        }
+        (Some("escaped-pem"), None) => {
             return Err(format!(
-                "--forwarded takes xfcc or client-cert, not {:?}\n{USAGE}",
+                "--forwarded escaped-pem needs --forwarded-header: the header your proxy \
+                 sets (or nginx, ingress-nginx, aws-alb-leaf, aws-alb-chain, traefik)\n{USAGE}"
+            )
+            .into());
+        }
+        (Some("xfcc" | "client-cert"), Some(_)) => {
+            return Err(format!(
+                "--forwarded-header is for --forwarded escaped-pem: the other formats have \
+                 their standard header\n{USAGE}"
+            )
+            .into());
+        }
+        (other, _) => {
+            return Err(format!(
+                "--forwarded takes xfcc, client-cert or escaped-pem, not {:?}\n{USAGE}",
                 other.unwrap_or_default()
             )
             .into());

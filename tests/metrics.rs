@@ -640,3 +640,63 @@ fn forwarded_certificate_headers_by_result() {
         seen.assert_bounded(&[&hash]);
     });
 }
+
+#[test]
+fn escaped_pem_headers_by_result() {
+    use tower_token_binding::server::ConnectionInfo;
+    use tower_token_binding::server::forwarded::{ForwardedClientCertLayer, NGINX};
+
+    run(|snapshotter| async move {
+        let cert = TestPki::self_signed_client("client.example").unwrap();
+        let escaped: String = cert
+            .cert_pem()
+            .bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                    char::from(b).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect();
+        let service = tower::ServiceBuilder::new()
+            .layer(
+                ForwardedClientCertLayer::escaped_pem(NGINX)
+                    .trusted_proxy("10.0.0.0/8".parse().unwrap())
+                    .build()
+                    .unwrap(),
+            )
+            .service_fn(|_: Request<()>| async {
+                Ok::<_, std::convert::Infallible>(http::Response::new(()))
+            });
+        let from = |remote: &str, value: &str| {
+            let mut request = Request::get("/").header(NGINX, value).body(()).unwrap();
+            request.extensions_mut().insert(ConnectionInfo::new(
+                remote.parse().unwrap(),
+                "10.0.0.1:443".parse().unwrap(),
+            ));
+            request
+        };
+        for (remote, value, status) in [
+            ("10.1.2.3:5000", escaped.as_str(), StatusCode::OK),
+            ("10.1.2.3:5000", "", StatusCode::OK),
+            ("10.1.2.3:5000", "%zz", StatusCode::BAD_REQUEST),
+            ("203.0.113.9:5000", escaped.as_str(), StatusCode::OK),
+        ] {
+            let response = service.clone().oneshot(from(remote, value)).await.unwrap();
+            assert_eq!(response.status(), status, "{remote} {value:.40}");
+        }
+        let seen = Seen::take(&snapshotter);
+        let count = |result: &str| seen.count(FORWARDED_CERTIFICATES, &format!("result={result}"));
+        assert_eq!(
+            [
+                count("used"),
+                count("none_taken"),
+                count("malformed"),
+                count("ignored")
+            ],
+            [1, 1, 1, 1]
+        );
+        seen.assert_bounded(&[&escaped]);
+    });
+}

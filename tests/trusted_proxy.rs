@@ -299,7 +299,7 @@ async fn the_forwarded_mode_needs_its_allow_list() {
         "/nonexistent.json",
     ];
     let with = |more: &[&'static str]| [&base[..], more].concat();
-    let cases: [(&[&str], &str); 10] = [
+    let cases: [(&[&str], &str); 15] = [
         (
             &["--forwarded", "xfcc"],
             "--forwarded needs --trusted-proxy",
@@ -322,7 +322,46 @@ async fn the_forwarded_mode_needs_its_allow_list() {
         ),
         (
             &["--forwarded", "envoy", "--trust-any-peer"],
-            "--forwarded takes xfcc or client-cert",
+            "--forwarded takes xfcc, client-cert or escaped-pem",
+        ),
+        (
+            &["--forwarded", "escaped-pem", "--trust-any-peer"],
+            "--forwarded escaped-pem needs --forwarded-header",
+        ),
+        (
+            &[
+                "--forwarded",
+                "xfcc",
+                "--forwarded-header",
+                "nginx",
+                "--trust-any-peer",
+            ],
+            "--forwarded-header is for --forwarded escaped-pem",
+        ),
+        (
+            &[
+                "--forwarded",
+                "escaped-pem",
+                "--forwarded-header",
+                "x ssl",
+                "--trust-any-peer",
+            ],
+            "is not a header name",
+        ),
+        (
+            &["--forwarded", "escaped-pem", "--forwarded-header", "nginx"],
+            "--forwarded needs --trusted-proxy",
+        ),
+        (
+            &[
+                "--tls-cert",
+                "a.pem",
+                "--tls-key",
+                "a.key",
+                "--forwarded-header",
+                "nginx",
+            ],
+            "work with --forwarded only",
         ),
         (
             &[

@@ -263,7 +263,8 @@ pub(crate) fn introspection_call(outcome: Introspection) {
 pub(crate) enum Forwarded {
     /// From a trusted proxy; the certificate was taken.
     Used,
-    /// From a trusted proxy; several XFCC elements, none chosen.
+    /// From a trusted proxy; several XFCC elements, none chosen, or an
+    /// empty URL-escaped PEM (the client sent no certificate).
     NoneTaken,
     /// From a trusted proxy; malformed, refused with `400`.
     Malformed,

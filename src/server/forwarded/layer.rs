@@ -11,7 +11,9 @@ use crate::warn_limit::WarnLimit;
 
 /// Layer that applies [`ForwardedClientCert`]: takes the client certificate
 /// from a header set by a trusted TLS-terminating proxy, the RFC 9440
-/// `Client-Cert` header ([`client_cert`](Self::client_cert)) or Envoy's
+/// `Client-Cert` header ([`client_cert`](Self::client_cert)), a URL-escaped
+/// PEM in a header of your choosing ([`escaped_pem`](Self::escaped_pem):
+/// nginx, ingress-nginx, AWS ALB, Traefik) or Envoy's
 /// `x-forwarded-client-cert` ([`xfcc`](Self::xfcc)).
 ///
 /// Built with a [`ForwardedClientCertBuilder`], which requires the list of
@@ -31,16 +33,18 @@ pub(super) struct Config {
 }
 
 /// The header a layer reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Header {
     ClientCert,
+    EscapedPem(HeaderName),
     Xfcc,
 }
 
 impl Header {
-    pub(super) fn name(self) -> HeaderName {
+    pub(super) fn name(&self) -> HeaderName {
         match self {
             Header::ClientCert => CLIENT_CERT,
+            Header::EscapedPem(name) => name.clone(),
             Header::Xfcc => X_FORWARDED_CLIENT_CERT,
         }
     }
@@ -60,6 +64,30 @@ impl ForwardedClientCertLayer {
     /// ```
     pub fn client_cert() -> ForwardedClientCertBuilder {
         ForwardedClientCertBuilder::new(Header::ClientCert)
+    }
+
+    /// A builder for a layer that reads a URL-escaped PEM (the client's
+    /// certificate, or its chain with the leaf first) from the header
+    /// `name`, which has no default: each proxy names its own. The presets
+    /// [`NGINX`](super::NGINX), [`INGRESS_NGINX`](super::INGRESS_NGINX),
+    /// [`AWS_ALB_LEAF`](super::AWS_ALB_LEAF),
+    /// [`AWS_ALB_CHAIN`](super::AWS_ALB_CHAIN) and
+    /// [`TRAEFIK`](super::TRAEFIK) name each product's (each documented with
+    /// the proxy configuration that sets it); any other name works the
+    /// same. See [`parse_escaped_pem`](super::parse_escaped_pem) for what is
+    /// accepted; an empty value is no certificate.
+    ///
+    /// ```
+    /// use tower_token_binding::server::forwarded::{self, ForwardedClientCertLayer};
+    ///
+    /// let layer = ForwardedClientCertLayer::escaped_pem(forwarded::NGINX)
+    ///     .trusted_proxy("10.0.0.0/8".parse().unwrap())
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(layer.header_name(), "x-ssl-client-cert");
+    /// ```
+    pub fn escaped_pem(name: HeaderName) -> ForwardedClientCertBuilder {
+        ForwardedClientCertBuilder::new(Header::EscapedPem(name))
     }
 
     /// A builder for a layer that reads Envoy's `x-forwarded-client-cert`
@@ -107,7 +135,8 @@ impl fmt::Debug for ForwardedClientCertLayer {
 }
 
 /// Builds a [`ForwardedClientCertLayer`]; made by
-/// [`ForwardedClientCertLayer::client_cert`] or
+/// [`ForwardedClientCertLayer::client_cert`],
+/// [`ForwardedClientCertLayer::escaped_pem`] or
 /// [`ForwardedClientCertLayer::xfcc`].
 ///
 /// The trusted proxies are required: at least one

@@ -8,6 +8,13 @@
 //! - [RFC 9440] `Client-Cert` ([`ForwardedClientCertLayer::client_cert`]):
 //!   an RFC 8941 byte sequence, `:` the DER in standard base64 `:`
 //!   ([`parse_client_cert_header`]).
+//! - A URL-escaped PEM in a header the proxy's operator names
+//!   ([`ForwardedClientCertLayer::escaped_pem`]), as nginx
+//!   (`$ssl_client_escaped_cert`), Kubernetes ingress-nginx, AWS
+//!   Application Load Balancers and Traefik send it; [`parse_escaped_pem`]
+//!   says what is accepted, and [`NGINX`], [`INGRESS_NGINX`],
+//!   [`AWS_ALB_LEAF`], [`AWS_ALB_CHAIN`] and [`TRAEFIK`] name each product's
+//!   header. An empty value means the client sent no certificate.
 //! - Envoy's `x-forwarded-client-cert`, XFCC
 //!   ([`ForwardedClientCertLayer::xfcc`]): `By=...;Hash=...;Cert="..."`
 //!   elements, the certificate as URL-encoded PEM (`Cert`) or as the hex
@@ -110,6 +117,7 @@
 //! [RFC 9440]: https://www.rfc-editor.org/rfc/rfc9440
 
 mod client_cert;
+mod escaped_pem;
 mod future;
 mod layer;
 mod service;
@@ -119,6 +127,10 @@ mod xfcc;
 pub use client_cert::{
     CLIENT_CERT, ClientCertHeaderError, ClientCertHeaderErrorKind, client_cert_from_headers,
     parse_client_cert_header,
+};
+pub use escaped_pem::{
+    AWS_ALB_CHAIN, AWS_ALB_LEAF, EscapedPemError, EscapedPemErrorKind, INGRESS_NGINX,
+    MAX_ESCAPED_PEM_LENGTH, NGINX, TRAEFIK, escaped_pem_from_headers, parse_escaped_pem,
 };
 pub use future::ResponseFuture;
 pub use layer::{

@@ -7,7 +7,7 @@ use tower::Service;
 
 use super::future::ResponseFuture;
 use super::layer::{Config, Header};
-use super::{XfccErrorKind, client_cert_from_headers, xfcc_from_headers};
+use super::{XfccErrorKind, client_cert_from_headers, escaped_pem_from_headers, xfcc_from_headers};
 use crate::metrics::Forwarded;
 use crate::server::PeerCertificate;
 
@@ -109,10 +109,18 @@ where
         // A trusted proxy: the header is the only source, never the proxy's
         // own certificate.
         request.extensions_mut().remove::<PeerCertificate>();
-        let parsed = match config.header {
+        let parsed = match &config.header {
             Header::ClientCert => {
                 client_cert_from_headers(request.headers()).map_err(Rejection::ClientCert)
             }
+            Header::EscapedPem(name) => match escaped_pem_from_headers(request.headers(), name) {
+                // An empty value: the proxy says the client sent none.
+                Ok(None) if request.headers().contains_key(name) => {
+                    crate::metrics::forwarded_certificate(Forwarded::NoneTaken);
+                    Ok(None)
+                }
+                result => result.map_err(Rejection::EscapedPem),
+            },
             Header::Xfcc => match xfcc_from_headers(request.headers(), config.element) {
                 // Not malformed, but which element names the client is
                 // ambiguous: none does, so a bound token gets a 401 from
@@ -144,6 +152,7 @@ where
 /// A malformed header: `400 Bad Request`, the reason in the extensions.
 enum Rejection {
     ClientCert(super::ClientCertHeaderError),
+    EscapedPem(super::EscapedPemError),
     Xfcc(super::XfccError),
 }
 
@@ -153,6 +162,10 @@ impl Rejection {
         *response.status_mut() = StatusCode::BAD_REQUEST;
         match self {
             Rejection::ClientCert(error) => {
+                tracing::debug!(%error, "refusing the request");
+                response.extensions_mut().insert(error);
+            }
+            Rejection::EscapedPem(error) => {
                 tracing::debug!(%error, "refusing the request");
                 response.extensions_mut().insert(error);
             }
@@ -274,6 +287,80 @@ mod tests {
                     .is_some()
             );
             assert_eq!(response.into_body(), "");
+        }
+    }
+
+    /// The PEM of the test certificate, escaped as nginx escapes it.
+    fn escaped_pem() -> String {
+        std::str::from_utf8(CERT)
+            .unwrap()
+            .bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                    char::from(b).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn an_escaped_pem_in_the_header_named() {
+        use crate::server::forwarded::{EscapedPemError, EscapedPemErrorKind, NGINX};
+        let layer = ForwardedClientCertLayer::escaped_pem(NGINX)
+            .trusted_proxy(
+                "10.0.0.0/8"
+                    .parse::<crate::server::forwarded::IpNetwork>()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap();
+        let service = ServiceBuilder::new().layer(layer).service_fn(echo);
+        let proxy = "10.1.2.3:5000";
+        let own = Thumbprint::from_der(b"proxy").to_string();
+        let pem = escaped_pem();
+        let call = |remote: &'static str, values: Vec<String>| {
+            let service = service.clone();
+            async move {
+                let values: Vec<&str> = values.iter().map(String::as_str).collect();
+                service
+                    .oneshot(request(remote, &NGINX, &values))
+                    .await
+                    .unwrap()
+            }
+        };
+
+        // From the proxy: the header's certificate, never the proxy's own.
+        let response = call(proxy, vec![pem.clone()]).await;
+        assert_eq!(response.into_body(), format!("{} 1", X5T.trim()));
+        // An empty value (nginx's, without a client certificate): none.
+        let response = call(proxy, vec![String::new()]).await;
+        assert_eq!(response.into_body(), "none 1");
+        // No header: none.
+        let response = call(proxy, vec![]).await;
+        assert_eq!(response.into_body(), "none 0");
+        // Malformed, or twice: 400, the reason in the extensions.
+        for (values, kind) in [
+            (
+                vec![pem.replace("%0A", "%250A")],
+                EscapedPemErrorKind::DoubleEscaped,
+            ),
+            (
+                vec![pem.clone(), pem.clone()],
+                EscapedPemErrorKind::MultipleValues,
+            ),
+        ] {
+            let response = call(proxy, values).await;
+            assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+            let error = response.extensions().get::<EscapedPemError>().unwrap();
+            assert_eq!(error.kind(), kind);
+        }
+        // From anyone else: the header goes unread, the connection's stays.
+        for value in [pem.clone(), "garbage".to_owned()] {
+            let response = call("192.0.2.1:5000", vec![value]).await;
+            assert_eq!(response.status(), StatusCode::OK);
+            assert_eq!(response.into_body(), format!("{own} 0"));
         }
     }
 

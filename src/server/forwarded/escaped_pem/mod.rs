@@ -1,0 +1,342 @@
+//! The client certificate as a URL-escaped PEM, in a header the proxy's
+//! operator names: what nginx (`$ssl_client_escaped_cert`), Kubernetes
+//! ingress-nginx, AWS Application Load Balancers and Traefik send.
+
+use std::fmt;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use base64::alphabet;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use http::HeaderMap;
+use http::header::HeaderName;
+use rustls::server::ParsedCertificate;
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::{PemObject, SectionKind};
+
+use super::trim_ows;
+use crate::server::PeerCertificate;
+
+/// The longest value read, in bytes: 64 KiB, room for a chain of several
+/// escaped certificates (one is about 2 KB escaped). Longer is refused
+/// before it is decoded.
+pub const MAX_ESCAPED_PEM_LENGTH: usize = 64 * 1024;
+
+/// nginx, where the operator names the header; this is the name most
+/// configurations use, with `$ssl_client_escaped_cert` (the client's
+/// certificate as a URL-escaped PEM, empty when it sent none):
+///
+/// ```text
+/// ssl_verify_client optional;              # or on
+/// ssl_client_certificate /etc/nginx/client-ca.pem;
+/// location / {
+///     # Replaces a header of this name from the client; an empty value
+///     # (no client certificate) sends none at all.
+///     proxy_set_header X-SSL-Client-Cert $ssl_client_escaped_cert;
+///     proxy_pass http://app;
+/// }
+/// ```
+pub const NGINX: HeaderName = HeaderName::from_static("x-ssl-client-cert");
+
+/// Kubernetes ingress-nginx with client certificate authentication
+/// (annotations `nginx.ingress.kubernetes.io/auth-tls-secret` and
+/// `auth-tls-pass-certificate-to-upstream: "true"`): `ssl-client-cert`,
+/// the URL-escaped PEM, which the controller sets (replacing the client's).
+pub const INGRESS_NGINX: HeaderName = HeaderName::from_static("ssl-client-cert");
+
+/// AWS Application Load Balancer in mutual TLS verify mode: the leaf
+/// certificate, a URL-escaped PEM (`+`, `=` and `/` left as they are).
+/// The load balancer removes `X-Amzn-Mtls-*` headers that clients send.
+pub const AWS_ALB_LEAF: HeaderName = HeaderName::from_static("x-amzn-mtls-clientcert-leaf");
+
+/// AWS Application Load Balancer in mutual TLS verify mode, the chain form:
+/// every certificate of the client's chain, leaf first, as one URL-escaped
+/// PEM. The leaf is taken.
+pub const AWS_ALB_CHAIN: HeaderName = HeaderName::from_static("x-amzn-mtls-clientcert");
+
+/// Traefik's `passTLSClientCert` middleware with `pem: true`: the PEM body
+/// of each certificate without its armour lines or line breaks, escaped,
+/// several separated by commas, leaf first. Traefik removes the header a
+/// client sends before setting it.
+///
+/// ```text
+/// http:
+///   middlewares:
+///     client-cert:
+///       passTLSClientCert:
+///         pem: true
+/// ```
+pub const TRAEFIK: HeaderName = HeaderName::from_static("x-forwarded-tls-client-cert");
+
+/// Standard base64 (Traefik's armour-less form, PEM bodies), padding
+/// optional.
+const BASE64: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+/// Reads the client certificate from the header `name` of `headers`, a
+/// URL-escaped PEM ([`parse_escaped_pem`]).
+///
+/// `Ok(None)` when there is no such header or its value is empty (nginx's
+/// `$ssl_client_escaped_cert` is empty when the client sent no
+/// certificate); an error when it is malformed or appears more than once.
+/// This is the check [`ForwardedClientCert`](super::ForwardedClientCert)
+/// makes for
+/// [`ForwardedClientCertLayer::escaped_pem`](super::ForwardedClientCertLayer::escaped_pem).
+pub fn escaped_pem_from_headers(
+    headers: &HeaderMap,
+    name: &HeaderName,
+) -> Result<Option<PeerCertificate>, EscapedPemError> {
+    let mut values = headers.get_all(name).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(EscapedPemError::new(EscapedPemErrorKind::MultipleValues));
+    }
+    parse_escaped_pem(value)
+}
+
+/// Parses one URL-escaped PEM value: the client's certificate, or its chain
+/// with the leaf first, whose leaf is returned.
+///
+/// Accepted, after optional spaces and tabs around the value:
+///
+/// - nothing: no certificate (`Ok(None)`);
+/// - an armoured PEM, escaped (`-----BEGIN%20CERTIFICATE-----%0AMIIB...`),
+///   with one `CERTIFICATE` section or several (a chain, leaf first), as
+///   nginx, ingress-nginx and AWS ALB send it; `+`, `/` and `=` may be
+///   escaped or not;
+/// - Traefik's form: the base64 of each certificate without armour or line
+///   breaks, escaped, several separated by `,`.
+///
+/// Refused, each with its [`EscapedPemErrorKind`], before any certificate
+/// is parsed: a value longer than [`MAX_ESCAPED_PEM_LENGTH`]; a character
+/// other than the base64 alphabet, `-`, `,` and `%` escapes; a `%` without
+/// two hex digits; a value escaped twice (`%25...`); a PEM that is not only
+/// certificates; base64 that is not; and a leaf that does not parse as an
+/// X.509 certificate. The error never holds the value.
+///
+/// ```
+/// use tower_token_binding::server::forwarded::{parse_escaped_pem, EscapedPemErrorKind};
+///
+/// assert!(parse_escaped_pem("").unwrap().is_none());
+/// let error = parse_escaped_pem("-----BEGIN%20CERTIFICATE-----%0A<script>").unwrap_err();
+/// assert_eq!(error.kind(), EscapedPemErrorKind::InvalidCharacter);
+/// ```
+pub fn parse_escaped_pem(
+    value: impl AsRef<[u8]>,
+) -> Result<Option<PeerCertificate>, EscapedPemError> {
+    use EscapedPemErrorKind as K;
+    let value = trim_ows(value.as_ref());
+    if value.is_empty() {
+        return Ok(None);
+    }
+    if value.len() > MAX_ESCAPED_PEM_LENGTH {
+        return Err(EscapedPemError::new(K::TooLong));
+    }
+    check_alphabet(value)?;
+    // Traefik separates certificates with commas (an escaped PEM has none).
+    let mut elements = value.split(|&b| b == b',');
+    let leaf = elements.next().unwrap_or_default();
+    if leaf.is_empty() || elements.any(<[u8]>::is_empty) {
+        return Err(EscapedPemError::new(K::NotPem).with_message("an empty element in a list"));
+    }
+    let decoded = percent_decode(leaf);
+    if decoded.contains(&b'%') {
+        return Err(EscapedPemError::new(K::DoubleEscaped));
+    }
+    // What PEM is made of: base64, the armour's dashes, capitals and
+    // spaces, line breaks.
+    if !decoded
+        .iter()
+        .all(|&b| b.is_ascii_alphanumeric() || b"+/=- \r\n".contains(&b))
+    {
+        return Err(EscapedPemError::new(K::NotPem).with_message("it holds more than PEM"));
+    }
+    let decoded = decoded.trim_ascii();
+    let der = if decoded.starts_with(b"-----") {
+        armoured_leaf(decoded)?
+    } else {
+        BASE64
+            .decode(decoded)
+            .map_err(|e| EscapedPemError::new(K::InvalidBase64).with_source(e))?
+    };
+    let der = CertificateDer::from(der);
+    if let Err(e) = ParsedCertificate::try_from(&der) {
+        return Err(EscapedPemError::new(K::NotCertificate).with_source(e));
+    }
+    Ok(Some(PeerCertificate::new(der)))
+}
+
+/// Every byte is of the base64 alphabet, `-`, `,` or a `%` escape.
+fn check_alphabet(value: &[u8]) -> Result<(), EscapedPemError> {
+    use EscapedPemErrorKind as K;
+    let mut i = 0;
+    while i < value.len() {
+        match value[i] {
+            b'%' => {
+                let hex = value.get(i + 1..i + 3);
+                if !hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
+                    return Err(EscapedPemError::new(K::InvalidEscape));
+                }
+                i += 3;
+            }
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'+' | b'/' | b'=' | b'-' | b',' => i += 1,
+            _ => return Err(EscapedPemError::new(K::InvalidCharacter)),
+        }
+    }
+    Ok(())
+}
+
+/// `value` with its `%` escapes decoded (each already checked to have two
+/// hex digits).
+fn percent_decode(value: &[u8]) -> Vec<u8> {
+    let hex = |b: u8| match b {
+        b'0'..=b'9' => b - b'0',
+        b'a'..=b'f' => b - b'a' + 10,
+        _ => b.to_ascii_uppercase().wrapping_sub(b'A').wrapping_add(10),
+    };
+    let mut out = Vec::with_capacity(value.len());
+    let mut i = 0;
+    while i < value.len() {
+        match (value[i], value.get(i + 1), value.get(i + 2)) {
+            (b'%', Some(&hi), Some(&lo)) => {
+                out.push(hex(hi) << 4 | hex(lo));
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// The DER of the first of the `CERTIFICATE` sections `pem` holds, which
+/// must be nothing else (line breaks between them aside).
+fn armoured_leaf(pem: &[u8]) -> Result<Vec<u8>, EscapedPemError> {
+    use EscapedPemErrorKind as K;
+    if !pem.starts_with(b"-----BEGIN CERTIFICATE-----")
+        || !pem.ends_with(b"-----END CERTIFICATE-----")
+    {
+        return Err(EscapedPemError::new(K::NotPem).with_message("it is not PEM certificates"));
+    }
+    let mut leaf = None;
+    for section in <(SectionKind, Vec<u8>)>::pem_slice_iter(pem) {
+        match section {
+            Ok((SectionKind::Certificate, der)) => {
+                if leaf.is_none() {
+                    leaf = Some(der);
+                }
+            }
+            Ok(_) => {
+                return Err(
+                    EscapedPemError::new(K::NotPem).with_message("a section is not a certificate")
+                );
+            }
+            Err(e) => return Err(EscapedPemError::new(K::NotPem).with_source(e)),
+        }
+    }
+    leaf.ok_or_else(|| EscapedPemError::new(K::NotPem).with_message("no certificate"))
+}
+
+/// Why a URL-escaped PEM header was refused.
+///
+/// [`ForwardedClientCert`](super::ForwardedClientCert) puts it in the
+/// extensions of its `400` responses. Match on [`kind`](Self::kind); it
+/// never holds the header's value.
+#[derive(Debug, Clone)]
+pub struct EscapedPemError {
+    kind: EscapedPemErrorKind,
+    message: Option<&'static str>,
+    source: Option<Arc<dyn std::error::Error + Send + Sync>>,
+}
+
+/// What was wrong with a URL-escaped PEM header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EscapedPemErrorKind {
+    /// The header appears more than once.
+    MultipleValues,
+    /// Longer than [`MAX_ESCAPED_PEM_LENGTH`].
+    TooLong,
+    /// A character other than the base64 alphabet, `-`, `,` and `%`
+    /// escapes.
+    InvalidCharacter,
+    /// A `%` not followed by two hex digits.
+    InvalidEscape,
+    /// Escaped twice: the decoded text still holds `%` escapes.
+    DoubleEscaped,
+    /// Not PEM certificates: broken armour, a section that is not a
+    /// certificate, an empty element of a list.
+    NotPem,
+    /// The certificate's base64 is not base64.
+    InvalidBase64,
+    /// The leaf does not parse as an X.509 certificate.
+    NotCertificate,
+}
+
+impl EscapedPemError {
+    fn new(kind: EscapedPemErrorKind) -> Self {
+        Self {
+            kind,
+            message: None,
+            source: None,
+        }
+    }
+
+    fn with_message(mut self, message: &'static str) -> Self {
+        self.message = Some(message);
+        self
+    }
+
+    fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Arc::new(source));
+        self
+    }
+
+    /// What was wrong with the header.
+    pub fn kind(&self) -> EscapedPemErrorKind {
+        self.kind
+    }
+}
+
+impl fmt::Display for EscapedPemError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use EscapedPemErrorKind as K;
+        let why = match self.kind {
+            K::MultipleValues => "it appears more than once",
+            K::TooLong => "it is longer than 64 KiB",
+            K::InvalidCharacter => {
+                "it holds a character other than base64, '-', ',' and '%' escapes"
+            }
+            K::InvalidEscape => "a '%' is not followed by two hex digits",
+            K::DoubleEscaped => "it is escaped twice",
+            K::NotPem => "it is not PEM certificates",
+            K::InvalidBase64 => "the certificate is not base64",
+            K::NotCertificate => "the leaf is not an X.509 certificate",
+        };
+        write!(f, "malformed URL-escaped PEM header: {why}")?;
+        if let Some(message) = self.message {
+            write!(f, " ({message})")?;
+        }
+        if let Some(source) = &self.source {
+            write!(f, ": {source}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for EscapedPemError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+#[cfg(test)]
+mod tests;
