@@ -130,8 +130,7 @@ const USAGE: &str = "usage: resource_server --listen ADDR --issuer ISS... --audi
 [--introspection-client-id ID --introspection-secret S [--introspection-endpoint URL]] \
 (--tls-cert PEM --tls-key PEM [--client-ca PEM | --any-client-cert] \
 | --forwarded xfcc|client-cert|escaped-pem (--trusted-proxy CIDR... | --trust-any-peer) \
-[--forwarded-header NAME]
-[--xfcc-element only|first|last] [--jwks-file JSON])";
+[--forwarded-header NAME] [--xfcc-element only|first|last] [--jwks-file JSON])";
 
 #[derive(Default)]
 struct Args {
@@ -474,6 +473,16 @@ async fn behind_a_proxy(
     if let Some(url) = &args.replay_store {
         layer = layer.replay_store(replay_store(url).await?);
     }
+    eprintln!(
+        "resource_server: reading the client certificate from {} (--forwarded {}), believed from {}",
+        forwarded.header_name(),
+        args.forwarded.as_deref().unwrap_or_default(),
+        if args.trust_any_peer {
+            "any peer (--trust-any-peer)".to_owned()
+        } else {
+            args.trusted_proxies.join(", ")
+        }
+    );
     let app = app.layer(layer).layer(forwarded);
 
     let listener = TcpListener::bind(&listen)
@@ -514,8 +523,18 @@ fn escaped_pem_header(name: &str) -> Result<HeaderName, String> {
         "aws-alb-leaf" => forwarded::AWS_ALB_LEAF,
         "aws-alb-chain" => forwarded::AWS_ALB_CHAIN,
         "traefik" => forwarded::TRAEFIK,
-        name => HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| format!("--forwarded-header {name:?} is not a header name"))?,
+        name => {
+            let header = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| format!("--forwarded-header {name:?} is not a header name"))?;
+            if !name.contains('-') {
+                eprintln!(
+                    "resource_server: --forwarded-header {name:?} is not one of the presets \
+                     (nginx, ingress-nginx, aws-alb-leaf, aws-alb-chain, traefik): reading a \
+                     header of that name"
+                );
+            }
+            header
+        }
     })
 }
 
@@ -594,8 +613,11 @@ fn announce(line: &str) -> std::io::Result<()> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // Warnings (an ignored forwarded header, say) show without RUST_LOG.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
     let args = match parse_args() {

@@ -3,7 +3,7 @@
 //!
 //! Behind a TLS-terminating reverse proxy, the application never sees the
 //! client's TLS handshake; the proxy forwards the client certificate in a
-//! header. Two formats are read:
+//! header. Three formats are read:
 //!
 //! - [RFC 9440] `Client-Cert` ([`ForwardedClientCertLayer::client_cert`]):
 //!   an RFC 8941 byte sequence, `:` the DER in standard base64 `:`
@@ -48,8 +48,8 @@
 //!   certificate, when the proxy connects with mTLS through
 //!   [`serve`](super::serve())) and adds one made from the header, if there
 //!   is a header. A malformed header is answered with `400 Bad Request` and
-//!   the reason ([`ClientCertHeaderError`] or [`XfccError`]) in the
-//!   response's extensions, never guessed at.
+//!   the reason ([`ClientCertHeaderError`], [`EscapedPemError`] or
+//!   [`XfccError`]) in the response's extensions, never guessed at.
 //! - **from any other peer**, the header is removed from the request and
 //!   not read, a `warn` event is logged (with the peer's address, never the
 //!   header's value; at most one a second per layer, each counting the

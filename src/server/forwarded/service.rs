@@ -109,6 +109,13 @@ where
         // A trusted proxy: the header is the only source, never the proxy's
         // own certificate.
         request.extensions_mut().remove::<PeerCertificate>();
+        if !request.headers().contains_key(&name) {
+            tracing::debug!(
+                header = %name,
+                "a trusted proxy sent no client certificate header: the request has no \
+                 client certificate",
+            );
+        }
         let parsed = match &config.header {
             Header::ClientCert => {
                 client_cert_from_headers(request.headers()).map_err(Rejection::ClientCert)
