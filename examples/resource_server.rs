@@ -596,6 +596,10 @@ fn forwarded_layer(args: &Args) -> Result<ForwardedClientCertLayer, BoxError> {
                 "--forwarded needs --trusted-proxy CIDR (the proxies' addresses), or \
                  --trust-any-peer if nothing but the proxy can reach this server"
             }
+            ForwardedConfigErrorKind::EveryAddress => {
+                "--trusted-proxy 0.0.0.0/0 (or ::/0) trusts everyone: list the proxies' \
+                 networks, or say --trust-any-peer"
+            }
             _ => {
                 "--trust-any-peer cannot be combined with --trusted-proxy, and \
                   --xfcc-element is for --forwarded xfcc"

@@ -162,7 +162,9 @@ impl ForwardedClientCertBuilder {
 
     /// Trusts the peers whose address is in `network` (CIDR, IPv4 or IPv6:
     /// `"10.0.0.0/8".parse()?`; `IpNetwork::from(ip)` for one address).
-    /// Adds to earlier calls.
+    /// Adds to earlier calls. A network of every address (`0.0.0.0/0`) is
+    /// refused by [`build`](Self::build): that is
+    /// [`trust_any_peer`](Self::trust_any_peer).
     ///
     /// The address is the remote address of the TCP connection, read from
     /// the request's [`ConnectionInfo`](crate::server::ConnectionInfo)
@@ -226,6 +228,9 @@ impl ForwardedClientCertBuilder {
         if self.header != Header::Xfcc && self.element.is_some() {
             return Err(ForwardedConfigError(K::ConflictingOptions));
         }
+        if self.proxies.networks.iter().any(|n| n.prefix_len() == 0) {
+            return Err(ForwardedConfigError(K::EveryAddress));
+        }
         Ok(ForwardedClientCertLayer {
             config: Arc::new(Config {
                 header: self.header,
@@ -258,8 +263,12 @@ pub enum ForwardedConfigErrorKind {
     /// No trusted proxy, and no [`trust_any_peer`](ForwardedClientCertBuilder::trust_any_peer).
     NoTrustedProxies,
     /// Settings that do not go together: `trust_any_peer` with an
-    /// allow-list, or `xfcc_element` for the `Client-Cert` header.
+    /// allow-list, or `xfcc_element` for another header than XFCC.
     ConflictingOptions,
+    /// A trusted network of every address (`0.0.0.0/0`, `::/0`): that is
+    /// [`trust_any_peer`](ForwardedClientCertBuilder::trust_any_peer),
+    /// which must be said as such.
+    EveryAddress,
 }
 
 impl ForwardedConfigError {
@@ -280,6 +289,11 @@ impl fmt::Display for ForwardedConfigError {
             ForwardedConfigErrorKind::ConflictingOptions => {
                 "conflicting options: trust_any_peer cannot be combined with trusted \
                  proxies, and xfcc_element is for the x-forwarded-client-cert header only"
+            }
+            ForwardedConfigErrorKind::EveryAddress => {
+                "a trusted network of every address (a /0 prefix) believes anyone who can \
+                 reach the server: list the proxies' networks, or call trust_any_peer if \
+                 that is what you mean"
             }
         })
     }

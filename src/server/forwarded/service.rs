@@ -79,6 +79,24 @@ where
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let config = &self.config;
         let name = config.header.name();
+        if request.extensions().get::<Decided>().is_some() {
+            // Another forwarded-certificate layer, outside this one, has
+            // decided the request's certificate: it stands, and this
+            // layer's header is dropped unread.
+            if request.headers_mut().remove(&name).is_some() {
+                crate::metrics::forwarded_certificate(Forwarded::Ignored);
+            }
+            if let Some(also_ignored) = config.warnings.allow() {
+                tracing::warn!(
+                    header = %name,
+                    also_ignored,
+                    "two forwarded-certificate layers on one request: the outer one decided \
+                     the client certificate, and this one's header is removed unread; stack one",
+                );
+            }
+            return ResponseFuture::future(self.inner.call(request));
+        }
+        request.extensions_mut().insert(Decided);
         let peer = config.proxies.check(request.extensions());
         if !peer.trusted {
             if request.headers().contains_key(&name) {
@@ -155,6 +173,11 @@ where
         }
     }
 }
+
+/// Marks a request whose client certificate a forwarded-certificate layer
+/// has decided, so that a second such layer inside it changes nothing.
+#[derive(Debug, Clone, Copy)]
+struct Decided;
 
 /// A malformed header: `400 Bad Request`, the reason in the extensions.
 enum Rejection {

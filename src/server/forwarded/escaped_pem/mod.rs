@@ -12,7 +12,6 @@ use http::HeaderMap;
 use http::header::HeaderName;
 use rustls::server::ParsedCertificate;
 use rustls_pki_types::CertificateDer;
-use rustls_pki_types::pem::{PemObject, SectionKind};
 
 use super::trim_ows;
 use crate::server::PeerCertificate;
@@ -49,15 +48,21 @@ pub const INGRESS_NGINX: HeaderName = HeaderName::from_static("ssl-client-cert")
 /// The load balancer removes `X-Amzn-Mtls-*` headers that clients send.
 pub const AWS_ALB_LEAF: HeaderName = HeaderName::from_static("x-amzn-mtls-clientcert-leaf");
 
-/// AWS Application Load Balancer in mutual TLS verify mode, the chain form:
-/// every certificate of the client's chain, leaf first, as one URL-escaped
-/// PEM. The leaf is taken.
+/// AWS Application Load Balancer in mutual TLS passthrough mode: every
+/// certificate of the client's chain, leaf first, as one URL-escaped PEM.
+/// The load balancer does not verify the chain in this mode, but its TLS
+/// handshake still proves that the client holds the leaf's key, which is
+/// what a certificate-bound token needs. The leaf is taken.
 pub const AWS_ALB_CHAIN: HeaderName = HeaderName::from_static("x-amzn-mtls-clientcert");
 
 /// Traefik's `passTLSClientCert` middleware with `pem: true`: the PEM body
 /// of each certificate without its armour lines or line breaks, escaped,
-/// several separated by commas, leaf first. Traefik removes the header a
-/// client sends before setting it.
+/// several separated by commas, leaf first. The middleware sets the header
+/// only when the client presented a certificate; a header of that name
+/// sent by the client is removed by the entry point's forwarded-headers
+/// handling, and only when `forwardedHeaders.insecure` is off and the
+/// client is not in `forwardedHeaders.trustedIPs` (an L4 load balancer in
+/// front that hides the clients' addresses puts every client there).
 ///
 /// ```text
 /// http:
@@ -138,9 +143,9 @@ pub fn parse_escaped_pem(
     }
     check_alphabet(value)?;
     // Traefik separates certificates with commas (an escaped PEM has none).
-    let mut elements = value.split(|&b| b == b',');
-    let leaf = elements.next().unwrap_or_default();
-    if leaf.is_empty() || elements.any(<[u8]>::is_empty) {
+    let elements: Vec<&[u8]> = value.split(|&b| b == b',').collect();
+    let leaf = elements[0];
+    if elements.iter().any(|element| element.is_empty()) {
         return Err(EscapedPemError::new(K::NotPem).with_message("an empty element in a list"));
     }
     let decoded = percent_decode(leaf);
@@ -157,6 +162,10 @@ pub fn parse_escaped_pem(
     }
     let decoded = decoded.trim_ascii();
     let der = if decoded.starts_with(b"-----") {
+        if elements.len() > 1 {
+            return Err(EscapedPemError::new(K::NotPem)
+                .with_message("armoured certificates are not separated by commas"));
+        }
         armoured_leaf(decoded)?
     } else {
         BASE64
@@ -216,31 +225,58 @@ fn percent_decode(value: &[u8]) -> Vec<u8> {
 }
 
 /// The DER of the first of the `CERTIFICATE` sections `pem` holds, which
-/// must be nothing else (line breaks between them aside).
+/// must be nothing else: each section exactly a `-----BEGIN CERTIFICATE-----`
+/// line, lines of base64, and a `-----END CERTIFICATE-----` line; only line
+/// breaks between sections. The sections after the first are checked for
+/// their shape and alphabet, not decoded.
 fn armoured_leaf(pem: &[u8]) -> Result<Vec<u8>, EscapedPemError> {
     use EscapedPemErrorKind as K;
-    if !pem.starts_with(b"-----BEGIN CERTIFICATE-----")
-        || !pem.ends_with(b"-----END CERTIFICATE-----")
-    {
-        return Err(EscapedPemError::new(K::NotPem).with_message("it is not PEM certificates"));
-    }
-    let mut leaf = None;
-    for section in <(SectionKind, Vec<u8>)>::pem_slice_iter(pem) {
-        match section {
-            Ok((SectionKind::Certificate, der)) => {
+    const BEGIN: &[u8] = b"-----BEGIN CERTIFICATE-----";
+    const END: &[u8] = b"-----END CERTIFICATE-----";
+    let not_pem = |why: &'static str| EscapedPemError::new(K::NotPem).with_message(why);
+    let mut leaf: Option<Vec<u8>> = None;
+    let mut body: Option<Vec<u8>> = None;
+    for line in pem.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        match (&mut body, line) {
+            (None, b"") => {}
+            (None, BEGIN) => body = Some(Vec::new()),
+            (None, _) => return Err(not_pem("a line outside a certificate section")),
+            (Some(text), END) => {
+                if text.is_empty() {
+                    return Err(not_pem("an empty certificate section"));
+                }
                 if leaf.is_none() {
-                    leaf = Some(der);
+                    leaf = Some(
+                        BASE64
+                            .decode(&text[..])
+                            .map_err(|e| EscapedPemError::new(K::InvalidBase64).with_source(e))?,
+                    );
+                }
+                body = None;
+            }
+            (Some(text), line) => {
+                if !line
+                    .iter()
+                    .all(|&b| b.is_ascii_alphanumeric() || b"+/=".contains(&b))
+                {
+                    return Err(not_pem(
+                        "a line in a certificate section that is not base64",
+                    ));
+                }
+                if leaf.is_none() {
+                    text.extend_from_slice(line);
+                } else if text.is_empty() {
+                    // Only whether the section has anything is kept.
+                    text.push(b'A');
                 }
             }
-            Ok(_) => {
-                return Err(
-                    EscapedPemError::new(K::NotPem).with_message("a section is not a certificate")
-                );
-            }
-            Err(e) => return Err(EscapedPemError::new(K::NotPem).with_source(e)),
         }
     }
-    leaf.ok_or_else(|| EscapedPemError::new(K::NotPem).with_message("no certificate"))
+    if body.is_some() {
+        return Err(not_pem("a certificate section without its END line"));
+    }
+    leaf.ok_or_else(|| not_pem("no certificate"))
 }
 
 /// Why a URL-escaped PEM header was refused.
