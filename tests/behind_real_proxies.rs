@@ -12,66 +12,17 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::PathBuf;
 
 use bytes::Bytes;
 use http::{Request, StatusCode, Version, header};
 use http_body_util::{BodyExt as _, Full};
-use support::{HttpsClient, https_client_http1, https_client_http2};
+use support::{
+    HttpsClient, free_port, https_client_http1, https_client_http2, proxy_binary, until_listening,
+};
 use tokio::process::{Child, Command};
 use tower_token_binding::ClientIdentity;
 use tower_token_binding::test_util::{TestIssuer, TestPki};
-
-/// The proxy's binary, or `None` (said on stderr) when it is not installed
-/// and this is not CI.
-fn binary(name: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .chain(["/usr/sbin".into(), "/usr/local/sbin".into()])
-            .map(|dir| dir.join(name))
-            .find(|path| path.is_file())
-    });
-    if found.is_none() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{name} is not installed: .ci/run installs it (apt-get install {name})"
-        );
-        eprintln!(
-            "SKIPPED: {name} is not installed (apt-get install {name}); this test did not run"
-        );
-    }
-    found
-}
-
-/// A loopback port nothing listens on now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Waits until something accepts connections on `port`.
-async fn until_listening(port: u16, proxy: &mut Child, log: &Path) {
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            return;
-        }
-        if let Ok(Some(status)) = proxy.try_wait() {
-            panic!(
-                "the proxy exited ({status}): {}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("nothing listens on {port}");
-}
 
 /// Everything a proxy test needs: the issuer, the example behind the proxy,
 /// the certificates.
@@ -264,7 +215,7 @@ fn as_escaped_pem(setup: &Setup) -> String {
 /// replacing any the client sent.
 #[tokio::test]
 async fn behind_haproxy_with_client_cert() {
-    let Some(haproxy) = binary("haproxy") else {
+    let Some(haproxy) = proxy_binary("haproxy") else {
         return;
     };
     let setup = Setup::start(&["--forwarded", "client-cert"]).await;
@@ -314,7 +265,7 @@ backend app
 /// client sent (and sending none when the client presented none).
 #[tokio::test]
 async fn behind_nginx_with_an_escaped_pem() {
-    let Some(nginx) = binary("nginx") else {
+    let Some(nginx) = proxy_binary("nginx") else {
         return;
     };
     let setup = Setup::start(&["--forwarded", "escaped-pem", "--forwarded-header", "nginx"]).await;

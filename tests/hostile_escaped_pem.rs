@@ -11,7 +11,6 @@ mod support;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -800,25 +799,6 @@ async fn limitation_on_loopback_every_local_process_is_the_proxy() {
 // Against a real nginx
 // ---------------------------------------------------------------------------
 
-fn nginx_binary() -> Option<std::path::PathBuf> {
-    let found = ["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/bin/nginx"]
-        .into_iter()
-        .map(std::path::PathBuf::from)
-        .find(|p| p.is_file());
-    if found.is_none() {
-        eprintln!("SKIPPED: nginx is not installed; this test did not run");
-    }
-    found
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The README's nginx configuration in front of the example (believing
 /// 127.0.0.1, accepting unbound tokens so `/whoami` says which certificate
 /// the app saw), and a client without a certificate that tries every
@@ -832,7 +812,7 @@ async fn real_nginx_strips_every_client_spelling() {
     use http_body_util::{BodyExt as _, Full};
     use tower_token_binding::test_util::{TestIssuer, TestPki};
 
-    let Some(nginx) = nginx_binary() else {
+    let Some(nginx) = support::proxy_binary("nginx") else {
         return;
     };
     let pki = TestPki::new().unwrap();
@@ -872,7 +852,7 @@ async fn real_nginx_strips_every_client_spelling() {
     std::fs::write(dir.path().join("ca.pem"), pki.ca_pem()).unwrap();
 
     for underscores in ["off", "on"] {
-        let port = free_port();
+        let port = support::free_port();
         let d = dir.path().display().to_string();
         let config = format!(
             "daemon off;
@@ -916,19 +896,8 @@ http {{
             .kill_on_drop(true)
             .spawn()
             .unwrap();
-        let mut up = false;
-        for _ in 0..200 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                up = true;
-                break;
-            }
-            assert!(proxy.try_wait().unwrap().is_none(), "nginx exited");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        assert!(up, "nginx listens on {port}");
+        let log = dir.path().join(format!("nginx-{underscores}.err"));
+        support::until_listening(port, &mut proxy, &log).await;
 
         // HTTP/1.1, raw, so names and duplicates go out exactly as written.
         let spellings: Vec<Vec<String>> = vec![

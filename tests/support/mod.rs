@@ -284,3 +284,59 @@ pub async fn raw_tls(pki: &TestPki, port: u16, request: String) -> String {
     let _ = tls.read_to_end(&mut answer).await;
     String::from_utf8_lossy(&answer).into_owned()
 }
+
+/// A proxy's binary (`haproxy`, `nginx`), or `None`, said on stderr, when
+/// it is not installed; under `CI=true` a missing binary fails the test
+/// (`.ci/run` installs both from Debian).
+pub fn proxy_binary(name: &str) -> Option<std::path::PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .chain(["/usr/sbin".into(), "/usr/local/sbin".into()])
+            .map(|dir| dir.join(name))
+            .find(|path| path.is_file())
+    });
+    if found.is_none() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{name} is not installed: .ci/run installs it (apt-get install {name})"
+        );
+        eprintln!(
+            "SKIPPED: {name} is not installed (apt-get install {name}); this test did not run"
+        );
+    }
+    found
+}
+
+/// A loopback port nothing listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits until something accepts connections on `port` of 127.0.0.1,
+/// failing with `log`'s text if `process` exits first.
+pub async fn until_listening(
+    port: u16,
+    process: &mut tokio::process::Child,
+    log: &std::path::Path,
+) {
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        if let Ok(Some(status)) = process.try_wait() {
+            panic!(
+                "the process exited ({status}): {}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("nothing listens on {port}");
+}
