@@ -240,6 +240,7 @@ pub(crate) enum DiscoveryError<E> {
 /// [`Fetched::Unusable`] makes the next one be tried. The first document
 /// found is checked and returned; one for another issuer is an error, never
 /// passed over.
+#[cfg_attr(not(feature = "client"), allow(dead_code))]
 pub(crate) async fn fetch_metadata<E, F, Fut>(
     issuer: &str,
     get: F,
