@@ -72,7 +72,7 @@
 //! | feature | default | what it adds |
 //! | --- | --- | --- |
 //! | `client` | yes | the client half: [`client`], [`token`], [`source`], [`binding`], [`pool`], identity reloading (hyper-rustls, hyper-util's client) |
-//! | `server` | yes | the server half: [`server`] (TLS serving with a [`server::PeerCertificate`] on every request, trusted-proxy mode: RFC 9440 `Client-Cert` and Envoy's `x-forwarded-client-cert`, from listed proxies only) and [`validation`] ([`CnfValidationLayer`], with an HTTPS client to fetch JWKS; token introspection needs `client` too, for its mTLS client pool) |
+//! | `server` | yes | the server half: [`server`] (TLS serving with a [`server::PeerCertificate`] on every request, trusted-proxy mode: RFC 9440 `Client-Cert`, the URL-escaped PEM of nginx, AWS ALB and Traefik, and Envoy's `x-forwarded-client-cert`, from listed proxies only) and [`validation`] ([`CnfValidationLayer`], with an HTTPS client to fetch JWKS; token introspection needs `client` too, for its mTLS client pool) |
 //! | `axum` | no | [`validation::VerifiedToken`] as an axum extractor, axum's `ConnectInfo` on served requests (implies `server`) |
 //! | `metrics` | no | [`metrics`]: counters and a gauge through the `metrics` crate's facade (token fetches, caches, pools, retries, validation outcomes by reason, replays) |
 //! | `managed-identity` | no | [`identity::managed`]: Azure managed identity (IMDS v2) as identity and token source (implies `client`; x509-cert, pkcs1) |
@@ -121,6 +121,8 @@ pub mod metrics;
 #[cfg(not(feature = "metrics"))]
 #[allow(dead_code, unreachable_pub)]
 mod metrics;
+#[cfg(feature = "server")]
+mod peer;
 pub mod proof;
 #[cfg(feature = "redis")]
 mod redis_link;
@@ -153,6 +155,12 @@ mod warn_limit;
 #[cfg(feature = "test-util")]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod test_util;
+
+/// The boxed error of the whole crate: what sources, services and
+/// builders return when the cause is someone else's (published as
+/// [`token::BoxError`]).
+#[cfg_attr(not(feature = "client"), allow(dead_code))]
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 #[cfg(feature = "client")]
 pub use binding::TokenBindingLayer;

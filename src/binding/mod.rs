@@ -96,7 +96,6 @@ mod transport;
 pub use future::ResponseFuture;
 pub use layer::TokenBindingLayer;
 pub use retry::InvalidTokenRetry;
-pub(crate) use retry::pop_challenge_nonce;
 pub use scheme::{HeaderWord, ParseSchemeError, Scheme};
 pub use service::TokenBinding;
 pub use transport::InsecureTransport;

@@ -1,6 +1,6 @@
 use std::fmt;
 
-use crate::token::BoxError;
+use crate::BoxError;
 
 /// Why [`BoundClientBuilder::build`](super::BoundClientBuilder::build)
 /// refused a configuration.

@@ -6,9 +6,9 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use pin_project_lite::pin_project;
 
+use crate::BoxError;
 use crate::binding::{InvalidTokenRetry, TokenBinding};
 use crate::pool::MtlsClientPool;
-use crate::token::BoxError;
 
 type Inner<B> = tower::retry::future::ResponseFuture<
     InvalidTokenRetry,

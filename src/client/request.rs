@@ -8,7 +8,7 @@ use http::{HeaderName, HeaderValue, Method, Request, Response, Uri};
 use http_body_util::Full;
 
 use super::BoundClient;
-use crate::token::BoxError;
+use crate::BoxError;
 
 /// A request on its way through a [`BoundClient`]: from
 /// [`BoundClient::request`], given headers and a body, then

@@ -7,37 +7,13 @@ use super::{
     CLIENT_RETRIES, POOL_CLIENTS, POOL_TLS_CONNECTIONS, TOKEN_CACHE_LOOKUPS, TOKEN_CACHE_WAITERS,
     TOKEN_FETCHES, TOKEN_REFRESHES_AHEAD, UNBOUND_FALLBACKS, increment,
 };
-use crate::source::{TokenEndpointError, TokenEndpointErrorKind};
-use crate::token::BoxError;
 
 /// A token fetch finished (the token cache's, in the foreground or ahead
-/// of expiry).
+/// of expiry), with its `outcome` label: `ok`, a token endpoint error's
+/// kind, or `other`.
 #[inline]
-pub(crate) fn token_fetch<T>(result: &Result<T, BoxError>) {
-    increment(TOKEN_FETCHES, &[("outcome", fetch_outcome(result))]);
-}
-
-/// The `outcome` label of a token fetch.
-pub(crate) fn fetch_outcome<T>(result: &Result<T, BoxError>) -> &'static str {
-    let error = match result {
-        Ok(_) => return "ok",
-        Err(error) => error,
-    };
-    let Some(error) = error.downcast_ref::<TokenEndpointError>() else {
-        return "other";
-    };
-    match error.kind() {
-        TokenEndpointErrorKind::OAuth => "oauth_error",
-        TokenEndpointErrorKind::Status => "http_status",
-        TokenEndpointErrorKind::InvalidResponse => "invalid_response",
-        TokenEndpointErrorKind::TokenType => "token_type",
-        TokenEndpointErrorKind::CertificateMismatch => "certificate_mismatch",
-        TokenEndpointErrorKind::KeyMismatch => "key_mismatch",
-        TokenEndpointErrorKind::Proof => "proof",
-        TokenEndpointErrorKind::Timeout => "timeout",
-        TokenEndpointErrorKind::Transport => "transport",
-        TokenEndpointErrorKind::Discovery => "discovery",
-    }
+pub(crate) fn token_fetch(outcome: &'static str) {
+    increment(TOKEN_FETCHES, &[("outcome", outcome)]);
 }
 
 /// A request was served a cached token without waiting.

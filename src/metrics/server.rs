@@ -6,44 +6,22 @@ use super::{
     VALIDATION_CACHE_LOOKUPS, VALIDATIONS, increment,
 };
 use crate::ProvenBinding;
-use crate::proof::dpop::DpopErrorKind;
-use crate::proof::shr::ShrErrorKind;
 use crate::replay::ReplayErrorKind;
-use crate::validation::{RejectionKind, Scheme, TokenErrorKind, VerifiedToken};
 
 /// The validation layer refused a request (every refusal passes here, as
-/// it becomes a response).
+/// it becomes a response), with its `outcome` and `scheme` labels (see
+/// `validation::labels`).
 #[inline]
-pub(crate) fn rejected(kind: RejectionKind, scheme: Scheme) {
-    let scheme = match kind {
-        RejectionKind::MissingCredentials => "none",
-        _ => scheme_label(scheme),
-    };
-    increment(
-        VALIDATIONS,
-        &[("outcome", rejection_outcome(kind)), ("scheme", scheme)],
-    );
+pub(crate) fn rejected(outcome: &'static str, scheme: &'static str) {
+    increment(VALIDATIONS, &[("outcome", outcome), ("scheme", scheme)]);
 }
 
-/// The validation layer let a request through, `token` in its extensions.
+/// The validation layer let a request through under `scheme` (its label),
+/// the request having proven `binding`.
 #[inline]
-pub(crate) fn accepted(scheme: Scheme, token: Option<&VerifiedToken>) {
-    increment(
-        VALIDATIONS,
-        &[("outcome", "ok"), ("scheme", scheme_label(scheme))],
-    );
-    let binding = token.map_or(ProvenBinding::None, VerifiedToken::binding);
+pub(crate) fn accepted(scheme: &'static str, binding: ProvenBinding) {
+    increment(VALIDATIONS, &[("outcome", "ok"), ("scheme", scheme)]);
     increment(ACCEPTED, &[("binding", binding_label(binding))]);
-}
-
-/// The `scheme` label: the `Authorization` scheme word, lowercased.
-pub(crate) fn scheme_label(scheme: Scheme) -> &'static str {
-    match scheme {
-        Scheme::Bearer => "bearer",
-        Scheme::MtlsPop => "mtls_pop",
-        Scheme::Dpop => "dpop",
-        Scheme::Pop => "pop",
-    }
 }
 
 /// The `binding` label of an accepted request.
@@ -53,104 +31,6 @@ pub(crate) fn binding_label(binding: ProvenBinding) -> &'static str {
         ProvenBinding::Dpop(_) => "dpop",
         ProvenBinding::Pop(_) => "pop",
         ProvenBinding::None => "none",
-    }
-}
-
-/// The `outcome` label of a refusal: exhaustive, so a new kind of
-/// rejection needs a label here.
-pub(crate) fn rejection_outcome(kind: RejectionKind) -> &'static str {
-    use RejectionKind as K;
-    match kind {
-        K::MissingCredentials => "missing_credentials",
-        K::MalformedAuthorization
-        | K::MultipleTokens
-        | K::MultipleDpopProofs
-        | K::SignedRequestAsToken => "malformed_request",
-        K::TokenInQuery => "token_in_query",
-        K::InvalidToken(kind) => token_outcome(kind),
-        K::NoClientCertificate => "no_client_certificate",
-        K::CertificateMismatch | K::DpopKeyMismatch | K::PopKeyMismatch => "binding_mismatch",
-        K::UnsupportedConfirmation => "unsupported_cnf",
-        K::UnboundToken => "unbound_token",
-        K::InsufficientScope => "insufficient_scope",
-        K::KeysUnavailable => "keys_unavailable",
-        K::MissingDpopProof => "missing_proof",
-        K::InvalidDpopProof(kind) => dpop_outcome(kind),
-        K::DpopBoundAsBearer | K::PopBoundWithoutSignedRequest => "downgrade",
-        K::NotDpopBound | K::NotPopBound => "scheme_mismatch",
-        K::ReplayStoreUnavailable => "replay_store_unavailable",
-        K::ReplayShareExceeded => "replay_share_exceeded",
-        K::IntrospectionUnavailable => "introspection_unavailable",
-        K::InvalidSignedRequest(kind) => shr_outcome(kind),
-    }
-}
-
-fn token_outcome(kind: TokenErrorKind) -> &'static str {
-    use TokenErrorKind as K;
-    match kind {
-        K::Malformed | K::DuplicateMember => "malformed_token",
-        K::WrongType => "wrong_token_type",
-        K::DisallowedAlgorithm => "disallowed_algorithm",
-        K::UnknownKey => "unknown_key",
-        K::BadSignature => "bad_signature",
-        K::WrongIssuer => "wrong_issuer",
-        K::WrongAudience => "wrong_audience",
-        K::Expired => "expired",
-        K::NotYetValid => "not_yet_valid",
-        K::MissingClaim => "missing_claim",
-        K::InvalidConfirmation => "invalid_cnf",
-        K::KeysUnavailable => "keys_unavailable",
-        K::Inactive => "inactive",
-        K::TokenTypeMismatch => "token_type_mismatch",
-        K::UnexpectedShape => "unexpected_shape",
-        K::IntrospectionUnavailable => "introspection_unavailable",
-        K::Other => "invalid_token",
-    }
-}
-
-fn dpop_outcome(kind: DpopErrorKind) -> &'static str {
-    use DpopErrorKind as K;
-    match kind {
-        K::Replayed => "replayed",
-        K::MissingNonce | K::InvalidNonce => "nonce_required",
-        K::TooLarge
-        | K::Malformed
-        | K::DuplicateMember
-        | K::WrongType
-        | K::DisallowedAlgorithm
-        | K::InvalidKey
-        | K::BadSignature
-        | K::MissingClaim
-        | K::MethodMismatch
-        | K::UriMismatch
-        | K::IatTooOld
-        | K::IatInFuture
-        | K::AthMismatch => "bad_proof",
-    }
-}
-
-fn shr_outcome(kind: ShrErrorKind) -> &'static str {
-    use ShrErrorKind as K;
-    match kind {
-        K::Replayed => "replayed",
-        K::TooLarge
-        | K::Malformed
-        | K::DuplicateMember
-        | K::WrongType
-        | K::DisallowedAlgorithm
-        | K::InvalidKey
-        | K::KidMismatch
-        | K::BadSignature
-        | K::MissingClaim
-        | K::TooOld
-        | K::InFuture
-        | K::MethodMismatch
-        | K::HostMismatch
-        | K::PathMismatch
-        | K::TooManyNames
-        | K::QueryMismatch
-        | K::HeaderMismatch
-        | K::BodyMismatch => "bad_proof",
     }
 }
 
@@ -206,16 +86,12 @@ pub(crate) fn jwks_fetch(outcome: JwksFetch) {
     increment(JWKS_FETCHES, &[("outcome", outcome)]);
 }
 
-/// The replay store answered for a DPoP proof (or, with the `PoP` scheme, a
-/// signed HTTP request): new (`Ok(true)`), seen before (`Ok(false)`), the
+/// The replay store answered for a DPoP proof (`proof` `dpop`) or a signed
+/// HTTP request (`pop`): new (`Ok(true)`), seen before (`Ok(false)`), the
 /// proof's key over its share (`Err(OwnerShareExceeded)`), or no answer
 /// (any other error).
 #[inline]
-pub(crate) fn replay_check(scheme: Scheme, answer: Result<bool, ReplayErrorKind>) {
-    let proof = match scheme {
-        Scheme::Pop => "pop",
-        Scheme::Dpop | Scheme::Bearer | Scheme::MtlsPop => "dpop",
-    };
+pub(crate) fn replay_check(proof: &'static str, answer: Result<bool, ReplayErrorKind>) {
     let result = match answer {
         Ok(true) => "fresh",
         Ok(false) => "replayed",

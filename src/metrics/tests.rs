@@ -76,6 +76,7 @@ fn names_follow_the_scheme_and_are_documented() {
 fn every_rejection_has_a_documented_outcome() {
     use crate::proof::dpop::DpopErrorKind as D;
     use crate::proof::shr::ShrErrorKind as S;
+    use crate::validation::labels::rejection_outcome;
     use crate::validation::{RejectionKind as K, TokenErrorKind as T};
     let tokens = [
         T::Malformed,
@@ -198,12 +199,17 @@ fn every_introspection_outcome_is_documented() {
 #[test]
 fn server_events_record_bounded_labels() {
     use crate::replay::ReplayErrorKind;
+    use crate::validation::labels::{
+        proof_label, rejection_outcome, rejection_scheme, scheme_label,
+    };
     use crate::validation::{RejectionKind, Scheme};
+    let rejected = |kind, scheme| rejected(rejection_outcome(kind), rejection_scheme(kind, scheme));
+    let replay_check = |scheme, answer| replay_check(proof_label(scheme), answer);
     let seen = recorded(|| {
         rejected(RejectionKind::MissingCredentials, Scheme::Bearer);
         rejected(RejectionKind::CertificateMismatch, Scheme::MtlsPop);
         rejected(RejectionKind::CertificateMismatch, Scheme::MtlsPop);
-        accepted(Scheme::Dpop, None);
+        accepted(scheme_label(Scheme::Dpop), crate::ProvenBinding::None);
         validation_cache(Validator::Jwt, true);
         validation_cache(Validator::Introspection, false);
         jwks_fetch(JwksFetch::Transport);
@@ -248,16 +254,17 @@ fn server_events_record_bounded_labels() {
 #[cfg(feature = "client")]
 #[test]
 fn client_events_record_bounded_labels() {
+    use crate::BoxError;
     use crate::source::{TokenEndpointError, TokenEndpointErrorKind};
-    use crate::token::BoxError;
+    use crate::token::endpoint_error::fetch_outcome;
     let timeout: Result<(), BoxError> = Err(Box::new(TokenEndpointError::new(
         TokenEndpointErrorKind::Timeout,
     )));
     let other: Result<(), BoxError> = Err("a closure's error".into());
     let seen = recorded(|| {
-        token_fetch(&Ok::<(), BoxError>(()));
-        token_fetch(&timeout);
-        token_fetch(&other);
+        token_fetch(fetch_outcome(&Ok::<(), BoxError>(())));
+        token_fetch(fetch_outcome(&timeout));
+        token_fetch(fetch_outcome(&other));
         token_cache_hit();
         token_cache_hit();
         token_cache_miss();
@@ -338,8 +345,9 @@ fn the_pool_clients_gauge_is_the_count_whatever_the_recorder_saw() {
 #[cfg(feature = "client")]
 #[test]
 fn every_token_endpoint_error_has_a_documented_outcome() {
+    use crate::BoxError;
     use crate::source::{TokenEndpointError, TokenEndpointErrorKind as K};
-    use crate::token::BoxError;
+    use crate::token::endpoint_error::fetch_outcome;
     for kind in [
         K::OAuth,
         K::Status,

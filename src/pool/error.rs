@@ -1,6 +1,6 @@
 use std::fmt;
 
-use crate::token::BoxError;
+use crate::BoxError;
 
 /// The error of [`MtlsClientPool`](super::MtlsClientPool): the request could
 /// not be sent, or no answer came.

@@ -18,7 +18,7 @@ use super::PoolBuilder;
 use super::connector::CountingConnector;
 use super::error::{Kind, PoolError};
 use super::future::ResponseFuture;
-use crate::token::BoxError;
+use crate::BoxError;
 use crate::{ClientIdentity, Thumbprint, tls};
 
 type HttpsClient<B> = Client<CountingConnector<HttpsConnector<HttpConnector>>, B>;

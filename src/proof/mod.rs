@@ -29,6 +29,8 @@
 //! ```
 
 mod alg;
+#[cfg(feature = "client")]
+pub(crate) mod challenge;
 pub mod dpop;
 mod jwk;
 pub mod jws;

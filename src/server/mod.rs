@@ -87,13 +87,12 @@
 
 mod config;
 pub mod forwarded;
-mod peer;
 mod resource_server;
 mod serve;
 mod verifier;
 
+pub use crate::peer::PeerCertificate;
 pub use config::{ClientCertMode, ServerTlsConfig, ServerTlsError, ServerTlsErrorKind};
-pub use peer::PeerCertificate;
 pub use resource_server::{
     ResourceServer, ResourceServerBuilder, ResourceServerError, ResourceServerErrorKind,
 };

@@ -94,7 +94,7 @@ use tracing::Instrument as _;
 
 use super::PeerCertificate;
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use crate::BoxError;
 
 /// How long a client may take over its TLS handshake unless told otherwise.
 const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);

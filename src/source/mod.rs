@@ -9,8 +9,11 @@ mod builder;
 pub(crate) mod client_auth;
 mod client_credentials;
 mod error;
+#[cfg(feature = "managed-identity")]
+mod managed;
 mod response;
 
+pub use crate::token::endpoint_error::{TokenEndpointError, TokenEndpointErrorKind};
 pub use builder::ClientCredentialsBuilder;
 pub use client_credentials::ClientCredentials;
-pub use error::{ConfigError, TokenEndpointError, TokenEndpointErrorKind};
+pub use error::ConfigError;

@@ -488,7 +488,7 @@ impl TokenCache {
         result: Result<Token, BoxError>,
         key: CacheKey,
     ) -> Result<Arc<CachedToken>, TokenUnavailable> {
-        crate::metrics::token_fetch(&result);
+        crate::metrics::token_fetch(super::endpoint_error::fetch_outcome(&result));
         match result {
             Ok(token) => {
                 let entry = Arc::new(CachedToken::new(token, key, &self.inner.config));

@@ -10,6 +10,7 @@
 //! [`TokenBindingLayer`](crate::TokenBindingLayer) uses one for every request.
 
 mod cache;
+pub(crate) mod endpoint_error;
 mod error;
 mod key;
 pub mod shared;

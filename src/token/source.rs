@@ -5,7 +5,7 @@ use std::sync::Arc;
 use super::{CacheKey, Token};
 
 /// A boxed error, as token sources return them.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub type BoxError = crate::BoxError;
 
 /// Where access tokens come from.
 ///

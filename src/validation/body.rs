@@ -11,7 +11,7 @@ use http_body::Body;
 use http_body_util::{BodyExt as _, Full, LengthLimitError, Limited};
 use tower::{Layer, Service, ServiceExt as _};
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use crate::BoxError;
 
 /// The whole body of a request, put into its extensions by
 /// [`BufferBodyLayer`]. Where a request carries one,

@@ -12,13 +12,13 @@ use super::layer::Settings;
 use super::rejection::{Rejection, RejectionKind, Scheme};
 use super::{TokenError, VerifiedToken};
 use super::{dpop, pop};
+use crate::peer::PeerCertificate;
 use crate::proof::JwkThumbprint;
 use crate::proof::dpop::{DPOP_NONCE, DpopError, DpopErrorKind, VerifiedProof};
 use crate::proof::shr::{ShrError, ShrErrorKind, VerifiedShr};
 use crate::replay::{
     ReplayError, ReplayErrorKind, ReplayFuture, ReplayKey, ReplayOwner, ReplayStore as _,
 };
-use crate::server::PeerCertificate;
 use crate::{Confirmation, ProvenBinding};
 
 /// What a request proved its key with, besides a client certificate:
@@ -238,7 +238,7 @@ where
                                 },
                                 None => {
                                     crate::metrics::replay_check(
-                                        scheme,
+                                        super::labels::proof_label(scheme),
                                         Err(ReplayErrorKind::Other),
                                     );
                                     let rejection = Rejection::replay_store(
@@ -269,7 +269,7 @@ where
                     let scheme = *scheme;
                     let fresh = ready!(Pin::new(check).poll(cx));
                     crate::metrics::replay_check(
-                        scheme,
+                        super::labels::proof_label(scheme),
                         fresh
                             .as_ref()
                             .map(|fresh| *fresh)
@@ -337,7 +337,13 @@ where
                     let Some(request) = request.take() else {
                         return Poll::Ready(Ok(polled_after_completion()));
                     };
-                    crate::metrics::accepted(*scheme, request.extensions().get::<VerifiedToken>());
+                    crate::metrics::accepted(
+                        super::labels::scheme_label(*scheme),
+                        request
+                            .extensions()
+                            .get::<VerifiedToken>()
+                            .map_or(crate::ProvenBinding::None, VerifiedToken::binding),
+                    );
                     let nonce = nonce.take();
                     let future = inner.call(request);
                     this.state.set(State::Calling { future, nonce });

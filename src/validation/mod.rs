@@ -253,6 +253,7 @@ mod introspection;
 pub(crate) mod issuer;
 mod jwks;
 pub(crate) mod jwt;
+pub(crate) mod labels;
 mod layer;
 mod pop;
 mod profile;

@@ -2,7 +2,7 @@ use std::fmt;
 
 use http::StatusCode;
 
-use crate::token::BoxError;
+use crate::BoxError;
 
 /// Why a [`ManagedIdentity`](super::ManagedIdentity) could not be built or
 /// renewed.

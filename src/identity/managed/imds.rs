@@ -270,7 +270,7 @@ impl Imds {
 /// A request that did not get an answer.
 enum Failure {
     Timeout(String, Duration),
-    Transport(String, crate::token::BoxError),
+    Transport(String, crate::BoxError),
 }
 
 impl Failure {

@@ -84,7 +84,6 @@ use tokio::sync::watch;
 use super::rotation::Rotation;
 use super::{ClientIdentity, IdentitySource};
 use crate::Thumbprint;
-use crate::source::{ClientCredentials, ClientCredentialsBuilder};
 
 mod answer;
 mod builder;
@@ -207,24 +206,6 @@ impl ManagedIdentity {
     /// due; returns the new identity. On failure the current one stays.
     pub async fn renew_now(&self) -> Result<ClientIdentity, ManagedIdentityError> {
         self.shared.renew(None).await
-    }
-
-    /// OAuth client credentials for this identity, ready to build: its
-    /// token endpoint and client id, `tls_client_auth` with this identity
-    /// (renewals included), Entra's `mtls_pop` tokens, and the builder's
-    /// scope or resource. Add a [pool](ClientCredentialsBuilder::pool) or
-    /// [roots](ClientCredentialsBuilder::root_store) and build, to use it
-    /// without a [`BoundClient`](crate::BoundClient).
-    pub fn client_credentials(&self) -> ClientCredentialsBuilder {
-        let mut builder = ClientCredentials::builder()
-            .token_endpoint(self.token_endpoint())
-            .client_id(self.client_id())
-            .tls_client_auth(self.clone())
-            .entra_mtls_pop();
-        for (name, value) in self.params() {
-            builder = builder.param(name, value);
-        }
-        builder
     }
 }
 

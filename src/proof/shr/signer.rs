@@ -164,7 +164,7 @@ impl SignedHttpRequests {
     #[cfg(feature = "client")]
     #[cfg_attr(docsrs, doc(cfg(feature = "client")))]
     pub fn remember_challenge_nonce(&self, uri: &Uri, headers: &HeaderMap) -> bool {
-        crate::binding::pop_challenge_nonce(headers).is_some_and(|nonce| {
+        super::super::challenge::pop_challenge_nonce(headers).is_some_and(|nonce| {
             (1..=MAX_SERVER_NONCE_LEN).contains(&nonce.len())
                 && !nonce.chars().any(char::is_control)
                 && self.inner.nonces.remember_unchecked(uri, &nonce)

@@ -29,7 +29,7 @@ use crate::validation::{CnfValidation, CnfValidationLayer, JwtOrIntrospection};
 #[cfg(doc)]
 use crate::validation::{JwksSource, JwtValidator};
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use crate::BoxError;
 
 /// A resource server for RFC 8705 certificate-bound access tokens, set up in
 /// one expression: the TLS server of [`serve()`](super::serve()) (client

@@ -6,8 +6,8 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 
 use super::{LockOwner, SharedCacheEvent, SharedCachePolicy, SharedKey, SharedTokenCache};
+use crate::BoxError;
 use crate::redis_link::{RedisConnectError, RedisLink, clean_prefix, tagged_key};
-use crate::token::BoxError;
 
 /// Releases a lock only if its value is still ours: compare and delete, in
 /// one step on the server.

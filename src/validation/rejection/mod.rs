@@ -202,7 +202,10 @@ impl Rejection {
     /// [`text_body`]).
     pub(crate) fn into_response<B: Default + 'static>(self, settings: &Settings) -> Response<B> {
         let kind = self.inner.kind;
-        crate::metrics::rejected(kind, self.inner.scheme);
+        crate::metrics::rejected(
+            super::labels::rejection_outcome(kind),
+            super::labels::rejection_scheme(kind, self.inner.scheme),
+        );
         let retry_later = matches!(
             kind,
             RejectionKind::KeysUnavailable

@@ -1,3 +1,6 @@
+//! [`PeerCertificate`]: the client certificate a request came with, below
+//! both the serving (`server`) and the checking (`validation`) of it.
+
 use std::fmt;
 use std::sync::Arc;
 
