@@ -24,6 +24,7 @@ use std::str::FromStr;
 /// assert!("basic".parse::<Scheme>().is_err());
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Scheme {
     /// A plain bearer token, bound to nothing.
     Bearer,
@@ -52,6 +53,7 @@ pub enum Scheme {
 /// RFC 8705 keeps `Bearer` (the default); Microsoft Entra's mTLS PoP tokens
 /// go with `mtls_pop`. Parsing is case-insensitive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
 pub enum HeaderWord {
     /// `Authorization: Bearer <token>`.
     #[default]
