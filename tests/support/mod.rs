@@ -300,8 +300,13 @@ pub fn proxy_binary(name: &str) -> Option<std::path::PathBuf> {
             std::env::var("CI").as_deref() != Ok("true"),
             "{name} is not installed: .ci/run installs it (apt-get install {name})"
         );
-        eprintln!(
-            "SKIPPED: {name} is not installed (apt-get install {name}); this test did not run"
+        // Straight to the process's stderr: libtest would swallow
+        // `eprintln!` from a passing test.
+        use std::io::Write as _;
+        let test = std::thread::current().name().unwrap_or("?").to_owned();
+        let _ = writeln!(
+            std::io::stderr().lock(),
+            "\n{test}: SKIPPED: {name} is not installed (apt-get install {name}); this test did not run\n"
         );
     }
     found
