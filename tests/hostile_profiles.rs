@@ -255,22 +255,22 @@ async fn a_token_naming_a_is_checked_with_a_keys_only() {
         (
             "array",
             format!(r#""iss":["{ia}","{ib}"]"#),
-            TokenErrorKind::MissingClaim,
+            TokenErrorKind::WrongIssuer,
         ),
         (
             "nested",
             format!(r#""iss":{{"iss":"{ib}"}}"#),
-            TokenErrorKind::MissingClaim,
+            TokenErrorKind::WrongIssuer,
         ),
         (
             "number",
             r#""iss":1"#.to_owned(),
-            TokenErrorKind::MissingClaim,
+            TokenErrorKind::WrongIssuer,
         ),
         (
             "null",
             r#""iss":null"#.to_owned(),
-            TokenErrorKind::MissingClaim,
+            TokenErrorKind::WrongIssuer,
         ),
         (
             // `\/` is `/`: still A, so B's key does not verify it.

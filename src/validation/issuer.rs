@@ -231,7 +231,10 @@ fn is_tenant_id(tenant: &str) -> bool {
 /// claims.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct Peek<'a> {
+    /// `iss`, when it is a string.
     pub(crate) iss: Option<Cow<'a, str>>,
+    /// Whether the payload has an `iss` member at all (a string or not).
+    pub(crate) has_iss: bool,
     pub(crate) tenant: Option<Cow<'a, str>>,
 }
 
@@ -250,6 +253,7 @@ impl<'a> Peek<'a> {
         let string = |name: &str| claims.get(name).and_then(Value::as_str).map(Cow::Borrowed);
         Self {
             iss: string("iss"),
+            has_iss: claims.contains_key("iss"),
             tenant: tenant_claim.and_then(string),
         }
     }
@@ -278,6 +282,7 @@ impl<'de> Visitor<'de> for PeekSeed<'_> {
         let mut peek = Peek::default();
         while let Some(key) = map.next_key::<Cow<'de, str>>()? {
             let slot = if key == "iss" {
+                peek.has_iss = true;
                 Some(&mut peek.iss)
             } else if self.tenant_claim == Some(key.as_ref()) {
                 Some(&mut peek.tenant)

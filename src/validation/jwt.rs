@@ -251,7 +251,13 @@ impl JwtValidator {
             TokenError::with_detail(TokenErrorKind::Malformed, "payload: not a JSON object")
         })?;
         let Some(iss) = peek.iss.as_deref() else {
-            return Err(TokenError::missing_claim("iss"));
+            // RFC 7519: `iss` is a string; one of another type names no
+            // issuer.
+            return Err(if peek.has_iss {
+                TokenError::with_detail(TokenErrorKind::WrongIssuer, "iss is not a string")
+            } else {
+                TokenError::missing_claim("iss")
+            });
         };
         self.inner
             .issuers
