@@ -37,6 +37,7 @@ pub mod jws;
 mod key;
 pub mod shr;
 mod thumbprint;
+mod window;
 
 pub use alg::Algorithm;
 pub use jwk::{JwkError, JwkErrorKind, PublicJwk};

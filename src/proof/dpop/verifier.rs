@@ -11,6 +11,7 @@ use crate::proof::alg::{Algorithm, AlgorithmSet};
 use crate::proof::jwk::PublicJwk;
 use crate::proof::jws::{CompactJws, JwsErrorKind};
 use crate::proof::thumbprint::JwkThumbprint;
+use crate::proof::window::ReplayWindow;
 use crate::replay::ReplayKey;
 
 /// The algorithms a [`DpopVerifier`] allows by default.
@@ -275,26 +276,21 @@ impl DpopVerifier {
         }
 
         let jkt = jwk.thumbprint();
-        let replay_key = ReplayKey::from_parts(
-            "dpop",
-            &[jkt.as_bytes(), htu_claim.as_bytes(), jti.as_bytes()],
+        let window = ReplayWindow::new(
+            ReplayKey::from_parts(
+                "dpop",
+                &[jkt.as_bytes(), htu_claim.as_bytes(), jti.as_bytes()],
+            ),
+            iat_since_epoch,
+            self.max_age,
+            now,
         );
-        // The proof is acceptable while `now - iat <= max_age`: remember it
-        // a second longer than that (`iat` has whole seconds).
-        let acceptable_until = UNIX_EPOCH
-            .checked_add(iat_since_epoch.saturating_add(self.max_age))
-            .unwrap_or(now);
-        let expires_at = acceptable_until
-            .checked_add(Duration::from_secs(1))
-            .unwrap_or(acceptable_until);
         Ok(VerifiedProof {
             jti: jti.to_owned(),
             iat: UNIX_EPOCH.checked_add(iat_since_epoch).unwrap_or(now),
             alg,
             jwk,
-            replay_key,
-            acceptable_until,
-            expires_at,
+            window,
         })
     }
 }
@@ -337,10 +333,8 @@ pub struct VerifiedProof {
     alg: Algorithm,
     jti: String,
     iat: SystemTime,
-    replay_key: ReplayKey,
-    /// The last instant at which the `iat` window accepts the proof.
-    acceptable_until: SystemTime,
-    expires_at: SystemTime,
+    /// What it is remembered by, and how long it is acceptable.
+    window: ReplayWindow,
 }
 
 impl VerifiedProof {
@@ -379,13 +373,13 @@ impl VerifiedProof {
     /// What the proof is remembered by in a replay store: the SHA-256 of
     /// the key's thumbprint, the `htu` and the `jti`.
     pub fn replay_key(&self) -> ReplayKey {
-        self.replay_key
+        self.window.key()
     }
 
     /// Until when the proof must be remembered: after that its `iat` is
     /// out of the window and the proof is refused anyway.
     pub fn replay_expires_at(&self) -> SystemTime {
-        self.expires_at
+        self.window.expires_at()
     }
 
     /// Whether the proof's `iat` is still within the verifier's window at
@@ -394,6 +388,6 @@ impl VerifiedProof {
     /// token validation, a key fetch) came in between: a proof that has
     /// aged out of the window must be refused, not remembered.
     pub fn is_acceptable_at(&self, now: SystemTime) -> bool {
-        now <= self.acceptable_until
+        self.window.is_acceptable_at(now)
     }
 }

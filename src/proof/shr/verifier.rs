@@ -15,6 +15,7 @@ use crate::proof::dpop::htu::{is_normal_path, normalize_path};
 use crate::proof::jwk::PublicJwk;
 use crate::proof::jws::{CompactJws, JwsErrorKind};
 use crate::proof::thumbprint::JwkThumbprint;
+use crate::proof::window::ReplayWindow;
 use crate::replay::ReplayKey;
 
 /// The algorithms a [`ShrVerifier`] allows by default.
@@ -339,18 +340,15 @@ impl ShrVerifier {
         self.check_headers(claims.get("h"), headers)?;
         self.check_body(claims.get("b"), body)?;
 
-        let replay_key = ReplayKey::from_parts(
-            "shr",
-            &[kid.as_bytes(), nonce.as_bytes(), &ts.to_be_bytes()],
+        let window = ReplayWindow::new(
+            ReplayKey::from_parts(
+                "shr",
+                &[kid.as_bytes(), nonce.as_bytes(), &ts.to_be_bytes()],
+            ),
+            ts_since_epoch,
+            self.lifetime,
+            now,
         );
-        // Acceptable while `now - ts <= lifetime`: remember it a second
-        // longer than that (`ts` has whole seconds).
-        let acceptable_until = UNIX_EPOCH
-            .checked_add(ts_since_epoch.saturating_add(self.lifetime))
-            .unwrap_or(now);
-        let expires_at = acceptable_until
-            .checked_add(Duration::from_secs(1))
-            .unwrap_or(acceptable_until);
         let nonce = nonce.to_owned();
         let at = match claims.remove("at") {
             Some(Value::String(at)) => at,
@@ -362,9 +360,7 @@ impl ShrVerifier {
             at,
             nonce,
             ts: UNIX_EPOCH.checked_add(ts_since_epoch).unwrap_or(now),
-            replay_key,
-            acceptable_until,
-            expires_at,
+            window,
         })
     }
 
@@ -607,10 +603,8 @@ pub struct VerifiedShr {
     at: String,
     nonce: String,
     ts: SystemTime,
-    replay_key: ReplayKey,
-    /// The last instant at which the lifetime accepts the SHR.
-    acceptable_until: SystemTime,
-    expires_at: SystemTime,
+    /// What it is remembered by, and how long it is acceptable.
+    window: ReplayWindow,
 }
 
 impl fmt::Debug for VerifiedShr {
@@ -670,13 +664,13 @@ impl VerifiedShr {
     /// What the SHR is remembered by in a replay store: the SHA-256 of the
     /// KID, the nonce and `ts`.
     pub fn replay_key(&self) -> ReplayKey {
-        self.replay_key
+        self.window.key()
     }
 
     /// Until when the SHR must be remembered: after that its `ts` is out
     /// of the lifetime and it is refused anyway.
     pub fn replay_expires_at(&self) -> SystemTime {
-        self.expires_at
+        self.window.expires_at()
     }
 
     /// Whether the SHR's `ts` is still within the verifier's lifetime at
@@ -685,6 +679,6 @@ impl VerifiedShr {
     /// token validation, a key fetch) came in between: an SHR that has
     /// aged out must be refused, not remembered.
     pub fn is_acceptable_at(&self, now: SystemTime) -> bool {
-        now <= self.acceptable_until
+        self.window.is_acceptable_at(now)
     }
 }
