@@ -199,16 +199,9 @@ fn as_client_cert(setup: &Setup) -> String {
 fn as_escaped_pem(setup: &Setup) -> String {
     use base64::Engine as _;
     let body = base64::engine::general_purpose::STANDARD.encode(setup.holder.leaf().as_ref());
-    let pem = format!("-----BEGIN CERTIFICATE-----\n{body}\n-----END CERTIFICATE-----\n");
-    pem.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                char::from(b).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
+    support::nginx_escape(&format!(
+        "-----BEGIN CERTIFICATE-----\n{body}\n-----END CERTIFICATE-----\n"
+    ))
 }
 
 /// HAProxy 2.6 terminates mutual TLS and forwards RFC 9440 `Client-Cert`,

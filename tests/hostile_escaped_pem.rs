@@ -46,15 +46,7 @@ fn der(pem: &str) -> CertificateDer<'static> {
 /// Every byte but the unreserved ones escaped, as nginx's
 /// `$ssl_client_escaped_cert` does.
 fn escape(text: &str) -> String {
-    text.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                char::from(b).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
+    support::nginx_escape(text)
 }
 
 /// The base64 body of a PEM, one line, no armour (Traefik's element).

@@ -648,17 +648,7 @@ fn escaped_pem_headers_by_result() {
 
     run(|snapshotter| async move {
         let cert = TestPki::self_signed_client("client.example").unwrap();
-        let escaped: String = cert
-            .cert_pem()
-            .bytes()
-            .map(|b| {
-                if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                    char::from(b).to_string()
-                } else {
-                    format!("%{b:02X}")
-                }
-            })
-            .collect();
+        let escaped = support::nginx_escape(cert.cert_pem());
         let service = tower::ServiceBuilder::new()
             .layer(
                 ForwardedClientCertLayer::escaped_pem(NGINX)

@@ -345,3 +345,17 @@ pub async fn until_listening(
     }
     panic!("nothing listens on {port}");
 }
+
+/// `text` with every byte but the unreserved ones percent-escaped, as
+/// nginx's `$ssl_client_escaped_cert` writes a PEM.
+pub fn nginx_escape(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}

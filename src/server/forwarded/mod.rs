@@ -157,6 +157,35 @@ fn trim_ows(mut bytes: &[u8]) -> &[u8] {
     bytes
 }
 
+/// The value of one hex digit, either case.
+pub(super) fn hex_value(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Strict percent-decoding, for XFCC's `Cert` and the URL-escaped PEM:
+/// `None` unless every `%` is followed by two hex digits.
+pub(super) fn percent_decode(value: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(value.len());
+    let mut i = 0;
+    while i < value.len() {
+        if value[i] == b'%' {
+            let hi = hex_value(*value.get(i + 1)?)?;
+            let lo = hex_value(*value.get(i + 2)?)?;
+            out.push(hi << 4 | lo);
+            i += 3;
+        } else {
+            out.push(value[i]);
+            i += 1;
+        }
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::trim_ows;

@@ -322,17 +322,7 @@ mod tests {
 
     /// The PEM of the test certificate, escaped as nginx escapes it.
     fn escaped_pem() -> String {
-        std::str::from_utf8(CERT)
-            .unwrap()
-            .bytes()
-            .map(|b| {
-                if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                    char::from(b).to_string()
-                } else {
-                    format!("%{b:02X}")
-                }
-            })
-            .collect()
+        crate::server::forwarded::escaped_pem::tests::nginx(std::str::from_utf8(CERT).unwrap())
     }
 
     #[tokio::test]

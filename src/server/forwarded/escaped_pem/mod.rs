@@ -148,7 +148,8 @@ pub fn parse_escaped_pem(
     if elements.iter().any(|element| element.is_empty()) {
         return Err(EscapedPemError::new(K::NotPem).with_message("an empty element in a list"));
     }
-    let decoded = percent_decode(leaf);
+    let decoded =
+        super::percent_decode(leaf).ok_or_else(|| EscapedPemError::new(K::InvalidEscape))?;
     if decoded.contains(&b'%') {
         return Err(EscapedPemError::new(K::DoubleEscaped));
     }
@@ -197,31 +198,6 @@ fn check_alphabet(value: &[u8]) -> Result<(), EscapedPemError> {
         }
     }
     Ok(())
-}
-
-/// `value` with its `%` escapes decoded (each already checked to have two
-/// hex digits).
-fn percent_decode(value: &[u8]) -> Vec<u8> {
-    let hex = |b: u8| match b {
-        b'0'..=b'9' => b - b'0',
-        b'a'..=b'f' => b - b'a' + 10,
-        _ => b.to_ascii_uppercase().wrapping_sub(b'A').wrapping_add(10),
-    };
-    let mut out = Vec::with_capacity(value.len());
-    let mut i = 0;
-    while i < value.len() {
-        match (value[i], value.get(i + 1), value.get(i + 2)) {
-            (b'%', Some(&hi), Some(&lo)) => {
-                out.push(hex(hi) << 4 | hex(lo));
-                i += 3;
-            }
-            (b, _, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    out
 }
 
 /// The DER of the first of the `CERTIFICATE` sections `pem` holds, which
@@ -375,4 +351,4 @@ impl std::error::Error for EscapedPemError {
 }
 
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;

@@ -37,7 +37,7 @@ fn escape(text: &str, keep: &[u8]) -> String {
         .collect()
 }
 
-fn nginx(pem: &str) -> String {
+pub(in crate::server::forwarded) fn nginx(pem: &str) -> String {
     escape(pem, b"")
 }
 

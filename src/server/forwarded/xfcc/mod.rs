@@ -405,34 +405,7 @@ fn decode_hex_digest(hex: &[u8]) -> Option<[u8; 32]> {
     }
     let mut out = [0u8; 32];
     for (byte, pair) in out.iter_mut().zip(hex.chunks_exact(2)) {
-        *byte = hex_value(pair[0])? << 4 | hex_value(pair[1])?;
-    }
-    Some(out)
-}
-
-fn hex_value(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    }
-}
-
-/// Strict percent-decoding: `%` must be followed by two hex digits.
-fn percent_decode(value: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(value.len());
-    let mut i = 0;
-    while i < value.len() {
-        if value[i] == b'%' {
-            let hi = hex_value(*value.get(i + 1)?)?;
-            let lo = hex_value(*value.get(i + 2)?)?;
-            out.push(hi << 4 | lo);
-            i += 3;
-        } else {
-            out.push(value[i]);
-            i += 1;
-        }
+        *byte = super::hex_value(pair[0])? << 4 | super::hex_value(pair[1])?;
     }
     Some(out)
 }
@@ -442,7 +415,7 @@ fn percent_decode(value: &[u8]) -> Option<Vec<u8>> {
 fn decode_cert(value: &[u8]) -> Result<CertificateDer<'static>, XfccError> {
     use XfccErrorKind as K;
     let invalid = |why: &'static str| Err(XfccError::new(K::InvalidCert).with_message(why));
-    let Some(pem) = percent_decode(value) else {
+    let Some(pem) = super::percent_decode(value) else {
         return invalid("a '%' is not followed by two hex digits");
     };
     let pem = pem.trim_ascii();
