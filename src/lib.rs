@@ -109,6 +109,7 @@ pub mod binding;
 #[cfg(feature = "client")]
 #[cfg_attr(docsrs, doc(cfg(feature = "client")))]
 pub mod client;
+mod clock;
 pub mod cnf;
 #[cfg(any(feature = "client", feature = "server"))]
 mod discovery;

@@ -284,7 +284,7 @@ fn millis(duration: Duration) -> u64 {
 impl Health {
     fn new() -> Self {
         Self {
-            start: Instant::now(),
+            start: crate::clock::now(),
             stall_since: AtomicU64::new(NEVER),
             unanswered: AtomicU64::new(0),
             last_rebuild: AtomicU64::new(NEVER),
@@ -294,7 +294,12 @@ impl Health {
     }
 
     fn now_ms(&self) -> u64 {
-        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(NEVER - 1)
+        u64::try_from(
+            crate::clock::now()
+                .saturating_duration_since(self.start)
+                .as_millis(),
+        )
+        .unwrap_or(NEVER - 1)
     }
 
     /// Redis answered a command: the run of unanswered ones is over.

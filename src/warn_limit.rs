@@ -27,7 +27,7 @@ impl WarnLimit {
     /// At most one warning per `interval`.
     pub(crate) fn every(interval: Duration) -> Self {
         Self {
-            start: Instant::now(),
+            start: crate::clock::now(),
             interval_ms: u64::try_from(interval.as_millis()).unwrap_or(u64::MAX),
             next: AtomicU64::new(0),
             suppressed: AtomicU64::new(0),
@@ -37,7 +37,12 @@ impl WarnLimit {
     /// `Some(count left out since the last warning)` when a warning may go
     /// out now; `None` (and the event counted) when it must be left out.
     pub(crate) fn allow(&self) -> Option<u64> {
-        let now = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let now = u64::try_from(
+            crate::clock::now()
+                .saturating_duration_since(self.start)
+                .as_millis(),
+        )
+        .unwrap_or(u64::MAX);
         let next = self.next.load(Ordering::Relaxed);
         if now >= next
             && self

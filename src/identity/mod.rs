@@ -436,7 +436,7 @@ impl IdentityLoader {
         let (cert_path, key_path) = (cert_path.as_ref(), key_path.as_ref());
         let (cert_pem, key_pem) = (read(cert_path)?, read(key_path)?);
         let identity = self.pem_pair(cert_path, key_path, &cert_pem, &key_pem)?;
-        identity.warn_if_expiring(SystemTime::now(), Some(cert_path));
+        identity.warn_if_expiring(crate::clock::wall(), Some(cert_path));
         Ok(identity)
     }
 
@@ -447,7 +447,7 @@ impl IdentityLoader {
         key: PrivateKeyDer<'static>,
     ) -> Result<ClientIdentity, IdentityError> {
         let identity = self.check(ClientIdentity::new(chain, key)?)?;
-        identity.warn_if_expiring(SystemTime::now(), None);
+        identity.warn_if_expiring(crate::clock::wall(), None);
         Ok(identity)
     }
 
@@ -457,7 +457,7 @@ impl IdentityLoader {
             return Ok(identity);
         }
         let validity = identity.inner.validity;
-        let now = SystemTime::now();
+        let now = crate::clock::wall();
         let kind = match validity.at(now) {
             Within::Yes => return Ok(identity),
             Within::NotYet => IdentityErrorKind::NotYetValid,

@@ -149,7 +149,7 @@ impl ReloadingIdentityBuilder {
         let identity =
             self.loader
                 .pem_pair(&self.cert_path, &self.key_path, &cert_pem, &key_pem)?;
-        identity.warn_if_expiring(SystemTime::now(), Some(&self.cert_path));
+        identity.warn_if_expiring(crate::clock::wall(), Some(&self.cert_path));
         let shared = Arc::new(Shared {
             rotation: Rotation::new(identity),
             loader: self.loader,
@@ -304,7 +304,7 @@ impl Shared {
                 return Reload::Unchanged;
             }
         };
-        let now = SystemTime::now();
+        let now = crate::clock::wall();
         let retry = seen.retry_at.is_some_and(|at| now >= at);
         if !first_sight(&mut seen.digest, digest(&cert_pem, &key_pem)) && !retry {
             self.current().warn_if_expiring(now, Some(&self.cert_path));

@@ -1,7 +1,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rustls::RootCertStore;
 
@@ -154,7 +154,7 @@ impl PoolBuilder {
                 plain,
                 slots: Mutex::new(Slots {
                     map: HashMap::new(),
-                    last_sweep: Instant::now(),
+                    last_sweep: crate::clock::now(),
                     replacements_seen: crate::identity::replacements(),
                 }),
                 built: AtomicU64::new(0),

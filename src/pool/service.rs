@@ -3,7 +3,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -159,7 +159,7 @@ where
     fn client_for(&self, identity: &ClientIdentity) -> Result<Arc<HttpsClient<B>>, PoolError> {
         let thumbprint = identity.thumbprint();
         let config = &self.inner.config;
-        let now = Instant::now();
+        let now = crate::clock::now();
         let mut slots = self.lock();
         if now.duration_since(slots.last_sweep) >= config.identity_idle_timeout / 2 {
             self.sweep(&mut slots, now);
@@ -175,7 +175,7 @@ where
             slot.last_used = now;
             if slot.expiry_warning_at.is_some_and(|at| now >= at) {
                 slot.expiry_warning_at = None;
-                slot.identity.warn_if_expiring(SystemTime::now(), None);
+                slot.identity.warn_if_expiring(crate::clock::wall(), None);
             }
             return Ok(slot.client.clone());
         }
@@ -218,7 +218,8 @@ where
                 client: client.clone(),
                 identity: identity.clone(),
                 last_used: now,
-                expiry_warning_at: now.checked_add(identity.expiry_warning_in(SystemTime::now())),
+                expiry_warning_at: now
+                    .checked_add(identity.expiry_warning_in(crate::clock::wall())),
                 _gauge: crate::metrics::PoolClientGauge::held(),
             },
         );

@@ -340,7 +340,7 @@ impl ReplayStore for MemoryReplayStore {
     type Future = Ready<Result<bool, ReplayError>>;
 
     fn insert_if_absent(&self, key: ReplayKey, expires_at: SystemTime) -> Self::Future {
-        ready(self.insert_at(key, expires_at, SystemTime::now()))
+        ready(self.insert_at(key, expires_at, crate::clock::wall()))
     }
 
     fn insert_if_absent_for(
@@ -349,7 +349,7 @@ impl ReplayStore for MemoryReplayStore {
         owner: ReplayOwner,
         expires_at: SystemTime,
     ) -> Self::Future {
-        ready(self.insert_for_at(key, owner, expires_at, SystemTime::now()))
+        ready(self.insert_for_at(key, owner, expires_at, crate::clock::wall()))
     }
 }
 

@@ -216,7 +216,7 @@ impl ReplayStore for RedisReplayStore {
     type Future = RedisReplayFuture;
 
     fn insert_if_absent(&self, key: ReplayKey, expires_at: SystemTime) -> RedisReplayFuture {
-        let Some(keep_ms) = keep_for_ms(expires_at, SystemTime::now(), self.inner.margin) else {
+        let Some(keep_ms) = keep_for_ms(expires_at, crate::clock::wall(), self.inner.margin) else {
             // Past its lifetime: refused, and nothing written (fail closed).
             return RedisReplayFuture::ready(Ok(false));
         };

@@ -6,7 +6,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use aws_lc_rs::signature::{RSA_PSS_2048_8192_SHA256, UnparsedPublicKey};
 use base64::Engine as _;
@@ -436,7 +436,7 @@ async fn issue(state: &State, fault: Option<ImdsFault>, request: Request<Incomin
         }
         _ => {}
     }
-    let now = SystemTime::now();
+    let now = crate::clock::wall();
     let lifetime = *lock(&state.lifetime);
     let certificate = if fault == Some(ImdsFault::ForeignCertificate) {
         match rcgen::KeyPair::generate() {

@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::time::SystemTime;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -139,7 +138,7 @@ fn dpop_key(state: &State, request: &Request<Incoming>) -> Result<Option<JwkThum
         .map_err(|_| invalid("the request URI makes no htu".to_owned()))?;
     match state
         .dpop
-        .verify(proof, request.method(), &htu, None, SystemTime::now())
+        .verify(proof, request.method(), &htu, None, crate::clock::wall())
     {
         Ok(verified) => Ok(Some(verified.jkt())),
         Err(e)

@@ -138,7 +138,7 @@ pub struct CachedToken {
 
 impl CachedToken {
     fn new(token: Token, key: CacheKey, config: &Config) -> Self {
-        let now = Instant::now();
+        let now = crate::clock::now();
         let (refresh_at, usable_until) = match token.expiry() {
             Some(expiry) => {
                 let lifetime = expiry.saturating_duration_since(now);
@@ -361,7 +361,7 @@ impl TokenCache {
     /// Starts a background refresh when the token is due for one.
     pub(crate) fn try_get(&self) -> Option<Arc<CachedToken>> {
         let key = self.inner.source.cache_key();
-        let now = Instant::now();
+        let now = crate::clock::now();
         let entry = self.usable(&key, now)?;
         if now >= entry.refresh_at {
             self.refresh_in_background(&entry, key, now);
@@ -394,7 +394,7 @@ impl TokenCache {
     fn join_or_fetch(&self) -> Result<Joined, TokenUnavailable> {
         let key = self.inner.source.cache_key();
         let mut flight = self.lock_flight();
-        if let Some(entry) = self.usable(&key, Instant::now()) {
+        if let Some(entry) = self.usable(&key, crate::clock::now()) {
             return Ok(Joined::Cached(entry));
         }
         match &flight.fetch {
@@ -404,7 +404,7 @@ impl TokenCache {
             }
             None => {
                 if let (Some(retry_at), Some(error)) = (flight.retry_at, &flight.last_error) {
-                    if Instant::now() < retry_at {
+                    if crate::clock::now() < retry_at {
                         return Err(error.backing_off());
                     }
                 }
@@ -521,7 +521,7 @@ impl TokenCache {
                     .saturating_mul(1u32 << flight.failures.min(16))
                     .min(config.max_backoff);
                 flight.failures = flight.failures.saturating_add(1);
-                flight.retry_at = Some(Instant::now() + backoff);
+                flight.retry_at = Some(crate::clock::now() + backoff);
                 flight.last_error = Some(error.clone());
                 flight.fetch = None;
                 Err(error)
@@ -560,7 +560,7 @@ impl TokenCache {
     fn drop_current(&self, token: &AccessToken, paced: bool) -> bool {
         // The flight lock first, then `current`, as everywhere.
         let mut flight = self.lock_flight();
-        let now = Instant::now();
+        let now = crate::clock::now();
         let mut current = self
             .inner
             .current

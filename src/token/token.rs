@@ -101,7 +101,7 @@ impl Token {
 
     /// Sets the lifetime, from now (`expires_in` of a token response).
     pub fn expires_in(mut self, lifetime: Duration) -> Self {
-        self.expires_at = Instant::now().checked_add(lifetime);
+        self.expires_at = crate::clock::now().checked_add(lifetime);
         self
     }
 

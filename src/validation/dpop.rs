@@ -3,7 +3,6 @@
 //! origin setting.
 
 use std::fmt;
-use std::time::SystemTime;
 
 use http::uri::{Authority, Scheme as UriScheme};
 use http::{HeaderMap, HeaderValue, Request, Uri, header};
@@ -175,7 +174,7 @@ pub(crate) fn verify<B>(
             request.method(),
             &htu,
             Some(token),
-            SystemTime::now(),
+            crate::clock::wall(),
         )
         .map_err(refuse)
 }
@@ -187,7 +186,7 @@ pub(crate) fn nonce_header(settings: &Settings, scheme: Scheme) -> Option<Header
         return None;
     }
     let nonces = settings.dpop.as_ref()?.nonces()?;
-    HeaderValue::from_str(&nonces.current(SystemTime::now())).ok()
+    HeaderValue::from_str(&nonces.current(crate::clock::wall())).ok()
 }
 
 #[cfg(test)]

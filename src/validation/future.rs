@@ -215,7 +215,7 @@ where
                         // token took: else it would reach the store past
                         // its lifetime.
                         Some(proof) => {
-                            if let Some(rejection) = proof.too_old_at(SystemTime::now()) {
+                            if let Some(rejection) = proof.too_old_at(crate::clock::wall()) {
                                 return Poll::Ready(Ok(refuse(rejection, settings)));
                             }
                             // Last: only a proof that is otherwise accepted

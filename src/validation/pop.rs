@@ -1,8 +1,6 @@
 //! The `PoP` half of [`CnfValidationLayer`](super::CnfValidationLayer):
 //! Microsoft's signed HTTP requests (SHR), checked against the request.
 
-use std::time::SystemTime;
-
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::Request;
@@ -48,7 +46,7 @@ pub(crate) fn verify<B>(
                 .extensions()
                 .get::<BufferedBody>()
                 .map(|body| body.bytes().as_ref()),
-            SystemTime::now(),
+            crate::clock::wall(),
         )
         .map_err(Rejection::shr)
 }

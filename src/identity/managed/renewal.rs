@@ -81,7 +81,7 @@ pub(super) async fn run(shared: Weak<Shared>, mut changes: watch::Receiver<Clien
     let mut failures = 0u32;
     // When the current identity arrived: it was issued just before the task
     // started.
-    let mut received = SystemTime::now();
+    let mut received = crate::clock::wall();
     loop {
         // How long to wait, and for which identity: a renewal by hand while
         // the task waits or goes on to renew makes it due later.
@@ -90,7 +90,7 @@ pub(super) async fn run(shared: Weak<Shared>, mut changes: watch::Receiver<Clien
                 return;
             };
             let current = shared.rotation.current();
-            let now = SystemTime::now();
+            let now = crate::clock::wall();
             let wait = if failures == 0 {
                 wait_until(
                     renewal_due(current.not_before(), current.not_after(), received),
@@ -111,7 +111,7 @@ pub(super) async fn run(shared: Weak<Shared>, mut changes: watch::Receiver<Clien
                 }
                 // Renewed elsewhere: due later.
                 failures = 0;
-                received = SystemTime::now();
+                received = crate::clock::wall();
                 continue;
             }
         }
@@ -124,7 +124,7 @@ pub(super) async fn run(shared: Weak<Shared>, mut changes: watch::Receiver<Clien
         match shared.renew(Some(seen)).await {
             Ok(identity) => {
                 changes.borrow_and_update();
-                let now = SystemTime::now();
+                let now = crate::clock::wall();
                 received = now;
                 let due = renewal_due(identity.not_before(), identity.not_after(), received);
                 if due_on_arrival(due, now) {

@@ -161,7 +161,7 @@ impl DpopProofs {
             uri,
             access_token,
             nonce.as_deref(),
-            SystemTime::now(),
+            crate::clock::wall(),
         )
     }
 

@@ -298,7 +298,7 @@ impl<'a> ShrSigner<'a> {
             at: self.access_token,
             ts: self
                 .now
-                .unwrap_or_else(SystemTime::now)
+                .unwrap_or_else(crate::clock::wall)
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |since| since.as_secs()),
             m: self.method.as_str(),

@@ -5,7 +5,7 @@
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -28,7 +28,7 @@ impl State {
     pub(in crate::test_util) fn current_dpop_nonce(&self) -> Option<String> {
         self.dpop_nonces
             .as_ref()
-            .map(|nonces| nonces.current(SystemTime::now()))
+            .map(|nonces| nonces.current(crate::clock::wall()))
     }
 
     /// Signs `claims` as an `at+jwt` with the current key.
@@ -83,7 +83,7 @@ impl State {
         scope: Option<&str>,
         thumbprint: Option<Thumbprint>,
     ) -> Value {
-        let now = SystemTime::now()
+        let now = crate::clock::wall()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
             .as_secs();

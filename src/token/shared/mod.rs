@@ -65,7 +65,7 @@
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
@@ -285,7 +285,7 @@ impl SharedTier {
         let policy = store.policy();
         let shared = SharedKey::of(key);
         let owner = LockOwner::random();
-        let started = Instant::now();
+        let started = crate::clock::now();
         let mut delay = policy.poll.0;
         let mut first = true;
         loop {
@@ -312,7 +312,7 @@ impl SharedTier {
                 Ok(false) => {}
                 Err(()) => return self.fetch_directly(fetch).await,
             }
-            if started.elapsed() >= policy.max_wait {
+            if crate::clock::now().saturating_duration_since(started) >= policy.max_wait {
                 tracing::warn!(
                     key = %shared,
                     "the shared token cache's lock was held too long: fetching directly"
@@ -392,9 +392,9 @@ impl SharedTier {
             .checked_add(Duration::from_millis(entry.expires_at))
             .ok_or("an expiry out of range")?;
         let remaining = expires_at
-            .duration_since(SystemTime::now())
+            .duration_since(crate::clock::wall())
             .map_err(|_| "an expired token")?;
-        let expiry = Instant::now()
+        let expiry = crate::clock::now()
             .checked_add(remaining)
             .ok_or("an expiry out of range")?;
         let token = Token::new(entry.access_token)
@@ -590,12 +590,12 @@ impl SharedTier {
                 return Err("a token its source would bind otherwise");
             }
         }
-        let lifetime = expiry.saturating_duration_since(Instant::now());
+        let lifetime = expiry.saturating_duration_since(crate::clock::now());
         let ttl = lifetime.mul_f64(self.ttl_share);
         if ttl < Duration::from_secs(1) {
             return Err("a token that expires too soon");
         }
-        let since_epoch = SystemTime::now()
+        let since_epoch = crate::clock::wall()
             .checked_add(lifetime)
             .ok_or("an expiry out of range")?
             .duration_since(SystemTime::UNIX_EPOCH)

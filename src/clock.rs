@@ -1,0 +1,70 @@
+//! The crate's clock: every reading of the time goes through here, and
+//! through tokio's clock, so that a test that pauses tokio's time
+//! (`tokio::time::pause`, `#[tokio::test(start_paused = true)]`) and
+//! advances it sees caches expire, backoffs end and proofs age without
+//! sleeping.
+//!
+//! Outside a paused runtime both readings are the system's own: tokio's
+//! `Instant::now()` is `std::time::Instant::now()`, and the wall clock is
+//! `SystemTime::now()` moved by the (then zero) distance between tokio's
+//! clock and the monotonic one.
+
+use std::time::{Instant, SystemTime};
+
+/// The monotonic time, as tokio's clock reads it.
+pub(crate) fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+/// The wall-clock time, moved by as much as tokio's clock is ahead of (or
+/// behind) the monotonic one: the system's time in a running runtime, a
+/// time that stands still and jumps with `tokio::time::advance` in a paused
+/// one.
+pub(crate) fn wall() -> SystemTime {
+    let tokio_now = now();
+    let real_now = Instant::now();
+    let system_now = SystemTime::now();
+    let moved = if tokio_now >= real_now {
+        system_now.checked_add(tokio_now - real_now)
+    } else {
+        system_now.checked_sub(real_now - tokio_now)
+    };
+    moved.unwrap_or(system_now)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use super::*;
+
+    #[test]
+    fn outside_a_runtime_the_clocks_are_the_systems() {
+        let before = SystemTime::now();
+        let wall = wall();
+        let after = SystemTime::now();
+        assert!(before <= wall + Duration::from_millis(5));
+        assert!(wall <= after + Duration::from_millis(5));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_paused_clock_stands_still_and_jumps_when_advanced() {
+        let first = wall();
+        let monotonic = now();
+        std::thread::sleep(Duration::from_millis(20));
+        let still = wall();
+        assert!(
+            still.duration_since(first).unwrap_or_default() < Duration::from_millis(5),
+            "a paused clock stands still"
+        );
+        tokio::time::advance(Duration::from_secs(90)).await;
+        let later = wall();
+        let moved = later.duration_since(first).expect("later");
+        // The three readings behind each wall time are not simultaneous:
+        // a few microseconds either way.
+        let off = moved.abs_diff(Duration::from_secs(90));
+        assert!(off < Duration::from_millis(5), "moved {moved:?}");
+        assert!(now() - monotonic >= Duration::from_secs(90));
+        assert!(later.duration_since(UNIX_EPOCH).is_ok());
+    }
+}
