@@ -14,11 +14,9 @@
 //! own, checks it exactly.
 #![cfg(feature = "metrics")]
 
-#[path = "support/dpop.rs"]
-mod dpop;
-#[path = "support/introspection.rs"]
-mod introspection;
 mod support;
+
+use support::{dpop, introspection};
 
 use std::collections::BTreeMap;
 use std::future::Future;

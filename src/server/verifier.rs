@@ -123,7 +123,7 @@ impl ClientCertVerifier for AnyClientCertVerifier {
 #[cfg(test)]
 mod tests {
     // The handshake-signature checks run over real handshakes in
-    // `tests/any_client_cert.rs`: rustls offers no public way to build a
+    // `tests/server/any_client_cert.rs`: rustls offers no public way to build a
     // `DigitallySignedStruct` by hand.
     use super::*;
     use rustls_pki_types::pem::PemObject;

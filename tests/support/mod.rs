@@ -1,6 +1,19 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod dpop;
+pub mod dpop_api;
+#[cfg(feature = "redis")]
+pub mod fleet_clients;
+pub mod introspection;
+#[macro_use]
+pub mod oidc_provider;
+pub mod pop_api;
+pub mod pop_setup;
+pub mod redis;
+pub mod server_files;
+pub mod tls_server;
+
 use bytes::Bytes;
 use http::{Request, StatusCode, header};
 use http_body_util::{BodyExt, Full};
@@ -199,48 +212,81 @@ pub async fn spawn_announcing(name: &str, args: &[&str]) -> (tokio::process::Chi
     (child, url)
 }
 
-/// Log lines captured from a `tracing` subscriber, as text.
+/// Log lines captured from `tracing`, as text.
+///
+/// One global subscriber per test binary, installed at the first capture
+/// and never changed, writes each event into the capture of the thread
+/// that emits it, if that thread has one at the event's level. A
+/// `#[tokio::test]` runs its tasks on its own thread (a current-thread
+/// runtime), so its capture holds its own events and no other test's.
+/// (Per-thread subscribers, `set_default`, lost events now and then when
+/// tests ran in parallel, as tracing recomputed callsite interest while
+/// another test's subscriber came or went.)
 #[derive(Clone, Default)]
 pub struct Logs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
 
+thread_local! {
+    static CAPTURE: std::cell::RefCell<Option<(Logs, tracing::Level)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Captures on this thread until dropped; then the capture it replaced,
+/// if any, is this thread's again.
+pub struct Capturing(Option<(Logs, tracing::Level)>);
+
+impl Drop for Capturing {
+    fn drop(&mut self) {
+        let previous = self.0.take();
+        CAPTURE.with(|capture| *capture.borrow_mut() = previous);
+    }
+}
+
 impl Logs {
-    /// Captures events at `level` and above on this thread (the thread of
-    /// a `#[tokio::test]` on its current-thread runtime) until the guard
-    /// drops.
-    pub fn capture(level: tracing::Level) -> (Logs, tracing::subscriber::DefaultGuard) {
+    /// Captures the events at `level` and above emitted on this thread
+    /// until the guard drops.
+    pub fn capture(level: tracing::Level) -> (Logs, Capturing) {
+        static INSTALLED: std::sync::Once = std::sync::Once::new();
+        INSTALLED.call_once(|| {
+            use tracing_subscriber::Layer as _;
+            use tracing_subscriber::layer::SubscriberExt as _;
+            // Asked at every event (a plain `filter_fn` is asked once per
+            // callsite, its answer kept for every thread).
+            let enabled = tracing_subscriber::filter::dynamic_filter_fn(|meta, _| {
+                CAPTURE.with(|capture| {
+                    capture
+                        .borrow()
+                        .as_ref()
+                        .is_some_and(|(_, level)| meta.level() <= level)
+                })
+            });
+            let layer = tracing_subscriber::fmt::layer()
+                .with_ansi(false)
+                .with_writer(|| ThisThread)
+                .with_filter(enabled);
+            tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer))
+                .expect("the only global subscriber of this test binary");
+        });
         let logs = Logs::default();
-        let guard = tracing::subscriber::set_default(logs.subscriber(level));
-        (logs, guard)
-    }
-
-    /// Captures events at `level` and above from every thread of this test
-    /// binary, from the first call on (one global subscriber, shared by
-    /// the callers): for a test whose events may be emitted where a
-    /// thread's own subscriber would miss them.
-    pub fn global(level: tracing::Level) -> Logs {
-        static GLOBAL: std::sync::OnceLock<Logs> = std::sync::OnceLock::new();
-        GLOBAL
-            .get_or_init(|| {
-                let logs = Logs::default();
-                tracing::subscriber::set_global_default(logs.subscriber(level))
-                    .expect("the only global subscriber of this test binary");
-                logs
-            })
-            .clone()
-    }
-
-    /// A subscriber writing here, without colours, at `level` and above.
-    pub fn subscriber(&self, level: tracing::Level) -> impl tracing::Subscriber + Send + Sync {
-        tracing_subscriber::fmt()
-            .with_writer(self.clone())
-            .with_ansi(false)
-            .with_max_level(level)
-            .finish()
+        let previous = CAPTURE.with(|capture| capture.replace(Some((logs.clone(), level))));
+        (logs, Capturing(previous))
     }
 
     /// Everything captured so far.
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+
+    /// The lines captured so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.text().lines().map(str::to_owned).collect()
+    }
+
+    /// The lines captured so far that contain `text`.
+    pub fn with(&self, text: &str) -> Vec<String> {
+        self.lines()
+            .into_iter()
+            .filter(|line| line.contains(text))
+            .collect()
     }
 
     /// Forgets what was captured so far.
@@ -249,20 +295,20 @@ impl Logs {
     }
 }
 
-impl std::io::Write for Logs {
+/// Writes into the capture of the thread that writes, if it has one.
+struct ThisThread;
+
+impl std::io::Write for ThisThread {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
+        CAPTURE.with(|capture| {
+            if let Some((logs, _)) = capture.borrow().as_ref() {
+                logs.0.lock().unwrap().extend_from_slice(bytes);
+            }
+        });
         Ok(bytes.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
-    type Writer = Logs;
-    fn make_writer(&'a self) -> Logs {
-        self.clone()
     }
 }
 
@@ -358,4 +404,36 @@ pub fn nginx_escape(text: &str) -> String {
             }
         })
         .collect()
+}
+
+/// Moves tokio's clock `by` ahead at once. The crate reads the time
+/// through tokio's clock (monotonic and wall clock alike), so a test waits
+/// for an expiry, a backoff or a cooldown with this, never with a sleep.
+/// The clock runs on afterwards, from the new time, so the real I/O that
+/// follows is not cut short by timers jumping ahead. Needs a
+/// current-thread runtime (a plain `#[tokio::test]`).
+pub async fn advance(by: std::time::Duration) {
+    tokio::time::pause();
+    tokio::time::advance(by).await;
+    tokio::time::resume();
+}
+
+/// Waits until `done()` holds, letting the runtime's other tasks run and
+/// tokio's clock move on in 10 ms steps (paused, so no step takes real
+/// time); panics once both tokio's clock and the real one have moved
+/// `limit` without it (real I/O in the tasks it waits for takes real
+/// time). For a test whose tasks need time to pass (a refresh, a backoff)
+/// before the state it waits for; on a current-thread runtime.
+pub async fn until(limit: std::time::Duration, mut done: impl FnMut() -> bool) {
+    let step = std::time::Duration::from_millis(10);
+    let started = std::time::Instant::now();
+    let mut waited = std::time::Duration::ZERO;
+    while !done() {
+        assert!(
+            waited < limit || started.elapsed() < limit,
+            "still not done after {limit:?}"
+        );
+        advance(step).await;
+        waited += step;
+    }
 }

@@ -73,8 +73,8 @@ const STALE_LOCK: Duration = Duration::from_secs(600);
 #[macro_export]
 macro_rules! require_node {
     () => {
-        if let Err(error) = $crate::oidc_provider::ensure_peer() {
-            $crate::oidc_provider::skip_or_fail(&error);
+        if let Err(error) = $crate::support::oidc_provider::ensure_peer() {
+            $crate::support::oidc_provider::skip_or_fail(&error);
             return;
         }
     };
@@ -82,7 +82,7 @@ macro_rules! require_node {
         match $start.await {
             Ok(provider) => provider,
             Err(error) => {
-                $crate::oidc_provider::skip_or_fail(&error);
+                $crate::support::oidc_provider::skip_or_fail(&error);
                 return;
             }
         }

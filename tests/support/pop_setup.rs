@@ -5,9 +5,9 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::dpop::{bound_token, jwk_of, uri};
 use crate::support::HttpsClient;
-use crate::{dpop, support};
+use crate::support::dpop::{bound_token, jwk_of, uri};
+use crate::support::{self, dpop};
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, StatusCode, header};
 use http_body_util::{BodyExt as _, Full};

@@ -1,0 +1,263 @@
+//! What a fleet's shared token cache stores, and its lock, against a real
+//! Redis: an unbound token never goes to Redis; a slow token endpoint still
+//! means one fetch (the holder extends its lock); tokens that cannot be
+//! shared do not queue the fleet behind the lock; caches made from one
+//! another share their counters.
+#![cfg(all(feature = "test-util", feature = "redis"))]
+
+use crate::support;
+use crate::support::fleet_clients;
+use crate::support::redis as redis_support;
+use fleet_clients::*;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use redis_support::RedisServer;
+use tower_token_binding::binding::Scheme;
+use tower_token_binding::proof::{Algorithm, ProofKey};
+use tower_token_binding::test_util::{Fault, TestIssuer, TestPki};
+use tower_token_binding::token::{
+    BoxError, CacheKey, RedisCacheStats, RedisTokenCache, SharedCachePolicy, Token, TokenCache,
+    TokenSource,
+};
+use tower_token_binding::{BoundClient, CnfValidationLayer};
+
+#[tokio::test]
+async fn an_unbound_token_fetched_with_a_certificate_never_goes_to_redis() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let pki = TestPki::new().unwrap();
+    let issuer = TestIssuer::start(&pki).await.unwrap();
+    // The API takes plain bearer tokens too: the calls must succeed.
+    let layer = CnfValidationLayer::new(support::jwt_validator(
+        &pki,
+        &issuer,
+        Duration::from_secs(1),
+    ))
+    .allow_unbound();
+    let api = support::start_api(&pki, layer).await;
+    let cert = pki.client_cert("svc.example").unwrap();
+    // No `cnf`: a bearer token, whatever its type and connection.
+    issuer.set_fault(Some(Fault::Unbound));
+    let key = ProofKey::generate(Algorithm::Es256).unwrap();
+    let shared = three(&redis.url()).await;
+    let stacks: Vec<BoundClient> = shared
+        .iter()
+        .map(|shared| {
+            BoundClient::builder()
+                .token_endpoint(issuer.mtls_token_endpoint())
+                .client_id("svc")
+                .identity(cert.identity().unwrap())
+                .scheme(Scheme::Dpop)
+                .dpop_key(key.clone())
+                .allow_unbound_fallback()
+                .root_store(pki.root_store())
+                .shared_token_cache(shared.clone())
+                .build()
+                .unwrap()
+        })
+        .collect();
+    let world = World {
+        pki,
+        issuer,
+        api,
+        cert,
+    };
+    assert_eq!(calls(&world, &stacks, 10).await, 0);
+    let stats = sum(&shared
+        .iter()
+        .map(RedisTokenCache::stats)
+        .collect::<Vec<_>>());
+    assert_eq!(stats.stored, 0, "{stats:?}");
+    // At most the marker that sends waiters to the issuer; no token.
+    for key in redis.keys() {
+        let value = redis.command(&["GET", &key]);
+        assert!(
+            value.contains("\"unshareable\":true") && !value.contains("access_token"),
+            "{key}: {value}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_token_endpoint_slower_than_the_old_lock_still_means_one_fetch() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let world = World::start().await;
+    // Longer than the old 5 s lock, shorter than the endpoint's timeout.
+    world
+        .issuer
+        .set_fault(Some(Fault::Delay(Duration::from_secs(6))));
+    let shared = three(&redis.url()).await;
+    let stacks: Vec<BoundClient> = shared.iter().map(|s| world.stack(s.clone())).collect();
+    assert_eq!(calls(&world, &stacks, 10).await, 0);
+    let stats = sum(&shared
+        .iter()
+        .map(RedisTokenCache::stats)
+        .collect::<Vec<_>>());
+    assert_eq!(world.issuer.tokens_issued(), 1, "{stats:?}");
+    assert_eq!(
+        (stats.fetched_under_lock, stats.fetched_directly, stats.hits),
+        (1, 0, 2),
+        "{stats:?}"
+    );
+}
+
+/// A source that binds shared tokens but fetches bearer tokens (which the
+/// shared cache does not take by default), slowly.
+struct BearerFromABindingSource(Arc<AtomicUsize>);
+
+impl TokenSource for BearerFromABindingSource {
+    type Future = futures_util::future::BoxFuture<'static, Result<Token, BoxError>>;
+
+    fn fetch(&self) -> Self::Future {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Box::pin(async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            Ok(Token::new("bearer").expires_in(Duration::from_secs(600)))
+        })
+    }
+
+    fn bind_shared(&self, _key: &CacheKey, token: Token) -> Option<Token> {
+        Some(token)
+    }
+}
+
+#[tokio::test]
+async fn unshareable_tokens_do_not_queue_the_fleet() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    // A source that cannot bind: the shared cache is not used at all.
+    let asked = Arc::new(AtomicUsize::new(0));
+    let shared = three(&redis.url()).await;
+    let caches: Vec<TokenCache> = shared
+        .iter()
+        .map(|shared| {
+            let asked = asked.clone();
+            TokenCache::builder().shared(shared.clone()).build(move || {
+                asked.fetch_add(1, Ordering::SeqCst);
+                async {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    Ok(Token::new("bearer").expires_in(Duration::from_secs(600)))
+                }
+            })
+        })
+        .collect();
+    for token in join_all(caches.iter().map(TokenCache::get)).await {
+        token.unwrap();
+    }
+    let stats = sum(&shared
+        .iter()
+        .map(RedisTokenCache::stats)
+        .collect::<Vec<_>>());
+    assert_eq!(asked.load(Ordering::SeqCst), 3);
+    assert_eq!(stats, RedisCacheStats::default(), "no Redis at all");
+
+    // Binds, but its token cannot be shared: the marker frees the waiters.
+    let asked = Arc::new(AtomicUsize::new(0));
+    let shared = three(&redis.url()).await;
+    let caches: Vec<TokenCache> = shared
+        .iter()
+        .map(|shared| {
+            TokenCache::builder()
+                .shared(shared.clone())
+                .build(BearerFromABindingSource(asked.clone()))
+        })
+        .collect();
+    for token in join_all(caches.iter().map(TokenCache::get)).await {
+        token.unwrap();
+    }
+    let stats = sum(&shared
+        .iter()
+        .map(RedisTokenCache::stats)
+        .collect::<Vec<_>>());
+    assert_eq!(asked.load(Ordering::SeqCst), 3);
+    assert_eq!(
+        (
+            stats.fetched_under_lock,
+            stats.fetched_directly,
+            stats.stored
+        ),
+        (1, 2, 0),
+        "no chain of locks: {stats:?}"
+    );
+}
+
+/// A source of DPoP-bound tokens that takes 1.2 s per fetch (a lock of
+/// 300 ms below).
+struct SlowDpopSource(
+    Arc<AtomicUsize>,
+    tower_token_binding::proof::dpop::DpopProofs,
+);
+
+impl TokenSource for SlowDpopSource {
+    type Future = futures_util::future::BoxFuture<'static, Result<Token, BoxError>>;
+
+    fn fetch(&self) -> Self::Future {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        let proofs = self.1.clone();
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(1200)).await;
+            let token = Token::new("slow").with_token_type("DPoP");
+            Ok(token
+                .expires_in(Duration::from_secs(600))
+                .dpop_bound(proofs))
+        })
+    }
+
+    fn bind_shared(&self, _key: &CacheKey, token: Token) -> Option<Token> {
+        Some(token.dpop_bound(self.1.clone()))
+    }
+}
+
+#[tokio::test]
+async fn the_lock_holder_extends_its_lock_while_it_fetches() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let proofs = tower_token_binding::proof::dpop::DpopProofs::new(
+        ProofKey::generate(Algorithm::Es256).unwrap(),
+    );
+    let asked = Arc::new(AtomicUsize::new(0));
+    let mut caches = Vec::new();
+    for _ in 0..3 {
+        let policy = SharedCachePolicy::default()
+            .timeout(Duration::from_secs(2))
+            .lock_ttl(Duration::from_millis(300));
+        let shared = RedisTokenCache::connect(&redis.url())
+            .await
+            .unwrap()
+            .policy(policy);
+        let source = SlowDpopSource(asked.clone(), proofs.clone());
+        caches.push(TokenCache::builder().shared(shared).build(source));
+    }
+    for token in join_all(caches.iter().map(TokenCache::get)).await {
+        assert_eq!(token.unwrap().token().access_token().secret(), "slow");
+    }
+    assert_eq!(asked.load(Ordering::SeqCst), 1, "one fetch for the three");
+}
+
+#[tokio::test]
+async fn caches_made_with_another_prefix_or_policy_share_the_counters() {
+    use tower_token_binding::token::{SharedCacheEvent, SharedTokenCache};
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let base = RedisTokenCache::connect(&redis.url()).await.unwrap();
+    let derived = base
+        .clone()
+        .prefix("other:")
+        .unwrap()
+        .policy(SharedCachePolicy::default());
+    derived.record(SharedCacheEvent::Hit);
+    assert_eq!((base.stats().hits, derived.stats().hits), (1, 1));
+}
+
+async fn three(url: &str) -> Vec<RedisTokenCache> {
+    join_all((0..3).map(|_| connect(url))).await
+}
