@@ -29,15 +29,15 @@
 //! cargo bench --features redis --bench fleet
 //! ```
 
-#[path = "../tests/support/redis.rs"]
-mod redis_support;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use std::convert::Infallible;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{Method, Request, Response, StatusCode, Uri, header};
-use redis_support::RedisServer;
+use support::redis::RedisServer;
 use tower::{Layer as _, ServiceExt as _};
 use tower_token_binding::Thumbprint;
 use tower_token_binding::proof::dpop::{DPOP, DpopProofs, DpopVerifier};

@@ -176,17 +176,6 @@ fn replace(
     }
 }
 
-/// Waits (up to 10 s) for `done`; false if it never came.
-async fn eventually(mut done: impl FnMut() -> bool) -> bool {
-    for _ in 0..1000 {
-        if done() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    false
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn identity_files_rotate_while_requests_flow() {
     let pki = TestPki::new().unwrap();
@@ -217,7 +206,7 @@ async fn identity_files_rotate_while_requests_flow() {
     // Four callers, without pause, until told to stop.
     let stop = Arc::new(AtomicBool::new(false));
     let failures = Arc::new(AtomicUsize::new(0));
-    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let seen = support::Seen::default();
     let mut callers = Vec::new();
     for _ in 0..4 {
         let (client, api, stop, failures, seen) = (
@@ -233,7 +222,7 @@ async fn identity_files_rotate_while_requests_flow() {
                     Ok(response) if response.status() == StatusCode::OK => {
                         let body: Value = serde_json::from_slice(response.body()).unwrap();
                         let x5t = body["x5t#S256"].as_str().unwrap().to_owned();
-                        seen.lock().unwrap().push(x5t);
+                        seen.push(x5t);
                     }
                     _ => {
                         failures.fetch_add(1, Ordering::Relaxed);
@@ -244,21 +233,21 @@ async fn identity_files_rotate_while_requests_flow() {
     }
     let saw = |t: Thumbprint| {
         let seen = seen.clone();
-        move || seen.lock().unwrap().iter().any(|x| *x == t.to_string())
+        move || seen.contains(&t.to_string())
     };
-    assert!(eventually(saw(a.thumbprint())).await);
+    assert!(seen.until(saw(a.thumbprint())).await);
     assert_eq!(issuer.tokens_issued(), 1);
 
     // The renewal: a new certificate and key.
     replace(&paths, Some(&b), Some(&b));
     assert!(
-        eventually(saw(b.thumbprint())).await,
+        seen.until(saw(b.thumbprint())).await,
         "the new certificate was never used"
     );
     // From now on, every request presents B.
-    let switched = seen.lock().unwrap().len();
-    assert!(eventually(|| seen.lock().unwrap().len() > switched + 50).await);
-    let after: Vec<String> = seen.lock().unwrap()[switched..].to_vec();
+    let switched = seen.len();
+    assert!(seen.until(|| seen.len() > switched + 50).await);
+    let after: Vec<String> = seen.entries()[switched..].to_vec();
     // Requests already in flight when B arrived may still finish with A;
     // once one caller saw B, at most the other three callers' in-flight ones.
     let late_a = after
@@ -281,11 +270,14 @@ async fn identity_files_rotate_while_requests_flow() {
     // A half-written pair: C's certificate with B's key. Refused; B goes on.
     let refused_before = identity.stats().refused;
     replace(&paths, Some(&c), None);
-    assert!(eventually(|| identity.stats().refused > refused_before).await);
-    let count = seen.lock().unwrap().len();
-    assert!(eventually(|| seen.lock().unwrap().len() > count + 20).await);
     assert!(
-        seen.lock().unwrap()[count..]
+        seen.until(|| identity.stats().refused > refused_before)
+            .await
+    );
+    let count = seen.len();
+    assert!(seen.until(|| seen.len() > count + 20).await);
+    assert!(
+        seen.entries()[count..]
             .iter()
             .all(|x| *x == b.thumbprint().to_string())
     );

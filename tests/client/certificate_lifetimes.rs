@@ -11,7 +11,7 @@ use tower_token_binding::identity::{IdentitySource, Reload, ReloadingIdentity};
 use tower_token_binding::test_util::{TestCert, TestPki};
 use tower_token_binding::{ClientIdentity, IdentityErrorKind};
 
-use crate::support::Logs;
+use crate::support::{self, Logs};
 
 const DAY: Duration = Duration::from_secs(86_400);
 
@@ -241,7 +241,7 @@ async fn a_reloading_identity_keeps_its_identity_when_the_files_are_out_of_date(
     assert_eq!(identity.current().thumbprint(), current.thumbprint());
     assert!(matches!(identity.reload_now().await, Reload::Unchanged));
     assert_eq!(identity.stats().refused, 2);
-    tokio::time::sleep(Duration::from_millis(3100)).await;
+    support::advance(Duration::from_millis(3100)).await;
     match identity.reload_now().await {
         Reload::Reloaded(new) => assert_eq!(new.thumbprint(), early.thumbprint()),
         other => panic!("{other:?}"),

@@ -6,8 +6,8 @@
 
 use crate::support;
 use std::future::IntoFuture as _;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::routing::get;
@@ -117,16 +117,6 @@ async fn call(client: &BoundClient, url: &str) -> (StatusCode, Value) {
     (response.status(), body)
 }
 
-async fn eventually(mut done: impl FnMut() -> bool) -> bool {
-    for _ in 0..1500 {
-        if done() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    false
-}
-
 #[tokio::test]
 async fn the_whole_flow_ends_at_the_resource_server() {
     let w = world(Duration::from_secs(7 * 24 * 3600)).await;
@@ -205,7 +195,7 @@ async fn renewal_before_expiry_fails_no_request() {
 
     let stop = Arc::new(AtomicBool::new(false));
     let failures = Arc::new(AtomicUsize::new(0));
-    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let seen = support::Seen::default();
     let mut callers = Vec::new();
     for _ in 0..4 {
         let (client, api, stop, failures, seen) = (
@@ -222,7 +212,7 @@ async fn renewal_before_expiry_fails_no_request() {
                         let body: Value = serde_json::from_slice(response.body()).unwrap();
                         assert_eq!(body["cnf"], body["peer"]);
                         let x5t = body["peer"].as_str().unwrap().to_owned();
-                        seen.lock().unwrap().push(x5t);
+                        seen.push(x5t);
                     }
                     _ => {
                         failures.fetch_add(1, Ordering::Relaxed);
@@ -232,9 +222,9 @@ async fn renewal_before_expiry_fails_no_request() {
         }));
     }
     let first_x5t = first.thumbprint().to_string();
-    assert!(eventually(|| seen.lock().unwrap().contains(&first_x5t)).await);
+    assert!(seen.until(|| seen.contains(&first_x5t)).await);
     assert!(
-        eventually(|| identity.stats().renewals == 1).await,
+        seen.until(|| identity.stats().renewals == 1).await,
         "never renewed: {:?}",
         identity.stats()
     );
@@ -242,18 +232,18 @@ async fn renewal_before_expiry_fails_no_request() {
     assert_ne!(renewed.thumbprint(), first.thumbprint());
     let renewed_x5t = renewed.thumbprint().to_string();
     assert!(
-        eventually(|| seen.lock().unwrap().contains(&renewed_x5t)).await,
+        seen.until(|| seen.contains(&renewed_x5t)).await,
         "the renewed certificate was never used"
     );
-    let switched = seen.lock().unwrap().len();
-    assert!(eventually(|| seen.lock().unwrap().len() > switched + 40).await);
+    let switched = seen.len();
+    assert!(seen.until(|| seen.len() > switched + 40).await);
     stop.store(true, Ordering::Relaxed);
     for caller in callers {
         caller.await.unwrap();
     }
 
     assert_eq!(failures.load(Ordering::Relaxed), 0, "requests failed");
-    let seen = seen.lock().unwrap();
+    let seen = seen.entries();
     assert!(seen[seen.len() - 10..].iter().all(|x| *x == renewed_x5t));
     assert!(seen.iter().all(|x| *x == first_x5t || *x == renewed_x5t));
     // The old identity was retired, its connections dropped.
@@ -564,6 +554,9 @@ async fn renewal_stops_with_the_last_handle() {
     // The identity is gone with its last handle (the subscription does not
     // keep it), and nothing renews it any more.
     assert!(renewals.has_changed().is_err());
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Past the renewal's due time, on tokio's clock, which the renewal
+    // reads: a renewal still scheduled would have woken.
+    support::advance(Duration::from_secs(3)).await;
+    tokio::task::yield_now().await;
     assert_eq!(w.imds.credentials_issued(), 1);
 }

@@ -20,6 +20,8 @@ use tower_token_binding::server::{self, AnyClientCertVerifier, ConnectionInfo, P
 use tower_token_binding::test_util::TestPki;
 use tower_token_binding::{ClientIdentity, Thumbprint};
 
+use crate::support;
+
 /// What the server saw: the certificate of each connection, by remote address.
 #[derive(Clone, Default)]
 struct Seen(Arc<Mutex<HashMap<SocketAddr, Option<Thumbprint>>>>);
@@ -43,6 +45,34 @@ struct Server {
     base: String,
     addr: SocketAddr,
     seen: Seen,
+    slow: Slow,
+}
+
+/// Holds requests to `/slow` in flight: each says it arrived, then waits
+/// until [`Slow::release`].
+#[derive(Clone)]
+struct Slow {
+    arrived: Arc<tokio::sync::Semaphore>,
+    gate: Arc<tokio::sync::Semaphore>,
+}
+
+impl Slow {
+    fn new() -> Self {
+        Self {
+            arrived: Arc::new(tokio::sync::Semaphore::new(0)),
+            gate: Arc::new(tokio::sync::Semaphore::new(0)),
+        }
+    }
+
+    /// Waits until a request to `/slow` is at the server.
+    async fn arrived(&self) {
+        self.arrived.acquire().await.unwrap().forget();
+    }
+
+    /// Lets every held request, and every later one, be answered.
+    fn release(&self) {
+        self.gate.close();
+    }
 }
 
 async fn start_server(pki: &TestPki) -> Server {
@@ -54,8 +84,10 @@ async fn start_server(pki: &TestPki) -> Server {
     let base = format!("https://localhost:{}", addr.port());
     let seen = Seen::default();
     let record = seen.clone();
+    let slow = Slow::new();
+    let held = slow.clone();
     let service = tower::service_fn(move |request: Request<Incoming>| {
-        let record = record.clone();
+        let (record, held) = (record.clone(), held.clone());
         async move {
             let peer = request
                 .extensions()
@@ -68,7 +100,9 @@ async fn start_server(pki: &TestPki) -> Server {
                 .remote_addr();
             record.0.lock().unwrap().insert(remote, peer);
             if request.uri().path() == "/slow" {
-                tokio::time::sleep(Duration::from_millis(300)).await;
+                held.arrived.add_permits(1);
+                // Closed by `release`; no permit is ever added.
+                let _ = held.gate.acquire().await;
             }
             let body = json!({
                 "x5t#S256": peer.map(|t| t.to_string()),
@@ -79,7 +113,12 @@ async fn start_server(pki: &TestPki) -> Server {
         }
     });
     tokio::spawn(server::serve(listener, tls, service).into_future());
-    Server { base, addr, seen }
+    Server {
+        base,
+        addr,
+        seen,
+        slow,
+    }
 }
 
 /// A TCP proxy in front of a server, which knows which of the connections
@@ -89,6 +128,8 @@ async fn start_server(pki: &TestPki) -> Server {
 struct Proxy {
     closed: Arc<Mutex<HashMap<SocketAddr, bool>>>,
     accepted: Arc<std::sync::atomic::AtomicUsize>,
+    /// Told each time a connection closes.
+    closing: Arc<tokio::sync::Notify>,
 }
 
 impl Proxy {
@@ -114,6 +155,7 @@ impl Proxy {
                     record.closed.lock().unwrap().insert(seen_as, false);
                     let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
                     record.closed.lock().unwrap().insert(seen_as, true);
+                    record.closing.notify_waiters();
                 });
             }
         });
@@ -129,6 +171,21 @@ impl Proxy {
     fn all_closed(&self, addrs: &[SocketAddr]) -> bool {
         let closed = self.closed.lock().unwrap();
         addrs.iter().all(|a| closed.get(a) == Some(&true))
+    }
+
+    /// Waits (up to 10 s) until the connections the server saw as `addrs`
+    /// are all closed; whether they are.
+    async fn until_closed(&self, addrs: &[SocketAddr]) -> bool {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let closing = self.closing.notified();
+            if self.all_closed(addrs) {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, closing).await.is_err() {
+                return false;
+            }
+        }
     }
 
     /// Whether any of them is closed.
@@ -147,17 +204,6 @@ impl Seen {
             .map(|(a, _)| *a)
             .collect()
     }
-}
-
-/// Waits (up to 10 s) for `done`.
-async fn eventually(mut done: impl FnMut() -> bool) -> bool {
-    for _ in 0..1000 {
-        if done() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    false
 }
 
 type Pool = MtlsClientPool<Empty<Bytes>>;
@@ -373,7 +419,7 @@ async fn eviction_does_not_disturb_a_request_in_flight() {
         );
         tokio::spawn(async move { get(&pool, &url, Some(&identity)).await })
     };
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    server.slow.arrived().await;
     for identity in &ids[1..] {
         get(&pool, &format!("{}/", server.base), Some(identity)).await;
     }
@@ -381,6 +427,7 @@ async fn eviction_does_not_disturb_a_request_in_flight() {
         !pool.holds(&ids[0].thumbprint()),
         "evicted while its request ran"
     );
+    server.slow.release();
     let seen = slow.await.unwrap();
     assert_eq!(seen["x5t#S256"], ids[0].thumbprint().to_string());
 }
@@ -396,7 +443,7 @@ async fn idle_identities_are_dropped() {
     let url = format!("{}/", server.base);
     get(&pool, &url, Some(&ids[0])).await;
     get(&pool, &url, Some(&ids[1])).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    support::advance(Duration::from_millis(300)).await;
     get(&pool, &url, Some(&ids[2])).await;
     assert_eq!(pool.stats().identities, 1);
     assert_eq!(pool.stats().evicted, 2);
@@ -496,7 +543,7 @@ async fn a_replaced_identity_loses_its_connections_on_the_next_request() {
     // A request with the old identity is in flight when the files are
     // renewed.
     let in_flight = tokio::spawn(get("/slow"));
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    server.slow.arrived().await;
     std::fs::write(&cert, renewed.cert_pem()).unwrap();
     assert!(matches!(identity.reload_now().await, Reload::Reloaded(_)));
     assert_eq!(identity.current().thumbprint(), renewed.thumbprint());
@@ -511,13 +558,14 @@ async fn a_replaced_identity_loses_its_connections_on_the_next_request() {
     assert_eq!((stats.identities, stats.retired), (1, 1), "{stats:?}");
 
     // The request in flight finishes, with the old certificate.
+    server.slow.release();
     let seen = in_flight.await.unwrap();
     assert_eq!(seen["x5t#S256"], old.thumbprint().to_string());
 
     // Then the old identity's connections close; the new one's stays open.
     let old_connections = server.seen.addrs_of(old.thumbprint());
     assert!(
-        eventually(|| proxy.all_closed(&old_connections)).await,
+        proxy.until_closed(&old_connections).await,
         "a connection with the old certificate is still open"
     );
     let new_connections = server.seen.addrs_of(renewed.thumbprint());
@@ -552,7 +600,7 @@ async fn a_request_that_still_carries_a_replaced_identity_keeps_no_connection() 
     assert_eq!(pool.stats().retired, 1);
     let old_connections = server.seen.addrs_of(old.thumbprint());
     assert_eq!(old_connections.len(), 1, "the old connection was reused");
-    assert!(eventually(|| proxy.all_closed(&old_connections)).await);
+    assert!(proxy.until_closed(&old_connections).await);
 
     // Another late one: a connection of its own, closed after it.
     let seen = get(&pool, &url, Some(&old)).await;
@@ -560,7 +608,7 @@ async fn a_request_that_still_carries_a_replaced_identity_keeps_no_connection() 
     assert!(!pool.holds(&old.thumbprint()));
     let old_connections = server.seen.addrs_of(old.thumbprint());
     assert_eq!(old_connections.len(), 2);
-    assert!(eventually(|| proxy.all_closed(&old_connections)).await);
+    assert!(proxy.until_closed(&old_connections).await);
 
     // The new identity gets a client that is kept.
     get(&pool, &url, Some(&renewed)).await;

@@ -5,7 +5,7 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use tower::retry::RetryLayer;
@@ -16,6 +16,8 @@ use tower_token_binding::token::{
     BoxError, CacheKey, Token, TokenCache, TokenSource, TokenUnavailable, TokenUnavailableKind,
 };
 use tower_token_binding::{ClientIdentity, TokenBindingLayer};
+
+use crate::support;
 
 /// What the inner service saw.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,14 +39,13 @@ async fn echo(request: Request<String>) -> Result<Response<Seen>, Infallible> {
     }))
 }
 
-/// A source that counts its fetches, takes `delay`, and yields tokens
-/// `token-1`, `token-2`, ... with the lifetime `lifetime(n)`, bound to
-/// `identity` if any; fails from fetch number `fail_from` on; from fetch
-/// number `held_from` on, waits until [`Counting::release`].
+/// A source that counts its fetches and yields tokens `token-1`,
+/// `token-2`, ... with the lifetime `lifetime(n)`, bound to `identity` if
+/// any; fails from fetch number `fail_from` on; from fetch number
+/// `held_from` on, stays in flight until [`Counting::release`].
 #[derive(Clone)]
 struct Counting {
     fetches: Arc<AtomicUsize>,
-    delay: Duration,
     lifetime: fn(usize) -> Duration,
     identity: Option<ClientIdentity>,
     fail_from: usize,
@@ -54,10 +55,9 @@ struct Counting {
 }
 
 impl Counting {
-    fn new(delay: Duration, lifetime: fn(usize) -> Duration) -> Self {
+    fn new(lifetime: fn(usize) -> Duration) -> Self {
         Self {
             fetches: Arc::new(AtomicUsize::new(0)),
-            delay,
             lifetime,
             identity: None,
             fail_from: usize::MAX,
@@ -97,8 +97,7 @@ impl TokenSource for Counting {
 
     fn fetch(&self) -> Self::Future {
         let n = self.fetches.fetch_add(1, Ordering::SeqCst) + 1;
-        let (delay, lifetime, identity, fail) = (
-            self.delay,
+        let (lifetime, identity, fail) = (
             (self.lifetime)(n),
             self.identity.clone(),
             n >= self.fail_from,
@@ -109,7 +108,6 @@ impl TokenSource for Counting {
                 // Closed by `release`; no permit is ever added.
                 let _ = gate.acquire().await;
             }
-            tokio::time::sleep(delay).await;
             if fail {
                 return Err(format!("token endpoint down (fetch {n})").into());
             }
@@ -146,6 +144,50 @@ where
     out
 }
 
+/// Sends `n` requests at once, each on a task of its own, while `source`'s
+/// held fetch is in flight; releases it once every request has been polled
+/// (and so waits on that fetch).
+async fn call_many_in_flight<S>(
+    service: S,
+    n: usize,
+    source: &Counting,
+) -> Vec<Result<Response<Seen>, BoxError>>
+where
+    S: Service<Request<String>, Response = Response<Seen>, Error = BoxError>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+{
+    let polled = Arc::new(AtomicUsize::new(0));
+    let all_polled = Arc::new(tokio::sync::Notify::new());
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..n {
+        let (service, polled, all_polled) = (service.clone(), polled.clone(), all_polled.clone());
+        tasks.spawn(async move {
+            let mut call = std::pin::pin!(service.oneshot(Request::new(String::new())));
+            let first = std::future::poll_fn(|cx| std::task::Poll::Ready(call.as_mut().poll(cx)));
+            if let std::task::Poll::Ready(done) = first.await {
+                panic!(
+                    "answered while the fetch is held: {:?}",
+                    done.map(|r| r.into_body())
+                );
+            }
+            if polled.fetch_add(1, Ordering::SeqCst) + 1 == n {
+                all_polled.notify_one();
+            }
+            call.await
+        });
+    }
+    all_polled.notified().await;
+    source.release();
+    let mut out = Vec::new();
+    while let Some(result) = tasks.join_next().await {
+        out.push(result.unwrap());
+    }
+    out
+}
+
 fn auth(response: &Result<Response<Seen>, BoxError>) -> String {
     response
         .as_ref()
@@ -158,41 +200,43 @@ fn auth(response: &Result<Response<Seen>, BoxError>) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_concurrent_requests_on_a_cold_cache_make_one_fetch() {
-    let source = Counting::new(Duration::from_millis(50), hour);
+    let source = Counting::new(hour).held_from(1);
     let layer = TokenBindingLayer::bearer(source.clone());
     let cache = layer.cache().unwrap().clone();
     let service = ServiceBuilder::new().layer(layer).service_fn(echo);
-    let responses = call_many(service, 1000).await;
+    let responses = call_many_in_flight(service, 1000, &source).await;
     assert_eq!(source.count(), 1);
     assert!(responses.iter().all(|r| auth(r) == "Bearer token-1"));
     assert_eq!(cache.stats().fetches, 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// Paused time (nothing here does I/O): the clock moves only when told.
+#[tokio::test(start_paused = true)]
 async fn after_expiry_a_thousand_concurrent_requests_make_one_more_fetch() {
     // The first token lives 300 ms, the next ones an hour.
-    let source = Counting::new(Duration::from_millis(50), |n| {
+    let source = Counting::new(|n| {
         if n == 1 {
             Duration::from_millis(300)
         } else {
             Duration::from_secs(3600)
         }
-    });
+    })
+    .held_from(2);
     let service = ServiceBuilder::new()
         .layer(TokenBindingLayer::bearer(source.clone()))
         .service_fn(echo);
     let first = service.clone().oneshot(Request::new(String::new())).await;
     assert_eq!(auth(&first), "Bearer token-1");
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    let responses = call_many(service, 1000).await;
+    tokio::time::advance(Duration::from_millis(400)).await;
+    let responses = call_many_in_flight(service, 1000, &source).await;
     assert_eq!(source.count(), 2);
     assert!(responses.iter().all(|r| auth(r) == "Bearer token-2"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn refresh_ahead_happens_in_the_background_and_nobody_waits() {
     // Lifetime 4 s; refresh due after 1 s; the refresh waits until released.
-    let source = Counting::new(Duration::ZERO, |_| Duration::from_secs(4)).held_from(2);
+    let source = Counting::new(|_| Duration::from_secs(4)).held_from(2);
     let cache = TokenCache::builder()
         .refresh_share(0.25)
         .jitter_share(0.0)
@@ -205,7 +249,7 @@ async fn refresh_ahead_happens_in_the_background_and_nobody_waits() {
         "Bearer token-1"
     );
 
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    tokio::time::advance(Duration::from_millis(1100)).await;
     // Due for refresh: these are served the current token at once (a
     // request that waited for the refresh would wait until it is released),
     // and start exactly one refresh.
@@ -214,36 +258,23 @@ async fn refresh_ahead_happens_in_the_background_and_nobody_waits() {
         .expect("no request waits for the refresh");
     assert!(responses.iter().all(|r| auth(r) == "Bearer token-1"));
     // The token is still valid: the refresh is ahead of expiry.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while cache.stats().fetches < 2 || source.count() < 2 {
-        assert!(
-            Instant::now() < deadline,
-            "the background refresh never ran"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    support::until(Duration::from_secs(1), || {
+        cache.stats().fetches >= 2 && source.count() >= 2
+    })
+    .await;
     source.release();
-    // Once done, requests get the new token.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let r = service.clone().oneshot(Request::new(String::new())).await;
-        if auth(&r) == "Bearer token-2" {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the refreshed token never arrived"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    // Once done (the refresh task has run), requests get the new token.
+    tokio::task::yield_now().await;
+    let r = service.clone().oneshot(Request::new(String::new())).await;
+    assert_eq!(auth(&r), "Bearer token-2", "the refreshed token arrived");
     assert_eq!(source.count(), 2);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn a_failing_refresh_keeps_serving_the_valid_token_and_backs_off() {
     // Lifetime 10 s; refresh due after 1 s; a backoff of 2 s, far longer
     // than the 50 requests that must all fall within it.
-    let source = Counting::new(Duration::ZERO, |_| Duration::from_secs(10)).failing_from(2);
+    let source = Counting::new(|_| Duration::from_secs(10)).failing_from(2);
     let cache = TokenCache::builder()
         .refresh_share(0.1)
         .jitter_share(0.0)
@@ -256,18 +287,14 @@ async fn a_failing_refresh_keeps_serving_the_valid_token_and_backs_off() {
         auth(&service.clone().oneshot(Request::new(String::new())).await),
         "Bearer token-1"
     );
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    tokio::time::advance(Duration::from_millis(1100)).await;
 
     // Due for refresh; the refresh fails; the valid token is still served.
     for _ in 0..50 {
         let r = service.clone().oneshot(Request::new(String::new())).await;
         assert_eq!(auth(&r), "Bearer token-1");
     }
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while cache.stats().failures < 1 {
-        assert!(Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    support::until(Duration::from_millis(500), || cache.stats().failures >= 1).await;
     // Within the backoff, no new attempt however many requests come.
     for _ in 0..50 {
         assert_eq!(
@@ -277,25 +304,22 @@ async fn a_failing_refresh_keeps_serving_the_valid_token_and_backs_off() {
     }
     assert_eq!(source.count(), 2, "one failed refresh, then backing off");
     // After the backoff, one more attempt; still the valid token.
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    tokio::time::advance(Duration::from_millis(2100)).await;
     assert_eq!(
         auth(&service.clone().oneshot(Request::new(String::new())).await),
         "Bearer token-1"
     );
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while cache.stats().failures < 2 {
-        assert!(Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    support::until(Duration::from_millis(500), || cache.stats().failures >= 2).await;
     assert_eq!(source.count(), 3);
     let stats = cache.stats();
     assert_eq!((stats.fetches, stats.failures), (3, 2));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn an_expired_token_and_a_failing_source_give_every_caller_the_error() {
-    let source =
-        Counting::new(Duration::from_millis(50), |_| Duration::from_millis(300)).failing_from(2);
+    let source = Counting::new(|_| Duration::from_millis(300))
+        .failing_from(2)
+        .held_from(2);
     // A backoff far longer than the 200 requests take.
     let cache = TokenCache::builder()
         .backoff(Duration::from_secs(10), Duration::from_secs(10))
@@ -307,9 +331,9 @@ async fn an_expired_token_and_a_failing_source_give_every_caller_the_error() {
         auth(&service.clone().oneshot(Request::new(String::new())).await),
         "Bearer token-1"
     );
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    tokio::time::advance(Duration::from_millis(400)).await;
 
-    let responses = call_many(service, 200).await;
+    let responses = call_many_in_flight(service, 200, &source).await;
     for r in &responses {
         let error = r.as_ref().unwrap_err();
         let unavailable = error
@@ -352,7 +376,7 @@ async fn rejects_first_token(request: Request<String>) -> Result<Response<Seen>,
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_401_invalid_token_invalidates_and_the_retry_gets_a_new_token() {
-    let source = Counting::new(Duration::from_millis(20), hour);
+    let source = Counting::new(hour);
     let binding = TokenBindingLayer::bearer(source.clone());
     let calls = Arc::new(AtomicUsize::new(0));
     // All 100 requests arrive with token-1 before any is answered.
@@ -403,7 +427,7 @@ async fn a_401_invalid_token_invalidates_and_the_retry_gets_a_new_token() {
 #[tokio::test]
 async fn the_retry_gives_up_after_one_attempt() {
     // Every token is rejected: one retry, then the 401 is the answer.
-    let source = Counting::new(Duration::ZERO, hour);
+    let source = Counting::new(hour);
     let binding = TokenBindingLayer::bearer(source.clone());
     let service = ServiceBuilder::new()
         .layer(RetryLayer::new(binding.retry_policy()))
@@ -429,7 +453,7 @@ async fn each_scheme_puts_what_it_should_on_the_request() {
         .identity()
         .unwrap();
     let thumbprint = identity.thumbprint().to_string();
-    let bound = Counting::new(Duration::ZERO, hour).bound_to(identity.clone());
+    let bound = Counting::new(hour).bound_to(identity.clone());
 
     let seen = |layer: TokenBindingLayer| async move {
         ServiceBuilder::new()
@@ -480,7 +504,7 @@ async fn each_scheme_puts_what_it_should_on_the_request() {
 
 #[tokio::test]
 async fn falling_back_to_an_unbound_token_happens_only_when_allowed_and_is_counted() {
-    let unbound = Counting::new(Duration::ZERO, hour);
+    let unbound = Counting::new(hour);
 
     let strict = ServiceBuilder::new()
         .layer(TokenBindingLayer::bound(unbound.clone()))
@@ -589,22 +613,15 @@ async fn a_new_certificate_means_a_new_token_at_once() {
 async fn readiness_is_honoured_under_a_concurrency_limit() {
     // The inner service admits one request at a time; a cold cache makes the
     // layer move the ready service into its future.
-    let source = Counting::new(Duration::from_millis(10), hour);
+    let source = Counting::new(hour).held_from(1);
     let service = ServiceBuilder::new()
         .buffer(64)
         .layer(TokenBindingLayer::bearer(source.clone()))
         .concurrency_limit(1)
         .service_fn(echo);
-    let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..20 {
-        let service = service.clone();
-        tasks.spawn(async move { service.oneshot(Request::new(String::new())).await });
-    }
-    while let Some(r) = tasks.join_next().await {
-        assert_eq!(
-            r.unwrap().unwrap().body().authorization.as_deref(),
-            Some("Bearer token-1")
-        );
+    let responses = call_many_in_flight(service.map_err(BoxError::from), 20, &source).await;
+    for r in &responses {
+        assert_eq!(auth(r), "Bearer token-1");
     }
     assert_eq!(source.count(), 1);
 }

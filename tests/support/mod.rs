@@ -374,12 +374,11 @@ pub async fn until_listening(
     process: &mut tokio::process::Child,
     log: &std::path::Path,
 ) {
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            return;
+    use std::ops::ControlFlow::{Break, Continue};
+    let every = std::time::Duration::from_millis(50);
+    let listening = poll_outside(std::time::Duration::from_secs(10), every, || {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Break(());
         }
         if let Ok(Some(status)) = process.try_wait() {
             panic!(
@@ -387,9 +386,33 @@ pub async fn until_listening(
                 std::fs::read_to_string(log).unwrap_or_default()
             );
         }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        Continue(())
+    });
+    assert!(listening.is_some(), "nothing listens on {port}");
+}
+
+/// Asks `ready` every `every` until it breaks, for at most `limit`: `None`
+/// if it never did. For an outside process (`redis-server`, nginx,
+/// HAProxy, another test binary's npm install) that this process can
+/// neither hurry nor hear from. It is the one place where the tests wait
+/// in real time: such a process runs on the machine's clock, which no test
+/// can advance, and says nothing when it is ready. (It blocks the thread:
+/// only for setting up, before the test's own tasks run.)
+pub fn poll_outside<T>(
+    limit: std::time::Duration,
+    every: std::time::Duration,
+    mut ready: impl FnMut() -> std::ops::ControlFlow<T>,
+) -> Option<T> {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let std::ops::ControlFlow::Break(done) = ready() {
+            return Some(done);
+        }
+        if std::time::Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(every);
     }
-    panic!("nothing listens on {port}");
 }
 
 /// `text` with every byte but the unreserved ones percent-escaped, as
@@ -408,14 +431,31 @@ pub fn nginx_escape(text: &str) -> String {
 
 /// Moves tokio's clock `by` ahead at once. The crate reads the time
 /// through tokio's clock (monotonic and wall clock alike), so a test waits
-/// for an expiry, a backoff or a cooldown with this, never with a sleep.
-/// The clock runs on afterwards, from the new time, so the real I/O that
-/// follows is not cut short by timers jumping ahead. Needs a
-/// current-thread runtime (a plain `#[tokio::test]`).
+/// for an expiry, a backoff or a cooldown with this, not in real time.
+/// In a test that runs with time paused (`start_paused = true`) the clock
+/// stays paused; otherwise it is paused for the jump and runs on after it,
+/// from the new time, so the real I/O that follows is not cut short by
+/// timers jumping ahead. Needs a current-thread runtime (a plain
+/// `#[tokio::test]`).
 pub async fn advance(by: std::time::Duration) {
-    tokio::time::pause();
-    tokio::time::advance(by).await;
-    tokio::time::resume();
+    if paused() {
+        tokio::time::advance(by).await;
+    } else {
+        tokio::time::pause();
+        tokio::time::advance(by).await;
+        tokio::time::resume();
+    }
+}
+
+/// Whether tokio's clock is paused: it does not move while the real one
+/// does (two microseconds, spun, not slept).
+fn paused() -> bool {
+    let before = tokio::time::Instant::now();
+    let real = std::time::Instant::now();
+    while real.elapsed() < std::time::Duration::from_micros(2) {
+        std::hint::spin_loop();
+    }
+    tokio::time::Instant::now() == before
 }
 
 /// Waits until `done()` holds, letting the runtime's other tasks run and
@@ -435,5 +475,52 @@ pub async fn until(limit: std::time::Duration, mut done: impl FnMut() -> bool) {
         );
         advance(step).await;
         waited += step;
+    }
+}
+
+/// What a test's callers saw, in order, and a bell rung at each entry: a
+/// test waits for what it expects (or for anything else that changes while
+/// the callers go on) by waking at each entry, not by polling on a timer.
+#[derive(Clone, Default)]
+pub struct Seen {
+    entries: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    bell: std::sync::Arc<tokio::sync::Notify>,
+}
+
+impl Seen {
+    /// Records `entry` and wakes whoever waits.
+    pub fn push(&self, entry: String) {
+        self.entries.lock().unwrap().push(entry);
+        self.bell.notify_waiters();
+    }
+
+    /// Everything seen so far.
+    pub fn entries(&self) -> Vec<String> {
+        self.entries.lock().unwrap().clone()
+    }
+
+    /// How many entries so far.
+    pub fn len(&self) -> usize {
+        self.entries.lock().unwrap().len()
+    }
+
+    /// Whether `entry` was seen.
+    pub fn contains(&self, entry: &str) -> bool {
+        self.entries.lock().unwrap().iter().any(|e| e == entry)
+    }
+
+    /// Waits until `done()` holds, checking it at each new entry; false if
+    /// ten seconds pass without it.
+    pub async fn until(&self, mut done: impl FnMut() -> bool) -> bool {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let rung = self.bell.notified();
+            if done() {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, rung).await.is_err() {
+                return done();
+            }
+        }
     }
 }

@@ -280,35 +280,45 @@ struct InstallLock(PathBuf);
 impl InstallLock {
     /// Creates the lock file, waiting while another process holds it.
     fn acquire() -> Result<Self, String> {
+        use std::ops::ControlFlow::{Break, Continue};
         let path = interop_dir().join(".npm-install.lock");
         let mut told = false;
-        loop {
-            match std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&path)
-            {
-                Ok(mut file) => {
-                    let _ = writeln!(file, "{}", std::process::id());
-                    return Ok(Self(path));
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    if let Some(why) = stale(&path) {
-                        announce(&format!("removing {} ({why})", path.display()));
-                        let _ = std::fs::remove_file(&path);
-                        continue;
+        let acquired = crate::support::poll_outside(
+            Duration::from_secs(600),
+            Duration::from_millis(200),
+            || loop {
+                match std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&path)
+                {
+                    Ok(mut file) => {
+                        let _ = writeln!(file, "{}", std::process::id());
+                        return Break(Ok(()));
                     }
-                    if !told {
-                        announce(&format!(
-                            "waiting for another test's npm install ({} exists)",
-                            path.display()
-                        ));
-                        told = true;
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        if let Some(why) = stale(&path) {
+                            announce(&format!("removing {} ({why})", path.display()));
+                            let _ = std::fs::remove_file(&path);
+                            continue;
+                        }
+                        if !told {
+                            announce(&format!(
+                                "waiting for another test's npm install ({} exists)",
+                                path.display()
+                            ));
+                            told = true;
+                        }
+                        return Continue(());
                     }
-                    std::thread::sleep(Duration::from_millis(200));
+                    Err(e) => return Break(Err(format!("cannot create {}: {e}", path.display()))),
                 }
-                Err(e) => return Err(format!("cannot create {}: {e}", path.display())),
-            }
+            },
+        );
+        match acquired {
+            Some(Ok(())) => Ok(Self(path)),
+            Some(Err(e)) => Err(e),
+            None => Err(format!("{} still held after 10 minutes", path.display())),
         }
     }
 }

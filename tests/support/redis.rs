@@ -10,9 +10,12 @@
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::ops::ControlFlow::{Break, Continue};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use super::poll_outside;
 
 /// Whether `redis-server` can run here. When it cannot: `false` after a
 /// loud note, or a panic under `CI=true`.
@@ -94,23 +97,27 @@ impl RedisServer {
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         let mut child = command.spawn().map_err(|e| e.to_string())?;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Ok(reply) = command_at(self.port, &["PING"]) {
-                if reply == "PONG" {
-                    self.child = Some(child);
-                    return Ok(());
-                }
+        let port = self.port;
+        let answered = poll_outside(Duration::from_secs(10), Duration::from_millis(20), || {
+            if command_at(port, &["PING"]).is_ok_and(|reply| reply == "PONG") {
+                return Break(Ok(()));
             }
             if let Ok(Some(status)) = child.try_wait() {
-                return Err(format!("redis-server exited: {status}"));
+                return Break(Err(format!("redis-server exited: {status}")));
             }
-            if Instant::now() > deadline {
+            Continue(())
+        });
+        match answered {
+            Some(Ok(())) => {
+                self.child = Some(child);
+                Ok(())
+            }
+            Some(Err(e)) => Err(e),
+            None => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err("redis-server did not answer PING within 10 s".to_owned());
+                Err("redis-server did not answer PING within 10 s".to_owned())
             }
-            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -135,14 +142,20 @@ impl RedisServer {
     /// Starts it again on the same port (empty: persistence is off).
     pub fn restart(&mut self) {
         self.kill();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            match self.spawn() {
-                Ok(()) => return,
-                Err(e) if Instant::now() > deadline => panic!("cannot restart redis-server: {e}"),
-                Err(_) => std::thread::sleep(Duration::from_millis(50)),
-            }
-        }
+        let mut last = String::new();
+        let restarted =
+            poll_outside(
+                Duration::from_secs(10),
+                Duration::from_millis(50),
+                || match self.spawn() {
+                    Ok(()) => Break(()),
+                    Err(e) => {
+                        last = e;
+                        Continue(())
+                    }
+                },
+            );
+        assert!(restarted.is_some(), "cannot restart redis-server: {last}");
     }
 
     /// Makes every other client wait `ms` milliseconds for its answers
@@ -262,19 +275,17 @@ impl RedisCluster {
     }
 
     fn wait_until_up(&self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
         for node in &self.nodes {
-            loop {
-                let info = command_at(node.port, &["CLUSTER", "INFO"]).unwrap_or_default();
+            let mut info = String::new();
+            let up = poll_outside(Duration::from_secs(60), Duration::from_millis(100), || {
+                info = command_at(node.port, &["CLUSTER", "INFO"]).unwrap_or_default();
                 if info.contains("cluster_state:ok") {
-                    break;
+                    Break(())
+                } else {
+                    Continue(())
                 }
-                assert!(
-                    Instant::now() < deadline,
-                    "the cluster did not come up: {info}"
-                );
-                std::thread::sleep(Duration::from_millis(100));
-            }
+            });
+            assert!(up.is_some(), "the cluster did not come up: {info}");
         }
     }
 
