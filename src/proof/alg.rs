@@ -155,17 +155,17 @@ impl Algorithm {
     /// How aws-lc-rs verifies this algorithm (fixed-size `r || s` for ECDSA,
     /// as JOSE encodes it; RSA moduli of 2048 to 8192 bits).
     pub(crate) fn verification(self) -> &'static dyn VerificationAlgorithm {
+        if let Some(rsa) = self.rsa_parameters() {
+            return rsa;
+        }
         match self {
             Self::Es256 => &sig::ECDSA_P256_SHA256_FIXED,
             Self::Es384 => &sig::ECDSA_P384_SHA384_FIXED,
             Self::Es512 => &sig::ECDSA_P521_SHA512_FIXED,
-            Self::Ps256 => &sig::RSA_PSS_2048_8192_SHA256,
-            Self::Ps384 => &sig::RSA_PSS_2048_8192_SHA384,
-            Self::Ps512 => &sig::RSA_PSS_2048_8192_SHA512,
-            Self::Rs256 => &sig::RSA_PKCS1_2048_8192_SHA256,
-            Self::Rs384 => &sig::RSA_PKCS1_2048_8192_SHA384,
-            Self::Rs512 => &sig::RSA_PKCS1_2048_8192_SHA512,
             Self::EdDsa => &sig::ED25519,
+            Self::Ps256 | Self::Ps384 | Self::Ps512 | Self::Rs256 | Self::Rs384 | Self::Rs512 => {
+                unreachable!("an RSA algorithm has RSA parameters")
+            }
         }
     }
 

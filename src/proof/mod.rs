@@ -37,6 +37,7 @@ pub mod jws;
 mod key;
 pub mod shr;
 mod thumbprint;
+mod verify;
 mod window;
 
 pub use alg::Algorithm;

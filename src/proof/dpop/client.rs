@@ -7,10 +7,11 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::{Method, Uri};
 use serde::Serialize;
 
+use super::error::{CreateProofError, CreateProofErrorKind};
 use super::nonce_memory::NonceMemory;
 use super::{ATH_LEN, PROOF_TYPE, ath};
 use crate::proof::jws;
-use crate::proof::key::{KeyError, ProofKey};
+use crate::proof::key::ProofKey;
 use crate::proof::thumbprint::JwkThumbprint;
 
 /// Makes the DPoP proofs of one [`ProofKey`]: one fresh proof per request.
@@ -175,15 +176,10 @@ impl DpopProofs {
         nonce: Option<&str>,
         now: SystemTime,
     ) -> Result<String, CreateProofError> {
-        let htu = Htu::of(uri).ok_or(CreateProofError {
-            kind: CreateProofErrorKind::RelativeUri,
-            source: None,
-        })?;
+        let htu = Htu::of(uri).ok_or(CreateProofError::new(CreateProofErrorKind::RelativeUri))?;
         let mut random = [0u8; 16];
-        aws_lc_rs::rand::fill(&mut random).map_err(|_| CreateProofError {
-            kind: CreateProofErrorKind::Random,
-            source: None,
-        })?;
+        aws_lc_rs::rand::fill(&mut random)
+            .map_err(|_| CreateProofError::new(CreateProofErrorKind::Random))?;
         let mut jti = [0u8; 22];
         let jti = encode_jti(&random, &mut jti);
         let mut ath_buf = [0u8; ATH_LEN];
@@ -208,10 +204,7 @@ impl DpopProofs {
         jws::sign_streamed(&self.inner.key, &self.inner.header_b64, hint, |out| {
             serde_json::to_writer(out, &claims).map_err(std::io::Error::other)
         })
-        .map_err(|e| CreateProofError {
-            kind: CreateProofErrorKind::Signing,
-            source: Some(e),
-        })
+        .map_err(CreateProofError::signing)
     }
 }
 
@@ -229,52 +222,6 @@ impl fmt::Debug for DpopProofs {
             .field("key", &self.inner.key)
             .field("nonces", &self.inner.nonces)
             .finish()
-    }
-}
-
-/// Why a DPoP proof could not be made.
-#[derive(Debug)]
-pub struct CreateProofError {
-    kind: CreateProofErrorKind,
-    source: Option<KeyError>,
-}
-
-/// What kept a DPoP proof from being made.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum CreateProofErrorKind {
-    /// The request URI has no scheme or no host: `htu` must be absolute.
-    RelativeUri,
-    /// The system random generator failed (no `jti`).
-    Random,
-    /// The key failed to sign.
-    Signing,
-}
-
-impl CreateProofError {
-    /// What went wrong.
-    pub fn kind(&self) -> CreateProofErrorKind {
-        self.kind
-    }
-}
-
-impl fmt::Display for CreateProofError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self.kind {
-            CreateProofErrorKind::RelativeUri => {
-                "a DPoP proof needs an absolute request URI (scheme and host)"
-            }
-            CreateProofErrorKind::Random => "the system random generator failed",
-            CreateProofErrorKind::Signing => "the DPoP proof could not be signed",
-        })
-    }
-}
-
-impl std::error::Error for CreateProofError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
-            .as_ref()
-            .map(|e| e as &(dyn std::error::Error + 'static))
     }
 }
 

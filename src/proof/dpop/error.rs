@@ -1,20 +1,20 @@
 use std::borrow::Cow;
 use std::fmt;
 
-/// Why a DPoP proof was refused by a
-/// [`DpopVerifier`](super::DpopVerifier).
-///
-/// The answer (RFC 9449 section 7.1) is a `401` with a `DPoP` challenge
-/// whose `error` is [`error_code`](Self::error_code) (`invalid_dpop_proof`,
-/// or `use_dpop_nonce` with a fresh `DPoP-Nonce` header) and whose
-/// `error_description` may be [`description`](Self::description): fixed
-/// text per kind, safe to send. [`Display`](fmt::Display) adds a detail for
-/// logs.
-#[derive(Debug, Clone)]
-pub struct DpopError {
-    kind: DpopErrorKind,
-    claim: Option<&'static str>,
-    detail: Option<Cow<'static, str>>,
+use crate::proof::key::KeyError;
+use crate::proof::verify::proof_error;
+
+proof_error! {
+    /// Why a DPoP proof was refused by a
+    /// [`DpopVerifier`](super::DpopVerifier).
+    ///
+    /// The answer (RFC 9449 section 7.1) is a `401` with a `DPoP` challenge
+    /// whose `error` is [`error_code`](Self::error_code) (`invalid_dpop_proof`,
+    /// or `use_dpop_nonce` with a fresh `DPoP-Nonce` header) and whose
+    /// `error_description` may be [`description`](Self::description): fixed
+    /// text per kind, safe to send. [`Display`](std::fmt::Display) adds a detail for
+    /// logs.
+    pub struct DpopError(DpopErrorKind { IatTooOld, IatInFuture });
 }
 
 /// What was wrong with a DPoP proof.
@@ -60,40 +60,6 @@ pub enum DpopErrorKind {
 }
 
 impl DpopError {
-    /// An error of `kind`.
-    pub fn new(kind: DpopErrorKind) -> Self {
-        Self {
-            kind,
-            claim: None,
-            detail: None,
-        }
-    }
-
-    /// A [`DpopErrorKind::MissingClaim`] error naming `claim`.
-    pub(crate) fn missing_claim(claim: &'static str) -> Self {
-        Self {
-            claim: Some(claim),
-            ..Self::new(DpopErrorKind::MissingClaim)
-        }
-    }
-
-    /// This error with a detail for logs (never sent to the client).
-    pub fn with_detail(mut self, detail: impl Into<Cow<'static, str>>) -> Self {
-        self.detail = Some(detail.into());
-        self
-    }
-
-    /// What was wrong.
-    pub fn kind(&self) -> DpopErrorKind {
-        self.kind
-    }
-
-    /// The claim that is missing or malformed, for
-    /// [`DpopErrorKind::MissingClaim`].
-    pub fn claim(&self) -> Option<&'static str> {
-        self.claim
-    }
-
     /// The OAuth error code: `use_dpop_nonce` when the client must retry
     /// with the server's current nonce, `invalid_dpop_proof` otherwise.
     pub fn error_code(&self) -> &'static str {
@@ -140,14 +106,59 @@ impl DpopError {
     }
 }
 
-impl fmt::Display for DpopError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.description())?;
-        if let Some(detail) = &self.detail {
-            write!(f, " ({detail})")?;
+/// Why a DPoP proof could not be made.
+#[derive(Debug)]
+pub struct CreateProofError {
+    kind: CreateProofErrorKind,
+    source: Option<KeyError>,
+}
+
+/// What kept a DPoP proof from being made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CreateProofErrorKind {
+    /// The request URI has no scheme or no host: `htu` must be absolute.
+    RelativeUri,
+    /// The system random generator failed (no `jti`).
+    Random,
+    /// The key failed to sign.
+    Signing,
+}
+
+impl CreateProofError {
+    pub(crate) fn new(kind: CreateProofErrorKind) -> Self {
+        Self { kind, source: None }
+    }
+
+    pub(crate) fn signing(source: KeyError) -> Self {
+        Self {
+            kind: CreateProofErrorKind::Signing,
+            source: Some(source),
         }
-        Ok(())
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> CreateProofErrorKind {
+        self.kind
     }
 }
 
-impl std::error::Error for DpopError {}
+impl fmt::Display for CreateProofError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self.kind {
+            CreateProofErrorKind::RelativeUri => {
+                "a DPoP proof needs an absolute request URI (scheme and host)"
+            }
+            CreateProofErrorKind::Random => "the system random generator failed",
+            CreateProofErrorKind::Signing => "the DPoP proof could not be signed",
+        })
+    }
+}
+
+impl std::error::Error for CreateProofError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_ref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}

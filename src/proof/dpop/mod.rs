@@ -62,8 +62,8 @@ mod verifier;
 #[cfg(test)]
 mod tests;
 
-pub use client::{CreateProofError, CreateProofErrorKind, DpopProofs};
-pub use error::{DpopError, DpopErrorKind};
+pub use client::DpopProofs;
+pub use error::{CreateProofError, CreateProofErrorKind, DpopError, DpopErrorKind};
 pub use nonce_memory::NonceMemory;
 pub use stateless_nonces::{NonceSecretError, StatelessNonces};
 pub use verifier::{DpopVerifier, DpopVerifierBuilder, VerifiedProof};

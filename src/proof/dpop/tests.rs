@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::proof::jws::{self, encode_segment};
+use crate::proof::verify::ProofError as _;
 use crate::proof::{Algorithm, ProofKey};
 use crate::replay::MemoryReplayStore;
 

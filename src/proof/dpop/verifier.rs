@@ -9,8 +9,8 @@ use super::stateless_nonces::StatelessNonces;
 use super::{ATH_LEN, PROOF_TYPE, ath, htu};
 use crate::proof::alg::{Algorithm, AlgorithmSet};
 use crate::proof::jwk::PublicJwk;
-use crate::proof::jws::{CompactJws, JwsErrorKind};
 use crate::proof::thumbprint::JwkThumbprint;
+use crate::proof::verify::{self, ProofError, TimeWindow, verified_accessors};
 use crate::proof::window::ReplayWindow;
 use crate::replay::ReplayKey;
 
@@ -77,8 +77,7 @@ const MAX_JTI_LEN: usize = 256;
 pub struct DpopVerifier {
     algorithms: Vec<Algorithm>,
     algs: String,
-    max_age: Duration,
-    max_ahead: Duration,
+    window: TimeWindow,
     max_size: usize,
     nonces: Option<StatelessNonces>,
 }
@@ -132,8 +131,10 @@ impl DpopVerifierBuilder {
         DpopVerifier {
             algorithms,
             algs,
-            max_age: self.max_age,
-            max_ahead: self.max_ahead,
+            window: TimeWindow {
+                back: self.max_age,
+                ahead: self.max_ahead,
+            },
             max_size: self.max_size,
             nonces: self.nonces,
         }
@@ -198,49 +199,28 @@ impl DpopVerifier {
         access_token: Option<&str>,
         now: SystemTime,
     ) -> Result<VerifiedProof, DpopError> {
-        if proof.len() > self.max_size {
-            return Err(DpopError::new(DpopErrorKind::TooLarge));
-        }
-        let jws = CompactJws::parse(proof).map_err(|e| {
-            let kind = match e.kind() {
-                JwsErrorKind::DuplicateMember => DpopErrorKind::DuplicateMember,
-                JwsErrorKind::DisallowedAlgorithm => DpopErrorKind::DisallowedAlgorithm,
-                _ => DpopErrorKind::Malformed,
-            };
-            DpopError::new(kind).with_detail(e.to_string())
-        })?;
-        if jws.typ() != Some(PROOF_TYPE) {
-            return Err(DpopError::new(DpopErrorKind::WrongType));
-        }
+        let jws = verify::parse::<DpopError>(
+            proof,
+            self.max_size,
+            |typ| typ == PROOF_TYPE,
+            &self.algorithms,
+        )?;
         let alg = jws.algorithm();
-        if !self.algorithms.contains(&alg) {
-            return Err(DpopError::new(DpopErrorKind::DisallowedAlgorithm)
-                .with_detail(format!("alg {alg} is not allowed")));
-        }
         let jwk = match jws.header().get("jwk") {
-            Some(jwk) => PublicJwk::from_value(jwk).map_err(|e| {
-                DpopError::new(DpopErrorKind::InvalidKey).with_detail(e.to_string())
-            })?,
+            Some(jwk) => verify::public_key::<DpopError>(jwk)?,
             None => {
                 return Err(DpopError::new(DpopErrorKind::InvalidKey).with_detail("no jwk header"));
             }
         };
-        jws.verify(&jwk, &self.algorithms).map_err(|e| {
-            let kind = match e.kind() {
-                JwsErrorKind::BadSignature => DpopErrorKind::BadSignature,
-                JwsErrorKind::DisallowedAlgorithm => DpopErrorKind::DisallowedAlgorithm,
-                _ => DpopErrorKind::InvalidKey,
-            };
-            DpopError::new(kind).with_detail(e.to_string())
-        })?;
+        verify::verify_signature::<DpopError>(&jws, &jwk, &self.algorithms)?;
 
         let claims = jws.into_claims();
-        let jti = string_claim(&claims, "jti")?;
+        let jti = verify::string_claim::<DpopError>(&claims, "jti")?;
         if jti.is_empty() || jti.len() > MAX_JTI_LEN {
             return Err(DpopError::missing_claim("jti"));
         }
-        let htm = string_claim(&claims, "htm")?;
-        let htu_claim = string_claim(&claims, "htu")?;
+        let htm = verify::string_claim::<DpopError>(&claims, "htm")?;
+        let htu_claim = verify::string_claim::<DpopError>(&claims, "htu")?;
         let iat = iat_claim(&claims)?;
 
         if htm != method.as_str() {
@@ -249,17 +229,10 @@ impl DpopVerifier {
         htu::matches(htu_claim, htu)
             .map_err(|why| DpopError::new(DpopErrorKind::UriMismatch).with_detail(why))?;
 
-        let now_since_epoch = now.duration_since(UNIX_EPOCH).unwrap_or_default();
-        let iat_since_epoch = Duration::from_secs(iat);
-        if now_since_epoch.saturating_sub(iat_since_epoch) > self.max_age {
-            return Err(DpopError::new(DpopErrorKind::IatTooOld));
-        }
-        if iat_since_epoch.saturating_sub(now_since_epoch) > self.max_ahead {
-            return Err(DpopError::new(DpopErrorKind::IatInFuture));
-        }
+        let iat_since_epoch = self.window.check::<DpopError>(iat, now)?;
 
         if let Some(token) = access_token {
-            let presented = string_claim(&claims, "ath")?;
+            let presented = verify::string_claim::<DpopError>(&claims, "ath")?;
             let mut buf = [0u8; ATH_LEN];
             let expected = ath(token, &mut buf);
             if !bool::from(expected.as_bytes().ct_eq(presented.as_bytes())) {
@@ -282,7 +255,7 @@ impl DpopVerifier {
                 &[jkt.as_bytes(), htu_claim.as_bytes(), jti.as_bytes()],
             ),
             iat_since_epoch,
-            self.max_age,
+            self.window.back,
             now,
         );
         Ok(VerifiedProof {
@@ -292,16 +265,6 @@ impl DpopVerifier {
             jwk,
             window,
         })
-    }
-}
-
-fn string_claim<'a>(
-    claims: &'a Map<String, Value>,
-    name: &'static str,
-) -> Result<&'a str, DpopError> {
-    match claims.get(name) {
-        Some(Value::String(value)) => Ok(value),
-        _ => Err(DpopError::missing_claim(name)),
     }
 }
 
@@ -350,15 +313,12 @@ impl VerifiedProof {
         self.jwk.thumbprint().matches_str(cnf_jkt)
     }
 
-    /// The proof's public key.
-    pub fn jwk(&self) -> &PublicJwk {
-        &self.jwk
-    }
-
-    /// The proof's algorithm.
-    pub fn algorithm(&self) -> Algorithm {
-        self.alg
-    }
+    verified_accessors!(
+        "proof",
+        "iat",
+        "DpopVerifier::verify",
+        "the key's thumbprint, the `htu` and the `jti`"
+    );
 
     /// The proof's `jti`.
     pub fn jti(&self) -> &str {
@@ -368,26 +328,5 @@ impl VerifiedProof {
     /// The proof's `iat`, in whole seconds.
     pub fn iat(&self) -> SystemTime {
         self.iat
-    }
-
-    /// What the proof is remembered by in a replay store: the SHA-256 of
-    /// the key's thumbprint, the `htu` and the `jti`.
-    pub fn replay_key(&self) -> ReplayKey {
-        self.window.key()
-    }
-
-    /// Until when the proof must be remembered: after that its `iat` is
-    /// out of the window and the proof is refused anyway.
-    pub fn replay_expires_at(&self) -> SystemTime {
-        self.window.expires_at()
-    }
-
-    /// Whether the proof's `iat` is still within the verifier's window at
-    /// `now` (it was at [`verify`](DpopVerifier::verify) time). Check it
-    /// again right before asking the replay store when anything slow (a
-    /// token validation, a key fetch) came in between: a proof that has
-    /// aged out of the window must be refused, not remembered.
-    pub fn is_acceptable_at(&self, now: SystemTime) -> bool {
-        self.window.is_acceptable_at(now)
     }
 }

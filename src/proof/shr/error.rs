@@ -2,20 +2,18 @@ use std::borrow::Cow;
 use std::fmt;
 
 use crate::proof::key::KeyError;
+use crate::proof::verify::proof_error;
 
-/// Why a signed HTTP request was refused by a
-/// [`ShrVerifier`](super::ShrVerifier).
-///
-/// The answer is a `401` with `WWW-Authenticate: PoP
-/// error="invalid_token"` ([`error_code`](Self::error_code)) and an
-/// `error_description` that may be [`description`](Self::description):
-/// fixed text per kind naming the failed check, safe to send.
-/// [`Display`](fmt::Display) adds a detail for logs.
-#[derive(Debug, Clone)]
-pub struct ShrError {
-    kind: ShrErrorKind,
-    claim: Option<&'static str>,
-    detail: Option<Cow<'static, str>>,
+proof_error! {
+    /// Why a signed HTTP request was refused by a
+    /// [`ShrVerifier`](super::ShrVerifier).
+    ///
+    /// The answer is a `401` with `WWW-Authenticate: PoP
+    /// error="invalid_token"` ([`error_code`](Self::error_code)) and an
+    /// `error_description` that may be [`description`](Self::description):
+    /// fixed text per kind naming the failed check, safe to send.
+    /// [`Display`](fmt::Display) adds a detail for logs.
+    pub struct ShrError(ShrErrorKind { TooOld, InFuture });
 }
 
 /// What was wrong with a signed HTTP request.
@@ -69,40 +67,6 @@ pub enum ShrErrorKind {
 }
 
 impl ShrError {
-    /// An error of `kind`.
-    pub fn new(kind: ShrErrorKind) -> Self {
-        Self {
-            kind,
-            claim: None,
-            detail: None,
-        }
-    }
-
-    /// A [`ShrErrorKind::MissingClaim`] error naming `claim`.
-    pub(crate) fn missing_claim(claim: &'static str) -> Self {
-        Self {
-            claim: Some(claim),
-            ..Self::new(ShrErrorKind::MissingClaim)
-        }
-    }
-
-    /// This error with a detail for logs (never sent to the client).
-    pub fn with_detail(mut self, detail: impl Into<Cow<'static, str>>) -> Self {
-        self.detail = Some(detail.into());
-        self
-    }
-
-    /// What was wrong.
-    pub fn kind(&self) -> ShrErrorKind {
-        self.kind
-    }
-
-    /// The claim that is missing or malformed, for
-    /// [`ShrErrorKind::MissingClaim`].
-    pub fn claim(&self) -> Option<&'static str> {
-        self.claim
-    }
-
     /// The OAuth error code of the `PoP` challenge: `invalid_token`.
     pub fn error_code(&self) -> &'static str {
         "invalid_token"
@@ -140,18 +104,6 @@ impl ShrError {
         })
     }
 }
-
-impl fmt::Display for ShrError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.description())?;
-        if let Some(detail) = &self.detail {
-            write!(f, " ({detail})")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for ShrError {}
 
 /// Why a signed HTTP request could not be made.
 #[derive(Debug)]

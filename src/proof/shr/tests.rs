@@ -194,17 +194,11 @@ fn refusals() {
         }
         payload
     };
+    let get = |verifier: &ShrVerifier, shr: &str, body: Option<&[u8]>| {
+        verifier.verify(shr, &Method::GET, &target, &request_headers(), body, now)
+    };
     // The base is accepted.
-    ShrVerifier::new()
-        .verify(
-            &forge(&key, &header, &base),
-            &Method::GET,
-            &target,
-            &request_headers(),
-            None,
-            now,
-        )
-        .unwrap();
+    get(&ShrVerifier::new(), &forge(&key, &header, &base), None).unwrap();
 
     let mut private_jwk = jwk.clone();
     private_jwk["d"] = json!("AAAA");
@@ -369,9 +363,7 @@ fn refusals() {
     ];
     let verifier = ShrVerifier::new();
     for (name, shr, want) in &cases {
-        let err = verifier
-            .verify(shr, &Method::GET, &target, &request_headers(), None, now)
-            .unwrap_err();
+        let err = get(&verifier, shr, None).unwrap_err();
         assert_eq!(err.kind(), *want, "{name}: {err}");
         assert!(err.description().starts_with("the PoP SHR"), "{name}");
         assert_eq!(err.error_code(), "invalid_token");
@@ -382,26 +374,8 @@ fn refusals() {
         &header,
         &with(json!({"q": q_ok, "b": body_hash(b"x")})),
     );
-    verifier
-        .verify(
-            &good_q,
-            &Method::GET,
-            &target,
-            &request_headers(),
-            Some(b"x"),
-            now,
-        )
-        .unwrap();
-    let err = verifier
-        .verify(
-            &good_q,
-            &Method::GET,
-            &target,
-            &request_headers(),
-            Some(b"y"),
-            now,
-        )
-        .unwrap_err();
+    get(&verifier, &good_q, Some(b"x")).unwrap();
+    let err = get(&verifier, &good_q, Some(b"y")).unwrap_err();
     assert_eq!(err.kind(), K::BodyMismatch);
 
     // Required but absent.
@@ -411,16 +385,7 @@ fn refusals() {
         (ShrVerifier::builder().require_headers([ETAG]).build(), "h"),
         (ShrVerifier::builder().require_body(true).build(), "b"),
     ] {
-        let err = verifier
-            .verify(
-                &plain,
-                &Method::GET,
-                &target,
-                &request_headers(),
-                Some(b"x"),
-                now,
-            )
-            .unwrap_err();
+        let err = get(&verifier, &plain, Some(b"x")).unwrap_err();
         assert_eq!(err.claim(), Some(claim));
         assert_eq!(
             err.description(),
@@ -429,42 +394,26 @@ fn refusals() {
     }
     // q required to cover every parameter.
     let partial = forge(&key, &header, &with(json!({"q": query_claim("x=1")})));
-    verifier
-        .verify(
-            &partial,
-            &Method::GET,
-            &target,
-            &request_headers(),
-            None,
-            now,
-        )
-        .unwrap();
-    let err = ShrVerifier::builder()
-        .require_query(true)
-        .build()
-        .verify(
-            &partial,
-            &Method::GET,
-            &target,
-            &request_headers(),
-            None,
-            now,
-        )
-        .unwrap_err();
+    get(&verifier, &partial, None).unwrap();
+    let err = get(
+        &ShrVerifier::builder().require_query(true).build(),
+        &partial,
+        None,
+    )
+    .unwrap_err();
     assert_eq!(err.kind(), K::QueryMismatch);
     // An algorithm outside the allow-list.
-    let err = ShrVerifier::builder()
-        .algorithms([Algorithm::Ps256])
-        .build()
-        .verify(&plain, &Method::GET, &target, &request_headers(), None, now)
-        .unwrap_err();
+    let err = get(
+        &ShrVerifier::builder()
+            .algorithms([Algorithm::Ps256])
+            .build(),
+        &plain,
+        None,
+    )
+    .unwrap_err();
     assert_eq!(err.kind(), K::DisallowedAlgorithm);
     // Too large.
-    let err = ShrVerifier::builder()
-        .max_size(10)
-        .build()
-        .verify(&plain, &Method::GET, &target, &request_headers(), None, now)
-        .unwrap_err();
+    let err = get(&ShrVerifier::builder().max_size(10).build(), &plain, None).unwrap_err();
     assert_eq!(err.kind(), K::TooLarge);
 }
 

@@ -13,8 +13,8 @@ use super::{SHR_TYPE, body_hash, default_port, hash, header_hash, path_claim, qu
 use crate::proof::alg::{Algorithm, AlgorithmSet};
 use crate::proof::dpop::htu::{is_normal_path, normalize_path};
 use crate::proof::jwk::PublicJwk;
-use crate::proof::jws::{CompactJws, JwsErrorKind};
 use crate::proof::thumbprint::JwkThumbprint;
+use crate::proof::verify::{self, ProofError, TimeWindow, verified_accessors};
 use crate::proof::window::ReplayWindow;
 use crate::replay::ReplayKey;
 
@@ -85,8 +85,7 @@ const MAX_NONCE_LEN: usize = 256;
 #[derive(Clone, Debug)]
 pub struct ShrVerifier {
     algorithms: Vec<Algorithm>,
-    lifetime: Duration,
-    leeway: Duration,
+    window: TimeWindow,
     max_size: usize,
     max_covered_names: usize,
     require_query: bool,
@@ -170,8 +169,10 @@ impl ShrVerifierBuilder {
     pub fn build(self) -> ShrVerifier {
         ShrVerifier {
             algorithms: self.algorithms.iter().collect(),
-            lifetime: self.lifetime,
-            leeway: self.leeway,
+            window: TimeWindow {
+                back: self.lifetime,
+                ahead: self.leeway,
+            },
             max_size: self.max_size,
             max_covered_names: self.max_covered_names,
             require_query: self.require_query,
@@ -218,7 +219,7 @@ impl ShrVerifier {
 
     /// The lifetime of an SHR.
     pub fn lifetime(&self) -> Duration {
-        self.lifetime
+        self.window.back
     }
 
     /// Whether `b` is required, so that the caller must buffer the body
@@ -244,33 +245,16 @@ impl ShrVerifier {
         body: Option<&[u8]>,
         now: SystemTime,
     ) -> Result<VerifiedShr, ShrError> {
-        if shr.len() > self.max_size {
-            return Err(ShrError::new(ShrErrorKind::TooLarge));
-        }
-        let jws = CompactJws::parse(shr).map_err(|e| {
-            let kind = match e.kind() {
-                JwsErrorKind::DuplicateMember => ShrErrorKind::DuplicateMember,
-                JwsErrorKind::DisallowedAlgorithm => ShrErrorKind::DisallowedAlgorithm,
-                _ => ShrErrorKind::Malformed,
-            };
-            ShrError::new(kind).with_detail(e.to_string())
-        })?;
-        if !jws
-            .typ()
-            .is_some_and(|typ| typ.eq_ignore_ascii_case(SHR_TYPE))
-        {
-            return Err(ShrError::new(ShrErrorKind::WrongType));
-        }
+        let jws = verify::parse::<ShrError>(
+            shr,
+            self.max_size,
+            |typ| typ.eq_ignore_ascii_case(SHR_TYPE),
+            &self.algorithms,
+        )?;
         let alg = jws.algorithm();
-        if !self.algorithms.contains(&alg) {
-            return Err(ShrError::new(ShrErrorKind::DisallowedAlgorithm)
-                .with_detail(format!("alg {alg} is not allowed")));
-        }
         let jwk = match jws.claims().get("cnf") {
             Some(Value::Object(cnf)) => match cnf.get("jwk") {
-                Some(jwk) => PublicJwk::from_value(jwk).map_err(|e| {
-                    ShrError::new(ShrErrorKind::InvalidKey).with_detail(e.to_string())
-                })?,
+                Some(jwk) => verify::public_key::<ShrError>(jwk)?,
                 None => return Err(ShrError::missing_claim("cnf.jwk")),
             },
             _ => return Err(ShrError::missing_claim("cnf")),
@@ -293,36 +277,22 @@ impl ShrVerifier {
             Some(Value::String(claimed)) if kid.matches_str(claimed) => {}
             Some(_) => return Err(ShrError::new(ShrErrorKind::KidMismatch)),
         }
-        jws.verify(&jwk, &self.algorithms).map_err(|e| {
-            let kind = match e.kind() {
-                JwsErrorKind::BadSignature => ShrErrorKind::BadSignature,
-                JwsErrorKind::DisallowedAlgorithm => ShrErrorKind::DisallowedAlgorithm,
-                _ => ShrErrorKind::InvalidKey,
-            };
-            ShrError::new(kind).with_detail(e.to_string())
-        })?;
+        verify::verify_signature::<ShrError>(&jws, &jwk, &self.algorithms)?;
 
         let mut claims = jws.into_claims();
         let ts = ts_claim(&claims)?;
-        let m = string_claim(&claims, "m")?;
-        let u = string_claim(&claims, "u")?;
-        let p = string_claim(&claims, "p")?;
-        let nonce = string_claim(&claims, "nonce")?;
+        let m = verify::string_claim::<ShrError>(&claims, "m")?;
+        let u = verify::string_claim::<ShrError>(&claims, "u")?;
+        let p = verify::string_claim::<ShrError>(&claims, "p")?;
+        let nonce = verify::string_claim::<ShrError>(&claims, "nonce")?;
         if nonce.is_empty() || nonce.len() > MAX_NONCE_LEN {
             return Err(ShrError::missing_claim("nonce"));
         }
-        if string_claim(&claims, "at")?.is_empty() {
+        if verify::string_claim::<ShrError>(&claims, "at")?.is_empty() {
             return Err(ShrError::missing_claim("at"));
         }
 
-        let now_since_epoch = now.duration_since(UNIX_EPOCH).unwrap_or_default();
-        let ts_since_epoch = Duration::from_secs(ts);
-        if now_since_epoch.saturating_sub(ts_since_epoch) > self.lifetime {
-            return Err(ShrError::new(ShrErrorKind::TooOld));
-        }
-        if ts_since_epoch.saturating_sub(now_since_epoch) > self.leeway {
-            return Err(ShrError::new(ShrErrorKind::InFuture));
-        }
+        let ts_since_epoch = self.window.check::<ShrError>(ts, now)?;
 
         if !m.eq_ignore_ascii_case(method.as_str()) {
             return Err(ShrError::new(ShrErrorKind::MethodMismatch));
@@ -346,7 +316,7 @@ impl ShrVerifier {
                 &[kid.as_bytes(), nonce.as_bytes(), &ts.to_be_bytes()],
             ),
             ts_since_epoch,
-            self.lifetime,
+            self.window.back,
             now,
         );
         let nonce = nonce.to_owned();
@@ -568,16 +538,6 @@ fn host_matches(u: &str, uri: &Uri, headers: &HeaderMap) -> Result<(), &'static 
     Ok(())
 }
 
-fn string_claim<'a>(
-    claims: &'a Map<String, Value>,
-    name: &'static str,
-) -> Result<&'a str, ShrError> {
-    match claims.get(name) {
-        Some(Value::String(value)) => Ok(value),
-        _ => Err(ShrError::missing_claim(name)),
-    }
-}
-
 /// `ts`: whole Unix seconds, not negative.
 fn ts_claim(claims: &Map<String, Value>) -> Result<u64, ShrError> {
     match claims.get("ts") {
@@ -631,15 +591,12 @@ impl VerifiedShr {
         self.jwk.thumbprint().matches_str(cnf_kid)
     }
 
-    /// The SHR's public key (`cnf.jwk`).
-    pub fn jwk(&self) -> &PublicJwk {
-        &self.jwk
-    }
-
-    /// The SHR's algorithm.
-    pub fn algorithm(&self) -> Algorithm {
-        self.alg
-    }
+    verified_accessors!(
+        "SHR",
+        "ts",
+        "ShrVerifier::verify",
+        "the KID, the nonce and `ts`"
+    );
 
     /// The access token (`at`), still to be validated.
     pub fn at(&self) -> &str {
@@ -659,26 +616,5 @@ impl VerifiedShr {
     /// The SHR's `ts`.
     pub fn ts(&self) -> SystemTime {
         self.ts
-    }
-
-    /// What the SHR is remembered by in a replay store: the SHA-256 of the
-    /// KID, the nonce and `ts`.
-    pub fn replay_key(&self) -> ReplayKey {
-        self.window.key()
-    }
-
-    /// Until when the SHR must be remembered: after that its `ts` is out
-    /// of the lifetime and it is refused anyway.
-    pub fn replay_expires_at(&self) -> SystemTime {
-        self.window.expires_at()
-    }
-
-    /// Whether the SHR's `ts` is still within the verifier's lifetime at
-    /// `now` (it was at [`verify`](ShrVerifier::verify) time). Check it
-    /// again right before asking the replay store when anything slow (a
-    /// token validation, a key fetch) came in between: an SHR that has
-    /// aged out must be refused, not remembered.
-    pub fn is_acceptable_at(&self, now: SystemTime) -> bool {
-        self.window.is_acceptable_at(now)
     }
 }
