@@ -180,21 +180,27 @@ impl std::error::Error for ClientCertHeaderError {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE_NO_PAD};
     use rustls_pki_types::pem::PemObject;
 
     use super::*;
     use crate::Thumbprint;
 
-    const CERT: &[u8] = include_bytes!("../../../tests/data/client.pem");
-    const X5T: &str = include_str!("../../../tests/data/client.x5t-s256");
+    /// The test client certificate, as PEM.
+    pub(in crate::server::forwarded) const CERT: &[u8] =
+        include_bytes!("../../../tests/data/client.pem");
+    /// Its thumbprint, as `cnf.x5t#S256` carries it.
+    pub(in crate::server::forwarded) const X5T: &str =
+        include_str!("../../../tests/data/client.x5t-s256");
 
-    fn der() -> CertificateDer<'static> {
+    /// The test client certificate.
+    pub(in crate::server::forwarded) fn der() -> CertificateDer<'static> {
         CertificateDer::from_pem_slice(CERT).unwrap()
     }
 
-    fn header() -> String {
+    /// Its `Client-Cert` header value.
+    pub(in crate::server::forwarded) fn header() -> String {
         format!(":{}:", STANDARD.encode(der()))
     }
 

@@ -117,6 +117,7 @@
 //! [RFC 9440]: https://www.rfc-editor.org/rfc/rfc9440
 
 mod client_cert;
+mod detail;
 mod escaped_pem;
 mod future;
 mod layer;

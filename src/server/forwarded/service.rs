@@ -213,31 +213,18 @@ mod tests {
     use std::convert::Infallible;
     use std::net::SocketAddr;
 
-    use base64::Engine as _;
-    use base64::engine::general_purpose::STANDARD;
     use http::HeaderValue;
     use rustls_pki_types::CertificateDer;
-    use rustls_pki_types::pem::PemObject;
     use tower::{ServiceBuilder, ServiceExt as _};
 
     use super::*;
     use crate::Thumbprint;
     use crate::server::ConnectionInfo;
+    use crate::server::forwarded::client_cert::tests::{CERT, X5T, der, header};
     use crate::server::forwarded::{
-        CLIENT_CERT, ClientCertHeaderError, ForwardedClientCertLayer, X_FORWARDED_CLIENT_CERT,
-        XfccError, XfccErrorKind,
+        CLIENT_CERT, ClientCertHeaderError, ForwardedClientCertBuilder, ForwardedClientCertLayer,
+        X_FORWARDED_CLIENT_CERT, XfccError, XfccErrorKind,
     };
-
-    const CERT: &[u8] = include_bytes!("../../../tests/data/client.pem");
-    const X5T: &str = include_str!("../../../tests/data/client.x5t-s256");
-
-    fn der() -> CertificateDer<'static> {
-        CertificateDer::from_pem_slice(CERT).unwrap()
-    }
-
-    fn header() -> String {
-        format!(":{}:", STANDARD.encode(der()))
-    }
 
     fn hash() -> String {
         let t = Thumbprint::from_certificate(&der());
@@ -275,14 +262,14 @@ mod tests {
         request
     }
 
+    /// `builder`, trusting the proxies of 10.0.0.0/8.
+    fn behind_proxies(builder: ForwardedClientCertBuilder) -> ForwardedClientCertBuilder {
+        builder.trusted_proxy("10.0.0.0/8".parse().unwrap())
+    }
+
     #[tokio::test]
     async fn the_header_is_the_only_source_from_a_trusted_proxy() {
-        let layer = ForwardedClientCertLayer::client_cert()
-            .trusted_proxy(
-                "10.0.0.0/8"
-                    .parse::<crate::server::forwarded::IpNetwork>()
-                    .unwrap(),
-            )
+        let layer = behind_proxies(ForwardedClientCertLayer::client_cert())
             .build()
             .unwrap();
         let service = ServiceBuilder::new().layer(layer).service_fn(echo);
@@ -328,12 +315,7 @@ mod tests {
     #[tokio::test]
     async fn an_escaped_pem_in_the_header_named() {
         use crate::server::forwarded::{EscapedPemError, EscapedPemErrorKind, NGINX};
-        let layer = ForwardedClientCertLayer::escaped_pem(NGINX)
-            .trusted_proxy(
-                "10.0.0.0/8"
-                    .parse::<crate::server::forwarded::IpNetwork>()
-                    .unwrap(),
-            )
+        let layer = behind_proxies(ForwardedClientCertLayer::escaped_pem(NGINX))
             .build()
             .unwrap();
         let service = ServiceBuilder::new().layer(layer).service_fn(echo);
@@ -387,12 +369,7 @@ mod tests {
     #[tokio::test]
     async fn the_header_of_other_peers_is_removed_and_their_certificate_kept() {
         let proxy_cert = Thumbprint::from_der(b"trusted proxy");
-        let layer = ForwardedClientCertLayer::xfcc()
-            .trusted_proxy(
-                "10.0.0.0/8"
-                    .parse::<crate::server::forwarded::IpNetwork>()
-                    .unwrap(),
-            )
+        let layer = behind_proxies(ForwardedClientCertLayer::xfcc())
             .trusted_proxy_certificate(proxy_cert)
             .build()
             .unwrap();

@@ -3,7 +3,6 @@
 //! ingress-nginx, AWS Application Load Balancers and Traefik send.
 
 use std::fmt;
-use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::alphabet;
@@ -13,6 +12,7 @@ use http::header::HeaderName;
 use rustls::server::ParsedCertificate;
 use rustls_pki_types::CertificateDer;
 
+use super::detail::{Detail, WithDetail};
 use super::trim_ows;
 use crate::server::PeerCertificate;
 
@@ -263,8 +263,7 @@ fn armoured_leaf(pem: &[u8]) -> Result<Vec<u8>, EscapedPemError> {
 #[derive(Debug, Clone)]
 pub struct EscapedPemError {
     kind: EscapedPemErrorKind,
-    message: Option<&'static str>,
-    source: Option<Arc<dyn std::error::Error + Send + Sync>>,
+    detail: Detail,
 }
 
 /// What was wrong with a URL-escaped PEM header.
@@ -295,19 +294,8 @@ impl EscapedPemError {
     fn new(kind: EscapedPemErrorKind) -> Self {
         Self {
             kind,
-            message: None,
-            source: None,
+            detail: Detail::default(),
         }
-    }
-
-    fn with_message(mut self, message: &'static str) -> Self {
-        self.message = Some(message);
-        self
-    }
-
-    fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
-        self.source = Some(Arc::new(source));
-        self
     }
 
     /// What was wrong with the header.
@@ -332,21 +320,22 @@ impl fmt::Display for EscapedPemError {
             K::NotCertificate => "the leaf is not an X.509 certificate",
         };
         write!(f, "malformed URL-escaped PEM header: {why}")?;
-        if let Some(message) = self.message {
+        if let Some(message) = self.detail.message {
             write!(f, " ({message})")?;
         }
-        if let Some(source) = &self.source {
-            write!(f, ": {source}")?;
-        }
-        Ok(())
+        self.detail.fmt_source(f)
+    }
+}
+
+impl WithDetail for EscapedPemError {
+    fn detail_mut(&mut self) -> &mut Detail {
+        &mut self.detail
     }
 }
 
 impl std::error::Error for EscapedPemError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
-            .as_deref()
-            .map(|e| e as &(dyn std::error::Error + 'static))
+        self.detail.source()
     }
 }
 

@@ -14,7 +14,6 @@
 //! `Chain` is read as a value and not decoded.
 
 use std::fmt;
-use std::sync::Arc;
 
 use http::HeaderMap;
 use http::header::HeaderName;
@@ -22,6 +21,7 @@ use rustls::server::ParsedCertificate;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::{PemObject as _, SectionKind};
 
+use super::detail::{Detail, WithDetail};
 use super::trim_ows;
 use crate::Thumbprint;
 use crate::server::PeerCertificate;
@@ -59,13 +59,7 @@ pub enum XfccElement {
 #[derive(Clone)]
 pub struct XfccEntry {
     thumbprint: Thumbprint,
-    by: Vec<String>,
-    hash: Option<Thumbprint>,
-    cert: Option<CertificateDer<'static>>,
-    chain: bool,
-    subject: Option<String>,
-    uris: Vec<String>,
-    dns: Vec<String>,
+    keys: Keys,
 }
 
 impl XfccEntry {
@@ -78,7 +72,7 @@ impl XfccEntry {
     /// element has `Cert`, by its thumbprint only
     /// ([`PeerCertificate::from_thumbprint`]) when it has just `Hash`.
     pub fn peer_certificate(&self) -> PeerCertificate {
-        match &self.cert {
+        match &self.keys.cert {
             Some(cert) => PeerCertificate::new(cert.clone()),
             None => PeerCertificate::from_thumbprint(self.thumbprint()),
         }
@@ -86,37 +80,37 @@ impl XfccEntry {
 
     /// The `Cert` value, decoded to DER.
     pub fn certificate(&self) -> Option<&CertificateDer<'static>> {
-        self.cert.as_ref()
+        self.keys.cert.as_ref()
     }
 
     /// The `Hash` value.
     pub fn hash(&self) -> Option<Thumbprint> {
-        self.hash
+        self.keys.hash
     }
 
     /// The `By` values: the URI SANs of the proxy that added the element.
     pub fn by(&self) -> &[String] {
-        &self.by
+        &self.keys.by
     }
 
     /// The `Subject` value, unquoted.
     pub fn subject(&self) -> Option<&str> {
-        self.subject.as_deref()
+        self.keys.subject.as_deref()
     }
 
     /// The `URI` values: the certificate's URI SANs.
     pub fn uris(&self) -> &[String] {
-        &self.uris
+        &self.keys.uris
     }
 
     /// The `DNS` values: the certificate's DNS SANs.
     pub fn dns_names(&self) -> &[String] {
-        &self.dns
+        &self.keys.dns
     }
 
     /// Whether the element has a `Chain` (which is not decoded).
     pub fn has_chain(&self) -> bool {
-        self.chain
+        self.keys.chain
     }
 }
 
@@ -124,12 +118,12 @@ impl fmt::Debug for XfccEntry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("XfccEntry")
             .field("thumbprint", &self.thumbprint())
-            .field("cert", &self.cert.is_some())
-            .field("hash", &self.hash.is_some())
-            .field("by", &self.by)
-            .field("subject", &self.subject)
-            .field("uris", &self.uris)
-            .field("dns", &self.dns)
+            .field("cert", &self.keys.cert.is_some())
+            .field("hash", &self.keys.hash.is_some())
+            .field("by", &self.keys.by)
+            .field("subject", &self.keys.subject)
+            .field("uris", &self.keys.uris)
+            .field("dns", &self.keys.dns)
             .finish_non_exhaustive()
     }
 }
@@ -222,8 +216,9 @@ struct Parser<'a> {
     element: usize,
 }
 
-#[derive(Default)]
-struct Builder {
+/// The keys of one element, as read.
+#[derive(Clone, Default)]
+struct Keys {
     by: Vec<String>,
     hash: Option<Thumbprint>,
     cert: Option<CertificateDer<'static>>,
@@ -253,7 +248,7 @@ impl Parser<'_> {
     /// Reads one element; says whether another follows.
     fn element(&mut self) -> Result<(XfccEntry, bool), XfccError> {
         use XfccErrorKind as K;
-        let mut entry = Builder::default();
+        let mut entry = Keys::default();
         let mut first = true;
         loop {
             let start = self.i;
@@ -330,7 +325,7 @@ impl Parser<'_> {
         Ok(out)
     }
 
-    fn set(&self, entry: &mut Builder, key: &[u8], value: Vec<u8>) -> Result<(), XfccError> {
+    fn set(&self, entry: &mut Keys, key: &[u8], value: Vec<u8>) -> Result<(), XfccError> {
         use XfccErrorKind as K;
         let is = |name: &str| key.eq_ignore_ascii_case(name.as_bytes());
         let text =
@@ -368,7 +363,7 @@ impl Parser<'_> {
         Ok(())
     }
 
-    fn finish(&self, entry: Builder) -> Result<XfccEntry, XfccError> {
+    fn finish(&self, entry: Keys) -> Result<XfccEntry, XfccError> {
         use XfccErrorKind as K;
         let thumbprint = match (&entry.cert, entry.hash) {
             (None, None) => return self.fail(K::NoCertificate),
@@ -383,13 +378,7 @@ impl Parser<'_> {
         };
         Ok(XfccEntry {
             thumbprint,
-            by: entry.by,
-            hash: entry.hash,
-            cert: entry.cert,
-            chain: entry.chain,
-            subject: entry.subject,
-            uris: entry.uris,
-            dns: entry.dns,
+            keys: entry,
         })
     }
 }
@@ -450,8 +439,7 @@ fn decode_cert(value: &[u8]) -> Result<CertificateDer<'static>, XfccError> {
 pub struct XfccError {
     kind: XfccErrorKind,
     element: Option<usize>,
-    message: Option<&'static str>,
-    source: Option<Arc<dyn std::error::Error + Send + Sync>>,
+    detail: Detail,
 }
 
 /// What was wrong with an `x-forwarded-client-cert` header.
@@ -497,8 +485,7 @@ impl XfccError {
         Self {
             kind,
             element: None,
-            message: None,
-            source: None,
+            detail: Detail::default(),
         }
     }
 
@@ -511,16 +498,6 @@ impl XfccError {
     /// several header lines.
     fn shifted(mut self, by: usize) -> Self {
         self.element = self.element.map(|e| e + by);
-        self
-    }
-
-    fn with_message(mut self, message: &'static str) -> Self {
-        self.message = Some(message);
-        self
-    }
-
-    fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
-        self.source = Some(Arc::new(source));
         self
     }
 
@@ -558,21 +535,22 @@ impl fmt::Display for XfccError {
             write!(f, "element {element}: ")?;
         }
         f.write_str(why)?;
-        if let Some(message) = self.message {
+        if let Some(message) = self.detail.message {
             write!(f, ": {message}")?;
         }
-        if let Some(source) = &self.source {
-            write!(f, ": {source}")?;
-        }
-        Ok(())
+        self.detail.fmt_source(f)
+    }
+}
+
+impl WithDetail for XfccError {
+    fn detail_mut(&mut self) -> &mut Detail {
+        &mut self.detail
     }
 }
 
 impl std::error::Error for XfccError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
-            .as_deref()
-            .map(|e| e as &(dyn std::error::Error + 'static))
+        self.detail.source()
     }
 }
 
