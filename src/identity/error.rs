@@ -14,10 +14,73 @@ use super::validity::{Date, Validity};
 /// underlying I/O, PEM or rustls error.
 pub struct IdentityError {
     pub(super) kind: IdentityErrorKind,
-    pub(super) path: Option<PathBuf>,
     /// The certificate's validity and the time it was checked at.
     pub(super) validity: Option<(Validity, SystemTime)>,
-    pub(super) source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    cause: FileCause,
+}
+
+/// The file an error is about and the error behind it, both optional: what
+/// [`IdentityError`] and the server's TLS error hold besides their kind,
+/// shown the same way.
+#[derive(Default)]
+pub(crate) struct FileCause {
+    path: Option<PathBuf>,
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl FileCause {
+    /// The file.
+    pub(crate) fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// About the file at `path`.
+    pub(crate) fn set_path(&mut self, path: &Path) {
+        self.path = Some(path.to_owned());
+    }
+
+    /// Behind it, `source`.
+    pub(crate) fn set_source(&mut self, source: Box<dyn std::error::Error + Send + Sync>) {
+        self.source = Some(source);
+    }
+
+    /// Writes `"{path}: "`, to start a `Display`, when there is a file.
+    pub(crate) fn fmt_path(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.path {
+            Some(path) => write!(f, "{}: ", path.display()),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes `": {source}"`, to end a `Display`, when there is an error
+    /// behind.
+    pub(crate) fn fmt_source(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.source {
+            Some(source) => write!(f, ": {source}"),
+            None => Ok(()),
+        }
+    }
+
+    /// Adds the `path` field to a `Debug`, when there is a file.
+    pub(crate) fn debug_path(&self, d: &mut fmt::DebugStruct<'_, '_>) {
+        if let Some(path) = &self.path {
+            d.field("path", path);
+        }
+    }
+
+    /// Adds the `source` field to a `Debug`, when there is an error behind.
+    pub(crate) fn debug_source(&self, d: &mut fmt::DebugStruct<'_, '_>) {
+        if let Some(source) = &self.source {
+            d.field("source", source);
+        }
+    }
+
+    /// The error behind, for `Error::source`.
+    pub(crate) fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
 }
 
 /// What went wrong loading a client identity.
@@ -56,9 +119,8 @@ impl IdentityError {
     pub(super) fn new(kind: IdentityErrorKind) -> Self {
         Self {
             kind,
-            path: None,
             validity: None,
-            source: None,
+            cause: FileCause::default(),
         }
     }
 
@@ -71,12 +133,12 @@ impl IdentityError {
         mut self,
         source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
     ) -> Self {
-        self.source = Some(source.into());
+        self.cause.set_source(source.into());
         self
     }
 
     pub(super) fn at(mut self, path: &Path) -> Self {
-        self.path = Some(path.to_owned());
+        self.cause.set_path(path);
         self
     }
 
@@ -87,7 +149,7 @@ impl IdentityError {
 
     /// The file the error is about, when loading from files.
     pub fn path(&self) -> Option<&Path> {
-        self.path.as_deref()
+        self.cause.path()
     }
 
     /// The leaf certificate's `notBefore`, for an
@@ -106,23 +168,15 @@ impl IdentityError {
 
     /// Kind, path and source, for errors of other types built from this one.
     #[cfg(feature = "server")]
-    pub(crate) fn into_parts(
-        self,
-    ) -> (
-        IdentityErrorKind,
-        Option<PathBuf>,
-        Option<Box<dyn std::error::Error + Send + Sync>>,
-    ) {
-        (self.kind, self.path, self.source)
+    pub(crate) fn into_parts(self) -> (IdentityErrorKind, FileCause) {
+        (self.kind, self.cause)
     }
 }
 
 impl fmt::Display for IdentityError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         use IdentityErrorKind as K;
-        if let Some(path) = &self.path {
-            write!(f, "{}: ", path.display())?;
-        }
+        self.cause.fmt_path(f)?;
         f.write_str(match self.kind {
             K::Io => "cannot read the file",
             K::MalformedPem => "malformed PEM",
@@ -146,10 +200,7 @@ impl fmt::Display for IdentityError {
                 Date(*now)
             )?;
         }
-        if let Some(source) = &self.source {
-            write!(f, ": {source}")?;
-        }
-        Ok(())
+        self.cause.fmt_source(f)
     }
 }
 
@@ -157,24 +208,18 @@ impl fmt::Debug for IdentityError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("IdentityError");
         d.field("kind", &self.kind);
-        if let Some(path) = &self.path {
-            d.field("path", path);
-        }
+        self.cause.debug_path(&mut d);
         if let Some((validity, _)) = &self.validity {
             d.field("not_before", &Date(validity.not_before))
                 .field("not_after", &Date(validity.not_after));
         }
-        if let Some(source) = &self.source {
-            d.field("source", source);
-        }
+        self.cause.debug_source(&mut d);
         d.finish()
     }
 }
 
 impl std::error::Error for IdentityError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
-            .as_deref()
-            .map(|e| e as &(dyn std::error::Error + 'static))
+        self.cause.source()
     }
 }

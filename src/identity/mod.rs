@@ -49,6 +49,8 @@ pub use source::IdentitySource;
 #[cfg(feature = "client")]
 pub(crate) use source::SharedIdentity;
 
+#[cfg(feature = "server")]
+pub(crate) use error::FileCause;
 pub use error::{IdentityError, IdentityErrorKind};
 #[cfg(feature = "server")]
 pub(crate) use pem_files::read_pem_files;

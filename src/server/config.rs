@@ -2,7 +2,7 @@
 //! for certificates.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use rustls::server::WebPkiClientVerifier;
@@ -11,6 +11,7 @@ use rustls::{RootCertStore, ServerConfig};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use super::AnyClientCertVerifier;
+use crate::identity::FileCause;
 use crate::tls;
 
 /// Builds the rustls [`ServerConfig`] of a resource server: its own
@@ -201,8 +202,7 @@ impl fmt::Debug for ClientCertMode {
 /// underlying I/O, PEM or rustls error.
 pub struct ServerTlsError {
     kind: ServerTlsErrorKind,
-    path: Option<PathBuf>,
-    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    cause: FileCause,
 }
 
 /// What went wrong building a [`ServerTlsConfig`].
@@ -234,18 +234,17 @@ impl ServerTlsError {
     fn new(kind: ServerTlsErrorKind) -> Self {
         Self {
             kind,
-            path: None,
-            source: None,
+            cause: FileCause::default(),
         }
     }
 
     fn with_source(mut self, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
-        self.source = Some(source.into());
+        self.cause.set_source(source.into());
         self
     }
 
     fn at(mut self, path: &Path) -> Self {
-        self.path = Some(path.to_owned());
+        self.cause.set_path(path);
         self
     }
 
@@ -256,14 +255,14 @@ impl ServerTlsError {
 
     /// The file the error is about, when building from files.
     pub fn path(&self) -> Option<&Path> {
-        self.path.as_deref()
+        self.cause.path()
     }
 }
 
 impl From<crate::IdentityError> for ServerTlsError {
     fn from(e: crate::IdentityError) -> Self {
         use crate::IdentityErrorKind as I;
-        let (kind, path, source) = e.into_parts();
+        let (kind, cause) = e.into_parts();
         let kind = match kind {
             I::Io => ServerTlsErrorKind::Io,
             I::MalformedPem => ServerTlsErrorKind::MalformedPem,
@@ -274,16 +273,14 @@ impl From<crate::IdentityError> for ServerTlsError {
             I::KeyMismatch => ServerTlsErrorKind::KeyMismatch,
             _ => ServerTlsErrorKind::Tls,
         };
-        Self { kind, path, source }
+        Self { kind, cause }
     }
 }
 
 impl fmt::Display for ServerTlsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         use ServerTlsErrorKind as K;
-        if let Some(path) = &self.path {
-            write!(f, "{}: ", path.display())?;
-        }
+        self.cause.fmt_path(f)?;
         f.write_str(match self.kind {
             K::Io => "cannot read the file",
             K::MalformedPem => "malformed PEM",
@@ -297,10 +294,7 @@ impl fmt::Display for ServerTlsError {
             K::ClientVerifier => "cannot build the client-certificate verifier",
             K::Tls => "cannot build the TLS configuration",
         })?;
-        if let Some(source) = &self.source {
-            write!(f, ": {source}")?;
-        }
-        Ok(())
+        self.cause.fmt_source(f)
     }
 }
 
@@ -308,21 +302,15 @@ impl fmt::Debug for ServerTlsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("ServerTlsError");
         d.field("kind", &self.kind);
-        if let Some(path) = &self.path {
-            d.field("path", path);
-        }
-        if let Some(source) = &self.source {
-            d.field("source", source);
-        }
+        self.cause.debug_path(&mut d);
+        self.cause.debug_source(&mut d);
         d.finish()
     }
 }
 
 impl std::error::Error for ServerTlsError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
-            .as_deref()
-            .map(|e| e as &(dyn std::error::Error + 'static))
+        self.cause.source()
     }
 }
 
