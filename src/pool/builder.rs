@@ -39,6 +39,28 @@ pub struct PoolBuilder {
     pub(crate) unidentified: Unidentified,
 }
 
+impl<B> MtlsClientPool<B>
+where
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+{
+    /// `pool` when one is given, else a new pool trusting `roots` (the
+    /// platform's when `None`): the pool of a builder that takes either.
+    pub(crate) fn given_or_new(
+        pool: Option<Self>,
+        roots: Option<Arc<RootCertStore>>,
+    ) -> Result<Self, PoolError> {
+        if let Some(pool) = pool {
+            return Ok(pool);
+        }
+        let mut builder = PoolBuilder::default();
+        if let Some(roots) = roots {
+            builder = builder.root_store(roots);
+        }
+        builder.build()
+    }
+}
+
 impl Default for PoolBuilder {
     fn default() -> Self {
         Self {

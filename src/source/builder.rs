@@ -354,18 +354,8 @@ impl ClientCredentialsBuilder {
                 ));
             }
         };
-        let pool = match self.pool {
-            Some(pool) => pool,
-            None => {
-                let mut builder = MtlsClientPool::builder();
-                if let Some(roots) = self.roots {
-                    builder = builder.root_store(roots);
-                }
-                builder
-                    .build()
-                    .map_err(|e| ConfigError::new(format!("cannot build the HTTPS client: {e}")))?
-            }
-        };
+        let pool = MtlsClientPool::given_or_new(self.pool, self.roots)
+            .map_err(|e| ConfigError::new(format!("cannot build the HTTPS client: {e}")))?;
         let mut key = CacheKey::builder()
             .part(
                 "endpoint",

@@ -462,18 +462,9 @@ impl IntrospectionValidatorBuilder {
             }
             Some(n) => n,
         };
-        let pool = match self.pool {
-            Some(pool) => pool,
-            None => {
-                let mut builder = MtlsClientPool::builder();
-                if let Some(roots) = self.roots {
-                    builder = builder.root_store(roots);
-                }
-                builder.build().map_err(|e| {
-                    IntrospectionConfigError::new(format!("cannot build the HTTPS client: {e}"))
-                })?
-            }
-        };
+        let pool = MtlsClientPool::given_or_new(self.pool, self.roots).map_err(|e| {
+            IntrospectionConfigError::new(format!("cannot build the HTTPS client: {e}"))
+        })?;
         let leeway = self.leeway.unwrap_or(Duration::from_secs(30)).as_secs();
         Ok(IntrospectionValidator {
             inner: Arc::new(Inner {
