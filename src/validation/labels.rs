@@ -3,7 +3,7 @@
 //! bounded label values `crate::metrics` documents.
 
 use super::{RejectionKind, Scheme, TokenErrorKind};
-use crate::proof::dpop::DpopErrorKind;
+use crate::proof::dpop::{DpopError, DpopErrorKind};
 use crate::proof::shr::ShrErrorKind;
 
 /// The `scheme` label of a refusal of `kind` under `scheme`: `none` when
@@ -86,47 +86,19 @@ pub(crate) fn token_outcome(kind: TokenErrorKind) -> &'static str {
 }
 
 pub(crate) fn dpop_outcome(kind: DpopErrorKind) -> &'static str {
-    use DpopErrorKind as K;
-    match kind {
-        K::Replayed => "replayed",
-        K::MissingNonce | K::InvalidNonce => "nonce_required",
-        K::TooLarge
-        | K::Malformed
-        | K::DuplicateMember
-        | K::WrongType
-        | K::DisallowedAlgorithm
-        | K::InvalidKey
-        | K::BadSignature
-        | K::MissingClaim
-        | K::MethodMismatch
-        | K::UriMismatch
-        | K::IatTooOld
-        | K::IatInFuture
-        | K::AthMismatch => "bad_proof",
+    if kind == DpopErrorKind::Replayed {
+        "replayed"
+    } else if DpopError::new(kind).is_nonce_error() {
+        "nonce_required"
+    } else {
+        "bad_proof"
     }
 }
 
 pub(crate) fn shr_outcome(kind: ShrErrorKind) -> &'static str {
-    use ShrErrorKind as K;
-    match kind {
-        K::Replayed => "replayed",
-        K::TooLarge
-        | K::Malformed
-        | K::DuplicateMember
-        | K::WrongType
-        | K::DisallowedAlgorithm
-        | K::InvalidKey
-        | K::KidMismatch
-        | K::BadSignature
-        | K::MissingClaim
-        | K::TooOld
-        | K::InFuture
-        | K::MethodMismatch
-        | K::HostMismatch
-        | K::PathMismatch
-        | K::TooManyNames
-        | K::QueryMismatch
-        | K::HeaderMismatch
-        | K::BodyMismatch => "bad_proof",
+    if kind == ShrErrorKind::Replayed {
+        "replayed"
+    } else {
+        "bad_proof"
     }
 }

@@ -131,31 +131,17 @@ impl RejectionKind {
     /// carries one.
     pub fn error_code(self) -> Option<&'static str> {
         match self {
-            Self::MissingCredentials
-            | Self::KeysUnavailable
-            | Self::IntrospectionUnavailable
-            | Self::ReplayStoreUnavailable
-            | Self::ReplayShareExceeded => None,
-            Self::MalformedAuthorization
-            | Self::MultipleTokens
-            | Self::TokenInQuery
-            | Self::MultipleDpopProofs => Some("invalid_request"),
+            Self::MissingCredentials => None,
             Self::InsufficientScope => Some("insufficient_scope"),
-            Self::InvalidToken(_)
-            | Self::NoClientCertificate
-            | Self::CertificateMismatch
-            | Self::UnsupportedConfirmation
-            | Self::UnboundToken
-            | Self::DpopBoundAsBearer
-            | Self::NotDpopBound
-            | Self::DpopKeyMismatch
-            | Self::InvalidSignedRequest(_)
-            | Self::PopBoundWithoutSignedRequest
-            | Self::NotPopBound
-            | Self::PopKeyMismatch
-            | Self::SignedRequestAsToken => Some("invalid_token"),
             Self::MissingDpopProof => Some("invalid_dpop_proof"),
             Self::InvalidDpopProof(kind) => Some(DpopError::new(kind).error_code()),
+            // The rest by their status: every other 401 is about the token,
+            // every 400 about the request; a 503 or 429 carries no code.
+            _ => match self.status() {
+                StatusCode::UNAUTHORIZED => Some("invalid_token"),
+                StatusCode::BAD_REQUEST => Some("invalid_request"),
+                _ => None,
+            },
         }
     }
 
