@@ -117,10 +117,9 @@ pub trait ReplayStore: Clone + Send + Sync + 'static {
     fn insert_if_absent_for(
         &self,
         key: ReplayKey,
-        owner: ReplayOwner,
+        _owner: ReplayOwner,
         expires_at: SystemTime,
     ) -> Self::Future {
-        let _ = owner;
         self.insert_if_absent(key, expires_at)
     }
 }

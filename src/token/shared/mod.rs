@@ -159,11 +159,10 @@ pub trait SharedTokenCache: Send + Sync + 'static {
     /// [`SharedCachePolicy::lock_ttl`] longer than a fetch).
     fn extend_lock(
         &self,
-        key: &SharedKey,
-        owner: &LockOwner,
-        ttl: Duration,
+        _key: &SharedKey,
+        _owner: &LockOwner,
+        _ttl: Duration,
     ) -> BoxFuture<'static, Result<(), BoxError>> {
-        let _ = (key, owner, ttl);
         Box::pin(async { Ok(()) })
     }
 
@@ -306,7 +305,7 @@ impl SharedTier {
             {
                 Ok(true) => {
                     return self
-                        .fetch_locked(&shared, &owner, &policy, fetch, bind)
+                        .fetch_locked(&shared, &owner, &policy, fetch, &bind)
                         .await;
                 }
                 Ok(false) => {}
@@ -421,7 +420,7 @@ impl SharedTier {
         owner: &LockOwner,
         policy: &SharedCachePolicy,
         fetch: F,
-        bind: B,
+        bind: &B,
     ) -> Result<Token, BoxError>
     where
         F: FnOnce() -> BoxFuture<'static, Result<Token, BoxError>>,
@@ -429,7 +428,7 @@ impl SharedTier {
     {
         // Another process may have stored a token and released the lock
         // between our look and our lock.
-        match self.look(shared, policy, &bind).await {
+        match self.look(shared, policy, bind).await {
             Ok(Look::Found(token)) => {
                 self.release(shared, owner, policy).await;
                 return Ok(token);
@@ -451,7 +450,7 @@ impl SharedTier {
             return result;
         }
         match &result {
-            Ok(token) => self.finish(shared, policy, token, &bind, Some(owner)).await,
+            Ok(token) => self.finish(shared, policy, token, bind, Some(owner)).await,
             Err(_) => {
                 self.release(shared, owner, policy).await;
             }
