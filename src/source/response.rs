@@ -334,12 +334,7 @@ mod tests {
     #[test]
     fn opaque_tokens_count_as_certificate_bound_only_when_the_source_says_so() {
         use crate::token::TokenBinding;
-        let identity = crate::test_util::TestPki::new()
-            .unwrap()
-            .client_cert("svc.example")
-            .unwrap()
-            .identity()
-            .unwrap();
+        let identity = crate::test_util::svc_identity();
         let read = |opaque_bound| {
             let token = Token::new("opaque");
             certificate_bound(

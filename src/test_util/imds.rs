@@ -169,12 +169,7 @@ impl ImdsEmulatorBuilder {
     /// Starts the emulator on `127.0.0.1`: certificates from `pki`, tokens
     /// from `issuer`.
     pub async fn start(self, pki: &TestPki, issuer: &TestIssuer) -> Result<ImdsEmulator, Error> {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .map_err(|e| Error::new("cannot listen on 127.0.0.1", e))?;
-        let addr = listener
-            .local_addr()
-            .map_err(|e| Error::new("cannot read the listening address", e))?;
+        let (listener, addr) = super::listen().await?;
         let state = Arc::new(State {
             pki: pki.clone(),
             mtls_endpoint: issuer.issuer().to_owned(),

@@ -47,6 +47,8 @@ pub use imds::{ImdsEmulator, ImdsEmulatorBuilder, ImdsFault};
 pub use introspection::{IntrospectionFault, IntrospectionHold};
 pub use issuer::{Fault, JwksHold, TestIssuer, TestIssuerBuilder};
 
+#[cfg(test)]
+pub(crate) use pki::svc_identity;
 pub use pki::{TestCert, TestPki};
 use token_endpoint::basic_auth as basic_credentials;
 
@@ -87,6 +89,17 @@ impl std::error::Error for Error {
             .as_deref()
             .map(|e| e as &(dyn std::error::Error + 'static))
     }
+}
+
+/// A listener on a free port of `127.0.0.1`, and its address.
+async fn listen() -> Result<(tokio::net::TcpListener, std::net::SocketAddr), Error> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| Error::new("cannot listen on 127.0.0.1", e))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::new("cannot read the listening address", e))?;
+    Ok((listener, addr))
 }
 
 impl From<crate::IdentityError> for Error {

@@ -227,6 +227,18 @@ impl TestPki {
     }
 }
 
+/// The identity of `svc.example` from a fresh [`TestPki`], for the crate's
+/// unit tests.
+#[cfg(test)]
+pub(crate) fn svc_identity() -> ClientIdentity {
+    TestPki::new()
+        .unwrap()
+        .client_cert("svc.example")
+        .unwrap()
+        .identity()
+        .unwrap()
+}
+
 fn new_key() -> Result<KeyPair, Error> {
     KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)
         .map_err(|e| Error::new("cannot generate a key", e))

@@ -721,6 +721,14 @@ mod tests {
         }
     }
 
+    /// A cache over a [`gated`] source, with its gate and its count.
+    fn gated_cache() -> (TokenCache, Arc<Semaphore>, Arc<AtomicUsize>) {
+        let gate = Arc::new(Semaphore::new(0));
+        let asked = Arc::new(AtomicUsize::new(0));
+        let cache = TokenCache::new(gated(gate.clone(), asked.clone()));
+        (cache, gate, asked)
+    }
+
     async fn until(mut done: impl FnMut() -> bool) {
         while !done() {
             tokio::task::yield_now().await;
@@ -729,9 +737,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_caller_that_missed_before_a_fetch_landed_takes_its_token() {
-        let gate = Arc::new(Semaphore::new(0));
-        let asked = Arc::new(AtomicUsize::new(0));
-        let cache = TokenCache::new(gated(gate.clone(), asked.clone()));
+        let (cache, gate, asked) = gated_cache();
 
         // The first caller starts the fetch, which waits at the gate.
         let first = tokio::spawn(cache.get());
@@ -762,9 +768,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_caller_that_missed_during_a_fetch_waits_for_it() {
-        let gate = Arc::new(Semaphore::new(0));
-        let asked = Arc::new(AtomicUsize::new(0));
-        let cache = TokenCache::new(gated(gate.clone(), asked.clone()));
+        let (cache, gate, asked) = gated_cache();
 
         let first = tokio::spawn(cache.get());
         until(|| asked.load(Ordering::SeqCst) == 1).await;
@@ -780,9 +784,7 @@ mod tests {
 
     #[tokio::test]
     async fn many_concurrent_callers_one_fetch() {
-        let gate = Arc::new(Semaphore::new(0));
-        let asked = Arc::new(AtomicUsize::new(0));
-        let cache = TokenCache::new(gated(gate.clone(), asked.clone()));
+        let (cache, gate, asked) = gated_cache();
         let callers: Vec<_> = (0..1000).map(|_| tokio::spawn(cache.get())).collect();
         until(|| asked.load(Ordering::SeqCst) == 1).await;
         gate.add_permits(1000);
@@ -794,9 +796,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_refresh_that_landed_is_not_started_again_by_a_stale_caller() {
-        let gate = Arc::new(Semaphore::new(0));
-        let asked = Arc::new(AtomicUsize::new(0));
-        let cache = TokenCache::new(gated(gate.clone(), asked.clone()));
+        let (cache, gate, asked) = gated_cache();
         let key = cache.inner.source.cache_key();
 
         // A token due for refresh (but still usable) is cached.

@@ -123,11 +123,18 @@ mod tests {
     use super::*;
     use crate::server::{AnyClientCertVerifier, ResourceServer};
     use crate::test_util::{TestIssuer, TestPki};
-    use crate::validation::IntrospectionValidator;
+    use crate::validation::{IntrospectionValidator, IntrospectionValidatorBuilder};
     use bytes::Bytes;
     use http::{Request, Response, StatusCode, header};
     use http_body_util::Full;
     use tower::{ServiceBuilder, ServiceExt as _};
+
+    /// Introspection as the client `api`, with its secret.
+    fn api_client() -> IntrospectionValidatorBuilder {
+        IntrospectionValidator::builder()
+            .client_id("api")
+            .client_secret_basic("s3cret")
+    }
 
     #[test]
     fn introspection_settings_are_checked_at_build() {
@@ -151,24 +158,12 @@ mod tests {
         assert!(err.to_string().contains("authenticate"), "{err}");
         // The endpoint given, not https.
         let err = base()
-            .introspection_only(
-                IntrospectionValidator::builder()
-                    .endpoint("http://login.example/introspect")
-                    .client_id("api")
-                    .client_secret_basic("s3cret"),
-            )
+            .introspection_only(api_client().endpoint("http://login.example/introspect"))
             .build()
             .unwrap_err();
         assert_eq!(err.kind(), ResourceServerErrorKind::Introspection);
         // Good settings: the endpoint is discovered from the issuer.
-        let server = base()
-            .introspection(
-                IntrospectionValidator::builder()
-                    .client_id("api")
-                    .client_secret_basic("s3cret"),
-            )
-            .build()
-            .unwrap();
+        let server = base().introspection(api_client()).build().unwrap();
         let validator = server.layer();
         let debug = format!("{validator:?}");
         assert!(
@@ -197,11 +192,7 @@ mod tests {
             .tls_config(tls)
             .root_store(pki.root_store())
             .allow_unbound()
-            .introspection(
-                IntrospectionValidator::builder()
-                    .client_id("api")
-                    .client_secret_basic("s3cret"),
-            )
+            .introspection(api_client())
             .build()
             .unwrap();
         let debug = format!("{:?}", server.layer());

@@ -12,7 +12,6 @@ use http::Request;
 use hyper::body::Incoming;
 use jsonwebtoken::{Algorithm, Header};
 use serde_json::Value;
-use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use super::introspection::{IntrospectionConfig, IntrospectionState};
@@ -245,12 +244,7 @@ impl TestIssuerBuilder {
     pub async fn start(self, pki: &TestPki) -> Result<TestIssuer, Error> {
         tls::ensure_jwt_provider();
         let config = pki.server_config(Arc::new(AnyClientCertVerifier::optional()))?;
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .map_err(|e| Error::new("cannot listen on 127.0.0.1", e))?;
-        let addr = listener
-            .local_addr()
-            .map_err(|e| Error::new("cannot read the listening address", e))?;
+        let (listener, addr) = crate::test_util::listen().await?;
         let nonces = if self.require_dpop_nonce {
             Some(
                 StatelessNonces::random()

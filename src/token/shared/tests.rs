@@ -21,6 +21,8 @@ struct Fake {
     written_before_lock: Mutex<Option<Vec<u8>>>,
     /// The policy allows bearer tokens.
     allow_bearer: bool,
+    /// The policy, in place of the one `policy` makes.
+    policy: Option<SharedCachePolicy>,
     gets: AtomicUsize,
     puts: AtomicUsize,
     unlocks: AtomicUsize,
@@ -77,6 +79,9 @@ impl SharedTokenCache for Arc<Fake> {
         done(self.failing, ())
     }
     fn policy(&self) -> SharedCachePolicy {
+        if let Some(policy) = &self.policy {
+            return policy.clone();
+        }
         let policy = SharedCachePolicy::default()
             .lock_ttl(Duration::from_millis(20))
             .max_wait(Duration::from_millis(30))
@@ -245,12 +250,7 @@ async fn a_token_is_stored_only_if_bound_as_its_source_binds_it_again() {
     let tier = tier(&fake);
     let shared = SharedKey::of(&key());
     let policy = SharedCachePolicy::default();
-    let identity = crate::test_util::TestPki::new()
-        .unwrap()
-        .client_cert("svc.example")
-        .unwrap()
-        .identity()
-        .unwrap();
+    let identity = crate::test_util::svc_identity();
     let proofs = crate::proof::dpop::DpopProofs::new(
         crate::proof::ProofKey::generate(crate::proof::Algorithm::Es256).unwrap(),
     );
@@ -312,47 +312,18 @@ async fn an_unshareable_marker_sends_waiters_to_the_source_at_once() {
 
 #[tokio::test]
 async fn a_write_that_hangs_is_bounded_and_ends_the_store_calls() {
-    let fake = Arc::new(Fake {
-        put_hangs: true,
-        ..Fake::default()
-    });
     // The write never answers: the caller is back after the policy's
     // timeout, with its token, having tried once to free its lock.
-    struct Slow(Arc<Fake>);
-    impl SharedTokenCache for Slow {
-        fn get(&self, key: &SharedKey) -> BoxFuture<'static, Result<Option<Vec<u8>>, BoxError>> {
-            self.0.get(key)
-        }
-        fn put(
-            &self,
-            key: &SharedKey,
-            value: Vec<u8>,
-            ttl: Duration,
-        ) -> BoxFuture<'static, Result<(), BoxError>> {
-            self.0.put(key, value, ttl)
-        }
-        fn try_lock(
-            &self,
-            key: &SharedKey,
-            owner: &LockOwner,
-            ttl: Duration,
-        ) -> BoxFuture<'static, Result<bool, BoxError>> {
-            self.0.try_lock(key, owner, ttl)
-        }
-        fn unlock(
-            &self,
-            key: &SharedKey,
-            owner: &LockOwner,
-        ) -> BoxFuture<'static, Result<(), BoxError>> {
-            self.0.unlock(key, owner)
-        }
-        fn policy(&self) -> SharedCachePolicy {
+    let fake = Arc::new(Fake {
+        put_hangs: true,
+        policy: Some(
             SharedCachePolicy::default()
                 .allow_bearer_tokens()
-                .timeout(Duration::from_millis(100))
-        }
-    }
-    let tier = SharedTier::new(Arc::new(Slow(fake.clone())), 0.7);
+                .timeout(Duration::from_millis(100)),
+        ),
+        ..Fake::default()
+    });
+    let tier = tier(&fake);
     let token = tier
         .fetch(&key(), fetch("prompt"), unbindable)
         .await
