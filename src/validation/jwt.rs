@@ -17,20 +17,39 @@ use super::jwks::{JwksError, JwksSource, KeySet, Keys};
 use super::profile::{TokenProfile, typ_is_rfc9068};
 use super::{TokenError, TokenErrorKind, ValidateToken, VerifiedToken};
 use crate::json::{StrictJsonError, check_no_duplicate_members};
+use crate::proof::Algorithm as ProofAlgorithm;
 use crate::warn_limit::WarnLimit;
 
-/// The asymmetric algorithms allowed by default.
-const DEFAULT_ALGORITHMS: &[Algorithm] = &[
-    Algorithm::ES256,
-    Algorithm::ES384,
-    Algorithm::RS256,
-    Algorithm::RS384,
-    Algorithm::RS512,
-    Algorithm::PS256,
-    Algorithm::PS384,
-    Algorithm::PS512,
-    Algorithm::EdDSA,
+/// The algorithms allowed by default: every one an access token can be
+/// verified with.
+const DEFAULT_ALGORITHMS: &[ProofAlgorithm] = &[
+    ProofAlgorithm::Es256,
+    ProofAlgorithm::Es384,
+    ProofAlgorithm::Rs256,
+    ProofAlgorithm::Rs384,
+    ProofAlgorithm::Rs512,
+    ProofAlgorithm::Ps256,
+    ProofAlgorithm::Ps384,
+    ProofAlgorithm::Ps512,
+    ProofAlgorithm::EdDsa,
 ];
+
+/// How the JWT library names `alg`; `None` for one it cannot verify an
+/// access token with (ES512).
+fn library_algorithm(alg: ProofAlgorithm) -> Option<Algorithm> {
+    Some(match alg {
+        ProofAlgorithm::Es256 => Algorithm::ES256,
+        ProofAlgorithm::Es384 => Algorithm::ES384,
+        ProofAlgorithm::Es512 => return None,
+        ProofAlgorithm::Ps256 => Algorithm::PS256,
+        ProofAlgorithm::Ps384 => Algorithm::PS384,
+        ProofAlgorithm::Ps512 => Algorithm::PS512,
+        ProofAlgorithm::Rs256 => Algorithm::RS256,
+        ProofAlgorithm::Rs384 => Algorithm::RS384,
+        ProofAlgorithm::Rs512 => Algorithm::RS512,
+        ProofAlgorithm::EdDsa => Algorithm::EdDSA,
+    })
+}
 
 /// The claims RFC 9068 section 2.2 requires that a validator may be told to
 /// do without ([`JwtValidatorBuilder::allow_missing_claims`]). `iss`, `aud`
@@ -158,7 +177,7 @@ pub struct JwtValidatorBuilder {
     jwks: Option<JwksSource>,
     trusted: Vec<TrustedIssuer>,
     profile: TokenProfile,
-    algorithms: Vec<Algorithm>,
+    algorithms: Vec<ProofAlgorithm>,
     leeway: Duration,
     allow_missing: Vec<String>,
     cache_capacity: usize,
@@ -565,10 +584,11 @@ impl JwtValidatorBuilder {
         self
     }
 
-    /// The allowed signature algorithms, replacing the default (every
-    /// asymmetric algorithm jsonwebtoken knows). HMAC algorithms can be named
-    /// but never verify: keys from a JWKS are never symmetric.
-    pub fn algorithms(mut self, algorithms: impl IntoIterator<Item = Algorithm>) -> Self {
+    /// The allowed signature algorithms, replacing the default (all of
+    /// them but ES512, which access tokens cannot be verified with: naming
+    /// it is a configuration error). Symmetric algorithms have no name
+    /// here: keys from a JWKS are never symmetric.
+    pub fn algorithms(mut self, algorithms: impl IntoIterator<Item = ProofAlgorithm>) -> Self {
         self.algorithms = algorithms.into_iter().collect();
         self
     }
@@ -666,6 +686,18 @@ impl JwtValidatorBuilder {
                 "JwtValidator needs at least one algorithm",
             ));
         }
+        let mut algorithms = Vec::with_capacity(self.algorithms.len());
+        for &alg in &self.algorithms {
+            let Some(library) = library_algorithm(alg) else {
+                return Err(JwksError::config(format!(
+                    "JwtValidator cannot verify access tokens signed with {}",
+                    alg.as_str()
+                )));
+            };
+            if !algorithms.contains(&library) {
+                algorithms.push(library);
+            }
+        }
         if let Err(refusal) = check_relaxable(&self.allow_missing) {
             return Err(JwksError::config(format!("JwtValidator {refusal}")));
         }
@@ -691,8 +723,7 @@ impl JwtValidatorBuilder {
         let leeway = self.leeway.as_secs();
         let mut issuers = Vec::with_capacity(trusted.len());
         for issuer in trusted {
-            let validations = self
-                .algorithms
+            let validations = algorithms
                 .iter()
                 .map(|&alg| {
                     let mut v = Validation::new(alg);

@@ -21,6 +21,7 @@ use server_files::{Files, files, write};
 use support::{HttpsClient, https_client, post_form};
 use tower::{Layer as _, ServiceExt as _};
 use tower_token_binding::ClientIdentity;
+use tower_token_binding::proof::Algorithm;
 use tower_token_binding::server::{
     ClientCertMode, PeerCertificate, ResourceServer, ResourceServerBuilder,
     ResourceServerErrorKind as Kind, ServerTlsConfig,
@@ -298,6 +299,15 @@ fn every_misconfiguration_is_a_typed_error() {
     }
     assert!(good(&f).required_scope("read:all").build().is_ok());
     assert_eq!(kind(good(&f).algorithms([])).0, Kind::NoAlgorithms);
+    // ES512 signs proofs, never access tokens: naming it is refused.
+    let (_, _, es512) = kind(good(&f).algorithms([Algorithm::Es256, Algorithm::Es512]));
+    assert!(es512.contains("ES512"), "{es512}");
+    assert!(
+        good(&f)
+            .algorithms([Algorithm::Rs256, Algorithm::Es256])
+            .build()
+            .is_ok()
+    );
 
     // Claims: only sub, client_id, iat and jti may be allowed to be missing.
     assert!(
