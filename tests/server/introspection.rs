@@ -316,10 +316,10 @@ async fn a_fractional_exp_ends_the_cached_answer() {
     assert!(validator.validate(&token).await.is_ok());
     assert_eq!(s.issuer.introspection_calls(), 1, "cached before exp");
     // Once the clock reaches exp (rounded down), the answer is not used
-    // again: the issuer is asked anew (whatever it says).
-    while unix_now().as_secs() < exp.floor() as u64 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // again: the issuer is asked anew (whatever it says). Tokio's clock
+    // jumps to a quarter second past exp rounded down, still short of exp.
+    let exp_floor = Duration::from_secs(exp.floor() as u64);
+    support::advance(exp_floor + Duration::from_millis(250) - unix_now()).await;
     let _ = validator.validate(&token).await;
     assert_eq!(s.issuer.introspection_calls(), 2, "not cached past exp");
 }
@@ -341,8 +341,7 @@ async fn calls_beyond_the_limit_are_a_503_at_once() {
     let api = start(&s.pki, CnfValidationLayer::new(validator.clone())).await;
     let client = https_client(&s.pki, Some(&s.client));
     // The issuer holds every answer: the calls stay in flight.
-    s.issuer
-        .set_introspection_fault(Some(IntrospectionFault::Delay(Duration::from_secs(60))));
+    let hold = s.issuer.hold_introspection();
     let tokens: Vec<String> = (0..5).map(|_| s.bound_to_client()).collect();
     let held: Vec<_> = tokens[..2].iter().map(|t| validator.validate(t)).collect();
     // Distinct unknown tokens beyond the limit: refused at once, no call.
@@ -358,14 +357,10 @@ async fn calls_beyond_the_limit_are_a_503_at_once() {
     // A token whose call is in flight still joins it.
     assert!(validator.validate(&tokens[0]).now_or_never().is_none());
     // The issuer sees the two calls, and no more.
-    for _ in 0..600 {
-        if s.issuer.introspection_calls() >= 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    hold.until_waiting(2).await;
     assert_eq!(s.issuer.introspection_calls(), 2);
     drop(held);
+    hold.release();
 }
 
 #[tokio::test]
@@ -612,8 +607,9 @@ async fn what_a_flood_of_junk_costs_the_authorization_server() {
     let before = s.issuer.introspection_calls();
     let junk: Vec<String> = (0..1000).map(|i| format!("{i:B>43}")).collect();
     let calls: Vec<_> = junk.iter().map(|t| validator.validate(t)).collect();
+    // 56 calls held at once; that no 57th is on its way shows in the
+    // count once every answer is in, below.
     hold.until_waiting(56).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
     let in_flight = s.issuer.introspection_calls() - before;
     hold.release();
     let answers = futures_util::future::join_all(calls).await;
