@@ -4,6 +4,7 @@
 //! discovery is retried after the cooldown.
 #![cfg(all(feature = "test-util", feature = "axum"))]
 
+use crate::support;
 use crate::support::server_files;
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -263,7 +264,7 @@ async fn failed_discovery_is_retried_after_the_cooldown_and_a_moved_jwks_found_a
         StatusCode::OK,
         &json!({ "issuer": iss, "jwks_uri": format!("{iss}/jwks") }),
     );
-    tokio::time::sleep(cooldown).await;
+    support::advance(cooldown).await;
     validator.validate(&token).await.unwrap();
     assert_eq!(metadata.hits("/.well-known/oauth-authorization-server"), 2);
     assert_eq!(metadata.hits("/jwks"), 1);
@@ -278,14 +279,14 @@ async fn failed_discovery_is_retried_after_the_cooldown_and_a_moved_jwks_found_a
         StatusCode::OK,
         &json!({ "issuer": iss, "jwks_uri": format!("{iss}/keys-v2") }),
     );
-    tokio::time::sleep(cooldown).await;
+    support::advance(cooldown).await;
     let rotated = token_from(&signer, &iss);
     let moved = validator.validate(&rotated).await;
     assert_eq!(moved.unwrap_err().kind(), TokenErrorKind::UnknownKey);
     assert_eq!(metadata.hits("/jwks"), 2);
     validator.validate(&token).await.unwrap();
 
-    tokio::time::sleep(cooldown).await;
+    support::advance(cooldown).await;
     validator.validate(&rotated).await.unwrap();
     assert_eq!(metadata.hits("/.well-known/oauth-authorization-server"), 3);
     assert_eq!(metadata.hits("/keys-v2"), 1);
