@@ -5,6 +5,7 @@
 //! for handshakes.
 #![cfg(feature = "test-util")]
 
+use crate::support;
 use crate::support::tls_server;
 use std::sync::Arc;
 use std::time::Duration;
@@ -146,9 +147,16 @@ async fn graceful_shutdown_lets_an_in_flight_request_finish() {
         let in_flight = tokio::spawn(async move { conn.get("/slow").await });
         entered.await;
 
+        let (logs, capturing) = support::Logs::capture(tracing::Level::DEBUG);
         server.stop();
-        // Still waiting for the request...
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Once the server has stopped accepting (in the same run of its
+        // task that would end it, were it not to wait), still waiting for
+        // the request...
+        support::until(Duration::from_secs(20), || {
+            !logs.with("no longer accepting").is_empty()
+        })
+        .await;
+        drop(capturing);
         assert!(!server.is_finished());
         assert!(!in_flight.is_finished());
 
