@@ -13,14 +13,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use futures_util::future::join_all;
+use futures_util::future::{BoxFuture, join_all};
 use redis_support::RedisServer;
+use tokio::sync::watch;
 use tower_token_binding::binding::Scheme;
 use tower_token_binding::proof::{Algorithm, ProofKey};
 use tower_token_binding::test_util::{Fault, TestIssuer, TestPki};
 use tower_token_binding::token::{
-    BoxError, CacheKey, RedisCacheStats, RedisTokenCache, SharedCachePolicy, Token, TokenCache,
-    TokenSource,
+    BoxError, CacheKey, LockOwner, RedisCacheStats, RedisTokenCache, SharedCacheEvent,
+    SharedCachePolicy, SharedKey, SharedTokenCache, Token, TokenCache, TokenSource,
 };
 use tower_token_binding::{BoundClient, CnfValidationLayer};
 
@@ -108,16 +109,26 @@ async fn a_token_endpoint_slower_than_the_old_lock_still_means_one_fetch() {
 }
 
 /// A source that binds shared tokens but fetches bearer tokens (which the
-/// shared cache does not take by default), slowly.
-struct BearerFromABindingSource(Arc<AtomicUsize>);
+/// shared cache does not take by default); a fetch ends only once two
+/// caches wait for another's fetch (counted by [`CountingWaits`]).
+struct BearerFromABindingSource(Arc<AtomicUsize>, Arc<watch::Sender<usize>>);
 
 impl TokenSource for BearerFromABindingSource {
-    type Future = futures_util::future::BoxFuture<'static, Result<Token, BoxError>>;
+    type Future = BoxFuture<'static, Result<Token, BoxError>>;
 
     fn fetch(&self) -> Self::Future {
         self.0.fetch_add(1, Ordering::SeqCst);
-        Box::pin(async {
-            tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut waiting = self.1.subscribe();
+        Box::pin(async move {
+            // Bounded, should the others never wait: the test then fails
+            // rather than hangs.
+            let two = waiting.wait_for(|waiting| *waiting >= 2);
+            if tokio::time::timeout(Duration::from_secs(20), two)
+                .await
+                .is_err()
+            {
+                return Err("no two caches waited for this fetch".into());
+            }
             Ok(Token::new("bearer").expires_in(Duration::from_secs(600)))
         })
     }
@@ -127,22 +138,82 @@ impl TokenSource for BearerFromABindingSource {
     }
 }
 
+/// A Redis token cache that also counts the times a cache waited for
+/// another's fetch (the `Waited` events it is told of).
+struct CountingWaits(RedisTokenCache, Arc<watch::Sender<usize>>);
+
+impl SharedTokenCache for CountingWaits {
+    fn get(&self, key: &SharedKey) -> BoxFuture<'static, Result<Option<Vec<u8>>, BoxError>> {
+        self.0.get(key)
+    }
+
+    fn put(
+        &self,
+        key: &SharedKey,
+        value: Vec<u8>,
+        ttl: Duration,
+    ) -> BoxFuture<'static, Result<(), BoxError>> {
+        self.0.put(key, value, ttl)
+    }
+
+    fn try_lock(
+        &self,
+        key: &SharedKey,
+        owner: &LockOwner,
+        ttl: Duration,
+    ) -> BoxFuture<'static, Result<bool, BoxError>> {
+        self.0.try_lock(key, owner, ttl)
+    }
+
+    fn unlock(
+        &self,
+        key: &SharedKey,
+        owner: &LockOwner,
+    ) -> BoxFuture<'static, Result<(), BoxError>> {
+        self.0.unlock(key, owner)
+    }
+
+    fn extend_lock(
+        &self,
+        key: &SharedKey,
+        owner: &LockOwner,
+        ttl: Duration,
+    ) -> BoxFuture<'static, Result<(), BoxError>> {
+        self.0.extend_lock(key, owner, ttl)
+    }
+
+    fn policy(&self) -> SharedCachePolicy {
+        SharedTokenCache::policy(&self.0)
+    }
+
+    fn record(&self, event: SharedCacheEvent) {
+        if event == SharedCacheEvent::Waited {
+            self.1.send_modify(|waited| *waited += 1);
+        }
+        self.0.record(event);
+    }
+}
+
 #[tokio::test]
 async fn unshareable_tokens_do_not_queue_the_fleet() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
-    // A source that cannot bind: the shared cache is not used at all.
+    // A source that cannot bind: the shared cache is not used at all. Each
+    // fetch ends only once all three are under way.
     let asked = Arc::new(AtomicUsize::new(0));
+    let all_fetching = Arc::new(tokio::sync::Barrier::new(3));
     let shared = three(&redis.url()).await;
     let caches: Vec<TokenCache> = shared
         .iter()
         .map(|shared| {
             let asked = asked.clone();
+            let all_fetching = all_fetching.clone();
             TokenCache::builder().shared(shared.clone()).build(move || {
                 asked.fetch_add(1, Ordering::SeqCst);
-                async {
-                    tokio::time::sleep(Duration::from_millis(300)).await;
+                let all_fetching = all_fetching.clone();
+                async move {
+                    all_fetching.wait().await;
                     Ok(Token::new("bearer").expires_in(Duration::from_secs(600)))
                 }
             })
@@ -158,15 +229,17 @@ async fn unshareable_tokens_do_not_queue_the_fleet() {
     assert_eq!(asked.load(Ordering::SeqCst), 3);
     assert_eq!(stats, RedisCacheStats::default(), "no Redis at all");
 
-    // Binds, but its token cannot be shared: the marker frees the waiters.
+    // Binds, but its token cannot be shared: the marker frees the waiters
+    // (the fetch under the lock ends once the two others wait for it).
     let asked = Arc::new(AtomicUsize::new(0));
+    let waited = Arc::new(watch::Sender::new(0));
     let shared = three(&redis.url()).await;
     let caches: Vec<TokenCache> = shared
         .iter()
         .map(|shared| {
             TokenCache::builder()
-                .shared(shared.clone())
-                .build(BearerFromABindingSource(asked.clone()))
+                .shared(CountingWaits(shared.clone(), waited.clone()))
+                .build(BearerFromABindingSource(asked.clone(), waited.clone()))
         })
         .collect();
     for token in join_all(caches.iter().map(TokenCache::get)).await {
@@ -196,12 +269,15 @@ struct SlowDpopSource(
 );
 
 impl TokenSource for SlowDpopSource {
-    type Future = futures_util::future::BoxFuture<'static, Result<Token, BoxError>>;
+    type Future = BoxFuture<'static, Result<Token, BoxError>>;
 
     fn fetch(&self) -> Self::Future {
         self.0.fetch_add(1, Ordering::SeqCst);
         let proofs = self.1.clone();
         Box::pin(async move {
+            // Real time, not tokio's: the lock's TTL runs out inside the
+            // redis-server process, whose clock cannot be advanced, so the
+            // fetch must outlast it for real for the extensions to matter.
             tokio::time::sleep(Duration::from_millis(1200)).await;
             let token = Token::new("slow").with_token_type("DPoP");
             Ok(token
