@@ -193,7 +193,7 @@ async fn redis_killed_under_traffic_fails_closed_and_recovers_on_the_same_port()
             recovered = true;
             break;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        support::advance(Duration::from_millis(50)).await;
     }
     assert!(
         recovered,
@@ -299,7 +299,7 @@ async fn a_cluster_node_killed_under_traffic_fails_closed_and_recovers() {
             }
         } else {
             recovered = 0;
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            support::advance(Duration::from_millis(50)).await;
         }
     }
     assert_eq!(
@@ -476,7 +476,7 @@ async fn a_silent_connection_is_replaced() {
         let answer = store.insert_if_absent(key(n), later()).await;
         assert!(answer.unwrap_err().is_unavailable());
         failed += 1;
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        support::advance(Duration::from_millis(100)).await;
     }
     proxy.set_blackhole(false);
 
@@ -494,7 +494,7 @@ async fn a_silent_connection_is_replaced() {
                 failed += 1;
             }
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        support::advance(Duration::from_millis(100)).await;
     }
     let rounds = recovered_after.expect("the store never recovered from the silent connection");
     eprintln!(
