@@ -357,7 +357,9 @@ async fn calls_beyond_the_limit_are_a_503_at_once() {
     // A token whose call is in flight still joins it.
     assert!(validator.validate(&tokens[0]).now_or_never().is_none());
     // The issuer sees the two calls, and no more.
-    hold.until_waiting(2).await;
+    tokio::time::timeout(Duration::from_secs(30), hold.until_waiting(2))
+        .await
+        .expect("the two calls reach the issuer");
     assert_eq!(s.issuer.introspection_calls(), 2);
     drop(held);
     hold.release();

@@ -95,7 +95,9 @@ async fn keys_are_refreshed_while_every_request_is_a_cache_hit() {
     let hold = issuer.hold_jwks();
     support::advance(Duration::from_millis(250)).await;
     validator.validate(&token).await.unwrap();
-    hold.until_waiting(1).await;
+    tokio::time::timeout(Duration::from_secs(10), hold.until_waiting(1))
+        .await
+        .expect("the removed key was never noticed");
     assert!(issuer.jwks_fetches() >= 2);
     // The refresh has landed once a token signed with the new key is
     // verified: its fetch for the unknown `kid` waits for the refresh's
