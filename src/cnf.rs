@@ -372,6 +372,52 @@ impl ProvenBinding {
     pub fn is_bound(&self) -> bool {
         !matches!(self, Self::None)
     }
+
+    /// What the token is bound to, without the key or certificate.
+    pub fn binding(&self) -> Binding {
+        match self {
+            Self::Certificate(_) => Binding::Certificate,
+            Self::Dpop(_) => Binding::Dpop,
+            Self::Pop(_) => Binding::Pop,
+            Self::None => Binding::None,
+        }
+    }
+}
+
+/// What a token is bound to: what a thief would need besides the token.
+/// The one name of each binding, on both sides: a client's
+/// [`Token::binding`](crate::token::Token::binding), a scheme's
+/// [`binding`](crate::binding::Scheme::binding) and, on the server,
+/// [`ProvenBinding::binding`].
+///
+/// ```
+/// use tower_token_binding::cnf::{Binding, ProvenBinding};
+/// use tower_token_binding::Thumbprint;
+///
+/// let proven = ProvenBinding::Certificate(Thumbprint::from_der(b"certificate"));
+/// assert_eq!(proven.binding(), Binding::Certificate);
+/// assert!(Binding::Certificate.is_bound() && !Binding::None.is_bound());
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Binding {
+    /// Not bound: a bearer token, usable by whoever holds it (even when it
+    /// travels over a connection with a client certificate).
+    #[default]
+    None,
+    /// Bound to a client certificate (RFC 8705, `cnf.x5t#S256`).
+    Certificate,
+    /// Bound to a DPoP key (RFC 9449, `cnf.jkt`).
+    Dpop,
+    /// Bound to a PoP key (Microsoft's signed HTTP requests, `cnf.kid`).
+    Pop,
+}
+
+impl Binding {
+    /// Whether it is bound to anything.
+    pub fn is_bound(self) -> bool {
+        self != Self::None
+    }
 }
 
 #[cfg(test)]

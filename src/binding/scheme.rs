@@ -78,6 +78,29 @@ impl HeaderWord {
     }
 }
 
+impl Scheme {
+    /// What a token sent under this scheme is bound to. `MtlsOnly` sends no
+    /// token: its certificate is the whole credential.
+    ///
+    /// ```
+    /// use tower_token_binding::binding::Scheme;
+    /// use tower_token_binding::cnf::Binding;
+    ///
+    /// assert_eq!(Scheme::MtlsPop.binding(), Binding::Certificate);
+    /// assert_eq!(Scheme::Dpop.binding(), Binding::Dpop);
+    /// assert_eq!(Scheme::Bearer.binding(), Binding::None);
+    /// ```
+    pub fn binding(self) -> crate::cnf::Binding {
+        use crate::cnf::Binding;
+        match self {
+            Self::Bearer => Binding::None,
+            Self::MtlsPop | Self::MtlsOnly => Binding::Certificate,
+            Self::Dpop => Binding::Dpop,
+            Self::Pop => Binding::Pop,
+        }
+    }
+}
+
 impl fmt::Display for Scheme {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

@@ -173,7 +173,7 @@ impl ClientCredentialsBuilder {
     /// setting (or [`entra_mtls_pop`](Self::entra_mtls_pop), whose
     /// `mtls_pop` type says it), an opaque token is still sent over the
     /// certificate's connection but counts as a bearer token
-    /// ([`TokenBinding::None`](crate::token::TokenBinding::None)): a shared
+    /// ([`Binding::None`](crate::cnf::Binding::None)): a shared
     /// token cache does not store it unless bearer tokens are allowed there.
     pub fn opaque_tokens_certificate_bound(mut self) -> Self {
         self.opaque_certificate_bound = true;

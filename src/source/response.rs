@@ -116,7 +116,7 @@ fn expires_in(value: &Value, max: Duration) -> Result<Duration, String> {
 /// only when `opaque_bound` (the source asked for `mtls_pop` tokens, whose
 /// type says so, or was told that this server binds its tokens); otherwise
 /// it is sent over the certificate's connection but counts as a bearer
-/// token ([`TokenBinding::None`](crate::token::TokenBinding::None)).
+/// token ([`Binding::None`](crate::cnf::Binding::None)).
 fn certificate_bound(
     token: Token,
     claims: JwtCnf,
@@ -153,7 +153,7 @@ fn certificate_bound(
 /// (`cnf.jkt`) and, when it is bound to a certificate as well, to ours.
 /// The identity that authenticated goes with the token, for transport
 /// only: a JWT without `cnf` stays unbound
-/// ([`TokenBinding::None`](crate::token::TokenBinding::None)).
+/// ([`Binding::None`](crate::cnf::Binding::None)).
 fn dpop_bound(
     token: Token,
     claims: JwtCnf,
@@ -333,7 +333,7 @@ mod tests {
     #[cfg(feature = "test-util")]
     #[test]
     fn opaque_tokens_count_as_certificate_bound_only_when_the_source_says_so() {
-        use crate::token::TokenBinding;
+        use crate::cnf::Binding;
         let identity = crate::test_util::svc_identity();
         let read = |opaque_bound| {
             let token = Token::new("opaque");
@@ -349,8 +349,8 @@ mod tests {
         let bearer = read(false);
         // Sent over the certificate's connection, bound to nothing.
         assert!(bearer.identity().is_some());
-        assert_eq!(bearer.binding(), TokenBinding::None);
-        assert_eq!(read(true).binding(), TokenBinding::Certificate);
+        assert_eq!(bearer.binding(), Binding::None);
+        assert_eq!(read(true).binding(), Binding::Certificate);
     }
 
     #[test]

@@ -26,4 +26,9 @@ pub use shared::{LockOwner, SharedCacheEvent, SharedCachePolicy, SharedKey, Shar
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use shared::{RedisCacheStats, RedisTokenCache};
 pub use source::{BoxError, StaticToken, TokenSource};
-pub use token::{AccessToken, Token, TokenBinding};
+pub use token::{AccessToken, Token};
+
+/// What a token is bound to: now [`cnf::Binding`](crate::cnf::Binding), the
+/// one name of the bindings on both sides.
+#[deprecated(note = "renamed `cnf::Binding`")]
+pub type TokenBinding = crate::cnf::Binding;

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 use subtle::ConstantTimeEq;
 
 use crate::ClientIdentity;
+use crate::cnf::Binding;
 use crate::proof::dpop::DpopProofs;
 use crate::proof::shr::SignedHttpRequests;
 
@@ -65,24 +66,7 @@ pub struct Token {
     identity: Option<ClientIdentity>,
     dpop: Option<DpopProofs>,
     pop: Option<SignedHttpRequests>,
-    binding: TokenBinding,
-}
-
-/// How a [`Token`] is bound, as far as its source knows: what a thief would
-/// need besides the token. A shared cache stores a token only when it is
-/// bound (or bearer tokens are explicitly allowed there).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum TokenBinding {
-    /// Not bound: a bearer token, usable by whoever holds it (even when it
-    /// travels over a connection with a client certificate).
-    None,
-    /// Bound to a client certificate (RFC 8705, `cnf.x5t#S256`).
-    Certificate,
-    /// Bound to a DPoP key (RFC 9449, `cnf.jkt`).
-    Dpop,
-    /// Bound to a PoP key (Microsoft signed HTTP requests, `cnf.kid`).
-    Pop,
+    binding: Binding,
 }
 
 impl Token {
@@ -95,7 +79,7 @@ impl Token {
             identity: None,
             dpop: None,
             pop: None,
-            binding: TokenBinding::None,
+            binding: Binding::None,
         }
     }
 
@@ -120,12 +104,12 @@ impl Token {
     /// Marks the token as bound to `identity`'s certificate: requests that
     /// carry it must go out over a TLS connection presenting that identity.
     /// ([`binding`](Self::binding) becomes
-    /// [`Certificate`](TokenBinding::Certificate), unless the token is
+    /// [`Certificate`](Binding::Certificate), unless the token is
     /// already bound to a DPoP or PoP key.)
     pub fn bound_to(mut self, identity: ClientIdentity) -> Self {
         self.identity = Some(identity);
-        if self.binding == TokenBinding::None {
-            self.binding = TokenBinding::Certificate;
+        if self.binding == Binding::None {
+            self.binding = Binding::Certificate;
         }
         self
     }
@@ -155,7 +139,7 @@ impl Token {
     /// ```
     pub fn dpop_bound(mut self, proofs: DpopProofs) -> Self {
         self.dpop = Some(proofs);
-        self.binding = TokenBinding::Dpop;
+        self.binding = Binding::Dpop;
         self
     }
 
@@ -175,7 +159,7 @@ impl Token {
     /// ```
     pub fn pop_bound(mut self, shrs: SignedHttpRequests) -> Self {
         self.pop = Some(shrs);
-        self.binding = TokenBinding::Pop;
+        self.binding = Binding::Pop;
         self
     }
 
@@ -204,8 +188,10 @@ impl Token {
 
     /// How it is bound: set by [`bound_to`](Self::bound_to),
     /// [`dpop_bound`](Self::dpop_bound) and [`pop_bound`](Self::pop_bound),
-    /// never by [`with_identity`](Self::with_identity).
-    pub fn binding(&self) -> TokenBinding {
+    /// never by [`with_identity`](Self::with_identity). A shared cache
+    /// stores a token only when it is bound (or bearer tokens are
+    /// explicitly allowed there).
+    pub fn binding(&self) -> Binding {
         self.binding
     }
 

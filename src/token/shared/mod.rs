@@ -70,7 +70,8 @@ use std::time::{Duration, SystemTime};
 use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
-use super::{AccessToken, BoxError, CacheKey, Token, TokenBinding};
+use super::{AccessToken, BoxError, CacheKey, Token};
+use crate::cnf::Binding;
 
 mod key;
 mod policy;
@@ -214,9 +215,9 @@ const UNSHAREABLE_TTL: Duration = Duration::from_secs(10);
 /// never the identity that merely carries it.
 fn binding_of(token: &Token) -> &'static str {
     match token.binding() {
-        TokenBinding::Dpop => "jkt",
-        TokenBinding::Pop => "kid",
-        TokenBinding::Certificate => "x5t#S256",
+        Binding::Dpop => "jkt",
+        Binding::Pop => "kid",
+        Binding::Certificate => "x5t#S256",
         _ => "none",
     }
 }
@@ -576,11 +577,11 @@ impl SharedTier {
         B: Fn(Token) -> Option<Token>,
     {
         let binding = token.binding();
-        if binding == TokenBinding::None && !policy.allow_bearer {
+        if binding == Binding::None && !policy.allow_bearer {
             return Err("a bearer token, and bearer tokens are not shared here");
         }
         let expiry = token.expiry().ok_or("a token without an expiry")?;
-        if binding != TokenBinding::None {
+        if binding != Binding::None {
             let bare = Token::new(token.access_token().secret())
                 .with_token_type(token.token_type())
                 .expires_at(expiry);

@@ -259,7 +259,7 @@ async fn a_token_is_stored_only_if_bound_as_its_source_binds_it_again() {
     let unbound = Token::new("unbound")
         .expires_in(Duration::from_secs(600))
         .with_identity(identity.clone());
-    assert_eq!(unbound.binding(), TokenBinding::None);
+    assert_eq!(unbound.binding(), Binding::None);
     let rebind = {
         let (identity, proofs) = (identity.clone(), proofs.clone());
         move |token: Token| {
