@@ -139,7 +139,7 @@ where
 /// What a proof is remembered by: a SHA-256 digest, never the proof itself.
 ///
 /// For DPoP it is the digest of the proof key's thumbprint, the `htu` and
-/// the `jti` ([`VerifiedProof::replay_key`](crate::proof::dpop::VerifiedProof::replay_key)),
+/// the `jti` ([`VerifiedDpopProof::replay_key`](crate::proof::dpop::VerifiedDpopProof::replay_key)),
 /// so one client's `jti` cannot collide with another's. Its text form
 /// ([`Display`](fmt::Display)) is base64url, 43 characters, fit for a
 /// Redis key.

@@ -9,7 +9,7 @@ use http::{HeaderMap, HeaderValue, Request, Uri, header};
 
 use super::layer::Settings;
 use super::rejection::{Rejection, RejectionKind, Scheme};
-use crate::proof::dpop::{DPOP, DpopError, DpopErrorKind, DpopVerifier, VerifiedProof};
+use crate::proof::dpop::{DPOP, DpopError, DpopErrorKind, DpopVerifier, VerifiedDpopProof};
 
 /// The scheme and authority clients address this server by, for the `htu`
 /// of DPoP proofs: `https://api.example.com`, `https://api.example.com:8443`.
@@ -158,7 +158,7 @@ pub(crate) fn verify<B>(
     request: &Request<B>,
     proof: &HeaderValue,
     token: &str,
-) -> Result<VerifiedProof, Rejection> {
+) -> Result<VerifiedDpopProof, Rejection> {
     let refuse = |e| Rejection::dpop(e, Scheme::Dpop);
     let Ok(proof) = proof.to_str() else {
         let malformed = DpopError::new(DpopErrorKind::Malformed)

@@ -14,7 +14,7 @@ use super::{TokenError, VerifiedToken};
 use super::{dpop, pop};
 use crate::peer::PeerCertificate;
 use crate::proof::JwkThumbprint;
-use crate::proof::dpop::{DPOP_NONCE, DpopError, DpopErrorKind, VerifiedProof};
+use crate::proof::dpop::{DPOP_NONCE, DpopError, DpopErrorKind, VerifiedDpopProof};
 use crate::proof::shr::{ShrError, ShrErrorKind, VerifiedShr};
 use crate::replay::{
     ReplayError, ReplayErrorKind, ReplayFuture, ReplayKey, ReplayOwner, ReplayStore as _,
@@ -27,7 +27,7 @@ use crate::{Confirmation, ProvenBinding};
 /// holds the access token.)
 pub(crate) enum Proof {
     /// A `DPoP` proof header.
-    Dpop(VerifiedProof),
+    Dpop(VerifiedDpopProof),
     /// A signed HTTP request (`Authorization: PoP`).
     Pop(VerifiedShr),
 }

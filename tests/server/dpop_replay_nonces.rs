@@ -251,7 +251,7 @@ async fn a_proof_that_ages_out_during_a_slow_validation_is_refused() {
             tower_token_binding::validation::CnfValidationLayer::new(slow)
                 .accept_dpop(
                     DpopVerifier::builder()
-                        .iat_window(Duration::from_secs(1), Duration::from_secs(5))
+                        .max_age(Duration::from_secs(1))
                         .build(),
                 )
                 .replay_store(counting_store(calls.clone(), || Ok(true))),

@@ -403,7 +403,7 @@ async fn an_shr_that_ages_out_during_a_slow_validation_is_refused() {
             tower_token_binding::validation::CnfValidationLayer::new(slow)
                 .accept_pop(
                     ShrVerifier::builder()
-                        .lifetime(Duration::from_secs(1))
+                        .max_age(Duration::from_secs(1))
                         .build(),
                 )
                 .replay_store(dpop::counting_store(calls.clone(), || Ok(true))),

@@ -7,7 +7,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::{Method, Uri};
 use serde::Serialize;
 
-use super::error::{CreateProofError, CreateProofErrorKind};
+use super::error::{CreateDpopProofError, CreateDpopProofErrorKind};
 use super::nonce_memory::NonceMemory;
 use super::{ATH_LEN, PROOF_TYPE, ath};
 use crate::proof::jws;
@@ -155,7 +155,7 @@ impl DpopProofs {
         method: &Method,
         uri: &Uri,
         access_token: Option<&str>,
-    ) -> Result<String, CreateProofError> {
+    ) -> Result<String, CreateDpopProofError> {
         let nonce = self.inner.nonces.get(uri);
         self.proof_at(
             method,
@@ -175,11 +175,13 @@ impl DpopProofs {
         access_token: Option<&str>,
         nonce: Option<&str>,
         now: SystemTime,
-    ) -> Result<String, CreateProofError> {
-        let htu = Htu::of(uri).ok_or(CreateProofError::new(CreateProofErrorKind::RelativeUri))?;
+    ) -> Result<String, CreateDpopProofError> {
+        let htu = Htu::of(uri).ok_or(CreateDpopProofError::new(
+            CreateDpopProofErrorKind::RelativeUri,
+        ))?;
         let mut random = [0u8; 16];
         aws_lc_rs::rand::fill(&mut random)
-            .map_err(|_| CreateProofError::new(CreateProofErrorKind::Random))?;
+            .map_err(|_| CreateDpopProofError::new(CreateDpopProofErrorKind::Random))?;
         let mut jti = [0u8; 22];
         let jti = encode_jti(&random, &mut jti);
         let mut ath_buf = [0u8; ATH_LEN];
@@ -204,7 +206,7 @@ impl DpopProofs {
         jws::sign_streamed(&self.inner.key, &self.inner.header_b64, hint, |out| {
             serde_json::to_writer(out, &claims).map_err(std::io::Error::other)
         })
-        .map_err(CreateProofError::signing)
+        .map_err(CreateDpopProofError::signing)
     }
 }
 
@@ -335,7 +337,7 @@ mod tests {
         let err = proofs
             .proof(&Method::GET, &"/relative".parse().unwrap(), None)
             .unwrap_err();
-        assert_eq!(err.kind(), CreateProofErrorKind::RelativeUri);
+        assert_eq!(err.kind(), CreateDpopProofErrorKind::RelativeUri);
         assert!(format!("{proofs:?}").starts_with("DpopProofs { key: ProofKey"));
     }
 }

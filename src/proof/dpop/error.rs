@@ -108,15 +108,15 @@ impl DpopError {
 
 /// Why a DPoP proof could not be made.
 #[derive(Debug)]
-pub struct CreateProofError {
-    kind: CreateProofErrorKind,
+pub struct CreateDpopProofError {
+    kind: CreateDpopProofErrorKind,
     source: Option<KeyError>,
 }
 
 /// What kept a DPoP proof from being made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum CreateProofErrorKind {
+pub enum CreateDpopProofErrorKind {
     /// The request URI has no scheme or no host: `htu` must be absolute.
     RelativeUri,
     /// The system random generator failed (no `jti`).
@@ -125,37 +125,37 @@ pub enum CreateProofErrorKind {
     Signing,
 }
 
-impl CreateProofError {
-    pub(crate) fn new(kind: CreateProofErrorKind) -> Self {
+impl CreateDpopProofError {
+    pub(crate) fn new(kind: CreateDpopProofErrorKind) -> Self {
         Self { kind, source: None }
     }
 
     pub(crate) fn signing(source: KeyError) -> Self {
         Self {
-            kind: CreateProofErrorKind::Signing,
+            kind: CreateDpopProofErrorKind::Signing,
             source: Some(source),
         }
     }
 
     /// What went wrong.
-    pub fn kind(&self) -> CreateProofErrorKind {
+    pub fn kind(&self) -> CreateDpopProofErrorKind {
         self.kind
     }
 }
 
-impl fmt::Display for CreateProofError {
+impl fmt::Display for CreateDpopProofError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self.kind {
-            CreateProofErrorKind::RelativeUri => {
+            CreateDpopProofErrorKind::RelativeUri => {
                 "a DPoP proof needs an absolute request URI (scheme and host)"
             }
-            CreateProofErrorKind::Random => "the system random generator failed",
-            CreateProofErrorKind::Signing => "the DPoP proof could not be signed",
+            CreateDpopProofErrorKind::Random => "the system random generator failed",
+            CreateDpopProofErrorKind::Signing => "the DPoP proof could not be signed",
         })
     }
 }
 
-impl std::error::Error for CreateProofError {
+impl std::error::Error for CreateDpopProofError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         self.source
             .as_ref()

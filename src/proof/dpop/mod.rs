@@ -13,8 +13,8 @@
 //!   remembers the last `DPoP-Nonce` of each origin ([`NonceMemory`]).
 //! - Server: [`DpopVerifier`] checks a proof against the request (a pure
 //!   function of the proof, the request and the time) and returns a
-//!   [`VerifiedProof`]; the caller then checks the token's `cnf.jkt`
-//!   ([`VerifiedProof::is_bound_to`]) and, last, the
+//!   [`VerifiedDpopProof`]; the caller then checks the token's `cnf.jkt`
+//!   ([`VerifiedDpopProof::is_bound_to`]) and, last, the
 //!   [`replay store`](crate::replay). [`StatelessNonces`] makes and checks
 //!   server nonces without state.
 //!
@@ -63,10 +63,20 @@ mod verifier;
 mod tests;
 
 pub use client::DpopProofs;
-pub use error::{CreateProofError, CreateProofErrorKind, DpopError, DpopErrorKind};
+pub use error::{CreateDpopProofError, CreateDpopProofErrorKind, DpopError, DpopErrorKind};
 pub use nonce_memory::NonceMemory;
 pub use stateless_nonces::{NonceSecretError, StatelessNonces};
-pub use verifier::{DpopVerifier, DpopVerifierBuilder, VerifiedProof};
+pub use verifier::{DpopVerifier, DpopVerifierBuilder, VerifiedDpopProof};
+
+/// A verified DPoP proof: now [`VerifiedDpopProof`].
+#[deprecated(note = "renamed `VerifiedDpopProof`")]
+pub type VerifiedProof = VerifiedDpopProof;
+/// Why a DPoP proof could not be made: now [`CreateDpopProofError`].
+#[deprecated(note = "renamed `CreateDpopProofError`")]
+pub type CreateProofError = CreateDpopProofError;
+/// What went wrong making a DPoP proof: now [`CreateDpopProofErrorKind`].
+#[deprecated(note = "renamed `CreateDpopProofErrorKind`")]
+pub type CreateProofErrorKind = CreateDpopProofErrorKind;
 
 /// The `DPoP` request header, which carries the proof.
 pub const DPOP: HeaderName = HeaderName::from_static("dpop");

@@ -66,7 +66,7 @@ fn verify(
     method: Method,
     uri: &str,
     token: Option<&str>,
-) -> Result<VerifiedProof, DpopError> {
+) -> Result<VerifiedDpopProof, DpopError> {
     verifier.verify(proof, &method, &uri.parse::<Uri>().unwrap(), token, now())
 }
 

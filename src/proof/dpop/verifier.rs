@@ -31,7 +31,7 @@ const MAX_JTI_LEN: usize = 256;
 ///
 /// [`verify`](Self::verify) checks, in this order:
 ///
-/// 1. the proof is at most [`max_proof_size`](DpopVerifierBuilder::max_proof_size)
+/// 1. the proof is at most [`max_size`](DpopVerifierBuilder::max_size)
 ///    bytes (4 KiB by default);
 /// 2. it is a compact JWS whose header and claims are JSON objects naming no
 ///    member twice, with no `crit` header;
@@ -55,8 +55,8 @@ const MAX_JTI_LEN: usize = 256;
 ///     answered `use_dpop_nonce`).
 ///
 /// Left to the caller, in this order: that the token's `cnf.jkt` names the
-/// proof's key ([`VerifiedProof::is_bound_to`]), then that the proof is
-/// new ([`VerifiedProof::replay_key`] through a
+/// proof's key ([`VerifiedDpopProof::is_bound_to`]), then that the proof is
+/// new ([`VerifiedDpopProof::replay_key`] through a
 /// [`ReplayStore`](crate::replay::ReplayStore)): last, so that only proofs
 /// that would be accepted reach the store.
 ///
@@ -67,7 +67,8 @@ const MAX_JTI_LEN: usize = 256;
 ///
 /// let verifier = DpopVerifier::builder()
 ///     .algorithms([Algorithm::Es256, Algorithm::EdDsa])
-///     .iat_window(Duration::from_secs(30), Duration::from_secs(2))
+///     .max_age(Duration::from_secs(30))
+///     .leeway(Duration::from_secs(2))
 ///     .nonces(StatelessNonces::random().unwrap())
 ///     .build();
 /// // For `WWW-Authenticate: DPoP algs="..."`.
@@ -100,18 +101,37 @@ impl DpopVerifierBuilder {
         self
     }
 
-    /// How old (`back`) and how far in the future (`ahead`, for clock skew)
-    /// a proof's `iat` may be. Default: 60 s back, 5 s ahead.
-    pub fn iat_window(mut self, back: Duration, ahead: Duration) -> Self {
-        self.max_age = back;
-        self.max_ahead = ahead;
+    /// How old a proof's `iat` may be. Default: 60 s. The same setting
+    /// as [`ShrVerifierBuilder::max_age`](crate::proof::shr::ShrVerifierBuilder::max_age).
+    pub fn max_age(mut self, max_age: Duration) -> Self {
+        self.max_age = max_age;
+        self
+    }
+
+    /// How far in the future a proof's `iat` may be, for clock skew.
+    /// Default: 5 s.
+    pub fn leeway(mut self, leeway: Duration) -> Self {
+        self.max_ahead = leeway;
         self
     }
 
     /// The longest proof accepted, in bytes. Default: 4096.
-    pub fn max_proof_size(mut self, bytes: usize) -> Self {
+    pub fn max_size(mut self, bytes: usize) -> Self {
         self.max_size = bytes;
         self
+    }
+
+    /// [`max_age`](Self::max_age) `back` and [`leeway`](Self::leeway)
+    /// `ahead`.
+    #[deprecated(note = "use `max_age` and `leeway`, as `ShrVerifierBuilder` names them")]
+    pub fn iat_window(self, back: Duration, ahead: Duration) -> Self {
+        self.max_age(back).leeway(ahead)
+    }
+
+    /// [`max_size`](Self::max_size).
+    #[deprecated(note = "use `max_size`, as `ShrVerifierBuilder` names it")]
+    pub fn max_proof_size(self, bytes: usize) -> Self {
+        self.max_size(bytes)
     }
 
     /// Requires a current server nonce in every proof. Off by default.
@@ -198,7 +218,7 @@ impl DpopVerifier {
         htu: &Uri,
         access_token: Option<&str>,
         now: SystemTime,
-    ) -> Result<VerifiedProof, DpopError> {
+    ) -> Result<VerifiedDpopProof, DpopError> {
         let jws = verify::parse::<DpopError>(
             proof,
             self.max_size,
@@ -258,7 +278,7 @@ impl DpopVerifier {
             self.window.back,
             now,
         );
-        Ok(VerifiedProof {
+        Ok(VerifiedDpopProof {
             jti: jti.to_owned(),
             iat: UNIX_EPOCH.checked_add(iat_since_epoch).unwrap_or(now),
             alg,
@@ -291,7 +311,7 @@ fn iat_claim(claims: &Map<String, Value>) -> Result<u64, DpopError> {
 /// [`ReplayStore`](crate::replay::ReplayStore) until
 /// [`replay_expires_at`](Self::replay_expires_at), last.
 #[derive(Clone, Debug)]
-pub struct VerifiedProof {
+pub struct VerifiedDpopProof {
     jwk: PublicJwk,
     alg: Algorithm,
     jti: String,
@@ -300,7 +320,7 @@ pub struct VerifiedProof {
     window: ReplayWindow,
 }
 
-impl VerifiedProof {
+impl VerifiedDpopProof {
     /// The RFC 7638 thumbprint of the proof's key.
     pub fn jkt(&self) -> JwkThumbprint {
         self.jwk.thumbprint()

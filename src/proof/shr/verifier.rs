@@ -77,7 +77,7 @@ const MAX_NONCE_LEN: usize = 256;
 ///
 /// let verifier = ShrVerifier::builder()
 ///     .algorithms([Algorithm::Ps256, Algorithm::Es256])
-///     .lifetime(Duration::from_secs(120))
+///     .max_age(Duration::from_secs(120))
 ///     .require_body(true)
 ///     .build();
 /// assert_eq!(verifier.algorithms(), [Algorithm::Es256, Algorithm::Ps256]);
@@ -115,10 +115,17 @@ impl ShrVerifierBuilder {
     }
 
     /// How old an SHR's `ts` may be. Default: 5 minutes, as
-    /// Microsoft.IdentityModel.
-    pub fn lifetime(mut self, lifetime: Duration) -> Self {
-        self.lifetime = lifetime;
+    /// Microsoft.IdentityModel. The same setting as
+    /// [`DpopVerifierBuilder::max_age`](crate::proof::dpop::DpopVerifierBuilder::max_age).
+    pub fn max_age(mut self, max_age: Duration) -> Self {
+        self.lifetime = max_age;
         self
+    }
+
+    /// [`max_age`](Self::max_age).
+    #[deprecated(note = "use `max_age`, as `DpopVerifierBuilder` names it")]
+    pub fn lifetime(self, lifetime: Duration) -> Self {
+        self.max_age(lifetime)
     }
 
     /// How far in the future an SHR's `ts` may be, for clock skew.
@@ -217,9 +224,15 @@ impl ShrVerifier {
         &self.algorithms
     }
 
-    /// The lifetime of an SHR.
-    pub fn lifetime(&self) -> Duration {
+    /// How old an SHR's `ts` may be ([`ShrVerifierBuilder::max_age`]).
+    pub fn max_age(&self) -> Duration {
         self.window.back
+    }
+
+    /// [`max_age`](Self::max_age).
+    #[deprecated(note = "use `max_age`")]
+    pub fn lifetime(&self) -> Duration {
+        self.max_age()
     }
 
     /// Whether `b` is required, so that the caller must buffer the body
