@@ -7,9 +7,10 @@ use http::{Request, Response, StatusCode};
 use pin_project_lite::pin_project;
 use tower::Service;
 
+use super::authorize::{NonceOrigin, authorize};
 use super::layer::Settings;
 use super::retry::says_invalid_token;
-use super::service::{NonceOrigin, NonceRemembered, UsedToken, authorize};
+use super::service::{NonceRemembered, UsedToken};
 use crate::token::{Acquire, BoxError, CachedToken, TokenCache};
 
 pin_project! {

@@ -86,6 +86,7 @@
 //! # }
 //! ```
 
+mod authorize;
 mod future;
 mod layer;
 mod retry;
