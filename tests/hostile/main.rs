@@ -9,6 +9,7 @@ mod support;
 
 mod hostile_escaped_pem;
 mod hostile_profiles;
+mod hostile_refactor;
 mod hostile_review;
 mod hostile_tokens;
 mod malformed_input;
