@@ -8,11 +8,41 @@
 //! `Instant::now()` is `std::time::Instant::now()`, and the wall clock is
 //! `SystemTime::now()` moved by the (then zero) distance between tokio's
 //! clock and the monotonic one.
+//!
+//! A test of your own can do the same: pause tokio's clock (with tokio's
+//! `test-util` feature) and advance it, and token caches refresh, backoffs
+//! end, proofs age and replay entries expire. Where your code hands the
+//! crate a time itself, as [`DpopVerifier::verify`] and
+//! [`ShrVerifier::verify`] take one, pass [`wall()`] so that it agrees.
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! tokio::time::pause();
+//! let before = tower_token_binding::clock::wall();
+//! tokio::time::advance(Duration::from_secs(120)).await;
+//! let after = tower_token_binding::clock::wall();
+//! let moved = after.duration_since(before).unwrap();
+//! assert!(moved >= Duration::from_secs(119) && moved <= Duration::from_secs(121));
+//! # }
+//! ```
+//!
+//! Tokio moves a paused clock on by itself, to the next timer, whenever the
+//! runtime has nothing to do but wait, for a socket too: a test that runs
+//! real I/O (a test issuer, a TLS server) with time paused throughout sees
+//! timeouts fire at once. Pause after the I/O that sets the test up, or
+//! around the jump only (`pause`, `advance`, `resume` on a current-thread
+//! runtime): time then runs on from where it was moved.
+//!
+//! [`DpopVerifier::verify`]: crate::proof::dpop::DpopVerifier::verify
+//! [`ShrVerifier::verify`]: crate::proof::shr::ShrVerifier::verify
 
 use std::time::{Instant, SystemTime};
 
 /// The monotonic time, as tokio's clock reads it.
-pub(crate) fn now() -> Instant {
+pub fn now() -> Instant {
     tokio::time::Instant::now().into_std()
 }
 
@@ -20,7 +50,7 @@ pub(crate) fn now() -> Instant {
 /// behind) the monotonic one: the system's time in a running runtime, a
 /// time that stands still and jumps with `tokio::time::advance` in a paused
 /// one.
-pub(crate) fn wall() -> SystemTime {
+pub fn wall() -> SystemTime {
     let tokio_now = now();
     let real_now = Instant::now();
     let system_now = SystemTime::now();

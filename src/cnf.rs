@@ -12,8 +12,12 @@
 //! thumbprint form, each at most once. Other members are kept as they are,
 //! never read as a binding.
 //!
-//! [`ProvenBinding`] says which binding a request proved: what a resource
-//! server's handler sees.
+//! [`Binding`] names what a token is bound to (none, a certificate, a DPoP
+//! key, a PoP key), the one name of each binding on both sides: a client's
+//! token, a client's scheme and a server's proven binding all answer with
+//! it. [`ProvenBinding`] says which binding a request proved, with its
+//! certificate's or key's thumbprint: what a resource server's handler
+//! sees.
 //!
 //! ```
 //! use tower_token_binding::{Confirmation, Thumbprint};

@@ -109,7 +109,7 @@ pub mod binding;
 #[cfg(feature = "client")]
 #[cfg_attr(docsrs, doc(cfg(feature = "client")))]
 pub mod client;
-mod clock;
+pub mod clock;
 pub mod cnf;
 #[cfg(any(feature = "client", feature = "server"))]
 mod discovery;
@@ -167,7 +167,7 @@ pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub use binding::TokenBindingLayer;
 #[cfg(feature = "client")]
 pub use client::BoundClient;
-pub use cnf::{Confirmation, InvalidConfirmation, ProvenBinding};
+pub use cnf::{Binding, Confirmation, InvalidConfirmation, ProvenBinding};
 pub use identity::{ClientIdentity, IdentityError, IdentityErrorKind};
 pub use thumbprint::{ParseThumbprintError, Thumbprint};
 #[cfg(feature = "server")]

@@ -79,8 +79,10 @@ impl HeaderWord {
 }
 
 impl Scheme {
-    /// What a token sent under this scheme is bound to. `MtlsOnly` sends no
-    /// token: its certificate is the whole credential.
+    /// What a request sent under this scheme is bound to. `MtlsOnly` sends
+    /// no token, and its client certificate is the whole credential: that
+    /// is a certificate binding too, so it answers
+    /// [`Certificate`](crate::cnf::Binding::Certificate).
     ///
     /// ```
     /// use tower_token_binding::binding::Scheme;

@@ -588,7 +588,10 @@ impl JwtValidatorBuilder {
     /// them but ES512, which access tokens cannot be verified with: naming
     /// it is a configuration error). Symmetric algorithms have no name
     /// here: keys from a JWKS are never symmetric.
-    pub fn algorithms(mut self, algorithms: impl IntoIterator<Item = ProofAlgorithm>) -> Self {
+    pub fn algorithms(
+        mut self,
+        algorithms: impl IntoIterator<Item = crate::proof::Algorithm>,
+    ) -> Self {
         self.algorithms = algorithms.into_iter().collect();
         self
     }

@@ -41,7 +41,7 @@ use crate::validation::{
 /// | [`client_cert_mode`](Self::client_cert_mode), [`client_ca_file`](Self::client_ca_file) | [`ClientCertMode::any_certificate`], optional |
 /// | [`required_scope`](Self::required_scope) | none |
 /// | [`allow_unbound`](Self::allow_unbound) | bound tokens only |
-/// | [`algorithms`](Self::algorithms) | every asymmetric algorithm |
+/// | [`algorithms`](Self::algorithms) | every algorithm access tokens can be verified with (all of [`Algorithm`] but ES512) |
 /// | [`leeway`](Self::leeway) | 30 s |
 /// | [`allow_missing_claims`](Self::allow_missing_claims) | every RFC 9068 claim required |
 /// | [`root_store`](Self::root_store), [`root_ca_file`](Self::root_ca_file) (also named `issuer_root_store`, `issuer_root_ca_file`) | the platform's roots |
@@ -344,7 +344,8 @@ impl ResourceServerBuilder {
 
     /// The signature algorithms allowed; see
     /// [`JwtValidatorBuilder::algorithms`](crate::validation::JwtValidatorBuilder::algorithms).
-    /// Default: every asymmetric algorithm.
+    /// Default: every algorithm access tokens can be verified with (all of
+    /// [`Algorithm`] but ES512, which is refused when named).
     pub fn algorithms(mut self, algorithms: impl IntoIterator<Item = Algorithm>) -> Self {
         self.algorithms = Some(algorithms.into_iter().collect());
         self
@@ -581,6 +582,14 @@ impl ResourceServerBuilder {
         }
         if self.algorithms.as_ref().is_some_and(Vec::is_empty) {
             return Err(ResourceServerError::new(K::NoAlgorithms));
+        }
+        if self
+            .algorithms
+            .iter()
+            .flatten()
+            .any(|&alg| alg == Algorithm::Es512)
+        {
+            return Err(ResourceServerError::new(K::UnsupportedAlgorithm));
         }
         if let Err(refusal) = check_relaxable(&self.allow_missing) {
             return Err(ResourceServerError::new(K::ClaimAlwaysRequired).with_source(refusal));
