@@ -39,7 +39,8 @@
 //! [`DpopVerifier::verify`]: crate::proof::dpop::DpopVerifier::verify
 //! [`ShrVerifier::verify`]: crate::proof::shr::ShrVerifier::verify
 
-use std::time::{Instant, SystemTime};
+use std::cell::Cell;
+use std::time::{Duration, Instant, SystemTime};
 
 /// The monotonic time, as tokio's clock reads it.
 pub fn now() -> Instant {
@@ -50,8 +51,42 @@ pub fn now() -> Instant {
 /// behind) the monotonic one: the system's time in a running runtime, a
 /// time that stands still and jumps with `tokio::time::advance` in a paused
 /// one.
+///
+/// One clock reading: each thread keeps the wall-clock time it read at a
+/// moment of tokio's clock, and counts on from there by tokio's clock for
+/// up to a second, when it reads the wall clock again. (A step of the
+/// system clock, as NTP may make, shows within that second.)
 pub fn wall() -> SystemTime {
-    let tokio_now = now();
+    let now = now();
+    ANCHOR
+        .try_with(|anchor| {
+            if let Some((at, wall_at)) = anchor.get() {
+                let since = now.saturating_duration_since(at);
+                if since < REREAD && now >= at {
+                    if let Some(wall) = wall_at.checked_add(since) {
+                        return wall;
+                    }
+                }
+            }
+            let wall = read_wall(now);
+            anchor.set(Some((now, wall)));
+            wall
+        })
+        .unwrap_or_else(|_| read_wall(now))
+}
+
+/// How long a thread counts on from its last reading of the wall clock.
+const REREAD: Duration = Duration::from_secs(1);
+
+thread_local! {
+    /// A moment of tokio's clock and the wall-clock time [`wall`] gave
+    /// for it.
+    static ANCHOR: Cell<Option<(Instant, SystemTime)>> = const { Cell::new(None) };
+}
+
+/// The system's wall-clock time, moved by the distance between tokio's
+/// clock (`tokio_now`) and the monotonic one.
+fn read_wall(tokio_now: Instant) -> SystemTime {
     let real_now = Instant::now();
     let system_now = SystemTime::now();
     let moved = if tokio_now >= real_now {
@@ -75,6 +110,16 @@ mod tests {
         let after = SystemTime::now();
         assert!(before <= wall + Duration::from_millis(5));
         assert!(wall <= after + Duration::from_millis(5));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn within_a_second_the_wall_clock_counts_on_by_tokios() {
+        let first = wall();
+        for step in 1..=9 {
+            tokio::time::advance(Duration::from_millis(100)).await;
+            let moved = wall().duration_since(first).expect("later");
+            assert_eq!(moved, Duration::from_millis(100 * step));
+        }
     }
 
     #[tokio::test(start_paused = true)]
