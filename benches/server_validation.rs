@@ -77,10 +77,8 @@ fn fixture() -> Fixture {
         entra_claims.insert("tid".into(), "72f988bf-86f1-41af-91ab-2d7cd011db47".into());
         entra_claims.insert("ver".into(), "2.0".into());
         entra_claims.insert("roles".into(), serde_json::json!(["Orders.Read"]));
-        let mut entra_header = jsonwebtoken::Header::new(Algorithm::ES256);
-        entra_header.kid = Some(issuer.current_kid());
         Fixture {
-            entra_token: issuer.sign_with_header(&entra_header, &entra).unwrap(),
+            entra_token: issuer.sign_with_typ(Some("JWT"), &entra).unwrap(),
             token: issuer.sign(&claims).unwrap(),
             jwks: issuer.jwks().to_string(),
             issuer: issuer.issuer().to_owned(),

@@ -212,10 +212,7 @@ async fn an_entra_shaped_token_fits_the_entra_profile() {
         "roles": ["Orders.Read"],
         "cnf": { "x5t#S256": client.thumbprint().to_string() },
     });
-    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
-    header.typ = Some("JWT".to_owned());
-    header.kid = Some(issuer.current_kid());
-    let token = issuer.sign_with_header(&header, &claims).unwrap();
+    let token = issuer.sign_with_typ(Some("JWT"), &claims).unwrap();
     let args = [
         token.as_str(),
         "--cert",

@@ -451,15 +451,13 @@ async fn random_kids_fetch_the_jwks_at_most_once_per_cooldown() {
     );
     let before = setup.issuer.jwks_fetches();
 
-    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
-    header.typ = Some("at+jwt".into());
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..1000 {
-        header.kid = Some(format!("random-{i}"));
         let token = setup
             .issuer
-            .sign_with_header(
-                &header,
+            .sign_with_typ_and_kid(
+                Some("at+jwt"),
+                Some(&format!("random-{i}")),
                 &setup.issuer.claims("svc", Some(cert.thumbprint())),
             )
             .unwrap();

@@ -16,7 +16,6 @@ use axum::{Json, Router};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::{StatusCode, header};
-use jsonwebtoken::{Algorithm, Header};
 use serde_json::{Value, json};
 use support::Logs;
 use tower_token_binding::server::{ResourceServer, ResourceServerErrorKind};
@@ -260,10 +259,9 @@ async fn each_preset_accepts_its_issuers_tokens_with_their_certificate_only() {
             status(&pki, &url, &foreign, Some(&holder)).await,
         );
         let by_other_key = {
-            let mut header = Header::new(Algorithm::ES256);
-            header.typ = typ.map(str::to_owned);
-            header.kid = Some(issuer.current_kid());
-            other.sign_with_header(&header, &claims).unwrap()
+            other
+                .sign_with_typ_and_kid(typ, Some(&issuer.current_kid()), &claims)
+                .unwrap()
         };
         refused(
             "another key",
@@ -373,10 +371,7 @@ async fn several_issuers_each_answer_for_their_own_tokens() {
     // Names A, signed by B's key (with A's kid, or B's): refused.
     let (typ, claims) = shaped("rfc9068", a.issuer(), holder.thumbprint(), SCOPE);
     for kid in [a.current_kid(), b.current_kid()] {
-        let mut header = Header::new(Algorithm::ES256);
-        header.typ = typ.map(str::to_owned);
-        header.kid = Some(kid);
-        let forged = b.sign_with_header(&header, &claims).unwrap();
+        let forged = b.sign_with_typ_and_kid(typ, Some(&kid), &claims).unwrap();
         let (code, challenge, _) = status(&pki, &url, &forged, Some(&holder)).await;
         assert_eq!(code, StatusCode::UNAUTHORIZED, "{challenge}");
     }

@@ -10,7 +10,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::Request;
 use hyper::body::Incoming;
-use jsonwebtoken::{Algorithm, Header};
+use jsonwebtoken::Algorithm;
 use serde_json::Value;
 use tokio::task::JoinHandle;
 
@@ -561,13 +561,37 @@ impl TestIssuer {
         keys.current.sign(&header, claims)
     }
 
-    /// Signs `claims` with the current key under `header` as given (its `alg`
-    /// must be ES256 for the signature to work; `typ` and `kid` are used as
-    /// they are: set `kid` to [`current_kid`](Self::current_kid) for the
-    /// token to find its key), for tokens with faulty headers. For another
-    /// `typ` alone, [`sign_with_typ`](Self::sign_with_typ) needs no header.
-    pub fn sign_with_header(&self, header: &Header, claims: &Value) -> Result<String, Error> {
-        self.state.read_keys().current.sign(header, claims)
+    /// Signs `claims` with the current key (ES256) under a header whose
+    /// `typ` and `kid` are as given (`None`: no such member): another key's
+    /// `kid`, one no key has, or none, for tokens whose header is wrong on
+    /// purpose; [`current_kid`](Self::current_kid) for the token to find its
+    /// key. For another `typ` alone, [`sign_with_typ`](Self::sign_with_typ)
+    /// keeps the right `kid`.
+    ///
+    /// ```
+    /// use tower_token_binding::test_util::{TestIssuer, TestPki};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), tower_token_binding::test_util::Error> {
+    /// let pki = TestPki::new()?;
+    /// let issuer = TestIssuer::start(&pki).await?;
+    /// let claims = issuer.claims("svc", None);
+    /// let unknown_key = issuer.sign_with_typ_and_kid(Some("at+jwt"), Some("no-such-key"), &claims)?;
+    /// # let _ = unknown_key;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn sign_with_typ_and_kid(
+        &self,
+        typ: Option<&str>,
+        kid: Option<&str>,
+        claims: &Value,
+    ) -> Result<String, Error> {
+        let keys = self.state.read_keys();
+        let mut header = keys.current.header();
+        header.typ = typ.map(str::to_owned);
+        header.kid = kid.map(str::to_owned);
+        keys.current.sign(&header, claims)
     }
 
     /// Signs the JSON texts `header` and `payload` exactly as given (ES256,
