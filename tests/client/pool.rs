@@ -176,16 +176,7 @@ impl Proxy {
     /// Waits (up to 10 s) until the connections the server saw as `addrs`
     /// are all closed; whether they are.
     async fn until_closed(&self, addrs: &[SocketAddr]) -> bool {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            let closing = self.closing.notified();
-            if self.all_closed(addrs) {
-                return true;
-            }
-            if tokio::time::timeout_at(deadline, closing).await.is_err() {
-                return false;
-            }
-        }
+        support::until_rung(&self.closing, || self.all_closed(addrs)).await
     }
 
     /// Whether any of them is closed.

@@ -511,16 +511,22 @@ impl Seen {
 
     /// Waits until `done()` holds, checking it at each new entry; false if
     /// ten seconds pass without it.
-    pub async fn until(&self, mut done: impl FnMut() -> bool) -> bool {
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-        loop {
-            let rung = self.bell.notified();
-            if done() {
-                return true;
-            }
-            if tokio::time::timeout_at(deadline, rung).await.is_err() {
-                return done();
-            }
+    pub async fn until(&self, done: impl FnMut() -> bool) -> bool {
+        until_rung(&self.bell, done).await
+    }
+}
+
+/// Waits until `done()` holds, checking it each time `bell` is rung
+/// (`notify_waiters`); false if ten seconds pass without it.
+pub async fn until_rung(bell: &tokio::sync::Notify, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let rung = bell.notified();
+        if done() {
+            return true;
+        }
+        if tokio::time::timeout_at(deadline, rung).await.is_err() {
+            return done();
         }
     }
 }
