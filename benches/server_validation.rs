@@ -3,11 +3,11 @@
 //! - `full_verification`: `JwtValidator` with its cache off: header, `typ`,
 //!   key lookup, ES256 signature, claims, `cnf`.
 //! - `cache_hit`: the same token again through the verified-token cache.
-//! - `jsonwebtoken_decode`: jsonwebtoken's own `decode` of the same token with
-//!   the same key and checks: the yardstick for `full_verification`.
-//! - `own_jws_verify`: the same token and checks through the crate's own
-//!   JWS code (`proof::jws` on aws-lc-rs, which verifies the proofs): the
-//!   other JOSE stack, measured beside jsonwebtoken's.
+//! - `jsonwebtoken_decode`: the jsonwebtoken crate's `decode` of the same
+//!   token with the same key and checks: an independent yardstick for
+//!   `full_verification` (the crate itself does not use jsonwebtoken).
+//! - `own_jws_verify`: the same token and checks through `proof::jws`
+//!   alone, the JWS step `full_verification` is built on.
 //! - `request_mtls`: one request through `CnfValidationLayer` with a
 //!   certificate-bound token (from the cache) and its client certificate.
 //! - `request_dpop`: one request through the layer with DPoP accepted, a

@@ -263,9 +263,11 @@ async fn replay_dpop(
 /// verifying it: what the token says it is bound to.
 fn cnf_member(token: &Token, name: &str) -> Result<String, BoxError> {
     Ok(
-        jsonwebtoken::dangerous::insecure_decode::<Value>(token.access_token().secret())?.claims
-            ["cnf"][name]
-            .as_str()
+        tower_token_binding::proof::jws::CompactJws::parse(token.access_token().secret())?
+            .claims()
+            .get("cnf")
+            .and_then(|cnf| cnf.get(name))
+            .and_then(Value::as_str)
             .unwrap_or_default()
             .to_owned(),
     )

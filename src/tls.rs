@@ -14,21 +14,6 @@ pub(crate) fn provider() -> Arc<CryptoProvider> {
         .clone()
 }
 
-/// jsonwebtoken picks its crypto backend process-wide. With only its
-/// `aws_lc_rs` feature in the build it picks that one by itself; when some
-/// other crate in the build also enables `rust_crypto`, nothing is picked and
-/// jsonwebtoken would panic on first use. Installing aws-lc-rs first avoids
-/// that; if the application installed a provider already, theirs stays.
-#[cfg(feature = "server")]
-pub(crate) fn ensure_jwt_provider() {
-    static ONCE: OnceLock<()> = OnceLock::new();
-    ONCE.get_or_init(|| {
-        let _ = jsonwebtoken::crypto::CryptoProvider::install_default(
-            &jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER,
-        );
-    });
-}
-
 /// The platform's root certificates (rustls-native-certs); `None` when it
 /// has none that parse.
 #[cfg(any(feature = "client", feature = "server"))]

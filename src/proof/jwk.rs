@@ -160,6 +160,27 @@ impl PublicJwk {
         }
     }
 
+    /// Reads a key an issuer publishes in its JWKS to sign access tokens:
+    /// as [`from_map`](Self::from_map), except that an RSA modulus or
+    /// exponent may carry leading zero bytes (some issuers write the
+    /// modulus as a signed integer). A proof's key stays strict: its
+    /// thumbprint depends on one text form, a published key's does not.
+    #[cfg(feature = "server")]
+    pub(crate) fn from_published(jwk: &Map<String, Value>) -> Result<Self, JwkError> {
+        if jwk.get("kty").and_then(Value::as_str) != Some("RSA")
+            || PRIVATE_MEMBERS.into_iter().any(|m| jwk.contains_key(m))
+        {
+            return Self::from_map(jwk);
+        }
+        let n = bytes_member(jwk, "n")?;
+        let e = bytes_member(jwk, "e")?;
+        let unpadded = |bytes: &[u8]| -> Box<[u8]> {
+            let start = bytes.iter().position(|&b| b != 0).unwrap_or(bytes.len());
+            bytes[start..].into()
+        };
+        Self::from_rsa(&unpadded(&n), &unpadded(&e))
+    }
+
     /// An EC key from its uncompressed point (`04 || x || y`).
     pub(crate) fn from_ec_point(curve: Curve, point: &[u8]) -> Result<Self, JwkError> {
         let len = curve.coordinate_len();

@@ -1,12 +1,10 @@
 //! The [`TestIssuer`](super::TestIssuer)'s ES256 signing keys.
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use rcgen::{KeyPair, PKCS_ECDSA_P256_SHA256};
-use serde_json::{Value, json};
+use serde_json::{Map, Value};
 
 use super::Error;
+use crate::proof::jws;
+use crate::proof::{Algorithm, ProofKey};
 
 /// The key new tokens are signed with, and those used before (still
 /// published).
@@ -17,48 +15,59 @@ pub(super) struct Keys {
 
 pub(super) struct SigningKey {
     pub(super) kid: String,
-    pub(super) encoding: EncodingKey,
+    key: ProofKey,
+    /// The public key as published in the JWKS, with `kid`, `use`, `alg`.
     pub(super) jwk: Value,
 }
 
 impl SigningKey {
     pub(super) fn generate(serial: usize) -> Result<Self, Error> {
-        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)
+        let key = ProofKey::generate(Algorithm::Es256)
             .map_err(|e| Error::new("cannot generate a signing key", e))?;
-        // An uncompressed P-256 point: 0x04 || x (32 bytes) || y (32 bytes).
-        let point = key.public_key_raw();
-        if point.len() != 65 {
-            return Err(Error::new(
-                "unexpected public key encoding",
-                format!("{} bytes", point.len()),
-            ));
-        }
         let kid = format!("test-key-{serial}");
-        let jwk = json!({
-            "kty": "EC",
-            "crv": "P-256",
-            "x": URL_SAFE_NO_PAD.encode(&point[1..33]),
-            "y": URL_SAFE_NO_PAD.encode(&point[33..65]),
-            "kid": kid,
-            "use": "sig",
-            "alg": "ES256",
-        });
+        let mut jwk: Map<String, Value> = serde_json::from_str(key.public_jwk().as_json())
+            .map_err(|e| Error::new("cannot read the public key", e))?;
+        jwk.insert("kid".into(), kid.clone().into());
+        jwk.insert("use".into(), "sig".into());
+        jwk.insert("alg".into(), "ES256".into());
         Ok(Self {
             kid,
-            encoding: EncodingKey::from_ec_der(&key.serialize_der()),
-            jwk,
+            key,
+            jwk: Value::Object(jwk),
         })
     }
 
-    pub(super) fn header(&self) -> Header {
-        let mut header = Header::new(Algorithm::ES256);
-        header.typ = Some("at+jwt".to_owned());
-        header.kid = Some(self.kid.clone());
-        header
+    /// Signs `claims` (ES256) under a header with `typ` and `kid` when
+    /// given.
+    pub(super) fn sign(
+        &self,
+        typ: Option<&str>,
+        kid: Option<&str>,
+        claims: &Value,
+    ) -> Result<String, Error> {
+        let mut header = Map::new();
+        header.insert("alg".into(), "ES256".into());
+        if let Some(typ) = typ {
+            header.insert("typ".into(), typ.into());
+        }
+        if let Some(kid) = kid {
+            header.insert("kid".into(), kid.into());
+        }
+        let header =
+            serde_json::to_vec(&header).map_err(|e| Error::new("cannot sign the token", e))?;
+        let payload =
+            serde_json::to_vec(claims).map_err(|e| Error::new("cannot sign the token", e))?;
+        self.sign_raw(&header, &payload)
     }
 
-    pub(super) fn sign(&self, header: &Header, claims: &Value) -> Result<String, Error> {
-        jsonwebtoken::encode(header, claims, &self.encoding)
+    /// Signs `header` and `payload`, JSON texts, exactly as given.
+    pub(super) fn sign_raw(&self, header: &[u8], payload: &[u8]) -> Result<String, Error> {
+        jws::sign(&self.key, &jws::encode_segment(header), payload)
             .map_err(|e| Error::new("cannot sign the token", e))
+    }
+
+    /// Signs `claims` as an `at+jwt` with this key's `kid`.
+    pub(super) fn sign_access_token(&self, claims: &Value) -> Result<String, Error> {
+        self.sign(Some("at+jwt"), Some(&self.kid), claims)
     }
 }

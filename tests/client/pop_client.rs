@@ -47,9 +47,7 @@ async fn fetch(source: &ClientCredentials) -> Result<Token, TokenEndpointError> 
 }
 
 fn claims(token: &str) -> Value {
-    jsonwebtoken::dangerous::insecure_decode::<Value>(token)
-        .unwrap()
-        .claims
+    crate::support::unverified_claims(token)
 }
 
 async fn issuer(pki: &TestPki) -> TestIssuer {

@@ -16,6 +16,7 @@ mod introspection;
 mod introspection_deployment;
 mod issuer_unreachable;
 mod jwks_refresh;
+mod jwt_algorithms;
 mod pop_round_trips;
 mod pop_validation;
 mod public_origin_warning;

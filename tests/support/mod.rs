@@ -530,3 +530,16 @@ pub async fn until_rung(bell: &tokio::sync::Notify, mut done: impl FnMut() -> bo
         }
     }
 }
+
+/// The claims of a JWT, read without verifying it: what a test asserts a
+/// token says.
+pub fn unverified_claims(token: &str) -> serde_json::Value {
+    let jws = tower_token_binding::proof::jws::CompactJws::parse(token).expect("a JWT");
+    serde_json::Value::Object(jws.into_claims())
+}
+
+/// The header of a JWT, read without verifying it.
+pub fn unverified_header(token: &str) -> serde_json::Value {
+    let jws = tower_token_binding::proof::jws::CompactJws::parse(token).expect("a JWT");
+    serde_json::Value::Object(jws.header().clone())
+}

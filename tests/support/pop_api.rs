@@ -195,8 +195,14 @@ pub async fn start_api_demanding(pki: &TestPki, verifier: ShrVerifier, demand: N
 /// The `cnf.kid` of a JWT access token, unverified; empty when there is
 /// none.
 fn token_cnf_kid(token: &str) -> String {
-    jsonwebtoken::dangerous::insecure_decode::<Value>(token)
+    tower_token_binding::proof::jws::CompactJws::parse(token)
         .ok()
-        .and_then(|data| data.claims["cnf"]["kid"].as_str().map(str::to_owned))
+        .and_then(|jws| {
+            jws.claims()
+                .get("cnf")?
+                .get("kid")?
+                .as_str()
+                .map(str::to_owned)
+        })
         .unwrap_or_default()
 }

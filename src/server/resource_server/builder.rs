@@ -583,14 +583,6 @@ impl ResourceServerBuilder {
         if self.algorithms.as_ref().is_some_and(Vec::is_empty) {
             return Err(ResourceServerError::new(K::NoAlgorithms));
         }
-        if self
-            .algorithms
-            .iter()
-            .flatten()
-            .any(|&alg| alg == Algorithm::Es512)
-        {
-            return Err(ResourceServerError::new(K::UnsupportedAlgorithm));
-        }
         if let Err(refusal) = check_relaxable(&self.allow_missing) {
             return Err(ResourceServerError::new(K::ClaimAlwaysRequired).with_source(refusal));
         }

@@ -39,9 +39,6 @@ pub enum ResourceServerErrorKind {
     InvalidScope,
     /// [`algorithms`](ResourceServerBuilder::algorithms) is empty.
     NoAlgorithms,
-    /// [`algorithms`](ResourceServerBuilder::algorithms) names one that
-    /// access tokens cannot be verified with (ES512).
-    UnsupportedAlgorithm,
     /// [`allow_missing_claims`](ResourceServerBuilder::allow_missing_claims)
     /// names a claim that is always required (`iss`, `aud`, `exp`) or one
     /// it does not know; see
@@ -129,9 +126,6 @@ impl fmt::Display for ResourceServerError {
             K::EmptyAudience => "an audience must not be empty",
             K::InvalidScope => "invalid required scope",
             K::NoAlgorithms => "at least one signature algorithm must be allowed",
-            K::UnsupportedAlgorithm => {
-                "an algorithm access tokens cannot be verified with (ES512) is named (ResourceServerBuilder::algorithms)"
-            }
             K::ClaimAlwaysRequired => "a claim that cannot be allowed to be missing",
             K::MissingTls => {
                 "the server's TLS certificate is required (ResourceServerBuilder::tls_pem_files, tls_identity or tls_config)"

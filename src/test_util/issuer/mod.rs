@@ -6,21 +6,18 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::Request;
 use hyper::body::Incoming;
-use jsonwebtoken::Algorithm;
 use serde_json::Value;
 use tokio::task::JoinHandle;
 
 use super::introspection::{IntrospectionConfig, IntrospectionState};
 use super::signing_key::{Keys, SigningKey};
 use super::{Error, TestPki};
+use crate::Thumbprint;
 use crate::proof::JwkThumbprint;
 use crate::proof::dpop::{DpopVerifier, StatelessNonces};
 use crate::server::{AnyClientCertVerifier, PeerCertificate};
-use crate::{Thumbprint, tls};
 
 mod server;
 
@@ -242,7 +239,6 @@ impl TestIssuerBuilder {
     /// `pki`. Clients may present any certificate (CA-issued or self-signed;
     /// the handshake signature is verified) or none.
     pub async fn start(self, pki: &TestPki) -> Result<TestIssuer, Error> {
-        tls::ensure_jwt_provider();
         let config = pki.server_config(Arc::new(AnyClientCertVerifier::optional()))?;
         let (listener, addr) = crate::test_util::listen().await?;
         let nonces = if self.require_dpop_nonce {
@@ -533,7 +529,7 @@ impl TestIssuer {
     /// Signs `claims` as an `at+jwt` with the current key (ES256, with `kid`).
     pub fn sign(&self, claims: &Value) -> Result<String, Error> {
         let keys = self.state.read_keys();
-        keys.current.sign(&keys.current.header(), claims)
+        keys.current.sign_access_token(claims)
     }
 
     /// Signs `claims` as [`sign`](Self::sign) does (ES256, the current key
@@ -556,9 +552,7 @@ impl TestIssuer {
     /// ```
     pub fn sign_with_typ(&self, typ: Option<&str>, claims: &Value) -> Result<String, Error> {
         let keys = self.state.read_keys();
-        let mut header = keys.current.header();
-        header.typ = typ.map(str::to_owned);
-        keys.current.sign(&header, claims)
+        keys.current.sign(typ, Some(&keys.current.kid), claims)
     }
 
     /// Signs `claims` with the current key (ES256) under a header whose
@@ -587,11 +581,7 @@ impl TestIssuer {
         kid: Option<&str>,
         claims: &Value,
     ) -> Result<String, Error> {
-        let keys = self.state.read_keys();
-        let mut header = keys.current.header();
-        header.typ = typ.map(str::to_owned);
-        header.kid = kid.map(str::to_owned);
-        keys.current.sign(&header, claims)
+        self.state.read_keys().current.sign(typ, kid, claims)
     }
 
     /// Signs the JSON texts `header` and `payload` exactly as given (ES256,
@@ -599,19 +589,10 @@ impl TestIssuer {
     /// twice, escapes, odd spacing. `header` should name `"alg":"ES256"` and
     /// the [current kid](Self::current_kid) for the signature to verify.
     pub fn sign_raw(&self, header: &str, payload: &str) -> Result<String, Error> {
-        let signing_input = format!(
-            "{}.{}",
-            URL_SAFE_NO_PAD.encode(header),
-            URL_SAFE_NO_PAD.encode(payload)
-        );
-        let keys = self.state.read_keys();
-        let signature = jsonwebtoken::crypto::sign(
-            signing_input.as_bytes(),
-            &keys.current.encoding,
-            Algorithm::ES256,
-        )
-        .map_err(|e| Error::new("cannot sign the token", e))?;
-        Ok(format!("{signing_input}.{signature}"))
+        self.state
+            .read_keys()
+            .current
+            .sign_raw(header.as_bytes(), payload.as_bytes())
     }
 }
 

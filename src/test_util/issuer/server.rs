@@ -34,7 +34,7 @@ impl State {
     /// Signs `claims` as an `at+jwt` with the current key.
     pub(in crate::test_util) fn sign(&self, claims: &Value) -> Result<String, Error> {
         let keys = self.read_keys();
-        keys.current.sign(&keys.current.header(), claims)
+        keys.current.sign_access_token(claims)
     }
 
     pub(super) fn read_keys(&self) -> std::sync::RwLockReadGuard<'_, Keys> {

@@ -5,12 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::Uri;
-use jsonwebtoken::jwk::{Jwk, PublicKeyUse};
-use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
 use rustls::RootCertStore;
 use serde_json::Value;
 
 use crate::discovery::{self, UrlError, redacted};
+use crate::proof::{Algorithm, PublicJwk};
 
 mod remote;
 #[cfg(test)]
@@ -295,9 +294,9 @@ pub(crate) struct KeySet {
 
 struct Key {
     kid: Option<String>,
+    /// The key's own `alg`, when it names one: the only one it verifies.
     alg: Option<Algorithm>,
-    family: AlgorithmFamily,
-    decoding: DecodingKey,
+    jwk: PublicJwk,
 }
 
 impl KeySet {
@@ -317,19 +316,19 @@ impl KeySet {
 
     /// The key for a token with `kid` and `alg`. A token without `kid` is
     /// matched only when exactly one key fits its algorithm.
-    pub(crate) fn find(&self, kid: Option<&str>, alg: Algorithm) -> Option<&DecodingKey> {
-        let fits = |key: &&Key| key.family == alg.family() && key.alg.is_none_or(|a| a == alg);
+    pub(crate) fn find(&self, kid: Option<&str>, alg: Algorithm) -> Option<&PublicJwk> {
+        let fits = |key: &&Key| key.jwk.supports(alg) && key.alg.is_none_or(|a| a == alg);
         match kid {
             Some(kid) => self
                 .keys
                 .iter()
                 .filter(fits)
                 .find(|key| key.kid.as_deref() == Some(kid))
-                .map(|key| &key.decoding),
+                .map(|key| &key.jwk),
             None => {
                 let mut candidates = self.keys.iter().filter(fits);
                 match (candidates.next(), candidates.next()) {
-                    (Some(only), None) => Some(&only.decoding),
+                    (Some(only), None) => Some(&only.jwk),
                     _ => None,
                 }
             }
@@ -342,30 +341,30 @@ impl KeySet {
 }
 
 impl Key {
+    /// A key that verifies signatures, or `None`: one for encryption
+    /// (`use` other than `sig`), of an unknown or symmetric algorithm or
+    /// type (a published key set is public: a symmetric key in it would let
+    /// anyone mint tokens), with private members, or that does not parse
+    /// (see [`PublicJwk::from_map`]).
     fn parse(value: &Value) -> Option<Self> {
-        let jwk: Jwk = serde_json::from_value(value.clone()).ok()?;
-        if matches!(
-            jwk.common.public_key_use,
-            Some(ref u) if *u != PublicKeyUse::Signature
-        ) {
-            return None;
-        }
-        let alg = match &jwk.common.key_algorithm {
-            None => None,
-            Some(alg) => Some(alg.to_string().parse::<Algorithm>().ok()?),
+        let members = value.as_object()?;
+        let text = |name: &str| match members.get(name) {
+            None => Some(None),
+            Some(Value::String(text)) => Some(Some(text.as_str())),
+            Some(_) => None,
         };
-        let decoding = DecodingKey::from_jwk(&jwk).ok()?;
-        let family = decoding.family();
-        // A published key set is public: a symmetric key in it would let
-        // anyone mint tokens. Never use one.
-        if family == AlgorithmFamily::Hmac {
+        if text("use")?.is_some_and(|u| u != "sig") {
             return None;
         }
-        Some(Self {
-            kid: jwk.common.key_id,
-            alg,
-            family,
-            decoding,
-        })
+        let alg = match text("alg")? {
+            None => None,
+            Some(name) => Some(Algorithm::from_name(name)?),
+        };
+        let kid = text("kid")?.map(str::to_owned);
+        let jwk = PublicJwk::from_published(members).ok()?;
+        if alg.is_some_and(|alg| !jwk.supports(alg)) {
+            return None;
+        }
+        Some(Self { kid, alg, jwk })
     }
 }

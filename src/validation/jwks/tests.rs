@@ -18,11 +18,48 @@ fn unusable_keys_are_skipped() {
     ]});
     let set = KeySet::parse(jwks.to_string().as_bytes(), 0).unwrap();
     assert_eq!(set.keys.len(), 1);
-    assert!(set.find(Some("sig"), Algorithm::ES256).is_some());
-    assert!(set.find(None, Algorithm::ES256).is_some());
-    assert!(set.find(Some("sig"), Algorithm::RS256).is_none());
-    assert!(set.find(Some("hmac"), Algorithm::HS256).is_none());
-    assert!(set.find(Some("enc"), Algorithm::ES256).is_none());
+    assert!(set.find(Some("sig"), Algorithm::Es256).is_some());
+    assert!(set.find(None, Algorithm::Es256).is_some());
+    assert!(set.find(Some("sig"), Algorithm::Rs256).is_none());
+    // Another curve's algorithm: not this key.
+    assert!(set.find(Some("sig"), Algorithm::Es384).is_none());
+    assert!(set.find(Some("hmac"), Algorithm::Es256).is_none());
+    assert!(set.find(Some("enc"), Algorithm::Es256).is_none());
+}
+
+/// The RSA key of RFC 7638 section 3.1.
+const RFC7638_N: &str = "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw";
+
+#[test]
+fn published_keys_read_as_issuers_write_them() {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let n = URL_SAFE_NO_PAD.decode(RFC7638_N).unwrap();
+    // A modulus written as a signed integer, with a leading zero byte.
+    let signed_n = URL_SAFE_NO_PAD.encode([&[0u8][..], &n].concat());
+    let jwks = json!({ "keys": [
+        { "kty": "RSA", "kid": "signed", "n": signed_n, "e": "AQAB" },
+        { "kty": "RSA", "kid": "hs", "alg": "HS256", "n": RFC7638_N, "e": "AQAB" },
+        { "kty": "RSA", "kid": "ps", "alg": "PS256", "n": RFC7638_N, "e": "AQAB" },
+        { "kty": "RSA", "kid": "es", "alg": "ES256", "n": RFC7638_N, "e": "AQAB" },
+        { "kty": "RSA", "kid": 7, "n": RFC7638_N, "e": "AQAB" },
+        { "kty": "RSA", "kid": "use", "use": 1, "n": RFC7638_N, "e": "AQAB" },
+        { "kty": "RSA", "kid": "private", "n": RFC7638_N, "e": "AQAB", "d": "AQAB" },
+    ]});
+    let set = KeySet::parse(jwks.to_string().as_bytes(), 0).unwrap();
+    let kids: Vec<_> = set.keys.iter().map(|k| k.kid.as_deref()).collect();
+    assert_eq!(kids, [Some("signed"), Some("ps")]);
+    let signed = set.find(Some("signed"), Algorithm::Rs256).unwrap();
+    assert_eq!(
+        signed.thumbprint().to_string(),
+        "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+    );
+    // A key that names its algorithm verifies that one only.
+    assert!(set.find(Some("ps"), Algorithm::Ps256).is_some());
+    assert!(set.find(Some("ps"), Algorithm::Rs256).is_none());
+    // Without a kid: refused when two keys fit.
+    assert!(set.find(None, Algorithm::Rs256).is_some());
+    assert!(set.find(None, Algorithm::Ps256).is_none());
 }
 
 #[test]
