@@ -1,7 +1,7 @@
 //! What the parsers of attacker input cost at their worst within their
 //! caps, each next to an ordinary input measured in the same run.
 //!
-//! - `pop_plain`: `ShrVerifier::verify` of an ES256 SHR for a GET with no
+//! - `pop_plain`: `PopVerifier::verify` of an ES256 SHR for a GET with no
 //!   `q` or `h` (the yardstick of the PoP rows).
 //! - `pop_q_at_cap`: `q` listing the most names allowed (64) over a query
 //!   of about 60 KB (5,000 more pairs): the worst case of the `q` check,
@@ -40,7 +40,7 @@ use futures_util::FutureExt as _;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 use tower_token_binding::Thumbprint;
 use tower_token_binding::proof::dpop::{DpopProofs, DpopVerifier};
-use tower_token_binding::proof::shr::{ShrVerifier, SignedHttpRequests, header_claim, query_claim};
+use tower_token_binding::proof::pop::{PopProofs, PopVerifier, header_claim, query_claim};
 use tower_token_binding::proof::{Algorithm, ProofKey, jws};
 use tower_token_binding::server::forwarded::{
     MAX_ESCAPED_PEM_LENGTH, XfccElement, parse_client_cert_header, parse_escaped_pem,
@@ -66,10 +66,10 @@ fn headers_of(host: &str) -> HeaderMap {
 fn pop(c: &mut Criterion) {
     let mut group = c.benchmark_group("hostile_input");
     let token = access_token();
-    let shrs = SignedHttpRequests::new(ProofKey::generate(Algorithm::Es256).unwrap());
-    let verifier = ShrVerifier::new();
+    let shrs = PopProofs::new(ProofKey::generate(Algorithm::Es256).unwrap());
+    let verifier = PopVerifier::new();
     let now = SystemTime::now();
-    let cap = ShrVerifier::DEFAULT_MAX_COVERED_NAMES;
+    let cap = PopVerifier::DEFAULT_MAX_COVERED_NAMES;
 
     let plain: Uri = "https://api.example/items".parse().unwrap();
     let headers = headers_of("api.example");

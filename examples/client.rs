@@ -333,7 +333,7 @@ async fn run(args: Args) -> Result<bool, BoxError> {
     if let Some(proofs) = client.dpop_proofs() {
         eprintln!("DPoP key jkt={}", proofs.thumbprint());
     }
-    if let Some(shrs) = client.pop_requests() {
+    if let Some(shrs) = client.pop_proofs() {
         eprintln!("PoP key kid={} alg={}", shrs.kid(), shrs.key().algorithm());
     }
 

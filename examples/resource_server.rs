@@ -110,7 +110,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tower_token_binding::ProvenBinding;
 use tower_token_binding::proof::dpop::{DpopVerifier, StatelessNonces};
-use tower_token_binding::proof::shr::ShrVerifier;
+use tower_token_binding::proof::pop::PopVerifier;
 use tower_token_binding::replay::BoxReplayStore;
 use tower_token_binding::server::forwarded::{
     self, ForwardedClientCertLayer, ForwardedConfigErrorKind, IpNetwork, XfccElement,
@@ -370,7 +370,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
     }
     server = server.accept_dpop(dpop_verifier(&args)?);
     if args.accept_pop {
-        server = server.accept_pop(ShrVerifier::new());
+        server = server.accept_pop(PopVerifier::new());
     }
     if let Some(origin) = &args.public_origin {
         server = server.public_origin(origin);
@@ -465,7 +465,7 @@ async fn behind_a_proxy(
     }
     layer = layer.accept_dpop(dpop_verifier(&args)?);
     if args.accept_pop {
-        layer = layer.accept_pop(ShrVerifier::new());
+        layer = layer.accept_pop(PopVerifier::new());
     }
     if let Some(origin) = &args.public_origin {
         layer = layer.try_public_origin(origin)?;

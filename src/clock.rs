@@ -13,7 +13,7 @@
 //! `test-util` feature) and advance it, and token caches refresh, backoffs
 //! end, proofs age and replay entries expire. Where your code hands the
 //! crate a time itself, as [`DpopVerifier::verify`] and
-//! [`ShrVerifier::verify`] take one, pass [`wall()`] so that it agrees.
+//! [`PopVerifier::verify`] take one, pass [`wall()`] so that it agrees.
 //!
 //! ```
 //! use std::time::Duration;
@@ -37,7 +37,7 @@
 //! runtime): time then runs on from where it was moved.
 //!
 //! [`DpopVerifier::verify`]: crate::proof::dpop::DpopVerifier::verify
-//! [`ShrVerifier::verify`]: crate::proof::shr::ShrVerifier::verify
+//! [`PopVerifier::verify`]: crate::proof::pop::PopVerifier::verify
 
 use std::cell::Cell;
 use std::time::{Duration, Instant, SystemTime};

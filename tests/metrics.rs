@@ -30,7 +30,7 @@ use tower::ServiceExt as _;
 use tower::retry::RetryLayer;
 use tower_token_binding::TokenBindingLayer;
 use tower_token_binding::pool::MtlsClientPool;
-use tower_token_binding::proof::shr::{ShrVerifier, SignedHttpRequests};
+use tower_token_binding::proof::pop::{PopProofs, PopVerifier};
 use tower_token_binding::proof::{Algorithm, ProofKey};
 use tower_token_binding::replay::{ReplayError, ReplayErrorKind};
 use tower_token_binding::token::{Token, TokenCache};
@@ -337,12 +337,12 @@ fn a_replayed_dpop_proof_is_counted_once() {
 fn a_replayed_pop_request_and_a_failing_replay_store() {
     run(|snapshotter| async move {
         let s = dpop::setup().await;
-        let shrs = SignedHttpRequests::new(ProofKey::generate(Algorithm::Es256).unwrap());
+        let shrs = PopProofs::new(ProofKey::generate(Algorithm::Es256).unwrap());
         let token = dpop::bound_token(
             &s.issuer,
             &json!({ "kid": shrs.kid().to_string(), "xms_ksl": "sw" }),
         );
-        let api = start(&s.pki, dpop::layer(&s).accept_pop(ShrVerifier::new())).await;
+        let api = start(&s.pki, dpop::layer(&s).accept_pop(PopVerifier::new())).await;
         let client = support::https_client(&s.pki, None);
         let shr = shrs.sign(&Method::GET, &uri(&api), &token).unwrap();
         let call = Call {

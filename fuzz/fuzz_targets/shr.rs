@@ -8,11 +8,11 @@ use std::time::SystemTime;
 
 use http::{HeaderMap, Method, Uri};
 use libfuzzer_sys::fuzz_target;
-use tower_token_binding::proof::shr::ShrVerifier;
+use tower_token_binding::proof::pop::PopVerifier;
 
 fuzz_target!(|data: &[u8]| {
-    static VERIFIER: OnceLock<ShrVerifier> = OnceLock::new();
-    let verifier = VERIFIER.get_or_init(|| ShrVerifier::builder().require_query(true).build());
+    static VERIFIER: OnceLock<PopVerifier> = OnceLock::new();
+    let verifier = VERIFIER.get_or_init(|| PopVerifier::builder().require_query(true).build());
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };

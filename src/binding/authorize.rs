@@ -8,7 +8,7 @@ use http::{HeaderValue, Request, Response, StatusCode, Uri, header};
 use super::layer::Settings;
 use super::{HeaderWord, Scheme};
 use crate::proof::dpop::{DPOP, DpopProofs};
-use crate::proof::shr::{self, SignedHttpRequests};
+use crate::proof::pop::{self, PopProofs};
 use crate::token::{BoxError, CachedToken, TokenCache, TokenUnavailable, TokenUnavailableKind};
 
 /// Where a DPoP or PoP request went, to learn the nonce its response may
@@ -28,7 +28,7 @@ pub(crate) enum NonceKeys {
     Dpop(DpopProofs),
     /// A `401` with `WWW-Authenticate: PoP nonce="..."` gives the nonce
     /// for the next SHR to the origin.
-    Pop(SignedHttpRequests),
+    Pop(PopProofs),
 }
 
 impl NonceOrigin {
@@ -70,7 +70,7 @@ pub(crate) fn authorize<B>(
         }
     }
     if settings.scheme == Scheme::Pop {
-        if let Some(shrs) = token.token().pop_requests() {
+        if let Some(shrs) = token.token().pop_proofs() {
             let server_nonce = shrs.nonces().get(request.uri()).is_some();
             authorize_pop(request, token, shrs, settings)?;
             return Ok(Some(NonceOrigin {
@@ -161,7 +161,7 @@ fn authorize_dpop<B>(
 fn authorize_pop<B>(
     request: &mut Request<B>,
     token: &CachedToken,
-    shrs: &SignedHttpRequests,
+    shrs: &PopProofs,
     settings: &Settings,
 ) -> Result<(), BoxError> {
     let secret = token.token().access_token().secret();
@@ -173,7 +173,7 @@ fn authorize_pop<B>(
         signer = signer.headers(request.headers(), names);
     }
     let signed = signer.sign()?;
-    let mut value = HeaderValue::try_from(format!("{} {signed}", shr::SCHEME))
+    let mut value = HeaderValue::try_from(format!("{} {signed}", pop::SCHEME))
         .map_err(|_| "the signed HTTP request has characters not allowed in an HTTP header")?;
     value.set_sensitive(true);
     request.headers_mut().insert(header::AUTHORIZATION, value);

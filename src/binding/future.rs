@@ -151,7 +151,7 @@ where
                             // one to a request that carried the server's
                             // nonce is about the token.
                             let headers = response.headers();
-                            let about_nonce = token.token().pop_requests().is_some()
+                            let about_nonce = token.token().pop_proofs().is_some()
                                 && nonce_taken
                                 && !sent_server_nonce;
                             if says_invalid_token(headers) && !about_nonce {

@@ -153,14 +153,14 @@ impl TokenBindingLayer {
     /// The query, header and body hashes (`q`, `h`, `b`) are not sent: a
     /// body hash needs the body's bytes before the request goes out, and
     /// bodies may stream. Make such SHRs yourself with
-    /// [`SignedHttpRequests::signer`](crate::proof::shr::SignedHttpRequests::signer)
+    /// [`PopProofs::signer`](crate::proof::pop::PopProofs::signer)
     /// when a resource requires them.
     ///
     /// A `401` with `WWW-Authenticate: PoP nonce="..."` gives the nonce
     /// the resource wants: it is remembered for the origin, the [retry
     /// policy](Self::retry_policy) sends the request again once, and that
     /// SHR carries it. A server nonce is used once; later SHRs have random
-    /// nonces (see [server nonces](crate::proof::shr::SignedHttpRequests#server-nonces)).
+    /// nonces (see [server nonces](crate::proof::pop::PopProofs#server-nonces)).
     ///
     /// No client certificate is needed: the inner service can be any HTTP
     /// client. A token that came with an identity puts it in the
@@ -171,7 +171,7 @@ impl TokenBindingLayer {
     /// use http::{HeaderMap, Request, Response, header};
     /// use tower::{ServiceBuilder, ServiceExt};
     /// use tower_token_binding::TokenBindingLayer;
-    /// use tower_token_binding::proof::shr::{ShrVerifier, SignedHttpRequests};
+    /// use tower_token_binding::proof::pop::{PopVerifier, PopProofs};
     /// use tower_token_binding::proof::{Algorithm, ProofKey};
     /// use tower_token_binding::token::Token;
     ///
@@ -179,7 +179,7 @@ impl TokenBindingLayer {
     /// # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     /// // A source of tokens bound to `shrs`' key (normally: OAuth client
     /// // credentials with `.pop(key)`).
-    /// let shrs = SignedHttpRequests::new(ProofKey::generate(Algorithm::Es256)?);
+    /// let shrs = PopProofs::new(ProofKey::generate(Algorithm::Es256)?);
     /// let source = {
     ///     let shrs = shrs.clone();
     ///     move || {
@@ -194,7 +194,7 @@ impl TokenBindingLayer {
     ///         assert!(authorization.is_sensitive());
     ///         let shr = authorization.to_str().unwrap().strip_prefix("PoP ").unwrap();
     ///         // What a resource server checks.
-    ///         let verified = ShrVerifier::new()
+    ///         let verified = PopVerifier::new()
     ///             .verify(shr, request.method(), request.uri(), &HeaderMap::new(), None, std::time::SystemTime::now())
     ///             .unwrap();
     ///         Ok::<_, Infallible>(Response::new((verified.at().to_owned(), verified.kid())))
@@ -314,7 +314,7 @@ impl TokenBindingLayer {
     ///
     /// There is no body hash (`b`): it needs the body's bytes before the
     /// request goes out, and bodies may stream. Make such SHRs with
-    /// [`SignedHttpRequests::signer`](crate::proof::shr::SignedHttpRequests::signer)
+    /// [`PopProofs::signer`](crate::proof::pop::PopProofs::signer)
     /// for bodies already in memory.
     pub fn pop_sign_headers(mut self, names: impl IntoIterator<Item = HeaderName>) -> Self {
         let names: Arc<[HeaderName]> = names.into_iter().collect();

@@ -124,7 +124,7 @@ impl<B: Clone, ResBody, E> Policy<Request<B>, Response<ResBody>, E> for InvalidT
             tracing::debug!("the server asked for a DPoP nonce; retrying with it");
             return Some(ready(()));
         }
-        if used.0.token().pop_requests().is_some()
+        if used.0.token().pop_proofs().is_some()
             && pop_challenge_nonce(response.headers()).is_some()
         {
             if !remembered {

@@ -42,7 +42,7 @@ pub enum Scheme {
     /// A PoP-bound token (Microsoft's signed HTTP requests):
     /// `Authorization: PoP <SHR>`, where the SHR, signed by the token's key
     /// and made for each request, carries the token, the method, host and
-    /// path, the time and a nonce (see [`crate::proof::shr`]). No client
+    /// path, the time and a nonce (see [`crate::proof::pop`]). No client
     /// certificate is needed; when the token came with an identity, it is
     /// in the request's extensions for an mTLS transport.
     Pop,

@@ -17,7 +17,7 @@ use crate::binding::{InvalidTokenRetry, TokenBinding};
 use crate::identity::SharedIdentity;
 use crate::pool::MtlsClientPool;
 use crate::proof::dpop::DpopProofs;
-use crate::proof::shr::SignedHttpRequests;
+use crate::proof::pop::PopProofs;
 use crate::token::{BoxError, Token, TokenCache};
 
 /// The whole client stack for certificate-bound tokens, ready to call.
@@ -41,7 +41,7 @@ pub struct BoundClient<B = Full<Bytes>> {
     pub(crate) pool: MtlsClientPool<B>,
     pub(crate) identity: Option<SharedIdentity>,
     pub(crate) dpop: Option<DpopProofs>,
-    pub(crate) pop: Option<SignedHttpRequests>,
+    pub(crate) pop: Option<PopProofs>,
     pub(crate) max_body: usize,
     pub(crate) timeout: Duration,
 }
@@ -164,7 +164,7 @@ impl<B> BoundClient<B> {
     /// The signed HTTP requests of the PoP key tokens are bound to, with
     /// [`Scheme::Pop`](crate::binding::Scheme::Pop) and client
     /// credentials: the key and its KID.
-    pub fn pop_requests(&self) -> Option<&SignedHttpRequests> {
+    pub fn pop_proofs(&self) -> Option<&PopProofs> {
         self.pop.as_ref()
     }
 

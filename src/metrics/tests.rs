@@ -75,7 +75,7 @@ fn names_follow_the_scheme_and_are_documented() {
 #[test]
 fn every_rejection_has_a_documented_outcome() {
     use crate::proof::dpop::DpopErrorKind as D;
-    use crate::proof::shr::ShrErrorKind as S;
+    use crate::proof::pop::PopErrorKind as S;
     use crate::validation::labels::rejection_outcome;
     use crate::validation::{RejectionKind as K, TokenErrorKind as T};
     let tokens = [

@@ -11,9 +11,9 @@
 //! - [`jws`]: compact JWS signing and strict verification.
 //! - [`dpop`]: DPoP proofs, made by clients ([`dpop::DpopProofs`]) and
 //!   checked by servers ([`dpop::DpopVerifier`]).
-//! - [`shr`]: Microsoft's signed HTTP requests (the `PoP` scheme), made by
-//!   clients ([`shr::SignedHttpRequests`]) and checked by servers
-//!   ([`shr::ShrVerifier`]).
+//! - [`pop`]: Microsoft's `PoP` scheme, whose proofs are signed HTTP
+//!   requests (SHRs), made by clients ([`pop::PopProofs`]) and checked by
+//!   servers ([`pop::PopVerifier`]).
 //!
 //! Used by both halves of the crate: clients make proofs, servers check
 //! them. Whether a proof was seen before is the [`replay`](crate::replay)
@@ -35,7 +35,7 @@ pub mod dpop;
 mod jwk;
 pub mod jws;
 mod key;
-pub mod shr;
+pub mod pop;
 mod thumbprint;
 mod verify;
 mod window;
@@ -44,3 +44,43 @@ pub use alg::Algorithm;
 pub use jwk::{JwkError, JwkErrorKind, PublicJwk};
 pub use key::{KeyError, KeyErrorKind, ProofKey, ProofSignature};
 pub use thumbprint::{JwkThumbprint, ParseJwkThumbprintError};
+
+/// The former name of [`pop`], Microsoft's `PoP` scheme: each item is now
+/// there, named for the scheme.
+#[deprecated(note = "renamed `proof::pop`")]
+pub mod shr {
+    pub use super::pop::{
+        SCHEME, body_hash, header_claim, host_claim, path_claim, query_claim, req_cnf,
+    };
+
+    /// Now [`PopVerifier`](super::pop::PopVerifier).
+    #[deprecated(note = "renamed `proof::pop::PopVerifier`")]
+    pub type ShrVerifier = super::pop::PopVerifier;
+    /// Now [`PopVerifierBuilder`](super::pop::PopVerifierBuilder).
+    #[deprecated(note = "renamed `proof::pop::PopVerifierBuilder`")]
+    pub type ShrVerifierBuilder = super::pop::PopVerifierBuilder;
+    /// Now [`VerifiedPopProof`](super::pop::VerifiedPopProof).
+    #[deprecated(note = "renamed `proof::pop::VerifiedPopProof`")]
+    pub type VerifiedShr = super::pop::VerifiedPopProof;
+    /// Now [`PopError`](super::pop::PopError).
+    #[deprecated(note = "renamed `proof::pop::PopError`")]
+    pub type ShrError = super::pop::PopError;
+    /// Now [`PopErrorKind`](super::pop::PopErrorKind).
+    #[deprecated(note = "renamed `proof::pop::PopErrorKind`")]
+    pub type ShrErrorKind = super::pop::PopErrorKind;
+    /// Now [`CreatePopProofError`](super::pop::CreatePopProofError).
+    #[deprecated(note = "renamed `proof::pop::CreatePopProofError`")]
+    pub type CreateShrError = super::pop::CreatePopProofError;
+    /// Now [`CreatePopProofErrorKind`](super::pop::CreatePopProofErrorKind).
+    #[deprecated(note = "renamed `proof::pop::CreatePopProofErrorKind`")]
+    pub type CreateShrErrorKind = super::pop::CreatePopProofErrorKind;
+    /// Now [`PopSigner`](super::pop::PopSigner).
+    #[deprecated(note = "renamed `proof::pop::PopSigner`")]
+    pub type ShrSigner<'a> = super::pop::PopSigner<'a>;
+    /// Now [`PopProofs`](super::pop::PopProofs).
+    #[deprecated(note = "renamed `proof::pop::PopProofs`")]
+    pub type SignedHttpRequests = super::pop::PopProofs;
+    /// Now [`POP_TYPE`](super::pop::POP_TYPE).
+    #[deprecated(note = "renamed `proof::pop::POP_TYPE`")]
+    pub const SHR_TYPE: &str = super::pop::POP_TYPE;
+}

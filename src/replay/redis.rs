@@ -99,7 +99,7 @@ impl RedisReplayStore {
     /// How much longer than a proof's expiry its key is kept by default:
     /// 5 s, at least the default future leeway of
     /// [`DpopVerifier`](crate::proof::dpop::DpopVerifier) and
-    /// [`ShrVerifier`](crate::proof::shr::ShrVerifier), for clock skew
+    /// [`PopVerifier`](crate::proof::pop::PopVerifier), for clock skew
     /// between the servers of a fleet.
     pub const DEFAULT_EXPIRY_MARGIN: Duration = Duration::from_secs(5);
 

@@ -15,7 +15,7 @@ use crate::identity::{IdentitySource, SharedIdentity};
 use crate::pool::MtlsClientPool;
 use crate::proof::ProofKey;
 use crate::proof::dpop::DpopProofs;
-use crate::proof::shr::SignedHttpRequests;
+use crate::proof::pop::PopProofs;
 use crate::token::CacheKey;
 
 /// The default of [`ClientCredentialsBuilder::max_expires_in`]: 24 hours.
@@ -39,7 +39,7 @@ pub struct ClientCredentialsBuilder {
     pool: Option<MtlsClientPool<Full<Bytes>>>,
     roots: Option<Arc<rustls::RootCertStore>>,
     dpop: Option<DpopProofs>,
-    pop: Option<SignedHttpRequests>,
+    pop: Option<PopProofs>,
 }
 
 impl fmt::Debug for ClientCredentialsBuilder {
@@ -249,17 +249,23 @@ impl ClientCredentialsBuilder {
     ///     .pop(key)
     ///     .build()
     ///     .unwrap();
-    /// assert_eq!(source.pop_requests().map(|p| p.kid()), Some(kid));
+    /// assert_eq!(source.pop_proofs().map(|p| p.kid()), Some(kid));
     /// ```
     pub fn pop(mut self, key: ProofKey) -> Self {
-        self.pop = Some(SignedHttpRequests::new(key));
+        self.pop = Some(PopProofs::new(key));
         self
     }
 
     /// [`pop`](Self::pop) with the signed HTTP requests made already.
-    pub fn pop_requests(mut self, shrs: SignedHttpRequests) -> Self {
+    pub fn pop_proofs(mut self, shrs: PopProofs) -> Self {
         self.pop = Some(shrs);
         self
+    }
+
+    /// Now [`pop_proofs`](Self::pop_proofs).
+    #[deprecated(note = "renamed `pop_proofs`")]
+    pub fn pop_requests(self, proofs: PopProofs) -> Self {
+        self.pop_proofs(proofs)
     }
 
     /// The lifetime assumed when the answer has no `expires_in`. Default 5 min.

@@ -19,7 +19,7 @@ use crate::discovery::{self, DiscoveryError, Fetched, Metadata};
 use crate::identity::{IdentitySource, SharedIdentity};
 use crate::pool::MtlsClientPool;
 use crate::proof::dpop::{DPOP, DpopProofs};
-use crate::proof::shr::{SHR_TYPE, SignedHttpRequests};
+use crate::proof::pop::{POP_TYPE, PopProofs};
 use crate::token::{BoxError, CacheKey, Token, TokenSource};
 
 /// Largest token or metadata response read.
@@ -90,7 +90,7 @@ pub(super) struct Inner {
     /// The DPoP key's proofs, when tokens are bound to it.
     pub(super) dpop: Option<DpopProofs>,
     /// The PoP key's signed HTTP requests, when tokens are bound to it.
-    pub(super) pop: Option<SignedHttpRequests>,
+    pub(super) pop: Option<PopProofs>,
     /// The key without a thumbprint; the key for the identity the source
     /// was built with; and the latest key, replaced when the identity
     /// changes. All read without a lock on every request.
@@ -174,8 +174,14 @@ impl ClientCredentials {
 
     /// The signed HTTP requests of the PoP key tokens are bound to, if
     /// [PoP](ClientCredentialsBuilder::pop) is on.
-    pub fn pop_requests(&self) -> Option<&SignedHttpRequests> {
+    pub fn pop_proofs(&self) -> Option<&PopProofs> {
         self.inner.pop.as_ref()
+    }
+
+    /// Now [`pop_proofs`](Self::pop_proofs).
+    #[deprecated(note = "renamed `pop_proofs`")]
+    pub fn pop_requests(&self) -> Option<&PopProofs> {
+        self.pop_proofs()
     }
 }
 
@@ -367,7 +373,7 @@ impl ClientCredentials {
             form.append_pair("token_type", "mtls_pop");
         }
         if let Some(shrs) = &inner.pop {
-            form.append_pair("token_type", SHR_TYPE);
+            form.append_pair("token_type", POP_TYPE);
             form.append_pair("req_cnf", shrs.req_cnf());
         }
         for (name, value) in &inner.params {

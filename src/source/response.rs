@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::client_credentials::Inner;
 use super::{TokenEndpointError, TokenEndpointErrorKind as Kind};
 use crate::proof::dpop::DpopProofs;
-use crate::proof::shr::{SHR_TYPE, SignedHttpRequests};
+use crate::proof::pop::{POP_TYPE, PopProofs};
 use crate::token::Token;
 use crate::{ClientIdentity, Confirmation};
 
@@ -38,7 +38,7 @@ pub(super) fn read_token(
         .ok_or_else(|| invalid("no token_type string".to_owned()))?;
     let expected = match (&inner.dpop, &inner.pop, inner.entra) {
         (Some(_), _, _) => "DPoP",
-        (None, Some(_), _) => SHR_TYPE,
+        (None, Some(_), _) => POP_TYPE,
         (None, None, true) => "mtls_pop",
         (None, None, false) => "Bearer",
     };
@@ -217,7 +217,7 @@ fn dpop_bound(
 fn pop_bound(
     token: Token,
     access_token: &str,
-    shrs: &SignedHttpRequests,
+    shrs: &PopProofs,
     identity: Option<ClientIdentity>,
     status: StatusCode,
 ) -> Result<Token, TokenEndpointError> {

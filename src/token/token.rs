@@ -7,7 +7,7 @@ use subtle::ConstantTimeEq;
 use crate::ClientIdentity;
 use crate::cnf::Binding;
 use crate::proof::dpop::DpopProofs;
-use crate::proof::shr::SignedHttpRequests;
+use crate::proof::pop::PopProofs;
 
 /// An access token string: a secret.
 ///
@@ -65,7 +65,7 @@ pub struct Token {
     expires_at: Option<Instant>,
     identity: Option<ClientIdentity>,
     dpop: Option<DpopProofs>,
-    pop: Option<SignedHttpRequests>,
+    pop: Option<PopProofs>,
     binding: Binding,
 }
 
@@ -149,15 +149,15 @@ impl Token {
     /// ([`Scheme::Pop`](crate::binding::Scheme::Pop) makes them).
     ///
     /// ```
-    /// use tower_token_binding::proof::shr::SignedHttpRequests;
+    /// use tower_token_binding::proof::pop::PopProofs;
     /// use tower_token_binding::proof::{Algorithm, ProofKey};
     /// use tower_token_binding::token::Token;
     ///
-    /// let shrs = SignedHttpRequests::new(ProofKey::generate(Algorithm::Es256).unwrap());
+    /// let shrs = PopProofs::new(ProofKey::generate(Algorithm::Es256).unwrap());
     /// let token = Token::new("eyJ...").with_token_type("pop").pop_bound(shrs.clone());
-    /// assert_eq!(token.pop_requests().map(SignedHttpRequests::kid), Some(shrs.kid()));
+    /// assert_eq!(token.pop_proofs().map(PopProofs::kid), Some(shrs.kid()));
     /// ```
-    pub fn pop_bound(mut self, shrs: SignedHttpRequests) -> Self {
+    pub fn pop_bound(mut self, shrs: PopProofs) -> Self {
         self.pop = Some(shrs);
         self.binding = Binding::Pop;
         self
@@ -203,7 +203,13 @@ impl Token {
 
     /// The signed HTTP requests of the PoP key it is bound to; `None` for
     /// a token not bound to a PoP key.
-    pub fn pop_requests(&self) -> Option<&SignedHttpRequests> {
+    pub fn pop_proofs(&self) -> Option<&PopProofs> {
         self.pop.as_ref()
+    }
+
+    /// Now [`pop_proofs`](Self::pop_proofs).
+    #[deprecated(note = "renamed `pop_proofs`")]
+    pub fn pop_requests(&self) -> Option<&PopProofs> {
+        self.pop_proofs()
     }
 }

@@ -40,7 +40,7 @@ impl BufferedBody {
 ///
 /// ```
 /// use tower::ServiceBuilder;
-/// use tower_token_binding::proof::shr::ShrVerifier;
+/// use tower_token_binding::proof::pop::PopVerifier;
 /// use tower_token_binding::validation::{BufferBodyLayer, CnfValidationLayer};
 ///
 /// # fn validator() -> impl tower_token_binding::validation::ValidateToken {
@@ -50,7 +50,7 @@ impl BufferedBody {
 /// let layers = ServiceBuilder::new()
 ///     .layer(BufferBodyLayer::new(64 * 1024))
 ///     .layer(CnfValidationLayer::new(validator()).accept_pop(
-///         ShrVerifier::builder().require_body(true).build(),
+///         PopVerifier::builder().require_body(true).build(),
 ///     ));
 /// # let _ = layers;
 /// ```

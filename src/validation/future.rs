@@ -15,7 +15,7 @@ use super::{dpop, pop};
 use crate::peer::PeerCertificate;
 use crate::proof::JwkThumbprint;
 use crate::proof::dpop::{DPOP_NONCE, DpopError, DpopErrorKind, VerifiedDpopProof};
-use crate::proof::shr::{ShrError, ShrErrorKind, VerifiedShr};
+use crate::proof::pop::{PopError, PopErrorKind, VerifiedPopProof};
 use crate::replay::{
     ReplayError, ReplayErrorKind, ReplayFuture, ReplayKey, ReplayOwner, ReplayStore as _,
 };
@@ -29,7 +29,7 @@ pub(crate) enum Proof {
     /// A `DPoP` proof header.
     Dpop(VerifiedDpopProof),
     /// A signed HTTP request (`Authorization: PoP`).
-    Pop(VerifiedShr),
+    Pop(VerifiedPopProof),
 }
 
 impl Proof {
@@ -68,7 +68,7 @@ impl Proof {
                 Scheme::Dpop,
             )),
             Proof::Pop(shr) if !shr.is_acceptable_at(now) => {
-                Some(Rejection::shr(ShrError::new(ShrErrorKind::TooOld)))
+                Some(Rejection::pop(PopError::new(PopErrorKind::TooOld)))
             }
             _ => None,
         }

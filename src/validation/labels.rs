@@ -4,7 +4,7 @@
 
 use super::{RejectionKind, Scheme, TokenErrorKind};
 use crate::proof::dpop::{DpopError, DpopErrorKind};
-use crate::proof::shr::ShrErrorKind;
+use crate::proof::pop::PopErrorKind;
 
 /// The `scheme` label of a refusal of `kind` under `scheme`: `none` when
 /// the request had no credentials at all.
@@ -58,7 +58,7 @@ pub(crate) fn rejection_outcome(kind: RejectionKind) -> &'static str {
         K::ReplayStoreUnavailable => "replay_store_unavailable",
         K::ReplayShareExceeded => "replay_share_exceeded",
         K::IntrospectionUnavailable => "introspection_unavailable",
-        K::InvalidSignedRequest(kind) => shr_outcome(kind),
+        K::InvalidSignedRequest(kind) => pop_outcome(kind),
     }
 }
 
@@ -95,8 +95,8 @@ pub(crate) fn dpop_outcome(kind: DpopErrorKind) -> &'static str {
     }
 }
 
-pub(crate) fn shr_outcome(kind: ShrErrorKind) -> &'static str {
-    if kind == ShrErrorKind::Replayed {
+pub(crate) fn pop_outcome(kind: PopErrorKind) -> &'static str {
+    if kind == PopErrorKind::Replayed {
         "replayed"
     } else {
         "bad_proof"

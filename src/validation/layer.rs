@@ -6,7 +6,7 @@ use tower::Layer;
 use super::CnfValidation;
 use super::dpop::{InvalidPublicOrigin, PublicOrigin};
 use crate::proof::dpop::DpopVerifier;
-use crate::proof::shr::ShrVerifier;
+use crate::proof::pop::PopVerifier;
 use crate::replay::{BoxReplayStore, MemoryReplayStore, ReplayStore};
 use crate::warn_limit::WarnLimit;
 
@@ -45,7 +45,7 @@ pub(crate) struct Settings {
     pub(crate) dpop: Option<DpopVerifier>,
     /// Signed HTTP requests (`Authorization: PoP`) are accepted, checked
     /// by this verifier.
-    pub(crate) pop: Option<ShrVerifier>,
+    pub(crate) pop: Option<PopVerifier>,
     /// Where proofs and signed requests are remembered; set whenever
     /// `dpop` or `pop` is.
     pub(crate) replay_store: Option<BoxReplayStore>,
@@ -126,7 +126,7 @@ impl<V> CnfValidationLayer<V> {
     /// Certificate-bound (and, where accepted, DPoP-bound) tokens are still
     /// accepted with their own proofs.
     ///
-    /// Per request: the SHR is checked by `verifier` ([`ShrVerifier::new`]
+    /// Per request: the SHR is checked by `verifier` ([`PopVerifier::new`]
     /// for the defaults) against the request's method, host (see
     /// [`public_origin`](Self::public_origin)), path, query and headers,
     /// now; its `at` is validated like a bare token, by the layer's
@@ -143,25 +143,25 @@ impl<V> CnfValidationLayer<V> {
     /// against the [`BufferedBody`](super::BufferedBody) that a
     /// [`BufferBodyLayer`](super::BufferBodyLayer) outside it put into the
     /// request, and without one an SHR with `b` (or a verifier that
-    /// [requires it](ShrVerifier::requires_body)) is refused
-    /// ([`ShrErrorKind::BodyMismatch`](crate::proof::shr::ShrErrorKind::BodyMismatch)).
+    /// [requires it](PopVerifier::requires_body)) is refused
+    /// ([`PopErrorKind::BodyMismatch`](crate::proof::pop::PopErrorKind::BodyMismatch)).
     /// Refusals are `401` with `WWW-Authenticate: PoP error="invalid_token"`
     /// and a description naming the failed check; challenges offer `PoP`.
     ///
     /// ```
     /// use tower_token_binding::CnfValidationLayer;
-    /// use tower_token_binding::proof::shr::ShrVerifier;
+    /// use tower_token_binding::proof::pop::PopVerifier;
     ///
     /// # fn validator() -> impl tower_token_binding::validation::ValidateToken {
     /// #     |_: &str| async { Err(tower_token_binding::validation::TokenError::new(
     /// #         tower_token_binding::validation::TokenErrorKind::Other)) }
     /// # }
     /// let layer = CnfValidationLayer::new(validator())
-    ///     .accept_pop(ShrVerifier::new())
+    ///     .accept_pop(PopVerifier::new())
     ///     .public_origin("https://api.example.com");
     /// # let _ = layer;
     /// ```
-    pub fn accept_pop(mut self, verifier: ShrVerifier) -> Self {
+    pub fn accept_pop(mut self, verifier: PopVerifier) -> Self {
         let settings = Arc::make_mut(&mut self.settings);
         settings.pop = Some(verifier);
         settings
@@ -337,7 +337,7 @@ mod tests {
         let layer = CnfValidationLayer::new(());
         assert!(layer.settings.offers_bearer() && layer.settings.dpop.is_none());
         assert!(layer.settings.pop.is_none() && layer.settings.replay_store.is_none());
-        let layer = CnfValidationLayer::new(()).accept_pop(ShrVerifier::new());
+        let layer = CnfValidationLayer::new(()).accept_pop(PopVerifier::new());
         assert!(layer.settings.pop.is_some() && layer.settings.replay_store.is_some());
         assert!(layer.settings.accepts_certificates() && layer.settings.dpop.is_none());
         assert!(

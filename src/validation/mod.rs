@@ -18,7 +18,7 @@
 //!    public `jwk`, signature, `htm`, `htu` (see
 //!    [`public_origin`](CnfValidationLayer::public_origin)), `iat`, `ath`,
 //!    and the server nonce when nonces are on; for `PoP`, verifies the SHR
-//!    with the [`ShrVerifier`](crate::proof::shr::ShrVerifier): `typ`,
+//!    with the [`PopVerifier`](crate::proof::pop::PopVerifier): `typ`,
 //!    `alg`, public `cnf.jwk`, signature, `ts`, method `m`, host `u`, path
 //!    `p`, the query and header hashes `q` and `h` when present, and the
 //!    body hash `b` against the body a [`BufferBodyLayer`] outside read
@@ -195,14 +195,14 @@
 //! use std::convert::Infallible;
 //! use http::{Method, Request, Response, StatusCode, header};
 //! use tower::{ServiceBuilder, ServiceExt};
-//! use tower_token_binding::proof::shr::{ShrVerifier, SignedHttpRequests};
+//! use tower_token_binding::proof::pop::{PopVerifier, PopProofs};
 //! use tower_token_binding::proof::{Algorithm, ProofKey};
 //! use tower_token_binding::validation::{CnfValidationLayer, TokenError, TokenErrorKind, VerifiedToken};
 //! use tower_token_binding::{Confirmation, ProvenBinding};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
-//! let shrs = SignedHttpRequests::new(ProofKey::generate(Algorithm::Ps256).unwrap());
+//! let shrs = PopProofs::new(ProofKey::generate(Algorithm::Ps256).unwrap());
 //! let kid = shrs.kid();
 //! let validator = move |token: &str| {
 //!     let known = token == "pop-token";
@@ -215,7 +215,7 @@
 //!     }
 //! };
 //! let service = ServiceBuilder::new()
-//!     .layer(CnfValidationLayer::new(validator).accept_pop(ShrVerifier::new()))
+//!     .layer(CnfValidationLayer::new(validator).accept_pop(PopVerifier::new()))
 //!     .service_fn(|request: Request<String>| async move {
 //!         let token = request.extensions().get::<VerifiedToken>().unwrap();
 //!         assert!(matches!(token.binding(), ProvenBinding::Pop(_)));

@@ -9,10 +9,10 @@ use super::BufferedBody;
 use super::dpop::absolute_uri;
 use super::layer::Settings;
 use super::rejection::Rejection;
-use crate::proof::shr::{SHR_TYPE, ShrError, ShrErrorKind, ShrVerifier, VerifiedShr};
+use crate::proof::pop::{POP_TYPE, PopError, PopErrorKind, PopVerifier, VerifiedPopProof};
 
 /// Checks the SHR of a request sent with `Authorization: PoP <SHR>`:
-/// everything [`ShrVerifier::verify`] checks, against the request's method,
+/// everything [`PopVerifier::verify`] checks, against the request's method,
 /// absolute URI (the public origin's host when one is configured, else the
 /// request's; its path and query), headers and, when a [`BufferBodyLayer`]
 /// outside has read it, body, now (without a [`BufferedBody`], an SHR with
@@ -21,18 +21,18 @@ use crate::proof::shr::{SHR_TYPE, ShrError, ShrErrorKind, ShrVerifier, VerifiedS
 ///
 /// [`BufferBodyLayer`]: super::BufferBodyLayer
 pub(crate) fn verify<B>(
-    verifier: &ShrVerifier,
+    verifier: &PopVerifier,
     settings: &Settings,
     request: &Request<B>,
     shr: &str,
-) -> Result<VerifiedShr, Rejection> {
+) -> Result<VerifiedPopProof, Rejection> {
     let path_and_query = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
     // Without a usable authority (none, user info in Host, a target that
     // is not Host's) no SHR can match: refused here, never checked against
     // a stand-in URI.
     let Some(uri) = absolute_uri(request, settings.public_origin.as_ref(), path_and_query) else {
-        return Err(Rejection::shr(
-            ShrError::new(ShrErrorKind::HostMismatch)
+        return Err(Rejection::pop(
+            PopError::new(PopErrorKind::HostMismatch)
                 .with_detail("the request names no usable authority"),
         ));
     };
@@ -48,12 +48,12 @@ pub(crate) fn verify<B>(
                 .map(|body| body.bytes().as_ref()),
             crate::clock::wall(),
         )
-        .map_err(Rejection::shr)
+        .map_err(Rejection::pop)
 }
 
 /// The rejection of a replayed SHR.
 pub(crate) fn replayed() -> Rejection {
-    Rejection::shr(ShrError::new(ShrErrorKind::Replayed))
+    Rejection::pop(PopError::new(PopErrorKind::Replayed))
 }
 
 /// The largest JWS header looked at by [`is_signed_request`], in base64url
@@ -87,7 +87,7 @@ pub(crate) fn is_signed_request(token: &str) -> bool {
     serde_json::from_slice::<Header<'_>>(&bytes)
         .ok()
         .and_then(|h| h.typ)
-        .is_some_and(|typ| typ.eq_ignore_ascii_case(SHR_TYPE))
+        .is_some_and(|typ| typ.eq_ignore_ascii_case(POP_TYPE))
 }
 
 #[cfg(test)]

@@ -321,7 +321,7 @@ mod tests {
         use base64::Engine as _;
         use base64::engine::general_purpose::URL_SAFE_NO_PAD;
         let pop = CnfValidationLayer::new(())
-            .accept_pop(crate::proof::shr::ShrVerifier::new())
+            .accept_pop(crate::proof::pop::PopVerifier::new())
             .settings()
             .clone();
         let plain = Settings::default();

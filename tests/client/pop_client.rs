@@ -3,7 +3,7 @@
 //! `req_cnf`, the answer's type and `cnf.kid` checked, the cache key per
 //! KID), and `BoundClient` with `Scheme::Pop` (one setting, an RSA-2048
 //! PS256 key by default, ES256 given) against a resource that checks every
-//! SHR with `ShrVerifier`.
+//! SHR with `PopVerifier`.
 #![cfg(feature = "test-util")]
 
 use crate::support::pop_api;
@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use tower_token_binding::BoundClient;
 use tower_token_binding::binding::{HeaderWord, Scheme};
 use tower_token_binding::client::{BoundClientBuilder, BuildErrorKind};
-use tower_token_binding::proof::shr::{ShrVerifier, SignedHttpRequests};
+use tower_token_binding::proof::pop::{PopProofs, PopVerifier};
 use tower_token_binding::proof::{Algorithm, ProofKey};
 use tower_token_binding::source::{
     ClientCredentials, ClientCredentialsBuilder, TokenEndpointError, TokenEndpointErrorKind,
@@ -66,10 +66,10 @@ async fn client_credentials_get_a_token_bound_to_the_kid() {
         let key = ProofKey::generate(alg).unwrap();
         let kid = key.thumbprint();
         let source = credentials(&pki, &issuer).pop(key).build().unwrap();
-        assert_eq!(source.pop_requests().unwrap().kid(), kid);
+        assert_eq!(source.pop_proofs().unwrap().kid(), kid);
         let token = fetch(&source).await.unwrap();
         assert_eq!(token.token_type(), "pop");
-        assert_eq!(token.pop_requests().unwrap().kid(), kid);
+        assert_eq!(token.pop_proofs().unwrap().kid(), kid);
         assert!(token.dpop_proofs().is_none() && token.identity().is_none());
         let claims = claims(token.access_token().secret());
         assert_eq!(
@@ -90,7 +90,7 @@ async fn client_credentials_get_a_token_bound_to_the_kid() {
         .build()
         .unwrap();
     let token = fetch(&source).await.unwrap();
-    assert_eq!(token.pop_requests().unwrap().kid(), kid);
+    assert_eq!(token.pop_proofs().unwrap().kid(), kid);
     assert!(token.identity().is_some());
     assert_eq!(
         claims(token.access_token().secret())["cnf"],
@@ -112,7 +112,7 @@ async fn the_answer_is_checked_and_the_cache_key_holds_the_kid() {
     assert!(shown.contains("pop") && shown.contains("Bearer"), "{shown}");
     // Any case of pop will do.
     issuer.set_fault(Some(Fault::TokenType("PoP".to_owned())));
-    assert!(fetch(&source).await.unwrap().pop_requests().is_some());
+    assert!(fetch(&source).await.unwrap().pop_proofs().is_some());
 
     let other = ProofKey::generate(Algorithm::Es256).unwrap().thumbprint();
     issuer.set_fault(Some(Fault::BindToKey(other)));
@@ -123,7 +123,7 @@ async fn the_answer_is_checked_and_the_cache_key_holds_the_kid() {
     // A JWT without cnf: returned, but not bound to the key.
     issuer.set_fault(Some(Fault::Unbound));
     let token = fetch(&source).await.unwrap();
-    assert!(token.pop_requests().is_none());
+    assert!(token.pop_proofs().is_none());
     issuer.set_fault(None);
 
     // The cache key: per KID, and not DPoP's for the same key.
@@ -165,7 +165,7 @@ async fn bound_client_sends_a_fresh_shr_per_request_ps256_by_default() {
     let issuer = issuer(&pki).await;
     let api = start_api(&pki).await;
     let client = client(&pki, &issuer).build().unwrap();
-    let shrs = client.pop_requests().unwrap().clone();
+    let shrs = client.pop_proofs().unwrap().clone();
     assert_eq!(shrs.key().algorithm(), Algorithm::Ps256);
     assert_eq!(shrs.key().public_jwk().key_type(), "RSA");
     assert!(client.identity().is_none());
@@ -232,7 +232,7 @@ async fn bound_client_with_an_es256_key_given_or_from_a_file() {
     let file = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/rsa-pkcs8.key");
     let expected = ProofKey::from_pem_file(file).unwrap().thumbprint();
     let from_file = client(&pki, &issuer).pop_key_file(file).build().unwrap();
-    assert_eq!(from_file.pop_requests().unwrap().kid(), expected);
+    assert_eq!(from_file.pop_proofs().unwrap().kid(), expected);
     let response = from_file.get(&format!("{}/x", api.base)).await.unwrap();
     let body: Value = serde_json::from_slice(response.body()).unwrap();
     assert_eq!(response.status(), StatusCode::OK, "{body}");
@@ -259,7 +259,7 @@ async fn a_token_not_bound_to_a_key_is_refused_under_pop() {
 async fn a_token_source_with_pop_bound_tokens() {
     let pki = TestPki::new().unwrap();
     let api = start_api(&pki).await;
-    let shrs = SignedHttpRequests::new(ProofKey::generate(Algorithm::Es256).unwrap());
+    let shrs = PopProofs::new(ProofKey::generate(Algorithm::Es256).unwrap());
     // A JWT-looking token whose cnf.kid names the key (the test resource
     // reads it without verifying).
     let payload = URL_SAFE_NO_PAD.encode(json!({ "cnf": { "kid": shrs.kid() } }).to_string());
@@ -291,7 +291,7 @@ async fn q_and_h_on_demand() {
     let issuer = issuer(&pki).await;
     let api = pop_api::start_api_with(
         &pki,
-        ShrVerifier::builder()
+        PopVerifier::builder()
             .require_query(true)
             .require_headers([CONTENT_TYPE])
             .build(),
@@ -408,9 +408,9 @@ fn is_random_nonce(nonce: &Value) -> bool {
 async fn a_server_nonce_is_used_once_after_one_retry() {
     let pki = TestPki::new().unwrap();
     let issuer = issuer(&pki).await;
-    let api = start_api_demanding(&pki, ShrVerifier::new(), NonceDemand::Required).await;
+    let api = start_api_demanding(&pki, PopVerifier::new(), NonceDemand::Required).await;
     let client = client(&pki, &issuer).build().unwrap();
-    let shrs = client.pop_requests().unwrap().clone();
+    let shrs = client.pop_proofs().unwrap().clone();
     let url = format!("{}/orders", api.base);
 
     // First request: a random nonce, the challenge, one retry with the
@@ -450,7 +450,7 @@ async fn a_server_nonce_is_used_once_after_one_retry() {
 async fn a_server_never_satisfied_gets_exactly_two_attempts() {
     let pki = TestPki::new().unwrap();
     let issuer = issuer(&pki).await;
-    let api = start_api_demanding(&pki, ShrVerifier::new(), NonceDemand::NeverSatisfied).await;
+    let api = start_api_demanding(&pki, PopVerifier::new(), NonceDemand::NeverSatisfied).await;
     let client = client(&pki, &issuer).build().unwrap();
     let url = format!("{}/orders", api.base);
 

@@ -229,7 +229,7 @@ async fn dpop_with_nonces_behind_a_public_origin() {
 #[tokio::test]
 async fn pop_beside_the_other_bindings() {
     use http::Method;
-    use tower_token_binding::proof::shr::SignedHttpRequests;
+    use tower_token_binding::proof::pop::PopProofs;
     use tower_token_binding::proof::{Algorithm, ProofKey};
 
     let pki = TestPki::new().unwrap();
@@ -256,7 +256,7 @@ async fn pop_beside_the_other_bindings() {
     ])
     .await;
 
-    let shrs = SignedHttpRequests::new(ProofKey::generate(Algorithm::Ps256).unwrap());
+    let shrs = PopProofs::new(ProofKey::generate(Algorithm::Ps256).unwrap());
     let mut claims = issuer.claims("svc", None);
     claims["cnf"] = serde_json::json!({ "kid": shrs.kid().to_string() });
     let token = issuer.sign(&claims).unwrap();

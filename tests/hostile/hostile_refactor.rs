@@ -16,7 +16,7 @@ use rustls_pki_types::pem::PemObject;
 use serde_json::{Value, json};
 use tower_token_binding::Thumbprint;
 use tower_token_binding::proof::dpop::{DpopErrorKind, DpopVerifier, access_token_hash};
-use tower_token_binding::proof::shr::{ShrErrorKind, ShrVerifier};
+use tower_token_binding::proof::pop::{PopErrorKind, PopVerifier};
 use tower_token_binding::proof::{Algorithm, ProofKey, jws};
 use tower_token_binding::server::forwarded::{
     EscapedPemErrorKind, X_FORWARDED_CLIENT_CERT, XfccElement, XfccErrorKind, parse_escaped_pem,
@@ -442,14 +442,14 @@ fn shr_payload(key: &ProofKey, ts: Value) -> Value {
     })
 }
 
-fn shr_verify_at(verifier: &ShrVerifier, shr: &str, now: SystemTime) -> Result<(), ShrErrorKind> {
+fn shr_verify_at(verifier: &PopVerifier, shr: &str, now: SystemTime) -> Result<(), PopErrorKind> {
     verifier
         .verify(shr, &Method::GET, &resource(), &HeaderMap::new(), None, now)
         .map(drop)
         .map_err(|e| e.kind())
 }
 
-fn shr_verify(verifier: &ShrVerifier, shr: &str) -> Result<(), ShrErrorKind> {
+fn shr_verify(verifier: &PopVerifier, shr: &str) -> Result<(), PopErrorKind> {
     shr_verify_at(verifier, shr, now())
 }
 
@@ -457,10 +457,10 @@ fn shr_verify(verifier: &ShrVerifier, shr: &str) -> Result<(), ShrErrorKind> {
 fn a_good_shr_passes_and_a_bad_signature_is_refused() {
     let key = key();
     let shr = sign(&key, &shr_header(), &shr_payload(&key, json!(MADE)));
-    assert_eq!(shr_verify(&ShrVerifier::new(), &shr), Ok(()));
+    assert_eq!(shr_verify(&PopVerifier::new(), &shr), Ok(()));
     assert_eq!(
-        shr_verify(&ShrVerifier::new(), &unsigned(&shr)),
-        Err(ShrErrorKind::BadSignature)
+        shr_verify(&PopVerifier::new(), &unsigned(&shr)),
+        Err(PopErrorKind::BadSignature)
     );
 }
 
@@ -478,56 +478,56 @@ fn shr_checks_before_the_signature_still_come_first() {
         p.to_string()
     };
     let header = shr_header().to_string();
-    let cases: Vec<(String, String, ShrErrorKind)> = vec![
+    let cases: Vec<(String, String, PopErrorKind)> = vec![
         (
             header.clone(),
             with("q", json!([many, "hash"])),
-            ShrErrorKind::TooManyNames,
+            PopErrorKind::TooManyNames,
         ),
         (
             header.clone(),
             with("h", json!([many, "hash"])),
-            ShrErrorKind::TooManyNames,
+            PopErrorKind::TooManyNames,
         ),
         (
             header.clone(),
             with("q", json!([many, 5])),
-            ShrErrorKind::TooManyNames,
+            PopErrorKind::TooManyNames,
         ),
         (
             header.clone(),
             format!(r#"{{"ts":{MADE},"ts":{MADE},"at":"x"}}"#),
-            ShrErrorKind::DuplicateMember,
+            PopErrorKind::DuplicateMember,
         ),
         (
             r#"{"typ":"pop","alg":"ES256","alg":"ES256"}"#.to_owned(),
             payload.to_string(),
-            ShrErrorKind::DuplicateMember,
+            PopErrorKind::DuplicateMember,
         ),
         (
             json!({"typ": "jwt", "alg": "ES256"}).to_string(),
             payload.to_string(),
-            ShrErrorKind::WrongType,
+            PopErrorKind::WrongType,
         ),
         (
             json!({"alg": "ES256"}).to_string(),
             payload.to_string(),
-            ShrErrorKind::WrongType,
+            PopErrorKind::WrongType,
         ),
         (
             json!({"typ": "pop", "alg": "none"}).to_string(),
             payload.to_string(),
-            ShrErrorKind::DisallowedAlgorithm,
+            PopErrorKind::DisallowedAlgorithm,
         ),
         (
             json!({"typ": "pop", "alg": "HS256"}).to_string(),
             payload.to_string(),
-            ShrErrorKind::DisallowedAlgorithm,
+            PopErrorKind::DisallowedAlgorithm,
         ),
         (
             json!({"typ": "pop", "alg": "EdDSA"}).to_string(),
             payload.to_string(),
-            ShrErrorKind::DisallowedAlgorithm,
+            PopErrorKind::DisallowedAlgorithm,
         ),
         (
             header.clone(),
@@ -535,35 +535,35 @@ fn shr_checks_before_the_signature_still_come_first() {
                 "cnf",
                 json!({"jwk": {"kty": "EC", "crv": "P-256", "x": jwk["x"], "y": jwk["y"], "d": "AAAA"}}),
             ),
-            ShrErrorKind::InvalidKey,
+            PopErrorKind::InvalidKey,
         ),
         (
             header.clone(),
             with("cnf", json!({"jwk": {"kty": "oct", "k": "c2VjcmV0"}})),
-            ShrErrorKind::InvalidKey,
+            PopErrorKind::InvalidKey,
         ),
         (
             header.clone(),
             with("cnf", json!({"kid": "x"})),
-            ShrErrorKind::MissingClaim,
+            PopErrorKind::MissingClaim,
         ),
         (
             header.clone(),
             with("cnf", json!("x")),
-            ShrErrorKind::MissingClaim,
+            PopErrorKind::MissingClaim,
         ),
         (
             json!({"typ": "pop", "alg": "ES256", "kid": "not-the-thumbprint"}).to_string(),
             payload.to_string(),
-            ShrErrorKind::KidMismatch,
+            PopErrorKind::KidMismatch,
         ),
         (
             json!({"typ": "pop", "alg": "ES256", "kid": 1}).to_string(),
             payload.to_string(),
-            ShrErrorKind::KidMismatch,
+            PopErrorKind::KidMismatch,
         ),
     ];
-    let verifier = ShrVerifier::new();
+    let verifier = PopVerifier::new();
     for (header, payload, expected) in cases {
         let shr = unsigned(&sign_raw(&key, &header, &payload));
         assert_eq!(
@@ -574,14 +574,14 @@ fn shr_checks_before_the_signature_still_come_first() {
     }
     // The size cap, exactly.
     let shr = unsigned(&sign(&key, &shr_header(), &payload));
-    let small = ShrVerifier::builder().max_size(shr.len() - 1).build();
-    assert_eq!(shr_verify(&small, &shr), Err(ShrErrorKind::TooLarge));
-    let exact = ShrVerifier::builder().max_size(shr.len()).build();
-    assert_eq!(shr_verify(&exact, &shr), Err(ShrErrorKind::BadSignature));
+    let small = PopVerifier::builder().max_size(shr.len() - 1).build();
+    assert_eq!(shr_verify(&small, &shr), Err(PopErrorKind::TooLarge));
+    let exact = PopVerifier::builder().max_size(shr.len()).build();
+    assert_eq!(shr_verify(&exact, &shr), Err(PopErrorKind::BadSignature));
     let huge = format!("{}.e.e", "e".repeat(1 << 20));
     assert_eq!(
-        shr_verify(&ShrVerifier::new(), &huge),
-        Err(ShrErrorKind::TooLarge)
+        shr_verify(&PopVerifier::new(), &huge),
+        Err(PopErrorKind::TooLarge)
     );
     // `typ` is case-insensitive for SHRs (as Microsoft's libraries write
     // it), not for DPoP: the shared core kept each scheme's own rule.
@@ -590,7 +590,7 @@ fn shr_checks_before_the_signature_still_come_first() {
         &json!({"typ": "POP", "alg": "ES256"}),
         &shr_payload(&key, json!(MADE)),
     );
-    assert_eq!(shr_verify(&ShrVerifier::new(), &shr), Ok(()));
+    assert_eq!(shr_verify(&PopVerifier::new(), &shr), Ok(()));
 }
 
 /// `ts` is whole seconds: a string, float, negative or huge one does not
@@ -608,8 +608,8 @@ fn shr_ts_types_stay_strict() {
     ] {
         let shr = sign(&key, &shr_header(), &shr_payload(&key, ts.clone()));
         assert_eq!(
-            shr_verify(&ShrVerifier::new(), &shr),
-            Err(ShrErrorKind::MissingClaim),
+            shr_verify(&PopVerifier::new(), &shr),
+            Err(PopErrorKind::MissingClaim),
             "ts {ts}"
         );
     }
@@ -619,15 +619,15 @@ fn shr_ts_types_stay_strict() {
         .replace(r#""ts":0"#, r#""ts":1.8e9"#);
     let shr = sign_raw(&key, &shr_header().to_string(), &payload);
     assert_eq!(
-        shr_verify(&ShrVerifier::new(), &shr),
-        Err(ShrErrorKind::MissingClaim)
+        shr_verify(&PopVerifier::new(), &shr),
+        Err(PopErrorKind::MissingClaim)
     );
     let shr = sign(&key, &shr_header(), &shr_payload(&key, json!(u64::MAX)));
     assert_eq!(
-        shr_verify(&ShrVerifier::new(), &shr),
-        Err(ShrErrorKind::InFuture)
+        shr_verify(&PopVerifier::new(), &shr),
+        Err(PopErrorKind::InFuture)
     );
-    let wide = ShrVerifier::builder()
+    let wide = PopVerifier::builder()
         .max_age(Duration::MAX)
         .leeway(Duration::MAX)
         .build();
@@ -652,24 +652,24 @@ fn shr_window_edges_are_where_they_were() {
     let key = key();
     let at = |ts: u64, now: SystemTime| {
         let shr = sign(&key, &shr_header(), &shr_payload(&key, json!(ts)));
-        shr_verify_at(&ShrVerifier::new(), &shr, now)
+        shr_verify_at(&PopVerifier::new(), &shr, now)
     };
     assert_eq!(at(MADE - 300, now()), Ok(()));
-    assert_eq!(at(MADE - 301, now()), Err(ShrErrorKind::TooOld));
+    assert_eq!(at(MADE - 301, now()), Err(PopErrorKind::TooOld));
     assert_eq!(
         at(MADE - 300, now() + Duration::from_nanos(1)),
-        Err(ShrErrorKind::TooOld)
+        Err(PopErrorKind::TooOld)
     );
     assert_eq!(at(MADE + 5, now()), Ok(()));
-    assert_eq!(at(MADE + 6, now()), Err(ShrErrorKind::InFuture));
+    assert_eq!(at(MADE + 6, now()), Err(PopErrorKind::InFuture));
     let _ = at(MADE, UNIX_EPOCH - Duration::from_secs(86_400));
     // `max_age` and the deprecated `lifetime` are one setting.
-    let verifier = ShrVerifier::builder()
+    let verifier = PopVerifier::builder()
         .max_age(Duration::from_secs(10))
         .build();
     assert_eq!(verifier.max_age(), Duration::from_secs(10));
     let shr = sign(&key, &shr_header(), &shr_payload(&key, json!(MADE - 11)));
-    assert_eq!(shr_verify(&verifier, &shr), Err(ShrErrorKind::TooOld));
+    assert_eq!(shr_verify(&verifier, &shr), Err(PopErrorKind::TooOld));
 }
 
 /// The string claims and the `q`/`h` lists after the signature.
@@ -680,70 +680,70 @@ fn shr_string_claims_and_covered_lists_stay_strict() {
         let mut payload = shr_payload(&key, json!(MADE));
         change(&mut payload);
         let shr = sign(&key, &shr_header(), &payload);
-        shr_verify(&ShrVerifier::new(), &shr)
+        shr_verify(&PopVerifier::new(), &shr)
     };
     assert_eq!(
         with(&|p| p["at"] = json!("")),
-        Err(ShrErrorKind::MissingClaim)
+        Err(PopErrorKind::MissingClaim)
     );
     assert_eq!(
         with(&|p| p["at"] = json!({"token": TOKEN})),
-        Err(ShrErrorKind::MissingClaim)
+        Err(PopErrorKind::MissingClaim)
     );
     assert_eq!(
         with(&|p| p["nonce"] = json!("")),
-        Err(ShrErrorKind::MissingClaim)
+        Err(PopErrorKind::MissingClaim)
     );
     assert_eq!(
         with(&|p| p["nonce"] = json!("n".repeat(257))),
-        Err(ShrErrorKind::MissingClaim)
+        Err(PopErrorKind::MissingClaim)
     );
     assert_eq!(
         with(&|p| p["m"] = json!(1)),
-        Err(ShrErrorKind::MissingClaim)
+        Err(PopErrorKind::MissingClaim)
     );
     assert_eq!(with(&|p| p["m"] = json!("get")), Ok(()));
     assert_eq!(
         with(&|p| p["m"] = json!("POST")),
-        Err(ShrErrorKind::MethodMismatch)
+        Err(PopErrorKind::MethodMismatch)
     );
     assert_eq!(
         with(&|p| p["u"] = json!("user@api.example")),
-        Err(ShrErrorKind::HostMismatch)
+        Err(PopErrorKind::HostMismatch)
     );
     assert_eq!(
         with(&|p| p["u"] = json!("api.example:8443")),
-        Err(ShrErrorKind::HostMismatch)
+        Err(PopErrorKind::HostMismatch)
     );
     assert_eq!(
         with(&|p| p["p"] = json!("/r/../admin")),
-        Err(ShrErrorKind::PathMismatch)
+        Err(PopErrorKind::PathMismatch)
     );
     // `q` naming a parameter twice (once escaped), or not a list.
     assert_eq!(
         with(&|p| p["q"] = json!([["a", "%61"], "hash"])),
-        Err(ShrErrorKind::QueryMismatch)
+        Err(PopErrorKind::QueryMismatch)
     );
     assert_eq!(
         with(&|p| p["q"] = json!({"0": ["a"], "1": "hash"})),
-        Err(ShrErrorKind::MissingClaim)
+        Err(PopErrorKind::MissingClaim)
     );
     assert_eq!(
         with(&|p| p["h"] = json!([["X-A", "x-a"], "hash"])),
-        Err(ShrErrorKind::HeaderMismatch)
+        Err(PopErrorKind::HeaderMismatch)
     );
     assert_eq!(
         with(&|p| p["h"] = json!([["x-a"], "hash", "extra"])),
-        Err(ShrErrorKind::MissingClaim)
+        Err(PopErrorKind::MissingClaim)
     );
     assert_eq!(
         with(&|p| p["b"] = json!("hash")),
-        Err(ShrErrorKind::BodyMismatch)
+        Err(PopErrorKind::BodyMismatch)
     );
     // Exactly the cap of names is not refused for its count.
     let names: Vec<String> = (0..64).map(|i| format!("n{i}")).collect();
     let verdict = with(&|p| p["q"] = json!([names, "hash"]));
-    assert_eq!(verdict, Err(ShrErrorKind::QueryMismatch));
+    assert_eq!(verdict, Err(PopErrorKind::QueryMismatch));
 }
 
 /// A refused SHR's error and a verified one's `Debug` never show the
@@ -753,7 +753,7 @@ fn shr_errors_and_verified_requests_show_no_token() {
     let key = key();
     for ts in [MADE - 1000, MADE + 1000] {
         let shr = sign(&key, &shr_header(), &shr_payload(&key, json!(ts)));
-        let error = ShrVerifier::new()
+        let error = PopVerifier::new()
             .verify(
                 &shr,
                 &Method::GET,
@@ -767,7 +767,7 @@ fn shr_errors_and_verified_requests_show_no_token() {
         assert!(!shown.contains(TOKEN), "{shown}");
     }
     let shr = sign(&key, &shr_header(), &shr_payload(&key, json!(MADE)));
-    let error = ShrVerifier::new()
+    let error = PopVerifier::new()
         .verify(
             &unsigned(&shr),
             &Method::GET,
@@ -779,7 +779,7 @@ fn shr_errors_and_verified_requests_show_no_token() {
         .unwrap_err();
     let shown = format!("{error} {error:?}");
     assert!(!shown.contains(TOKEN), "{shown}");
-    let verified = ShrVerifier::new()
+    let verified = PopVerifier::new()
         .verify(
             &shr,
             &Method::GET,
@@ -1031,12 +1031,12 @@ fn refusals_keep_their_status_and_code() {
         );
     }
     for kind in [
-        ShrErrorKind::TooLarge,
-        ShrErrorKind::TooManyNames,
-        ShrErrorKind::BadSignature,
-        ShrErrorKind::TooOld,
-        ShrErrorKind::InFuture,
-        ShrErrorKind::Replayed,
+        PopErrorKind::TooLarge,
+        PopErrorKind::TooManyNames,
+        PopErrorKind::BadSignature,
+        PopErrorKind::TooOld,
+        PopErrorKind::InFuture,
+        PopErrorKind::Replayed,
     ] {
         let rejection = R::InvalidSignedRequest(kind);
         assert_eq!(rejection.status(), StatusCode::UNAUTHORIZED, "{kind:?}");

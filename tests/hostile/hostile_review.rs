@@ -20,7 +20,7 @@ use serde_json::json;
 use tower::retry::RetryLayer;
 use tower::{ServiceBuilder, ServiceExt};
 use tower_token_binding::TokenBindingLayer;
-use tower_token_binding::proof::shr::{ShrVerifier, SignedHttpRequests};
+use tower_token_binding::proof::pop::{PopProofs, PopVerifier};
 use tower_token_binding::proof::{Algorithm, ProofKey};
 use tower_token_binding::source::ClientCredentials;
 use tower_token_binding::test_util::{Fault, TestIssuer, TestPki};
@@ -106,7 +106,7 @@ async fn a_pop_shr_for_the_root_path_does_not_pass_when_the_target_is_not_hosts(
 /// refused.)
 #[test]
 fn a_q_covered_parameter_repeated_in_another_spelling_is_refused() {
-    let shrs = SignedHttpRequests::new(ProofKey::generate(Algorithm::Es256).unwrap());
+    let shrs = PopProofs::new(ProofKey::generate(Algorithm::Es256).unwrap());
     let signed: Uri = "https://api.example/transfer?amount=1".parse().unwrap();
     let verify = |sent: &Uri| {
         let shr = shrs
@@ -114,7 +114,7 @@ fn a_q_covered_parameter_repeated_in_another_spelling_is_refused() {
             .query()
             .sign()
             .unwrap();
-        ShrVerifier::new().verify(
+        PopVerifier::new().verify(
             &shr,
             &Method::POST,
             sent,
@@ -357,7 +357,7 @@ async fn a_server_that_refuses_every_token_does_not_starve_one_that_accepts_it()
 async fn a_pop_token_refused_with_a_nonce_on_every_challenge_is_dropped() {
     let mut kept = Vec::new();
     for nonce_len in [8, 300] {
-        let shrs = SignedHttpRequests::new(ProofKey::generate(Algorithm::Es256).unwrap());
+        let shrs = PopProofs::new(ProofKey::generate(Algorithm::Es256).unwrap());
         let fetches = Arc::new(AtomicUsize::new(0));
         let counter = fetches.clone();
         let binding = TokenBindingLayer::pop(move || {
@@ -409,14 +409,14 @@ async fn a_pop_token_refused_with_a_nonce_on_every_challenge_is_dropped() {
 /// parameter twice" (the duplicate check folds case, as for headers).
 #[test]
 fn a_query_with_names_differing_in_case_signed_by_the_crate_is_accepted_by_it() {
-    let shrs = SignedHttpRequests::new(ProofKey::generate(Algorithm::Es256).unwrap());
+    let shrs = PopProofs::new(ProofKey::generate(Algorithm::Es256).unwrap());
     let uri: Uri = "https://api.example/search?a=1&A=2".parse().unwrap();
     let shr = shrs
         .signer(&Method::GET, &uri, "the-token")
         .query()
         .sign()
         .unwrap();
-    let verified = ShrVerifier::new().verify(
+    let verified = PopVerifier::new().verify(
         &shr,
         &Method::GET,
         &uri,

@@ -19,7 +19,7 @@ use http_body_util::{BodyExt as _, Full};
 use pop_setup::*;
 use serde_json::json;
 use support::https_client;
-use tower_token_binding::proof::shr::{ShrVerifier, SignedHttpRequests};
+use tower_token_binding::proof::pop::{PopProofs, PopVerifier};
 use tower_token_binding::proof::{Algorithm, ProofKey};
 use tower_token_binding::replay::ReplayError;
 use tower_token_binding::test_util::{TestIssuer, TestPki};
@@ -32,7 +32,7 @@ async fn round_trips_for_ps256_and_es256() {
         let s = setup(alg).await;
         let api = start(
             &s.pki,
-            layer_of(&s.pki, &s.issuer).accept_pop(ShrVerifier::new()),
+            layer_of(&s.pki, &s.issuer).accept_pop(PopVerifier::new()),
         )
         .await;
         let client = https_client(&s.pki, None);
@@ -71,7 +71,7 @@ async fn the_replay_store_is_last_and_fails_closed() {
     let failing = start(
         &s.pki,
         layer_of(&s.pki, &s.issuer)
-            .accept_pop(ShrVerifier::new())
+            .accept_pop(PopVerifier::new())
             .replay_store(counting_store(calls.clone(), || {
                 Err(ReplayError::new(
                     tower_token_binding::replay::ReplayErrorKind::Unavailable,
@@ -94,7 +94,7 @@ async fn the_replay_store_is_last_and_fails_closed() {
         .at_time(SystemTime::now() - Duration::from_secs(600))
         .sign()
         .unwrap();
-    let other = SignedHttpRequests::new(ProofKey::generate(Algorithm::Es256).unwrap());
+    let other = PopProofs::new(ProofKey::generate(Algorithm::Es256).unwrap());
     let foreign = bound_token(&s.issuer, &json!({ "kid": other.kid().to_string() }));
     for shr in [
         stale,
@@ -134,7 +134,7 @@ async fn challenges_list_pop_where_it_is_accepted() {
     };
     let pop = start(
         &s.pki,
-        layer_of(&s.pki, &s.issuer).accept_pop(ShrVerifier::new()),
+        layer_of(&s.pki, &s.issuer).accept_pop(PopVerifier::new()),
     )
     .await;
     let answer = send(&client, &basic(&pop)).await;
@@ -151,11 +151,11 @@ async fn challenges_list_pop_where_it_is_accepted() {
     let terse = start(
         &s.pki,
         layer_of(&s.pki, &s.issuer)
-            .accept_pop(ShrVerifier::new())
+            .accept_pop(PopVerifier::new())
             .terse(),
     )
     .await;
-    let other = SignedHttpRequests::new(ProofKey::generate(Algorithm::Es256).unwrap());
+    let other = PopProofs::new(ProofKey::generate(Algorithm::Es256).unwrap());
     let foreign = bound_token(&s.issuer, &json!({ "kid": other.kid().to_string() }));
     let shr = s.shrs.sign(&Method::GET, &uri(&terse), &foreign).unwrap();
     let answer = send(&client, &Call::pop(&terse, shr)).await;
@@ -192,7 +192,7 @@ async fn scopes_before_the_replay_store() {
     let api = start(
         &s.pki,
         layer_of(&s.pki, &s.issuer)
-            .accept_pop(ShrVerifier::new())
+            .accept_pop(PopVerifier::new())
             .required_scope("write")
             .replay_store(counting_store(calls.clone(), || Ok(true))),
     )
@@ -235,7 +235,7 @@ async fn bound_client_to_the_layer_ps256_and_es256() {
         .start(&pki)
         .await
         .unwrap();
-    let api = start(&pki, layer_of(&pki, &issuer).accept_pop(ShrVerifier::new())).await;
+    let api = start(&pki, layer_of(&pki, &issuer).accept_pop(PopVerifier::new())).await;
     let builder = || {
         BoundClient::builder()
             .token_endpoint(issuer.token_endpoint())
@@ -249,7 +249,7 @@ async fn bound_client_to_the_layer_ps256_and_es256() {
         (Algorithm::Ps256, builder().build().unwrap()),
         (Algorithm::Es256, builder().pop_key(es256).build().unwrap()),
     ] {
-        let shrs = client.pop_requests().unwrap().clone();
+        let shrs = client.pop_proofs().unwrap().clone();
         assert_eq!(shrs.key().algorithm(), alg);
         for _ in 0..2 {
             let response = client.get(&format!("{api}?page=2")).await.unwrap();
@@ -273,7 +273,7 @@ async fn the_body_hash_with_a_buffered_body() {
     use tower_token_binding::validation::BufferBodyLayer;
 
     let s = setup(Algorithm::Es256).await;
-    let serve = |verifier: ShrVerifier| {
+    let serve = |verifier: PopVerifier| {
         let tls = s
             .pki
             .server_config(Arc::new(AnyClientCertVerifier::optional()))
@@ -292,7 +292,7 @@ async fn the_body_hash_with_a_buffered_body() {
             format!("https://localhost:{port}/items")
         }
     };
-    let api = serve(ShrVerifier::new()).await;
+    let api = serve(PopVerifier::new()).await;
     let client = https_client(&s.pki, None);
     let post = |shr: String, body: &'static [u8]| Call {
         method: Method::POST,
@@ -326,7 +326,7 @@ async fn the_body_hash_with_a_buffered_body() {
     let answer = send(&client, &post(plain, b"anything")).await;
     assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
 
-    let strict = serve(ShrVerifier::builder().require_body(true).build()).await;
+    let strict = serve(PopVerifier::builder().require_body(true).build()).await;
     let plain = s.shrs.sign(&Method::POST, &uri(&strict), &s.token).unwrap();
     let answer = send(
         &client,

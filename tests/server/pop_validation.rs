@@ -1,6 +1,6 @@
 //! `CnfValidationLayer` with Microsoft's signed HTTP requests (`PoP`) over
 //! real TLS on loopback: tokens signed by the test issuer with `cnf.kid`,
-//! SHRs made by `proof::shr` (or by hand, for the hostile ones). One table
+//! SHRs made by `proof::pop` (or by hand, for the hostile ones). One table
 //! holds every refusal of the negative list of issue 16, each row with the
 //! status and the challenge it must get; then round trips for PS256 and
 //! ES256, the replay store and the challenges of routes with and without
@@ -20,7 +20,7 @@ use pop_setup::*;
 use serde_json::{Value, json};
 use support::{https_client, https_client_http1};
 use tower_token_binding::proof::dpop::DpopProofs;
-use tower_token_binding::proof::shr::SignedHttpRequests;
+use tower_token_binding::proof::pop::PopProofs;
 use tower_token_binding::proof::{Algorithm, ProofKey};
 
 /// One row: a name, the request, and the answer it must get.
@@ -76,7 +76,7 @@ async fn every_pop_check_in_one_table() {
     let answer = send(&client, &Call::pop(&api, control)).await;
     assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
 
-    let other = SignedHttpRequests::new(ProofKey::generate(Algorithm::Es256).unwrap());
+    let other = PopProofs::new(ProofKey::generate(Algorithm::Es256).unwrap());
     let port = uri(&api).port_u16().unwrap();
     let other_port = api.replace(&format!(":{port}/"), &format!(":{}/", port.wrapping_add(1)));
     let other_host = api.replace("localhost", "127.0.0.1");
@@ -383,7 +383,7 @@ async fn an_shr_that_ages_out_during_a_slow_validation_is_refused() {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use tower::{ServiceBuilder, ServiceExt as _};
-    use tower_token_binding::proof::shr::ShrVerifier;
+    use tower_token_binding::proof::pop::PopVerifier;
     use tower_token_binding::validation::ValidateToken as _;
 
     let s = setup(Algorithm::Es256).await;
@@ -402,7 +402,7 @@ async fn an_shr_that_ages_out_during_a_slow_validation_is_refused() {
         .layer(
             tower_token_binding::validation::CnfValidationLayer::new(slow)
                 .accept_pop(
-                    ShrVerifier::builder()
+                    PopVerifier::builder()
                         .max_age(Duration::from_secs(1))
                         .build(),
                 )

@@ -11,7 +11,7 @@ use http::{Method, StatusCode};
 use serde_json::json;
 use support::https_client;
 use tower_token_binding::proof::dpop::{DpopProofs, DpopVerifier};
-use tower_token_binding::proof::shr::{ShrVerifier, SignedHttpRequests};
+use tower_token_binding::proof::pop::{PopProofs, PopVerifier};
 use tower_token_binding::proof::{Algorithm, ProofKey};
 use tower_token_binding::replay::MemoryReplayStore;
 
@@ -91,7 +91,7 @@ async fn a_pop_key_flooding_the_replay_store_does_not_lock_out_other_keys() {
     let api = dpop::start(
         &s.pki,
         pop_setup::layer_of(&s.pki, &s.issuer)
-            .accept_pop(ShrVerifier::new())
+            .accept_pop(PopVerifier::new())
             .replay_store(MemoryReplayStore::with_capacity(CAPACITY)),
     )
     .await;
@@ -108,7 +108,7 @@ async fn a_pop_key_flooding_the_replay_store_does_not_lock_out_other_keys() {
     tally.check();
 
     // Another key, its own token: accepted, request after request.
-    let other = SignedHttpRequests::new(ProofKey::generate(Algorithm::Es256).unwrap());
+    let other = PopProofs::new(ProofKey::generate(Algorithm::Es256).unwrap());
     let token = dpop::bound_token(&s.issuer, &json!({ "kid": other.kid().to_string() }));
     for n in 0..5 {
         let shr = other.sign(&Method::GET, &uri, &token).unwrap();

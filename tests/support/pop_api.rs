@@ -1,5 +1,5 @@
 //! A resource server over real TLS that checks Microsoft PoP signed HTTP
-//! requests with `ShrVerifier`, for tests of the client side. Include it
+//! requests with `PopVerifier`, for tests of the client side. Include it
 //! with `#[path = "support/pop_api.rs"] mod pop_api;`.
 #![allow(dead_code, unreachable_pub)]
 
@@ -15,7 +15,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use serde_json::{Map, Value, json};
 use tower_token_binding::proof::jws::CompactJws;
-use tower_token_binding::proof::shr::ShrVerifier;
+use tower_token_binding::proof::pop::PopVerifier;
 use tower_token_binding::server::{self, AnyClientCertVerifier};
 use tower_token_binding::test_util::TestPki;
 
@@ -54,22 +54,22 @@ pub fn server_nonce(n: usize) -> String {
 }
 
 /// Serves a resource that takes `Authorization: PoP <SHR>`, checks the SHR
-/// with `ShrVerifier` against the request as it arrived (method, URI, Host,
+/// with `PopVerifier` against the request as it arrived (method, URI, Host,
 /// headers), checks that the token's `cnf.kid` (read without verifying the
 /// token: the token's own validation is the server layer's business) names
 /// the SHR's key, refuses a replayed SHR, and records every SHR.
 pub async fn start_api(pki: &TestPki) -> Api {
-    start_api_with(pki, ShrVerifier::new()).await
+    start_api_with(pki, PopVerifier::new()).await
 }
 
 /// [`start_api`] with the verifier given (one that requires `q` or `h`,
 /// say).
-pub async fn start_api_with(pki: &TestPki, verifier: ShrVerifier) -> Api {
+pub async fn start_api_with(pki: &TestPki, verifier: PopVerifier) -> Api {
     start_api_demanding(pki, verifier, NonceDemand::None).await
 }
 
 /// [`start_api_with`], wanting server nonces as `demand` says.
-pub async fn start_api_demanding(pki: &TestPki, verifier: ShrVerifier, demand: NonceDemand) -> Api {
+pub async fn start_api_demanding(pki: &TestPki, verifier: PopVerifier, demand: NonceDemand) -> Api {
     let tls = pki
         .server_config(Arc::new(AnyClientCertVerifier::optional()))
         .unwrap();

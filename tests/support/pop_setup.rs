@@ -13,7 +13,7 @@ use http::{HeaderValue, Method, Request, StatusCode, header};
 use http_body_util::{BodyExt as _, Full};
 use serde_json::{Value, json};
 use tower_token_binding::proof::dpop::DpopVerifier;
-use tower_token_binding::proof::shr::{ShrVerifier, SignedHttpRequests};
+use tower_token_binding::proof::pop::{PopProofs, PopVerifier};
 use tower_token_binding::proof::{Algorithm, ProofKey, jws};
 use tower_token_binding::test_util::{TestIssuer, TestPki};
 use tower_token_binding::validation::{CnfValidationLayer, JwtValidator};
@@ -21,7 +21,7 @@ use tower_token_binding::validation::{CnfValidationLayer, JwtValidator};
 pub struct Setup {
     pub pki: TestPki,
     pub issuer: TestIssuer,
-    pub shrs: SignedHttpRequests,
+    pub shrs: PopProofs,
     /// A token bound to `shrs`' key (`cnf.kid`).
     pub token: String,
 }
@@ -33,7 +33,7 @@ pub async fn setup(alg: Algorithm) -> Setup {
         .start(&pki)
         .await
         .unwrap();
-    let shrs = SignedHttpRequests::new(ProofKey::generate(alg).unwrap());
+    let shrs = PopProofs::new(ProofKey::generate(alg).unwrap());
     let token = bound_token(
         &issuer,
         &json!({ "kid": shrs.kid().to_string(), "xms_ksl": "sw" }),
@@ -138,7 +138,7 @@ pub fn hand_made(key: &ProofKey, header: &Value, payload: &Value) -> String {
 pub fn every_binding(s: &Setup) -> CnfValidationLayer<JwtValidator> {
     layer_of(&s.pki, &s.issuer)
         .accept_dpop(DpopVerifier::new())
-        .accept_pop(ShrVerifier::new())
+        .accept_pop(PopVerifier::new())
 }
 
 pub fn layer_of(pki: &TestPki, issuer: &TestIssuer) -> CnfValidationLayer<JwtValidator> {

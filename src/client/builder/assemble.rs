@@ -133,7 +133,7 @@ impl BoundClientBuilder {
             _ => None,
         };
         let mut dpop_proofs = None;
-        let mut pop_requests = None;
+        let mut pop_proofs = None;
         let cache = if self.scheme == Scheme::MtlsOnly {
             None
         } else if let Some(source) = self.token_source {
@@ -200,7 +200,7 @@ impl BoundClientBuilder {
                     .with_source(e)
             })?;
             dpop_proofs = source.dpop_proofs().cloned();
-            pop_requests = source.pop_requests().cloned();
+            pop_proofs = source.pop_proofs().cloned();
             Some(self.cache.build(source))
         };
 
@@ -239,7 +239,7 @@ impl BoundClientBuilder {
             pool: api_pool,
             identity,
             dpop: dpop_proofs,
-            pop: pop_requests,
+            pop: pop_proofs,
             max_body: self.max_body,
             timeout: self.request_timeout,
         })

@@ -90,7 +90,7 @@ use crate::token::{SharedTokenCache, TokenCache, TokenCacheBuilder, TokenSource}
 ///     .pop_key(ProofKey::generate(Algorithm::Es256).unwrap()) // else RSA-2048, PS256
 ///     .build()
 ///     .unwrap();
-/// assert!(client.pop_requests().is_some());
+/// assert!(client.pop_proofs().is_some());
 /// ```
 pub struct BoundClientBuilder {
     issuer: Option<String>,

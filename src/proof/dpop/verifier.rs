@@ -102,7 +102,7 @@ impl DpopVerifierBuilder {
     }
 
     /// How old a proof's `iat` may be. Default: 60 s. The same setting
-    /// as [`ShrVerifierBuilder::max_age`](crate::proof::shr::ShrVerifierBuilder::max_age).
+    /// as [`PopVerifierBuilder::max_age`](crate::proof::pop::PopVerifierBuilder::max_age).
     pub fn max_age(mut self, max_age: Duration) -> Self {
         self.max_age = max_age;
         self
@@ -123,13 +123,13 @@ impl DpopVerifierBuilder {
 
     /// [`max_age`](Self::max_age) `back` and [`leeway`](Self::leeway)
     /// `ahead`.
-    #[deprecated(note = "use `max_age` and `leeway`, as `ShrVerifierBuilder` names them")]
+    #[deprecated(note = "use `max_age` and `leeway`, as `PopVerifierBuilder` names them")]
     pub fn iat_window(self, back: Duration, ahead: Duration) -> Self {
         self.max_age(back).leeway(ahead)
     }
 
     /// [`max_size`](Self::max_size).
-    #[deprecated(note = "use `max_size`, as `ShrVerifierBuilder` names it")]
+    #[deprecated(note = "use `max_size`, as `PopVerifierBuilder` names it")]
     pub fn max_proof_size(self, bytes: usize) -> Self {
         self.max_size(bytes)
     }

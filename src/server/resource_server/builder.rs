@@ -15,7 +15,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use super::introspection;
 use super::{ResourceServer, ResourceServerError, ResourceServerErrorKind};
 use crate::proof::dpop::DpopVerifier;
-use crate::proof::shr::ShrVerifier;
+use crate::proof::pop::PopVerifier;
 use crate::replay::{BoxReplayStore, ReplayStore};
 #[cfg(doc)]
 use crate::server::Serve;
@@ -80,7 +80,7 @@ pub struct ResourceServerBuilder {
     terse: bool,
     handshake_timeout: Option<Duration>,
     dpop: Option<DpopVerifier>,
-    pop: Option<ShrVerifier>,
+    pop: Option<PopVerifier>,
     public_origin: Option<String>,
     replay_store: Option<BoxReplayStore>,
     #[cfg(feature = "client")]
@@ -471,15 +471,15 @@ impl ResourceServerBuilder {
     /// [`BufferBodyLayer`](crate::validation::BufferBodyLayer) yourself.
     ///
     /// ```
-    /// use tower_token_binding::proof::shr::ShrVerifier;
+    /// use tower_token_binding::proof::pop::PopVerifier;
     /// use tower_token_binding::server::ResourceServer;
     ///
     /// let builder = ResourceServer::builder()
-    ///     .accept_pop(ShrVerifier::new())
+    ///     .accept_pop(PopVerifier::new())
     ///     .public_origin("https://api.example.com");
     /// # let _ = builder;
     /// ```
-    pub fn accept_pop(mut self, verifier: ShrVerifier) -> Self {
+    pub fn accept_pop(mut self, verifier: PopVerifier) -> Self {
         self.pop = Some(verifier);
         self
     }
@@ -596,7 +596,7 @@ impl ResourceServerBuilder {
                 ),
             );
         }
-        if self.pop.as_ref().is_some_and(ShrVerifier::requires_body) {
+        if self.pop.as_ref().is_some_and(PopVerifier::requires_body) {
             return Err(
                 ResourceServerError::new(K::ConflictingOptions).with_message(
                     "accept_pop: the server does not buffer request bodies, so a verifier \

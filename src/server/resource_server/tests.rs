@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::proof::dpop::DpopVerifier;
-use crate::proof::shr::ShrVerifier;
+use crate::proof::pop::PopVerifier;
 
 #[test]
 fn dpop_settings_are_checked_at_build() {
@@ -32,7 +32,7 @@ fn dpop_settings_are_checked_at_build() {
     assert_eq!(
         kind(
             base()
-                .accept_pop(ShrVerifier::new())
+                .accept_pop(PopVerifier::new())
                 .public_origin("https://api.example")
                 .replay_store(crate::replay::MemoryReplayStore::new())
         ),

@@ -8,7 +8,7 @@ use http::StatusCode;
 #[cfg(doc)]
 use super::Rejection;
 use crate::proof::dpop::{DpopError, DpopErrorKind};
-use crate::proof::shr::{ShrError, ShrErrorKind};
+use crate::proof::pop::{PopError, PopErrorKind};
 use crate::validation::TokenErrorKind;
 
 /// What a [`Rejection`] was for.
@@ -78,9 +78,9 @@ pub enum RejectionKind {
     /// are refused: `429` with `Retry-After`.
     ReplayShareExceeded,
     /// The signed HTTP request of `Authorization: PoP` was refused,
-    /// replayed included ([`ShrErrorKind::Replayed`]):
+    /// replayed included ([`PopErrorKind::Replayed`]):
     /// `401 invalid_token` in a `PoP` challenge.
-    InvalidSignedRequest(ShrErrorKind),
+    InvalidSignedRequest(PopErrorKind),
     /// A PoP-bound token (`cnf.kid`) sent without a signed HTTP request
     /// (as `Bearer`, `mtls_pop` or `DPoP`: a downgrade): `401 invalid_token`.
     PopBoundWithoutSignedRequest,
@@ -181,7 +181,7 @@ impl RejectionKind {
             Self::DpopKeyMismatch => "the access token is bound to another key than the DPoP proof",
             Self::ReplayStoreUnavailable => "the replay check is unavailable",
             Self::ReplayShareExceeded => "too many proofs by this key are remembered: retry later",
-            Self::InvalidSignedRequest(kind) => match ShrError::new(kind).description() {
+            Self::InvalidSignedRequest(kind) => match PopError::new(kind).description() {
                 Cow::Borrowed(text) => text,
                 Cow::Owned(_) => "the PoP SHR lacks a required claim",
             },

@@ -15,7 +15,7 @@ use http::{HeaderValue, Response, header};
 use super::layer::Settings;
 use super::{TokenError, TokenErrorKind};
 use crate::proof::dpop::{DPOP_NONCE, DpopError};
-use crate::proof::shr::ShrError;
+use crate::proof::pop::PopError;
 use crate::replay::ReplayError;
 
 mod challenge;
@@ -47,7 +47,7 @@ struct Inner {
     kind: RejectionKind,
     token_error: Option<TokenError>,
     dpop_error: Option<DpopError>,
-    shr_error: Option<ShrError>,
+    pop_error: Option<PopError>,
     replay_error: Option<ReplayError>,
     scheme: Scheme,
 }
@@ -79,7 +79,7 @@ impl Rejection {
             kind,
             token_error: None,
             dpop_error: None,
-            shr_error: None,
+            pop_error: None,
             replay_error: None,
             scheme,
         })
@@ -101,7 +101,7 @@ impl Rejection {
             kind,
             token_error: Some(error),
             dpop_error: None,
-            shr_error: None,
+            pop_error: None,
             replay_error: None,
             scheme,
         })
@@ -112,18 +112,18 @@ impl Rejection {
             kind: RejectionKind::InvalidDpopProof(error.kind()),
             token_error: None,
             dpop_error: Some(error),
-            shr_error: None,
+            pop_error: None,
             replay_error: None,
             scheme,
         })
     }
 
-    pub(crate) fn shr(error: ShrError) -> Self {
+    pub(crate) fn pop(error: PopError) -> Self {
         Self::from_inner(Inner {
             kind: RejectionKind::InvalidSignedRequest(error.kind()),
             token_error: None,
             dpop_error: None,
-            shr_error: Some(error),
+            pop_error: Some(error),
             replay_error: None,
             scheme: Scheme::Pop,
         })
@@ -141,7 +141,7 @@ impl Rejection {
             kind,
             token_error: None,
             dpop_error: None,
-            shr_error: None,
+            pop_error: None,
             replay_error: Some(error),
             scheme,
         })
@@ -167,8 +167,14 @@ impl Rejection {
 
     /// The SHR verifier's error, for [`RejectionKind::InvalidSignedRequest`]
     /// (a replayed SHR's too).
-    pub fn shr_error(&self) -> Option<&ShrError> {
-        self.inner.shr_error.as_ref()
+    pub fn pop_error(&self) -> Option<&PopError> {
+        self.inner.pop_error.as_ref()
+    }
+
+    /// Now [`pop_error`](Self::pop_error).
+    #[deprecated(note = "renamed `pop_error`")]
+    pub fn shr_error(&self) -> Option<&PopError> {
+        self.pop_error()
     }
 
     /// The `error_description` sent unless the layer is terse: the
@@ -178,7 +184,7 @@ impl Rejection {
     /// kind's otherwise.
     pub fn description(&self) -> Cow<'static, str> {
         let inner = &self.inner;
-        match (&inner.token_error, &inner.dpop_error, &inner.shr_error) {
+        match (&inner.token_error, &inner.dpop_error, &inner.pop_error) {
             (Some(e), _, _) => e.description(),
             (None, Some(e), _) => e.description(),
             (None, None, Some(e)) => e.description(),
@@ -294,8 +300,8 @@ impl fmt::Debug for Rejection {
         if let Some(e) = &self.inner.dpop_error {
             d.field("dpop_error", e);
         }
-        if let Some(e) = &self.inner.shr_error {
-            d.field("shr_error", e);
+        if let Some(e) = &self.inner.pop_error {
+            d.field("pop_error", e);
         }
         if let Some(e) = &self.inner.replay_error {
             d.field("replay_error", e);
@@ -315,7 +321,7 @@ impl fmt::Display for Rejection {
         if let Some(e) = &inner.dpop_error {
             return write!(f, "{e}");
         }
-        if let Some(e) = &inner.shr_error {
+        if let Some(e) = &inner.pop_error {
             return write!(f, "{e}");
         }
         match &inner.replay_error {
@@ -333,7 +339,7 @@ impl std::error::Error for Rejection {
         if let Some(e) = &self.inner.dpop_error {
             return Some(e);
         }
-        if let Some(e) = &self.inner.shr_error {
+        if let Some(e) = &self.inner.pop_error {
             return Some(e);
         }
         self.inner

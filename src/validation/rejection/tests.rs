@@ -5,7 +5,7 @@ use http::StatusCode;
 
 use super::*;
 use crate::proof::dpop::DpopErrorKind;
-use crate::proof::shr::ShrErrorKind;
+use crate::proof::pop::PopErrorKind;
 
 fn www(rejection: Rejection, terse: bool, scope: Option<&str>) -> Option<String> {
     let settings = Settings {
@@ -157,7 +157,7 @@ fn dpop_challenges() {
 #[test]
 fn pop_challenges() {
     use crate::proof::dpop::DpopVerifier;
-    use crate::proof::shr::ShrVerifier;
+    use crate::proof::pop::PopVerifier;
     let all = Settings {
         terse: true,
         dpop: Some(
@@ -165,7 +165,7 @@ fn pop_challenges() {
                 .algorithms([crate::proof::Algorithm::Es256])
                 .build(),
         ),
-        pop: Some(ShrVerifier::new()),
+        pop: Some(PopVerifier::new()),
         ..Settings::default()
     };
     let missing = Rejection::new(RejectionKind::MissingCredentials, Scheme::Bearer);
@@ -186,12 +186,12 @@ fn pop_challenges() {
         terse: false,
         ..all.clone()
     };
-    let stale = Rejection::shr(ShrError::new(ShrErrorKind::TooOld));
+    let stale = Rejection::pop(PopError::new(PopErrorKind::TooOld));
     assert_eq!(
         stale.kind(),
-        RejectionKind::InvalidSignedRequest(ShrErrorKind::TooOld)
+        RejectionKind::InvalidSignedRequest(PopErrorKind::TooOld)
     );
-    assert!(stale.shr_error().is_some());
+    assert!(stale.pop_error().is_some());
     assert_eq!(
         www_with(stale, &verbose).unwrap(),
         "PoP error=\"invalid_token\", error_description=\"the PoP SHR ts is too old\", Bearer, DPoP algs=\"ES256\""
@@ -210,7 +210,7 @@ fn pop_challenges() {
         "Bearer error=\"invalid_token\", DPoP algs=\"ES256\", PoP"
     );
     for kind in [
-        RejectionKind::InvalidSignedRequest(ShrErrorKind::Replayed),
+        RejectionKind::InvalidSignedRequest(PopErrorKind::Replayed),
         RejectionKind::PopBoundWithoutSignedRequest,
         RejectionKind::NotPopBound,
         RejectionKind::PopKeyMismatch,

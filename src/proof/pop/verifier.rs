@@ -8,8 +8,8 @@ use http::{HeaderMap, HeaderName, Method, Uri};
 use serde_json::{Map, Value};
 use subtle::ConstantTimeEq;
 
-use super::error::{ShrError, ShrErrorKind};
-use super::{SHR_TYPE, body_hash, default_port, hash, header_hash, path_claim, query_pairs};
+use super::error::{PopError, PopErrorKind};
+use super::{POP_TYPE, body_hash, default_port, hash, header_hash, path_claim, query_pairs};
 use crate::proof::alg::{Algorithm, AlgorithmSet};
 use crate::proof::dpop::htu::{is_normal_path, normalize_path};
 use crate::proof::jwk::PublicJwk;
@@ -18,7 +18,7 @@ use crate::proof::verify::{self, ProofError, TimeWindow, verified_accessors};
 use crate::proof::window::ReplayWindow;
 use crate::replay::ReplayKey;
 
-/// The algorithms a [`ShrVerifier`] allows by default.
+/// The algorithms a [`PopVerifier`] allows by default.
 const DEFAULT_ALGORITHMS: [Algorithm; 3] = [Algorithm::Ps256, Algorithm::Es256, Algorithm::Rs256];
 
 /// The longest nonce accepted, in bytes.
@@ -29,7 +29,7 @@ const MAX_NONCE_LEN: usize = 256;
 ///
 /// [`verify`](Self::verify) checks, in this order:
 ///
-/// 1. the SHR is at most [`max_size`](ShrVerifierBuilder::max_size) bytes
+/// 1. the SHR is at most [`max_size`](PopVerifierBuilder::max_size) bytes
 ///    (16 KiB by default: it carries the access token);
 /// 2. it is a compact JWS whose header and payload are JSON objects naming
 ///    no member twice, with no `crit` header;
@@ -55,27 +55,27 @@ const MAX_NONCE_LEN: usize = 256;
 ///     check).
 ///
 /// `q` and `h` list at most
-/// [`max_covered_names`](ShrVerifierBuilder::max_covered_names) names
+/// [`max_covered_names`](PopVerifierBuilder::max_covered_names) names
 /// each (64 by default), checked before the signature; every check of
 /// them is linear in the names and the request's query pairs. A name that
 /// `q` lists must appear once in the query: a repeated parameter cannot be
 /// covered (as the signed HTTP request draft says of repeated parameters),
 /// so a request that repeats one is refused rather than checked on its
-/// first value. With [`require_query`](ShrVerifierBuilder::require_query),
+/// first value. With [`require_query`](PopVerifierBuilder::require_query),
 /// a parameter that `q` does not list is refused too.
 ///
 /// Left to the caller, in this order: validating the access token
-/// ([`VerifiedShr::at`]) as a bare one, checking that its `cnf.kid` names
-/// the SHR's key ([`VerifiedShr::is_bound_to`]), then that the SHR is new
-/// ([`VerifiedShr::replay_key`] through a
+/// ([`VerifiedPopProof::at`]) as a bare one, checking that its `cnf.kid` names
+/// the SHR's key ([`VerifiedPopProof::is_bound_to`]), then that the SHR is new
+/// ([`VerifiedPopProof::replay_key`] through a
 /// [`ReplayStore`](crate::replay::ReplayStore)), last.
 ///
 /// ```
 /// use std::time::Duration;
 /// use tower_token_binding::proof::Algorithm;
-/// use tower_token_binding::proof::shr::ShrVerifier;
+/// use tower_token_binding::proof::pop::PopVerifier;
 ///
-/// let verifier = ShrVerifier::builder()
+/// let verifier = PopVerifier::builder()
 ///     .algorithms([Algorithm::Ps256, Algorithm::Es256])
 ///     .max_age(Duration::from_secs(120))
 ///     .require_body(true)
@@ -83,7 +83,7 @@ const MAX_NONCE_LEN: usize = 256;
 /// assert_eq!(verifier.algorithms(), [Algorithm::Es256, Algorithm::Ps256]);
 /// ```
 #[derive(Clone, Debug)]
-pub struct ShrVerifier {
+pub struct PopVerifier {
     algorithms: Vec<Algorithm>,
     window: TimeWindow,
     max_size: usize,
@@ -93,9 +93,9 @@ pub struct ShrVerifier {
     require_body: bool,
 }
 
-/// Builds a [`ShrVerifier`].
+/// Builds a [`PopVerifier`].
 #[derive(Clone, Debug)]
-pub struct ShrVerifierBuilder {
+pub struct PopVerifierBuilder {
     algorithms: AlgorithmSet,
     lifetime: Duration,
     leeway: Duration,
@@ -106,7 +106,7 @@ pub struct ShrVerifierBuilder {
     require_body: bool,
 }
 
-impl ShrVerifierBuilder {
+impl PopVerifierBuilder {
     /// The algorithms allowed (in place of the default PS256, ES256,
     /// RS256). An empty list refuses every SHR.
     pub fn algorithms(mut self, algorithms: impl IntoIterator<Item = Algorithm>) -> Self {
@@ -143,7 +143,7 @@ impl ShrVerifierBuilder {
 
     /// The most names `q` or `h` may list; an SHR that lists more is
     /// refused (`401 invalid_token`) before its signature is checked.
-    /// Default: [`ShrVerifier::DEFAULT_MAX_COVERED_NAMES`] (64).
+    /// Default: [`PopVerifier::DEFAULT_MAX_COVERED_NAMES`] (64).
     pub fn max_covered_names(mut self, names: usize) -> Self {
         self.max_covered_names = names;
         self
@@ -165,7 +165,7 @@ impl ShrVerifierBuilder {
     }
 
     /// Requires `b` (and so a body given to
-    /// [`verify`](ShrVerifier::verify)). Off by default (a `b` present is
+    /// [`verify`](PopVerifier::verify)). Off by default (a `b` present is
     /// checked anyway).
     pub fn require_body(mut self, required: bool) -> Self {
         self.require_body = required;
@@ -173,8 +173,8 @@ impl ShrVerifierBuilder {
     }
 
     /// The verifier.
-    pub fn build(self) -> ShrVerifier {
-        ShrVerifier {
+    pub fn build(self) -> PopVerifier {
+        PopVerifier {
             algorithms: self.algorithms.iter().collect(),
             window: TimeWindow {
                 back: self.lifetime,
@@ -189,25 +189,25 @@ impl ShrVerifierBuilder {
     }
 }
 
-impl Default for ShrVerifier {
+impl Default for PopVerifier {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl ShrVerifier {
+impl PopVerifier {
     /// The most names `q` or `h` may list, by default: a request signed
     /// by Microsoft's clients covers a few.
     pub const DEFAULT_MAX_COVERED_NAMES: usize = 64;
 
-    /// A verifier with the defaults (see [`ShrVerifierBuilder`]).
+    /// A verifier with the defaults (see [`PopVerifierBuilder`]).
     pub fn new() -> Self {
         Self::builder().build()
     }
 
     /// A builder, starting from the defaults.
-    pub fn builder() -> ShrVerifierBuilder {
-        ShrVerifierBuilder {
+    pub fn builder() -> PopVerifierBuilder {
+        PopVerifierBuilder {
             algorithms: DEFAULT_ALGORITHMS.into_iter().collect(),
             lifetime: Duration::from_secs(300),
             leeway: Duration::from_secs(5),
@@ -224,7 +224,7 @@ impl ShrVerifier {
         &self.algorithms
     }
 
-    /// How old an SHR's `ts` may be ([`ShrVerifierBuilder::max_age`]).
+    /// How old an SHR's `ts` may be ([`PopVerifierBuilder::max_age`]).
     pub fn max_age(&self) -> Duration {
         self.window.back
     }
@@ -257,20 +257,20 @@ impl ShrVerifier {
         headers: &HeaderMap,
         body: Option<&[u8]>,
         now: SystemTime,
-    ) -> Result<VerifiedShr, ShrError> {
-        let jws = verify::parse::<ShrError>(
+    ) -> Result<VerifiedPopProof, PopError> {
+        let jws = verify::parse::<PopError>(
             shr,
             self.max_size,
-            |typ| typ.eq_ignore_ascii_case(SHR_TYPE),
+            |typ| typ.eq_ignore_ascii_case(POP_TYPE),
             &self.algorithms,
         )?;
         let alg = jws.algorithm();
         let jwk = match jws.claims().get("cnf") {
             Some(Value::Object(cnf)) => match cnf.get("jwk") {
-                Some(jwk) => verify::public_key::<ShrError>(jwk)?,
-                None => return Err(ShrError::missing_claim("cnf.jwk")),
+                Some(jwk) => verify::public_key::<PopError>(jwk)?,
+                None => return Err(PopError::missing_claim("cnf.jwk")),
             },
-            _ => return Err(ShrError::missing_claim("cnf")),
+            _ => return Err(PopError::missing_claim("cnf")),
         };
         for claim in ["q", "h"] {
             if jws
@@ -280,7 +280,7 @@ impl ShrVerifier {
                 .and_then(Value::as_array)
                 .is_some_and(|names| names.len() > self.max_covered_names)
             {
-                return Err(ShrError::new(ShrErrorKind::TooManyNames)
+                return Err(PopError::new(PopErrorKind::TooManyNames)
                     .with_detail(format!("{claim} lists more names than allowed")));
             }
         }
@@ -288,36 +288,36 @@ impl ShrVerifier {
         match jws.header().get("kid") {
             None => {}
             Some(Value::String(claimed)) if kid.matches_str(claimed) => {}
-            Some(_) => return Err(ShrError::new(ShrErrorKind::KidMismatch)),
+            Some(_) => return Err(PopError::new(PopErrorKind::KidMismatch)),
         }
-        verify::verify_signature::<ShrError>(&jws, &jwk, &self.algorithms)?;
+        verify::verify_signature::<PopError>(&jws, &jwk, &self.algorithms)?;
 
         let mut claims = jws.into_claims();
         let ts = ts_claim(&claims)?;
-        let m = verify::string_claim::<ShrError>(&claims, "m")?;
-        let u = verify::string_claim::<ShrError>(&claims, "u")?;
-        let p = verify::string_claim::<ShrError>(&claims, "p")?;
-        let nonce = verify::string_claim::<ShrError>(&claims, "nonce")?;
+        let m = verify::string_claim::<PopError>(&claims, "m")?;
+        let u = verify::string_claim::<PopError>(&claims, "u")?;
+        let p = verify::string_claim::<PopError>(&claims, "p")?;
+        let nonce = verify::string_claim::<PopError>(&claims, "nonce")?;
         if nonce.is_empty() || nonce.len() > MAX_NONCE_LEN {
-            return Err(ShrError::missing_claim("nonce"));
+            return Err(PopError::missing_claim("nonce"));
         }
-        if verify::string_claim::<ShrError>(&claims, "at")?.is_empty() {
-            return Err(ShrError::missing_claim("at"));
+        if verify::string_claim::<PopError>(&claims, "at")?.is_empty() {
+            return Err(PopError::missing_claim("at"));
         }
 
-        let ts_since_epoch = self.window.check::<ShrError>(ts, now)?;
+        let ts_since_epoch = self.window.check::<PopError>(ts, now)?;
 
         if !m.eq_ignore_ascii_case(method.as_str()) {
-            return Err(ShrError::new(ShrErrorKind::MethodMismatch));
+            return Err(PopError::new(PopErrorKind::MethodMismatch));
         }
         host_matches(u, uri, headers)
-            .map_err(|why| ShrError::new(ShrErrorKind::HostMismatch).with_detail(why))?;
+            .map_err(|why| PopError::new(PopErrorKind::HostMismatch).with_detail(why))?;
         if !is_normal_path(uri.path()) {
-            return Err(ShrError::new(ShrErrorKind::PathMismatch)
+            return Err(PopError::new(PopErrorKind::PathMismatch)
                 .with_detail("the request path is not in normal form"));
         }
         if normalize_path(p) != normalize_path(&path_claim(uri.path())) {
-            return Err(ShrError::new(ShrErrorKind::PathMismatch));
+            return Err(PopError::new(PopErrorKind::PathMismatch));
         }
         self.check_query(claims.get("q"), uri.query().unwrap_or_default())?;
         self.check_headers(claims.get("h"), headers)?;
@@ -335,9 +335,9 @@ impl ShrVerifier {
         let nonce = nonce.to_owned();
         let at = match claims.remove("at") {
             Some(Value::String(at)) => at,
-            _ => return Err(ShrError::missing_claim("at")),
+            _ => return Err(PopError::missing_claim("at")),
         };
-        Ok(VerifiedShr {
+        Ok(VerifiedPopProof {
             jwk,
             alg,
             at,
@@ -347,17 +347,17 @@ impl ShrVerifier {
         })
     }
 
-    fn check_query(&self, q: Option<&Value>, query: &str) -> Result<(), ShrError> {
+    fn check_query(&self, q: Option<&Value>, query: &str) -> Result<(), PopError> {
         let mismatch =
-            |why: &'static str| ShrError::new(ShrErrorKind::QueryMismatch).with_detail(why);
+            |why: &'static str| PopError::new(PopErrorKind::QueryMismatch).with_detail(why);
         let Some(q) = q else {
             if self.require_query {
-                return Err(ShrError::missing_claim("q"));
+                return Err(PopError::missing_claim("q"));
             }
             return Ok(());
         };
         let (names, hash_claimed) = names_and_hash(q, self.max_covered_names)
-            .ok_or_else(|| ShrError::missing_claim("q"))?;
+            .ok_or_else(|| PopError::missing_claim("q"))?;
         // Names are compared as an application reads them, decoded
         // (`%61mount` and `amount` are one parameter to `form_urlencoded`
         // and axum's `Query`), and case-sensitively.
@@ -410,17 +410,17 @@ impl ShrVerifier {
         Ok(())
     }
 
-    fn check_headers(&self, h: Option<&Value>, headers: &HeaderMap) -> Result<(), ShrError> {
+    fn check_headers(&self, h: Option<&Value>, headers: &HeaderMap) -> Result<(), PopError> {
         let mismatch =
-            |why: &'static str| ShrError::new(ShrErrorKind::HeaderMismatch).with_detail(why);
+            |why: &'static str| PopError::new(PopErrorKind::HeaderMismatch).with_detail(why);
         let Some(h) = h else {
             if !self.require_headers.is_empty() {
-                return Err(ShrError::missing_claim("h"));
+                return Err(PopError::missing_claim("h"));
             }
             return Ok(());
         };
         let (names, hash) = names_and_hash(h, self.max_covered_names)
-            .ok_or_else(|| ShrError::missing_claim("h"))?;
+            .ok_or_else(|| PopError::missing_claim("h"))?;
         let Some(lower) = distinct_lower_case(&names) else {
             return Err(mismatch("h names a header twice"));
         };
@@ -439,19 +439,19 @@ impl ShrVerifier {
         Ok(())
     }
 
-    fn check_body(&self, b: Option<&Value>, body: Option<&[u8]>) -> Result<(), ShrError> {
+    fn check_body(&self, b: Option<&Value>, body: Option<&[u8]>) -> Result<(), PopError> {
         let claimed = match b {
-            None if self.require_body => return Err(ShrError::missing_claim("b")),
+            None if self.require_body => return Err(PopError::missing_claim("b")),
             None => return Ok(()),
             Some(Value::String(b)) => b,
-            Some(_) => return Err(ShrError::missing_claim("b")),
+            Some(_) => return Err(PopError::missing_claim("b")),
         };
         let Some(body) = body else {
-            return Err(ShrError::new(ShrErrorKind::BodyMismatch)
+            return Err(PopError::new(PopErrorKind::BodyMismatch)
                 .with_detail("no body was given to check b against"));
         };
         if !bool::from(body_hash(body).as_bytes().ct_eq(claimed.as_bytes())) {
-            return Err(ShrError::new(ShrErrorKind::BodyMismatch));
+            return Err(PopError::new(PopErrorKind::BodyMismatch));
         }
         Ok(())
     }
@@ -552,14 +552,14 @@ fn host_matches(u: &str, uri: &Uri, headers: &HeaderMap) -> Result<(), &'static 
 }
 
 /// `ts`: whole Unix seconds, not negative.
-fn ts_claim(claims: &Map<String, Value>) -> Result<u64, ShrError> {
+fn ts_claim(claims: &Map<String, Value>) -> Result<u64, PopError> {
     match claims.get("ts") {
-        Some(Value::Number(ts)) => ts.as_u64().ok_or_else(|| ShrError::missing_claim("ts")),
-        _ => Err(ShrError::missing_claim("ts")),
+        Some(Value::Number(ts)) => ts.as_u64().ok_or_else(|| PopError::missing_claim("ts")),
+        _ => Err(PopError::missing_claim("ts")),
     }
 }
 
-/// A signed HTTP request that passed [`ShrVerifier::verify`].
+/// A signed HTTP request that passed [`PopVerifier::verify`].
 ///
 /// Left to the caller: validating the access token ([`at`](Self::at)) like
 /// a bare one, checking that its `cnf.kid` names this SHR's key
@@ -570,7 +570,7 @@ fn ts_claim(claims: &Map<String, Value>) -> Result<u64, ShrError> {
 ///
 /// `Debug` shows the key, algorithm, nonce and time, never the access token.
 #[derive(Clone)]
-pub struct VerifiedShr {
+pub struct VerifiedPopProof {
     jwk: PublicJwk,
     alg: Algorithm,
     at: String,
@@ -580,9 +580,9 @@ pub struct VerifiedShr {
     window: ReplayWindow,
 }
 
-impl fmt::Debug for VerifiedShr {
+impl fmt::Debug for VerifiedPopProof {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("VerifiedShr")
+        f.debug_struct("VerifiedPopProof")
             .field("kid", &self.kid())
             .field("alg", &self.alg)
             .field("nonce", &self.nonce)
@@ -591,7 +591,7 @@ impl fmt::Debug for VerifiedShr {
     }
 }
 
-impl VerifiedShr {
+impl VerifiedPopProof {
     /// The KID: the RFC 7638 thumbprint of `cnf.jwk`.
     pub fn kid(&self) -> JwkThumbprint {
         self.jwk.thumbprint()
@@ -607,7 +607,7 @@ impl VerifiedShr {
     verified_accessors!(
         "SHR",
         "ts",
-        "ShrVerifier::verify",
+        "PopVerifier::verify",
         "the KID, the nonce and `ts`"
     );
 

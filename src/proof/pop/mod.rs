@@ -11,14 +11,14 @@
 //! (`cnf.jwk`) and, optionally, hashes of the query (`q`), of some headers
 //! (`h`) and of the body (`b`).
 //!
-//! - Client: [`SignedHttpRequests`] makes the SHRs of one
-//!   [`ProofKey`]; [`ShrSigner`] adds `q`, `h` or `b` to
+//! - Client: [`PopProofs`] makes the SHRs of one
+//!   [`ProofKey`]; [`PopSigner`] adds `q`, `h` or `b` to
 //!   one.
-//! - Server: [`ShrVerifier`] checks an SHR against the request (a pure
+//! - Server: [`PopVerifier`] checks an SHR against the request (a pure
 //!   function of the SHR, the request and the time) and returns a
-//!   [`VerifiedShr`]; the caller then validates its access token
-//!   ([`VerifiedShr::at`]), checks the token's `cnf.kid`
-//!   ([`VerifiedShr::is_bound_to`]) and, last, the
+//!   [`VerifiedPopProof`]; the caller then validates its access token
+//!   ([`VerifiedPopProof::at`]), checks the token's `cnf.kid`
+//!   ([`VerifiedPopProof::is_bound_to`]) and, last, the
 //!   [`replay store`](crate::replay).
 //! - The canonical pieces, for both: [`host_claim`] (`u`), [`path_claim`]
 //!   (`p`), [`query_claim`] (`q`), [`header_claim`] (`h`), [`body_hash`]
@@ -27,16 +27,16 @@
 //! ```
 //! use std::time::SystemTime;
 //! use http::{HeaderMap, Method, Uri};
-//! use tower_token_binding::proof::shr::{ShrVerifier, SignedHttpRequests};
+//! use tower_token_binding::proof::pop::{PopVerifier, PopProofs};
 //! use tower_token_binding::proof::{Algorithm, ProofKey};
 //!
 //! // Client: one key, an SHR per request.
-//! let shrs = SignedHttpRequests::new(ProofKey::generate(Algorithm::Es256).unwrap());
+//! let shrs = PopProofs::new(ProofKey::generate(Algorithm::Es256).unwrap());
 //! let uri: Uri = "https://api.example/orders?page=2".parse().unwrap();
 //! let shr = shrs.sign(&Method::GET, &uri, "the-access-token").unwrap();
 //!
 //! // Server: the same request, as the server sees it.
-//! let verified = ShrVerifier::new()
+//! let verified = PopVerifier::new()
 //!     .verify(&shr, &Method::GET, &uri, &HeaderMap::new(), None, SystemTime::now())
 //!     .unwrap();
 //! assert_eq!(verified.at(), "the-access-token");
@@ -44,7 +44,7 @@
 //! assert!(verified.is_bound_to(&shrs.kid().to_string()));
 //!
 //! // Another method: refused.
-//! let err = ShrVerifier::new()
+//! let err = PopVerifier::new()
 //!     .verify(&shr, &Method::POST, &uri, &HeaderMap::new(), None, SystemTime::now())
 //!     .unwrap_err();
 //! assert_eq!(err.description(), "the PoP SHR method m does not match the request");
@@ -67,9 +67,9 @@ mod verifier;
 #[cfg(test)]
 mod tests;
 
-pub use error::{CreateShrError, CreateShrErrorKind, ShrError, ShrErrorKind};
-pub use signer::{ShrSigner, SignedHttpRequests};
-pub use verifier::{ShrVerifier, ShrVerifierBuilder, VerifiedShr};
+pub use error::{CreatePopProofError, CreatePopProofErrorKind, PopError, PopErrorKind};
+pub use signer::{PopProofs, PopSigner};
+pub use verifier::{PopVerifier, PopVerifierBuilder, VerifiedPopProof};
 
 /// The authorization scheme of signed HTTP requests: `Authorization: PoP
 /// <SHR>`.
@@ -77,14 +77,14 @@ pub const SCHEME: &str = "PoP";
 
 /// The `typ` of an SHR, and the `token_type` of a PoP token request and
 /// response.
-pub const SHR_TYPE: &str = "pop";
+pub const POP_TYPE: &str = "pop";
 
 /// The `req_cnf` of a PoP token request for `key`: base64url (no padding)
 /// of `{"kid":"<KID>"}`, where the KID is the key's RFC 7638 thumbprint.
 ///
 /// ```
 /// use base64::Engine as _;
-/// use tower_token_binding::proof::shr::req_cnf;
+/// use tower_token_binding::proof::pop::req_cnf;
 /// use tower_token_binding::proof::{Algorithm, ProofKey};
 ///
 /// let key = ProofKey::generate(Algorithm::Ps256).unwrap();
@@ -115,7 +115,7 @@ fn default_port(scheme: &str) -> Option<u16> {
 ///
 /// ```
 /// use http::Uri;
-/// use tower_token_binding::proof::shr::host_claim;
+/// use tower_token_binding::proof::pop::host_claim;
 ///
 /// let u = |uri: &str| host_claim(&uri.parse::<Uri>().unwrap()).unwrap();
 /// assert_eq!(u("https://www.contoso.com:443/"), "www.contoso.com");
@@ -136,7 +136,7 @@ pub fn host_claim(uri: &Uri) -> Option<String> {
 /// existing `%XX` escapes are kept), `/` for an empty path.
 ///
 /// ```
-/// use tower_token_binding::proof::shr::path_claim;
+/// use tower_token_binding::proof::pop::path_claim;
 ///
 /// assert_eq!(path_claim("/pa th1"), "/pa%20th1");
 /// assert_eq!(path_claim(""), "/");
@@ -170,7 +170,7 @@ fn hash(bytes: &[u8]) -> String {
 /// SHA-256.
 ///
 /// ```
-/// use tower_token_binding::proof::shr::body_hash;
+/// use tower_token_binding::proof::pop::body_hash;
 ///
 /// assert_eq!(body_hash(b"abcd"), "iNQmb9TmM40TuEX88olXnSCciXgjuSF9o-Fhk28DFYk");
 /// ```
@@ -192,7 +192,7 @@ fn query_pairs(query: &str) -> impl Iterator<Item = (&str, &str)> {
 /// SHA-256 of `n1=v1&n2=v2...` over the raw pairs.
 ///
 /// ```
-/// use tower_token_binding::proof::shr::query_claim;
+/// use tower_token_binding::proof::pop::query_claim;
 ///
 /// assert_eq!(
 ///     query_claim("b=bar&a=foo&c=duck").to_string(),
@@ -225,7 +225,7 @@ pub fn query_claim(query: &str) -> Value {
 /// ```
 /// use http::HeaderMap;
 /// use http::header::{CONTENT_TYPE, ETAG};
-/// use tower_token_binding::proof::shr::header_claim;
+/// use tower_token_binding::proof::pop::header_claim;
 ///
 /// let mut headers = HeaderMap::new();
 /// headers.insert(CONTENT_TYPE, "application/json".parse().unwrap());

@@ -6,20 +6,20 @@ use crate::proof::verify::proof_error;
 
 proof_error! {
     /// Why a signed HTTP request was refused by a
-    /// [`ShrVerifier`](super::ShrVerifier).
+    /// [`PopVerifier`](super::PopVerifier).
     ///
     /// The answer is a `401` with `WWW-Authenticate: PoP
     /// error="invalid_token"` ([`error_code`](Self::error_code)) and an
     /// `error_description` that may be [`description`](Self::description):
     /// fixed text per kind naming the failed check, safe to send.
     /// [`Display`](fmt::Display) adds a detail for logs.
-    pub struct ShrError(ShrErrorKind { TooOld, InFuture });
+    pub struct PopError(PopErrorKind { TooOld, InFuture });
 }
 
 /// What was wrong with a signed HTTP request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum ShrErrorKind {
+pub enum PopErrorKind {
     /// The SHR is longer than the configured maximum.
     TooLarge,
     /// Not a compact JWS with JSON object header and payload.
@@ -38,7 +38,7 @@ pub enum ShrErrorKind {
     KidMismatch,
     /// The signature does not verify with `cnf.jwk`.
     BadSignature,
-    /// A required claim is missing or malformed; [`ShrError::claim`]
+    /// A required claim is missing or malformed; [`PopError::claim`]
     /// names it.
     MissingClaim,
     /// `ts` is older than the lifetime allows.
@@ -52,7 +52,7 @@ pub enum ShrErrorKind {
     /// `p` is not the request's path.
     PathMismatch,
     /// `q` or `h` lists more names than the verifier allows
-    /// ([`max_covered_names`](super::ShrVerifierBuilder::max_covered_names)).
+    /// ([`max_covered_names`](super::PopVerifierBuilder::max_covered_names)).
     TooManyNames,
     /// `q` does not match the request's query, names a parameter the
     /// request repeats, or (when `q` is required) leaves one out.
@@ -66,7 +66,7 @@ pub enum ShrErrorKind {
     Replayed,
 }
 
-impl ShrError {
+impl PopError {
     /// The OAuth error code of the `PoP` challenge: `invalid_token`.
     pub fn error_code(&self) -> &'static str {
         "invalid_token"
@@ -75,7 +75,7 @@ impl ShrError {
     /// The client-safe description, for `error_description`: fixed per
     /// kind, naming the failed check (and the claim, for a missing one).
     pub fn description(&self) -> Cow<'static, str> {
-        use ShrErrorKind as K;
+        use PopErrorKind as K;
         Cow::Borrowed(match self.kind {
             K::TooLarge => "the PoP SHR is too large",
             K::Malformed => "the PoP SHR is not a well-formed JWS",
@@ -107,15 +107,15 @@ impl ShrError {
 
 /// Why a signed HTTP request could not be made.
 #[derive(Debug)]
-pub struct CreateShrError {
-    kind: CreateShrErrorKind,
+pub struct CreatePopProofError {
+    kind: CreatePopProofErrorKind,
     source: Option<KeyError>,
 }
 
 /// What kept a signed HTTP request from being made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum CreateShrErrorKind {
+pub enum CreatePopProofErrorKind {
     /// The request URI has no scheme or no host: `u` needs both.
     RelativeUri,
     /// A header to be hashed into `h` is absent or its value is not
@@ -127,40 +127,40 @@ pub enum CreateShrErrorKind {
     Signing,
 }
 
-impl CreateShrError {
-    pub(crate) fn new(kind: CreateShrErrorKind) -> Self {
+impl CreatePopProofError {
+    pub(crate) fn new(kind: CreatePopProofErrorKind) -> Self {
         Self { kind, source: None }
     }
 
     pub(crate) fn signing(source: KeyError) -> Self {
         Self {
-            kind: CreateShrErrorKind::Signing,
+            kind: CreatePopProofErrorKind::Signing,
             source: Some(source),
         }
     }
 
     /// What went wrong.
-    pub fn kind(&self) -> CreateShrErrorKind {
+    pub fn kind(&self) -> CreatePopProofErrorKind {
         self.kind
     }
 }
 
-impl fmt::Display for CreateShrError {
+impl fmt::Display for CreatePopProofError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self.kind {
-            CreateShrErrorKind::RelativeUri => {
+            CreatePopProofErrorKind::RelativeUri => {
                 "a signed HTTP request needs an absolute URI (scheme and host)"
             }
-            CreateShrErrorKind::Header => {
+            CreatePopProofErrorKind::Header => {
                 "a header to sign is absent or its value is not visible ASCII"
             }
-            CreateShrErrorKind::Random => "the system random generator failed",
-            CreateShrErrorKind::Signing => "the signed HTTP request could not be signed",
+            CreatePopProofErrorKind::Random => "the system random generator failed",
+            CreatePopProofErrorKind::Signing => "the signed HTTP request could not be signed",
         })
     }
 }
 
-impl std::error::Error for CreateShrError {
+impl std::error::Error for CreatePopProofError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         self.source
             .as_ref()

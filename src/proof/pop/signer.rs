@@ -8,8 +8,8 @@ use http::{HeaderMap, HeaderName, Method, Uri};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::error::{CreateShrError, CreateShrErrorKind};
-use super::{SHR_TYPE, body_hash, header_claim, host_claim, path_claim, query_claim, req_cnf};
+use super::error::{CreatePopProofError, CreatePopProofErrorKind};
+use super::{POP_TYPE, body_hash, header_claim, host_claim, path_claim, query_claim, req_cnf};
 use crate::proof::dpop::NonceMemory;
 use crate::proof::jwk::PublicJwk;
 use crate::proof::jws;
@@ -45,10 +45,10 @@ use crate::proof::thumbprint::JwkThumbprint;
 ///
 /// ```
 /// use http::{Method, Uri};
-/// use tower_token_binding::proof::shr::SignedHttpRequests;
+/// use tower_token_binding::proof::pop::PopProofs;
 /// use tower_token_binding::proof::{Algorithm, ProofKey};
 ///
-/// let shrs = SignedHttpRequests::new(ProofKey::generate(Algorithm::Es256).unwrap());
+/// let shrs = PopProofs::new(ProofKey::generate(Algorithm::Es256).unwrap());
 /// let uri: Uri = "https://api.example/items?page=2".parse().unwrap();
 ///
 /// // m, u, p, ts, nonce, at, cnf:
@@ -60,7 +60,7 @@ use crate::proof::thumbprint::JwkThumbprint;
 /// # assert_eq!(shr.split('.').count(), 3);
 /// ```
 #[derive(Clone)]
-pub struct SignedHttpRequests {
+pub struct PopProofs {
     inner: Arc<Inner>,
 }
 
@@ -94,13 +94,13 @@ struct Cnf<'a> {
     jwk: &'a PublicJwk,
 }
 
-impl SignedHttpRequests {
+impl PopProofs {
     /// SHRs signed by `key`.
     pub fn new(key: ProofKey) -> Self {
         // `alg` is a registered name and the KID base64url: nothing to
         // escape.
         let header = format!(
-            r#"{{"alg":"{}","typ":"{SHR_TYPE}","kid":"{}"}}"#,
+            r#"{{"alg":"{}","typ":"{POP_TYPE}","kid":"{}"}}"#,
             key.algorithm(),
             key.thumbprint()
         );
@@ -145,10 +145,10 @@ impl SignedHttpRequests {
     ///
     /// ```
     /// use http::{HeaderMap, HeaderValue, Method, Uri};
-    /// use tower_token_binding::proof::shr::SignedHttpRequests;
+    /// use tower_token_binding::proof::pop::PopProofs;
     /// use tower_token_binding::proof::{Algorithm, ProofKey};
     ///
-    /// let shrs = SignedHttpRequests::new(ProofKey::generate(Algorithm::Es256).unwrap());
+    /// let shrs = PopProofs::new(ProofKey::generate(Algorithm::Es256).unwrap());
     /// let uri: Uri = "https://api.example/items".parse().unwrap();
     /// let mut headers = HeaderMap::new();
     /// headers.insert(
@@ -181,7 +181,7 @@ impl SignedHttpRequests {
         method: &Method,
         uri: &Uri,
         access_token: &str,
-    ) -> Result<String, CreateShrError> {
+    ) -> Result<String, CreatePopProofError> {
         self.signer(method, uri, access_token).sign()
     }
 
@@ -192,8 +192,8 @@ impl SignedHttpRequests {
         method: &'a Method,
         uri: &'a Uri,
         access_token: &'a str,
-    ) -> ShrSigner<'a> {
-        ShrSigner {
+    ) -> PopSigner<'a> {
+        PopSigner {
             shrs: self,
             method,
             uri,
@@ -207,24 +207,24 @@ impl SignedHttpRequests {
     }
 }
 
-impl fmt::Debug for SignedHttpRequests {
+impl fmt::Debug for PopProofs {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SignedHttpRequests")
+        f.debug_struct("PopProofs")
             .field("key", &self.inner.key)
             .finish()
     }
 }
 
 /// One signed HTTP request being made, from
-/// [`SignedHttpRequests::signer`]: `q`, `h` and `b` are added on demand.
+/// [`PopProofs::signer`]: `q`, `h` and `b` are added on demand.
 ///
 /// A body hash needs the body's bytes before the request is sent: pass
 /// them with [`body`](Self::body) when the body is already in memory. A
 /// streaming body cannot be hashed without buffering it, so the clients of
 /// this crate send no `b` (a resource that requires one refuses them).
 #[must_use]
-pub struct ShrSigner<'a> {
-    shrs: &'a SignedHttpRequests,
+pub struct PopSigner<'a> {
+    shrs: &'a PopProofs,
     method: &'a Method,
     uri: &'a Uri,
     access_token: &'a str,
@@ -235,7 +235,7 @@ pub struct ShrSigner<'a> {
     now: Option<SystemTime>,
 }
 
-impl<'a> ShrSigner<'a> {
+impl<'a> PopSigner<'a> {
     /// Adds `q`: every pair of the URI's query, in order (an empty `q`
     /// when there is no query).
     pub fn query(mut self) -> Self {
@@ -272,8 +272,10 @@ impl<'a> ShrSigner<'a> {
     /// Signs the SHR. Without a [`nonce`](Self::nonce) given, it takes
     /// the server nonce waiting for the URI's origin, if any (it is used
     /// once), and makes a random one otherwise.
-    pub fn sign(self) -> Result<String, CreateShrError> {
-        let u = host_claim(self.uri).ok_or(CreateShrError::new(CreateShrErrorKind::RelativeUri))?;
+    pub fn sign(self) -> Result<String, CreatePopProofError> {
+        let u = host_claim(self.uri).ok_or(CreatePopProofError::new(
+            CreatePopProofErrorKind::RelativeUri,
+        ))?;
         let p = path_claim(self.uri.path());
         let mut nonce_buf = [0u8; 22];
         let server_nonce = match self.nonce {
@@ -290,7 +292,7 @@ impl<'a> ShrSigner<'a> {
         let h = match self.headers {
             Some((headers, names)) => Some(
                 header_claim(headers, names)
-                    .ok_or(CreateShrError::new(CreateShrErrorKind::Header))?,
+                    .ok_or(CreatePopProofError::new(CreatePopProofErrorKind::Header))?,
             ),
             None => None,
         };
@@ -322,23 +324,22 @@ impl<'a> ShrSigner<'a> {
         jws::sign_streamed(&inner.key, &inner.header_b64, hint, |out| {
             serde_json::to_writer(out, &claims).map_err(std::io::Error::other)
         })
-        .map_err(CreateShrError::signing)
+        .map_err(CreatePopProofError::signing)
     }
 }
 
-/// The longest server nonce kept, in bytes (what `ShrVerifier` accepts).
+/// The longest server nonce kept, in bytes (what `PopVerifier` accepts).
 #[cfg(feature = "client")]
 const MAX_SERVER_NONCE_LEN: usize = 256;
 
 /// 128 random bits, base64url.
-fn random_nonce(buf: &mut [u8; 22]) -> Result<&str, CreateShrError> {
+fn random_nonce(buf: &mut [u8; 22]) -> Result<&str, CreatePopProofError> {
     let mut random = [0u8; 16];
     aws_lc_rs::rand::fill(&mut random)
-        .map_err(|_| CreateShrError::new(CreateShrErrorKind::Random))?;
+        .map_err(|_| CreatePopProofError::new(CreatePopProofErrorKind::Random))?;
     match URL_SAFE_NO_PAD.encode_slice(random, buf) {
-        Ok(22) => {
-            std::str::from_utf8(buf).map_err(|_| CreateShrError::new(CreateShrErrorKind::Random))
-        }
-        _ => Err(CreateShrError::new(CreateShrErrorKind::Random)),
+        Ok(22) => std::str::from_utf8(buf)
+            .map_err(|_| CreatePopProofError::new(CreatePopProofErrorKind::Random)),
+        _ => Err(CreatePopProofError::new(CreatePopProofErrorKind::Random)),
     }
 }

@@ -70,7 +70,7 @@ fn request_headers() -> HeaderMap {
 #[test]
 fn round_trips() {
     for alg in [Algorithm::Ps256, Algorithm::Es256, Algorithm::Rs256] {
-        let shrs = SignedHttpRequests::new(ProofKey::generate(alg).unwrap());
+        let shrs = PopProofs::new(ProofKey::generate(alg).unwrap());
         let target = uri("https://api.example:8443/a%20b/c?b=bar&a=foo&c=duck");
         let headers = request_headers();
         let names = [CONTENT_TYPE, ETAG];
@@ -95,7 +95,7 @@ fn round_trips() {
             serde_json::from_str::<Value>(shrs.key().public_jwk().as_json()).unwrap()
         );
 
-        let verifier = ShrVerifier::builder()
+        let verifier = PopVerifier::builder()
             .require_query(true)
             .require_headers([ETAG])
             .require_body(true)
@@ -128,7 +128,7 @@ fn round_trips() {
         assert_eq!(again.replay_key(), verified.replay_key());
         // Another SHR of the same request: another nonce, another replay key.
         let other = shrs.sign(&Method::POST, &target, "token").unwrap();
-        let other = ShrVerifier::new()
+        let other = PopVerifier::new()
             .verify(&other, &Method::POST, &target, &headers, None, now)
             .unwrap();
         assert_ne!(other.replay_key(), verified.replay_key());
@@ -137,7 +137,7 @@ fn round_trips() {
 
 #[test]
 fn default_ports_either_way() {
-    let shrs = SignedHttpRequests::new(ProofKey::generate(Algorithm::Es256).unwrap());
+    let shrs = PopProofs::new(ProofKey::generate(Algorithm::Es256).unwrap());
     let now = SystemTime::now();
     let shr = shrs
         .signer(&Method::GET, &uri("https://h.example:443/"), "t")
@@ -149,7 +149,7 @@ fn default_ports_either_way() {
         "https://H.EXAMPLE:443",
         "https://h.example:443/",
     ] {
-        ShrVerifier::new()
+        PopVerifier::new()
             .verify(
                 &shr,
                 &Method::GET,
@@ -170,7 +170,7 @@ fn forge(key: &ProofKey, header: &Value, payload: &Value) -> String {
 
 #[test]
 fn refusals() {
-    use ShrErrorKind as K;
+    use PopErrorKind as K;
     let key = ProofKey::generate(Algorithm::Es256).unwrap();
     let other = ProofKey::generate(Algorithm::Es256).unwrap();
     let now = SystemTime::now();
@@ -194,11 +194,11 @@ fn refusals() {
         }
         payload
     };
-    let get = |verifier: &ShrVerifier, shr: &str, body: Option<&[u8]>| {
+    let get = |verifier: &PopVerifier, shr: &str, body: Option<&[u8]>| {
         verifier.verify(shr, &Method::GET, &target, &request_headers(), body, now)
     };
     // The base is accepted.
-    get(&ShrVerifier::new(), &forge(&key, &header, &base), None).unwrap();
+    get(&PopVerifier::new(), &forge(&key, &header, &base), None).unwrap();
 
     let mut private_jwk = jwk.clone();
     private_jwk["d"] = json!("AAAA");
@@ -361,7 +361,7 @@ fn refusals() {
             K::DisallowedAlgorithm,
         ),
     ];
-    let verifier = ShrVerifier::new();
+    let verifier = PopVerifier::new();
     for (name, shr, want) in &cases {
         let err = get(&verifier, shr, None).unwrap_err();
         assert_eq!(err.kind(), *want, "{name}: {err}");
@@ -381,9 +381,9 @@ fn refusals() {
     // Required but absent.
     let plain = forge(&key, &header, &base);
     for (verifier, claim) in [
-        (ShrVerifier::builder().require_query(true).build(), "q"),
-        (ShrVerifier::builder().require_headers([ETAG]).build(), "h"),
-        (ShrVerifier::builder().require_body(true).build(), "b"),
+        (PopVerifier::builder().require_query(true).build(), "q"),
+        (PopVerifier::builder().require_headers([ETAG]).build(), "h"),
+        (PopVerifier::builder().require_body(true).build(), "b"),
     ] {
         let err = get(&verifier, &plain, Some(b"x")).unwrap_err();
         assert_eq!(err.claim(), Some(claim));
@@ -396,7 +396,7 @@ fn refusals() {
     let partial = forge(&key, &header, &with(json!({"q": query_claim("x=1")})));
     get(&verifier, &partial, None).unwrap();
     let err = get(
-        &ShrVerifier::builder().require_query(true).build(),
+        &PopVerifier::builder().require_query(true).build(),
         &partial,
         None,
     )
@@ -404,7 +404,7 @@ fn refusals() {
     assert_eq!(err.kind(), K::QueryMismatch);
     // An algorithm outside the allow-list.
     let err = get(
-        &ShrVerifier::builder()
+        &PopVerifier::builder()
             .algorithms([Algorithm::Ps256])
             .build(),
         &plain,
@@ -413,7 +413,7 @@ fn refusals() {
     .unwrap_err();
     assert_eq!(err.kind(), K::DisallowedAlgorithm);
     // Too large.
-    let err = get(&ShrVerifier::builder().max_size(10).build(), &plain, None).unwrap_err();
+    let err = get(&PopVerifier::builder().max_size(10).build(), &plain, None).unwrap_err();
     assert_eq!(err.kind(), K::TooLarge);
 }
 
@@ -434,7 +434,11 @@ fn signed_with(key: &ProofKey, target: &Uri, extra: Value) -> String {
     forge(key, &json!({"alg": "ES256", "typ": "pop"}), &payload)
 }
 
-fn verify_get(verifier: &ShrVerifier, shr: &str, target: &Uri) -> Result<VerifiedShr, ShrError> {
+fn verify_get(
+    verifier: &PopVerifier,
+    shr: &str,
+    target: &Uri,
+) -> Result<VerifiedPopProof, PopError> {
     verifier.verify(
         shr,
         &Method::GET,
@@ -448,7 +452,7 @@ fn verify_get(verifier: &ShrVerifier, shr: &str, target: &Uri) -> Result<Verifie
 #[test]
 fn q_and_h_list_at_most_the_cap_of_names() {
     let key = ProofKey::generate(Algorithm::Es256).unwrap();
-    let cap = ShrVerifier::DEFAULT_MAX_COVERED_NAMES;
+    let cap = PopVerifier::DEFAULT_MAX_COVERED_NAMES;
     let query = |n: usize| {
         (0..n)
             .map(|i| format!("p{i}={i}"))
@@ -458,35 +462,35 @@ fn q_and_h_list_at_most_the_cap_of_names() {
     // At the cap: accepted.
     let at_cap = uri(&format!("https://api.example/items?{}", query(cap)));
     let shr = signed_with(&key, &at_cap, json!({"q": query_claim(&query(cap))}));
-    verify_get(&ShrVerifier::new(), &shr, &at_cap).unwrap();
+    verify_get(&PopVerifier::new(), &shr, &at_cap).unwrap();
 
     // One past it: refused, before the signature is looked at (a forged
     // signature gives the same answer).
     let past = uri(&format!("https://api.example/items?{}", query(cap + 1)));
     let shr = signed_with(&key, &past, json!({"q": query_claim(&query(cap + 1))}));
-    let err = verify_get(&ShrVerifier::new(), &shr, &past).unwrap_err();
-    assert_eq!(err.kind(), ShrErrorKind::TooManyNames, "{err}");
+    let err = verify_get(&PopVerifier::new(), &shr, &past).unwrap_err();
+    assert_eq!(err.kind(), PopErrorKind::TooManyNames, "{err}");
     assert_eq!(err.error_code(), "invalid_token");
     let (signed, _) = shr.rsplit_once('.').unwrap();
-    let err = verify_get(&ShrVerifier::new(), &format!("{signed}.AAAA"), &past).unwrap_err();
-    assert_eq!(err.kind(), ShrErrorKind::TooManyNames, "{err}");
+    let err = verify_get(&PopVerifier::new(), &format!("{signed}.AAAA"), &past).unwrap_err();
+    assert_eq!(err.kind(), PopErrorKind::TooManyNames, "{err}");
 
     // h likewise.
     let names: Vec<String> = (0..=cap).map(|i| format!("x-h{i}")).collect();
     let target = uri("https://api.example/items");
     let shr = signed_with(&key, &target, json!({"h": [names, "AAAA"]}));
-    let err = verify_get(&ShrVerifier::new(), &shr, &target).unwrap_err();
-    assert_eq!(err.kind(), ShrErrorKind::TooManyNames, "{err}");
+    let err = verify_get(&PopVerifier::new(), &shr, &target).unwrap_err();
+    assert_eq!(err.kind(), PopErrorKind::TooManyNames, "{err}");
 
     // The cap is a setting.
     let shr = signed_with(&key, &at_cap, json!({"q": query_claim(&query(cap))}));
     let err = verify_get(
-        &ShrVerifier::builder().max_covered_names(cap - 1).build(),
+        &PopVerifier::builder().max_covered_names(cap - 1).build(),
         &shr,
         &at_cap,
     )
     .unwrap_err();
-    assert_eq!(err.kind(), ShrErrorKind::TooManyNames);
+    assert_eq!(err.kind(), PopErrorKind::TooManyNames);
 }
 
 #[test]
@@ -495,39 +499,39 @@ fn q_does_not_cover_a_repeated_parameter() {
     let target = uri("https://api.example/whoami?a=1&a=2");
     let shr = signed_with(&key, &target, json!({"q": query_claim("a=1")}));
     for verifier in [
-        ShrVerifier::new(),
-        ShrVerifier::builder().require_query(true).build(),
+        PopVerifier::new(),
+        PopVerifier::builder().require_query(true).build(),
     ] {
         let err = verify_get(&verifier, &shr, &target).unwrap_err();
-        assert_eq!(err.kind(), ShrErrorKind::QueryMismatch, "{err}");
+        assert_eq!(err.kind(), PopErrorKind::QueryMismatch, "{err}");
     }
     // Nor when q lists the name once for each value.
     let err = verify_get(
-        &ShrVerifier::new(),
+        &PopVerifier::new(),
         &signed_with(&key, &target, json!({"q": query_claim("a=1&a=2")})),
         &target,
     )
     .unwrap_err();
-    assert_eq!(err.kind(), ShrErrorKind::QueryMismatch, "{err}");
+    assert_eq!(err.kind(), PopErrorKind::QueryMismatch, "{err}");
 
     // A repeated parameter that q does not list is left to the
     // application, unless q must cover every parameter.
     let target = uri("https://api.example/whoami?a=1&b=1&b=2");
     let shr = signed_with(&key, &target, json!({"q": query_claim("a=1")}));
-    verify_get(&ShrVerifier::new(), &shr, &target).unwrap();
+    verify_get(&PopVerifier::new(), &shr, &target).unwrap();
     let err = verify_get(
-        &ShrVerifier::builder().require_query(true).build(),
+        &PopVerifier::builder().require_query(true).build(),
         &shr,
         &target,
     )
     .unwrap_err();
-    assert_eq!(err.kind(), ShrErrorKind::QueryMismatch, "{err}");
+    assert_eq!(err.kind(), PopErrorKind::QueryMismatch, "{err}");
 
     // Names that differ only in case are two parameters, as our signer
     // and every query parser take them.
     let target = uri("https://api.example/whoami?a=1&A=2");
     let shr = signed_with(&key, &target, json!({"q": query_claim("a=1&A=2")}));
-    verify_get(&ShrVerifier::new(), &shr, &target).unwrap();
+    verify_get(&PopVerifier::new(), &shr, &target).unwrap();
 
     // A covered name repeated in another spelling is still repeated: an
     // application decodes `%61mount` and `amoun%74` to `amount`.
@@ -538,8 +542,8 @@ fn q_does_not_cover_a_repeated_parameter() {
     ] {
         let target = uri(&format!("https://api.example/pay?{query}"));
         let shr = signed_with(&key, &target, json!({"q": query_claim("amount=1")}));
-        let err = verify_get(&ShrVerifier::new(), &shr, &target).unwrap_err();
-        assert_eq!(err.kind(), ShrErrorKind::QueryMismatch, "{query}: {err}");
+        let err = verify_get(&PopVerifier::new(), &shr, &target).unwrap_err();
+        assert_eq!(err.kind(), PopErrorKind::QueryMismatch, "{query}: {err}");
     }
     // And q listing one name in two spellings names it twice.
     let target = uri("https://api.example/pay?amount=1&%61mount=2");
@@ -548,12 +552,12 @@ fn q_does_not_cover_a_repeated_parameter() {
         &target,
         json!({"q": query_claim("amount=1&%61mount=2")}),
     );
-    let err = verify_get(&ShrVerifier::new(), &shr, &target).unwrap_err();
-    assert_eq!(err.kind(), ShrErrorKind::QueryMismatch, "{err}");
+    let err = verify_get(&PopVerifier::new(), &shr, &target).unwrap_err();
+    assert_eq!(err.kind(), PopErrorKind::QueryMismatch, "{err}");
     // An escaped name covered as the request spells it is fine.
     let target = uri("https://api.example/pay?a%20b=1");
     let shr = signed_with(&key, &target, json!({"q": query_claim("a%20b=1")}));
-    verify_get(&ShrVerifier::new(), &shr, &target).unwrap();
+    verify_get(&PopVerifier::new(), &shr, &target).unwrap();
 }
 
 #[test]
@@ -562,7 +566,7 @@ fn q_at_the_cap_against_a_query_of_thousands_of_pairs() {
     // (64 KiB): the worst case within the caps, which the `pop_query`
     // bench measures.
     let key = ProofKey::generate(Algorithm::Es256).unwrap();
-    let cap = ShrVerifier::DEFAULT_MAX_COVERED_NAMES;
+    let cap = PopVerifier::DEFAULT_MAX_COVERED_NAMES;
     let covered: Vec<String> = (0..cap).map(|i| format!("n{i}=v")).collect();
     let query = covered
         .iter()
@@ -572,7 +576,7 @@ fn q_at_the_cap_against_a_query_of_thousands_of_pairs() {
         .join("&");
     let target = uri(&format!("https://api.example/items?{query}"));
     let shr = signed_with(&key, &target, json!({"q": query_claim(&covered.join("&"))}));
-    verify_get(&ShrVerifier::new(), &shr, &target).unwrap();
+    verify_get(&PopVerifier::new(), &shr, &target).unwrap();
 }
 
 /// Cases for the property tests: `PROPTEST_CASES`, or `default`.
@@ -593,16 +597,16 @@ proptest::proptest! {
     fn a_signed_query_verifies_unless_a_name_repeats(
         query in "[a-cA%0-9=&+.~_-]{0,80}",
     ) {
-        static SHRS: std::sync::OnceLock<crate::proof::shr::SignedHttpRequests> =
+        static SHRS: std::sync::OnceLock<crate::proof::pop::PopProofs> =
             std::sync::OnceLock::new();
         let shrs = SHRS.get_or_init(|| {
-            crate::proof::shr::SignedHttpRequests::new(ProofKey::generate(Algorithm::Es256).unwrap())
+            crate::proof::pop::PopProofs::new(ProofKey::generate(Algorithm::Es256).unwrap())
         });
         let Ok(target) = format!("https://api.example/items?{query}").parse::<Uri>() else {
             return Ok(());
         };
         let shr = shrs.signer(&Method::GET, &target, "token").query().sign().unwrap();
-        let verified = ShrVerifier::builder()
+        let verified = PopVerifier::builder()
             .require_query(true)
             .build()
             .verify(&shr, &Method::GET, &target, &request_headers(), None, SystemTime::now());
@@ -612,7 +616,7 @@ proptest::proptest! {
         let count = names.len();
         names.sort();
         names.dedup();
-        if count > ShrVerifier::DEFAULT_MAX_COVERED_NAMES {
+        if count > PopVerifier::DEFAULT_MAX_COVERED_NAMES {
             proptest::prop_assert!(verified.is_err());
         } else if names.len() == count {
             proptest::prop_assert!(verified.is_ok(), "{query}: {:?}", verified.err());
@@ -634,7 +638,7 @@ proptest::proptest! {
             return Ok(());
         };
         let shr = signed_with(key, &target, json!({"q": [names, hash]}));
-        let _ = verify_get(&ShrVerifier::builder().require_query(true).build(), &shr, &target);
-        let _ = verify_get(&ShrVerifier::new(), &shr, &target);
+        let _ = verify_get(&PopVerifier::builder().require_query(true).build(), &shr, &target);
+        let _ = verify_get(&PopVerifier::new(), &shr, &target);
     }
 }
