@@ -20,8 +20,7 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
     path.to_str().unwrap().to_owned()
 }
 
-#[tokio::test]
-async fn example_servers_share_replay_state_and_example_clients_share_tokens() {
+pub(crate) async fn example_servers_share_replay_state_and_example_clients_share_tokens() {
     let Some(redis) = RedisServer::start() else {
         return;
     };

@@ -67,8 +67,7 @@ fn of(s: RedisCacheStats) -> (u64, u64, u64, u64) {
     (s.hits, s.misses, s.unusable, s.stored)
 }
 
-#[tokio::test]
-async fn two_replicas_ask_the_issuer_once() {
+pub(crate) async fn two_replicas_ask_the_issuer_once() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
@@ -111,8 +110,7 @@ async fn two_replicas_ask_the_issuer_once() {
     assert_eq!(s.issuer.introspection_calls(), 1);
 }
 
-#[tokio::test]
-async fn inactive_answers_are_shared_briefly() {
+pub(crate) async fn inactive_answers_are_shared_briefly() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
@@ -140,8 +138,7 @@ async fn inactive_answers_are_shared_briefly() {
     assert_eq!(of(second.stats()), stats(2, 0, 0, 0));
 }
 
-#[tokio::test]
-async fn redis_killed_the_endpoint_is_asked() {
+pub(crate) async fn redis_killed_the_endpoint_is_asked() {
     let Some(mut redis) = RedisServer::start() else {
         return;
     };
@@ -170,8 +167,7 @@ async fn redis_killed_the_endpoint_is_asked() {
     assert_eq!(s.issuer.introspection_calls(), 3);
 }
 
-#[tokio::test]
-async fn redis_slower_than_the_timeout_is_down() {
+pub(crate) async fn redis_slower_than_the_timeout_is_down() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
@@ -192,8 +188,7 @@ async fn redis_slower_than_the_timeout_is_down() {
     );
 }
 
-#[tokio::test]
-async fn garbage_in_redis_is_a_miss() {
+pub(crate) async fn garbage_in_redis_is_a_miss() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
@@ -237,8 +232,7 @@ async fn garbage_in_redis_is_a_miss() {
     assert_token_absent(&redis, &token);
 }
 
-#[tokio::test]
-async fn the_same_against_a_three_node_cluster() {
+pub(crate) async fn the_same_against_a_three_node_cluster() {
     let Some(cluster) = RedisCluster::start() else {
         return;
     };

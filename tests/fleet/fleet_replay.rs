@@ -75,8 +75,7 @@ async fn accepted_once_then_refused_everywhere(fleet: &Fleet, proofs: usize) {
     }
 }
 
-#[tokio::test]
-async fn a_proof_accepted_by_one_server_is_refused_by_the_other() {
+pub(crate) async fn a_proof_accepted_by_one_server_is_refused_by_the_other() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
@@ -154,8 +153,7 @@ fn check(phase: &str, answers: Vec<Answer>, seen: &mut HashMap<u16, usize>) -> u
     accepted
 }
 
-#[tokio::test]
-async fn redis_killed_under_traffic_fails_closed_and_recovers_on_the_same_port() {
+pub(crate) async fn redis_killed_under_traffic_fails_closed_and_recovers_on_the_same_port() {
     let Some(mut redis) = RedisServer::start() else {
         return;
     };
@@ -205,8 +203,7 @@ async fn redis_killed_under_traffic_fails_closed_and_recovers_on_the_same_port()
     }
 }
 
-#[tokio::test]
-async fn redis_slower_than_the_timeout_is_down() {
+pub(crate) async fn redis_slower_than_the_timeout_is_down() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
@@ -229,8 +226,7 @@ async fn redis_slower_than_the_timeout_is_down() {
     accepted_once_then_refused_everywhere(&fleet, 2).await;
 }
 
-#[tokio::test]
-async fn the_same_against_a_three_node_cluster() {
+pub(crate) async fn the_same_against_a_three_node_cluster() {
     let Some(cluster) = RedisCluster::start() else {
         return;
     };
@@ -254,8 +250,7 @@ async fn the_same_against_a_three_node_cluster() {
     );
 }
 
-#[tokio::test]
-async fn a_cluster_node_killed_under_traffic_fails_closed_and_recovers() {
+pub(crate) async fn a_cluster_node_killed_under_traffic_fails_closed_and_recovers() {
     let Some(mut cluster) = RedisCluster::start() else {
         return;
     };
@@ -311,8 +306,7 @@ async fn a_cluster_node_killed_under_traffic_fails_closed_and_recovers() {
 /// An expiry already past is refused without writing anything, and a new
 /// proof's key is kept for its time left plus the margin, relatively (`PX`),
 /// so it does not depend on Redis' clock.
-#[tokio::test]
-async fn a_past_expiry_is_refused_and_keys_expire_relatively() {
+pub(crate) async fn a_past_expiry_is_refused_and_keys_expire_relatively() {
     use std::time::SystemTime;
     use tower_token_binding::replay::{ReplayKey, ReplayStore as _};
 
@@ -453,8 +447,7 @@ impl Drop for SilentProxy {
 /// again within a bounded number of rounds, without restarting anything,
 /// and with far fewer new connections than timeouts (no reconnect storm).
 /// A proof accepted before the partition is still refused after it.
-#[tokio::test]
-async fn a_silent_connection_is_replaced() {
+pub(crate) async fn a_silent_connection_is_replaced() {
     use std::time::SystemTime;
     use tower_token_binding::replay::{ReplayKey, ReplayStore as _};
 

@@ -28,8 +28,7 @@ use tower_token_binding::test_util::{TestIssuer, TestPki};
 use tower_token_binding::token::{RedisTokenCache, SharedCachePolicy, Token, TokenCache};
 use tower_token_binding::{BoundClient, CnfValidationLayer};
 
-#[tokio::test]
-async fn three_stacks_300_cold_calls_one_fetch_at_the_issuer() {
+pub(crate) async fn three_stacks_300_cold_calls_one_fetch_at_the_issuer() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
@@ -56,8 +55,7 @@ async fn three_stacks_300_cold_calls_one_fetch_at_the_issuer() {
     assert!(ttl > 0 && ttl <= 2_520_000, "{ttl}");
 }
 
-#[tokio::test]
-async fn redis_killed_during_2000_calls_fails_none() {
+pub(crate) async fn redis_killed_during_2000_calls_fails_none() {
     let Some(mut redis) = RedisServer::start() else {
         return;
     };
@@ -128,8 +126,7 @@ async fn redis_killed_during_2000_calls_fails_none() {
     assert_eq!(redis.keys().len(), 1, "{:?}", redis.keys());
 }
 
-#[tokio::test]
-async fn garbage_in_redis_is_a_miss() {
+pub(crate) async fn garbage_in_redis_is_a_miss() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
@@ -160,8 +157,7 @@ async fn garbage_in_redis_is_a_miss() {
 /// token fetched again and the value replaced; no call fails. (Here a
 /// valid entry padded with 1 MiB of JSON whitespace, which a parser would
 /// accept.)
-#[tokio::test]
-async fn a_huge_value_in_redis_is_a_miss() {
+pub(crate) async fn a_huge_value_in_redis_is_a_miss() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
@@ -186,8 +182,7 @@ async fn a_huge_value_in_redis_is_a_miss() {
     assert!(replaced.len() <= RedisTokenCache::MAX_VALUE_LEN, "replaced");
 }
 
-#[tokio::test]
-async fn bearer_tokens_are_shared_only_when_allowed() {
+pub(crate) async fn bearer_tokens_are_shared_only_when_allowed() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
@@ -221,8 +216,7 @@ async fn bearer_tokens_are_shared_only_when_allowed() {
     assert_eq!((allowed.stats().stored, allowed.stats().hits), (1, 1));
 }
 
-#[tokio::test]
-async fn the_same_against_a_three_node_cluster() {
+pub(crate) async fn the_same_against_a_three_node_cluster() {
     let Some(cluster) = RedisCluster::start() else {
         return;
     };
@@ -237,8 +231,7 @@ async fn the_same_against_a_three_node_cluster() {
     assert_eq!(cluster.keys_per_node().iter().sum::<usize>(), 1);
 }
 
-#[tokio::test]
-async fn dpop_bound_tokens_are_shared_by_processes_with_the_same_key_only() {
+pub(crate) async fn dpop_bound_tokens_are_shared_by_processes_with_the_same_key_only() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
@@ -302,8 +295,7 @@ async fn dpop_bound_tokens_are_shared_by_processes_with_the_same_key_only() {
     assert_eq!(redis.keys().len(), 2);
 }
 
-#[tokio::test]
-async fn a_cluster_node_killed_fails_no_call() {
+pub(crate) async fn a_cluster_node_killed_fails_no_call() {
     let Some(mut cluster) = RedisCluster::start() else {
         return;
     };

@@ -25,8 +25,7 @@ use tower_token_binding::token::{
 };
 use tower_token_binding::{BoundClient, CnfValidationLayer};
 
-#[tokio::test]
-async fn an_unbound_token_fetched_with_a_certificate_never_goes_to_redis() {
+pub(crate) async fn an_unbound_token_fetched_with_a_certificate_never_goes_to_redis() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
@@ -83,8 +82,7 @@ async fn an_unbound_token_fetched_with_a_certificate_never_goes_to_redis() {
     }
 }
 
-#[tokio::test]
-async fn a_token_endpoint_slower_than_the_old_lock_still_means_one_fetch() {
+pub(crate) async fn a_token_endpoint_slower_than_the_old_lock_still_means_one_fetch() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
@@ -194,8 +192,7 @@ impl SharedTokenCache for CountingWaits {
     }
 }
 
-#[tokio::test]
-async fn unshareable_tokens_do_not_queue_the_fleet() {
+pub(crate) async fn unshareable_tokens_do_not_queue_the_fleet() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
@@ -291,8 +288,7 @@ impl TokenSource for SlowDpopSource {
     }
 }
 
-#[tokio::test]
-async fn the_lock_holder_extends_its_lock_while_it_fetches() {
+pub(crate) async fn the_lock_holder_extends_its_lock_while_it_fetches() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
@@ -318,8 +314,7 @@ async fn the_lock_holder_extends_its_lock_while_it_fetches() {
     assert_eq!(asked.load(Ordering::SeqCst), 1, "one fetch for the three");
 }
 
-#[tokio::test]
-async fn caches_made_with_another_prefix_or_policy_share_the_counters() {
+pub(crate) async fn caches_made_with_another_prefix_or_policy_share_the_counters() {
     use tower_token_binding::token::{SharedCacheEvent, SharedTokenCache};
     let Some(redis) = RedisServer::start() else {
         return;

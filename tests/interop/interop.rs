@@ -141,8 +141,8 @@ async fn call(
     )
 }
 
-#[tokio::test]
-async fn every_auth_method_gets_a_bound_token_that_our_server_accepts_only_with_its_certificate() {
+pub(crate) async fn every_auth_method_gets_a_bound_token_that_our_server_accepts_only_with_its_certificate()
+ {
     let Some(peer) = peer().await else { return };
     // A resource server that trusts oidc-provider's keys, fetched from its jwks_uri.
     let validator = JwtValidator::builder()
@@ -198,8 +198,7 @@ async fn every_auth_method_gets_a_bound_token_that_our_server_accepts_only_with_
     }
 }
 
-#[tokio::test]
-async fn discovery_finds_the_token_endpoint() {
+pub(crate) async fn discovery_finds_the_token_endpoint() {
     let Some(peer) = peer().await else { return };
     let by_discovery = peer.sources().remove(0).1;
     let by_url = peer
@@ -213,8 +212,7 @@ async fn discovery_finds_the_token_endpoint() {
     fetch(&by_url).await.unwrap();
 }
 
-#[tokio::test]
-async fn an_unregistered_certificate_is_a_typed_invalid_client() {
+pub(crate) async fn an_unregistered_certificate_is_a_typed_invalid_client() {
     let Some(peer) = peer().await else { return };
     for identity in [
         peer.pki
@@ -241,8 +239,7 @@ async fn an_unregistered_certificate_is_a_typed_invalid_client() {
     }
 }
 
-#[tokio::test]
-async fn the_example_client_against_the_example_server_and_oidc_provider() {
+pub(crate) async fn the_example_client_against_the_example_server_and_oidc_provider() {
     let Some(peer) = peer().await else { return };
     let dir = tempfile::tempdir().unwrap();
     let path = |p: std::path::PathBuf| p.to_str().unwrap().to_owned();

@@ -100,18 +100,15 @@ async fn every_auth_method_gets_a_dpop_token(require_nonce: bool) {
     }
 }
 
-#[tokio::test]
-async fn every_auth_method_gets_a_dpop_token_bound_to_our_key() {
+pub(crate) async fn every_auth_method_gets_a_dpop_token_bound_to_our_key() {
     every_auth_method_gets_a_dpop_token(false).await;
 }
 
-#[tokio::test]
-async fn every_auth_method_gets_a_dpop_token_when_nonces_are_required() {
+pub(crate) async fn every_auth_method_gets_a_dpop_token_when_nonces_are_required() {
     every_auth_method_gets_a_dpop_token(true).await;
 }
 
-#[tokio::test]
-async fn a_dpop_client_without_a_proof_is_refused() {
+pub(crate) async fn a_dpop_client_without_a_proof_is_refused() {
     let pki = TestPki::new().unwrap();
     let clients = [InteropClient::client_secret_basic("dpop-secret", SECRET).dpop_bound()];
     let provider = require_node!(OidcProvider::start(&pki, &clients));

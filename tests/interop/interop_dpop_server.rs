@@ -169,13 +169,12 @@ async fn oidc_provider_token_through_both_our_layers(nonces: bool) {
     assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
 }
 
-#[tokio::test]
-async fn an_oidc_provider_dpop_token_is_accepted_with_our_proofs_only() {
+pub(crate) async fn an_oidc_provider_dpop_token_is_accepted_with_our_proofs_only() {
     oidc_provider_token_through_both_our_layers(false).await;
 }
 
-#[tokio::test]
-async fn an_oidc_provider_dpop_token_is_accepted_with_our_proofs_only_when_nonces_are_required() {
+pub(crate) async fn an_oidc_provider_dpop_token_is_accepted_with_our_proofs_only_when_nonces_are_required()
+ {
     oidc_provider_token_through_both_our_layers(true).await;
 }
 
@@ -253,8 +252,7 @@ async fn npm_dpop_client(
     }
 }
 
-#[tokio::test]
-async fn proofs_from_the_npm_dpop_package_are_accepted_and_their_replay_refused() {
+pub(crate) async fn proofs_from_the_npm_dpop_package_are_accepted_and_their_replay_refused() {
     require_node!();
     let s = dpop::setup().await;
     let api = start(&s.pki, dpop::layer(&s).accept_dpop(DpopVerifier::new())).await;
@@ -286,8 +284,7 @@ async fn proofs_from_the_npm_dpop_package_are_accepted_and_their_replay_refused(
     }
 }
 
-#[tokio::test]
-async fn the_npm_dpop_package_retries_with_our_nonce_and_its_replay_is_refused() {
+pub(crate) async fn the_npm_dpop_package_retries_with_our_nonce_and_its_replay_is_refused() {
     require_node!();
     let s = dpop::setup().await;
     let nonces = StatelessNonces::random().unwrap();

@@ -110,8 +110,7 @@ fn introspection(pki: &TestPki, provider: &OidcProvider) -> IntrospectionValidat
         .timeout(Duration::from_secs(10))
 }
 
-#[tokio::test]
-async fn certificate_bound_opaque_tokens_and_revocation() {
+pub(crate) async fn certificate_bound_opaque_tokens_and_revocation() {
     let pki = TestPki::new().unwrap();
     let client = pki.client_cert("tls.example").unwrap().identity().unwrap();
     let clients = [
@@ -165,8 +164,7 @@ async fn certificate_bound_opaque_tokens_and_revocation() {
     assert!(challenge.contains("not active"), "{challenge}");
 }
 
-#[tokio::test]
-async fn the_resource_server_introspects_over_mtls_at_the_alias() {
+pub(crate) async fn the_resource_server_introspects_over_mtls_at_the_alias() {
     let pki = TestPki::new().unwrap();
     let client = pki.client_cert("tls.example").unwrap().identity().unwrap();
     let rs = pki.client_cert("rs.example").unwrap().identity().unwrap();
@@ -209,8 +207,7 @@ async fn the_resource_server_introspects_over_mtls_at_the_alias() {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
 }
 
-#[tokio::test]
-async fn dpop_bound_opaque_tokens_need_a_proof_by_their_key() {
+pub(crate) async fn dpop_bound_opaque_tokens_need_a_proof_by_their_key() {
     let pki = TestPki::new().unwrap();
     let clients = [
         InteropClient::client_secret_basic("dpop-client", SECRET).dpop_bound(),

@@ -108,8 +108,7 @@ async fn request_token(
     post_form(&http, endpoint, &form, basic).await
 }
 
-#[tokio::test]
-async fn discovery_advertises_certificate_bound_tokens() {
+pub(crate) async fn discovery_advertises_certificate_bound_tokens() {
     let pki = TestPki::new().unwrap();
     let clients = Clients::new(&pki);
     let provider = require_node!(OidcProvider::start(&pki, &clients.registrations()));
@@ -145,8 +144,7 @@ async fn discovery_advertises_certificate_bound_tokens() {
     assert!(doc.get("mtls_endpoint_aliases").is_none(), "{doc}");
 }
 
-#[tokio::test]
-async fn every_client_auth_method_gets_a_certificate_bound_jwt() {
+pub(crate) async fn every_client_auth_method_gets_a_certificate_bound_jwt() {
     let pki = TestPki::new().unwrap();
     let clients = Clients::new(&pki);
     let provider = require_node!(OidcProvider::start(&pki, &clients.registrations()));
@@ -189,8 +187,7 @@ async fn every_client_auth_method_gets_a_certificate_bound_jwt() {
     }
 }
 
-#[tokio::test]
-async fn the_token_is_bound_to_the_certificate_of_the_request() {
+pub(crate) async fn the_token_is_bound_to_the_certificate_of_the_request() {
     // A client_secret_basic client may present any certificate; each token is
     // bound to the one on its own connection.
     let pki = TestPki::new().unwrap();
@@ -216,8 +213,7 @@ async fn the_token_is_bound_to_the_certificate_of_the_request() {
     }
 }
 
-#[tokio::test]
-async fn an_unregistered_certificate_is_an_invalid_client() {
+pub(crate) async fn an_unregistered_certificate_is_an_invalid_client() {
     let pki = TestPki::new().unwrap();
     let clients = Clients::new(&pki);
     let provider = require_node!(OidcProvider::start(&pki, &clients.registrations()));
@@ -300,8 +296,7 @@ async fn an_unregistered_certificate_is_an_invalid_client() {
     );
 }
 
-#[tokio::test]
-async fn a_resource_indicator_sets_the_audience() {
+pub(crate) async fn a_resource_indicator_sets_the_audience() {
     let pki = TestPki::new().unwrap();
     let clients = Clients::new(&pki);
     let options = OidcProviderOptions {
@@ -347,8 +342,7 @@ async fn a_resource_indicator_sets_the_audience() {
     assert_eq!(body["error"], "invalid_target", "{body}");
 }
 
-#[tokio::test]
-async fn jwt_access_tokens_are_not_introspectable() {
+pub(crate) async fn jwt_access_tokens_are_not_introspectable() {
     // oidc-provider refuses to introspect its structured (JWT) access tokens:
     // a resource server must validate them itself.
     let pki = TestPki::new().unwrap();
@@ -373,8 +367,7 @@ async fn jwt_access_tokens_are_not_introspectable() {
     assert_eq!(body["error"], "unsupported_token_type", "{body}");
 }
 
-#[tokio::test]
-async fn mtls_endpoint_aliases_when_asked_for() {
+pub(crate) async fn mtls_endpoint_aliases_when_asked_for() {
     let pki = TestPki::new().unwrap();
     let clients = Clients::new(&pki);
     let options = OidcProviderOptions {
@@ -429,8 +422,7 @@ async fn mtls_endpoint_aliases_when_asked_for() {
     }
 }
 
-#[tokio::test]
-async fn bad_client_metadata_fails_the_start_with_the_reason() {
+pub(crate) async fn bad_client_metadata_fails_the_start_with_the_reason() {
     require_node!();
     let pki = TestPki::new().unwrap();
     // tls_client_auth needs one tls_client_auth_* subject field.

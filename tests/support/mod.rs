@@ -5,6 +5,8 @@ pub mod dpop;
 pub mod dpop_api;
 #[cfg(feature = "redis")]
 pub mod fleet_clients;
+#[macro_use]
+pub mod harness;
 pub mod introspection;
 #[macro_use]
 pub mod oidc_provider;

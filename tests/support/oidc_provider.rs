@@ -41,6 +41,8 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 use tower_token_binding::test_util::{TestCert, TestPki};
 
+use super::harness::in_ci;
+
 /// The audience of tokens requested without a `resource` parameter.
 pub const DEFAULT_RESOURCE: &str = "https://api.test";
 
@@ -107,9 +109,12 @@ pub fn skip_or_fail(error: &str) {
     }
 }
 
-/// Whether the environment variable `CI` says this is a CI run.
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")
+/// What the peer lacks to run here (Node.js 20 or later, npm), if
+/// anything: the interop runner's reason to report its tests `ignored`.
+pub fn missing() -> Option<String> {
+    tools().err().map(|problem| {
+        format!("the oidc-provider interop peer cannot run: {problem}; {INSTALL_HINT}")
+    })
 }
 
 /// `tests/interop`.

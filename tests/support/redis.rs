@@ -17,16 +17,27 @@ use std::time::Duration;
 
 use super::poll_outside;
 
-/// Whether `redis-server` can run here. When it cannot: `false` after a
-/// loud note, or a panic under `CI=true`.
-pub fn redis_available() -> bool {
-    let found = Command::new("redis-server")
+/// Whether `redis-server` is installed.
+fn installed() -> bool {
+    Command::new("redis-server")
         .arg("--version")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
-        .is_ok_and(|s| s.success());
-    if found {
+        .is_ok_and(|s| s.success())
+}
+
+/// What the fleet tests lack to run here, if anything: the fleet runner's
+/// reason to report its tests `ignored`.
+pub fn missing() -> Option<String> {
+    (!installed())
+        .then(|| "redis-server is not installed (apt-get install redis-server)".to_owned())
+}
+
+/// Whether `redis-server` can run here. When it cannot: `false` after a
+/// loud note, or a panic under `CI=true`.
+pub fn redis_available() -> bool {
+    if installed() {
         return true;
     }
     if std::env::var("CI").is_ok_and(|v| v == "true") {
