@@ -8,6 +8,7 @@
 mod support;
 
 mod hostile_escaped_pem;
+mod hostile_jose;
 mod hostile_profiles;
 mod hostile_refactor;
 mod hostile_review;
