@@ -201,8 +201,12 @@ impl PublicJwk {
         ))
     }
 
-    /// An Ed25519 key from its 32 bytes.
+    /// An Ed25519 key from its 32 bytes; never a point of small order nor a
+    /// non-canonical encoding, with which any signature would verify.
     pub(crate) fn from_ed25519(x: &[u8]) -> Result<Self, JwkError> {
+        if ed25519_is_weak(x) {
+            return Err(JwkError::new(JwkErrorKind::InvalidKey));
+        }
         let parsed = ParsedPublicKey::new(Curve::Ed25519.algorithm().verification(), x)
             .map_err(|_| JwkError::new(JwkErrorKind::InvalidKey))?;
         Ok(Self::build(
@@ -347,6 +351,51 @@ impl serde::Serialize for PublicJwk {
     }
 }
 
+/// Whether `point`, an encoded Ed25519 point, has small order (the
+/// identity among them: with it, `R` = identity and `S` = 0 verify any
+/// message) or encodes `y` as `p` or more (RFC 8032 section 5.1.3). The
+/// list is libsodium's; the sign bit is ignored.
+fn ed25519_is_weak(point: &[u8]) -> bool {
+    const SMALL_ORDER: [[u8; 32]; 5] = [
+        // 0 (order 4)
+        [0; 32],
+        // 1 (order 1)
+        [
+            1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+            0, 0, 0,
+        ],
+        // order 8
+        [
+            0x26, 0xe8, 0x95, 0x8f, 0xc2, 0xb2, 0x27, 0xb0, 0x45, 0xc3, 0xf4, 0x89, 0xf2, 0xef,
+            0x98, 0xf0, 0xd5, 0xdf, 0xac, 0x05, 0xd3, 0xc6, 0x33, 0x39, 0xb1, 0x38, 0x02, 0x88,
+            0x6d, 0x53, 0xfc, 0x05,
+        ],
+        // order 8
+        [
+            0xc7, 0x17, 0x6a, 0x70, 0x3d, 0x4d, 0xd8, 0x4f, 0xba, 0x3c, 0x0b, 0x76, 0x0d, 0x10,
+            0x67, 0x0f, 0x2a, 0x20, 0x53, 0xfa, 0x2c, 0x39, 0xcc, 0xc6, 0x4e, 0xc7, 0xfd, 0x77,
+            0x92, 0xac, 0x03, 0x7a,
+        ],
+        // p - 1 (order 2)
+        [
+            0xec, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+            0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+            0xff, 0xff, 0xff, 0x7f,
+        ],
+    ];
+    let Ok(point) = <[u8; 32]>::try_from(point) else {
+        return true;
+    };
+    let mut y = point;
+    y[31] &= 0x7f;
+    if SMALL_ORDER.contains(&y) {
+        return true;
+    }
+    // y >= p = 2^255 - 19: the top byte 0x7f, the middle all 0xff, the
+    // lowest at least 0xed.
+    y[31] == 0x7f && y[1..31].iter().all(|&b| b == 0xff) && y[0] >= 0xed
+}
+
 fn string_member<'a>(jwk: &'a Map<String, Value>, name: &'static str) -> Result<&'a str, JwkError> {
     match jwk.get(name) {
         None => Err(JwkError::at(JwkErrorKind::MissingMember, name)),
@@ -455,6 +504,37 @@ mod tests {
 
     fn kind(json: &str) -> JwkErrorKind {
         PublicJwk::parse(json).unwrap_err().kind()
+    }
+
+    #[test]
+    fn weak_ed25519_points_are_refused() {
+        let mut weak: Vec<[u8; 32]> = Vec::new();
+        let mut one = [0u8; 32];
+        one[0] = 1;
+        weak.push(one);
+        weak.push([0u8; 32]);
+        let mut p_minus_1 = [0xffu8; 32];
+        p_minus_1[0] = 0xec;
+        p_minus_1[31] = 0x7f;
+        weak.push(p_minus_1);
+        // p and p + 1: y not reduced.
+        for low in [0xed, 0xee, 0xff] {
+            let mut y = p_minus_1;
+            y[0] = low;
+            weak.push(y);
+        }
+        for point in weak {
+            assert!(ed25519_is_weak(&point), "{point:?}");
+            let mut signed = point;
+            signed[31] |= 0x80;
+            assert!(ed25519_is_weak(&signed), "{signed:?}");
+            let x = URL_SAFE_NO_PAD.encode(point);
+            let json = format!(r#"{{"kty":"OKP","crv":"Ed25519","x":"{x}"}}"#);
+            assert_eq!(kind(&json), JwkErrorKind::InvalidKey);
+        }
+        let good = URL_SAFE_NO_PAD.decode(RFC8037_X).unwrap();
+        assert!(!ed25519_is_weak(&good));
+        assert!(ed25519_is_weak(&good[..31]));
     }
 
     #[test]

@@ -341,17 +341,17 @@ impl JwtValidator {
         let leeway = self.inner.leeway as f64;
         match claims.get("exp") {
             None => return Err(TokenError::missing_claim("exp")),
-            Some(exp) => match exp.as_f64() {
+            Some(exp) => match numeric_date(exp) {
                 Some(exp) if exp + leeway < now => return Err(TokenError::new(K::Expired)),
                 Some(_) => {}
-                None => return Err(wrong_type("exp", "a number")),
+                None => return Err(wrong_type("exp", NUMERIC_DATE)),
             },
         }
-        match claims.get("nbf").map(Value::as_f64) {
+        match claims.get("nbf").map(numeric_date) {
             None => {}
             Some(Some(nbf)) if nbf > now + leeway => return Err(TokenError::new(K::NotYetValid)),
             Some(Some(_)) => {}
-            Some(None) => return Err(wrong_type("nbf", "a number")),
+            Some(None) => return Err(wrong_type("nbf", NUMERIC_DATE)),
         }
         let audiences = &self.inner.audiences;
         let ours = |aud: &Value| {
@@ -400,14 +400,14 @@ impl JwtValidator {
             }
             return Err(e);
         }
-        let iat = claims.get("iat").and_then(Value::as_f64);
-        if iat.is_some_and(|iat| iat > now().saturating_add(self.inner.leeway) as f64) {
-            return Err(TokenError::with_detail(
-                TokenErrorKind::NotYetValid,
-                "iat is in the future",
-            ));
+        match claims.get("iat").map(numeric_date) {
+            None => Ok(()),
+            Some(None) => Err(wrong_type("iat", NUMERIC_DATE)),
+            Some(Some(iat)) if iat > now().saturating_add(self.inner.leeway) as f64 => Err(
+                TokenError::with_detail(TokenErrorKind::NotYetValid, "iat is in the future"),
+            ),
+            Some(Some(_)) => Ok(()),
         }
-        Ok(())
     }
 
     /// Tells the server's operator which preset profiles would accept a
@@ -478,6 +478,19 @@ fn refusal(e: JwsError) -> TokenError {
         _ => K::Malformed,
     };
     TokenError::with_detail(kind, e.to_string())
+}
+
+/// What a time claim must be.
+const NUMERIC_DATE: &str = "a NumericDate (a number of seconds from 0 to 2^64)";
+
+/// A time claim's seconds since the epoch (RFC 7519 section 2): a JSON
+/// number, finite, not negative, below 2^64; `None` for anything else, so
+/// that `1e308` is not read as "never expires".
+fn numeric_date(value: &Value) -> Option<f64> {
+    const LIMIT: f64 = 18_446_744_073_709_551_616.0; // 2^64
+    value
+        .as_f64()
+        .filter(|seconds| seconds.is_finite() && (0.0..LIMIT).contains(seconds))
 }
 
 /// A registered claim of the wrong type: refused as missing, naming it.

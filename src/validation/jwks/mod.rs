@@ -342,7 +342,7 @@ impl KeySet {
 
 impl Key {
     /// A key that verifies signatures, or `None`: one for encryption
-    /// (`use` other than `sig`), of an unknown or symmetric algorithm or
+    /// (`use` other than `sig`, or `key_ops` without `verify`), of an unknown or symmetric algorithm or
     /// type (a published key set is public: a symmetric key in it would let
     /// anyone mint tokens), with private members, or that does not parse
     /// (see [`PublicJwk::from_map`]).
@@ -355,6 +355,14 @@ impl Key {
         };
         if text("use")?.is_some_and(|u| u != "sig") {
             return None;
+        }
+        // RFC 7517 section 4.3: a key whose operations are named verifies
+        // only if `verify` is among them.
+        if let Some(ops) = members.get("key_ops") {
+            let ops = ops.as_array()?;
+            if !ops.iter().all(Value::is_string) || !ops.iter().any(|op| op == "verify") {
+                return None;
+            }
         }
         let alg = match text("alg")? {
             None => None,
