@@ -7,7 +7,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use serde_json::{Map, Value};
 
-use super::cache::{TokenDigest, VerifiedCache, digest};
+use super::cache::VerifiedCache;
 use super::issuer::{IssuerMatch, Peek, TrustedIssuer};
 use super::jwks::{JwksError, JwksSource, KeySet, Keys};
 use super::profile::{TokenProfile, typ_is_rfc9068};
@@ -80,9 +80,9 @@ pub const RELAXABLE_CLAIMS: &[&str] = &["sub", "client_id", "iat", "jti"];
 /// `client_id` is expected) and a preset profile would accept that shape,
 /// a `warn` (at most one a second) names the profile.
 ///
-/// Verified tokens are remembered (keyed by a SHA-256 digest of the whole
-/// token, bounded, until the token's `exp`, forgotten when the key set
-/// changes), so a token seen before costs a hash and a lookup.
+/// Verified tokens are remembered (bounded, until the token's `exp`,
+/// forgotten when the key set changes, in this process only), so a token
+/// seen before costs a hash of its last bytes, a lookup and a comparison.
 ///
 /// ```
 /// use tower_token_binding::validation::{JwksSource, JwtValidator};
@@ -110,7 +110,7 @@ struct Inner {
     profile: Arc<TokenProfile>,
     /// The relaxable claims allowed to be missing beyond the profile's.
     also_absent: Vec<String>,
-    cache: VerifiedCache,
+    cache: VerifiedCache<str>,
     /// Longer tokens are refused before any work.
     max_token_length: usize,
     /// Paces the warning that names a profile that would accept a token.
@@ -186,11 +186,7 @@ impl JwtValidator {
     }
 
     /// Validates `token` without the cache, in the calling task.
-    async fn validate_uncached(
-        self,
-        token: String,
-        key: TokenDigest,
-    ) -> Result<VerifiedToken, TokenError> {
+    async fn validate_uncached(self, token: String) -> Result<VerifiedToken, TokenError> {
         let inner = &self.inner;
         // Step 1: the shape, and no member named twice.
         let jws = CompactJws::parse(&token).map_err(refusal)?;
@@ -235,7 +231,7 @@ impl JwtValidator {
         } else if let Some(exp) = verified.expires_at() {
             let now = now();
             inner.cache.insert(
-                key,
+                &token,
                 verified.clone(),
                 exp.saturating_add(inner.leeway),
                 all,
@@ -728,9 +724,8 @@ impl ValidateToken for JwtValidator {
                 )))),
             };
         }
-        let key = digest(token);
         let generation = self.inner.generation();
-        if let Some(hit) = self.inner.cache.get(&key, now(), generation) {
+        if let Some(hit) = self.inner.cache.get(token, now(), generation) {
             crate::metrics::validation_cache(crate::metrics::Validator::Jwt, true);
             for issuer in &self.inner.issuers {
                 if let Keys::Remote(remote) = &issuer.keys {
@@ -746,7 +741,7 @@ impl ValidateToken for JwtValidator {
         let this = self.clone();
         let token = token.to_owned();
         JwtFuture {
-            state: FutureState::Pending(Box::pin(this.validate_uncached(token, key))),
+            state: FutureState::Pending(Box::pin(this.validate_uncached(token))),
         }
     }
 }

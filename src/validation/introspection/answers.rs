@@ -19,7 +19,7 @@ pub(super) type InFlight = Shared<BoxFuture<'static, Result<VerifiedToken, Token
 pub(super) struct Answers {
     /// Active tokens: the crate's verified-token cache (bounded, evicting
     /// expired entries first, then an eighth, never all at once).
-    active: VerifiedCache,
+    active: VerifiedCache<TokenDigest>,
     /// Definitive refusals (inactive, expired, not ours), until the given
     /// time. Anyone can send junk tokens, so this map (and the next) hashes
     /// with SipHash under a random key rather than with the digest's own
@@ -181,7 +181,7 @@ impl Answers {
             .map_or(now.saturating_add(SEEN_WITHOUT_EXP), |exp| {
                 exp.saturating_add(self.leeway)
             });
-        self.active.insert(key, token, until, 0, now);
+        self.active.insert(&key, token, until, 0, now);
         self.seen_active(key, seen_until, now);
     }
 
