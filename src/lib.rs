@@ -20,6 +20,10 @@
 //!
 //! # The pieces
 //!
+//! - [`ConfigError`]: what every builder's `build()` refuses a
+//!   configuration with, naming the setting at fault
+//!   ([`setting`](ConfigError::setting)) and what is wrong with it
+//!   ([`ConfigErrorKind`]).
 //! - [`Thumbprint`]: the `x5t#S256` of a certificate (SHA-256 of the leaf's
 //!   DER, base64url without padding), parsed strictly, compared in constant
 //!   time.
@@ -111,6 +115,7 @@ pub mod binding;
 pub mod client;
 pub mod clock;
 pub mod cnf;
+mod config_error;
 #[cfg(any(feature = "client", feature = "server"))]
 mod discovery;
 pub mod identity;
@@ -168,6 +173,7 @@ pub use binding::TokenBindingLayer;
 #[cfg(feature = "client")]
 pub use client::BoundClient;
 pub use cnf::{Binding, Confirmation, InvalidConfirmation, ProvenBinding};
+pub use config_error::{ConfigError, ConfigErrorKind};
 pub use identity::{ClientIdentity, IdentityError, IdentityErrorKind};
 pub use thumbprint::{ParseThumbprintError, Thumbprint};
 #[cfg(feature = "server")]

@@ -57,8 +57,8 @@
 //! identity, the client id and the token endpoint from Azure's managed
 //! identity (IMDS v2; see `identity::managed`), renewed as it runs out.
 //!
-//! Every misconfiguration is a [`BuildError`] from `build()`, not a surprise
-//! at the first request.
+//! Every misconfiguration is a [`ConfigError`](crate::ConfigError) from
+//! `build()`, naming the setting, not a surprise at the first request.
 
 mod builder;
 mod error;
@@ -67,7 +67,8 @@ mod request;
 mod service;
 
 pub use builder::BoundClientBuilder;
-pub use error::{BuildError, BuildErrorKind};
+#[allow(deprecated)]
+pub use error::BuildError;
 pub use future::ResponseFuture;
 pub use request::RequestBuilder;
 pub use service::BoundClient;

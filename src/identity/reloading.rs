@@ -9,7 +9,7 @@ use tokio::sync::watch;
 
 use super::rotation::Rotation;
 use super::{ClientIdentity, IdentityError, IdentityErrorKind, IdentityLoader, IdentitySource};
-use crate::Thumbprint;
+use crate::{ConfigError, Thumbprint};
 
 /// The default time between two looks at the files.
 const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(30);
@@ -53,7 +53,7 @@ const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(30);
 /// use std::time::Duration;
 /// use tower_token_binding::identity::{IdentitySource, ReloadingIdentity};
 ///
-/// # fn main() -> Result<(), tower_token_binding::IdentityError> {
+/// # fn main() -> Result<(), tower_token_binding::ConfigError> {
 /// let identity = ReloadingIdentity::builder("/var/run/secrets/tls.crt", "/var/run/secrets/tls.key")
 ///     .poll_interval(Duration::from_secs(10))
 ///     .build()?;
@@ -143,8 +143,28 @@ impl ReloadingIdentityBuilder {
 
     /// Loads the files: an error if they do not make an identity now
     /// (including a certificate outside its validity period, unless
-    /// [accepted](Self::accept_outside_validity)).
-    pub fn build(self) -> Result<ReloadingIdentity, IdentityError> {
+    /// [accepted](Self::accept_outside_validity)): a
+    /// [`ConfigErrorKind::Unreadable`](crate::ConfigErrorKind::Unreadable)
+    /// naming the file (`cert_path` or `key_path`, the key's for a key
+    /// that is not the certificate's), with the [`IdentityError`] as its
+    /// source.
+    pub fn build(self) -> Result<ReloadingIdentity, ConfigError> {
+        let cert_path = self.cert_path.clone();
+        let key_path = self.key_path.clone();
+        self.load().map_err(|e| {
+            let (setting, path) = match e.path() {
+                Some(path) if path == key_path => ("key_path", key_path.clone()),
+                Some(path) => ("cert_path", path.to_owned()),
+                None if e.kind() == IdentityErrorKind::KeyMismatch => {
+                    ("key_path", key_path.clone())
+                }
+                None => ("cert_path", cert_path.clone()),
+            };
+            ConfigError::unreadable("ReloadingIdentityBuilder", setting, &path, e)
+        })
+    }
+
+    fn load(self) -> Result<ReloadingIdentity, IdentityError> {
         let (cert_pem, key_pem) = read_pair(&self.cert_path, &self.key_path)?;
         let identity =
             self.loader
@@ -190,7 +210,7 @@ impl ReloadingIdentity {
         cert_path: impl AsRef<Path>,
         key_path: impl AsRef<Path>,
     ) -> Result<Self, IdentityError> {
-        Self::builder(cert_path, key_path).build()
+        Self::builder(cert_path, key_path).load()
     }
 
     /// A receiver that sees every new identity (as a

@@ -1,4 +1,5 @@
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -7,9 +8,9 @@ use bytes::Bytes;
 use http::Uri;
 use http_body_util::Full;
 
-use super::ConfigError;
 use super::client_auth::Secret;
 use super::client_credentials::{Auth, ClientCredentials, Endpoint, Inner};
+use crate::ConfigError;
 use crate::discovery::{self, UrlError};
 use crate::identity::{IdentitySource, SharedIdentity};
 use crate::pool::MtlsClientPool;
@@ -17,6 +18,16 @@ use crate::proof::ProofKey;
 use crate::proof::dpop::DpopProofs;
 use crate::proof::pop::PopProofs;
 use crate::token::CacheKey;
+
+/// Trusted roots: given, or a PEM file read at build.
+#[derive(Clone)]
+enum Roots {
+    Store(Arc<rustls::RootCertStore>),
+    File(PathBuf),
+}
+
+/// The name [`ConfigError`]s of this builder give.
+pub(super) const BUILDER: &str = "ClientCredentialsBuilder";
 
 /// The default of [`ClientCredentialsBuilder::max_expires_in`]: 24 hours.
 const MAX_EXPIRES_IN: Duration = Duration::from_secs(24 * 3600);
@@ -37,7 +48,7 @@ pub struct ClientCredentialsBuilder {
     max_lifetime: Option<Duration>,
     timeout: Option<Duration>,
     pool: Option<MtlsClientPool<Full<Bytes>>>,
-    roots: Option<Arc<rustls::RootCertStore>>,
+    roots: Option<Roots>,
     dpop: Option<DpopProofs>,
     pop: Option<PopProofs>,
 }
@@ -286,10 +297,19 @@ impl ClientCredentialsBuilder {
         self
     }
 
-    /// The most one exchange (request and answer) may take. Default 10 s.
-    pub fn timeout(mut self, timeout: Duration) -> Self {
+    /// The most one token-endpoint exchange (request and answer, and each
+    /// metadata request with [`issuer`](Self::issuer)) may take. Default
+    /// 10 s. The same name as
+    /// [`BoundClientBuilder::token_timeout`](crate::client::BoundClientBuilder::token_timeout).
+    pub fn token_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
+    }
+
+    /// The old name of [`token_timeout`](Self::token_timeout).
+    #[deprecated(note = "renamed token_timeout, as on BoundClientBuilder")]
+    pub fn timeout(self, timeout: Duration) -> Self {
+        self.token_timeout(timeout)
     }
 
     /// Sends through `pool` (share it with the API calls).
@@ -298,9 +318,79 @@ impl ClientCredentialsBuilder {
         self
     }
 
-    /// Trusts `roots` for the authorization server (when no pool is given).
+    /// Trusts `roots` for the authorization server (when no pool is given),
+    /// instead of the platform's roots. Replaces a
+    /// [`root_ca_file`](Self::root_ca_file).
     pub fn root_store(mut self, roots: impl Into<Arc<rustls::RootCertStore>>) -> Self {
-        self.roots = Some(roots.into());
+        self.roots = Some(Roots::Store(roots.into()));
+        self
+    }
+
+    /// Trusts the CA certificates in this PEM file for the authorization
+    /// server (when no pool is given), as [`root_store`](Self::root_store)
+    /// does; read by [`build`](Self::build).
+    pub fn root_ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.roots = Some(Roots::File(path.into()));
+        self
+    }
+
+    /// Whether any setting of the token request was given, for a facade
+    /// that offers another way to get tokens.
+    pub(crate) fn is_configured(&self) -> bool {
+        self.first_given().is_some() || !self.params.is_empty()
+    }
+
+    /// The first of the settings that say where and as whom tokens are
+    /// asked for (all but the parameters) that was given, by name.
+    pub(crate) fn first_given(&self) -> Option<&'static str> {
+        [
+            (self.issuer.is_some(), "issuer"),
+            (self.token_endpoint.is_some(), "token_endpoint"),
+            (self.client_id.is_some(), "client_id"),
+            (self.has_secret(), "client_secret_basic"),
+            (self.auth.is_some(), "tls_client_auth"),
+            (self.entra, "entra_mtls_pop"),
+        ]
+        .into_iter()
+        .find_map(|(given, name)| given.then_some(name))
+    }
+
+    /// The settings that cannot go together, whatever the files or the
+    /// network hold: checked by [`build`](Self::build), and by a facade
+    /// before it reads its own files.
+    pub(crate) fn check(&self) -> Result<(), ConfigError> {
+        if self.token_endpoint.is_some() && self.issuer.is_some() {
+            return Err(Self::both_endpoints());
+        }
+        Ok(())
+    }
+
+    fn both_endpoints() -> ConfigError {
+        ConfigError::conflict(
+            BUILDER,
+            "token_endpoint",
+            "give a token endpoint or an issuer, not both",
+        )
+    }
+
+    /// Whether a client secret authenticates.
+    pub(crate) fn has_secret(&self) -> bool {
+        matches!(self.auth, Some(Auth::SecretBasic(_) | Auth::SecretPost(_)))
+    }
+
+    /// Whether Entra's `mtls_pop` tokens are asked for.
+    pub(crate) fn is_entra(&self) -> bool {
+        self.entra
+    }
+
+    /// `params` before the ones given so far (a managed identity's scope
+    /// first, then the caller's, joined as [`param`](Self::param) joins).
+    #[cfg(feature = "managed-identity")]
+    pub(crate) fn params_first(mut self, params: &[(String, String)]) -> Self {
+        let later = std::mem::take(&mut self.params);
+        for (name, value) in params.iter().cloned().chain(later) {
+            self = self.param(name, value);
+        }
         self
     }
 
@@ -309,15 +399,19 @@ impl ClientCredentialsBuilder {
         let client_id = self
             .client_id
             .filter(|id| !id.is_empty())
-            .ok_or_else(|| ConfigError::new("a client_id is required"))?;
+            .ok_or_else(|| ConfigError::missing(BUILDER, "client_id", "a client_id is required"))?;
         let auth = self.auth.unwrap_or(Auth::None);
         if self.dpop.is_some() && self.entra {
-            return Err(ConfigError::new(
-                "DPoP and Entra's mtls_pop tokens are two different bindings: choose one",
+            return Err(ConfigError::conflict(
+                BUILDER,
+                "dpop",
+                "DPoP and Entra's mtls_pop tokens (entra_mtls_pop) are two different bindings: choose one",
             ));
         }
         if self.pop.is_some() && (self.entra || self.dpop.is_some()) {
-            return Err(ConfigError::new(
+            return Err(ConfigError::conflict(
+                BUILDER,
+                "pop",
                 "PoP, DPoP and Entra's mtls_pop tokens are different bindings: choose one",
             ));
         }
@@ -326,42 +420,59 @@ impl ClientCredentialsBuilder {
             (Some(identity), _, _) => Some(identity),
             (None, true, Auth::SecretBasic(_) | Auth::SecretPost(_)) => None,
             (None, true, _) => {
-                return Err(ConfigError::new(
+                return Err(ConfigError::missing(
+                    BUILDER,
+                    "tls_client_auth",
                     "choose a client authentication: a client secret, tls_client_auth or self_signed_tls_client_auth",
                 ));
             }
             (None, false, Auth::SecretBasic(_) | Auth::SecretPost(_)) => {
-                return Err(ConfigError::new(
+                return Err(ConfigError::missing(
+                    BUILDER,
+                    "identity",
                     "certificate-bound tokens need a client certificate: set identity(...) next to the client secret, or dpop(...) / pop(...) for key-bound tokens",
                 ));
             }
             (None, false, _) => {
-                return Err(ConfigError::new(
+                return Err(ConfigError::missing(
+                    BUILDER,
+                    "tls_client_auth",
                     "choose a client authentication: tls_client_auth, self_signed_tls_client_auth or a client secret with an identity",
                 ));
             }
         };
         let endpoint = match (self.token_endpoint, self.issuer) {
-            (Some(url), None) => Endpoint::Fixed(https_uri(&url, "token endpoint")?),
+            (Some(url), None) => {
+                Endpoint::Fixed(https_uri(&url, "token_endpoint", "token endpoint")?)
+            }
             (None, Some(issuer)) => {
-                discovery::issuer_uri(&issuer).map_err(|e| ConfigError::new(e.message(&issuer)))?;
+                discovery::issuer_uri(&issuer)
+                    .map_err(|e| ConfigError::invalid(BUILDER, "issuer", e.message(&issuer)))?;
                 // Kept as given: the metadata must name it exactly (RFC
                 // 8414 section 3.3).
                 Endpoint::discover(issuer)
             }
-            (Some(_), Some(_)) => {
-                return Err(ConfigError::new(
-                    "give a token endpoint or an issuer, not both",
-                ));
-            }
+            (Some(_), Some(_)) => return Err(Self::both_endpoints()),
             (None, None) => {
-                return Err(ConfigError::new(
+                return Err(ConfigError::missing(
+                    BUILDER,
+                    "issuer",
                     "a token endpoint or an issuer is required",
                 ));
             }
         };
-        let pool = MtlsClientPool::given_or_new(self.pool, self.roots)
-            .map_err(|e| ConfigError::new(format!("cannot build the HTTPS client: {e}")))?;
+        let roots = match self.roots {
+            Some(Roots::Store(roots)) => Some(roots),
+            Some(Roots::File(path)) => Some(Arc::new(
+                crate::identity::root_store_from_pem_file(&path)
+                    .map_err(|e| ConfigError::unreadable(BUILDER, "root_ca_file", &path, e))?,
+            )),
+            None => None,
+        };
+        let pool = MtlsClientPool::given_or_new(self.pool, roots).map_err(|e| {
+            ConfigError::unavailable(BUILDER, Some("root_store"), "cannot build the HTTPS client")
+                .with_source(e)
+        })?;
         let mut key = CacheKey::builder()
             .part(
                 "endpoint",
@@ -419,15 +530,18 @@ impl ClientCredentialsBuilder {
     }
 }
 
-pub(super) fn https_uri(url: &str, what: &str) -> Result<Uri, ConfigError> {
-    discovery::https_uri(url).map_err(|e| {
-        ConfigError::new(match e {
-            UrlError::Invalid => format!("the {what} is not a valid URL"),
-            UrlError::NotHttps => format!(
-                "the {what} must be an https:// URL (mutual TLS, and secrets, need TLS), got {}",
-                discovery::shown(url)
-            ),
-        })
+pub(super) fn https_uri(url: &str, setting: &'static str, what: &str) -> Result<Uri, ConfigError> {
+    checked_https_uri(url, what).map_err(|message| ConfigError::invalid(BUILDER, setting, message))
+}
+
+/// `url` as an `https` URI, or what is wrong with it, naming it `what`.
+pub(super) fn checked_https_uri(url: &str, what: &str) -> Result<Uri, String> {
+    discovery::https_uri(url).map_err(|e| match e {
+        UrlError::Invalid => format!("the {what} is not a valid URL"),
+        UrlError::NotHttps => format!(
+            "the {what} must be an https:// URL (mutual TLS, and secrets, need TLS), got {}",
+            discovery::shown(url)
+        ),
     })
 }
 

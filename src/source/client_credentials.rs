@@ -10,7 +10,7 @@ use http::{HeaderValue, Method, Request, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Full, Limited};
 use tower::ServiceExt;
 
-use super::builder::{ClientCredentialsBuilder, https_uri};
+use super::builder::{ClientCredentialsBuilder, checked_https_uri};
 use super::client_auth::{Secret, basic_authorization, json_request};
 use super::response::{oauth_error, read_token};
 use super::{TokenEndpointError, TokenEndpointErrorKind as Kind};
@@ -347,7 +347,7 @@ impl ClientCredentials {
             (None, Some(plain)) => plain,
             _ => return Err("the metadata has no token_endpoint".to_owned()),
         };
-        https_uri(chosen, "token endpoint").map_err(|e| e.to_string())
+        checked_https_uri(chosen, "token endpoint")
     }
 
     /// The client-credentials request (RFC 6749 section 4.4.2).

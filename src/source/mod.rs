@@ -16,4 +16,5 @@ mod response;
 pub use crate::token::endpoint_error::{TokenEndpointError, TokenEndpointErrorKind};
 pub use builder::ClientCredentialsBuilder;
 pub use client_credentials::ClientCredentials;
+#[allow(deprecated)]
 pub use error::ConfigError;

@@ -15,8 +15,9 @@ use http::{Request, StatusCode};
 use hyper::body::Incoming;
 use serde_json::Value;
 use tower::ServiceBuilder;
+use tower_token_binding::ConfigErrorKind;
 use tower_token_binding::binding::{HeaderWord, Scheme};
-use tower_token_binding::client::{BoundClient, BuildErrorKind};
+use tower_token_binding::client::BoundClient;
 use tower_token_binding::identity::{IdentitySource, ReloadingIdentity};
 use tower_token_binding::pool::MtlsClientPool;
 use tower_token_binding::server::{self, AnyClientCertVerifier, ConnectionInfo, PeerCertificate};
@@ -310,16 +311,21 @@ fn identity() -> tower_token_binding::ClientIdentity {
         .unwrap()
 }
 
-fn refused(builder: tower_token_binding::client::BoundClientBuilder) -> (BuildErrorKind, String) {
+/// What `build()` refused: the kind, the builder and the setting.
+type Refusal = (ConfigErrorKind, &'static str, Option<&'static str>);
+
+fn refused(builder: tower_token_binding::client::BoundClientBuilder) -> (Refusal, String) {
     match builder.build() {
         Ok(_) => panic!("build() accepted a misconfiguration"),
-        Err(e) => (e.kind(), format!("{e} / {e:?}")),
+        Err(e) => ((e.kind(), e.builder(), e.setting()), format!("{e} / {e:?}")),
     }
 }
 
 #[test]
 fn build_refuses_each_misconfiguration() {
-    use BuildErrorKind as K;
+    use ConfigErrorKind as K;
+    const CLIENT: &str = "BoundClientBuilder";
+    const CREDENTIALS: &str = "ClientCredentialsBuilder";
     let dir = tempfile::tempdir().unwrap();
     let pki = TestPki::new().unwrap();
     let a = pki.client_cert("a.example").unwrap();
@@ -335,15 +341,15 @@ fn build_refuses_each_misconfiguration() {
 
     // Nowhere to get tokens from.
     let (kind, _) = refused(BoundClient::builder().identity(identity()));
-    assert_eq!(kind, K::NoTokenSource);
+    assert_eq!(kind, (K::Missing, CLIENT, Some("issuer")));
     // An mTLS scheme without a certificate.
     let (kind, message) = refused(client());
-    assert_eq!(kind, K::NoIdentity);
+    assert_eq!(kind, (K::Missing, CLIENT, Some("identity_files")));
     assert!(message.contains("identity_files"), "{message}");
     let (kind, _) = refused(BoundClient::builder().scheme(Scheme::MtlsOnly));
-    assert_eq!(kind, K::NoIdentity);
+    assert_eq!(kind, (K::Missing, CLIENT, Some("identity_files")));
     let (kind, message) = refused(client().client_secret_basic("s3cret"));
-    assert_eq!(kind, K::NoIdentity);
+    assert_eq!(kind, (K::Missing, CLIENT, Some("identity_files")));
     assert!(
         message.contains("client secret") && !message.contains("s3cret"),
         "{message}"
@@ -356,7 +362,7 @@ fn build_refuses_each_misconfiguration() {
             .client_secret_post("s3cret")
             .identity(identity()),
     );
-    assert_eq!(kind, K::TokenSource);
+    assert_eq!(kind, (K::Invalid, CREDENTIALS, Some("token_endpoint")));
     assert!(
         message.contains("https://") && !message.contains("s3cret"),
         "{message}"
@@ -368,13 +374,13 @@ fn build_refuses_each_misconfiguration() {
             .client_id("svc")
             .identity(identity()),
     );
-    assert_eq!(kind, K::TokenSource);
+    assert_eq!(kind, (K::Invalid, CREDENTIALS, Some("issuer")));
     let (kind, message) = refused(
         BoundClient::builder()
             .issuer("https://login.example")
             .identity(identity()),
     );
-    assert_eq!(kind, K::TokenSource);
+    assert_eq!(kind, (K::Missing, CREDENTIALS, Some("client_id")));
     assert!(message.contains("client_id"), "{message}");
     // Issuers with user info, a query or a fragment (RFC 8414 section 2);
     // the message names what is wrong and never repeats a password.
@@ -384,7 +390,11 @@ fn build_refuses_each_misconfiguration() {
         ("https://login.example/t#s3cret", "fragment"),
     ] {
         let (kind, message) = refused(client().issuer(issuer).identity(identity()));
-        assert_eq!(kind, K::TokenSource, "{issuer}: {message}");
+        assert_eq!(
+            kind,
+            (K::Invalid, CREDENTIALS, Some("issuer")),
+            "{issuer}: {message}"
+        );
         assert!(message.contains(hint), "{issuer}: {message}");
         assert!(!message.contains("s3cret"), "{issuer}: {message}");
     }
@@ -421,17 +431,22 @@ fn build_refuses_each_misconfiguration() {
             "one client authentication",
         ),
     ] {
-        let (kind, message) = refused(builder);
+        let ((kind, _, setting), message) = refused(builder);
         assert_eq!(kind, K::Conflict, "{message}");
+        assert!(setting.is_some(), "{message}");
         assert!(message.contains(hint), "{message}");
     }
     // Identity files that are missing, or do not make a pair.
     let (kind, message) =
         refused(client().identity_files(dir.path().join("nope.pem"), dir.path().join("nope.key")));
-    assert_eq!(kind, K::Identity);
+    let identity_files = (K::Unreadable, "ReloadingIdentityBuilder");
+    assert_eq!((kind.0, kind.1), identity_files);
     assert!(message.contains("nope.pem"), "{message}");
     let (kind, message) = refused(client().identity_files(&a_cert, &b_key));
-    assert_eq!(kind, K::Identity);
+    assert_eq!(
+        kind,
+        (K::Unreadable, "ReloadingIdentityBuilder", Some("key_path"))
+    );
     assert!(message.contains("does not belong"), "{message}");
     // Roots that cannot be read.
     let (kind, message) = refused(
@@ -439,7 +454,7 @@ fn build_refuses_each_misconfiguration() {
             .identity(identity())
             .root_ca_file(dir.path().join("no-ca.pem")),
     );
-    assert_eq!(kind, K::Roots);
+    assert_eq!(kind, (K::Unreadable, CLIENT, Some("root_ca_file")));
     assert!(message.contains("no-ca.pem"), "{message}");
     // And a good configuration builds without a runtime.
     client().identity(identity()).build().unwrap();

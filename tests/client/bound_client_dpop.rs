@@ -10,8 +10,9 @@ use dpop_api::{Nonces, start_api};
 use http::StatusCode;
 use serde_json::Value;
 use tower_token_binding::BoundClient;
+use tower_token_binding::ConfigErrorKind;
 use tower_token_binding::binding::{HeaderWord, Scheme};
-use tower_token_binding::client::{BoundClientBuilder, BuildErrorKind};
+use tower_token_binding::client::BoundClientBuilder;
 use tower_token_binding::proof::{Algorithm, ProofKey};
 use tower_token_binding::test_util::{TestIssuer, TestPki};
 use tower_token_binding::token::Token;
@@ -109,16 +110,16 @@ async fn misconfigurations_fail_at_build() {
                 .identity(identity)
                 .dpop_key(key())
         ),
-        BuildErrorKind::Conflict
+        ConfigErrorKind::Conflict
     );
     // Entra's mtls_pop or a header word with DPoP.
     assert_eq!(
         kind(builder(&pki, &issuer).entra_mtls_pop()),
-        BuildErrorKind::Conflict
+        ConfigErrorKind::Conflict
     );
     assert_eq!(
         kind(builder(&pki, &issuer).header_word(HeaderWord::Bearer)),
-        BuildErrorKind::Conflict
+        ConfigErrorKind::Conflict
     );
     // No client authentication at all.
     assert_eq!(
@@ -128,29 +129,29 @@ async fn misconfigurations_fail_at_build() {
                 .client_id("svc")
                 .scheme(Scheme::Dpop)
         ),
-        BuildErrorKind::NoClientAuthentication
+        ConfigErrorKind::Missing
     );
     // A key file that is not there, or not a key.
     assert_eq!(
         kind(builder(&pki, &issuer).dpop_key_file("/nonexistent/dpop.key")),
-        BuildErrorKind::DpopKey
+        ConfigErrorKind::Unreadable
     );
     assert_eq!(
         kind(builder(&pki, &issuer).dpop_key_file(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/tests/data/client.pem"
         ))),
-        BuildErrorKind::DpopKey
+        ConfigErrorKind::Unreadable
     );
     // A token source brings its own key.
     let own = BoundClient::builder()
         .scheme(Scheme::Dpop)
         .token_source(|| async { Ok(Token::new("t")) });
-    assert_eq!(kind(own.dpop_key(key())), BuildErrorKind::Conflict);
+    assert_eq!(kind(own.dpop_key(key())), ConfigErrorKind::Conflict);
     // Nowhere to get tokens from.
     assert_eq!(
         kind(BoundClient::builder().scheme(Scheme::Dpop)),
-        BuildErrorKind::NoTokenSource
+        ConfigErrorKind::Missing
     );
 }
 
@@ -165,7 +166,8 @@ fn a_dpop_client_without_client_authentication_is_told_so() {
         .scheme(Scheme::Dpop)
         .build()
         .unwrap_err();
-    assert_eq!(error.kind(), BuildErrorKind::NoClientAuthentication);
+    assert_eq!(error.kind(), ConfigErrorKind::Missing);
+    assert_eq!(error.setting(), Some("client_secret_basic"));
     let message = error.to_string();
     assert!(
         message.contains("client secret") && message.contains("tls_client_auth"),

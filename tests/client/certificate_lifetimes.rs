@@ -6,7 +6,8 @@
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tower_token_binding::client::{BoundClient, BuildErrorKind};
+use tower_token_binding::ConfigErrorKind;
+use tower_token_binding::client::BoundClient;
 use tower_token_binding::identity::{IdentitySource, Reload, ReloadingIdentity};
 use tower_token_binding::test_util::{TestCert, TestPki};
 use tower_token_binding::{ClientIdentity, IdentityErrorKind};
@@ -104,7 +105,7 @@ fn a_certificate_outside_its_validity_is_refused_at_load() {
             .root_store(pki.root_store())
             .build()
             .unwrap_err();
-        assert_eq!(e.kind(), BuildErrorKind::Identity);
+        assert_eq!(e.kind(), ConfigErrorKind::Unreadable);
         assert!(e.to_string().contains(dates.1), "{e}");
 
         // Accepted when asked for by name, with its dates.

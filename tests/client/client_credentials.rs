@@ -64,7 +64,7 @@ impl Setup {
         ClientCredentials::builder()
             .client_id("svc")
             .root_store(self.pki.root_store())
-            .timeout(Duration::from_secs(5))
+            .token_timeout(Duration::from_secs(5))
     }
 }
 
@@ -274,7 +274,7 @@ async fn a_lying_slow_or_broken_endpoint_is_refused() {
         .builder()
         .token_endpoint(s.issuer.token_endpoint())
         .tls_client_auth(s.identity.clone())
-        .timeout(Duration::from_millis(300))
+        .token_timeout(Duration::from_millis(300))
         .build()
         .unwrap();
 

@@ -26,7 +26,7 @@ fn builder(pki: &TestPki, issuer: &TestIssuer) -> ClientCredentialsBuilder {
         .token_endpoint(issuer.token_endpoint())
         .client_id("svc")
         .root_store(pki.root_store())
-        .timeout(Duration::from_secs(10))
+        .token_timeout(Duration::from_secs(10))
 }
 
 async fn fetch(source: &ClientCredentials) -> Result<Token, TokenEndpointError> {

@@ -18,8 +18,9 @@ use http_body_util::{BodyExt as _, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
+use tower_token_binding::ConfigErrorKind;
 use tower_token_binding::binding::Scheme;
-use tower_token_binding::client::{BoundClient, BuildErrorKind};
+use tower_token_binding::client::BoundClient;
 use tower_token_binding::identity::IdentitySource;
 use tower_token_binding::identity::managed::{
     ManagedIdentity, ManagedIdentityError, ManagedIdentityErrorKind as Kind,
@@ -83,7 +84,7 @@ async fn world(lifetime: Duration) -> World {
             .issuer(issuer.issuer())
             .audience(AUDIENCE)
             .tls_pem_files(&cert, &key)
-            .issuer_root_store(pki.root_store())
+            .root_store(pki.root_store())
             .build()
             .unwrap()
             .serve(listener, Router::new().route("/whoami", get(whoami)))
@@ -466,18 +467,18 @@ async fn a_managed_identity_brings_its_own_settings() {
             .root_store(w.pki.root_store())
     };
     let (kind, message) = refused(base().client_id("other"));
-    assert_eq!(kind, BuildErrorKind::Conflict);
+    assert_eq!(kind, ConfigErrorKind::Conflict);
     assert!(message.contains("client_id"), "{message}");
     let (kind, _) = refused(base().token_endpoint("https://login.example/token"));
-    assert_eq!(kind, BuildErrorKind::Conflict);
+    assert_eq!(kind, ConfigErrorKind::Conflict);
     let (kind, _) = refused(base().identity(identity.current()));
-    assert_eq!(kind, BuildErrorKind::Conflict);
+    assert_eq!(kind, ConfigErrorKind::Conflict);
     let (kind, message) = refused(base().scheme(Scheme::Dpop));
-    assert_eq!(kind, BuildErrorKind::Conflict);
+    assert_eq!(kind, ConfigErrorKind::Conflict);
     assert!(message.contains("MtlsPop"), "{message}");
     // There is no fallback to unbound tokens.
     let (kind, message) = refused(base().allow_unbound_fallback());
-    assert_eq!(kind, BuildErrorKind::Conflict);
+    assert_eq!(kind, ConfigErrorKind::Conflict);
     assert!(message.contains("allow_unbound_fallback"), "{message}");
     // More scope is fine.
     assert!(base().resource(AUDIENCE).build().is_ok());

@@ -18,8 +18,9 @@ use http::header::CONTENT_TYPE;
 use pop_api::{NonceDemand, server_nonce, start_api, start_api_demanding};
 use serde_json::{Value, json};
 use tower_token_binding::BoundClient;
+use tower_token_binding::ConfigErrorKind;
 use tower_token_binding::binding::{HeaderWord, Scheme};
-use tower_token_binding::client::{BoundClientBuilder, BuildErrorKind};
+use tower_token_binding::client::BoundClientBuilder;
 use tower_token_binding::proof::pop::{PopProofs, PopVerifier};
 use tower_token_binding::proof::{Algorithm, ProofKey};
 use tower_token_binding::source::{
@@ -36,7 +37,7 @@ fn credentials(pki: &TestPki, issuer: &TestIssuer) -> ClientCredentialsBuilder {
         .client_id("svc")
         .client_secret_basic(SECRET)
         .root_store(pki.root_store())
-        .timeout(Duration::from_secs(10))
+        .token_timeout(Duration::from_secs(10))
 }
 
 async fn fetch(source: &ClientCredentials) -> Result<Token, TokenEndpointError> {
@@ -359,19 +360,19 @@ async fn misconfigurations_fail_at_build() {
                 .identity(identity)
                 .pop_key(key())
         ),
-        BuildErrorKind::Conflict
+        ConfigErrorKind::Conflict
     );
     assert_eq!(
         kind(client(&pki, &issuer).scheme(Scheme::Dpop).pop_key(key())),
-        BuildErrorKind::Conflict
+        ConfigErrorKind::Conflict
     );
     assert_eq!(
         kind(client(&pki, &issuer).entra_mtls_pop()),
-        BuildErrorKind::Conflict
+        ConfigErrorKind::Conflict
     );
     assert_eq!(
         kind(client(&pki, &issuer).header_word(HeaderWord::Bearer)),
-        BuildErrorKind::Conflict
+        ConfigErrorKind::Conflict
     );
     assert_eq!(
         kind(
@@ -380,20 +381,20 @@ async fn misconfigurations_fail_at_build() {
                 .client_id("svc")
                 .scheme(Scheme::Pop)
         ),
-        BuildErrorKind::NoClientAuthentication
+        ConfigErrorKind::Missing
     );
     assert_eq!(
         kind(client(&pki, &issuer).pop_key_file("/nonexistent/pop.key")),
-        BuildErrorKind::PopKey
+        ConfigErrorKind::Unreadable
     );
     assert_eq!(
         kind(client(&pki, &issuer).scheme(Scheme::Dpop).pop_sign_query()),
-        BuildErrorKind::Conflict
+        ConfigErrorKind::Conflict
     );
     let own = BoundClient::builder()
         .scheme(Scheme::Pop)
         .token_source(|| async { Ok(Token::new("t")) });
-    assert_eq!(kind(own.pop_key(key())), BuildErrorKind::Conflict);
+    assert_eq!(kind(own.pop_key(key())), ConfigErrorKind::Conflict);
 }
 
 /// Whether `nonce` is one of the client's own: 128 random bits, base64url.

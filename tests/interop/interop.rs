@@ -68,7 +68,7 @@ impl Peer {
     fn builder(&self) -> ClientCredentialsBuilder {
         ClientCredentials::builder()
             .root_store(self.pki.root_store())
-            .timeout(Duration::from_secs(10))
+            .token_timeout(Duration::from_secs(10))
     }
 
     /// The three sources, by discovery from the issuer.

@@ -47,7 +47,7 @@ async fn every_auth_method_gets_a_dpop_token(require_nonce: bool) {
         ClientCredentials::builder()
             .issuer(provider.issuer())
             .root_store(pki.root_store())
-            .timeout(Duration::from_secs(10))
+            .token_timeout(Duration::from_secs(10))
     };
     let sources = [
         (

@@ -82,7 +82,7 @@ async fn oidc_provider_token_through_both_our_layers(nonces: bool) {
     let source = ClientCredentials::builder()
         .issuer(provider.issuer())
         .root_store(pki.root_store())
-        .timeout(Duration::from_secs(10))
+        .token_timeout(Duration::from_secs(10))
         .client_id("dpop-secret")
         .client_secret_basic(SECRET)
         .dpop(ProofKey::generate(Algorithm::Es256).unwrap())

@@ -86,7 +86,7 @@ async fn opaque_token(
         .client_id(client_id)
         .tls_client_auth(identity.clone())
         .root_store(pki.root_store())
-        .timeout(Duration::from_secs(10))
+        .token_timeout(Duration::from_secs(10))
         .build()
         .unwrap();
     let token = source.fetch().await.unwrap();
@@ -225,7 +225,7 @@ pub(crate) async fn dpop_bound_opaque_tokens_need_a_proof_by_their_key() {
         .client_secret_basic(SECRET)
         .dpop(ProofKey::generate(Algorithm::Es256).unwrap())
         .root_store(pki.root_store())
-        .timeout(Duration::from_secs(10))
+        .token_timeout(Duration::from_secs(10))
         .build()
         .unwrap();
     let token = source.fetch().await.unwrap();

@@ -9,59 +9,61 @@ impl BoundClientBuilder {
     /// The settings of a managed identity in place of the client-credentials
     /// and identity settings, which must not be given with it.
     #[cfg(feature = "managed-identity")]
-    pub(super) fn with_managed_identity(mut self) -> Result<Self, BuildError> {
+    pub(super) fn with_managed_identity(mut self) -> Result<Self, ConfigError> {
         let Some(managed) = self.managed.take() else {
             return Ok(self);
         };
         let given = [
-            (self.issuer.is_some(), "issuer"),
-            (self.token_endpoint.is_some(), "token_endpoint"),
-            (self.client_id.is_some(), "client_id"),
-            (self.secret.is_some(), "a client secret"),
             (self.self_signed, "self_signed_tls_client_auth"),
             (self.token_source.is_some(), "token_source"),
-            (self.identity.is_some(), "identity or identity_files"),
-            (self.entra, "entra_mtls_pop"),
+            (self.identity.is_some(), "identity"),
             (self.allow_unbound_fallback, "allow_unbound_fallback"),
         ];
-        if let Some((_, name)) = given.iter().find(|(set, _)| *set) {
-            return Err(BuildError::new(
-                Kind::Conflict,
+        let given = self
+            .credentials
+            .first_given()
+            .or_else(|| given.iter().find_map(|(set, name)| set.then_some(*name)));
+        if let Some(name) = given {
+            return Err(ConfigError::conflict(
+                BUILDER,
+                "managed_identity",
                 format!(
                     "a managed identity brings its own token endpoint, client id and certificate, and never falls back to unbound tokens: drop {name}"
                 ),
             ));
         }
         if self.scheme != Scheme::MtlsPop {
-            return Err(BuildError::new(
-                Kind::Conflict,
+            return Err(ConfigError::conflict(
+                BUILDER,
+                "managed_identity",
                 format!(
                     "a managed identity gets certificate-bound tokens: use Scheme::MtlsPop, not Scheme::{:?}",
                     self.scheme
                 ),
             ));
         }
-        self.token_endpoint = Some(managed.token_endpoint().to_owned());
-        self.client_id = Some(managed.client_id().to_owned());
-        self.entra = true;
-        let mut params = managed.params().to_vec();
-        params.append(&mut self.params);
-        self.params = params;
+        self.credentials = self
+            .credentials
+            .token_endpoint(managed.token_endpoint())
+            .client_id(managed.client_id())
+            .entra_mtls_pop()
+            .params_first(managed.params());
         self.identity = Some(IdentityChoice::Source(SharedIdentity::new(managed)));
         Ok(self)
     }
 
     #[cfg(not(feature = "managed-identity"))]
-    pub(super) fn with_managed_identity(self) -> Result<Self, BuildError> {
+    pub(super) fn with_managed_identity(self) -> Result<Self, ConfigError> {
         Ok(self)
     }
 
-    pub(super) fn build_checked<B>(self) -> Result<BoundClient<B>, BuildError>
+    pub(super) fn build_checked<B>(self) -> Result<BoundClient<B>, ConfigError>
     where
         B: http_body::Body + Send + 'static,
         B::Data: Send,
     {
         self.check()?;
+        let entra = self.credentials.is_entra();
         let identity = match self.identity {
             Some(IdentityChoice::Source(identity)) => Some(identity),
             Some(IdentityChoice::Files(cert, key)) => {
@@ -69,10 +71,7 @@ impl BoundClientBuilder {
                 if let Some(interval) = self.poll_interval {
                     builder = builder.poll_interval(interval);
                 }
-                let identity = builder.build().map_err(|e| {
-                    BuildError::new(Kind::Identity, "cannot load the client identity")
-                        .with_source(e)
-                })?;
+                let identity = builder.build()?;
                 Some(SharedIdentity::new(identity))
             }
             None => None,
@@ -81,15 +80,18 @@ impl BoundClientBuilder {
         match self.roots {
             Some(Roots::Store(roots)) => pool = pool.root_store(roots),
             Some(Roots::File(path)) => {
-                let roots = crate::identity::root_store_from_pem_file(&path).map_err(|e| {
-                    BuildError::new(Kind::Roots, "cannot load the trusted roots").with_source(e)
-                })?;
+                let roots = crate::identity::root_store_from_pem_file(&path)
+                    .map_err(|e| ConfigError::unreadable(BUILDER, "root_ca_file", &path, e))?;
                 pool = pool.root_store(roots);
             }
             None => {}
         }
         let build_pool = |what: &str| {
-            BuildError::new(Kind::Pool, format!("cannot build the {what} HTTPS client"))
+            ConfigError::unavailable(
+                BUILDER,
+                Some("pool"),
+                format!("cannot build the {what} HTTPS client"),
+            )
         };
         let api_pool = pool
             .clone()
@@ -98,36 +100,32 @@ impl BoundClientBuilder {
 
         let dpop = match (self.scheme, self.dpop_key) {
             (Scheme::Dpop, Some(KeyChoice::Key(key))) => Some(key),
-            (Scheme::Dpop, Some(KeyChoice::File(path))) => {
-                Some(ProofKey::from_pem_file(&path).map_err(|e| {
-                    BuildError::new(
-                        Kind::DpopKey,
-                        format!("cannot load the DPoP key from {}", path.display()),
-                    )
-                    .with_source(e)
-                })?)
-            }
+            (Scheme::Dpop, Some(KeyChoice::File(path))) => Some(
+                ProofKey::from_pem_file(&path)
+                    .map_err(|e| ConfigError::unreadable(BUILDER, "dpop_key_file", &path, e))?,
+            ),
             (Scheme::Dpop, None) if self.token_source.is_none() => {
                 Some(ProofKey::generate(Algorithm::Es256).map_err(|e| {
-                    BuildError::new(Kind::DpopKey, "cannot generate a DPoP key").with_source(e)
+                    ConfigError::unavailable(
+                        BUILDER,
+                        Some("dpop_key"),
+                        "cannot generate a DPoP key",
+                    )
+                    .with_source(e)
                 })?)
             }
             _ => None,
         };
         let pop = match (self.scheme, self.pop_key) {
             (Scheme::Pop, Some(KeyChoice::Key(key))) => Some(key),
-            (Scheme::Pop, Some(KeyChoice::File(path))) => {
-                Some(ProofKey::from_pem_file(&path).map_err(|e| {
-                    BuildError::new(
-                        Kind::PopKey,
-                        format!("cannot load the PoP key from {}", path.display()),
-                    )
-                    .with_source(e)
-                })?)
-            }
+            (Scheme::Pop, Some(KeyChoice::File(path))) => Some(
+                ProofKey::from_pem_file(&path)
+                    .map_err(|e| ConfigError::unreadable(BUILDER, "pop_key_file", &path, e))?,
+            ),
             (Scheme::Pop, None) if self.token_source.is_none() => {
                 Some(ProofKey::generate(Algorithm::Ps256).map_err(|e| {
-                    BuildError::new(Kind::PopKey, "cannot generate a PoP key").with_source(e)
+                    ConfigError::unavailable(BUILDER, Some("pop_key"), "cannot generate a PoP key")
+                        .with_source(e)
                 })?)
             }
             _ => None,
@@ -140,36 +138,24 @@ impl BoundClientBuilder {
             Some(source(self.cache))
         } else {
             if identity.is_none() && dpop.is_none() && pop.is_none() {
-                return Err(BuildError::new(
-                    Kind::NoIdentity,
+                return Err(ConfigError::missing(
+                    BUILDER,
+                    "identity_files",
                     "client credentials over mTLS need an identity",
                 ));
             }
             let token_pool = pool
                 .build::<Full<Bytes>>()
                 .map_err(|e| build_pool("token endpoint").with_source(e))?;
-            let mut credentials = ClientCredentials::builder().pool(token_pool);
-            credentials = match (self.issuer, self.token_endpoint) {
-                (Some(issuer), _) => credentials.issuer(issuer),
-                (None, Some(endpoint)) => credentials.token_endpoint(endpoint),
-                (None, None) => credentials,
-            };
-            if let Some(id) = self.client_id {
-                credentials = credentials.client_id(id);
-            }
-            credentials = match (self.secret, identity.clone()) {
-                (Some((SecretMode::Basic, secret)), identity) => credentials
-                    .client_secret_basic(secret)
-                    .identity_if_any(identity),
-                (Some((SecretMode::Post, secret)), identity) => credentials
-                    .client_secret_post(secret)
-                    .identity_if_any(identity),
-                (None, Some(identity)) if self.self_signed => {
+            let mut credentials = self.credentials.pool(token_pool);
+            credentials = match identity.clone() {
+                identity if credentials.has_secret() => credentials.identity_if_any(identity),
+                Some(identity) if self.self_signed => {
                     credentials.self_signed_tls_client_auth(identity)
                 }
-                (None, Some(identity)) => credentials.tls_client_auth(identity),
+                Some(identity) => credentials.tls_client_auth(identity),
                 // `check` asked for one or the other.
-                (None, None) => credentials,
+                None => credentials,
             };
             if let Some(key) = dpop {
                 credentials = credentials.dpop(key);
@@ -177,28 +163,7 @@ impl BoundClientBuilder {
             if let Some(key) = pop {
                 credentials = credentials.pop(key);
             }
-            for (name, value) in self.params {
-                credentials = credentials.param(name, value);
-            }
-            if self.entra {
-                credentials = credentials.entra_mtls_pop();
-            }
-            if self.opaque_bound {
-                credentials = credentials.opaque_tokens_certificate_bound();
-            }
-            if let Some(timeout) = self.token_timeout {
-                credentials = credentials.timeout(timeout);
-            }
-            if let Some(lifetime) = self.default_expires_in {
-                credentials = credentials.default_expires_in(lifetime);
-            }
-            if let Some(lifetime) = self.max_expires_in {
-                credentials = credentials.max_expires_in(lifetime);
-            }
-            let source = credentials.build().map_err(|e| {
-                BuildError::new(Kind::TokenSource, "invalid client-credentials settings")
-                    .with_source(e)
-            })?;
+            let source = credentials.build()?;
             dpop_proofs = source.dpop_proofs().cloned();
             pop_proofs = source.pop_proofs().cloned();
             Some(self.cache.build(source))
@@ -208,12 +173,16 @@ impl BoundClientBuilder {
             Some(cache) => TokenBindingLayer::with_cache(cache.clone(), self.scheme),
             None => {
                 let identity = identity.clone().ok_or_else(|| {
-                    BuildError::new(Kind::NoIdentity, "Scheme::MtlsOnly needs an identity")
+                    ConfigError::missing(
+                        BUILDER,
+                        "identity_files",
+                        "Scheme::MtlsOnly needs an identity",
+                    )
                 })?;
                 TokenBindingLayer::mtls_only(identity)
             }
         };
-        let word = self.word.unwrap_or(if self.entra {
+        let word = self.word.unwrap_or(if entra {
             HeaderWord::MtlsPop
         } else {
             HeaderWord::Bearer
@@ -246,40 +215,41 @@ impl BoundClientBuilder {
     }
 
     /// The settings that cannot go together, whatever the files hold.
-    fn check(&self) -> Result<(), BuildError> {
-        let conflict = |message: &str| Err(BuildError::new(Kind::Conflict, message));
-        let oauth_settings = self.issuer.is_some()
-            || self.token_endpoint.is_some()
-            || self.client_id.is_some()
-            || self.secret.is_some()
-            || self.self_signed
-            || !self.params.is_empty()
-            || self.entra;
-        if self.issuer.is_some() && self.token_endpoint.is_some() {
-            return conflict("give an issuer or a token endpoint, not both");
-        }
+    fn check(&self) -> Result<(), ConfigError> {
+        let conflict = |setting: &'static str, message: &str| {
+            Err(ConfigError::conflict(BUILDER, setting, message.to_owned()))
+        };
+        let oauth_settings = self.credentials.is_configured() || self.self_signed;
+        let has_secret = self.credentials.has_secret();
+        let entra = self.credentials.is_entra();
+        self.credentials.check()?;
         if self.token_source.is_some() && oauth_settings {
             return conflict(
+                "token_source",
                 "a token_source replaces the client-credentials settings (issuer, token endpoint, client id, secret, scope...): give one or the other",
             );
         }
-        if self.secret.is_some() && self.self_signed {
+        if has_secret && self.self_signed {
             return conflict(
+                "self_signed_tls_client_auth",
                 "choose one client authentication: a client secret or self_signed_tls_client_auth",
             );
         }
         if self.dpop_key.is_some() && self.scheme != Scheme::Dpop {
             return conflict(
+                "dpop_key",
                 "dpop_key and dpop_key_file are for Scheme::Dpop: set scheme(Scheme::Dpop), or drop the key",
             );
         }
         if self.pop_key.is_some() && self.scheme != Scheme::Pop {
             return conflict(
+                "pop_key",
                 "pop_key and pop_key_file are for Scheme::Pop: set scheme(Scheme::Pop), or drop the key",
             );
         }
         if (self.pop_query || !self.pop_headers.is_empty()) && self.scheme != Scheme::Pop {
             return conflict(
+                "pop_sign_query",
                 "pop_sign_query and pop_sign_headers are for Scheme::Pop: set scheme(Scheme::Pop), or drop them",
             );
         }
@@ -291,23 +261,30 @@ impl BoundClientBuilder {
             _ => None,
         };
         if let Some((variant, word, has_key, lower)) = proof_scheme {
-            if self.entra || self.word.is_some() {
-                return conflict(&format!(
-                    "Scheme::{variant} sends Authorization: {word}; the header word and Entra's mtls_pop tokens are for certificate-bound tokens"
-                ));
+            if entra || self.word.is_some() {
+                return conflict(
+                    "scheme",
+                    &format!(
+                        "Scheme::{variant} sends Authorization: {word}; the header word and Entra's mtls_pop tokens are for certificate-bound tokens"
+                    ),
+                );
             }
             if self.token_source.is_some() && has_key {
-                return conflict(&format!(
-                    "a token_source brings tokens bound to its own {word} key (Token::{lower}_bound): drop {lower}_key, or the token_source"
-                ));
+                return conflict(
+                    "token_source",
+                    &format!(
+                        "a token_source brings tokens bound to its own {word} key (Token::{lower}_bound): drop {lower}_key, or the token_source"
+                    ),
+                );
             }
             if self.token_source.is_none()
                 && oauth_settings
-                && self.secret.is_none()
+                && !has_secret
                 && self.identity.is_none()
             {
-                return Err(BuildError::new(
-                    Kind::NoClientAuthentication,
+                return Err(ConfigError::missing(
+                    BUILDER,
+                    "client_secret_basic",
                     format!(
                         "{word} client credentials need a client authentication: a client secret, or a certificate (identity_files(..) or identity(..)) for tls_client_auth"
                     ),
@@ -316,30 +293,35 @@ impl BoundClientBuilder {
         }
         if self.scheme == Scheme::MtlsOnly && (self.token_source.is_some() || oauth_settings) {
             return conflict(
+                "scheme",
                 "Scheme::MtlsOnly sends no token: drop the token settings, or choose Scheme::MtlsPop",
             );
         }
         if self.scheme == Scheme::Bearer {
-            if self.word == Some(HeaderWord::MtlsPop) || self.entra {
+            if self.word == Some(HeaderWord::MtlsPop) || entra {
                 return conflict(
+                    "scheme",
                     "the mtls_pop header word and Entra's mtls_pop tokens are for bound tokens: use Scheme::MtlsPop",
                 );
             }
             if self.token_source.is_none() && oauth_settings {
                 return conflict(
+                    "scheme",
                     "Scheme::Bearer sends tokens without a client certificate, but client credentials over mTLS get tokens bound to one: use Scheme::MtlsPop, or token_source(...) for unbound tokens",
                 );
             }
             if self.allow_unbound_fallback {
                 return conflict(
+                    "allow_unbound_fallback",
                     "allow_unbound_fallback is for bound schemes; Scheme::Bearer is unbound already",
                 );
             }
         }
         let has_identity = self.identity.is_some();
         if self.scheme == Scheme::MtlsOnly && !has_identity {
-            return Err(BuildError::new(
-                Kind::NoIdentity,
+            return Err(ConfigError::missing(
+                BUILDER,
+                "identity_files",
                 "Scheme::MtlsOnly presents a client certificate: set identity_files(..) or identity(..)",
             ));
         }
@@ -347,8 +329,9 @@ impl BoundClientBuilder {
             return Ok(());
         }
         if self.token_source.is_none() && !oauth_settings {
-            return Err(BuildError::new(
-                Kind::NoTokenSource,
+            return Err(ConfigError::missing(
+                BUILDER,
+                "issuer",
                 "nowhere to get tokens from: set issuer(..) or token_endpoint(..) with client_id(..), or token_source(..)",
             ));
         }
@@ -356,19 +339,14 @@ impl BoundClientBuilder {
             && !has_identity
             && !matches!(self.scheme, Scheme::Dpop | Scheme::Pop)
         {
-            return Err(BuildError::new(
-                Kind::NoIdentity,
-                if self.secret.is_some() {
+            return Err(ConfigError::missing(
+                BUILDER,
+                "identity_files",
+                if has_secret {
                     "certificate-bound tokens need a client certificate next to the client secret: set identity_files(..) or identity(..)"
                 } else {
                     "client credentials over mTLS need a client certificate: set identity_files(..) or identity(..)"
                 },
-            ));
-        }
-        if self.issuer.is_none() && self.token_endpoint.is_none() && self.token_source.is_none() {
-            return Err(BuildError::new(
-                Kind::NoTokenSource,
-                "set issuer(..) (discovery) or token_endpoint(..)",
             ));
         }
         Ok(())

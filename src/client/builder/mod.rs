@@ -10,18 +10,32 @@ use http_body_util::Full;
 use rustls::RootCertStore;
 use tower::retry::Retry;
 
-use super::error::{BuildError, BuildErrorKind as Kind};
 use super::service::BoundClient;
+use crate::ConfigError;
 use crate::TokenBindingLayer;
 use crate::binding::{HeaderWord, Scheme};
 use crate::identity::{IdentitySource, ReloadingIdentity, SharedIdentity};
 use crate::pool::{MtlsClientPool, PoolBuilder};
 use crate::proof::{Algorithm, ProofKey};
-use crate::source::ClientCredentials;
+use crate::source::{ClientCredentials, ClientCredentialsBuilder};
 use crate::token::{SharedTokenCache, TokenCache, TokenCacheBuilder, TokenSource};
 
+/// The name [`ConfigError`]s of this builder give.
+const BUILDER: &str = "BoundClientBuilder";
+
 /// Builds a [`BoundClient`]; [`build`](Self::build) refuses every
-/// configuration that could not work, before the first request.
+/// configuration that could not work, before the first request, with a
+/// [`ConfigError`] naming the setting.
+///
+/// It holds the builders it configures: the client-credentials settings
+/// (issuer, token endpoint, client id, client secret, scope, resource,
+/// parameters, Entra's flavour, token lifetimes, [`token_timeout`](Self::token_timeout))
+/// go to a [`ClientCredentialsBuilder`] under the same names, which keeps
+/// their defaults and checks them; [`token_cache`](Self::token_cache) and
+/// [`pool`](Self::pool) take a [`TokenCacheBuilder`] and a [`PoolBuilder`]
+/// whole. A refusal of an inner builder comes back as it is:
+/// [`ConfigError::builder`] names it, [`ConfigError::setting`] the setter
+/// both have.
 ///
 /// Defaults, each overridable:
 ///
@@ -93,17 +107,10 @@ use crate::token::{SharedTokenCache, TokenCache, TokenCacheBuilder, TokenSource}
 /// assert!(client.pop_proofs().is_some());
 /// ```
 pub struct BoundClientBuilder {
-    issuer: Option<String>,
-    token_endpoint: Option<String>,
-    client_id: Option<String>,
-    secret: Option<(SecretMode, String)>,
+    /// The client-credentials settings, forwarded under their names; the
+    /// identity, pool and proof key are added at build.
+    credentials: ClientCredentialsBuilder,
     self_signed: bool,
-    params: Vec<(String, String)>,
-    entra: bool,
-    opaque_bound: bool,
-    token_timeout: Option<Duration>,
-    default_expires_in: Option<Duration>,
-    max_expires_in: Option<Duration>,
     token_source: Option<Box<dyn FnOnce(TokenCacheBuilder) -> TokenCache + Send>>,
     identity: Option<IdentityChoice>,
     poll_interval: Option<Duration>,
@@ -125,12 +132,6 @@ pub struct BoundClientBuilder {
     managed: Option<crate::identity::managed::ManagedIdentity>,
 }
 
-#[derive(Clone, Copy, Debug)]
-enum SecretMode {
-    Basic,
-    Post,
-}
-
 enum IdentityChoice {
     Source(SharedIdentity),
     Files(PathBuf, PathBuf),
@@ -150,17 +151,8 @@ enum Roots {
 impl Default for BoundClientBuilder {
     fn default() -> Self {
         Self {
-            issuer: None,
-            token_endpoint: None,
-            client_id: None,
-            secret: None,
+            credentials: ClientCredentials::builder(),
             self_signed: false,
-            params: Vec::new(),
-            entra: false,
-            opaque_bound: false,
-            token_timeout: None,
-            default_expires_in: None,
-            max_expires_in: None,
             token_source: None,
             identity: None,
             poll_interval: None,
@@ -187,10 +179,8 @@ impl Default for BoundClientBuilder {
 impl fmt::Debug for BoundClientBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BoundClientBuilder")
-            .field("issuer", &self.issuer)
-            .field("token_endpoint", &self.token_endpoint)
-            .field("client_id", &self.client_id)
-            .field("secret", &self.secret.as_ref().map(|(mode, _)| mode))
+            .field("credentials", &self.credentials)
+            .field("self_signed_tls_client_auth", &self.self_signed)
             .field("scheme", &self.scheme)
             .field("word", &self.word)
             .finish_non_exhaustive()
@@ -198,6 +188,15 @@ impl fmt::Debug for BoundClientBuilder {
 }
 
 impl BoundClientBuilder {
+    /// One setting of the client-credentials builder held.
+    fn credentials(
+        mut self,
+        set: impl FnOnce(ClientCredentialsBuilder) -> ClientCredentialsBuilder,
+    ) -> Self {
+        self.credentials = set(self.credentials);
+        self
+    }
+
     // Where tokens come from.
 
     /// The authorization server's issuer URL (`https://`, without user
@@ -206,21 +205,18 @@ impl BoundClientBuilder {
     /// alias (RFC 8705 section 5), and the metadata must name this issuer
     /// exactly, trailing slash included (RFC 8414 section 3.3). Either this
     /// or [`token_endpoint`](Self::token_endpoint).
-    pub fn issuer(mut self, url: impl Into<String>) -> Self {
-        self.issuer = Some(url.into());
-        self
+    pub fn issuer(self, url: impl Into<String>) -> Self {
+        self.credentials(|c| c.issuer(url))
     }
 
     /// The token endpoint URL (`https://`), when there is no discovery.
-    pub fn token_endpoint(mut self, url: impl Into<String>) -> Self {
-        self.token_endpoint = Some(url.into());
-        self
+    pub fn token_endpoint(self, url: impl Into<String>) -> Self {
+        self.credentials(|c| c.token_endpoint(url))
     }
 
     /// The OAuth `client_id`.
-    pub fn client_id(mut self, id: impl Into<String>) -> Self {
-        self.client_id = Some(id.into());
-        self
+    pub fn client_id(self, id: impl Into<String>) -> Self {
+        self.credentials(|c| c.client_id(id))
     }
 
     /// Authenticates with `self_signed_tls_client_auth` (RFC 8705 section
@@ -233,16 +229,14 @@ impl BoundClientBuilder {
 
     /// Authenticates with a client secret (`client_secret_basic`); tokens
     /// are still bound to the identity's certificate.
-    pub fn client_secret_basic(mut self, secret: impl Into<String>) -> Self {
-        self.secret = Some((SecretMode::Basic, secret.into()));
-        self
+    pub fn client_secret_basic(self, secret: impl Into<String>) -> Self {
+        self.credentials(|c| c.client_secret_basic(secret))
     }
 
     /// Authenticates with a client secret in the form (`client_secret_post`);
     /// tokens are still bound to the identity's certificate.
-    pub fn client_secret_post(mut self, secret: impl Into<String>) -> Self {
-        self.secret = Some((SecretMode::Post, secret.into()));
-        self
+    pub fn client_secret_post(self, secret: impl Into<String>) -> Self {
+        self.credentials(|c| c.client_secret_post(secret))
     }
 
     /// The `scope` to ask for (space-separated). Scopes given more than
@@ -258,17 +252,15 @@ impl BoundClientBuilder {
     }
 
     /// Any other token-request parameter.
-    pub fn param(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.params.push((name.into(), value.into()));
-        self
+    pub fn param(self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.credentials(|c| c.param(name, value))
     }
 
     /// Microsoft Entra's flavour: asks for `token_type=mtls_pop`, expects
     /// `mtls_pop` tokens, and sends them with the `mtls_pop` header word
     /// (unless [`header_word`](Self::header_word) says otherwise).
-    pub fn entra_mtls_pop(mut self) -> Self {
-        self.entra = true;
-        self
+    pub fn entra_mtls_pop(self) -> Self {
+        self.credentials(ClientCredentialsBuilder::entra_mtls_pop)
     }
 
     /// Says that the authorization server binds the opaque (non-JWT)
@@ -277,30 +269,27 @@ impl BoundClientBuilder {
     /// Without it, an opaque `Bearer` token fetched with the certificate
     /// counts as a bearer token, which a shared token cache does not store
     /// by default.
-    pub fn opaque_tokens_certificate_bound(mut self) -> Self {
-        self.opaque_bound = true;
-        self
+    pub fn opaque_tokens_certificate_bound(self) -> Self {
+        self.credentials(ClientCredentialsBuilder::opaque_tokens_certificate_bound)
     }
 
-    /// The most one token-endpoint exchange may take. Default 10 s.
-    pub fn token_timeout(mut self, timeout: Duration) -> Self {
-        self.token_timeout = Some(timeout);
-        self
+    /// The most one token-endpoint exchange may take; see
+    /// [`ClientCredentialsBuilder::token_timeout`]. Default 10 s.
+    pub fn token_timeout(self, timeout: Duration) -> Self {
+        self.credentials(|c| c.token_timeout(timeout))
     }
 
-    /// The lifetime assumed for a token answer without `expires_in`.
-    /// Default 5 minutes.
-    pub fn default_expires_in(mut self, lifetime: Duration) -> Self {
-        self.default_expires_in = Some(lifetime);
-        self
+    /// The lifetime assumed for a token answer without `expires_in`; see
+    /// [`ClientCredentialsBuilder::default_expires_in`]. Default 5 minutes.
+    pub fn default_expires_in(self, lifetime: Duration) -> Self {
+        self.credentials(|c| c.default_expires_in(lifetime))
     }
 
     /// The longest `expires_in` accepted from the token endpoint; see
     /// [`ClientCredentialsBuilder::max_expires_in`](crate::source::ClientCredentialsBuilder::max_expires_in).
     /// Default 24 hours.
-    pub fn max_expires_in(mut self, lifetime: Duration) -> Self {
-        self.max_expires_in = Some(lifetime);
-        self
+    pub fn max_expires_in(self, lifetime: Duration) -> Self {
+        self.credentials(|c| c.max_expires_in(lifetime))
     }
 
     /// Any other [`TokenSource`], instead of OAuth client credentials. Its
@@ -536,13 +525,13 @@ impl BoundClientBuilder {
 
     /// Builds the client: loads the identity files and roots, checks that
     /// the settings go together, and stacks the layers.
-    pub fn build(self) -> Result<BoundClient, BuildError> {
+    pub fn build(self) -> Result<BoundClient, ConfigError> {
         self.build_with_body()
     }
 
     /// [`build`](Self::build), for request bodies of another type than
     /// `Full<Bytes>` (they must be `Clone`, for the retry).
-    pub fn build_with_body<B>(self) -> Result<BoundClient<B>, BuildError>
+    pub fn build_with_body<B>(self) -> Result<BoundClient<B>, ConfigError>
     where
         B: http_body::Body + Send + 'static,
         B::Data: Send,
