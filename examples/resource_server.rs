@@ -108,18 +108,18 @@ use axum::{Extension, Json, Router};
 use http::HeaderName;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
-use tower_token_binding::ProvenBinding;
 use tower_token_binding::proof::dpop::{DpopVerifier, StatelessNonces};
 use tower_token_binding::proof::pop::PopVerifier;
 use tower_token_binding::replay::BoxReplayStore;
 use tower_token_binding::server::forwarded::{
-    self, ForwardedClientCertLayer, ForwardedConfigErrorKind, IpNetwork, XfccElement,
+    self, ForwardedClientCertLayer, IpNetwork, XfccElement,
 };
 use tower_token_binding::server::{PeerCertificate, ResourceServer};
 use tower_token_binding::validation::{
     CnfValidationLayer, IntrospectionValidator, JwksSource, JwtValidator, PRESETS, TokenProfile,
     TrustedIssuer, VerifiedToken,
 };
+use tower_token_binding::{ConfigErrorKind, ProvenBinding};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -591,19 +591,17 @@ fn forwarded_layer(args: &Args) -> Result<ForwardedClientCertLayer, BoxError> {
         });
     }
     builder.build().map_err(|e| {
-        let hint = match e.kind() {
-            ForwardedConfigErrorKind::NoTrustedProxies => {
+        let hint = match (e.kind(), e.setting()) {
+            (ConfigErrorKind::Missing, _) => {
                 "--forwarded needs --trusted-proxy CIDR (the proxies' addresses), or \
                  --trust-any-peer if nothing but the proxy can reach this server"
             }
-            ForwardedConfigErrorKind::EveryAddress => {
+            (ConfigErrorKind::Invalid, Some("trusted_proxy")) => {
                 "--trusted-proxy 0.0.0.0/0 (or ::/0) trusts everyone: list the proxies' \
                  networks, or say --trust-any-peer"
             }
-            _ => {
-                "--trust-any-peer cannot be combined with --trusted-proxy, and \
-                  --xfcc-element is for --forwarded xfcc"
-            }
+            (_, Some("xfcc_element")) => "--xfcc-element is for --forwarded xfcc",
+            _ => "--trust-any-peer cannot be combined with --trusted-proxy",
         };
         format!("{hint}: {e}").into()
     })

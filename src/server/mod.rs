@@ -93,8 +93,8 @@ mod verifier;
 
 pub use crate::peer::PeerCertificate;
 pub use config::{ClientCertMode, ServerTlsConfig, ServerTlsError, ServerTlsErrorKind};
-pub use resource_server::{
-    ResourceServer, ResourceServerBuilder, ResourceServerError, ResourceServerErrorKind,
-};
+#[allow(deprecated)]
+pub use resource_server::ResourceServerError;
+pub use resource_server::{ResourceServer, ResourceServerBuilder};
 pub use serve::{ConnectionInfo, Serve, ServeFuture, serve};
 pub use verifier::AnyClientCertVerifier;

@@ -9,9 +9,10 @@ use serde_json::{Map, Value};
 
 use super::cache::VerifiedCache;
 use super::issuer::{IssuerMatch, Peek, TrustedIssuer};
-use super::jwks::{JwksError, JwksSource, KeySet, Keys};
+use super::jwks::{JwksSource, KeySet, Keys};
 use super::profile::{TokenProfile, typ_is_rfc9068};
 use super::{TokenError, TokenErrorKind, ValidateToken, VerifiedToken};
+use crate::ConfigError;
 use crate::proof::Algorithm;
 use crate::proof::jws::{CompactJws, JwsError, JwsErrorKind};
 use crate::warn_limit::WarnLimit;
@@ -630,15 +631,22 @@ impl JwtValidatorBuilder {
 
     /// Builds the validator. Needs a Tokio runtime only later, when a remote
     /// JWKS is fetched.
-    pub fn build(self) -> Result<JwtValidator, JwksError> {
+    pub fn build(self) -> Result<JwtValidator, ConfigError> {
+        const BUILDER: &str = "JwtValidatorBuilder";
         let mut trusted = Vec::new();
         match (self.issuer, self.jwks) {
             (Some(issuer), Some(jwks)) => trusted.push(TrustedIssuer::new(issuer, jwks)),
             (Some(_), None) => {
-                return Err(JwksError::config("JwtValidator needs a JWKS source"));
+                return Err(ConfigError::missing(
+                    BUILDER,
+                    "jwks",
+                    "JwtValidator needs a JWKS source",
+                ));
             }
             (None, Some(_)) => {
-                return Err(JwksError::config(
+                return Err(ConfigError::missing(
+                    BUILDER,
+                    "issuer",
                     "JwtValidator has a JWKS source but no issuer for it",
                 ));
             }
@@ -646,13 +654,23 @@ impl JwtValidatorBuilder {
         }
         trusted.extend(self.trusted);
         if trusted.is_empty() {
-            return Err(JwksError::config("JwtValidator needs an issuer"));
+            return Err(ConfigError::missing(
+                BUILDER,
+                "issuer",
+                "JwtValidator needs an issuer",
+            ));
         }
         if self.audiences.is_empty() {
-            return Err(JwksError::config("JwtValidator needs an audience"));
+            return Err(ConfigError::missing(
+                BUILDER,
+                "audience",
+                "JwtValidator needs an audience",
+            ));
         }
         if self.algorithms.is_empty() {
-            return Err(JwksError::config(
+            return Err(ConfigError::invalid(
+                BUILDER,
+                "algorithms",
                 "JwtValidator needs at least one algorithm",
             ));
         }
@@ -663,25 +681,29 @@ impl JwtValidatorBuilder {
             }
         }
         if let Err(refusal) = check_relaxable(&self.allow_missing) {
-            return Err(JwksError::config(format!("JwtValidator {refusal}")));
+            return Err(ConfigError::invalid(
+                BUILDER,
+                "allow_missing_claims",
+                format!("JwtValidator {refusal}"),
+            ));
         }
-        self.profile
-            .check()
-            .map_err(|e| JwksError::config(format!("JwtValidator: {e}")))?;
+        self.profile.check().map_err(|e| {
+            ConfigError::invalid(BUILDER, "token_profile", format!("JwtValidator: {e}"))
+        })?;
         let tenant_claim = self.profile.tenant_claim_name();
         for (i, issuer) in trusted.iter().enumerate() {
-            issuer
-                .matcher
-                .check(tenant_claim)
-                .map_err(|e| JwksError::config(format!("JwtValidator: {e}")))?;
+            issuer.matcher.check(tenant_claim).map_err(|e| {
+                ConfigError::invalid(BUILDER, "trust", format!("JwtValidator: {e}"))
+            })?;
             if trusted[..i]
                 .iter()
                 .any(|other| other.issuer() == issuer.issuer())
             {
-                return Err(JwksError::config(format!(
-                    "JwtValidator trusts the issuer {:?} twice",
-                    issuer.issuer()
-                )));
+                return Err(ConfigError::invalid(
+                    BUILDER,
+                    "trust",
+                    format!("JwtValidator trusts the issuer {:?} twice", issuer.issuer()),
+                ));
             }
         }
         let leeway = self.leeway.as_secs();

@@ -270,9 +270,12 @@ pub use extract::MissingVerifiedToken;
 pub use future::ResponseFuture;
 #[cfg(feature = "client")]
 #[cfg_attr(docsrs, doc(cfg(feature = "client")))]
+#[allow(deprecated)]
+pub use introspection::IntrospectionConfigError;
+#[cfg(feature = "client")]
+#[cfg_attr(docsrs, doc(cfg(feature = "client")))]
 pub use introspection::{
-    IntrospectionConfigError, IntrospectionFuture, IntrospectionValidator,
-    IntrospectionValidatorBuilder, TokenShape,
+    IntrospectionFuture, IntrospectionValidator, IntrospectionValidatorBuilder, TokenShape,
 };
 pub use introspection::{JwtOrIntrospection, JwtOrIntrospectionFuture};
 pub use issuer::{TENANT_PLACEHOLDER, TrustedIssuer};

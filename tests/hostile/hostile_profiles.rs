@@ -14,7 +14,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 use support::Logs;
-use tower_token_binding::server::{ResourceServer, ResourceServerErrorKind};
+use tower_token_binding::ConfigErrorKind;
+use tower_token_binding::server::ResourceServer;
 use tower_token_binding::test_util::{TestIssuer, TestPki};
 use tower_token_binding::validation::{
     DEFAULT_MAX_JWT_LENGTH, JwksSource, JwtValidator, TokenErrorKind, TokenProfile, TrustedIssuer,
@@ -168,7 +169,8 @@ async fn tenant_settings_errors_name_the_issuer() {
         for i in issuers {
             builder = builder.issuer(i.clone());
         }
-        builder.build().map(|_| ()).unwrap_err().kind()
+        let e = builder.build().map(|_| ()).unwrap_err();
+        (e.kind(), e.setting())
     };
     let bad_tenant = build(&[issuer.multi_tenant_endpoint()], &["tenant/one"]);
     let both = build(
@@ -180,12 +182,12 @@ async fn tenant_settings_errors_name_the_issuer() {
     );
     assert_eq!(
         bad_tenant,
-        ResourceServerErrorKind::InvalidIssuer,
+        (ConfigErrorKind::Invalid, Some("allowed_tenants")),
         "bad tenant"
     );
     assert_eq!(
         both,
-        ResourceServerErrorKind::InvalidIssuer,
+        (ConfigErrorKind::Invalid, Some("issuer")),
         "the same template twice"
     );
 }

@@ -107,7 +107,7 @@ fn introspection(pki: &TestPki, provider: &OidcProvider) -> IntrospectionValidat
         .audience(provider.default_resource())
         .require_exp()
         .root_store(pki.root_store())
-        .timeout(Duration::from_secs(10))
+        .introspection_timeout(Duration::from_secs(10))
 }
 
 pub(crate) async fn certificate_bound_opaque_tokens_and_revocation() {

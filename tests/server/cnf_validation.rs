@@ -382,7 +382,7 @@ async fn a_slow_jwks_fetch_does_not_block_the_handler_for_others() {
                 .unwrap()
                 .root_store(pki.root_store())
                 .unknown_kid_cooldown(Duration::ZERO)
-                .timeout(Duration::from_secs(3600)),
+                .issuer_timeout(Duration::from_secs(3600)),
         )
         .build()
         .unwrap();

@@ -186,7 +186,7 @@ async fn one_call_for_fifty_concurrent_requests() {
         s.validator()
             .cache_ttl(Duration::ZERO)
             .inactive_ttl(Duration::ZERO)
-            .timeout(Duration::from_secs(30))
+            .introspection_timeout(Duration::from_secs(30))
             .build()
             .unwrap()
     };
@@ -231,7 +231,7 @@ async fn an_endpoint_down_slow_or_talking_garbage_is_a_503() {
 
     let validator = s
         .validator()
-        .timeout(Duration::from_millis(200))
+        .introspection_timeout(Duration::from_millis(200))
         .build()
         .unwrap();
     let api = start(&s.pki, CnfValidationLayer::new(validator)).await;
@@ -335,7 +335,7 @@ async fn calls_beyond_the_limit_are_a_503_at_once() {
         // Both slots for tokens not seen before (the slots kept for
         // re-checks: a_flood_of_junk_leaves_slots_for_tokens_seen_active).
         .recheck_reserve(0)
-        .timeout(Duration::from_secs(60))
+        .introspection_timeout(Duration::from_secs(60))
         .build()
         .unwrap();
     let api = start(&s.pki, CnfValidationLayer::new(validator.clone())).await;
@@ -484,7 +484,7 @@ async fn a_flood_of_junk_leaves_slots_for_tokens_seen_active() {
     let validator = s
         .validator()
         .cache_ttl(Duration::ZERO)
-        .timeout(Duration::from_secs(60))
+        .introspection_timeout(Duration::from_secs(60))
         .build()
         .unwrap();
     let api = start(&s.pki, CnfValidationLayer::new(validator.clone())).await;
@@ -602,7 +602,7 @@ async fn what_a_flood_of_junk_costs_the_authorization_server() {
     // refused at once, without a call.
     let validator = s
         .validator()
-        .timeout(Duration::from_secs(60))
+        .introspection_timeout(Duration::from_secs(60))
         .build()
         .unwrap();
     let hold = s.issuer.hold_introspection();

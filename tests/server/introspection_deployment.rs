@@ -111,7 +111,7 @@ async fn resource_server_with_opaque_tokens_from_the_token_endpoint() {
         .issuer(issuer.issuer())
         .audience(issuer.audience())
         .tls_pem_files(&cert, &key)
-        .issuer_root_store(pki.root_store())
+        .root_store(pki.root_store())
         .introspection(
             IntrospectionValidator::builder()
                 .client_id(RS_ID)

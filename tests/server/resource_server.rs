@@ -20,14 +20,13 @@ use serde_json::{Value, json};
 use server_files::{Files, files, write};
 use support::{HttpsClient, https_client, post_form};
 use tower::{Layer as _, ServiceExt as _};
-use tower_token_binding::ClientIdentity;
 use tower_token_binding::proof::Algorithm;
 use tower_token_binding::server::{
-    ClientCertMode, PeerCertificate, ResourceServer, ResourceServerBuilder,
-    ResourceServerErrorKind as Kind, ServerTlsConfig,
+    ClientCertMode, PeerCertificate, ResourceServer, ResourceServerBuilder, ServerTlsConfig,
 };
 use tower_token_binding::test_util::{TestIssuer, TestPki};
 use tower_token_binding::validation::VerifiedToken;
+use tower_token_binding::{ClientIdentity, ConfigErrorKind as Kind};
 
 /// Says who called: the verified token and the connection's certificate.
 async fn whoami(token: VerifiedToken, Extension(peer): Extension<PeerCertificate>) -> Json<Value> {
@@ -105,7 +104,7 @@ async fn one_expression_serves_a_router_that_accepts_bound_tokens_only() {
             .issuer(issuer.issuer())
             .audience("https://api.example")
             .tls_pem_files(&cert, &key)
-            .issuer_root_store(pki.root_store())
+            .root_store(pki.root_store())
             .required_scope("read")
             .handshake_timeout(Duration::from_secs(5))
             .build()
@@ -199,7 +198,7 @@ async fn a_client_ca_file_admits_issued_certificates_only() {
         .audience(issuer.audience())
         .tls_pem_files(&cert, &key)
         .client_ca_file(&ca)
-        .issuer_root_ca_file(&issuer_ca)
+        .root_ca_file(&issuer_ca)
         .build()
         .unwrap();
     tokio::spawn(
@@ -240,7 +239,7 @@ fn good(files: &Files) -> ResourceServerBuilder {
         .issuer("https://login.example.com/tenant")
         .audience("https://api.example.com")
         .tls_pem_files(&files.cert, &files.key)
-        .issuer_root_store(files.roots.clone())
+        .root_store(files.roots.clone())
 }
 
 #[test]
@@ -254,17 +253,21 @@ fn every_misconfiguration_is_a_typed_error() {
     let kind = |builder: ResourceServerBuilder| {
         let e = builder.build().unwrap_err();
         assert!(!e.to_string().is_empty());
-        (e.kind(), e.path().map(Path::to_owned), e.to_string())
+        (
+            (e.kind(), e.setting()),
+            e.path().map(Path::to_owned),
+            e.to_string(),
+        )
     };
     let builder = || {
         ResourceServer::builder()
             .audience("https://api.example.com")
             .tls_pem_files(&f.cert, &f.key)
-            .issuer_root_store(f.roots.clone())
+            .root_store(f.roots.clone())
     };
 
     // The issuer.
-    assert_eq!(kind(builder()).0, Kind::MissingIssuer);
+    assert_eq!(kind(builder()).0, (Kind::Missing, Some("issuer")));
     for bad in [
         "http://login.example.com",
         "login.example.com",
@@ -273,7 +276,7 @@ fn every_misconfiguration_is_a_typed_error() {
         "",
     ] {
         let (k, _, message) = kind(builder().issuer(bad));
-        assert_eq!(k, Kind::InvalidIssuer, "{bad:?}");
+        assert_eq!(k, (Kind::Invalid, Some("issuer")), "{bad:?}");
         assert!(message.contains("issuer"), "{message}");
     }
 
@@ -281,24 +284,33 @@ fn every_misconfiguration_is_a_typed_error() {
     let no_audience = ResourceServer::builder()
         .issuer("https://login.example.com")
         .tls_pem_files(&f.cert, &f.key)
-        .issuer_root_store(f.roots.clone());
-    assert_eq!(kind(no_audience.clone()).0, Kind::MissingAudience);
+        .root_store(f.roots.clone());
+    assert_eq!(
+        kind(no_audience.clone()).0,
+        (Kind::Missing, Some("audience"))
+    );
     assert_eq!(
         kind(no_audience.clone().audience("")).0,
-        Kind::EmptyAudience
+        (Kind::Invalid, Some("audience"))
     );
     assert_eq!(
         kind(good(&f).audience("  ")).0,
-        Kind::EmptyAudience,
+        (Kind::Invalid, Some("audience")),
         "one blank audience among good ones"
     );
 
     // Scopes and algorithms.
     for bad in ["", "two words", "quote\"d"] {
-        assert_eq!(kind(good(&f).required_scope(bad)).0, Kind::InvalidScope);
+        assert_eq!(
+            kind(good(&f).required_scope(bad)).0,
+            (Kind::Invalid, Some("required_scope"))
+        );
     }
     assert!(good(&f).required_scope("read:all").build().is_ok());
-    assert_eq!(kind(good(&f).algorithms([])).0, Kind::NoAlgorithms);
+    assert_eq!(
+        kind(good(&f).algorithms([])).0,
+        (Kind::Invalid, Some("algorithms"))
+    );
     assert!(
         good(&f)
             .algorithms([Algorithm::Es256, Algorithm::Es512])
@@ -321,7 +333,7 @@ fn every_misconfiguration_is_a_typed_error() {
     );
     for always in ["iss", "aud", "exp", "cnf"] {
         let (k, _, message) = kind(good(&f).allow_missing_claims([always]));
-        assert_eq!(k, Kind::ClaimAlwaysRequired);
+        assert_eq!(k, (Kind::Invalid, Some("allow_missing_claims")));
         assert!(message.contains(always), "{message}");
     }
 
@@ -329,35 +341,39 @@ fn every_misconfiguration_is_a_typed_error() {
     let no_tls = ResourceServer::builder()
         .issuer("https://login.example.com")
         .audience("https://api.example.com")
-        .issuer_root_store(f.roots.clone());
-    assert_eq!(kind(no_tls).0, Kind::MissingTls);
+        .root_store(f.roots.clone());
+    assert_eq!(kind(no_tls).0, (Kind::Missing, Some("tls_pem_files")));
     let (k, path, message) = kind(good(&f).tls_pem_files(&f.missing, &f.key));
-    assert_eq!((k, path.as_deref()), (Kind::Tls, Some(f.missing.as_path())));
+    let tls = (Kind::Unreadable, Some("tls_pem_files"));
+    assert_eq!((k, path.as_deref()), (tls, Some(f.missing.as_path())));
     assert!(message.contains("missing.pem"), "{message}");
     let (k, path, message) = kind(good(&f).tls_pem_files(&f.cert, &f.missing));
-    assert_eq!((k, path.as_deref()), (Kind::Tls, Some(f.missing.as_path())));
+    assert_eq!((k, path.as_deref()), (tls, Some(f.missing.as_path())));
     assert!(message.contains("missing.pem"), "{message}");
     let (k, path, message) = kind(good(&f).tls_pem_files(&f.cert, &f.other_key));
-    assert_eq!(
-        (k, path.as_deref()),
-        (Kind::Tls, Some(f.other_key.as_path()))
-    );
+    assert_eq!((k, path.as_deref()), (tls, Some(f.other_key.as_path())));
     assert!(message.contains("other.key"), "{message}");
     assert!(message.contains("does not belong"), "{message}");
     let (k, path, _) = kind(good(&f).tls_pem_files(&f.not_pem, &f.key));
-    assert_eq!((k, path.as_deref()), (Kind::Tls, Some(f.not_pem.as_path())));
+    assert_eq!((k, path.as_deref()), (tls, Some(f.not_pem.as_path())));
 
     // Client certificates.
     let (k, path, message) = kind(good(&f).client_ca_file(&f.missing));
     assert_eq!(
         (k, path.as_deref()),
-        (Kind::ClientCa, Some(f.missing.as_path()))
+        (
+            (Kind::Unreadable, Some("client_ca_file")),
+            Some(f.missing.as_path())
+        )
     );
     assert!(message.contains("missing.pem"), "{message}");
     let (k, path, _) = kind(good(&f).client_ca_file(&f.not_pem));
     assert_eq!(
         (k, path.as_deref()),
-        (Kind::ClientCa, Some(f.not_pem.as_path()))
+        (
+            (Kind::Unreadable, Some("client_ca_file")),
+            Some(f.not_pem.as_path())
+        )
     );
     assert_eq!(
         kind(
@@ -365,7 +381,7 @@ fn every_misconfiguration_is_a_typed_error() {
                 .client_cert_mode(ClientCertMode::trusted_roots(rustls::RootCertStore::empty()))
         )
         .0,
-        Kind::ClientCa
+        (Kind::Invalid, Some("client_cert_mode"))
     );
     assert!(good(&f).client_ca_file(&f.ca).build().is_ok());
     assert!(
@@ -384,32 +400,34 @@ fn every_misconfiguration_is_a_typed_error() {
     let with_config = good(&f).tls_config(config);
     assert!(with_config.clone().build().is_ok());
     let (k, _, message) = kind(with_config.client_ca_file(&f.ca));
-    assert_eq!(k, Kind::ConflictingOptions);
+    assert_eq!(k, (Kind::Conflict, Some("tls_config")));
     assert!(message.contains("tls_config"), "{message}");
 
     // Trust for the issuer.
-    let (k, path, message) = kind(good(&f).issuer_root_ca_file(&f.missing));
+    let (k, path, message) = kind(good(&f).root_ca_file(&f.missing));
     assert_eq!(
         (k, path.as_deref()),
-        (Kind::IssuerTls, Some(f.missing.as_path()))
+        (
+            (Kind::Unreadable, Some("root_ca_file")),
+            Some(f.missing.as_path())
+        )
     );
     assert!(message.contains("missing.pem"), "{message}");
-    assert!(good(&f).issuer_root_ca_file(&f.ca).build().is_ok());
-    // The client's spelling is the same setting.
-    let (k, path, _) = kind(good(&f).root_ca_file(&f.missing));
-    assert_eq!(
-        (k, path.as_deref()),
-        (Kind::IssuerTls, Some(f.missing.as_path()))
-    );
     assert!(good(&f).root_ca_file(&f.ca).build().is_ok());
-    // The last of the two spellings wins, as with any setter called twice.
-    assert!(
-        good(&f)
-            .root_ca_file(&f.missing)
-            .issuer_root_ca_file(&f.ca)
-            .build()
-            .is_ok()
-    );
+    // The old spelling forwards to the same setting; the last call wins,
+    // as with any setter called twice.
+    #[allow(deprecated)]
+    {
+        let (k, _, _) = kind(good(&f).root_ca_file(&f.missing));
+        assert_eq!(k, (Kind::Unreadable, Some("root_ca_file")));
+        assert!(
+            good(&f)
+                .root_ca_file(&f.missing)
+                .root_ca_file(&f.ca)
+                .build()
+                .is_ok()
+        );
+    }
 }
 
 #[tokio::test]
@@ -455,7 +473,7 @@ async fn an_in_memory_identity_serves_without_files() {
         .issuer(issuer.issuer())
         .audience(issuer.audience())
         .tls_identity(chain, key)
-        .issuer_root_store(pki.root_store());
+        .root_store(pki.root_store());
     let shown = format!("{builder:?}");
     assert!(shown.contains("a certificate chain in memory"), "{shown}");
     assert!(!shown.contains("PRIVATE"), "{shown}");
@@ -476,14 +494,18 @@ async fn an_in_memory_identity_serves_without_files() {
     // Another certificate's key: refused at build, not at the first handshake.
     let (chain, _) = pki.server_identity().unwrap();
     let (_, other_key) = pki.server_identity().unwrap();
-    let refused = |builder: ResourceServerBuilder| builder.build().unwrap_err().kind();
+    let refused = |builder: ResourceServerBuilder| {
+        let e = builder.build().unwrap_err();
+        (e.kind(), e.setting())
+    };
     let base = || {
         ResourceServer::builder()
             .issuer(issuer.issuer())
             .audience(issuer.audience())
-            .issuer_root_store(pki.root_store())
+            .root_store(pki.root_store())
     };
-    assert_eq!(refused(base().tls_identity(chain, other_key)), Kind::Tls);
+    let tls = (Kind::Invalid, Some("tls_identity"));
+    assert_eq!(refused(base().tls_identity(chain, other_key)), tls);
     let (_, key) = pki.server_identity().unwrap();
-    assert_eq!(refused(base().tls_identity(Vec::new(), key)), Kind::Tls);
+    assert_eq!(refused(base().tls_identity(Vec::new(), key)), tls);
 }

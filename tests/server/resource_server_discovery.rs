@@ -148,7 +148,7 @@ async fn metadata_of_another_issuer_is_refused() {
         .issuer(&iss)
         .audience("https://api.test")
         .tls_pem_files(&f.cert, &f.key)
-        .issuer_root_store(pki.root_store())
+        .root_store(pki.root_store())
         .build()
         .unwrap();
     let service = server

@@ -18,7 +18,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::{StatusCode, header};
 use serde_json::{Value, json};
 use support::Logs;
-use tower_token_binding::server::{ResourceServer, ResourceServerErrorKind};
+use tower_token_binding::ConfigErrorKind;
+use tower_token_binding::server::ResourceServer;
 use tower_token_binding::test_util::{TestIssuer, TestPki, get_with_token};
 use tower_token_binding::validation::{TokenProfile, VerifiedToken};
 use tower_token_binding::{ClientIdentity, Thumbprint};
@@ -396,7 +397,8 @@ async fn a_multi_tenant_entra_issuer_takes_allowed_tenants_only() {
         .tls_identity(chain, key)
         .build()
         .unwrap_err();
-    assert_eq!(refused.kind(), ResourceServerErrorKind::MissingTenants);
+    assert_eq!(refused.kind(), ConfigErrorKind::Missing);
+    assert_eq!(refused.setting(), Some("allowed_tenants"));
 
     let url = serve(
         &pki,

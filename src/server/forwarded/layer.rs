@@ -6,8 +6,8 @@ use tower::Layer;
 
 use super::trusted::TrustedProxies;
 use super::{CLIENT_CERT, ForwardedClientCert, IpNetwork, X_FORWARDED_CLIENT_CERT, XfccElement};
-use crate::Thumbprint;
 use crate::warn_limit::WarnLimit;
+use crate::{ConfigError, Thumbprint};
 
 /// Layer that applies [`ForwardedClientCert`]: takes the client certificate
 /// from a header set by a trusted TLS-terminating proxy, the RFC 9440
@@ -214,22 +214,52 @@ impl ForwardedClientCertBuilder {
         self
     }
 
-    /// Checks the settings and builds the layer.
-    pub fn build(self) -> Result<ForwardedClientCertLayer, ForwardedConfigError> {
-        use ForwardedConfigErrorKind as K;
+    /// Checks the settings and builds the layer: a
+    /// [`ConfigError`] names the setting at fault.
+    ///
+    /// ```
+    /// use tower_token_binding::ConfigErrorKind;
+    /// use tower_token_binding::server::forwarded::ForwardedClientCertLayer;
+    ///
+    /// let error = ForwardedClientCertLayer::client_cert().build().unwrap_err();
+    /// assert_eq!(error.kind(), ConfigErrorKind::Missing);
+    /// assert_eq!(error.setting(), Some("trusted_proxy"));
+    /// ```
+    pub fn build(self) -> Result<ForwardedClientCertLayer, ConfigError> {
+        const BUILDER: &str = "ForwardedClientCertBuilder";
         if self.proxies.is_empty() {
-            return Err(ForwardedConfigError(K::NoTrustedProxies));
+            return Err(ConfigError::missing(
+                BUILDER,
+                "trusted_proxy",
+                "a forwarded client certificate needs trusted proxies: name them with \
+                 trusted_proxy or trusted_proxy_certificate (or call trust_any_peer, \
+                 which believes anyone who can reach the server)",
+            ));
         }
         if self.proxies.any
             && !(self.proxies.networks.is_empty() && self.proxies.certificates.is_empty())
         {
-            return Err(ForwardedConfigError(K::ConflictingOptions));
+            return Err(ConfigError::conflict(
+                BUILDER,
+                "trust_any_peer",
+                "trust_any_peer cannot be combined with trusted proxies",
+            ));
         }
         if self.header != Header::Xfcc && self.element.is_some() {
-            return Err(ForwardedConfigError(K::ConflictingOptions));
+            return Err(ConfigError::conflict(
+                BUILDER,
+                "xfcc_element",
+                "xfcc_element is for the x-forwarded-client-cert header only",
+            ));
         }
         if self.proxies.networks.iter().any(|n| n.prefix_len() == 0) {
-            return Err(ForwardedConfigError(K::EveryAddress));
+            return Err(ConfigError::invalid(
+                BUILDER,
+                "trusted_proxy",
+                "a trusted network of every address (a /0 prefix) believes anyone who can \
+                 reach the server: list the proxies' networks, or call trust_any_peer if \
+                 that is what you mean",
+            ));
         }
         Ok(ForwardedClientCertLayer {
             config: Arc::new(Config {
@@ -252,54 +282,10 @@ impl fmt::Debug for ForwardedClientCertBuilder {
     }
 }
 
-/// Why a [`ForwardedClientCertBuilder`] refused to build.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ForwardedConfigError(ForwardedConfigErrorKind);
-
-/// What was wrong with a [`ForwardedClientCertBuilder`]'s settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ForwardedConfigErrorKind {
-    /// No trusted proxy, and no [`trust_any_peer`](ForwardedClientCertBuilder::trust_any_peer).
-    NoTrustedProxies,
-    /// Settings that do not go together: `trust_any_peer` with an
-    /// allow-list, or `xfcc_element` for another header than XFCC.
-    ConflictingOptions,
-    /// A trusted network of every address (`0.0.0.0/0`, `::/0`): that is
-    /// [`trust_any_peer`](ForwardedClientCertBuilder::trust_any_peer),
-    /// which must be said as such.
-    EveryAddress,
-}
-
-impl ForwardedConfigError {
-    /// What was wrong.
-    pub fn kind(&self) -> ForwardedConfigErrorKind {
-        self.0
-    }
-}
-
-impl fmt::Display for ForwardedConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self.0 {
-            ForwardedConfigErrorKind::NoTrustedProxies => {
-                "a forwarded client certificate needs trusted proxies: name them with \
-                 trusted_proxy or trusted_proxy_certificate (or call trust_any_peer, \
-                 which believes anyone who can reach the server)"
-            }
-            ForwardedConfigErrorKind::ConflictingOptions => {
-                "conflicting options: trust_any_peer cannot be combined with trusted \
-                 proxies, and xfcc_element is for the x-forwarded-client-cert header only"
-            }
-            ForwardedConfigErrorKind::EveryAddress => {
-                "a trusted network of every address (a /0 prefix) believes anyone who can \
-                 reach the server: list the proxies' networks, or call trust_any_peer if \
-                 that is what you mean"
-            }
-        })
-    }
-}
-
-impl std::error::Error for ForwardedConfigError {}
+/// The error of [`ForwardedClientCertBuilder::build`], now the crate's one
+/// [`ConfigError`].
+#[deprecated(note = "use tower_token_binding::ConfigError, which every builder returns")]
+pub type ForwardedConfigError = ConfigError;
 
 #[cfg(test)]
 mod tests {
@@ -307,17 +293,23 @@ mod tests {
 
     #[test]
     fn the_allow_list_is_required() {
-        use ForwardedConfigErrorKind as K;
+        use crate::ConfigErrorKind as K;
         let net: IpNetwork = "10.0.0.0/8".parse().unwrap();
-        let kind = |b: ForwardedClientCertBuilder| b.build().unwrap_err().kind();
+        let kind = |b: ForwardedClientCertBuilder| {
+            let e = b.build().unwrap_err();
+            (e.kind(), e.setting().unwrap())
+        };
         assert_eq!(
             kind(ForwardedClientCertLayer::client_cert()),
-            K::NoTrustedProxies
+            (K::Missing, "trusted_proxy")
         );
-        assert_eq!(kind(ForwardedClientCertLayer::xfcc()), K::NoTrustedProxies);
+        assert_eq!(
+            kind(ForwardedClientCertLayer::xfcc()),
+            (K::Missing, "trusted_proxy")
+        );
         assert_eq!(
             kind(ForwardedClientCertLayer::xfcc().trusted_proxies(Vec::<IpNetwork>::new())),
-            K::NoTrustedProxies
+            (K::Missing, "trusted_proxy")
         );
         assert_eq!(
             kind(
@@ -325,7 +317,7 @@ mod tests {
                     .trust_any_peer()
                     .trusted_proxy(net)
             ),
-            K::ConflictingOptions
+            (K::Conflict, "trust_any_peer")
         );
         assert_eq!(
             kind(
@@ -333,7 +325,11 @@ mod tests {
                     .trusted_proxy(net)
                     .xfcc_element(XfccElement::Last)
             ),
-            K::ConflictingOptions
+            (K::Conflict, "xfcc_element")
+        );
+        assert_eq!(
+            kind(ForwardedClientCertLayer::xfcc().trusted_proxy("0.0.0.0/0".parse().unwrap())),
+            (K::Invalid, "trusted_proxy")
         );
         let error = ForwardedClientCertLayer::client_cert().build().unwrap_err();
         assert!(error.to_string().contains("trusted_proxy"), "{error}");

@@ -134,10 +134,9 @@ pub use escaped_pem::{
     MAX_ESCAPED_PEM_LENGTH, NGINX, TRAEFIK, escaped_pem_from_headers, parse_escaped_pem,
 };
 pub use future::ResponseFuture;
-pub use layer::{
-    ForwardedClientCertBuilder, ForwardedClientCertLayer, ForwardedConfigError,
-    ForwardedConfigErrorKind,
-};
+#[allow(deprecated)]
+pub use layer::ForwardedConfigError;
+pub use layer::{ForwardedClientCertBuilder, ForwardedClientCertLayer};
 pub use service::ForwardedClientCert;
 pub use trusted::{IpNetwork, ParseIpNetworkError};
 pub use xfcc::{

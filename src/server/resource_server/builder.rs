@@ -11,9 +11,10 @@ use crate::proof::Algorithm;
 use rustls::{RootCertStore, ServerConfig};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
+use super::ResourceServer;
 #[cfg(feature = "client")]
 use super::introspection;
-use super::{ResourceServer, ResourceServerError, ResourceServerErrorKind};
+use crate::ConfigError;
 use crate::proof::dpop::DpopVerifier;
 use crate::proof::pop::PopVerifier;
 use crate::replay::{BoxReplayStore, ReplayStore};
@@ -23,10 +24,13 @@ use crate::server::{ClientCertMode, ServerTlsConfig, ServerTlsError, ServerTlsEr
 use crate::tls;
 #[cfg(not(feature = "client"))]
 use crate::validation::JwtOrIntrospection;
-use crate::validation::jwt::check_relaxable;
 use crate::validation::{
-    CnfValidationLayer, JwksSource, JwtValidator, TENANT_PLACEHOLDER, TokenProfile, TrustedIssuer,
+    CnfValidationLayer, JwksSource, JwtValidator, JwtValidatorBuilder, TENANT_PLACEHOLDER,
+    TokenProfile, TrustedIssuer,
 };
+
+/// The name [`ConfigError`]s of this builder give.
+pub(super) const BUILDER: &str = "ResourceServerBuilder";
 
 /// Builds a [`ResourceServer`]; [`build`](Self::build) refuses what cannot
 /// work.
@@ -41,10 +45,10 @@ use crate::validation::{
 /// | [`client_cert_mode`](Self::client_cert_mode), [`client_ca_file`](Self::client_ca_file) | [`ClientCertMode::any_certificate`], optional |
 /// | [`required_scope`](Self::required_scope) | none |
 /// | [`allow_unbound`](Self::allow_unbound) | bound tokens only |
-/// | [`algorithms`](Self::algorithms) | every algorithm access tokens can be verified with (all of [`Algorithm`] but ES512) |
+/// | [`algorithms`](Self::algorithms) | all of [`Algorithm`] |
 /// | [`leeway`](Self::leeway) | 30 s |
 /// | [`allow_missing_claims`](Self::allow_missing_claims) | every RFC 9068 claim required |
-/// | [`root_store`](Self::root_store), [`root_ca_file`](Self::root_ca_file) (also named `issuer_root_store`, `issuer_root_ca_file`) | the platform's roots |
+/// | [`root_store`](Self::root_store), [`root_ca_file`](Self::root_ca_file) | the platform's roots |
 /// | [`jwks_refresh_interval`](Self::jwks_refresh_interval) | 5 min |
 /// | [`jwks_unknown_kid_cooldown`](Self::jwks_unknown_kid_cooldown) | 10 s |
 /// | [`issuer_timeout`](Self::issuer_timeout) | 10 s |
@@ -60,7 +64,13 @@ use crate::validation::{
 /// [`issuer`](Self::issuer), [`audience`](Self::audience),
 /// [`allowed_tenants`](Self::allowed_tenants) and
 /// [`required_scope`](Self::required_scope), which add more.
-#[derive(Clone, Default)]
+///
+/// The JWT settings ([`algorithms`](Self::algorithms),
+/// [`leeway`](Self::leeway), [`allow_missing_claims`](Self::allow_missing_claims))
+/// go to the [`JwtValidatorBuilder`] it holds, which checks them at
+/// [`build`](Self::build): a refusal is a [`ConfigError`] from it, naming
+/// the setter both builders have.
+#[derive(Clone)]
 pub struct ResourceServerBuilder {
     issuers: Vec<String>,
     audiences: Vec<String>,
@@ -70,9 +80,9 @@ pub struct ResourceServerBuilder {
     client_certs: Option<ClientCerts>,
     scopes: Vec<String>,
     allow_unbound: bool,
-    algorithms: Option<Vec<Algorithm>>,
-    leeway: Option<Duration>,
-    allow_missing: Vec<String>,
+    /// The JWT validator's own settings; the issuers, audiences and token
+    /// profile, which introspection shares, are added at build.
+    jwt: JwtValidatorBuilder,
     issuer_roots: Option<IssuerRoots>,
     refresh_interval: Option<Duration>,
     cooldown: Option<Duration>,
@@ -85,6 +95,34 @@ pub struct ResourceServerBuilder {
     replay_store: Option<BoxReplayStore>,
     #[cfg(feature = "client")]
     pub(super) introspection: Option<introspection::Introspection>,
+}
+
+impl Default for ResourceServerBuilder {
+    fn default() -> Self {
+        Self {
+            issuers: Vec::new(),
+            audiences: Vec::new(),
+            profile: None,
+            tenants: Vec::new(),
+            tls: None,
+            client_certs: None,
+            scopes: Vec::new(),
+            allow_unbound: false,
+            jwt: JwtValidator::builder(),
+            issuer_roots: None,
+            refresh_interval: None,
+            cooldown: None,
+            issuer_timeout: None,
+            terse: false,
+            handshake_timeout: None,
+            dpop: None,
+            pop: None,
+            public_origin: None,
+            replay_store: None,
+            #[cfg(feature = "client")]
+            introspection: None,
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -142,6 +180,7 @@ impl fmt::Debug for ResourceServerBuilder {
             .field("client_certs", &self.client_certs)
             .field("required_scopes", &self.scopes)
             .field("allow_unbound", &self.allow_unbound)
+            .field("jwt", &self.jwt)
             .field("dpop", &self.dpop)
             .field("pop", &self.pop)
             .field("public_origin", &self.public_origin);
@@ -261,7 +300,8 @@ impl ResourceServerBuilder {
     /// certificates from a secret store or made by a test (see
     /// [`TestPki::server_identity`](crate::test_util::TestPki::server_identity)).
     /// Checked by [`build`](Self::build) (an empty chain, or a key that is
-    /// not the leaf's, is a [`ResourceServerErrorKind::Tls`] error). Client
+    /// not the leaf's, is a [`ConfigErrorKind::Invalid`](crate::ConfigErrorKind::Invalid)
+    /// error naming `tls_identity`). Client
     /// certificates are asked for as with the files. Replaces
     /// [`tls_pem_files`](Self::tls_pem_files) or
     /// [`tls_config`](Self::tls_config). The key is never shown by `Debug`.
@@ -342,19 +382,17 @@ impl ResourceServerBuilder {
         self
     }
 
-    /// The signature algorithms allowed; see
-    /// [`JwtValidatorBuilder::algorithms`](crate::validation::JwtValidatorBuilder::algorithms).
-    /// Default: every algorithm access tokens can be verified with (all of
-    /// [`Algorithm`] but ES512, which is refused when named).
-    pub fn algorithms(mut self, algorithms: impl IntoIterator<Item = Algorithm>) -> Self {
-        self.algorithms = Some(algorithms.into_iter().collect());
-        self
+    /// The signature algorithms allowed: [`JwtValidatorBuilder::algorithms`]
+    /// of the validator this builder holds. Default: all of [`Algorithm`];
+    /// none is an error from [`build`](Self::build).
+    pub fn algorithms(self, algorithms: impl IntoIterator<Item = Algorithm>) -> Self {
+        self.jwt(|jwt| jwt.algorithms(algorithms))
     }
 
-    /// Clock skew allowed for `exp` and `nbf`. Default 30 s.
-    pub fn leeway(mut self, leeway: Duration) -> Self {
-        self.leeway = Some(leeway);
-        self
+    /// Clock skew allowed for `exp` and `nbf`. Default 30 s. See
+    /// [`JwtValidatorBuilder::leeway`].
+    pub fn leeway(self, leeway: Duration) -> Self {
+        self.jwt(|jwt| jwt.leeway(leeway))
     }
 
     /// Accepts tokens without some of the claims RFC 9068 requires (`sub`,
@@ -362,13 +400,17 @@ impl ResourceServerBuilder {
     /// [`JwtValidatorBuilder::allow_missing_claims`](crate::validation::JwtValidatorBuilder::allow_missing_claims).
     /// Adds to earlier calls; any other name is an error from
     /// [`build`](Self::build).
-    pub fn allow_missing_claims<I>(mut self, claims: I) -> Self
+    pub fn allow_missing_claims<I>(self, claims: I) -> Self
     where
         I: IntoIterator,
         I::Item: Into<String>,
     {
-        self.allow_missing
-            .extend(claims.into_iter().map(Into::into));
+        self.jwt(|jwt| jwt.allow_missing_claims(claims))
+    }
+
+    /// One setting of the JWT validator's builder held.
+    fn jwt(mut self, set: impl FnOnce(JwtValidatorBuilder) -> JwtValidatorBuilder) -> Self {
+        self.jwt = set(self.jwt);
         self
     }
 
@@ -391,14 +433,14 @@ impl ResourceServerBuilder {
         self
     }
 
-    /// Another name for [`root_store`](Self::root_store), kept for existing
-    /// code (the roots are the issuer's either way).
+    /// The old name of [`root_store`](Self::root_store).
+    #[deprecated(note = "renamed root_store, as on every builder")]
     pub fn issuer_root_store(self, roots: impl Into<Arc<RootCertStore>>) -> Self {
         self.root_store(roots)
     }
 
-    /// Another name for [`root_ca_file`](Self::root_ca_file), kept for
-    /// existing code.
+    /// The old name of [`root_ca_file`](Self::root_ca_file).
+    #[deprecated(note = "renamed root_ca_file, as on every builder")]
     pub fn issuer_root_ca_file(self, path: impl AsRef<Path>) -> Self {
         self.root_ca_file(path)
     }
@@ -419,7 +461,7 @@ impl ResourceServerBuilder {
     }
 
     /// How long each request to the issuer (metadata, JWKS) may take.
-    /// Default 10 s.
+    /// Default 10 s. See [`RemoteJwks::issuer_timeout`](crate::validation::RemoteJwks::issuer_timeout).
     pub fn issuer_timeout(mut self, timeout: Duration) -> Self {
         self.issuer_timeout = Some(timeout);
         self
@@ -506,32 +548,54 @@ impl ResourceServerBuilder {
     }
 
     /// Checks the settings, reads the files and builds the server. Needs no
-    /// Tokio runtime and makes no request.
-    pub fn build(self) -> Result<ResourceServer, ResourceServerError> {
-        use ResourceServerErrorKind as K;
+    /// Tokio runtime and makes no request. A refusal is a [`ConfigError`]
+    /// naming the setting.
+    ///
+    /// ```
+    /// use tower_token_binding::ConfigErrorKind;
+    /// use tower_token_binding::server::ResourceServer;
+    ///
+    /// let error = ResourceServer::builder()
+    ///     .issuer("https://login.example.com")
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert_eq!(error.kind(), ConfigErrorKind::Missing);
+    /// assert_eq!(error.setting(), Some("audience"));
+    /// ```
+    pub fn build(self) -> Result<ResourceServer, ConfigError> {
         if self.issuers.is_empty() {
-            return Err(ResourceServerError::new(K::MissingIssuer));
+            return Err(ConfigError::missing(
+                BUILDER,
+                "issuer",
+                "an issuer is required",
+            ));
         }
         let profile = self.profile.unwrap_or_default();
-        profile
-            .check()
-            .map_err(|e| ResourceServerError::new(K::InvalidTokenProfile).with_source(e))?;
+        profile.check().map_err(|e| {
+            ConfigError::invalid(BUILDER, "token_profile", "invalid token profile").with_source(e)
+        })?;
         for (i, issuer) in self.issuers.iter().enumerate() {
             if self.issuers[..i].contains(issuer) {
-                return Err(ResourceServerError::new(K::InvalidIssuer)
-                    .with_message("the same issuer is given twice"));
+                return Err(ConfigError::invalid(
+                    BUILDER,
+                    "issuer",
+                    "the same issuer is given twice",
+                ));
             }
         }
         let mut sources = Vec::with_capacity(self.issuers.len());
         for issuer in &self.issuers {
             if issuer.contains(TENANT_PLACEHOLDER) {
-                return Err(ResourceServerError::new(K::InvalidIssuer).with_message(
+                return Err(ConfigError::invalid(
+                    BUILDER,
+                    "issuer",
                     "an issuer holds {tenantid}: give the multi-tenant endpoint the metadata \
                      comes from instead (https://login.microsoftonline.com/organizations/v2.0)",
                 ));
             }
-            let jwks = JwksSource::discover(issuer)
-                .map_err(|e| ResourceServerError::new(K::InvalidIssuer).with_source(e))?;
+            let jwks = JwksSource::discover(issuer).map_err(|e| {
+                ConfigError::invalid(BUILDER, "issuer", "invalid issuer").with_source(e)
+            })?;
             let template = multi_tenant_template(issuer);
             if template.is_some() && profile.tenant_claim_name().is_none() {
                 tracing::warn!(
@@ -548,11 +612,16 @@ impl ResourceServerBuilder {
         }
         let multi_tenant = sources.iter().any(|(_, template, _)| template.is_some());
         if multi_tenant && self.tenants.is_empty() {
-            return Err(ResourceServerError::new(K::MissingTenants));
+            return Err(ConfigError::missing(
+                BUILDER,
+                "allowed_tenants",
+                "a multi-tenant issuer needs an allow-list of tenants",
+            ));
         }
         if multi_tenant {
-            crate::validation::issuer::check_tenants(&self.tenants)
-                .map_err(|e| ResourceServerError::new(K::InvalidIssuer).with_source(e))?;
+            crate::validation::issuer::check_tenants(&self.tenants).map_err(|e| {
+                ConfigError::invalid(BUILDER, "allowed_tenants", "invalid tenant").with_source(e)
+            })?;
             let templates: Vec<&String> =
                 sources.iter().filter_map(|(_, t, _)| t.as_ref()).collect();
             if templates
@@ -560,58 +629,71 @@ impl ResourceServerBuilder {
                 .enumerate()
                 .any(|(i, t)| templates[..i].contains(t))
             {
-                return Err(ResourceServerError::new(K::InvalidIssuer).with_message(
+                return Err(ConfigError::invalid(
+                    BUILDER,
+                    "issuer",
                     "two issuers are the same multi-tenant issuer (an Entra /organizations \
                      and /common endpoint name the same template): give one",
                 ));
             }
         }
         if !multi_tenant && !self.tenants.is_empty() {
-            return Err(
-                ResourceServerError::new(K::ConflictingOptions).with_message(
-                    "allowed_tenants needs a multi-tenant issuer (an Entra /organizations/v2.0 \
-                     or /common/v2.0 endpoint, under TokenProfile::entra)",
-                ),
-            );
+            return Err(ConfigError::conflict(
+                BUILDER,
+                "allowed_tenants",
+                "allowed_tenants needs a multi-tenant issuer (an Entra /organizations/v2.0 \
+                 or /common/v2.0 endpoint, under TokenProfile::entra)",
+            ));
         }
         if self.audiences.is_empty() {
-            return Err(ResourceServerError::new(K::MissingAudience));
+            return Err(ConfigError::missing(
+                BUILDER,
+                "audience",
+                "an audience is required",
+            ));
         }
         if self.audiences.iter().any(|a| a.trim().is_empty()) {
-            return Err(ResourceServerError::new(K::EmptyAudience));
-        }
-        if self.algorithms.as_ref().is_some_and(Vec::is_empty) {
-            return Err(ResourceServerError::new(K::NoAlgorithms));
-        }
-        if let Err(refusal) = check_relaxable(&self.allow_missing) {
-            return Err(ResourceServerError::new(K::ClaimAlwaysRequired).with_source(refusal));
+            return Err(ConfigError::invalid(
+                BUILDER,
+                "audience",
+                "an audience must not be empty",
+            ));
         }
 
         let proofs = self.dpop.is_some() || self.pop.is_some();
         if !proofs && (self.public_origin.is_some() || self.replay_store.is_some()) {
-            return Err(
-                ResourceServerError::new(K::ConflictingOptions).with_message(
-                    "public_origin and replay_store are DPoP and PoP settings: both are off \
-                     without accept_dpop or accept_pop",
-                ),
-            );
+            return Err(ConfigError::conflict(
+                BUILDER,
+                if self.public_origin.is_some() {
+                    "public_origin"
+                } else {
+                    "replay_store"
+                },
+                "public_origin and replay_store are DPoP and PoP settings: both are off \
+                 without accept_dpop or accept_pop",
+            ));
         }
         if self.pop.as_ref().is_some_and(PopVerifier::requires_body) {
-            return Err(
-                ResourceServerError::new(K::ConflictingOptions).with_message(
-                    "accept_pop: the server does not buffer request bodies, so a verifier \
-                     that requires the body hash b would refuse every request; stack \
-                     BufferBodyLayer outside ResourceServer::layer() instead",
-                ),
-            );
+            return Err(ConfigError::conflict(
+                BUILDER,
+                "accept_pop",
+                "the server does not buffer request bodies, so a verifier \
+                 that requires the body hash b would refuse every request; stack \
+                 BufferBodyLayer outside ResourceServer::layer() instead",
+            ));
         }
+        let invalid_origin = |e| {
+            ConfigError::invalid(BUILDER, "public_origin", "invalid public origin").with_source(e)
+        };
         if let Some(origin) = &self.public_origin {
             CnfValidationLayer::new(())
                 .try_public_origin(origin)
-                .map_err(|e| ResourceServerError::new(K::InvalidPublicOrigin).with_source(e))?;
+                .map_err(invalid_origin)?;
         }
 
-        let invalid_scope = |e| ResourceServerError::new(K::InvalidScope).with_source(e);
+        let invalid_scope = |e| {
+            ConfigError::invalid(BUILDER, "required_scope", "invalid required scope").with_source(e)
+        };
         // Checked now, before any file is read; applied once the validator
         // is built.
         for scope in &self.scopes {
@@ -621,14 +703,21 @@ impl ResourceServerBuilder {
         }
 
         let tls = match (self.tls, self.client_certs) {
-            (None, _) => return Err(ResourceServerError::new(K::MissingTls)),
+            (None, _) => {
+                return Err(ConfigError::missing(
+                    BUILDER,
+                    "tls_pem_files",
+                    "the server's TLS certificate is required (tls_pem_files, tls_identity \
+                     or tls_config)",
+                ));
+            }
             (Some(Tls::Config(_)), Some(_)) => {
-                return Err(
-                    ResourceServerError::new(K::ConflictingOptions).with_message(
-                        "client_cert_mode and client_ca_file cannot change a ready tls_config: \
+                return Err(ConfigError::conflict(
+                    BUILDER,
+                    "tls_config",
+                    "client_cert_mode and client_ca_file cannot change a ready tls_config: \
                      set client certificates in the ServerConfig, or use tls_pem_files",
-                    ),
-                );
+                ));
             }
             (Some(Tls::Config(config)), None) => config,
             (Some(Tls::PemFiles { cert, key }), client_certs) => Arc::new(
@@ -639,21 +728,22 @@ impl ResourceServerBuilder {
             (Some(Tls::Identity { chain, key }), client_certs) => Arc::new(
                 server_tls(client_certs)?
                     .build(chain, key.clone_key())
-                    .map_err(|e| ResourceServerError::new(K::Tls).with_source(e))?,
+                    .map_err(|e| {
+                        ConfigError::invalid(BUILDER, "tls_identity", "server TLS").with_source(e)
+                    })?,
             ),
         };
 
         let roots = match self.issuer_roots {
             Some(IssuerRoots::Store(roots)) => roots,
             Some(IssuerRoots::CaFile(path)) => Arc::new(
-                crate::identity::root_store_from_pem_file(&path).map_err(|e| {
-                    ResourceServerError::new(K::IssuerTls)
-                        .at(&path)
-                        .with_source(e)
-                })?,
+                crate::identity::root_store_from_pem_file(&path)
+                    .map_err(|e| ConfigError::unreadable(BUILDER, "root_ca_file", &path, e))?,
             ),
             None => Arc::new(tls::platform_roots().ok_or_else(|| {
-                ResourceServerError::new(K::IssuerTls).with_message(
+                ConfigError::unavailable(
+                    BUILDER,
+                    Some("root_store"),
                     "no platform root certificates found; trust the issuer with \
                      root_store or root_ca_file",
                 )
@@ -661,7 +751,7 @@ impl ResourceServerBuilder {
         };
         #[cfg(feature = "client")]
         let profile_for_answers = profile.clone();
-        let mut validator = JwtValidator::builder().token_profile(profile);
+        let mut validator = self.jwt.token_profile(profile);
         for (issuer, template, jwks) in sources {
             let mut remote = jwks.root_store(roots.clone());
             if let Some(interval) = self.refresh_interval {
@@ -671,7 +761,7 @@ impl ResourceServerBuilder {
                 remote = remote.unknown_kid_cooldown(cooldown);
             }
             if let Some(timeout) = self.issuer_timeout {
-                remote = remote.timeout(timeout);
+                remote = remote.issuer_timeout(timeout);
             }
             validator = validator.trust(match template {
                 None => TrustedIssuer::new(issuer, remote),
@@ -685,16 +775,7 @@ impl ResourceServerBuilder {
         for audience in &self.audiences {
             validator = validator.audience(audience.clone());
         }
-        if let Some(algorithms) = self.algorithms {
-            validator = validator.algorithms(algorithms);
-        }
-        if let Some(leeway) = self.leeway {
-            validator = validator.leeway(leeway);
-        }
-        let validator = validator
-            .allow_missing_claims(self.allow_missing)
-            .build()
-            .map_err(|e| ResourceServerError::new(K::IssuerTls).with_source(e))?;
+        let validator = validator.build()?;
         #[cfg(feature = "client")]
         let validator = introspection::validator(
             self.introspection,
@@ -727,9 +808,7 @@ impl ResourceServerBuilder {
             layer = layer.accept_pop(verifier);
         }
         if let Some(origin) = &self.public_origin {
-            layer = layer
-                .try_public_origin(origin)
-                .map_err(|e| ResourceServerError::new(K::InvalidPublicOrigin).with_source(e))?;
+            layer = layer.try_public_origin(origin).map_err(invalid_origin)?;
         }
         Ok(ResourceServer {
             issuers: self.issuers,
@@ -758,27 +837,24 @@ fn multi_tenant_template(issuer: &str) -> Option<String> {
 /// The server TLS settings for `client_certs` (any certificate by default),
 /// their verifier checked first, so that its failure is not blamed on the
 /// server's certificate.
-fn server_tls(client_certs: Option<ClientCerts>) -> Result<ServerTlsConfig, ResourceServerError> {
-    use ResourceServerErrorKind as K;
-    let mode = match client_certs {
-        None => ClientCertMode::any_certificate(),
-        Some(ClientCerts::Mode(mode)) => mode,
+fn server_tls(client_certs: Option<ClientCerts>) -> Result<ServerTlsConfig, ConfigError> {
+    let (mode, setting) = match client_certs {
+        None => (ClientCertMode::any_certificate(), "client_cert_mode"),
+        Some(ClientCerts::Mode(mode)) => (mode, "client_cert_mode"),
         Some(ClientCerts::CaFile(path)) => {
-            let roots = crate::identity::root_store_from_pem_file(&path).map_err(|e| {
-                ResourceServerError::new(K::ClientCa)
-                    .at(&path)
-                    .with_source(e)
-            })?;
-            ClientCertMode::trusted_roots(roots)
+            let roots = crate::identity::root_store_from_pem_file(&path)
+                .map_err(|e| ConfigError::unreadable(BUILDER, "client_ca_file", &path, e))?;
+            (ClientCertMode::trusted_roots(roots), "client_ca_file")
         }
     };
-    mode.verifier()
-        .map_err(|e| ResourceServerError::new(K::ClientCa).with_source(e))?;
+    mode.verifier().map_err(|e| {
+        ConfigError::invalid(BUILDER, setting, "client certificate trust").with_source(e)
+    })?;
     Ok(ServerTlsConfig::new(mode))
 }
 
 /// A TLS error while reading the server's files, naming the file.
-fn tls_file_error(e: ServerTlsError, cert: &Path, key: &Path) -> ResourceServerError {
+fn tls_file_error(e: ServerTlsError, cert: &Path, key: &Path) -> ConfigError {
     let path = match (e.path(), e.kind()) {
         (Some(path), _) => path.to_owned(),
         // Errors without a file are about the pair: name the key, which
@@ -786,7 +862,5 @@ fn tls_file_error(e: ServerTlsError, cert: &Path, key: &Path) -> ResourceServerE
         (None, ServerTlsErrorKind::KeyMismatch) => key.to_owned(),
         (None, _) => cert.to_owned(),
     };
-    ResourceServerError::new(ResourceServerErrorKind::Tls)
-        .at(&path)
-        .with_source(e)
+    ConfigError::unreadable(BUILDER, "tls_pem_files", &path, e)
 }

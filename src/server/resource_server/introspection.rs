@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use rustls::RootCertStore;
 
-use super::{ResourceServerBuilder, ResourceServerError, ResourceServerErrorKind};
+use super::ResourceServerBuilder;
+use crate::ConfigError;
 use crate::validation::{
     IntrospectionValidatorBuilder, JwtOrIntrospection, JwtValidator, TokenProfile,
 };
@@ -87,7 +88,7 @@ pub(super) fn validator(
     audiences: &[String],
     roots: &Arc<RootCertStore>,
     profile: &TokenProfile,
-) -> Result<JwtOrIntrospection, ResourceServerError> {
+) -> Result<JwtOrIntrospection, ConfigError> {
     let Some(Introspection { mut builder, only }) = introspection else {
         return Ok(JwtOrIntrospection::jwt_only(jwt));
     };
@@ -108,9 +109,7 @@ pub(super) fn validator(
     if !builder.has_profile() {
         builder = builder.token_profile(profile.clone());
     }
-    let introspection = builder.build().map_err(|e| {
-        ResourceServerError::new(ResourceServerErrorKind::Introspection).with_source(e)
-    })?;
+    let introspection = builder.build()?;
     Ok(if only {
         JwtOrIntrospection::introspection_only(introspection)
     } else {
@@ -154,14 +153,16 @@ mod tests {
             .introspection(IntrospectionValidator::builder().client_id("api"))
             .build()
             .unwrap_err();
-        assert_eq!(err.kind(), ResourceServerErrorKind::Introspection);
+        assert_eq!(err.builder(), "IntrospectionValidatorBuilder");
+        assert_eq!(err.setting(), Some("client_secret_basic"));
         assert!(err.to_string().contains("authenticate"), "{err}");
         // The endpoint given, not https.
         let err = base()
             .introspection_only(api_client().endpoint("http://login.example/introspect"))
             .build()
             .unwrap_err();
-        assert_eq!(err.kind(), ResourceServerErrorKind::Introspection);
+        assert_eq!(err.builder(), "IntrospectionValidatorBuilder");
+        assert_eq!(err.setting(), Some("endpoint"));
         // Good settings: the endpoint is discovered from the issuer.
         let server = base().introspection(api_client()).build().unwrap();
         let validator = server.layer();

@@ -21,7 +21,8 @@ mod introspection;
 mod tests;
 
 pub use builder::ResourceServerBuilder;
-pub use error::{ResourceServerError, ResourceServerErrorKind};
+#[allow(deprecated)]
+pub use error::ResourceServerError;
 
 use super::Serve;
 use crate::validation::{CnfValidation, CnfValidationLayer, JwtOrIntrospection};
@@ -45,7 +46,8 @@ use crate::BoxError;
 /// else has a default that can be changed (see
 /// [`ResourceServerBuilder`]). [`build`](ResourceServerBuilder::build) is
 /// synchronous, reads the files and checks every setting, so a
-/// misconfiguration is a [`ResourceServerError`] at start-up, never a panic
+/// misconfiguration is a [`ConfigError`](crate::ConfigError) naming the
+/// setting at start-up, never a panic
 /// or a failure at the first request. Nothing is fetched then: the issuer's
 /// metadata and keys are fetched at the first request with a token (see
 /// [`JwksSource::discover`]), and the last good keys are kept when the

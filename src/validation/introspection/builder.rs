@@ -1,4 +1,5 @@
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
@@ -14,6 +15,7 @@ use super::exchange::{Auth, Endpoint, Exchange, Secret};
 use super::response::Expectations;
 use super::shape::{DEFAULT_MAX_TOKEN_LENGTH, ShapeCheck, TokenShape};
 use super::validator::Inner;
+use crate::ConfigError;
 use crate::discovery::{self, UrlError, redacted};
 use crate::identity::{IdentitySource, SharedIdentity};
 use crate::pool::MtlsClientPool;
@@ -60,11 +62,18 @@ pub struct IntrospectionValidatorBuilder {
     cache_ttl: Option<Duration>,
     inactive_ttl: Option<Duration>,
     cache_capacity: Option<usize>,
-    roots: Option<Arc<RootCertStore>>,
+    roots: Option<Roots>,
     pool: Option<MtlsClientPool<Full<Bytes>>>,
     profile: Option<TokenProfile>,
     /// The fleet's shared answers (L2), set in `shared.rs`.
     pub(super) shared: super::shared::SharedSettings,
+}
+
+/// Trusted roots: given, or a PEM file read at build.
+#[derive(Clone)]
+enum Roots {
+    Store(Arc<RootCertStore>),
+    File(PathBuf),
 }
 
 impl fmt::Debug for IntrospectionValidatorBuilder {
@@ -90,27 +99,13 @@ impl fmt::Debug for IntrospectionValidatorBuilder {
     }
 }
 
-/// A setting of [`IntrospectionValidatorBuilder`] that cannot work.
-#[derive(Debug, Clone)]
-pub struct IntrospectionConfigError {
-    message: String,
-}
+/// The error of [`IntrospectionValidatorBuilder::build`], now the crate's
+/// one [`ConfigError`].
+#[deprecated(note = "use tower_token_binding::ConfigError, which every builder returns")]
+pub type IntrospectionConfigError = ConfigError;
 
-impl IntrospectionConfigError {
-    fn new(message: impl Into<String>) -> Self {
-        Self {
-            message: message.into(),
-        }
-    }
-}
-
-impl fmt::Display for IntrospectionConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "introspection: {}", self.message)
-    }
-}
-
-impl std::error::Error for IntrospectionConfigError {}
+/// The name [`ConfigError`]s of this builder give.
+const BUILDER: &str = "IntrospectionValidatorBuilder";
 
 impl IntrospectionValidatorBuilder {
     /// The introspection endpoint, an `https://` URL. Replaces
@@ -212,9 +207,15 @@ impl IntrospectionValidatorBuilder {
 
     /// How long one call may take, connection and answer included (and
     /// each metadata request with [`discover`](Self::discover)). Default 5 s.
-    pub fn timeout(mut self, timeout: Duration) -> Self {
+    pub fn introspection_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
+    }
+
+    /// The old name of [`introspection_timeout`](Self::introspection_timeout).
+    #[deprecated(note = "renamed introspection_timeout: a timeout is named for what it bounds")]
+    pub fn timeout(self, timeout: Duration) -> Self {
+        self.introspection_timeout(timeout)
     }
 
     /// The longest an active answer is used without asking again (never
@@ -340,9 +341,18 @@ impl IntrospectionValidatorBuilder {
     }
 
     /// Trusts `roots` for the authorization server's certificate instead of
-    /// the platform's roots (ignored with a [`pool`](Self::pool)).
+    /// the platform's roots (ignored with a [`pool`](Self::pool)). Replaces
+    /// a [`root_ca_file`](Self::root_ca_file).
     pub fn root_store(mut self, roots: impl Into<Arc<RootCertStore>>) -> Self {
-        self.roots = Some(roots.into());
+        self.roots = Some(Roots::Store(roots.into()));
+        self
+    }
+
+    /// Trusts the CA certificates in this PEM file for the authorization
+    /// server's certificate, as [`root_store`](Self::root_store) does;
+    /// read by [`build`](Self::build).
+    pub fn root_ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.roots = Some(Roots::File(path.into()));
         self
     }
 
@@ -388,23 +398,27 @@ impl IntrospectionValidatorBuilder {
 
     /// Checks the settings and builds the validator. Makes no request and
     /// needs a Tokio runtime only when tokens are validated.
-    pub fn build(self) -> Result<IntrospectionValidator, IntrospectionConfigError> {
+    pub fn build(self) -> Result<IntrospectionValidator, ConfigError> {
         let endpoint = match (self.endpoint, self.issuer_to_discover) {
-            (Some(url), _) => Endpoint::Fixed(discovery::https_uri(&url).map_err(|e| match e {
-                UrlError::Invalid => {
-                    IntrospectionConfigError::new("the endpoint is not a valid URL")
-                }
-                UrlError::NotHttps => {
-                    IntrospectionConfigError::new("the endpoint must be an https:// URL")
-                }
+            (Some(url), _) => Endpoint::Fixed(discovery::https_uri(&url).map_err(|e| {
+                ConfigError::invalid(
+                    BUILDER,
+                    "endpoint",
+                    match e {
+                        UrlError::Invalid => "the endpoint is not a valid URL",
+                        UrlError::NotHttps => "the endpoint must be an https:// URL",
+                    },
+                )
             })?),
             (None, Some(issuer)) => {
                 discovery::issuer_uri(&issuer)
-                    .map_err(|e| IntrospectionConfigError::new(e.message(&issuer)))?;
+                    .map_err(|e| ConfigError::invalid(BUILDER, "discover", e.message(&issuer)))?;
                 Endpoint::discover(issuer)
             }
             (None, None) => {
-                return Err(IntrospectionConfigError::new(
+                return Err(ConfigError::missing(
+                    BUILDER,
+                    "endpoint",
                     "an endpoint or an issuer to discover it from is required",
                 ));
             }
@@ -412,31 +426,44 @@ impl IntrospectionValidatorBuilder {
         let client_id = self
             .client_id
             .filter(|id| !id.is_empty())
-            .ok_or_else(|| IntrospectionConfigError::new("a client_id is required"))?;
+            .ok_or_else(|| ConfigError::missing(BUILDER, "client_id", "a client_id is required"))?;
         let auth = self.auth.ok_or_else(|| {
-            IntrospectionConfigError::new(
+            ConfigError::missing(
+                BUILDER,
+                "client_secret_basic",
                 "the resource server must authenticate: client_secret_basic, \
                  client_secret_post or tls_client_auth",
             )
         })?;
         let issuer = self.issuer.filter(|iss| !iss.is_empty()).ok_or_else(|| {
-            IntrospectionConfigError::new(
+            ConfigError::missing(
+                BUILDER,
+                "issuer",
                 "an issuer is required: the exact iss the answers must carry",
             )
         })?;
         if self.audiences.is_empty() {
-            return Err(IntrospectionConfigError::new(
-                "an audience is required: the aud the answers must name                  (allow_missing_audience() accepts answers without aud)",
+            return Err(ConfigError::missing(
+                BUILDER,
+                "audience",
+                "an audience is required: the aud the answers must name \
+                 (allow_missing_audience() accepts answers without aud)",
             ));
         }
         if self.audiences.iter().any(|a| a.trim().is_empty()) {
-            return Err(IntrospectionConfigError::new("an audience is empty"));
+            return Err(ConfigError::invalid(
+                BUILDER,
+                "audience",
+                "an audience is empty",
+            ));
         }
         let max_calls = match self.max_concurrent_calls {
             None => 64,
             Some(0) => {
-                return Err(IntrospectionConfigError::new(
-                    "max_concurrent_calls must be at least 1",
+                return Err(ConfigError::invalid(
+                    BUILDER,
+                    "max_concurrent_calls",
+                    "must be at least 1",
                 ));
             }
             Some(n) => n.min(Semaphore::MAX_PERMITS),
@@ -446,24 +473,39 @@ impl IntrospectionValidatorBuilder {
             None if max_calls < 2 || capacity == 0 => 0,
             None => (max_calls / 8).max(1),
             Some(n) if n >= max_calls => {
-                return Err(IntrospectionConfigError::new(format!(
-                    "recheck_reserve ({n}) must leave at least one of the \
-                     max_concurrent_calls ({max_calls}) for other tokens"
-                )));
+                return Err(ConfigError::invalid(
+                    BUILDER,
+                    "recheck_reserve",
+                    format!(
+                        "{n} must leave at least one of the max_concurrent_calls \
+                     ({max_calls}) for other tokens"
+                    ),
+                ));
             }
             Some(n) => n,
         };
         let max_token_length = match self.max_token_length {
             None => DEFAULT_MAX_TOKEN_LENGTH,
             Some(0) => {
-                return Err(IntrospectionConfigError::new(
-                    "max_token_length must be at least 1",
+                return Err(ConfigError::invalid(
+                    BUILDER,
+                    "max_token_length",
+                    "must be at least 1",
                 ));
             }
             Some(n) => n,
         };
-        let pool = MtlsClientPool::given_or_new(self.pool, self.roots).map_err(|e| {
-            IntrospectionConfigError::new(format!("cannot build the HTTPS client: {e}"))
+        let roots = match self.roots {
+            Some(Roots::Store(roots)) => Some(roots),
+            Some(Roots::File(path)) => Some(Arc::new(
+                crate::identity::root_store_from_pem_file(&path)
+                    .map_err(|e| ConfigError::unreadable(BUILDER, "root_ca_file", &path, e))?,
+            )),
+            None => None,
+        };
+        let pool = MtlsClientPool::given_or_new(self.pool, roots).map_err(|e| {
+            ConfigError::unavailable(BUILDER, Some("root_store"), "cannot build the HTTPS client")
+                .with_source(e)
         })?;
         let leeway = self.leeway.unwrap_or(Duration::from_secs(30)).as_secs();
         Ok(IntrospectionValidator {

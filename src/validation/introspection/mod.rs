@@ -39,7 +39,10 @@ mod shared;
 mod shape;
 
 #[cfg(feature = "client")]
-pub use builder::{IntrospectionConfigError, IntrospectionValidatorBuilder};
+#[allow(deprecated)]
+pub use builder::IntrospectionConfigError;
+#[cfg(feature = "client")]
+pub use builder::IntrospectionValidatorBuilder;
 pub use by_shape::{JwtOrIntrospection, JwtOrIntrospectionFuture};
 #[cfg(feature = "client")]
 pub use shape::TokenShape;

@@ -91,7 +91,7 @@ use crate::validation::{TokenError, TokenErrorKind, ValidateToken, VerifiedToken
 ///     .client_secret_basic("s3cret")
 ///     .issuer("https://login.example.com")
 ///     .audience("https://orders.example.com")
-///     .timeout(Duration::from_secs(2))
+///     .introspection_timeout(Duration::from_secs(2))
 ///     .build()
 ///     .unwrap();
 /// assert!(!format!("{validator:?}").contains("s3cret"));

@@ -8,6 +8,7 @@ use http::Uri;
 use rustls::RootCertStore;
 use serde_json::Value;
 
+use crate::ConfigError;
 use crate::discovery::{self, UrlError, redacted};
 use crate::proof::{Algorithm, PublicJwk};
 
@@ -37,7 +38,7 @@ const MAX_JWKS_BYTES: usize = 1024 * 1024;
 ///     .unknown_kid_cooldown(Duration::from_secs(30));
 /// let discovered = JwksSource::discover("https://issuer.example")
 ///     .unwrap()
-///     .timeout(Duration::from_secs(5));
+///     .issuer_timeout(Duration::from_secs(5));
 /// # let _ = (fixed, remote, discovered);
 /// ```
 #[derive(Clone)]
@@ -68,8 +69,11 @@ impl JwksSource {
     ///
     /// Keys that are not usable for verifying signatures (symmetric keys,
     /// encryption keys, unknown types) are skipped.
-    pub fn from_json(jwks: &str) -> Result<Self, JwksError> {
-        let keys = KeySet::parse(jwks.as_bytes(), 0)?;
+    pub fn from_json(jwks: &str) -> Result<Self, ConfigError> {
+        let keys = KeySet::parse(jwks.as_bytes(), 0).map_err(|e| {
+            ConfigError::invalid("JwksSource", "from_json", "the key set cannot be used")
+                .with_source(e)
+        })?;
         Ok(Self {
             kind: SourceKind::Static(Arc::new(keys)),
         })
@@ -77,7 +81,7 @@ impl JwksSource {
 
     /// Keys fetched over HTTPS from `url`, configured further through the
     /// returned [`RemoteJwks`].
-    pub fn remote(url: &str) -> Result<RemoteJwks, JwksError> {
+    pub fn remote(url: &str) -> Result<RemoteJwks, ConfigError> {
         RemoteJwks::new(url)
     }
 
@@ -115,11 +119,11 @@ impl JwksSource {
     /// assert!(JwksSource::discover("http://login.example.com").is_err());
     /// assert!(JwksSource::discover("https://login.example.com/?tenant=1").is_err());
     /// ```
-    pub fn discover(issuer: &str) -> Result<RemoteJwks, JwksError> {
+    pub fn discover(issuer: &str) -> Result<RemoteJwks, ConfigError> {
         RemoteJwks::discover(issuer)
     }
 
-    pub(crate) fn into_keys(self) -> Result<Keys, JwksError> {
+    pub(crate) fn into_keys(self) -> Result<Keys, ConfigError> {
         match self.kind {
             SourceKind::Static(keys) => Ok(Keys::Static(keys)),
             SourceKind::Remote(config) => Ok(Keys::Remote(Arc::new(Remote::new(config)?))),
@@ -183,10 +187,11 @@ impl fmt::Debug for RemoteJwks {
 }
 
 impl RemoteJwks {
-    fn new(url: &str) -> Result<Self, JwksError> {
+    fn new(url: &str) -> Result<Self, ConfigError> {
+        let invalid = |message| ConfigError::invalid("JwksSource", "remote", message);
         let url = discovery::https_uri(url).map_err(|e| match e {
-            UrlError::Invalid => JwksError::config("the JWKS URL is not a valid URL"),
-            UrlError::NotHttps => JwksError::config(format!(
+            UrlError::Invalid => invalid("the JWKS URL is not a valid URL".into()),
+            UrlError::NotHttps => invalid(format!(
                 "the JWKS URL must be an https:// URL, got {}",
                 discovery::shown(url)
             )),
@@ -194,8 +199,9 @@ impl RemoteJwks {
         Ok(Self::with_target(Target::Url(url)))
     }
 
-    fn discover(issuer: &str) -> Result<Self, JwksError> {
-        discovery::issuer_uri(issuer).map_err(|e| JwksError::config(e.message(issuer)))?;
+    fn discover(issuer: &str) -> Result<Self, ConfigError> {
+        discovery::issuer_uri(issuer)
+            .map_err(|e| ConfigError::invalid("JwksSource", "discover", e.message(issuer)))?;
         // Kept as given: the metadata must name it exactly (RFC 8414
         // section 3.3).
         Ok(Self::with_target(Target::Discover(issuer.to_owned())))
@@ -253,15 +259,25 @@ impl RemoteJwks {
         self
     }
 
-    /// How long one request may take, body included (each of the metadata
-    /// and JWKS requests, with [`JwksSource::discover`]). Default 10 s.
-    pub fn timeout(mut self, timeout: Duration) -> Self {
+    /// How long one request to the issuer may take, body included (the
+    /// JWKS request, and each metadata request with
+    /// [`JwksSource::discover`]). Default 10 s. The same name as
+    /// [`ResourceServerBuilder::issuer_timeout`](crate::server::ResourceServerBuilder::issuer_timeout).
+    pub fn issuer_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
     }
+
+    /// The old name of [`issuer_timeout`](Self::issuer_timeout).
+    #[deprecated(note = "renamed issuer_timeout, as on ResourceServerBuilder")]
+    pub fn timeout(self, timeout: Duration) -> Self {
+        self.issuer_timeout(timeout)
+    }
 }
 
-/// The error for a key set that cannot be used or fetched.
+/// The error for a key set that cannot be fetched or used, once the
+/// validator runs; a configuration that cannot work is refused at build
+/// with a [`ConfigError`] instead.
 #[derive(Debug, Clone)]
 pub struct JwksError {
     message: String,

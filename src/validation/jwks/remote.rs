@@ -20,6 +20,7 @@ use crate::metrics::JwksFetch;
 use crate::tls;
 
 use super::{JwksError, KeySet, MAX_JWKS_BYTES, RemoteJwks, Target};
+use crate::ConfigError;
 
 type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Empty<Bytes>>;
 
@@ -92,18 +93,22 @@ impl fmt::Display for FetchError {
 }
 
 impl Remote {
-    pub(super) fn new(config: RemoteJwks) -> Result<Self, JwksError> {
+    pub(super) fn new(config: RemoteJwks) -> Result<Self, ConfigError> {
         let roots = match &config.roots {
             Some(roots) => roots.clone(),
             None => Arc::new(tls::platform_roots().ok_or_else(|| {
-                JwksError::config(
+                ConfigError::unavailable(
+                    "RemoteJwks",
+                    Some("root_store"),
                     "no platform root certificates found; give the JWKS server's roots with RemoteJwks::root_store",
                 )
             })?),
         };
         let tls = rustls::ClientConfig::builder_with_provider(tls::provider())
             .with_safe_default_protocol_versions()
-            .map_err(|e| JwksError::config(format!("TLS configuration: {e}")))?
+            .map_err(|e| {
+                ConfigError::unavailable("RemoteJwks", None, "TLS configuration").with_source(e)
+            })?
             .with_root_certificates(roots)
             .with_no_client_auth();
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
