@@ -34,7 +34,7 @@ async fn connect(url: &str) -> RedisTokenCache {
         .unwrap()
         .prefix(PREFIX)
         .unwrap()
-        .policy(SharedCachePolicy::default().timeout(Duration::from_secs(2)))
+        .policy(SharedCachePolicy::default().shared_cache_timeout(Duration::from_secs(2)))
 }
 
 /// One replica's validator: its own memory, the shared cache given.

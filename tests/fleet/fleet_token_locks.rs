@@ -299,7 +299,7 @@ pub(crate) async fn the_lock_holder_extends_its_lock_while_it_fetches() {
     let mut caches = Vec::new();
     for _ in 0..3 {
         let policy = SharedCachePolicy::default()
-            .timeout(Duration::from_secs(2))
+            .shared_cache_timeout(Duration::from_secs(2))
             .lock_ttl(Duration::from_millis(300));
         let shared = RedisTokenCache::connect(&redis.url())
             .await

@@ -21,14 +21,14 @@ pub async fn connect(url: &str) -> RedisTokenCache {
     RedisTokenCache::connect(url)
         .await
         .unwrap()
-        .policy(SharedCachePolicy::default().timeout(Duration::from_secs(2)))
+        .policy(SharedCachePolicy::default().shared_cache_timeout(Duration::from_secs(2)))
 }
 
 pub async fn connect_cluster(urls: &[String]) -> RedisTokenCache {
     RedisTokenCache::connect_cluster(urls)
         .await
         .unwrap()
-        .policy(SharedCachePolicy::default().timeout(Duration::from_secs(2)))
+        .policy(SharedCachePolicy::default().shared_cache_timeout(Duration::from_secs(2)))
 }
 
 pub struct World {

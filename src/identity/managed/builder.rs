@@ -13,8 +13,8 @@ use crate::identity::rotation::Rotation;
 /// | setting | default |
 /// | --- | --- |
 /// | base URL | the builder's, else `AZURE_POD_IDENTITY_AUTHORITY_HOST`, else `http://169.254.169.254` |
-/// | probe timeout | 1 s |
-/// | timeout of each later IMDS request | 10 s |
+/// | [`probe_timeout`](Self::probe_timeout) | 1 s |
+/// | timeout of each later IMDS request ([`imds_timeout`](Self::imds_timeout)) | 10 s |
 /// | scope, resource | none |
 #[derive(Debug, Clone)]
 pub struct ManagedIdentityBuilder {
@@ -53,9 +53,15 @@ impl ManagedIdentityBuilder {
 
     /// How long each later IMDS request (the metadata, a credential) may
     /// take. Default 10 s; at least 10 ms.
-    pub fn timeout(mut self, timeout: Duration) -> Self {
+    pub fn imds_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout.max(Duration::from_millis(10));
         self
+    }
+
+    /// The old name of [`imds_timeout`](Self::imds_timeout).
+    #[deprecated(note = "renamed imds_timeout: a timeout is named for what it bounds")]
+    pub fn timeout(self, timeout: Duration) -> Self {
+        self.imds_timeout(timeout)
     }
 
     /// The `scope` tokens are asked for (space-separated), such as

@@ -39,10 +39,18 @@ impl SharedCachePolicy {
 
     /// How long one operation may take before the store counts as down for
     /// this fetch. Default 500 ms (the cache is asked only on the way to a
-    /// token fetch; a short timeout under CPU load would cost fetches).
-    pub fn timeout(mut self, timeout: Duration) -> Self {
+    /// token fetch; a short timeout under CPU load would cost fetches). The
+    /// same name as
+    /// [`IntrospectionValidatorBuilder::shared_cache_timeout`](crate::validation::IntrospectionValidatorBuilder::shared_cache_timeout).
+    pub fn shared_cache_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
+    }
+
+    /// The old name of [`shared_cache_timeout`](Self::shared_cache_timeout).
+    #[deprecated(note = "renamed shared_cache_timeout, as on IntrospectionValidatorBuilder")]
+    pub fn timeout(self, timeout: Duration) -> Self {
+        self.shared_cache_timeout(timeout)
     }
 
     /// How long a lock lives unless its holder extends it (it does, every

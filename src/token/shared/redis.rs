@@ -181,7 +181,7 @@ impl RedisTokenCache {
     /// # async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     /// let cache = RedisTokenCache::connect("redis://127.0.0.1:6379")
     ///     .await?
-    ///     .policy(SharedCachePolicy::default().timeout(Duration::from_millis(50)));
+    ///     .policy(SharedCachePolicy::default().shared_cache_timeout(Duration::from_millis(50)));
     /// # let _ = cache;
     /// # Ok(())
     /// # }

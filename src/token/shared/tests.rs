@@ -319,7 +319,7 @@ async fn a_write_that_hangs_is_bounded_and_ends_the_store_calls() {
         policy: Some(
             SharedCachePolicy::default()
                 .allow_bearer_tokens()
-                .timeout(Duration::from_millis(100)),
+                .shared_cache_timeout(Duration::from_millis(100)),
         ),
         ..Fake::default()
     });
