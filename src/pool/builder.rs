@@ -7,6 +7,8 @@ use rustls::RootCertStore;
 
 use super::error::{Kind, PoolError};
 use super::service::{Inner, KeepIdle, MtlsClientPool, Slots, Unidentified};
+use crate::config_error::ConfigError;
+use crate::identity::Roots;
 
 /// Builds an [`MtlsClientPool`].
 ///
@@ -46,18 +48,23 @@ where
 {
     /// `pool` when one is given, else a new pool trusting `roots` (the
     /// platform's when `None`): the pool of a builder that takes either.
+    /// Failures are `builder`'s configuration errors.
     pub(crate) fn given_or_new(
         pool: Option<Self>,
-        roots: Option<Arc<RootCertStore>>,
-    ) -> Result<Self, PoolError> {
+        roots: Option<Roots>,
+        builder: &'static str,
+    ) -> Result<Self, ConfigError> {
         if let Some(pool) = pool {
             return Ok(pool);
         }
-        let mut builder = PoolBuilder::default();
+        let mut pool = PoolBuilder::default();
         if let Some(roots) = roots {
-            builder = builder.root_store(roots);
+            pool = pool.root_store(roots.load(builder)?);
         }
-        builder.build()
+        pool.build().map_err(|e| {
+            ConfigError::unavailable(builder, Some("root_store"), "cannot build the HTTPS client")
+                .with_source(e)
+        })
     }
 }
 

@@ -12,6 +12,7 @@ use super::client_auth::Secret;
 use super::client_credentials::{Auth, ClientCredentials, Endpoint, Inner};
 use crate::ConfigError;
 use crate::discovery::{self, UrlError};
+use crate::identity::Roots;
 use crate::identity::{IdentitySource, SharedIdentity};
 use crate::pool::MtlsClientPool;
 use crate::proof::ProofKey;
@@ -20,12 +21,6 @@ use crate::proof::pop::PopProofs;
 use crate::token::CacheKey;
 
 /// Trusted roots: given, or a PEM file read at build.
-#[derive(Clone)]
-enum Roots {
-    Store(Arc<rustls::RootCertStore>),
-    File(PathBuf),
-}
-
 /// The name [`ConfigError`]s of this builder give.
 pub(super) const BUILDER: &str = "ClientCredentialsBuilder";
 
@@ -461,18 +456,7 @@ impl ClientCredentialsBuilder {
                 ));
             }
         };
-        let roots = match self.roots {
-            Some(Roots::Store(roots)) => Some(roots),
-            Some(Roots::File(path)) => Some(Arc::new(
-                crate::identity::root_store_from_pem_file(&path)
-                    .map_err(|e| ConfigError::unreadable(BUILDER, "root_ca_file", &path, e))?,
-            )),
-            None => None,
-        };
-        let pool = MtlsClientPool::given_or_new(self.pool, roots).map_err(|e| {
-            ConfigError::unavailable(BUILDER, Some("root_store"), "cannot build the HTTPS client")
-                .with_source(e)
-        })?;
+        let pool = MtlsClientPool::given_or_new(self.pool, self.roots, BUILDER)?;
         let mut key = CacheKey::builder()
             .part(
                 "endpoint",

@@ -77,14 +77,8 @@ impl BoundClientBuilder {
             None => None,
         };
         let mut pool = self.pool;
-        match self.roots {
-            Some(Roots::Store(roots)) => pool = pool.root_store(roots),
-            Some(Roots::File(path)) => {
-                let roots = crate::identity::root_store_from_pem_file(&path)
-                    .map_err(|e| ConfigError::unreadable(BUILDER, "root_ca_file", &path, e))?;
-                pool = pool.root_store(roots);
-            }
-            None => {}
+        if let Some(roots) = self.roots {
+            pool = pool.root_store(roots.load(BUILDER)?);
         }
         let build_pool = |what: &str| {
             ConfigError::unavailable(

@@ -14,7 +14,7 @@ use super::service::BoundClient;
 use crate::ConfigError;
 use crate::TokenBindingLayer;
 use crate::binding::{HeaderWord, Scheme};
-use crate::identity::{IdentitySource, ReloadingIdentity, SharedIdentity};
+use crate::identity::{IdentitySource, ReloadingIdentity, Roots, SharedIdentity};
 use crate::pool::{MtlsClientPool, PoolBuilder};
 use crate::proof::{Algorithm, ProofKey};
 use crate::source::{ClientCredentials, ClientCredentialsBuilder};
@@ -140,11 +140,6 @@ enum IdentityChoice {
 /// A DPoP or PoP key: given, or a PEM file read at build.
 enum KeyChoice {
     Key(ProofKey),
-    File(PathBuf),
-}
-
-enum Roots {
-    Store(Arc<RootCertStore>),
     File(PathBuf),
 }
 

@@ -17,6 +17,7 @@ use super::shape::{DEFAULT_MAX_TOKEN_LENGTH, ShapeCheck, TokenShape};
 use super::validator::Inner;
 use crate::ConfigError;
 use crate::discovery::{self, UrlError, redacted};
+use crate::identity::Roots;
 use crate::identity::{IdentitySource, SharedIdentity};
 use crate::pool::MtlsClientPool;
 use crate::validation::TokenProfile;
@@ -70,12 +71,6 @@ pub struct IntrospectionValidatorBuilder {
 }
 
 /// Trusted roots: given, or a PEM file read at build.
-#[derive(Clone)]
-enum Roots {
-    Store(Arc<RootCertStore>),
-    File(PathBuf),
-}
-
 impl fmt::Debug for IntrospectionValidatorBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let endpoint = self.endpoint.as_deref().map(|url| {
@@ -495,18 +490,7 @@ impl IntrospectionValidatorBuilder {
             }
             Some(n) => n,
         };
-        let roots = match self.roots {
-            Some(Roots::Store(roots)) => Some(roots),
-            Some(Roots::File(path)) => Some(Arc::new(
-                crate::identity::root_store_from_pem_file(&path)
-                    .map_err(|e| ConfigError::unreadable(BUILDER, "root_ca_file", &path, e))?,
-            )),
-            None => None,
-        };
-        let pool = MtlsClientPool::given_or_new(self.pool, roots).map_err(|e| {
-            ConfigError::unavailable(BUILDER, Some("root_store"), "cannot build the HTTPS client")
-                .with_source(e)
-        })?;
+        let pool = MtlsClientPool::given_or_new(self.pool, self.roots, BUILDER)?;
         let leeway = self.leeway.unwrap_or(Duration::from_secs(30)).as_secs();
         Ok(IntrospectionValidator {
             inner: Arc::new(Inner {
