@@ -17,8 +17,9 @@ use std::sync::Arc;
 /// [`std::io::Error`], ...).
 ///
 /// `Display` starts with the setting (`audience: ...`), or the builder's
-/// name when no one setting is at fault, and ends with the source's
-/// message. Neither it nor `Debug` ever shows a secret or a key: the
+/// name when no one setting is at fault, and ends with the file, if any;
+/// the underlying error is left to `source()`, so that a reporter that
+/// prints the chain (`anyhow`'s `{:#}`) says each thing once. Neither it nor `Debug` ever shows a secret or a key: the
 /// messages name settings and say what is wrong with them, never their
 /// values when those could be secret.
 ///
@@ -116,6 +117,15 @@ impl ConfigError {
             path: None,
             source: None,
         }
+    }
+
+    /// The same refusal, said of a facade's `setting`: the inner builder's
+    /// setting is not one the user called (the facade's `identity_files`
+    /// builds a `ReloadingIdentityBuilder` from two paths, say).
+    pub(crate) fn renamed(mut self, builder: &'static str, setting: &'static str) -> Self {
+        self.builder = builder;
+        self.setting = Some(setting);
+        self
     }
 
     /// `setting` of `builder` is required and was not given.
@@ -223,19 +233,14 @@ impl ConfigError {
 }
 
 impl fmt::Display for ConfigError {
+    /// `setting: message`, and the file for a file setting. The underlying
+    /// error is not repeated: it is the [`source`](StdError::source), for
+    /// a reporter that prints the chain.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.setting.unwrap_or(self.builder))?;
         write!(f, ": {}", self.message)?;
-        let source = self.source.as_ref().map(ToString::to_string);
         if let Some(path) = &self.path {
-            let path = path.display().to_string();
-            // A source about the file names it already.
-            if !source.as_ref().is_some_and(|s| s.contains(&path)) {
-                write!(f, ": {path}")?;
-            }
-        }
-        if let Some(source) = source {
-            write!(f, ": {source}")?;
+            write!(f, ": {}", path.display())?;
         }
         Ok(())
     }
@@ -271,7 +276,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn display_starts_with_the_setting_and_ends_with_the_source() {
+    fn display_starts_with_the_setting_and_leaves_the_source_to_source() {
         let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
         let e = ConfigError::unreadable(
             "ResourceServerBuilder",
@@ -282,18 +287,12 @@ mod tests {
         assert_eq!(e.kind(), ConfigErrorKind::Unreadable);
         assert_eq!(e.setting(), Some("client_ca_file"));
         assert_eq!(e.path(), Some(Path::new("/etc/ca.pem")));
+        // The cause is the source, not repeated in the message.
         assert_eq!(
             e.to_string(),
-            "client_ca_file: cannot use the file: /etc/ca.pem: no such file"
+            "client_ca_file: cannot use the file: /etc/ca.pem"
         );
-        assert!(e.source().is_some());
-        // A source that names the file already: the file once.
-        let io = std::io::Error::other("/etc/ca.pem: no such file");
-        let e = ConfigError::unreadable("B", "root_ca_file", Path::new("/etc/ca.pem"), io);
-        assert_eq!(
-            e.to_string(),
-            "root_ca_file: cannot use the file: /etc/ca.pem: no such file"
-        );
+        assert_eq!(e.source().unwrap().to_string(), "no such file");
         let e = ConfigError::unavailable("RemoteJwks", None, "no platform roots");
         assert_eq!(e.to_string(), "RemoteJwks: no platform roots");
         assert!(e.source().is_none());

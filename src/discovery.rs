@@ -48,14 +48,31 @@ pub(crate) fn redacted(url: &Uri) -> String {
     )
 }
 
-/// A URL as configuration errors show it: without user info or query
-/// ([`redacted`]); one that does not parse as a URL with a host is not
-/// shown at all, as it may be a secret pasted in the wrong place.
+/// A URL as configuration errors show it: as given, so that a trailing
+/// slash is there or not as the user wrote it; but user info and a query
+/// (which may hold secrets) are left out, marked `…`. One that does not
+/// parse as a URL with a host is not shown at all, as it may be a secret
+/// pasted in the wrong place.
 pub(crate) fn shown(url: &str) -> String {
-    url.parse::<Uri>()
+    let Some(uri) = url
+        .parse::<Uri>()
         .ok()
-        .filter(|uri| uri.host().is_some())
-        .map_or_else(|| "(a value not shown)".to_owned(), |uri| redacted(&uri))
+        .filter(|uri| uri.scheme().is_some() && uri.host().is_some())
+    else {
+        return "(a value not shown)".to_owned();
+    };
+    let user_info = uri.authority().is_some_and(|a| a.as_str().contains('@'));
+    if !user_info && uri.query().is_none() && !url.contains('#') {
+        return url.to_owned();
+    }
+    let mut shown = redacted(&uri);
+    if user_info {
+        shown = shown.replacen("://", "://…@", 1);
+    }
+    if uri.query().is_some() {
+        shown.push_str("?…");
+    }
+    shown
 }
 
 /// Why a string is not a usable issuer identifier.
@@ -367,7 +384,7 @@ mod tests {
         assert_eq!(refused("not a url"), IssuerError::Url(UrlError::Invalid));
         // The message never repeats the password or the query.
         let message = IssuerError::UserInfo.message("https://user:s3cret@as.example/");
-        assert!(message.contains("https://as.example/"), "{message}");
+        assert!(message.contains("https://…@as.example/"), "{message}");
         assert!(!message.contains("s3cret"), "{message}");
         let message = IssuerError::Query.message("https://as.example/?key=s3cret");
         assert!(!message.contains("s3cret"), "{message}");
@@ -436,6 +453,14 @@ mod tests {
             .parse()
             .unwrap();
         assert_eq!(redacted(&uri), "https://as.example:8443/keys");
+        // Shown as written, except what may be secret.
+        assert_eq!(shown("http://as.example"), "http://as.example");
+        assert_eq!(shown("https://as.example/t/"), "https://as.example/t/");
+        assert_eq!(
+            shown("https://user:pw@as.example:8443/keys?sig=s3cret"),
+            "https://…@as.example:8443/keys?…"
+        );
+        assert_eq!(shown("s3cret"), "(a value not shown)");
     }
 
     fn answer(status: StatusCode, body: Value) -> Fetched<&'static str> {

@@ -124,7 +124,7 @@ impl TokenBindingLayer {
     ///         let proof = request.headers()[DPOP].to_str().unwrap();
     ///         // What a resource server checks.
     ///         let verified = DpopVerifier::new()
-    ///             .verify(proof, request.method(), request.uri(), Some("a-dpop-token"), std::time::SystemTime::now())
+    ///             .verify(proof, request.method(), request.uri(), Some("a-dpop-token"), tower_token_binding::clock::wall())
     ///             .unwrap();
     ///         assert!(request.headers()[DPOP].is_sensitive());
     ///         let auth = request.headers()[header::AUTHORIZATION].clone();
@@ -195,7 +195,7 @@ impl TokenBindingLayer {
     ///         let shr = authorization.to_str().unwrap().strip_prefix("PoP ").unwrap();
     ///         // What a resource server checks.
     ///         let verified = PopVerifier::new()
-    ///             .verify(shr, request.method(), request.uri(), &HeaderMap::new(), None, std::time::SystemTime::now())
+    ///             .verify(shr, request.method(), request.uri(), &HeaderMap::new(), None, tower_token_binding::clock::wall())
     ///             .unwrap();
     ///         Ok::<_, Infallible>(Response::new((verified.at().to_owned(), verified.kid())))
     ///     });

@@ -65,12 +65,23 @@ impl InsecureTransport {
 
 impl fmt::Display for InsecureTransport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let token = match self.scheme {
+            Scheme::Bearer => "a bearer token",
+            Scheme::Dpop => "a DPoP-bound token",
+            Scheme::Pop => "a PoP-bound token",
+            // Whatever the header word: the certificate goes in the TLS
+            // handshake, so there is no exception for loopback either.
+            _ => "a certificate-bound token",
+        };
         write!(
             f,
-            "a request carrying a {} token must use https, not {} (to {})",
-            self.scheme, self.uri_scheme, self.host
+            "a request carrying {token} must use https, not {} (to {})",
+            self.uri_scheme, self.host
         )?;
-        if self.uri_scheme.eq_ignore_ascii_case("http") && is_loopback(&self.host) {
+        if self.scheme.binding() != crate::cnf::Binding::Certificate
+            && self.uri_scheme.eq_ignore_ascii_case("http")
+            && is_loopback(&self.host)
+        {
             f.write_str(
                 "; for a test server on loopback without TLS, allow it with allow_http_to_loopback()",
             )?;
@@ -165,7 +176,7 @@ mod tests {
         }
         assert_eq!(
             checked("http://api.example/a?secret=1", false).unwrap_err(),
-            "a request carrying a dpop token must use https, not http (to api.example)"
+            "a request carrying a DPoP-bound token must use https, not http (to api.example)"
         );
         // To loopback, the error names the switch.
         assert!(
@@ -173,5 +184,14 @@ mod tests {
                 .unwrap_err()
                 .ends_with("allow it with allow_http_to_loopback()")
         );
+        // Not for a certificate-bound token, whatever its header word: the
+        // switch would not help.
+        for scheme in [Scheme::MtlsPop, Scheme::MtlsOnly] {
+            let uri: Uri = "http://127.0.0.1:8080/a".parse().unwrap();
+            assert_eq!(
+                check(&uri, scheme, false).unwrap_err().to_string(),
+                "a request carrying a certificate-bound token must use https, not http (to 127.0.0.1)"
+            );
+        }
     }
 }

@@ -294,7 +294,7 @@ impl ClientCredentialsBuilder {
 
     /// The most one token-endpoint exchange (request and answer, and each
     /// metadata request with [`issuer`](Self::issuer)) may take. Default
-    /// 10 s. The same name as
+    /// 10 s; 0 is refused at build. The same name as
     /// [`BoundClientBuilder::token_timeout`](crate::client::BoundClientBuilder::token_timeout).
     pub fn token_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
@@ -391,6 +391,13 @@ impl ClientCredentialsBuilder {
 
     /// Builds the source.
     pub fn build(self) -> Result<ClientCredentials, ConfigError> {
+        if self.timeout == Some(Duration::ZERO) {
+            return Err(ConfigError::invalid(
+                BUILDER,
+                "token_timeout",
+                "must be more than 0: a token request could never finish",
+            ));
+        }
         let client_id = self
             .client_id
             .filter(|id| !id.is_empty())

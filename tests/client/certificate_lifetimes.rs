@@ -106,7 +106,9 @@ fn a_certificate_outside_its_validity_is_refused_at_load() {
             .build()
             .unwrap_err();
         assert_eq!(e.kind(), ConfigErrorKind::Unreadable);
-        assert!(e.to_string().contains(dates.1), "{e}");
+        // The dates are in the cause, the IdentityError.
+        let cause = std::error::Error::source(&e).unwrap().to_string();
+        assert!(cause.contains(dates.1), "{cause}");
 
         // Accepted when asked for by name, with its dates.
         let identity = ClientIdentity::loader()

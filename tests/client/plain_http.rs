@@ -147,7 +147,15 @@ async fn http_to_loopback_is_an_explicit_choice() {
     let fetched = Arc::new(AtomicUsize::new(0));
     for (scheme, builder) in clients(&pki, &issuer, fetched.clone()) {
         if scheme == Scheme::MtlsPop {
-            // A client certificate needs TLS: the pool refuses it anyway.
+            // A client certificate needs TLS: refused at build.
+            let refused = builder.allow_http_to_loopback().build().unwrap_err();
+            assert_eq!(
+                (refused.kind(), refused.setting()),
+                (
+                    tower_token_binding::ConfigErrorKind::Conflict,
+                    Some("allow_http_to_loopback")
+                )
+            );
             continue;
         }
         let client = builder.allow_http_to_loopback().build().unwrap();

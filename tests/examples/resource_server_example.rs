@@ -475,7 +475,7 @@ async fn bad_arguments_exit_with_a_message() {
         "api.example.com",
     ]))
     .await;
-    assert!(stderr.contains("invalid public origin"), "{stderr}");
+    assert!(stderr.contains("is not a public origin"), "{stderr}");
 }
 
 /// `--token-profile okta` with two `--issuer`s: an Okta-shaped token (no

@@ -71,7 +71,9 @@ impl BoundClientBuilder {
                 if let Some(interval) = self.poll_interval {
                     builder = builder.poll_interval(interval);
                 }
-                let identity = builder.build()?;
+                let identity = builder
+                    .build()
+                    .map_err(|e| e.renamed(BUILDER, "identity_files"))?;
                 Some(SharedIdentity::new(identity))
             }
             None => None,
@@ -227,6 +229,14 @@ impl BoundClientBuilder {
             return conflict(
                 "self_signed_tls_client_auth",
                 "choose one client authentication: a client secret or self_signed_tls_client_auth",
+            );
+        }
+        if self.allow_http_to_loopback && self.scheme.binding() == crate::cnf::Binding::Certificate
+        {
+            return conflict(
+                "allow_http_to_loopback",
+                "a certificate-bound client always needs https, loopback too: its certificate \
+                 goes in the TLS handshake; serve the test API over TLS (test_util::TestPki)",
             );
         }
         if self.dpop_key.is_some() && self.scheme != Scheme::Dpop {

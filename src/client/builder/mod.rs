@@ -427,7 +427,9 @@ impl BoundClientBuilder {
     /// a request that would carry a token to a URI other than `https`
     /// fails with [`InsecureTransport`](crate::binding::InsecureTransport)
     /// before the token is fetched. Certificate-bound schemes still need
-    /// `https` (the certificate is presented in the TLS handshake).
+    /// `https` (the certificate is presented in the TLS handshake): with
+    /// them this setting is a [`ConfigErrorKind::Conflict`](crate::ConfigErrorKind::Conflict)
+    /// at build.
     pub fn allow_http_to_loopback(mut self) -> Self {
         self.allow_http_to_loopback = true;
         self

@@ -19,7 +19,7 @@
 //!   server nonces without state.
 //!
 //! ```
-//! use std::time::SystemTime;
+//! use tower_token_binding::clock;
 //! use http::{Method, Uri};
 //! use tower_token_binding::proof::dpop::{DpopProofs, DpopVerifier};
 //! use tower_token_binding::proof::{Algorithm, ProofKey};
@@ -31,7 +31,7 @@
 //!
 //! // Server: the same request, as the server sees it.
 //! let verified = DpopVerifier::new()
-//!     .verify(&proof, &Method::GET, &uri, Some("the-access-token"), SystemTime::now())
+//!     .verify(&proof, &Method::GET, &uri, Some("the-access-token"), clock::wall())
 //!     .unwrap();
 //! assert_eq!(verified.jkt(), proofs.thumbprint());
 //! // The token's cnf.jkt must name the proof's key.
@@ -39,7 +39,7 @@
 //!
 //! // Another method: refused.
 //! let err = DpopVerifier::new()
-//!     .verify(&proof, &Method::POST, &uri, Some("the-access-token"), SystemTime::now())
+//!     .verify(&proof, &Method::POST, &uri, Some("the-access-token"), clock::wall())
 //!     .unwrap_err();
 //! assert_eq!(err.error_code(), "invalid_dpop_proof");
 //! ```

@@ -25,7 +25,7 @@
 //!   (`b`).
 //!
 //! ```
-//! use std::time::SystemTime;
+//! use tower_token_binding::clock;
 //! use http::{HeaderMap, Method, Uri};
 //! use tower_token_binding::proof::pop::{PopVerifier, PopProofs};
 //! use tower_token_binding::proof::{Algorithm, ProofKey};
@@ -37,7 +37,7 @@
 //!
 //! // Server: the same request, as the server sees it.
 //! let verified = PopVerifier::new()
-//!     .verify(&shr, &Method::GET, &uri, &HeaderMap::new(), None, SystemTime::now())
+//!     .verify(&shr, &Method::GET, &uri, &HeaderMap::new(), None, clock::wall())
 //!     .unwrap();
 //! assert_eq!(verified.at(), "the-access-token");
 //! // The token's cnf.kid must name the SHR's key.
@@ -45,7 +45,7 @@
 //!
 //! // Another method: refused.
 //! let err = PopVerifier::new()
-//!     .verify(&shr, &Method::POST, &uri, &HeaderMap::new(), None, SystemTime::now())
+//!     .verify(&shr, &Method::POST, &uri, &HeaderMap::new(), None, clock::wall())
 //!     .unwrap_err();
 //! assert_eq!(err.description(), "the PoP SHR method m does not match the request");
 //! ```

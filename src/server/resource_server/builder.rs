@@ -571,9 +571,9 @@ impl ResourceServerBuilder {
             ));
         }
         let profile = self.profile.unwrap_or_default();
-        profile.check().map_err(|e| {
-            ConfigError::invalid(BUILDER, "token_profile", "invalid token profile").with_source(e)
-        })?;
+        profile
+            .check()
+            .map_err(|e| ConfigError::invalid(BUILDER, "token_profile", e.to_string()))?;
         for (i, issuer) in self.issuers.iter().enumerate() {
             if self.issuers[..i].contains(issuer) {
                 return Err(ConfigError::invalid(
@@ -593,9 +593,7 @@ impl ResourceServerBuilder {
                      comes from instead (https://login.microsoftonline.com/organizations/v2.0)",
                 ));
             }
-            let jwks = JwksSource::discover(issuer).map_err(|e| {
-                ConfigError::invalid(BUILDER, "issuer", "invalid issuer").with_source(e)
-            })?;
+            let jwks = JwksSource::discover(issuer).map_err(|e| e.renamed(BUILDER, "issuer"))?;
             let template = multi_tenant_template(issuer);
             if template.is_some() && profile.tenant_claim_name().is_none() {
                 tracing::warn!(
@@ -619,9 +617,8 @@ impl ResourceServerBuilder {
             ));
         }
         if multi_tenant {
-            crate::validation::issuer::check_tenants(&self.tenants).map_err(|e| {
-                ConfigError::invalid(BUILDER, "allowed_tenants", "invalid tenant").with_source(e)
-            })?;
+            crate::validation::issuer::check_tenants(&self.tenants)
+                .map_err(|e| ConfigError::invalid(BUILDER, "allowed_tenants", e.to_string()))?;
             let templates: Vec<&String> =
                 sources.iter().filter_map(|(_, t, _)| t.as_ref()).collect();
             if templates
@@ -682,18 +679,16 @@ impl ResourceServerBuilder {
                  BufferBodyLayer outside ResourceServer::layer() instead",
             ));
         }
-        let invalid_origin = |e| {
-            ConfigError::invalid(BUILDER, "public_origin", "invalid public origin").with_source(e)
-        };
+        let invalid_origin =
+            |e| ConfigError::invalid(BUILDER, "public_origin", ToString::to_string(&e));
         if let Some(origin) = &self.public_origin {
             CnfValidationLayer::new(())
                 .try_public_origin(origin)
                 .map_err(invalid_origin)?;
         }
 
-        let invalid_scope = |e| {
-            ConfigError::invalid(BUILDER, "required_scope", "invalid required scope").with_source(e)
-        };
+        let invalid_scope =
+            |e| ConfigError::invalid(BUILDER, "required_scope", ToString::to_string(&e));
         // Checked now, before any file is read; applied once the validator
         // is built.
         for scope in &self.scopes {
@@ -729,7 +724,11 @@ impl ResourceServerBuilder {
                 server_tls(client_certs)?
                     .build(chain, key.clone_key())
                     .map_err(|e| {
-                        ConfigError::invalid(BUILDER, "tls_identity", "server TLS").with_source(e)
+                        ConfigError::invalid(
+                            BUILDER,
+                            "tls_identity",
+                            format!("the server's TLS cannot be set up: {e}"),
+                        )
                     })?,
             ),
         };
@@ -848,7 +847,11 @@ fn server_tls(client_certs: Option<ClientCerts>) -> Result<ServerTlsConfig, Conf
         }
     };
     mode.verifier().map_err(|e| {
-        ConfigError::invalid(BUILDER, setting, "client certificate trust").with_source(e)
+        ConfigError::invalid(
+            BUILDER,
+            setting,
+            format!("the client certificates cannot be trusted so: {e}"),
+        )
     })?;
     Ok(ServerTlsConfig::new(mode))
 }

@@ -70,10 +70,8 @@ impl JwksSource {
     /// Keys that are not usable for verifying signatures (symmetric keys,
     /// encryption keys, unknown types) are skipped.
     pub fn from_json(jwks: &str) -> Result<Self, ConfigError> {
-        let keys = KeySet::parse(jwks.as_bytes(), 0).map_err(|e| {
-            ConfigError::invalid("JwksSource", "from_json", "the key set cannot be used")
-                .with_source(e)
-        })?;
+        let keys = KeySet::parse(jwks.as_bytes(), 0)
+            .map_err(|e| ConfigError::invalid("JwksSource", "from_json", e.to_string()))?;
         Ok(Self {
             kind: SourceKind::Static(Arc::new(keys)),
         })
