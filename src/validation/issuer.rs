@@ -4,8 +4,11 @@
 //!
 //! [`JwtValidator`]: super::JwtValidator
 
+use std::borrow::Cow;
 use std::fmt;
 
+use serde::Deserializer;
+use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
 use super::jwks::JwksSource;
@@ -223,25 +226,132 @@ fn is_tenant_id(tenant: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
 }
 
-/// The unverified `iss` and tenant of a JWT payload.
+/// The unverified `iss` and tenant of a JWT payload, read in one pass
+/// without building the claims: only to pick whose keys to use, before the
+/// strict parse (which refuses a member named twice) and the signature.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct Peek<'a> {
     /// `iss`, when it is a string.
-    pub(crate) iss: Option<&'a str>,
+    pub(crate) iss: Option<Cow<'a, str>>,
     /// Whether the payload has an `iss` member at all (a string or not).
     pub(crate) has_iss: bool,
-    pub(crate) tenant: Option<&'a str>,
+    pub(crate) tenant: Option<Cow<'a, str>>,
 }
 
 impl<'a> Peek<'a> {
-    /// Reads `claims` for `iss` and `tenant_claim`.
+    /// Reads `payload` for `iss` and `tenant_claim`; `None` when it is not a
+    /// JSON object.
+    pub(crate) fn read(payload: &'a [u8], tenant_claim: Option<&str>) -> Option<Self> {
+        let mut de = serde_json::Deserializer::from_slice(payload);
+        let peek = PeekSeed { tenant_claim }.deserialize(&mut de).ok()?;
+        de.end().ok()?;
+        Some(peek)
+    }
+
+    /// The same from claims already parsed.
     pub(crate) fn from_claims(claims: &'a Map<String, Value>, tenant_claim: Option<&str>) -> Self {
-        let string = |name: &str| claims.get(name).and_then(Value::as_str);
+        let string = |name: &str| claims.get(name).and_then(Value::as_str).map(Cow::Borrowed);
         Self {
             iss: string("iss"),
             has_iss: claims.contains_key("iss"),
             tenant: tenant_claim.and_then(string),
         }
+    }
+}
+
+struct PeekSeed<'c> {
+    tenant_claim: Option<&'c str>,
+}
+
+impl<'de> DeserializeSeed<'de> for PeekSeed<'_> {
+    type Value = Peek<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Peek<'de>, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for PeekSeed<'_> {
+    type Value = Peek<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Peek<'de>, A::Error> {
+        let mut peek = Peek::default();
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            let slot = if key == "iss" {
+                peek.has_iss = true;
+                Some(&mut peek.iss)
+            } else if self.tenant_claim == Some(key.as_ref()) {
+                Some(&mut peek.tenant)
+            } else {
+                None
+            };
+            match slot {
+                Some(slot) => {
+                    // A string, or anything else (which names no issuer).
+                    let value = map.next_value::<StringOrOther<'de>>()?;
+                    *slot = value.0;
+                }
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(peek)
+    }
+}
+
+/// A JSON string, or `None` for any other value.
+struct StringOrOther<'de>(Option<Cow<'de, str>>);
+
+impl<'de> serde::Deserialize<'de> for StringOrOther<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = StringOrOther<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(StringOrOther(Some(Cow::Borrowed(v))))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(StringOrOther(Some(Cow::Owned(v.to_owned()))))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                Ok(StringOrOther(Some(Cow::Owned(v))))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(StringOrOther(None))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(StringOrOther(None))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(StringOrOther(None))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(StringOrOther(None))
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(StringOrOther(None))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(StringOrOther(None))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(StringOrOther(None))
+            }
+        }
+        deserializer.deserialize_any(V)
     }
 }
 
@@ -251,19 +361,15 @@ mod tests {
 
     #[test]
     fn peek_reads_iss_and_tenant_only() {
-        let claims = |json: &str| match serde_json::from_str(json).unwrap() {
-            Value::Object(map) => map,
-            _ => unreachable!(),
-        };
-        let payload = claims(r#"{"aud":["a"],"iss":"https://i\/x","tid":"t1","cnf":{"iss":"no"}}"#);
-        let peek = Peek::from_claims(&payload, Some("tid"));
-        assert_eq!(peek.iss, Some("https://i/x"));
-        assert_eq!(peek.tenant, Some("t1"));
-        assert_eq!(Peek::from_claims(&payload, None).tenant, None);
-        let not_a_string = claims(r#"{"iss":["x"]}"#);
-        let peek = Peek::from_claims(&not_a_string, None);
-        assert_eq!(peek.iss, None);
-        assert!(peek.has_iss);
+        let payload = br#"{"aud":["a"],"iss":"https://i\/x","tid":"t1","cnf":{"iss":"no"}}"#;
+        let peek = Peek::read(payload, Some("tid")).unwrap();
+        assert_eq!(peek.iss.as_deref(), Some("https://i/x"));
+        assert_eq!(peek.tenant.as_deref(), Some("t1"));
+        let peek = Peek::read(payload, None).unwrap();
+        assert_eq!(peek.tenant, None);
+        assert_eq!(Peek::read(br#"{"iss":["x"]}"#, None).unwrap().iss, None);
+        assert!(Peek::read(b"[1]", None).is_none());
+        assert!(Peek::read(br#"{"iss":"x"} 1"#, None).is_none());
     }
 
     #[test]

@@ -5,6 +5,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, UNIX_EPOCH};
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value};
 
 use super::cache::VerifiedCache;
@@ -46,16 +48,18 @@ pub const RELAXABLE_CLAIMS: &[&str] = &["sub", "client_id", "iat", "jti"];
 ///
 /// Strict by default. Checks, in this order:
 ///
-/// 1. the JWT shape, and that neither the header nor the payload names a
+/// 1. its `iss` names one of the [trusted issuers](JwtValidatorBuilder::trust),
+///    read from the payload in one streaming pass before anything is built
+///    from the token or any key is fetched; the token is checked against
+///    that issuer's keys only;
+/// 2. `typ`, from the header alone, is `at+jwt` or `application/at+jwt`
+///    (RFC 9068 section 4), or what the
+///    [token profile](JwtValidatorBuilder::token_profile) adds (`JWT`, or
+///    none; never another kind of JWT);
+/// 3. the JWT shape, and that neither the header nor the payload names a
 ///    JSON member twice, at any depth (two `alg`, two `cnf`, two `x5t#S256`
 ///    inside `cnf`): parsers disagree on which one counts, so such a token
-///    is refused before anything else is read;
-/// 2. its `iss` names one of the [trusted issuers](JwtValidatorBuilder::trust),
-///    before any key is fetched; the token is checked against that
-///    issuer's keys only;
-/// 3. `typ` is `at+jwt` or `application/at+jwt` (RFC 9068 section 4), or
-///    what the [token profile](JwtValidatorBuilder::token_profile) adds
-///    (`JWT`, or none; never another kind of JWT);
+///    is refused before its signature is looked at;
 /// 4. `alg` is allowed (asymmetric only by default, so `none` and
 ///    HMAC-with-a-public-key never pass);
 /// 5. a key with the token's `kid` and algorithm is in the issuer's key set
@@ -189,10 +193,13 @@ impl JwtValidator {
     /// Validates `token` without the cache, in the calling task.
     async fn validate_uncached(self, token: String) -> Result<VerifiedToken, TokenError> {
         let inner = &self.inner;
+        // Before anything is built from the token: the one issuer its payload
+        // names, read in a streaming pass, and its header's `typ`. A token
+        // refused for either costs a scan, not the objects of a full parse.
+        let issuer = self.issuer_of(&token)?;
+        let typ_warning = self.early_typ_check(&token)?;
         // Step 1: the shape, and no member named twice.
         let jws = CompactJws::parse(&token).map_err(refusal)?;
-        // Before any key is fetched: the one issuer this token names.
-        let issuer = self.issuer_of(jws.claims())?;
         let keys = match &issuer.keys {
             Keys::Static(keys) => keys.clone(),
             Keys::Remote(remote) => remote
@@ -200,14 +207,14 @@ impl JwtValidator {
                 .await
                 .ok_or_else(|| TokenError::new(TokenErrorKind::KeysUnavailable))?,
         };
-        let result = match self.verify(&jws, issuer, &keys) {
+        let result = match self.verify(&jws, issuer, &keys, typ_warning) {
             Err(e) if e.kind() == TokenErrorKind::UnknownKey => match &issuer.keys {
                 Keys::Remote(remote) => match jws.header().get("kid").and_then(Value::as_str) {
                     Some(kid) if !keys.has_kid(Some(kid)) => {
                         match remote.refetch_for_unknown_kid(kid).await {
-                            Some(fresh) if fresh.generation != keys.generation => {
-                                self.verify(&jws, issuer, &fresh).map(|()| fresh.generation)
-                            }
+                            Some(fresh) if fresh.generation != keys.generation => self
+                                .verify(&jws, issuer, &fresh, typ_warning)
+                                .map(|()| fresh.generation),
                             _ => Err(e),
                         }
                     }
@@ -242,11 +249,27 @@ impl JwtValidator {
         Ok(verified)
     }
 
-    /// The trusted issuer the unverified `claims` name: their `iss` (and,
-    /// for a multi-tenant issuer, their tenant) must match one.
-    fn issuer_of(&self, claims: &Map<String, Value>) -> Result<&IssuerKeys, TokenError> {
-        let peek = Peek::from_claims(claims, self.inner.profile.tenant_claim_name());
-        let Some(iss) = peek.iss else {
+    /// The trusted issuer the unverified payload of `token` names: its `iss`
+    /// (and, for a multi-tenant issuer, its tenant) must match one. Nothing
+    /// else is decided on what is read here: the strict parse and the
+    /// signature follow.
+    fn issuer_of(&self, token: &str) -> Result<&IssuerKeys, TokenError> {
+        let malformed = |detail| TokenError::with_detail(TokenErrorKind::Malformed, detail);
+        let mut segments = token.split('.');
+        let (Some(_), Some(payload), Some(_), None) = (
+            segments.next(),
+            segments.next(),
+            segments.next(),
+            segments.next(),
+        ) else {
+            return Err(malformed("not three segments"));
+        };
+        let payload = URL_SAFE_NO_PAD
+            .decode(payload)
+            .map_err(|_| malformed("the payload is not base64url"))?;
+        let peek = Peek::read(&payload, self.inner.profile.tenant_claim_name())
+            .ok_or_else(|| malformed("the payload is not a JSON object"))?;
+        let Some(iss) = peek.iss.as_deref() else {
             // RFC 7519: `iss` is a string; one of another type names no
             // issuer.
             return Err(if peek.has_iss {
@@ -258,9 +281,9 @@ impl JwtValidator {
         self.inner
             .issuers
             .iter()
-            .find(|issuer| issuer.matcher.matches(iss, peek.tenant))
+            .find(|issuer| issuer.matcher.matches(iss, peek.tenant.as_deref()))
             .ok_or_else(|| {
-                let detail = match peek.tenant {
+                let detail = match peek.tenant.as_deref() {
                     Some(tenant)
                         if self
                             .inner
@@ -280,6 +303,30 @@ impl JwtValidator {
             })
     }
 
+    /// Step 3 before the full parse, from the header alone: a `typ` the
+    /// profile refuses is refused here, unless a warning may go out (once
+    /// a second), for which the token is parsed and its signature checked
+    /// all the same, so that the advice is given for the issuer's own
+    /// tokens only: then the warning's count is returned for
+    /// [`verify`](Self::verify).
+    fn early_typ_check(&self, token: &str) -> Result<Option<u64>, TokenError> {
+        let malformed = |detail| TokenError::with_detail(TokenErrorKind::Malformed, detail);
+        let header = token.split('.').next().unwrap_or_default();
+        let header = URL_SAFE_NO_PAD
+            .decode(header)
+            .map_err(|_| malformed("the header is not base64url"))?;
+        let Ok(Value::Object(header)) = serde_json::from_slice::<Value>(&header) else {
+            return Err(malformed("the header is not a JSON object"));
+        };
+        match self.inner.profile.check_typ(typ_of(&header)?) {
+            Ok(()) => Ok(None),
+            Err(e) => match self.inner.shape_warning.allow() {
+                Some(left_out) => Ok(Some(left_out)),
+                None => Err(e),
+            },
+        }
+    }
+
     /// Checks the parsed token against `keys`, the keys of `issuer`: steps
     /// 3 to 8 (step 9, `cnf`, is read with the claims).
     fn verify(
@@ -287,22 +334,13 @@ impl JwtValidator {
         jws: &CompactJws<'_>,
         issuer: &IssuerKeys,
         keys: &KeySet,
+        typ_warning: Option<u64>,
     ) -> Result<(), TokenError> {
-        let typ = match jws.header().get("typ") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(typ)) => Some(typ.as_str()),
-            Some(_) => {
-                return Err(TokenError::with_detail(
-                    TokenErrorKind::Malformed,
-                    "typ is not a string",
-                ));
-            }
-        };
+        let typ = typ_of(jws.header())?;
         if let Err(e) = self.inner.profile.check_typ(typ) {
-            // Refused before any signature work. Only when a warning may go
-            // out (once a second) is the signature checked all the same, so
-            // that the advice is given for the issuer's own tokens only.
-            if let Some(left_out) = self.inner.shape_warning.allow() {
+            // Refused before any signature work, unless the early check
+            // left it for the warning.
+            if let Some(left_out) = typ_warning {
                 if self.check_signed(jws, keys).is_ok() {
                     self.name_fitting_profiles(typ, jws.claims(), &e, left_out);
                 }
@@ -383,7 +421,8 @@ impl JwtValidator {
         let peek = Peek::from_claims(claims, self.inner.profile.tenant_claim_name());
         if !peek
             .iss
-            .is_some_and(|iss| issuer.matcher.matches(iss, peek.tenant))
+            .as_deref()
+            .is_some_and(|iss| issuer.matcher.matches(iss, peek.tenant.as_deref()))
         {
             return Err(TokenError::new(TokenErrorKind::WrongIssuer));
         }
@@ -475,6 +514,18 @@ fn refusal(e: JwsError) -> TokenError {
         _ => K::Malformed,
     };
     TokenError::with_detail(kind, e.to_string())
+}
+
+/// The header's `typ`: `None` when absent or null.
+fn typ_of(header: &Map<String, Value>) -> Result<Option<&str>, TokenError> {
+    match header.get("typ") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(typ)) => Ok(Some(typ)),
+        Some(_) => Err(TokenError::with_detail(
+            TokenErrorKind::Malformed,
+            "typ is not a string",
+        )),
+    }
 }
 
 /// What a time claim must be.
