@@ -7,6 +7,10 @@
 //!   physical floor.
 //! - `server_verification_es256`: `DpopVerifier::verify` of such a proof
 //!   (parse, key from the header, signature, claims, `htu`, `ath`).
+//! - `bare_verify`: aws-lc-rs verifying one P-256 signature over a message
+//!   of that proof's signing-input length, with a key parsed once: the
+//!   floor of `server_verification_es256` and of a DPoP request through
+//!   the server layer.
 //! - `memory_replay_store_insert`: deriving a `ReplayKey` and inserting it
 //!   into a `MemoryReplayStore` in its steady state (entries expiring as
 //!   new ones arrive).
@@ -17,7 +21,10 @@ use std::hint::black_box;
 use std::time::{Duration, SystemTime};
 
 use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
+use aws_lc_rs::signature::{
+    ECDSA_P256_SHA256_FIXED, ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _,
+    ParsedPublicKey,
+};
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{Method, Uri};
 use tower_token_binding::proof::dpop::{DpopProofs, DpopVerifier};
@@ -77,6 +84,18 @@ fn bench(c: &mut Criterion) {
                     Some(&token),
                     now,
                 )
+                .unwrap()
+        })
+    });
+
+    let signature = bare.sign(&rng, &message).unwrap();
+    let public =
+        ParsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, bare.public_key().as_ref()).unwrap();
+    public.verify_sig(&message, signature.as_ref()).unwrap();
+    group.bench_function("bare_verify", |b| {
+        b.iter(|| {
+            public
+                .verify_sig(black_box(&message), black_box(signature.as_ref()))
                 .unwrap()
         })
     });
