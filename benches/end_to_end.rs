@@ -16,7 +16,7 @@
 //! The servers run on a runtime of their own (one worker thread), the
 //! clients on another (one worker thread), as a client and a server on two
 //! machines would not share a scheduler. Keep-alive, 32 requests in flight,
-//! 1,500 requests per round; 15 rounds, each running A, B and H in an order
+//! 10,000 requests per round; 15 rounds, each running A, B and H in an order
 //! that rotates (ABH, BHA, HAB), so that none of them always runs first;
 //! first over HTTP/2, then the same three over HTTP/1.1 (ALPN `http/1.1`).
 //! Each ratio is taken within a round, and the median of the rounds is
@@ -53,7 +53,7 @@ use tower_token_binding::test_util::{TestIssuer, TestPki};
 use tower_token_binding::token::BoxError;
 use tower_token_binding::validation::{CnfValidationLayer, JwksSource, JwtValidator};
 
-const REQUESTS: usize = 1500;
+const REQUESTS: usize = 10_000;
 const IN_FLIGHT: usize = 32;
 const ROUNDS: usize = 15;
 
