@@ -19,7 +19,14 @@ pub(crate) fn token_fetch(outcome: &'static str) {
 /// A request was served a cached token without waiting.
 #[inline]
 pub(crate) fn token_cache_hit() {
-    increment(TOKEN_CACHE_LOOKUPS, &[("result", "hit")]);
+    #[cfg(feature = "metrics")]
+    {
+        static LABELS: [::metrics::Label; 1] =
+            [::metrics::Label::from_static_parts("result", "hit")];
+        static HIT: ::metrics::Key =
+            ::metrics::Key::from_static_parts(TOKEN_CACHE_LOOKUPS, &LABELS);
+        super::increment_static(&HIT);
+    }
 }
 
 /// A request found no usable token and waits for a fetch (or is refused

@@ -206,5 +206,16 @@ fn increment(name: &'static str, labels: &[(&'static str, &'static str)]) {
     let _ = (name, labels);
 }
 
+/// Adds one to a counter whose name and labels are known at compile time
+/// (`key`, a `static`): the key's hash is computed once, not per event, for
+/// the events on every request's path.
+#[cfg(all(feature = "client", feature = "metrics"))]
+#[inline]
+fn increment_static(key: &'static ::metrics::Key) {
+    static METADATA: ::metrics::Metadata<'static> =
+        ::metrics::Metadata::new(module_path!(), ::metrics::Level::INFO, Some(module_path!()));
+    ::metrics::with_recorder(|recorder| recorder.register_counter(key, &METADATA)).increment(1);
+}
+
 #[cfg(all(test, feature = "metrics"))]
 mod tests;
