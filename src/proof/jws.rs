@@ -83,6 +83,21 @@ pub(crate) fn sign_streamed(
     Ok(out)
 }
 
+/// The three segments of a compact JWS (`header.payload.signature`), still
+/// encoded; `None` unless there are exactly three.
+pub(crate) fn segments(compact: &str) -> Option<[&str; 3]> {
+    let mut segments = compact.split('.');
+    match (
+        segments.next(),
+        segments.next(),
+        segments.next(),
+        segments.next(),
+    ) {
+        (Some(header), Some(payload), Some(signature), None) => Some([header, payload, signature]),
+        _ => None,
+    }
+}
+
 /// A compact JWS whose header and payload are JSON objects (a JWT), parsed
 /// but not yet verified.
 ///
@@ -105,13 +120,7 @@ impl<'a> CompactJws<'a> {
     /// `crit`.
     pub fn parse(compact: &'a str) -> Result<Self, JwsError> {
         let malformed = |detail| JwsError::new(JwsErrorKind::Malformed, detail);
-        let mut segments = compact.split('.');
-        let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) = (
-            segments.next(),
-            segments.next(),
-            segments.next(),
-            segments.next(),
-        ) else {
+        let Some([header_b64, payload_b64, signature_b64]) = segments(compact) else {
             return Err(malformed("not three segments"));
         };
         let header = object(header_b64, &HEADER)?;

@@ -16,7 +16,7 @@ use super::profile::{TokenProfile, typ_is_rfc9068};
 use super::{TokenError, TokenErrorKind, ValidateToken, VerifiedToken};
 use crate::ConfigError;
 use crate::proof::Algorithm;
-use crate::proof::jws::{CompactJws, JwsError, JwsErrorKind};
+use crate::proof::jws::{self, CompactJws, JwsError, JwsErrorKind};
 use crate::warn_limit::WarnLimit;
 
 /// The algorithms allowed by default: all of them (every one is
@@ -196,8 +196,14 @@ impl JwtValidator {
         // Before anything is built from the token: the one issuer its payload
         // names, read in a streaming pass, and its header's `typ`. A token
         // refused for either costs a scan, not the objects of a full parse.
-        let issuer = self.issuer_of(&token)?;
-        let typ_warning = self.early_typ_check(&token)?;
+        let Some([header, payload, _]) = jws::segments(&token) else {
+            return Err(TokenError::with_detail(
+                TokenErrorKind::Malformed,
+                "not three segments",
+            ));
+        };
+        let issuer = self.issuer_of(payload)?;
+        let typ_warning = self.early_typ_check(header)?;
         // Step 1: the shape, and no member named twice.
         let jws = CompactJws::parse(&token).map_err(refusal)?;
         let keys = match &issuer.keys {
@@ -249,21 +255,12 @@ impl JwtValidator {
         Ok(verified)
     }
 
-    /// The trusted issuer the unverified payload of `token` names: its `iss`
-    /// (and, for a multi-tenant issuer, its tenant) must match one. Nothing
-    /// else is decided on what is read here: the strict parse and the
-    /// signature follow.
-    fn issuer_of(&self, token: &str) -> Result<&IssuerKeys, TokenError> {
+    /// The trusted issuer the unverified `payload` (the encoded segment)
+    /// names: its `iss` (and, for a multi-tenant issuer, its tenant) must
+    /// match one. Nothing else is decided on what is read here: the strict
+    /// parse and the signature follow.
+    fn issuer_of(&self, payload: &str) -> Result<&IssuerKeys, TokenError> {
         let malformed = |detail| TokenError::with_detail(TokenErrorKind::Malformed, detail);
-        let mut segments = token.split('.');
-        let (Some(_), Some(payload), Some(_), None) = (
-            segments.next(),
-            segments.next(),
-            segments.next(),
-            segments.next(),
-        ) else {
-            return Err(malformed("not three segments"));
-        };
         let payload = URL_SAFE_NO_PAD
             .decode(payload)
             .map_err(|_| malformed("the payload is not base64url"))?;
@@ -303,15 +300,14 @@ impl JwtValidator {
             })
     }
 
-    /// Step 3 before the full parse, from the header alone: a `typ` the
+    /// Step 2, before the full parse, from the encoded header alone: a `typ` the
     /// profile refuses is refused here, unless a warning may go out (once
     /// a second), for which the token is parsed and its signature checked
     /// all the same, so that the advice is given for the issuer's own
     /// tokens only: then the warning's count is returned for
     /// [`verify`](Self::verify).
-    fn early_typ_check(&self, token: &str) -> Result<Option<u64>, TokenError> {
+    fn early_typ_check(&self, header: &str) -> Result<Option<u64>, TokenError> {
         let malformed = |detail| TokenError::with_detail(TokenErrorKind::Malformed, detail);
-        let header = token.split('.').next().unwrap_or_default();
         let header = URL_SAFE_NO_PAD
             .decode(header)
             .map_err(|_| malformed("the header is not base64url"))?;
