@@ -52,8 +52,6 @@ pub(crate) use source::SharedIdentity;
 #[cfg(feature = "server")]
 pub(crate) use error::FileCause;
 pub use error::{IdentityError, IdentityErrorKind};
-#[cfg(feature = "client")]
-pub(crate) use pem_files::Roots;
 #[cfg(feature = "server")]
 pub(crate) use pem_files::read_pem_files;
 pub use pem_files::root_store_from_pem_file;

@@ -2,41 +2,12 @@
 //! files or bytes, with errors that name the file they are about.
 
 use std::path::Path;
-#[cfg(feature = "client")]
-use std::path::PathBuf;
-#[cfg(feature = "client")]
-use std::sync::Arc;
 
 use rustls::RootCertStore;
 use rustls_pki_types::pem::{self, PemObject};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use super::{IdentityError, IdentityErrorKind};
-#[cfg(feature = "client")]
-use crate::config_error::ConfigError;
-
-/// The trusted roots a builder was given: a store, or a PEM file read when
-/// the builder builds (its `root_store` and `root_ca_file` settings).
-#[cfg(feature = "client")]
-#[derive(Clone)]
-pub(crate) enum Roots {
-    Store(Arc<RootCertStore>),
-    File(PathBuf),
-}
-
-#[cfg(feature = "client")]
-impl Roots {
-    /// The store, reading the file now; a file that cannot be read or holds
-    /// no usable certificate is `builder`'s `root_ca_file` error.
-    pub(crate) fn load(self, builder: &'static str) -> Result<Arc<RootCertStore>, ConfigError> {
-        match self {
-            Self::Store(roots) => Ok(roots),
-            Self::File(path) => root_store_from_pem_file(&path)
-                .map(Arc::new)
-                .map_err(|e| ConfigError::unreadable(builder, "root_ca_file", &path, e)),
-        }
-    }
-}
 
 /// Reads trust anchors from a PEM file (every `CERTIFICATE` section) into a
 /// rustls root store: to trust a private CA, for the TLS client or the JWKS

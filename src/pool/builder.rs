@@ -1,4 +1,5 @@
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -8,7 +9,27 @@ use rustls::RootCertStore;
 use super::error::{Kind, PoolError};
 use super::service::{Inner, KeepIdle, MtlsClientPool, Slots, Unidentified};
 use crate::config_error::ConfigError;
-use crate::identity::Roots;
+
+/// The trusted roots a builder was given: a store, or a PEM file read when
+/// the builder builds (its `root_store` and `root_ca_file` settings).
+#[derive(Clone)]
+pub(crate) enum Roots {
+    Store(Arc<RootCertStore>),
+    File(PathBuf),
+}
+
+impl Roots {
+    /// The store, reading the file now; a file that cannot be read or holds
+    /// no usable certificate is `builder`'s `root_ca_file` error.
+    pub(crate) fn load(self, builder: &'static str) -> Result<Arc<RootCertStore>, ConfigError> {
+        match self {
+            Self::Store(roots) => Ok(roots),
+            Self::File(path) => crate::identity::root_store_from_pem_file(&path)
+                .map(Arc::new)
+                .map_err(|e| ConfigError::unreadable(builder, "root_ca_file", &path, e)),
+        }
+    }
+}
 
 /// Builds an [`MtlsClientPool`].
 ///

@@ -68,6 +68,7 @@ mod future;
 mod service;
 
 pub use builder::PoolBuilder;
+pub(crate) use builder::Roots;
 pub use error::PoolError;
 pub use future::ResponseFuture;
 pub use service::{MtlsClientPool, PoolStats};

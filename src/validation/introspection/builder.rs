@@ -17,9 +17,9 @@ use super::shape::{DEFAULT_MAX_TOKEN_LENGTH, ShapeCheck, TokenShape};
 use super::validator::Inner;
 use crate::ConfigError;
 use crate::discovery::{self, UrlError, redacted};
-use crate::identity::Roots;
 use crate::identity::{IdentitySource, SharedIdentity};
 use crate::pool::MtlsClientPool;
+use crate::pool::Roots;
 use crate::validation::TokenProfile;
 
 /// Builds an [`IntrospectionValidator`]; [`build`](Self::build) refuses what
