@@ -11,6 +11,11 @@
 //!   with a `ReloadingIdentity` read from files: what asking the source for
 //!   its cache key (the current identity's thumbprint) adds per request.
 //!
+//! - `header_floor` and `header_and_extension_floor`: what `http` itself
+//!   costs to put a prepared `Authorization` value on the request (and the
+//!   identity in its extensions) with no layer at all: the floor under
+//!   `bearer_layer` and `bound_layer`.
+//!
 //! - `clock_now` and `clock_wall`: one reading of the crate's clock
 //!   (`tower_token_binding::clock`), beside `std_instant_now` and
 //!   `system_time_now`. Benches are built with the dev-dependencies, where
@@ -77,6 +82,34 @@ fn bench(c: &mut Criterion) {
                 .unwrap()
         })
     });
+
+    // What `http` itself costs to do what the bound layer does on a hit:
+    // one `Authorization` value (a clone of a value built once) into the
+    // headers, one identity into the extensions. The floor under
+    // `bound_layer` that no layer can go below; `header_floor` is the
+    // same without the extension, under `bearer_layer`.
+    let mut value = http::HeaderValue::try_from(format!("Bearer {token}")).unwrap();
+    value.set_sensitive(true);
+    for (name, with_identity) in [
+        ("header_floor", false),
+        ("header_and_extension_floor", true),
+    ] {
+        let mut floor = inner;
+        let identity = identity.clone();
+        let value = value.clone();
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let mut request = black_box(Request::new(()));
+                request
+                    .headers_mut()
+                    .insert(http::header::AUTHORIZATION, value.clone());
+                if with_identity {
+                    request.extensions_mut().insert(identity.clone());
+                }
+                floor.call(request).now_or_never().unwrap().unwrap()
+            })
+        });
+    }
 
     for (name, layer) in [
         (

@@ -57,27 +57,28 @@ const DPOP_SLOT: usize = 2;
 /// Puts the token's header and identity on the request, as `settings` say.
 /// For a DPoP request, also a fresh proof, for a PoP one a fresh SHR; then
 /// returns where the request goes, so that the response's nonce is
-/// remembered.
+/// remembered (boxed: most requests have none, and their future stays
+/// small).
 pub(crate) fn authorize<B>(
     request: &mut Request<B>,
     token: &CachedToken,
     settings: &Settings,
     cache: &TokenCache,
-) -> Result<Option<NonceOrigin>, BoxError> {
+) -> Result<Option<Box<NonceOrigin>>, BoxError> {
     if settings.scheme == Scheme::Dpop {
         if let Some(proofs) = token.token().dpop_proofs() {
-            return authorize_dpop(request, token, proofs).map(Some);
+            return authorize_dpop(request, token, proofs).map(|origin| Some(Box::new(origin)));
         }
     }
     if settings.scheme == Scheme::Pop {
         if let Some(shrs) = token.token().pop_proofs() {
             let server_nonce = shrs.nonces().get(request.uri()).is_some();
             authorize_pop(request, token, shrs, settings)?;
-            return Ok(Some(NonceOrigin {
+            return Ok(Some(Box::new(NonceOrigin {
                 keys: NonceKeys::Pop(shrs.clone()),
                 uri: request.uri().clone(),
                 server_nonce,
-            }));
+            })));
         }
     }
     let identity = token.token().identity();

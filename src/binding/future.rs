@@ -32,21 +32,28 @@ pin_project! {
     {
         Acquiring {
             acquire: Acquire,
-            request: Option<Request<ReqBody>>,
-            inner: Option<S>,
-            settings: Settings,
-            cache: TokenCache,
+            // Boxed: the slow path's request stays out of the future that
+            // every cache hit moves.
+            waiting: Option<Box<Waiting<S, ReqBody>>>,
         },
         Calling {
             #[pin]
             future: S::Future,
-            token: Option<(Arc<CachedToken>, TokenCache)>,
-            origin: Option<NonceOrigin>,
+            token: Option<Arc<CachedToken>>,
+            origin: Option<Box<NonceOrigin>>,
         },
         Failed {
             error: Option<BoxError>,
         },
     }
+}
+
+/// What a request waiting for its token holds.
+struct Waiting<S, ReqBody> {
+    request: Request<ReqBody>,
+    inner: S,
+    settings: Settings,
+    cache: TokenCache,
 }
 
 impl<S, ReqBody> ResponseFuture<S, ReqBody>
@@ -63,18 +70,20 @@ where
         Self {
             state: State::Acquiring {
                 acquire,
-                request: Some(request),
-                inner: Some(inner),
-                settings,
-                cache,
+                waiting: Some(Box::new(Waiting {
+                    request,
+                    inner,
+                    settings,
+                    cache,
+                })),
             },
         }
     }
 
     pub(crate) fn calling(
         future: S::Future,
-        token: Option<(Arc<CachedToken>, TokenCache)>,
-        origin: Option<NonceOrigin>,
+        token: Option<Arc<CachedToken>>,
+        origin: Option<Box<NonceOrigin>>,
     ) -> Self {
         Self {
             state: State::Calling {
@@ -103,24 +112,22 @@ where
         let mut this = self.project();
         loop {
             match this.state.as_mut().project() {
-                StateProj::Acquiring {
-                    acquire,
-                    request,
-                    inner,
-                    settings,
-                    cache,
-                } => {
+                StateProj::Acquiring { acquire, waiting } => {
                     let token = ready!(Pin::new(acquire).poll(cx))?;
-                    let (Some(mut request), Some(mut inner)) = (request.take(), inner.take())
-                    else {
+                    let Some(waiting) = waiting.take() else {
                         return Poll::Ready(Err("ResponseFuture polled after completion".into()));
                     };
-                    let origin = authorize(&mut request, &token, settings, cache)?;
+                    let Waiting {
+                        mut request,
+                        mut inner,
+                        settings,
+                        cache,
+                    } = *waiting;
+                    let origin = authorize(&mut request, &token, &settings, &cache)?;
                     let future = inner.call(request);
-                    let cache = cache.clone();
                     this.state.set(State::Calling {
                         future,
-                        token: Some((token, cache)),
+                        token: Some(token),
                         origin,
                     });
                 }
@@ -140,8 +147,7 @@ where
                             response.extensions_mut().insert(NonceRemembered);
                         }
                     }
-                    if let Some((token, cache)) = token.take() {
-                        let sent = token.token().access_token();
+                    if let Some(token) = token.take() {
                         if response.status() == StatusCode::UNAUTHORIZED {
                             // Rejected: dropped here, once per token, so
                             // that any retry layer outside gets a new one.
@@ -155,11 +161,11 @@ where
                                 && nonce_taken
                                 && !sent_server_nonce;
                             if says_invalid_token(headers) && !about_nonce {
-                                cache.reject(sent);
+                                token.rejected();
                             }
                             response.extensions_mut().insert(UsedToken(token));
                         } else if !response.status().is_server_error() {
-                            cache.accepted(sent);
+                            token.accepted();
                         }
                     }
                     return Poll::Ready(Ok(response));

@@ -59,11 +59,9 @@ where
         }
         match cache.try_get() {
             Some(token) => match authorize(&mut request, &token, settings, cache) {
-                Ok(origin) => ResponseFuture::calling(
-                    self.inner.call(request),
-                    Some((token, cache.clone())),
-                    origin,
-                ),
+                Ok(origin) => {
+                    ResponseFuture::calling(self.inner.call(request), Some(token), origin)
+                }
                 Err(e) => ResponseFuture::failed(e),
             },
             None => {

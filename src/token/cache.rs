@@ -3,7 +3,9 @@ use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+
+use arc_swap::ArcSwapOption;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -70,7 +72,9 @@ pub struct TokenCache {
 
 struct Inner {
     source: Box<dyn DynSource>,
-    current: RwLock<Option<Arc<CachedToken>>>,
+    /// The token served, read without a lock; written only under the
+    /// flight lock.
+    current: ArcSwapOption<CachedToken>,
     flight: Mutex<Flight>,
     config: Config,
     shared: Option<SharedTier>,
@@ -78,8 +82,9 @@ struct Inner {
     hits: AtomicU64,
     failures: AtomicU64,
     fallbacks: AtomicU64,
-    /// Tokens rejected one after another since a token was last accepted.
-    rejections: AtomicU32,
+    /// Tokens rejected one after another since a token was last accepted;
+    /// each cached token holds it too, to look at on every answer.
+    rejections: Arc<AtomicU32>,
 }
 
 #[derive(Default)]
@@ -134,10 +139,16 @@ pub struct CachedToken {
     /// `Authorization` values, built once per header word (`Bearer`,
     /// `mtls_pop`, `DPoP`).
     pub(crate) headers: [OnceLock<Option<HeaderValue>>; 3],
+    /// The cache it came from, told of the answers to requests that carried
+    /// it: a request in flight holds the token alone, not the cache too.
+    cache: Weak<Inner>,
+    /// The cache's streak of rejections, read on every answer.
+    rejections: Arc<AtomicU32>,
 }
 
 impl CachedToken {
-    fn new(token: Token, key: CacheKey, config: &Config) -> Self {
+    fn new(token: Token, key: CacheKey, cache: &Arc<Inner>) -> Self {
+        let config = &cache.config;
         let now = crate::clock::now();
         let (refresh_at, usable_until) = match token.expiry() {
             Some(expiry) => {
@@ -160,6 +171,28 @@ impl CachedToken {
             refresh_at,
             usable_until,
             headers: Default::default(),
+            cache: Arc::downgrade(cache),
+            rejections: cache.rejections.clone(),
+        }
+    }
+
+    /// A server rejected a request that carried this token: dropped from
+    /// its cache, paced (see [`TokenCache::invalidate`]).
+    pub(crate) fn rejected(&self) {
+        if let Some(inner) = self.cache.upgrade() {
+            TokenCache { inner }.reject(self.token.access_token());
+        }
+    }
+
+    /// A server answered a request that carried this token other than
+    /// `401`: see [`TokenCache::accepted`]. One atomic load when there is
+    /// no streak of rejections.
+    pub(crate) fn accepted(&self) {
+        if self.rejections.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        if let Some(inner) = self.cache.upgrade() {
+            TokenCache { inner }.accepted(self.token.access_token());
         }
     }
 
@@ -300,7 +333,7 @@ impl TokenCacheBuilder {
         TokenCache {
             inner: Arc::new(Inner {
                 source: Box::new(source),
-                current: RwLock::new(None),
+                current: ArcSwapOption::empty(),
                 flight: Mutex::new(Flight::default()),
                 shared: shared.map(|store| SharedTier::new(store.0, ttl_share)),
                 config: self.config,
@@ -308,7 +341,7 @@ impl TokenCacheBuilder {
                 hits: AtomicU64::new(0),
                 failures: AtomicU64::new(0),
                 fallbacks: AtomicU64::new(0),
-                rejections: AtomicU32::new(0),
+                rejections: Arc::new(AtomicU32::new(0)),
             }),
         }
     }
@@ -416,7 +449,7 @@ impl TokenCache {
     /// The cached token if it is usable under `key` at `now`, without
     /// counting a hit or starting a refresh.
     fn usable(&self, key: &CacheKey, now: Instant) -> Option<Arc<CachedToken>> {
-        let current = self.inner.current.read().unwrap_or_else(|p| p.into_inner());
+        let current = self.inner.current.load();
         current
             .as_ref()
             .filter(|entry| entry.key.same(key) && entry.usable_at(now))
@@ -440,8 +473,7 @@ impl TokenCache {
         let still_seen = self
             .inner
             .current
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
+            .load()
             .as_ref()
             .is_some_and(|current| Arc::ptr_eq(current, seen));
         if !still_seen {
@@ -491,17 +523,13 @@ impl TokenCache {
         crate::metrics::token_fetch(super::endpoint_error::fetch_outcome(&result));
         match result {
             Ok(token) => {
-                let entry = Arc::new(CachedToken::new(token, key, &self.inner.config));
+                let entry = Arc::new(CachedToken::new(token, key, &self.inner));
                 // Publish and clear in one critical section of the flight
-                // lock (taken before `current`, as in `join_or_fetch`): no
+                // lock (which `join_or_fetch` holds when it looks again): no
                 // caller can see "no token and no fetch" once a fetch has
                 // succeeded.
                 let mut flight = self.lock_flight();
-                *self
-                    .inner
-                    .current
-                    .write()
-                    .unwrap_or_else(|p| p.into_inner()) = Some(entry.clone());
+                self.inner.current.store(Some(entry.clone()));
                 *flight = Flight {
                     drops_paced_until: flight.drops_paced_until,
                     ..Flight::default()
@@ -558,15 +586,15 @@ impl TokenCache {
     }
 
     fn drop_current(&self, token: &AccessToken, paced: bool) -> bool {
-        // The flight lock first, then `current`, as everywhere.
+        // Under the flight lock, as every write of `current`.
         let mut flight = self.lock_flight();
         let now = crate::clock::now();
-        let mut current = self
+        // Written only under the flight lock: no other writer between this
+        // look and the store below.
+        if !self
             .inner
             .current
-            .write()
-            .unwrap_or_else(|p| p.into_inner());
-        if !current
+            .load()
             .as_ref()
             .is_some_and(|entry| entry.token.access_token() == token)
         {
@@ -576,8 +604,7 @@ impl TokenCache {
             tracing::debug!("access token rejected again within the backoff; kept for now");
             return false;
         }
-        *current = None;
-        drop(current);
+        self.inner.current.store(None);
         if let Some(tier) = &self.inner.shared {
             tier.reject(token);
         }
@@ -618,8 +645,7 @@ impl TokenCache {
         let is_current = self
             .inner
             .current
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
+            .load()
             .as_ref()
             .is_some_and(|entry| entry.token.access_token() == token);
         if is_current {
@@ -804,10 +830,10 @@ mod tests {
         let mut due = CachedToken::new(
             Token::new("due").expires_in(Duration::from_secs(600)),
             key.clone(),
-            &cache.inner.config,
+            &cache.inner,
         );
         due.refresh_at = now;
-        *cache.inner.current.write().unwrap() = Some(Arc::new(due));
+        cache.inner.current.store(Some(Arc::new(due)));
 
         // A caller is served it and starts the refresh ahead.
         let served = cache.try_get().expect("a usable token");
