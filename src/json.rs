@@ -15,6 +15,7 @@ use std::fmt;
 
 use serde::Deserializer as _;
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Number, Value};
 
 /// Why a JSON text was refused by [`check_no_duplicate_members`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +51,97 @@ pub(crate) fn check_no_duplicate_members(json: &[u8]) -> Result<(), StrictJsonEr
         (Ok(()), _) => Ok(()),
         (Err(_), Some(name)) => Err(StrictJsonError::DuplicateMember(name)),
         (Err(e), None) => Err(StrictJsonError::Malformed(e.to_string())),
+    }
+}
+
+/// Reads `json` into a [`Value`] in one pass, refusing, as
+/// [`check_no_duplicate_members`] does, an object at any depth that names a
+/// member twice: the objects being built are the memory of names seen.
+pub(crate) fn strict_value(json: &[u8]) -> Result<Value, StrictJsonError> {
+    let mut duplicate = None;
+    let mut deserializer = serde_json::Deserializer::from_slice(json);
+    let outcome = deserializer
+        .deserialize_any(Build {
+            duplicate: &mut duplicate,
+        })
+        .and_then(|value| deserializer.end().map(|()| value));
+    match (outcome, duplicate) {
+        (Ok(value), _) => Ok(value),
+        (Err(_), Some(name)) => Err(StrictJsonError::DuplicateMember(name)),
+        (Err(e), None) => Err(StrictJsonError::Malformed(e.to_string())),
+    }
+}
+
+/// Builds any JSON value as `serde_json` would, the first member name an
+/// object repeats going to `duplicate`.
+struct Build<'a> {
+    duplicate: &'a mut Option<String>,
+}
+
+impl Build<'_> {
+    fn nested(&mut self) -> Build<'_> {
+        Build {
+            duplicate: &mut *self.duplicate,
+        }
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Build<'_> {
+    type Value = Value;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Build<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<Value, A::Error> {
+        let mut values = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(16));
+        while let Some(value) = seq.next_element_seed(self.nested())? {
+            values.push(value);
+        }
+        Ok(Value::Array(values))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(mut self, mut access: A) -> Result<Value, A::Error> {
+        let mut map = Map::new();
+        while let Some(Name(name)) = access.next_key()? {
+            if map.contains_key(name.as_ref()) {
+                *self.duplicate = Some(shorten(&name));
+                return Err(de::Error::custom("duplicate member"));
+            }
+            let value = access.next_value_seed(self.nested())?;
+            map.insert(name.into_owned(), value);
+        }
+        Ok(Value::Object(map))
     }
 }
 
@@ -175,6 +267,38 @@ mod tests {
                 "{json}"
             );
         }
+    }
+
+    #[test]
+    fn strict_value_reads_what_serde_json_reads_and_refuses_what_the_check_refuses() {
+        for json in [
+            r#"{"a":1,"b":{"c":[{"d":1,"e":2.5}]},"n":null,"t":true,"s":"x\u00e9"}"#,
+            r#"[1,-2,18446744073709551615,1e308,"a",[],{}]"#,
+            r#"{"a\u006cg":"ES256","x":{"alg":1}}"#,
+            r#" "plain" "#,
+        ] {
+            let expected: Value = serde_json::from_str(json).unwrap();
+            assert_eq!(strict_value(json.as_bytes()), Ok(expected), "{json}");
+        }
+        for json in [
+            r#"{"alg":"ES256","alg":"none"}"#,
+            r#"{"a":[1,{"k":1,"k":2}]}"#,
+            r#"{"a\u006cg":"ES256","alg":"none"}"#,
+            "",
+            "{",
+            r#"{"a":1}x"#,
+        ] {
+            assert_eq!(
+                strict_value(json.as_bytes()).map(drop),
+                check(json),
+                "{json}"
+            );
+        }
+        let deep = "[".repeat(10_000);
+        assert!(matches!(
+            strict_value(deep.as_bytes()),
+            Err(StrictJsonError::Malformed(_))
+        ));
     }
 
     #[test]

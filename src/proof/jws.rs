@@ -35,7 +35,7 @@ use serde_json::{Map, Value};
 use super::alg::Algorithm;
 use super::jwk::{PublicJwk, VerifyFailure};
 use super::key::{KeyError, ProofKey};
-use crate::json::{StrictJsonError, check_no_duplicate_members};
+use crate::json::{StrictJsonError, strict_value};
 
 /// Encodes bytes (a JSON header, say) as a base64url segment without padding.
 pub fn encode_segment(bytes: &[u8]) -> String {
@@ -222,17 +222,12 @@ fn object(segment: &str, part: &Part) -> Result<Map<String, Value>, JwsError> {
     let json = URL_SAFE_NO_PAD
         .decode(segment)
         .map_err(|_| JwsError::new(JwsErrorKind::Malformed, part.not_base64url))?;
-    match check_no_duplicate_members(&json) {
-        Ok(()) => {}
-        Err(StrictJsonError::DuplicateMember(_)) => {
-            return Err(JwsError::new(JwsErrorKind::DuplicateMember, part.duplicate));
-        }
-        Err(StrictJsonError::Malformed(_)) => {
-            return Err(JwsError::new(JwsErrorKind::Malformed, part.not_object));
-        }
-    }
-    match serde_json::from_slice(&json) {
+    // One pass: the objects being built are the memory of names seen.
+    match strict_value(&json) {
         Ok(Value::Object(map)) => Ok(map),
+        Err(StrictJsonError::DuplicateMember(_)) => {
+            Err(JwsError::new(JwsErrorKind::DuplicateMember, part.duplicate))
+        }
         _ => Err(JwsError::new(JwsErrorKind::Malformed, part.not_object)),
     }
 }
