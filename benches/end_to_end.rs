@@ -12,15 +12,23 @@
 //!   is the cost of carrying a token at all (over HTTP/2 a sensitive header
 //!   is never indexed by HPACK, so its bytes go out with every request); A
 //!   against H is the cost of the layers themselves.
+
+//! - C, to split that cost: A's client (every client layer, the pool)
+//!   against B's server, which takes the token and ignores it. C against
+//!   H is what the client layers cost, A against C what the server layer
+//!   costs.
 //!
 //! The servers run on a runtime of their own (one worker thread), the
 //! clients on another (one worker thread), as a client and a server on two
 //! machines would not share a scheduler. Keep-alive, 32 requests in flight,
-//! 10,000 requests per round; 15 rounds, each running A, B and H in an order
-//! that rotates (ABH, BHA, HAB), so that none of them always runs first;
+//! 10,000 requests per round; 15 rounds, each running A, B, H and C in an
+//! order that rotates (ABHC, BHCA, HCAB, CABH), so that none of them always
+//! runs first;
 //! first over HTTP/2, then the same three over HTTP/1.1 (ALPN `http/1.1`).
 //! Each ratio is taken within a round, and the median of the rounds is
-//! reported with its spread (min and max). The last lines, in this order:
+//! reported with its spread (min and max). Then `client_layers_ratio=`
+//! (C/H) and `server_layers_ratio=` (A/C) and their `http1_` twins; the
+//! last lines, in this order:
 //! `token_header_ratio=`, `layers_ratio=`, `throughput_ratio=`,
 //! `p99_ratio=` (HTTP/2), then `http1_token_header_ratio=`,
 //! `http1_layers_ratio=`, `http1_throughput_ratio=`, `http1_p99_ratio=`;
@@ -193,6 +201,7 @@ fn main() {
         let token_len = binding_token_len(&issuer, &pki, &identity).await;
         println!("token: {token_len} bytes; {REQUESTS} requests per round, {IN_FLIGHT} in flight");
         let mut lines = Vec::new();
+        let mut split = Vec::new();
         for (protocol, http2) in [("HTTP/2", true), ("HTTP/1.1", false)] {
             // Client A: the crate's stack.
             let pool: MtlsClientPool<Full<Bytes>> = {
@@ -252,55 +261,70 @@ fn main() {
                 })
             };
 
-            // Warm all (token, JWKS, connections).
+            // Warm all (token, JWKS, connections); C is A's client on B's
+            // server.
             round(client_a.clone(), &url_a).await;
             round(client_b.clone(), &url_b).await;
             round(client_h.clone(), &url_b).await;
+            round(client_a.clone(), &url_b).await;
             if quick {
                 continue;
             }
 
-            let (mut a, mut b, mut h) = (Vec::new(), Vec::new(), Vec::new());
+            let (mut a, mut b, mut h, mut c) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
             for i in 0..ROUNDS {
-                let (mut ra, mut rb, mut rh) = (None, None, None);
-                for which in (0..3).map(|k| (k + i) % 3) {
+                let (mut ra, mut rb, mut rh, mut rc) = (None, None, None, None);
+                for which in (0..4).map(|k| (k + i) % 4) {
                     match which {
                         0 => ra = Some(round(client_a.clone(), &url_a).await),
                         1 => rb = Some(round(client_b.clone(), &url_b).await),
-                        _ => rh = Some(round(client_h.clone(), &url_b).await),
+                        2 => rh = Some(round(client_h.clone(), &url_b).await),
+                        _ => rc = Some(round(client_a.clone(), &url_b).await),
                     }
                 }
-                let (ra, rb, rh) = (ra.unwrap(), rb.unwrap(), rh.unwrap());
+                let (ra, rb, rh, rc) = (ra.unwrap(), rb.unwrap(), rh.unwrap(), rc.unwrap());
                 println!(
-                    "{protocol} round {}: A {:>6.0} req/s p99 {:>5.0} µs | B {:>6.0} req/s p99 {:>5.0} µs | H {:>6.0} req/s p99 {:>5.0} µs",
+                    "{protocol} round {}: A {:>6.0} req/s p99 {:>5.0} µs | B {:>6.0} req/s p99 {:>5.0} µs | H {:>6.0} req/s p99 {:>5.0} µs | C {:>6.0} req/s p99 {:>5.0} µs",
                     i + 1,
                     ra.throughput,
                     ra.p99.as_secs_f64() * 1e6,
                     rb.throughput,
                     rb.p99.as_secs_f64() * 1e6,
                     rh.throughput,
-                    rh.p99.as_secs_f64() * 1e6
+                    rh.p99.as_secs_f64() * 1e6,
+                    rc.throughput,
+                    rc.p99.as_secs_f64() * 1e6
                 );
                 a.push(ra);
                 b.push(rb);
                 h.push(rh);
+                c.push(rc);
             }
             let per_round = |f: &dyn Fn(usize) -> f64| spread((0..ROUNDS).map(f).collect());
             let token_header = per_round(&|i| h[i].throughput / b[i].throughput);
             let layers = per_round(&|i| a[i].throughput / h[i].throughput);
+            let client_layers = per_round(&|i| c[i].throughput / h[i].throughput);
+            let server_layers = per_round(&|i| a[i].throughput / c[i].throughput);
             let throughput = per_round(&|i| a[i].throughput / b[i].throughput);
             let p99 = per_round(&|i| a[i].p99.as_secs_f64() / b[i].p99.as_secs_f64());
             println!(
-                "{protocol} median: A {:.0} req/s | B {:.0} req/s | H {:.0} req/s",
+                "{protocol} median: A {:.0} req/s | B {:.0} req/s | H {:.0} req/s | C {:.0} req/s",
                 median(a.iter().map(|r| r.throughput).collect()),
                 median(b.iter().map(|r| r.throughput).collect()),
                 median(h.iter().map(|r| r.throughput).collect()),
+                median(c.iter().map(|r| r.throughput).collect()),
             );
+            split.push((http2, client_layers, server_layers));
             lines.push((http2, token_header, layers, throughput, p99));
         }
         if quick {
             println!("end_to_end: smoke run done");
             return;
+        }
+        for (http2, client_layers, server_layers) in split {
+            let prefix = if http2 { "" } else { "http1_" };
+            println!("{prefix}client_layers_ratio={client_layers} (C/H: the client layers)");
+            println!("{prefix}server_layers_ratio={server_layers} (A/C: the server layer)");
         }
         for (http2, token_header, layers, throughput, p99) in lines {
             if http2 {

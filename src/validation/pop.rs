@@ -64,27 +64,40 @@ const MAX_HEADER_LEN: usize = 2048;
 /// compact JWS whose header says `"typ": "pop"`. Only the header is decoded
 /// (at most [`MAX_HEADER_LEN`] characters), so a bearer token costs little.
 pub(crate) fn is_signed_request(token: &str) -> bool {
-    let mut segments = token.split('.');
-    let (Some(header), Some(_), Some(_), None) = (
-        segments.next(),
-        segments.next(),
-        segments.next(),
-        segments.next(),
-    ) else {
+    let Some((header, rest)) = token.split_once('.') else {
         return false;
     };
     if header.len() > MAX_HEADER_LEN {
         return false;
     }
-    let Ok(bytes) = URL_SAFE_NO_PAD.decode(header) else {
+    let mut buffer = [0u8; MAX_HEADER_LEN / 4 * 3 + 3];
+    let Ok(length) = URL_SAFE_NO_PAD.decode_slice(header, &mut buffer) else {
         return false;
     };
+    let bytes = &buffer[..length];
+    // A header without the string `"pop"` written out (in any case), nor
+    // any escape that could spell it, has no `typ` `pop`: access tokens
+    // (`"typ":"at+jwt"`, or none) end here, unparsed, the rest of the token
+    // not read.
+    let spelled = bytes.iter().enumerate().any(|(i, &b)| {
+        b == b'"'
+            && bytes
+                .get(i + 1..i + 5)
+                .is_some_and(|w| w.eq_ignore_ascii_case(b"pop\""))
+    });
+    if !spelled && !bytes.contains(&b'\\') {
+        return false;
+    }
+    // Three segments: a compact JWS.
+    if rest.bytes().filter(|&b| b == b'.').count() != 1 {
+        return false;
+    }
     #[derive(serde::Deserialize)]
     struct Header<'a> {
         #[serde(borrow)]
         typ: Option<std::borrow::Cow<'a, str>>,
     }
-    serde_json::from_slice::<Header<'_>>(&bytes)
+    serde_json::from_slice::<Header<'_>>(bytes)
         .ok()
         .and_then(|h| h.typ)
         .is_some_and(|typ| typ.eq_ignore_ascii_case(POP_TYPE))
@@ -104,10 +117,14 @@ mod tests {
             r#"{"alg":"PS256","typ":"pop","kid":"k"}"#
         )));
         assert!(is_signed_request(&jws(r#"{"typ":"POP","alg":"ES256"}"#)));
+        // Escapes are JSON's, not a way around the check.
+        assert!(is_signed_request(&jws(r#"{"t\u0079p":"p\u006Fp"}"#)));
+        assert!(is_signed_request(&jws(r#"{"typ" : "Pop"}"#)));
         for token in [
             jws(r#"{"alg":"RS256","typ":"at+jwt"}"#),
             jws(r#"{"alg":"RS256"}"#),
             jws(r#"{"typ":7}"#),
+            jws(r#"{"kid":"pop","typ":"JWT"}"#),
             "opaque-token".to_owned(),
             "a.b".to_owned(),
             "a.b.c.d".to_owned(),

@@ -152,15 +152,23 @@ fn credentials<'a, B>(
         ));
     };
     let malformed = |scheme| Rejection::new(RejectionKind::MalformedAuthorization, scheme);
-    let value = value.to_str().map_err(|_| malformed(Scheme::Bearer))?;
-    let (word, rest) = value.split_once(' ').unwrap_or((value, ""));
-    let scheme = if word.eq_ignore_ascii_case("bearer") {
+    // Read as bytes: the token is checked once, byte by byte, as a
+    // `b64token` (ASCII), not also as a visible-ASCII header value.
+    let value = value.as_bytes();
+    let (word, rest) = match value.iter().position(|&b| b == b' ') {
+        Some(space) => (&value[..space], &value[space + 1..]),
+        None => (value, &[][..]),
+    };
+    if !word.iter().all(u8::is_ascii_graphic) {
+        return Err(malformed(Scheme::Bearer));
+    }
+    let scheme = if word.eq_ignore_ascii_case(b"bearer") {
         Scheme::Bearer
-    } else if word.eq_ignore_ascii_case("mtls_pop") {
+    } else if word.eq_ignore_ascii_case(b"mtls_pop") {
         Scheme::MtlsPop
-    } else if word.eq_ignore_ascii_case("dpop") && settings.dpop.is_some() {
+    } else if word.eq_ignore_ascii_case(b"dpop") && settings.dpop.is_some() {
         Scheme::Dpop
-    } else if word.eq_ignore_ascii_case("pop") && settings.pop.is_some() {
+    } else if word.eq_ignore_ascii_case(b"pop") && settings.pop.is_some() {
         Scheme::Pop
     } else {
         // Another scheme (Basic, DPoP where it is not accepted, ...): no
@@ -170,10 +178,13 @@ fn credentials<'a, B>(
             Scheme::Bearer,
         ));
     };
-    let token = rest.trim_start_matches(' ');
+    let start = rest.iter().position(|&b| b != b' ').unwrap_or(rest.len());
+    let token = &rest[start..];
     if !is_b64token(token) {
         return Err(malformed(scheme));
     }
+    // ASCII, as a `b64token`.
+    let token = std::str::from_utf8(token).map_err(|_| malformed(scheme))?;
     if in_query {
         return Err(Rejection::new(RejectionKind::MultipleTokens, scheme));
     }
@@ -211,12 +222,28 @@ fn single_authorization(headers: &HeaderMap) -> Result<Option<&http::HeaderValue
 
 /// RFC 6750 section 2.1: `b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" /
 /// "~" / "+" / "/" ) *"="`.
-fn is_b64token(token: &str) -> bool {
-    let body = token.trim_end_matches('=');
-    !body.is_empty()
-        && body.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
-        })
+///
+/// Every byte is looked at, without branching on any: a token is hundreds
+/// of bytes on every request, and the loop vectorizes.
+fn is_b64token(token: &[u8]) -> bool {
+    let padding = token.iter().rev().take_while(|&&b| b == b'=').count();
+    let body = &token[..token.len() - padding];
+    !body.is_empty() && body.iter().fold(true, |ok, &b| ok & is_b64token_byte(b))
+}
+
+/// `ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/"`.
+fn is_b64token_byte(b: u8) -> bool {
+    // Setting bit 5 maps `A`-`Z` onto `a`-`z` and nothing else into them.
+    let letter = (b | 0x20).wrapping_sub(b'a') < 26;
+    let digit = b.wrapping_sub(b'0') < 10;
+    letter
+        | digit
+        | (b == b'-')
+        | (b == b'.')
+        | (b == b'_')
+        | (b == b'~')
+        | (b == b'+')
+        | (b == b'/')
 }
 
 fn has_access_token_param(query: &str) -> bool {
@@ -256,6 +283,19 @@ fn percent_decode(name: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn b64token_bytes_are_the_rfc_6750_set_exactly() {
+        for b in 0..=u8::MAX {
+            let expected =
+                b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/');
+            assert_eq!(is_b64token_byte(b), expected, "byte {b:#04x}");
+        }
+        assert!(is_b64token(b"a.b-c_d~e+f/g=="));
+        for bad in [&b""[..], b"==", b"a=b", b"a b", b"a\xc3\xa9", b"a\t"] {
+            assert!(!is_b64token(bad), "{bad:?}");
+        }
+    }
 
     fn parse(values: &[&str], uri: &str) -> Result<(Scheme, String), RejectionKind> {
         parse_with(values, &[], uri, &Settings::default())
