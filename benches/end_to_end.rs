@@ -25,6 +25,9 @@
 //! order that rotates (ABHC, BHCA, HCAB, CABH), so that none of them always
 //! runs first;
 //! first over HTTP/2, then the same three over HTTP/1.1 (ALPN `http/1.1`).
+//! Where the platform tells (Linux), each configuration's median CPU time
+//! per request on the server's and the client's threads is printed too:
+//! what a ratio does not say, when one side waits on the other.
 //! Each ratio is taken within a round, and the median of the rounds is
 //! reported with its spread (min and max). Then `client_layers_ratio=`
 //! (C/H) and `server_layers_ratio=` (A/C) and their `http1_` twins; the
@@ -68,6 +71,28 @@ const ROUNDS: usize = 15;
 struct Round {
     throughput: f64,
     p99: Duration,
+    /// CPU time per request of the server's and the client's threads, where
+    /// the platform tells (Linux).
+    server_cpu: Option<Duration>,
+    client_cpu: Option<Duration>,
+}
+
+/// CPU time used so far by this process's threads named `name` (Linux:
+/// `/proc/self/task/*/schedstat`), or `None` where that cannot be read.
+fn cpu_of_threads(name: &str) -> Option<Duration> {
+    let mut total = 0u64;
+    let mut found = false;
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let path = task.ok()?.path();
+        let comm = std::fs::read_to_string(path.join("comm")).ok()?;
+        if comm.trim_end() != name {
+            continue;
+        }
+        let schedstat = std::fs::read_to_string(path.join("schedstat")).ok()?;
+        total += schedstat.split_whitespace().next()?.parse::<u64>().ok()?;
+        found = true;
+    }
+    found.then(|| Duration::from_nanos(total))
 }
 
 /// Sends `REQUESTS` requests through `client`, `IN_FLIGHT` at a time.
@@ -81,6 +106,7 @@ where
     S::Future: Send,
 {
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let cpu_before = (cpu_of_threads("server"), cpu_of_threads("client"));
     let started = Instant::now();
     let mut workers = tokio::task::JoinSet::new();
     for _ in 0..IN_FLIGHT {
@@ -108,10 +134,15 @@ where
         latencies.extend(done.unwrap());
     }
     let elapsed = started.elapsed();
+    let per_request = |before: Option<Duration>, name| {
+        Some(cpu_of_threads(name)?.saturating_sub(before?) / REQUESTS as u32)
+    };
     latencies.sort();
     Round {
         throughput: REQUESTS as f64 / elapsed.as_secs_f64(),
         p99: latencies[latencies.len() * 99 / 100],
+        server_cpu: per_request(cpu_before.0, "server"),
+        client_cpu: per_request(cpu_before.1, "client"),
     }
 }
 
@@ -149,6 +180,7 @@ fn main() {
     let quick = std::env::args().any(|a| a == "--test");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
+        .thread_name("client")
         .enable_all()
         .build()
         .unwrap();
@@ -313,6 +345,24 @@ fn main() {
                 median(b.iter().map(|r| r.throughput).collect()),
                 median(h.iter().map(|r| r.throughput).collect()),
                 median(c.iter().map(|r| r.throughput).collect()),
+            );
+            let cpu = |rounds: &[Round], f: fn(&Round) -> Option<Duration>| {
+                let values: Option<Vec<f64>> = rounds
+                    .iter()
+                    .map(|r| f(r).map(|d| d.as_secs_f64() * 1e6))
+                    .collect();
+                values.map_or_else(|| "?".to_owned(), |v| format!("{:.2}", median(v)))
+            };
+            println!(
+                "{protocol} CPU µs per request, server | client: A {} | {}, B {} | {}, H {} | {}, C {} | {}",
+                cpu(&a, |r| r.server_cpu),
+                cpu(&a, |r| r.client_cpu),
+                cpu(&b, |r| r.server_cpu),
+                cpu(&b, |r| r.client_cpu),
+                cpu(&h, |r| r.server_cpu),
+                cpu(&h, |r| r.client_cpu),
+                cpu(&c, |r| r.server_cpu),
+                cpu(&c, |r| r.client_cpu),
             );
             split.push((http2, client_layers, server_layers));
             lines.push((http2, token_header, layers, throughput, p99));

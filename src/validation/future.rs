@@ -101,7 +101,9 @@ pin_project! {
             inner: Option<S>,
             settings: Arc<Settings>,
             scheme: Scheme,
-            proof: Option<Proof>,
+            // Boxed: only DPoP and PoP requests have one, and every other
+            // request's future stays small.
+            proof: Option<Box<Proof>>,
         },
         /// Token, binding and scopes passed: asking the replay store
         /// whether the DPoP proof (or the signed request) is new, last.
@@ -151,7 +153,7 @@ where
                 inner: Some(inner),
                 settings,
                 scheme,
-                proof,
+                proof: proof.map(Box::new),
             },
         }
     }
@@ -201,7 +203,7 @@ where
                             .map_err(|e| Rejection::token(e, scheme))
                             .and_then(|token| {
                                 let peer = request.extensions().get::<PeerCertificate>();
-                                authorize(&token, peer, settings, scheme, proof.as_ref())
+                                authorize(&token, peer, settings, scheme, proof.as_deref())
                                     .map(|binding| token.with_binding(binding))
                                     .map_err(|kind| Rejection::new(kind, scheme))
                             });
