@@ -103,7 +103,7 @@ struct Shard {
     /// not in it, so it is never larger than `entries`).
     owners: HashMap<OwnerTag, usize, KeyedMix>,
     /// No entry expires before this (when there are entries).
-    earliest: Option<SystemTime>,
+    earliest: Option<Stamp>,
     /// When expired entries were last dropped.
     last_scan: Option<SystemTime>,
 }
@@ -111,7 +111,7 @@ struct Shard {
 /// A remembered proof: until when, and whose.
 #[derive(Clone, Copy)]
 struct Entry {
-    expires_at: SystemTime,
+    expires_at: Stamp,
     owner: Option<OwnerTag>,
 }
 
@@ -120,10 +120,11 @@ impl MemoryReplayStore {
     /// accepted DPoP proofs per second over their default 61-second window
     /// (more than two cores verify: an ES256 proof check costs about
     /// 45 µs), or about 3,300 signed HTTP requests per second over their
-    /// 301 seconds, and about 115 MiB when full (a 32-byte digest, an
-    /// expiry and an owner per proof, in hash tables), up to 150 MiB when
-    /// every proof is by a different key (a count per key). Past it, new
-    /// proofs are refused (`503`), never accepted unchecked.
+    /// 301 seconds, and about 70 MiB when full (16 bytes of the key's
+    /// digest, an expiry and an owner per proof, in hash tables: 72 bytes
+    /// a proof measured by `benches/scaling`), more when every proof is by
+    /// a different key (a count per key). Past it, new proofs are refused
+    /// (`503`), never accepted unchecked.
     pub const DEFAULT_CAPACITY: usize = 1_000_000;
 
     /// The part of the store one key may hold by default, in percent: 25,
@@ -269,14 +270,15 @@ impl MemoryReplayStore {
             // accepted (fail closed).
             return Ok(false);
         }
-        let slot = Slot(*key.as_bytes());
+        let slot = Slot::of(&key);
+        let (expires_at, now_stamp) = (stamp(expires_at), stamp(now));
         let capacity = self.inner.shard_capacity;
         let owner_limit = self.inner.owner_limit.load(Ordering::Relaxed);
         let shard = &self.inner.shards[self.inner.hasher.shard(&slot)];
         let mut shard = lock(shard);
         let shard = &mut *shard;
         if let Some(entry) = shard.entries.get(&slot) {
-            if entry.expires_at > now {
+            if entry.expires_at > now_stamp {
                 return Ok(false);
             }
             // Expired: forgotten, and the key is new again.
@@ -354,7 +356,7 @@ impl ReplayStore for MemoryReplayStore {
 }
 
 impl Shard {
-    fn note_expiry(&mut self, expires_at: SystemTime) {
+    fn note_expiry(&mut self, expires_at: Stamp) {
         self.earliest = Some(self.earliest.map_or(expires_at, |e| e.min(expires_at)));
     }
 
@@ -376,7 +378,8 @@ impl Shard {
     /// have expired yet, or when the last scan was less than
     /// [`SCAN_INTERVAL`] ago (a clock gone back allows one).
     fn drop_expired(&mut self, now: SystemTime) {
-        if self.earliest.is_none_or(|earliest| earliest > now) {
+        let now_stamp = stamp(now);
+        if self.earliest.is_none_or(|earliest| earliest > now_stamp) {
             return;
         }
         let recent = self.last_scan.is_some_and(|last| {
@@ -389,7 +392,7 @@ impl Shard {
         self.last_scan = Some(now);
         let owners = &mut self.owners;
         self.entries.retain(|_, entry| {
-            let keep = entry.expires_at > now;
+            let keep = entry.expires_at > now_stamp;
             if !keep {
                 release(owners, entry.owner);
             }
@@ -417,9 +420,32 @@ fn lock(shard: &Mutex<Shard>) -> std::sync::MutexGuard<'_, Shard> {
     shard.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// A replay key in a map.
+/// A replay key in a map: the first 16 bytes of its SHA-256 digest. Two
+/// proofs whose keys share them (one chance in 2^128 for a pair; some
+/// 2^64 proofs of one's own making to find a pair) would be taken for one:
+/// the second refused as a replay, never a replay accepted. Half the key
+/// is a third less memory per entry.
 #[derive(PartialEq, Eq)]
-struct Slot([u8; 32]);
+struct Slot([u8; 16]);
+
+impl Slot {
+    fn of(key: &ReplayKey) -> Self {
+        let mut slot = [0u8; 16];
+        slot.copy_from_slice(&key.as_bytes()[..16]);
+        Self(slot)
+    }
+}
+
+/// A time in a map: nanoseconds since the Unix epoch (0 for any time
+/// before it), 8 bytes where a `SystemTime` takes 16.
+type Stamp = u64;
+
+fn stamp(time: SystemTime) -> Stamp {
+    time.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_nanos()).unwrap_or(u64::MAX)
+        })
+}
 
 /// An owner in a map: 8 bytes of its SHA-256 digest (two keys whose
 /// owners share them, one chance in 2^64 for a pair, would share one
@@ -446,7 +472,7 @@ impl Hash for Slot {
     }
 }
 
-fn word(bytes: &[u8; 32], at: usize) -> u64 {
+fn word(bytes: &[u8], at: usize) -> u64 {
     let mut word = [0u8; 8];
     word.copy_from_slice(&bytes[at..at + 8]);
     u64::from_le_bytes(word)
@@ -676,7 +702,7 @@ mod tests {
     fn keys_in(store: &MemoryReplayStore, shard: usize, n: usize) -> Vec<ReplayKey> {
         (0u32..)
             .map(|i| ReplayKey::from_parts("shard", &[&i.to_be_bytes()]))
-            .filter(|k| store.inner.hasher.shard(&Slot(*k.as_bytes())) == shard)
+            .filter(|k| store.inner.hasher.shard(&Slot::of(k)) == shard)
             .take(n)
             .collect()
     }
