@@ -12,6 +12,7 @@
 use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fmt;
+use std::sync::LazyLock;
 
 use serde::Deserializer as _;
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
@@ -63,6 +64,7 @@ pub(crate) fn strict_value(json: &[u8]) -> Result<Value, StrictJsonError> {
     let outcome = deserializer
         .deserialize_any(Build {
             duplicate: &mut duplicate,
+            numbers_are_maps: numbers_are_maps(),
         })
         .and_then(|value| deserializer.end().map(|()| value));
     match (outcome, duplicate) {
@@ -72,16 +74,49 @@ pub(crate) fn strict_value(json: &[u8]) -> Result<Value, StrictJsonError> {
     }
 }
 
+/// The name of the one member of the map as which `serde_json`, built with
+/// `arbitrary_precision`, hands a number to a visitor, its text as the
+/// value.
+const NUMBER_TOKEN: &str = "$serde_json::private::Number";
+
+/// Whether this build's `serde_json` hands numbers over as maps (see
+/// [`NUMBER_TOKEN`]): `arbitrary_precision` is a feature any crate in the
+/// build may turn on.
+fn numbers_are_maps() -> bool {
+    static NUMBERS_ARE_MAPS: LazyLock<bool> = LazyLock::new(|| {
+        struct Probe;
+        impl<'de> Visitor<'de> for Probe {
+            type Value = bool;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a number")
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<bool, E> {
+                Ok(false)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<bool, A::Error> {
+                Ok(true)
+            }
+        }
+        serde_json::Deserializer::from_slice(b"1")
+            .deserialize_any(Probe)
+            .unwrap_or(false)
+    });
+    *NUMBERS_ARE_MAPS
+}
+
 /// Builds any JSON value as `serde_json` would, the first member name an
 /// object repeats going to `duplicate`.
 struct Build<'a> {
     duplicate: &'a mut Option<String>,
+    /// [`numbers_are_maps`].
+    numbers_are_maps: bool,
 }
 
 impl Build<'_> {
     fn nested(&mut self) -> Build<'_> {
         Build {
             duplicate: &mut *self.duplicate,
+            numbers_are_maps: self.numbers_are_maps,
         }
     }
 }
@@ -134,6 +169,13 @@ impl<'de> Visitor<'de> for Build<'_> {
     fn visit_map<A: MapAccess<'de>>(mut self, mut access: A) -> Result<Value, A::Error> {
         let mut map = Map::new();
         while let Some(Name(name)) = access.next_key()? {
+            if self.numbers_are_maps && map.is_empty() && name == NUMBER_TOKEN {
+                // A number, as `Value` reads it: by the first name only.
+                // (`raw_value`'s token is not followed: a `Value` would read
+                // the string as a second JSON text, unchecked.)
+                let text: String = access.next_value()?;
+                return text.parse().map(Value::Number).map_err(de::Error::custom);
+            }
             if map.contains_key(name.as_ref()) {
                 *self.duplicate = Some(shorten(&name));
                 return Err(de::Error::custom("duplicate member"));
@@ -299,6 +341,203 @@ mod tests {
             strict_value(deep.as_bytes()),
             Err(StrictJsonError::Malformed(_))
         ));
+    }
+
+    /// With `arbitrary_precision` (which any crate in a build can turn on),
+    /// `serde_json` hands every number to a visitor as a map of one member,
+    /// its private token, whose value is the number's text: a `Value`
+    /// holds a number there, and so must what `strict_value` builds, or
+    /// every `exp`, `iat` and `nbf` reads as an object.
+    #[test]
+    fn a_number_handed_over_as_a_map_is_a_number() {
+        use serde::de::value::{Error, MapDeserializer};
+        let number = |text: &'static str| {
+            let mut duplicate = None;
+            let precise = MapDeserializer::<_, Error>::new(std::iter::once((NUMBER_TOKEN, text)));
+            Build {
+                duplicate: &mut duplicate,
+                numbers_are_maps: true,
+            }
+            .deserialize(precise)
+            .map_err(|e| e.to_string())
+        };
+        assert_eq!(number("1700000000"), Ok(Value::from(1_700_000_000_u64)));
+        assert_eq!(number("-7"), Ok(Value::from(-7)));
+        assert_eq!(number("2.5"), Ok(Value::from(2.5)));
+        assert!(number("soon").is_err());
+        // This build's `serde_json` hands numbers over as numbers, and a
+        // member of that name in the input stays a member.
+        assert!(!numbers_are_maps());
+        let json = format!(r#"{{"exp":{{"{NUMBER_TOKEN}":"1"}}}}"#);
+        assert_eq!(
+            strict_value(json.as_bytes()),
+            Ok(serde_json::from_str(&json).unwrap())
+        );
+    }
+
+    /// `serde_json`'s `raw_value` (turned on here by axum's `json`) makes a
+    /// `Value` read a lone member named its private token as the JSON text
+    /// of its string: a second object, never checked for repeated names.
+    /// `strict_value` keeps it a member.
+    #[test]
+    fn a_raw_value_member_is_only_a_member() {
+        let json = r#"{"$serde_json::private::RawValue":"{\"alg\":\"ES256\",\"alg\":\"none\"}"}"#;
+        let value = strict_value(json.as_bytes()).unwrap();
+        assert_eq!(
+            value,
+            serde_json::json!({
+                "$serde_json::private::RawValue": r#"{"alg":"ES256","alg":"none"}"#
+            })
+        );
+        assert!(value.get("alg").is_none());
+    }
+
+    /// What `strict_value` replaced: the check, then `serde_json`.
+    fn two_passes(json: &[u8]) -> Result<Value, StrictJsonError> {
+        check_no_duplicate_members(json)?;
+        serde_json::from_slice(json).map_err(|e| StrictJsonError::Malformed(e.to_string()))
+    }
+
+    fn same_as_two_passes(json: &[u8]) {
+        match (strict_value(json), two_passes(json)) {
+            (Ok(one), Ok(two)) => {
+                // `Value`'s `==` calls -0 and 0 equal; their text does not.
+                assert_eq!(one.to_string(), two.to_string(), "{json:?}");
+                assert_eq!(one, two, "{json:?}");
+            }
+            (
+                Err(StrictJsonError::DuplicateMember(one)),
+                Err(StrictJsonError::DuplicateMember(two)),
+            ) => {
+                assert_eq!(one, two, "{json:?}");
+            }
+            (Err(StrictJsonError::Malformed(_)), Err(StrictJsonError::Malformed(_))) => {}
+            (one, two) => panic!(
+                "{:?}: one pass {one:?}, two passes {two:?}",
+                String::from_utf8_lossy(json)
+            ),
+        }
+    }
+
+    #[test]
+    fn strict_value_is_the_two_passes_on_numbers_strings_and_structure() {
+        for json in [
+            "-0",
+            "[-0,-0.0,0e0,-0e-0]",
+            "18446744073709551615",
+            "18446744073709551616",
+            "-9223372036854775808",
+            "-9223372036854775809",
+            "1e308",
+            "1e400",
+            "-1e400",
+            "1e-400",
+            "0.1e1",
+            "01",
+            "1.",
+            ".5",
+            "+1",
+            "NaN",
+            "123456789012345678901234567890",
+            r#""\ud800""#,
+            r#""\udc00""#,
+            r#""\ud83d\ude00""#,
+            r#""\ud83d\u0041""#,
+            r#"{"\ud800":1}"#,
+            r#"{"\ud83d\ude00":1,"😀":2}"#,
+            r#"{"":1,"":2}"#,
+            r#"{"":1,"\u0000":2}"#,
+            r#"{"\u0000":1,"\u0000":2}"#,
+            r#"{"a":1,"A":2}"#,
+            r#"{"\/":1,"/":2}"#,
+            r#"{"é":1,"\u00e9":2}"#,
+            r#"{"é":1,"e\u0301":2}"#,
+            r#"{"a":{"b":1,"b":2},"a":3}"#,
+            r#"{"a":1,"a":}"#,
+            r#"{"a":,"a":1}"#,
+            r#"{"a":1,"b":2,}"#,
+            r#"[1,]"#,
+            r#"{"a":1} {"a":1}"#,
+            "{\"a\":1}\n\t ",
+            "\u{feff}{}",
+            "{\"a\":\"\u{1}\"}",
+            "{\"a\":\"\\x\"}",
+            "tru",
+            "nul",
+            "[]]",
+            "{}}",
+        ] {
+            same_as_two_passes(json.as_bytes());
+        }
+        for bytes in [&b"\"\xff\""[..], b"{\"\xc3\":1}", b"\"\xed\xa0\x80\""] {
+            same_as_two_passes(bytes);
+        }
+        // The depth limit is `serde_json`'s, the same either way.
+        for depth in [126, 127, 128, 129] {
+            for (open, close) in [("[", "]"), (r#"{"a":"#, "}")] {
+                let json = format!("{}1{}", open.repeat(depth), close.repeat(depth));
+                same_as_two_passes(json.as_bytes());
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2048))]
+
+        /// Any text made of JSON's pieces (valid or not, names repeated or
+        /// escaped): one pass says what the two passes said.
+        #[test]
+        fn strict_value_agrees_with_the_two_passes(
+            pieces in proptest::collection::vec(proptest::sample::select(vec![
+                "{", "}", "[", "]", ",", ":", " ", "\"a\"", "\"\\u0061\"", "\"b\"", "\"\"",
+                "\"\\ud800\"", "\"\\ud83d\\ude00\"", "\"\\\"\"", "1", "-0", "1e400", "2.5",
+                "18446744073709551616", "-9223372036854775809", "true", "null", "x",
+            ]), 0..40)
+        ) {
+            same_as_two_passes(pieces.concat().as_bytes());
+        }
+    }
+
+    /// The worst a 16 KiB token holds (12 KiB of JSON once decoded) is read
+    /// quickly: many members, long names alike but for their last bytes,
+    /// objects nested to the limit, names escaped.
+    #[test]
+    fn worst_cases_within_a_token_are_read() {
+        let many = format!(
+            "{{{}}}",
+            (0..1400)
+                .map(|i| format!(r#""{i}":0"#))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let prefix = "p".repeat(300);
+        let long = format!(
+            "{{{}}}",
+            (0..38)
+                .map(|i| format!(r#""{prefix}{i:02}":0"#))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let nested = format!(
+            "{}{}",
+            r#"{"a":"#.repeat(127),
+            "1".to_owned() + &"}".repeat(127)
+        );
+        let escaped = format!(
+            "{{{}}}",
+            (0..500)
+                .map(|i| format!(r#""\u0061{i}":0"#))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let last_repeats = format!(r#"{},"1399":1}}"#, &many[..many.len() - 1]);
+        for json in [&many, &long, &nested, &escaped, &last_repeats] {
+            assert!(json.len() <= 12 * 1024, "{}", json.len());
+            let start = std::time::Instant::now();
+            same_as_two_passes(json.as_bytes());
+            // Generous: a debug build on a loaded machine, 2 passes each.
+            assert!(start.elapsed() < std::time::Duration::from_secs(2));
+        }
     }
 
     #[test]
