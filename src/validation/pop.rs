@@ -134,4 +134,151 @@ mod tests {
             assert!(!is_signed_request(&token), "{token}");
         }
     }
+
+    /// What `is_signed_request` was before it decoded into the stack and
+    /// looked for `"pop"` first: three segments, the whole header decoded
+    /// and parsed.
+    fn parsed_in_full(token: &str) -> bool {
+        let mut segments = token.split('.');
+        let (Some(header), Some(_), Some(_), None) = (
+            segments.next(),
+            segments.next(),
+            segments.next(),
+            segments.next(),
+        ) else {
+            return false;
+        };
+        if header.len() > MAX_HEADER_LEN {
+            return false;
+        }
+        let Ok(bytes) = URL_SAFE_NO_PAD.decode(header) else {
+            return false;
+        };
+        #[derive(serde::Deserialize)]
+        struct Header<'a> {
+            #[serde(borrow)]
+            typ: Option<std::borrow::Cow<'a, str>>,
+        }
+        serde_json::from_slice::<Header<'_>>(&bytes)
+            .ok()
+            .and_then(|h| h.typ)
+            .is_some_and(|typ| typ.eq_ignore_ascii_case(POP_TYPE))
+    }
+
+    /// A header of exactly `len` bytes whose `typ` is `typ` (JSON text).
+    fn header_of(len: usize, typ: &str) -> String {
+        let bare = format!(r#"{{"typ":{typ},"kid":""}}"#);
+        let kid = "k".repeat(len - bare.len());
+        format!(r#"{{"typ":{typ},"kid":"{kid}"}}"#)
+    }
+
+    /// Every way JSON spells `pop` as the `typ` (case, escapes of the name
+    /// or of any letter, white space, member order), at the length limit
+    /// and past it: told as before.
+    #[test]
+    fn every_spelling_of_pop_is_a_signed_request() {
+        let spellings = [
+            r#""pop""#,
+            r#""PoP""#,
+            r#""pOP""#,
+            r#""\u0070op""#,
+            r#""P\u004fP""#,
+            r#""po\u0050""#,
+            r#""\u0050\u004F\u0050""#,
+            r#""\u0070\u006f\u0070""#,
+        ];
+        for typ in spellings {
+            for header in [
+                format!(r#"{{"typ":{typ}}}"#),
+                format!(r#"{{"t\u0079p":{typ}}}"#),
+                format!(r#"{{"\u0074\u0079\u0070" :	{typ} }}"#),
+                format!(r#"{{"alg":"ES256","kid":"a\"pop","typ":{typ},"nonce":"\\"}}"#),
+                format!("\n{{\r\n\"typ\"\t:\n{typ}}}\n"),
+            ] {
+                let token = jws(&header);
+                assert!(is_signed_request(&token), "{header}");
+                assert_eq!(is_signed_request(&token), parsed_in_full(&token));
+            }
+        }
+        // The last header that fits (2048 characters, 1536 bytes), and the
+        // ones around it.
+        for len in 1530..=1540 {
+            for typ in [r#""pop""#, r#""p\u006fp""#, r#""jwt""#] {
+                let header = header_of(len, typ);
+                let encoded = URL_SAFE_NO_PAD.encode(&header);
+                for token in [
+                    format!("{encoded}.e30.c2ln"),
+                    format!("{encoded}.."),
+                    format!("{encoded}.e30"),
+                    format!("{encoded}.e30.c2ln."),
+                ] {
+                    assert_eq!(
+                        is_signed_request(&token),
+                        parsed_in_full(&token),
+                        "{len} {typ} {}",
+                        &token[encoded.len()..]
+                    );
+                }
+            }
+        }
+        assert!(is_signed_request(&jws(&header_of(1536, r#""pop""#))));
+        assert!(!is_signed_request(&jws(&header_of(1537, r#""pop""#))));
+    }
+
+    /// Not `pop`, whatever looks like it: as before.
+    #[test]
+    fn near_misses_are_tokens() {
+        for header in [
+            r#"{"typ":"pop "}"#,
+            r#"{"typ":" pop"}"#,
+            r#"{"typ":"popp"}"#,
+            r#"{"typ":"po"}"#,
+            r#"{"typ":"p\u0000op"}"#,
+            r#"{"typ":"ｐｏｐ"}"#,
+            r#"{"typ":["pop"]}"#,
+            r#"{"typ":{"pop":1}}"#,
+            r#"{"TYP":"pop"}"#,
+            r#"{"typ":"pop","typ":"pop"}"#,
+            r#"{"typ":"pop"}x"#,
+            r#"{"typ":"pop""#,
+            r#"{"typ":"\u0070op\"}"#,
+            r#"{"typ":"jwt","x":"\"pop\""}"#,
+            "\"pop\"",
+            "",
+        ] {
+            let token = jws(header);
+            assert!(!is_signed_request(&token), "{header}");
+            assert_eq!(is_signed_request(&token), parsed_in_full(&token));
+        }
+        // Neither with another segment count, nor padded, nor with
+        // standard base64's alphabet.
+        let header = URL_SAFE_NO_PAD.encode(r#"{"typ":"pop","kid":"??>>"}"#);
+        for token in [
+            format!("{header}.e30"),
+            format!("{header}.e30.c2ln.x"),
+            format!("{header}=.e30.c2ln"),
+            format!("{}.e30.c2ln", header.replace('-', "+").replace('_', "/")),
+        ] {
+            assert_eq!(is_signed_request(&token), parsed_in_full(&token), "{token}");
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2048))]
+
+        /// Headers made of JSON's pieces, `typ` and `pop` among them in
+        /// every case and escape: the same answer as parsing them in full.
+        #[test]
+        fn the_shortcut_agrees_with_parsing_in_full(
+            pieces in proptest::collection::vec(proptest::sample::select(vec![
+                "{", "}", "[", "]", ",", ":", " ", "\"typ\"", "\"t\\u0079p\"", "\"pop\"",
+                "\"POP\"", "\"p\\u006fp\"", "\"Po\\u0050\"", "\"pop", "pop\"", "\"", "\\",
+                "\"alg\"", "\"ES256\"", "1", "null",
+            ]), 0..24),
+            rest in proptest::sample::select(vec![".e30.c2ln", ".e30", "..", ".a.b.c", ""]),
+        ) {
+            let token = format!("{}{rest}", URL_SAFE_NO_PAD.encode(pieces.concat()));
+            proptest::prop_assert_eq!(is_signed_request(&token), parsed_in_full(&token));
+        }
+    }
 }

@@ -453,6 +453,110 @@ mod tests {
         );
     }
 
+    /// What `credentials` did with the `Authorization` value before it read
+    /// it as bytes (`Settings::default()`, no query, no SHR): the scheme
+    /// and token it took, or none.
+    fn read_as_str(value: &http::HeaderValue) -> Option<(Scheme, String)> {
+        let value = value.to_str().ok()?;
+        let (word, rest) = value.split_once(' ').unwrap_or((value, ""));
+        let scheme = if word.eq_ignore_ascii_case("bearer") {
+            Scheme::Bearer
+        } else if word.eq_ignore_ascii_case("mtls_pop") {
+            Scheme::MtlsPop
+        } else {
+            return None;
+        };
+        let token = rest.trim_start_matches(' ');
+        let body = token.trim_end_matches('=');
+        let b64token = !body.is_empty()
+            && body.bytes().all(|b| {
+                b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+            });
+        b64token.then(|| (scheme, token.to_owned()))
+    }
+
+    fn read_as_bytes(value: &http::HeaderValue) -> Result<(Scheme, String), RejectionKind> {
+        let mut request = Request::new(());
+        request
+            .headers_mut()
+            .insert(header::AUTHORIZATION, value.clone());
+        credentials(&request, &Settings::default())
+            .map(|c| (c.scheme, c.token.to_owned()))
+            .map_err(|r| r.kind())
+    }
+
+    /// Tabs, NUL's neighbours, obs-text, UTF-8, padding in the middle, no
+    /// token, many spaces: taken or refused exactly as before, and where
+    /// refused, refused for what they are.
+    #[test]
+    fn hostile_authorization_bytes() {
+        use RejectionKind as K;
+        for (value, expected) in [
+            (&b"Bearer abc"[..], Ok("abc")),
+            (b"Bearer     abc==", Ok("abc==")),
+            (b"Bearer \xff\xfe", Err(K::MalformedAuthorization)),
+            (b"Bearer abc\x80", Err(K::MalformedAuthorization)),
+            (b"Bearer a\xc3\xa9", Err(K::MalformedAuthorization)),
+            (b"mtls_pop \xe2\x80\x8babc", Err(K::MalformedAuthorization)),
+            (b"B\xc3\xa9arer abc", Err(K::MalformedAuthorization)),
+            (b"Bearer\xa0abc", Err(K::MalformedAuthorization)),
+            (b"Bearer \tabc", Err(K::MalformedAuthorization)),
+            (b"Bearer abc\t", Err(K::MalformedAuthorization)),
+            (b"Bearer abc ", Err(K::MalformedAuthorization)),
+            (b"Bearer \x01abc", Err(K::MalformedAuthorization)),
+            (b"Bearer \x7fabc", Err(K::MalformedAuthorization)),
+            (b"Bearer =", Err(K::MalformedAuthorization)),
+            (b"Bearer =abc", Err(K::MalformedAuthorization)),
+            (b"Bearer ab=c=", Err(K::MalformedAuthorization)),
+            (b"Bearer ", Err(K::MalformedAuthorization)),
+            (b"Bearer      ", Err(K::MalformedAuthorization)),
+            (b" Bearer abc", Err(K::MissingCredentials)),
+            (b"", Err(K::MissingCredentials)),
+            (b" ", Err(K::MissingCredentials)),
+            (b"Bearerabc", Err(K::MissingCredentials)),
+        ] {
+            let Ok(value) = http::HeaderValue::from_bytes(value) else {
+                // Not a header value `http` lets through (NUL, DEL, ...).
+                continue;
+            };
+            let read = read_as_bytes(&value);
+            assert_eq!(
+                read.as_ref()
+                    .map(|(_, token)| token.as_str())
+                    .map_err(|&kind| kind),
+                expected,
+                "{value:?}"
+            );
+            assert_eq!(read.ok(), read_as_str(&value), "{value:?}");
+        }
+        // A tab in place of the space is refused, now as malformed.
+        let value = http::HeaderValue::from_static("Bearer\tabc");
+        assert!(read_as_bytes(&value).is_err());
+        // A long token is read in full.
+        let long = format!("Bearer {}==", "a".repeat(256 * 1024));
+        let value = http::HeaderValue::from_str(&long).unwrap();
+        assert_eq!(read_as_bytes(&value).unwrap().1.len(), 256 * 1024 + 2);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4096))]
+
+        /// Any header value: the bytes reading takes what the `str` reading
+        /// took, and nothing else.
+        #[test]
+        fn reading_bytes_takes_what_reading_str_took(
+            pieces in proptest::collection::vec(proptest::sample::select(vec![
+                &b"Bearer"[..], b"bearer", b"BEARER", b"mtls_pop", b"Basic", b"DPoP",
+                b" ", b"  ", b"\t", b"=", b"==", b"a", b"Z9", b"-._~+/", b",", b"\"",
+                b"\x80", b"\xff", b"\xc3\xa9", b"\x01", b"\x7f", b"\x00",
+            ]), 0..10)
+        ) {
+            if let Ok(value) = http::HeaderValue::from_bytes(&pieces.concat()) {
+                proptest::prop_assert_eq!(read_as_bytes(&value).ok(), read_as_str(&value));
+            }
+        }
+    }
+
     /// A request waiting for its token to be verified (a slow JWKS fetch,
     /// say) holds no permit of the inner service, so another request gets
     /// through a concurrency limit of one meanwhile.
