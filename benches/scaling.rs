@@ -10,6 +10,9 @@
 //!   connection per identity) through `MtlsClientPool` holding N
 //!   identities, the identities taken in turn, `max_identities` 2N. The
 //!   server runs in a child process, so that its memory is not counted.
+//!   `pool_identities_N_one_identity_ns` the same pool with one identity's
+//!   connection asked for again and again: what holding N costs when the
+//!   connection in use is hot in the CPU's caches.
 //! - `pool_identities_N_evicting_us`: the same with `max_identities` N/2:
 //!   every request finds its identity evicted, and builds its client and
 //!   handshakes again.
@@ -24,7 +27,8 @@
 //!   whose source's key changes with the tenant: a `TokenCache` holds one
 //!   token, so each change of key is a fetch.
 //! - `verified_cache_N_ns`: a hit in `JwtValidator`'s verified-token cache
-//!   holding N tokens, the tokens taken in turn;
+//!   holding N tokens, the tokens taken in turn
+//!   (`verified_cache_N_one_token_ns`: one of them again and again);
 //!   `verified_cache_bytes_per_entry` what an entry holds beyond the
 //!   token's own bytes, at 10,000 entries (the token's length printed
 //!   beside); `verified_cache_evicting_us` a validation in a full cache of
@@ -325,6 +329,13 @@ async fn verified_cache_rows(quick: bool) {
             black_box(cache.validate(token).now_or_never().unwrap()).unwrap();
         });
         println!("verified_cache_{n}_ns={ns:.0}");
+        // The same cache, one token asked for again and again: what the
+        // size of the table costs when its entries are in the CPU's caches.
+        let one = &tokens[n / 2];
+        let ns = per_call(7, 20_000, || {
+            black_box(cache.validate(one).now_or_never().unwrap()).unwrap();
+        });
+        println!("verified_cache_{n}_one_token_ns={ns:.0}");
     }
 
     // Full and evicting: 2,000 tokens in turn through a cache of 1,000.
@@ -533,6 +544,9 @@ async fn pool_rows(quick: bool) {
         let mut next = held.iter().cycle();
         let ns = per_call_async(7, 1_000.max(n), || send(&pool, &url, next.next().unwrap())).await;
         println!("pool_identities_{n}_ns={ns:.0}");
+        // The same pool, one identity's connection again and again.
+        let ns = per_call_async(7, 1_000, || send(&pool, &url, &held[n / 2])).await;
+        println!("pool_identities_{n}_one_identity_ns={ns:.0}");
 
         // New identities, N held: each one's first request.
         let mut firsts: Vec<f64> = Vec::with_capacity(NEW);
