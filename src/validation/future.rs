@@ -83,6 +83,8 @@ pin_project! {
     {
         #[pin]
         state: State<S, ReqBody, F>,
+        // The request is a gRPC call: refusals are gRPC statuses.
+        grpc: bool,
     }
 }
 
@@ -145,8 +147,10 @@ where
         settings: Arc<Settings>,
         scheme: Scheme,
         proof: Option<Proof>,
+        grpc: bool,
     ) -> Self {
         Self {
+            grpc,
             state: State::Validating {
                 validation,
                 request: Some(request),
@@ -160,6 +164,7 @@ where
 
     pub(crate) fn rejected(response: S::Response) -> Self {
         Self {
+            grpc: false,
             state: State::Rejected {
                 response: Some(response),
             },
@@ -183,6 +188,7 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
+        let grpc = *this.grpc;
         loop {
             match this.state.as_mut().project() {
                 StateProj::Validating {
@@ -209,7 +215,9 @@ where
                             });
                     let token = match verdict {
                         Ok(token) => token,
-                        Err(rejection) => return Poll::Ready(Ok(refuse(rejection, settings))),
+                        Err(rejection) => {
+                            return Poll::Ready(Ok(refuse(rejection, settings, grpc)));
+                        }
                     };
                     request.extensions_mut().insert(token);
                     let next = match proof.take() {
@@ -218,7 +226,7 @@ where
                         // its lifetime.
                         Some(proof) => {
                             if let Some(rejection) = proof.too_old_at(crate::clock::wall()) {
-                                return Poll::Ready(Ok(refuse(rejection, settings)));
+                                return Poll::Ready(Ok(refuse(rejection, settings, grpc)));
                             }
                             // Last: only a proof that is otherwise accepted
                             // reaches the store.
@@ -247,7 +255,7 @@ where
                                         ReplayError::new(ReplayErrorKind::Other),
                                         scheme,
                                     );
-                                    return Poll::Ready(Ok(refuse(rejection, settings)));
+                                    return Poll::Ready(Ok(refuse(rejection, settings, grpc)));
                                 }
                             }
                         }
@@ -327,7 +335,7 @@ where
                             Rejection::replay_store(e, scheme)
                         }
                     };
-                    return Poll::Ready(Ok(refuse(rejection, settings)));
+                    return Poll::Ready(Ok(refuse(rejection, settings, grpc)));
                 }
                 StateProj::Authorized {
                     request,
@@ -367,14 +375,23 @@ where
     }
 }
 
-/// The response for `rejection`, logged.
-fn refuse<B: Default + 'static>(rejection: Rejection, settings: &Settings) -> Response<B> {
+/// The response for `rejection` (a gRPC status for a gRPC call), logged.
+fn refuse<B: Default + 'static>(
+    rejection: Rejection,
+    settings: &Settings,
+    grpc: bool,
+) -> Response<B> {
     tracing::debug!(
         rejection = ?rejection.kind(),
         reason = %rejection,
         "request refused"
     );
-    rejection.into_response(settings)
+    let response = rejection.into_response(settings);
+    if grpc {
+        super::rejection::grpc::refusal(response, settings)
+    } else {
+        response
+    }
 }
 
 /// The binding the token's `cnf` names, proven by this request, then the

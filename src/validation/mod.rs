@@ -69,6 +69,15 @@
 //! nonces on, every response to a `DPoP` request carries the current
 //! `DPoP-Nonce`.
 //!
+//! A gRPC call (`content-type: application/grpc`, `application/grpc+proto`,
+//! ...) is refused as gRPC clients read it, in a "Trailers-Only" answer:
+//! HTTP `200`, `grpc-status` `16` (`UNAUTHENTICATED`) where the table says
+//! `401` or `400`, `7` (`PERMISSION_DENIED`) for `403`, `8`
+//! (`RESOURCE_EXHAUSTED`) for `429`, `14` (`UNAVAILABLE`) for `503`, the
+//! reason in `grpc-message`, no body; `WWW-Authenticate`, `DPoP-Nonce` and
+//! `Retry-After` are kept as response metadata, and the [`Rejection`] is in
+//! the extensions as for any refusal.
+//!
 //! ```
 //! use std::convert::Infallible;
 //! use http::{Request, Response, StatusCode, header};

@@ -6,7 +6,7 @@ use tower::Service;
 
 use super::future::{Proof, ResponseFuture};
 use super::layer::Settings;
-use super::rejection::{Rejection, RejectionKind, Scheme};
+use super::rejection::{Rejection, RejectionKind, Scheme, grpc};
 use super::{CnfValidationLayer, ValidateToken};
 use super::{dpop, pop};
 
@@ -65,6 +65,7 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let grpc = grpc::is_grpc(&request);
         let checked = credentials(&request, &self.settings).and_then(|credentials| {
             // The proof (or the signed request) is checked before the token
             // is validated, so a bad one costs no key fetch; its binding to
@@ -103,7 +104,12 @@ where
             Ok(checked) => checked,
             Err(rejection) => {
                 tracing::debug!(rejection = ?rejection.kind(), reason = %rejection, "request refused");
-                return ResponseFuture::rejected(rejection.into_response(&self.settings));
+                let response = rejection.into_response(&self.settings);
+                return ResponseFuture::rejected(if grpc {
+                    grpc::refusal(response, &self.settings)
+                } else {
+                    response
+                });
             }
         };
         // A clone goes into the future, which drives it to readiness after
@@ -116,6 +122,7 @@ where
             self.settings.clone(),
             scheme,
             proof,
+            grpc,
         )
     }
 }

@@ -12,6 +12,7 @@ mod cnf_validation;
 mod dpop_replay_nonces;
 mod dpop_validation;
 mod forwarded_xfcc;
+mod grpc_refusals;
 mod introspection;
 mod introspection_deployment;
 mod issuer_unreachable;

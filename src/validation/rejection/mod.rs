@@ -19,6 +19,7 @@ use crate::proof::pop::PopError;
 use crate::replay::ReplayError;
 
 mod challenge;
+pub(crate) mod grpc;
 mod kind;
 #[cfg(test)]
 mod tests;
