@@ -13,6 +13,7 @@ mod dpop_replay_nonces;
 mod dpop_validation;
 mod forwarded_xfcc;
 mod grpc_refusals;
+mod grpc_tonic;
 mod introspection;
 mod introspection_deployment;
 mod issuer_unreachable;
