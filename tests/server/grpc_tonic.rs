@@ -1,7 +1,8 @@
 //! gRPC through both layers, with tonic: tonic's generic client over
 //! `TokenBindingLayer` and `MtlsClientPool` (HTTP/2), tonic's unary server
 //! behind `CnfValidationLayer`, served over real TLS on loopback. A
-//! certificate-bound call and a DPoP-bound call succeed; a stolen token
+//! certificate-bound call, a DPoP-bound call and a PoP call (a signed HTTP
+//! request) succeed; a stolen token
 //! comes back to the tonic client as `UNAUTHENTICATED`, with the
 //! challenge in its metadata. No code generation: a byte codec stands in
 //! for protobuf.
@@ -23,6 +24,7 @@ use tonic::{Code, Status};
 use tower::{Service, ServiceBuilder};
 use tower_token_binding::pool::MtlsClientPool;
 use tower_token_binding::proof::dpop::DpopVerifier;
+use tower_token_binding::proof::pop::PopVerifier;
 use tower_token_binding::proof::{Algorithm, ProofKey};
 use tower_token_binding::server::{self, AnyClientCertVerifier};
 use tower_token_binding::source::ClientCredentials;
@@ -124,12 +126,13 @@ struct Setup {
     origin: http::Uri,
 }
 
-/// The issuer, and the greeter behind `CnfValidationLayer` (certificates
-/// and DPoP accepted) over TLS.
+/// The issuer, and the greeter behind `CnfValidationLayer` (certificates,
+/// DPoP and PoP accepted) over TLS.
 async fn setup() -> Setup {
     let pki = TestPki::new().unwrap();
     let issuer = TestIssuer::builder()
         .client_secret("dpop-svc", SECRET)
+        .client_secret("pop-svc", SECRET)
         .start(&pki)
         .await
         .unwrap();
@@ -138,7 +141,8 @@ async fn setup() -> Setup {
         &issuer,
         Duration::from_secs(3600),
     ))
-    .accept_dpop(DpopVerifier::new());
+    .accept_dpop(DpopVerifier::new())
+    .accept_pop(PopVerifier::new());
     let tls = pki
         .server_config(Arc::new(AnyClientCertVerifier::optional()))
         .unwrap();
@@ -230,6 +234,21 @@ async fn a_dpop_bound_call_goes_through() {
         .unwrap();
     let answer = hello(&setup, TokenBindingLayer::dpop(source)).await;
     assert_eq!(answer.unwrap(), "hello, dpop-svc");
+}
+
+#[tokio::test]
+async fn a_pop_bound_call_goes_through() {
+    let setup = setup().await;
+    let source = ClientCredentials::builder()
+        .token_endpoint(setup.issuer.token_endpoint())
+        .client_id("pop-svc")
+        .client_secret_basic(SECRET)
+        .root_store(setup.pki.root_store())
+        .pop(ProofKey::generate(Algorithm::Es256).unwrap())
+        .build()
+        .unwrap();
+    let answer = hello(&setup, TokenBindingLayer::pop(source)).await;
+    assert_eq!(answer.unwrap(), "hello, pop-svc");
 }
 
 #[tokio::test]
