@@ -26,7 +26,7 @@ use tower_token_binding::pool::MtlsClientPool;
 use tower_token_binding::proof::dpop::DpopVerifier;
 use tower_token_binding::proof::pop::PopVerifier;
 use tower_token_binding::proof::{Algorithm, ProofKey};
-use tower_token_binding::server::{self, AnyClientCertVerifier};
+use tower_token_binding::server::{self, AnyClientCertVerifier, PeerCertificate};
 use tower_token_binding::source::ClientCredentials;
 use tower_token_binding::test_util::{TestIssuer, TestPki};
 use tower_token_binding::token::{BoxError, StaticToken, Token, TokenSource as _};
@@ -249,6 +249,74 @@ async fn a_pop_bound_call_goes_through() {
         .unwrap();
     let answer = hello(&setup, TokenBindingLayer::pop(source)).await;
     assert_eq!(answer.unwrap(), "hello, pop-svc");
+}
+
+impl tonic::server::NamedService for Greeter {
+    const NAME: &'static str = "test.Greeter";
+}
+
+/// The leaf certificate tonic's TLS server saw, as a `PeerCertificate`.
+fn peer_from_tonic(
+    mut request: http::Request<tonic::body::Body>,
+) -> http::Request<tonic::body::Body> {
+    use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+    let leaf = request
+        .extensions()
+        .get::<TlsConnectInfo<TcpConnectInfo>>()
+        .and_then(TlsConnectInfo::peer_certs)
+        .and_then(|certs| certs.first().cloned());
+    if let Some(leaf) = leaf {
+        request.extensions_mut().insert(PeerCertificate::new(leaf));
+    }
+    request
+}
+
+#[tokio::test]
+async fn behind_tonic_s_own_tls_server_the_certificate_comes_from_its_connection_info() {
+    use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+    let pki = TestPki::new().unwrap();
+    let issuer = TestIssuer::start(&pki).await.unwrap();
+    let server_cert = pki.server_cert().unwrap();
+    let tls = ServerTlsConfig::new()
+        .identity(Identity::from_pem(
+            server_cert.cert_pem(),
+            server_cert.key_pem(),
+        ))
+        .client_ca_root(Certificate::from_pem(pki.ca_pem()))
+        .client_auth_optional(true);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let incoming = futures_util::stream::unfold(listener, |listener| async move {
+        let accepted = listener.accept().await.map(|(stream, _)| stream);
+        Some((accepted, listener))
+    });
+    let validator = support::jwt_validator(&pki, &issuer, Duration::from_secs(3600));
+    let server = Server::builder()
+        .tls_config(tls)
+        .unwrap()
+        .layer(tower::util::MapRequestLayer::new(peer_from_tonic))
+        .layer(CnfValidationLayer::new(validator))
+        .add_service(Greeter)
+        .serve_with_incoming(incoming);
+    tokio::spawn(server);
+    let setup = Setup {
+        pki,
+        issuer,
+        origin: format!("https://localhost:{port}").parse().unwrap(),
+    };
+
+    let owner = identity(&setup, "svc.example");
+    let source = credentials(&setup).tls_client_auth(owner).build().unwrap();
+    let token = source.fetch().await.unwrap();
+    let answer = hello(&setup, TokenBindingLayer::bound(source)).await;
+    assert_eq!(answer.unwrap(), "hello, svc");
+
+    let thief = identity(&setup, "thief.example");
+    let stolen = Token::new(token.access_token().secret()).bound_to(thief);
+    let refused = hello(&setup, TokenBindingLayer::bound(StaticToken::new(stolen)))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
 }
 
 #[tokio::test]
