@@ -169,10 +169,10 @@ async fn main() -> Result<ExitCode, BoxError> {
         .service(Greeter);
     let tls = pki.server_config(Arc::new(AnyClientCertVerifier::optional()))?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let origin: http::Uri =
-        format!("https://localhost:{}", listener.local_addr()?.port()).parse()?;
+    let address = format!("https://localhost:{}", listener.local_addr()?.port());
+    let origin: http::Uri = address.parse()?;
     tokio::spawn(server::serve(listener, tls, service).into_future());
-    println!("gRPC server on {origin} (method {METHOD})");
+    println!("gRPC server on {address} (method {METHOD})");
 
     // A client whose tokens are bound to its certificate.
     let identity = pki.client_cert("svc.example")?.identity()?;

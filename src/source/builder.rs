@@ -189,10 +189,11 @@ impl ClientCredentialsBuilder {
     /// DPoP (RFC 9449): binds tokens to `key` instead of a certificate.
     ///
     /// Every token request carries a `DPoP` proof signed by `key` (no
-    /// `ath`; the nonce the authorization server last sent, if any), with
-    /// any client authentication: a client secret, which then needs no
-    /// certificate, or `tls_client_auth` / `self_signed_tls_client_auth`,
-    /// whose certificate only authenticates. The answer must say
+    /// `ath`; the nonce the authorization server last sent, if any). The
+    /// proof is not a client authentication: one is still needed, any of
+    /// them: a client secret, which then needs no certificate, or
+    /// `tls_client_auth` / `self_signed_tls_client_auth`, whose certificate
+    /// only authenticates. The answer must say
     /// `token_type: DPoP` (in any case) and, for a JWT, carry this key's
     /// thumbprint in `cnf.jkt`; the tokens come [bound to the
     /// key](crate::token::Token::dpop_bound), for
@@ -231,10 +232,10 @@ impl ClientCredentialsBuilder {
     /// inside signed HTTP requests.
     ///
     /// The token request carries `token_type=pop` and `req_cnf` (base64url
-    /// of `{"kid":"<KID>"}`, the KID being the key's RFC 7638 thumbprint),
-    /// with any client authentication: a client secret, which then needs no
-    /// certificate, or `tls_client_auth` / `self_signed_tls_client_auth`,
-    /// whose certificate only authenticates. The answer must say
+    /// of `{"kid":"<KID>"}`, the KID being the key's RFC 7638 thumbprint).
+    /// A client authentication is still needed, any of them: a client
+    /// secret, which then needs no certificate, or `tls_client_auth` /
+    /// `self_signed_tls_client_auth`, whose certificate only authenticates. The answer must say
     /// `token_type: pop` (in any case) and, for a JWT, carry this key's KID
     /// in `cnf.kid`; the tokens come [bound to the
     /// key](crate::token::Token::pop_bound), for
