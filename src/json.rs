@@ -10,7 +10,6 @@
 //! reads the object.
 
 use std::borrow::Cow;
-use std::collections::HashSet;
 use std::fmt;
 use std::sync::LazyLock;
 
@@ -18,7 +17,7 @@ use serde::Deserializer as _;
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
-/// Why a JSON text was refused by [`check_no_duplicate_members`].
+/// Why a JSON text was refused by [`strict_value`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum StrictJsonError {
     /// Not JSON (or trailing garbage after it).
@@ -37,27 +36,10 @@ impl fmt::Display for StrictJsonError {
     }
 }
 
-/// Checks that no object in `json`, at any depth, names a member twice.
-/// Member names are compared after JSON unescaping, so `"a\u006cg"` and
-/// `"alg"` are the same name.
-pub(crate) fn check_no_duplicate_members(json: &[u8]) -> Result<(), StrictJsonError> {
-    let mut duplicate = None;
-    let mut deserializer = serde_json::Deserializer::from_slice(json);
-    let outcome = deserializer
-        .deserialize_any(Walk {
-            duplicate: &mut duplicate,
-        })
-        .and_then(|()| deserializer.end());
-    match (outcome, duplicate) {
-        (Ok(()), _) => Ok(()),
-        (Err(_), Some(name)) => Err(StrictJsonError::DuplicateMember(name)),
-        (Err(e), None) => Err(StrictJsonError::Malformed(e.to_string())),
-    }
-}
-
-/// Reads `json` into a [`Value`] in one pass, refusing, as
-/// [`check_no_duplicate_members`] does, an object at any depth that names a
-/// member twice: the objects being built are the memory of names seen.
+/// Reads `json` into a [`Value`] in one pass, refusing an object at any
+/// depth that names a member twice (names compared after JSON unescaping,
+/// so `"a\u006cg"` and `"alg"` are one name): the objects being built are
+/// the memory of names seen.
 pub(crate) fn strict_value(json: &[u8]) -> Result<Value, StrictJsonError> {
     let mut duplicate = None;
     let mut deserializer = serde_json::Deserializer::from_slice(json);
@@ -195,73 +177,6 @@ fn shorten(name: &str) -> String {
     name[..end].to_owned()
 }
 
-/// Visits any JSON value, keeping nothing but the member names of the
-/// objects being read; the first name seen twice goes to `duplicate`.
-struct Walk<'a> {
-    duplicate: &'a mut Option<String>,
-}
-
-impl Walk<'_> {
-    fn nested(&mut self) -> Walk<'_> {
-        Walk {
-            duplicate: &mut *self.duplicate,
-        }
-    }
-}
-
-impl<'de> DeserializeSeed<'de> for Walk<'_> {
-    type Value = ();
-
-    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Walk<'_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_str<E>(self, _: &str) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_unit<E>(self) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
-        while seq.next_element_seed(self.nested())?.is_some() {}
-        Ok(())
-    }
-
-    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
-        let mut seen: HashSet<Cow<'de, str>> = HashSet::new();
-        while let Some(Name(name)) = map.next_key()? {
-            if seen.contains(&name) {
-                *self.duplicate = Some(shorten(&name));
-                return Err(de::Error::custom("duplicate member"));
-            }
-            map.next_value_seed(self.nested())?;
-            seen.insert(name);
-        }
-        Ok(())
-    }
-}
-
 /// A member name, borrowed from the input when it has no escapes.
 struct Name<'de>(Cow<'de, str>);
 
@@ -283,6 +198,110 @@ impl<'de> de::Deserialize<'de> for Name<'de> {
         deserializer.deserialize_str(NameVisitor)
     }
 }
+
+/// The check the crate once made before `serde_json` read a text: kept as
+/// what the tests hold `strict_value`'s one pass to.
+#[cfg(test)]
+mod two_pass {
+    use std::borrow::Cow;
+    use std::collections::HashSet;
+    use std::fmt;
+
+    use serde::Deserializer as _;
+    use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+
+    use super::{Name, StrictJsonError, shorten};
+
+    /// Checks that no object in `json`, at any depth, names a member twice.
+    /// Member names are compared after JSON unescaping, so `"a\u006cg"` and
+    /// `"alg"` are the same name. The crate reads with `strict_value`, in one
+    /// pass; this check, followed by `serde_json`'s own reading, is what the
+    /// tests hold that one pass to.
+    pub(super) fn check_no_duplicate_members(json: &[u8]) -> Result<(), StrictJsonError> {
+        let mut duplicate = None;
+        let mut deserializer = serde_json::Deserializer::from_slice(json);
+        let outcome = deserializer
+            .deserialize_any(Walk {
+                duplicate: &mut duplicate,
+            })
+            .and_then(|()| deserializer.end());
+        match (outcome, duplicate) {
+            (Ok(()), _) => Ok(()),
+            (Err(_), Some(name)) => Err(StrictJsonError::DuplicateMember(name)),
+            (Err(e), None) => Err(StrictJsonError::Malformed(e.to_string())),
+        }
+    }
+
+    /// Visits any JSON value, keeping nothing but the member names of the
+    /// objects being read; the first name seen twice goes to `duplicate`.
+    struct Walk<'a> {
+        duplicate: &'a mut Option<String>,
+    }
+
+    impl Walk<'_> {
+        fn nested(&mut self) -> Walk<'_> {
+            Walk {
+                duplicate: &mut *self.duplicate,
+            }
+        }
+    }
+
+    impl<'de> DeserializeSeed<'de> for Walk<'_> {
+        type Value = ();
+
+        fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+            deserializer.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Walk<'_> {
+        type Value = ();
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("any JSON value")
+        }
+
+        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_str<E>(self, _: &str) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_unit<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
+            while seq.next_element_seed(self.nested())?.is_some() {}
+            Ok(())
+        }
+
+        fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
+            let mut seen: HashSet<Cow<'de, str>> = HashSet::new();
+            while let Some(Name(name)) = map.next_key()? {
+                if seen.contains(&name) {
+                    *self.duplicate = Some(shorten(&name));
+                    return Err(de::Error::custom("duplicate member"));
+                }
+                map.next_value_seed(self.nested())?;
+                seen.insert(name);
+            }
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+use two_pass::check_no_duplicate_members;
 
 #[cfg(test)]
 mod tests {

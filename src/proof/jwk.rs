@@ -17,7 +17,7 @@ use serde_json::{Map, Value};
 
 use super::alg::{Algorithm, Curve, Family};
 use super::thumbprint::JwkThumbprint;
-use crate::json::{StrictJsonError, check_no_duplicate_members};
+use crate::json::{StrictJsonError, strict_value};
 
 /// The members that only a private (or symmetric) JWK has: RFC 7518
 /// sections 6.2.2, 6.3.2 and 6.4, RFC 8037 section 2.
@@ -83,12 +83,10 @@ impl PublicJwk {
     /// Reads a peer's public JWK from JSON text, refusing duplicate member
     /// names, then as [`from_map`](Self::from_map).
     pub fn parse(json: &str) -> Result<Self, JwkError> {
-        check_no_duplicate_members(json.as_bytes()).map_err(|e| match e {
+        let value = strict_value(json.as_bytes()).map_err(|e| match e {
             StrictJsonError::DuplicateMember(_) => JwkError::new(JwkErrorKind::DuplicateMember),
             StrictJsonError::Malformed(_) => JwkError::new(JwkErrorKind::NotAnObject),
         })?;
-        let value: Value =
-            serde_json::from_str(json).map_err(|_| JwkError::new(JwkErrorKind::NotAnObject))?;
         Self::from_value(&value)
     }
 

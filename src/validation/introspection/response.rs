@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use crate::json::{StrictJsonError, check_no_duplicate_members};
+use crate::json::{StrictJsonError, strict_value};
 use crate::validation::{TokenError, TokenErrorKind, TokenProfile, VerifiedToken};
 
 /// What the answer is checked against.
@@ -59,14 +59,12 @@ pub(super) fn check_answer(
     now: u64,
 ) -> Result<VerifiedToken, Refused> {
     use TokenErrorKind as K;
-    check_no_duplicate_members(body).map_err(|e| match e {
+    let value = strict_value(body).map_err(|e| match e {
         StrictJsonError::DuplicateMember(name) => {
             Refused::garbage(format!("the answer names the member {name:?} twice"))
         }
         StrictJsonError::Malformed(e) => Refused::garbage(format!("the answer is not JSON: {e}")),
     })?;
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| Refused::garbage(format!("the answer is not JSON: {e}")))?;
     let Value::Object(claims) = value else {
         return Err(Refused::garbage("the answer is not a JSON object"));
     };

@@ -38,7 +38,7 @@ use sha2::{Digest as _, Sha256};
 use super::builder::IntrospectionValidatorBuilder;
 use super::response::{Refused, check_answer};
 use super::validator::{Inner, now};
-use crate::json::check_no_duplicate_members;
+use crate::json::strict_value;
 use crate::token::{BoxError, SharedCacheEvent, SharedKey, SharedTokenCache};
 use crate::validation::cache::TokenDigest;
 use crate::validation::{TokenError, TokenErrorKind, VerifiedToken};
@@ -231,9 +231,9 @@ fn read(
     inner: &Inner,
     now: u64,
 ) -> Result<(Result<VerifiedToken, TokenError>, u64), &'static str> {
-    check_no_duplicate_members(value).map_err(|_| "not strict JSON")?;
+    let value = strict_value(value).map_err(|_| "not strict JSON")?;
     // The error itself is not logged: it could quote the value.
-    let entry: Entry = serde_json::from_slice(value).map_err(|_| "not an entry")?;
+    let entry: Entry = serde_json::from_value(value).map_err(|_| "not an entry")?;
     if entry.v != VERSION {
         return Err("another format version");
     }
