@@ -11,8 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Request, StatusCode, header};
 use http_body_util::{BodyExt as _, Full};
-use support::{HttpsClient, https_client_http2, post_form};
-use tower_token_binding::ClientIdentity;
+use support::{HttpsClient, https_client_http2};
 use tower_token_binding::test_util::{TestIssuer, TestPki};
 use tower_token_binding::validation::CnfValidationLayer;
 
@@ -57,19 +56,6 @@ async fn call(client: &HttpsClient, api: &str, token: Option<&str>, grpc: bool) 
     }
 }
 
-async fn token_for(pki: &TestPki, issuer: &TestIssuer, identity: &ClientIdentity) -> String {
-    let client = support::https_client(pki, Some(identity));
-    let (status, body) = post_form(
-        &client,
-        &issuer.mtls_token_endpoint(),
-        &[("grant_type", "client_credentials"), ("client_id", "svc")],
-        None,
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    body["access_token"].as_str().unwrap().to_owned()
-}
-
 #[tokio::test]
 async fn refusals_of_grpc_calls_are_grpc_statuses_with_their_challenge() {
     let pki = TestPki::new().unwrap();
@@ -86,7 +72,7 @@ async fn refusals_of_grpc_calls_are_grpc_statuses_with_their_challenge() {
         .unwrap()
         .identity()
         .unwrap();
-    let token = token_for(&pki, &issuer, &owner).await;
+    let token = support::bound_token(&pki, &issuer, &owner).await;
 
     // No token: UNAUTHENTICATED, the challenge as metadata, no body.
     let anonymous = https_client_http2(&pki, None);

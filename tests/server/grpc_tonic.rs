@@ -191,6 +191,18 @@ fn credentials(setup: &Setup) -> tower_token_binding::source::ClientCredentialsB
         .root_store(setup.pki.root_store())
 }
 
+/// Client credentials for `client_id`, registered with [`SECRET`].
+fn with_secret(
+    setup: &Setup,
+    client_id: &str,
+) -> tower_token_binding::source::ClientCredentialsBuilder {
+    ClientCredentials::builder()
+        .token_endpoint(setup.issuer.token_endpoint())
+        .client_id(client_id)
+        .client_secret_basic(SECRET)
+        .root_store(setup.pki.root_store())
+}
+
 fn identity(setup: &Setup, name: &str) -> ClientIdentity {
     setup.pki.client_cert(name).unwrap().identity().unwrap()
 }
@@ -224,11 +236,7 @@ async fn a_certificate_bound_call_goes_through_and_a_stolen_token_is_unauthentic
 #[tokio::test]
 async fn a_dpop_bound_call_goes_through() {
     let setup = setup().await;
-    let source = ClientCredentials::builder()
-        .token_endpoint(setup.issuer.token_endpoint())
-        .client_id("dpop-svc")
-        .client_secret_basic(SECRET)
-        .root_store(setup.pki.root_store())
+    let source = with_secret(&setup, "dpop-svc")
         .dpop(ProofKey::generate(Algorithm::Es256).unwrap())
         .build()
         .unwrap();
@@ -239,11 +247,7 @@ async fn a_dpop_bound_call_goes_through() {
 #[tokio::test]
 async fn a_pop_bound_call_goes_through() {
     let setup = setup().await;
-    let source = ClientCredentials::builder()
-        .token_endpoint(setup.issuer.token_endpoint())
-        .client_id("pop-svc")
-        .client_secret_basic(SECRET)
-        .root_store(setup.pki.root_store())
+    let source = with_secret(&setup, "pop-svc")
         .pop(ProofKey::generate(Algorithm::Es256).unwrap())
         .build()
         .unwrap();

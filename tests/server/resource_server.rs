@@ -18,15 +18,15 @@ use http::{Request, Response, StatusCode, header};
 use http_body_util::{BodyExt as _, Full};
 use serde_json::{Value, json};
 use server_files::{Files, files, write};
-use support::{HttpsClient, https_client, post_form};
+use support::{HttpsClient, bound_token, https_client};
 use tower::{Layer as _, ServiceExt as _};
+use tower_token_binding::ConfigErrorKind as Kind;
 use tower_token_binding::proof::Algorithm;
 use tower_token_binding::server::{
     ClientCertMode, PeerCertificate, ResourceServer, ResourceServerBuilder, ServerTlsConfig,
 };
 use tower_token_binding::test_util::{TestIssuer, TestPki};
 use tower_token_binding::validation::VerifiedToken;
-use tower_token_binding::{ClientIdentity, ConfigErrorKind as Kind};
 
 /// Says who called: the verified token and the connection's certificate.
 async fn whoami(token: VerifiedToken, Extension(peer): Extension<PeerCertificate>) -> Json<Value> {
@@ -37,19 +37,6 @@ async fn whoami(token: VerifiedToken, Extension(peer): Extension<PeerCertificate
         "cnf": token.confirmation().and_then(|c| c.thumbprint()).map(ToString::to_string),
         "peer": peer.thumbprint().to_string(),
     }))
-}
-
-/// A token from the issuer's mTLS token endpoint, bound to `identity`.
-async fn bound_token(pki: &TestPki, issuer: &TestIssuer, identity: &ClientIdentity) -> String {
-    let (status, body) = post_form(
-        &https_client(pki, Some(identity)),
-        &issuer.mtls_token_endpoint(),
-        &[("grant_type", "client_credentials"), ("client_id", "svc")],
-        None,
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    body["access_token"].as_str().unwrap().to_owned()
 }
 
 /// `GET url` with `token`, if any: status, challenge, body.

@@ -112,6 +112,24 @@ pub fn https_client_http2(pki: &TestPki, identity: Option<&ClientIdentity>) -> H
         .build(connector)
 }
 
+/// A token from `issuer`'s mTLS token endpoint for client `svc`, bound to
+/// `identity`.
+pub async fn bound_token(
+    pki: &TestPki,
+    issuer: &tower_token_binding::test_util::TestIssuer,
+    identity: &ClientIdentity,
+) -> String {
+    let (status, body) = post_form(
+        &https_client(pki, Some(identity)),
+        &issuer.mtls_token_endpoint(),
+        &[("grant_type", "client_credentials"), ("client_id", "svc")],
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["access_token"].as_str().unwrap().to_owned()
+}
+
 /// `JwtValidator` for `issuer`'s tokens, its JWKS fetched over HTTPS.
 pub fn jwt_validator(
     pki: &TestPki,
