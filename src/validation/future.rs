@@ -375,8 +375,9 @@ where
     }
 }
 
-/// The response for `rejection` (a gRPC status for a gRPC call), logged.
-fn refuse<B: Default + 'static>(
+/// The response for `rejection` (a gRPC status for a gRPC call), logged:
+/// every refusal of the layer, before the token is validated or after.
+pub(super) fn refuse<B: Default + 'static>(
     rejection: Rejection,
     settings: &Settings,
     grpc: bool,

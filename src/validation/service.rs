@@ -4,7 +4,7 @@ use std::task::{Context, Poll};
 use http::{HeaderMap, HeaderValue, Request, Response, header};
 use tower::Service;
 
-use super::future::{Proof, ResponseFuture};
+use super::future::{Proof, ResponseFuture, refuse};
 use super::layer::Settings;
 use super::rejection::{Rejection, RejectionKind, Scheme, grpc};
 use super::{CnfValidationLayer, ValidateToken};
@@ -103,13 +103,7 @@ where
         let (scheme, validation, proof) = match checked {
             Ok(checked) => checked,
             Err(rejection) => {
-                tracing::debug!(rejection = ?rejection.kind(), reason = %rejection, "request refused");
-                let response = rejection.into_response(&self.settings);
-                return ResponseFuture::rejected(if grpc {
-                    grpc::refusal(response, &self.settings)
-                } else {
-                    response
-                });
+                return ResponseFuture::rejected(refuse(rejection, &self.settings, grpc));
             }
         };
         // A clone goes into the future, which drives it to readiness after
