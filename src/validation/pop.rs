@@ -64,7 +64,7 @@ const MAX_HEADER_LEN: usize = 2048;
 /// compact JWS whose header says `"typ": "pop"`. Only the header is decoded
 /// (at most [`MAX_HEADER_LEN`] characters), so a bearer token costs little.
 pub(crate) fn is_signed_request(token: &str) -> bool {
-    let Some((header, rest)) = token.split_once('.') else {
+    let Some((header, _)) = token.split_once('.') else {
         return false;
     };
     if header.len() > MAX_HEADER_LEN {
@@ -88,8 +88,8 @@ pub(crate) fn is_signed_request(token: &str) -> bool {
     if !spelled && !bytes.contains(&b'\\') {
         return false;
     }
-    // Three segments: a compact JWS.
-    if rest.bytes().filter(|&b| b == b'.').count() != 1 {
+    if crate::proof::jws::segments(token).is_none() {
+        // Not a compact JWS.
         return false;
     }
     #[derive(serde::Deserialize)]
