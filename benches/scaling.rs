@@ -207,8 +207,7 @@ fn replay_rows(quick: bool) {
 
 // --- JWKS ------------------------------------------------------------------
 
-/// A JWKS of `keys` ES256 keys (`kid` `k0`, `k1`, ...), and the claims a
-/// validator for `issuer` and `audience` accepts.
+/// A JWKS of `keys`, ES256 keys named `k0`, `k1`, ... in their `kid`.
 fn jwks_of(keys: &[ProofKey]) -> String {
     let keys: Vec<serde_json::Value> = keys
         .iter()
@@ -231,6 +230,7 @@ fn signed(key: &ProofKey, kid: &str, claims: &serde_json::Value) -> String {
     jws::sign(key, &header, claims.to_string().as_bytes()).unwrap()
 }
 
+/// RFC 9068 claims for `client_id` that the bench's validators accept.
 fn claims(client_id: &str) -> serde_json::Value {
     let now = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
