@@ -207,25 +207,29 @@ fn identity(setup: &Setup, name: &str) -> ClientIdentity {
     setup.pki.client_cert(name).unwrap().identity().unwrap()
 }
 
-#[tokio::test]
-async fn a_certificate_bound_call_goes_through_and_a_stolen_token_is_unauthenticated() {
-    let setup = setup().await;
-    let owner = identity(&setup, "svc.example");
-    let source = credentials(&setup)
-        .tls_client_auth(owner.clone())
-        .build()
-        .unwrap();
+/// A certificate-bound call that goes through, then the same token over
+/// another client's certificate, refused with `UNAUTHENTICATED`: that
+/// refusal.
+async fn bound_call_then_stolen_token(setup: &Setup) -> Status {
+    let owner = identity(setup, "svc.example");
+    let source = credentials(setup).tls_client_auth(owner).build().unwrap();
     let token = source.fetch().await.unwrap();
-    let answer = hello(&setup, TokenBindingLayer::bound(source)).await;
+    let answer = hello(setup, TokenBindingLayer::bound(source)).await;
     assert_eq!(answer.unwrap(), "hello, svc");
 
-    // The same token over another client's certificate.
-    let thief = identity(&setup, "thief.example");
+    let thief = identity(setup, "thief.example");
     let stolen = Token::new(token.access_token().secret()).bound_to(thief);
-    let refused = hello(&setup, TokenBindingLayer::bound(StaticToken::new(stolen)))
+    let refused = hello(setup, TokenBindingLayer::bound(StaticToken::new(stolen)))
         .await
         .unwrap_err();
     assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+    refused
+}
+
+#[tokio::test]
+async fn a_certificate_bound_call_goes_through_and_a_stolen_token_is_unauthenticated() {
+    let setup = setup().await;
+    let refused = bound_call_then_stolen_token(&setup).await;
     let challenge = refused.metadata().get("www-authenticate").unwrap();
     assert!(
         challenge.to_str().unwrap().contains("invalid_token"),
@@ -309,18 +313,7 @@ async fn behind_tonic_s_own_tls_server_the_certificate_comes_from_its_connection
         origin: format!("https://localhost:{port}").parse().unwrap(),
     };
 
-    let owner = identity(&setup, "svc.example");
-    let source = credentials(&setup).tls_client_auth(owner).build().unwrap();
-    let token = source.fetch().await.unwrap();
-    let answer = hello(&setup, TokenBindingLayer::bound(source)).await;
-    assert_eq!(answer.unwrap(), "hello, svc");
-
-    let thief = identity(&setup, "thief.example");
-    let stolen = Token::new(token.access_token().secret()).bound_to(thief);
-    let refused = hello(&setup, TokenBindingLayer::bound(StaticToken::new(stolen)))
-        .await
-        .unwrap_err();
-    assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+    bound_call_then_stolen_token(&setup).await;
 }
 
 #[tokio::test]
