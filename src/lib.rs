@@ -67,6 +67,11 @@
 //!   identity (IMDS v2) as the identity and token source of a
 //!   [`BoundClient`]: the certificate comes from the platform, renewed
 //!   before it runs out.
+//! - [`reqwest`] (feature `reqwest`): the same tokens, proofs and retries
+//!   for reqwest users, as a `reqwest-middleware` middleware
+//!   ([`reqwest::TokenBindingMiddleware`]), with one `reqwest::Client` per
+//!   client certificate for certificate-bound tokens
+//!   ([`reqwest::MtlsReqwestPool`]).
 //! - [`test_util`] (feature `test-util`): a generated PKI and an embedded
 //!   authorization server that issues bound RFC 9068 JWT access tokens (and,
 //!   with `managed-identity`, an embedded IMDS v2), for tests and demos.
@@ -81,6 +86,7 @@
 //! | `metrics` | no | [`metrics`]: counters and a gauge through the `metrics` crate's facade (token fetches, caches, pools, retries, validation outcomes by reason, replays) |
 //! | `managed-identity` | no | [`identity::managed`]: Azure managed identity (IMDS v2) as identity and token source (implies `client`; x509-cert, pkcs1) |
 //! | `redis` | no | state shared by a fleet, in Redis, Valkey or a Redis Cluster: [`replay::RedisReplayStore`] (one `SET NX PX` per proof) and, with `client`, [`token::RedisTokenCache`] (tokens shared under the in-memory cache; also introspection answers, with `server`); `rediss://` through rustls |
+//! | `reqwest` | no | [`reqwest`]: `TokenBindingMiddleware` for `reqwest-middleware`, one reqwest client per certificate, [`client::BoundClientBuilder::build_reqwest`] (implies `client`; reqwest with rustls on aws-lc-rs) |
 //! | `test-util` | no | [`test_util`]: test PKI and authorization server (implies `client`, `server`) |
 //!
 //! Both halves are on by default because the types they share (thumbprints,
@@ -118,6 +124,7 @@
         feature = "metrics",
         feature = "managed-identity",
         feature = "redis",
+        feature = "reqwest",
         feature = "test-util"
     )),
     allow(rustdoc::broken_intra_doc_links, rustdoc::private_intra_doc_links)
@@ -159,6 +166,10 @@ pub mod server;
 #[cfg(feature = "client")]
 #[cfg_attr(docsrs, doc(cfg(feature = "client")))]
 pub mod pool;
+
+#[cfg(feature = "reqwest")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
+pub mod reqwest;
 
 #[cfg(feature = "client")]
 #[cfg_attr(docsrs, doc(cfg(feature = "client")))]

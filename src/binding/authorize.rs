@@ -1,14 +1,19 @@
 //! Authorizing one request: the token's `Authorization` value (built once
 //! per token and header word), its identity for the transport, and for
-//! DPoP a fresh proof, for PoP a fresh signed HTTP request; and where the
-//! request went, to learn the nonce its response may carry.
+//! DPoP a fresh proof, for PoP a fresh signed HTTP request; where the
+//! request went, to learn the nonce its response may carry; and settling
+//! that response with the cache and the nonce memory. The tower layer and
+//! the reqwest middleware both go through here.
 
-use http::{HeaderValue, Request, Response, StatusCode, Uri, header};
+use http::{HeaderMap, HeaderValue, Request, StatusCode, Uri, header};
 
 use super::layer::Settings;
 use super::{HeaderWord, Scheme};
 use crate::proof::dpop::{DPOP, DpopProofs};
 use crate::proof::pop::{self, PopProofs};
+use std::sync::Arc;
+
+use super::retry::says_invalid_token;
 use crate::token::{BoxError, CachedToken, TokenCache, TokenUnavailable, TokenUnavailableKind};
 
 /// Where a DPoP or PoP request went, to learn the nonce its response may
@@ -32,16 +37,15 @@ pub(crate) enum NonceKeys {
 }
 
 impl NonceOrigin {
-    /// Remembers the nonce of a response to this request, if it has one
-    /// that the nonce memory takes; returns whether it did.
-    pub(crate) fn remember<B>(&self, response: &Response<B>) -> bool {
+    /// Remembers the nonce of a response to this request (its status and
+    /// headers), if it has one that the nonce memory takes; returns whether
+    /// it did.
+    pub(crate) fn remember(&self, status: StatusCode, headers: &HeaderMap) -> bool {
         match &self.keys {
-            NonceKeys::Dpop(proofs) => proofs
-                .nonces()
-                .remember_from_headers(&self.uri, response.headers()),
+            NonceKeys::Dpop(proofs) => proofs.nonces().remember_from_headers(&self.uri, headers),
             NonceKeys::Pop(shrs) => {
-                let remembered = response.status() == StatusCode::UNAUTHORIZED
-                    && shrs.remember_challenge_nonce(&self.uri, response.headers());
+                let remembered = status == StatusCode::UNAUTHORIZED
+                    && shrs.remember_challenge_nonce(&self.uri, headers);
                 if remembered {
                     tracing::debug!("the resource asked for a PoP nonce; the next SHR carries it");
                 }
@@ -182,6 +186,55 @@ fn authorize_pop<B>(
         request.extensions_mut().insert(identity.clone());
     }
     Ok(())
+}
+
+/// What the response to an authorized request told the cache and the nonce
+/// memory, for a retry to decide on.
+pub(crate) struct Settled {
+    /// The response's nonce was remembered for the next request.
+    pub(crate) nonce_remembered: bool,
+    /// The token the request carried, when the response is a `401`.
+    pub(crate) rejected: Option<Arc<CachedToken>>,
+}
+
+/// Settles the response (its `status` and `headers`) to a request that
+/// carried `token` and went to `origin`: remembers the nonce it may carry,
+/// and tells the token it was accepted or, on `401 invalid_token`, drops it
+/// from the cache (once per token), so that any retry gets a new one.
+pub(crate) fn settle(
+    status: StatusCode,
+    headers: &HeaderMap,
+    token: Option<Arc<CachedToken>>,
+    origin: Option<Box<NonceOrigin>>,
+) -> Settled {
+    let mut nonce_remembered = false;
+    let mut sent_server_nonce = false;
+    if let Some(origin) = origin {
+        // A response may carry the origin's next nonce.
+        sent_server_nonce = origin.server_nonce;
+        nonce_remembered = origin.remember(status, headers);
+    }
+    let mut rejected = None;
+    if let Some(token) = token {
+        if status == StatusCode::UNAUTHORIZED {
+            // A PoP challenge that gives a nonce to a request that had none
+            // of the server's is about the nonce, whatever its error says;
+            // one to a request that carried the server's nonce is about the
+            // token.
+            let about_nonce =
+                token.token().pop_proofs().is_some() && nonce_remembered && !sent_server_nonce;
+            if says_invalid_token(headers) && !about_nonce {
+                token.rejected();
+            }
+            rejected = Some(token);
+        } else if !status.is_server_error() {
+            token.accepted();
+        }
+    }
+    Settled {
+        nonce_remembered,
+        rejected,
+    }
 }
 
 /// `<word> <token>`, marked sensitive, built once per token and word.

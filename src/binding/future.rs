@@ -3,13 +3,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use http::{Request, Response, StatusCode};
+use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower::Service;
 
-use super::authorize::{NonceOrigin, authorize};
+use super::authorize::{NonceOrigin, authorize, settle};
 use super::layer::Settings;
-use super::retry::says_invalid_token;
 use super::service::{NonceRemembered, UsedToken};
 use crate::token::{Acquire, BoxError, CachedToken, TokenCache};
 
@@ -137,36 +136,17 @@ where
                     origin,
                 } => {
                     let mut response = ready!(future.poll(cx)).map_err(Into::into)?;
-                    let mut nonce_taken = false;
-                    let mut sent_server_nonce = false;
-                    if let Some(origin) = origin.take() {
-                        // A response may carry the origin's next nonce.
-                        sent_server_nonce = origin.server_nonce;
-                        if origin.remember(&response) {
-                            nonce_taken = true;
-                            response.extensions_mut().insert(NonceRemembered);
-                        }
+                    let settled = settle(
+                        response.status(),
+                        response.headers(),
+                        token.take(),
+                        origin.take(),
+                    );
+                    if settled.nonce_remembered {
+                        response.extensions_mut().insert(NonceRemembered);
                     }
-                    if let Some(token) = token.take() {
-                        if response.status() == StatusCode::UNAUTHORIZED {
-                            // Rejected: dropped here, once per token, so
-                            // that any retry layer outside gets a new one.
-                            // A PoP challenge that gives a nonce to a
-                            // request that had none of the server's is
-                            // about the nonce, whatever its error says;
-                            // one to a request that carried the server's
-                            // nonce is about the token.
-                            let headers = response.headers();
-                            let about_nonce = token.token().pop_proofs().is_some()
-                                && nonce_taken
-                                && !sent_server_nonce;
-                            if says_invalid_token(headers) && !about_nonce {
-                                token.rejected();
-                            }
-                            response.extensions_mut().insert(UsedToken(token));
-                        } else if !response.status().is_server_error() {
-                            token.accepted();
-                        }
+                    if let Some(token) = settled.rejected {
+                        response.extensions_mut().insert(UsedToken(token));
                     }
                     return Poll::Ready(Ok(response));
                 }

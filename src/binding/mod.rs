@@ -94,9 +94,15 @@ mod scheme;
 mod service;
 mod transport;
 
+#[cfg(feature = "reqwest")]
+pub(crate) use authorize::{NonceOrigin, authorize, settle};
 pub use future::ResponseFuture;
+#[cfg(feature = "reqwest")]
+pub(crate) use layer::Settings;
 pub use layer::TokenBindingLayer;
 pub use retry::InvalidTokenRetry;
 pub use scheme::{HeaderWord, ParseSchemeError, Scheme};
 pub use service::TokenBinding;
 pub use transport::InsecureTransport;
+#[cfg(feature = "reqwest")]
+pub(crate) use transport::check as check_transport;

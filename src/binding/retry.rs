@@ -1,13 +1,13 @@
 use std::future::{Ready, ready};
 
-use http::{Request, Response, StatusCode};
+use http::{HeaderMap, Request, Response, StatusCode};
 use tower::retry::Policy;
 
 use super::service::{NonceRemembered, UsedToken};
 pub(crate) use crate::proof::challenge::{
     pop_challenge_nonce, says_invalid_token, says_use_dpop_nonce,
 };
-use crate::token::TokenCache;
+use crate::token::{CachedToken, TokenCache};
 
 /// A `tower::retry` policy for bound tokens: on `401` with
 /// `error="invalid_token"` (in a `Bearer`, `mtls_pop` or `DPoP` challenge),
@@ -98,6 +98,66 @@ impl InvalidTokenRetry {
     }
 }
 
+impl InvalidTokenRetry {
+    /// Whether any retry is left.
+    pub(crate) fn may_retry(&self) -> bool {
+        self.attempts > 0 || self.nonce_attempts > 0 || self.pop_nonce_attempts > 0
+    }
+
+    /// Whether to send again a request that carried `used` and got a
+    /// response with `status` and `headers` (whose nonce was `remembered`
+    /// or not); spends the retry it takes, and drops `used` from the cache
+    /// for an `invalid_token` retry.
+    pub(crate) fn decide(
+        &mut self,
+        status: StatusCode,
+        headers: &HeaderMap,
+        used: &CachedToken,
+        remembered: bool,
+    ) -> bool {
+        if status != StatusCode::UNAUTHORIZED {
+            return false;
+        }
+        if self.nonce_attempts > 0
+            && used.token().dpop_proofs().is_some()
+            && remembered
+            && says_use_dpop_nonce(headers)
+        {
+            self.nonce_attempts -= 1;
+            crate::metrics::client_retry(crate::metrics::Retry::DpopNonce);
+            tracing::debug!("the server asked for a DPoP nonce; retrying with it");
+            return true;
+        }
+        if used.token().pop_proofs().is_some() && pop_challenge_nonce(headers).is_some() {
+            if !remembered {
+                tracing::debug!("the server's PoP nonce was not taken; not retrying");
+                return false;
+            }
+            if self.pop_nonce_attempts == 0 {
+                tracing::debug!("the server asked for a PoP nonce again; not retrying");
+                return false;
+            }
+            self.pop_nonce_attempts -= 1;
+            crate::metrics::client_retry(crate::metrics::Retry::PopNonce);
+            tracing::debug!("the server asked for a PoP nonce; retrying with it");
+            return true;
+        }
+        if self.attempts == 0 || !says_invalid_token(headers) {
+            return false;
+        }
+        let Some(cache) = &self.cache else {
+            return false;
+        };
+        cache.reject(used.token().access_token());
+        self.attempts -= 1;
+        crate::metrics::client_retry(crate::metrics::Retry::InvalidToken);
+        tracing::debug!(
+            "the server rejected the access token as invalid_token; retrying with a new one"
+        );
+        true
+    }
+}
+
 impl<B: Clone, ResBody, E> Policy<Request<B>, Response<ResBody>, E> for InvalidTokenRetry {
     type Future = Ready<()>;
 
@@ -107,53 +167,16 @@ impl<B: Clone, ResBody, E> Policy<Request<B>, Response<ResBody>, E> for InvalidT
         result: &mut Result<Response<ResBody>, E>,
     ) -> Option<Self::Future> {
         let response = result.as_ref().ok()?;
-        if response.status() != StatusCode::UNAUTHORIZED {
-            return None;
-        }
         let used = response.extensions().get::<UsedToken>()?;
         // A nonce retry only when the layer took the nonce: one the nonce
         // memory refused (too long, malformed) would be asked for again.
         let remembered = response.extensions().get::<NonceRemembered>().is_some();
-        if self.nonce_attempts > 0
-            && used.0.token().dpop_proofs().is_some()
-            && remembered
-            && says_use_dpop_nonce(response.headers())
-        {
-            self.nonce_attempts -= 1;
-            crate::metrics::client_retry(crate::metrics::Retry::DpopNonce);
-            tracing::debug!("the server asked for a DPoP nonce; retrying with it");
-            return Some(ready(()));
-        }
-        if used.0.token().pop_proofs().is_some()
-            && pop_challenge_nonce(response.headers()).is_some()
-        {
-            if !remembered {
-                tracing::debug!("the server's PoP nonce was not taken; not retrying");
-                return None;
-            }
-            if self.pop_nonce_attempts == 0 {
-                tracing::debug!("the server asked for a PoP nonce again; not retrying");
-                return None;
-            }
-            self.pop_nonce_attempts -= 1;
-            crate::metrics::client_retry(crate::metrics::Retry::PopNonce);
-            tracing::debug!("the server asked for a PoP nonce; retrying with it");
-            return Some(ready(()));
-        }
-        if self.attempts == 0 || !says_invalid_token(response.headers()) {
-            return None;
-        }
-        self.cache.as_ref()?.reject(used.0.token().access_token());
-        self.attempts -= 1;
-        crate::metrics::client_retry(crate::metrics::Retry::InvalidToken);
-        tracing::debug!(
-            "the server rejected the access token as invalid_token; retrying with a new one"
-        );
-        Some(ready(()))
+        self.decide(response.status(), response.headers(), &used.0, remembered)
+            .then(|| ready(()))
     }
 
     fn clone_request(&mut self, request: &Request<B>) -> Option<Request<B>> {
-        if self.attempts == 0 && self.nonce_attempts == 0 && self.pop_nonce_attempts == 0 {
+        if !self.may_retry() {
             return None;
         }
         let mut clone = Request::new(request.body().clone());

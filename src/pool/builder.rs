@@ -1,13 +1,12 @@
-use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::RootCertStore;
 
 use super::error::{Kind, PoolError};
-use super::service::{Inner, KeepIdle, MtlsClientPool, Slots, Unidentified};
+use super::service::{Inner, MtlsClientPool, Unidentified};
+use super::slots::{IdentitySlots, KeepIdle};
 use crate::config_error::ConfigError;
 
 /// The trusted roots a builder was given: a store, or a PEM file read when
@@ -180,6 +179,19 @@ impl PoolBuilder {
         self
     }
 
+    /// The roots given, else the platform's.
+    pub(crate) fn roots_or_platform(&self) -> Result<Arc<RootCertStore>, PoolError> {
+        match &self.roots {
+            Some(roots) => Ok(roots.clone()),
+            None => Ok(Arc::new(crate::tls::platform_roots().ok_or_else(|| {
+                PoolError::new(
+                    Kind::Config,
+                    Some("no platform root certificates found; give roots with PoolBuilder::root_store".into()),
+                )
+            })?)),
+        }
+    }
+
     /// Builds the pool.
     ///
     /// Fails when no roots were given and the platform has none.
@@ -188,28 +200,13 @@ impl PoolBuilder {
         B: http_body::Body + Send + 'static,
         B::Data: Send,
     {
-        let roots = match &self.roots {
-            Some(roots) => roots.clone(),
-            None => Arc::new(crate::tls::platform_roots().ok_or_else(|| {
-                PoolError::new(
-                    Kind::Config,
-                    Some("no platform root certificates found; give roots with PoolBuilder::root_store".into()),
-                )
-            })?),
-        };
+        let roots = self.roots_or_platform()?;
         let plain = super::service::build_client(&self, &roots, None, KeepIdle::Yes)?;
         Ok(MtlsClientPool {
             inner: Arc::new(Inner {
                 roots,
                 plain,
-                slots: Mutex::new(Slots {
-                    map: HashMap::new(),
-                    last_sweep: crate::clock::now(),
-                    replacements_seen: crate::identity::replacements(),
-                }),
-                built: AtomicU64::new(0),
-                evicted: AtomicU64::new(0),
-                retired: AtomicU64::new(0),
+                slots: IdentitySlots::new(self.max_identities, self.identity_idle_timeout),
                 config: self,
             }),
         })

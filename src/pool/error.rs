@@ -33,6 +33,12 @@ impl PoolError {
         Self { kind, source }
     }
 
+    /// A client could not be built with this configuration.
+    #[cfg(feature = "reqwest")]
+    pub(crate) fn config(source: impl Into<BoxError>) -> Self {
+        Self::new(Kind::Config, Some(source.into()))
+    }
+
     /// Every error in the source chain, including the errors that
     /// `io::Error`s wrap (`io::Error::source` skips those).
     fn chain(&self) -> Vec<&(dyn std::error::Error + 'static)> {
@@ -103,7 +109,7 @@ impl fmt::Display for PoolError {
                 "the request carries no client identity, and this pool sends none without"
             }
             Kind::NotHttps => "a request with a client identity must use https",
-            Kind::Config => "cannot build the TLS configuration for the client identity",
+            Kind::Config => "cannot build a client with this configuration",
             Kind::Request => "the request failed",
             Kind::Timeout => "no response within the pool's response timeout",
         })?;

@@ -66,9 +66,14 @@ mod connector;
 mod error;
 mod future;
 mod service;
+mod slots;
 
 pub use builder::PoolBuilder;
 pub(crate) use builder::Roots;
 pub use error::PoolError;
 pub use future::ResponseFuture;
+#[cfg(feature = "reqwest")]
+pub(crate) use service::tls_config;
 pub use service::{MtlsClientPool, PoolStats};
+#[cfg(feature = "reqwest")]
+pub(crate) use slots::{IdentitySlots, KeepIdle};

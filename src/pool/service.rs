@@ -1,9 +1,6 @@
-use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -18,6 +15,7 @@ use super::PoolBuilder;
 use super::connector::CountingConnector;
 use super::error::{Kind, PoolError};
 use super::future::ResponseFuture;
+use super::slots::{IdentitySlots, KeepIdle};
 use crate::BoxError;
 use crate::{ClientIdentity, Thumbprint, tls};
 
@@ -70,32 +68,10 @@ pub(crate) struct Inner<B> {
     pub(crate) config: PoolBuilder,
     pub(crate) roots: Arc<RootCertStore>,
     pub(crate) plain: HttpsClient<B>,
-    pub(crate) slots: Mutex<Slots<B>>,
-    pub(crate) built: AtomicU64,
-    pub(crate) evicted: AtomicU64,
-    pub(crate) retired: AtomicU64,
-}
-
-pub(crate) struct Slots<B> {
-    pub(crate) map: HashMap<Thumbprint, Slot<B>>,
-    pub(crate) last_sweep: Instant,
-    /// The count of identity replacements when the pool last looked for
-    /// clients of retired identities.
-    pub(crate) replacements_seen: u64,
-}
-
-pub(crate) struct Slot<B> {
-    /// Shared with the requests that use it: one reference count per
-    /// request rather than a clone of hyper-util's `Client`.
-    client: Arc<HttpsClient<B>>,
-    /// The identity the client presents.
-    identity: ClientIdentity,
-    last_used: Instant,
-    /// When its certificate comes within a day of expiring, to be logged
-    /// (once per identity).
-    expiry_warning_at: Option<Instant>,
-    /// Counts the client in the pool-clients gauge while the slot lives.
-    _gauge: crate::metrics::PoolClientGauge,
+    /// One client per identity, shared with the requests that use it: one
+    /// reference count per request rather than a clone of hyper-util's
+    /// `Client`.
+    pub(crate) slots: IdentitySlots<Arc<HttpsClient<B>>>,
 }
 
 /// What to do with a request that carries no identity.
@@ -131,22 +107,12 @@ impl MtlsClientPool<()> {
 impl<B> MtlsClientPool<B> {
     /// The counters and the number of identities held.
     pub fn stats(&self) -> PoolStats {
-        let identities = self.lock().map.len();
-        PoolStats {
-            identities,
-            clients_built: self.inner.built.load(Ordering::Relaxed),
-            evicted: self.inner.evicted.load(Ordering::Relaxed),
-            retired: self.inner.retired.load(Ordering::Relaxed),
-        }
+        self.inner.slots.stats()
     }
 
     /// Whether a client for `thumbprint` is held.
     pub fn holds(&self, thumbprint: &Thumbprint) -> bool {
-        self.lock().map.contains_key(thumbprint)
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Slots<B>> {
-        self.inner.slots.lock().unwrap_or_else(|p| p.into_inner())
+        self.inner.slots.holds(thumbprint)
     }
 }
 
@@ -157,128 +123,36 @@ where
 {
     /// The client for `identity`, built (once) on first use.
     fn client_for(&self, identity: &ClientIdentity) -> Result<Arc<HttpsClient<B>>, PoolError> {
-        let thumbprint = identity.thumbprint();
-        let config = &self.inner.config;
-        let now = crate::clock::now();
-        let mut slots = self.lock();
-        if now.duration_since(slots.last_sweep) >= config.identity_idle_timeout / 2 {
-            self.sweep(&mut slots, now);
-        }
-        // One atomic load, unless an identity was replaced since last time.
-        let replacements = crate::identity::replacements();
-        let mut retired_client = None;
-        if replacements != slots.replacements_seen {
-            slots.replacements_seen = replacements;
-            retired_client = self.drop_retired(&mut slots, &thumbprint);
-        }
-        if let Some(slot) = slots.map.get_mut(&thumbprint) {
-            slot.last_used = now;
-            if slot.expiry_warning_at.is_some_and(|at| now >= at) {
-                slot.expiry_warning_at = None;
-                slot.identity.warn_if_expiring(crate::clock::wall(), None);
-            }
-            return Ok(slot.client.clone());
-        }
-        if identity.is_retired() {
-            // Its token was fetched before the renewal: it goes out with the
-            // identity it is bound to, over the client just dropped or a
-            // one-off client, and no connection is kept for it.
-            drop(slots);
-            return match retired_client {
-                Some(client) => Ok(client),
-                None => build_client(config, &self.inner.roots, Some(identity), KeepIdle::No)
-                    .map(Arc::new),
-            };
-        }
-        while slots.map.len() >= config.max_identities {
-            let Some(oldest) = slots
-                .map
-                .iter()
-                .min_by_key(|(_, slot)| slot.last_used)
-                .map(|(t, _)| *t)
-            else {
-                break;
-            };
-            slots.map.remove(&oldest);
-            self.inner.evicted.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(thumbprint = %oldest, "client identity evicted (least recently used)");
-        }
-        // Built under the lock: once per thumbprint, however many race.
-        let client = Arc::new(build_client(
-            config,
-            &self.inner.roots,
-            Some(identity),
-            KeepIdle::Yes,
-        )?);
-        self.inner.built.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(thumbprint = %thumbprint, "client for a new identity");
-        slots.map.insert(
-            thumbprint,
-            Slot {
-                client: client.clone(),
-                identity: identity.clone(),
-                last_used: now,
-                expiry_warning_at: now
-                    .checked_add(identity.expiry_warning_in(crate::clock::wall())),
-                _gauge: crate::metrics::PoolClientGauge::held(),
-            },
-        );
-        Ok(client)
-    }
-
-    /// Drops the clients of retired identities; returns the one for
-    /// `thumbprint`, if it was among them, for the request at hand.
-    fn drop_retired(
-        &self,
-        slots: &mut Slots<B>,
-        thumbprint: &Thumbprint,
-    ) -> Option<Arc<HttpsClient<B>>> {
-        let retired: Vec<Thumbprint> = slots
-            .map
-            .iter()
-            .filter(|(_, slot)| slot.identity.is_retired())
-            .map(|(t, _)| *t)
-            .collect();
-        let mut kept_for_request = None;
-        for t in retired {
-            let Some(slot) = slots.map.remove(&t) else {
-                continue;
-            };
-            self.inner.evicted.fetch_add(1, Ordering::Relaxed);
-            self.inner.retired.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(thumbprint = %t, "client of a replaced identity dropped");
-            if t == *thumbprint {
-                kept_for_request = Some(slot.client);
-            }
-        }
-        kept_for_request
-    }
-
-    /// Drops identities idle for longer than the idle timeout.
-    fn sweep(&self, slots: &mut Slots<B>, now: Instant) {
-        let timeout = self.inner.config.identity_idle_timeout;
-        let before = slots.map.len();
-        slots
-            .map
-            .retain(|_, slot| now.duration_since(slot.last_used) < timeout);
-        let dropped = before - slots.map.len();
-        if dropped > 0 {
-            self.inner
-                .evicted
-                .fetch_add(dropped as u64, Ordering::Relaxed);
-            tracing::debug!(dropped, "idle client identities dropped");
-        }
-        slots.last_sweep = now;
+        let inner = &*self.inner;
+        inner.slots.client_for(identity, |keep_idle| {
+            build_client(&inner.config, &inner.roots, Some(identity), keep_idle).map(Arc::new)
+        })
     }
 }
 
-/// Whether a client keeps idle connections for reuse.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum KeepIdle {
-    Yes,
-    /// Each connection closes once its requests are done: for a retired
-    /// identity's last requests.
-    No,
+/// The rustls configuration of a client: trusting `roots`, presenting
+/// `identity` when there is one, offering by ALPN the HTTP versions
+/// `config` speaks.
+pub(crate) fn tls_config(
+    config: &PoolBuilder,
+    roots: &Arc<RootCertStore>,
+    identity: Option<&ClientIdentity>,
+) -> Result<rustls::ClientConfig, PoolError> {
+    let builder = rustls::ClientConfig::builder_with_provider(tls::provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| PoolError::new(Kind::Config, Some(e.into())))?
+        .with_root_certificates(roots.clone());
+    let mut tls = match identity {
+        Some(identity) => builder.with_client_cert_resolver(identity.cert_resolver()),
+        None => builder.with_no_client_auth(),
+    };
+    if config.http2 {
+        tls.alpn_protocols.push(b"h2".to_vec());
+    }
+    if config.http1 {
+        tls.alpn_protocols.push(b"http/1.1".to_vec());
+    }
+    Ok(tls)
 }
 
 /// A hyper-util client: with `identity`, HTTPS only and presenting it;
@@ -293,14 +167,9 @@ where
     B: http_body::Body + Send + 'static,
     B::Data: Send,
 {
-    let builder = rustls::ClientConfig::builder_with_provider(tls::provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| PoolError::new(Kind::Config, Some(e.into())))?
-        .with_root_certificates(roots.clone());
-    let tls = match identity {
-        Some(identity) => builder.with_client_cert_resolver(identity.cert_resolver()),
-        None => builder.with_no_client_auth(),
-    };
+    // hyper-rustls sets ALPN itself, from the versions enabled below.
+    let mut tls = tls_config(config, roots, identity)?;
+    tls.alpn_protocols.clear();
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);

@@ -21,6 +21,8 @@ mod plain_http;
 mod pool;
 mod pop_client;
 mod reloading_identity;
+#[cfg(feature = "reqwest")]
+mod reqwest_client;
 mod retry_layers;
 mod test_issuer;
 mod thumbprint;

@@ -13,5 +13,6 @@ mod client_example_pop;
 mod demo;
 mod explain_example;
 mod grpc_example;
+mod reqwest_example;
 mod resource_server_example;
 mod trusted_proxy;

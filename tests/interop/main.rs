@@ -12,6 +12,7 @@ mod interop;
 mod interop_dpop;
 mod interop_dpop_server;
 mod interop_introspection;
+mod interop_reqwest;
 mod interop_smoke;
 
 fn main() -> std::process::ExitCode {
@@ -29,6 +30,7 @@ fn main() -> std::process::ExitCode {
             interop_dpop_server::an_oidc_provider_dpop_token_is_accepted_with_our_proofs_only_when_nonces_are_required,
             interop_dpop_server::proofs_from_the_npm_dpop_package_are_accepted_and_their_replay_refused,
             interop_dpop_server::the_npm_dpop_package_retries_with_our_nonce_and_its_replay_is_refused,
+            interop_reqwest::oidc_provider_tokens_through_reqwest_with_their_certificate_or_key,
             interop_introspection::certificate_bound_opaque_tokens_and_revocation,
             interop_introspection::the_resource_server_introspects_over_mtls_at_the_alias,
             interop_introspection::dpop_bound_opaque_tokens_need_a_proof_by_their_key,

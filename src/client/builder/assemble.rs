@@ -5,6 +5,30 @@
 
 use super::*;
 
+/// What [`BoundClientBuilder::assemble`] makes: a client but for its
+/// sender (the hyper pool of [`BoundClient`], or reqwest's clients).
+pub(super) struct Parts {
+    pub(super) layer: TokenBindingLayer,
+    pub(super) retry: InvalidTokenRetry,
+    pub(super) cache: Option<TokenCache>,
+    /// The pool settings, with the roots loaded.
+    pub(super) pool: PoolBuilder,
+    pub(super) identity: Option<SharedIdentity>,
+    pub(super) dpop: Option<DpopProofs>,
+    pub(super) pop: Option<PopProofs>,
+    pub(super) max_body: usize,
+    pub(super) request_timeout: Duration,
+}
+
+/// The error of an HTTPS client (`what`'s) that cannot be built.
+pub(super) fn unavailable_pool(what: &str) -> ConfigError {
+    ConfigError::unavailable(
+        BUILDER,
+        Some("pool"),
+        format!("cannot build the {what} HTTPS client"),
+    )
+}
+
 impl BoundClientBuilder {
     /// The settings of a managed identity in place of the client-credentials
     /// and identity settings, which must not be given with it.
@@ -62,6 +86,32 @@ impl BoundClientBuilder {
         B: http_body::Body + Send + 'static,
         B::Data: Send,
     {
+        let parts = self.assemble()?;
+        let api_pool = parts
+            .pool
+            .build::<B>()
+            .map_err(|e| unavailable_pool("API").with_source(e))?;
+        let service = Retry::new(
+            parts.retry,
+            tower::Layer::layer(&parts.layer, api_pool.clone()),
+        );
+        Ok(BoundClient {
+            service,
+            cache: parts.cache,
+            pool: api_pool,
+            identity: parts.identity,
+            dpop: parts.dpop,
+            pop: parts.pop,
+            max_body: parts.max_body,
+            timeout: parts.request_timeout,
+        })
+    }
+
+    /// Everything a client is made of but the client that sends its
+    /// requests: the settings checked, the identity, the token source and
+    /// cache, the binding layer and its retries, the pool settings with
+    /// their roots.
+    pub(super) fn assemble(self) -> Result<Parts, ConfigError> {
         self.check()?;
         let entra = self.credentials.is_entra();
         let identity = match self.identity {
@@ -82,17 +132,6 @@ impl BoundClientBuilder {
         if let Some(roots) = self.roots {
             pool = pool.root_store(roots.load(BUILDER)?);
         }
-        let build_pool = |what: &str| {
-            ConfigError::unavailable(
-                BUILDER,
-                Some("pool"),
-                format!("cannot build the {what} HTTPS client"),
-            )
-        };
-        let api_pool = pool
-            .clone()
-            .build::<B>()
-            .map_err(|e| build_pool("API").with_source(e))?;
 
         let dpop = match (self.scheme, self.dpop_key) {
             (Scheme::Dpop, Some(KeyChoice::Key(key))) => Some(key),
@@ -141,8 +180,9 @@ impl BoundClientBuilder {
                 ));
             }
             let token_pool = pool
+                .clone()
                 .build::<Full<Bytes>>()
-                .map_err(|e| build_pool("token endpoint").with_source(e))?;
+                .map_err(|e| unavailable_pool("token endpoint").with_source(e))?;
             let mut credentials = self.credentials.pool(token_pool);
             credentials = match identity.clone() {
                 identity if credentials.has_secret() => credentials.identity_if_any(identity),
@@ -197,16 +237,16 @@ impl BoundClientBuilder {
             layer = layer.pop_sign_headers(self.pop_headers.iter().cloned());
         }
         let retry = layer.retry_policy().attempts(self.retries);
-        let service = Retry::new(retry, tower::Layer::layer(&layer, api_pool.clone()));
-        Ok(BoundClient {
-            service,
+        Ok(Parts {
+            layer,
+            retry,
             cache,
-            pool: api_pool,
+            pool,
             identity,
             dpop: dpop_proofs,
             pop: pop_proofs,
             max_body: self.max_body,
-            timeout: self.request_timeout,
+            request_timeout: self.request_timeout,
         })
     }
 

@@ -1,4 +1,6 @@
 mod assemble;
+#[cfg(feature = "reqwest")]
+mod reqwest;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -13,10 +15,12 @@ use tower::retry::Retry;
 use super::service::BoundClient;
 use crate::ConfigError;
 use crate::TokenBindingLayer;
-use crate::binding::{HeaderWord, Scheme};
+use crate::binding::{HeaderWord, InvalidTokenRetry, Scheme};
 use crate::identity::{IdentitySource, ReloadingIdentity, SharedIdentity};
 use crate::pool::Roots;
 use crate::pool::{MtlsClientPool, PoolBuilder};
+use crate::proof::dpop::DpopProofs;
+use crate::proof::pop::PopProofs;
 use crate::proof::{Algorithm, ProofKey};
 use crate::source::{ClientCredentials, ClientCredentialsBuilder};
 use crate::token::{SharedTokenCache, TokenCache, TokenCacheBuilder, TokenSource};

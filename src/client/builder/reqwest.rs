@@ -1,0 +1,91 @@
+//! The settings of a [`BoundClient`] for reqwest: the middleware, its pool
+//! of certificate clients, and a `ClientWithMiddleware` on a reqwest client
+//! that trusts the same roots.
+
+use super::assemble::{Parts, unavailable_pool};
+use super::*;
+use crate::cnf::Binding;
+use crate::pool::tls_config;
+use crate::reqwest::{MtlsReqwestPool, TokenBindingMiddleware, client_settings};
+
+impl BoundClientBuilder {
+    /// The settings of a [`BoundClient`], for reqwest: a
+    /// `reqwest_middleware::ClientWithMiddleware` whose every request
+    /// carries a bound token, on a `reqwest::Client` that trusts the same
+    /// roots ([`root_store`](Self::root_store), [`root_ca_file`](Self::root_ca_file),
+    /// or the platform's). See [`build_reqwest_middleware`](Self::build_reqwest_middleware)
+    /// for what the middleware does, and [`crate::reqwest`] for an example.
+    ///
+    /// The same settings, defaults and [`ConfigError`]s as [`build`](Self::build);
+    /// the [`pool`](Self::pool) settings (connect timeout, idle connections,
+    /// HTTP versions) are each reqwest client's, and
+    /// [`request_timeout`](Self::request_timeout) is reqwest's `timeout`
+    /// (an attempt, from sending to the body's last byte; the token fetch
+    /// has its own [`token_timeout`](Self::token_timeout)).
+    pub fn build_reqwest(self) -> Result<reqwest_middleware::ClientWithMiddleware, ConfigError> {
+        let (middleware, pool) = self.with_managed_identity()?.reqwest_parts()?;
+        let roots = pool
+            .roots_or_platform()
+            .map_err(|e| unavailable_pool("API").with_source(e))?;
+        let tls =
+            tls_config(&pool, &roots, None).map_err(|e| unavailable_pool("API").with_source(e))?;
+        let client = client_settings(&pool, tls)
+            .build()
+            .map_err(|e| unavailable_pool("API").with_source(e))?;
+        Ok(reqwest_middleware::ClientBuilder::new(client)
+            .with(middleware)
+            .build())
+    }
+
+    /// The settings of a [`BoundClient`], as a [`TokenBindingMiddleware`]
+    /// for a `reqwest-middleware` chain of your own: the same token source,
+    /// cache, scheme, proofs and retries as [`build`](Self::build) stacks,
+    /// with the same [`ConfigError`]s. For certificate-bound tokens, the
+    /// middleware holds an [`MtlsReqwestPool`] made from the
+    /// [`pool`](Self::pool) settings, and sends those requests itself,
+    /// presenting the token's certificate; put it last in the chain.
+    ///
+    /// ```
+    /// use tower_token_binding::BoundClient;
+    /// use tower_token_binding::binding::Scheme;
+    ///
+    /// let middleware = BoundClient::builder()
+    ///     .token_endpoint("https://login.example.com/oauth2/token")
+    ///     .client_id("my-service")
+    ///     .client_secret_basic("s3cret")
+    ///     .scheme(Scheme::Dpop)
+    ///     .build_reqwest_middleware()
+    ///     .unwrap();
+    /// let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+    ///     .with(middleware)
+    ///     .build();
+    /// # let _ = client;
+    /// ```
+    pub fn build_reqwest_middleware(self) -> Result<TokenBindingMiddleware, ConfigError> {
+        self.with_managed_identity()?
+            .reqwest_parts()
+            .map(|(middleware, _)| middleware)
+    }
+
+    /// The middleware, and the pool settings its clients are made with.
+    fn reqwest_parts(self) -> Result<(TokenBindingMiddleware, PoolBuilder), ConfigError> {
+        let Parts {
+            layer,
+            retry,
+            mut pool,
+            request_timeout,
+            ..
+        } = self.assemble()?;
+        if pool.response_timeout.is_none() {
+            pool = pool.response_timeout(request_timeout);
+        }
+        let certificate = layer.settings.scheme.binding() == Binding::Certificate;
+        let mut middleware = TokenBindingMiddleware::new(layer).retry_policy(retry);
+        if certificate {
+            let mtls = MtlsReqwestPool::new(pool.clone())
+                .map_err(|e| unavailable_pool("mTLS").with_source(e))?;
+            middleware = middleware.mtls_pool(mtls);
+        }
+        Ok((middleware, pool))
+    }
+}
