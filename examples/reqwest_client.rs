@@ -8,9 +8,12 @@
 //! cargo run --example reqwest_client
 //! ```
 //!
-//! Each client is one line from the settings a `BoundClient` takes
-//! (`BoundClientBuilder::build_reqwest`): a
+//! Each client comes from the settings a `BoundClient` takes. The DPoP
+//! client is one line (`BoundClientBuilder::build_reqwest`): a
 //! `reqwest_middleware::ClientWithMiddleware`, used as reqwest is. The
+//! certificate-bound client takes the middleware alone
+//! (`build_reqwest_middleware`) into a chain of its own, to keep a handle on
+//! its token cache: the theft below needs the token. The
 //! resource server is `CnfValidationLayer` over TLS, accepting
 //! certificate-bound and DPoP-bound tokens, and the embedded test issuer
 //! issues the tokens. It exits 0 only if every call ends as it says.
@@ -104,7 +107,8 @@ async fn main() -> Result<ExitCode, BoxError> {
     tokio::spawn(server::serve(listener, tls, service).into_future());
     println!("API on {url}");
 
-    // A reqwest client with certificate-bound tokens, in one line.
+    // A reqwest client with certificate-bound tokens: the middleware, kept
+    // for its token cache, in a chain over a reqwest client of our own.
     let identity = pki.client_cert("svc.example")?.identity()?;
     let middleware = BoundClient::builder()
         .issuer(issuer.issuer())
@@ -123,7 +127,7 @@ async fn main() -> Result<ExitCode, BoxError> {
     )
     .await;
 
-    // The same with DPoP: a key instead of a certificate.
+    // The same with DPoP, a key instead of a certificate, in one line.
     let dpop = BoundClient::builder()
         .issuer(issuer.issuer())
         .client_id("reports")

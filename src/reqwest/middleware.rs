@@ -172,7 +172,9 @@ impl TokenBindingMiddleware {
         let client = pool
             .client(&identity)
             .map_err(|e| middleware_error(e.into()))?;
-        Ok(client.execute(request).await?)
+        // Boxed: reqwest's future stays out of the middleware's, which every
+        // request moves, most of them never sending through the pool.
+        Ok(Box::pin(client.execute(request)).await?)
     }
 }
 

@@ -53,5 +53,6 @@ mod middleware;
 mod pool;
 
 pub use middleware::TokenBindingMiddleware;
+pub(crate) use pool::Configure;
 pub use pool::MtlsReqwestPool;
 pub(crate) use pool::settings as client_settings;

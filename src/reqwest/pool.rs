@@ -7,9 +7,10 @@ use crate::ClientIdentity;
 use crate::Thumbprint;
 use crate::pool::{IdentitySlots, KeepIdle, PoolBuilder, PoolError, PoolStats, tls_config};
 
-/// How each reqwest client of a pool is configured beyond TLS: see
+/// How each reqwest client is configured beyond TLS: see
 /// [`MtlsReqwestPool::configure`].
-type Configure = Arc<dyn Fn(::reqwest::ClientBuilder) -> ::reqwest::ClientBuilder + Send + Sync>;
+pub(crate) type Configure =
+    Arc<dyn Fn(::reqwest::ClientBuilder) -> ::reqwest::ClientBuilder + Send + Sync>;
 
 /// One `reqwest::Client` per client certificate thumbprint, each presenting
 /// its certificate: what sends certificate-bound requests for
@@ -111,10 +112,15 @@ impl MtlsReqwestPool {
         self,
         configure: impl Fn(::reqwest::ClientBuilder) -> ::reqwest::ClientBuilder + Send + Sync + 'static,
     ) -> Self {
+        self.configured(Arc::new(configure))
+    }
+
+    /// [`configure`](Self::configure), with a shared closure.
+    pub(crate) fn configured(self, configure: Configure) -> Self {
         Self::with(
             self.inner.config.clone(),
             self.inner.roots.clone(),
-            Some(Arc::new(configure)),
+            Some(configure),
         )
     }
 

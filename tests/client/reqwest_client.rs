@@ -3,8 +3,8 @@
 //! certificate-bound call over the client of the token's certificate, DPoP
 //! with nonces both ways, PoP with the server's nonce, rotation to a new
 //! certificate, 1,000 concurrent calls sharing one fetch, the
-//! `invalid_token` retry, and the crate's errors through
-//! `reqwest_middleware::Error`.
+//! `invalid_token` retry, the crate's errors through
+//! `reqwest_middleware::Error`, and `configure_reqwest` on every client.
 #![cfg(feature = "test-util")]
 
 use crate::support;
@@ -25,7 +25,7 @@ use tower_token_binding::identity::ReloadingIdentity;
 use tower_token_binding::pool::MtlsClientPool;
 use tower_token_binding::proof::pop::PopVerifier;
 use tower_token_binding::reqwest::{MtlsReqwestPool, TokenBindingMiddleware};
-use tower_token_binding::server::{self, AnyClientCertVerifier};
+use tower_token_binding::server::{self, AnyClientCertVerifier, PeerCertificate};
 use tower_token_binding::test_util::{TestIssuer, TestPki};
 use tower_token_binding::token::{Token, TokenUnavailable};
 use tower_token_binding::{BoundClient, ClientIdentity, CnfValidationLayer, TokenBindingLayer};
@@ -413,4 +413,72 @@ async fn the_pool_keeps_one_client_per_certificate_within_its_bound() {
         (2, 3, 1)
     );
     assert!(!pool.holds(&ids[0].thumbprint()));
+}
+
+/// Serves over TLS a resource that answers with the request's user agent
+/// and the certificate of its connection.
+async fn echo_user_agent(pki: &TestPki) -> String {
+    let tls = pki
+        .server_config(Arc::new(AnyClientCertVerifier::optional()))
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "https://localhost:{}/",
+        listener.local_addr().unwrap().port()
+    );
+    let service = tower::service_fn(|request: Request<Incoming>| async move {
+        let agent = request
+            .headers()
+            .get(header::USER_AGENT)
+            .map(|v| v.to_str().unwrap().to_owned());
+        let peer = request
+            .extensions()
+            .get::<PeerCertificate>()
+            .map(|p| p.thumbprint().to_string());
+        let body = serde_json::json!({ "agent": agent, "peer": peer }).to_string();
+        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(body))))
+    });
+    tokio::spawn(server::serve(listener, tls, service).into_future());
+    url
+}
+
+#[tokio::test]
+async fn configure_reqwest_reaches_every_client_the_builder_makes() {
+    let pki = TestPki::new().unwrap();
+    let url = echo_user_agent(&pki).await;
+    let identity = pki.client_cert("svc.example").unwrap().identity().unwrap();
+    let agent = |client: reqwest::ClientBuilder| client.user_agent("orders-sync/1.0");
+    // Certificate-bound: over the pool's client for the certificate.
+    let bound = {
+        let identity = identity.clone();
+        move || {
+            let identity = identity.clone();
+            async move {
+                Ok(Token::new("bound")
+                    .expires_in(Duration::from_secs(600))
+                    .bound_to(identity))
+            }
+        }
+    };
+    let client = BoundClient::builder()
+        .token_source(bound)
+        .root_store(pki.root_store())
+        .configure_reqwest(agent)
+        .build_reqwest()
+        .unwrap();
+    let (_, body) = json(client.get(&url).send().await.unwrap()).await;
+    assert_eq!(body["agent"], "orders-sync/1.0");
+    assert_eq!(body["peer"], identity.thumbprint().to_string());
+
+    // Bearer: over the client under the middleware.
+    let client = BoundClient::builder()
+        .token_source(|| async { Ok(Token::new("plain")) })
+        .scheme(Scheme::Bearer)
+        .root_store(pki.root_store())
+        .configure_reqwest(agent)
+        .build_reqwest()
+        .unwrap();
+    let (_, body) = json(client.get(&url).send().await.unwrap()).await;
+    assert_eq!(body["agent"], "orders-sync/1.0");
+    assert_eq!(body["peer"], Value::Null);
 }

@@ -135,6 +135,8 @@ pub struct BoundClientBuilder {
     request_timeout: Duration,
     #[cfg(feature = "managed-identity")]
     managed: Option<crate::identity::managed::ManagedIdentity>,
+    #[cfg(feature = "reqwest")]
+    reqwest_configure: Option<crate::reqwest::Configure>,
 }
 
 enum IdentityChoice {
@@ -172,6 +174,8 @@ impl Default for BoundClientBuilder {
             request_timeout: Duration::from_secs(30),
             #[cfg(feature = "managed-identity")]
             managed: None,
+            #[cfg(feature = "reqwest")]
+            reqwest_configure: None,
         }
     }
 }

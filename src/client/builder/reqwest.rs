@@ -9,6 +9,35 @@ use crate::pool::tls_config;
 use crate::reqwest::{MtlsReqwestPool, TokenBindingMiddleware, client_settings};
 
 impl BoundClientBuilder {
+    /// Passes each reqwest client this builder makes through `configure`
+    /// before it is built, after its own settings: the client under the
+    /// middleware of [`build_reqwest`](Self::build_reqwest), and each
+    /// certificate's client in the pool that sends certificate-bound
+    /// requests (also with [`build_reqwest_middleware`](Self::build_reqwest_middleware),
+    /// whose DPoP, PoP and `Bearer` requests go through your own client).
+    /// For a user agent, default headers, a proxy, reqwest's other
+    /// timeouts. The TLS settings are this builder's: a `configure` that
+    /// changes them breaks the binding.
+    ///
+    /// ```
+    /// use tower_token_binding::BoundClient;
+    ///
+    /// let client = BoundClient::builder()
+    ///     .token_endpoint("https://login.example.com/oauth2/token")
+    ///     .client_id("my-service")
+    ///     .identity_files("tests/data/client.pem", "tests/data/client-pkcs8.key")
+    ///     .configure_reqwest(|client| client.user_agent("orders-sync/1.0"))
+    ///     .build_reqwest();
+    /// # let _ = client;
+    /// ```
+    pub fn configure_reqwest(
+        mut self,
+        configure: impl Fn(::reqwest::ClientBuilder) -> ::reqwest::ClientBuilder + Send + Sync + 'static,
+    ) -> Self {
+        self.reqwest_configure = Some(std::sync::Arc::new(configure));
+        self
+    }
+
     /// The settings of a [`BoundClient`], for reqwest: a
     /// `reqwest_middleware::ClientWithMiddleware` whose every request
     /// carries a bound token, on a `reqwest::Client` that trusts the same
@@ -23,13 +52,18 @@ impl BoundClientBuilder {
     /// (an attempt, from sending to the body's last byte; the token fetch
     /// has its own [`token_timeout`](Self::token_timeout)).
     pub fn build_reqwest(self) -> Result<reqwest_middleware::ClientWithMiddleware, ConfigError> {
+        let configure = self.reqwest_configure.clone();
         let (middleware, pool) = self.with_managed_identity()?.reqwest_parts()?;
         let roots = pool
             .roots_or_platform()
             .map_err(|e| unavailable_pool("API").with_source(e))?;
         let tls =
             tls_config(&pool, &roots, None).map_err(|e| unavailable_pool("API").with_source(e))?;
-        let client = client_settings(&pool, tls)
+        let mut client = client_settings(&pool, tls);
+        if let Some(configure) = configure {
+            client = configure(client);
+        }
+        let client = client
             .build()
             .map_err(|e| unavailable_pool("API").with_source(e))?;
         Ok(reqwest_middleware::ClientBuilder::new(client)
@@ -44,6 +78,13 @@ impl BoundClientBuilder {
     /// middleware holds an [`MtlsReqwestPool`] made from the
     /// [`pool`](Self::pool) settings, and sends those requests itself,
     /// presenting the token's certificate; put it last in the chain.
+    ///
+    /// DPoP, PoP and `Bearer` requests go on to your own `reqwest::Client`,
+    /// which must trust the API's certificate itself:
+    /// [`root_store`](Self::root_store) and [`root_ca_file`](Self::root_ca_file)
+    /// are for the clients this builder makes (the token endpoint's, the
+    /// pool's). [`configure_reqwest`](Self::configure_reqwest) sets what
+    /// else the pool's clients need of yours (a user agent, a proxy).
     ///
     /// ```
     /// use tower_token_binding::BoundClient;
@@ -69,6 +110,7 @@ impl BoundClientBuilder {
 
     /// The middleware, and the pool settings its clients are made with.
     fn reqwest_parts(self) -> Result<(TokenBindingMiddleware, PoolBuilder), ConfigError> {
+        let configure = self.reqwest_configure.clone();
         let Parts {
             layer,
             retry,
@@ -82,8 +124,11 @@ impl BoundClientBuilder {
         let certificate = layer.settings.scheme.binding() == Binding::Certificate;
         let mut middleware = TokenBindingMiddleware::new(layer).retry_policy(retry);
         if certificate {
-            let mtls = MtlsReqwestPool::new(pool.clone())
+            let mut mtls = MtlsReqwestPool::new(pool.clone())
                 .map_err(|e| unavailable_pool("mTLS").with_source(e))?;
+            if let Some(configure) = configure {
+                mtls = mtls.configured(configure);
+            }
             middleware = middleware.mtls_pool(mtls);
         }
         Ok((middleware, pool))
