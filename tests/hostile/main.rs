@@ -11,6 +11,8 @@ mod hostile_escaped_pem;
 mod hostile_jose;
 mod hostile_profiles;
 mod hostile_refactor;
+#[cfg(feature = "reqwest")]
+mod hostile_reqwest;
 mod hostile_review;
 mod hostile_tokens;
 mod malformed_input;
