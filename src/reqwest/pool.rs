@@ -26,7 +26,9 @@ pub(crate) type Configure =
 /// [`PoolBuilder`]:
 ///
 /// - a client is built on first use of its identity, once however many
-///   requests race for it, and speaks `https` only;
+///   requests race for it, speaks `https` only, and follows no redirect
+///   (a `3xx` is the answer: the certificate and the token go to the URL
+///   asked for, nowhere else);
 /// - at most [`max_identities`](PoolBuilder::max_identities) are kept (one
 ///   more evicts the least recently used), and one unused for
 ///   [`identity_idle_timeout`](PoolBuilder::identity_idle_timeout) is
@@ -167,9 +169,15 @@ pub(crate) fn settings(
     config: &PoolBuilder,
     tls: rustls::ClientConfig,
 ) -> ::reqwest::ClientBuilder {
+    // No redirect is followed: reqwest keeps the `DPoP` proof (made for the
+    // first URL) on a redirect to another origin, even to plain `http`, and
+    // a certificate client would present its certificate there. A `3xx` is
+    // the answer; following it through the middleware authorizes the new
+    // URL afresh.
     let mut builder = ::reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
         .tcp_nodelay(true)
+        .redirect(::reqwest::redirect::Policy::none())
         .pool_idle_timeout(config.pool_idle_timeout);
     if let Some(timeout) = config.connect_timeout {
         builder = builder.connect_timeout(timeout);

@@ -51,6 +51,12 @@ impl BoundClientBuilder {
     /// [`request_timeout`](Self::request_timeout) is reqwest's `timeout`
     /// (an attempt, from sending to the body's last byte; the token fetch
     /// has its own [`token_timeout`](Self::token_timeout)).
+    ///
+    /// The client follows no redirect: a `3xx` is the answer, as under
+    /// [`build`](Self::build). reqwest would keep the `DPoP` proof, made
+    /// for the first URL, on a redirect to another origin, even one to
+    /// plain `http`. Send the request to the new location again, if it is
+    /// to be followed: the middleware authorizes it afresh.
     pub fn build_reqwest(self) -> Result<reqwest_middleware::ClientWithMiddleware, ConfigError> {
         let configure = self.reqwest_configure.clone();
         let (middleware, pool) = self.with_managed_identity()?.reqwest_parts()?;
@@ -86,6 +92,11 @@ impl BoundClientBuilder {
     /// pool's). [`configure_reqwest`](Self::configure_reqwest) sets what
     /// else the pool's clients need of yours (a user agent, a proxy).
     ///
+    /// Build your `reqwest::Client` with `redirect(Policy::none())`, as
+    /// below: a client that follows redirects sends the `DPoP` proof on to
+    /// wherever one points, another host or plain `http` (reqwest drops
+    /// only `Authorization` there), and no middleware can stop it.
+    ///
     /// ```
     /// use tower_token_binding::BoundClient;
     /// use tower_token_binding::binding::Scheme;
@@ -97,7 +108,11 @@ impl BoundClientBuilder {
     ///     .scheme(Scheme::Dpop)
     ///     .build_reqwest_middleware()
     ///     .unwrap();
-    /// let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+    /// let reqwest = reqwest::Client::builder()
+    ///     .redirect(reqwest::redirect::Policy::none())
+    ///     .build()
+    ///     .unwrap();
+    /// let client = reqwest_middleware::ClientBuilder::new(reqwest)
     ///     .with(middleware)
     ///     .build();
     /// # let _ = client;
