@@ -42,6 +42,15 @@ use crate::{BoxError, ClientIdentity};
 /// [`MtlsReqwestPool`] keeps for the token's certificate, and the
 /// middlewares after it in the chain do not see it. Put it last.
 ///
+/// Redirects: the clients this crate builds follow none (a `3xx` is the
+/// answer). A client of your own that follows them sends the `DPoP` proof
+/// on to wherever a redirect points, another host or plain `http` (reqwest
+/// drops only `Authorization` there): build it with
+/// `redirect(reqwest::redirect::Policy::none())`. A response that comes
+/// from another origin than the request's, after redirects, is not taken
+/// for the origin's: its nonce is not remembered, its `401` neither drops
+/// the token nor sends the request again.
+///
 /// Errors are `reqwest_middleware::Error::Middleware` holding the crate's
 /// own: [`TokenUnavailable`](crate::token::TokenUnavailable),
 /// [`InsecureTransport`](crate::binding::InsecureTransport) and
@@ -141,7 +150,15 @@ impl TokenBindingMiddleware {
         let (identity, origin) = authorize_reqwest(&mut request, uri, &token, settings, cache)
             .map_err(middleware_error)?;
         let identity = identity.filter(|_| settings.scheme.binding() == Binding::Certificate);
+        let url = request.url().clone();
         let response = self.through(identity, request, extensions, next).await?;
+        if !same_origin(response.url(), &url) {
+            // A redirect the client followed: the answer is another
+            // origin's, which never saw the token (reqwest drops
+            // `Authorization` across origins), and its nonce is not the
+            // origin's to remember.
+            return Ok(Sent::untouched(response));
+        }
         let settled = settle(response.status(), response.headers(), Some(token), origin);
         Ok(Sent {
             response,
@@ -197,6 +214,14 @@ fn authorize_reqwest(
     std::mem::swap(head.headers_mut(), request.headers_mut());
     let identity = head.extensions_mut().remove::<ClientIdentity>();
     Ok((identity, origin?))
+}
+
+/// Whether `a` and `b` have the same origin: scheme, host and port (the
+/// rule by which reqwest keeps `Authorization` on a redirect).
+fn same_origin(a: &::reqwest::Url, b: &::reqwest::Url) -> bool {
+    a.scheme() == b.scheme()
+        && a.host_str() == b.host_str()
+        && a.port_or_known_default() == b.port_or_known_default()
 }
 
 /// A response to one attempt.
