@@ -117,7 +117,13 @@ async fn main() -> Result<ExitCode, BoxError> {
         .root_store(pki.root_store())
         .build_reqwest_middleware()?;
     let cache = middleware.cache().cloned();
-    let mtls = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+    // Our own client follows no redirect: one that did would carry a DPoP
+    // proof on to wherever a redirect points (this chain's certificate-bound
+    // requests go through the middleware's own clients, which follow none).
+    let own = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let mtls = reqwest_middleware::ClientBuilder::new(own)
         .with(middleware)
         .build();
     let mut ok = report(

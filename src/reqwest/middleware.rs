@@ -147,12 +147,11 @@ impl TokenBindingMiddleware {
             Some(token) => token,
             None => cache.get().await.map_err(|e| middleware_error(e.into()))?,
         };
-        let (identity, origin) = authorize_reqwest(&mut request, uri, &token, settings, cache)
+        let (identity, origin) = authorize_reqwest(&mut request, &uri, &token, settings, cache)
             .map_err(middleware_error)?;
         let identity = identity.filter(|_| settings.scheme.binding() == Binding::Certificate);
-        let url = request.url().clone();
         let response = self.through(identity, request, extensions, next).await?;
-        if !same_origin(response.url(), &url) {
+        if !same_origin(response.url(), &uri) {
             // A redirect the client followed: the answer is another
             // origin's, which never saw the token (reqwest drops
             // `Authorization` across origins), and its nonce is not the
@@ -201,14 +200,14 @@ impl TokenBindingMiddleware {
 /// where the request went, for its nonce.
 fn authorize_reqwest(
     request: &mut Request,
-    uri: Uri,
+    uri: &Uri,
     token: &CachedToken,
     settings: &Settings,
     cache: &TokenCache,
 ) -> Result<(Option<ClientIdentity>, Option<Box<NonceOrigin>>), BoxError> {
     let mut head = http::Request::new(());
     *head.method_mut() = request.method().clone();
-    *head.uri_mut() = uri;
+    *head.uri_mut() = uri.clone(); // shares its bytes
     std::mem::swap(head.headers_mut(), request.headers_mut());
     let origin = authorize(&mut head, token, settings, cache);
     std::mem::swap(head.headers_mut(), request.headers_mut());
@@ -216,12 +215,18 @@ fn authorize_reqwest(
     Ok((identity, origin?))
 }
 
-/// Whether `a` and `b` have the same origin: scheme, host and port (the
-/// rule by which reqwest keeps `Authorization` on a redirect).
-fn same_origin(a: &::reqwest::Url, b: &::reqwest::Url) -> bool {
-    a.scheme() == b.scheme()
-        && a.host_str() == b.host_str()
-        && a.port_or_known_default() == b.port_or_known_default()
+/// Whether `url` (where a response came from) has the origin of `uri`
+/// (the request's, read from its URL): scheme, host and port, the rule by
+/// which reqwest keeps `Authorization` on a redirect.
+fn same_origin(url: &::reqwest::Url, uri: &Uri) -> bool {
+    let port = uri.port_u16().or(match uri.scheme_str() {
+        Some("https") => Some(443),
+        Some("http") => Some(80),
+        _ => None,
+    });
+    uri.scheme_str() == Some(url.scheme())
+        && uri.host() == url.host_str()
+        && port == url.port_or_known_default()
 }
 
 /// A response to one attempt.
@@ -283,5 +288,27 @@ impl fmt::Debug for TokenBindingMiddleware {
             .field("retry", &self.retry)
             .field("pool", &self.pool)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_compare_scheme_host_and_port_with_defaults() {
+        let same = |url: &str, uri: &str| {
+            let url = ::reqwest::Url::parse(url).unwrap();
+            let uri: Uri = uri.parse().unwrap();
+            same_origin(&url, &uri)
+        };
+        assert!(same("https://api.example/a?b", "https://api.example/c"));
+        assert!(same("https://api.example:443/a", "https://api.example/a"));
+        assert!(same("http://api.example/a", "http://api.example:80/a"));
+        assert!(same("https://[::1]:8443/a", "https://[::1]:8443/b"));
+        assert!(!same("http://api.example/a", "https://api.example/a"));
+        assert!(!same("https://api.example:8443/a", "https://api.example/a"));
+        assert!(!same("https://other.example/a", "https://api.example/a"));
+        assert!(!same("https://[::2]/a", "https://[::1]/a"));
     }
 }

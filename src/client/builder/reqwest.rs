@@ -17,7 +17,9 @@ impl BoundClientBuilder {
     /// whose DPoP, PoP and `Bearer` requests go through your own client).
     /// For a user agent, default headers, a proxy, reqwest's other
     /// timeouts. The TLS settings are this builder's: a `configure` that
-    /// changes them breaks the binding.
+    /// changes them breaks the binding. So is the redirect policy (none
+    /// followed): one that follows redirects carries a DPoP proof, and a
+    /// client certificate, on to another origin.
     ///
     /// ```
     /// use tower_token_binding::BoundClient;
