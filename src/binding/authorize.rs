@@ -5,15 +5,15 @@
 //! that response with the cache and the nonce memory. The tower layer and
 //! the reqwest middleware both go through here.
 
+use std::sync::Arc;
+
 use http::{HeaderMap, HeaderValue, Request, StatusCode, Uri, header};
 
 use super::layer::Settings;
+use super::retry::says_invalid_token;
 use super::{HeaderWord, Scheme};
 use crate::proof::dpop::{DPOP, DpopProofs};
 use crate::proof::pop::{self, PopProofs};
-use std::sync::Arc;
-
-use super::retry::says_invalid_token;
 use crate::token::{BoxError, CachedToken, TokenCache, TokenUnavailable, TokenUnavailableKind};
 
 /// Where a DPoP or PoP request went, to learn the nonce its response may
