@@ -3,7 +3,10 @@ use std::fmt;
 use crate::BoxError;
 
 /// The error of [`MtlsClientPool`](super::MtlsClientPool): the request could
-/// not be sent, or no answer came.
+/// not be sent, or no answer came. With the `reqwest` feature, also what
+/// `MtlsReqwestPool::client` answers when it cannot build a certificate's
+/// client ([`is_config`](Self::is_config)); the requests themselves fail
+/// with reqwest's errors there.
 ///
 /// Predicates in the manner of hyper-util: [`is_connect`](Self::is_connect),
 /// [`is_tls`](Self::is_tls), [`is_timeout`](Self::is_timeout),

@@ -52,11 +52,15 @@ use crate::{BoxError, ClientIdentity};
 /// the token nor sends the request again.
 ///
 /// Errors are `reqwest_middleware::Error::Middleware` holding the crate's
-/// own: [`TokenUnavailable`](crate::token::TokenUnavailable),
-/// [`InsecureTransport`](crate::binding::InsecureTransport) and
-/// [`PoolError`](crate::pool::PoolError) downcast from the `anyhow::Error`,
-/// and every error is in its chain. A failure to send over a certificate's
-/// client is reqwest's `Error::Reqwest`, as any other.
+/// own, which downcast from the `anyhow::Error`:
+/// [`TokenUnavailable`](crate::token::TokenUnavailable) when no token could
+/// be had (a token endpoint down or refusing: the cause, a network failure
+/// included, is in its `source()` chain),
+/// [`InsecureTransport`](crate::binding::InsecureTransport) for a token that
+/// would have gone over plain `http`, [`PoolError`](crate::pool::PoolError)
+/// when the client for a certificate cannot be built; any other error of
+/// the crate is in the chain. A request to the API that failed on the wire
+/// is reqwest's `Error::Reqwest`, whichever client sent it.
 ///
 /// [`BoundClientBuilder::build_reqwest`](crate::client::BoundClientBuilder::build_reqwest)
 /// builds one from the settings of a [`BoundClient`](crate::BoundClient),
