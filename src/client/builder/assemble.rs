@@ -132,6 +132,12 @@ impl BoundClientBuilder {
         if let Some(roots) = self.roots {
             pool = pool.root_store(roots.load(BUILDER)?);
         }
+        // The platform's roots, when none were given, read once for every
+        // client made from here (the token endpoint's, the API's).
+        let roots = pool
+            .roots_or_platform()
+            .map_err(|e| unavailable_pool("API").with_source(e))?;
+        pool = pool.root_store(roots);
 
         let dpop = match (self.scheme, self.dpop_key) {
             (Scheme::Dpop, Some(KeyChoice::Key(key))) => Some(key),

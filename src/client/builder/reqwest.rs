@@ -138,11 +138,6 @@ impl BoundClientBuilder {
         if pool.response_timeout.is_none() {
             pool = pool.response_timeout(request_timeout);
         }
-        // The platform's roots read once, for every client made from here.
-        let roots = pool
-            .roots_or_platform()
-            .map_err(|e| unavailable_pool("API").with_source(e))?;
-        pool = pool.root_store(roots);
         let certificate = layer.settings.scheme.binding() == Binding::Certificate;
         let mut middleware = TokenBindingMiddleware::new(layer).retry_policy(retry);
         if certificate {
