@@ -45,6 +45,19 @@ pub use jwk::{JwkError, JwkErrorKind, PublicJwk};
 pub use key::{KeyError, KeyErrorKind, ProofKey, ProofSignature};
 pub use thumbprint::{JwkThumbprint, ParseJwkThumbprintError};
 
+/// The default port of `scheme` (`https` or `http`, case-insensitive): how
+/// both schemes tell one origin from another (a PoP `u`, the DPoP nonce
+/// memory's origins), and the reqwest middleware a response's origin.
+pub(crate) fn default_port(scheme: &str) -> Option<u16> {
+    if scheme.eq_ignore_ascii_case("https") {
+        Some(443)
+    } else if scheme.eq_ignore_ascii_case("http") {
+        Some(80)
+    } else {
+        None
+    }
+}
+
 /// The former name of [`pop`], Microsoft's `PoP` scheme: each item is now
 /// there, named for the scheme.
 #[deprecated(note = "renamed `proof::pop`")]

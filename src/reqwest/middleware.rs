@@ -11,6 +11,7 @@ use crate::binding::{
     InvalidTokenRetry, NonceOrigin, Settings, TokenBindingLayer, authorize, check_transport, settle,
 };
 use crate::cnf::Binding;
+use crate::proof::default_port;
 use crate::token::{CachedToken, TokenCache};
 use crate::{BoxError, ClientIdentity};
 
@@ -223,11 +224,9 @@ fn authorize_reqwest(
 /// (the request's, read from its URL): scheme, host and port, the rule by
 /// which reqwest keeps `Authorization` on a redirect.
 fn same_origin(url: &::reqwest::Url, uri: &Uri) -> bool {
-    let port = uri.port_u16().or(match uri.scheme_str() {
-        Some("https") => Some(443),
-        Some("http") => Some(80),
-        _ => None,
-    });
+    let port = uri
+        .port_u16()
+        .or_else(|| uri.scheme_str().and_then(default_port));
     uri.scheme_str() == Some(url.scheme())
         && uri.host() == url.host_str()
         && port == url.port_or_known_default()

@@ -59,12 +59,10 @@ struct Origin<S> {
 impl<'a> Origin<&'a str> {
     fn of(uri: &'a Uri) -> Option<Self> {
         let scheme = uri.scheme_str()?;
-        let port = match uri.port_u16() {
-            Some(port) => port,
-            None if scheme.eq_ignore_ascii_case("https") => 443,
-            None if scheme.eq_ignore_ascii_case("http") => 80,
-            None => 0,
-        };
+        let port = uri
+            .port_u16()
+            .or_else(|| crate::proof::default_port(scheme))
+            .unwrap_or(0);
         Some(Self {
             scheme,
             host: uri.host()?,

@@ -58,6 +58,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::{HeaderMap, HeaderName, Uri};
 use serde_json::Value;
 
+use super::default_port;
 use super::key::ProofKey;
 
 mod error;
@@ -96,17 +97,6 @@ pub const POP_TYPE: &str = "pop";
 pub fn req_cnf(key: &ProofKey) -> String {
     // A thumbprint is base64url: nothing to escape.
     URL_SAFE_NO_PAD.encode(format!(r#"{{"kid":"{}"}}"#, key.thumbprint()))
-}
-
-/// The default port of `scheme` (`https` or `http`, case-insensitive).
-fn default_port(scheme: &str) -> Option<u16> {
-    if scheme.eq_ignore_ascii_case("https") {
-        Some(443)
-    } else if scheme.eq_ignore_ascii_case("http") {
-        Some(80)
-    } else {
-        None
-    }
 }
 
 /// The `u` of a request to `uri` (absolute): its host, with `:port` only

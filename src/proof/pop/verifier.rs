@@ -9,8 +9,9 @@ use serde_json::{Map, Value};
 use subtle::ConstantTimeEq;
 
 use super::error::{PopError, PopErrorKind};
-use super::{POP_TYPE, body_hash, default_port, hash, header_hash, path_claim, query_pairs};
+use super::{POP_TYPE, body_hash, hash, header_hash, path_claim, query_pairs};
 use crate::proof::alg::{Algorithm, AlgorithmSet};
+use crate::proof::default_port;
 use crate::proof::dpop::htu::{is_normal_path, normalize_path};
 use crate::proof::jwk::PublicJwk;
 use crate::proof::thumbprint::JwkThumbprint;
