@@ -4,13 +4,7 @@
 use crate::support;
 #[tokio::test]
 async fn the_demo_runs_its_six_steps_and_exits_0() {
-    let output = tokio::process::Command::new(support::example_binary("demo"))
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let stdout = support::example_stdout("demo").await;
     for step in ["\n1. ", "\n2. ", "\n3. ", "\n4. ", "\n5. ", "\n6. "] {
         assert!(stdout.contains(step), "step {step:?} missing:\n{stdout}");
     }

@@ -7,13 +7,7 @@ use crate::support;
 
 #[tokio::test]
 async fn the_grpc_example_calls_once_refuses_the_stolen_token_and_exits_0() {
-    let output = tokio::process::Command::new(support::example_binary("grpc"))
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let stdout = support::example_stdout("grpc").await;
     for line in [
         "bound call: ok, the server says \"hello, svc\"",
         "stolen token: refused, Unauthenticated",

@@ -7,13 +7,7 @@ use crate::support;
 
 #[tokio::test]
 async fn the_reqwest_example_calls_twice_refuses_the_stolen_token_and_exits_0() {
-    let output = tokio::process::Command::new(support::example_binary("reqwest_client"))
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let stdout = support::example_stdout("reqwest_client").await;
     for line in [
         "certificate-bound call: 200 OK, the server says \"orders for svc, bound by certificate ",
         "DPoP-bound call: 200 OK, the server says \"orders for reports, bound by DPoP key ",

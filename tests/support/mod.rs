@@ -207,6 +207,19 @@ pub fn example_binary(name: &str) -> std::path::PathBuf {
     path
 }
 
+/// Runs the example `name` (no arguments) to its end, asserts that it exits
+/// 0 (showing its output if not), and returns what it printed.
+pub async fn example_stdout(name: &str) -> String {
+    let output = tokio::process::Command::new(example_binary(name))
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    stdout
+}
+
 /// Runs the example `name` with `args` and waits for its first line,
 /// `listening on URL`; returns the process and the URL.
 pub async fn spawn_announcing(name: &str, args: &[&str]) -> (tokio::process::Child, String) {
