@@ -17,7 +17,8 @@ use bytes::Bytes;
 use http::{Request, StatusCode, Version, header};
 use http_body_util::{BodyExt as _, Full};
 use support::{
-    HttpsClient, free_port, https_client_http1, https_client_http2, proxy_binary, until_listening,
+    HttpsClient, https_client_http1, https_client_http2, proxy_binary, serves_tls_from,
+    start_on_a_free_port,
 };
 use tokio::process::{Child, Command};
 use tower_token_binding::ClientIdentity;
@@ -212,9 +213,10 @@ async fn behind_haproxy_with_client_cert() {
     };
     let setup = Setup::start(&["--forwarded", "client-cert"]).await;
     setup.write_tls_files();
-    let port = free_port();
-    let config = format!(
-        "global
+    let (_proxy, port) = start_on_a_free_port(
+        |port| {
+            let config = format!(
+                "global
     maxconn 64
 defaults
     mode http
@@ -231,22 +233,25 @@ frontend tls
 backend app
     server app 127.0.0.1:{app}
 ",
-        crt = setup.path("server-with-key.pem").display(),
-        ca = setup.path("ca.pem").display(),
-        app = setup.app_port,
+                crt = setup.path("server-with-key.pem").display(),
+                ca = setup.path("ca.pem").display(),
+                app = setup.app_port,
+            );
+            std::fs::write(setup.path("haproxy.cfg"), config).unwrap();
+            let err = setup.path("haproxy.err");
+            let proxy = Command::new(&haproxy)
+                .arg("-db")
+                .arg("-f")
+                .arg(setup.path("haproxy.cfg"))
+                .stdout(std::fs::File::create(setup.path("haproxy.log")).unwrap())
+                .stderr(std::fs::File::create(&err).unwrap())
+                .kill_on_drop(true)
+                .spawn()
+                .unwrap();
+            (proxy, err)
+        },
+        |port| serves_tls_from(&setup.pki, port),
     );
-    std::fs::write(setup.path("haproxy.cfg"), config).unwrap();
-    let log = setup.path("haproxy.log");
-    let mut proxy = Command::new(haproxy)
-        .arg("-db")
-        .arg("-f")
-        .arg(setup.path("haproxy.cfg"))
-        .stdout(std::fs::File::create(&log).unwrap())
-        .stderr(std::fs::File::create(setup.path("haproxy.err")).unwrap())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    until_listening(port, &mut proxy, &setup.path("haproxy.err")).await;
     setup
         .cases(port, "client-cert", &as_client_cert(&setup))
         .await;
@@ -262,10 +267,11 @@ async fn behind_nginx_with_an_escaped_pem() {
     };
     let setup = Setup::start(&["--forwarded", "escaped-pem", "--forwarded-header", "nginx"]).await;
     setup.write_tls_files();
-    let port = free_port();
     let dir = setup.dir.path().display().to_string();
-    let config = format!(
-        "daemon off;
+    let (_proxy, port) = start_on_a_free_port(
+        |port| {
+            let config = format!(
+                "daemon off;
 master_process off;
 pid {dir}/nginx.pid;
 error_log {dir}/nginx.err info;
@@ -292,23 +298,26 @@ http {{
     }}
 }}
 ",
-        app = setup.app_port,
+                app = setup.app_port,
+            );
+            std::fs::write(setup.path("nginx.conf"), config).unwrap();
+            let err = setup.path("nginx.err");
+            let proxy = Command::new(&nginx)
+                .arg("-p")
+                .arg(setup.dir.path())
+                .arg("-c")
+                .arg(setup.path("nginx.conf"))
+                .arg("-e")
+                .arg(&err)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::fs::File::create(setup.path("nginx.stderr")).unwrap())
+                .kill_on_drop(true)
+                .spawn()
+                .unwrap();
+            (proxy, err)
+        },
+        |port| serves_tls_from(&setup.pki, port),
     );
-    std::fs::write(setup.path("nginx.conf"), config).unwrap();
-    let err = setup.path("nginx.err");
-    let mut proxy = Command::new(nginx)
-        .arg("-p")
-        .arg(setup.dir.path())
-        .arg("-c")
-        .arg(setup.path("nginx.conf"))
-        .arg("-e")
-        .arg(&err)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(setup.path("nginx.stderr")).unwrap())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    until_listening(port, &mut proxy, &err).await;
     setup
         .cases(port, "x-ssl-client-cert", &as_escaped_pem(&setup))
         .await;

@@ -843,10 +843,11 @@ async fn real_nginx_strips_every_client_spelling() {
     std::fs::write(dir.path().join("ca.pem"), pki.ca_pem()).unwrap();
 
     for underscores in ["off", "on"] {
-        let port = support::free_port();
         let d = dir.path().display().to_string();
-        let config = format!(
-            "daemon off;
+        let (proxy, port) = support::start_on_a_free_port(
+            |port| {
+                let config = format!(
+                    "daemon off;
 master_process off;
 pid {d}/nginx-{underscores}.pid;
 error_log {d}/nginx-{underscores}.err info;
@@ -872,23 +873,25 @@ http {{
     }}
 }}
 "
+                );
+                let conf = dir.path().join(format!("nginx-{underscores}.conf"));
+                std::fs::write(&conf, config).unwrap();
+                let proxy = tokio::process::Command::new(&nginx)
+                    .arg("-p")
+                    .arg(dir.path())
+                    .arg("-c")
+                    .arg(&conf)
+                    .arg("-e")
+                    .arg(dir.path().join(format!("nginx-{underscores}.err")))
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .kill_on_drop(true)
+                    .spawn()
+                    .unwrap();
+                (proxy, dir.path().join(format!("nginx-{underscores}.err")))
+            },
+            |port| support::serves_tls_from(&pki, port),
         );
-        let conf = dir.path().join(format!("nginx-{underscores}.conf"));
-        std::fs::write(&conf, config).unwrap();
-        let mut proxy = tokio::process::Command::new(&nginx)
-            .arg("-p")
-            .arg(dir.path())
-            .arg("-c")
-            .arg(&conf)
-            .arg("-e")
-            .arg(dir.path().join(format!("nginx-{underscores}.err")))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let log = dir.path().join(format!("nginx-{underscores}.err"));
-        support::until_listening(port, &mut proxy, &log).await;
 
         // HTTP/1.1, raw, so names and duplicates go out exactly as written.
         let spellings: Vec<Vec<String>> = vec![

@@ -391,7 +391,8 @@ pub fn proxy_binary(name: &str) -> Option<std::path::PathBuf> {
     found
 }
 
-/// A loopback port nothing listens on now.
+/// A loopback port nothing listens on now (another process may bind it
+/// before the caller does: see [`start_on_a_free_port`]).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -400,28 +401,67 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// Waits until something accepts connections on `port` of 127.0.0.1,
-/// failing with `log`'s text if `process` exits first.
-pub async fn until_listening(
-    port: u16,
-    process: &mut tokio::process::Child,
-    log: &std::path::Path,
-) {
+/// Starts an outside server on a loopback port found free and waits until
+/// the one answering there is that server, as `ours(port)` tells: the
+/// process and its port.
+///
+/// `spawn(port)` starts the process and names its log. A port found free
+/// may be bound by another test's server before this one binds it: then
+/// the process exits, unable to bind, and this tries another port. Hence
+/// `ours` and not a bare connect, which the other server would answer.
+pub fn start_on_a_free_port(
+    mut spawn: impl FnMut(u16) -> (tokio::process::Child, std::path::PathBuf),
+    ours: impl Fn(u16) -> bool,
+) -> (tokio::process::Child, u16) {
     use std::ops::ControlFlow::{Break, Continue};
     let every = std::time::Duration::from_millis(50);
-    let listening = poll_outside(std::time::Duration::from_secs(10), every, || {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Break(());
+    let mut exits = Vec::new();
+    for _ in 0..5 {
+        let port = free_port();
+        let (mut process, log) = spawn(port);
+        let ready = poll_outside(std::time::Duration::from_secs(10), every, || {
+            if ours(port) {
+                return Break(Ok(()));
+            }
+            match process.try_wait() {
+                Ok(Some(status)) => Break(Err(format!(
+                    "port {port}: the process exited ({status}): {}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                ))),
+                _ => Continue(()),
+            }
+        });
+        match ready {
+            Some(Ok(())) => return (process, port),
+            Some(Err(exit)) => exits.push(exit),
+            None => panic!(
+                "port {port}: not serving within 10 s: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            ),
         }
-        if let Ok(Some(status)) = process.try_wait() {
-            panic!(
-                "the process exited ({status}): {}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            );
+    }
+    panic!("the process never started: {}", exits.join("\n"));
+}
+
+/// Whether 127.0.0.1:`port` completes a TLS handshake with a certificate
+/// for `localhost` that chains to `pki`'s CA: a server of this test's, as
+/// no other test's server holds a certificate from this CA.
+pub fn serves_tls_from(pki: &TestPki, port: u16) -> bool {
+    use std::time::Duration;
+    let Ok(mut tcp) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = tcp.set_read_timeout(Some(Duration::from_secs(2)));
+    let _ = tcp.set_write_timeout(Some(Duration::from_secs(2)));
+    let config = std::sync::Arc::new(pki.client_config(None).unwrap());
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = rustls::ClientConnection::new(config, name).unwrap();
+    while tls.is_handshaking() {
+        if tls.complete_io(&mut tcp).is_err() {
+            return false;
         }
-        Continue(())
-    });
-    assert!(listening.is_some(), "nothing listens on {port}");
+    }
+    true
 }
 
 /// Asks `ready` every `every` until it breaks, for at most `limit`: `None`

@@ -9,13 +9,13 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::ops::ControlFlow::{Break, Continue};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use super::poll_outside;
+use super::{free_port, poll_outside};
 
 /// Whether `redis-server` is installed.
 fn installed() -> bool {
@@ -47,13 +47,6 @@ pub fn redis_available() -> bool {
         "SKIPPED: redis-server is not installed (apt-get install redis-server); this Redis test did not run"
     );
     false
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
 }
 
 /// One `redis-server` process.
@@ -109,8 +102,11 @@ impl RedisServer {
             .stderr(Stdio::null());
         let mut child = command.spawn().map_err(|e| e.to_string())?;
         let port = self.port;
+        // The server answering must be this one: another test's may have
+        // bound the port first, and this one then exits.
+        let ours = format!("process_id:{}\r\n", child.id());
         let answered = poll_outside(Duration::from_secs(10), Duration::from_millis(20), || {
-            if command_at(port, &["PING"]).is_ok_and(|reply| reply == "PONG") {
+            if command_at(port, &["INFO", "server"]).is_ok_and(|info| info.contains(&ours)) {
                 return Break(Ok(()));
             }
             if let Ok(Some(status)) = child.try_wait() {
