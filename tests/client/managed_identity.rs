@@ -307,10 +307,7 @@ async fn off_azure_the_build_fails_at_once_with_not_available() {
     };
 
     // Nothing listens.
-    let closed = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap()
-    };
+    let (_held, closed) = support::refusing_address();
     let error = build(format!("http://{closed}")).await;
     assert_eq!(error.kind(), Kind::NotAvailable, "{error}");
     assert!(error.is_not_available());
@@ -535,10 +532,7 @@ async fn the_client_example_runs_on_a_managed_identity() {
     assert_eq!(w.imds.credentials_issued(), 1);
 
     // Off Azure: nothing listens where IMDS should be.
-    let closed = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap()
-    };
+    let (_held, closed) = support::refusing_address();
     let output = run(format!("http://{closed}")).await;
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");

@@ -217,10 +217,8 @@ async fn an_endpoint_down_slow_or_talking_garbage_is_a_503() {
     let token = s.bound_to_client();
 
     // Down: nothing listens at the endpoint.
-    let closed = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
+    let (_held, closed) = support::refusing_address();
+    let closed = closed.port();
     let validator = s
         .validator()
         .endpoint(format!("https://127.0.0.1:{closed}/introspect"))

@@ -401,6 +401,16 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A loopback address where every connection is refused for as long as
+/// the returned socket lives: it holds the port, bound and never
+/// listening, so no other test's server can take it meanwhile.
+pub fn refusing_address() -> (tokio::net::TcpSocket, std::net::SocketAddr) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(([127, 0, 0, 1], 0).into()).unwrap();
+    let address = socket.local_addr().unwrap();
+    (socket, address)
+}
+
 /// Starts an outside server on a loopback port found free and waits until
 /// the one answering there is that server, as `ours(port)` tells: the
 /// process and its port.
