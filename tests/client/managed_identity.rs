@@ -106,7 +106,7 @@ async fn world(lifetime: Duration) -> World {
 async fn managed(imds: &ImdsEmulator) -> Result<ManagedIdentity, ManagedIdentityError> {
     ManagedIdentity::imds_v2()
         .base_url(imds.base_url())
-        .probe_timeout(Duration::from_millis(300))
+        .probe_timeout(Duration::from_secs(10))
         .scope(format!("{AUDIENCE}/.default"))
         .build()
         .await

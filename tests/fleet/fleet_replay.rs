@@ -211,7 +211,7 @@ pub(crate) async fn redis_slower_than_the_timeout_is_down() {
         RedisReplayStore::connect(&redis.url())
             .await
             .unwrap()
-            .timeout(Duration::from_millis(50))
+            .timeout(Duration::from_millis(250))
     };
     let fleet = Fleet::start([store().await, store().await]).await;
     accepted_once_then_refused_everywhere(&fleet, 2).await;
@@ -458,7 +458,7 @@ pub(crate) async fn a_silent_connection_is_replaced() {
     let store = RedisReplayStore::connect(&format!("redis://127.0.0.1:{}", proxy.port))
         .await
         .unwrap()
-        .timeout(Duration::from_millis(50));
+        .timeout(Duration::from_millis(250));
     let later = || SystemTime::now() + Duration::from_secs(60);
     let key = |n: usize| ReplayKey::from_parts("silent", &[&n.to_be_bytes()]);
     assert!(store.insert_if_absent(key(0), later()).await.unwrap());

@@ -258,8 +258,9 @@ pub(crate) async fn unshareable_tokens_do_not_queue_the_fleet() {
     );
 }
 
-/// A source of DPoP-bound tokens that takes 1.2 s per fetch (a lock of
-/// 300 ms below).
+/// A source of DPoP-bound tokens that takes 1.5 s per fetch (a lock of
+/// 600 ms below, extended every 200 ms: 400 ms to spare for a busy
+/// machine).
 struct SlowDpopSource(
     Arc<AtomicUsize>,
     tower_token_binding::proof::dpop::DpopProofs,
@@ -275,7 +276,7 @@ impl TokenSource for SlowDpopSource {
             // Real time, not tokio's: the lock's TTL runs out inside the
             // redis-server process, whose clock cannot be advanced, so the
             // fetch must outlast it for real for the extensions to matter.
-            tokio::time::sleep(Duration::from_millis(1200)).await;
+            tokio::time::sleep(Duration::from_millis(1500)).await;
             let token = Token::new("slow").with_token_type("DPoP");
             Ok(token
                 .expires_in(Duration::from_secs(600))
@@ -300,7 +301,7 @@ pub(crate) async fn the_lock_holder_extends_its_lock_while_it_fetches() {
     for _ in 0..3 {
         let policy = SharedCachePolicy::default()
             .shared_cache_timeout(Duration::from_secs(2))
-            .lock_ttl(Duration::from_millis(300));
+            .lock_ttl(Duration::from_millis(600));
         let shared = RedisTokenCache::connect(&redis.url())
             .await
             .unwrap()
